@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs every Debian package this project needs to build, test and run the
+# demo. It is the only place packages are listed. Idempotent: it asks apt only
+# for what is missing, and runs `apt-get update` only when something is.
+#
+#   deploy/setup.sh            build + test + demo packages
+#   deploy/setup.sh --check    list what is missing, install nothing (exit 1 if any)
+set -euo pipefail
+
+# Build: compiler, meson, the libraries the daemons link, clang for libFuzzer.
+build_pkgs=(
+  gcc meson ninja-build pkg-config
+  liburing-dev libmnl-dev libssl-dev libjansson-dev libsystemd-dev
+  clang-14 libclang-rt-14-dev
+)
+# Tests and demo: namespaces, nftables, MPTCP tooling, traffic and capture.
+test_pkgs=(
+  iproute2 nftables mptcpd iperf3 curl nginx-light tcpdump python3 procps
+  gnuplot-nox
+)
+
+missing=()
+for p in "${build_pkgs[@]}" "${test_pkgs[@]}"; do
+  # dpkg-query prints "install ok installed" only for a fully installed package.
+  st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [ "$st" = "install ok installed" ] || missing+=("$p")
+done
+
+if [ "${1:-}" = "--check" ]; then
+  if [ ${#missing[@]} -gt 0 ]; then echo "missing: ${missing[*]}"; exit 1; fi
+  echo "all packages present"; exit 0
+fi
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#build_pkgs[@]}+${#test_pkgs[@]} packages present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: missing packages (${missing[*]}) and not root: run as root" >&2
+  exit 1
+fi
+
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# nginx-light's postinst starts the system nginx on port 80; the tests run their
+# own nginx in namespaces, so keep the package's service from starting.
+printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d.mptcp-setup
+had_policy=0; [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+[ $had_policy -eq 1 ] || cp /usr/sbin/policy-rc.d.mptcp-setup /usr/sbin/policy-rc.d
+chmod +x /usr/sbin/policy-rc.d 2>/dev/null || true
+trap '[ $had_policy -eq 1 ] || rm -f /usr/sbin/policy-rc.d; rm -f /usr/sbin/policy-rc.d.mptcp-setup' EXIT
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "setup: done"

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The README's test command: sets up everything and runs all tests.
+#
+#   1. installs missing Debian packages (deploy/setup.sh)
+#   2. builds three trees: build/ (gcc), build-asan/ (gcc, ASan+UBSan),
+#      build-fuzz/ (clang, ASan+UBSan, libFuzzer)
+#   3. runs every meson test (unit, fuzz corpus, netns) in build/ and
+#      build-asan/; tests that need root or namespaces skip (77) without them
+#   4. runs each libFuzzer harness for FUZZ_SECONDS (default 60) from the
+#      checked-in seed corpus; any crash fails the run
+#
+# Environment: FUZZ_SECONDS=N (0 skips fuzzing), TEST_SUITES="unit fuzz-corpus"
+# to run only some meson suites, JOBS=N for meson test parallelism.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$(pwd)
+
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+JOBS=${JOBS:-$(nproc)}
+
+deploy/setup.sh
+
+configure() {
+	local dir=$1; shift
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" "$@" >/dev/null
+	fi
+	ninja -C "$dir" >/dev/null
+	echo "built $dir"
+}
+
+configure build
+configure build-asan -Dsanitize=true
+CC=clang-14 configure build-fuzz -Dsanitize=true -Dfuzz=true
+
+passed=0; failed=0; skipped=0; cases=0
+suite_args=()
+for s in ${TEST_SUITES:-}; do suite_args+=(--suite "$s"); done
+
+run_meson_tests() {
+	local dir=$1 rc=0
+	echo "== meson test in $dir"
+	# ASan: fail on leaks too; UBSan already aborts (-fno-sanitize-recover).
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1 \
+	meson test -C "$dir" --num-processes "$JOBS" --print-errorlogs \
+		"${suite_args[@]}" || rc=$?
+	# Count from meson's machine-readable log rather than its exit code,
+	# so the closing line says what ran.
+	read -r p f s c < <(/usr/bin/python3 - "$dir/meson-logs/testlog.json" <<'PY'
+import json, sys, re
+p = f = s = c = 0
+for line in open(sys.argv[1]):
+    t = json.loads(line)
+    r = t["result"]
+    if r in ("OK", "EXPECTEDFAIL"): p += 1
+    elif r == "SKIP": s += 1
+    else: f += 1
+    # TAP tests: count their cases as well.
+    c += len(re.findall(r"^(?:not )?ok \d+", t.get("stdout") or "", re.M))
+print(p, f, s, c)
+PY
+)
+	passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+	cases=$((cases + c))
+	return 0
+}
+
+run_meson_tests build
+run_meson_tests build-asan
+
+fuzz_failed=0
+if [ "$FUZZ_SECONDS" -gt 0 ]; then
+	mkdir -p build-fuzz/artifacts
+	for fz in build-fuzz/tests/fuzz/fuzz-*; do
+		[ -f "$fz" ] && [ -x "$fz" ] || continue
+		name=${fz##*/fuzz-}
+		seeds=tests/fuzz/corpus/$name
+		work=$(mktemp -d)
+		echo "== fuzzing $name for ${FUZZ_SECONDS}s"
+		if "$fz" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 \
+			-max_len=2048 -artifact_prefix="$top/build-fuzz/artifacts/$name-" \
+			"$work" "$seeds" > "build-fuzz/fuzz-$name.log" 2>&1; then
+			execs=$(awk '/stat::number_of_executed_units/ {print $2}' "build-fuzz/fuzz-$name.log")
+			rate=$(awk '/stat::average_exec_per_sec/ {print $2}' "build-fuzz/fuzz-$name.log")
+			echo "fuzz $name: $execs executions, $rate/s, no findings"
+			passed=$((passed + 1))
+		else
+			echo "fuzz $name: FAILED; reproducer in build-fuzz/artifacts/, log:"
+			grep -E "ERROR|SUMMARY|Test unit written" "build-fuzz/fuzz-$name.log" | head -20
+			failed=$((failed + 1)); fuzz_failed=1
+		fi
+		rm -rf "$work"
+	done
+fi
+
+echo
+echo "($cases TAP cases inside the unit tests; each build counts separately)"
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
