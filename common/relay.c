@@ -1,0 +1,441 @@
+#include "relay.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct relay *slot_get(struct relay_worker *w, uint32_t slot)
+{
+	if (slot >= w->nslots)
+		return NULL;
+	return &w->chunks[slot / RELAY_CHUNK][slot % RELAY_CHUNK];
+}
+
+static int pool_grow(struct relay_worker *w)
+{
+	struct relay **chunks, *c;
+	uint32_t base = w->nslots;
+
+	if (w->nslots >= w->max_slots)
+		return -ENOSPC;
+	chunks = realloc(w->chunks, (w->nchunks + 1) * sizeof(*chunks));
+	if (!chunks)
+		return -ENOMEM;
+	w->chunks = chunks;
+	c = calloc(RELAY_CHUNK, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	w->chunks[w->nchunks++] = c;
+	w->nslots += RELAY_CHUNK;
+	/* Push in reverse so low slots are used first. */
+	for (uint32_t i = RELAY_CHUNK; i-- > 0;) {
+		c[i].slot = base + i;
+		c[i].fd[0] = c[i].fd[1] = -1;
+		c[i].next_free = w->free_head;
+		w->free_head = base + i + 1;
+	}
+	return 0;
+}
+
+static void clock_update(struct relay_worker *w)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	w->now_s = (uint32_t)ts.tv_sec;
+	w->now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int relay_worker_init(struct relay_worker *w, const struct relay_ops *ops,
+		      void *owner, unsigned entries, unsigned nbufs,
+		      unsigned bufsize, uint32_t max_slots)
+{
+	int r;
+
+	memset(w, 0, sizeof(*w));
+	w->ops = ops;
+	w->owner = owner;
+	w->max_slots = max_slots;
+	r = ring_init(&w->ring, entries, &w->ring_flags);
+	if (r < 0)
+		return r;
+	r = ring_bufs_setup(&w->ring, &w->bufs, 0, nbufs, bufsize);
+	if (r < 0) {
+		io_uring_queue_exit(&w->ring);
+		return r;
+	}
+	clock_update(w);
+	return 0;
+}
+
+void relay_worker_free(struct relay_worker *w)
+{
+	ring_bufs_free(&w->ring, &w->bufs);
+	io_uring_queue_exit(&w->ring);
+	for (uint32_t i = 0; i < w->nchunks; i++)
+		free(w->chunks[i]);
+	free(w->chunks);
+	free(w->waitq);
+	w->chunks = NULL;
+	w->waitq = NULL;
+}
+
+struct io_uring_sqe *relay_sqe(struct relay_worker *w, struct relay *r,
+			       unsigned op)
+{
+	struct io_uring_sqe *sqe = ring_get_sqe(&w->ring);
+
+	if (!sqe)
+		return NULL;
+	if (r) {
+		io_uring_sqe_set_data64(sqe, ring_ud(op, r->slot, r->gen));
+		r->inflight++;
+	} else {
+		io_uring_sqe_set_data64(sqe, ring_ud(op, RELAY_NO_SLOT, 0));
+	}
+	return sqe;
+}
+
+struct relay *relay_new(struct relay_worker *w, int fd)
+{
+	struct relay *r;
+	uint32_t gen;
+
+	if (!w->free_head && pool_grow(w) < 0)
+		return NULL;
+	r = slot_get(w, w->free_head - 1);
+	w->free_head = r->next_free;
+	gen = r->gen;
+	{
+		uint32_t slot = r->slot;
+
+		memset(r, 0, sizeof(*r));
+		r->slot = slot;
+	}
+	r->gen = gen;
+	r->fd[0] = fd;
+	r->fd[1] = -1;
+	r->state = RELAY_HANDSHAKE;
+	r->since_s = r->active_s = w->now_s;
+	w->stats.opened++;
+	w->stats.active++;
+	return r;
+}
+
+static void arm_recv(struct relay_worker *w, struct relay *r, int d)
+{
+	struct io_uring_sqe *sqe = relay_sqe(w, r, RELAY_OP_RECV0 + d);
+
+	if (!sqe) {
+		relay_close(w, r, RELAY_END_RESET, true);
+		return;
+	}
+	io_uring_prep_recv(sqe, r->fd[d], NULL, w->bufs.size, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = w->bufs.bgid;
+	r->half[d].state = HALF_RECV;
+}
+
+static void arm_send(struct relay_worker *w, struct relay *r, int d)
+{
+	struct relay_half *h = &r->half[d];
+	struct io_uring_sqe *sqe = relay_sqe(w, r, RELAY_OP_SEND0 + d);
+
+	if (!sqe) {
+		relay_close(w, r, RELAY_END_RESET, true);
+		return;
+	}
+	io_uring_prep_send(sqe, r->fd[!d], ring_bufs_ptr(&w->bufs, h->bid) + h->off,
+			   h->len - h->off, MSG_NOSIGNAL);
+	h->state = HALF_SEND;
+}
+
+static void wait_push(struct relay_worker *w, struct relay *r, int d)
+{
+	if (w->wait_len == w->wait_cap) {
+		uint32_t cap = w->wait_cap ? w->wait_cap * 2 : 64;
+		struct relay_wait *q = malloc(cap * sizeof(*q));
+
+		if (!q) {
+			relay_close(w, r, RELAY_END_RESET, true);
+			return;
+		}
+		for (uint32_t i = 0; i < w->wait_len; i++)
+			q[i] = w->waitq[(w->wait_head + i) % w->wait_cap];
+		free(w->waitq);
+		w->waitq = q;
+		w->wait_cap = cap;
+		w->wait_head = 0;
+	}
+	w->waitq[(w->wait_head + w->wait_len) % w->wait_cap] =
+		(struct relay_wait){ .slot = r->slot, .gen = r->gen, .dir = (uint8_t)d };
+	w->wait_len++;
+	r->half[d].state = HALF_WAITBUF;
+}
+
+/* A buffer came back: let the longest-waiting half try again. Entries whose
+ * flow has closed or moved on are skipped. */
+static void wait_pop(struct relay_worker *w)
+{
+	while (w->wait_len) {
+		struct relay_wait e = w->waitq[w->wait_head];
+		struct relay *r;
+
+		w->wait_head = (w->wait_head + 1) % w->wait_cap;
+		w->wait_len--;
+		r = slot_get(w, e.slot);
+		if (r && r->gen == e.gen && r->state == RELAY_PUMP &&
+		    r->half[e.dir].state == HALF_WAITBUF) {
+			arm_recv(w, r, e.dir);
+			return;
+		}
+	}
+}
+
+static void buf_put(struct relay_worker *w, uint16_t bid)
+{
+	ring_bufs_put(&w->bufs, bid);
+	wait_pop(w);
+}
+
+void relay_start(struct relay_worker *w, struct relay *r)
+{
+	r->state = RELAY_PUMP;
+	r->active_s = w->now_s;
+	arm_recv(w, r, 0);
+	if (r->state == RELAY_PUMP)
+		arm_recv(w, r, 1);
+}
+
+static void relay_free(struct relay_worker *w, struct relay *r)
+{
+	for (int d = 0; d < 2; d++) {
+		/* A buffer still held by a cancelled send goes back. */
+		if (r->half[d].state == HALF_SEND)
+			buf_put(w, r->half[d].bid);
+		if (r->fd[d] >= 0)
+			close(r->fd[d]);
+		r->fd[d] = -1;
+	}
+	if (w->ops->on_free)
+		w->ops->on_free(w, r);
+	r->priv = NULL;
+	r->state = RELAY_FREE;
+	r->gen = (r->gen + 1) & 0xffffff;
+	r->next_free = w->free_head;
+	w->free_head = r->slot + 1;
+	w->stats.active--;
+}
+
+void relay_close(struct relay_worker *w, struct relay *r, enum relay_end end,
+		 bool reset)
+{
+	if (r->state == RELAY_CLOSING || r->state == RELAY_FREE)
+		return;
+	r->state = RELAY_CLOSING;
+	r->end = (uint8_t)end;
+	w->stats.closed[end]++;
+	if (w->ops->on_close)
+		w->ops->on_close(w, r);
+	for (int d = 0; d < 2; d++) {
+		if (r->fd[d] < 0)
+			continue;
+		if (reset) {
+			/* close() then sends RST (MP_FASTCLOSE on MPTCP). */
+			struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+			setsockopt(r->fd[d], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		}
+	}
+	if (r->inflight == 0) {
+		relay_free(w, r);
+		return;
+	}
+	/* Cancel whatever is pending on either socket; the flow is freed when
+	 * the last completion (the cancels' own included) arrives. */
+	for (int d = 0; d < 2; d++) {
+		struct io_uring_sqe *sqe;
+
+		if (r->fd[d] < 0)
+			continue;
+		sqe = relay_sqe(w, r, RELAY_OP_CANCEL);
+		if (!sqe)
+			continue;
+		io_uring_prep_cancel_fd(sqe, r->fd[d], IORING_ASYNC_CANCEL_ALL);
+	}
+}
+
+void relay_close_all(struct relay_worker *w, enum relay_end end)
+{
+	for (struct relay *r = NULL; (r = relay_next(w, r));)
+		relay_close(w, r, end, false);
+}
+
+static void on_recv(struct relay_worker *w, struct relay *r, int d,
+		    const struct io_uring_cqe *cqe)
+{
+	struct relay_half *h = &r->half[d];
+
+	if (cqe->res > 0) {
+		h->bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		h->off = 0;
+		h->len = (uint32_t)cqe->res;
+		w->bufs.avail--;
+		r->active_s = w->now_s;
+		arm_send(w, r, d);
+		return;
+	}
+	if (cqe->res == 0) {
+		/* EOF: pass the FIN on, keep the other direction going. */
+		struct io_uring_sqe *sqe = relay_sqe(w, r, RELAY_OP_SHUT0 + d);
+
+		if (!sqe) {
+			relay_close(w, r, RELAY_END_RESET, true);
+			return;
+		}
+		io_uring_prep_shutdown(sqe, r->fd[!d], SHUT_WR);
+		h->state = HALF_SHUT;
+		return;
+	}
+	if (cqe->res == -ENOBUFS) {
+		w->stats.nobufs++;
+		wait_push(w, r, d);
+		return;
+	}
+	if (cqe->res == -EINTR || cqe->res == -EAGAIN) {
+		arm_recv(w, r, d);
+		return;
+	}
+	relay_close(w, r, RELAY_END_RESET, true);
+}
+
+static void on_send(struct relay_worker *w, struct relay *r, int d,
+		    const struct io_uring_cqe *cqe)
+{
+	struct relay_half *h = &r->half[d];
+
+	if (cqe->res > 0) {
+		h->off += (uint32_t)cqe->res;
+		h->bytes += (uint64_t)cqe->res;
+		w->stats.bytes[d] += (uint64_t)cqe->res;
+		if (h->off < h->len) {
+			arm_send(w, r, d);
+			return;
+		}
+		h->state = HALF_IDLE;
+		buf_put(w, h->bid);
+		/* buf_put may have re-armed another flow only; this half
+		 * receives again right away. */
+		arm_recv(w, r, d);
+		return;
+	}
+	if (cqe->res == -EINTR || cqe->res == -EAGAIN) {
+		arm_send(w, r, d);
+		return;
+	}
+	/* The receiving side is gone: reset both. */
+	relay_close(w, r, RELAY_END_RESET, true);
+}
+
+static void on_shut(struct relay_worker *w, struct relay *r, int d,
+		    const struct io_uring_cqe *cqe)
+{
+	r->half[d].state = HALF_DONE;
+	if (r->half[!d].state == HALF_DONE)
+		relay_close(w, r, RELAY_END_DONE, false);
+}
+
+static void dispatch(struct relay_worker *w, const struct io_uring_cqe *cqe)
+{
+	uint64_t ud = cqe->user_data;
+	unsigned op = ring_ud_op(ud);
+	uint32_t slot = ring_ud_slot(ud);
+	struct relay *r = NULL;
+
+	if (slot != RELAY_NO_SLOT) {
+		r = slot_get(w, slot);
+		/* Cannot happen: a slot is only reused after its last
+		 * completion. Guard anyway, and never leak a buffer. */
+		if (!r || r->gen != ring_ud_gen(ud) || r->state == RELAY_FREE) {
+			if (cqe->flags & IORING_CQE_F_BUFFER)
+				ring_bufs_put(&w->bufs,
+					      (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+			return;
+		}
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			r->inflight--;
+		if (r->state == RELAY_CLOSING) {
+			if (cqe->flags & IORING_CQE_F_BUFFER) {
+				w->bufs.avail--;
+				buf_put(w, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+			}
+			if (r->inflight == 0)
+				relay_free(w, r);
+			return;
+		}
+	}
+
+	switch (op) {
+	case RELAY_OP_RECV0: case RELAY_OP_RECV1:
+		on_recv(w, r, (int)(op - RELAY_OP_RECV0), cqe);
+		break;
+	case RELAY_OP_SEND0: case RELAY_OP_SEND1:
+		on_send(w, r, (int)(op - RELAY_OP_SEND0), cqe);
+		break;
+	case RELAY_OP_SHUT0: case RELAY_OP_SHUT1:
+		on_shut(w, r, (int)(op - RELAY_OP_SHUT0), cqe);
+		break;
+	case RELAY_OP_CANCEL:
+		break;
+	default:
+		if (op >= RELAY_OP_USER)
+			w->ops->handle(w, r, op, cqe);
+		break;
+	}
+	/* The handler may have closed the flow with nothing left in flight. */
+	if (r && r->state == RELAY_CLOSING && r->inflight == 0)
+		relay_free(w, r);
+}
+
+int relay_worker_poll(struct relay_worker *w, unsigned timeout_ms)
+{
+	struct __kernel_timespec ts = {
+		.tv_sec = timeout_ms / 1000,
+		.tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
+	};
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+	int r;
+
+	r = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
+	clock_update(w);
+	if (r < 0 && r != -ETIME && r != -EINTR)
+		return r;
+	io_uring_for_each_cqe(&w->ring, head, cqe) {
+		dispatch(w, cqe);
+		n++;
+	}
+	io_uring_cq_advance(&w->ring, n);
+	return (int)n;
+}
+
+struct relay *relay_next(struct relay_worker *w, struct relay *r)
+{
+	uint32_t i = r ? r->slot + 1 : 0;
+
+	for (; i < w->nslots; i++) {
+		struct relay *x = slot_get(w, i);
+
+		if (x->state != RELAY_FREE)
+			return x;
+	}
+	return NULL;
+}
+
+uint32_t relay_active(const struct relay_worker *w)
+{
+	return (uint32_t)w->stats.active;
+}

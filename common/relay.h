@@ -1,0 +1,172 @@
+/* The relay engine both daemons share: a pool of flows (struct relay), each
+ * with two halves that move bytes between two sockets through one io_uring
+ * and a shared provided-buffer ring.
+ *
+ * Per half, at most one operation is in flight: a receive into a buffer the
+ * kernel picks from the ring, then sends of that buffer until it is gone,
+ * then the next receive. A half whose send is pending does not receive, so
+ * memory per flow is bounded by two buffers, and an idle flow holds none.
+ * EOF on one side becomes shutdown(SHUT_WR) on the other (half-close); an
+ * error or reset on either side resets both (SO_LINGER 0).
+ *
+ * A flow is torn down by relay_close() alone, whatever the reason: it cancels
+ * what is in flight and frees the flow once the last completion is in, so no
+ * completion ever refers to a freed flow.
+ *
+ * Daemons add their own operations (handshakes, connects) with op codes from
+ * RELAY_OP_USER on, and see them in ops->handle. */
+#ifndef COMMON_RELAY_H
+#define COMMON_RELAY_H
+
+#include <liburing.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ring.h"
+
+enum relay_state {
+	RELAY_FREE = 0,
+	RELAY_HANDSHAKE,  /* daemon-specific setup; the daemon owns priv */
+	RELAY_PUMP,       /* both halves relaying */
+	RELAY_CLOSING,    /* waiting for in-flight completions, then freed */
+};
+
+enum relay_half_state {
+	HALF_IDLE = 0,
+	HALF_RECV,
+	HALF_SEND,
+	HALF_WAITBUF,  /* no buffer was free: queued until one is */
+	HALF_SHUT,     /* EOF seen; shutdown(SHUT_WR) of the other side in flight */
+	HALF_DONE,
+};
+
+/* Why a flow ended; indexes relay_stats.closed. */
+enum relay_end {
+	RELAY_END_DONE = 0,    /* both directions closed normally */
+	RELAY_END_RESET,       /* a peer reset or a socket error */
+	RELAY_END_IDLE,        /* idle timeout */
+	RELAY_END_REFUSED,     /* refused during the handshake (policy, errors) */
+	RELAY_END_HANDSHAKE,   /* handshake timeout or peer gone during it */
+	RELAY_END_SHUTDOWN,    /* daemon stopping */
+	RELAY_END_MAX,
+};
+
+/* Built-in operations; daemons use codes from RELAY_OP_USER. */
+enum relay_op {
+	RELAY_OP_RECV0 = 1, RELAY_OP_RECV1,
+	RELAY_OP_SEND0, RELAY_OP_SEND1,
+	RELAY_OP_SHUT0, RELAY_OP_SHUT1,
+	RELAY_OP_CANCEL,
+	RELAY_OP_USER = 16,
+};
+
+struct relay_half {
+	uint32_t off, len;   /* bytes of buffer bid sent so far, and received */
+	uint16_t bid;
+	uint8_t state;       /* enum relay_half_state */
+	uint64_t bytes;      /* relayed so far */
+};
+
+struct relay {
+	int fd[2];                   /* 0: the client side, 1: the far side */
+	struct relay_half half[2];   /* half[d] moves fd[d] -> fd[!d] */
+	uint32_t gen;
+	uint32_t slot;
+	uint32_t next_free;
+	uint16_t inflight;           /* SQEs whose final CQE has not come */
+	uint8_t state;               /* enum relay_state */
+	uint8_t end;                 /* enum relay_end, once closing */
+	uint8_t flags;               /* daemon-specific */
+	uint8_t phase;               /* daemon-specific handshake phase */
+	uint32_t since_s;            /* when the current phase began */
+	uint32_t active_s;           /* last byte relayed (coarse seconds) */
+	struct in6_addr peer;        /* client address, mapped for IPv4 */
+	void *priv;                  /* daemon state during the handshake */
+};
+
+struct relay_stats {
+	uint64_t bytes[2];           /* per direction: 0 client->far, 1 far->client */
+	uint64_t opened;
+	uint64_t closed[RELAY_END_MAX];
+	uint64_t nobufs;             /* receives that found the buffer ring empty */
+	uint64_t active;
+};
+
+struct relay_worker;
+
+struct relay_ops {
+	/* Daemon operations (op >= RELAY_OP_USER). The CQE is final unless it
+	 * has IORING_CQE_F_MORE. r is NULL for ops not tied to a flow (slot
+	 * RELAY_NO_SLOT), for example accept. Not called for a closing flow. */
+	void (*handle)(struct relay_worker *w, struct relay *r, unsigned op,
+		       const struct io_uring_cqe *cqe);
+	/* Called once when a flow starts closing (for logs and counters). */
+	void (*on_close)(struct relay_worker *w, struct relay *r);
+	/* Called when the flow is freed: release priv and any accounting. */
+	void (*on_free)(struct relay_worker *w, struct relay *r);
+};
+
+#define RELAY_NO_SLOT UINT32_MAX
+
+struct relay_wait {
+	uint32_t slot, gen;
+	uint8_t dir;
+};
+
+struct relay_worker {
+	struct io_uring ring;
+	struct ring_bufs bufs;
+	unsigned ring_flags;
+	const struct relay_ops *ops;
+	void *owner;                 /* the daemon's per-worker state */
+
+	struct relay **chunks;       /* pool: chunks of RELAY_CHUNK flows */
+	uint32_t nchunks;
+	uint32_t nslots;
+	uint32_t free_head;          /* slot + 1, 0 = empty */
+	uint32_t max_slots;
+
+	struct relay_wait *waitq;    /* halves waiting for a buffer (FIFO) */
+	uint32_t wait_head, wait_len, wait_cap;
+
+	uint32_t now_s;              /* coarse clock, updated each loop */
+	uint64_t now_ms;
+	struct relay_stats stats;
+};
+
+#define RELAY_CHUNK 256
+
+/* Sets up the ring (entries SQEs) and a buffer ring of nbufs x bufsize.
+ * max_slots bounds the pool. Call from the worker's own thread. */
+int relay_worker_init(struct relay_worker *w, const struct relay_ops *ops,
+		      void *owner, unsigned entries, unsigned nbufs,
+		      unsigned bufsize, uint32_t max_slots);
+/* Frees everything; flows must be closed first (relay_worker_close_all). */
+void relay_worker_free(struct relay_worker *w);
+
+/* A new flow in RELAY_HANDSHAKE with fd[0] = fd, fd[1] = -1, or NULL when
+ * the pool is full (-ENOSPC) or out of memory. */
+struct relay *relay_new(struct relay_worker *w, int fd);
+/* Start relaying both ways; both fds must be set. */
+void relay_start(struct relay_worker *w, struct relay *r);
+/* The one teardown path. reset: close with RST (SO_LINGER 0). */
+void relay_close(struct relay_worker *w, struct relay *r, enum relay_end end,
+		 bool reset);
+/* Close every flow (shutdown). */
+void relay_close_all(struct relay_worker *w, enum relay_end end);
+
+/* An SQE for op on flow r (r may be NULL with slot RELAY_NO_SLOT): sets
+ * user_data and counts it in flight. NULL only if the SQ is stuck. */
+struct io_uring_sqe *relay_sqe(struct relay_worker *w, struct relay *r,
+			       unsigned op);
+
+/* Wait up to timeout_ms for completions and dispatch them. */
+int relay_worker_poll(struct relay_worker *w, unsigned timeout_ms);
+
+/* Iterate over live flows: for (r = NULL; (r = relay_next(w, r));) */
+struct relay *relay_next(struct relay_worker *w, struct relay *r);
+
+uint32_t relay_active(const struct relay_worker *w);
+
+#endif

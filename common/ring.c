@@ -1,0 +1,116 @@
+#include "ring.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+int ring_init(struct io_uring *ring, unsigned entries, unsigned *ret_flags)
+{
+	/* Newest first; each fallback keeps the daemon working on an older
+	 * kernel, only a little slower. */
+	static const unsigned tries[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+			IORING_SETUP_SUBMIT_ALL,
+		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+		0,
+	};
+	int r = -EINVAL;
+
+	for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
+		struct io_uring_params p;
+
+		memset(&p, 0, sizeof(p));
+		p.flags = tries[i] | IORING_SETUP_CQSIZE;
+		/* Multishot accept and many flows: a roomy CQ avoids overflow. */
+		p.cq_entries = entries * 4;
+		r = io_uring_queue_init_params(entries, ring, &p);
+		if (r == 0) {
+			if (ret_flags)
+				*ret_flags = tries[i];
+			return 0;
+		}
+		if (r != -EINVAL)
+			return r;
+	}
+	return r;
+}
+
+int ring_bufs_setup(struct io_uring *ring, struct ring_bufs *b, uint16_t bgid,
+		    unsigned count, unsigned size)
+{
+	struct io_uring_buf_reg reg;
+	void *mem;
+	int r;
+
+	memset(b, 0, sizeof(*b));
+	if (count == 0 || count > 32768 || (count & (count - 1)) || size == 0)
+		return -EINVAL;
+	b->ring_bytes = (size_t)count * sizeof(struct io_uring_buf);
+	mem = mmap(NULL, b->ring_bytes, PROT_READ | PROT_WRITE,
+		   MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (mem == MAP_FAILED)
+		return -errno;
+	b->br = mem;
+	/* Buffer memory is mapped, not malloc'd: untouched pages cost no RSS
+	 * until a flow actually receives into them. */
+	mem = mmap(NULL, (size_t)count * size, PROT_READ | PROT_WRITE,
+		   MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (mem == MAP_FAILED) {
+		r = -errno;
+		munmap(b->br, b->ring_bytes);
+		b->br = NULL;
+		return r;
+	}
+	b->base = mem;
+	b->count = count;
+	b->size = size;
+	b->bgid = bgid;
+
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (unsigned long)b->br;
+	reg.ring_entries = count;
+	reg.bgid = bgid;
+	r = io_uring_register_buf_ring(ring, &reg, 0);
+	if (r < 0) {
+		munmap(b->base, (size_t)count * size);
+		munmap(b->br, b->ring_bytes);
+		memset(b, 0, sizeof(*b));
+		return r;
+	}
+	io_uring_buf_ring_init(b->br);
+	for (unsigned i = 0; i < count; i++)
+		io_uring_buf_ring_add(b->br, ring_bufs_ptr(b, (uint16_t)i), size,
+				      (unsigned short)i, io_uring_buf_ring_mask(count), (int)i);
+	io_uring_buf_ring_advance(b->br, (int)count);
+	b->avail = count;
+	return 0;
+}
+
+void ring_bufs_put(struct ring_bufs *b, uint16_t bid)
+{
+	io_uring_buf_ring_add(b->br, ring_bufs_ptr(b, bid), b->size, bid,
+			      io_uring_buf_ring_mask(b->count), 0);
+	io_uring_buf_ring_advance(b->br, 1);
+	b->avail++;
+}
+
+void ring_bufs_free(struct io_uring *ring, struct ring_bufs *b)
+{
+	if (!b || !b->br)
+		return;
+	io_uring_unregister_buf_ring(ring, b->bgid);
+	munmap(b->base, (size_t)b->count * b->size);
+	munmap(b->br, b->ring_bytes);
+	memset(b, 0, sizeof(*b));
+}
+
+struct io_uring_sqe *ring_get_sqe(struct io_uring *ring)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+	if (!sqe) {
+		io_uring_submit(ring);
+		sqe = io_uring_get_sqe(ring);
+	}
+	return sqe;
+}

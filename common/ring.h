@@ -1,0 +1,55 @@
+/* io_uring setup, provided-buffer rings and user_data packing.
+ *
+ * user_data never holds a pointer: it packs op (8 bits) | generation (24
+ * bits) | slot (32 bits). The generation catches completions that arrive for
+ * a slot that has since been freed and reused. */
+#ifndef COMMON_RING_H
+#define COMMON_RING_H
+
+#include <liburing.h>
+#include <stdint.h>
+
+/* Tries IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN (6.1+), then
+ * COOP_TASKRUN, then no flags. Must be called from the thread that will use
+ * the ring (SINGLE_ISSUER). *ret_flags says which setup flags took. */
+int ring_init(struct io_uring *ring, unsigned entries, unsigned *ret_flags);
+
+/* A provided-buffer ring: count buffers of size bytes, registered as group
+ * bgid. liburing 2.3 (Debian 12) has no io_uring_setup_buf_ring(), so this
+ * maps and registers the ring itself. */
+struct ring_bufs {
+	struct io_uring_buf_ring *br;
+	uint8_t *base;
+	size_t ring_bytes;
+	unsigned count;   /* power of two */
+	unsigned size;
+	unsigned avail;   /* buffers currently in the ring */
+	uint16_t bgid;
+};
+
+int ring_bufs_setup(struct io_uring *ring, struct ring_bufs *b, uint16_t bgid,
+		    unsigned count, unsigned size);
+void ring_bufs_free(struct io_uring *ring, struct ring_bufs *b);
+/* Give buffer bid back to the kernel. */
+void ring_bufs_put(struct ring_bufs *b, uint16_t bid);
+
+static inline uint8_t *ring_bufs_ptr(const struct ring_bufs *b, uint16_t bid)
+{
+	return b->base + (size_t)bid * b->size;
+}
+
+static inline uint64_t ring_ud(unsigned op, uint32_t slot, uint32_t gen)
+{
+	return ((uint64_t)(op & 0xff) << 56) | ((uint64_t)(gen & 0xffffff) << 32) | slot;
+}
+
+static inline unsigned ring_ud_op(uint64_t ud) { return (unsigned)(ud >> 56); }
+static inline uint32_t ring_ud_gen(uint64_t ud) { return (uint32_t)(ud >> 32) & 0xffffff; }
+static inline uint32_t ring_ud_slot(uint64_t ud) { return (uint32_t)ud; }
+
+/* An SQE, submitting queued ones first if the SQ is full. Never NULL unless
+ * the kernel refuses to take any SQE (then -EBUSY semantics: caller retries
+ * on the next loop). */
+struct io_uring_sqe *ring_get_sqe(struct io_uring *ring);
+
+#endif

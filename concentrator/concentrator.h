@@ -1,0 +1,92 @@
+/* mptcp-concentrator: types shared by main.c, worker.c and session.c. */
+#ifndef CONCENTRATOR_H
+#define CONCENTRATOR_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "convert.h"
+#include "log.h"
+#include "policy.h"
+#include "relay.h"
+
+#define CONC_MAX_LISTEN 16
+
+struct conc_config {
+	struct sockaddr_storage listen[CONC_MAX_LISTEN];
+	socklen_t listen_len[CONC_MAX_LISTEN];
+	unsigned nlisten;
+	unsigned workers;
+	unsigned handshake_timeout_ms;
+	unsigned connect_timeout_ms;
+	unsigned idle_timeout_s;      /* 0: never */
+	unsigned drain_timeout_ms;
+	uint32_t max_flows;
+	uint32_t max_per_client;      /* 0: unlimited */
+	unsigned nbufs, bufsize;      /* per worker buffer ring */
+	struct policy policy;
+};
+
+/* Counters a worker keeps; summed for logs (and metrics later). */
+struct conc_counters {
+	uint64_t accepted;
+	uint64_t mptcp, fallback;     /* client connections by kind */
+	uint64_t refused[256];        /* by Convert error code */
+	uint64_t handshake_timeouts;
+	uint64_t limit_hits;
+	uint64_t connected;           /* upstream connects that succeeded */
+	uint64_t accept_paused;
+};
+
+struct conc;
+
+struct conc_worker {
+	struct conc *c;
+	unsigned id;
+	pthread_t thread;
+	struct relay_worker rw;
+	int lfd[CONC_MAX_LISTEN];
+	bool accept_armed[CONC_MAX_LISTEN];
+	bool accept_paused;
+	bool listening;               /* false once stopping */
+	uint64_t drain_deadline_ms;
+	struct log_ratelimit rl;
+	struct conc_counters n;
+	int init_result;              /* reported to main before the loop */
+};
+
+struct conc {
+	struct conc_config cfg;
+	struct limits limits;
+	atomic_int stopping;
+	struct conc_worker *workers;
+	pthread_mutex_t ready_lock;
+	pthread_cond_t ready_cond;
+	unsigned ready;               /* workers that finished init */
+};
+
+/* worker.c */
+void *worker_main(void *arg);
+void worker_arm_accept(struct conc_worker *cw, unsigned li);
+
+/* session.c: the Convert handshake of one accepted client connection. */
+enum conc_op {
+	OP_ACCEPT = RELAY_OP_USER,
+	OP_HS_RECV,
+	OP_CONNECT,
+	OP_CONNECT_TIMEOUT,
+	OP_HS_SEND,
+	OP_HS_SHUT,
+	OP_DRAIN_RECV,
+};
+
+void session_accept(struct conc_worker *cw, int fd);
+void session_handle(struct relay_worker *w, struct relay *r, unsigned op,
+		    const struct io_uring_cqe *cqe);
+void session_free(struct relay_worker *w, struct relay *r);
+void session_tick(struct conc_worker *cw);
+
+#endif

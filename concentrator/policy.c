@@ -1,0 +1,305 @@
+#include "policy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const builtin_deny[] = {
+	/* IPv4 (matched as ::ffff:a.b.c.d) */
+	"0.0.0.0/8",        /* this network, unspecified */
+	"10.0.0.0/8",       /* RFC 1918 */
+	"100.64.0.0/10",    /* CGNAT, RFC 6598 */
+	"127.0.0.0/8",      /* loopback */
+	"169.254.0.0/16",   /* link-local */
+	"172.16.0.0/12",    /* RFC 1918 */
+	"192.168.0.0/16",   /* RFC 1918 */
+	"224.0.0.0/4",      /* multicast */
+	"240.0.0.0/4",      /* reserved, includes 255.255.255.255 */
+	/* IPv6 */
+	"::/128",           /* unspecified */
+	"::1/128",          /* loopback */
+	"::/96",            /* IPv4-compatible (deprecated) */
+	"100::/64",         /* discard-only */
+	"64:ff9b:1::/48",   /* local-use NAT64 */
+	"fc00::/7",         /* unique local */
+	"fe80::/10",        /* link-local */
+	"fec0::/10",        /* site-local (deprecated) */
+	"ff00::/8",         /* multicast */
+};
+
+int policy_init(struct policy *p)
+{
+	memset(p, 0, sizeof(*p));
+	for (size_t i = 0; i < sizeof(builtin_deny) / sizeof(builtin_deny[0]); i++) {
+		struct addr_prefix pfx;
+		int r = addr_parse_prefix(builtin_deny[i], &pfx);
+
+		if (r < 0)
+			return r;
+		r = policy_add_dest(p, &pfx, false, true);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+void policy_free(struct policy *p)
+{
+	free(p->clients);
+	free(p->rules);
+	p->clients = NULL;
+	p->rules = NULL;
+	p->nclients = p->nrules = 0;
+}
+
+int policy_add_client(struct policy *p, const struct addr_prefix *pfx)
+{
+	struct addr_prefix *c = realloc(p->clients, (p->nclients + 1) * sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c[p->nclients++] = *pfx;
+	p->clients = c;
+	return 0;
+}
+
+int policy_add_dest(struct policy *p, const struct addr_prefix *pfx, bool allow,
+		    bool builtin)
+{
+	struct policy_rule *r = realloc(p->rules, (p->nrules + 1) * sizeof(*r));
+
+	if (!r)
+		return -ENOMEM;
+	r[p->nrules++] = (struct policy_rule){ .prefix = *pfx, .allow = allow,
+					       .builtin = builtin };
+	p->rules = r;
+	return 0;
+}
+
+int policy_add_own_addresses(struct policy *p)
+{
+	struct ifaddrs *ifa, *i;
+	int r = 0;
+
+	if (getifaddrs(&ifa) < 0)
+		return -errno;
+	for (i = ifa; i && r >= 0; i = i->ifa_next) {
+		struct addr_prefix pfx;
+
+		if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET &&
+				     i->ifa_addr->sa_family != AF_INET6))
+			continue;
+		if (addr_to_in6(i->ifa_addr, &pfx.addr, NULL) < 0)
+			continue;
+		pfx.len = 128;
+		r = policy_add_dest(p, &pfx, false, true);
+	}
+	freeifaddrs(ifa);
+	return r;
+}
+
+bool policy_client_allowed(const struct policy *p, const struct in6_addr *a)
+{
+	if (p->allow_any_client)
+		return true;
+	for (unsigned i = 0; i < p->nclients; i++)
+		if (addr_prefix_match(&p->clients[i], a))
+			return true;
+	return false;
+}
+
+/* The deciding rule for a: longest prefix; operator over built-in; deny
+ * over allow. NULL when no rule matches (allowed). */
+static const struct policy_rule *best_rule(const struct policy *p,
+					   const struct in6_addr *a)
+{
+	const struct policy_rule *best = NULL;
+
+	for (unsigned i = 0; i < p->nrules; i++) {
+		const struct policy_rule *r = &p->rules[i];
+
+		if (!addr_prefix_match(&r->prefix, a))
+			continue;
+		if (!best || r->prefix.len > best->prefix.len ||
+		    (r->prefix.len == best->prefix.len &&
+		     (r->builtin < best->builtin ||
+		      (r->builtin == best->builtin && r->allow < best->allow))))
+			best = r;
+	}
+	return best;
+}
+
+static bool dest_denied(const struct policy *p, const struct in6_addr *a)
+{
+	const struct policy_rule *r = best_rule(p, a);
+
+	return r && !r->allow;
+}
+
+int policy_check_dest(const struct policy *p, const struct in6_addr *a,
+		      uint16_t port, const char **ret_reason)
+{
+	static const uint8_t nat64[12] = { 0x00, 0x64, 0xff, 0x9b };
+	struct in6_addr v4;
+
+	if (port == 0) {
+		*ret_reason = "destination port 0";
+		return -EACCES;
+	}
+	if (dest_denied(p, a)) {
+		*ret_reason = "destination denied by policy";
+		return -EACCES;
+	}
+	/* IPv4 embedded in IPv6 reaches the IPv4 address through a
+	 * translator or relay: it must pass the IPv4 rules too. */
+	memset(&v4, 0, sizeof(v4));
+	v4.s6_addr[10] = v4.s6_addr[11] = 0xff;
+	if (memcmp(a->s6_addr, nat64, sizeof(nat64)) == 0) {
+		memcpy(v4.s6_addr + 12, a->s6_addr + 12, 4);
+		if (dest_denied(p, &v4)) {
+			*ret_reason = "NAT64 destination embeds a denied IPv4 address";
+			return -EACCES;
+		}
+	} else if (a->s6_addr[0] == 0x20 && a->s6_addr[1] == 0x02) {
+		memcpy(v4.s6_addr + 12, a->s6_addr + 2, 4);
+		if (dest_denied(p, &v4)) {
+			*ret_reason = "6to4 destination embeds a denied IPv4 address";
+			return -EACCES;
+		}
+	}
+	return 0;
+}
+
+/* ---- limits ---- */
+
+int limits_init(struct limits *l, uint32_t max_flows, uint32_t max_per_client)
+{
+	memset(l, 0, sizeof(*l));
+	l->max_flows = max_flows;
+	l->max_per_client = max_per_client;
+	l->cap = 1024;
+	l->tab = calloc(l->cap, sizeof(*l->tab));
+	if (!l->tab)
+		return -ENOMEM;
+	pthread_mutex_init(&l->lock, NULL);
+	return 0;
+}
+
+void limits_free(struct limits *l)
+{
+	if (!l->tab)
+		return;
+	pthread_mutex_destroy(&l->lock);
+	free(l->tab);
+	l->tab = NULL;
+}
+
+static uint32_t hash_in6(const struct in6_addr *a)
+{
+	uint32_t h = 2166136261u;  /* FNV-1a */
+
+	for (int i = 0; i < 16; i++)
+		h = (h ^ a->s6_addr[i]) * 16777619u;
+	return h;
+}
+
+/* Entry for a, or the empty slot where it would go. Linear probing; an
+ * entry whose count drops to 0 is removed with backward-shift deletion so
+ * probes never need tombstones. */
+static struct limits_entry *lookup(struct limits *l, const struct in6_addr *a)
+{
+	uint32_t i = hash_in6(a) & (l->cap - 1);
+
+	for (;;) {
+		struct limits_entry *e = &l->tab[i];
+
+		if (e->n == 0 || memcmp(&e->a, a, sizeof(*a)) == 0)
+			return e;
+		i = (i + 1) & (l->cap - 1);
+	}
+}
+
+static int grow(struct limits *l)
+{
+	struct limits_entry *old = l->tab;
+	uint32_t ocap = l->cap;
+
+	l->tab = calloc(ocap * 2, sizeof(*l->tab));
+	if (!l->tab) {
+		l->tab = old;
+		return -ENOMEM;
+	}
+	l->cap = ocap * 2;
+	for (uint32_t i = 0; i < ocap; i++)
+		if (old[i].n)
+			*lookup(l, &old[i].a) = old[i];
+	free(old);
+	return 0;
+}
+
+int limits_take(struct limits *l, const struct in6_addr *a)
+{
+	struct limits_entry *e;
+	int r = 0;
+
+	pthread_mutex_lock(&l->lock);
+	if (l->max_flows && l->flows >= l->max_flows) {
+		r = -EUSERS;
+		goto out;
+	}
+	if ((l->used + 1) * 2 > l->cap && grow(l) < 0) {
+		r = -ENOMEM;
+		goto out;
+	}
+	e = lookup(l, a);
+	if (l->max_per_client && e->n >= l->max_per_client) {
+		r = -EDQUOT;
+		goto out;
+	}
+	if (e->n == 0) {
+		e->a = *a;
+		l->used++;
+	}
+	e->n++;
+	l->flows++;
+out:
+	pthread_mutex_unlock(&l->lock);
+	return r;
+}
+
+void limits_release(struct limits *l, const struct in6_addr *a)
+{
+	struct limits_entry *e;
+
+	pthread_mutex_lock(&l->lock);
+	e = lookup(l, a);
+	if (e->n == 0)
+		goto out;  /* not taken: a bug elsewhere, but never underflow */
+	l->flows--;
+	if (--e->n == 0) {
+		/* Backward-shift delete. */
+		uint32_t i = (uint32_t)(e - l->tab), j = i;
+
+		l->used--;
+		for (;;) {
+			uint32_t home;
+
+			j = (j + 1) & (l->cap - 1);
+			if (l->tab[j].n == 0)
+				break;
+			home = hash_in6(&l->tab[j].a) & (l->cap - 1);
+			/* Move j back to i if its home is not in (i, j]. */
+			if ((j > i && (home <= i || home > j)) ||
+			    (j < i && (home <= i && home > j))) {
+				l->tab[i] = l->tab[j];
+				l->tab[j].n = 0;
+				i = j;
+			}
+		}
+		l->tab[i].n = 0;
+	}
+out:
+	pthread_mutex_unlock(&l->lock);
+}

@@ -1,0 +1,538 @@
+/* The Convert handshake of one client connection, from accept to relaying:
+ *
+ *   READ      receive until the Convert message is complete (it may come in
+ *             pieces, or with application bytes behind it)
+ *   CONNECT   policy passed: connect to the destination, with a timeout
+ *   REPLY     send the success reply
+ *   PAYLOAD   send the application bytes that came with the message
+ *   -> relay_start()
+ *
+ * Any refusal goes ERR_REPLY (send header + Error TLV) -> shutdown(SHUT_WR)
+ * -> DRAIN (read until the client closes) -> close. Draining matters: a
+ * close() with unread bytes in the receive queue sends RST, which can
+ * destroy the Error reply before the client reads it.
+ *
+ * The session buffer exists only during the handshake and is freed before
+ * relaying starts, so an established idle flow holds no user-space buffer. */
+#include "concentrator.h"
+
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* From linux/tcp.h (5.16+); the libc headers here do not have it. */
+#ifndef TCP_IS_MPTCP
+#define TCP_IS_MPTCP 43
+#endif
+_Static_assert(TCP_IS_MPTCP == 43, "TCP_IS_MPTCP is 43 in the kernel ABI");
+
+enum phase {
+	PH_READ = 1,
+	PH_CONNECT,
+	PH_REPLY,
+	PH_PAYLOAD,
+	PH_ERR_REPLY,
+	PH_DRAIN,
+};
+
+#define FLAG_LIMITED 0x01   /* holds a slot in the shared limits */
+#define FLAG_MPTCP   0x02
+
+/* TCP option kinds a client may ask for in a Connect TLV. The kernel sends
+ * SACK-permitted, timestamps and window scale on its own; MSS is applied
+ * with TCP_MAXSEG. Anything else cannot be honoured: Error 33. */
+static int tcp_opt_supported(uint8_t kind)
+{
+	return kind == 2 || kind == 3 || kind == 4 || kind == 8;
+}
+
+static const uint8_t supported_kinds[] = { 2, 3, 4, 8 };
+
+struct session {
+	uint64_t since_ms;            /* start of the handshake */
+	uint64_t connect_ms;
+	uint32_t len;                 /* bytes in buf */
+	uint32_t msg_len;             /* Convert message length, once known */
+	uint32_t out_off, out_len;    /* what is being sent from out/buf */
+	struct __kernel_timespec connect_ts;
+	struct sockaddr_storage dst;
+	socklen_t dst_len;
+	uint8_t code;                 /* Error code being sent, if refusing */
+	uint8_t out[64];              /* reply being sent */
+	uint8_t buf[CONVERT_MAX_LEN + 2048]; /* message + early payload */
+};
+
+static struct session *S(struct relay *r)
+{
+	return r->priv;
+}
+
+static void hs_recv(struct relay_worker *w, struct relay *r, unsigned op)
+{
+	struct session *s = S(r);
+	struct io_uring_sqe *sqe = relay_sqe(w, r, op);
+
+	if (!sqe) {
+		relay_close(w, r, RELAY_END_HANDSHAKE, true);
+		return;
+	}
+	if (op == OP_DRAIN_RECV)  /* discard: reuse the start of buf */
+		io_uring_prep_recv(sqe, r->fd[0], s->buf, sizeof(s->buf), 0);
+	else
+		io_uring_prep_recv(sqe, r->fd[0], s->buf + s->len,
+				   sizeof(s->buf) - s->len, 0);
+}
+
+/* Send out_len bytes from p (continuing at out_off) on fd. */
+static void hs_send(struct relay_worker *w, struct relay *r, int fd,
+		    const uint8_t *p)
+{
+	struct session *s = S(r);
+	struct io_uring_sqe *sqe = relay_sqe(w, r, OP_HS_SEND);
+
+	if (!sqe) {
+		relay_close(w, r, RELAY_END_HANDSHAKE, true);
+		return;
+	}
+	io_uring_prep_send(sqe, fd, p + s->out_off, s->out_len - s->out_off,
+			   MSG_NOSIGNAL);
+}
+
+static void log_refusal(struct conc_worker *cw, struct relay *r, uint8_t code,
+			const char *reason)
+{
+	struct session *s = S(r);
+	char a[ADDR_STRLEN], d[ADDR_STRLEN] = "-";
+
+	if (!log_ratelimit_ok(&cw->rl, cw->rw.now_ms))
+		return;
+	if (s && s->dst_len)
+		addr_format((struct sockaddr *)&s->dst, d);
+	log_info("refused %s -> %s: error %u %s (%s)",
+		 addr_format_in6(&r->peer, 0, a), d, code,
+		 convert_error_name(code), reason);
+}
+
+/* Answer with an Error TLV, then close gracefully (see the file comment). */
+static void refuse(struct conc_worker *cw, struct relay *r, uint8_t code,
+		   const void *value, size_t value_len, const char *reason)
+{
+	struct relay_worker *w = &cw->rw;
+	struct session *s = S(r);
+	int n;
+
+	cw->n.refused[code]++;
+	log_refusal(cw, r, code, reason);
+	if (r->fd[1] >= 0) {
+		close(r->fd[1]);
+		r->fd[1] = -1;
+	}
+	n = convert_encode_error(s->out, sizeof(s->out), code, value, value_len);
+	if (n < 0) {
+		relay_close(w, r, RELAY_END_REFUSED, true);
+		return;
+	}
+	s->code = code;
+	s->out_off = 0;
+	s->out_len = (uint32_t)n;
+	s->since_ms = w->now_ms;  /* the drain gets a full handshake timeout */
+	r->phase = PH_ERR_REPLY;
+	hs_send(w, r, r->fd[0], s->out);
+}
+
+static void start_connect(struct conc_worker *cw, struct relay *r,
+			  const struct convert_msg *m)
+{
+	struct relay_worker *w = &cw->rw;
+	struct session *s = S(r);
+	const struct conc_config *cfg = &cw->c->cfg;
+	struct io_uring_sqe *sqe;
+	const char *reason = NULL;
+	int fd, one = 1, mss = 0;
+
+	s->dst_len = addr_from_in6(&m->connect.addr, m->connect.port, &s->dst);
+
+	for (size_t i = 0; i < m->connect.tcp_opts.len;) {
+		const uint8_t *o = m->connect.tcp_opts.p + i;
+
+		if (o[0] == 1) {
+			i++;
+			continue;
+		}
+		if (!tcp_opt_supported(o[0])) {
+			refuse(cw, r, CONVERT_E_UNSUPPORTED_TCP_OPTION, o, 1,
+			       "unsupported TCP option in Connect");
+			return;
+		}
+		if (o[0] == 2 && o[1] == 4)
+			mss = (o[2] << 8) | o[3];
+		i += o[1];
+	}
+
+	if (policy_check_dest(&cfg->policy, &m->connect.addr, m->connect.port,
+			      &reason) < 0) {
+		refuse(cw, r, CONVERT_E_NOT_AUTHORIZED, NULL, 0, reason);
+		return;
+	}
+
+	fd = socket(s->dst.ss_family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+	if (fd < 0) {
+		int e = errno;
+
+		if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+			cw->n.limit_hits++;
+			refuse(cw, r, CONVERT_E_RESOURCE_EXCEEDED, NULL, 0,
+			       "out of sockets");
+		} else {
+			refuse(cw, r, CONVERT_E_NETWORK_FAILURE, NULL, 0,
+			       "cannot create upstream socket");
+		}
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (mss)
+		setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof(mss));
+	r->fd[1] = fd;
+
+	s->connect_ms = w->now_ms;
+	s->connect_ts.tv_sec = cfg->connect_timeout_ms / 1000;
+	s->connect_ts.tv_nsec = (long long)(cfg->connect_timeout_ms % 1000) * 1000000;
+	sqe = relay_sqe(w, r, OP_CONNECT);
+	if (!sqe) {
+		relay_close(w, r, RELAY_END_HANDSHAKE, true);
+		return;
+	}
+	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&s->dst, s->dst_len);
+	sqe->flags |= IOSQE_IO_LINK;
+	sqe = relay_sqe(w, r, OP_CONNECT_TIMEOUT);
+	if (!sqe) {
+		relay_close(w, r, RELAY_END_HANDSHAKE, true);
+		return;
+	}
+	io_uring_prep_link_timeout(sqe, &s->connect_ts, 0);
+	r->phase = PH_CONNECT;
+}
+
+/* A complete, valid message of s->msg_len bytes is in buf. */
+static void on_request(struct conc_worker *cw, struct relay *r,
+		       const struct convert_msg *m)
+{
+	struct session *s = S(r);
+
+	if (!(m->present & CONVERT_HAS_CONNECT)) {
+		/* Info alone: say what we support, then close. */
+		struct convert_writer wr;
+		int n;
+
+		convert_writer_init(&wr, s->out, sizeof(s->out));
+		convert_put_supported_ext(&wr, supported_kinds, sizeof(supported_kinds));
+		n = convert_writer_finish(&wr);
+		if (n < 0) {
+			relay_close(&cw->rw, r, RELAY_END_REFUSED, true);
+			return;
+		}
+		s->code = 0;
+		s->out_off = 0;
+		s->out_len = (uint32_t)n;
+		r->phase = PH_ERR_REPLY;  /* same path: send, shut, drain */
+		hs_send(&cw->rw, r, r->fd[0], s->out);
+		return;
+	}
+	start_connect(cw, r, m);
+}
+
+static void on_hs_recv(struct conc_worker *cw, struct relay *r,
+		       const struct io_uring_cqe *cqe)
+{
+	struct relay_worker *w = &cw->rw;
+	struct session *s = S(r);
+	struct convert_decode_opts o = { .role = CONVERT_FROM_CLIENT };
+	struct convert_msg m;
+	struct convert_diag d;
+	int n;
+
+	if (cqe->res < 0) {
+		relay_close(w, r, RELAY_END_HANDSHAKE, true);
+		return;
+	}
+	if (cqe->res == 0)
+		o.flags = CONVERT_F_EOF;
+	s->len += (uint32_t)cqe->res;
+
+	n = convert_decode(s->buf, s->len, &o, &m, &d);
+	if (n > 0) {
+		s->msg_len = (uint32_t)n;
+		on_request(cw, r, &m);
+		return;
+	}
+	if (n == 0) {
+		/* buf holds a whole maximum-size message, so room remains. */
+		hs_recv(w, r, OP_HS_RECV);
+		return;
+	}
+	refuse(cw, r, d.code, d.value, d.value_len, d.reason);
+}
+
+static uint8_t connect_error_code(int err)
+{
+	switch (err) {
+	case -ECONNREFUSED:
+	case -ECONNRESET:
+		return CONVERT_E_CONNECTION_RESET;
+	case -ECANCELED:      /* our timeout fired */
+	case -ETIMEDOUT:
+	case -ENETUNREACH:
+	case -EHOSTUNREACH:
+	case -EHOSTDOWN:
+	case -EACCES:         /* ICMP administratively prohibited */
+	case -EPERM:
+		return CONVERT_E_DESTINATION_UNREACHABLE;
+	default:
+		return CONVERT_E_NETWORK_FAILURE;
+	}
+}
+
+static void on_connect(struct conc_worker *cw, struct relay *r,
+		       const struct io_uring_cqe *cqe)
+{
+	struct relay_worker *w = &cw->rw;
+	struct session *s = S(r);
+	int n;
+
+	if (cqe->res < 0) {
+		uint8_t code = connect_error_code(cqe->res);
+		char why[64];
+
+		snprintf(why, sizeof(why), "connect: %s",
+			 cqe->res == -ECANCELED ? "timed out" : strerror(-cqe->res));
+		/* why is only used before refuse() returns. */
+		refuse(cw, r, code, NULL, 0, why);
+		return;
+	}
+	cw->n.connected++;
+	n = convert_encode_success(s->out, sizeof(s->out));
+	if (n < 0) {
+		relay_close(w, r, RELAY_END_HANDSHAKE, true);
+		return;
+	}
+	s->out_off = 0;
+	s->out_len = (uint32_t)n;
+	r->phase = PH_REPLY;
+	hs_send(w, r, r->fd[0], s->out);
+}
+
+static void start_relay(struct relay_worker *w, struct relay *r)
+{
+	free(r->priv);
+	r->priv = NULL;
+	r->phase = 0;
+	relay_start(w, r);
+}
+
+static void on_hs_send(struct conc_worker *cw, struct relay *r,
+		       const struct io_uring_cqe *cqe)
+{
+	struct relay_worker *w = &cw->rw;
+	struct session *s = S(r);
+	struct io_uring_sqe *sqe;
+
+	if (cqe->res < 0) {
+		relay_close(w, r, r->phase == PH_ERR_REPLY ? RELAY_END_REFUSED :
+			    RELAY_END_HANDSHAKE, true);
+		return;
+	}
+	s->out_off += (uint32_t)cqe->res;
+	if (s->out_off < s->out_len) {
+		hs_send(w, r, r->phase == PH_PAYLOAD ? r->fd[1] : r->fd[0],
+			r->phase == PH_PAYLOAD ? s->buf + s->msg_len : s->out);
+		return;
+	}
+
+	switch (r->phase) {
+	case PH_REPLY:
+		if (s->len > s->msg_len) {
+			/* Application bytes that came with the message. */
+			s->out_off = 0;
+			s->out_len = s->len - s->msg_len;
+			r->phase = PH_PAYLOAD;
+			hs_send(w, r, r->fd[1], s->buf + s->msg_len);
+			return;
+		}
+		start_relay(w, r);
+		return;
+	case PH_PAYLOAD:
+		start_relay(w, r);
+		return;
+	case PH_ERR_REPLY:
+		sqe = relay_sqe(w, r, OP_HS_SHUT);
+		if (!sqe) {
+			relay_close(w, r, RELAY_END_REFUSED, false);
+			return;
+		}
+		io_uring_prep_shutdown(sqe, r->fd[0], SHUT_WR);
+		r->phase = PH_DRAIN;
+		return;
+	}
+}
+
+void session_handle(struct relay_worker *w, struct relay *r, unsigned op,
+		    const struct io_uring_cqe *cqe)
+{
+	struct conc_worker *cw = w->owner;
+
+	switch (op) {
+	case OP_ACCEPT: {
+		unsigned li = ring_ud_gen(cqe->user_data);
+
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			cw->accept_armed[li] = false;
+		if (cqe->res >= 0) {
+			session_accept(cw, cqe->res);
+		} else if (cqe->res == -EMFILE || cqe->res == -ENFILE ||
+			   cqe->res == -ENOBUFS || cqe->res == -ENOMEM) {
+			/* Out of descriptors: pause rather than spin; the
+			 * tick re-arms once flows have closed. */
+			if (!cw->accept_paused) {
+				cw->n.accept_paused++;
+				if (log_ratelimit_ok(&cw->rl, w->now_ms))
+					log_warn("worker %u: accept: %s; pausing",
+						 cw->id, strerror(-cqe->res));
+			}
+			cw->accept_paused = true;
+			return;
+		}
+		if (!cw->accept_armed[li] && cw->listening && !cw->accept_paused)
+			worker_arm_accept(cw, li);
+		return;
+	}
+	case OP_HS_RECV:
+		on_hs_recv(cw, r, cqe);
+		return;
+	case OP_CONNECT:
+		on_connect(cw, r, cqe);
+		return;
+	case OP_CONNECT_TIMEOUT:
+		return;
+	case OP_HS_SEND:
+		on_hs_send(cw, r, cqe);
+		return;
+	case OP_HS_SHUT:
+		if (cqe->res < 0) {
+			relay_close(w, r, RELAY_END_REFUSED, false);
+			return;
+		}
+		hs_recv(w, r, OP_DRAIN_RECV);
+		return;
+	case OP_DRAIN_RECV:
+		if (cqe->res > 0) {
+			hs_recv(w, r, OP_DRAIN_RECV);
+			return;
+		}
+		relay_close(w, r, RELAY_END_REFUSED, cqe->res < 0);
+		return;
+	}
+}
+
+void session_accept(struct conc_worker *cw, int fd)
+{
+	struct relay_worker *w = &cw->rw;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct relay *r;
+	struct session *s;
+	int one = 1, is_mptcp = 0, rc;
+	socklen_t il = sizeof(is_mptcp);
+
+	cw->n.accepted++;
+	r = relay_new(w, fd);
+	if (!r) {
+		/* Pool at its bound: nothing to answer with. */
+		cw->n.limit_hits++;
+		close(fd);
+		return;
+	}
+	s = malloc(sizeof(*s));
+	if (!s) {
+		relay_close(w, r, RELAY_END_REFUSED, true);
+		return;
+	}
+	s->since_ms = w->now_ms;
+	s->len = s->msg_len = 0;
+	s->dst_len = 0;
+	r->priv = s;
+	r->phase = PH_READ;
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+	    addr_to_in6((struct sockaddr *)&ss, &r->peer, NULL) < 0) {
+		relay_close(w, r, RELAY_END_HANDSHAKE, true);
+		return;
+	}
+	/* A plain-TCP client reaches an MPTCP listener as a fallback socket;
+	 * TCP_IS_MPTCP is then answered by the TCP subflow: 0. */
+	if (getsockopt(fd, IPPROTO_TCP, TCP_IS_MPTCP, &is_mptcp, &il) == 0 && is_mptcp) {
+		cw->n.mptcp++;
+		r->flags |= FLAG_MPTCP;
+	} else {
+		cw->n.fallback++;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+	if (!policy_client_allowed(&cw->c->cfg.policy, &r->peer)) {
+		refuse(cw, r, CONVERT_E_NOT_AUTHORIZED, NULL, 0,
+		       "client address not allowed");
+		return;
+	}
+	rc = limits_take(&cw->c->limits, &r->peer);
+	if (rc < 0) {
+		cw->n.limit_hits++;
+		refuse(cw, r, CONVERT_E_RESOURCE_EXCEEDED, NULL, 0,
+		       rc == -EDQUOT ? "too many flows from this client" :
+		       "too many flows");
+		return;
+	}
+	r->flags |= FLAG_LIMITED;
+	hs_recv(w, r, OP_HS_RECV);
+}
+
+void session_free(struct relay_worker *w, struct relay *r)
+{
+	struct conc_worker *cw = w->owner;
+
+	if (r->flags & FLAG_LIMITED)
+		limits_release(&cw->c->limits, &r->peer);
+	free(r->priv);
+	r->priv = NULL;
+}
+
+/* Close handshakes that have taken too long: clients that never complete
+ * their Convert message, and refused clients that never close. Connects have
+ * their own timeout (linked to the connect). */
+void session_tick(struct conc_worker *cw)
+{
+	struct relay_worker *w = &cw->rw;
+	const struct conc_config *cfg = &cw->c->cfg;
+
+	for (struct relay *r = NULL; (r = relay_next(w, r));) {
+		if (r->state == RELAY_HANDSHAKE && r->priv &&
+		    r->phase != PH_CONNECT &&
+		    w->now_ms - S(r)->since_ms >= cfg->handshake_timeout_ms) {
+			if (r->phase == PH_READ) {
+				cw->n.handshake_timeouts++;
+				if (log_ratelimit_ok(&cw->rl, w->now_ms)) {
+					char a[ADDR_STRLEN];
+
+					log_info("handshake timeout from %s after %u bytes",
+						 addr_format_in6(&r->peer, 0, a), S(r)->len);
+				}
+			}
+			relay_close(w, r, r->phase == PH_READ ? RELAY_END_HANDSHAKE :
+				    RELAY_END_REFUSED, true);
+		} else if (r->state == RELAY_PUMP && cfg->idle_timeout_s &&
+			   w->now_s - r->active_s >= cfg->idle_timeout_s) {
+			relay_close(w, r, RELAY_END_IDLE, false);
+		}
+	}
+}

@@ -1,0 +1,181 @@
+/* One worker per core: its own io_uring, buffer ring and SO_REUSEPORT
+ * listener per listen address, so workers share nothing on the data path.
+ * The kernel spreads new connections over the listeners. */
+#include "concentrator.h"
+
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TICK_MS 250
+
+static const struct relay_ops conc_relay_ops = {
+	.handle = session_handle,
+	.on_free = session_free,
+};
+
+/* An MPTCP listener (falling back to TCP where MPTCP is disabled) bound to
+ * addr. SO_REUSEPORT and IPV6_V6ONLY must be set before bind. */
+static int listener_open(const struct sockaddr_storage *addr, socklen_t len,
+			 bool *ret_mptcp)
+{
+	int fd, one = 1, zero = 0, qlen = 4096;
+
+	fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_MPTCP);
+	*ret_mptcp = fd >= 0;
+	if (fd < 0)
+		fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+		goto fail;
+	if (addr->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)addr;
+
+		/* [::] serves IPv4 too; a specific v6 address only itself. */
+		if (IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr))
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	}
+	/* Accept data in the SYN (0-RTT Convert). Best effort: without it,
+	 * clients still work with one more round trip. */
+	setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN, &qlen, sizeof(qlen));
+	if (bind(fd, (const struct sockaddr *)addr, len) < 0)
+		goto fail;
+	if (listen(fd, 4096) < 0)
+		goto fail;
+	return fd;
+fail:
+	{
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+}
+
+void worker_arm_accept(struct conc_worker *cw, unsigned li)
+{
+	struct io_uring_sqe *sqe = relay_sqe(&cw->rw, NULL, OP_ACCEPT);
+
+	if (!sqe)
+		return;
+	io_uring_prep_multishot_accept(sqe, cw->lfd[li], NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ring_ud(OP_ACCEPT, RELAY_NO_SLOT, li));
+	cw->accept_armed[li] = true;
+}
+
+static void stop_listening(struct conc_worker *cw)
+{
+	const struct conc_config *cfg = &cw->c->cfg;
+
+	for (unsigned i = 0; i < cfg->nlisten; i++) {
+		if (cw->lfd[i] < 0)
+			continue;
+		/* Closing the listener ends its multishot accept. */
+		shutdown(cw->lfd[i], SHUT_RDWR);
+		close(cw->lfd[i]);
+		cw->lfd[i] = -1;
+	}
+	cw->listening = false;
+	cw->drain_deadline_ms = cw->rw.now_ms + cfg->drain_timeout_ms;
+}
+
+static void report_ready(struct conc_worker *cw, int result)
+{
+	struct conc *c = cw->c;
+
+	pthread_mutex_lock(&c->ready_lock);
+	cw->init_result = result;
+	c->ready++;
+	pthread_cond_broadcast(&c->ready_cond);
+	pthread_mutex_unlock(&c->ready_lock);
+}
+
+void *worker_main(void *arg)
+{
+	struct conc_worker *cw = arg;
+	struct conc *c = cw->c;
+	const struct conc_config *cfg = &c->cfg;
+	uint64_t last_tick = 0;
+	bool closed_all = false;
+	int r;
+
+	cw->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(20, 1000);
+	for (unsigned i = 0; i < CONC_MAX_LISTEN; i++)
+		cw->lfd[i] = -1;
+
+	/* The pool may exceed max_flows a little: refused clients need a flow
+	 * to be answered with Error 64. */
+	r = relay_worker_init(&cw->rw, &conc_relay_ops, cw, 4096, cfg->nbufs,
+			      cfg->bufsize, cfg->max_flows + 1024);
+	if (r < 0) {
+		log_errno(r, "worker %u: io_uring setup: %m", cw->id);
+		report_ready(cw, r);
+		return NULL;
+	}
+	for (unsigned i = 0; i < cfg->nlisten; i++) {
+		bool mptcp;
+		char a[ADDR_STRLEN];
+
+		r = listener_open(&cfg->listen[i], cfg->listen_len[i], &mptcp);
+		if (r < 0) {
+			log_errno(r, "listen on %s: %m",
+				  addr_format((const struct sockaddr *)&cfg->listen[i], a));
+			goto out;
+		}
+		if (!mptcp && cw->id == 0)
+			log_warn("MPTCP unavailable (net.mptcp.enabled=0?): listening with plain TCP on %s",
+				 addr_format((const struct sockaddr *)&cfg->listen[i], a));
+		cw->lfd[i] = r;
+		worker_arm_accept(cw, i);
+	}
+	cw->listening = true;
+	report_ready(cw, 0);
+
+	for (;;) {
+		r = relay_worker_poll(&cw->rw, TICK_MS);
+		if (r < 0) {
+			log_errno(r, "worker %u: io_uring wait: %m", cw->id);
+			break;
+		}
+		if (cw->rw.now_ms - last_tick < TICK_MS)
+			continue;
+		last_tick = cw->rw.now_ms;
+
+		if (atomic_load(&c->stopping) && cw->listening)
+			stop_listening(cw);
+		if (cw->listening && cw->accept_paused) {
+			cw->accept_paused = false;
+			for (unsigned i = 0; i < cfg->nlisten; i++)
+				if (!cw->accept_armed[i])
+					worker_arm_accept(cw, i);
+		}
+		session_tick(cw);
+		if (!cw->listening) {
+			if (relay_active(&cw->rw) == 0)
+				break;
+			if (!closed_all && cw->rw.now_ms >= cw->drain_deadline_ms) {
+				relay_close_all(&cw->rw, RELAY_END_SHUTDOWN);
+				closed_all = true;
+			}
+		}
+	}
+	r = 0;
+out:
+	if (!cw->listening && cw->init_result == 0 && r < 0)
+		report_ready(cw, r);
+	for (unsigned i = 0; i < cfg->nlisten; i++)
+		if (cw->lfd[i] >= 0)
+			close(cw->lfd[i]);
+	/* Anything still open (a failed wait) is closed with the ring. */
+	for (struct relay *x = NULL; (x = relay_next(&cw->rw, x));) {
+		for (int d = 0; d < 2; d++)
+			if (x->fd[d] >= 0)
+				close(x->fd[d]);
+		session_free(&cw->rw, x);
+	}
+	relay_worker_free(&cw->rw);
+	return NULL;
+}
