@@ -364,6 +364,8 @@ static void on_hs_send(struct conc_worker *cw, struct relay *r,
 		start_relay(w, r);
 		return;
 	case PH_PAYLOAD:
+		r->half[0].bytes += s->out_len;
+		w->stats.bytes[0] += s->out_len;
 		start_relay(w, r);
 		return;
 	case PH_ERR_REPLY:

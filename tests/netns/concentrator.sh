@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# mptcp-concentrator against real kernel MPTCP, real sockets, in namespaces:
+#
+#   cli (198.51.100.2, .3; 2001:db8:1::2) -- conc (.1 / 203.0.113.1) -- srv (203.0.113.2; 2001:db8:2::2)
+#
+# The client speaks RFC 8803 through nettool.py (built from the RFC, not from
+# our codec); srv runs echo/reset/half-close servers and drops port 9009.
+cd "$(dirname "$0")"
+. ./lib.sh
+require_netns
+
+ns_add cli; ns_add conc; ns_add srv
+link cli conc; link conc srv
+addr cli cli-conc 198.51.100.2/24; addr cli cli-conc 198.51.100.3/24
+addr cli cli-conc 2001:db8:1::2/64
+addr conc conc-cli 198.51.100.1/24; addr conc conc-cli 2001:db8:1::1/64
+addr conc conc-srv 203.0.113.1/24; addr conc conc-srv 2001:db8:2::1/64
+addr srv srv-conc 203.0.113.2/24; addr srv srv-conc 2001:db8:2::2/64
+ip netns exec "$(ns srv)" nft -f - <<'NFT'
+table inet blackhole {
+	chain input { type filter hook input priority 0; tcp dport 9009 drop; }
+}
+NFT
+
+ip netns exec "$(ns srv)" "$PY" ./nettool.py serve --bind 203.0.113.2 --bind 2001:db8:2::2 --base 9000 \
+	> "$WORKDIR/servers.log" 2>&1 &
+HS_TIMEOUT=2
+start_concentrator conc main --allow-client 198.51.100.2/32 --allow-client 2001:db8:1::/64 \
+	--handshake-timeout $HS_TIMEOUT --connect-timeout 1 --workers 2
+MAIN_PID=$CONC_PID
+wait_listen srv 9000 || exit 1
+wait_listen conc 5124 || exit 1
+
+C="ip netns exec $(ns cli) $PY ./nettool.py"
+CONC=198.51.100.1:5124
+DST=203.0.113.2:9000
+
+check "100 MiB each way through one MPTCP flow (sha256)" \
+	$C echo --conc $CONC --dst $DST --bytes $((100 << 20))
+check "8 parallel flows, 16 MiB each way each (sha256)" \
+	$C echo --conc $CONC --dst $DST --bytes $((16 << 20)) --flows 8
+check "plain TCP client (MPTCP fallback), 8 MiB each way" \
+	$C echo --conc $CONC --dst $DST --bytes $((8 << 20)) --tcp
+check "Convert message split over three segments, payload behind it" \
+	$C echo --conc $CONC --dst $DST --bytes $((1 << 20)) --split
+check "IPv6 client and IPv6 destination" \
+	$C echo --conc "[2001:db8:1::1]:5124" --dst "[2001:db8:2::2]:9000" --bytes $((4 << 20))
+check "IPv6 client to an IPv4 destination" \
+	$C echo --conc "[2001:db8:1::1]:5124" --dst $DST --bytes $((1 << 20))
+
+halfclose_check() {
+	local out sha
+	out=$($C halfclose --conc $CONC --dst 203.0.113.2:9002 --bytes $((2 << 20))) || { echo "$out"; return 1; }
+	echo "client: $out"
+	sha=$(echo "$out" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["sha256"])')
+	sleep 0.3
+	grep -q "\"sha256\": \"$sha\"" "$WORKDIR/servers.log" || { echo "server did not receive the same bytes"; cat "$WORKDIR/servers.log"; return 1; }
+}
+check "server half-closes first; client->server keeps flowing (sha256)" halfclose_check
+check "server reset arrives at the client as a reset" \
+	$C reset --conc $CONC --dst 203.0.113.2:9001
+check "every Error code from its case, a valid flow intact alongside" \
+	$C errors --conc $CONC --dst $DST --closed-port 9100 --blackhole-port 9009 \
+	--unroutable 192.0.2.1 --self-addr 203.0.113.1 --bad-src 198.51.100.3
+check "1000 concurrent flows, all complete (sha256 each)" \
+	$C echo --conc $CONC --dst $DST --bytes 65536 --flows 1000
+check "300 stalled handshakes do not delay a valid flow, closed after timeout" \
+	$C stall --conc $CONC --dst $DST --count 300 --timeout $HS_TIMEOUT
+
+# Limits on a second and a third instance.
+start_concentrator conc perclient --listen 198.51.100.1:5125 --allow-client 198.51.100.0/24 \
+	--max-flows-per-client 3 --workers 2
+PC_PID=$CONC_PID
+start_concentrator conc total --listen 198.51.100.1:5126 --allow-client 198.51.100.0/24 \
+	--max-flows 2 --workers 1
+TOT_PID=$CONC_PID
+wait_listen conc 5125 && wait_listen conc 5126
+check "flows per client over the limit get Error 64, and recover" \
+	$C limit --conc 198.51.100.1:5125 --dst $DST --count 3
+check "total flows over the limit get Error 64, and recover" \
+	$C limit --conc 198.51.100.1:5126 --dst $DST --count 2
+
+# Graceful stop: a flow in progress finishes; new connections are refused.
+drain_check() {
+	# Paced over 3 s, so it is mid-transfer when SIGTERM arrives at 0.5 s.
+	$C echo --conc 198.51.100.1:5125 --dst $DST --bytes $((8 << 20)) --pace 3 > "$WORKDIR/drain.out" 2>&1 &
+	local cpid=$!
+	sleep 0.5
+	kill -TERM "$PC_PID"
+	sleep 0.5
+	if $C echo --conc 198.51.100.1:5125 --dst $DST --bytes 10 >/dev/null 2>&1; then
+		echo "new flow accepted after SIGTERM"; return 1
+	fi
+	wait $cpid || { cat "$WORKDIR/drain.out"; return 1; }
+	cat "$WORKDIR/drain.out"
+	"$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["seconds"] > 1.5 else 1)' \
+		"$WORKDIR/drain.out" || { echo "flow ended before SIGTERM: not a drain"; return 1; }
+	wait "$PC_PID" || { echo "exit status $?"; tail "$WORKDIR/perclient.log"; return 1; }
+}
+check "SIGTERM: stops accepting, the running flow drains and completes" drain_check
+
+check "third instance exits cleanly on SIGTERM" stop_concentrator "$TOT_PID" total
+check "main instance exits cleanly on SIGTERM" stop_concentrator "$MAIN_PID" main
+counts_check() {
+	grep -E "accepted .*mptcp [1-9].*tcp fallback [1-9]" "$WORKDIR/main.log" || { tail -20 "$WORKDIR/main.log"; return 1; }
+}
+check "MPTCP and TCP-fallback clients are counted apart" counts_check
+finish

@@ -1,0 +1,122 @@
+# Shared helpers for namespace scenarios (sourced, like the kernel's
+# selftests/net/mptcp/mptcp_lib.sh). Every namespace gets a unique prefix and
+# is deleted on exit, whatever the exit path.
+#
+# Environment (set by meson): CONCENTRATOR, NETTOOL, BUILD_KIND.
+
+set -u
+
+NS_PREFIX="mh$$x$RANDOM-"
+TEST_NAME=${TEST_NAME:-$(basename "$0" .sh)}
+WORKDIR=$(mktemp -d "/tmp/$TEST_NAME.XXXXXX")
+PY=/usr/bin/python3
+NAMESPACES=()
+FAILS=0
+CHECKS=0
+
+log() { printf '[%s] %s\n' "$TEST_NAME" "$*"; }
+
+skip() { log "SKIP: $*"; exit 77; }
+
+cleanup() {
+	local ns pid
+	for ns in "${NAMESPACES[@]}"; do
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do
+			kill -KILL "$pid" 2>/dev/null
+		done
+	done
+	for ns in "${NAMESPACES[@]}"; do
+		ip netns del "$ns" 2>/dev/null
+	done
+	rm -rf "$WORKDIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+require_netns() {
+	[ "$(id -u)" -eq 0 ] || skip "needs root"
+	command -v ip >/dev/null || skip "needs iproute2"
+	ip netns add "${NS_PREFIX}probe" 2>/dev/null || skip "cannot create network namespaces"
+	ip netns del "${NS_PREFIX}probe"
+	ip netns exec "${NS_PREFIX}probe" true 2>/dev/null || true
+	[ -r /proc/sys/net/mptcp/enabled ] || skip "kernel without MPTCP"
+	[ -x "${CONCENTRATOR:-}" ] || skip "CONCENTRATOR not built"
+}
+
+ns_add() {
+	local ns="${NS_PREFIX}$1"
+	ip netns add "$ns" || return 1
+	NAMESPACES+=("$ns")
+	ip -n "$ns" link set lo up
+	ip netns exec "$ns" sysctl -qw net.mptcp.enabled=1
+	# The default (BBR, fq-less veth) is fine; IPv6 DAD only slows setup.
+	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+	ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=0
+}
+
+ns() { echo "${NS_PREFIX}$1"; }
+
+# link A B: veth pair named a-b / b-a between namespaces A and B.
+link() {
+	ip link add "$1-$2" netns "$(ns "$1")" type veth peer name "$2-$1" netns "$(ns "$2")"
+	ip -n "$(ns "$1")" link set "$1-$2" up
+	ip -n "$(ns "$2")" link set "$2-$1" up
+}
+
+addr() { ip -n "$(ns "$1")" addr add "$3" dev "$2" nodad 2>/dev/null || ip -n "$(ns "$1")" addr add "$3" dev "$2"; }
+
+check() {
+	# check DESCRIPTION COMMAND...: run, count, report.
+	local what=$1; shift
+	CHECKS=$((CHECKS + 1))
+	if "$@" > "$WORKDIR/check.out" 2>&1; then
+		log "ok   - $what"
+		# The JSON a client printed: what was measured, for the record.
+		grep -h '^{' "$WORKDIR/check.out" | tail -2 | cut -c1-300 | sed 's/^/    /'
+	else
+		FAILS=$((FAILS + 1))
+		log "FAIL - $what"
+		sed 's/^/    /' "$WORKDIR/check.out"
+	fi
+}
+
+# Wait until something in namespace $1 listens on TCP port $2.
+wait_listen() {
+	local i
+	for i in $(seq 1 100); do
+		ip netns exec "$(ns "$1")" ss -Hltn "sport = :$2" | grep -q . && return 0
+		sleep 0.05
+	done
+	log "nothing listens on port $2 in $1"
+	return 1
+}
+
+# start_concentrator NS LOGNAME ARGS...: runs in the background; pid in CONC_PID.
+start_concentrator() {
+	local n=$1 name=$2; shift 2
+	ip netns exec "$(ns "$n")" "$CONCENTRATOR" "$@" > "$WORKDIR/$name.log" 2>&1 &
+	CONC_PID=$!
+}
+
+# stop_concentrator PID LOGNAME: SIGTERM, expect a clean exit (under ASan a
+# leak or error makes it non-zero).
+stop_concentrator() {
+	local pid=$1 name=$2 rc=0 i
+	kill -TERM "$pid" 2>/dev/null
+	for i in $(seq 1 300); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	wait "$pid" || rc=$?
+	if [ $rc -ne 0 ]; then
+		log "concentrator $name exited with $rc; log:"
+		tail -40 "$WORKDIR/$name.log" | sed 's/^/    /'
+		return 1
+	fi
+	return 0
+}
+
+finish() {
+	log "$CHECKS checks, $FAILS failed"
+	[ "$FAILS" -eq 0 ]
+}

@@ -1,0 +1,450 @@
+#!/usr/bin/env python3
+"""Test servers and RFC 8803 Convert clients for the namespace scenarios.
+
+Servers (one process, several ports):
+  serve --bind ADDR [--bind ADDR6] --base PORT
+    PORT+0 echo: returns every byte; after the client's FIN, finishes
+           echoing and sends its own FIN (so the client's half-close must
+           not end the other direction).
+    PORT+1 reset: reads a little, then resets (SO_LINGER 0).
+    PORT+2 server-first half-close: sends b"bye", shuts its write side,
+           reads until EOF, then logs the byte count and sha256 it received.
+
+Clients (each prints one JSON line and exits 0 only when the check holds):
+  echo         N flows, each sending BYTES random bytes and checking the echo
+  error        one Convert request (or raw bytes) expecting an Error code
+  reset        expects the server's reset to arrive as a reset
+  halfclose    server-first half-close: EOF first, then send BYTES
+  stall        COUNT clients stuck mid-header and one valid flow among them
+  errors       every refusal case at once, with a valid flow running through
+
+The Convert message is built here byte by byte from RFC 8803, independently
+of the C codec, so the tests check the daemon against the RFC rather than
+against itself."""
+import argparse
+import asyncio
+import hashlib
+import ipaddress
+import json
+import os
+import socket
+import struct
+import sys
+import time
+
+IPPROTO_MPTCP = getattr(socket, "IPPROTO_MPTCP", 262)
+
+
+# ---------------------------------------------------------------- protocol
+
+def mapped(ip):
+    a = ipaddress.ip_address(ip)
+    if a.version == 4:
+        return b"\0" * 10 + b"\xff\xff" + a.packed
+    return a.packed
+
+
+def tlv(t, value):
+    raw = bytes([t, 0]) + value
+    raw += b"\0" * (-len(raw) % 4)
+    return bytes([t, len(raw) // 4]) + raw[2:]
+
+
+def convert_msg(*tlvs, version=1):
+    body = b"".join(tlvs)
+    return bytes([version, (4 + len(body)) // 4]) + struct.pack("!H", 0x2263) + body
+
+
+def connect_tlv(ip, port, opts=b""):
+    return tlv(10, struct.pack("!H", port) + mapped(ip) + opts)
+
+
+async def read_reply(reader):
+    """Returns (error_code or None, reply bytes)."""
+    hdr = await reader.readexactly(4)
+    if hdr[0] != 1 or hdr[2:4] != b"\x22\x63":
+        raise ValueError(f"bad reply header {hdr.hex()}")
+    rest = await reader.readexactly(hdr[1] * 4 - 4)
+    off, code = 0, None
+    while off < len(rest):
+        t, ln = rest[off], rest[off + 1] * 4
+        if ln == 0:
+            raise ValueError("zero-length TLV in reply")
+        if t == 30:
+            code = rest[off + 2]
+        off += ln
+    return code, hdr + rest
+
+
+def split_hostport(s):
+    if s.startswith("["):
+        h, p = s[1:].split("]:")
+    else:
+        h, p = s.rsplit(":", 1)
+    return h, int(p)
+
+
+async def open_conn(conc, proto=IPPROTO_MPTCP, src=None):
+    host, port = split_hostport(conc)
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM, proto)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if src:
+        s.bind((src, 0))
+    s.setblocking(False)
+    # Not loop.sock_connect(): it calls getaddrinfo() with the socket's
+    # protocol, and glibc rejects IPPROTO_MPTCP there.
+    loop = asyncio.get_running_loop()
+    err = s.connect_ex((host, port))
+    if err not in (0, 115):  # EINPROGRESS
+        s.close()
+        raise OSError(err, os.strerror(err))
+    if err:
+        fut = loop.create_future()
+        loop.add_writer(s.fileno(), lambda: fut.done() or fut.set_result(None))
+        try:
+            await asyncio.wait_for(fut, 10)
+        finally:
+            loop.remove_writer(s.fileno())
+        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            s.close()
+            raise OSError(err, os.strerror(err))
+    return await asyncio.open_connection(sock=s)
+
+
+# ---------------------------------------------------------------- servers
+
+async def srv_echo(reader, writer):
+    try:
+        while True:
+            d = await reader.read(65536)
+            if not d:
+                break
+            writer.write(d)
+            await writer.drain()
+        writer.write_eof()
+        await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+
+
+async def srv_reset(reader, writer):
+    try:
+        await reader.read(1)
+    except (ConnectionError, OSError):
+        pass
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def srv_halfclose(reader, writer):
+    h, n = hashlib.sha256(), 0
+    try:
+        writer.write(b"bye")
+        writer.write_eof()
+        await writer.drain()
+        while True:
+            d = await reader.read(65536)
+            if not d:
+                break
+            h.update(d)
+            n += len(d)
+    except (ConnectionError, OSError):
+        pass
+    print(json.dumps({"halfclose_received": n, "sha256": h.hexdigest()}), flush=True)
+    writer.close()
+
+
+async def serve(args):
+    servers = []
+    for b in args.bind:
+        for off, fn in ((0, srv_echo), (1, srv_reset), (2, srv_halfclose)):
+            servers.append(await asyncio.start_server(fn, b, args.base + off,
+                                                      reuse_address=True, backlog=4096))
+    print("serving", flush=True)
+    await asyncio.gather(*(s.serve_forever() for s in servers))
+
+
+# ---------------------------------------------------------------- clients
+
+async def echo_flow(conc, dst, nbytes, proto=IPPROTO_MPTCP, split=False, chunk=1 << 16,
+                    pace=0.0):
+    """One flow: Convert + data; returns (ok, detail). The first data rides
+    in the same write as the Convert message, as a 0-RTT client does."""
+    host, port = split_hostport(dst)
+    reader, writer = await open_conn(conc, proto)
+    msg = convert_msg(connect_tlv(host, port))
+    data = os.urandom(nbytes)
+    first = data[:1000]
+    if split:
+        # The message in three pieces, with pauses, to cross segments.
+        for piece in (msg[:3], msg[3:9], msg[9:] + first):
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+    else:
+        writer.write(msg + first)
+        await writer.drain()
+
+    async def send_rest():
+        steps = max(1, (len(data) - len(first) + chunk - 1) // chunk)
+        for i in range(len(first), len(data), chunk):
+            writer.write(data[i:i + chunk])
+            await writer.drain()
+            if pace:
+                await asyncio.sleep(pace / steps)
+        writer.write_eof()
+
+    sender = asyncio.ensure_future(send_rest())
+    code, _ = await read_reply(reader)
+    if code is not None:
+        sender.cancel()
+        writer.close()
+        return False, f"error {code}"
+    h, n = hashlib.sha256(), 0
+    while True:
+        d = await reader.read(1 << 18)
+        if not d:
+            break
+        h.update(d)
+        n += len(d)
+    await sender
+    writer.close()
+    ok = n == nbytes and h.digest() == hashlib.sha256(data).digest()
+    return ok, f"{n} of {nbytes} bytes, hash {'equal' if ok else 'DIFFERENT'}"
+
+
+async def cmd_echo(args):
+    proto = socket.IPPROTO_TCP if args.tcp else IPPROTO_MPTCP
+    t0 = time.monotonic()
+    res = await asyncio.gather(*(echo_flow(args.conc, args.dst, args.bytes, proto, args.split,
+                                           pace=args.pace)
+                                 for _ in range(args.flows)), return_exceptions=True)
+    dt = time.monotonic() - t0
+    good = sum(1 for r in res if not isinstance(r, BaseException) and r[0])
+    bad = [repr(r) if isinstance(r, BaseException) else r[1] for r in res
+           if isinstance(r, BaseException) or not r[0]]
+    print(json.dumps({"flows": args.flows, "ok": good, "seconds": round(dt, 3),
+                      "mbit_s": round(2 * 8 * args.bytes * args.flows / dt / 1e6, 1),
+                      "failures": bad[:5]}))
+    return good == args.flows
+
+
+async def request_error(conc, payload, src=None, proto=IPPROTO_MPTCP):
+    reader, writer = await open_conn(conc, proto, src)
+    writer.write(payload)
+    await writer.drain()
+    try:
+        code, raw = await asyncio.wait_for(read_reply(reader), 10)
+        # After an Error the converter closes: EOF must follow.
+        rest = await asyncio.wait_for(reader.read(), 10)
+        return code, raw.hex(), len(rest)
+    finally:
+        writer.close()
+
+
+async def cmd_error(args):
+    if args.raw:
+        payload = bytes.fromhex(args.raw)
+    else:
+        host, port = split_hostport(args.dst)
+        payload = convert_msg(connect_tlv(host, port))
+    code, raw, extra = await request_error(args.conc, payload, args.src)
+    print(json.dumps({"code": code, "reply": raw, "trailing": extra}))
+    return code == args.code and extra == 0
+
+
+async def cmd_reset(args):
+    host, port = split_hostport(args.dst)
+    reader, writer = await open_conn(args.conc)
+    writer.write(convert_msg(connect_tlv(host, port)) + b"x")
+    await writer.drain()
+    code, _ = await read_reply(reader)
+    try:
+        d = await asyncio.wait_for(reader.read(), 10)
+        out = {"code": code, "result": f"EOF after {len(d)} bytes"}
+        ok = False
+    except (ConnectionResetError, BrokenPipeError) as e:
+        out = {"code": code, "result": type(e).__name__}
+        ok = code is None
+    print(json.dumps(out))
+    return ok
+
+
+async def cmd_halfclose(args):
+    host, port = split_hostport(args.dst)
+    reader, writer = await open_conn(args.conc)
+    writer.write(convert_msg(connect_tlv(host, port)))
+    await writer.drain()
+    code, _ = await read_reply(reader)
+    got = await asyncio.wait_for(reader.read(), 10)   # server FIN: EOF
+    data = os.urandom(args.bytes)
+    for i in range(0, len(data), 1 << 16):
+        writer.write(data[i:i + (1 << 16)])
+        await writer.drain()
+    writer.write_eof()
+    await writer.drain()
+    # The server closes after our FIN; wait for the full close.
+    await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    print(json.dumps({"code": code, "got": got.decode(errors="replace"),
+                      "sent": len(data), "sha256": hashlib.sha256(data).hexdigest()}))
+    return code is None and got == b"bye"
+
+
+async def cmd_stall(args):
+    """COUNT clients send 2 bytes of a header and stop. A valid flow started
+    after them must finish before any of them is closed (they cannot delay
+    it), and each must be closed by the handshake timeout."""
+    t0 = time.monotonic()
+    conns = [await open_conn(args.conc) for _ in range(args.count)]
+    for r, w in conns:
+        w.write(b"\x01\x06")
+    await asyncio.gather(*(w.drain() for r, w in conns))
+    t_valid0 = time.monotonic()
+    ok, detail = await echo_flow(args.conc, args.dst, 1 << 20)
+    t_valid = time.monotonic()
+
+    async def closed_at(r):
+        try:
+            await asyncio.wait_for(r.read(), args.timeout * 4 + 10)
+        except (ConnectionError, OSError):
+            pass
+        except asyncio.TimeoutError:
+            return None
+        return time.monotonic()
+
+    closes = await asyncio.gather(*(closed_at(r) for r, w in conns))
+    for r, w in conns:
+        w.close()
+    still_open = sum(1 for c in closes if c is None)
+    done = [c for c in closes if c is not None]
+    first, last = (min(done) - t0, max(done) - t0) if done else (None, None)
+    out = {"stalled": args.count, "valid_ok": ok, "valid_detail": detail,
+           "valid_seconds": round(t_valid - t_valid0, 3),
+           "valid_done_before_first_close": bool(done) and t_valid < min(done),
+           "first_close_s": first and round(first, 2), "last_close_s": last and round(last, 2),
+           "still_open": still_open}
+    print(json.dumps(out))
+    return (ok and still_open == 0 and out["valid_done_before_first_close"]
+            and first >= args.timeout * 0.5)
+
+
+async def cmd_errors(args):
+    """All refusal cases concurrently, with a valid 16 MiB flow in parallel;
+    each must get its code and the valid flow must be intact."""
+    host, port = split_hostport(args.dst)
+    ok_hdr = convert_msg(connect_tlv(host, port))
+    cases = {
+        "0 unsupported version": (0, convert_msg(connect_tlv(host, port), version=2), None),
+        "1 garbage": (1, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", None),
+        "1 zero-length TLV": (1, ok_hdr[:5] + b"\0" + ok_hdr[6:], None),
+        "1 truncated then EOF": (1, ok_hdr[:10], "eof"),
+        "2 unknown TLV": (2, convert_msg(connect_tlv(host, port), tlv(99, b"\0\0")), None),
+        "2 private-use TLV": (2, convert_msg(connect_tlv(host, port), tlv(200, b"\0\0")), None),
+        "32 RFC1918 destination": (32, convert_msg(connect_tlv("10.1.2.3", 80)), None),
+        "32 loopback destination": (32, convert_msg(connect_tlv("127.0.0.1", port)), None),
+        "32 v4-mapped private": (32, convert_msg(tlv(10, struct.pack("!H", 80) + mapped("192.168.1.1"))), None),
+        "32 link-local v6": (32, convert_msg(connect_tlv("fe80::1", 80)), None),
+        "32 ULA v6": (32, convert_msg(connect_tlv("fd00::1", 80)), None),
+        "32 NAT64 of private": (32, convert_msg(tlv(10, struct.pack("!H", 80) + bytes.fromhex("0064ff9b0000000000000000c0a80101"))), None),
+        "32 concentrator itself": (32, convert_msg(connect_tlv(args.self_addr, 22)), None),
+        "33 unsupported TCP option": (33, convert_msg(connect_tlv(host, port, bytes([30, 4, 0, 0]))), None),
+        "96 refused": (96, convert_msg(connect_tlv(host, args.closed_port)), None),
+        "97 no route": (97, convert_msg(connect_tlv(args.unroutable, 80)), None),
+        "97 timeout": (97, convert_msg(connect_tlv(host, args.blackhole_port)), None),
+    }
+    if args.bad_src:
+        cases["32 client not allowed"] = (32, ok_hdr, "src")
+
+    async def one(name, code, payload, mode):
+        try:
+            if mode == "eof":
+                reader, writer = await open_conn(args.conc)
+                writer.write(payload)
+                writer.write_eof()
+                await writer.drain()
+                got, _ = await asyncio.wait_for(read_reply(reader), 10)
+                writer.close()
+            else:
+                got, _, _ = await request_error(args.conc, payload,
+                                                args.bad_src if mode == "src" else None)
+        except Exception as e:  # noqa: BLE001 - reported, not hidden
+            got = repr(e)
+        return name, code, got
+
+    valid = asyncio.ensure_future(echo_flow(args.conc, args.dst, 16 << 20))
+    res = await asyncio.gather(*(one(n, c, p, m) for n, (c, p, m) in cases.items()))
+    vok, vdetail = await valid
+    bad = [f"{n}: got {g}" for n, c, g in res if c != g]
+    print(json.dumps({"cases": len(res), "wrong": bad, "valid_flow": vdetail}))
+    return not bad and vok
+
+
+async def cmd_limit(args):
+    """Hold COUNT flows open through the concentrator; the next must get
+    Error 64; after one held flow closes, a new one must succeed."""
+    host, port = split_hostport(args.dst)
+    held = []
+    for _ in range(args.count):
+        reader, writer = await open_conn(args.conc)
+        writer.write(convert_msg(connect_tlv(host, port)))
+        await writer.drain()
+        code, _ = await read_reply(reader)
+        if code is not None:
+            print(json.dumps({"held_error": code}))
+            return False
+        held.append((reader, writer))
+    code, raw, _ = await request_error(args.conc, convert_msg(connect_tlv(host, port)))
+    r0, w0 = held.pop()
+    w0.write_eof()
+    await asyncio.wait_for(r0.read(), 10)
+    w0.close()
+    await asyncio.sleep(0.2)
+    ok_after, detail = await echo_flow(args.conc, args.dst, 1000)
+    for r, w in held:
+        w.close()
+    print(json.dumps({"over_limit_code": code, "after_release": detail}))
+    return code == 64 and ok_after
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("--bind", action="append", required=True)
+    s.add_argument("--base", type=int, default=9000)
+    for name in ("echo", "error", "reset", "halfclose", "stall", "errors", "limit"):
+        c = sub.add_parser(name)
+        c.add_argument("--conc", required=True)
+        c.add_argument("--dst")
+        c.add_argument("--bytes", type=int, default=1 << 20)
+        c.add_argument("--flows", type=int, default=1)
+        c.add_argument("--split", action="store_true")
+        c.add_argument("--pace", type=float, default=0.0,
+                       help="spread the sending over this many seconds")
+        c.add_argument("--tcp", action="store_true", help="plain TCP client (fallback)")
+        c.add_argument("--code", type=int)
+        c.add_argument("--raw")
+        c.add_argument("--src")
+        c.add_argument("--count", type=int, default=300)
+        c.add_argument("--timeout", type=float, default=2)
+        c.add_argument("--closed-port", type=int)
+        c.add_argument("--blackhole-port", type=int)
+        c.add_argument("--unroutable")
+        c.add_argument("--self-addr")
+        c.add_argument("--bad-src")
+    args = p.parse_args()
+    fn = {"serve": serve, "echo": cmd_echo, "error": cmd_error, "reset": cmd_reset,
+          "halfclose": cmd_halfclose, "stall": cmd_stall, "errors": cmd_errors,
+          "limit": cmd_limit}[args.cmd]
+    ok = asyncio.run(fn(args))
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
