@@ -15,7 +15,7 @@ build_pkgs=(
 )
 # Tests and demo: namespaces, nftables, MPTCP tooling, traffic and capture.
 test_pkgs=(
-  iproute2 nftables mptcpd iperf3 curl nginx-light tcpdump python3 procps
+  iproute2 nftables mptcpd mptcpize iperf3 curl nginx-light tcpdump python3 procps
   gnuplot-nox
 )
 

@@ -11,6 +11,7 @@ TEST_NAME=${TEST_NAME:-$(basename "$0" .sh)}
 WORKDIR=$(mktemp -d "/tmp/$TEST_NAME.XXXXXX")
 PY=/usr/bin/python3
 NAMESPACES=()
+MAIN_PID_LIB=$BASHPID
 FAILS=0
 CHECKS=0
 
@@ -20,6 +21,9 @@ skip() { log "SKIP: $*"; exit 77; }
 
 cleanup() {
 	local ns pid
+	# A backgrounded function runs in a subshell that may run this trap
+	# when it is killed: only the main shell tears the namespaces down.
+	[ "$BASHPID" = "$MAIN_PID_LIB" ] || return 0
 	for ns in "${NAMESPACES[@]}"; do
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do
 			kill -KILL "$pid" 2>/dev/null
