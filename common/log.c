@@ -40,6 +40,7 @@ int log_parse_level(const char *s)
 	return -EINVAL;
 }
 
+__attribute__((format(printf, 2, 0)))
 static void log_vmsg(int level, const char *fmt, va_list ap)
 {
 	char line[1024];

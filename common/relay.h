@@ -81,7 +81,11 @@ struct relay {
 	uint8_t phase;               /* daemon-specific handshake phase */
 	uint32_t since_s;            /* when the current phase began */
 	uint32_t active_s;           /* last byte relayed (coarse seconds) */
+	uint32_t checked_s;          /* last subflow check (MPTCP flows) */
+	uint32_t orphan_s;           /* first seen with no subflow, 0 = has one */
 	struct in6_addr peer;        /* client address, mapped for IPv4 */
+	struct in6_addr far;         /* far-side address, for logs */
+	uint16_t far_port;
 	void *priv;                  /* daemon state during the handshake */
 };
 

@@ -24,6 +24,7 @@ struct conc_config {
 	unsigned connect_timeout_ms;
 	unsigned idle_timeout_s;      /* 0: never */
 	unsigned drain_timeout_ms;
+	unsigned keepalive_s;         /* 0: off */
 	uint32_t max_flows;
 	uint32_t max_per_client;      /* 0: unlimited */
 	unsigned nbufs, bufsize;      /* per worker buffer ring */
@@ -39,6 +40,7 @@ struct conc_counters {
 	uint64_t limit_hits;
 	uint64_t connected;           /* upstream connects that succeeded */
 	uint64_t accept_paused;
+	uint64_t orphans;             /* MPTCP flows closed with no subflow left */
 };
 
 struct conc;
@@ -86,6 +88,7 @@ enum conc_op {
 void session_accept(struct conc_worker *cw, int fd);
 void session_handle(struct relay_worker *w, struct relay *r, unsigned op,
 		    const struct io_uring_cqe *cqe);
+void session_close(struct relay_worker *w, struct relay *r);
 void session_free(struct relay_worker *w, struct relay *r);
 void session_tick(struct conc_worker *cw);
 

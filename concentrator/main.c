@@ -39,6 +39,9 @@ static void usage(FILE *f)
 "  --connect-timeout SEC       upstream connect timeout (default 10)\n"
 "  --idle-timeout SEC          close flows idle this long (default 7200, 0 = never)\n"
 "  --drain-timeout SEC         on SIGTERM, time flows get to finish (default 10)\n"
+"  --keepalive SEC             TCP keepalive idle time on both sockets of a flow;\n"
+"                              a dead peer is found in about twice that (default 60,\n"
+"                              0 = off)\n"
 "  --buffers N                 receive buffers per worker, power of 2 (default 1024)\n"
 "  --buffer-size BYTES         size of each buffer (default 65536)\n"
 "  --log-level LEVEL           error, warning, info, debug (default info)\n"
@@ -48,7 +51,7 @@ static void usage(FILE *f)
 enum {
 	O_LISTEN = 256, O_ALLOW_CLIENT, O_ALLOW_ANY, O_ALLOW_DEST, O_DENY_DEST,
 	O_WORKERS, O_MAX_FLOWS, O_MAX_PER_CLIENT, O_HS_TIMEOUT, O_CONNECT_TIMEOUT,
-	O_IDLE_TIMEOUT, O_DRAIN_TIMEOUT, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL,
+	O_IDLE_TIMEOUT, O_DRAIN_TIMEOUT, O_KEEPALIVE, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL,
 	O_VERSION, O_HELP,
 };
 
@@ -65,6 +68,7 @@ static const struct option long_opts[] = {
 	{ "connect-timeout", required_argument, NULL, O_CONNECT_TIMEOUT },
 	{ "idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT },
 	{ "drain-timeout", required_argument, NULL, O_DRAIN_TIMEOUT },
+	{ "keepalive", required_argument, NULL, O_KEEPALIVE },
 	{ "buffers", required_argument, NULL, O_BUFFERS },
 	{ "buffer-size", required_argument, NULL, O_BUFFER_SIZE },
 	{ "log-level", required_argument, NULL, O_LOG_LEVEL },
@@ -211,6 +215,11 @@ static int parse_args(int argc, char **argv, struct conc_config *cfg)
 				return r;
 			cfg->drain_timeout_ms = ms;
 			break;
+		case O_KEEPALIVE:
+			if ((r = parse_uint(name, optarg, 0, 7200, &v)) < 0)
+				return r;
+			cfg->keepalive_s = (unsigned)v;
+			break;
 		case O_BUFFERS:
 			if ((r = parse_uint(name, optarg, 2, 32768, &v)) < 0)
 				return r;
@@ -286,17 +295,19 @@ static void log_summary(struct conc *c)
 		t.connected += w->n.connected;
 		t.handshake_timeouts += w->n.handshake_timeouts;
 		t.limit_hits += w->n.limit_hits;
+		t.orphans += w->n.orphans;
 		for (int k = 0; k < 256; k++)
 			t.refused[k] += w->n.refused[k];
 		s.bytes[0] += w->rw.stats.bytes[0];
 		s.bytes[1] += w->rw.stats.bytes[1];
 	}
 	log_info("accepted %llu (mptcp %llu, tcp fallback %llu), connected %llu, "
-		 "handshake timeouts %llu, limit hits %llu, bytes up %llu down %llu",
+		 "handshake timeouts %llu, limit hits %llu, flows without subflows %llu, "
+		 "bytes up %llu down %llu",
 		 (unsigned long long)t.accepted, (unsigned long long)t.mptcp,
 		 (unsigned long long)t.fallback, (unsigned long long)t.connected,
 		 (unsigned long long)t.handshake_timeouts,
-		 (unsigned long long)t.limit_hits,
+		 (unsigned long long)t.limit_hits, (unsigned long long)t.orphans,
 		 (unsigned long long)s.bytes[0], (unsigned long long)s.bytes[1]);
 	for (int k = 0; k < 256; k++)
 		if (t.refused[k])
@@ -320,6 +331,7 @@ int main(int argc, char **argv)
 	c->cfg.connect_timeout_ms = 10000;
 	c->cfg.idle_timeout_s = 7200;
 	c->cfg.drain_timeout_ms = 10000;
+	c->cfg.keepalive_s = 60;
 	c->cfg.max_per_client = 4096;
 	c->cfg.nbufs = 1024;
 	c->cfg.bufsize = 65536;

@@ -15,6 +15,7 @@
  * The session buffer exists only during the handshake and is freed before
  * relaying starts, so an established idle flow holds no user-space buffer. */
 #include "concentrator.h"
+#include "sock.h"
 
 #include <errno.h>
 #include <netinet/tcp.h>
@@ -22,12 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* From linux/tcp.h (5.16+); the libc headers here do not have it. */
-#ifndef TCP_IS_MPTCP
-#define TCP_IS_MPTCP 43
-#endif
-_Static_assert(TCP_IS_MPTCP == 43, "TCP_IS_MPTCP is 43 in the kernel ABI");
 
 enum phase {
 	PH_READ = 1,
@@ -151,9 +146,11 @@ static void start_connect(struct conc_worker *cw, struct relay *r,
 	const struct conc_config *cfg = &cw->c->cfg;
 	struct io_uring_sqe *sqe;
 	const char *reason = NULL;
-	int fd, one = 1, mss = 0;
+	int fd, mss = 0;
 
 	s->dst_len = addr_from_in6(&m->connect.addr, m->connect.port, &s->dst);
+	r->far = m->connect.addr;
+	r->far_port = m->connect.port;
 
 	for (size_t i = 0; i < m->connect.tcp_opts.len;) {
 		const uint8_t *o = m->connect.tcp_opts.p + i;
@@ -192,7 +189,8 @@ static void start_connect(struct conc_worker *cw, struct relay *r,
 		}
 		return;
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	sock_nodelay(fd);
+	sock_keepalive(fd, cfg->keepalive_s);
 	if (mss)
 		setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof(mss));
 	r->fd[1] = fd;
@@ -445,8 +443,7 @@ void session_accept(struct conc_worker *cw, int fd)
 	socklen_t sl = sizeof(ss);
 	struct relay *r;
 	struct session *s;
-	int one = 1, is_mptcp = 0, rc;
-	socklen_t il = sizeof(is_mptcp);
+	int rc;
 
 	cw->n.accepted++;
 	r = relay_new(w, fd);
@@ -472,15 +469,15 @@ void session_accept(struct conc_worker *cw, int fd)
 		relay_close(w, r, RELAY_END_HANDSHAKE, true);
 		return;
 	}
-	/* A plain-TCP client reaches an MPTCP listener as a fallback socket;
-	 * TCP_IS_MPTCP is then answered by the TCP subflow: 0. */
-	if (getsockopt(fd, IPPROTO_TCP, TCP_IS_MPTCP, &is_mptcp, &il) == 0 && is_mptcp) {
+	/* A plain-TCP client reaches an MPTCP listener as a fallback socket. */
+	if (sock_is_mptcp(fd)) {
 		cw->n.mptcp++;
 		r->flags |= FLAG_MPTCP;
 	} else {
 		cw->n.fallback++;
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	sock_nodelay(fd);
+	sock_keepalive(fd, cw->c->cfg.keepalive_s);
 
 	if (!policy_client_allowed(&cw->c->cfg.policy, &r->peer)) {
 		refuse(cw, r, CONVERT_E_NOT_AUTHORIZED, NULL, 0,
@@ -499,6 +496,22 @@ void session_accept(struct conc_worker *cw, int fd)
 	hs_recv(w, r, OP_HS_RECV);
 }
 
+/* One line per relayed flow that failed (reset or socket error), so an
+ * operator can see which gateway or server is misbehaving; normal ends are
+ * counted, not logged. */
+void session_close(struct relay_worker *w, struct relay *r)
+{
+	struct conc_worker *cw = w->owner;
+	char a[ADDR_STRLEN], b[ADDR_STRLEN];
+
+	if (r->end != RELAY_END_RESET || !r->far_port ||
+	    !log_ratelimit_ok(&cw->rl, w->now_ms))
+		return;
+	log_info("flow %s -> %s reset after %llu bytes up, %llu down",
+		 addr_format_in6(&r->peer, 0, a), addr_format_in6(&r->far, r->far_port, b),
+		 (unsigned long long)r->half[0].bytes, (unsigned long long)r->half[1].bytes);
+}
+
 void session_free(struct relay_worker *w, struct relay *r)
 {
 	struct conc_worker *cw = w->owner;
@@ -507,6 +520,37 @@ void session_free(struct relay_worker *w, struct relay *r)
 		limits_release(&cw->c->limits, &r->peer);
 	free(r->priv);
 	r->priv = NULL;
+}
+
+/* A quiet MPTCP flow whose subflows are all gone (keepalive killed them, or
+ * every path failed) stays open forever unless we look: the kernel keeps
+ * it for an MP_JOIN that will not come from a gateway that lost power. Give
+ * it one keepalive period to re-join over another path, then reset it so the
+ * upstream socket is freed too. Checked only on idle flows, every half
+ * keepalive period: a getsockopt per idle flow per 30 s by default. */
+static void check_orphan(struct conc_worker *cw, struct relay *r)
+{
+	struct relay_worker *w = &cw->rw;
+	unsigned ka = cw->c->cfg.keepalive_s;
+	unsigned every = ka / 2 ? ka / 2 : 1;
+	int live;
+
+	if (!ka || w->now_s - r->active_s < ka || w->now_s - r->checked_s < every)
+		return;
+	r->checked_s = w->now_s;
+	live = sock_mptcp_live_subflows(r->fd[0]);
+	if (live != 0) {
+		r->orphan_s = 0;
+		return;
+	}
+	if (!r->orphan_s) {
+		r->orphan_s = w->now_s;
+		return;
+	}
+	if (w->now_s - r->orphan_s >= ka) {
+		cw->n.orphans++;
+		relay_close(w, r, RELAY_END_RESET, true);
+	}
 }
 
 /* Close handshakes that have taken too long: clients that never complete
@@ -535,6 +579,8 @@ void session_tick(struct conc_worker *cw)
 		} else if (r->state == RELAY_PUMP && cfg->idle_timeout_s &&
 			   w->now_s - r->active_s >= cfg->idle_timeout_s) {
 			relay_close(w, r, RELAY_END_IDLE, false);
+		} else if (r->state == RELAY_PUMP && (r->flags & FLAG_MPTCP)) {
+			check_orphan(cw, r);
 		}
 	}
 }

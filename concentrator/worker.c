@@ -12,6 +12,7 @@
 
 static const struct relay_ops conc_relay_ops = {
 	.handle = session_handle,
+	.on_close = session_close,
 	.on_free = session_free,
 };
 

@@ -23,9 +23,12 @@ deploy/setup.sh
 configure() {
 	local dir=$1; shift
 	if [ ! -f "$dir/build.ninja" ]; then
-		meson setup "$dir" "$@" >/dev/null
+		meson setup "$dir" "$@" > "$dir.setup.log" 2>&1 ||
+			{ cat "$dir.setup.log"; echo "meson setup $dir failed"; exit 1; }
+		rm -f "$dir.setup.log"
 	fi
-	ninja -C "$dir" >/dev/null
+	ninja -C "$dir" > "$dir/ninja.log" 2>&1 ||
+		{ grep -E "error|warning|FAILED" "$dir/ninja.log" | head -40; echo "build of $dir failed"; exit 1; }
 	echo "built $dir"
 }
 

@@ -59,6 +59,8 @@ halfclose_check() {
 check "server half-closes first; client->server keeps flowing (sha256)" halfclose_check
 check "server reset arrives at the client as a reset" \
 	$C reset --conc $CONC --dst 203.0.113.2:9001
+check "the reset relayed flow is logged with both ends" \
+	grep -E "flow 198.51.100.2 -> 203.0.113.2:9001 reset after" "$WORKDIR/main.log"
 check "every Error code from its case, a valid flow intact alongside" \
 	$C errors --conc $CONC --dst $DST --closed-port 9100 --blackhole-port 9009 \
 	--unroutable 192.0.2.1 --self-addr 203.0.113.1 --bad-src 198.51.100.3
@@ -72,7 +74,7 @@ start_concentrator conc perclient --listen 198.51.100.1:5125 --allow-client 198.
 	--max-flows-per-client 3 --workers 2
 PC_PID=$CONC_PID
 start_concentrator conc total --listen 198.51.100.1:5126 --allow-client 198.51.100.0/24 \
-	--max-flows 2 --workers 1
+	--max-flows 2 --workers 1 --keepalive 1
 TOT_PID=$CONC_PID
 wait_listen conc 5125 && wait_listen conc 5126
 check "flows per client over the limit get Error 64, and recover" \
@@ -99,7 +101,35 @@ drain_check() {
 }
 check "SIGTERM: stops accepting, the running flow drains and completes" drain_check
 
+# A gateway that vanishes (power cut): no FIN, no RST. Keepalive must find
+# it and free both sockets of its flow. Last, as it takes the client link down.
+keepalive_check() {
+	local n i
+	# 1000 bytes with the Convert message, one 64 KiB chunk, then 60 s of
+	# silence before its FIN: idle, with nothing unacknowledged either way.
+	$C echo --conc 198.51.100.1:5126 --dst $DST --bytes 66536 --pace 60 > /dev/null 2>&1 &
+	local cpid=$!
+	for i in $(seq 1 50); do
+		n=$(ip netns exec "$(ns conc)" ss -Htn state established '( dport = :9000 )' | wc -l)
+		[ "$n" -ge 1 ] && break; sleep 0.1
+	done
+	[ "$n" -ge 1 ] || { echo "flow not established"; return 1; }
+	sleep 1  # let the echo of the chunk come back: the flow is now idle
+	ip -n "$(ns cli)" link set cli-conc down
+	kill -KILL $cpid 2>/dev/null
+	# keepalive 1 s: idle 1 s + 6 probes 1 s apart, so about 7 s.
+	for i in $(seq 1 200); do
+		n=$(ip netns exec "$(ns conc)" ss -Htn state established '( sport = :5126 or dport = :9000 )' | wc -l)
+		[ "$n" -eq 0 ] && { echo "{\"freed_after_s\": $((i / 10))}"; return 0; }
+		sleep 0.1
+	done
+	ip netns exec "$(ns conc)" ss -tn
+	return 1
+}
+check "a vanished client is found by keepalive; both sockets freed" keepalive_check
 check "third instance exits cleanly on SIGTERM" stop_concentrator "$TOT_PID" total
+check "it was closed as an MPTCP flow with no subflow left" \
+	grep -E "flows without subflows 1," "$WORKDIR/total.log"
 check "main instance exits cleanly on SIGTERM" stop_concentrator "$MAIN_PID" main
 counts_check() {
 	grep -E "accepted .*mptcp [1-9].*tcp fallback [1-9]" "$WORKDIR/main.log" || { tail -20 "$WORKDIR/main.log"; return 1; }

@@ -1,0 +1,82 @@
+#include "sock.h"
+
+#include <errno.h>
+#include <linux/mptcp.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+/* From linux/tcp.h (5.16+); the libc headers here do not have it. */
+#ifndef TCP_IS_MPTCP
+#define TCP_IS_MPTCP 43
+#endif
+_Static_assert(TCP_IS_MPTCP == 43, "TCP_IS_MPTCP is 43 in the kernel ABI");
+
+int sock_keepalive(int fd, unsigned idle_s)
+{
+	int on = idle_s > 0, idle = (int)idle_s, intvl = (int)idle_s / 6, cnt = 6;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) < 0)
+		return -errno;
+	if (!on)
+		return 0;
+	if (intvl < 1)
+		intvl = 1;
+	if (setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) < 0)
+		return -errno;
+	return 0;
+}
+
+int sock_nodelay(int fd)
+{
+	int one = 1;
+
+	return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ? -errno : 0;
+}
+
+bool sock_is_mptcp(int fd)
+{
+	int v = 0;
+	socklen_t l = sizeof(v);
+
+	/* On a fallen-back MPTCP socket the TCP subflow answers: 0. */
+	return getsockopt(fd, IPPROTO_TCP, TCP_IS_MPTCP, &v, &l) == 0 && v;
+}
+
+#ifndef SOL_MPTCP
+#define SOL_MPTCP 284
+#endif
+
+int sock_mptcp_live_subflows(int fd)
+{
+	/* Header then up to 16 tcp_info records; more subflows than that
+	 * means plenty are alive. */
+	struct {
+		struct mptcp_subflow_data d;
+		struct tcp_info ti[16];
+	} buf;
+	socklen_t len = sizeof(buf);
+	unsigned n, live = 0;
+
+	memset(&buf.d, 0, sizeof(buf.d));
+	buf.d.size_subflow_data = sizeof(buf.d);
+	buf.d.size_user = sizeof(struct tcp_info);
+	if (getsockopt(fd, SOL_MPTCP, MPTCP_TCPINFO, &buf, &len) < 0)
+		return -errno;
+	n = buf.d.num_subflows;
+	if (n > 16)
+		return (int)n;
+	/* The kernel may hand back a shorter tcp_info than ours. */
+	for (unsigned i = 0; i < n; i++) {
+		const uint8_t *rec = (const uint8_t *)buf.ti + (size_t)i * buf.d.size_user;
+
+		if (buf.d.size_user < 1 || (size_t)(rec - (const uint8_t *)&buf) >= len)
+			break;
+		if (rec[0] == TCP_ESTABLISHED)  /* tcpi_state is the first byte */
+			live++;
+	}
+	return (int)live;
+}
