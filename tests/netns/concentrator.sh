@@ -16,6 +16,10 @@ addr cli cli-conc 2001:db8:1::2/64
 addr conc conc-cli 198.51.100.1/24; addr conc conc-cli 2001:db8:1::1/64
 addr conc conc-srv 203.0.113.1/24; addr conc conc-srv 2001:db8:2::1/64
 addr srv srv-conc 203.0.113.2/24; addr srv srv-conc 2001:db8:2::2/64
+# 0-RTT: the client sends data in its SYN; the concentrator accepts SYN data
+# without a cookie (0x200) as a server (0x2).
+ip netns exec "$(ns cli)" sysctl -qw net.ipv4.tcp_fastopen=1
+ip netns exec "$(ns conc)" sysctl -qw net.ipv4.tcp_fastopen=515  # 0x203
 ip netns exec "$(ns srv)" nft -f - <<'NFT'
 table inet blackhole {
 	chain input { type filter hook input priority 0; tcp dport 9009 drop; }
@@ -41,6 +45,15 @@ check "8 parallel flows, 16 MiB each way each (sha256)" \
 	$C echo --conc $CONC --dst $DST --bytes $((16 << 20)) --flows 8
 check "plain TCP client (MPTCP fallback), 8 MiB each way" \
 	$C echo --conc $CONC --dst $DST --bytes $((8 << 20)) --tcp
+tfo_check() {
+	local before after
+	before=$(ip netns exec "$(ns conc)" nstat -az TcpExtTCPFastOpenPassive | awk '/TcpExt/ {print $2}')
+	$C tfo --conc $CONC --dst $DST || return 1
+	after=$(ip netns exec "$(ns conc)" nstat -az TcpExtTCPFastOpenPassive | awk '/TcpExt/ {print $2}')
+	echo "TcpExtTCPFastOpenPassive $before -> $after"
+	[ "$after" -gt "$before" ]
+}
+check "0-RTT: Convert message and payload in the SYN (TFO) accepted and relayed" tfo_check
 check "Convert message split over three segments, payload behind it" \
 	$C echo --conc $CONC --dst $DST --bytes $((1 << 20)) --split
 check "IPv6 client and IPv6 destination" \

@@ -412,13 +412,42 @@ async def cmd_limit(args):
     return code == 64 and ok_after
 
 
+def cmd_tfo(args):
+    """0-RTT: the Convert message and the first payload in the SYN (TCP Fast
+    Open, sendto with MSG_FASTOPEN), then the reply and the echo."""
+    host, port = split_hostport(args.dst)
+    chost, cport = split_hostport(args.conc)
+    fam = socket.AF_INET6 if ":" in chost else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM, IPPROTO_MPTCP)
+    payload = b"0-RTT hello"
+    # Blocking: with a timeout set, Python makes the socket non-blocking and
+    # the SYN-with-data sendto would return EINPROGRESS.
+    s.sendto(convert_msg(connect_tlv(host, port)) + payload, socket.MSG_FASTOPEN, (chost, cport))
+    s.settimeout(10)
+    hdr = b""
+    while len(hdr) < 4:
+        d = s.recv(4 - len(hdr))
+        if not d:
+            break
+        hdr += d
+    echo = b""
+    while len(echo) < len(payload):
+        d = s.recv(len(payload) - len(echo))
+        if not d:
+            break
+        echo += d
+    s.close()
+    print(json.dumps({"reply": hdr.hex(), "echo": echo.decode(errors="replace")}))
+    return hdr == bytes([1, 1, 0x22, 0x63]) and echo == payload
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve")
     s.add_argument("--bind", action="append", required=True)
     s.add_argument("--base", type=int, default=9000)
-    for name in ("echo", "error", "reset", "halfclose", "stall", "errors", "limit"):
+    for name in ("echo", "error", "reset", "halfclose", "stall", "errors", "limit", "tfo"):
         c = sub.add_parser(name)
         c.add_argument("--conc", required=True)
         c.add_argument("--dst")
@@ -439,6 +468,8 @@ def main():
         c.add_argument("--self-addr")
         c.add_argument("--bad-src")
     args = p.parse_args()
+    if args.cmd == "tfo":
+        sys.exit(0 if cmd_tfo(args) else 1)
     fn = {"serve": serve, "echo": cmd_echo, "error": cmd_error, "reset": cmd_reset,
           "halfclose": cmd_halfclose, "stall": cmd_stall, "errors": cmd_errors,
           "limit": cmd_limit}[args.cmd]
