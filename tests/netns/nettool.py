@@ -159,10 +159,28 @@ async def srv_halfclose(reader, writer):
     writer.close()
 
 
+async def srv_whoami(reader, writer):
+    peer = writer.get_extra_info("peername")
+    writer.write(f"{peer[0]}\n".encode())
+    await writer.drain()
+    writer.close()
+
+
+class UdpEcho(asyncio.DatagramProtocol):
+    def connection_made(self, transport):
+        self.t = transport
+
+    def datagram_received(self, data, addr):
+        self.t.sendto(data, addr)
+
+
 async def serve(args):
     servers = []
+    loop = asyncio.get_running_loop()
     for b in args.bind:
-        for off, fn in ((0, srv_echo), (1, srv_reset), (2, srv_halfclose)):
+        if args.udp443:
+            await loop.create_datagram_endpoint(UdpEcho, local_addr=(b, 443))
+        for off, fn in ((0, srv_echo), (1, srv_reset), (2, srv_halfclose), (3, srv_whoami)):
             servers.append(await asyncio.start_server(fn, b, args.base + off,
                                                       reuse_address=True, backlog=4096))
     print("serving", flush=True)
@@ -172,12 +190,18 @@ async def serve(args):
 # ---------------------------------------------------------------- clients
 
 async def echo_flow(conc, dst, nbytes, proto=IPPROTO_MPTCP, split=False, chunk=1 << 16,
-                    pace=0.0):
+                    pace=0.0, plain=False):
     """One flow: Convert + data; returns (ok, detail). The first data rides
-    in the same write as the Convert message, as a 0-RTT client does."""
+    in the same write as the Convert message, as a 0-RTT client does. With
+    plain, an ordinary TCP connection straight to dst (a LAN device behind
+    the agent): no Convert message, no reply."""
     host, port = split_hostport(dst)
-    reader, writer = await open_conn(conc, proto)
-    msg = convert_msg(connect_tlv(host, port))
+    if plain:
+        reader, writer = await open_conn(dst, socket.IPPROTO_TCP)
+        msg = b""
+    else:
+        reader, writer = await open_conn(conc, proto)
+        msg = convert_msg(connect_tlv(host, port))
     data = os.urandom(nbytes)
     first = data[:1000]
     if split:
@@ -200,7 +224,9 @@ async def echo_flow(conc, dst, nbytes, proto=IPPROTO_MPTCP, split=False, chunk=1
         writer.write_eof()
 
     sender = asyncio.ensure_future(send_rest())
-    code, _ = await read_reply(reader)
+    code = None
+    if not plain:
+        code, _ = await read_reply(reader)
     if code is not None:
         sender.cancel()
         writer.close()
@@ -222,7 +248,7 @@ async def cmd_echo(args):
     proto = socket.IPPROTO_TCP if args.tcp else IPPROTO_MPTCP
     t0 = time.monotonic()
     res = await asyncio.gather(*(echo_flow(args.conc, args.dst, args.bytes, proto, args.split,
-                                           pace=args.pace)
+                                           pace=args.pace, plain=args.plain)
                                  for _ in range(args.flows)), return_exceptions=True)
     dt = time.monotonic() - t0
     good = sum(1 for r in res if not isinstance(r, BaseException) and r[0])
@@ -277,10 +303,14 @@ async def cmd_reset(args):
 
 async def cmd_halfclose(args):
     host, port = split_hostport(args.dst)
-    reader, writer = await open_conn(args.conc)
-    writer.write(convert_msg(connect_tlv(host, port)))
-    await writer.drain()
-    code, _ = await read_reply(reader)
+    code = None
+    if args.plain:
+        reader, writer = await open_conn(args.dst, socket.IPPROTO_TCP)
+    else:
+        reader, writer = await open_conn(args.conc)
+        writer.write(convert_msg(connect_tlv(host, port)))
+        await writer.drain()
+        code, _ = await read_reply(reader)
     got = await asyncio.wait_for(reader.read(), 10)   # server FIN: EOF
     data = os.urandom(args.bytes)
     for i in range(0, len(data), 1 << 16):
@@ -441,19 +471,113 @@ def cmd_tfo(args):
     return hdr == bytes([1, 1, 0x22, 0x63]) and echo == payload
 
 
+def cmd_whoami(args):
+    """Plain TCP to dst's whoami port: prints the address the server saw."""
+    host, port = split_hostport(args.dst)
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.create_connection((host, port), timeout=10)
+    data = s.makefile().readline().strip()
+    s.close()
+    print(json.dumps({"server_saw": data}))
+    return bool(data)
+
+
+def cmd_quic(args):
+    """A UDP datagram to dst:443. Prints "echo" when it came back, "refused"
+    when an ICMP port-unreachable arrived, "timeout" otherwise."""
+    host, port = split_hostport(args.dst)
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.settimeout(3)
+    s.connect((host, port))
+    s.send(b"QUIC-ish probe")
+    try:
+        d = s.recv(100)
+        res = "echo" if d else "empty"
+    except ConnectionRefusedError:
+        res = "refused"
+    except socket.timeout:
+        res = "timeout"
+    print(json.dumps({"udp443": res}))
+    return True
+
+
+def cmd_pcap_syn(args):
+    """Reads a pcap (Ethernet or Linux cooked) and reports each SYN (no ACK)
+    to PORT: its TCP option kinds and the start of its payload."""
+    import struct as st
+    data = open(args.file, "rb").read()
+    magic = st.unpack("<I", data[:4])[0]
+    endian = "<" if magic in (0xa1b2c3d4, 0xa1b23c4d) else ">"
+    linktype = st.unpack(endian + "I", data[20:24])[0]
+    off, syns = 24, []
+    while off + 16 <= len(data):
+        _, _, incl, _ = st.unpack(endian + "IIII", data[off:off + 16])
+        pkt = data[off + 16:off + 16 + incl]
+        off += 16 + incl
+        if linktype == 1:
+            l2, eth = 14, st.unpack("!H", pkt[12:14])[0]
+        elif linktype == 113:
+            l2, eth = 16, st.unpack("!H", pkt[14:16])[0]
+        else:
+            continue
+        ip = pkt[l2:]
+        if eth == 0x0800 and ip[9] == 6:
+            ihl, tot = (ip[0] & 15) * 4, st.unpack("!H", ip[2:4])[0]
+            tcp, end = ip[ihl:], tot - ihl
+        elif eth == 0x86DD and ip[6] == 6:
+            tcp, end = ip[40:], st.unpack("!H", ip[4:6])[0]
+        else:
+            continue
+        dport = st.unpack("!H", tcp[2:4])[0]
+        flags = tcp[13]
+        if dport != args.port or not (flags & 0x02) or (flags & 0x10):
+            continue
+        doff = (tcp[12] >> 4) * 4
+        opts, kinds, i = tcp[20:doff], [], 0
+        while i < len(opts):
+            k = opts[i]
+            if k == 0:
+                break
+            if k == 1:
+                i += 1
+                continue
+            kinds.append(k)
+            i += max(2, opts[i + 1])
+        payload = tcp[doff:end]
+        syns.append({"option_kinds": kinds, "payload_len": len(payload),
+                     "payload_head": payload[:8].hex()})
+    print(json.dumps({"syns": syns}))
+    # The check: a SYN carrying the MPTCP option (30) and a Convert message
+    # (version 1, magic 0x2263, a Connect TLV first).
+    return any(30 in x["option_kinds"] and x["payload_head"][:2] == "01"
+               and x["payload_head"][4:8] == "2263" and x["payload_head"][8:10] == "0a"
+               for x in syns)
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve")
     s.add_argument("--bind", action="append", required=True)
     s.add_argument("--base", type=int, default=9000)
+    s.add_argument("--udp443", action="store_true", help="also echo UDP on port 443")
+    w = sub.add_parser("whoami")
+    w.add_argument("--dst", required=True)
+    q = sub.add_parser("quic")
+    q.add_argument("--dst", required=True)
+    pc = sub.add_parser("pcap-syn")
+    pc.add_argument("file")
+    pc.add_argument("--port", type=int, required=True)
     for name in ("echo", "error", "reset", "halfclose", "stall", "errors", "limit", "tfo"):
         c = sub.add_parser(name)
-        c.add_argument("--conc", required=True)
+        c.add_argument("--conc", help="the concentrator (not with --plain)")
         c.add_argument("--dst")
         c.add_argument("--bytes", type=int, default=1 << 20)
         c.add_argument("--flows", type=int, default=1)
         c.add_argument("--split", action="store_true")
+        c.add_argument("--plain", action="store_true",
+                       help="ordinary TCP straight to --dst, as a LAN device")
         c.add_argument("--pace", type=float, default=0.0,
                        help="spread the sending over this many seconds")
         c.add_argument("--tcp", action="store_true", help="plain TCP client (fallback)")
@@ -468,8 +592,9 @@ def main():
         c.add_argument("--self-addr")
         c.add_argument("--bad-src")
     args = p.parse_args()
-    if args.cmd == "tfo":
-        sys.exit(0 if cmd_tfo(args) else 1)
+    sync = {"tfo": cmd_tfo, "whoami": cmd_whoami, "quic": cmd_quic, "pcap-syn": cmd_pcap_syn}
+    if args.cmd in sync:
+        sys.exit(0 if sync[args.cmd](args) else 1)
     fn = {"serve": serve, "echo": cmd_echo, "error": cmd_error, "reset": cmd_reset,
           "halfclose": cmd_halfclose, "stall": cmd_stall, "errors": cmd_errors,
           "limit": cmd_limit}[args.cmd]

@@ -1,0 +1,105 @@
+/* gw-agent: types shared by main.c, flow.c and intercept.c. */
+#ifndef GW_AGENT_H
+#define GW_AGENT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "addr.h"
+#include "convert.h"
+#include "log.h"
+#include "relay.h"
+
+#define AGENT_MAX_CONC 4
+#define AGENT_MAX_LAN 8
+#define AGENT_MAX_BYPASS 64
+
+enum agent_fallback {
+	FALLBACK_DIRECT = 0,  /* connect straight to the destination */
+	FALLBACK_RESET,       /* fail closed: reset the LAN connection */
+};
+
+struct agent_config {
+	struct sockaddr_storage conc[AGENT_MAX_CONC];
+	socklen_t conc_len[AGENT_MAX_CONC];
+	unsigned nconc;
+	char lan[AGENT_MAX_LAN][32];
+	unsigned nlan;
+	struct addr_prefix bypass[AGENT_MAX_BYPASS];  /* operator's and LAN's */
+	unsigned nbypass;
+	enum agent_fallback fallback;
+	bool block_quic;
+	uint16_t port;                 /* TPROXY listener */
+	uint32_t mark, table;
+	unsigned workers;
+	unsigned connect_timeout_ms;   /* TCP connect to a concentrator */
+	unsigned reply_timeout_ms;     /* Convert reply after connecting */
+	unsigned keepalive_s;
+	unsigned idle_timeout_s;
+	unsigned nbufs, bufsize;
+	uint32_t max_flows;
+};
+
+struct agent_counters {
+	uint64_t intercepted;
+	uint64_t via_concentrator;
+	uint64_t fallback_direct;
+	uint64_t failed;               /* reset: no concentrator and no fallback */
+	uint64_t conc_errors[256];     /* Error codes from the concentrator */
+	uint64_t early_bytes;          /* LAN bytes sent in the SYN with Convert */
+};
+
+struct agent;
+
+struct agent_worker {
+	struct agent *a;
+	unsigned id;
+	pthread_t thread;
+	struct relay_worker rw;
+	int lfd;
+	bool accept_armed;
+	bool accept_paused;
+	bool listening;
+	uint64_t drain_deadline_ms;
+	struct log_ratelimit rl;
+	struct agent_counters n;
+	int init_result;
+};
+
+struct agent {
+	struct agent_config cfg;
+	atomic_int stopping;
+	struct agent_worker *workers;
+	pthread_mutex_t ready_lock;
+	pthread_cond_t ready_cond;
+	unsigned ready;
+};
+
+/* intercept.c: nftables table, policy rule and local route. */
+int intercept_install(const struct agent_config *cfg);
+void intercept_remove(const struct agent_config *cfg);
+/* LAN interface prefixes, appended to cfg->bypass. */
+int intercept_add_lan_prefixes(struct agent_config *cfg);
+
+/* flow.c */
+enum agent_op {
+	AOP_ACCEPT = RELAY_OP_USER,
+	AOP_CONN_POLL,
+	AOP_TIMEOUT,
+	AOP_SEND,
+	AOP_REPLY,
+	AOP_DIRECT_CONNECT,
+	AOP_LAN_SEND,
+};
+void flow_accept(struct agent_worker *aw, int fd);
+void flow_handle(struct relay_worker *w, struct relay *r, unsigned op,
+		 const struct io_uring_cqe *cqe);
+void flow_close(struct relay_worker *w, struct relay *r);
+void flow_free(struct relay_worker *w, struct relay *r);
+void flow_tick(struct agent_worker *aw);
+void agent_arm_accept(struct agent_worker *aw);
+
+#endif

@@ -1,0 +1,493 @@
+/* One intercepted LAN connection, from accept to relaying:
+ *
+ *   accept   the LAN client's connection, delivered by TPROXY; its local
+ *            address (getsockname) is where the client wanted to go
+ *   SYN      an MPTCP socket to the concentrator; sendto(MSG_FASTOPEN) puts
+ *            the Convert message (header + Connect) and whatever the client
+ *            has already sent into the SYN (0-RTT)
+ *   POLL     wait until connected (short timeout): a concentrator that does
+ *            not answer is tried no longer than --connect-timeout
+ *   SEND     the part of the message that did not fit in the SYN, if any
+ *   REPLY    read the Convert reply (bytes behind it are the server's first
+ *            bytes and go to the LAN client before relaying starts)
+ *   -> relay_start()
+ *
+ * A concentrator that cannot be reached is skipped for the next one; when
+ * none can, the flow falls back to a direct connection (default) or is reset
+ * (--fallback reset). An Error reply resets the LAN connection, as the closest
+ * a transparent proxy can come to what a direct connection would have seen.
+ * Once a concentrator has accepted the connection, failing over would send
+ * the client's first bytes twice, so a missing reply resets instead. */
+#include "agent.h"
+#include "sock.h"
+
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum phase {
+	PH_POLL = 1,
+	PH_SEND,
+	PH_REPLY,
+	PH_LAN_SEND,
+	PH_DIRECT,
+	PH_DIRECT_SEND,
+};
+
+#define FLAG_DIRECT 0x01
+
+/* TFO carries at most about one MSS in the SYN; more would only be sent
+ * after the handshake anyway. */
+#define EARLY_MAX 1200
+
+struct flow {
+	uint64_t since_ms;
+	struct sockaddr_storage dst;
+	socklen_t dst_len;
+	unsigned conc_idx;            /* concentrator being tried */
+	uint32_t msg_len;             /* Convert message length in out */
+	uint32_t early_len;           /* LAN bytes behind it in out */
+	uint32_t out_off;             /* how much of out has been sent */
+	uint32_t in_len;              /* reply bytes received */
+	uint32_t lan_off, lan_len;    /* server bytes behind the reply */
+	struct __kernel_timespec ts;
+	uint8_t out[64 + EARLY_MAX];
+	uint8_t in[CONVERT_MAX_LEN + 2048];
+};
+
+static struct flow *F(struct relay *r)
+{
+	return r->priv;
+}
+
+static void try_concentrator(struct agent_worker *aw, struct relay *r);
+static void give_up(struct agent_worker *aw, struct relay *r, const char *why);
+
+/* Op on flow r, linked to a timeout of ms. */
+static bool submit_with_timeout(struct relay_worker *w, struct relay *r,
+				struct io_uring_sqe *sqe, unsigned ms)
+{
+	struct flow *f = F(r);
+	struct io_uring_sqe *t;
+
+	sqe->flags |= IOSQE_IO_LINK;
+	t = relay_sqe(w, r, AOP_TIMEOUT);
+	if (!t)
+		return false;
+	f->ts.tv_sec = ms / 1000;
+	f->ts.tv_nsec = (long long)(ms % 1000) * 1000000;
+	io_uring_prep_link_timeout(t, &f->ts, 0);
+	return true;
+}
+
+static void log_flow(struct agent_worker *aw, struct relay *r, const char *what)
+{
+	char a[ADDR_STRLEN], d[ADDR_STRLEN];
+
+	if (!log_ratelimit_ok(&aw->rl, aw->rw.now_ms))
+		return;
+	log_info("%s -> %s: %s", addr_format_in6(&r->peer, 0, a),
+		 addr_format((struct sockaddr *)&F(r)->dst, d), what);
+}
+
+static void arm_reply(struct agent_worker *aw, struct relay *r)
+{
+	struct relay_worker *w = &aw->rw;
+	struct flow *f = F(r);
+	struct io_uring_sqe *sqe = relay_sqe(w, r, AOP_REPLY);
+
+	if (!sqe) {
+		relay_close(w, r, RELAY_END_RESET, true);
+		return;
+	}
+	io_uring_prep_recv(sqe, r->fd[1], f->in + f->in_len, sizeof(f->in) - f->in_len, 0);
+	if (!submit_with_timeout(w, r, sqe, aw->a->cfg.reply_timeout_ms))
+		relay_close(w, r, RELAY_END_RESET, true);
+	r->phase = PH_REPLY;
+}
+
+static void arm_send(struct agent_worker *aw, struct relay *r, unsigned op,
+		     int fd, const uint8_t *p, uint32_t len)
+{
+	struct io_uring_sqe *sqe = relay_sqe(&aw->rw, r, op);
+
+	if (!sqe) {
+		relay_close(&aw->rw, r, RELAY_END_RESET, true);
+		return;
+	}
+	io_uring_prep_send(sqe, fd, p, len, MSG_NOSIGNAL);
+}
+
+static void start_relay(struct agent_worker *aw, struct relay *r)
+{
+	free(r->priv);
+	r->priv = NULL;
+	r->phase = 0;
+	relay_start(&aw->rw, r);
+}
+
+/* Open an MPTCP connection to concentrator conc_idx with the Convert
+ * message and early bytes in its SYN. */
+static void try_concentrator(struct agent_worker *aw, struct relay *r)
+{
+	struct relay_worker *w = &aw->rw;
+	const struct agent_config *cfg = &aw->a->cfg;
+	struct flow *f = F(r);
+	const struct sockaddr_storage *ca;
+	struct io_uring_sqe *sqe;
+	ssize_t n;
+	int fd;
+
+	if (r->fd[1] >= 0) {
+		close(r->fd[1]);
+		r->fd[1] = -1;
+	}
+	if (f->conc_idx >= cfg->nconc) {
+		give_up(aw, r, "no concentrator reachable");
+		return;
+	}
+	ca = &cfg->conc[f->conc_idx];
+	fd = socket(ca->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_MPTCP);
+	if (fd < 0) {
+		f->conc_idx = cfg->nconc;
+		give_up(aw, r, "cannot create an MPTCP socket");
+		return;
+	}
+	sock_nodelay(fd);
+	sock_keepalive(fd, cfg->keepalive_s);
+	r->fd[1] = fd;
+	f->out_off = 0;
+	f->in_len = 0;
+
+	/* With net.ipv4.tcp_fastopen client bits set this sends a SYN with
+	 * data; without a cookie or TFO it sends a plain SYN and returns
+	 * EINPROGRESS, and the message follows the handshake. */
+	n = sendto(fd, f->out, f->msg_len + f->early_len, MSG_FASTOPEN | MSG_NOSIGNAL,
+		   (const struct sockaddr *)ca, cfg->conc_len[f->conc_idx]);
+	if (n >= 0) {
+		f->out_off = (uint32_t)n;
+	} else if (errno != EINPROGRESS && errno != EAGAIN) {
+		f->conc_idx++;
+		try_concentrator(aw, r);
+		return;
+	}
+	sqe = relay_sqe(w, r, AOP_CONN_POLL);
+	if (!sqe) {
+		relay_close(w, r, RELAY_END_RESET, true);
+		return;
+	}
+	io_uring_prep_poll_add(sqe, fd, POLLOUT);
+	if (!submit_with_timeout(w, r, sqe, cfg->connect_timeout_ms))
+		relay_close(w, r, RELAY_END_RESET, true);
+	r->phase = PH_POLL;
+}
+
+/* No concentrator: connect to the destination directly, or reset. */
+static void give_up(struct agent_worker *aw, struct relay *r, const char *why)
+{
+	struct relay_worker *w = &aw->rw;
+	const struct agent_config *cfg = &aw->a->cfg;
+	struct flow *f = F(r);
+	struct io_uring_sqe *sqe;
+	int fd;
+
+	if (r->fd[1] >= 0) {
+		close(r->fd[1]);
+		r->fd[1] = -1;
+	}
+	if (cfg->fallback == FALLBACK_RESET) {
+		aw->n.failed++;
+		log_flow(aw, r, why);
+		relay_close(w, r, RELAY_END_REFUSED, true);
+		return;
+	}
+	fd = socket(f->dst.ss_family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+	if (fd < 0) {
+		aw->n.failed++;
+		relay_close(w, r, RELAY_END_REFUSED, true);
+		return;
+	}
+	sock_nodelay(fd);
+	sock_keepalive(fd, cfg->keepalive_s);
+	r->fd[1] = fd;
+	r->flags |= FLAG_DIRECT;
+	sqe = relay_sqe(w, r, AOP_DIRECT_CONNECT);
+	if (!sqe) {
+		relay_close(w, r, RELAY_END_RESET, true);
+		return;
+	}
+	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&f->dst, f->dst_len);
+	if (!submit_with_timeout(w, r, sqe, cfg->reply_timeout_ms))
+		relay_close(w, r, RELAY_END_RESET, true);
+	r->phase = PH_DIRECT;
+}
+
+static void on_poll(struct agent_worker *aw, struct relay *r,
+		    const struct io_uring_cqe *cqe)
+{
+	struct flow *f = F(r);
+	int err = 0;
+	socklen_t l = sizeof(err);
+
+	if (cqe->res < 0 || (cqe->res & (POLLERR | POLLHUP)) ||
+	    getsockopt(r->fd[1], SOL_SOCKET, SO_ERROR, &err, &l) < 0 || err) {
+		/* Refused, unreachable or timed out: next concentrator. */
+		f->conc_idx++;
+		try_concentrator(aw, r);
+		return;
+	}
+	if (f->out_off < f->msg_len + f->early_len) {
+		r->phase = PH_SEND;
+		arm_send(aw, r, AOP_SEND, r->fd[1], f->out + f->out_off,
+			 f->msg_len + f->early_len - f->out_off);
+		return;
+	}
+	arm_reply(aw, r);
+}
+
+static void on_reply(struct agent_worker *aw, struct relay *r,
+		     const struct io_uring_cqe *cqe)
+{
+	struct relay_worker *w = &aw->rw;
+	struct flow *f = F(r);
+	struct convert_decode_opts o = { .role = CONVERT_FROM_CONVERTER };
+	struct convert_msg m;
+	struct convert_diag d;
+	int n;
+
+	if (cqe->res <= 0) {
+		/* Connected, then closed or silent: the concentrator may already
+		 * have passed the client's first bytes on, so no failover. */
+		aw->n.failed++;
+		log_flow(aw, r, cqe->res == -ECANCELED ? "no Convert reply in time" :
+			 "concentrator closed before replying");
+		relay_close(w, r, RELAY_END_RESET, true);
+		return;
+	}
+	f->in_len += (uint32_t)cqe->res;
+	if (cqe->res == 0)
+		o.flags = CONVERT_F_EOF;
+	n = convert_decode(f->in, f->in_len, &o, &m, &d);
+	if (n == 0) {
+		arm_reply(aw, r);
+		return;
+	}
+	if (n < 0) {
+		aw->n.failed++;
+		log_flow(aw, r, d.reason);
+		relay_close(w, r, RELAY_END_RESET, true);
+		return;
+	}
+	if (m.present & CONVERT_HAS_ERROR) {
+		char why[64];
+
+		aw->n.conc_errors[m.error.code]++;
+		snprintf(why, sizeof(why), "concentrator answered error %u %s",
+			 m.error.code, convert_error_name(m.error.code));
+		log_flow(aw, r, why);
+		relay_close(w, r, RELAY_END_REFUSED, true);
+		return;
+	}
+	aw->n.via_concentrator++;
+	aw->n.early_bytes += f->early_len;
+	if ((uint32_t)n < f->in_len) {
+		f->lan_off = (uint32_t)n;
+		f->lan_len = f->in_len;
+		r->phase = PH_LAN_SEND;
+		arm_send(aw, r, AOP_LAN_SEND, r->fd[0], f->in + f->lan_off,
+			 f->lan_len - f->lan_off);
+		return;
+	}
+	start_relay(aw, r);
+}
+
+void flow_handle(struct relay_worker *w, struct relay *r, unsigned op,
+		 const struct io_uring_cqe *cqe)
+{
+	struct agent_worker *aw = w->owner;
+	struct flow *f = r ? F(r) : NULL;
+
+	switch (op) {
+	case AOP_ACCEPT:
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			aw->accept_armed = false;
+		if (cqe->res >= 0)
+			flow_accept(aw, cqe->res);
+		else if (cqe->res == -EMFILE || cqe->res == -ENFILE ||
+			 cqe->res == -ENOBUFS || cqe->res == -ENOMEM)
+			aw->accept_paused = true;
+		if (!aw->accept_armed && aw->listening && !aw->accept_paused)
+			agent_arm_accept(aw);
+		return;
+	case AOP_TIMEOUT:
+		return;
+	case AOP_CONN_POLL:
+		on_poll(aw, r, cqe);
+		return;
+	case AOP_SEND:
+		if (cqe->res <= 0) {
+			f->conc_idx++;
+			try_concentrator(aw, r);
+			return;
+		}
+		f->out_off += (uint32_t)cqe->res;
+		if (f->out_off < f->msg_len + f->early_len) {
+			arm_send(aw, r, AOP_SEND, r->fd[1], f->out + f->out_off,
+				 f->msg_len + f->early_len - f->out_off);
+			return;
+		}
+		arm_reply(aw, r);
+		return;
+	case AOP_REPLY:
+		on_reply(aw, r, cqe);
+		return;
+	case AOP_LAN_SEND:
+		if (cqe->res <= 0) {
+			relay_close(w, r, RELAY_END_RESET, true);
+			return;
+		}
+		if (r->phase == PH_DIRECT_SEND) {
+			f->out_off += (uint32_t)cqe->res;
+			if (f->out_off < f->msg_len + f->early_len) {
+				arm_send(aw, r, AOP_LAN_SEND, r->fd[1], f->out + f->out_off,
+					 f->msg_len + f->early_len - f->out_off);
+				return;
+			}
+		} else {
+			f->lan_off += (uint32_t)cqe->res;
+			if (f->lan_off < f->lan_len) {
+				arm_send(aw, r, AOP_LAN_SEND, r->fd[0], f->in + f->lan_off,
+					 f->lan_len - f->lan_off);
+				return;
+			}
+		}
+		start_relay(aw, r);
+		return;
+	case AOP_DIRECT_CONNECT:
+		if (cqe->res < 0) {
+			aw->n.failed++;
+			log_flow(aw, r, "direct fallback connect failed");
+			relay_close(w, r, RELAY_END_RESET, true);
+			return;
+		}
+		aw->n.fallback_direct++;
+		if (f->early_len) {
+			/* The client's first bytes, read for the SYN, go to
+			 * the server now. */
+			f->out_off = f->msg_len;
+			r->phase = PH_DIRECT_SEND;
+			arm_send(aw, r, AOP_LAN_SEND, r->fd[1], f->out + f->out_off,
+				 f->early_len);
+			return;
+		}
+		start_relay(aw, r);
+		return;
+	}
+}
+
+void flow_accept(struct agent_worker *aw, int fd)
+{
+	struct relay_worker *w = &aw->rw;
+	const struct agent_config *cfg = &aw->a->cfg;
+	struct sockaddr_storage peer;
+	socklen_t pl = sizeof(peer);
+	struct convert_writer cw;
+	struct in6_addr dst;
+	uint16_t port;
+	struct relay *r;
+	struct flow *f;
+	ssize_t n;
+	int len;
+
+	aw->n.intercepted++;
+	r = relay_new(w, fd);
+	if (!r) {
+		close(fd);
+		return;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		relay_close(w, r, RELAY_END_RESET, true);
+		return;
+	}
+	r->priv = f;
+	f->since_ms = w->now_ms;
+	f->dst_len = sizeof(f->dst);
+	/* TPROXY: the accepted socket's local address is the original
+	 * destination. */
+	if (getsockname(fd, (struct sockaddr *)&f->dst, &f->dst_len) < 0 ||
+	    getpeername(fd, (struct sockaddr *)&peer, &pl) < 0 ||
+	    addr_to_in6((struct sockaddr *)&f->dst, &dst, &port) < 0 ||
+	    addr_to_in6((struct sockaddr *)&peer, &r->peer, NULL) < 0) {
+		relay_close(w, r, RELAY_END_RESET, true);
+		return;
+	}
+	/* A connection to the listener itself was not redirected: refuse it
+	 * rather than loop it back through the concentrator. */
+	if (port == cfg->port) {
+		relay_close(w, r, RELAY_END_REFUSED, true);
+		return;
+	}
+	/* The concentrator speaks IPv4 as ::ffff:a.b.c.d; a v4 destination on a
+	 * dual-stack listener reads back mapped, which is what we need, and
+	 * the direct fallback needs the plain family. */
+	f->dst_len = addr_from_in6(&dst, port, &f->dst);
+	r->far = dst;
+	r->far_port = port;
+	sock_nodelay(fd);
+	sock_keepalive(fd, cfg->keepalive_s);
+
+	convert_writer_init(&cw, f->out, sizeof(f->out) - EARLY_MAX);
+	convert_put_connect(&cw, &dst, port, NULL, 0);
+	len = convert_writer_finish(&cw);
+	if (len < 0) {
+		relay_close(w, r, RELAY_END_RESET, true);
+		return;
+	}
+	f->msg_len = (uint32_t)len;
+	/* What the client has sent already rides in the SYN too. */
+	n = recv(fd, f->out + f->msg_len, EARLY_MAX, MSG_DONTWAIT);
+	f->early_len = n > 0 ? (uint32_t)n : 0;
+	if (n == 0) {
+		/* The client closed before we even connected. */
+		relay_close(w, r, RELAY_END_HANDSHAKE, false);
+		return;
+	}
+	try_concentrator(aw, r);
+}
+
+void flow_close(struct relay_worker *w, struct relay *r)
+{
+	struct agent_worker *aw = w->owner;
+	char a[ADDR_STRLEN], b[ADDR_STRLEN];
+
+	if (r->end != RELAY_END_RESET || r->state != RELAY_CLOSING || r->priv ||
+	    !log_ratelimit_ok(&aw->rl, w->now_ms))
+		return;
+	log_info("flow %s -> %s reset after %llu bytes up, %llu down%s",
+		 addr_format_in6(&r->peer, 0, a), addr_format_in6(&r->far, r->far_port, b),
+		 (unsigned long long)r->half[0].bytes, (unsigned long long)r->half[1].bytes,
+		 (r->flags & FLAG_DIRECT) ? " (direct)" : "");
+}
+
+void flow_free(struct relay_worker *w, struct relay *r)
+{
+	free(r->priv);
+	r->priv = NULL;
+}
+
+void flow_tick(struct agent_worker *aw)
+{
+	struct relay_worker *w = &aw->rw;
+	const struct agent_config *cfg = &aw->a->cfg;
+
+	for (struct relay *r = NULL; (r = relay_next(w, r));) {
+		if (r->state == RELAY_PUMP && cfg->idle_timeout_s &&
+		    w->now_s - r->active_s >= cfg->idle_timeout_s)
+			relay_close(w, r, RELAY_END_IDLE, false);
+	}
+}

@@ -1,0 +1,217 @@
+/* Interception: TCP arriving on the LAN interfaces is handed to the agent's
+ * IP_TRANSPARENT listener by an nftables TPROXY rule in a table the agent
+ * owns. TPROXY'd packets carry a mark; a policy rule sends marked packets to
+ * a table whose only route is "local default dev lo", so the kernel delivers
+ * them locally instead of forwarding them.
+ *
+ * Not intercepted: traffic to the router itself (fib daddr type local), to
+ * loopback, link-local, the LAN prefixes and the --bypass prefixes; those are
+ * routed as usual. With block_quic, UDP to port 443 from the LAN is answered
+ * with ICMP port-unreachable so browsers fall back from QUIC to TCP.
+ *
+ * Everything is removed at stop, and removed again at start in case a
+ * previous run crashed. The nft and ip programs are driven through their
+ * script interfaces: the kernel's own tools validate what we ask for. */
+#include "agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <ifaddrs.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define NFT_TABLE "gw_agent"
+
+/* Run argv with input on stdin (may be NULL); output goes to /dev/null
+ * unless show_errors. Returns the exit status or -errno. */
+static int run(char *const argv[], const char *input, bool show_errors)
+{
+	posix_spawn_file_actions_t fa;
+	int in[2] = { -1, -1 }, st, r;
+	pid_t pid;
+
+	if (pipe2(in, O_CLOEXEC) < 0)
+		return -errno;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+	if (!show_errors)
+		posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(in[0]);
+	if (r) {
+		close(in[1]);
+		return -r;
+	}
+	if (input) {
+		size_t len = strlen(input), off = 0;
+
+		while (off < len) {
+			ssize_t k = write(in[1], input + off, len - off);
+			if (k <= 0)
+				break;
+			off += (size_t)k;
+		}
+	}
+	close(in[1]);
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -ECHILD;
+}
+
+static int ip(bool show, const char *fam, const char *a, const char *b,
+	      const char *c, const char *d, const char *e, const char *f,
+	      const char *g, const char *h)
+{
+	char *argv[] = { "ip", (char *)fam, (char *)a, (char *)b, (char *)c,
+			 (char *)d, (char *)e, (char *)f, (char *)g, (char *)h, NULL };
+
+	return run(argv, NULL, show);
+}
+
+void intercept_remove(const struct agent_config *cfg)
+{
+	char *del[] = { "nft", "delete", "table", "inet", NFT_TABLE, NULL };
+	char mark[16], table[16];
+	static const char *const fams[] = { "-4", "-6" };
+
+	snprintf(mark, sizeof(mark), "%u", cfg->mark);
+	snprintf(table, sizeof(table), "%u", cfg->table);
+	run(del, NULL, false);
+	for (int i = 0; i < 2; i++) {
+		/* Every copy of the rule, in case several runs left one. */
+		for (int k = 0; k < 16; k++)
+			if (ip(false, fams[i], "rule", "del", "fwmark", mark, "lookup",
+			       table, NULL, NULL) != 0)
+				break;
+		ip(false, fams[i], "route", "flush", "table", table, NULL, NULL, NULL, NULL);
+	}
+}
+
+static void append(char *buf, size_t cap, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void append(char *buf, size_t cap, const char *fmt, ...)
+{
+	size_t len = strlen(buf);
+	va_list ap;
+
+	if (len >= cap)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf + len, cap - len, fmt, ap);
+	va_end(ap);
+}
+
+int intercept_install(const struct agent_config *cfg)
+{
+	char *nft[] = { "nft", "-f", "-", NULL };
+	static char script[16384];
+	char lans[512] = "", p[ADDR_STRLEN], mark[16], table[16];
+	static const char *const fams[] = { "-4", "-6" };
+	int r;
+
+	intercept_remove(cfg);
+
+	for (unsigned i = 0; i < cfg->nlan; i++)
+		append(lans, sizeof(lans), "%s\"%s\"", i ? ", " : "", cfg->lan[i]);
+
+	script[0] = '\0';
+	append(script, sizeof(script), "table inet " NFT_TABLE " {\n");
+	append(script, sizeof(script),
+	       "\tset bypass4 { type ipv4_addr; flags interval; auto-merge; elements = { 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4, 255.255.255.255/32");
+	for (unsigned i = 0; i < cfg->nbypass; i++)
+		if (addr_is_v4mapped(&cfg->bypass[i].addr) && cfg->bypass[i].len >= 96)
+			append(script, sizeof(script), ", %s", addr_format_prefix(&cfg->bypass[i], p));
+	append(script, sizeof(script), " } }\n");
+	append(script, sizeof(script),
+	       "\tset bypass6 { type ipv6_addr; flags interval; auto-merge; elements = { ::1/128, fe80::/10, ff00::/8");
+	for (unsigned i = 0; i < cfg->nbypass; i++)
+		if (!addr_is_v4mapped(&cfg->bypass[i].addr))
+			append(script, sizeof(script), ", %s", addr_format_prefix(&cfg->bypass[i], p));
+	append(script, sizeof(script), " } }\n");
+	append(script, sizeof(script),
+	       "\tchain prerouting {\n"
+	       "\t\ttype filter hook prerouting priority mangle; policy accept;\n"
+	       "\t\tiifname != { %s } return\n"
+	       "\t\tfib daddr type local return\n"
+	       "\t\tip daddr @bypass4 return\n"
+	       "\t\tip6 daddr @bypass6 return\n"
+	       "\t\tmeta l4proto tcp tproxy to :%u meta mark set %u accept\n"
+	       "\t}\n", lans, cfg->port, cfg->mark);
+	if (cfg->block_quic)
+		append(script, sizeof(script),
+		       "\tchain forward {\n"
+		       "\t\ttype filter hook forward priority filter; policy accept;\n"
+		       "\t\tiifname { %s } udp dport 443 reject with icmpx type port-unreachable\n"
+		       "\t}\n", lans);
+	append(script, sizeof(script), "}\n");
+	if (strlen(script) >= sizeof(script) - 1)
+		return log_errno(-E2BIG, "nftables script too long (too many --bypass)");
+
+	r = run(nft, script, true);
+	if (r != 0) {
+		log_error("nft refused the interception table (exit %d); script was:\n%s", r, script);
+		return r < 0 ? r : -EINVAL;
+	}
+	snprintf(mark, sizeof(mark), "%u", cfg->mark);
+	snprintf(table, sizeof(table), "%u", cfg->table);
+	for (int i = 0; i < 2; i++) {
+		r = ip(true, fams[i], "rule", "add", "fwmark", mark, "lookup", table, NULL, NULL);
+		if (r == 0)
+			r = ip(true, fams[i], "route", "add", "local", "default", "dev", "lo",
+			       "table", table);
+		if (r != 0) {
+			log_error("ip %s rule/route for the TPROXY mark failed (exit %d)", fams[i], r);
+			intercept_remove(cfg);
+			return r < 0 ? r : -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int intercept_add_lan_prefixes(struct agent_config *cfg)
+{
+	struct ifaddrs *ifa, *i;
+
+	if (getifaddrs(&ifa) < 0)
+		return -errno;
+	for (i = ifa; i; i = i->ifa_next) {
+		struct addr_prefix pfx;
+		struct in6_addr mask;
+		bool is_lan = false;
+		unsigned len = 0;
+
+		if (!i->ifa_addr || !i->ifa_netmask ||
+		    (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
+			continue;
+		for (unsigned k = 0; k < cfg->nlan; k++)
+			if (strcmp(i->ifa_name, cfg->lan[k]) == 0)
+				is_lan = true;
+		if (!is_lan || cfg->nbypass >= AGENT_MAX_BYPASS)
+			continue;
+		addr_to_in6(i->ifa_addr, &pfx.addr, NULL);
+		addr_to_in6(i->ifa_netmask, &mask, NULL);
+		/* Mapped masks start with ::ffff: (96 one-bits of our own). */
+		for (unsigned b = addr_is_v4mapped(&pfx.addr) ? 96 : 0; b < 128; b++)
+			if (mask.s6_addr[b / 8] & (0x80 >> (b % 8)))
+				len = b + 1;
+		if (addr_is_v4mapped(&pfx.addr) && len < 96)
+			len = 96;
+		for (unsigned b = len; b < 128; b++)
+			pfx.addr.s6_addr[b / 8] &= (uint8_t)~(0x80 >> (b % 8));
+		pfx.len = (uint8_t)len;
+		cfg->bypass[cfg->nbypass++] = pfx;
+	}
+	freeifaddrs(ifa);
+	return 0;
+}

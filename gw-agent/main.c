@@ -1,0 +1,525 @@
+/* gw-agent: on a home router, intercepts LAN TCP (nftables TPROXY) and
+ * carries each flow over one MPTCP connection to an RFC 8803 concentrator,
+ * falling back to a direct connection when no concentrator answers.
+ *
+ * main() parses options, installs the interception, runs one worker per
+ * core (each with its own io_uring and IP_TRANSPARENT listener) and on
+ * SIGTERM/SIGINT drains flows, then removes the interception. */
+#include "agent.h"
+#include "sock.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#define VERSION "0.1.0"
+#define TICK_MS 250
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"Usage: gw-agent --concentrator ADDR:PORT --lan IFACE [OPTIONS]\n"
+"Carries LAN TCP flows over MPTCP to an RFC 8803 concentrator.\n"
+"\n"
+"  --concentrator ADDR:PORT  concentrator (port default 5124); repeat for backups,\n"
+"                            tried in order\n"
+"  --lan IFACE               LAN interface whose TCP is intercepted; repeatable\n"
+"  --bypass CIDR             destinations never intercepted; repeatable\n"
+"  --fallback direct|reset   no concentrator reachable: connect directly (default)\n"
+"                            or reset the LAN connection (fail closed)\n"
+"  --block-quic / --no-block-quic\n"
+"                            answer LAN UDP to port 443 with ICMP port-unreachable\n"
+"                            so browsers use TCP (default: on)\n"
+"  --port N                  TPROXY listener port (default 5125)\n"
+"  --mark N, --table N       fwmark and routing table for TPROXY (default 19792)\n"
+"  --connect-timeout SEC     connecting to a concentrator (default 3)\n"
+"  --reply-timeout SEC       waiting for its Convert reply (default 15)\n"
+"  --keepalive SEC           TCP keepalive idle time (default 60, 0 = off)\n"
+"  --idle-timeout SEC        close flows idle this long (default 7200, 0 = never)\n"
+"  --workers N               worker threads (default: CPU count)\n"
+"  --buffers N, --buffer-size BYTES  per worker (default 256 x 32768)\n"
+"  --log-level LEVEL         error, warning, info, debug (default info)\n"
+"  --version, --help\n");
+}
+
+enum {
+	O_CONC = 256, O_LAN, O_BYPASS, O_FALLBACK, O_BLOCK_QUIC, O_NO_BLOCK_QUIC,
+	O_PORT, O_MARK, O_TABLE, O_CONNECT_TIMEOUT, O_REPLY_TIMEOUT, O_KEEPALIVE,
+	O_IDLE_TIMEOUT, O_WORKERS, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL, O_VERSION,
+	O_HELP,
+};
+
+static const struct option long_opts[] = {
+	{ "concentrator", required_argument, NULL, O_CONC },
+	{ "lan", required_argument, NULL, O_LAN },
+	{ "bypass", required_argument, NULL, O_BYPASS },
+	{ "fallback", required_argument, NULL, O_FALLBACK },
+	{ "block-quic", no_argument, NULL, O_BLOCK_QUIC },
+	{ "no-block-quic", no_argument, NULL, O_NO_BLOCK_QUIC },
+	{ "port", required_argument, NULL, O_PORT },
+	{ "mark", required_argument, NULL, O_MARK },
+	{ "table", required_argument, NULL, O_TABLE },
+	{ "connect-timeout", required_argument, NULL, O_CONNECT_TIMEOUT },
+	{ "reply-timeout", required_argument, NULL, O_REPLY_TIMEOUT },
+	{ "keepalive", required_argument, NULL, O_KEEPALIVE },
+	{ "idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT },
+	{ "workers", required_argument, NULL, O_WORKERS },
+	{ "buffers", required_argument, NULL, O_BUFFERS },
+	{ "buffer-size", required_argument, NULL, O_BUFFER_SIZE },
+	{ "log-level", required_argument, NULL, O_LOG_LEVEL },
+	{ "version", no_argument, NULL, O_VERSION },
+	{ "help", no_argument, NULL, O_HELP },
+	{ 0 },
+};
+
+static int opt_error(const char *opt, const char *val, const char *why)
+{
+	fprintf(stderr, "gw-agent: --%s: \"%s\" %s\n", opt, val, why);
+	return -EINVAL;
+}
+
+static int parse_uint(const char *opt, const char *s, unsigned long min,
+		      unsigned long max, unsigned long *ret)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 0);
+	if (!*s || *end || s[0] == '-' || errno)
+		return opt_error(opt, s, "is not a whole number");
+	if (v < min || v > max) {
+		char why[96];
+
+		snprintf(why, sizeof(why), "is out of range (%lu..%lu)", min, max);
+		return opt_error(opt, s, why);
+	}
+	*ret = v;
+	return 0;
+}
+
+static int parse_ms(const char *opt, const char *s, unsigned max_s, unsigned *ret)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (!*s || *end || errno || isnan(v) || v < 0 || v > max_s)
+		return opt_error(opt, s, "is not a number of seconds in range");
+	*ret = (unsigned)(v * 1000 + 0.5);
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, struct agent_config *cfg)
+{
+	unsigned long v;
+	unsigned ms;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+		const char *name = "";
+
+		for (const struct option *o = long_opts; o->name; o++)
+			if (o->val == c)
+				name = o->name;
+		switch (c) {
+		case O_CONC:
+			if (cfg->nconc == AGENT_MAX_CONC)
+				return opt_error(name, optarg, "is one concentrator too many");
+			if (addr_parse_hostport(optarg, CONVERT_DEFAULT_PORT,
+						&cfg->conc[cfg->nconc], &cfg->conc_len[cfg->nconc]) < 0)
+				return opt_error(name, optarg, "is not ADDR[:PORT] or [ADDR6][:PORT]");
+			cfg->nconc++;
+			break;
+		case O_LAN:
+			if (cfg->nlan == AGENT_MAX_LAN)
+				return opt_error(name, optarg, "is one LAN interface too many");
+			if (!*optarg || strlen(optarg) >= sizeof(cfg->lan[0]) ||
+			    strpbrk(optarg, "\"\\ /{}"))
+				return opt_error(name, optarg, "is not an interface name");
+			strcpy(cfg->lan[cfg->nlan++], optarg);
+			break;
+		case O_BYPASS:
+			if (cfg->nbypass >= AGENT_MAX_BYPASS - AGENT_MAX_LAN * 4)
+				return opt_error(name, optarg, "is one bypass prefix too many");
+			r = addr_parse_prefix(optarg, &cfg->bypass[cfg->nbypass]);
+			if (r < 0)
+				return opt_error(name, optarg, "is not a prefix (ADDR/LEN with host bits zero)");
+			cfg->nbypass++;
+			break;
+		case O_FALLBACK:
+			if (!strcmp(optarg, "direct"))
+				cfg->fallback = FALLBACK_DIRECT;
+			else if (!strcmp(optarg, "reset"))
+				cfg->fallback = FALLBACK_RESET;
+			else
+				return opt_error(name, optarg, "is not direct or reset");
+			break;
+		case O_BLOCK_QUIC:
+			cfg->block_quic = true;
+			break;
+		case O_NO_BLOCK_QUIC:
+			cfg->block_quic = false;
+			break;
+		case O_PORT:
+			if ((r = parse_uint(name, optarg, 1, 65535, &v)) < 0)
+				return r;
+			cfg->port = (uint16_t)v;
+			break;
+		case O_MARK:
+		case O_TABLE:
+			if ((r = parse_uint(name, optarg, 1, 0x7fffffff, &v)) < 0)
+				return r;
+			if (c == O_MARK)
+				cfg->mark = (uint32_t)v;
+			else
+				cfg->table = (uint32_t)v;
+			break;
+		case O_CONNECT_TIMEOUT:
+		case O_REPLY_TIMEOUT:
+			if ((r = parse_ms(name, optarg, 3600, &ms)) < 0)
+				return r;
+			if (!ms)
+				return opt_error(name, optarg, "must be more than 0");
+			if (c == O_CONNECT_TIMEOUT)
+				cfg->connect_timeout_ms = ms;
+			else
+				cfg->reply_timeout_ms = ms;
+			break;
+		case O_KEEPALIVE:
+			if ((r = parse_uint(name, optarg, 0, 7200, &v)) < 0)
+				return r;
+			cfg->keepalive_s = (unsigned)v;
+			break;
+		case O_IDLE_TIMEOUT:
+			if ((r = parse_uint(name, optarg, 0, 30 * 86400, &v)) < 0)
+				return r;
+			cfg->idle_timeout_s = (unsigned)v;
+			break;
+		case O_WORKERS:
+			if ((r = parse_uint(name, optarg, 1, 64, &v)) < 0)
+				return r;
+			cfg->workers = (unsigned)v;
+			break;
+		case O_BUFFERS:
+			if ((r = parse_uint(name, optarg, 2, 32768, &v)) < 0)
+				return r;
+			if (v & (v - 1))
+				return opt_error(name, optarg, "is not a power of 2");
+			cfg->nbufs = (unsigned)v;
+			break;
+		case O_BUFFER_SIZE:
+			if ((r = parse_uint(name, optarg, 1024, 4 << 20, &v)) < 0)
+				return r;
+			cfg->bufsize = (unsigned)v;
+			break;
+		case O_LOG_LEVEL:
+			r = log_parse_level(optarg);
+			if (r < 0)
+				return opt_error(name, optarg, "is not error, warning, info or debug");
+			log_set_level(r);
+			break;
+		case O_VERSION:
+			printf("gw-agent " VERSION "\n");
+			exit(0);
+		case O_HELP:
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "gw-agent: unexpected argument \"%s\"\n", argv[optind]);
+		return -EINVAL;
+	}
+	if (!cfg->nconc) {
+		fprintf(stderr, "gw-agent: --concentrator ADDR:PORT is required\n");
+		return -EINVAL;
+	}
+	if (!cfg->nlan) {
+		fprintf(stderr, "gw-agent: --lan IFACE is required (the interface to intercept)\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static const struct relay_ops agent_relay_ops = {
+	.handle = flow_handle,
+	.on_close = flow_close,
+	.on_free = flow_free,
+};
+
+/* IP_TRANSPARENT lets the listener accept connections addressed to any
+ * destination: TPROXY hands them over with their original addresses. */
+static int listener_open(uint16_t port)
+{
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_port = htons(port),
+				  .sin6_addr = IN6ADDR_ANY_INIT };
+	int fd, one = 1, zero = 0;
+
+	fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0 ||
+	    setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one)) < 0 ||
+	    bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 4096) < 0) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+void agent_arm_accept(struct agent_worker *aw)
+{
+	struct io_uring_sqe *sqe = relay_sqe(&aw->rw, NULL, AOP_ACCEPT);
+
+	if (!sqe)
+		return;
+	io_uring_prep_multishot_accept(sqe, aw->lfd, NULL, NULL, SOCK_CLOEXEC);
+	aw->accept_armed = true;
+}
+
+static void report_ready(struct agent_worker *aw, int result)
+{
+	struct agent *a = aw->a;
+
+	pthread_mutex_lock(&a->ready_lock);
+	aw->init_result = result;
+	a->ready++;
+	pthread_cond_broadcast(&a->ready_cond);
+	pthread_mutex_unlock(&a->ready_lock);
+}
+
+static void *worker_main(void *arg)
+{
+	struct agent_worker *aw = arg;
+	struct agent *a = aw->a;
+	const struct agent_config *cfg = &a->cfg;
+	uint64_t last_tick = 0;
+	bool closed_all = false;
+	int r;
+
+	aw->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(20, 1000);
+	aw->lfd = -1;
+	r = relay_worker_init(&aw->rw, &agent_relay_ops, aw, 1024, cfg->nbufs,
+			      cfg->bufsize, cfg->max_flows);
+	if (r < 0) {
+		log_errno(r, "worker %u: io_uring setup: %m", aw->id);
+		report_ready(aw, r);
+		return NULL;
+	}
+	r = listener_open(cfg->port);
+	if (r < 0) {
+		log_errno(r, "TPROXY listener on port %u: %m", cfg->port);
+		relay_worker_free(&aw->rw);
+		report_ready(aw, r);
+		return NULL;
+	}
+	aw->lfd = r;
+	agent_arm_accept(aw);
+	aw->listening = true;
+	report_ready(aw, 0);
+
+	for (;;) {
+		r = relay_worker_poll(&aw->rw, TICK_MS);
+		if (r < 0) {
+			log_errno(r, "worker %u: io_uring wait: %m", aw->id);
+			break;
+		}
+		if (aw->rw.now_ms - last_tick < TICK_MS)
+			continue;
+		last_tick = aw->rw.now_ms;
+		if (atomic_load(&a->stopping) && aw->listening) {
+			shutdown(aw->lfd, SHUT_RDWR);
+			close(aw->lfd);
+			aw->lfd = -1;
+			aw->listening = false;
+			aw->drain_deadline_ms = aw->rw.now_ms + 2000;
+		}
+		if (aw->listening && aw->accept_paused) {
+			aw->accept_paused = false;
+			if (!aw->accept_armed)
+				agent_arm_accept(aw);
+		}
+		flow_tick(aw);
+		if (!aw->listening) {
+			if (relay_active(&aw->rw) == 0)
+				break;
+			if (!closed_all && aw->rw.now_ms >= aw->drain_deadline_ms) {
+				relay_close_all(&aw->rw, RELAY_END_SHUTDOWN);
+				closed_all = true;
+			}
+		}
+	}
+	if (aw->lfd >= 0)
+		close(aw->lfd);
+	for (struct relay *x = NULL; (x = relay_next(&aw->rw, x));) {
+		for (int d = 0; d < 2; d++)
+			if (x->fd[d] >= 0)
+				close(x->fd[d]);
+		flow_free(&aw->rw, x);
+	}
+	relay_worker_free(&aw->rw);
+	return NULL;
+}
+
+static uint32_t fit_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 1000;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 2000000)
+		return 1000000;
+	return rl.rlim_cur > 256 ? (uint32_t)(rl.rlim_cur - 128) / 2 : 64;
+}
+
+static void log_summary(struct agent *a)
+{
+	struct agent_counters t = { 0 };
+	uint64_t up = 0, down = 0;
+
+	for (unsigned i = 0; i < a->cfg.workers; i++) {
+		const struct agent_worker *w = &a->workers[i];
+
+		t.intercepted += w->n.intercepted;
+		t.via_concentrator += w->n.via_concentrator;
+		t.fallback_direct += w->n.fallback_direct;
+		t.failed += w->n.failed;
+		t.early_bytes += w->n.early_bytes;
+		for (int k = 0; k < 256; k++)
+			t.conc_errors[k] += w->n.conc_errors[k];
+		up += w->rw.stats.bytes[0];
+		down += w->rw.stats.bytes[1];
+	}
+	log_info("intercepted %llu: via concentrator %llu, direct fallback %llu, failed %llu; "
+		 "early bytes in SYN %llu; bytes up %llu down %llu",
+		 (unsigned long long)t.intercepted, (unsigned long long)t.via_concentrator,
+		 (unsigned long long)t.fallback_direct, (unsigned long long)t.failed,
+		 (unsigned long long)t.early_bytes, (unsigned long long)up,
+		 (unsigned long long)down);
+	for (int k = 0; k < 256; k++)
+		if (t.conc_errors[k])
+			log_info("concentrator error %d %s: %llu", k,
+				 convert_error_name((unsigned)k),
+				 (unsigned long long)t.conc_errors[k]);
+}
+
+int main(int argc, char **argv)
+{
+	struct agent *a;
+	sigset_t sigs;
+	int r, sig;
+
+	log_init("gw-agent");
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return 1;
+	a->cfg.fallback = FALLBACK_DIRECT;
+	a->cfg.block_quic = true;
+	a->cfg.port = 5125;
+	a->cfg.mark = 0x4d50;
+	a->cfg.table = 0x4d50;
+	a->cfg.connect_timeout_ms = 3000;
+	a->cfg.reply_timeout_ms = 15000;
+	a->cfg.keepalive_s = 60;
+	a->cfg.idle_timeout_s = 7200;
+	a->cfg.nbufs = 256;
+	a->cfg.bufsize = 32768;
+	a->cfg.workers = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	if (a->cfg.workers < 1)
+		a->cfg.workers = 1;
+	if (parse_args(argc, argv, &a->cfg) < 0)
+		return 2;
+	a->cfg.max_flows = fit_fd_limit();
+	r = intercept_add_lan_prefixes(&a->cfg);
+	if (r < 0)
+		log_errno(r, "cannot read LAN addresses: %m");
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+	pthread_mutex_init(&a->ready_lock, NULL);
+	pthread_cond_init(&a->ready_cond, NULL);
+	a->workers = calloc(a->cfg.workers, sizeof(*a->workers));
+	if (!a->workers)
+		return 1;
+	for (unsigned i = 0; i < a->cfg.workers; i++) {
+		a->workers[i].a = a;
+		a->workers[i].id = i;
+		if (pthread_create(&a->workers[i].thread, NULL, worker_main, &a->workers[i])) {
+			log_error("cannot start worker %u", i);
+			return 1;
+		}
+	}
+	pthread_mutex_lock(&a->ready_lock);
+	while (a->ready < a->cfg.workers)
+		pthread_cond_wait(&a->ready_cond, &a->ready_lock);
+	pthread_mutex_unlock(&a->ready_lock);
+	r = 0;
+	for (unsigned i = 0; i < a->cfg.workers; i++)
+		if (a->workers[i].init_result < 0)
+			r = a->workers[i].init_result;
+	/* Listeners first, then the rules that feed them, so no intercepted
+	 * connection ever finds nobody listening. */
+	if (r == 0)
+		r = intercept_install(&a->cfg);
+	if (r == 0) {
+		char c0[ADDR_STRLEN];
+
+		log_info("intercepting TCP on %s%s (port %u) via %s%s; fallback %s; QUIC %s",
+			 a->cfg.lan[0], a->cfg.nlan > 1 ? " and more" : "", a->cfg.port,
+			 addr_format((struct sockaddr *)&a->cfg.conc[0], c0),
+			 a->cfg.nconc > 1 ? " (+ backups)" : "",
+			 a->cfg.fallback == FALLBACK_DIRECT ? "direct" : "reset",
+			 a->cfg.block_quic ? "blocked" : "allowed");
+		sd_notify(0, "READY=1");
+		for (;;) {
+			if (sigwait(&sigs, &sig) != 0)
+				continue;
+			if (sig == SIGHUP) {
+				log_info("SIGHUP: nothing to reload without a config file");
+				continue;
+			}
+			log_info("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			sd_notify(0, "STOPPING=1");
+			break;
+		}
+		/* Stop intercepting before the listeners close: new LAN
+		 * connections go the normal routed way meanwhile. */
+		intercept_remove(&a->cfg);
+	}
+	atomic_store(&a->stopping, 1);
+	for (unsigned i = 0; i < a->cfg.workers; i++)
+		pthread_join(a->workers[i].thread, NULL);
+	if (r == 0)
+		log_summary(a);
+	free(a->workers);
+	free(a);
+	return r < 0 || r > 0 ? 1 : 0;
+}

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# gw-agent + mptcp-concentrator, transparent to an unmodified LAN client:
+#
+#   lan (192.168.77.2) -- gw: gw-agent (192.168.77.1 | 198.51.100.2) -- conc (198.51.100.1 | 203.0.113.1) -- srv (203.0.113.2, .3)
+#
+# The LAN client uses ordinary TCP (curl, nettool --plain) to the server's
+# address; only plain routing points it at gw. conc also routes, for the
+# direct fallback and bypassed traffic.
+cd "$(dirname "$0")"
+. ./lib.sh
+require_netns
+[ -x "${AGENT:-}" ] || skip "AGENT not built"
+command -v nft >/dev/null || skip "needs nftables"
+command -v tcpdump >/dev/null || skip "needs tcpdump"
+command -v nginx >/dev/null || skip "needs nginx"
+command -v curl >/dev/null || skip "needs curl"
+
+ns_add lan; ns_add gw; ns_add conc; ns_add srv
+link lan gw; link gw conc; link conc srv
+addr lan lan-gw 192.168.77.2/24; addr lan lan-gw 2001:db8:77::2/64
+addr gw gw-lan 192.168.77.1/24; addr gw gw-lan 2001:db8:77::1/64
+addr gw gw-conc 198.51.100.2/24; addr gw gw-conc 2001:db8:1::2/64
+addr conc conc-gw 198.51.100.1/24; addr conc conc-gw 2001:db8:1::1/64
+addr conc conc-srv 203.0.113.1/24; addr conc conc-srv 2001:db8:2::1/64
+addr srv srv-conc 203.0.113.2/24; addr srv srv-conc 203.0.113.3/24; addr srv srv-conc 2001:db8:2::2/64
+ip -n "$(ns lan)" route add default via 192.168.77.1
+ip -n "$(ns lan)" -6 route add default via 2001:db8:77::1
+ip -n "$(ns gw)" route add default via 198.51.100.1
+ip -n "$(ns gw)" -6 route add default via 2001:db8:1::1
+ip -n "$(ns conc)" route add 192.168.77.0/24 via 198.51.100.2
+ip -n "$(ns conc)" -6 route add 2001:db8:77::/64 via 2001:db8:1::2
+ip -n "$(ns srv)" route add default via 203.0.113.1
+ip -n "$(ns srv)" -6 route add default via 2001:db8:2::1
+for n in gw conc; do
+	ip netns exec "$(ns $n)" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+done
+# TFO: the agent sends data in its SYN without a cookie (client 0x1|0x4);
+# the concentrator accepts it without a cookie (server 0x2|0x200).
+ip netns exec "$(ns gw)" sysctl -qw net.ipv4.tcp_fastopen=5
+ip netns exec "$(ns conc)" sysctl -qw net.ipv4.tcp_fastopen=515
+
+# Servers: nettool (echo, reset, half-close, whoami, UDP 443 echo) and nginx.
+ip netns exec "$(ns srv)" "$PY" ./nettool.py serve --bind 203.0.113.2 --bind 203.0.113.3 \
+	--bind 2001:db8:2::2 --base 9000 --udp443 > "$WORKDIR/servers.log" 2>&1 &
+ip netns exec "$(ns gw)" "$PY" ./nettool.py serve --bind 192.168.77.1 --base 9100 \
+	> "$WORKDIR/gw-servers.log" 2>&1 &
+mkdir -p "$WORKDIR/www"
+head -c $((4 << 20)) /dev/urandom > "$WORKDIR/www/blob"
+cat > "$WORKDIR/nginx.conf" <<NGINX
+user root root;  # the test's files live in a 0700 temporary directory
+pid $WORKDIR/nginx.pid;
+error_log $WORKDIR/nginx-error.log;
+daemon off;
+worker_processes 1;
+events { worker_connections 1024; }
+http {
+	access_log $WORKDIR/nginx-access.log;
+	server {
+		listen 203.0.113.2:8080; listen 203.0.113.3:8080; listen [2001:db8:2::2]:8080;
+		root $WORKDIR/www;
+	}
+}
+NGINX
+ip netns exec "$(ns srv)" nginx -c "$WORKDIR/nginx.conf" -e "$WORKDIR/nginx-error.log" > /dev/null 2>&1 &
+
+start_concentrator conc conc --allow-client 198.51.100.0/24 --allow-client 2001:db8:1::/64 --workers 1
+CONC_MAIN=$CONC_PID
+start_agent() {  # start_agent LOGNAME ARGS...
+	local name=$1; shift
+	ip netns exec "$(ns gw)" "$AGENT" --concentrator 198.51.100.1:5124 --lan gw-lan \
+		--bypass 203.0.113.3/32 --workers 1 --connect-timeout 1 "$@" > "$WORKDIR/$name.log" 2>&1 &
+	AGENT_PID=$!
+	local i
+	for i in $(seq 1 100); do
+		grep -q "intercepting TCP" "$WORKDIR/$name.log" && return 0
+		kill -0 $AGENT_PID 2>/dev/null || break
+		sleep 0.05
+	done
+	log "agent $name did not start:"; cat "$WORKDIR/$name.log"; return 1
+}
+wait_listen srv 9000 && wait_listen srv 8080 && wait_listen conc 5124 || exit 1
+start_agent agent1 || exit 1
+A1=$AGENT_PID
+
+L="ip netns exec $(ns lan)"
+T="$L $PY ./nettool.py"
+saw() {  # saw DST EXPECTED: the server saw EXPECTED as the source
+	local out
+	out=$($T whoami --dst "$1") || { echo "$out"; return 1; }
+	echo "$out"
+	echo "$out" | grep -q "\"server_saw\": \"$2\""
+}
+
+curl_check() {
+	local got want
+	want=$(sha256sum < "$WORKDIR/www/blob" | cut -d' ' -f1)
+	got=$($L curl -sS --max-time 10 http://203.0.113.2:8080/blob | sha256sum | cut -d' ' -f1)
+	echo "{\"curl_sha256_equal\": $([ "$got" = "$want" ] && echo true || echo false)}"
+	[ "$got" = "$want" ]
+}
+check "curl from the LAN fetches 4 MiB through agent and concentrator (sha256)" curl_check
+check "the server sees the concentrator's address (IPv4)" saw 203.0.113.2:9003 203.0.113.1
+check "the server sees the concentrator's address (IPv6)" saw "[2001:db8:2::2]:9003" 2001:db8:2::1
+check "100 MiB each way from an unmodified LAN client (sha256)" \
+	$T echo --plain --dst 203.0.113.2:9000 --bytes $((100 << 20))
+check "server half-closes first; LAN client keeps sending (sha256)" \
+	$T halfclose --plain --dst 203.0.113.2:9002 --bytes $((1 << 20))
+check "500 concurrent LAN flows, all complete (sha256 each)" \
+	$T echo --plain --dst 203.0.113.2:9000 --bytes 65536 --flows 500
+lan_reset() {
+	local out
+	out=$($T echo --plain --dst 203.0.113.2:9001 --bytes 100000 2>&1)
+	echo "$out" | tail -1
+	echo "$out" | grep -q ConnectionResetError
+}
+check "server reset reaches the LAN client as a reset" lan_reset
+
+# The Convert message rides in the SYN (0-RTT), with the MPTCP option.
+capture_check() {
+		# --immediate-mode: no waiting for the capture ring's block timeout.
+	ip netns exec "$(ns gw)" tcpdump -i gw-conc --immediate-mode -Z root -U -s 256 -w "$WORKDIR/syn.pcap" \
+		'tcp dst port 5124 and tcp[tcpflags] & tcp-syn != 0' > "$WORKDIR/tcpdump.log" 2>&1 &
+	local tp=$!
+	for i in $(seq 1 50); do grep -q "listening on" "$WORKDIR/tcpdump.log" && break; sleep 0.1; done
+	$L curl -sS --max-time 10 -o /dev/null http://203.0.113.2:8080/blob
+	sleep 0.5
+	kill -INT $tp; wait $tp
+	$PY ./nettool.py pcap-syn "$WORKDIR/syn.pcap" --port 5124
+}
+check "capture: the SYN to the concentrator carries MPTCP and the Convert message" capture_check
+
+check "bypassed destination is routed, not intercepted" saw 203.0.113.3:9003 192.168.77.2
+check "traffic to the router itself is not intercepted" saw 192.168.77.1:9103 192.168.77.2
+quic_check() {
+	local lan gw
+	lan=$($T quic --dst 203.0.113.2:443)
+	gw=$(ip netns exec "$(ns gw)" "$PY" ./nettool.py quic --dst 203.0.113.2:443)
+	echo "lan: $lan gw: $gw"
+	echo "$lan" | grep -q refused && echo "$gw" | grep -q echo
+}
+check "--block-quic: LAN UDP 443 gets port-unreachable (the router itself still reaches it)" quic_check
+
+# The concentrator goes away: --fallback direct keeps the LAN online.
+check "concentrator stops cleanly" stop_concentrator "$CONC_MAIN" conc
+check "fallback direct: LAN still reaches the server, from the router's address" \
+	saw 203.0.113.2:9003 198.51.100.2
+check "fallback direct: 8 MiB each way intact" \
+	$T echo --plain --dst 203.0.113.2:9000 --bytes $((8 << 20))
+
+# Crash: SIGKILL leaves the table behind; the next start must clean it up.
+kill -KILL $A1; wait $A1 2>/dev/null
+check "after a crash the interception table is still there" \
+	ip netns exec "$(ns gw)" nft list table inet gw_agent
+start_agent agent2 --fallback reset || exit 1
+A2=$AGENT_PID
+reset_check() {
+	local t0 t1 rc=0
+	t0=$(date +%s%N)
+	$T whoami --dst 203.0.113.2:9003 > "$WORKDIR/reset.out" 2>&1 || rc=$?
+	t1=$(date +%s%N)
+	echo "{\"client_failed\": $([ $rc -ne 0 ] && echo true || echo false), \"ms\": $(( (t1 - t0) / 1000000 ))}"
+	tail -1 "$WORKDIR/reset.out"
+	# Fail closed means a quick reset: well under the 15 s reply timeout.
+	[ $rc -ne 0 ] && [ $(( (t1 - t0) / 1000000 )) -lt 5000 ]
+}
+check "fail closed: with the concentrator down the LAN client is reset quickly" reset_check
+stop_agent() {
+	kill -TERM "$1"; wait "$1" || { echo "exit $?"; tail "$WORKDIR/$2.log"; return 1; }
+}
+check "agent exits cleanly on SIGTERM" stop_agent $A2 agent2
+rules_gone() {
+	! ip netns exec "$(ns gw)" nft list table inet gw_agent 2>/dev/null &&
+	! ip -n "$(ns gw)" rule | grep -q "fwmark 0x4d50" &&
+	! ip -n "$(ns gw)" -6 rule | grep -q "fwmark 0x4d50" &&
+	[ -z "$(ip -n "$(ns gw)" route show table 19792)" ]
+}
+check "stop removed the nftables table, rules and routes" rules_gone
+check "the agent counted what it did" grep -E "intercepted [1-9][0-9]*: via concentrator 0, direct fallback 0, failed [1-9]" "$WORKDIR/agent2.log"
+finish
