@@ -11,6 +11,7 @@
 #include "addr.h"
 #include "convert.h"
 #include "log.h"
+#include "paths.h"
 #include "relay.h"
 
 #define AGENT_MAX_CONC 4
@@ -71,6 +72,7 @@ struct agent_worker {
 
 struct agent {
 	struct agent_config cfg;
+	struct paths paths;
 	atomic_int stopping;
 	struct agent_worker *workers;
 	pthread_mutex_t ready_lock;

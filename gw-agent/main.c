@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -33,6 +35,10 @@ static void usage(FILE *f)
 "                            tried in order\n"
 "  --lan IFACE               LAN interface whose TCP is intercepted; repeatable\n"
 "  --bypass CIDR             destinations never intercepted; repeatable\n"
+"  --path IFACE[,mode=on|master|backup|handover|off][,gateway=ADDR]\n"
+"                            a WAN or mesh path for subflows; repeatable\n"
+"  --endpoints kernel|mptcpd manage MPTCP endpoints here (default) or leave them\n"
+"                            to mptcpd and only do routing\n"
 "  --fallback direct|reset   no concentrator reachable: connect directly (default)\n"
 "                            or reset the LAN connection (fail closed)\n"
 "  --block-quic / --no-block-quic\n"
@@ -54,7 +60,7 @@ enum {
 	O_CONC = 256, O_LAN, O_BYPASS, O_FALLBACK, O_BLOCK_QUIC, O_NO_BLOCK_QUIC,
 	O_PORT, O_MARK, O_TABLE, O_CONNECT_TIMEOUT, O_REPLY_TIMEOUT, O_KEEPALIVE,
 	O_IDLE_TIMEOUT, O_WORKERS, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL, O_VERSION,
-	O_HELP,
+	O_HELP, O_WANPATH, O_ENDPOINTS,
 };
 
 static const struct option long_opts[] = {
@@ -62,6 +68,8 @@ static const struct option long_opts[] = {
 	{ "lan", required_argument, NULL, O_LAN },
 	{ "bypass", required_argument, NULL, O_BYPASS },
 	{ "fallback", required_argument, NULL, O_FALLBACK },
+	{ "path", required_argument, NULL, O_WANPATH },
+	{ "endpoints", required_argument, NULL, O_ENDPOINTS },
 	{ "block-quic", no_argument, NULL, O_BLOCK_QUIC },
 	{ "no-block-quic", no_argument, NULL, O_NO_BLOCK_QUIC },
 	{ "port", required_argument, NULL, O_PORT },
@@ -119,8 +127,9 @@ static int parse_ms(const char *opt, const char *s, unsigned max_s, unsigned *re
 	return 0;
 }
 
-static int parse_args(int argc, char **argv, struct agent_config *cfg)
+static int parse_args(int argc, char **argv, struct agent *a)
 {
+	struct agent_config *cfg = &a->cfg;
 	unsigned long v;
 	unsigned ms;
 	int c, r;
@@ -155,6 +164,21 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 			if (r < 0)
 				return opt_error(name, optarg, "is not a prefix (ADDR/LEN with host bits zero)");
 			cfg->nbypass++;
+			break;
+		case O_WANPATH: {
+			const char *why = "";
+
+			if (paths_parse(&a->paths, optarg, &why) < 0)
+				return opt_error(name, optarg, why);
+			break;
+		}
+		case O_ENDPOINTS:
+			if (!strcmp(optarg, "kernel"))
+				a->paths.manage_endpoints = true;
+			else if (!strcmp(optarg, "mptcpd"))
+				a->paths.manage_endpoints = false;
+			else
+				return opt_error(name, optarg, "is not kernel or mptcpd");
 			break;
 		case O_FALLBACK:
 			if (!strcmp(optarg, "direct"))
@@ -379,6 +403,51 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* The main thread: signals, and link/address/route events for the paths,
+ * which are reconciled 50 ms after the last event of a burst (a DHCP renew
+ * or a link bounce comes as several messages) and every 2 s regardless. */
+static void run_loop(struct agent *a, const sigset_t *sigs)
+{
+	int sfd = signalfd(-1, sigs, SFD_CLOEXEC);
+	uint64_t due = 0, periodic = log_now_ms() + 2000;
+
+	for (;;) {
+		struct pollfd pf[2] = {
+			{ .fd = sfd, .events = POLLIN },
+			{ .fd = paths_event_fd(&a->paths), .events = POLLIN },
+		};
+		uint64_t now = log_now_ms(), next = due ? due : periodic;
+		int timeout = next > now ? (int)(next - now) : 0;
+
+		if (poll(pf, 2, timeout) < 0 && errno != EINTR)
+			break;
+		if (pf[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+
+			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+				if (si.ssi_signo == SIGHUP) {
+					log_info("SIGHUP: nothing to reload without a config file");
+				} else {
+					log_info("%s: stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+					sd_notify(0, "STOPPING=1");
+					break;
+				}
+			}
+		}
+		if (pf[1].fd >= 0 && (pf[1].revents & POLLIN) &&
+		    paths_events_drain(&a->paths) > 0)
+			due = log_now_ms() + 50;
+		now = log_now_ms();
+		if (a->paths.n && ((due && now >= due) || now >= periodic)) {
+			paths_reconcile(&a->paths);
+			due = 0;
+			periodic = now + 2000;
+		}
+	}
+	if (sfd >= 0)
+		close(sfd);
+}
+
 static uint32_t fit_fd_limit(void)
 {
 	struct rlimit rl;
@@ -430,7 +499,7 @@ int main(int argc, char **argv)
 {
 	struct agent *a;
 	sigset_t sigs;
-	int r, sig;
+	int r;
 
 	log_init("gw-agent");
 	a = calloc(1, sizeof(*a));
@@ -450,7 +519,8 @@ int main(int argc, char **argv)
 	a->cfg.workers = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
 	if (a->cfg.workers < 1)
 		a->cfg.workers = 1;
-	if (parse_args(argc, argv, &a->cfg) < 0)
+	a->paths.manage_endpoints = true;
+	if (parse_args(argc, argv, a) < 0)
 		return 2;
 	a->cfg.max_flows = fit_fd_limit();
 	r = intercept_add_lan_prefixes(&a->cfg);
@@ -498,20 +568,18 @@ int main(int argc, char **argv)
 			 a->cfg.nconc > 1 ? " (+ backups)" : "",
 			 a->cfg.fallback == FALLBACK_DIRECT ? "direct" : "reset",
 			 a->cfg.block_quic ? "blocked" : "allowed");
-		sd_notify(0, "READY=1");
-		for (;;) {
-			if (sigwait(&sigs, &sig) != 0)
-				continue;
-			if (sig == SIGHUP) {
-				log_info("SIGHUP: nothing to reload without a config file");
-				continue;
-			}
-			log_info("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-			sd_notify(0, "STOPPING=1");
-			break;
+		if (a->paths.n) {
+			r = paths_init(&a->paths, a->cfg.table, 10000);
+			if (r == 0)
+				paths_reconcile(&a->paths);
 		}
+	}
+	if (r == 0) {
+		sd_notify(0, "READY=1");
+		run_loop(a, &sigs);
 		/* Stop intercepting before the listeners close: new LAN
 		 * connections go the normal routed way meanwhile. */
+		paths_cleanup(&a->paths);
 		intercept_remove(&a->cfg);
 	}
 	atomic_store(&a->stopping, 1);

@@ -1,0 +1,325 @@
+/* The desired state is a function of what the kernel shows now:
+ *
+ *   path usable (per family) = link up with carrier, a global address, and
+ *     a gateway (configured, or learned from the default route the path's
+ *     DHCP client installed in the main table; remembered across a link
+ *     bounce, when the kernel has dropped that route)
+ *   table T: default via gateway dev path; rules "from addr lookup T" and
+ *     "oif path lookup T", so subflows bound to the address use the path
+ *   endpoint: subflow (+backup for backup/handover) on the address, when
+ *     usable and the mode wants one (handover: only when no on/master path
+ *     is usable)
+ *
+ * paths_reconcile() computes that and changes only what differs. A path
+ * that becomes usable again has its endpoint removed and re-added: adding
+ * an endpoint is what makes the in-kernel path manager open a subflow on it
+ * for connections that already exist. */
+#include "paths.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "log.h"
+
+static const char *const mode_names[] = {
+	[PATH_ON] = "on", [PATH_MASTER] = "master", [PATH_BACKUP] = "backup",
+	[PATH_HANDOVER] = "handover", [PATH_OFF] = "off",
+};
+
+const char *path_mode_name(enum path_mode m)
+{
+	return m <= PATH_OFF ? mode_names[m] : "?";
+}
+
+int paths_parse(struct paths *ps, const char *spec, const char **ret_why)
+{
+	char buf[256], *save = NULL, *tok;
+	struct path *p;
+
+	if (ps->n == PATHS_MAX) {
+		*ret_why = "is one path too many";
+		return -EINVAL;
+	}
+	if (strlen(spec) >= sizeof(buf)) {
+		*ret_why = "is too long";
+		return -EINVAL;
+	}
+	strcpy(buf, spec);
+	p = &ps->p[ps->n];
+	memset(p, 0, sizeof(*p));
+	tok = strtok_r(buf, ",", &save);
+	if (!tok || !*tok || strlen(tok) >= IFNAMSIZ || strpbrk(tok, " /=\"")) {
+		*ret_why = "does not start with an interface name";
+		return -EINVAL;
+	}
+	strcpy(p->ifname, tok);
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		if (!strncmp(tok, "mode=", 5)) {
+			unsigned m;
+
+			for (m = 0; m <= PATH_OFF; m++)
+				if (!strcmp(tok + 5, mode_names[m]))
+					break;
+			if (m > PATH_OFF) {
+				*ret_why = "has a mode other than on, master, backup, handover, off";
+				return -EINVAL;
+			}
+			p->mode = (enum path_mode)m;
+		} else if (!strncmp(tok, "gateway=", 8)) {
+			struct addr_prefix a;
+			int fi;
+
+			if (addr_parse_prefix(tok + 8, &a) < 0 || a.len != 128) {
+				*ret_why = "has a gateway that is not an address";
+				return -EINVAL;
+			}
+			fi = IN6_IS_ADDR_V4MAPPED(&a.addr) ? 0 : 1;
+			p->f[fi].gw_cfg = a.addr;
+			p->f[fi].gw_given = true;
+		} else {
+			*ret_why = "has an option other than mode= or gateway=";
+			return -EINVAL;
+		}
+	}
+	for (unsigned i = 0; i < ps->n; i++)
+		if (!strcmp(ps->p[i].ifname, p->ifname)) {
+			*ret_why = "names an interface given twice";
+			return -EINVAL;
+		}
+	ps->n++;
+	return 0;
+}
+
+static void set_loose_rp_filter(const char *ifname)
+{
+	char path[128];
+	int fd;
+
+	/* Replies to a subflow bound to this path's address may arrive on it
+	 * while the main table points elsewhere: strict reverse-path
+	 * filtering would drop them. */
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/rp_filter", ifname);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (write(fd, "2", 1) < 0)
+			log_warn("%s: cannot set rp_filter: %m", ifname);
+		close(fd);
+	}
+}
+
+int paths_init(struct paths *ps, uint32_t table_base, uint32_t prio_base)
+{
+	int r;
+	unsigned users = 0;
+
+	for (unsigned i = 0; i < ps->n; i++) {
+		ps->p[i].table = table_base + 1 + i;
+		ps->p[i].prio = prio_base + i;
+		if (ps->p[i].mode != PATH_OFF)
+			users++;
+	}
+	r = rt_open(&ps->rt);
+	if (r < 0)
+		return log_errno(r, "rtnetlink: %m");
+	ps->rt_open = true;
+	r = rt_events_open(&ps->ev);
+	if (r < 0)
+		return log_errno(r, "rtnetlink events: %m");
+	ps->ev_open = true;
+	if (ps->manage_endpoints) {
+		uint32_t sf = 0, aa = 0;
+
+		r = pm_open(&ps->pm);
+		if (r < 0)
+			return log_errno(r, "generic netlink family mptcp_pm: %m");
+		ps->pm_open = true;
+		/* Our endpoints only: stale ones from a crashed run have our
+		 * path addresses and are replaced as paths are reconciled. */
+		if (pm_get_limits(&ps->pm, &sf, &aa) == 0 && sf < users) {
+			r = pm_set_limits(&ps->pm, users > 8 ? 8 : users, aa > users ? aa : users);
+			if (r < 0)
+				log_errno(r, "cannot raise MPTCP subflow limit to %u: %m", users);
+		}
+	}
+	for (unsigned i = 0; i < ps->n; i++)
+		set_loose_rp_filter(ps->p[i].ifname);
+	return 0;
+}
+
+/* Remove an endpoint with this address that we did not add (a crashed run's,
+ * or a duplicate) so ours can be added. */
+static void drop_foreign_endpoint(struct paths *ps, const struct in6_addr *a)
+{
+	struct pm_endpoint eps[64];
+	int n = pm_dump(&ps->pm, eps, 64);
+
+	for (int i = 0; i < n && i < 64; i++)
+		if (!memcmp(&eps[i].addr, a, 16))
+			pm_del(&ps->pm, eps[i].id);
+}
+
+static void fam_observe(struct paths *ps, struct path *p, int fi)
+{
+	struct path_fam *f = &p->f[fi];
+	int family = fi ? AF_INET6 : AF_INET;
+	struct in6_addr a;
+
+	f->have_addr = p->up && rt_addr_get(&ps->rt, p->ifindex, family, &a) == 0;
+	if (f->have_addr)
+		f->addr = a;
+	if (f->gw_given) {
+		f->gw = f->gw_cfg;
+		f->have_gw = true;
+	} else if (p->up && rt_gateway_get(&ps->rt, p->ifindex, family, &a) == 0) {
+		f->gw = a;
+		f->have_gw = true;
+	}
+	/* else: keep the last gateway learned, the kernel dropped the route
+	 * with the link and will not give it back until DHCP renews */
+	f->usable = p->up && f->have_addr && f->have_gw;
+}
+
+static void fam_apply(struct paths *ps, struct path *p, int fi, bool primary_up)
+{
+	struct path_fam *f = &p->f[fi];
+	int family = fi ? AF_INET6 : AF_INET;
+	char a[ADDR_STRLEN];
+	bool want_route = f->usable && p->mode != PATH_OFF;
+	bool want_ep = want_route && ps->manage_endpoints &&
+		(p->mode != PATH_HANDOVER || !primary_up);
+	uint32_t flags = PM_FLAG_SUBFLOW |
+		((p->mode == PATH_BACKUP || p->mode == PATH_HANDOVER) ? PM_FLAG_BACKUP : 0);
+	bool bounced = f->usable && !f->was_usable;
+	int r;
+
+	/* Routing: refresh the default route each time (the kernel removes it
+	 * when the link goes down); rules follow the address. */
+	if (want_route) {
+		r = rt_default(&ps->rt, true, family, &f->gw, p->ifindex, p->table);
+		if (r < 0 && r != -EEXIST)
+			log_errno(r, "%s: default route in table %u: %m", p->ifname, p->table);
+		if (f->rule_from && memcmp(&f->rule_addr, &f->addr, 16)) {
+			rt_rule(&ps->rt, false, family, &f->rule_addr, NULL, p->table, p->prio);
+			f->rule_from = false;
+		}
+		if (!f->rule_from) {
+			r = rt_rule(&ps->rt, true, family, &f->addr, NULL, p->table, p->prio);
+			f->rule_from = r == 0 || r == -EEXIST;
+			f->rule_addr = f->addr;
+			ps->changes++;
+		}
+		if (!f->rule_oif) {
+			r = rt_rule(&ps->rt, true, family, NULL, p->ifname, p->table, p->prio);
+			f->rule_oif = r == 0 || r == -EEXIST;
+		}
+	} else if (f->rule_from) {
+		rt_rule(&ps->rt, false, family, &f->rule_addr, NULL, p->table, p->prio);
+		f->rule_from = false;
+	}
+
+	if (want_ep && (!f->ep_id || f->ep_flags != flags || bounced ||
+			memcmp(&f->ep_addr, &f->addr, 16))) {
+		if (f->ep_id)
+			pm_del(&ps->pm, f->ep_id);
+		f->ep_id = 0;
+		drop_foreign_endpoint(ps, &f->addr);
+		r = pm_add(&ps->pm, &f->addr, p->ifindex, flags);
+		if (r > 0) {
+			char fl[64];
+
+			f->ep_id = (uint8_t)r;
+			f->ep_flags = flags;
+			f->ep_addr = f->addr;
+			ps->changes++;
+			log_info("path %s: endpoint %u %s %s", p->ifname, f->ep_id,
+				 addr_format_in6(&f->addr, 0, a), pm_flags_str(flags, fl, sizeof(fl)));
+		} else {
+			log_errno(r, "path %s: cannot add MPTCP endpoint %s: %m", p->ifname,
+				  addr_format_in6(&f->addr, 0, a));
+		}
+	} else if (!want_ep && f->ep_id) {
+		pm_del(&ps->pm, f->ep_id);
+		log_info("path %s: endpoint %u removed (%s)", p->ifname, f->ep_id,
+			 !f->usable ? "path down" : "not needed");
+		f->ep_id = 0;
+		ps->changes++;
+	}
+	f->was_usable = f->usable;
+}
+
+int paths_reconcile(struct paths *ps)
+{
+	bool primary_up = false;
+
+	for (unsigned i = 0; i < ps->n; i++) {
+		struct path *p = &ps->p[i];
+		struct rt_link l = { 0 };
+		bool was = p->up;
+
+		if (rt_link_get(&ps->rt, p->ifname, &l) == 0) {
+			p->ifindex = l.ifindex;
+			p->up = l.up;
+		} else {
+			p->up = false;
+		}
+		if (was != p->up)
+			log_info("path %s (%s): %s", p->ifname, path_mode_name(p->mode),
+				 p->up ? "up" : "down");
+		for (int fi = 0; fi < 2; fi++)
+			fam_observe(ps, p, fi);
+		if ((p->mode == PATH_ON || p->mode == PATH_MASTER) &&
+		    (p->f[0].usable || p->f[1].usable))
+			primary_up = true;
+	}
+	for (unsigned i = 0; i < ps->n; i++)
+		for (int fi = 0; fi < 2; fi++)
+			fam_apply(ps, &ps->p[i], fi, primary_up);
+	return 0;
+}
+
+void paths_cleanup(struct paths *ps)
+{
+	for (unsigned i = 0; i < ps->n; i++) {
+		struct path *p = &ps->p[i];
+
+		for (int fi = 0; fi < 2; fi++) {
+			struct path_fam *f = &p->f[fi];
+			int family = fi ? AF_INET6 : AF_INET;
+
+			if (f->ep_id && ps->pm_open)
+				pm_del(&ps->pm, f->ep_id);
+			f->ep_id = 0;
+			if (!ps->rt_open)
+				continue;
+			if (f->rule_from)
+				rt_rule(&ps->rt, false, family, &f->rule_addr, NULL, p->table, p->prio);
+			if (f->rule_oif)
+				rt_rule(&ps->rt, false, family, NULL, p->ifname, p->table, p->prio);
+			rt_default(&ps->rt, false, family, NULL, 0, p->table);
+			f->rule_from = f->rule_oif = false;
+		}
+	}
+	if (ps->pm_open)
+		pm_close(&ps->pm);
+	if (ps->ev_open)
+		rt_close(&ps->ev);
+	if (ps->rt_open)
+		rt_close(&ps->rt);
+	ps->pm_open = ps->ev_open = ps->rt_open = false;
+}
+
+int paths_event_fd(const struct paths *ps)
+{
+	return ps->ev_open ? rt_fd(&ps->ev) : -1;
+}
+
+int paths_events_drain(struct paths *ps)
+{
+	return ps->ev_open ? rt_events_drain(&ps->ev) : 0;
+}

@@ -1,0 +1,342 @@
+#include "pm.h"
+
+#include <errno.h>
+#include <libmnl/libmnl.h>
+#include <linux/genetlink.h>
+#include <linux/mptcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Our flag names mirror the kernel's; stop the build if they drift. */
+_Static_assert(PM_FLAG_SIGNAL == MPTCP_PM_ADDR_FLAG_SIGNAL, "flag drift");
+_Static_assert(PM_FLAG_SUBFLOW == MPTCP_PM_ADDR_FLAG_SUBFLOW, "flag drift");
+_Static_assert(PM_FLAG_BACKUP == MPTCP_PM_ADDR_FLAG_BACKUP, "flag drift");
+_Static_assert(PM_FLAG_FULLMESH == MPTCP_PM_ADDR_FLAG_FULLMESH, "flag drift");
+_Static_assert(MPTCP_PM_CMD_ADD_ADDR == 1 && MPTCP_PM_CMD_SET_LIMITS == 5 &&
+	       MPTCP_PM_ATTR_ADDR == 1 && MPTCP_PM_ADDR_ATTR_IF_IDX == 7,
+	       "mptcp_pm uapi numbering");
+
+#define PM_BUF 8192
+
+static int v4mapped(const struct in6_addr *a)
+{
+	return IN6_IS_ADDR_V4MAPPED(a);
+}
+
+static struct nlmsghdr *genl_put(char *buf, uint16_t type, uint8_t cmd,
+				 uint16_t flags, uint32_t seq, uint8_t version)
+{
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct genlmsghdr *g;
+
+	nlh->nlmsg_type = type;
+	nlh->nlmsg_flags = NLM_F_REQUEST | flags;
+	nlh->nlmsg_seq = seq;
+	g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
+	g->cmd = cmd;
+	g->version = version;
+	return nlh;
+}
+
+/* Send nlh and run cb over the answers until the ACK or the dump's end. */
+static int talk(struct pm *pm, struct nlmsghdr *nlh, mnl_cb_t cb, void *data)
+{
+	char buf[PM_BUF];
+	int r;
+
+	if (mnl_socket_sendto(pm->nl, nlh, nlh->nlmsg_len) < 0)
+		return -errno;
+	for (;;) {
+		r = (int)mnl_socket_recvfrom(pm->nl, buf, sizeof(buf));
+		if (r < 0)
+			return -errno;
+		r = mnl_cb_run(buf, (size_t)r, nlh->nlmsg_seq, pm->portid, cb, data);
+		if (r <= 0)
+			return r < 0 ? -errno : 0;
+	}
+}
+
+static int family_attr_cb(const struct nlattr *attr, void *data)
+{
+	const struct nlattr **tb = data;
+	int type = mnl_attr_get_type(attr);
+
+	if (mnl_attr_type_valid(attr, CTRL_ATTR_MAX) < 0)
+		return MNL_CB_OK;  /* newer kernel: skip what we do not know */
+	if (type == CTRL_ATTR_FAMILY_ID && mnl_attr_validate(attr, MNL_TYPE_U16) < 0)
+		return MNL_CB_ERROR;
+	tb[type] = attr;
+	return MNL_CB_OK;
+}
+
+static int family_cb(const struct nlmsghdr *nlh, void *data)
+{
+	const struct nlattr *tb[CTRL_ATTR_MAX + 1] = { 0 };
+	uint16_t *id = data;
+
+	if (mnl_attr_parse(nlh, sizeof(struct genlmsghdr), family_attr_cb, tb) != MNL_CB_OK)
+		return MNL_CB_ERROR;
+	if (tb[CTRL_ATTR_FAMILY_ID])
+		*id = mnl_attr_get_u16(tb[CTRL_ATTR_FAMILY_ID]);
+	return MNL_CB_OK;
+}
+
+int pm_open(struct pm *pm)
+{
+	char buf[PM_BUF];
+	struct nlmsghdr *nlh;
+	int r;
+
+	memset(pm, 0, sizeof(*pm));
+	pm->nl = mnl_socket_open(NETLINK_GENERIC);
+	if (!pm->nl)
+		return -errno;
+	if (mnl_socket_bind(pm->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		r = -errno;
+		pm_close(pm);
+		return r;
+	}
+	pm->portid = mnl_socket_get_portid(pm->nl);
+	pm->seq = (uint32_t)time(NULL);
+	nlh = genl_put(buf, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, NLM_F_ACK, ++pm->seq, 1);
+	mnl_attr_put_strz(nlh, CTRL_ATTR_FAMILY_NAME, MPTCP_PM_NAME);
+	r = talk(pm, nlh, family_cb, &pm->family);
+	if (r == 0 && !pm->family)
+		r = -ENOENT;
+	if (r < 0) {
+		pm_close(pm);
+		return r == -ENOENT ? -EPROTONOSUPPORT : r;  /* no MPTCP in this kernel */
+	}
+	return 0;
+}
+
+void pm_close(struct pm *pm)
+{
+	if (pm->nl)
+		mnl_socket_close(pm->nl);
+	pm->nl = NULL;
+}
+
+static void put_addr(struct nlmsghdr *nlh, const struct in6_addr *a, int ifindex,
+		     uint32_t flags, int with_id, uint8_t id)
+{
+	struct nlattr *nest = mnl_attr_nest_start(nlh, MPTCP_PM_ATTR_ADDR);
+
+	if (with_id)
+		mnl_attr_put_u8(nlh, MPTCP_PM_ADDR_ATTR_ID, id);
+	if (a) {
+		if (v4mapped(a)) {
+			mnl_attr_put_u16(nlh, MPTCP_PM_ADDR_ATTR_FAMILY, AF_INET);
+			mnl_attr_put(nlh, MPTCP_PM_ADDR_ATTR_ADDR4, 4, a->s6_addr + 12);
+		} else {
+			mnl_attr_put_u16(nlh, MPTCP_PM_ADDR_ATTR_FAMILY, AF_INET6);
+			mnl_attr_put(nlh, MPTCP_PM_ADDR_ATTR_ADDR6, 16, a);
+		}
+	}
+	if (flags)
+		mnl_attr_put_u32(nlh, MPTCP_PM_ADDR_ATTR_FLAGS, flags);
+	if (ifindex > 0)
+		mnl_attr_put_u32(nlh, MPTCP_PM_ADDR_ATTR_IF_IDX, (uint32_t)ifindex);
+	mnl_attr_nest_end(nlh, nest);
+}
+
+static int addr_attr_cb(const struct nlattr *attr, void *data)
+{
+	const struct nlattr **tb = data;
+	int type = mnl_attr_get_type(attr);
+	static const enum mnl_attr_data_type want[MPTCP_PM_ADDR_ATTR_MAX + 1] = {
+		[MPTCP_PM_ADDR_ATTR_FAMILY] = MNL_TYPE_U16,
+		[MPTCP_PM_ADDR_ATTR_ID] = MNL_TYPE_U8,
+		[MPTCP_PM_ADDR_ATTR_PORT] = MNL_TYPE_U16,
+		[MPTCP_PM_ADDR_ATTR_FLAGS] = MNL_TYPE_U32,
+		[MPTCP_PM_ADDR_ATTR_IF_IDX] = MNL_TYPE_U32,
+	};
+
+	if (mnl_attr_type_valid(attr, MPTCP_PM_ADDR_ATTR_MAX) < 0)
+		return MNL_CB_OK;
+	if (type == MPTCP_PM_ADDR_ATTR_ADDR4) {
+		if (mnl_attr_validate2(attr, MNL_TYPE_BINARY, 4) < 0)
+			return MNL_CB_ERROR;
+	} else if (type == MPTCP_PM_ADDR_ATTR_ADDR6) {
+		if (mnl_attr_validate2(attr, MNL_TYPE_BINARY, 16) < 0)
+			return MNL_CB_ERROR;
+	} else if (want[type] && mnl_attr_validate(attr, want[type]) < 0) {
+		return MNL_CB_ERROR;
+	}
+	tb[type] = attr;
+	return MNL_CB_OK;
+}
+
+static int top_attr_cb(const struct nlattr *attr, void *data)
+{
+	const struct nlattr **tb = data;
+	int type = mnl_attr_get_type(attr);
+
+	if (mnl_attr_type_valid(attr, MPTCP_PM_ATTR_MAX) < 0)
+		return MNL_CB_OK;
+	if (type == MPTCP_PM_ATTR_ADDR && mnl_attr_validate(attr, MNL_TYPE_NESTED) < 0)
+		return MNL_CB_ERROR;
+	if ((type == MPTCP_PM_ATTR_SUBFLOWS || type == MPTCP_PM_ATTR_RCV_ADD_ADDRS) &&
+	    mnl_attr_validate(attr, MNL_TYPE_U32) < 0)
+		return MNL_CB_ERROR;
+	tb[type] = attr;
+	return MNL_CB_OK;
+}
+
+struct dump_ctx {
+	struct pm_endpoint *out;
+	unsigned max, n;
+	uint8_t match_id;      /* for pm_add: find the id of what we added */
+	struct in6_addr match;
+	int matching;
+};
+
+static int endpoint_cb(const struct nlmsghdr *nlh, void *data)
+{
+	const struct nlattr *tb[MPTCP_PM_ATTR_MAX + 1] = { 0 };
+	const struct nlattr *at[MPTCP_PM_ADDR_ATTR_MAX + 1] = { 0 };
+	struct dump_ctx *c = data;
+	struct pm_endpoint e = { 0 };
+
+	if (mnl_attr_parse(nlh, sizeof(struct genlmsghdr), top_attr_cb, tb) != MNL_CB_OK)
+		return MNL_CB_ERROR;
+	if (!tb[MPTCP_PM_ATTR_ADDR])
+		return MNL_CB_OK;
+	if (mnl_attr_parse_nested(tb[MPTCP_PM_ATTR_ADDR], addr_attr_cb, at) != MNL_CB_OK)
+		return MNL_CB_ERROR;
+	if (at[MPTCP_PM_ADDR_ATTR_ID])
+		e.id = mnl_attr_get_u8(at[MPTCP_PM_ADDR_ATTR_ID]);
+	if (at[MPTCP_PM_ADDR_ATTR_FLAGS])
+		e.flags = mnl_attr_get_u32(at[MPTCP_PM_ADDR_ATTR_FLAGS]);
+	if (at[MPTCP_PM_ADDR_ATTR_IF_IDX])
+		e.ifindex = (int32_t)mnl_attr_get_u32(at[MPTCP_PM_ADDR_ATTR_IF_IDX]);
+	if (at[MPTCP_PM_ADDR_ATTR_ADDR4]) {
+		e.addr.s6_addr[10] = e.addr.s6_addr[11] = 0xff;
+		memcpy(e.addr.s6_addr + 12, mnl_attr_get_payload(at[MPTCP_PM_ADDR_ATTR_ADDR4]), 4);
+	} else if (at[MPTCP_PM_ADDR_ATTR_ADDR6]) {
+		memcpy(&e.addr, mnl_attr_get_payload(at[MPTCP_PM_ADDR_ATTR_ADDR6]), 16);
+	}
+	if (c->matching && !memcmp(&e.addr, &c->match, 16))
+		c->match_id = e.id;
+	if (c->n < c->max)
+		c->out[c->n] = e;
+	c->n++;
+	return MNL_CB_OK;
+}
+
+static int dump(struct pm *pm, struct dump_ctx *c)
+{
+	char buf[PM_BUF];
+	struct nlmsghdr *nlh = genl_put(buf, pm->family, MPTCP_PM_CMD_GET_ADDR,
+					NLM_F_DUMP, ++pm->seq, MPTCP_PM_VER);
+
+	return talk(pm, nlh, endpoint_cb, c);
+}
+
+int pm_dump(struct pm *pm, struct pm_endpoint *ret, unsigned max)
+{
+	struct dump_ctx c = { .out = ret, .max = max };
+	int r = dump(pm, &c);
+
+	return r < 0 ? r : (int)c.n;
+}
+
+int pm_add(struct pm *pm, const struct in6_addr *a, int ifindex, uint32_t flags)
+{
+	char buf[PM_BUF];
+	struct nlmsghdr *nlh = genl_put(buf, pm->family, MPTCP_PM_CMD_ADD_ADDR,
+					NLM_F_ACK, ++pm->seq, MPTCP_PM_VER);
+	struct dump_ctx c = { .matching = 1, .match = *a };
+	int r;
+
+	put_addr(nlh, a, ifindex, flags, 0, 0);
+	r = talk(pm, nlh, NULL, NULL);
+	if (r < 0)
+		return r;
+	/* ADD_ADDR does not return the id the kernel chose: look it up. */
+	r = dump(pm, &c);
+	if (r < 0)
+		return r;
+	return c.match_id ? c.match_id : -ENOENT;
+}
+
+int pm_del(struct pm *pm, uint8_t id)
+{
+	char buf[PM_BUF];
+	struct nlmsghdr *nlh = genl_put(buf, pm->family, MPTCP_PM_CMD_DEL_ADDR,
+					NLM_F_ACK, ++pm->seq, MPTCP_PM_VER);
+
+	put_addr(nlh, NULL, 0, 0, 1, id);
+	return talk(pm, nlh, NULL, NULL);
+}
+
+int pm_flush(struct pm *pm)
+{
+	char buf[PM_BUF];
+	struct nlmsghdr *nlh = genl_put(buf, pm->family, MPTCP_PM_CMD_FLUSH_ADDRS,
+					NLM_F_ACK, ++pm->seq, MPTCP_PM_VER);
+
+	return talk(pm, nlh, NULL, NULL);
+}
+
+int pm_set_limits(struct pm *pm, uint32_t subflows, uint32_t add_addr_accepted)
+{
+	char buf[PM_BUF];
+	struct nlmsghdr *nlh = genl_put(buf, pm->family, MPTCP_PM_CMD_SET_LIMITS,
+					NLM_F_ACK, ++pm->seq, MPTCP_PM_VER);
+
+	mnl_attr_put_u32(nlh, MPTCP_PM_ATTR_SUBFLOWS, subflows);
+	mnl_attr_put_u32(nlh, MPTCP_PM_ATTR_RCV_ADD_ADDRS, add_addr_accepted);
+	return talk(pm, nlh, NULL, NULL);
+}
+
+struct limits_ctx {
+	uint32_t subflows, add;
+};
+
+static int limits_cb(const struct nlmsghdr *nlh, void *data)
+{
+	const struct nlattr *tb[MPTCP_PM_ATTR_MAX + 1] = { 0 };
+	struct limits_ctx *c = data;
+
+	if (mnl_attr_parse(nlh, sizeof(struct genlmsghdr), top_attr_cb, tb) != MNL_CB_OK)
+		return MNL_CB_ERROR;
+	if (tb[MPTCP_PM_ATTR_SUBFLOWS])
+		c->subflows = mnl_attr_get_u32(tb[MPTCP_PM_ATTR_SUBFLOWS]);
+	if (tb[MPTCP_PM_ATTR_RCV_ADD_ADDRS])
+		c->add = mnl_attr_get_u32(tb[MPTCP_PM_ATTR_RCV_ADD_ADDRS]);
+	return MNL_CB_OK;
+}
+
+int pm_get_limits(struct pm *pm, uint32_t *ret_subflows, uint32_t *ret_add_addr_accepted)
+{
+	char buf[PM_BUF];
+	struct nlmsghdr *nlh = genl_put(buf, pm->family, MPTCP_PM_CMD_GET_LIMITS,
+					NLM_F_ACK, ++pm->seq, MPTCP_PM_VER);
+	struct limits_ctx c = { 0 };
+	int r = talk(pm, nlh, limits_cb, &c);
+
+	if (r < 0)
+		return r;
+	*ret_subflows = c.subflows;
+	*ret_add_addr_accepted = c.add;
+	return 0;
+}
+
+const char *pm_flags_str(uint32_t flags, char *buf, size_t len)
+{
+	static const struct { uint32_t f; const char *name; } names[] = {
+		{ PM_FLAG_SIGNAL, "signal" }, { PM_FLAG_SUBFLOW, "subflow" },
+		{ PM_FLAG_BACKUP, "backup" }, { PM_FLAG_FULLMESH, "fullmesh" },
+	};
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (flags & names[i].f)
+			off += (size_t)snprintf(buf + off, off < len ? len - off : 0, "%s%s",
+						off ? " " : "", names[i].name);
+	return buf;
+}

@@ -1,0 +1,329 @@
+#include "routes.h"
+
+#include <errno.h>
+#include <libmnl/libmnl.h>
+#include <linux/fib_rules.h>
+#include <linux/if.h>
+#include <linux/if_addr.h>
+#include <linux/rtnetlink.h>
+#include <string.h>
+#include <time.h>
+
+#define RT_BUF 16384
+
+int rt_open(struct rt *rt)
+{
+	memset(rt, 0, sizeof(*rt));
+	rt->nl = mnl_socket_open(NETLINK_ROUTE);
+	if (!rt->nl)
+		return -errno;
+	if (mnl_socket_bind(rt->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		int r = -errno;
+
+		rt_close(rt);
+		return r;
+	}
+	rt->portid = mnl_socket_get_portid(rt->nl);
+	rt->seq = (uint32_t)time(NULL);
+	return 0;
+}
+
+void rt_close(struct rt *rt)
+{
+	if (rt->nl)
+		mnl_socket_close(rt->nl);
+	rt->nl = NULL;
+}
+
+int rt_fd(const struct rt *rt)
+{
+	return mnl_socket_get_fd(rt->nl);
+}
+
+static int talk(struct rt *rt, struct nlmsghdr *nlh, mnl_cb_t cb, void *data)
+{
+	char buf[RT_BUF];
+	int r;
+
+	if (mnl_socket_sendto(rt->nl, nlh, nlh->nlmsg_len) < 0)
+		return -errno;
+	for (;;) {
+		r = (int)mnl_socket_recvfrom(rt->nl, buf, sizeof(buf));
+		if (r < 0)
+			return -errno;
+		r = mnl_cb_run(buf, (size_t)r, nlh->nlmsg_seq, rt->portid, cb, data);
+		if (r <= 0)
+			return r < 0 ? -errno : 0;
+	}
+}
+
+static void put_in6(struct nlmsghdr *nlh, uint16_t type, int family,
+		    const struct in6_addr *a)
+{
+	if (family == AF_INET)
+		mnl_attr_put(nlh, type, 4, a->s6_addr + 12);
+	else
+		mnl_attr_put(nlh, type, 16, a);
+}
+
+int rt_rule(struct rt *rt, bool add, int family, const struct in6_addr *src,
+	    const char *oifname, uint32_t table, uint32_t prio)
+{
+	char buf[RT_BUF];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct fib_rule_hdr *h;
+
+	nlh->nlmsg_type = add ? RTM_NEWRULE : RTM_DELRULE;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0);
+	nlh->nlmsg_seq = ++rt->seq;
+	h = mnl_nlmsg_put_extra_header(nlh, sizeof(*h));
+	h->family = (uint8_t)family;
+	h->action = FR_ACT_TO_TBL;
+	h->table = table < 256 ? (uint8_t)table : RT_TABLE_UNSPEC;
+	mnl_attr_put_u32(nlh, FRA_TABLE, table);
+	mnl_attr_put_u32(nlh, FRA_PRIORITY, prio);
+	if (src) {
+		h->src_len = family == AF_INET ? 32 : 128;
+		put_in6(nlh, FRA_SRC, family, src);
+	}
+	if (oifname)
+		mnl_attr_put_strz(nlh, FRA_OIFNAME, oifname);
+	return talk(rt, nlh, NULL, NULL);
+}
+
+int rt_default(struct rt *rt, bool add, int family, const struct in6_addr *gw,
+	       int ifindex, uint32_t table)
+{
+	char buf[RT_BUF];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct rtmsg *m;
+
+	nlh->nlmsg_type = add ? RTM_NEWROUTE : RTM_DELROUTE;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_REPLACE : 0);
+	nlh->nlmsg_seq = ++rt->seq;
+	m = mnl_nlmsg_put_extra_header(nlh, sizeof(*m));
+	m->rtm_family = (uint8_t)family;
+	m->rtm_table = table < 256 ? (uint8_t)table : RT_TABLE_UNSPEC;
+	m->rtm_protocol = RTPROT_STATIC;
+	m->rtm_scope = gw ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
+	m->rtm_type = RTN_UNICAST;
+	mnl_attr_put_u32(nlh, RTA_TABLE, table);
+	if (gw)
+		put_in6(nlh, RTA_GATEWAY, family, gw);
+	if (ifindex > 0)
+		mnl_attr_put_u32(nlh, RTA_OIF, (uint32_t)ifindex);
+	return talk(rt, nlh, NULL, NULL);
+}
+
+/* ---- reading state ---- */
+
+struct link_ctx {
+	const char *name;
+	struct rt_link *out;
+	int found;
+};
+
+static int link_attr_cb(const struct nlattr *attr, void *data)
+{
+	const struct nlattr **tb = data;
+	int type = mnl_attr_get_type(attr);
+
+	if (mnl_attr_type_valid(attr, IFLA_MAX) < 0)
+		return MNL_CB_OK;
+	if (type == IFLA_IFNAME && mnl_attr_validate(attr, MNL_TYPE_STRING) < 0)
+		return MNL_CB_ERROR;
+	tb[type] = attr;
+	return MNL_CB_OK;
+}
+
+static int link_cb(const struct nlmsghdr *nlh, void *data)
+{
+	const struct nlattr *tb[IFLA_MAX + 1] = { 0 };
+	const struct ifinfomsg *ifm = mnl_nlmsg_get_payload(nlh);
+	struct link_ctx *c = data;
+
+	if (mnl_attr_parse(nlh, sizeof(*ifm), link_attr_cb, tb) != MNL_CB_OK)
+		return MNL_CB_ERROR;
+	if (!tb[IFLA_IFNAME] || strcmp(mnl_attr_get_str(tb[IFLA_IFNAME]), c->name))
+		return MNL_CB_OK;
+	c->out->ifindex = ifm->ifi_index;
+	c->out->up = (ifm->ifi_flags & IFF_UP) && (ifm->ifi_flags & IFF_LOWER_UP);
+	c->found = 1;
+	return MNL_CB_OK;
+}
+
+int rt_link_get(struct rt *rt, const char *ifname, struct rt_link *ret)
+{
+	char buf[RT_BUF];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct ifinfomsg *ifm;
+	struct link_ctx c = { .name = ifname, .out = ret };
+	int r;
+
+	nlh->nlmsg_type = RTM_GETLINK;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	nlh->nlmsg_seq = ++rt->seq;
+	ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+	ifm->ifi_family = AF_UNSPEC;
+	r = talk(rt, nlh, link_cb, &c);
+	if (r < 0)
+		return r;
+	return c.found ? 0 : -ENODEV;
+}
+
+struct addr_ctx {
+	int ifindex, family;
+	struct in6_addr *out;
+	int found;
+};
+
+static int addr_attr_cb(const struct nlattr *attr, void *data)
+{
+	const struct nlattr **tb = data;
+
+	if (mnl_attr_type_valid(attr, IFA_MAX) < 0)
+		return MNL_CB_OK;
+	tb[mnl_attr_get_type(attr)] = attr;
+	return MNL_CB_OK;
+}
+
+static void to_in6(int family, const void *p, struct in6_addr *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	if (family == AF_INET) {
+		ret->s6_addr[10] = ret->s6_addr[11] = 0xff;
+		memcpy(ret->s6_addr + 12, p, 4);
+	} else {
+		memcpy(ret, p, 16);
+	}
+}
+
+static int addr_cb(const struct nlmsghdr *nlh, void *data)
+{
+	const struct nlattr *tb[IFA_MAX + 1] = { 0 };
+	const struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(nlh);
+	struct addr_ctx *c = data;
+	const struct nlattr *a;
+	size_t want = c->family == AF_INET ? 4 : 16;
+
+	if (c->found || (int)ifa->ifa_index != c->ifindex || ifa->ifa_family != c->family ||
+	    ifa->ifa_scope != RT_SCOPE_UNIVERSE)
+		return MNL_CB_OK;
+	if (ifa->ifa_flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED | IFA_F_DEPRECATED))
+		return MNL_CB_OK;
+	if (mnl_attr_parse(nlh, sizeof(*ifa), addr_attr_cb, tb) != MNL_CB_OK)
+		return MNL_CB_ERROR;
+	a = tb[IFA_LOCAL] ? tb[IFA_LOCAL] : tb[IFA_ADDRESS];
+	if (!a || mnl_attr_validate2(a, MNL_TYPE_BINARY, want) < 0)
+		return MNL_CB_OK;
+	to_in6(c->family, mnl_attr_get_payload(a), c->out);
+	c->found = 1;
+	return MNL_CB_OK;
+}
+
+int rt_addr_get(struct rt *rt, int ifindex, int family, struct in6_addr *ret)
+{
+	char buf[RT_BUF];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct ifaddrmsg *ifa;
+	struct addr_ctx c = { .ifindex = ifindex, .family = family, .out = ret };
+	int r;
+
+	nlh->nlmsg_type = RTM_GETADDR;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	nlh->nlmsg_seq = ++rt->seq;
+	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
+	ifa->ifa_family = (uint8_t)family;
+	r = talk(rt, nlh, addr_cb, &c);
+	if (r < 0)
+		return r;
+	return c.found ? 0 : -ENOENT;
+}
+
+static int route_attr_cb(const struct nlattr *attr, void *data)
+{
+	const struct nlattr **tb = data;
+	int type = mnl_attr_get_type(attr);
+
+	if (mnl_attr_type_valid(attr, RTA_MAX) < 0)
+		return MNL_CB_OK;
+	if ((type == RTA_OIF || type == RTA_TABLE) && mnl_attr_validate(attr, MNL_TYPE_U32) < 0)
+		return MNL_CB_ERROR;
+	tb[type] = attr;
+	return MNL_CB_OK;
+}
+
+static int gw_cb(const struct nlmsghdr *nlh, void *data)
+{
+	const struct nlattr *tb[RTA_MAX + 1] = { 0 };
+	const struct rtmsg *m = mnl_nlmsg_get_payload(nlh);
+	struct addr_ctx *c = data;
+	uint32_t table;
+
+	if (c->found || m->rtm_family != c->family || m->rtm_dst_len != 0)
+		return MNL_CB_OK;
+	if (mnl_attr_parse(nlh, sizeof(*m), route_attr_cb, tb) != MNL_CB_OK)
+		return MNL_CB_ERROR;
+	table = tb[RTA_TABLE] ? mnl_attr_get_u32(tb[RTA_TABLE]) : m->rtm_table;
+	if (table != RT_TABLE_MAIN || !tb[RTA_GATEWAY] || !tb[RTA_OIF] ||
+	    (int)mnl_attr_get_u32(tb[RTA_OIF]) != c->ifindex ||
+	    mnl_attr_validate2(tb[RTA_GATEWAY], MNL_TYPE_BINARY,
+			       c->family == AF_INET ? 4 : 16) < 0)
+		return MNL_CB_OK;
+	to_in6(c->family, mnl_attr_get_payload(tb[RTA_GATEWAY]), c->out);
+	c->found = 1;
+	return MNL_CB_OK;
+}
+
+int rt_gateway_get(struct rt *rt, int ifindex, int family, struct in6_addr *ret)
+{
+	char buf[RT_BUF];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct rtmsg *m;
+	struct addr_ctx c = { .ifindex = ifindex, .family = family, .out = ret };
+	int r;
+
+	nlh->nlmsg_type = RTM_GETROUTE;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	nlh->nlmsg_seq = ++rt->seq;
+	m = mnl_nlmsg_put_extra_header(nlh, sizeof(*m));
+	m->rtm_family = (uint8_t)family;
+	r = talk(rt, nlh, gw_cb, &c);
+	if (r < 0)
+		return r;
+	return c.found ? 0 : -ENOENT;
+}
+
+int rt_events_open(struct rt *ev)
+{
+	int r = rt_open(ev);
+	unsigned groups[] = { RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR,
+			      RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE };
+
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)
+		if (mnl_socket_setsockopt(ev->nl, NETLINK_ADD_MEMBERSHIP, &groups[i],
+					  sizeof(groups[i])) < 0) {
+			r = -errno;
+			rt_close(ev);
+			return r;
+		}
+	return 0;
+}
+
+int rt_events_drain(struct rt *ev)
+{
+	char buf[RT_BUF];
+	int n = 0;
+
+	for (;;) {
+		ssize_t r = recv(mnl_socket_get_fd(ev->nl), buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (r < 0)
+			return errno == EAGAIN ? n : (errno == ENOBUFS ? n + 1 : -errno);
+		if (r == 0)
+			return n;
+		n++;
+	}
+}
