@@ -4,8 +4,11 @@
  *     a gateway (configured, or learned from the default route the path's
  *     DHCP client installed in the main table; remembered across a link
  *     bounce, when the kernel has dropped that route)
- *   table T: default via gateway dev path; rules "from addr lookup T" and
- *     "oif path lookup T", so subflows bound to the address use the path
+ *   table T: default via gateway dev path while usable, else "unreachable
+ *     default", so a subflow on a dead path fails at once instead of
+ *     leaking out of another path with replies that cannot come back;
+ *     rules "from addr lookup T" (while the address exists) and "oif path
+ *     lookup T", so subflows bound to the address use the path
  *   endpoint: subflow (+backup for backup/handover) on the address, when
  *     usable and the mode wants one (handover: only when no on/master path
  *     is usable)
@@ -191,6 +194,7 @@ static void fam_apply(struct paths *ps, struct path *p, int fi, bool primary_up)
 	int family = fi ? AF_INET6 : AF_INET;
 	char a[ADDR_STRLEN];
 	bool want_route = f->usable && p->mode != PATH_OFF;
+	bool want_rule = f->have_addr && p->mode != PATH_OFF;
 	bool want_ep = want_route && ps->manage_endpoints &&
 		(p->mode != PATH_HANDOVER || !primary_up);
 	uint32_t flags = PM_FLAG_SUBFLOW |
@@ -200,10 +204,12 @@ static void fam_apply(struct paths *ps, struct path *p, int fi, bool primary_up)
 
 	/* Routing: refresh the default route each time (the kernel removes it
 	 * when the link goes down); rules follow the address. */
-	if (want_route) {
-		r = rt_default(&ps->rt, true, family, &f->gw, p->ifindex, p->table);
+	if (p->mode != PATH_OFF && (want_route || f->have_addr || f->rule_from)) {
+		r = rt_default(&ps->rt, true, family, &f->gw, p->ifindex, p->table, !want_route);
 		if (r < 0 && r != -EEXIST)
 			log_errno(r, "%s: default route in table %u: %m", p->ifname, p->table);
+	}
+	if (want_rule) {
 		if (f->rule_from && memcmp(&f->rule_addr, &f->addr, 16)) {
 			rt_rule(&ps->rt, false, family, &f->rule_addr, NULL, p->table, p->prio);
 			f->rule_from = false;
@@ -301,7 +307,7 @@ void paths_cleanup(struct paths *ps)
 				rt_rule(&ps->rt, false, family, &f->rule_addr, NULL, p->table, p->prio);
 			if (f->rule_oif)
 				rt_rule(&ps->rt, false, family, NULL, p->ifname, p->table, p->prio);
-			rt_default(&ps->rt, false, family, NULL, 0, p->table);
+			rt_default(&ps->rt, false, family, NULL, 0, p->table, false);
 			f->rule_from = f->rule_oif = false;
 		}
 	}

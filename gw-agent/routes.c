@@ -92,7 +92,7 @@ int rt_rule(struct rt *rt, bool add, int family, const struct in6_addr *src,
 }
 
 int rt_default(struct rt *rt, bool add, int family, const struct in6_addr *gw,
-	       int ifindex, uint32_t table)
+	       int ifindex, uint32_t table, bool unreachable)
 {
 	char buf[RT_BUF];
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
@@ -105,12 +105,14 @@ int rt_default(struct rt *rt, bool add, int family, const struct in6_addr *gw,
 	m->rtm_family = (uint8_t)family;
 	m->rtm_table = table < 256 ? (uint8_t)table : RT_TABLE_UNSPEC;
 	m->rtm_protocol = RTPROT_STATIC;
-	m->rtm_scope = gw ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
-	m->rtm_type = RTN_UNICAST;
+	/* A delete matches any type and scope, as `ip route del` does. */
+	m->rtm_scope = !add ? RT_SCOPE_NOWHERE :
+		gw || unreachable ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
+	m->rtm_type = !add ? RTN_UNSPEC : unreachable ? RTN_UNREACHABLE : RTN_UNICAST;
 	mnl_attr_put_u32(nlh, RTA_TABLE, table);
-	if (gw)
+	if (gw && !unreachable)
 		put_in6(nlh, RTA_GATEWAY, family, gw);
-	if (ifindex > 0)
+	if (ifindex > 0 && !unreachable)
 		mnl_attr_put_u32(nlh, RTA_OIF, (uint32_t)ifindex);
 	return talk(rt, nlh, NULL, NULL);
 }

@@ -27,9 +27,10 @@ void rt_close(struct rt *rt);
  * Deleting what is not there returns -ENOENT. */
 int rt_rule(struct rt *rt, bool add, int family, const struct in6_addr *src,
 	    const char *oifname, uint32_t table, uint32_t prio);
-/* Default route in table via gw (NULL: on-link) out of ifindex; replace. */
+/* Default route in table via gw (NULL: on-link) out of ifindex; replace.
+ * unreachable: an "unreachable default" instead (gw and ifindex unused). */
 int rt_default(struct rt *rt, bool add, int family, const struct in6_addr *gw,
-	       int ifindex, uint32_t table);
+	       int ifindex, uint32_t table, bool unreachable);
 
 struct rt_link {
 	int ifindex;
