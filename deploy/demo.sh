@@ -10,4 +10,6 @@ if [ ! -x build/gw-agent/gw-agent ] || [ ! -x build/concentrator/mptcp-concentra
 	echo "checkout (see ROADMAP.md). The codec is built and tested: ./tests/run.sh"
 	exit 2
 fi
-exec tests/netns/demo.sh "$@"
+export CONCENTRATOR=$PWD/build/concentrator/mptcp-concentrator AGENT=$PWD/build/gw-agent/gw-agent
+export OUT=$PWD/build/demo
+exec bash tests/netns/demo.sh "$@"

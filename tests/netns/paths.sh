@@ -14,30 +14,7 @@ command -v iperf3 >/dev/null || skip "needs iperf3"
 command -v nft >/dev/null || skip "needs nftables"
 
 RATE=${RATE:-50mbit}
-ns_add lan; ns_add gw; ns_add conc; ns_add srv
-link lan gw; link conc srv
-ip link add gw-p1 netns "$(ns gw)" type veth peer name conc-p1 netns "$(ns conc)"
-ip link add gw-p2 netns "$(ns gw)" type veth peer name conc-p2 netns "$(ns conc)"
-for d in gw-p1 gw-p2; do ip -n "$(ns gw)" link set $d up; done
-for d in conc-p1 conc-p2; do ip -n "$(ns conc)" link set $d up; done
-addr lan lan-gw 192.168.77.2/24
-addr gw gw-lan 192.168.77.1/24
-addr gw gw-p1 198.51.100.2/26; addr gw gw-p2 198.51.100.66/26
-addr conc conc-p1 198.51.100.1/26; addr conc conc-p2 198.51.100.65/26
-addr conc lo 192.0.2.1/32
-addr conc conc-srv 203.0.113.1/24; addr srv srv-conc 203.0.113.2/24
-ip -n "$(ns lan)" route add default via 192.168.77.1
-ip -n "$(ns gw)" route add default via 198.51.100.1 dev gw-p1 metric 100
-ip -n "$(ns gw)" route add default via 198.51.100.65 dev gw-p2 metric 200
-ip -n "$(ns srv)" route add default via 203.0.113.1
-ip netns exec "$(ns gw)" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.tcp_fastopen=5
-ip netns exec "$(ns conc)" sysctl -qw net.ipv4.tcp_fastopen=515
-ip -n "$(ns conc)" mptcp limits set subflows 8 add_addr_accepted 8
-shape() {  # both directions of each path
-	ip netns exec "$(ns gw)" tc qdisc replace dev "$1" root tbf rate "$RATE" burst 64kb latency 50ms
-	ip netns exec "$(ns conc)" tc qdisc replace dev "$2" root tbf rate "$RATE" burst 64kb latency 50ms
-}
-shape gw-p1 conc-p1; shape gw-p2 conc-p2
+two_path_topology "$RATE"
 
 ip netns exec "$(ns srv)" iperf3 -s -p 5201 > /dev/null 2>&1 &
 # Reference: what each path alone carries for one TCP flow, measured from
@@ -47,10 +24,6 @@ ip netns exec "$(ns srv)" "$PY" ./nettool.py serve --bind 203.0.113.2 --base 900
 start_concentrator conc conc --allow-client 198.51.100.0/24 --workers 1
 wait_listen srv 5201 && wait_listen conc 5124 && wait_listen conc 5202 || exit 1
 
-# What a DHCP client does after a link comes back: reinstall its default.
-dhcp_default() {
-	ip -n "$(ns gw)" route replace default via 198.51.100.1 dev gw-p1 metric 100
-}
 
 start_agent() {  # start_agent LOGNAME PATH-ARGS...
 	local name=$1 i; shift
