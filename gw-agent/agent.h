@@ -42,6 +42,7 @@ struct agent_config {
 	unsigned idle_timeout_s;
 	unsigned nbufs, bufsize;
 	uint32_t max_flows;
+	unsigned rcvbuf;               /* MPTCP receive buffer, 0 = autotune */
 };
 
 struct agent_counters {

@@ -49,6 +49,8 @@ struct flow {
 	struct sockaddr_storage dst;
 	socklen_t dst_len;
 	unsigned conc_idx;            /* concentrator being tried */
+	struct in6_addr tried[PATHS_MAX]; /* path addresses tried with this concentrator */
+	unsigned ntried;
 	uint32_t msg_len;             /* Convert message length in out */
 	uint32_t early_len;           /* LAN bytes behind it in out */
 	uint32_t out_off;             /* how much of out has been sent */
@@ -65,6 +67,67 @@ static struct flow *F(struct relay *r)
 }
 
 static void try_concentrator(struct agent_worker *aw, struct relay *r);
+
+/* The best live path (carrier and probes say so) not yet tried in this
+ * round, into *ret. false when every live path has been tried, or there are
+ * no paths (then the main table decides, once). */
+static bool pick_source(struct agent_worker *aw, struct flow *f, int family,
+			struct in6_addr *ret)
+{
+	struct in6_addr src[PATHS_MAX];
+	unsigned n = paths_sources(&aw->a->paths, family, src, PATHS_MAX);
+
+	for (unsigned i = 0; i < n; i++) {
+		bool seen = false;
+
+		for (unsigned k = 0; k < f->ntried; k++)
+			if (!memcmp(&f->tried[k], &src[i], sizeof(src[i])))
+				seen = true;
+		if (!seen) {
+			*ret = src[i];
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Start on a live path, not wherever the main table's default route points:
+ * a path whose far side died keeps its carrier and its default route. */
+static void bind_source(struct agent_worker *aw, struct flow *f, int fd, int family,
+			bool record)
+{
+	struct sockaddr_storage ss;
+	struct in6_addr src;
+	socklen_t sl;
+
+	if (!pick_source(aw, f, family, &src))
+		return;
+	if (record && f->ntried < PATHS_MAX)
+		f->tried[f->ntried++] = src;
+	sl = addr_from_in6(&src, 0, &ss);
+	if (bind(fd, (struct sockaddr *)&ss, sl) < 0)
+		log_debug("bind to path address: %m");
+	if (log_get_level() >= LOG_DEBUG) {
+		char a[ADDR_STRLEN];
+
+		log_debug("flow starts from %s", addr_format_in6(&src, 0, a));
+	}
+}
+
+/* The current concentrator failed from the current path: another live path
+ * not tried yet (the list may have changed meanwhile, as probes declare a
+ * path dead), then the next concentrator. */
+static void next_attempt(struct agent_worker *aw, struct relay *r)
+{
+	struct flow *f = F(r);
+	struct in6_addr src;
+
+	if (f->ntried && pick_source(aw, f, aw->a->cfg.conc[f->conc_idx].ss_family, &src))
+		return try_concentrator(aw, r);
+	f->ntried = 0;
+	f->conc_idx++;
+	try_concentrator(aw, r);
+}
 static void give_up(struct agent_worker *aw, struct relay *r, const char *why);
 
 /* Op on flow r, linked to a timeout of ms. */
@@ -159,9 +222,21 @@ static void try_concentrator(struct agent_worker *aw, struct relay *r)
 	}
 	sock_nodelay(fd);
 	sock_keepalive(fd, cfg->keepalive_s);
+	if (cfg->rcvbuf) {
+		/* Downloads arrive over several paths whose queues differ by
+		 * tens of ms; autotuning starts the MPTCP window at 128 KiB
+		 * and the concentrator overruns it (MPTcpExtNoDSSInWindow),
+		 * each overrun costing a ~200 ms MPTCP retransmission. A fixed
+		 * buffer from the start avoids that. FORCE: rmem_max is small. */
+		int sz = (int)cfg->rcvbuf;
+
+		if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)) < 0)
+			setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	}
 	r->fd[1] = fd;
 	f->out_off = 0;
 	f->in_len = 0;
+	bind_source(aw, f, fd, ca->ss_family, true);
 
 	/* With net.ipv4.tcp_fastopen client bits set this sends a SYN with
 	 * data; without a cookie or TFO it sends a plain SYN and returns
@@ -171,8 +246,7 @@ static void try_concentrator(struct agent_worker *aw, struct relay *r)
 	if (n >= 0) {
 		f->out_off = (uint32_t)n;
 	} else if (errno != EINPROGRESS && errno != EAGAIN) {
-		f->conc_idx++;
-		try_concentrator(aw, r);
+		next_attempt(aw, r);
 		return;
 	}
 	sqe = relay_sqe(w, r, AOP_CONN_POLL);
@@ -213,6 +287,7 @@ static void give_up(struct agent_worker *aw, struct relay *r, const char *why)
 	}
 	sock_nodelay(fd);
 	sock_keepalive(fd, cfg->keepalive_s);
+	bind_source(aw, f, fd, f->dst.ss_family, false);
 	r->fd[1] = fd;
 	r->flags |= FLAG_DIRECT;
 	sqe = relay_sqe(w, r, AOP_DIRECT_CONNECT);
@@ -235,9 +310,9 @@ static void on_poll(struct agent_worker *aw, struct relay *r,
 
 	if (cqe->res < 0 || (cqe->res & (POLLERR | POLLHUP)) ||
 	    getsockopt(r->fd[1], SOL_SOCKET, SO_ERROR, &err, &l) < 0 || err) {
-		/* Refused, unreachable or timed out: next concentrator. */
-		f->conc_idx++;
-		try_concentrator(aw, r);
+		log_debug("concentrator %u not reached (poll %d, error %d)", f->conc_idx, cqe->res, err);
+		/* Refused, unreachable or timed out: next path, next concentrator. */
+		next_attempt(aw, r);
 		return;
 	}
 	if (f->out_off < f->msg_len + f->early_len) {
@@ -259,6 +334,7 @@ static void on_reply(struct agent_worker *aw, struct relay *r,
 	struct convert_diag d;
 	int n;
 
+	log_debug("reply: %d bytes", cqe->res);
 	if (cqe->res <= 0) {
 		/* Connected, then closed or silent: the concentrator may already
 		 * have passed the client's first bytes on, so no failover. */
@@ -330,8 +406,7 @@ void flow_handle(struct relay_worker *w, struct relay *r, unsigned op,
 		return;
 	case AOP_SEND:
 		if (cqe->res <= 0) {
-			f->conc_idx++;
-			try_concentrator(aw, r);
+			next_attempt(aw, r);
 			return;
 		}
 		f->out_off += (uint32_t)cqe->res;

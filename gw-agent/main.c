@@ -39,6 +39,8 @@ static void usage(FILE *f)
 "                            a WAN or mesh path for subflows; repeatable\n"
 "  --endpoints kernel|mptcpd manage MPTCP endpoints here (default) or leave them\n"
 "                            to mptcpd and only do routing\n"
+"  --probe-interval SEC      probe each path's reach to the concentrator this often\n"
+"                            (default 1; 0 = off); two failures mark it down\n"
 "  --fallback direct|reset   no concentrator reachable: connect directly (default)\n"
 "                            or reset the LAN connection (fail closed)\n"
 "  --block-quic / --no-block-quic\n"
@@ -49,6 +51,8 @@ static void usage(FILE *f)
 "  --connect-timeout SEC     connecting to a concentrator (default 3)\n"
 "  --reply-timeout SEC       waiting for its Convert reply (default 15)\n"
 "  --keepalive SEC           TCP keepalive idle time (default 60, 0 = off)\n"
+"  --rcvbuf BYTES            receive buffer of each MPTCP connection (default\n"
+"                            4194304; 0 = kernel autotuning)\n"
 "  --idle-timeout SEC        close flows idle this long (default 7200, 0 = never)\n"
 "  --workers N               worker threads (default: CPU count)\n"
 "  --buffers N, --buffer-size BYTES  per worker (default 256 x 32768)\n"
@@ -60,7 +64,7 @@ enum {
 	O_CONC = 256, O_LAN, O_BYPASS, O_FALLBACK, O_BLOCK_QUIC, O_NO_BLOCK_QUIC,
 	O_PORT, O_MARK, O_TABLE, O_CONNECT_TIMEOUT, O_REPLY_TIMEOUT, O_KEEPALIVE,
 	O_IDLE_TIMEOUT, O_WORKERS, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL, O_VERSION,
-	O_HELP, O_WANPATH, O_ENDPOINTS,
+	O_HELP, O_WANPATH, O_ENDPOINTS, O_PROBE, O_RCVBUF,
 };
 
 static const struct option long_opts[] = {
@@ -70,6 +74,8 @@ static const struct option long_opts[] = {
 	{ "fallback", required_argument, NULL, O_FALLBACK },
 	{ "path", required_argument, NULL, O_WANPATH },
 	{ "endpoints", required_argument, NULL, O_ENDPOINTS },
+	{ "probe-interval", required_argument, NULL, O_PROBE },
+	{ "rcvbuf", required_argument, NULL, O_RCVBUF },
 	{ "block-quic", no_argument, NULL, O_BLOCK_QUIC },
 	{ "no-block-quic", no_argument, NULL, O_NO_BLOCK_QUIC },
 	{ "port", required_argument, NULL, O_PORT },
@@ -172,6 +178,16 @@ static int parse_args(int argc, char **argv, struct agent *a)
 				return opt_error(name, optarg, why);
 			break;
 		}
+		case O_RCVBUF:
+			if ((r = parse_uint(name, optarg, 0, 256 << 20, &v)) < 0)
+				return r;
+			cfg->rcvbuf = (unsigned)v;
+			break;
+		case O_PROBE:
+			if ((r = parse_ms(name, optarg, 3600, &ms)) < 0)
+				return r;
+			a->paths.probe_interval_ms = ms;
+			break;
 		case O_ENDPOINTS:
 			if (!strcmp(optarg, "kernel"))
 				a->paths.manage_endpoints = true;
@@ -411,16 +427,24 @@ static void run_loop(struct agent *a, const sigset_t *sigs)
 	int sfd = signalfd(-1, sigs, SFD_CLOEXEC);
 	uint64_t due = 0, periodic = log_now_ms() + 2000;
 
+	uint64_t probe_next = 0;
+
 	for (;;) {
-		struct pollfd pf[2] = {
+		struct pollfd pf[2 + 2 * PATHS_MAX] = {
 			{ .fd = sfd, .events = POLLIN },
 			{ .fd = paths_event_fd(&a->paths), .events = POLLIN },
 		};
+		unsigned np = paths_probe_fds(&a->paths, pf + 2, 2 * PATHS_MAX);
 		uint64_t now = log_now_ms(), next = due ? due : periodic;
-		int timeout = next > now ? (int)(next - now) : 0;
+		int timeout;
 
-		if (poll(pf, 2, timeout) < 0 && errno != EINTR)
+		if (a->paths.n && probe_next && probe_next < next)
+			next = probe_next;
+		timeout = next > now ? (int)(next - now) : 0;
+		if (poll(pf, 2 + np, timeout) < 0 && errno != EINTR)
 			break;
+		if (a->paths.n && paths_probe_run(&a->paths, pf + 2, np, log_now_ms(), &probe_next))
+			due = log_now_ms();  /* a path died or came back: now */
 		if (pf[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
 
@@ -516,10 +540,12 @@ int main(int argc, char **argv)
 	a->cfg.idle_timeout_s = 7200;
 	a->cfg.nbufs = 256;
 	a->cfg.bufsize = 32768;
+	a->cfg.rcvbuf = 4 << 20;
 	a->cfg.workers = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
 	if (a->cfg.workers < 1)
 		a->cfg.workers = 1;
 	a->paths.manage_endpoints = true;
+	a->paths.probe_interval_ms = 1000;
 	if (parse_args(argc, argv, a) < 0)
 		return 2;
 	a->cfg.max_flows = fit_fd_limit();
@@ -569,6 +595,11 @@ int main(int argc, char **argv)
 			 a->cfg.fallback == FALLBACK_DIRECT ? "direct" : "reset",
 			 a->cfg.block_quic ? "blocked" : "allowed");
 		if (a->paths.n) {
+			/* Probes talk to the first concentrator; a timeout well
+			 * under the interval keeps one probe per path in flight. */
+			a->paths.probe_to = a->cfg.conc[0];
+			a->paths.probe_to_len = a->cfg.conc_len[0];
+			a->paths.probe_timeout_ms = a->paths.probe_interval_ms * 3 / 4;
 			r = paths_init(&a->paths, a->cfg.table, 10000);
 			if (r == 0)
 				paths_reconcile(&a->paths);

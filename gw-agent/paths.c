@@ -20,6 +20,9 @@
 #include "paths.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -28,6 +31,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "convert.h"
 #include "log.h"
 
 static const char *const mode_names[] = {
@@ -121,7 +125,9 @@ int paths_init(struct paths *ps, uint32_t table_base, uint32_t prio_base)
 	int r;
 	unsigned users = 0;
 
+	pthread_mutex_init(&ps->src_lock, NULL);
 	for (unsigned i = 0; i < ps->n; i++) {
+		ps->p[i].f[0].probe_fd = ps->p[i].f[1].probe_fd = -1;
 		ps->p[i].table = table_base + 1 + i;
 		ps->p[i].prio = prio_base + i;
 		if (ps->p[i].mode != PATH_OFF)
@@ -185,7 +191,12 @@ static void fam_observe(struct paths *ps, struct path *p, int fi)
 	}
 	/* else: keep the last gateway learned, the kernel dropped the route
 	 * with the link and will not give it back until DHCP renews */
-	f->usable = p->up && f->have_addr && f->have_gw;
+	f->usable = p->up && f->have_addr && f->have_gw && !f->probe_dead;
+	if (!p->up || !f->have_addr) {
+		/* Nothing to probe: no carrier says enough. */
+		f->probe_dead = false;
+		f->probe_fails = 0;
+	}
 }
 
 static void fam_apply(struct paths *ps, struct path *p, int fi, bool primary_up)
@@ -195,6 +206,11 @@ static void fam_apply(struct paths *ps, struct path *p, int fi, bool primary_up)
 	char a[ADDR_STRLEN];
 	bool want_route = f->usable && p->mode != PATH_OFF;
 	bool want_rule = f->have_addr && p->mode != PATH_OFF;
+	/* A path the probes call dead keeps its real route: its probes must
+	 * still leave by it to notice its return, and anything else sent from
+	 * its address is lost where it would be lost anyway. Only a path
+	 * without carrier gets the unreachable route. */
+	bool real_route = p->up && f->have_addr && f->have_gw && p->mode != PATH_OFF;
 	bool want_ep = want_route && ps->manage_endpoints &&
 		(p->mode != PATH_HANDOVER || !primary_up);
 	uint32_t flags = PM_FLAG_SUBFLOW |
@@ -204,8 +220,8 @@ static void fam_apply(struct paths *ps, struct path *p, int fi, bool primary_up)
 
 	/* Routing: refresh the default route each time (the kernel removes it
 	 * when the link goes down); rules follow the address. */
-	if (p->mode != PATH_OFF && (want_route || f->have_addr || f->rule_from)) {
-		r = rt_default(&ps->rt, true, family, &f->gw, p->ifindex, p->table, !want_route);
+	if (p->mode != PATH_OFF && (real_route || f->have_addr || f->rule_from)) {
+		r = rt_default(&ps->rt, true, family, &f->gw, p->ifindex, p->table, !real_route);
 		if (r < 0 && r != -EEXIST)
 			log_errno(r, "%s: default route in table %u: %m", p->ifname, p->table);
 	}
@@ -286,7 +302,179 @@ int paths_reconcile(struct paths *ps)
 	for (unsigned i = 0; i < ps->n; i++)
 		for (int fi = 0; fi < 2; fi++)
 			fam_apply(ps, &ps->p[i], fi, primary_up);
+
+	/* Where new flows start, in order: usable on/master paths, then usable
+	 * backup/handover ones; never a path known to be dead. */
+	pthread_mutex_lock(&ps->src_lock);
+	for (int fi = 0; fi < 2; fi++) {
+		ps->nsrc[fi] = 0;
+		for (int pass = 0; pass < 2; pass++)
+			for (unsigned i = 0; i < ps->n; i++) {
+				struct path *p = &ps->p[i];
+				bool primary = p->mode == PATH_ON || p->mode == PATH_MASTER;
+
+				if (p->mode == PATH_OFF || !p->f[fi].usable || primary != (pass == 0))
+					continue;
+				ps->srcs[fi][ps->nsrc[fi]++] = p->f[fi].addr;
+			}
+	}
+	pthread_mutex_unlock(&ps->src_lock);
 	return 0;
+}
+
+unsigned paths_sources(struct paths *ps, int family, struct in6_addr *ret, unsigned max)
+{
+	int fi = family == AF_INET6 ? 1 : 0;
+	unsigned n;
+
+	if (!ps->n)
+		return 0;
+	pthread_mutex_lock(&ps->src_lock);
+	n = ps->nsrc[fi] < max ? ps->nsrc[fi] : max;
+	memcpy(ret, ps->srcs[fi], n * sizeof(*ret));
+	pthread_mutex_unlock(&ps->src_lock);
+	return n;
+}
+
+/* ---- probes ---- */
+
+static void probe_end(struct path *p, struct path_fam *f, bool ok, uint64_t now,
+		      unsigned interval, bool *changed)
+{
+	char a[ADDR_STRLEN];
+
+	if (f->probe_fd >= 0)
+		close(f->probe_fd);
+	f->probe_fd = -1;
+	f->probe_next_ms = now + interval;
+	if (ok) {
+		f->probe_rtt_us = (uint32_t)((now - f->probe_start_ms) * 1000);
+		f->probe_fails = 0;
+		if (f->probe_dead) {
+			f->probe_dead = false;
+			*changed = true;
+			log_info("path %s: concentrator reachable again from %s", p->ifname,
+				 addr_format_in6(&f->addr, 0, a));
+		}
+		return;
+	}
+	if (++f->probe_fails >= 2 && !f->probe_dead) {
+		f->probe_dead = true;
+		*changed = true;
+		log_warn("path %s: concentrator unreachable from %s (carrier up): path marked down",
+			 p->ifname, addr_format_in6(&f->addr, 0, a));
+	}
+}
+
+static void probe_start(struct paths *ps, struct path *p, struct path_fam *f,
+			uint64_t now, bool *changed)
+{
+	struct sockaddr_storage src;
+	socklen_t sl;
+	int fd, one = 1;
+
+	f->probe_start_ms = now;
+	sl = addr_from_in6(&f->addr, 0, &src);
+	fd = socket(src.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+	if (fd < 0)
+		return;
+	f->probe_fd = fd;
+	f->probe_got = 0;
+	f->probe_sent = false;
+	/* Bound to the path's address, the rules send it out of this path. */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&src, sl) < 0 ||
+	    (connect(fd, (struct sockaddr *)&ps->probe_to, ps->probe_to_len) < 0 &&
+	     errno != EINPROGRESS))
+		probe_end(p, f, false, now, ps->probe_interval_ms, changed);
+}
+
+unsigned paths_probe_fds(struct paths *ps, struct pollfd *pfd, unsigned max)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < ps->n; i++)
+		for (int fi = 0; fi < 2; fi++) {
+			struct path_fam *f = &ps->p[i].f[fi];
+
+			if (f->probe_fd < 0 || n == max)
+				continue;
+			pfd[n].fd = f->probe_fd;
+			/* Connected: send Info; then wait for the reply. */
+			pfd[n].events = !f->probe_sent ? POLLOUT : POLLIN;
+			pfd[n].revents = 0;
+			n++;
+		}
+	return n;
+}
+
+bool paths_probe_run(struct paths *ps, const struct pollfd *pfd, unsigned n,
+		     uint64_t now, uint64_t *next_ms)
+{
+	bool changed = false;
+	uint64_t next = now + (ps->probe_interval_ms ? ps->probe_interval_ms : 60000);
+	int fam = ps->probe_to.ss_family;
+
+	if (!ps->probe_interval_ms || !fam)
+		return false;
+	for (unsigned i = 0; i < ps->n; i++)
+		for (int fi = 0; fi < 2; fi++) {
+			struct path *p = &ps->p[i];
+			struct path_fam *f = &p->f[fi];
+			short rev = 0;
+
+			if ((fam == AF_INET) != (fi == 0))
+				continue;  /* the concentrator is of the other family */
+			for (unsigned k = 0; k < n; k++)
+				if (pfd[k].fd == f->probe_fd && f->probe_fd >= 0)
+					rev = pfd[k].revents;
+			if (f->probe_fd >= 0 && rev) {
+				if (rev & (POLLERR | POLLHUP) && !(rev & POLLIN)) {
+					probe_end(p, f, false, now, ps->probe_interval_ms, &changed);
+				} else if ((rev & POLLOUT) && !f->probe_sent) {
+					/* Connected: an Info request, answered with the
+					 * concentrator's Supported TCP Extensions. */
+					struct convert_writer w;
+					int len;
+
+					convert_writer_init(&w, f->probe_buf, 32);
+					convert_put_info(&w);
+					len = convert_writer_finish(&w);
+					if (len < 0 || send(f->probe_fd, f->probe_buf, (size_t)len,
+							    MSG_NOSIGNAL) != len)
+						probe_end(p, f, false, now, ps->probe_interval_ms, &changed);
+					else
+						f->probe_sent = true;
+				} else if (rev & POLLIN) {
+					ssize_t k = recv(f->probe_fd, f->probe_buf + f->probe_got,
+							 (size_t)(60 - f->probe_got), 0);
+
+					if (k > 0)
+						f->probe_got += (unsigned)k;
+					/* A Convert header (version 1, magic) is enough. */
+					if (f->probe_got >= 4)
+						probe_end(p, f, f->probe_buf[0] == CONVERT_VERSION &&
+							  f->probe_buf[2] == 0x22 && f->probe_buf[3] == 0x63,
+							  now, ps->probe_interval_ms, &changed);
+					else if (k <= 0)
+						probe_end(p, f, false, now, ps->probe_interval_ms, &changed);
+				}
+			}
+			if (f->probe_fd >= 0 && now - f->probe_start_ms >= ps->probe_timeout_ms)
+				probe_end(p, f, false, now, ps->probe_interval_ms, &changed);
+			/* Probe paths with carrier and an address; a dead path is
+			 * probed too, to notice its return. */
+			if (f->probe_fd < 0 && p->up && f->have_addr && p->mode != PATH_OFF &&
+			    now >= f->probe_next_ms) {
+				probe_start(ps, p, f, now, &changed);
+			}
+			if (f->probe_fd >= 0 && f->probe_start_ms + ps->probe_timeout_ms < next)
+				next = f->probe_start_ms + ps->probe_timeout_ms;
+			if (f->probe_fd < 0 && f->probe_next_ms > now && f->probe_next_ms < next)
+				next = f->probe_next_ms;
+		}
+	*next_ms = next;
+	return changed;
 }
 
 void paths_cleanup(struct paths *ps)
@@ -298,6 +486,9 @@ void paths_cleanup(struct paths *ps)
 			struct path_fam *f = &p->f[fi];
 			int family = fi ? AF_INET6 : AF_INET;
 
+			if (f->probe_fd >= 0)
+				close(f->probe_fd);
+			f->probe_fd = -1;
 			if (f->ep_id && ps->pm_open)
 				pm_del(&ps->pm, f->ep_id);
 			f->ep_id = 0;

@@ -6,7 +6,10 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "pm.h"
 #include "routes.h"
@@ -23,6 +26,14 @@ enum path_mode {
 
 struct path_fam {
 	bool usable;
+	bool probe_dead;           /* far side unreachable though carrier is up */
+	unsigned probe_fails;
+	int probe_fd;              /* probe in progress, -1 = none */
+	uint64_t probe_start_ms, probe_next_ms;
+	uint32_t probe_rtt_us;     /* last successful probe */
+	uint8_t probe_buf[64];
+	unsigned probe_got;
+	bool probe_sent;           /* Info sent, waiting for the reply */
 	bool was_usable;
 	bool have_addr, have_gw;
 	struct in6_addr addr, gw;
@@ -54,6 +65,15 @@ struct paths {
 	struct rt ev;
 	bool pm_open, rt_open, ev_open;
 	unsigned changes;          /* endpoint/route changes made (for logs) */
+	/* Probes: an RFC 8803 Info exchange with the concentrator from each
+	 * path's address; unset family = no probes. */
+	struct sockaddr_storage probe_to;
+	socklen_t probe_to_len;
+	unsigned probe_interval_ms, probe_timeout_ms;
+	/* Where new flows should start: a live on/master path's address. */
+	pthread_mutex_t src_lock;
+	unsigned nsrc[2];
+	struct in6_addr srcs[2][PATHS_MAX];
 };
 
 /* "IFACE[,mode=on|master|backup|handover|off][,gateway=ADDR]". On error
@@ -68,5 +88,16 @@ int paths_reconcile(struct paths *ps);
 void paths_cleanup(struct paths *ps);
 int paths_event_fd(const struct paths *ps);
 int paths_events_drain(struct paths *ps);
+
+/* Probes: fill pfd[] (up to max) with the probe sockets to poll and return
+ * how many; paths_probe_run() starts due probes, advances the ones pfd says
+ * are ready, times out the slow ones, and returns true when a path's
+ * liveness changed (reconcile then). next_ms: when to call again. */
+unsigned paths_probe_fds(struct paths *ps, struct pollfd *pfd, unsigned max);
+bool paths_probe_run(struct paths *ps, const struct pollfd *pfd, unsigned n,
+		     uint64_t now_ms, uint64_t *next_ms);
+/* The addresses new flows of family (AF_INET/AF_INET6) should start from,
+ * best first; 0 when there are no paths (use the main table). */
+unsigned paths_sources(struct paths *ps, int family, struct in6_addr *ret, unsigned max);
 
 #endif

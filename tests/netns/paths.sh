@@ -124,13 +124,50 @@ iv = [round(i["sum"]["bits_per_second"] / 1e6, 1) for i in d["intervals"]]
 print(json.dumps({"per_second_mbit_s": iv}))
 cut = iv[8:11]            # seconds 8-11: path 1 is down
 back = iv[13:16]          # within 3 s of path 1's return
-ok = (min(cut) > 0.5 * rate and max(cut) < 1.15 * rate   # the surviving path's rate
-      and max(back) > 1.5 * rate                            # both paths again
+mean = sum(cut) / len(cut)
+ok = (0.6 * rate < mean < 1.2 * rate    # the surviving path's rate (seconds jitter)
+      and max(back) > 1.5 * rate        # both paths again
       and d["end"]["sum_received"]["bytes"] > 0 and "error" not in d)
 sys.exit(0 if ok else 1)
 PY
 }
 check "failover: path 1 cut at 6 s and back at 12 s; no error, survivor's rate, both again within 3 s" failover gw-p1
+
+# The same with the cut on the far side: carrier stays up, path 1's packets
+# are dropped at the concentrator. Only the agent's probes can tell, and
+# only they bring the path back: they mark it down, remove its endpoint,
+# and re-add it when the concentrator answers again.
+farside() {
+	sleep 1
+	ip netns exec "$(ns lan)" iperf3 -c 203.0.113.2 -p 5201 -t 20 -i 1 -J > "$WORKDIR/farside.json" 2>&1 &
+	local ip=$! i
+	sleep 6
+	ip netns exec "$(ns conc)" nft -f - <<'NFT'
+table inet cut {
+	chain in {
+		type filter hook prerouting priority -300;
+		ip saddr 198.51.100.2 drop
+	}
+}
+NFT
+	sleep 6
+	ip netns exec "$(ns conc)" nft delete table inet cut
+	wait $ip || { tail -5 "$WORKDIR/farside.json"; return 1; }
+	grep -E "unreachable from 198.51.100.2|reachable again" "$WORKDIR/agent1.log" | cut -c14-
+	"$PY" - "$WORKDIR/farside.json" "${RATE%mbit}" <<'PY' || return 1
+import json, sys
+d = json.load(open(sys.argv[1])); rate = float(sys.argv[2])
+if "error" in d:
+    print(json.dumps({"iperf3_error": d["error"]})); sys.exit(1)
+iv = [round(i["sum"]["bits_per_second"] / 1e6, 1) for i in d["intervals"]]
+print(json.dumps({"per_second_mbit_s": iv}))
+cut = iv[9:12]   # the probes need a few seconds to call path 1 dead
+sys.exit(0 if 0.6 * rate < sum(cut) / len(cut) < 1.2 * rate and max(iv[14:18]) > 1.5 * rate else 1)
+PY
+	grep -q "unreachable from 198.51.100.2" "$WORKDIR/agent1.log" &&
+		grep -q "reachable again" "$WORKDIR/agent1.log"
+}
+check "far-side cut (carrier up): the transfer survives, probes mark path 1 down and back up" farside
 
 check "agent exits cleanly and removes its endpoints, rules and tables" stop_agent $A1
 gone_check() {
