@@ -29,6 +29,7 @@ OUT=$PWD/$BUILD/bench
 mkdir -p "$OUT"
 TEST_NAME=bench
 . tests/netns/lib.sh
+FINISH_NOT_NEEDED=1  # a report, not a test
 require_netns
 [ -x "$LOADGEN" ] || { echo "build first: ninja -C $BUILD"; exit 1; }
 command -v iperf3 >/dev/null && command -v mptcpize >/dev/null || { echo "run deploy/setup.sh"; exit 1; }

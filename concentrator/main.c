@@ -5,6 +5,7 @@
  * SIGTERM/SIGINT; then workers stop accepting, let flows drain for
  * --drain-timeout, and close what is left. */
 #include "concentrator.h"
+#include "opts.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -77,49 +78,6 @@ static const struct option long_opts[] = {
 	{ 0 },
 };
 
-static int opt_error(const char *opt, const char *val, const char *why)
-{
-	fprintf(stderr, "mptcp-concentrator: --%s: \"%s\" %s\n", opt, val, why);
-	return -EINVAL;
-}
-
-static int parse_uint(const char *opt, const char *s, unsigned long min,
-		      unsigned long max, unsigned long *ret)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (!*s || *end || s[0] == '-' || errno)
-		return opt_error(opt, s, "is not a whole number");
-	if (v < min || v > max) {
-		char why[96];
-
-		snprintf(why, sizeof(why), "is out of range (%lu..%lu)", min, max);
-		return opt_error(opt, s, why);
-	}
-	*ret = v;
-	return 0;
-}
-
-/* Seconds, fractions allowed ("0.5"), into milliseconds. */
-static int parse_seconds(const char *opt, const char *s, unsigned max_s,
-			 unsigned *ret_ms)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (!*s || *end || errno || isnan(v))
-		return opt_error(opt, s, "is not a number of seconds");
-	if (v < 0 || v > max_s)
-		return opt_error(opt, s, "is out of range");
-	*ret_ms = (unsigned)(v * 1000 + 0.5);
-	return 0;
-}
-
 static int parse_prefix_opt(const char *opt, const char *s, struct addr_prefix *p)
 {
 	int r = addr_parse_prefix(s, p);
@@ -177,58 +135,58 @@ static int parse_args(int argc, char **argv, struct conc_config *cfg)
 			break;
 		}
 		case O_WORKERS:
-			if ((r = parse_uint(name, optarg, 1, 256, &v)) < 0)
+			if ((r = opt_uint(name, optarg, 1, 256, &v)) < 0)
 				return r;
 			cfg->workers = (unsigned)v;
 			break;
 		case O_MAX_FLOWS:
-			if ((r = parse_uint(name, optarg, 1, 10000000, &v)) < 0)
+			if ((r = opt_uint(name, optarg, 1, 10000000, &v)) < 0)
 				return r;
 			cfg->max_flows = (uint32_t)v;
 			break;
 		case O_MAX_PER_CLIENT:
-			if ((r = parse_uint(name, optarg, 0, 10000000, &v)) < 0)
+			if ((r = opt_uint(name, optarg, 0, 10000000, &v)) < 0)
 				return r;
 			cfg->max_per_client = (uint32_t)v;
 			break;
 		case O_HS_TIMEOUT:
-			if ((r = parse_seconds(name, optarg, 3600, &ms)) < 0)
+			if ((r = opt_seconds_ms(name, optarg, 3600, &ms)) < 0)
 				return r;
 			if (ms == 0)
 				return opt_error(name, optarg, "must be more than 0");
 			cfg->handshake_timeout_ms = ms;
 			break;
 		case O_CONNECT_TIMEOUT:
-			if ((r = parse_seconds(name, optarg, 3600, &ms)) < 0)
+			if ((r = opt_seconds_ms(name, optarg, 3600, &ms)) < 0)
 				return r;
 			if (ms == 0)
 				return opt_error(name, optarg, "must be more than 0");
 			cfg->connect_timeout_ms = ms;
 			break;
 		case O_IDLE_TIMEOUT:
-			if ((r = parse_seconds(name, optarg, 30 * 86400, &ms)) < 0)
+			if ((r = opt_seconds_ms(name, optarg, 30 * 86400, &ms)) < 0)
 				return r;
 			cfg->idle_timeout_s = (ms + 999) / 1000;
 			break;
 		case O_DRAIN_TIMEOUT:
-			if ((r = parse_seconds(name, optarg, 3600, &ms)) < 0)
+			if ((r = opt_seconds_ms(name, optarg, 3600, &ms)) < 0)
 				return r;
 			cfg->drain_timeout_ms = ms;
 			break;
 		case O_KEEPALIVE:
-			if ((r = parse_uint(name, optarg, 0, 7200, &v)) < 0)
+			if ((r = opt_uint(name, optarg, 0, 7200, &v)) < 0)
 				return r;
 			cfg->keepalive_s = (unsigned)v;
 			break;
 		case O_BUFFERS:
-			if ((r = parse_uint(name, optarg, 2, 32768, &v)) < 0)
+			if ((r = opt_uint(name, optarg, 2, 32768, &v)) < 0)
 				return r;
 			if (v & (v - 1))
 				return opt_error(name, optarg, "is not a power of 2");
 			cfg->nbufs = (unsigned)v;
 			break;
 		case O_BUFFER_SIZE:
-			if ((r = parse_uint(name, optarg, 1024, 4 << 20, &v)) < 0)
+			if ((r = opt_uint(name, optarg, 1024, 4 << 20, &v)) < 0)
 				return r;
 			cfg->bufsize = (unsigned)v;
 			break;
@@ -261,24 +219,6 @@ static int parse_args(int argc, char **argv, struct conc_config *cfg)
 		return -EINVAL;
 	}
 	return 0;
-}
-
-/* Raise the soft fd limit to the hard one and size max_flows to fit: each
- * flow holds two sockets. */
-static uint32_t fit_fd_limit(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return 1000;
-	if (rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-		getrlimit(RLIMIT_NOFILE, &rl);
-	}
-	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 20000000)
-		return 10000000;
-	return rl.rlim_cur > 256 ? (uint32_t)(rl.rlim_cur - 128) / 2 : 64;
 }
 
 static void log_summary(struct conc *c)
@@ -354,7 +294,7 @@ int main(int argc, char **argv)
 	if (r < 0)
 		log_errno(r, "cannot list local addresses, they are not denied: %m");
 
-	fit = fit_fd_limit();
+	fit = opt_fit_fd_limit();
 	if (!c->cfg.max_flows)
 		c->cfg.max_flows = fit;
 	else if (c->cfg.max_flows > fit)

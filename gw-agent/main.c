@@ -6,6 +6,7 @@
  * core (each with its own io_uring and IP_TRANSPARENT listener) and on
  * SIGTERM/SIGINT drains flows, then removes the interception. */
 #include "agent.h"
+#include "opts.h"
 #include "sock.h"
 
 #include <errno.h>
@@ -94,45 +95,6 @@ static const struct option long_opts[] = {
 	{ 0 },
 };
 
-static int opt_error(const char *opt, const char *val, const char *why)
-{
-	fprintf(stderr, "gw-agent: --%s: \"%s\" %s\n", opt, val, why);
-	return -EINVAL;
-}
-
-static int parse_uint(const char *opt, const char *s, unsigned long min,
-		      unsigned long max, unsigned long *ret)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 0);
-	if (!*s || *end || s[0] == '-' || errno)
-		return opt_error(opt, s, "is not a whole number");
-	if (v < min || v > max) {
-		char why[96];
-
-		snprintf(why, sizeof(why), "is out of range (%lu..%lu)", min, max);
-		return opt_error(opt, s, why);
-	}
-	*ret = v;
-	return 0;
-}
-
-static int parse_ms(const char *opt, const char *s, unsigned max_s, unsigned *ret)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (!*s || *end || errno || isnan(v) || v < 0 || v > max_s)
-		return opt_error(opt, s, "is not a number of seconds in range");
-	*ret = (unsigned)(v * 1000 + 0.5);
-	return 0;
-}
-
 static int parse_args(int argc, char **argv, struct agent *a)
 {
 	struct agent_config *cfg = &a->cfg;
@@ -179,12 +141,12 @@ static int parse_args(int argc, char **argv, struct agent *a)
 			break;
 		}
 		case O_RCVBUF:
-			if ((r = parse_uint(name, optarg, 0, 256 << 20, &v)) < 0)
+			if ((r = opt_uint(name, optarg, 0, 256 << 20, &v)) < 0)
 				return r;
 			cfg->rcvbuf = (unsigned)v;
 			break;
 		case O_PROBE:
-			if ((r = parse_ms(name, optarg, 3600, &ms)) < 0)
+			if ((r = opt_seconds_ms(name, optarg, 3600, &ms)) < 0)
 				return r;
 			a->paths.probe_interval_ms = ms;
 			break;
@@ -211,13 +173,13 @@ static int parse_args(int argc, char **argv, struct agent *a)
 			cfg->block_quic = false;
 			break;
 		case O_PORT:
-			if ((r = parse_uint(name, optarg, 1, 65535, &v)) < 0)
+			if ((r = opt_uint(name, optarg, 1, 65535, &v)) < 0)
 				return r;
 			cfg->port = (uint16_t)v;
 			break;
 		case O_MARK:
 		case O_TABLE:
-			if ((r = parse_uint(name, optarg, 1, 0x7fffffff, &v)) < 0)
+			if ((r = opt_uint(name, optarg, 1, 0x7fffffff, &v)) < 0)
 				return r;
 			if (c == O_MARK)
 				cfg->mark = (uint32_t)v;
@@ -226,7 +188,7 @@ static int parse_args(int argc, char **argv, struct agent *a)
 			break;
 		case O_CONNECT_TIMEOUT:
 		case O_REPLY_TIMEOUT:
-			if ((r = parse_ms(name, optarg, 3600, &ms)) < 0)
+			if ((r = opt_seconds_ms(name, optarg, 3600, &ms)) < 0)
 				return r;
 			if (!ms)
 				return opt_error(name, optarg, "must be more than 0");
@@ -236,29 +198,29 @@ static int parse_args(int argc, char **argv, struct agent *a)
 				cfg->reply_timeout_ms = ms;
 			break;
 		case O_KEEPALIVE:
-			if ((r = parse_uint(name, optarg, 0, 7200, &v)) < 0)
+			if ((r = opt_uint(name, optarg, 0, 7200, &v)) < 0)
 				return r;
 			cfg->keepalive_s = (unsigned)v;
 			break;
 		case O_IDLE_TIMEOUT:
-			if ((r = parse_uint(name, optarg, 0, 30 * 86400, &v)) < 0)
+			if ((r = opt_uint(name, optarg, 0, 30 * 86400, &v)) < 0)
 				return r;
 			cfg->idle_timeout_s = (unsigned)v;
 			break;
 		case O_WORKERS:
-			if ((r = parse_uint(name, optarg, 1, 64, &v)) < 0)
+			if ((r = opt_uint(name, optarg, 1, 64, &v)) < 0)
 				return r;
 			cfg->workers = (unsigned)v;
 			break;
 		case O_BUFFERS:
-			if ((r = parse_uint(name, optarg, 2, 32768, &v)) < 0)
+			if ((r = opt_uint(name, optarg, 2, 32768, &v)) < 0)
 				return r;
 			if (v & (v - 1))
 				return opt_error(name, optarg, "is not a power of 2");
 			cfg->nbufs = (unsigned)v;
 			break;
 		case O_BUFFER_SIZE:
-			if ((r = parse_uint(name, optarg, 1024, 4 << 20, &v)) < 0)
+			if ((r = opt_uint(name, optarg, 1024, 4 << 20, &v)) < 0)
 				return r;
 			cfg->bufsize = (unsigned)v;
 			break;
@@ -472,22 +434,6 @@ static void run_loop(struct agent *a, const sigset_t *sigs)
 		close(sfd);
 }
 
-static uint32_t fit_fd_limit(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return 1000;
-	if (rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-		getrlimit(RLIMIT_NOFILE, &rl);
-	}
-	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 2000000)
-		return 1000000;
-	return rl.rlim_cur > 256 ? (uint32_t)(rl.rlim_cur - 128) / 2 : 64;
-}
-
 static void log_summary(struct agent *a)
 {
 	struct agent_counters t = { 0 };
@@ -548,7 +494,7 @@ int main(int argc, char **argv)
 	a->paths.probe_interval_ms = 1000;
 	if (parse_args(argc, argv, a) < 0)
 		return 2;
-	a->cfg.max_flows = fit_fd_limit();
+	a->cfg.max_flows = opt_fit_fd_limit();
 	r = intercept_add_lan_prefixes(&a->cfg);
 	if (r < 0)
 		log_errno(r, "cannot read LAN addresses: %m");

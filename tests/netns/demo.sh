@@ -8,6 +8,7 @@
 cd "$(dirname "$0")"
 TEST_NAME=demo
 . ./lib.sh
+FINISH_NOT_NEEDED=1  # a report, not a test
 require_netns
 OUT=${OUT:-$PWD/../../build/demo}
 mkdir -p "$OUT"

@@ -20,7 +20,7 @@ log() { printf '[%s] %s\n' "$TEST_NAME" "$*"; }
 skip() { log "SKIP: $*"; exit 77; }
 
 cleanup() {
-	local ns pid
+	local rc=$? ns pid
 	# A backgrounded function runs in a subshell that may run this trap
 	# when it is killed: only the main shell tears the namespaces down.
 	[ "$BASHPID" = "$MAIN_PID_LIB" ] || return 0
@@ -34,6 +34,12 @@ cleanup() {
 		ip netns del "$ns" 2>/dev/null
 	done
 	rm -rf "$WORKDIR"
+	# Never a silent pass: status 0 without the verdict line means the
+	# script left early (set FINISH_NOT_NEEDED=1 for scripts without checks).
+	if [ "$rc" -eq 0 ] && [ "${FINISHED:-0}" != 1 ] && [ "${FINISH_NOT_NEEDED:-0}" != 1 ]; then
+		log "FAIL: exited with status 0 before its verdict (after $CHECKS checks)"
+		exit 1
+	fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -122,6 +128,7 @@ stop_concentrator() {
 }
 
 finish() {
+	FINISHED=1
 	log "$CHECKS checks, $FAILS failed"
 	[ "$FAILS" -eq 0 ]
 }

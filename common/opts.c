@@ -1,0 +1,73 @@
+#include "opts.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+
+extern char *program_invocation_short_name;
+
+int opt_error(const char *opt, const char *val, const char *why)
+{
+	fprintf(stderr, "%s: --%s: \"%s\" %s\n", program_invocation_short_name, opt, val, why);
+	return -EINVAL;
+}
+
+int opt_uint(const char *opt, const char *s, unsigned long min, unsigned long max,
+	     unsigned long *ret)
+{
+	char *end;
+	unsigned long v;
+	/* Hex for marks and tables; plain decimal otherwise, so that "010"
+	 * means ten rather than octal eight. */
+	int base = (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) ? 16 : 10;
+
+	errno = 0;
+	v = strtoul(s, &end, base);
+	if (!*s || *end || s[0] == '-' || s[0] == '+' || errno)
+		return opt_error(opt, s, "is not a whole number");
+	if (v < min || v > max) {
+		char why[96];
+
+		snprintf(why, sizeof(why), "is out of range (%lu..%lu)", min, max);
+		return opt_error(opt, s, why);
+	}
+	*ret = v;
+	return 0;
+}
+
+int opt_seconds_ms(const char *opt, const char *s, unsigned max_s, unsigned *ret_ms)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (!*s || *end || errno || isnan(v))
+		return opt_error(opt, s, "is not a number of seconds");
+	if (v < 0 || v > max_s) {
+		char why[64];
+
+		snprintf(why, sizeof(why), "is out of range (0..%u seconds)", max_s);
+		return opt_error(opt, s, why);
+	}
+	*ret_ms = (unsigned)(v * 1000 + 0.5);
+	return 0;
+}
+
+uint32_t opt_fit_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 1000;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 20000000)
+		return 10000000;
+	return rl.rlim_cur > 256 ? (uint32_t)(rl.rlim_cur - 128) / 2 : 64;
+}

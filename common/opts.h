@@ -1,0 +1,19 @@
+/* Command-line values for both daemons: each error names the option, the
+ * value and the reason ("--workers: "0" is out of range (1..256)"), printed
+ * to stderr with the program's name; functions return 0 or -EINVAL. */
+#ifndef COMMON_OPTS_H
+#define COMMON_OPTS_H
+
+#include <stdint.h>
+
+int opt_error(const char *opt, const char *val, const char *why);
+/* A whole number in [min, max]; decimal, or 0x... hexadecimal. */
+int opt_uint(const char *opt, const char *s, unsigned long min, unsigned long max,
+	     unsigned long *ret);
+/* Seconds, fractions allowed ("0.5"), at most max_s, into milliseconds. */
+int opt_seconds_ms(const char *opt, const char *s, unsigned max_s, unsigned *ret_ms);
+/* Raise the soft open-file limit to the hard one; the number of flows (two
+ * sockets each) that then fit, with some room for everything else. */
+uint32_t opt_fit_fd_limit(void);
+
+#endif
