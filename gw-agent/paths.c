@@ -446,18 +446,25 @@ bool paths_probe_run(struct paths *ps, const struct pollfd *pfd, unsigned n,
 					else
 						f->probe_sent = true;
 				} else if (rev & POLLIN) {
+					struct convert_decode_opts o = { .role = CONVERT_FROM_CONVERTER,
+									 .max_len = 60 };
+					struct convert_msg m;
+					struct convert_diag d;
 					ssize_t k = recv(f->probe_fd, f->probe_buf + f->probe_got,
 							 (size_t)(60 - f->probe_got), 0);
+					int dr;
 
 					if (k > 0)
 						f->probe_got += (unsigned)k;
-					/* A Convert header (version 1, magic) is enough. */
-					if (f->probe_got >= 4)
-						probe_end(p, f, f->probe_buf[0] == CONVERT_VERSION &&
-							  f->probe_buf[2] == 0x22 && f->probe_buf[3] == 0x63,
+					else
+						o.flags = CONVERT_F_EOF;
+					/* A valid reply without an Error TLV: an Error (for
+					 * example this path's address not allowed) makes
+					 * the path as useless for flows as silence. */
+					dr = convert_decode(f->probe_buf, f->probe_got, &o, &m, &d);
+					if (dr != 0)
+						probe_end(p, f, dr > 0 && !(m.present & CONVERT_HAS_ERROR),
 							  now, ps->probe_interval_ms, &changed);
-					else if (k <= 0)
-						probe_end(p, f, false, now, ps->probe_interval_ms, &changed);
 				}
 			}
 			if (f->probe_fd >= 0 && now - f->probe_start_ms >= ps->probe_timeout_ms)
