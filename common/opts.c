@@ -1,5 +1,7 @@
 #include "opts.h"
 
+#include "log.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -34,6 +36,30 @@ int opt_uint(const char *opt, const char *s, unsigned long min, unsigned long ma
 		return opt_error(opt, s, why);
 	}
 	*ret = v;
+	return 0;
+}
+
+int opt_pow2(const char *opt, const char *s, unsigned long min, unsigned long max,
+	     unsigned *ret)
+{
+	unsigned long v;
+	int r = opt_uint(opt, s, min, max, &v);
+
+	if (r < 0)
+		return r;
+	if (v & (v - 1))
+		return opt_error(opt, s, "is not a power of 2");
+	*ret = (unsigned)v;
+	return 0;
+}
+
+int opt_log_level(const char *opt, const char *s)
+{
+	int r = log_parse_level(s);
+
+	if (r < 0)
+		return opt_error(opt, s, "is not error, warning, info or debug");
+	log_set_level(r);
 	return 0;
 }
 

@@ -10,6 +10,11 @@ int opt_error(const char *opt, const char *val, const char *why);
 /* A whole number in [min, max]; decimal, or 0x... hexadecimal. */
 int opt_uint(const char *opt, const char *s, unsigned long min, unsigned long max,
 	     unsigned long *ret);
+/* A power of two in [min, max] (buffer rings). */
+int opt_pow2(const char *opt, const char *s, unsigned long min, unsigned long max,
+	     unsigned *ret);
+/* error, warning, info, debug: sets the log level. */
+int opt_log_level(const char *opt, const char *s);
 /* Seconds, fractions allowed ("0.5"), at most max_s, into milliseconds. */
 int opt_seconds_ms(const char *opt, const char *s, unsigned max_s, unsigned *ret_ms);
 /* Raise the soft open-file limit to the hard one; the number of flows (two

@@ -439,3 +439,52 @@ uint32_t relay_active(const struct relay_worker *w)
 {
 	return (uint32_t)w->stats.active;
 }
+
+#define RELAY_TICK_MS 250
+
+int relay_worker_run(struct relay_worker *w, const struct relay_loop_ops *ops,
+		     atomic_int *stopping, unsigned drain_ms, bool *accept_paused)
+{
+	uint64_t last_tick = 0, deadline = 0;
+	bool accepting = true, closed_all = false;
+	int r;
+
+	for (;;) {
+		r = relay_worker_poll(w, RELAY_TICK_MS);
+		if (r < 0)
+			return r;
+		if (w->now_ms - last_tick < RELAY_TICK_MS)
+			continue;
+		last_tick = w->now_ms;
+		if (accepting && atomic_load(stopping)) {
+			ops->stop_accepting(w);
+			accepting = false;
+			deadline = w->now_ms + drain_ms;
+		}
+		if (accepting && *accept_paused) {
+			*accept_paused = false;
+			ops->resume_accepting(w);
+		}
+		ops->tick(w);
+		if (!accepting) {
+			if (relay_active(w) == 0)
+				return 0;
+			if (!closed_all && w->now_ms >= deadline) {
+				relay_close_all(w, RELAY_END_SHUTDOWN);
+				closed_all = true;
+			}
+		}
+	}
+}
+
+void relay_worker_abandon(struct relay_worker *w)
+{
+	for (struct relay *x = NULL; (x = relay_next(w, x));) {
+		for (int d = 0; d < 2; d++)
+			if (x->fd[d] >= 0)
+				close(x->fd[d]);
+		x->fd[0] = x->fd[1] = -1;
+		if (w->ops->on_free)
+			w->ops->on_free(w, x);
+	}
+}

@@ -20,6 +20,7 @@
 
 #include <liburing.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -167,6 +168,21 @@ struct io_uring_sqe *relay_sqe(struct relay_worker *w, struct relay *r,
 
 /* Wait up to timeout_ms for completions and dispatch them. */
 int relay_worker_poll(struct relay_worker *w, unsigned timeout_ms);
+
+/* The worker's life after setup, the same for both daemons: poll, and every
+ * tick (250 ms): stop accepting once *stopping is set, then let flows drain
+ * for drain_ms and close the rest; resume accepting after an out-of-fds
+ * pause (*accept_paused, set by the accept handler); the daemon's own tick.
+ * Returns 0 once stopped and drained, or the io_uring error. */
+struct relay_loop_ops {
+	void (*stop_accepting)(struct relay_worker *w);
+	void (*resume_accepting)(struct relay_worker *w);
+	void (*tick)(struct relay_worker *w);
+};
+int relay_worker_run(struct relay_worker *w, const struct relay_loop_ops *ops,
+		     atomic_int *stopping, unsigned drain_ms, bool *accept_paused);
+/* After a failed ring: close what is still open without it. */
+void relay_worker_abandon(struct relay_worker *w);
 
 /* Iterate over live flows: for (r = NULL; (r = relay_next(w, r));) */
 struct relay *relay_next(struct relay_worker *w, struct relay *r);

@@ -54,7 +54,6 @@ struct conc_worker {
 	bool accept_armed[CONC_MAX_LISTEN];
 	bool accept_paused;
 	bool listening;               /* false once stopping */
-	uint64_t drain_deadline_ms;
 	struct log_ratelimit rl;
 	struct conc_counters n;
 	int init_result;              /* reported to main before the loop */

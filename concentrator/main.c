@@ -179,11 +179,8 @@ static int parse_args(int argc, char **argv, struct conc_config *cfg)
 			cfg->keepalive_s = (unsigned)v;
 			break;
 		case O_BUFFERS:
-			if ((r = opt_uint(name, optarg, 2, 32768, &v)) < 0)
+			if ((r = opt_pow2(name, optarg, 2, 32768, &cfg->nbufs)) < 0)
 				return r;
-			if (v & (v - 1))
-				return opt_error(name, optarg, "is not a power of 2");
-			cfg->nbufs = (unsigned)v;
 			break;
 		case O_BUFFER_SIZE:
 			if ((r = opt_uint(name, optarg, 1024, 4 << 20, &v)) < 0)
@@ -191,10 +188,8 @@ static int parse_args(int argc, char **argv, struct conc_config *cfg)
 			cfg->bufsize = (unsigned)v;
 			break;
 		case O_LOG_LEVEL:
-			r = log_parse_level(optarg);
-			if (r < 0)
-				return opt_error(name, optarg, "is not error, warning, info or debug");
-			log_set_level(r);
+			if ((r = opt_log_level(name, optarg)) < 0)
+				return r;
 			break;
 		case O_VERSION:
 			printf("mptcp-concentrator " VERSION "\n");

@@ -8,8 +8,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define TICK_MS 250
-
 static const struct relay_ops conc_relay_ops = {
 	.handle = session_handle,
 	.on_close = session_close,
@@ -67,8 +65,9 @@ void worker_arm_accept(struct conc_worker *cw, unsigned li)
 	cw->accept_armed[li] = true;
 }
 
-static void stop_listening(struct conc_worker *cw)
+static void stop_listening(struct relay_worker *w)
 {
+	struct conc_worker *cw = w->owner;
 	const struct conc_config *cfg = &cw->c->cfg;
 
 	for (unsigned i = 0; i < cfg->nlisten; i++) {
@@ -80,8 +79,27 @@ static void stop_listening(struct conc_worker *cw)
 		cw->lfd[i] = -1;
 	}
 	cw->listening = false;
-	cw->drain_deadline_ms = cw->rw.now_ms + cfg->drain_timeout_ms;
 }
+
+static void resume_accepting(struct relay_worker *w)
+{
+	struct conc_worker *cw = w->owner;
+
+	for (unsigned i = 0; i < cw->c->cfg.nlisten; i++)
+		if (!cw->accept_armed[i])
+			worker_arm_accept(cw, i);
+}
+
+static void tick(struct relay_worker *w)
+{
+	session_tick(w->owner);
+}
+
+static const struct relay_loop_ops conc_loop_ops = {
+	.stop_accepting = stop_listening,
+	.resume_accepting = resume_accepting,
+	.tick = tick,
+};
 
 static void report_ready(struct conc_worker *cw, int result)
 {
@@ -99,8 +117,6 @@ void *worker_main(void *arg)
 	struct conc_worker *cw = arg;
 	struct conc *c = cw->c;
 	const struct conc_config *cfg = &c->cfg;
-	uint64_t last_tick = 0;
-	bool closed_all = false;
 	int r;
 
 	cw->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(20, 1000);
@@ -135,34 +151,10 @@ void *worker_main(void *arg)
 	cw->listening = true;
 	report_ready(cw, 0);
 
-	for (;;) {
-		r = relay_worker_poll(&cw->rw, TICK_MS);
-		if (r < 0) {
-			log_errno(r, "worker %u: io_uring wait: %m", cw->id);
-			break;
-		}
-		if (cw->rw.now_ms - last_tick < TICK_MS)
-			continue;
-		last_tick = cw->rw.now_ms;
-
-		if (atomic_load(&c->stopping) && cw->listening)
-			stop_listening(cw);
-		if (cw->listening && cw->accept_paused) {
-			cw->accept_paused = false;
-			for (unsigned i = 0; i < cfg->nlisten; i++)
-				if (!cw->accept_armed[i])
-					worker_arm_accept(cw, i);
-		}
-		session_tick(cw);
-		if (!cw->listening) {
-			if (relay_active(&cw->rw) == 0)
-				break;
-			if (!closed_all && cw->rw.now_ms >= cw->drain_deadline_ms) {
-				relay_close_all(&cw->rw, RELAY_END_SHUTDOWN);
-				closed_all = true;
-			}
-		}
-	}
+	r = relay_worker_run(&cw->rw, &conc_loop_ops, &c->stopping,
+			     cfg->drain_timeout_ms, &cw->accept_paused);
+	if (r < 0)
+		log_errno(r, "worker %u: io_uring wait: %m", cw->id);
 	r = 0;
 out:
 	if (!cw->listening && cw->init_result == 0 && r < 0)
@@ -170,13 +162,7 @@ out:
 	for (unsigned i = 0; i < cfg->nlisten; i++)
 		if (cw->lfd[i] >= 0)
 			close(cw->lfd[i]);
-	/* Anything still open (a failed wait) is closed with the ring. */
-	for (struct relay *x = NULL; (x = relay_next(&cw->rw, x));) {
-		for (int d = 0; d < 2; d++)
-			if (x->fd[d] >= 0)
-				close(x->fd[d]);
-		session_free(&cw->rw, x);
-	}
+	relay_worker_abandon(&cw->rw);  /* after a failed wait */
 	relay_worker_free(&cw->rw);
 	return NULL;
 }

@@ -65,7 +65,6 @@ struct agent_worker {
 	bool accept_armed;
 	bool accept_paused;
 	bool listening;
-	uint64_t drain_deadline_ms;
 	struct log_ratelimit rl;
 	struct agent_counters n;
 	int init_result;

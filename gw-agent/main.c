@@ -24,7 +24,6 @@
 #include <unistd.h>
 
 #define VERSION "0.1.0"
-#define TICK_MS 250
 
 static void usage(FILE *f)
 {
@@ -213,11 +212,8 @@ static int parse_args(int argc, char **argv, struct agent *a)
 			cfg->workers = (unsigned)v;
 			break;
 		case O_BUFFERS:
-			if ((r = opt_uint(name, optarg, 2, 32768, &v)) < 0)
+			if ((r = opt_pow2(name, optarg, 2, 32768, &cfg->nbufs)) < 0)
 				return r;
-			if (v & (v - 1))
-				return opt_error(name, optarg, "is not a power of 2");
-			cfg->nbufs = (unsigned)v;
 			break;
 		case O_BUFFER_SIZE:
 			if ((r = opt_uint(name, optarg, 1024, 4 << 20, &v)) < 0)
@@ -225,10 +221,8 @@ static int parse_args(int argc, char **argv, struct agent *a)
 			cfg->bufsize = (unsigned)v;
 			break;
 		case O_LOG_LEVEL:
-			r = log_parse_level(optarg);
-			if (r < 0)
-				return opt_error(name, optarg, "is not error, warning, info or debug");
-			log_set_level(r);
+			if ((r = opt_log_level(name, optarg)) < 0)
+				return r;
 			break;
 		case O_VERSION:
 			printf("gw-agent " VERSION "\n");
@@ -308,13 +302,40 @@ static void report_ready(struct agent_worker *aw, int result)
 	pthread_mutex_unlock(&a->ready_lock);
 }
 
+static void stop_accepting(struct relay_worker *w)
+{
+	struct agent_worker *aw = w->owner;
+
+	shutdown(aw->lfd, SHUT_RDWR);
+	close(aw->lfd);
+	aw->lfd = -1;
+	aw->listening = false;
+}
+
+static void resume_accepting(struct relay_worker *w)
+{
+	struct agent_worker *aw = w->owner;
+
+	if (!aw->accept_armed)
+		agent_arm_accept(aw);
+}
+
+static void tick(struct relay_worker *w)
+{
+	flow_tick(w->owner);
+}
+
+static const struct relay_loop_ops agent_loop_ops = {
+	.stop_accepting = stop_accepting,
+	.resume_accepting = resume_accepting,
+	.tick = tick,
+};
+
 static void *worker_main(void *arg)
 {
 	struct agent_worker *aw = arg;
 	struct agent *a = aw->a;
 	const struct agent_config *cfg = &a->cfg;
-	uint64_t last_tick = 0;
-	bool closed_all = false;
 	int r;
 
 	aw->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(20, 1000);
@@ -338,45 +359,13 @@ static void *worker_main(void *arg)
 	aw->listening = true;
 	report_ready(aw, 0);
 
-	for (;;) {
-		r = relay_worker_poll(&aw->rw, TICK_MS);
-		if (r < 0) {
-			log_errno(r, "worker %u: io_uring wait: %m", aw->id);
-			break;
-		}
-		if (aw->rw.now_ms - last_tick < TICK_MS)
-			continue;
-		last_tick = aw->rw.now_ms;
-		if (atomic_load(&a->stopping) && aw->listening) {
-			shutdown(aw->lfd, SHUT_RDWR);
-			close(aw->lfd);
-			aw->lfd = -1;
-			aw->listening = false;
-			aw->drain_deadline_ms = aw->rw.now_ms + 2000;
-		}
-		if (aw->listening && aw->accept_paused) {
-			aw->accept_paused = false;
-			if (!aw->accept_armed)
-				agent_arm_accept(aw);
-		}
-		flow_tick(aw);
-		if (!aw->listening) {
-			if (relay_active(&aw->rw) == 0)
-				break;
-			if (!closed_all && aw->rw.now_ms >= aw->drain_deadline_ms) {
-				relay_close_all(&aw->rw, RELAY_END_SHUTDOWN);
-				closed_all = true;
-			}
-		}
-	}
+	/* Flows get 2 s to finish: interception is already off by then. */
+	r = relay_worker_run(&aw->rw, &agent_loop_ops, &a->stopping, 2000, &aw->accept_paused);
+	if (r < 0)
+		log_errno(r, "worker %u: io_uring wait: %m", aw->id);
 	if (aw->lfd >= 0)
 		close(aw->lfd);
-	for (struct relay *x = NULL; (x = relay_next(&aw->rw, x));) {
-		for (int d = 0; d < 2; d++)
-			if (x->fd[d] >= 0)
-				close(x->fd[d]);
-		flow_free(&aw->rw, x);
-	}
+	relay_worker_abandon(&aw->rw);  /* after a failed wait */
 	relay_worker_free(&aw->rw);
 	return NULL;
 }
