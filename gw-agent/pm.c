@@ -18,7 +18,7 @@ _Static_assert(MPTCP_PM_CMD_ADD_ADDR == 1 && MPTCP_PM_CMD_SET_LIMITS == 5 &&
 	       MPTCP_PM_ATTR_ADDR == 1 && MPTCP_PM_ADDR_ATTR_IF_IDX == 7,
 	       "mptcp_pm uapi numbering");
 
-#define PM_BUF 8192
+#define PM_BUF 4096  /* one request */
 
 static int v4mapped(const struct in6_addr *a)
 {
@@ -38,24 +38,6 @@ static struct nlmsghdr *genl_put(char *buf, uint16_t type, uint8_t cmd,
 	g->cmd = cmd;
 	g->version = version;
 	return nlh;
-}
-
-/* Send nlh and run cb over the answers until the ACK or the dump's end. */
-static int talk(struct pm *pm, struct nlmsghdr *nlh, mnl_cb_t cb, void *data)
-{
-	char buf[PM_BUF];
-	int r;
-
-	if (mnl_socket_sendto(pm->nl, nlh, nlh->nlmsg_len) < 0)
-		return -errno;
-	for (;;) {
-		r = (int)mnl_socket_recvfrom(pm->nl, buf, sizeof(buf));
-		if (r < 0)
-			return -errno;
-		r = mnl_cb_run(buf, (size_t)r, nlh->nlmsg_seq, pm->portid, cb, data);
-		if (r <= 0)
-			return r < 0 ? -errno : 0;
-	}
 }
 
 static int family_attr_cb(const struct nlattr *attr, void *data)
@@ -90,19 +72,12 @@ int pm_open(struct pm *pm)
 	int r;
 
 	memset(pm, 0, sizeof(*pm));
-	pm->nl = mnl_socket_open(NETLINK_GENERIC);
-	if (!pm->nl)
-		return -errno;
-	if (mnl_socket_bind(pm->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-		r = -errno;
-		pm_close(pm);
+	r = nl_open(&pm->nl, NETLINK_GENERIC);
+	if (r < 0)
 		return r;
-	}
-	pm->portid = mnl_socket_get_portid(pm->nl);
-	pm->seq = (uint32_t)time(NULL);
-	nlh = genl_put(buf, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, NLM_F_ACK, ++pm->seq, 1);
+	nlh = genl_put(buf, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, NLM_F_ACK, nl_next_seq(&pm->nl), 1);
 	mnl_attr_put_strz(nlh, CTRL_ATTR_FAMILY_NAME, MPTCP_PM_NAME);
-	r = talk(pm, nlh, family_cb, &pm->family);
+	r = nl_talk(&pm->nl, nlh, family_cb, &pm->family);
 	if (r == 0 && !pm->family)
 		r = -ENOENT;
 	if (r < 0) {
@@ -114,9 +89,7 @@ int pm_open(struct pm *pm)
 
 void pm_close(struct pm *pm)
 {
-	if (pm->nl)
-		mnl_socket_close(pm->nl);
-	pm->nl = NULL;
+	nl_close(&pm->nl);
 }
 
 static void put_addr(struct nlmsghdr *nlh, const struct in6_addr *a, int ifindex,
@@ -230,9 +203,9 @@ static int dump(struct pm *pm, struct dump_ctx *c)
 {
 	char buf[PM_BUF];
 	struct nlmsghdr *nlh = genl_put(buf, pm->family, MPTCP_PM_CMD_GET_ADDR,
-					NLM_F_DUMP, ++pm->seq, MPTCP_PM_VER);
+					NLM_F_DUMP, nl_next_seq(&pm->nl), MPTCP_PM_VER);
 
-	return talk(pm, nlh, endpoint_cb, c);
+	return nl_talk(&pm->nl, nlh, endpoint_cb, c);
 }
 
 int pm_dump(struct pm *pm, struct pm_endpoint *ret, unsigned max)
@@ -247,12 +220,12 @@ int pm_add(struct pm *pm, const struct in6_addr *a, int ifindex, uint32_t flags)
 {
 	char buf[PM_BUF];
 	struct nlmsghdr *nlh = genl_put(buf, pm->family, MPTCP_PM_CMD_ADD_ADDR,
-					NLM_F_ACK, ++pm->seq, MPTCP_PM_VER);
+					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
 	struct dump_ctx c = { .matching = 1, .match = *a };
 	int r;
 
 	put_addr(nlh, a, ifindex, flags, 0, 0);
-	r = talk(pm, nlh, NULL, NULL);
+	r = nl_talk(&pm->nl, nlh, NULL, NULL);
 	if (r < 0)
 		return r;
 	/* ADD_ADDR does not return the id the kernel chose: look it up. */
@@ -266,30 +239,30 @@ int pm_del(struct pm *pm, uint8_t id)
 {
 	char buf[PM_BUF];
 	struct nlmsghdr *nlh = genl_put(buf, pm->family, MPTCP_PM_CMD_DEL_ADDR,
-					NLM_F_ACK, ++pm->seq, MPTCP_PM_VER);
+					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
 
 	put_addr(nlh, NULL, 0, 0, 1, id);
-	return talk(pm, nlh, NULL, NULL);
+	return nl_talk(&pm->nl, nlh, NULL, NULL);
 }
 
 int pm_flush(struct pm *pm)
 {
 	char buf[PM_BUF];
 	struct nlmsghdr *nlh = genl_put(buf, pm->family, MPTCP_PM_CMD_FLUSH_ADDRS,
-					NLM_F_ACK, ++pm->seq, MPTCP_PM_VER);
+					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
 
-	return talk(pm, nlh, NULL, NULL);
+	return nl_talk(&pm->nl, nlh, NULL, NULL);
 }
 
 int pm_set_limits(struct pm *pm, uint32_t subflows, uint32_t add_addr_accepted)
 {
 	char buf[PM_BUF];
 	struct nlmsghdr *nlh = genl_put(buf, pm->family, MPTCP_PM_CMD_SET_LIMITS,
-					NLM_F_ACK, ++pm->seq, MPTCP_PM_VER);
+					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
 
 	mnl_attr_put_u32(nlh, MPTCP_PM_ATTR_SUBFLOWS, subflows);
 	mnl_attr_put_u32(nlh, MPTCP_PM_ATTR_RCV_ADD_ADDRS, add_addr_accepted);
-	return talk(pm, nlh, NULL, NULL);
+	return nl_talk(&pm->nl, nlh, NULL, NULL);
 }
 
 struct limits_ctx {
@@ -314,9 +287,9 @@ int pm_get_limits(struct pm *pm, uint32_t *ret_subflows, uint32_t *ret_add_addr_
 {
 	char buf[PM_BUF];
 	struct nlmsghdr *nlh = genl_put(buf, pm->family, MPTCP_PM_CMD_GET_LIMITS,
-					NLM_F_ACK, ++pm->seq, MPTCP_PM_VER);
+					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
 	struct limits_ctx c = { 0 };
-	int r = talk(pm, nlh, limits_cb, &c);
+	int r = nl_talk(&pm->nl, nlh, limits_cb, &c);
 
 	if (r < 0)
 		return r;

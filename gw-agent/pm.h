@@ -9,13 +9,11 @@
 #include <netinet/in.h>
 #include <stdint.h>
 
-struct mnl_socket;
+#include "nl.h"
 
 struct pm {
-	struct mnl_socket *nl;
+	struct nl nl;
 	uint16_t family;     /* resolved genl family id */
-	uint32_t seq;
-	unsigned portid;
 };
 
 struct pm_endpoint {

@@ -13,48 +13,17 @@
 
 int rt_open(struct rt *rt)
 {
-	memset(rt, 0, sizeof(*rt));
-	rt->nl = mnl_socket_open(NETLINK_ROUTE);
-	if (!rt->nl)
-		return -errno;
-	if (mnl_socket_bind(rt->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-		int r = -errno;
-
-		rt_close(rt);
-		return r;
-	}
-	rt->portid = mnl_socket_get_portid(rt->nl);
-	rt->seq = (uint32_t)time(NULL);
-	return 0;
+	return nl_open(&rt->nl, NETLINK_ROUTE);
 }
 
 void rt_close(struct rt *rt)
 {
-	if (rt->nl)
-		mnl_socket_close(rt->nl);
-	rt->nl = NULL;
+	nl_close(&rt->nl);
 }
 
 int rt_fd(const struct rt *rt)
 {
-	return mnl_socket_get_fd(rt->nl);
-}
-
-static int talk(struct rt *rt, struct nlmsghdr *nlh, mnl_cb_t cb, void *data)
-{
-	char buf[RT_BUF];
-	int r;
-
-	if (mnl_socket_sendto(rt->nl, nlh, nlh->nlmsg_len) < 0)
-		return -errno;
-	for (;;) {
-		r = (int)mnl_socket_recvfrom(rt->nl, buf, sizeof(buf));
-		if (r < 0)
-			return -errno;
-		r = mnl_cb_run(buf, (size_t)r, nlh->nlmsg_seq, rt->portid, cb, data);
-		if (r <= 0)
-			return r < 0 ? -errno : 0;
-	}
+	return mnl_socket_get_fd(rt->nl.sock);
 }
 
 static void put_in6(struct nlmsghdr *nlh, uint16_t type, int family,
@@ -75,7 +44,7 @@ int rt_rule(struct rt *rt, bool add, int family, const struct in6_addr *src,
 
 	nlh->nlmsg_type = add ? RTM_NEWRULE : RTM_DELRULE;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0);
-	nlh->nlmsg_seq = ++rt->seq;
+	nlh->nlmsg_seq = nl_next_seq(&rt->nl);
 	h = mnl_nlmsg_put_extra_header(nlh, sizeof(*h));
 	h->family = (uint8_t)family;
 	h->action = FR_ACT_TO_TBL;
@@ -88,7 +57,7 @@ int rt_rule(struct rt *rt, bool add, int family, const struct in6_addr *src,
 	}
 	if (oifname)
 		mnl_attr_put_strz(nlh, FRA_OIFNAME, oifname);
-	return talk(rt, nlh, NULL, NULL);
+	return nl_talk(&rt->nl, nlh, NULL, NULL);
 }
 
 int rt_default(struct rt *rt, bool add, int family, const struct in6_addr *gw,
@@ -100,7 +69,7 @@ int rt_default(struct rt *rt, bool add, int family, const struct in6_addr *gw,
 
 	nlh->nlmsg_type = add ? RTM_NEWROUTE : RTM_DELROUTE;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_REPLACE : 0);
-	nlh->nlmsg_seq = ++rt->seq;
+	nlh->nlmsg_seq = nl_next_seq(&rt->nl);
 	m = mnl_nlmsg_put_extra_header(nlh, sizeof(*m));
 	m->rtm_family = (uint8_t)family;
 	m->rtm_table = table < 256 ? (uint8_t)table : RT_TABLE_UNSPEC;
@@ -114,7 +83,7 @@ int rt_default(struct rt *rt, bool add, int family, const struct in6_addr *gw,
 		put_in6(nlh, RTA_GATEWAY, family, gw);
 	if (ifindex > 0 && !unreachable)
 		mnl_attr_put_u32(nlh, RTA_OIF, (uint32_t)ifindex);
-	return talk(rt, nlh, NULL, NULL);
+	return nl_talk(&rt->nl, nlh, NULL, NULL);
 }
 
 /* ---- reading state ---- */
@@ -164,10 +133,10 @@ int rt_link_get(struct rt *rt, const char *ifname, struct rt_link *ret)
 
 	nlh->nlmsg_type = RTM_GETLINK;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-	nlh->nlmsg_seq = ++rt->seq;
+	nlh->nlmsg_seq = nl_next_seq(&rt->nl);
 	ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
 	ifm->ifi_family = AF_UNSPEC;
-	r = talk(rt, nlh, link_cb, &c);
+	r = nl_talk(&rt->nl, nlh, link_cb, &c);
 	if (r < 0)
 		return r;
 	return c.found ? 0 : -ENODEV;
@@ -233,10 +202,10 @@ int rt_addr_get(struct rt *rt, int ifindex, int family, struct in6_addr *ret)
 
 	nlh->nlmsg_type = RTM_GETADDR;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-	nlh->nlmsg_seq = ++rt->seq;
+	nlh->nlmsg_seq = nl_next_seq(&rt->nl);
 	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
 	ifa->ifa_family = (uint8_t)family;
-	r = talk(rt, nlh, addr_cb, &c);
+	r = nl_talk(&rt->nl, nlh, addr_cb, &c);
 	if (r < 0)
 		return r;
 	return c.found ? 0 : -ENOENT;
@@ -287,10 +256,10 @@ int rt_gateway_get(struct rt *rt, int ifindex, int family, struct in6_addr *ret)
 
 	nlh->nlmsg_type = RTM_GETROUTE;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-	nlh->nlmsg_seq = ++rt->seq;
+	nlh->nlmsg_seq = nl_next_seq(&rt->nl);
 	m = mnl_nlmsg_put_extra_header(nlh, sizeof(*m));
 	m->rtm_family = (uint8_t)family;
-	r = talk(rt, nlh, gw_cb, &c);
+	r = nl_talk(&rt->nl, nlh, gw_cb, &c);
 	if (r < 0)
 		return r;
 	return c.found ? 0 : -ENOENT;
@@ -305,7 +274,7 @@ int rt_events_open(struct rt *ev)
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)
-		if (mnl_socket_setsockopt(ev->nl, NETLINK_ADD_MEMBERSHIP, &groups[i],
+		if (mnl_socket_setsockopt(ev->nl.sock, NETLINK_ADD_MEMBERSHIP, &groups[i],
 					  sizeof(groups[i])) < 0) {
 			r = -errno;
 			rt_close(ev);
@@ -320,7 +289,7 @@ int rt_events_drain(struct rt *ev)
 	int n = 0;
 
 	for (;;) {
-		ssize_t r = recv(mnl_socket_get_fd(ev->nl), buf, sizeof(buf), MSG_DONTWAIT);
+		ssize_t r = recv(mnl_socket_get_fd(ev->nl.sock), buf, sizeof(buf), MSG_DONTWAIT);
 
 		if (r < 0)
 			return errno == EAGAIN ? n : (errno == ENOBUFS ? n + 1 : -errno);

@@ -11,12 +11,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct mnl_socket;
+#include "nl.h"
 
 struct rt {
-	struct mnl_socket *nl;
-	uint32_t seq;
-	unsigned portid;
+	struct nl nl;
 };
 
 int rt_open(struct rt *rt);
