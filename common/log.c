@@ -91,6 +91,14 @@ int log_errno_at(int level, int err, const char *fmt, ...)
 	return err;
 }
 
+uint64_t log_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 uint64_t log_now_ms(void)
 {
 	struct timespec ts;

@@ -43,5 +43,6 @@ struct log_ratelimit {
 int log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms);
 
 uint64_t log_now_ms(void); /* CLOCK_MONOTONIC in ms */
+uint64_t log_now_us(void); /* and in microseconds */
 
 #endif

@@ -17,6 +17,11 @@
 #define AGENT_MAX_CONC 4
 #define AGENT_MAX_LAN 8
 #define AGENT_MAX_BYPASS 64
+#define AGENT_VERSION "0.1.0"
+#define AGENT_CONTROL_PATH "/run/gw-agent/control.sock"
+
+/* struct relay flags */
+#define AGENT_FLOW_DIRECT 0x01  /* fallen back to a direct connection */
 
 enum agent_fallback {
 	FALLBACK_DIRECT = 0,  /* connect straight to the destination */
@@ -43,6 +48,7 @@ struct agent_config {
 	unsigned nbufs, bufsize;
 	uint32_t max_flows;
 	unsigned rcvbuf;               /* MPTCP receive buffer, 0 = autotune */
+	char control_path[108];        /* status socket, "" = none */
 };
 
 struct agent_counters {
@@ -68,6 +74,8 @@ struct agent_worker {
 	struct log_ratelimit rl;
 	struct agent_counters n;
 	int init_result;
+	unsigned snap_gen;             /* last status request answered */
+	char *snap;                    /* its flows, text (under a->snap_lock) */
 };
 
 struct agent {
@@ -78,6 +86,14 @@ struct agent {
 	pthread_mutex_t ready_lock;
 	pthread_cond_t ready_cond;
 	unsigned ready;
+	uint64_t started_ms;
+	int control_fd;
+	/* Status requests: a client bumps snap_req, workers answer on their
+	 * next tick (control.c). */
+	atomic_uint snap_req;
+	pthread_mutex_t snap_lock;
+	pthread_cond_t snap_cond;
+	unsigned control_clients;
 };
 
 /* intercept.c: nftables table, policy rule and local route. */
@@ -85,6 +101,15 @@ int intercept_install(const struct agent_config *cfg);
 void intercept_remove(const struct agent_config *cfg);
 /* LAN interface prefixes, appended to cfg->bypass. */
 int intercept_add_lan_prefixes(struct agent_config *cfg);
+
+/* control.c: the status socket and `gw-agent status`. */
+int control_open(struct agent *a);
+void control_accept(struct agent *a);
+void control_close(struct agent *a);
+void control_worker_tick(struct agent_worker *aw);
+int control_status(const char *path);
+const char *control_path_state(const struct path *p, int fi);
+void control_iface_bytes(const char *ifname, uint64_t *ret_rx, uint64_t *ret_tx);
 
 /* flow.c */
 enum agent_op {

@@ -38,8 +38,6 @@ enum phase {
 	PH_DIRECT_SEND,
 };
 
-#define FLAG_DIRECT 0x01
-
 /* TFO carries at most about one MSS in the SYN; more would only be sent
  * after the handshake anyway. */
 #define EARLY_MAX 1200
@@ -289,7 +287,7 @@ static void give_up(struct agent_worker *aw, struct relay *r, const char *why)
 	sock_keepalive(fd, cfg->keepalive_s);
 	bind_source(aw, f, fd, f->dst.ss_family, false);
 	r->fd[1] = fd;
-	r->flags |= FLAG_DIRECT;
+	r->flags |= AGENT_FLOW_DIRECT;
 	sqe = relay_sqe(w, r, AOP_DIRECT_CONNECT);
 	if (!sqe) {
 		relay_close(w, r, RELAY_END_RESET, true);
@@ -546,7 +544,7 @@ void flow_close(struct relay_worker *w, struct relay *r)
 	log_info("flow %s -> %s reset after %llu bytes up, %llu down%s",
 		 addr_format_in6(&r->peer, 0, a), addr_format_in6(&r->far, r->far_port, b),
 		 (unsigned long long)r->half[0].bytes, (unsigned long long)r->half[1].bytes,
-		 (r->flags & FLAG_DIRECT) ? " (direct)" : "");
+		 (r->flags & AGENT_FLOW_DIRECT) ? " (direct)" : "");
 }
 
 void flow_free(struct relay_worker *w, struct relay *r)

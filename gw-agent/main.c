@@ -23,12 +23,12 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#define VERSION "0.1.0"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 "Usage: gw-agent --concentrator ADDR:PORT --lan IFACE [OPTIONS]\n"
+"       gw-agent status [--control PATH]\n"
 "Carries LAN TCP flows over MPTCP to an RFC 8803 concentrator.\n"
 "\n"
 "  --concentrator ADDR:PORT  concentrator (port default 5124); repeat for backups,\n"
@@ -56,6 +56,8 @@ static void usage(FILE *f)
 "  --idle-timeout SEC        close flows idle this long (default 7200, 0 = never)\n"
 "  --workers N               worker threads (default: CPU count)\n"
 "  --buffers N, --buffer-size BYTES  per worker (default 256 x 32768)\n"
+"  --control PATH            status socket for `gw-agent status` (default\n"
+"                            " AGENT_CONTROL_PATH "; \"\" = none)\n"
 "  --log-level LEVEL         error, warning, info, debug (default info)\n"
 "  --version, --help\n");
 }
@@ -64,7 +66,7 @@ enum {
 	O_CONC = 256, O_LAN, O_BYPASS, O_FALLBACK, O_BLOCK_QUIC, O_NO_BLOCK_QUIC,
 	O_PORT, O_MARK, O_TABLE, O_CONNECT_TIMEOUT, O_REPLY_TIMEOUT, O_KEEPALIVE,
 	O_IDLE_TIMEOUT, O_WORKERS, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL, O_VERSION,
-	O_HELP, O_WANPATH, O_ENDPOINTS, O_PROBE, O_RCVBUF,
+	O_HELP, O_WANPATH, O_ENDPOINTS, O_PROBE, O_RCVBUF, O_CONTROL,
 };
 
 static const struct option long_opts[] = {
@@ -76,6 +78,7 @@ static const struct option long_opts[] = {
 	{ "endpoints", required_argument, NULL, O_ENDPOINTS },
 	{ "probe-interval", required_argument, NULL, O_PROBE },
 	{ "rcvbuf", required_argument, NULL, O_RCVBUF },
+	{ "control", required_argument, NULL, O_CONTROL },
 	{ "block-quic", no_argument, NULL, O_BLOCK_QUIC },
 	{ "no-block-quic", no_argument, NULL, O_NO_BLOCK_QUIC },
 	{ "port", required_argument, NULL, O_PORT },
@@ -143,6 +146,12 @@ static int parse_args(int argc, char **argv, struct agent *a)
 			if ((r = opt_uint(name, optarg, 0, 256 << 20, &v)) < 0)
 				return r;
 			cfg->rcvbuf = (unsigned)v;
+			break;
+		case O_CONTROL:
+			if (strlen(optarg) >= sizeof(cfg->control_path) ||
+			    (*optarg && *optarg != '/'))
+				return opt_error(name, optarg, "is not an absolute path under 108 bytes");
+			strcpy(cfg->control_path, optarg);
 			break;
 		case O_PROBE:
 			if ((r = opt_seconds_ms(name, optarg, 3600, &ms)) < 0)
@@ -225,7 +234,7 @@ static int parse_args(int argc, char **argv, struct agent *a)
 				return r;
 			break;
 		case O_VERSION:
-			printf("gw-agent " VERSION "\n");
+			printf("gw-agent " AGENT_VERSION "\n");
 			exit(0);
 		case O_HELP:
 			usage(stdout);
@@ -323,6 +332,7 @@ static void resume_accepting(struct relay_worker *w)
 static void tick(struct relay_worker *w)
 {
 	flow_tick(w->owner);
+	control_worker_tick(w->owner);
 }
 
 static const struct relay_loop_ops agent_loop_ops = {
@@ -381,20 +391,23 @@ static void run_loop(struct agent *a, const sigset_t *sigs)
 	uint64_t probe_next = 0;
 
 	for (;;) {
-		struct pollfd pf[2 + 2 * PATHS_MAX] = {
+		struct pollfd pf[3 + 2 * PATHS_MAX] = {
 			{ .fd = sfd, .events = POLLIN },
 			{ .fd = paths_event_fd(&a->paths), .events = POLLIN },
+			{ .fd = a->control_fd, .events = POLLIN },
 		};
-		unsigned np = paths_probe_fds(&a->paths, pf + 2, 2 * PATHS_MAX);
+		unsigned np = paths_probe_fds(&a->paths, pf + 3, 2 * PATHS_MAX);
 		uint64_t now = log_now_ms(), next = due ? due : periodic;
 		int timeout;
 
 		if (a->paths.n && probe_next && probe_next < next)
 			next = probe_next;
 		timeout = next > now ? (int)(next - now) : 0;
-		if (poll(pf, 2 + np, timeout) < 0 && errno != EINTR)
+		if (poll(pf, 3 + np, timeout) < 0 && errno != EINTR)
 			break;
-		if (a->paths.n && paths_probe_run(&a->paths, pf + 2, np, log_now_ms(), &probe_next))
+		if (pf[2].revents & POLLIN)
+			control_accept(a);
+		if (a->paths.n && paths_probe_run(&a->paths, pf + 3, np, log_now_ms(), &probe_next))
 			due = log_now_ms();  /* a path died or came back: now */
 		if (pf[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
@@ -461,9 +474,27 @@ int main(int argc, char **argv)
 	int r;
 
 	log_init("gw-agent");
+	if (argc >= 2 && !strcmp(argv[1], "status")) {
+		const char *path = AGENT_CONTROL_PATH;
+
+		if (argc == 4 && !strcmp(argv[2], "--control"))
+			path = argv[3];
+		else if (argc == 3 && !strncmp(argv[2], "--control=", 10))
+			path = argv[2] + 10;
+		else if (argc != 2) {
+			fprintf(stderr, "Usage: gw-agent status [--control PATH]\n");
+			return 2;
+		}
+		return control_status(path);
+	}
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return 1;
+	a->started_ms = log_now_ms();
+	a->control_fd = -1;
+	strcpy(a->cfg.control_path, AGENT_CONTROL_PATH);
+	pthread_mutex_init(&a->snap_lock, NULL);
+	pthread_cond_init(&a->snap_cond, NULL);
 	a->cfg.fallback = FALLBACK_DIRECT;
 	a->cfg.block_quic = true;
 	a->cfg.port = 5125;
@@ -541,8 +572,14 @@ int main(int argc, char **argv)
 		}
 	}
 	if (r == 0) {
+		r = control_open(a);
+		if (r < 0)
+			log_errno(r, "control socket %s: %m", a->cfg.control_path);
+	}
+	if (r == 0) {
 		sd_notify(0, "READY=1");
 		run_loop(a, &sigs);
+		control_close(a);
 		/* Stop intercepting before the listeners close: new LAN
 		 * connections go the normal routed way meanwhile. */
 		paths_cleanup(&a->paths);

@@ -348,7 +348,7 @@ static void probe_end(struct path *p, struct path_fam *f, bool ok, uint64_t now,
 	f->probe_fd = -1;
 	f->probe_next_ms = now + interval;
 	if (ok) {
-		f->probe_rtt_us = (uint32_t)((now - f->probe_start_ms) * 1000);
+		f->probe_rtt_us = (uint32_t)(log_now_us() - f->probe_start_us);
 		f->probe_fails = 0;
 		if (f->probe_dead) {
 			f->probe_dead = false;
@@ -374,6 +374,7 @@ static void probe_start(struct paths *ps, struct path *p, struct path_fam *f,
 	int fd, one = 1;
 
 	f->probe_start_ms = now;
+	f->probe_start_us = log_now_us();
 	sl = addr_from_in6(&f->addr, 0, &src);
 	fd = socket(src.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
 	if (fd < 0)

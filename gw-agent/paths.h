@@ -30,6 +30,7 @@ struct path_fam {
 	unsigned probe_fails;
 	int probe_fd;              /* probe in progress, -1 = none */
 	uint64_t probe_start_ms, probe_next_ms;
+	uint64_t probe_start_us;   /* for the RTT: veth answers in microseconds */
 	uint32_t probe_rtt_us;     /* last successful probe */
 	uint8_t probe_buf[64];
 	unsigned probe_got;

@@ -172,3 +172,23 @@ two_path_topology() {
 dhcp_default() {
 	ip -n "$(ns gw)" route replace default via 198.51.100.1 dev gw-p1 metric 100
 }
+
+# IPv6 on the same testbed (after two_path_topology): each path gets a /64,
+# the service 2001:db8:ff::1 sits on conc's loopback, the server is
+# 2001:db8:3::2, and gw has two IPv6 defaults (metrics 100, 200), as router
+# advertisements would leave them.
+two_path_v6() {
+	addr lan lan-gw 2001:db8:77::2/64; addr gw gw-lan 2001:db8:77::1/64
+	addr gw gw-p1 2001:db8:1::2/64; addr conc conc-p1 2001:db8:1::1/64
+	addr gw gw-p2 2001:db8:2::2/64; addr conc conc-p2 2001:db8:2::1/64
+	addr conc lo 2001:db8:ff::1/128
+	addr conc conc-srv 2001:db8:3::1/64; addr srv srv-conc 2001:db8:3::2/64
+	ip -n "$(ns lan)" -6 route add default via 2001:db8:77::1
+	ip -n "$(ns srv)" -6 route add default via 2001:db8:3::1
+	ip netns exec "$(ns gw)" sysctl -qw net.ipv6.conf.all.forwarding=1
+	dhcp_default6
+}
+dhcp_default6() {
+	ip -n "$(ns gw)" -6 route replace default via 2001:db8:1::1 dev gw-p1 metric 100
+	ip -n "$(ns gw)" -6 route replace default via 2001:db8:2::1 dev gw-p2 metric 200
+}

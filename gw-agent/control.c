@@ -1,0 +1,533 @@
+/* The control socket and `gw-agent status`: the `multipath -c` of the old
+ * firmware. A unix stream socket (root only, 0600: it lists who talks to
+ * whom on the LAN); a client sends one line ("status") and reads a report
+ * until EOF.
+ *
+ * Paths belong to the main thread and flows to the workers, and neither is
+ * read from another thread: the main thread formats the paths when it
+ * accepts the connection, then a short-lived thread asks every worker for a
+ * snapshot of its flows (each worker writes one on its next tick, within
+ * 250 ms, and reads its own sockets' subflows with MPTCP_SUBFLOW_ADDRS and
+ * MPTCP_TCPINFO), waits up to a second, writes the report and closes. So a
+ * slow or stuck client never holds up the event loop or the data path. */
+#include "agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/mptcp.h>
+#include <linux/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef SOL_MPTCP
+#define SOL_MPTCP 284
+#endif
+
+#define CONTROL_MAX_CLIENTS 4
+#define SNAP_MAX_SUBFLOWS 16
+
+/* A growing text buffer; on allocation failure it stops growing and the
+ * report is cut short rather than lost. */
+struct text {
+	char *s;
+	size_t len, cap;
+};
+
+static void __attribute__((format(printf, 2, 3))) text_add(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		size_t room = t->cap - t->len;
+
+		va_start(ap, fmt);
+		n = vsnprintf(t->s ? t->s + t->len : NULL, t->s ? room : 0, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if (t->s && (size_t)n < room) {
+			t->len += (size_t)n;
+			return;
+		}
+		size_t cap = t->cap ? t->cap * 2 : 4096;
+		while (cap - t->len <= (size_t)n)
+			cap *= 2;
+		char *s = realloc(t->s, cap);
+		if (!s)
+			return;
+		t->s = s;
+		t->cap = cap;
+	}
+}
+
+/* "12.3 MiB": for people, not for parsers (metrics are for parsers). */
+static const char *human_bytes(uint64_t v, char buf[16])
+{
+	static const char *unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double d = (double)v;
+	unsigned u = 0;
+
+	while (d >= 1024 && u < 4) {
+		d /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, 16, "%llu B", (unsigned long long)v);
+	else
+		snprintf(buf, 16, "%.1f %s", d, unit[u]);
+	return buf;
+}
+
+static uint64_t read_u64_file(const char *path)
+{
+	char buf[32];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	return strtoull(buf, NULL, 10);
+}
+
+void control_iface_bytes(const char *ifname, uint64_t *ret_rx, uint64_t *ret_tx)
+{
+	char p[96];
+
+	snprintf(p, sizeof(p), "/sys/class/net/%s/statistics/rx_bytes", ifname);
+	*ret_rx = read_u64_file(p);
+	snprintf(p, sizeof(p), "/sys/class/net/%s/statistics/tx_bytes", ifname);
+	*ret_tx = read_u64_file(p);
+}
+
+const char *control_path_state(const struct path *p, int fi)
+{
+	const struct path_fam *f = &p->f[fi];
+
+	if (p->mode == PATH_OFF)
+		return "off";
+	if (!p->up)
+		return "down (link)";
+	if (!f->have_addr)
+		return "down (no address)";
+	if (!f->have_gw)
+		return "down (no gateway)";
+	if (f->probe_dead)
+		return "down (probe)";
+	if (p->mode == PATH_HANDOVER && !f->ep_id)
+		return "standby";
+	return "up";
+}
+
+/* Main thread: the header and the paths. */
+static void format_paths(struct agent *a, struct text *t)
+{
+	uint64_t intercepted = 0, via = 0, direct = 0, failed = 0, active = 0;
+	char c[ADDR_STRLEN];
+	uint64_t up_s = (log_now_ms() - a->started_ms) / 1000;
+
+	/* Counters are written by their worker only; a read here may be a
+	 * moment old, never torn (aligned 64-bit). */
+	for (unsigned i = 0; i < a->cfg.workers; i++) {
+		const struct agent_worker *w = &a->workers[i];
+
+		intercepted += w->n.intercepted;
+		via += w->n.via_concentrator;
+		direct += w->n.fallback_direct;
+		failed += w->n.failed;
+		active += w->rw.stats.active;
+	}
+	text_add(t, "gw-agent %s, up %lluh%02llum%02llus, %u workers\n", AGENT_VERSION,
+		 (unsigned long long)(up_s / 3600), (unsigned long long)(up_s / 60 % 60),
+		 (unsigned long long)(up_s % 60), a->cfg.workers);
+	text_add(t, "flows: %llu active; %llu intercepted: %llu via concentrator, "
+		 "%llu direct fallback, %llu failed\n",
+		 (unsigned long long)active, (unsigned long long)intercepted,
+		 (unsigned long long)via, (unsigned long long)direct,
+		 (unsigned long long)failed);
+	for (unsigned i = 0; i < a->cfg.nconc; i++)
+		text_add(t, "concentrator %s%s\n",
+			 addr_format((const struct sockaddr *)&a->cfg.conc[i], c),
+			 i == 0 ? (a->paths.n && a->paths.probe_interval_ms ? " (probed)" : "")
+				: " (backup)");
+	if (!a->paths.n) {
+		text_add(t, "\nno paths configured: subflows follow the main routing table\n");
+		return;
+	}
+	text_add(t, "\n%-10s %-8s %-18s %-28s %-26s %-10s %-11s %-11s %s\n", "PATH", "MODE",
+		 "STATE", "ADDRESS", "GATEWAY", "PROBE RTT", "RX", "TX", "ENDPOINT");
+	for (unsigned i = 0; i < a->paths.n; i++) {
+		const struct path *p = &a->paths.p[i];
+		uint64_t rx, tx;
+		char rxb[16], txb[16];
+
+		control_iface_bytes(p->ifname, &rx, &tx);
+		for (int fi = 0; fi < 2; fi++) {
+			const struct path_fam *f = &p->f[fi];
+			char ad[ADDR_STRLEN] = "-", gw[ADDR_STRLEN] = "-", rtt[16] = "-", ep[24] = "-";
+
+			if (fi == 1 && !f->have_addr)
+				continue;
+			if (f->have_addr)
+				addr_format_in6(&f->addr, 0, ad);
+			if (f->have_gw)
+				addr_format_in6(&f->gw, 0, gw);
+			if (f->usable && f->probe_rtt_us && a->paths.probe_interval_ms)
+				snprintf(rtt, sizeof(rtt), "%.1f ms", f->probe_rtt_us / 1000.0);
+			if (f->ep_id)
+				snprintf(ep, sizeof(ep), "%u%s", f->ep_id,
+					 (f->ep_flags & PM_FLAG_BACKUP) ? " backup" : "");
+			text_add(t, "%-10s %-8s %-18s %-28s %-26s %-10s %-11s %-11s %s\n",
+				 fi == 0 ? p->ifname : "", fi == 0 ? path_mode_name(p->mode) : "",
+				 control_path_state(p, fi), ad, gw, rtt,
+				 fi == 0 ? human_bytes(rx, rxb) : "", fi == 0 ? human_bytes(tx, txb) : "",
+				 ep);
+		}
+	}
+}
+
+static const char *path_of(const struct paths *ps, const struct in6_addr *a)
+{
+	for (unsigned i = 0; i < ps->n; i++)
+		for (int fi = 0; fi < 2; fi++)
+			if (ps->p[i].f[fi].have_addr &&
+			    !memcmp(&ps->p[i].f[fi].addr, a, sizeof(*a)))
+				return ps->p[i].ifname;
+	return "?";
+}
+
+static const char *tcp_state_name(unsigned s)
+{
+	/* The kernel's TCP states (include/net/tcp_states.h, not in uapi). */
+	static const char *n[] = {
+		"?", "established", "syn-sent", "syn-recv", "fin-wait-1", "fin-wait-2",
+		"time-wait", "closed", "close-wait", "last-ack", "listen", "closing",
+	};
+
+	return s < sizeof(n) / sizeof(n[0]) && n[s] ? n[s] : "?";
+}
+
+/* One MPTCP socket's subflows. The two getsockopts each walk the
+ * connection's subflow list; if a subflow came or went in between, the
+ * counts differ and we retry once, then show addresses only. */
+static void format_subflows(const struct paths *ps, int fd, struct text *t)
+{
+	struct {
+		struct mptcp_subflow_data d;
+		struct mptcp_subflow_addrs a[SNAP_MAX_SUBFLOWS];
+	} ab;
+	struct {
+		struct mptcp_subflow_data d;
+		struct tcp_info ti[SNAP_MAX_SUBFLOWS];
+	} tb;
+	unsigned n = 0, nt = 0;
+
+	for (int attempt = 0; attempt < 2; attempt++) {
+		socklen_t al = sizeof(ab), tl = sizeof(tb);
+
+		memset(&ab, 0, sizeof(ab));
+		memset(&tb, 0, sizeof(tb));
+		ab.d.size_subflow_data = sizeof(ab.d);
+		ab.d.size_user = sizeof(ab.a[0]);
+		tb.d.size_subflow_data = sizeof(tb.d);
+		tb.d.size_user = sizeof(tb.ti[0]);
+		if (getsockopt(fd, SOL_MPTCP, MPTCP_SUBFLOW_ADDRS, &ab, &al) < 0) {
+			text_add(t, "    subflows: unavailable (%s)\n", strerror(errno));
+			return;
+		}
+		n = ab.d.num_subflows;
+		nt = getsockopt(fd, SOL_MPTCP, MPTCP_TCPINFO, &tb, &tl) == 0 ? tb.d.num_subflows : 0;
+		if (n == nt)
+			break;
+	}
+	text_add(t, "    %u subflow%s\n", n, n == 1 ? "" : "s");
+	for (unsigned i = 0; i < n && i < SNAP_MAX_SUBFLOWS; i++) {
+		const uint8_t *rec = (const uint8_t *)ab.a + (size_t)i * ab.d.size_user;
+		struct mptcp_subflow_addrs sa;
+		struct tcp_info ti;
+		struct in6_addr la;
+		char l[ADDR_STRLEN], r[ADDR_STRLEN], sb[16], rb[16];
+		size_t k;
+
+		if (ab.d.size_user < sizeof(sa.sa_local) * 2)
+			break;
+		memset(&sa, 0, sizeof(sa));
+		memcpy(&sa, rec, ab.d.size_user < sizeof(sa) ? ab.d.size_user : sizeof(sa));
+		addr_format(&sa.sa_local, l);
+		addr_format(&sa.sa_remote, r);
+		if (addr_to_in6(&sa.sa_local, &la, NULL) < 0)
+			memset(&la, 0, sizeof(la));
+		text_add(t, "    %-8s %s -> %s", path_of(ps, &la), l, r);
+		if (n != nt || tb.d.size_user == 0) {
+			text_add(t, "\n");
+			continue;
+		}
+		memset(&ti, 0, sizeof(ti));
+		k = tb.d.size_user < sizeof(ti) ? tb.d.size_user : sizeof(ti);
+		memcpy(&ti, (const uint8_t *)tb.ti + (size_t)i * tb.d.size_user, k);
+		text_add(t, "  %s rtt %.1f ms cwnd %u sent %s received %s retrans %u\n",
+			 tcp_state_name(ti.tcpi_state), ti.tcpi_rtt / 1000.0, ti.tcpi_snd_cwnd,
+			 human_bytes(ti.tcpi_bytes_acked, sb), human_bytes(ti.tcpi_bytes_received, rb),
+			 ti.tcpi_total_retrans);
+	}
+}
+
+/* Worker thread: its flows, into a fresh buffer. */
+static char *format_flows(struct agent_worker *aw)
+{
+	struct relay_worker *w = &aw->rw;
+	struct text t = { 0 };
+
+	for (struct relay *r = NULL; (r = relay_next(w, r));) {
+		char p[ADDR_STRLEN], d[ADDR_STRLEN], ub[16], db[16];
+		bool direct = r->flags & AGENT_FLOW_DIRECT;
+
+		if (r->state != RELAY_PUMP && r->state != RELAY_HANDSHAKE)
+			continue;
+		text_add(&t, "%s -> %s  %s  up %s down %s  %us\n",
+			 addr_format_in6(&r->peer, 0, p), addr_format_in6(&r->far, r->far_port, d),
+			 r->state == RELAY_HANDSHAKE ? "connecting" :
+			 direct ? "direct (fallback)" : "via concentrator",
+			 human_bytes(r->half[0].bytes, ub), human_bytes(r->half[1].bytes, db),
+			 w->now_s - r->since_s);
+		if (r->state == RELAY_PUMP && !direct && r->fd[1] >= 0)
+			format_subflows(&aw->a->paths, r->fd[1], &t);
+	}
+	if (!t.s)
+		t.s = strdup("");
+	return t.s;
+}
+
+void control_worker_tick(struct agent_worker *aw)
+{
+	struct agent *a = aw->a;
+	unsigned req = atomic_load(&a->snap_req);
+	char *s;
+
+	if (req == aw->snap_gen)
+		return;
+	s = format_flows(aw);
+	pthread_mutex_lock(&a->snap_lock);
+	free(aw->snap);
+	aw->snap = s;
+	aw->snap_gen = req;
+	pthread_cond_broadcast(&a->snap_cond);
+	pthread_mutex_unlock(&a->snap_lock);
+}
+
+struct control_client {
+	struct agent *a;
+	int fd;
+	struct text t;
+};
+
+static int write_all(int fd, const char *s, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, s, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EPIPE;
+		s += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void *client_main(void *arg)
+{
+	struct control_client *c = arg;
+	struct agent *a = c->a;
+	struct timeval tv = { .tv_sec = 2 };
+	char line[64];
+	ssize_t n;
+	unsigned req;
+	struct timespec until;
+
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	n = read(c->fd, line, sizeof(line) - 1);
+	line[n > 0 ? n : 0] = 0;
+	line[strcspn(line, "\r\n")] = 0;
+	if (strcmp(line, "status") != 0) {
+		const char *msg = "error: unknown command (this agent knows: status)\n";
+
+		write_all(c->fd, msg, strlen(msg));
+		goto out;
+	}
+
+	req = atomic_fetch_add(&a->snap_req, 1) + 1;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 1;
+	text_add(&c->t, "\nFLOWS (LAN client -> destination)\n");
+	pthread_mutex_lock(&a->snap_lock);
+	for (unsigned i = 0; i < a->cfg.workers; i++) {
+		struct agent_worker *aw = &a->workers[i];
+
+		while ((int)(aw->snap_gen - req) < 0 &&
+		       pthread_cond_timedwait(&a->snap_cond, &a->snap_lock, &until) == 0)
+			;
+		if ((int)(aw->snap_gen - req) < 0)
+			text_add(&c->t, "(worker %u did not answer)\n", i);
+		else
+			text_add(&c->t, "%s", aw->snap ? aw->snap : "");
+	}
+	pthread_mutex_unlock(&a->snap_lock);
+	if (c->t.s)
+		write_all(c->fd, c->t.s, c->t.len);
+out:
+	close(c->fd);
+	free(c->t.s);
+	pthread_mutex_lock(&a->snap_lock);
+	a->control_clients--;
+	pthread_cond_broadcast(&a->snap_cond);
+	pthread_mutex_unlock(&a->snap_lock);
+	free(c);
+	return NULL;
+}
+
+int control_open(struct agent *a)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	const char *path = a->cfg.control_path;
+	char dir[sizeof(sun.sun_path)];
+	char *slash;
+	int fd;
+
+	a->control_fd = -1;
+	if (!*path)
+		return 0;
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sun.sun_path, path);
+	strcpy(dir, path);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+			return -errno;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	/* A socket file left by a killed agent: if nobody answers on it, it
+	 * is stale and ours to replace. */
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+		close(fd);
+		return -EADDRINUSE;
+	}
+	unlink(path);
+	if (fchmod(fd, 0600) < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+	    chmod(path, 0600) < 0 || listen(fd, 8) < 0) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	a->control_fd = fd;
+	return 0;
+}
+
+void control_accept(struct agent *a)
+{
+	struct control_client *c;
+	pthread_attr_t attr;
+	pthread_t th;
+	int fd = accept4(a->control_fd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	pthread_mutex_lock(&a->snap_lock);
+	if (a->control_clients >= CONTROL_MAX_CLIENTS) {
+		pthread_mutex_unlock(&a->snap_lock);
+		close(fd);
+		return;
+	}
+	a->control_clients++;
+	pthread_mutex_unlock(&a->snap_lock);
+	c = calloc(1, sizeof(*c));
+	if (c) {
+		c->a = a;
+		c->fd = fd;
+		format_paths(a, &c->t);
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&th, &attr, client_main, c) == 0) {
+			pthread_attr_destroy(&attr);
+			return;
+		}
+		pthread_attr_destroy(&attr);
+		free(c->t.s);
+		free(c);
+	}
+	close(fd);
+	pthread_mutex_lock(&a->snap_lock);
+	a->control_clients--;
+	pthread_mutex_unlock(&a->snap_lock);
+}
+
+void control_close(struct agent *a)
+{
+	struct timespec until;
+
+	if (a->control_fd < 0)
+		return;
+	close(a->control_fd);
+	a->control_fd = -1;
+	unlink(a->cfg.control_path);
+	/* Clients still being answered use a; they finish within seconds. */
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 5;
+	pthread_mutex_lock(&a->snap_lock);
+	while (a->control_clients > 0 &&
+	       pthread_cond_timedwait(&a->snap_cond, &a->snap_lock, &until) == 0)
+		;
+	pthread_mutex_unlock(&a->snap_lock);
+}
+
+/* `gw-agent status`: the client side. */
+int control_status(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	char buf[8192];
+	ssize_t n;
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "gw-agent status: %s: path too long\n", path);
+		return 2;
+	}
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		fprintf(stderr, "gw-agent status: cannot reach the agent at %s: %s "
+			"(is gw-agent running? see --control)\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return 1;
+	}
+	if (write_all(fd, "status\n", 7) < 0) {
+		fprintf(stderr, "gw-agent status: %s: %s\n", path, strerror(errno));
+		close(fd);
+		return 1;
+	}
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n)
+			break;
+	close(fd);
+	return n < 0 ? 1 : 0;
+}

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# IPv6 paths, handover mode and `gw-agent status`, on the two-path testbed
+# with IPv6 added (lib.sh two_path_v6):
+#
+#   lan (2001:db8:77::2) -- gw: gw-agent --(gw-p1: 2001:db8:1::2 ; gw-p2: 2001:db8:2::2)--
+#       conc (service [2001:db8:ff::1]:5124) -- srv (2001:db8:3::2)
+#
+# Path 2 is in handover mode: no endpoint and no subflow while path 1 is up;
+# when path 1 goes, path 2's endpoint appears, the running flow gets a
+# subflow on it and carries on; when path 1 returns, path 2 goes back to
+# standby. The concentrator is reached over IPv6, so the probes run over
+# IPv6 too. `gw-agent status` is read at each step and checked against the
+# kernel (`ip mptcp endpoint show`) and the running flow.
+cd "$(dirname "$0")"
+. ./lib.sh
+require_netns
+[ -x "${AGENT:-}" ] || skip "AGENT not built"
+command -v nft >/dev/null || skip "needs nftables"
+
+two_path_topology 50mbit
+two_path_v6
+
+ip netns exec "$(ns srv)" "$PY" ./nettool.py serve --bind 2001:db8:3::2 --bind 203.0.113.2 \
+	--base 9000 > "$WORKDIR/servers.log" 2>&1 &
+start_concentrator conc conc --allow-client 2001:db8:1::/64 --allow-client 2001:db8:2::/64 \
+	--allow-client 198.51.100.0/24 --workers 1
+wait_listen srv 9000 && wait_listen conc 5124 || exit 1
+
+CTL=$WORKDIR/control.sock
+status() { ip netns exec "$(ns gw)" "$AGENT" status --control "$CTL"; }
+eps() { ip -n "$(ns gw)" mptcp endpoint show; }
+
+no_agent() {
+	local out rc=0
+	out=$(status 2>&1) || rc=$?
+	echo "$out"
+	[ $rc -eq 1 ] && echo "$out" | grep -q "cannot reach the agent at $CTL"
+}
+check "gw-agent status without an agent: exit 1 and says where it looked" no_agent
+
+ip netns exec "$(ns gw)" "$AGENT" --concentrator '[2001:db8:ff::1]:5124' --lan gw-lan \
+	--workers 1 --path gw-p1 --path gw-p2,mode=handover --control "$CTL" \
+	> "$WORKDIR/agent.log" 2>&1 &
+AGENT_PID=$!
+for i in $(seq 1 100); do grep -q "intercepting TCP" "$WORKDIR/agent.log" && break; sleep 0.05; done
+sleep 2  # two probe rounds
+
+standby() {
+	local s e
+	e=$(eps); s=$(status) || return 1
+	echo "$e"; echo "$s" | sed -n '1,/^FLOWS/p'
+	# path 1 has a subflow endpoint for each family; path 2 has none
+	echo "$e" | grep -q "2001:db8:1::2 .*subflow" && echo "$e" | grep -q "198.51.100.2 .*subflow" &&
+	! echo "$e" | grep -qE "2001:db8:2::2|198.51.100.66" &&
+	ip -n "$(ns gw)" -6 rule show | grep -q "from 2001:db8:1::2 lookup 19793" &&
+	ip -n "$(ns gw)" -6 route show table 19794 | grep -q "default via 2001:db8:2::1 dev gw-p2" &&
+	# status agrees: path 1 up on both families with a probe RTT over IPv6,
+	# path 2 in standby, endpoint ids as the kernel shows them
+	echo "$s" | grep -E "^gw-p1 +on +up +198.51.100.2 " >/dev/null &&
+	echo "$s" | grep -E "^ +up +2001:db8:1::2 +2001:db8:1::1 +[0-9.]+ ms" >/dev/null &&
+	echo "$s" | grep -E "^gw-p2 +handover +standby +198.51.100.66 " >/dev/null &&
+	echo "$s" | grep -E "^ +standby +2001:db8:2::2 " >/dev/null &&
+	id=$(echo "$e" | awk '/2001:db8:1::2/ { for (i = 1; i <= NF; i++) if ($i == "id") print $(i + 1) }') &&
+	echo "$s" | grep -E "2001:db8:1::2 .* $id\$" >/dev/null
+}
+check "handover: only path 1 has endpoints (IPv4 and IPv6); status shows path 2 in standby" standby
+
+# One IPv6 LAN flow, 24 MiB each way paced over 12 s, across the cut.
+ip netns exec "$(ns lan)" "$PY" ./nettool.py echo --plain --dst '[2001:db8:3::2]:9000' \
+	--bytes $((24 << 20)) --pace 12 > "$WORKDIR/flow.out" 2>&1 &
+FLOW=$!
+sleep 2
+
+flow_on_p1() {
+	local s; s=$(status) || return 1
+	echo "$s" | sed -n '/^FLOWS/,$p'
+	echo "$s" | grep -E "^2001:db8:77::2\]?:?[0-9]* -> \[2001:db8:3::2\]:9000 +via concentrator|2001:db8:77::2.* -> \[2001:db8:3::2\]:9000  via concentrator" >/dev/null &&
+	echo "$s" | grep -E "^ +1 subflow$" >/dev/null &&
+	echo "$s" | grep -E "^ +gw-p1 +\[2001:db8:1::2\]:[0-9]+ -> \[2001:db8:ff::1\]:5124 +established" >/dev/null
+}
+check "status lists the IPv6 flow with its one subflow, on path 1" flow_on_p1
+
+ip -n "$(ns gw)" link set gw-p1 down
+T_CUT=$(date +%s.%N)
+handed_over() {
+	local i e
+	for i in $(seq 1 40); do
+		e=$(eps)
+		echo "$e" | grep -q "2001:db8:2::2" && echo "$e" | grep -q "198.51.100.66" && break
+		sleep 0.025
+	done
+	echo "$e"
+	echo "endpoints for path 2 after $("$PY" -c "import sys,time; print(round(time.time() - float(sys.argv[1]), 3))" "$T_CUT") s"
+	echo "$e" | grep -q "2001:db8:2::2 .*subflow" && echo "$e" | grep -q "198.51.100.66 .*subflow" &&
+	! echo "$e" | grep -q "2001:db8:1::2"
+}
+check "path 1 down: path 2's endpoints appear within 1 s" handed_over
+sleep 2
+subflow_on_p2() {
+	local s; s=$(status) || return 1
+	echo "$s" | grep -E "^gw-p[12] " ; echo "$s" | sed -n '/^FLOWS/,$p'
+	echo "$s" | grep -E "^gw-p1 +on +down \(link\)" >/dev/null &&
+	echo "$s" | grep -E "^gw-p2 +handover +up " >/dev/null &&
+	echo "$s" | grep -E "^ +gw-p2 +\[2001:db8:2::2\]:[0-9]+ -> \[2001:db8:ff::1\]:5124 +established" >/dev/null
+}
+check "the running flow got a subflow on path 2 (status shows it established)" subflow_on_p2
+new_flow_v6() {
+	ip netns exec "$(ns lan)" "$PY" ./nettool.py echo --plain --dst '[2001:db8:3::2]:9000' --bytes $((1 << 20)) &&
+	ip netns exec "$(ns lan)" "$PY" ./nettool.py echo --plain --dst 203.0.113.2:9000 --bytes $((1 << 20)) ||
+		{ tail -5 "$WORKDIR/agent.log"; tail -5 "$WORKDIR/conc.log"; return 1; }
+}
+check "new IPv6 and IPv4 flows start on path 2 while path 1 is down" new_flow_v6
+
+# Link up; IPv6 dropped the address with the link (keep_addr_on_down=0), so
+# it comes back as SLAAC or DHCPv6 would bring it, then the defaults.
+ip -n "$(ns gw)" link set gw-p1 up; addr gw gw-p1 2001:db8:1::2/64; dhcp_default; dhcp_default6
+back_to_standby() {
+	local i e s
+	for i in $(seq 1 100); do
+		e=$(eps)
+		echo "$e" | grep -q "2001:db8:1::2" && ! echo "$e" | grep -q "2001:db8:2::2" && break
+		sleep 0.05
+	done
+	sleep 1
+	e=$(eps); s=$(status) || return 1
+	echo "$e"; echo "$s" | grep -E "^gw-p[12] |^ +(up|standby|down)"
+	echo "$e" | grep -q "2001:db8:1::2 .*subflow" && ! echo "$e" | grep -qE "2001:db8:2::2|198.51.100.66" &&
+	echo "$s" | grep -E "^gw-p2 +handover +standby" >/dev/null
+}
+check "path 1 back: path 2 returns to standby, its endpoints removed" back_to_standby
+flow_done() {
+	wait $FLOW; local rc=$?
+	cat "$WORKDIR/flow.out"
+	[ $rc -eq 0 ] && grep -q '"ok": 1' "$WORKDIR/flow.out"
+}
+check "the IPv6 flow spanning both changes completed, 24 MiB each way, hashes equal" flow_done
+
+stop_agent() {
+	kill -TERM "$AGENT_PID"; wait "$AGENT_PID" || return 1
+	[ ! -e "$CTL" ] && [ -z "$(eps)" ] && ! ip -n "$(ns gw)" -6 rule show | grep -q "lookup 1979[34]"
+}
+check "agent exits cleanly, removes its IPv6 rules, endpoints and the control socket" stop_agent
+check "concentrator exits cleanly" stop_concentrator "$CONC_PID" conc
+finish
