@@ -1,6 +1,7 @@
 #include "sock.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <linux/mptcp.h>
 #include <string.h>
 #include <netinet/in.h>
@@ -79,4 +80,20 @@ int sock_mptcp_live_subflows(int fd)
 			live++;
 	}
 	return (int)live;
+}
+
+_Static_assert(MPTCP_INFO_FLAG_FALLBACK == 1, "MPTCP_INFO_FLAG_FALLBACK is bit 0");
+_Static_assert(MPTCP_INFO_FLAG_REMOTE_KEY_RECEIVED == 2,
+	       "MPTCP_INFO_FLAG_REMOTE_KEY_RECEIVED is bit 1");
+
+bool sock_mptcp_key_received(int fd)
+{
+	struct mptcp_info mi;
+	socklen_t len = sizeof(mi);
+
+	memset(&mi, 0, sizeof(mi));
+	if (getsockopt(fd, SOL_MPTCP, MPTCP_INFO, &mi, &len) < 0 ||
+	    len < offsetof(struct mptcp_info, mptcpi_flags) + sizeof(mi.mptcpi_flags))
+		return true;  /* not MPTCP: plain TCP */
+	return (mi.mptcpi_flags & (MPTCP_INFO_FLAG_FALLBACK | MPTCP_INFO_FLAG_REMOTE_KEY_RECEIVED)) != 0;
 }

@@ -19,4 +19,14 @@ bool sock_is_mptcp(int fd);
  * MP_JOIN), so a peer that vanishes leaves a flow that never errors. */
 int sock_mptcp_live_subflows(int fd);
 
+/* False only for an MPTCP socket whose peer's key has not arrived yet: a
+ * connection accepted from a TCP Fast Open SYN, before the client's third
+ * ACK. The kernel (seen on 6.18) queues data written in that window and
+ * does not transmit it when the ACK comes: it leaves only when the client
+ * sends something that carries an MPTCP data ACK. A Convert reply written
+ * then would wait forever for a client that waits for it, so the
+ * concentrator holds replies until this is true. Plain TCP and fallen-back
+ * sockets: true (TCP itself sends such data correctly). */
+bool sock_mptcp_key_received(int fd);
+
 #endif

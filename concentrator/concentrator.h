@@ -41,6 +41,7 @@ struct conc_counters {
 	uint64_t connected;           /* upstream connects that succeeded */
 	uint64_t accept_paused;
 	uint64_t orphans;             /* MPTCP flows closed with no subflow left */
+	uint64_t tfo_key_waits;       /* 2 ms waits for a TFO client's third ACK */
 };
 
 struct conc;
@@ -80,6 +81,7 @@ enum conc_op {
 	OP_CONNECT,
 	OP_CONNECT_TIMEOUT,
 	OP_HS_SEND,
+	OP_KEY_WAIT,     /* reply held until the client's MPTCP key is in */
 	OP_HS_SHUT,
 	OP_DRAIN_RECV,
 };

@@ -35,6 +35,7 @@ enum phase {
 
 #define FLAG_LIMITED 0x01   /* holds a slot in the shared limits */
 #define FLAG_MPTCP   0x02
+#define FLAG_KEYED   0x04   /* the client's MPTCP key is in: replies may go */
 
 /* TCP option kinds a client may ask for in a Connect TLV. The kernel sends
  * SACK-permitted, timestamps and window scale on its own; MSS is applied
@@ -53,6 +54,7 @@ struct session {
 	uint32_t msg_len;             /* Convert message length, once known */
 	uint32_t out_off, out_len;    /* what is being sent from out/buf */
 	struct __kernel_timespec connect_ts;
+	struct __kernel_timespec key_ts;  /* re-check for the client's key */
 	struct sockaddr_storage dst;
 	socklen_t dst_len;
 	uint8_t code;                 /* Error code being sent, if refusing */
@@ -81,13 +83,37 @@ static void hs_recv(struct relay_worker *w, struct relay *r, unsigned op)
 				   sizeof(s->buf) - s->len, 0);
 }
 
-/* Send out_len bytes from p (continuing at out_off) on fd. */
+/* Send out_len bytes from p (continuing at out_off) on fd. A reply to the
+ * client waits, in 2 ms steps, until its MPTCP connection has the client's
+ * key: written earlier (a TFO SYN accepted, the third ACK not in yet), the
+ * kernel would hold it until the client sends again, which it never does
+ * while waiting for the reply (sock_mptcp_key_received()). The handshake
+ * timeout still bounds the wait. */
 static void hs_send(struct relay_worker *w, struct relay *r, int fd,
 		    const uint8_t *p)
 {
 	struct session *s = S(r);
-	struct io_uring_sqe *sqe = relay_sqe(w, r, OP_HS_SEND);
+	struct io_uring_sqe *sqe;
 
+	if (fd == r->fd[0] && (r->flags & FLAG_MPTCP) && !(r->flags & FLAG_KEYED)) {
+		if (sock_mptcp_key_received(fd)) {
+			r->flags |= FLAG_KEYED;
+		} else {
+			struct conc_worker *cw = w->owner;
+
+			cw->n.tfo_key_waits++;
+			sqe = relay_sqe(w, r, OP_KEY_WAIT);
+			if (!sqe) {
+				relay_close(w, r, RELAY_END_HANDSHAKE, true);
+				return;
+			}
+			s->key_ts.tv_sec = 0;
+			s->key_ts.tv_nsec = 2000000;
+			io_uring_prep_timeout(sqe, &s->key_ts, 0, 0);
+			return;
+		}
+	}
+	sqe = relay_sqe(w, r, OP_HS_SEND);
 	if (!sqe) {
 		relay_close(w, r, RELAY_END_HANDSHAKE, true);
 		return;
@@ -418,6 +444,9 @@ void session_handle(struct relay_worker *w, struct relay *r, unsigned op,
 		return;
 	case OP_HS_SEND:
 		on_hs_send(cw, r, cqe);
+		return;
+	case OP_KEY_WAIT:  /* -ETIME: the 2 ms are up; try again */
+		hs_send(w, r, r->fd[0], S(r)->out);
 		return;
 	case OP_HS_SHUT:
 		if (cqe->res < 0) {

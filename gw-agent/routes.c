@@ -79,6 +79,12 @@ int rt_default(struct rt *rt, bool add, int family, const struct in6_addr *gw,
 		gw || unreachable ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
 	m->rtm_type = !add ? RTN_UNSPEC : unreachable ? RTN_UNREACHABLE : RTN_UNICAST;
 	mnl_attr_put_u32(nlh, RTA_TABLE, table);
+	/* IPv6 checks a gateway against the route's own table first, where
+	 * our own default via that gateway makes a refresh fail with
+	 * EHOSTUNREACH. The gateway is on this link (we learned it from the
+	 * link's routes or the operator named it for this path): say so. */
+	if (add && family == AF_INET6 && gw && !unreachable)
+		m->rtm_flags |= RTNH_F_ONLINK;
 	if (gw && !unreachable)
 		put_in6(nlh, RTA_GATEWAY, family, gw);
 	if (ifindex > 0 && !unreachable)

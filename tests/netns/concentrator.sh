@@ -54,6 +54,32 @@ tfo_check() {
 	[ "$after" -gt "$before" ]
 }
 check "0-RTT: Convert message and payload in the SYN (TFO) accepted and relayed" tfo_check
+# The same with the client's third ACK lost (conntrack's second packet of
+# the connection, dropped once). The concentrator has the message from the
+# SYN and could answer at once, but the kernel does not transmit MPTCP data
+# written before the client's key arrives (sock_mptcp_key_received()): the
+# reply must wait for the retransmitted SYN-ACK's ACK (~1 s), not for the
+# client to give up.
+tfo_lost_ack() {
+	local rc=0 t0 t1 n
+	ip netns exec "$(ns cli)" sysctl -qw net.ipv4.tcp_fastopen=5  # data in the SYN, no cookie
+	ip netns exec "$(ns conc)" sysctl -qw net.netfilter.nf_conntrack_acct=1
+	ip netns exec "$(ns conc)" nft -f - <<'NFT'
+table inet lostack {
+	chain input { type filter hook input priority -10;
+		tcp dport 5124 tcp flags == ack ct original packets 2 counter drop; }
+}
+NFT
+	t0=$(date +%s%N)
+	timeout 8 $C tfo --conc $CONC --dst $DST || rc=1
+	t1=$(date +%s%N)
+	n=$(ip netns exec "$(ns conc)" nft list table inet lostack | awk '/counter/ { for (i = 1; i < NF; i++) if ($i == "counter") print $(i + 2) }')
+	ip netns exec "$(ns conc)" nft delete table inet lostack
+	ip netns exec "$(ns cli)" sysctl -qw net.ipv4.tcp_fastopen=1
+	echo "third ACKs dropped: $n; reply and echo after $(( (t1 - t0) / 1000000 )) ms"
+	[ $rc -eq 0 ] && [ "$n" -ge 1 ]
+}
+check "0-RTT with the client's third ACK lost: the reply still arrives (after the SYN-ACK retransmit)" tfo_lost_ack
 check "Convert message split over three segments, payload behind it" \
 	$C echo --conc $CONC --dst $DST --bytes $((1 << 20)) --split
 check "IPv6 client and IPv6 destination" \

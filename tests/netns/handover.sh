@@ -135,6 +135,9 @@ flow_done() {
 }
 check "the IPv6 flow spanning both changes completed, 24 MiB each way, hashes equal" flow_done
 
+no_errors() { ! grep -E " (error|critical):" "$WORKDIR/agent.log"; }
+check "the agent logged no errors (IPv6 routes refresh cleanly every 2 s)" no_errors
+
 stop_agent() {
 	kill -TERM "$AGENT_PID"; wait "$AGENT_PID" || return 1
 	[ ! -e "$CTL" ] && [ -z "$(eps)" ] && ! ip -n "$(ns gw)" -6 rule show | grep -q "lookup 1979[34]"
