@@ -22,7 +22,7 @@ ip netns exec "$(ns srv)" iperf3 -s -p 5201 > /dev/null 2>&1 &
 ip netns exec "$(ns conc)" iperf3 -s -p 5202 > /dev/null 2>&1 &
 start_concentrator conc conc --allow-client 198.51.100.0/24 --workers 1
 ip netns exec "$(ns gw)" "$AGENT" --concentrator 192.0.2.1:5124 --lan gw-lan --workers 1 \
-	--path gw-p1,mode=master --path gw-p2 > "$WORKDIR/agent.log" 2>&1 &
+	--path gw-p1,mode=master --path gw-p2 --control "$WORKDIR/control.sock" > "$WORKDIR/agent.log" 2>&1 &
 wait_listen srv 5201 && wait_listen conc 5124 && wait_listen conc 5202 || exit 1
 for i in $(seq 1 100); do grep -q "endpoint" "$WORKDIR/agent.log" && break; sleep 0.05; done
 
@@ -36,9 +36,9 @@ sleep 1
 
 say "Running iperf3 from the LAN client for ${SECS} s (plain TCP to 203.0.113.2); path 1 goes down at ${CUT} s and comes back at ${BACK} s..."
 tx() { ip netns exec "$(ns gw)" cat "/sys/class/net/$1/statistics/tx_bytes"; }
-subflows() {
-	ip netns exec "$(ns gw)" ss -Htn state established '( dport = :5124 )' |
-		awk '{print "    " $3 " -> " $4}' | sort | uniq -c | awk '{$1=$1" x"; print "   " $0}'
+subflows() {  # what `gw-agent status` shows: paths, then flows and their subflows
+	ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/control.sock" |
+		sed -n '/^PATH/,$p' | grep -v '^$' | sed 's/^/    /'
 }
 ip netns exec "$(ns lan)" iperf3 -c 203.0.113.2 -p 5201 -t "$SECS" -i 1 -J > "$OUT/iperf3.json" 2>&1 &
 IPERF=$!
@@ -91,7 +91,7 @@ print(f"The one LAN flow got {avg(both):.1f} Mbit/s with both paths "
 print(f"iperf3 finished without error: {d['end']['sum_received']['bytes'] / 1e6:.0f} MB in 20 s.")
 PY
 echo
-say "Subflows of the agent's MPTCP connections, as the kernel lists them (local -> concentrator):"
+say "gw-agent status (paths; each LAN flow with its MPTCP subflows: path, local -> concentrator):"
 say "  at 3 s (both paths):";          cat "$OUT/subflows-before.txt"
 say "  at $((CUT + 3)) s (path 1 down):";  cat "$OUT/subflows-cut.txt"
 say "  at $((BACK + 3)) s (path 1 back):"; cat "$OUT/subflows-after.txt"

@@ -150,9 +150,20 @@ table inet cut {
 	}
 }
 NFT
-	sleep 6
+	# A new LAN flow while path 1 is black-holed and path 2 is saturated:
+	# it must start on path 2 and get its Convert reply (this once hung
+	# for the whole reply timeout: sock_mptcp_key_received()).
+	sleep 3
+	local nf=0 t0 t1
+	t0=$(date +%s%N)
+	ip netns exec "$(ns lan)" timeout 10 "$PY" ./nettool.py echo --plain --dst 203.0.113.2:9000 \
+		--bytes $((256 << 10)) > "$WORKDIR/farside-new.out" 2>&1 || nf=1
+	t1=$(date +%s%N)
+	echo "{\"new_flow_during_cut_ok\": $([ $nf -eq 0 ] && echo true || echo false), \"ms\": $(( (t1 - t0) / 1000000 ))}"
+	sleep $(( 3 - (t1 - t0) / 1000000000 > 0 ? 3 - (t1 - t0) / 1000000000 : 0 ))
 	ip netns exec "$(ns conc)" nft delete table inet cut
 	wait $ip || { tail -5 "$WORKDIR/farside.json"; return 1; }
+	[ $nf -eq 0 ] || return 1
 	grep -E "unreachable from 198.51.100.2|reachable again" "$WORKDIR/agent1.log" | cut -c14-
 	"$PY" - "$WORKDIR/farside.json" "${RATE%mbit}" <<'PY' || return 1
 import json, sys
@@ -167,7 +178,7 @@ PY
 	grep -q "unreachable from 198.51.100.2" "$WORKDIR/agent1.log" &&
 		grep -q "reachable again" "$WORKDIR/agent1.log"
 }
-check "far-side cut (carrier up): the transfer survives, probes mark path 1 down and back up" farside
+check "far-side cut (carrier up): the transfer survives, a new flow starts on path 2, probes mark path 1 down and back up" farside
 
 check "agent exits cleanly and removes its endpoints, rules and tables" stop_agent $A1
 gone_check() {
