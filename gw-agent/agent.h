@@ -91,6 +91,11 @@ struct agent {
 	/* Status requests: a client bumps snap_req, workers answer on their
 	 * next tick (control.c). */
 	atomic_uint snap_req;
+	struct control_pathmap {       /* path addresses, for naming subflows */
+		struct in6_addr addr[2 * PATHS_MAX];
+		char name[2 * PATHS_MAX][IFNAMSIZ];
+		unsigned n;
+	} snap_map;                    /* written by the main thread, under snap_lock */
 	pthread_mutex_t snap_lock;
 	pthread_cond_t snap_cond;
 	unsigned control_clients;

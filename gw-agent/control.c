@@ -198,14 +198,29 @@ static void format_paths(struct agent *a, struct text *t)
 	}
 }
 
-static const char *path_of(const struct paths *ps, const struct in6_addr *a)
+/* The path a subflow's local address belongs to, from the main thread's
+ * map (a copy: paths are the main thread's). A path keeps its last address
+ * in the map, so a subflow of a path that just went down still names it. */
+static const char *path_of(const struct control_pathmap *m, const struct in6_addr *a)
 {
+	for (unsigned i = 0; i < m->n; i++)
+		if (!memcmp(&m->addr[i], a, sizeof(*a)))
+			return m->name[i];
+	return "?";
+}
+
+/* Main thread. */
+static void pathmap_fill(const struct paths *ps, struct control_pathmap *m)
+{
+	m->n = 0;
 	for (unsigned i = 0; i < ps->n; i++)
 		for (int fi = 0; fi < 2; fi++)
-			if (ps->p[i].f[fi].have_addr &&
-			    !memcmp(&ps->p[i].f[fi].addr, a, sizeof(*a)))
-				return ps->p[i].ifname;
-	return "?";
+			if (!IN6_IS_ADDR_UNSPECIFIED(&ps->p[i].f[fi].addr)) {
+				m->addr[m->n] = ps->p[i].f[fi].addr;
+				memcpy(m->name[m->n], ps->p[i].ifname, IFNAMSIZ);
+				m->name[m->n][IFNAMSIZ - 1] = 0;
+				m->n++;
+			}
 }
 
 static const char *tcp_state_name(unsigned s)
@@ -222,7 +237,7 @@ static const char *tcp_state_name(unsigned s)
 /* One MPTCP socket's subflows. The two getsockopts each walk the
  * connection's subflow list; if a subflow came or went in between, the
  * counts differ and we retry once, then show addresses only. */
-static void format_subflows(const struct paths *ps, int fd, struct text *t)
+static void format_subflows(const struct control_pathmap *ps, int fd, struct text *t)
 {
 	struct {
 		struct mptcp_subflow_data d;
@@ -285,7 +300,7 @@ static void format_subflows(const struct paths *ps, int fd, struct text *t)
 }
 
 /* Worker thread: its flows, into a fresh buffer. */
-static char *format_flows(struct agent_worker *aw)
+static char *format_flows(struct agent_worker *aw, const struct control_pathmap *map)
 {
 	struct relay_worker *w = &aw->rw;
 	struct text t = { 0 };
@@ -303,7 +318,7 @@ static char *format_flows(struct agent_worker *aw)
 			 human_bytes(r->half[0].bytes, ub), human_bytes(r->half[1].bytes, db),
 			 w->now_s - r->since_s);
 		if (r->state == RELAY_PUMP && !direct && r->fd[1] >= 0)
-			format_subflows(&aw->a->paths, r->fd[1], &t);
+			format_subflows(map, r->fd[1], &t);
 	}
 	if (!t.s)
 		t.s = strdup("");
@@ -314,11 +329,15 @@ void control_worker_tick(struct agent_worker *aw)
 {
 	struct agent *a = aw->a;
 	unsigned req = atomic_load(&a->snap_req);
+	struct control_pathmap map;
 	char *s;
 
 	if (req == aw->snap_gen)
 		return;
-	s = format_flows(aw);
+	pthread_mutex_lock(&a->snap_lock);
+	map = a->snap_map;
+	pthread_mutex_unlock(&a->snap_lock);
+	s = format_flows(aw, &map);
 	pthread_mutex_lock(&a->snap_lock);
 	free(aw->snap);
 	aw->snap = s;
@@ -458,6 +477,7 @@ void control_accept(struct agent *a)
 		return;
 	}
 	a->control_clients++;
+	pathmap_fill(&a->paths, &a->snap_map);
 	pthread_mutex_unlock(&a->snap_lock);
 	c = calloc(1, sizeof(*c));
 	if (c) {
