@@ -586,8 +586,10 @@ int main(int argc, char **argv)
 		intercept_remove(&a->cfg);
 	}
 	atomic_store(&a->stopping, 1);
-	for (unsigned i = 0; i < a->cfg.workers; i++)
+	for (unsigned i = 0; i < a->cfg.workers; i++) {
 		pthread_join(a->workers[i].thread, NULL);
+		free(a->workers[i].snap);  /* the last status snapshot */
+	}
 	if (r == 0)
 		log_summary(a);
 	free(a->workers);

@@ -139,7 +139,7 @@ no_errors() { ! grep -E " (error|critical):" "$WORKDIR/agent.log"; }
 check "the agent logged no errors (IPv6 routes refresh cleanly every 2 s)" no_errors
 
 stop_agent() {
-	kill -TERM "$AGENT_PID"; wait "$AGENT_PID" || return 1
+	kill -TERM "$AGENT_PID"; wait "$AGENT_PID" || { tail -30 "$WORKDIR/agent.log"; return 1; }
 	[ ! -e "$CTL" ] && [ -z "$(eps)" ] && ! ip -n "$(ns gw)" -6 rule show | grep -q "lookup 1979[34]"
 }
 check "agent exits cleanly, removes its IPv6 rules, endpoints and the control socket" stop_agent
