@@ -4,15 +4,46 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 
 extern char *program_invocation_short_name;
 
+static const char *src_file, *src_key;
+
+void opt_source(const char *file, const char *key)
+{
+	src_file = file;
+	src_key = key;
+}
+
+/* Under systemd stderr is the journal: "<3>" makes these errors. */
+static const char *prio(void)
+{
+	return getenv("JOURNAL_STREAM") ? "<3>" : "";
+}
+
 int opt_error(const char *opt, const char *val, const char *why)
 {
-	fprintf(stderr, "%s: --%s: \"%s\" %s\n", program_invocation_short_name, opt, val, why);
+	if (src_file)
+		fprintf(stderr, "%s%s: %s: \"%s\" %s\n", prio(), src_file, src_key, val, why);
+	else
+		fprintf(stderr, "%s%s: --%s: \"%s\" %s\n", prio(), program_invocation_short_name,
+			opt, val, why);
+	return -EINVAL;
+}
+
+int opt_source_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s%s: ", prio(), src_file ? src_file : program_invocation_short_name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
 	return -EINVAL;
 }
 
@@ -53,13 +84,13 @@ int opt_pow2(const char *opt, const char *s, unsigned long min, unsigned long ma
 	return 0;
 }
 
-int opt_log_level(const char *opt, const char *s)
+int opt_log_level(const char *opt, const char *s, int *ret_level)
 {
 	int r = log_parse_level(s);
 
 	if (r < 0)
 		return opt_error(opt, s, "is not error, warning, info or debug");
-	log_set_level(r);
+	*ret_level = r;
 	return 0;
 }
 

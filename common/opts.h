@@ -7,14 +7,21 @@
 #include <stdint.h>
 
 int opt_error(const char *opt, const char *val, const char *why);
+/* While a config file is applied (config.c), errors name the file and key
+ * instead of the option: opt_source("gw-agent.json", "paths[1]"). NULL
+ * file: back to the command line. */
+void opt_source(const char *file, const char *key);
+/* A message about the source itself (unknown key, wrong JSON type), in the
+ * same form as opt_error's. Returns -EINVAL. */
+int opt_source_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A whole number in [min, max]; decimal, or 0x... hexadecimal. */
 int opt_uint(const char *opt, const char *s, unsigned long min, unsigned long max,
 	     unsigned long *ret);
 /* A power of two in [min, max] (buffer rings). */
 int opt_pow2(const char *opt, const char *s, unsigned long min, unsigned long max,
 	     unsigned *ret);
-/* error, warning, info, debug: sets the log level. */
-int opt_log_level(const char *opt, const char *s);
+/* error, warning, info, debug: into *ret_level (log.h levels). */
+int opt_log_level(const char *opt, const char *s, int *ret_level);
 /* Seconds, fractions allowed ("0.5"), at most max_s, into milliseconds. */
 int opt_seconds_ms(const char *opt, const char *s, unsigned max_s, unsigned *ret_ms);
 /* Raise the soft open-file limit to the hard one; the number of flows (two

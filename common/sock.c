@@ -82,6 +82,20 @@ int sock_mptcp_live_subflows(int fd)
 	return (int)live;
 }
 
+int sock_mptcp_subflows(int fd)
+{
+	struct mptcp_subflow_data d;
+	socklen_t len = sizeof(d);
+
+	memset(&d, 0, sizeof(d));
+	d.size_subflow_data = sizeof(d);
+	d.size_user = sizeof(struct tcp_info);
+	/* A header-only buffer: the kernel fills in the count and no records. */
+	if (getsockopt(fd, SOL_MPTCP, MPTCP_TCPINFO, &d, &len) < 0)
+		return -errno;
+	return (int)d.num_subflows;
+}
+
 _Static_assert(MPTCP_INFO_FLAG_FALLBACK == 1, "MPTCP_INFO_FLAG_FALLBACK is bit 0");
 _Static_assert(MPTCP_INFO_FLAG_REMOTE_KEY_RECEIVED == 2,
 	       "MPTCP_INFO_FLAG_REMOTE_KEY_RECEIVED is bit 1");

@@ -18,6 +18,8 @@ bool sock_is_mptcp(int fd);
  * socket (only for fallen-back ones: a connection may regain a subflow by
  * MP_JOIN), so a peer that vanishes leaves a flow that never errors. */
 int sock_mptcp_live_subflows(int fd);
+/* All subflows an MPTCP socket lists (any state), or -errno. */
+int sock_mptcp_subflows(int fd);
 
 /* False only for an MPTCP socket whose peer's key has not arrived yet: a
  * connection accepted from a TCP Fast Open SYN, before the client's third

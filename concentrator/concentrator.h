@@ -10,10 +10,16 @@
 
 #include "convert.h"
 #include "log.h"
+#include "metrics.h"
 #include "policy.h"
 #include "relay.h"
 
 #define CONC_MAX_LISTEN 16
+#define CONC_CONFIG_PATH "/etc/mptcp-concentrator/concentrator.json"
+#define CONC_CONNECT_BUCKETS 13
+#define CONC_SUBFLOW_BUCKETS 7
+extern const double conc_connect_bounds[CONC_CONNECT_BUCKETS];
+extern const double conc_subflow_bounds[CONC_SUBFLOW_BUCKETS];
 
 struct conc_config {
 	struct sockaddr_storage listen[CONC_MAX_LISTEN];
@@ -28,10 +34,17 @@ struct conc_config {
 	uint32_t max_flows;
 	uint32_t max_per_client;      /* 0: unlimited */
 	unsigned nbufs, bufsize;      /* per worker buffer ring */
+	int log_level;
+	struct sockaddr_storage metrics;  /* --metrics-listen; metrics_len 0 = off */
+	socklen_t metrics_len;
+	char config_path[256];        /* the file read, "" = none */
+	/* Changed by a reload (main thread, under conc.live_lock): policy,
+	 * handshake/connect/idle timeouts, keepalive, max_per_client. */
 	struct policy policy;
 };
 
-/* Counters a worker keeps; summed for logs (and metrics later). */
+/* Counters a worker keeps, written by that worker only; summed for logs
+ * and metrics (read from other threads without locks). */
 struct conc_counters {
 	uint64_t accepted;
 	uint64_t mptcp, fallback;     /* client connections by kind */
@@ -42,6 +55,8 @@ struct conc_counters {
 	uint64_t accept_paused;
 	uint64_t orphans;             /* MPTCP flows closed with no subflow left */
 	uint64_t tfo_key_waits;       /* 2 ms waits for a TFO client's third ACK */
+	struct metrics_hist connect_latency;  /* seconds, conc_connect_bounds */
+	struct metrics_hist subflows;         /* per MPTCP flow at its end */
 };
 
 struct conc;
@@ -58,6 +73,8 @@ struct conc_worker {
 	struct log_ratelimit rl;
 	struct conc_counters n;
 	int init_result;              /* reported to main before the loop */
+	atomic_uint_fast64_t heartbeat;  /* every tick: the watchdog checks it */
+	unsigned keepalive_s;         /* this tick's copy of cfg.keepalive_s */
 };
 
 struct conc {
@@ -68,6 +85,10 @@ struct conc {
 	pthread_mutex_t ready_lock;
 	pthread_cond_t ready_cond;
 	unsigned ready;               /* workers that finished init */
+	pthread_rwlock_t live_lock;   /* reloadable parts of cfg */
+	struct metrics_server metrics;
+	uint64_t started_unix;
+	uint64_t reloads_ok, reloads_failed;
 };
 
 /* worker.c */

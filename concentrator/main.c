@@ -5,7 +5,10 @@
  * SIGTERM/SIGINT; then workers stop accepting, let flows drain for
  * --drain-timeout, and close what is left. */
 #include "concentrator.h"
+#include "config.h"
+#include "metrics.h"
 #include "opts.h"
+#include "sock.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -15,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -46,6 +50,11 @@ static void usage(FILE *f)
 "  --buffers N                 receive buffers per worker, power of 2 (default 1024)\n"
 "  --buffer-size BYTES         size of each buffer (default 65536)\n"
 "  --log-level LEVEL           error, warning, info, debug (default info)\n"
+"  --metrics-listen ADDR:PORT  serve Prometheus metrics at /metrics (a bare PORT\n"
+"                              binds 127.0.0.1; default off)\n"
+"  --config FILE               JSON configuration (default " CONC_CONFIG_PATH ",\n"
+"                              read if it exists); the command line wins\n"
+"  --check-config              check the configuration and exit\n"
 "  --version, --help\n", CONVERT_DEFAULT_PORT);
 }
 
@@ -53,6 +62,7 @@ enum {
 	O_LISTEN = 256, O_ALLOW_CLIENT, O_ALLOW_ANY, O_ALLOW_DEST, O_DENY_DEST,
 	O_WORKERS, O_MAX_FLOWS, O_MAX_PER_CLIENT, O_HS_TIMEOUT, O_CONNECT_TIMEOUT,
 	O_IDLE_TIMEOUT, O_DRAIN_TIMEOUT, O_KEEPALIVE, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL,
+	O_METRICS, O_CONFIG, O_CHECK_CONFIG, O_NO_ALLOW_ANY,
 	O_VERSION, O_HELP,
 };
 
@@ -73,6 +83,9 @@ static const struct option long_opts[] = {
 	{ "buffers", required_argument, NULL, O_BUFFERS },
 	{ "buffer-size", required_argument, NULL, O_BUFFER_SIZE },
 	{ "log-level", required_argument, NULL, O_LOG_LEVEL },
+	{ "metrics-listen", required_argument, NULL, O_METRICS },
+	{ "config", required_argument, NULL, O_CONFIG },
+	{ "check-config", no_argument, NULL, O_CHECK_CONFIG },
 	{ "version", no_argument, NULL, O_VERSION },
 	{ "help", no_argument, NULL, O_HELP },
 	{ 0 },
@@ -89,131 +102,319 @@ static int parse_prefix_opt(const char *opt, const char *s, struct addr_prefix *
 	return 0;
 }
 
-static int parse_args(int argc, char **argv, struct conc_config *cfg)
+struct parse {
+	struct conc_config *cfg;
+	bool cmdline;
+	bool cleared[O_HELP - O_LISTEN + 1];  /* lists the command line replaced */
+};
+
+/* Command-line values replace a config file's list, not add to it. */
+static void clear_list_once(struct parse *p, int c)
 {
+	struct conc_config *cfg = p->cfg;
+
+	if (!p->cmdline || p->cleared[c - O_LISTEN])
+		return;
+	p->cleared[c - O_LISTEN] = true;
+	switch (c) {
+	case O_LISTEN: cfg->nlisten = 0; break;
+	case O_ALLOW_CLIENT: policy_clear_operator(&cfg->policy, true, false, false); break;
+	case O_ALLOW_DEST: policy_clear_operator(&cfg->policy, false, true, false); break;
+	case O_DENY_DEST: policy_clear_operator(&cfg->policy, false, false, true); break;
+	}
+}
+
+/* One setting, from the command line or a config file (config.c turns
+ * JSON values into this same text), so both are checked by the same code. */
+static int apply_opt(void *ctx, int c, const char *arg)
+{
+	struct parse *p = ctx;
+	struct conc_config *cfg = p->cfg;
+	const char *name = "";
 	unsigned long v;
 	unsigned ms;
-	int c, r;
+	int r;
 
-	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
-		const char *name = NULL;
+	for (const struct option *o = long_opts; o->name; o++)
+		if (o->val == c)
+			name = o->name;
+	clear_list_once(p, c);
+	switch (c) {
+	case O_LISTEN:
+		if (cfg->nlisten == CONC_MAX_LISTEN)
+			return opt_error(name, arg, "is one listen address too many");
+		r = addr_parse_hostport(arg, CONVERT_DEFAULT_PORT, &cfg->listen[cfg->nlisten],
+					&cfg->listen_len[cfg->nlisten]);
+		if (r < 0)
+			return opt_error(name, arg, "is not ADDR:PORT or [ADDR]:PORT");
+		cfg->nlisten++;
+		return 0;
+	case O_ALLOW_CLIENT: {
+		struct addr_prefix pfx;
 
-		for (const struct option *o = long_opts; o->name; o++)
-			if (o->val == c)
-				name = o->name;
-		switch (c) {
-		case O_LISTEN:
-			if (cfg->nlisten == CONC_MAX_LISTEN)
-				return opt_error(name, optarg, "is one listen address too many");
-			r = addr_parse_hostport(optarg, CONVERT_DEFAULT_PORT,
-						&cfg->listen[cfg->nlisten],
-						&cfg->listen_len[cfg->nlisten]);
-			if (r < 0)
-				return opt_error(name, optarg, "is not ADDR:PORT or [ADDR]:PORT");
-			cfg->nlisten++;
-			break;
-		case O_ALLOW_CLIENT: {
-			struct addr_prefix p;
+		if ((r = parse_prefix_opt(name, arg, &pfx)) < 0)
+			return r;
+		return policy_add_client(&cfg->policy, &pfx);
+	}
+	case O_ALLOW_ANY:
+		cfg->policy.allow_any_client = true;
+		return 0;
+	case O_NO_ALLOW_ANY:
+		cfg->policy.allow_any_client = false;
+		return 0;
+	case O_ALLOW_DEST:
+	case O_DENY_DEST: {
+		struct addr_prefix pfx;
 
-			if ((r = parse_prefix_opt(name, optarg, &p)) < 0)
-				return r;
-			if ((r = policy_add_client(&cfg->policy, &p)) < 0)
-				return r;
-			break;
+		if ((r = parse_prefix_opt(name, arg, &pfx)) < 0)
+			return r;
+		return policy_add_dest(&cfg->policy, &pfx, c == O_ALLOW_DEST, false);
+	}
+	case O_WORKERS:
+		if ((r = opt_uint(name, arg, 1, 256, &v)) < 0)
+			return r;
+		cfg->workers = (unsigned)v;
+		return 0;
+	case O_MAX_FLOWS:
+		if ((r = opt_uint(name, arg, 1, 10000000, &v)) < 0)
+			return r;
+		cfg->max_flows = (uint32_t)v;
+		return 0;
+	case O_MAX_PER_CLIENT:
+		if ((r = opt_uint(name, arg, 0, 10000000, &v)) < 0)
+			return r;
+		cfg->max_per_client = (uint32_t)v;
+		return 0;
+	case O_HS_TIMEOUT:
+	case O_CONNECT_TIMEOUT:
+		if ((r = opt_seconds_ms(name, arg, 3600, &ms)) < 0)
+			return r;
+		if (ms == 0)
+			return opt_error(name, arg, "must be more than 0");
+		*(c == O_HS_TIMEOUT ? &cfg->handshake_timeout_ms : &cfg->connect_timeout_ms) = ms;
+		return 0;
+	case O_IDLE_TIMEOUT:
+		if ((r = opt_seconds_ms(name, arg, 30 * 86400, &ms)) < 0)
+			return r;
+		cfg->idle_timeout_s = (ms + 999) / 1000;
+		return 0;
+	case O_DRAIN_TIMEOUT:
+		if ((r = opt_seconds_ms(name, arg, 3600, &ms)) < 0)
+			return r;
+		cfg->drain_timeout_ms = ms;
+		return 0;
+	case O_KEEPALIVE:
+		if ((r = opt_uint(name, arg, 0, 7200, &v)) < 0)
+			return r;
+		cfg->keepalive_s = (unsigned)v;
+		return 0;
+	case O_BUFFERS:
+		return opt_pow2(name, arg, 2, 32768, &cfg->nbufs);
+	case O_BUFFER_SIZE:
+		if ((r = opt_uint(name, arg, 1024, 4 << 20, &v)) < 0)
+			return r;
+		cfg->bufsize = (unsigned)v;
+		return 0;
+	case O_LOG_LEVEL:
+		return opt_log_level(name, arg, &cfg->log_level);
+	case O_METRICS:
+		if (!*arg) {
+			cfg->metrics_len = 0;
+			return 0;
 		}
-		case O_ALLOW_ANY:
-			cfg->policy.allow_any_client = true;
-			break;
-		case O_ALLOW_DEST:
-		case O_DENY_DEST: {
-			struct addr_prefix p;
+		if (metrics_parse_listen(arg, &cfg->metrics, &cfg->metrics_len) < 0)
+			return opt_error(name, arg, "is not PORT, ADDR:PORT or [ADDR6]:PORT");
+		return 0;
+	case O_CONFIG:
+	case O_CHECK_CONFIG:
+		return 0;  /* handled before parsing */
+	case O_VERSION:
+		printf("mptcp-concentrator " VERSION "\n");
+		exit(0);
+	case O_HELP:
+		usage(stdout);
+		exit(0);
+	}
+	usage(stderr);
+	return -EINVAL;
+}
 
-			if ((r = parse_prefix_opt(name, optarg, &p)) < 0)
-				return r;
-			if ((r = policy_add_dest(&cfg->policy, &p, c == O_ALLOW_DEST, false)) < 0)
-				return r;
-			break;
-		}
-		case O_WORKERS:
-			if ((r = opt_uint(name, optarg, 1, 256, &v)) < 0)
-				return r;
-			cfg->workers = (unsigned)v;
-			break;
-		case O_MAX_FLOWS:
-			if ((r = opt_uint(name, optarg, 1, 10000000, &v)) < 0)
-				return r;
-			cfg->max_flows = (uint32_t)v;
-			break;
-		case O_MAX_PER_CLIENT:
-			if ((r = opt_uint(name, optarg, 0, 10000000, &v)) < 0)
-				return r;
-			cfg->max_per_client = (uint32_t)v;
-			break;
-		case O_HS_TIMEOUT:
-			if ((r = opt_seconds_ms(name, optarg, 3600, &ms)) < 0)
-				return r;
-			if (ms == 0)
-				return opt_error(name, optarg, "must be more than 0");
-			cfg->handshake_timeout_ms = ms;
-			break;
-		case O_CONNECT_TIMEOUT:
-			if ((r = opt_seconds_ms(name, optarg, 3600, &ms)) < 0)
-				return r;
-			if (ms == 0)
-				return opt_error(name, optarg, "must be more than 0");
-			cfg->connect_timeout_ms = ms;
-			break;
-		case O_IDLE_TIMEOUT:
-			if ((r = opt_seconds_ms(name, optarg, 30 * 86400, &ms)) < 0)
-				return r;
-			cfg->idle_timeout_s = (ms + 999) / 1000;
-			break;
-		case O_DRAIN_TIMEOUT:
-			if ((r = opt_seconds_ms(name, optarg, 3600, &ms)) < 0)
-				return r;
-			cfg->drain_timeout_ms = ms;
-			break;
-		case O_KEEPALIVE:
-			if ((r = opt_uint(name, optarg, 0, 7200, &v)) < 0)
-				return r;
-			cfg->keepalive_s = (unsigned)v;
-			break;
-		case O_BUFFERS:
-			if ((r = opt_pow2(name, optarg, 2, 32768, &cfg->nbufs)) < 0)
-				return r;
-			break;
-		case O_BUFFER_SIZE:
-			if ((r = opt_uint(name, optarg, 1024, 4 << 20, &v)) < 0)
-				return r;
-			cfg->bufsize = (unsigned)v;
-			break;
-		case O_LOG_LEVEL:
-			if ((r = opt_log_level(name, optarg)) < 0)
-				return r;
-			break;
-		case O_VERSION:
-			printf("mptcp-concentrator " VERSION "\n");
-			exit(0);
-		case O_HELP:
-			usage(stdout);
-			exit(0);
-		default:
-			usage(stderr);
-			return -EINVAL;
+static const struct config_key config_keys[] = {
+	{ "listen", O_LISTEN, CONFIG_LIST, 0, NULL },
+	{ "workers", O_WORKERS, CONFIG_NUMBER, 0, NULL },
+	{ "max_flows", O_MAX_FLOWS, CONFIG_NUMBER, 0, NULL },
+	{ "log_level", O_LOG_LEVEL, CONFIG_STRING, 0, NULL },
+	{ "metrics_listen", O_METRICS, CONFIG_STRING, 0, NULL },
+	{ "policy.allow_clients", O_ALLOW_CLIENT, CONFIG_LIST, 0, NULL },
+	{ "policy.allow_any_client", O_ALLOW_ANY, CONFIG_BOOL, O_NO_ALLOW_ANY, NULL },
+	{ "policy.allow_destinations", O_ALLOW_DEST, CONFIG_LIST, 0, NULL },
+	{ "policy.deny_destinations", O_DENY_DEST, CONFIG_LIST, 0, NULL },
+	{ "policy.max_flows_per_client", O_MAX_PER_CLIENT, CONFIG_NUMBER, 0, NULL },
+	{ "timeouts.handshake", O_HS_TIMEOUT, CONFIG_NUMBER, 0, NULL },
+	{ "timeouts.connect", O_CONNECT_TIMEOUT, CONFIG_NUMBER, 0, NULL },
+	{ "timeouts.idle", O_IDLE_TIMEOUT, CONFIG_NUMBER, 0, NULL },
+	{ "timeouts.drain", O_DRAIN_TIMEOUT, CONFIG_NUMBER, 0, NULL },
+	{ "timeouts.keepalive", O_KEEPALIVE, CONFIG_NUMBER, 0, NULL },
+	{ "buffers.count", O_BUFFERS, CONFIG_NUMBER, 0, NULL },
+	{ "buffers.size", O_BUFFER_SIZE, CONFIG_NUMBER, 0, NULL },
+	{ NULL, 0, 0, 0, NULL },
+};
+
+static void config_defaults(struct conc_config *cfg)
+{
+	cfg->handshake_timeout_ms = 5000;
+	cfg->connect_timeout_ms = 10000;
+	cfg->idle_timeout_s = 7200;
+	cfg->drain_timeout_ms = 10000;
+	cfg->keepalive_s = 60;
+	cfg->max_per_client = 4096;
+	cfg->nbufs = 1024;
+	cfg->bufsize = 65536;
+	cfg->log_level = LOG_INFO;
+	cfg->workers = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	if (cfg->workers < 1)
+		cfg->workers = 1;
+}
+
+/* --config FILE / --check-config, found before the real parse: the file is
+ * applied first and the command line over it. */
+static const char *prescan(int argc, char **argv, bool *ret_explicit, bool *ret_check)
+{
+	const char *file = CONC_CONFIG_PATH;
+
+	*ret_explicit = *ret_check = false;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+			file = argv[++i];
+			*ret_explicit = true;
+		} else if (!strncmp(argv[i], "--config=", 9)) {
+			file = argv[i] + 9;
+			*ret_explicit = true;
+		} else if (!strcmp(argv[i], "--check-config")) {
+			*ret_check = true;
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, "mptcp-concentrator: unexpected argument \"%s\"\n", argv[optind]);
+	return file;
+}
+
+/* Defaults, then the config file, then the command line, then checks that
+ * span settings. Used at start and again for each reload, into a fresh cfg
+ * (with its own policy) that is either adopted or freed. */
+static int load_settings(int argc, char **argv, struct conc_config *cfg)
+{
+	struct parse p = { .cfg = cfg };
+	bool explicit_file, check;
+	const char *file = prescan(argc, argv, &explicit_file, &check);
+	int c, r, bad = 0;
+
+	memset(cfg, 0, sizeof(*cfg));
+	config_defaults(cfg);
+	if (policy_init(&cfg->policy) < 0)
+		return -ENOMEM;
+	snprintf(cfg->config_path, sizeof(cfg->config_path), "%s", file);
+	r = config_load(file, config_keys, apply_opt, &p);
+	if (r == -ENOENT) {
+		cfg->config_path[0] = 0;
+		if (explicit_file)
+			bad = opt_source_error("cannot read %s: %s", file, strerror(ENOENT));
+	} else if (r < 0) {
+		bad = r;
+	}
+	p.cmdline = true;
+	optind = 0;  /* glibc: a full re-scan, for reloads */
+	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1)
+		if (apply_opt(&p, c, optarg) < 0)
+			bad = -EINVAL;
+	if (optind < argc)
+		bad = opt_source_error("unexpected argument \"%s\"", argv[optind]);
+	if (bad)
 		return -EINVAL;
-	}
 	if (!cfg->policy.allow_any_client && cfg->policy.nclients == 0) {
 		fprintf(stderr,
-			"mptcp-concentrator: no --allow-client given: refusing to start as an\n"
-			"open proxy. Name the gateways' prefixes with --allow-client CIDR, or\n"
-			"pass --allow-any-client if every address may use this concentrator.\n");
+			"mptcp-concentrator: no client allowed (--allow-client, or policy.allow_clients\n"
+			"in %s): refusing to start as an open proxy. Name the gateways'\n"
+			"prefixes, or set --allow-any-client / policy.allow_any_client if every\n"
+			"address may use this concentrator.\n", file);
 		return -EINVAL;
 	}
+	if (cfg->nlisten == 0) {
+		r = addr_parse_hostport("[::]", CONVERT_DEFAULT_PORT, &cfg->listen[0],
+					&cfg->listen_len[0]);
+		if (r < 0)
+			return r;
+		cfg->nlisten = 1;
+	}
+	r = policy_add_own_addresses(&cfg->policy);
+	if (r < 0)
+		log_errno(r, "cannot list local addresses, they are not denied: %m");
 	return 0;
+}
+
+static bool same_listen(const struct conc_config *a, const struct conc_config *b)
+{
+	if (a->nlisten != b->nlisten)
+		return false;
+	for (unsigned i = 0; i < a->nlisten; i++)
+		if (a->listen_len[i] != b->listen_len[i] ||
+		    memcmp(&a->listen[i], &b->listen[i], a->listen_len[i]))
+			return false;
+	return true;
+}
+
+/* SIGHUP: read everything again. Policy, per-client limit, timeouts,
+ * keepalive and log level change at once (workers see them under
+ * live_lock); listeners, workers, flow and buffer pools and the metrics
+ * address need a restart and are named. A file with errors changes
+ * nothing. */
+static void reload(struct conc *c, int argc, char **argv)
+{
+	struct conc_config n;
+	struct conc_config *cur = &c->cfg;
+	char changed[256] = "";
+
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)log_now_us());
+	if (load_settings(argc, argv, &n) < 0) {
+		policy_free(&n.policy);
+		c->reloads_failed++;
+		log_error("reload: %s has errors (above); still running with the previous configuration",
+			  cur->config_path[0] ? cur->config_path : "the command line");
+		sd_notify(0, "READY=1");
+		return;
+	}
+#define RESTART_ONLY(cond, what) \
+	if (cond) snprintf(changed + strlen(changed), sizeof(changed) - strlen(changed), "%s%s", \
+			   changed[0] ? ", " : "", what)
+	RESTART_ONLY(!same_listen(cur, &n), "listen");
+	RESTART_ONLY(n.workers != cur->workers, "workers");
+	RESTART_ONLY(n.max_flows && n.max_flows != cur->max_flows, "max_flows");
+	RESTART_ONLY(n.nbufs != cur->nbufs || n.bufsize != cur->bufsize, "buffers");
+	RESTART_ONLY(n.drain_timeout_ms != cur->drain_timeout_ms, "timeouts.drain");
+	RESTART_ONLY(n.metrics_len != cur->metrics_len ||
+		     memcmp(&n.metrics, &cur->metrics, n.metrics_len), "metrics_listen");
+#undef RESTART_ONLY
+	if (changed[0])
+		log_warn("reload: %s changed but take%s effect only after a restart",
+			 changed, strchr(changed, ',') ? "" : "s");
+
+	pthread_rwlock_wrlock(&c->live_lock);
+	policy_free(&cur->policy);
+	cur->policy = n.policy;
+	cur->handshake_timeout_ms = n.handshake_timeout_ms;
+	cur->connect_timeout_ms = n.connect_timeout_ms;
+	cur->idle_timeout_s = n.idle_timeout_s;
+	cur->keepalive_s = n.keepalive_s;
+	cur->max_per_client = n.max_per_client;
+	cur->log_level = n.log_level;
+	memcpy(cur->config_path, n.config_path, sizeof(cur->config_path));
+	pthread_rwlock_unlock(&c->live_lock);
+	limits_set_per_client(&c->limits, n.max_per_client);
+	log_set_level(n.log_level);
+	c->reloads_ok++;
+	log_info("reloaded %s: %u client prefixes%s, %u destination rules, %u flows per client",
+		 cur->config_path[0] ? cur->config_path : "(no file; command line)",
+		 cur->policy.nclients, cur->policy.allow_any_client ? " (any client)" : "",
+		 cur->policy.nrules, cur->max_per_client);
+	sd_notify(0, "READY=1");
 }
 
 static void log_summary(struct conc *c)
@@ -251,43 +452,223 @@ static void log_summary(struct conc *c)
 				 (unsigned long long)t.refused[k]);
 }
 
+/* Histogram bounds: upstream connect latency (seconds) and subflows. */
+const double conc_connect_bounds[CONC_CONNECT_BUCKETS] = {
+	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+};
+const double conc_subflow_bounds[CONC_SUBFLOW_BUCKETS] = { 0, 1, 2, 3, 4, 6, 8 };
+
+static void render_metrics(void *ctx, struct mbuf *b)
+{
+	struct conc *c = ctx;
+	struct conc_counters t = { 0 };
+	struct relay_stats s = { 0 };
+	struct metrics_hist hc = { 0 }, hs = { 0 };
+	static const char *const outcome[RELAY_END_MAX] = {
+		"done", "reset", "idle", "refused", "handshake_failed", "shutdown",
+	};
+	char l[128];
+
+	for (unsigned i = 0; i < c->cfg.workers; i++) {
+		const struct conc_worker *w = &c->workers[i];
+
+		t.accepted += w->n.accepted;
+		t.mptcp += w->n.mptcp;
+		t.fallback += w->n.fallback;
+		t.handshake_timeouts += w->n.handshake_timeouts;
+		t.limit_hits += w->n.limit_hits;
+		t.orphans += w->n.orphans;
+		t.tfo_key_waits += w->n.tfo_key_waits;
+		for (int k = 0; k < 256; k++)
+			t.refused[k] += w->n.refused[k];
+		for (int k = 0; k < RELAY_END_MAX; k++)
+			s.closed[k] += w->rw.stats.closed[k];
+		s.bytes[0] += w->rw.stats.bytes[0];
+		s.bytes[1] += w->rw.stats.bytes[1];
+		s.active += w->rw.stats.active;
+		metrics_hist_add(&hc, &w->n.connect_latency, CONC_CONNECT_BUCKETS);
+		metrics_hist_add(&hs, &w->n.subflows, CONC_SUBFLOW_BUCKETS);
+	}
+	metrics_head(b, "mptcp_concentrator_info", "gauge", "Version of the running concentrator.");
+	metrics_u64(b, "mptcp_concentrator_info", "version=\"" VERSION "\"", 1);
+	metrics_head(b, "mptcp_concentrator_start_time_seconds", "gauge",
+		     "When the concentrator started (Unix time).");
+	metrics_u64(b, "mptcp_concentrator_start_time_seconds", "", c->started_unix);
+	metrics_head(b, "mptcp_concentrator_flows_active", "gauge",
+		     "Flows open now (handshaking or relaying).");
+	metrics_u64(b, "mptcp_concentrator_flows_active", "", s.active);
+	metrics_head(b, "mptcp_concentrator_flows_max", "gauge", "Flows allowed at once.");
+	metrics_u64(b, "mptcp_concentrator_flows_max", "", c->cfg.max_flows);
+	metrics_head(b, "mptcp_concentrator_connections_accepted_total", "counter",
+		     "Client connections accepted, by kind: MPTCP, or plain TCP (MPTCP fallback).");
+	metrics_u64(b, "mptcp_concentrator_connections_accepted_total", "kind=\"mptcp\"", t.mptcp);
+	metrics_u64(b, "mptcp_concentrator_connections_accepted_total", "kind=\"tcp_fallback\"",
+		    t.fallback);
+	metrics_head(b, "mptcp_concentrator_flows_closed_total", "counter",
+		     "Flows ended, by outcome.");
+	for (int k = 0; k < RELAY_END_MAX; k++) {
+		snprintf(l, sizeof(l), "outcome=\"%s\"", outcome[k]);
+		metrics_u64(b, "mptcp_concentrator_flows_closed_total", l, s.closed[k]);
+	}
+	metrics_head(b, "mptcp_concentrator_refusals_total", "counter",
+		     "Convert requests refused, by the RFC 8803 Error code sent.");
+	for (unsigned k = 0; k < 256; k++) {
+		const char *name = convert_error_name(k);
+
+		if (!strcmp(name, "unknown") && !t.refused[k])
+			continue;
+		snprintf(l, sizeof(l), "code=\"%u\",reason=\"%s\"", k, name);
+		metrics_u64(b, "mptcp_concentrator_refusals_total", l, t.refused[k]);
+	}
+	metrics_head(b, "mptcp_concentrator_handshake_timeouts_total", "counter",
+		     "Clients that did not complete a Convert message in time.");
+	metrics_u64(b, "mptcp_concentrator_handshake_timeouts_total", "", t.handshake_timeouts);
+	metrics_head(b, "mptcp_concentrator_limit_hits_total", "counter",
+		     "Flows refused or dropped by the total or per-client limits, or for want of sockets.");
+	metrics_u64(b, "mptcp_concentrator_limit_hits_total", "", t.limit_hits);
+	metrics_head(b, "mptcp_concentrator_orphaned_flows_total", "counter",
+		     "MPTCP flows reset because no subflow was left (gateway gone).");
+	metrics_u64(b, "mptcp_concentrator_orphaned_flows_total", "", t.orphans);
+	metrics_head(b, "mptcp_concentrator_tfo_reply_waits_total", "counter",
+		     "2 ms waits holding a reply until a TFO client's third ACK arrived.");
+	metrics_u64(b, "mptcp_concentrator_tfo_reply_waits_total", "", t.tfo_key_waits);
+	metrics_head(b, "mptcp_concentrator_bytes_total", "counter",
+		     "Bytes relayed: up = client to server, down = server to client.");
+	metrics_u64(b, "mptcp_concentrator_bytes_total", "direction=\"up\"", s.bytes[0]);
+	metrics_u64(b, "mptcp_concentrator_bytes_total", "direction=\"down\"", s.bytes[1]);
+	metrics_head(b, "mptcp_concentrator_upstream_connect_seconds", "histogram",
+		     "Time to connect to the destination, for connects that succeeded.");
+	metrics_hist_write(b, "mptcp_concentrator_upstream_connect_seconds", "",
+			   conc_connect_bounds, CONC_CONNECT_BUCKETS, &hc);
+	metrics_head(b, "mptcp_concentrator_subflows_per_flow", "histogram",
+		     "Subflows an MPTCP flow had when it ended.");
+	metrics_hist_write(b, "mptcp_concentrator_subflows_per_flow", "",
+			   conc_subflow_bounds, CONC_SUBFLOW_BUCKETS, &hs);
+	metrics_head(b, "mptcp_concentrator_worker_flows_active", "gauge", "Flows per worker.");
+	for (unsigned i = 0; i < c->cfg.workers; i++) {
+		snprintf(l, sizeof(l), "worker=\"%u\"", i);
+		metrics_u64(b, "mptcp_concentrator_worker_flows_active", l,
+			    c->workers[i].rw.stats.active);
+	}
+	metrics_head(b, "mptcp_concentrator_worker_buffer_waits_total", "counter",
+		     "Receives that found the worker's buffer ring empty and waited.");
+	for (unsigned i = 0; i < c->cfg.workers; i++) {
+		snprintf(l, sizeof(l), "worker=\"%u\"", i);
+		metrics_u64(b, "mptcp_concentrator_worker_buffer_waits_total", l,
+			    c->workers[i].rw.stats.nobufs);
+	}
+	metrics_head(b, "mptcp_concentrator_worker_accept_pauses_total", "counter",
+		     "Times a worker paused accepting for want of file descriptors.");
+	for (unsigned i = 0; i < c->cfg.workers; i++) {
+		snprintf(l, sizeof(l), "worker=\"%u\"", i);
+		metrics_u64(b, "mptcp_concentrator_worker_accept_pauses_total", l,
+			    c->workers[i].n.accept_paused);
+	}
+	metrics_head(b, "mptcp_concentrator_config_reloads_total", "counter",
+		     "SIGHUP reloads, by result.");
+	metrics_u64(b, "mptcp_concentrator_config_reloads_total", "result=\"ok\"", c->reloads_ok);
+	metrics_u64(b, "mptcp_concentrator_config_reloads_total", "result=\"failed\"",
+		    c->reloads_failed);
+}
+
+/* One line for `systemctl status`. */
+static void notify_status(struct conc *c)
+{
+	uint64_t active = 0, accepted = 0, refused = 0, up = 0, down = 0;
+
+	for (unsigned i = 0; i < c->cfg.workers; i++) {
+		const struct conc_worker *w = &c->workers[i];
+
+		active += w->rw.stats.active;
+		accepted += w->n.accepted;
+		up += w->rw.stats.bytes[0];
+		down += w->rw.stats.bytes[1];
+		for (int k = 0; k < 256; k++)
+			refused += w->n.refused[k];
+	}
+	sd_notifyf(0, "STATUS=%llu flows active, %llu accepted, %llu refused; %.1f GB up, %.1f GB down",
+		   (unsigned long long)active, (unsigned long long)accepted,
+		   (unsigned long long)refused, up / 1e9, down / 1e9);
+}
+
+/* The watchdog is fed only while every worker's loop is turning (each bumps
+ * its heartbeat every tick), so a stuck worker gets the daemon restarted. */
+static bool workers_alive(struct conc *c, uint64_t *seen)
+{
+	bool ok = true;
+
+	for (unsigned i = 0; i < c->cfg.workers; i++) {
+		uint64_t h = atomic_load_explicit(&c->workers[i].heartbeat, memory_order_relaxed);
+
+		if (h == seen[i])
+			ok = false;
+		seen[i] = h;
+	}
+	return ok;
+}
+
+/* The main thread after start: signals, the STATUS line every 5 s and the
+ * watchdog at half its interval. Returns when told to stop. */
+static void run_main(struct conc *c, int argc, char **argv, const sigset_t *sigs)
+{
+	uint64_t wd_usec = 0, *seen = calloc(c->cfg.workers, sizeof(*seen));
+	uint64_t period_ms = 5000, next_status = 0;
+
+	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec / 2000 < period_ms)
+		period_ms = wd_usec / 2000 ? wd_usec / 2000 : 1;
+	for (;;) {
+		struct timespec ts = { .tv_sec = (time_t)(period_ms / 1000),
+				       .tv_nsec = (long)(period_ms % 1000) * 1000000 };
+		int sig = sigtimedwait(sigs, NULL, &ts);
+		uint64_t now = log_now_ms();
+
+		if (sig == SIGHUP) {
+			reload(c, argc, argv);
+		} else if (sig == SIGTERM || sig == SIGINT) {
+			log_info("%s: stopping; draining flows for up to %u ms",
+				 sig == SIGTERM ? "SIGTERM" : "SIGINT", c->cfg.drain_timeout_ms);
+			sd_notify(0, "STOPPING=1");
+			break;
+		}
+		if (wd_usec && seen && workers_alive(c, seen))
+			sd_notify(0, "WATCHDOG=1");
+		if (now >= next_status) {
+			notify_status(c);
+			next_status = now + 5000;
+		}
+	}
+	free(seen);
+}
+
 int main(int argc, char **argv)
 {
 	struct conc *c;
 	sigset_t sigs;
 	uint32_t fit;
-	int r, sig;
+	bool explicit_file, check;
+	int r;
 
 	log_init("mptcp-concentrator");
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return 1;
-	c->cfg.handshake_timeout_ms = 5000;
-	c->cfg.connect_timeout_ms = 10000;
-	c->cfg.idle_timeout_s = 7200;
-	c->cfg.drain_timeout_ms = 10000;
-	c->cfg.keepalive_s = 60;
-	c->cfg.max_per_client = 4096;
-	c->cfg.nbufs = 1024;
-	c->cfg.bufsize = 65536;
-	c->cfg.workers = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
-	if (c->cfg.workers < 1)
-		c->cfg.workers = 1;
-	if (policy_init(&c->cfg.policy) < 0)
-		return 1;
-
-	if (parse_args(argc, argv, &c->cfg) < 0)
+	c->started_unix = (uint64_t)time(NULL);
+	prescan(argc, argv, &explicit_file, &check);
+	if (load_settings(argc, argv, &c->cfg) < 0) {
+		policy_free(&c->cfg.policy);
+		free(c);
 		return 2;
-	if (c->cfg.nlisten == 0) {
-		r = addr_parse_hostport("[::]", CONVERT_DEFAULT_PORT, &c->cfg.listen[0],
-					&c->cfg.listen_len[0]);
-		if (r < 0)
-			return 1;
-		c->cfg.nlisten = 1;
 	}
-	r = policy_add_own_addresses(&c->cfg.policy);
-	if (r < 0)
-		log_errno(r, "cannot list local addresses, they are not denied: %m");
+	if (check) {
+		printf("%s: configuration OK (%s%s)\n", program_invocation_short_name,
+		       c->cfg.config_path[0] ? c->cfg.config_path : "no config file",
+		       c->cfg.config_path[0] ? " and the command line" : ", command line only");
+		policy_free(&c->cfg.policy);
+		free(c);
+		return 0;
+	}
+	log_set_level(c->cfg.log_level);
+	pthread_rwlock_init(&c->live_lock, NULL);
 
 	fit = opt_fit_fd_limit();
 	if (!c->cfg.max_flows)
@@ -299,7 +680,7 @@ int main(int argc, char **argv)
 	if (limits_init(&c->limits, c->cfg.max_flows, c->cfg.max_per_client) < 0)
 		return 1;
 
-	/* Signals go to this thread only, through sigwait(). */
+	/* Signals go to the main thread only, through sigtimedwait(). */
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
@@ -329,6 +710,18 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < c->cfg.workers; i++)
 		if (c->workers[i].init_result < 0)
 			r = c->workers[i].init_result;
+	if (r == 0 && c->cfg.metrics_len) {
+		char a[ADDR_STRLEN];
+
+		r = metrics_server_start(&c->metrics, &c->cfg.metrics, c->cfg.metrics_len,
+					 render_metrics, c);
+		if (r < 0)
+			log_errno(r, "metrics on %s: %m",
+				  addr_format((struct sockaddr *)&c->cfg.metrics, a));
+		else
+			log_info("metrics at http://%s/metrics",
+				 addr_format((struct sockaddr *)&c->cfg.metrics, a));
+	}
 	if (r < 0) {
 		atomic_store(&c->stopping, 1);
 	} else {
@@ -339,27 +732,19 @@ int main(int argc, char **argv)
 				 addr_format((struct sockaddr *)&c->cfg.listen[i], a),
 				 c->cfg.workers, c->cfg.max_flows);
 		sd_notify(0, "READY=1");
-		for (;;) {
-			if (sigwait(&sigs, &sig) != 0)
-				continue;
-			if (sig == SIGHUP) {
-				log_info("SIGHUP: nothing to reload without a config file");
-				continue;
-			}
-			log_info("%s: stopping; draining flows for up to %u ms",
-				 sig == SIGTERM ? "SIGTERM" : "SIGINT", c->cfg.drain_timeout_ms);
-			sd_notify(0, "STOPPING=1");
-			atomic_store(&c->stopping, 1);
-			break;
-		}
+		notify_status(c);
+		run_main(c, argc, argv, &sigs);
+		atomic_store(&c->stopping, 1);
 	}
 	for (unsigned i = 0; i < c->cfg.workers; i++)
 		pthread_join(c->workers[i].thread, NULL);
+	metrics_server_stop(&c->metrics);
 	if (r == 0)
 		log_summary(c);
 
 	limits_free(&c->limits);
 	policy_free(&c->cfg.policy);
+	pthread_rwlock_destroy(&c->live_lock);
 	free(c->workers);
 	free(c);
 	return r < 0 ? 1 : 0;

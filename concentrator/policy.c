@@ -45,6 +45,22 @@ int policy_init(struct policy *p)
 	return 0;
 }
 
+void policy_clear_operator(struct policy *p, bool clients, bool allow_rules, bool deny_rules)
+{
+	unsigned k = 0;
+
+	if (clients)
+		p->nclients = 0;
+	for (unsigned i = 0; i < p->nrules; i++) {
+		const struct policy_rule *r = &p->rules[i];
+
+		if (!r->builtin && ((r->allow && allow_rules) || (!r->allow && deny_rules)))
+			continue;
+		p->rules[k++] = *r;
+	}
+	p->nrules = k;
+}
+
 void policy_free(struct policy *p)
 {
 	free(p->clients);
@@ -185,6 +201,13 @@ int limits_init(struct limits *l, uint32_t max_flows, uint32_t max_per_client)
 		return -ENOMEM;
 	pthread_mutex_init(&l->lock, NULL);
 	return 0;
+}
+
+void limits_set_per_client(struct limits *l, uint32_t max_per_client)
+{
+	pthread_mutex_lock(&l->lock);
+	l->max_per_client = max_per_client;
+	pthread_mutex_unlock(&l->lock);
 }
 
 void limits_free(struct limits *l)

@@ -40,6 +40,8 @@ void policy_free(struct policy *p);
 int policy_add_client(struct policy *p, const struct addr_prefix *pfx);
 int policy_add_dest(struct policy *p, const struct addr_prefix *pfx, bool allow,
 		    bool builtin);
+/* Forget operator entries (command-line values replace a config file's). */
+void policy_clear_operator(struct policy *p, bool clients, bool allow_rules, bool deny_rules);
 /* Deny every local address of this host (getifaddrs) and listen address. */
 int policy_add_own_addresses(struct policy *p);
 
@@ -64,5 +66,7 @@ void limits_free(struct limits *l);
 /* Take a slot for client a: 0, or -EUSERS (total) / -EDQUOT (per client). */
 int limits_take(struct limits *l, const struct in6_addr *a);
 void limits_release(struct limits *l, const struct in6_addr *a);
+/* A reload: flows over a lowered limit stay; new ones are refused. */
+void limits_set_per_client(struct limits *l, uint32_t max_per_client);
 
 #endif

@@ -36,6 +36,7 @@ enum phase {
 #define FLAG_LIMITED 0x01   /* holds a slot in the shared limits */
 #define FLAG_MPTCP   0x02
 #define FLAG_KEYED   0x04   /* the client's MPTCP key is in: replies may go */
+#define FLAG_RELAYED 0x08   /* reached relaying (counted in the subflow histogram) */
 
 /* TCP option kinds a client may ask for in a Connect TLV. The kernel sends
  * SACK-permitted, timestamps and window scale on its own; MSS is applied
@@ -49,7 +50,7 @@ static const uint8_t supported_kinds[] = { 2, 3, 4, 8 };
 
 struct session {
 	uint64_t since_ms;            /* start of the handshake */
-	uint64_t connect_ms;
+	uint64_t connect_us;          /* upstream connect started (latency) */
 	uint32_t len;                 /* bytes in buf */
 	uint32_t msg_len;             /* Convert message length, once known */
 	uint32_t out_off, out_len;    /* what is being sent from out/buf */
@@ -172,6 +173,8 @@ static void start_connect(struct conc_worker *cw, struct relay *r,
 	const struct conc_config *cfg = &cw->c->cfg;
 	struct io_uring_sqe *sqe;
 	const char *reason = NULL;
+	unsigned keepalive_s, connect_ms;
+	bool denied;
 	int fd, mss = 0;
 
 	s->dst_len = addr_from_in6(&m->connect.addr, m->connect.port, &s->dst);
@@ -195,8 +198,13 @@ static void start_connect(struct conc_worker *cw, struct relay *r,
 		i += o[1];
 	}
 
-	if (policy_check_dest(&cfg->policy, &m->connect.addr, m->connect.port,
-			      &reason) < 0) {
+	pthread_rwlock_rdlock(&cw->c->live_lock);
+	denied = policy_check_dest(&cfg->policy, &m->connect.addr, m->connect.port, &reason) < 0;
+	keepalive_s = cfg->keepalive_s;
+	connect_ms = cfg->connect_timeout_ms;
+	pthread_rwlock_unlock(&cw->c->live_lock);
+	if (denied) {
+		/* reason is a static string: safe after the unlock */
 		refuse(cw, r, CONVERT_E_NOT_AUTHORIZED, NULL, 0, reason);
 		return;
 	}
@@ -216,14 +224,14 @@ static void start_connect(struct conc_worker *cw, struct relay *r,
 		return;
 	}
 	sock_nodelay(fd);
-	sock_keepalive(fd, cfg->keepalive_s);
+	sock_keepalive(fd, keepalive_s);
 	if (mss)
 		setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof(mss));
 	r->fd[1] = fd;
 
-	s->connect_ms = w->now_ms;
-	s->connect_ts.tv_sec = cfg->connect_timeout_ms / 1000;
-	s->connect_ts.tv_nsec = (long long)(cfg->connect_timeout_ms % 1000) * 1000000;
+	s->connect_us = log_now_us();
+	s->connect_ts.tv_sec = connect_ms / 1000;
+	s->connect_ts.tv_nsec = (long long)(connect_ms % 1000) * 1000000;
 	sqe = relay_sqe(w, r, OP_CONNECT);
 	if (!sqe) {
 		relay_close(w, r, RELAY_END_HANDSHAKE, true);
@@ -337,6 +345,8 @@ static void on_connect(struct conc_worker *cw, struct relay *r,
 		return;
 	}
 	cw->n.connected++;
+	metrics_hist_observe(&cw->n.connect_latency, conc_connect_bounds, CONC_CONNECT_BUCKETS,
+			     (double)(log_now_us() - s->connect_us) / 1e6);
 	n = convert_encode_success(s->out, sizeof(s->out));
 	if (n < 0) {
 		relay_close(w, r, RELAY_END_HANDSHAKE, true);
@@ -350,6 +360,7 @@ static void on_connect(struct conc_worker *cw, struct relay *r,
 
 static void start_relay(struct relay_worker *w, struct relay *r)
 {
+	r->flags |= FLAG_RELAYED;
 	free(r->priv);
 	r->priv = NULL;
 	r->phase = 0;
@@ -472,6 +483,7 @@ void session_accept(struct conc_worker *cw, int fd)
 	socklen_t sl = sizeof(ss);
 	struct relay *r;
 	struct session *s;
+	bool allowed;
 	int rc;
 
 	cw->n.accepted++;
@@ -506,9 +518,11 @@ void session_accept(struct conc_worker *cw, int fd)
 		cw->n.fallback++;
 	}
 	sock_nodelay(fd);
+	pthread_rwlock_rdlock(&cw->c->live_lock);
 	sock_keepalive(fd, cw->c->cfg.keepalive_s);
-
-	if (!policy_client_allowed(&cw->c->cfg.policy, &r->peer)) {
+	allowed = policy_client_allowed(&cw->c->cfg.policy, &r->peer);
+	pthread_rwlock_unlock(&cw->c->live_lock);
+	if (!allowed) {
 		refuse(cw, r, CONVERT_E_NOT_AUTHORIZED, NULL, 0,
 		       "client address not allowed");
 		return;
@@ -533,6 +547,13 @@ void session_close(struct relay_worker *w, struct relay *r)
 	struct conc_worker *cw = w->owner;
 	char a[ADDR_STRLEN], b[ADDR_STRLEN];
 
+	if ((r->flags & FLAG_RELAYED) && (r->flags & FLAG_MPTCP) && r->fd[0] >= 0) {
+		int n = sock_mptcp_subflows(r->fd[0]);
+
+		if (n >= 0)
+			metrics_hist_observe(&cw->n.subflows, conc_subflow_bounds,
+					     CONC_SUBFLOW_BUCKETS, n);
+	}
 	if (r->end != RELAY_END_RESET || !r->far_port ||
 	    !log_ratelimit_ok(&cw->rl, w->now_ms))
 		return;
@@ -560,7 +581,7 @@ void session_free(struct relay_worker *w, struct relay *r)
 static void check_orphan(struct conc_worker *cw, struct relay *r)
 {
 	struct relay_worker *w = &cw->rw;
-	unsigned ka = cw->c->cfg.keepalive_s;
+	unsigned ka = cw->keepalive_s;  /* this tick's copy */
 	unsigned every = ka / 2 ? ka / 2 : 1;
 	int live;
 
@@ -589,11 +610,18 @@ void session_tick(struct conc_worker *cw)
 {
 	struct relay_worker *w = &cw->rw;
 	const struct conc_config *cfg = &cw->c->cfg;
+	unsigned hs_ms, idle_s;
 
+	atomic_fetch_add_explicit(&cw->heartbeat, 1, memory_order_relaxed);
+	pthread_rwlock_rdlock(&cw->c->live_lock);
+	hs_ms = cfg->handshake_timeout_ms;
+	idle_s = cfg->idle_timeout_s;
+	cw->keepalive_s = cfg->keepalive_s;
+	pthread_rwlock_unlock(&cw->c->live_lock);
 	for (struct relay *r = NULL; (r = relay_next(w, r));) {
 		if (r->state == RELAY_HANDSHAKE && r->priv &&
 		    r->phase != PH_CONNECT &&
-		    w->now_ms - S(r)->since_ms >= cfg->handshake_timeout_ms) {
+		    w->now_ms - S(r)->since_ms >= hs_ms) {
 			if (r->phase == PH_READ) {
 				cw->n.handshake_timeouts++;
 				if (log_ratelimit_ok(&cw->rl, w->now_ms)) {
@@ -605,8 +633,8 @@ void session_tick(struct conc_worker *cw)
 			}
 			relay_close(w, r, r->phase == PH_READ ? RELAY_END_HANDSHAKE :
 				    RELAY_END_REFUSED, true);
-		} else if (r->state == RELAY_PUMP && cfg->idle_timeout_s &&
-			   w->now_s - r->active_s >= cfg->idle_timeout_s) {
+		} else if (r->state == RELAY_PUMP && idle_s &&
+			   w->now_s - r->active_s >= idle_s) {
 			relay_close(w, r, RELAY_END_IDLE, false);
 		} else if (r->state == RELAY_PUMP && (r->flags & FLAG_MPTCP)) {
 			check_orphan(cw, r);

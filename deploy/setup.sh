@@ -19,6 +19,24 @@ test_pkgs=(
   gnuplot-nox
 )
 
+# promtool, Prometheus' own checker for the metrics exposition, ships in the
+# prometheus package, which would also install and enable a Prometheus
+# server. The tests need only the checker: it is unpacked from the package
+# into .tools/ (gitignored), not installed.
+TOOLS="$(cd "$(dirname "$0")/.." && pwd)/.tools"
+promtool_setup() {
+  [ -x "$TOOLS/promtool" ] && return 0
+  command -v promtool >/dev/null && return 0
+  local d; d=$(mktemp -d); chmod 755 "$d"
+  echo "setup: unpacking promtool from the prometheus package into $TOOLS"
+  ( cd "$d" && apt-get download -qq prometheus 2>/dev/null ) ||
+    { apt-get update -qq && ( cd "$d" && apt-get download -qq prometheus ); }
+  dpkg-deb -x "$d"/prometheus_*.deb "$d/x"
+  mkdir -p "$TOOLS"
+  cp "$d/x/usr/bin/promtool" "$TOOLS/promtool"
+  rm -rf "$d"
+}
+
 missing=()
 for p in "${build_pkgs[@]}" "${test_pkgs[@]}"; do
   # dpkg-query prints "install ok installed" only for a fully installed package.
@@ -27,12 +45,14 @@ for p in "${build_pkgs[@]}" "${test_pkgs[@]}"; do
 done
 
 if [ "${1:-}" = "--check" ]; then
+  [ -x "$TOOLS/promtool" ] || command -v promtool >/dev/null || missing+=("promtool (from prometheus)")
   if [ ${#missing[@]} -gt 0 ]; then echo "missing: ${missing[*]}"; exit 1; fi
   echo "all packages present"; exit 0
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all ${#build_pkgs[@]}+${#test_pkgs[@]} packages present"
+  if [ "$(id -u)" -eq 0 ]; then promtool_setup; fi
   exit 0
 fi
 
@@ -52,4 +72,5 @@ had_policy=0; [ -e /usr/sbin/policy-rc.d ] && had_policy=1
 chmod +x /usr/sbin/policy-rc.d 2>/dev/null || true
 trap '[ $had_policy -eq 1 ] || rm -f /usr/sbin/policy-rc.d; rm -f /usr/sbin/policy-rc.d.mptcp-setup' EXIT
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+promtool_setup
 echo "setup: done"

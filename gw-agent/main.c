@@ -102,7 +102,7 @@ static int parse_args(int argc, char **argv, struct agent *a)
 	struct agent_config *cfg = &a->cfg;
 	unsigned long v;
 	unsigned ms;
-	int c, r;
+	int c, r, lvl;
 
 	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
 		const char *name = "";
@@ -230,8 +230,9 @@ static int parse_args(int argc, char **argv, struct agent *a)
 			cfg->bufsize = (unsigned)v;
 			break;
 		case O_LOG_LEVEL:
-			if ((r = opt_log_level(name, optarg)) < 0)
+			if ((r = opt_log_level(name, optarg, &lvl)) < 0)
 				return r;
+			log_set_level(lvl);
 			break;
 		case O_VERSION:
 			printf("gw-agent " AGENT_VERSION "\n");

@@ -1,0 +1,301 @@
+#include "config.h"
+
+#include "opts.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct walk {
+	const char *file;
+	const struct config_key *keys;
+	config_apply_fn apply;
+	void *ctx;
+	int errors;
+};
+
+static const char *json_type_name(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: return "an object";
+	case JSON_ARRAY: return "an array";
+	case JSON_STRING: return "a string";
+	case JSON_INTEGER:
+	case JSON_REAL: return "a number";
+	case JSON_TRUE:
+	case JSON_FALSE: return "a boolean";
+	case JSON_NULL: return "null";
+	}
+	return "?";
+}
+
+static const char *kind_wants(enum config_kind k)
+{
+	switch (k) {
+	case CONFIG_STRING: return "a string";
+	case CONFIG_NUMBER: return "a number";
+	case CONFIG_BOOL: return "true or false";
+	case CONFIG_LIST: return "an array of strings";
+	case CONFIG_SPEC_LIST: return "an array of strings or objects";
+	}
+	return "?";
+}
+
+/* Edit distance, for "did you mean": small strings only. */
+static unsigned distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	unsigned row[64];
+
+	if (la >= 63 || lb >= 63)
+		return 99;
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = (unsigned)j;
+	for (size_t i = 1; i <= la; i++) {
+		unsigned prev = row[0], cur;
+
+		row[0] = (unsigned)i;
+		for (size_t j = 1; j <= lb; j++) {
+			cur = row[j];
+			unsigned best = prev + (a[i - 1] != b[j - 1]);
+
+			if (row[j] + 1 < best)
+				best = row[j] + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			prev = cur;
+		}
+	}
+	return row[lb];
+}
+
+static void unknown_key(struct walk *w, const char *path)
+{
+	const char *best = NULL;
+	unsigned bd = 3;
+
+	for (const struct config_key *k = w->keys; k->path; k++) {
+		unsigned d = distance(path, k->path);
+
+		if (d < bd) {
+			bd = d;
+			best = k->path;
+		}
+	}
+	opt_source(w->file, path);
+	if (best)
+		opt_source_error("%s: unknown key (did you mean %s?)", path, best);
+	else
+		opt_source_error("%s: unknown key", path);
+	w->errors++;
+}
+
+static void type_error(struct walk *w, const char *path, const json_t *v, const char *wants)
+{
+	opt_source(w->file, path);
+	opt_source_error("%s: is %s, expected %s", path, json_type_name(v), wants);
+	w->errors++;
+}
+
+static void apply(struct walk *w, const char *path, int opt, const char *text)
+{
+	opt_source(w->file, path);
+	if (w->apply(w->ctx, opt, text) < 0)
+		w->errors++;
+}
+
+/* A number as the command line would write it: integers exactly, others
+ * as the shortest decimal that reads back the same. */
+static void number_text(const json_t *v, char buf[64])
+{
+	if (json_is_integer(v))
+		snprintf(buf, 64, "%lld", (long long)json_integer_value(v));
+	else
+		snprintf(buf, 64, "%.17g", json_real_value(v));
+}
+
+/* {"interface": "wan", "mode": "backup"} -> "wan,mode=backup" */
+static int spec_text(struct walk *w, const char *path, const json_t *obj,
+		     const char *const *fields, char *buf, size_t len)
+{
+	const char *key;
+	json_t *v;
+	size_t off = 0;
+	int bad = 0;
+
+	json_object_foreach((json_t *)obj, key, v) {
+		bool known = false;
+
+		for (unsigned i = 0; fields[i]; i++)
+			if (!strcmp(key, fields[i]))
+				known = true;
+		if (!known) {
+			char kp[400];
+
+			snprintf(kp, sizeof(kp), "%s.%s", path, key);
+			opt_source(w->file, kp);
+			opt_source_error("%s: unknown key (this object takes %s%s%s%s%s)", kp,
+					 fields[0], fields[1] ? ", " : "", fields[1] ? fields[1] : "",
+					 fields[1] && fields[2] ? ", " : "",
+					 fields[1] && fields[2] ? fields[2] : "");
+			w->errors++;
+			bad = 1;
+		} else if (!json_is_string(v)) {
+			char kp[400];
+
+			snprintf(kp, sizeof(kp), "%s.%s", path, key);
+			type_error(w, kp, v, "a string");
+			bad = 1;
+		}
+	}
+	if (bad)
+		return -EINVAL;
+	v = json_object_get(obj, fields[0]);
+	if (!v) {
+		opt_source(w->file, path);
+		opt_source_error("%s: has no \"%s\"", path, fields[0]);
+		w->errors++;
+		return -EINVAL;
+	}
+	off = (size_t)snprintf(buf, len, "%s", json_string_value(v));
+	for (unsigned i = 1; fields[i] && off < len; i++) {
+		v = json_object_get(obj, fields[i]);
+		if (v)
+			off += (size_t)snprintf(buf + off, len - off, ",%s=%s", fields[i],
+						json_string_value(v));
+	}
+	if (off >= len) {
+		opt_source(w->file, path);
+		opt_source_error("%s: is too long", path);
+		w->errors++;
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void leaf(struct walk *w, const struct config_key *k, const char *path, const json_t *v)
+{
+	char num[64], item[320];
+	size_t i;
+	json_t *e;
+
+	switch (k->kind) {
+	case CONFIG_STRING:
+		if (!json_is_string(v))
+			return type_error(w, path, v, kind_wants(k->kind));
+		apply(w, path, k->opt, json_string_value(v));
+		return;
+	case CONFIG_NUMBER:
+		if (!json_is_number(v))
+			return type_error(w, path, v, kind_wants(k->kind));
+		number_text(v, num);
+		apply(w, path, k->opt, num);
+		return;
+	case CONFIG_BOOL:
+		if (!json_is_boolean(v))
+			return type_error(w, path, v, kind_wants(k->kind));
+		if (json_is_true(v))
+			apply(w, path, k->opt, NULL);
+		else if (k->opt_false)
+			apply(w, path, k->opt_false, NULL);
+		return;
+	case CONFIG_LIST:
+	case CONFIG_SPEC_LIST:
+		if (!json_is_array(v))
+			return type_error(w, path, v, kind_wants(k->kind));
+		json_array_foreach((json_t *)v, i, e) {
+			snprintf(item, sizeof(item), "%s[%zu]", path, i);
+			if (json_is_string(e)) {
+				apply(w, item, k->opt, json_string_value(e));
+			} else if (k->kind == CONFIG_SPEC_LIST && json_is_object(e)) {
+				char spec[256];
+
+				if (spec_text(w, item, e, k->fields, spec, sizeof(spec)) == 0)
+					apply(w, item, k->opt, spec);
+			} else {
+				type_error(w, item, e, k->kind == CONFIG_LIST ? "a string" :
+					   "a string or an object");
+			}
+		}
+		return;
+	}
+}
+
+static bool has_prefix_path(const struct config_key *keys, const char *path)
+{
+	size_t n = strlen(path);
+
+	for (const struct config_key *k = keys; k->path; k++)
+		if (!strncmp(k->path, path, n) && k->path[n] == '.')
+			return true;
+	return false;
+}
+
+static void walk_object(struct walk *w, const char *prefix, const json_t *obj)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach((json_t *)obj, key, v) {
+		char path[256];
+		const struct config_key *k;
+
+		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", key);
+		for (k = w->keys; k->path; k++)
+			if (!strcmp(k->path, path))
+				break;
+		if (k->path) {
+			leaf(w, k, path, v);
+		} else if (has_prefix_path(w->keys, path)) {
+			if (json_is_object(v))
+				walk_object(w, path, v);
+			else
+				type_error(w, path, v, "an object");
+		} else {
+			unknown_key(w, path);
+		}
+	}
+}
+
+int config_load(const char *file, const struct config_key *keys, config_apply_fn fn,
+		void *ctx)
+{
+	struct walk w = { .keys = keys, .apply = fn, .ctx = ctx };
+	json_error_t err;
+	json_t *root;
+	FILE *f;
+
+	f = fopen(file, "re");
+	if (!f) {
+		int e = -errno;
+
+		if (e == -ENOENT)
+			return e;
+		opt_source(file, "");
+		opt_source_error("cannot read: %s", strerror(-e));
+		opt_source(NULL, NULL);
+		return -EINVAL;
+	}
+	w.file = file;
+	root = json_loadf(f, JSON_REJECT_DUPLICATES, &err);
+	fclose(f);
+	if (!root) {
+		opt_source(file, "");
+		opt_source_error("line %d, column %d: %s", err.line, err.column, err.text);
+		opt_source(NULL, NULL);
+		return -EINVAL;
+	}
+	if (!json_is_object(root)) {
+		opt_source(file, "");
+		opt_source_error("is %s, expected an object of settings", json_type_name(root));
+		w.errors++;
+	} else {
+		walk_object(&w, "", root);
+	}
+	json_decref(root);
+	opt_source(NULL, NULL);
+	return w.errors ? -EINVAL : 0;
+}

@@ -1,0 +1,48 @@
+/* JSON configuration files for both daemons (jansson).
+ *
+ * A daemon describes its file as a table: each key path ("policy.allow_clients")
+ * maps to one of its command-line options. The loader walks the file, turns
+ * each value into the text that option takes on the command line and hands
+ * it to the daemon's own option parser, so a setting means the same in both
+ * places and is checked by the same code. While it does, opts.c names the
+ * file and key in its errors instead of the option:
+ *
+ *   concentrator.json: policy.allow_clients[2]: "10.0.0.0/33" is not a prefix ...
+ *
+ * Unknown keys, wrong JSON types and syntax errors are errors too, each with
+ * the file, the key path (and line for syntax errors) and the reason. All
+ * errors in a file are reported, not just the first. */
+#ifndef COMMON_CONFIG_H
+#define COMMON_CONFIG_H
+
+#include <stdbool.h>
+
+enum config_kind {
+	CONFIG_STRING,     /* a JSON string */
+	CONFIG_NUMBER,     /* a JSON number, given to the option as decimal text */
+	CONFIG_BOOL,       /* true: the option (no value); false: opt_false, if any */
+	CONFIG_LIST,       /* an array of strings: the option once per element */
+	CONFIG_SPEC_LIST,  /* an array of strings or objects of fields: an object
+			    * {"a": x, "b": y, "c": z} becomes "x,b=y,c=z" with
+			    * fields[0] = "a" the positional field */
+};
+
+struct config_key {
+	const char *path;
+	int opt;
+	enum config_kind kind;
+	int opt_false;
+	const char *const *fields;   /* CONFIG_SPEC_LIST, NULL-terminated */
+};
+
+/* Called for each value with the option and its text (NULL for options
+ * without a value). Returns 0 or -errno after reporting through opts.c. */
+typedef int (*config_apply_fn)(void *ctx, int opt, const char *value);
+
+/* Reads file and applies every key. Returns 0, -ENOENT if the file does not
+ * exist (nothing printed: the caller decides whether that matters), or
+ * -EINVAL after printing every error found. keys ends with path NULL. */
+int config_load(const char *file, const struct config_key *keys, config_apply_fn apply,
+		void *ctx);
+
+#endif

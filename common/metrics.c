@@ -1,0 +1,310 @@
+#include "metrics.h"
+
+#include "addr.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+void mbuf_printf(struct mbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->failed)
+		return;
+	for (;;) {
+		size_t room = b->cap - b->len;
+
+		va_start(ap, fmt);
+		n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? room : 0, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->failed = true;
+			return;
+		}
+		if (b->s && (size_t)n < room) {
+			b->len += (size_t)n;
+			return;
+		}
+		size_t cap = b->cap ? b->cap * 2 : 4096;
+		while (cap - b->len <= (size_t)n)
+			cap *= 2;
+		char *s = realloc(b->s, cap);
+		if (!s) {
+			b->failed = true;
+			return;
+		}
+		b->s = s;
+		b->cap = cap;
+	}
+}
+
+void mbuf_free(struct mbuf *b)
+{
+	free(b->s);
+	*b = (struct mbuf){ 0 };
+}
+
+void metrics_head(struct mbuf *b, const char *name, const char *type, const char *help)
+{
+	mbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+void metrics_u64(struct mbuf *b, const char *name, const char *labels, uint64_t v)
+{
+	if (*labels)
+		mbuf_printf(b, "%s{%s} %llu\n", name, labels, (unsigned long long)v);
+	else
+		mbuf_printf(b, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static const char *f64_text(double v, char buf[40])
+{
+	if (isnan(v))
+		return "NaN";
+	if (isinf(v))
+		return v > 0 ? "+Inf" : "-Inf";
+	snprintf(buf, 40, "%.9g", v);
+	return buf;
+}
+
+void metrics_f64(struct mbuf *b, const char *name, const char *labels, double v)
+{
+	char t[40];
+
+	if (*labels)
+		mbuf_printf(b, "%s{%s} %s\n", name, labels, f64_text(v, t));
+	else
+		mbuf_printf(b, "%s %s\n", name, f64_text(v, t));
+}
+
+const char *metrics_label(const char *v, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	for (; *v && o + 3 < len; v++) {
+		if (*v == '\\' || *v == '"') {
+			buf[o++] = '\\';
+			buf[o++] = *v;
+		} else if (*v == '\n') {
+			buf[o++] = '\\';
+			buf[o++] = 'n';
+		} else {
+			buf[o++] = *v;
+		}
+	}
+	buf[o] = 0;
+	return buf;
+}
+
+void metrics_hist_observe(struct metrics_hist *h, const double *bounds, unsigned n, double v)
+{
+	unsigned i = 0;
+
+	while (i < n && v > bounds[i])
+		i++;
+	h->bucket[i]++;
+	h->count++;
+	h->sum += v;
+}
+
+void metrics_hist_add(struct metrics_hist *dst, const struct metrics_hist *src, unsigned n)
+{
+	for (unsigned i = 0; i <= n; i++)
+		dst->bucket[i] += src->bucket[i];
+	dst->count += src->count;
+	dst->sum += src->sum;
+}
+
+void metrics_hist_write(struct mbuf *b, const char *name, const char *labels,
+			const double *bounds, unsigned n, const struct metrics_hist *h)
+{
+	uint64_t cum = 0;
+	char t[40];
+
+	for (unsigned i = 0; i <= n; i++) {
+		cum += h->bucket[i];
+		mbuf_printf(b, "%s_bucket{%s%sle=\"%s\"} %llu\n", name, labels, *labels ? "," : "",
+			    i < n ? f64_text(bounds[i], t) : "+Inf", (unsigned long long)cum);
+	}
+	/* The count is the +Inf bucket: the same number, read once. */
+	if (*labels) {
+		mbuf_printf(b, "%s_sum{%s} %s\n", name, labels, f64_text(h->sum, t));
+		mbuf_printf(b, "%s_count{%s} %llu\n", name, labels, (unsigned long long)cum);
+	} else {
+		mbuf_printf(b, "%s_sum %s\n", name, f64_text(h->sum, t));
+		mbuf_printf(b, "%s_count %llu\n", name, (unsigned long long)cum);
+	}
+}
+
+int metrics_parse_listen(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len)
+{
+	char buf[80];
+
+	/* A bare port means loopback: metrics are not for the world unless the
+	 * operator names an address. */
+	if (*s && strspn(s, "0123456789") == strlen(s)) {
+		snprintf(buf, sizeof(buf), "127.0.0.1:%s", s);
+		s = buf;
+	}
+	return addr_parse_hostport(s, -1, ret, ret_len);
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void respond(int fd, const char *status, const char *type, const char *body,
+		    size_t len, bool head)
+{
+	char hdr[256];
+	int n = snprintf(hdr, sizeof(hdr),
+			 "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+			 "Connection: close\r\n\r\n", status, type, len);
+
+	if (write_all(fd, hdr, (size_t)n) == 0 && !head)
+		write_all(fd, body, len);
+}
+
+/* One request: the head only (scrapers send no body), up to 4 KiB. */
+static void serve(struct metrics_server *m, int fd)
+{
+	struct timeval tv = { .tv_sec = 2 };
+	char req[4096], method[8], path[256];
+	size_t got = 0;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	while (got < sizeof(req) - 1) {
+		ssize_t n = read(fd, req + got, sizeof(req) - 1 - got);
+
+		if (n <= 0)
+			return;
+		got += (size_t)n;
+		req[got] = 0;
+		if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
+			break;
+	}
+	req[got] = 0;
+	if (sscanf(req, "%7s %255s", method, path) != 2) {
+		respond(fd, "400 Bad Request", "text/plain", "bad request\n", 12, false);
+		return;
+	}
+	bool head = !strcmp(method, "HEAD");
+	if (strcmp(method, "GET") && !head) {
+		respond(fd, "405 Method Not Allowed", "text/plain", "GET /metrics\n", 13, false);
+		return;
+	}
+	path[strcspn(path, "?")] = 0;
+	if (!strcmp(path, "/metrics")) {
+		struct mbuf b = { 0 };
+
+		m->scrapes++;
+		m->render(m->ctx, &b);
+		if (b.failed)
+			respond(fd, "500 Internal Server Error", "text/plain", "out of memory\n", 14,
+				head);
+		else
+			respond(fd, "200 OK", "text/plain; version=0.0.4; charset=utf-8",
+				b.s ? b.s : "", b.len, head);
+		mbuf_free(&b);
+	} else if (!strcmp(path, "/")) {
+		static const char body[] = "metrics at /metrics\n";
+
+		respond(fd, "200 OK", "text/plain", body, sizeof(body) - 1, head);
+	} else {
+		respond(fd, "404 Not Found", "text/plain", "not found: try /metrics\n", 24, head);
+	}
+}
+
+static void *server_main(void *arg)
+{
+	struct metrics_server *m = arg;
+
+	for (;;) {
+		struct pollfd pf[2] = {
+			{ .fd = m->fd, .events = POLLIN },
+			{ .fd = m->stop_pipe[0], .events = POLLIN },
+		};
+
+		if (poll(pf, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pf[1].revents)
+			break;
+		if (pf[0].revents & POLLIN) {
+			int c = accept4(m->fd, NULL, NULL, SOCK_CLOEXEC);
+
+			if (c >= 0) {
+				serve(m, c);
+				close(c);
+			}
+		}
+	}
+	return NULL;
+}
+
+int metrics_server_start(struct metrics_server *m, const struct sockaddr_storage *addr,
+			 socklen_t len, metrics_render_fn render, void *ctx)
+{
+	int one = 1, e;
+
+	m->running = false;
+	m->render = render;
+	m->ctx = ctx;
+	m->fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (m->fd < 0)
+		return -errno;
+	setsockopt(m->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(m->fd, (const struct sockaddr *)addr, len) < 0 || listen(m->fd, 16) < 0)
+		goto fail;
+	if (pipe2(m->stop_pipe, O_CLOEXEC) < 0)
+		goto fail;
+	e = pthread_create(&m->thread, NULL, server_main, m);
+	if (e) {
+		close(m->stop_pipe[0]);
+		close(m->stop_pipe[1]);
+		close(m->fd);
+		m->fd = -1;
+		return -e;
+	}
+	m->running = true;
+	return 0;
+fail:
+	e = -errno;
+	close(m->fd);
+	m->fd = -1;
+	return e;
+}
+
+void metrics_server_stop(struct metrics_server *m)
+{
+	if (!m->running)
+		return;
+	/* A one-byte write to an empty pipe cannot fail short. */
+	(void)!write(m->stop_pipe[1], "x", 1);
+	pthread_join(m->thread, NULL);
+	close(m->stop_pipe[0]);
+	close(m->stop_pipe[1]);
+	close(m->fd);
+	m->fd = -1;
+	m->running = false;
+}

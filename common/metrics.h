@@ -1,0 +1,73 @@
+/* Prometheus text exposition (format 0.0.4) and the small HTTP server both
+ * daemons use for /metrics.
+ *
+ * The server is a thread of its own: it accepts one scrape at a time, calls
+ * the daemon's render function, which reads counters the workers keep (each
+ * written by one thread only, read here without locks: aligned 64-bit loads
+ * are never torn), and writes the answer with 2 s timeouts. Nothing on the
+ * data path ever waits for it. */
+#ifndef COMMON_METRICS_H
+#define COMMON_METRICS_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* A growing text buffer. On allocation failure it stops growing (the text is
+ * cut short, never corrupt) and sets failed. */
+struct mbuf {
+	char *s;
+	size_t len, cap;
+	bool failed;
+};
+
+void mbuf_printf(struct mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mbuf_free(struct mbuf *b);
+
+/* "# HELP name help\n# TYPE name type\n" */
+void metrics_head(struct mbuf *b, const char *name, const char *type, const char *help);
+/* One sample: labels is "" or `a="x",b="y"` (values escaped with
+ * metrics_label()). */
+void metrics_u64(struct mbuf *b, const char *name, const char *labels, uint64_t v);
+void metrics_f64(struct mbuf *b, const char *name, const char *labels, double v);
+/* A label value escaped for the exposition (\\, \", \n), into buf. */
+const char *metrics_label(const char *v, char *buf, size_t len);
+
+/* Histograms: counts per upper bound (cumulative when written), plus +Inf,
+ * count and sum. Bounds are the daemon's, in the unit the name says. */
+#define METRICS_HIST_MAX 16
+struct metrics_hist {
+	uint64_t bucket[METRICS_HIST_MAX + 1];  /* non-cumulative; last = +Inf */
+	uint64_t count;
+	double sum;
+};
+void metrics_hist_observe(struct metrics_hist *h, const double *bounds, unsigned n, double v);
+/* Adds src into dst (summing workers' histograms). */
+void metrics_hist_add(struct metrics_hist *dst, const struct metrics_hist *src, unsigned n);
+void metrics_hist_write(struct mbuf *b, const char *name, const char *labels,
+			const double *bounds, unsigned n, const struct metrics_hist *h);
+
+/* "PORT" (loopback), "ADDR:PORT" or "[V6]:PORT". -EINVAL / -ERANGE. */
+int metrics_parse_listen(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len);
+
+typedef void (*metrics_render_fn)(void *ctx, struct mbuf *b);
+
+struct metrics_server {
+	int fd;
+	int stop_pipe[2];
+	pthread_t thread;
+	bool running;
+	metrics_render_fn render;
+	void *ctx;
+	uint64_t scrapes;
+};
+
+/* Binds and listens (errors returned, nothing started), then serves GET
+ * /metrics from a thread until metrics_server_stop(). */
+int metrics_server_start(struct metrics_server *m, const struct sockaddr_storage *addr,
+			 socklen_t len, metrics_render_fn render, void *ctx);
+void metrics_server_stop(struct metrics_server *m);
+
+#endif
