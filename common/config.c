@@ -151,10 +151,11 @@ static int spec_text(struct walk *w, const char *path, const json_t *obj,
 			bad = 1;
 		}
 	}
-	if (bad)
-		return -EINVAL;
+	/* Go on with the fields that are right: their own errors show too. */
 	v = json_object_get(obj, fields[0]);
-	if (!v) {
+	if (!v || !json_is_string(v)) {
+		if (v)
+			return -EINVAL;  /* already reported as a type error */
 		opt_source(w->file, path);
 		opt_source_error("%s: has no \"%s\"", path, fields[0]);
 		w->errors++;
@@ -163,7 +164,7 @@ static int spec_text(struct walk *w, const char *path, const json_t *obj,
 	off = (size_t)snprintf(buf, len, "%s", json_string_value(v));
 	for (unsigned i = 1; fields[i] && off < len; i++) {
 		v = json_object_get(obj, fields[i]);
-		if (v)
+		if (v && json_is_string(v))
 			off += (size_t)snprintf(buf + off, len - off, ",%s=%s", fields[i],
 						json_string_value(v));
 	}
@@ -173,7 +174,7 @@ static int spec_text(struct walk *w, const char *path, const json_t *obj,
 		w->errors++;
 		return -EINVAL;
 	}
-	return 0;
+	return bad ? 1 : 0;  /* 1: apply, but the object had errors */
 }
 
 static void leaf(struct walk *w, const struct config_key *k, const char *path, const json_t *v)
@@ -213,7 +214,7 @@ static void leaf(struct walk *w, const struct config_key *k, const char *path, c
 			} else if (k->kind == CONFIG_SPEC_LIST && json_is_object(e)) {
 				char spec[256];
 
-				if (spec_text(w, item, e, k->fields, spec, sizeof(spec)) == 0)
+				if (spec_text(w, item, e, k->fields, spec, sizeof(spec)) >= 0)
 					apply(w, item, k->opt, spec);
 			} else {
 				type_error(w, item, e, k->kind == CONFIG_LIST ? "a string" :

@@ -11,6 +11,7 @@
 #include "addr.h"
 #include "convert.h"
 #include "log.h"
+#include "metrics.h"
 #include "paths.h"
 #include "relay.h"
 
@@ -19,6 +20,7 @@
 #define AGENT_MAX_BYPASS 64
 #define AGENT_VERSION "0.1.0"
 #define AGENT_CONTROL_PATH "/run/gw-agent/control.sock"
+#define AGENT_CONFIG_PATH "/etc/gw-agent/gw-agent.json"
 
 /* struct relay flags */
 #define AGENT_FLOW_DIRECT 0x01  /* fallen back to a direct connection */
@@ -49,6 +51,10 @@ struct agent_config {
 	uint32_t max_flows;
 	unsigned rcvbuf;               /* MPTCP receive buffer, 0 = autotune */
 	char control_path[108];        /* status socket, "" = none */
+	int log_level;
+	struct sockaddr_storage metrics;  /* --metrics-listen; metrics_len 0 = off */
+	socklen_t metrics_len;
+	char config_path[256];         /* the file read, "" = none */
 };
 
 struct agent_counters {
@@ -58,6 +64,7 @@ struct agent_counters {
 	uint64_t failed;               /* reset: no concentrator and no fallback */
 	uint64_t conc_errors[256];     /* Error codes from the concentrator */
 	uint64_t early_bytes;          /* LAN bytes sent in the SYN with Convert */
+	uint64_t conc_ok[AGENT_MAX_CONC], conc_failed[AGENT_MAX_CONC];  /* connects */
 };
 
 struct agent;
@@ -73,13 +80,30 @@ struct agent_worker {
 	bool listening;
 	struct log_ratelimit rl;
 	struct agent_counters n;
+	/* This worker's copy of a->cfg, refreshed at its tick after a reload,
+	 * so flows never read what the main thread may be writing. */
+	struct agent_config cfg;
+	unsigned cfg_gen;
+	atomic_uint_fast64_t heartbeat;  /* every tick: the watchdog checks it */
 	int init_result;
 	unsigned snap_gen;             /* last status request answered */
 	char *snap;                    /* its flows, text (under a->snap_lock) */
 };
 
+/* A path/family as metrics show it, copied by the main thread (which owns
+ * the paths) under snap_lock after each change. */
+struct path_metric {
+	char ifname[IFNAMSIZ];
+	const char *mode, *state;      /* static strings */
+	int family;
+	bool usable, endpoint;
+	uint32_t probe_rtt_us;         /* 0 = none yet */
+};
+
 struct agent {
-	struct agent_config cfg;
+	struct agent_config cfg;       /* main thread; writes under cfg_lock */
+	pthread_mutex_t cfg_lock;
+	atomic_uint cfg_gen;
 	struct paths paths;
 	atomic_int stopping;
 	struct agent_worker *workers;
@@ -99,10 +123,23 @@ struct agent {
 	pthread_mutex_t snap_lock;
 	pthread_cond_t snap_cond;
 	unsigned control_clients;
+	struct path_metric pm[2 * PATHS_MAX];  /* under snap_lock */
+	unsigned npm;
+	/* Concentrator reachability: 1 ok, 0 failed, -1 not tried yet; set by
+	 * workers (last connect) and for the first one by the probes. */
+	atomic_int conc_up[AGENT_MAX_CONC];
+	struct metrics_server metrics;
+	uint64_t reloads_ok, reloads_failed;
 };
+
+/* main.c: the reload-safe view of the settings a worker uses. */
+void agent_worker_refresh(struct agent_worker *aw);
 
 /* intercept.c: nftables table, policy rule and local route. */
 int intercept_install(const struct agent_config *cfg);
+/* A reload: replace the nftables table in one transaction (LAN interfaces,
+ * bypass prefixes, QUIC blocking), never leaving a moment without it. */
+int intercept_update(const struct agent_config *cfg);
 void intercept_remove(const struct agent_config *cfg);
 /* LAN interface prefixes, appended to cfg->bypass. */
 int intercept_add_lan_prefixes(struct agent_config *cfg);

@@ -33,41 +33,6 @@
 #define CONTROL_MAX_CLIENTS 4
 #define SNAP_MAX_SUBFLOWS 16
 
-/* A growing text buffer; on allocation failure it stops growing and the
- * report is cut short rather than lost. */
-struct text {
-	char *s;
-	size_t len, cap;
-};
-
-static void __attribute__((format(printf, 2, 3))) text_add(struct text *t, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	for (;;) {
-		size_t room = t->cap - t->len;
-
-		va_start(ap, fmt);
-		n = vsnprintf(t->s ? t->s + t->len : NULL, t->s ? room : 0, fmt, ap);
-		va_end(ap);
-		if (n < 0)
-			return;
-		if (t->s && (size_t)n < room) {
-			t->len += (size_t)n;
-			return;
-		}
-		size_t cap = t->cap ? t->cap * 2 : 4096;
-		while (cap - t->len <= (size_t)n)
-			cap *= 2;
-		char *s = realloc(t->s, cap);
-		if (!s)
-			return;
-		t->s = s;
-		t->cap = cap;
-	}
-}
-
 /* "12.3 MiB": for people, not for parsers (metrics are for parsers). */
 static const char *human_bytes(uint64_t v, char buf[16])
 {
@@ -132,7 +97,7 @@ const char *control_path_state(const struct path *p, int fi)
 }
 
 /* Main thread: the header and the paths. */
-static void format_paths(struct agent *a, struct text *t)
+static void format_paths(struct agent *a, struct mbuf *t)
 {
 	uint64_t intercepted = 0, via = 0, direct = 0, failed = 0, active = 0;
 	char c[ADDR_STRLEN];
@@ -149,24 +114,24 @@ static void format_paths(struct agent *a, struct text *t)
 		failed += w->n.failed;
 		active += w->rw.stats.active;
 	}
-	text_add(t, "gw-agent %s, up %lluh%02llum%02llus, %u workers\n", AGENT_VERSION,
+	mbuf_printf(t, "gw-agent %s, up %lluh%02llum%02llus, %u workers\n", AGENT_VERSION,
 		 (unsigned long long)(up_s / 3600), (unsigned long long)(up_s / 60 % 60),
 		 (unsigned long long)(up_s % 60), a->cfg.workers);
-	text_add(t, "flows: %llu active; %llu intercepted: %llu via concentrator, "
+	mbuf_printf(t, "flows: %llu active; %llu intercepted: %llu via concentrator, "
 		 "%llu direct fallback, %llu failed\n",
 		 (unsigned long long)active, (unsigned long long)intercepted,
 		 (unsigned long long)via, (unsigned long long)direct,
 		 (unsigned long long)failed);
 	for (unsigned i = 0; i < a->cfg.nconc; i++)
-		text_add(t, "concentrator %s%s\n",
+		mbuf_printf(t, "concentrator %s%s\n",
 			 addr_format((const struct sockaddr *)&a->cfg.conc[i], c),
 			 i == 0 ? (a->paths.n && a->paths.probe_interval_ms ? " (probed)" : "")
 				: " (backup)");
 	if (!a->paths.n) {
-		text_add(t, "\nno paths configured: subflows follow the main routing table\n");
+		mbuf_printf(t, "\nno paths configured: subflows follow the main routing table\n");
 		return;
 	}
-	text_add(t, "\n%-10s %-8s %-18s %-28s %-26s %-10s %-11s %-11s %s\n", "PATH", "MODE",
+	mbuf_printf(t, "\n%-10s %-8s %-18s %-28s %-26s %-10s %-11s %-11s %s\n", "PATH", "MODE",
 		 "STATE", "ADDRESS", "GATEWAY", "PROBE RTT", "RX", "TX", "ENDPOINT");
 	for (unsigned i = 0; i < a->paths.n; i++) {
 		const struct path *p = &a->paths.p[i];
@@ -189,7 +154,7 @@ static void format_paths(struct agent *a, struct text *t)
 			if (f->ep_id)
 				snprintf(ep, sizeof(ep), "%u%s", f->ep_id,
 					 (f->ep_flags & PM_FLAG_BACKUP) ? " backup" : "");
-			text_add(t, "%-10s %-8s %-18s %-28s %-26s %-10s %-11s %-11s %s\n",
+			mbuf_printf(t, "%-10s %-8s %-18s %-28s %-26s %-10s %-11s %-11s %s\n",
 				 fi == 0 ? p->ifname : "", fi == 0 ? path_mode_name(p->mode) : "",
 				 control_path_state(p, fi), ad, gw, rtt,
 				 fi == 0 ? human_bytes(rx, rxb) : "", fi == 0 ? human_bytes(tx, txb) : "",
@@ -237,7 +202,7 @@ static const char *tcp_state_name(unsigned s)
 /* One MPTCP socket's subflows. The two getsockopts each walk the
  * connection's subflow list; if a subflow came or went in between, the
  * counts differ and we retry once, then show addresses only. */
-static void format_subflows(const struct control_pathmap *ps, int fd, struct text *t)
+static void format_subflows(const struct control_pathmap *ps, int fd, struct mbuf *t)
 {
 	struct {
 		struct mptcp_subflow_data d;
@@ -259,7 +224,7 @@ static void format_subflows(const struct control_pathmap *ps, int fd, struct tex
 		tb.d.size_subflow_data = sizeof(tb.d);
 		tb.d.size_user = sizeof(tb.ti[0]);
 		if (getsockopt(fd, SOL_MPTCP, MPTCP_SUBFLOW_ADDRS, &ab, &al) < 0) {
-			text_add(t, "    subflows: unavailable (%s)\n", strerror(errno));
+			mbuf_printf(t, "    subflows: unavailable (%s)\n", strerror(errno));
 			return;
 		}
 		n = ab.d.num_subflows;
@@ -267,7 +232,7 @@ static void format_subflows(const struct control_pathmap *ps, int fd, struct tex
 		if (n == nt)
 			break;
 	}
-	text_add(t, "    %u subflow%s\n", n, n == 1 ? "" : "s");
+	mbuf_printf(t, "    %u subflow%s\n", n, n == 1 ? "" : "s");
 	for (unsigned i = 0; i < n && i < SNAP_MAX_SUBFLOWS; i++) {
 		const uint8_t *rec = (const uint8_t *)ab.a + (size_t)i * ab.d.size_user;
 		struct mptcp_subflow_addrs sa;
@@ -284,15 +249,15 @@ static void format_subflows(const struct control_pathmap *ps, int fd, struct tex
 		addr_format(&sa.sa_remote, r);
 		if (addr_to_in6(&sa.sa_local, &la, NULL) < 0)
 			memset(&la, 0, sizeof(la));
-		text_add(t, "    %-8s %s -> %s", path_of(ps, &la), l, r);
+		mbuf_printf(t, "    %-8s %s -> %s", path_of(ps, &la), l, r);
 		if (n != nt || tb.d.size_user == 0) {
-			text_add(t, "\n");
+			mbuf_printf(t, "\n");
 			continue;
 		}
 		memset(&ti, 0, sizeof(ti));
 		k = tb.d.size_user < sizeof(ti) ? tb.d.size_user : sizeof(ti);
 		memcpy(&ti, (const uint8_t *)tb.ti + (size_t)i * tb.d.size_user, k);
-		text_add(t, "  %s rtt %.1f ms cwnd %u sent %s received %s retrans %u\n",
+		mbuf_printf(t, "  %s rtt %.1f ms cwnd %u sent %s received %s retrans %u\n",
 			 tcp_state_name(ti.tcpi_state), ti.tcpi_rtt / 1000.0, ti.tcpi_snd_cwnd,
 			 human_bytes(ti.tcpi_bytes_acked, sb), human_bytes(ti.tcpi_bytes_received, rb),
 			 ti.tcpi_total_retrans);
@@ -303,7 +268,7 @@ static void format_subflows(const struct control_pathmap *ps, int fd, struct tex
 static char *format_flows(struct agent_worker *aw, const struct control_pathmap *map)
 {
 	struct relay_worker *w = &aw->rw;
-	struct text t = { 0 };
+	struct mbuf t = { 0 };
 
 	for (struct relay *r = NULL; (r = relay_next(w, r));) {
 		char p[ADDR_STRLEN], d[ADDR_STRLEN], ub[16], db[16];
@@ -311,7 +276,7 @@ static char *format_flows(struct agent_worker *aw, const struct control_pathmap 
 
 		if (r->state != RELAY_PUMP && r->state != RELAY_HANDSHAKE)
 			continue;
-		text_add(&t, "%s -> %s  %s  up %s down %s  %us\n",
+		mbuf_printf(&t, "%s -> %s  %s  up %s down %s  %us\n",
 			 addr_format_in6(&r->peer, 0, p), addr_format_in6(&r->far, r->far_port, d),
 			 r->state == RELAY_HANDSHAKE ? "connecting" :
 			 direct ? "direct (fallback)" : "via concentrator",
@@ -349,7 +314,7 @@ void control_worker_tick(struct agent_worker *aw)
 struct control_client {
 	struct agent *a;
 	int fd;
-	struct text t;
+	struct mbuf t;
 };
 
 static int write_all(int fd, const char *s, size_t len)
@@ -392,7 +357,7 @@ static void *client_main(void *arg)
 	req = atomic_fetch_add(&a->snap_req, 1) + 1;
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += 1;
-	text_add(&c->t, "\nFLOWS (LAN client -> destination)\n");
+	mbuf_printf(&c->t, "\nFLOWS (LAN client -> destination)\n");
 	pthread_mutex_lock(&a->snap_lock);
 	for (unsigned i = 0; i < a->cfg.workers; i++) {
 		struct agent_worker *aw = &a->workers[i];
@@ -401,9 +366,9 @@ static void *client_main(void *arg)
 		       pthread_cond_timedwait(&a->snap_cond, &a->snap_lock, &until) == 0)
 			;
 		if ((int)(aw->snap_gen - req) < 0)
-			text_add(&c->t, "(worker %u did not answer)\n", i);
+			mbuf_printf(&c->t, "(worker %u did not answer)\n", i);
 		else
-			text_add(&c->t, "%s", aw->snap ? aw->snap : "");
+			mbuf_printf(&c->t, "%s", aw->snap ? aw->snap : "");
 	}
 	pthread_mutex_unlock(&a->snap_lock);
 	if (c->t.s)

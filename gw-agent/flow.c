@@ -120,7 +120,7 @@ static void next_attempt(struct agent_worker *aw, struct relay *r)
 	struct flow *f = F(r);
 	struct in6_addr src;
 
-	if (f->ntried && pick_source(aw, f, aw->a->cfg.conc[f->conc_idx].ss_family, &src))
+	if (f->ntried && pick_source(aw, f, aw->cfg.conc[f->conc_idx].ss_family, &src))
 		return try_concentrator(aw, r);
 	f->ntried = 0;
 	f->conc_idx++;
@@ -166,7 +166,7 @@ static void arm_reply(struct agent_worker *aw, struct relay *r)
 		return;
 	}
 	io_uring_prep_recv(sqe, r->fd[1], f->in + f->in_len, sizeof(f->in) - f->in_len, 0);
-	if (!submit_with_timeout(w, r, sqe, aw->a->cfg.reply_timeout_ms))
+	if (!submit_with_timeout(w, r, sqe, aw->cfg.reply_timeout_ms))
 		relay_close(w, r, RELAY_END_RESET, true);
 	r->phase = PH_REPLY;
 }
@@ -196,7 +196,7 @@ static void start_relay(struct agent_worker *aw, struct relay *r)
 static void try_concentrator(struct agent_worker *aw, struct relay *r)
 {
 	struct relay_worker *w = &aw->rw;
-	const struct agent_config *cfg = &aw->a->cfg;
+	const struct agent_config *cfg = &aw->cfg;
 	struct flow *f = F(r);
 	const struct sockaddr_storage *ca;
 	struct io_uring_sqe *sqe;
@@ -262,7 +262,7 @@ static void try_concentrator(struct agent_worker *aw, struct relay *r)
 static void give_up(struct agent_worker *aw, struct relay *r, const char *why)
 {
 	struct relay_worker *w = &aw->rw;
-	const struct agent_config *cfg = &aw->a->cfg;
+	const struct agent_config *cfg = &aw->cfg;
 	struct flow *f = F(r);
 	struct io_uring_sqe *sqe;
 	int fd;
@@ -309,6 +309,10 @@ static void on_poll(struct agent_worker *aw, struct relay *r,
 	if (cqe->res < 0 || (cqe->res & (POLLERR | POLLHUP)) ||
 	    getsockopt(r->fd[1], SOL_SOCKET, SO_ERROR, &err, &l) < 0 || err) {
 		log_debug("concentrator %u not reached (poll %d, error %d)", f->conc_idx, cqe->res, err);
+		if (f->conc_idx < AGENT_MAX_CONC) {
+			aw->n.conc_failed[f->conc_idx]++;
+			atomic_store_explicit(&aw->a->conc_up[f->conc_idx], 0, memory_order_relaxed);
+		}
 		/* Refused, unreachable or timed out: next path, next concentrator. */
 		next_attempt(aw, r);
 		return;
@@ -365,6 +369,10 @@ static void on_reply(struct agent_worker *aw, struct relay *r,
 		log_flow(aw, r, why);
 		relay_close(w, r, RELAY_END_REFUSED, true);
 		return;
+	}
+	if (f->conc_idx < AGENT_MAX_CONC) {
+		aw->n.conc_ok[f->conc_idx]++;
+		atomic_store_explicit(&aw->a->conc_up[f->conc_idx], 1, memory_order_relaxed);
 	}
 	aw->n.via_concentrator++;
 	aw->n.early_bytes += f->early_len;
@@ -465,7 +473,7 @@ void flow_handle(struct relay_worker *w, struct relay *r, unsigned op,
 void flow_accept(struct agent_worker *aw, int fd)
 {
 	struct relay_worker *w = &aw->rw;
-	const struct agent_config *cfg = &aw->a->cfg;
+	const struct agent_config *cfg = &aw->cfg;
 	struct sockaddr_storage peer;
 	socklen_t pl = sizeof(peer);
 	struct convert_writer cw;
@@ -556,7 +564,7 @@ void flow_free(struct relay_worker *w, struct relay *r)
 void flow_tick(struct agent_worker *aw)
 {
 	struct relay_worker *w = &aw->rw;
-	const struct agent_config *cfg = &aw->a->cfg;
+	const struct agent_config *cfg = &aw->cfg;
 
 	for (struct relay *r = NULL; (r = relay_next(w, r));) {
 		if (r->state == RELAY_PUMP && cfg->idle_timeout_s &&

@@ -112,34 +112,32 @@ static void append(char *buf, size_t cap, const char *fmt, ...)
 	va_end(ap);
 }
 
-int intercept_install(const struct agent_config *cfg)
+/* The whole table as one nft script; replace: first empty and delete the
+ * old one in the same transaction, so the swap is atomic. */
+static int nft_script(const struct agent_config *cfg, bool replace, char *script, size_t cap)
 {
-	char *nft[] = { "nft", "-f", "-", NULL };
-	static char script[16384];
-	char lans[512] = "", p[ADDR_STRLEN], mark[16], table[16];
-	static const char *const fams[] = { "-4", "-6" };
-	int r;
-
-	intercept_remove(cfg);
+	char lans[512] = "", p[ADDR_STRLEN];
 
 	for (unsigned i = 0; i < cfg->nlan; i++)
 		append(lans, sizeof(lans), "%s\"%s\"", i ? ", " : "", cfg->lan[i]);
 
 	script[0] = '\0';
-	append(script, sizeof(script), "table inet " NFT_TABLE " {\n");
-	append(script, sizeof(script),
+	if (replace)
+		append(script, cap, "table inet " NFT_TABLE " {}\ndelete table inet " NFT_TABLE "\n");
+	append(script, cap, "table inet " NFT_TABLE " {\n");
+	append(script, cap,
 	       "\tset bypass4 { type ipv4_addr; flags interval; auto-merge; elements = { 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4, 255.255.255.255/32");
 	for (unsigned i = 0; i < cfg->nbypass; i++)
 		if (addr_is_v4mapped(&cfg->bypass[i].addr) && cfg->bypass[i].len >= 96)
-			append(script, sizeof(script), ", %s", addr_format_prefix(&cfg->bypass[i], p));
-	append(script, sizeof(script), " } }\n");
-	append(script, sizeof(script),
+			append(script, cap, ", %s", addr_format_prefix(&cfg->bypass[i], p));
+	append(script, cap, " } }\n");
+	append(script, cap,
 	       "\tset bypass6 { type ipv6_addr; flags interval; auto-merge; elements = { ::1/128, fe80::/10, ff00::/8");
 	for (unsigned i = 0; i < cfg->nbypass; i++)
 		if (!addr_is_v4mapped(&cfg->bypass[i].addr))
-			append(script, sizeof(script), ", %s", addr_format_prefix(&cfg->bypass[i], p));
-	append(script, sizeof(script), " } }\n");
-	append(script, sizeof(script),
+			append(script, cap, ", %s", addr_format_prefix(&cfg->bypass[i], p));
+	append(script, cap, " } }\n");
+	append(script, cap,
 	       "\tchain prerouting {\n"
 	       "\t\ttype filter hook prerouting priority mangle; policy accept;\n"
 	       "\t\tiifname != { %s } return\n"
@@ -149,15 +147,45 @@ int intercept_install(const struct agent_config *cfg)
 	       "\t\tmeta l4proto tcp tproxy to :%u meta mark set %u accept\n"
 	       "\t}\n", lans, cfg->port, cfg->mark);
 	if (cfg->block_quic)
-		append(script, sizeof(script),
+		append(script, cap,
 		       "\tchain forward {\n"
 		       "\t\ttype filter hook forward priority filter; policy accept;\n"
 		       "\t\tiifname { %s } udp dport 443 reject with icmpx type port-unreachable\n"
 		       "\t}\n", lans);
-	append(script, sizeof(script), "}\n");
-	if (strlen(script) >= sizeof(script) - 1)
+	append(script, cap, "}\n");
+	if (strlen(script) >= cap - 1)
 		return log_errno(-E2BIG, "nftables script too long (too many --bypass)");
+	return 0;
+}
 
+int intercept_update(const struct agent_config *cfg)
+{
+	char *nft[] = { "nft", "-f", "-", NULL };
+	static char script[16384];
+	int r = nft_script(cfg, true, script, sizeof(script));
+
+	if (r < 0)
+		return r;
+	r = run(nft, script, true);
+	if (r != 0) {
+		log_error("nft refused the new interception table (exit %d); the old one stays", r);
+		return r < 0 ? r : -EINVAL;
+	}
+	return 0;
+}
+
+int intercept_install(const struct agent_config *cfg)
+{
+	char *nft[] = { "nft", "-f", "-", NULL };
+	static char script[16384];
+	char mark[16], table[16];
+	static const char *const fams[] = { "-4", "-6" };
+	int r;
+
+	intercept_remove(cfg);
+	r = nft_script(cfg, false, script, sizeof(script));
+	if (r < 0)
+		return r;
 	r = run(nft, script, true);
 	if (r != 0) {
 		log_error("nft refused the interception table (exit %d); script was:\n%s", r, script);

@@ -6,6 +6,8 @@
  * core (each with its own io_uring and IP_TRANSPARENT listener) and on
  * SIGTERM/SIGINT drains flows, then removes the interception. */
 #include "agent.h"
+#include "config.h"
+#include "metrics.h"
 #include "opts.h"
 #include "sock.h"
 
@@ -59,6 +61,11 @@ static void usage(FILE *f)
 "  --control PATH            status socket for `gw-agent status` (default\n"
 "                            " AGENT_CONTROL_PATH "; \"\" = none)\n"
 "  --log-level LEVEL         error, warning, info, debug (default info)\n"
+"  --metrics-listen ADDR:PORT  Prometheus metrics at /metrics (a bare PORT binds\n"
+"                            127.0.0.1; default off)\n"
+"  --config FILE             JSON configuration (default " AGENT_CONFIG_PATH ",\n"
+"                            read if it exists); the command line wins\n"
+"  --check-config            check the configuration and exit\n"
 "  --version, --help\n");
 }
 
@@ -66,7 +73,8 @@ enum {
 	O_CONC = 256, O_LAN, O_BYPASS, O_FALLBACK, O_BLOCK_QUIC, O_NO_BLOCK_QUIC,
 	O_PORT, O_MARK, O_TABLE, O_CONNECT_TIMEOUT, O_REPLY_TIMEOUT, O_KEEPALIVE,
 	O_IDLE_TIMEOUT, O_WORKERS, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL, O_VERSION,
-	O_HELP, O_WANPATH, O_ENDPOINTS, O_PROBE, O_RCVBUF, O_CONTROL,
+	O_HELP, O_WANPATH, O_ENDPOINTS, O_PROBE, O_RCVBUF, O_CONTROL, O_METRICS, O_CONFIG,
+	O_CHECK_CONFIG, O_MAX,
 };
 
 static const struct option long_opts[] = {
@@ -79,6 +87,9 @@ static const struct option long_opts[] = {
 	{ "probe-interval", required_argument, NULL, O_PROBE },
 	{ "rcvbuf", required_argument, NULL, O_RCVBUF },
 	{ "control", required_argument, NULL, O_CONTROL },
+	{ "metrics-listen", required_argument, NULL, O_METRICS },
+	{ "config", required_argument, NULL, O_CONFIG },
+	{ "check-config", no_argument, NULL, O_CHECK_CONFIG },
 	{ "block-quic", no_argument, NULL, O_BLOCK_QUIC },
 	{ "no-block-quic", no_argument, NULL, O_NO_BLOCK_QUIC },
 	{ "port", required_argument, NULL, O_PORT },
@@ -97,164 +108,280 @@ static const struct option long_opts[] = {
 	{ 0 },
 };
 
-static int parse_args(int argc, char **argv, struct agent *a)
+struct parse {
+	struct agent_config *cfg;
+	struct paths *paths;
+	bool cmdline;
+	bool cleared[O_MAX - O_CONC];
+};
+
+/* Command-line values replace a config file's list, not add to it. */
+static void clear_list_once(struct parse *p, int c)
 {
-	struct agent_config *cfg = &a->cfg;
+	if (!p->cmdline || c < O_CONC || c >= O_MAX || p->cleared[c - O_CONC])
+		return;
+	p->cleared[c - O_CONC] = true;
+	switch (c) {
+	case O_CONC: p->cfg->nconc = 0; break;
+	case O_LAN: p->cfg->nlan = 0; break;
+	case O_BYPASS: p->cfg->nbypass = 0; break;
+	case O_WANPATH: p->paths->n = 0; break;
+	}
+}
+
+/* One setting, from the command line or a config file (config.c turns
+ * JSON values into this same text). */
+static int apply_opt(void *ctx, int c, const char *arg)
+{
+	struct parse *p = ctx;
+	struct agent_config *cfg = p->cfg;
+	const char *name = "";
 	unsigned long v;
 	unsigned ms;
-	int c, r, lvl;
+	int r;
 
-	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
-		const char *name = "";
+	for (const struct option *o = long_opts; o->name; o++)
+		if (o->val == c)
+			name = o->name;
+	clear_list_once(p, c);
+	switch (c) {
+	case O_CONC:
+		if (cfg->nconc == AGENT_MAX_CONC)
+			return opt_error(name, arg, "is one concentrator too many");
+		if (addr_parse_hostport(arg, CONVERT_DEFAULT_PORT, &cfg->conc[cfg->nconc],
+					&cfg->conc_len[cfg->nconc]) < 0)
+			return opt_error(name, arg, "is not ADDR[:PORT] or [ADDR6][:PORT]");
+		cfg->nconc++;
+		return 0;
+	case O_LAN:
+		if (cfg->nlan == AGENT_MAX_LAN)
+			return opt_error(name, arg, "is one LAN interface too many");
+		if (!*arg || strlen(arg) >= sizeof(cfg->lan[0]) || strpbrk(arg, "\"\\ /{}"))
+			return opt_error(name, arg, "is not an interface name");
+		strcpy(cfg->lan[cfg->nlan++], arg);
+		return 0;
+	case O_BYPASS:
+		if (cfg->nbypass >= AGENT_MAX_BYPASS - AGENT_MAX_LAN * 4)
+			return opt_error(name, arg, "is one bypass prefix too many");
+		if (addr_parse_prefix(arg, &cfg->bypass[cfg->nbypass]) < 0)
+			return opt_error(name, arg, "is not a prefix (ADDR/LEN with host bits zero)");
+		cfg->nbypass++;
+		return 0;
+	case O_WANPATH: {
+		const char *why = "";
 
-		for (const struct option *o = long_opts; o->name; o++)
-			if (o->val == c)
-				name = o->name;
-		switch (c) {
-		case O_CONC:
-			if (cfg->nconc == AGENT_MAX_CONC)
-				return opt_error(name, optarg, "is one concentrator too many");
-			if (addr_parse_hostport(optarg, CONVERT_DEFAULT_PORT,
-						&cfg->conc[cfg->nconc], &cfg->conc_len[cfg->nconc]) < 0)
-				return opt_error(name, optarg, "is not ADDR[:PORT] or [ADDR6][:PORT]");
-			cfg->nconc++;
-			break;
-		case O_LAN:
-			if (cfg->nlan == AGENT_MAX_LAN)
-				return opt_error(name, optarg, "is one LAN interface too many");
-			if (!*optarg || strlen(optarg) >= sizeof(cfg->lan[0]) ||
-			    strpbrk(optarg, "\"\\ /{}"))
-				return opt_error(name, optarg, "is not an interface name");
-			strcpy(cfg->lan[cfg->nlan++], optarg);
-			break;
-		case O_BYPASS:
-			if (cfg->nbypass >= AGENT_MAX_BYPASS - AGENT_MAX_LAN * 4)
-				return opt_error(name, optarg, "is one bypass prefix too many");
-			r = addr_parse_prefix(optarg, &cfg->bypass[cfg->nbypass]);
-			if (r < 0)
-				return opt_error(name, optarg, "is not a prefix (ADDR/LEN with host bits zero)");
-			cfg->nbypass++;
-			break;
-		case O_WANPATH: {
-			const char *why = "";
-
-			if (paths_parse(&a->paths, optarg, &why) < 0)
-				return opt_error(name, optarg, why);
-			break;
+		if (paths_parse(p->paths, arg, &why) < 0)
+			return opt_error(name, arg, why);
+		return 0;
+	}
+	case O_RCVBUF:
+		if ((r = opt_uint(name, arg, 0, 256 << 20, &v)) < 0)
+			return r;
+		cfg->rcvbuf = (unsigned)v;
+		return 0;
+	case O_CONTROL:
+		if (strlen(arg) >= sizeof(cfg->control_path) || (*arg && *arg != '/'))
+			return opt_error(name, arg, "is not an absolute path under 108 bytes");
+		strcpy(cfg->control_path, arg);
+		return 0;
+	case O_METRICS:
+		if (!*arg) {
+			cfg->metrics_len = 0;
+			return 0;
 		}
-		case O_RCVBUF:
-			if ((r = opt_uint(name, optarg, 0, 256 << 20, &v)) < 0)
-				return r;
-			cfg->rcvbuf = (unsigned)v;
-			break;
-		case O_CONTROL:
-			if (strlen(optarg) >= sizeof(cfg->control_path) ||
-			    (*optarg && *optarg != '/'))
-				return opt_error(name, optarg, "is not an absolute path under 108 bytes");
-			strcpy(cfg->control_path, optarg);
-			break;
-		case O_PROBE:
-			if ((r = opt_seconds_ms(name, optarg, 3600, &ms)) < 0)
-				return r;
-			a->paths.probe_interval_ms = ms;
-			break;
-		case O_ENDPOINTS:
-			if (!strcmp(optarg, "kernel"))
-				a->paths.manage_endpoints = true;
-			else if (!strcmp(optarg, "mptcpd"))
-				a->paths.manage_endpoints = false;
-			else
-				return opt_error(name, optarg, "is not kernel or mptcpd");
-			break;
-		case O_FALLBACK:
-			if (!strcmp(optarg, "direct"))
-				cfg->fallback = FALLBACK_DIRECT;
-			else if (!strcmp(optarg, "reset"))
-				cfg->fallback = FALLBACK_RESET;
-			else
-				return opt_error(name, optarg, "is not direct or reset");
-			break;
-		case O_BLOCK_QUIC:
-			cfg->block_quic = true;
-			break;
-		case O_NO_BLOCK_QUIC:
-			cfg->block_quic = false;
-			break;
-		case O_PORT:
-			if ((r = opt_uint(name, optarg, 1, 65535, &v)) < 0)
-				return r;
-			cfg->port = (uint16_t)v;
-			break;
-		case O_MARK:
-		case O_TABLE:
-			if ((r = opt_uint(name, optarg, 1, 0x7fffffff, &v)) < 0)
-				return r;
-			if (c == O_MARK)
-				cfg->mark = (uint32_t)v;
-			else
-				cfg->table = (uint32_t)v;
-			break;
-		case O_CONNECT_TIMEOUT:
-		case O_REPLY_TIMEOUT:
-			if ((r = opt_seconds_ms(name, optarg, 3600, &ms)) < 0)
-				return r;
-			if (!ms)
-				return opt_error(name, optarg, "must be more than 0");
-			if (c == O_CONNECT_TIMEOUT)
-				cfg->connect_timeout_ms = ms;
-			else
-				cfg->reply_timeout_ms = ms;
-			break;
-		case O_KEEPALIVE:
-			if ((r = opt_uint(name, optarg, 0, 7200, &v)) < 0)
-				return r;
-			cfg->keepalive_s = (unsigned)v;
-			break;
-		case O_IDLE_TIMEOUT:
-			if ((r = opt_uint(name, optarg, 0, 30 * 86400, &v)) < 0)
-				return r;
-			cfg->idle_timeout_s = (unsigned)v;
-			break;
-		case O_WORKERS:
-			if ((r = opt_uint(name, optarg, 1, 64, &v)) < 0)
-				return r;
-			cfg->workers = (unsigned)v;
-			break;
-		case O_BUFFERS:
-			if ((r = opt_pow2(name, optarg, 2, 32768, &cfg->nbufs)) < 0)
-				return r;
-			break;
-		case O_BUFFER_SIZE:
-			if ((r = opt_uint(name, optarg, 1024, 4 << 20, &v)) < 0)
-				return r;
-			cfg->bufsize = (unsigned)v;
-			break;
-		case O_LOG_LEVEL:
-			if ((r = opt_log_level(name, optarg, &lvl)) < 0)
-				return r;
-			log_set_level(lvl);
-			break;
-		case O_VERSION:
-			printf("gw-agent " AGENT_VERSION "\n");
-			exit(0);
-		case O_HELP:
-			usage(stdout);
-			exit(0);
-		default:
-			usage(stderr);
-			return -EINVAL;
+		if (metrics_parse_listen(arg, &cfg->metrics, &cfg->metrics_len) < 0)
+			return opt_error(name, arg, "is not PORT, ADDR:PORT or [ADDR6]:PORT");
+		return 0;
+	case O_PROBE:
+		if ((r = opt_seconds_ms(name, arg, 3600, &ms)) < 0)
+			return r;
+		p->paths->probe_interval_ms = ms;
+		return 0;
+	case O_ENDPOINTS:
+		if (!strcmp(arg, "kernel"))
+			p->paths->manage_endpoints = true;
+		else if (!strcmp(arg, "mptcpd"))
+			p->paths->manage_endpoints = false;
+		else
+			return opt_error(name, arg, "is not kernel or mptcpd");
+		return 0;
+	case O_FALLBACK:
+		if (!strcmp(arg, "direct"))
+			cfg->fallback = FALLBACK_DIRECT;
+		else if (!strcmp(arg, "reset"))
+			cfg->fallback = FALLBACK_RESET;
+		else
+			return opt_error(name, arg, "is not direct or reset");
+		return 0;
+	case O_BLOCK_QUIC:
+	case O_NO_BLOCK_QUIC:
+		cfg->block_quic = c == O_BLOCK_QUIC;
+		return 0;
+	case O_PORT:
+		if ((r = opt_uint(name, arg, 1, 65535, &v)) < 0)
+			return r;
+		cfg->port = (uint16_t)v;
+		return 0;
+	case O_MARK:
+	case O_TABLE:
+		if ((r = opt_uint(name, arg, 1, 0x7fffffff, &v)) < 0)
+			return r;
+		*(c == O_MARK ? &cfg->mark : &cfg->table) = (uint32_t)v;
+		return 0;
+	case O_CONNECT_TIMEOUT:
+	case O_REPLY_TIMEOUT:
+		if ((r = opt_seconds_ms(name, arg, 3600, &ms)) < 0)
+			return r;
+		if (!ms)
+			return opt_error(name, arg, "must be more than 0");
+		*(c == O_CONNECT_TIMEOUT ? &cfg->connect_timeout_ms : &cfg->reply_timeout_ms) = ms;
+		return 0;
+	case O_KEEPALIVE:
+		if ((r = opt_uint(name, arg, 0, 7200, &v)) < 0)
+			return r;
+		cfg->keepalive_s = (unsigned)v;
+		return 0;
+	case O_IDLE_TIMEOUT:
+		if ((r = opt_uint(name, arg, 0, 30 * 86400, &v)) < 0)
+			return r;
+		cfg->idle_timeout_s = (unsigned)v;
+		return 0;
+	case O_WORKERS:
+		if ((r = opt_uint(name, arg, 1, 64, &v)) < 0)
+			return r;
+		cfg->workers = (unsigned)v;
+		return 0;
+	case O_BUFFERS:
+		return opt_pow2(name, arg, 2, 32768, &cfg->nbufs);
+	case O_BUFFER_SIZE:
+		if ((r = opt_uint(name, arg, 1024, 4 << 20, &v)) < 0)
+			return r;
+		cfg->bufsize = (unsigned)v;
+		return 0;
+	case O_LOG_LEVEL:
+		return opt_log_level(name, arg, &cfg->log_level);
+	case O_CONFIG:
+	case O_CHECK_CONFIG:
+		return 0;  /* handled before parsing */
+	case O_VERSION:
+		printf("gw-agent " AGENT_VERSION "\n");
+		exit(0);
+	case O_HELP:
+		usage(stdout);
+		exit(0);
+	}
+	usage(stderr);
+	return -EINVAL;
+}
+
+static const char *const path_fields[] = { "interface", "mode", "gateway", NULL };
+
+static const struct config_key config_keys[] = {
+	{ "concentrators", O_CONC, CONFIG_LIST, 0, NULL },
+	{ "lan", O_LAN, CONFIG_LIST, 0, NULL },
+	{ "bypass", O_BYPASS, CONFIG_LIST, 0, NULL },
+	{ "paths", O_WANPATH, CONFIG_SPEC_LIST, 0, path_fields },
+	{ "endpoints", O_ENDPOINTS, CONFIG_STRING, 0, NULL },
+	{ "probe_interval", O_PROBE, CONFIG_NUMBER, 0, NULL },
+	{ "fallback", O_FALLBACK, CONFIG_STRING, 0, NULL },
+	{ "block_quic", O_BLOCK_QUIC, CONFIG_BOOL, O_NO_BLOCK_QUIC, NULL },
+	{ "port", O_PORT, CONFIG_NUMBER, 0, NULL },
+	{ "mark", O_MARK, CONFIG_NUMBER, 0, NULL },
+	{ "table", O_TABLE, CONFIG_NUMBER, 0, NULL },
+	{ "timeouts.connect", O_CONNECT_TIMEOUT, CONFIG_NUMBER, 0, NULL },
+	{ "timeouts.reply", O_REPLY_TIMEOUT, CONFIG_NUMBER, 0, NULL },
+	{ "timeouts.idle", O_IDLE_TIMEOUT, CONFIG_NUMBER, 0, NULL },
+	{ "timeouts.keepalive", O_KEEPALIVE, CONFIG_NUMBER, 0, NULL },
+	{ "rcvbuf", O_RCVBUF, CONFIG_NUMBER, 0, NULL },
+	{ "workers", O_WORKERS, CONFIG_NUMBER, 0, NULL },
+	{ "buffers.count", O_BUFFERS, CONFIG_NUMBER, 0, NULL },
+	{ "buffers.size", O_BUFFER_SIZE, CONFIG_NUMBER, 0, NULL },
+	{ "log_level", O_LOG_LEVEL, CONFIG_STRING, 0, NULL },
+	{ "control", O_CONTROL, CONFIG_STRING, 0, NULL },
+	{ "metrics_listen", O_METRICS, CONFIG_STRING, 0, NULL },
+	{ NULL, 0, 0, 0, NULL },
+};
+
+static void config_defaults(struct agent_config *cfg, struct paths *ps)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->fallback = FALLBACK_DIRECT;
+	cfg->block_quic = true;
+	cfg->port = 5125;
+	cfg->mark = 0x4d50;
+	cfg->table = 0x4d50;
+	cfg->connect_timeout_ms = 3000;
+	cfg->reply_timeout_ms = 15000;
+	cfg->keepalive_s = 60;
+	cfg->idle_timeout_s = 7200;
+	cfg->nbufs = 256;
+	cfg->bufsize = 32768;
+	cfg->rcvbuf = 4 << 20;
+	cfg->log_level = LOG_INFO;
+	strcpy(cfg->control_path, AGENT_CONTROL_PATH);
+	cfg->workers = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	if (cfg->workers < 1)
+		cfg->workers = 1;
+	ps->n = 0;
+	ps->manage_endpoints = true;
+	ps->probe_interval_ms = 1000;
+}
+
+static const char *prescan(int argc, char **argv, bool *ret_explicit, bool *ret_check)
+{
+	const char *file = AGENT_CONFIG_PATH;
+
+	*ret_explicit = *ret_check = false;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+			file = argv[++i];
+			*ret_explicit = true;
+		} else if (!strncmp(argv[i], "--config=", 9)) {
+			file = argv[i] + 9;
+			*ret_explicit = true;
+		} else if (!strcmp(argv[i], "--check-config")) {
+			*ret_check = true;
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, "gw-agent: unexpected argument \"%s\"\n", argv[optind]);
+	return file;
+}
+
+/* Defaults, the config file, the command line, then checks that span
+ * settings; at start and for each reload (into fresh structs). */
+static int load_settings(int argc, char **argv, struct agent_config *cfg, struct paths *ps)
+{
+	struct parse p = { .cfg = cfg, .paths = ps };
+	bool explicit_file, check;
+	const char *file = prescan(argc, argv, &explicit_file, &check);
+	int c, r, bad = 0;
+
+	config_defaults(cfg, ps);
+	snprintf(cfg->config_path, sizeof(cfg->config_path), "%s", file);
+	r = config_load(file, config_keys, apply_opt, &p);
+	if (r == -ENOENT) {
+		cfg->config_path[0] = 0;
+		if (explicit_file)
+			bad = opt_source_error("cannot read %s: %s", file, strerror(ENOENT));
+	} else if (r < 0) {
+		bad = r;
+	}
+	p.cmdline = true;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1)
+		if (apply_opt(&p, c, optarg) < 0)
+			bad = -EINVAL;
+	if (optind < argc)
+		bad = opt_source_error("unexpected argument \"%s\"", argv[optind]);
+	if (bad)
 		return -EINVAL;
-	}
 	if (!cfg->nconc) {
-		fprintf(stderr, "gw-agent: --concentrator ADDR:PORT is required\n");
+		fprintf(stderr, "gw-agent: no concentrator: --concentrator ADDR:PORT or \"concentrators\" in %s\n",
+			file);
 		return -EINVAL;
 	}
 	if (!cfg->nlan) {
-		fprintf(stderr, "gw-agent: --lan IFACE is required (the interface to intercept)\n");
+		fprintf(stderr, "gw-agent: no LAN interface to intercept: --lan IFACE or \"lan\" in %s\n",
+			file);
 		return -EINVAL;
 	}
 	return 0;
@@ -330,10 +457,27 @@ static void resume_accepting(struct relay_worker *w)
 		agent_arm_accept(aw);
 }
 
+void agent_worker_refresh(struct agent_worker *aw)
+{
+	struct agent *a = aw->a;
+	unsigned gen = atomic_load(&a->cfg_gen);
+
+	if (gen == aw->cfg_gen)
+		return;
+	pthread_mutex_lock(&a->cfg_lock);
+	aw->cfg = a->cfg;
+	aw->cfg_gen = gen;
+	pthread_mutex_unlock(&a->cfg_lock);
+}
+
 static void tick(struct relay_worker *w)
 {
-	flow_tick(w->owner);
-	control_worker_tick(w->owner);
+	struct agent_worker *aw = w->owner;
+
+	atomic_fetch_add_explicit(&aw->heartbeat, 1, memory_order_relaxed);
+	agent_worker_refresh(aw);
+	flow_tick(aw);
+	control_worker_tick(aw);
 }
 
 static const struct relay_loop_ops agent_loop_ops = {
@@ -351,6 +495,8 @@ static void *worker_main(void *arg)
 
 	aw->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(20, 1000);
 	aw->lfd = -1;
+	aw->cfg_gen = ~0u;
+	agent_worker_refresh(aw);
 	r = relay_worker_init(&aw->rw, &agent_relay_ops, aw, 1024, cfg->nbufs,
 			      cfg->bufsize, cfg->max_flows);
 	if (r < 0) {
@@ -381,16 +527,316 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-/* The main thread: signals, and link/address/route events for the paths,
- * which are reconciled 50 ms after the last event of a burst (a DHCP renew
- * or a link bounce comes as several messages) and every 2 s regardless. */
-static void run_loop(struct agent *a, const sigset_t *sigs)
+/* Main thread: copy what metrics show of the paths (they are ours). */
+static void paths_snapshot(struct agent *a)
+{
+	struct paths *ps = &a->paths;
+	unsigned n = 0;
+	bool conc0_seen = false, conc0_up = false;
+
+	pthread_mutex_lock(&a->snap_lock);
+	for (unsigned i = 0; i < ps->n; i++)
+		for (int fi = 0; fi < 2; fi++) {
+			const struct path *p = &ps->p[i];
+			const struct path_fam *f = &p->f[fi];
+			struct path_metric *m = &a->pm[n++];
+
+			memcpy(m->ifname, p->ifname, IFNAMSIZ);
+			m->mode = path_mode_name(p->mode);
+			m->state = control_path_state(p, fi);
+			m->family = fi ? AF_INET6 : AF_INET;
+			m->usable = f->usable && p->mode != PATH_OFF;
+			m->endpoint = f->ep_id != 0;
+			m->probe_rtt_us = f->usable ? f->probe_rtt_us : 0;
+			/* The probes talk to the first concentrator. */
+			if ((a->paths.probe_to.ss_family == AF_INET6) == (fi == 1) &&
+			    f->have_addr && p->mode != PATH_OFF && ps->probe_interval_ms) {
+				conc0_seen = true;
+				conc0_up |= f->usable && f->probe_rtt_us;
+			}
+		}
+	a->npm = n;
+	pthread_mutex_unlock(&a->snap_lock);
+	if (conc0_seen)
+		atomic_store_explicit(&a->conc_up[0], conc0_up ? 1 : 0, memory_order_relaxed);
+}
+
+static void render_metrics(void *ctx, struct mbuf *b)
+{
+	struct agent *a = ctx;
+	struct agent_counters t = { 0 };
+	uint64_t up = 0, down = 0, active = 0;
+	struct path_metric pm[2 * PATHS_MAX];
+	struct agent_config cfg;
+	unsigned npm;
+	char l[256], e1[64], e2[64];
+
+	pthread_mutex_lock(&a->snap_lock);
+	npm = a->npm;
+	memcpy(pm, a->pm, sizeof(pm));
+	pthread_mutex_unlock(&a->snap_lock);
+	pthread_mutex_lock(&a->cfg_lock);
+	cfg = a->cfg;
+	pthread_mutex_unlock(&a->cfg_lock);
+	for (unsigned i = 0; i < cfg.workers; i++) {
+		const struct agent_worker *w = &a->workers[i];
+
+		t.intercepted += w->n.intercepted;
+		t.via_concentrator += w->n.via_concentrator;
+		t.fallback_direct += w->n.fallback_direct;
+		t.failed += w->n.failed;
+		t.early_bytes += w->n.early_bytes;
+		for (int k = 0; k < 256; k++)
+			t.conc_errors[k] += w->n.conc_errors[k];
+		for (int k = 0; k < AGENT_MAX_CONC; k++) {
+			t.conc_ok[k] += w->n.conc_ok[k];
+			t.conc_failed[k] += w->n.conc_failed[k];
+		}
+		up += w->rw.stats.bytes[0];
+		down += w->rw.stats.bytes[1];
+		active += w->rw.stats.active;
+	}
+	metrics_head(b, "gw_agent_info", "gauge", "Version of the running agent.");
+	metrics_u64(b, "gw_agent_info", "version=\"" AGENT_VERSION "\"", 1);
+	metrics_head(b, "gw_agent_path_up", "gauge",
+		     "1 when the path can carry subflows (carrier, address, gateway, probes).");
+	for (unsigned i = 0; i < npm; i++) {
+		snprintf(l, sizeof(l), "path=\"%s\",family=\"%s\",mode=\"%s\"",
+			 metrics_label(pm[i].ifname, e1, sizeof(e1)),
+			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4", pm[i].mode);
+		metrics_u64(b, "gw_agent_path_up", l, pm[i].usable);
+	}
+	metrics_head(b, "gw_agent_path_state", "gauge",
+		     "The path's state as gw-agent status shows it (value always 1).");
+	for (unsigned i = 0; i < npm; i++) {
+		snprintf(l, sizeof(l), "path=\"%s\",family=\"%s\",state=\"%s\"",
+			 metrics_label(pm[i].ifname, e1, sizeof(e1)),
+			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4",
+			 metrics_label(pm[i].state, e2, sizeof(e2)));
+		metrics_u64(b, "gw_agent_path_state", l, 1);
+	}
+	metrics_head(b, "gw_agent_path_endpoint", "gauge",
+		     "1 when the agent keeps an MPTCP endpoint on the path's address.");
+	for (unsigned i = 0; i < npm; i++) {
+		snprintf(l, sizeof(l), "path=\"%s\",family=\"%s\"",
+			 metrics_label(pm[i].ifname, e1, sizeof(e1)),
+			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4");
+		metrics_u64(b, "gw_agent_path_endpoint", l, pm[i].endpoint);
+	}
+	metrics_head(b, "gw_agent_path_probe_rtt_seconds", "gauge",
+		     "Round trip of the last successful probe to the concentrator (live paths).");
+	for (unsigned i = 0; i < npm; i++) {
+		if (!pm[i].probe_rtt_us)
+			continue;
+		snprintf(l, sizeof(l), "path=\"%s\",family=\"%s\"",
+			 metrics_label(pm[i].ifname, e1, sizeof(e1)),
+			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4");
+		metrics_f64(b, "gw_agent_path_probe_rtt_seconds", l, pm[i].probe_rtt_us / 1e6);
+	}
+	metrics_head(b, "gw_agent_path_bytes_total", "counter",
+		     "Bytes through the path's interface (all traffic, as the kernel counts it).");
+	for (unsigned i = 0; i < npm; i++) {
+		uint64_t rx, tx;
+
+		if (i && !strcmp(pm[i].ifname, pm[i - 1].ifname))
+			continue;  /* one interface, two families */
+		control_iface_bytes(pm[i].ifname, &rx, &tx);
+		metrics_label(pm[i].ifname, e1, sizeof(e1));
+		snprintf(l, sizeof(l), "path=\"%s\",direction=\"rx\"", e1);
+		metrics_u64(b, "gw_agent_path_bytes_total", l, rx);
+		snprintf(l, sizeof(l), "path=\"%s\",direction=\"tx\"", e1);
+		metrics_u64(b, "gw_agent_path_bytes_total", l, tx);
+	}
+	metrics_head(b, "gw_agent_flows_active", "gauge", "LAN flows open now.");
+	metrics_u64(b, "gw_agent_flows_active", "", active);
+	metrics_head(b, "gw_agent_flows_intercepted_total", "counter", "LAN TCP connections intercepted.");
+	metrics_u64(b, "gw_agent_flows_intercepted_total", "", t.intercepted);
+	metrics_head(b, "gw_agent_flows_total", "counter",
+		     "Intercepted flows by how they were carried: via a concentrator, directly "
+		     "(no concentrator reachable), or failed (reset).");
+	metrics_u64(b, "gw_agent_flows_total", "via=\"concentrator\"", t.via_concentrator);
+	metrics_u64(b, "gw_agent_flows_total", "via=\"direct\"", t.fallback_direct);
+	metrics_u64(b, "gw_agent_flows_total", "via=\"failed\"", t.failed);
+	metrics_head(b, "gw_agent_fallbacks_direct_total", "counter",
+		     "Flows that went directly because no concentrator answered.");
+	metrics_u64(b, "gw_agent_fallbacks_direct_total", "", t.fallback_direct);
+	metrics_head(b, "gw_agent_concentrator_up", "gauge",
+		     "Concentrator reachability: 1 reached, 0 not, from the last connect or probe.");
+	metrics_head(b, "gw_agent_concentrator_connects_total", "counter",
+		     "Connections to each concentrator, by result.");
+	for (unsigned k = 0; k < cfg.nconc; k++) {
+		char ca[ADDR_STRLEN];
+		int st = atomic_load_explicit(&a->conc_up[k], memory_order_relaxed);
+
+		addr_format((const struct sockaddr *)&cfg.conc[k], ca);
+		snprintf(l, sizeof(l), "concentrator=\"%s\"", ca);
+		if (st >= 0)
+			metrics_u64(b, "gw_agent_concentrator_up", l, (uint64_t)st);
+		snprintf(l, sizeof(l), "concentrator=\"%s\",result=\"ok\"", ca);
+		metrics_u64(b, "gw_agent_concentrator_connects_total", l, t.conc_ok[k]);
+		snprintf(l, sizeof(l), "concentrator=\"%s\",result=\"failed\"", ca);
+		metrics_u64(b, "gw_agent_concentrator_connects_total", l, t.conc_failed[k]);
+	}
+	metrics_head(b, "gw_agent_concentrator_errors_total", "counter",
+		     "RFC 8803 Error replies received, by code.");
+	for (unsigned k = 0; k < 256; k++) {
+		const char *name = convert_error_name(k);
+
+		if (!strcmp(name, "unknown") && !t.conc_errors[k])
+			continue;
+		snprintf(l, sizeof(l), "code=\"%u\",reason=\"%s\"", k, name);
+		metrics_u64(b, "gw_agent_concentrator_errors_total", l, t.conc_errors[k]);
+	}
+	metrics_head(b, "gw_agent_bytes_total", "counter",
+		     "Bytes relayed: up = LAN to Internet, down = Internet to LAN.");
+	metrics_u64(b, "gw_agent_bytes_total", "direction=\"up\"", up);
+	metrics_u64(b, "gw_agent_bytes_total", "direction=\"down\"", down);
+	metrics_head(b, "gw_agent_early_bytes_total", "counter",
+		     "LAN bytes sent in the SYN with the Convert message (0-RTT).");
+	metrics_u64(b, "gw_agent_early_bytes_total", "", t.early_bytes);
+	metrics_head(b, "gw_agent_config_reloads_total", "counter", "SIGHUP reloads, by result.");
+	metrics_u64(b, "gw_agent_config_reloads_total", "result=\"ok\"", a->reloads_ok);
+	metrics_u64(b, "gw_agent_config_reloads_total", "result=\"failed\"", a->reloads_failed);
+}
+
+static void notify_status(struct agent *a)
+{
+	char paths[256] = "";
+	uint64_t active = 0, flows = 0;
+	size_t o = 0;
+
+	for (unsigned i = 0; i < a->cfg.workers; i++) {
+		active += a->workers[i].rw.stats.active;
+		flows += a->workers[i].n.intercepted;
+	}
+	for (unsigned i = 0; i < a->paths.n && o < sizeof(paths); i++) {
+		const struct path *p = &a->paths.p[i];
+		bool up = p->f[0].usable || p->f[1].usable;
+
+		o += (size_t)snprintf(paths + o, sizeof(paths) - o, "%s%s %s", i ? ", " : "",
+				      p->ifname, p->mode == PATH_OFF ? "off" : up ? "up" : "down");
+	}
+	sd_notifyf(0, "STATUS=%llu flows active, %llu intercepted; paths: %s",
+		   (unsigned long long)active, (unsigned long long)flows,
+		   a->paths.n ? paths : "none configured");
+}
+
+static bool workers_alive(struct agent *a, uint64_t *seen)
+{
+	bool ok = true;
+
+	for (unsigned i = 0; i < a->cfg.workers; i++) {
+		uint64_t h = atomic_load_explicit(&a->workers[i].heartbeat, memory_order_relaxed);
+
+		if (h == seen[i])
+			ok = false;
+		seen[i] = h;
+	}
+	return ok;
+}
+
+static bool same_addr(const struct sockaddr_storage *x, socklen_t xl,
+		      const struct sockaddr_storage *y, socklen_t yl)
+{
+	return xl == yl && !memcmp(x, y, xl);
+}
+
+/* SIGHUP: read everything again; apply what can change without touching a
+ * running flow, name what needs a restart, keep everything on errors. */
+static void reload(struct agent *a, int argc, char **argv)
+{
+	struct agent_config n;
+	struct paths *want = calloc(1, sizeof(*want));
+	struct agent_config *cur = &a->cfg;
+	char changed[256] = "";
+	bool nft;
+	int pc;
+
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)log_now_us());
+	if (!want || load_settings(argc, argv, &n, want) < 0) {
+		a->reloads_failed++;
+		log_error("reload: %s has errors (above); still running with the previous configuration",
+			  cur->config_path[0] ? cur->config_path : "the command line");
+		free(want);
+		sd_notify(0, "READY=1");
+		return;
+	}
+	intercept_add_lan_prefixes(&n);
+#define RESTART_ONLY(cond, what) \
+	if (cond) snprintf(changed + strlen(changed), sizeof(changed) - strlen(changed), "%s%s", \
+			   changed[0] ? ", " : "", what)
+	RESTART_ONLY(n.port != cur->port, "port");
+	RESTART_ONLY(n.mark != cur->mark || n.table != cur->table, "mark/table");
+	RESTART_ONLY(n.workers != cur->workers, "workers");
+	RESTART_ONLY(n.nbufs != cur->nbufs || n.bufsize != cur->bufsize, "buffers");
+	RESTART_ONLY(strcmp(n.control_path, cur->control_path), "control");
+	RESTART_ONLY(!same_addr(&n.metrics, n.metrics_len, &cur->metrics, cur->metrics_len),
+		     "metrics_listen");
+	RESTART_ONLY(want->manage_endpoints != a->paths.manage_endpoints, "endpoints");
+#undef RESTART_ONLY
+	if (changed[0])
+		log_warn("reload: %s changed but take%s effect only after a restart",
+			 changed, strchr(changed, ',') ? "" : "s");
+	/* Restart-only values stay as they are. */
+	n.port = cur->port;
+	n.mark = cur->mark;
+	n.table = cur->table;
+	n.workers = cur->workers;
+	n.nbufs = cur->nbufs;
+	n.bufsize = cur->bufsize;
+	n.max_flows = cur->max_flows;
+	memcpy(n.control_path, cur->control_path, sizeof(n.control_path));
+	n.metrics = cur->metrics;
+	n.metrics_len = cur->metrics_len;
+
+	nft = n.nlan != cur->nlan || memcmp(n.lan, cur->lan, sizeof(n.lan)) ||
+	      n.nbypass != cur->nbypass ||
+	      memcmp(n.bypass, cur->bypass, n.nbypass * sizeof(n.bypass[0])) ||
+	      n.block_quic != cur->block_quic;
+	if (nft && intercept_update(&n) < 0) {
+		/* Keep the old interception settings with the old table. */
+		n.nlan = cur->nlan;
+		memcpy(n.lan, cur->lan, sizeof(n.lan));
+		n.nbypass = cur->nbypass;
+		memcpy(n.bypass, cur->bypass, sizeof(n.bypass));
+		n.block_quic = cur->block_quic;
+	}
+	pthread_mutex_lock(&a->cfg_lock);
+	*cur = n;
+	pthread_mutex_unlock(&a->cfg_lock);
+	atomic_fetch_add(&a->cfg_gen, 1);
+	log_set_level(n.log_level);
+
+	pc = 0;
+	if (a->paths.n || want->n) {
+		a->paths.probe_to = cur->conc[0];
+		a->paths.probe_to_len = cur->conc_len[0];
+		pc = paths_update(&a->paths, want);
+		a->paths.probe_timeout_ms = a->paths.probe_interval_ms * 3 / 4;
+		if (a->paths.rt_open)
+			paths_reconcile(&a->paths);
+	}
+	free(want);
+	a->reloads_ok++;
+	log_info("reloaded %s: %u concentrator%s, %u paths (%d changed)%s",
+		 cur->config_path[0] ? cur->config_path : "(no file; command line)",
+		 cur->nconc, cur->nconc == 1 ? "" : "s", a->paths.n, pc,
+		 nft ? ", interception table replaced" : "");
+	sd_notify(0, "READY=1");
+}
+
+/* The main thread: signals, link/address/route events for the paths (a
+ * burst is reconciled 50 ms after its last event, and everything every 2 s
+ * regardless), probes, status requests, the STATUS line and the watchdog. */
+static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sigs)
 {
 	int sfd = signalfd(-1, sigs, SFD_CLOEXEC);
-	uint64_t due = 0, periodic = log_now_ms() + 2000;
+	uint64_t due = 0, periodic = log_now_ms() + 2000, probe_next = 0;
+	uint64_t wd_usec = 0, wd_every = 0, wd_next = 0, status_next = 0;
+	uint64_t *seen = calloc(a->cfg.workers, sizeof(*seen));
 
-	uint64_t probe_next = 0;
-
+	if (sd_watchdog_enabled(0, &wd_usec) > 0)
+		wd_every = wd_usec / 2000 ? wd_usec / 2000 : 1;
 	for (;;) {
 		struct pollfd pf[3 + 2 * PATHS_MAX] = {
 			{ .fd = sfd, .events = POLLIN },
@@ -403,6 +849,10 @@ static void run_loop(struct agent *a, const sigset_t *sigs)
 
 		if (a->paths.n && probe_next && probe_next < next)
 			next = probe_next;
+		if (wd_every && wd_next < next)
+			next = wd_next;
+		if (status_next < next)
+			next = status_next;
 		timeout = next > now ? (int)(next - now) : 0;
 		if (poll(pf, 3 + np, timeout) < 0 && errno != EINTR)
 			break;
@@ -415,7 +865,7 @@ static void run_loop(struct agent *a, const sigset_t *sigs)
 
 			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 				if (si.ssi_signo == SIGHUP) {
-					log_info("SIGHUP: nothing to reload without a config file");
+					reload(a, argc, argv);
 				} else {
 					log_info("%s: stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 					sd_notify(0, "STOPPING=1");
@@ -432,7 +882,18 @@ static void run_loop(struct agent *a, const sigset_t *sigs)
 			due = 0;
 			periodic = now + 2000;
 		}
+		paths_snapshot(a);
+		if (wd_every && now >= wd_next) {
+			if (seen && workers_alive(a, seen))
+				sd_notify(0, "WATCHDOG=1");
+			wd_next = now + wd_every;
+		}
+		if (now >= status_next) {
+			notify_status(a);
+			status_next = now + 5000;
+		}
 	}
+	free(seen);
 	if (sfd >= 0)
 		close(sfd);
 }
@@ -472,6 +933,7 @@ int main(int argc, char **argv)
 {
 	struct agent *a;
 	sigset_t sigs;
+	bool explicit_file, check;
 	int r;
 
 	log_init("gw-agent");
@@ -493,28 +955,24 @@ int main(int argc, char **argv)
 		return 1;
 	a->started_ms = log_now_ms();
 	a->control_fd = -1;
-	strcpy(a->cfg.control_path, AGENT_CONTROL_PATH);
+	for (unsigned k = 0; k < AGENT_MAX_CONC; k++)
+		atomic_init(&a->conc_up[k], -1);
 	pthread_mutex_init(&a->snap_lock, NULL);
 	pthread_cond_init(&a->snap_cond, NULL);
-	a->cfg.fallback = FALLBACK_DIRECT;
-	a->cfg.block_quic = true;
-	a->cfg.port = 5125;
-	a->cfg.mark = 0x4d50;
-	a->cfg.table = 0x4d50;
-	a->cfg.connect_timeout_ms = 3000;
-	a->cfg.reply_timeout_ms = 15000;
-	a->cfg.keepalive_s = 60;
-	a->cfg.idle_timeout_s = 7200;
-	a->cfg.nbufs = 256;
-	a->cfg.bufsize = 32768;
-	a->cfg.rcvbuf = 4 << 20;
-	a->cfg.workers = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
-	if (a->cfg.workers < 1)
-		a->cfg.workers = 1;
-	a->paths.manage_endpoints = true;
-	a->paths.probe_interval_ms = 1000;
-	if (parse_args(argc, argv, a) < 0)
+	pthread_mutex_init(&a->cfg_lock, NULL);
+	prescan(argc, argv, &explicit_file, &check);
+	if (load_settings(argc, argv, &a->cfg, &a->paths) < 0) {
+		free(a);
 		return 2;
+	}
+	if (check) {
+		printf("gw-agent: configuration OK (%s%s)\n",
+		       a->cfg.config_path[0] ? a->cfg.config_path : "no config file",
+		       a->cfg.config_path[0] ? " and the command line" : ", command line only");
+		free(a);
+		return 0;
+	}
+	log_set_level(a->cfg.log_level);
 	a->cfg.max_flows = opt_fit_fd_limit();
 	r = intercept_add_lan_prefixes(&a->cfg);
 	if (r < 0)
@@ -577,15 +1035,32 @@ int main(int argc, char **argv)
 		if (r < 0)
 			log_errno(r, "control socket %s: %m", a->cfg.control_path);
 	}
+	if (r == 0 && a->cfg.metrics_len) {
+		char m[ADDR_STRLEN];
+
+		paths_snapshot(a);
+		r = metrics_server_start(&a->metrics, &a->cfg.metrics, a->cfg.metrics_len,
+					 render_metrics, a);
+		if (r < 0)
+			log_errno(r, "metrics on %s: %m", addr_format((struct sockaddr *)&a->cfg.metrics, m));
+		else
+			log_info("metrics at http://%s/metrics",
+				 addr_format((struct sockaddr *)&a->cfg.metrics, m));
+	}
 	if (r == 0) {
 		sd_notify(0, "READY=1");
-		run_loop(a, &sigs);
+		run_loop(a, argc, argv, &sigs);
 		control_close(a);
 		/* Stop intercepting before the listeners close: new LAN
 		 * connections go the normal routed way meanwhile. */
 		paths_cleanup(&a->paths);
 		intercept_remove(&a->cfg);
+	} else {
+		paths_cleanup(&a->paths);
+		intercept_remove(&a->cfg);
+		control_close(a);
 	}
+	metrics_server_stop(&a->metrics);
 	atomic_store(&a->stopping, 1);
 	for (unsigned i = 0; i < a->cfg.workers; i++) {
 		pthread_join(a->workers[i].thread, NULL);

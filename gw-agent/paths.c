@@ -120,12 +120,29 @@ static void set_loose_rp_filter(const char *ifname)
 	}
 }
 
+static void raise_limits(struct paths *ps, unsigned users)
+{
+	uint32_t sf = 0, aa = 0;
+	int r;
+
+	if (!ps->pm_open)
+		return;
+	if (pm_get_limits(&ps->pm, &sf, &aa) == 0 && sf < users) {
+		r = pm_set_limits(&ps->pm, users > 8 ? 8 : users, aa > users ? aa : users);
+		if (r < 0)
+			log_errno(r, "cannot raise MPTCP subflow limit to %u: %m", users);
+	}
+}
+
 int paths_init(struct paths *ps, uint32_t table_base, uint32_t prio_base)
 {
 	int r;
 	unsigned users = 0;
 
 	pthread_mutex_init(&ps->src_lock, NULL);
+	ps->inited = true;
+	ps->table_base = table_base;
+	ps->prio_base = prio_base;
 	for (unsigned i = 0; i < ps->n; i++) {
 		ps->p[i].f[0].probe_fd = ps->p[i].f[1].probe_fd = -1;
 		ps->p[i].table = table_base + 1 + i;
@@ -142,19 +159,13 @@ int paths_init(struct paths *ps, uint32_t table_base, uint32_t prio_base)
 		return log_errno(r, "rtnetlink events: %m");
 	ps->ev_open = true;
 	if (ps->manage_endpoints) {
-		uint32_t sf = 0, aa = 0;
-
 		r = pm_open(&ps->pm);
 		if (r < 0)
 			return log_errno(r, "generic netlink family mptcp_pm: %m");
 		ps->pm_open = true;
 		/* Our endpoints only: stale ones from a crashed run have our
 		 * path addresses and are replaced as paths are reconciled. */
-		if (pm_get_limits(&ps->pm, &sf, &aa) == 0 && sf < users) {
-			r = pm_set_limits(&ps->pm, users > 8 ? 8 : users, aa > users ? aa : users);
-			if (r < 0)
-				log_errno(r, "cannot raise MPTCP subflow limit to %u: %m", users);
-		}
+		raise_limits(ps, users);
 	}
 	for (unsigned i = 0; i < ps->n; i++)
 		set_loose_rp_filter(ps->p[i].ifname);
@@ -485,31 +496,38 @@ bool paths_probe_run(struct paths *ps, const struct pollfd *pfd, unsigned n,
 	return changed;
 }
 
+/* Everything of one path's in the kernel: probes, endpoints, rules, its
+ * table's default route. */
+static void path_teardown(struct paths *ps, struct path *p)
+{
+	for (int fi = 0; fi < 2; fi++) {
+		struct path_fam *f = &p->f[fi];
+		int family = fi ? AF_INET6 : AF_INET;
+
+		if (f->probe_fd >= 0)
+			close(f->probe_fd);
+		f->probe_fd = -1;
+		if (f->ep_id && ps->pm_open)
+			pm_del(&ps->pm, f->ep_id);
+		f->ep_id = 0;
+		if (!ps->rt_open)
+			continue;
+		if (f->rule_from)
+			rt_rule(&ps->rt, false, family, &f->rule_addr, NULL, p->table, p->prio);
+		if (f->rule_oif)
+			rt_rule(&ps->rt, false, family, NULL, p->ifname, p->table, p->prio);
+		rt_default(&ps->rt, false, family, NULL, 0, p->table, false);
+		f->rule_from = f->rule_oif = false;
+		f->usable = f->was_usable = false;
+	}
+}
+
 void paths_cleanup(struct paths *ps)
 {
-	for (unsigned i = 0; i < ps->n; i++) {
-		struct path *p = &ps->p[i];
-
-		for (int fi = 0; fi < 2; fi++) {
-			struct path_fam *f = &p->f[fi];
-			int family = fi ? AF_INET6 : AF_INET;
-
-			if (f->probe_fd >= 0)
-				close(f->probe_fd);
-			f->probe_fd = -1;
-			if (f->ep_id && ps->pm_open)
-				pm_del(&ps->pm, f->ep_id);
-			f->ep_id = 0;
-			if (!ps->rt_open)
-				continue;
-			if (f->rule_from)
-				rt_rule(&ps->rt, false, family, &f->rule_addr, NULL, p->table, p->prio);
-			if (f->rule_oif)
-				rt_rule(&ps->rt, false, family, NULL, p->ifname, p->table, p->prio);
-			rt_default(&ps->rt, false, family, NULL, 0, p->table, false);
-			f->rule_from = f->rule_oif = false;
-		}
-	}
+	if (!ps->inited)
+		return;  /* paths_init never ran: nothing of ours is out there */
+	for (unsigned i = 0; i < ps->n; i++)
+		path_teardown(ps, &ps->p[i]);
 	if (ps->pm_open)
 		pm_close(&ps->pm);
 	if (ps->ev_open)
@@ -517,6 +535,69 @@ void paths_cleanup(struct paths *ps)
 	if (ps->rt_open)
 		rt_close(&ps->rt);
 	ps->pm_open = ps->ev_open = ps->rt_open = false;
+}
+
+int paths_update(struct paths *ps, const struct paths *want)
+{
+	unsigned users = 0, changed = 0;
+
+	for (unsigned k = 0; k < want->n; k++) {
+		const struct path *w = &want->p[k];
+		struct path *p = NULL;
+
+		for (unsigned i = 0; i < ps->n; i++)
+			if (!strcmp(ps->p[i].ifname, w->ifname))
+				p = &ps->p[i];
+		if (!p) {
+			if (ps->n == PATHS_MAX) {
+				log_warn("reload: path %s not added: %u paths at most", w->ifname,
+					 PATHS_MAX);
+				continue;
+			}
+			p = &ps->p[ps->n];
+			*p = *w;
+			p->f[0].probe_fd = p->f[1].probe_fd = -1;
+			p->table = ps->table_base + 1 + ps->n;
+			p->prio = ps->prio_base + ps->n;
+			ps->n++;
+			set_loose_rp_filter(p->ifname);
+			log_info("reload: path %s added (%s)", p->ifname, path_mode_name(p->mode));
+			changed++;
+			continue;
+		}
+		if (p->mode != w->mode)
+			log_info("reload: path %s: mode %s -> %s", p->ifname,
+				 path_mode_name(p->mode), path_mode_name(w->mode));
+		changed += p->mode != w->mode;
+		p->mode = w->mode;
+		for (int fi = 0; fi < 2; fi++) {
+			changed += p->f[fi].gw_given != w->f[fi].gw_given ||
+				memcmp(&p->f[fi].gw_cfg, &w->f[fi].gw_cfg, 16);
+			p->f[fi].gw_given = w->f[fi].gw_given;
+			p->f[fi].gw_cfg = w->f[fi].gw_cfg;
+		}
+	}
+	/* A path no longer configured is turned off: its endpoints, rules and
+	 * route go; its slot (and table number) stays for a later reload. */
+	for (unsigned i = 0; i < ps->n; i++) {
+		struct path *p = &ps->p[i];
+		bool kept = false;
+
+		for (unsigned k = 0; k < want->n; k++)
+			if (!strcmp(p->ifname, want->p[k].ifname))
+				kept = true;
+		if (!kept && p->mode != PATH_OFF) {
+			log_info("reload: path %s removed (off until restart or re-added)", p->ifname);
+			path_teardown(ps, p);
+			p->mode = PATH_OFF;
+			changed++;
+		}
+		if (p->mode != PATH_OFF)
+			users++;
+	}
+	ps->probe_interval_ms = want->probe_interval_ms;
+	raise_limits(ps, users);
+	return (int)changed;
 }
 
 int paths_event_fd(const struct paths *ps)

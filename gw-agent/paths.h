@@ -66,6 +66,8 @@ struct paths {
 	struct rt ev;
 	bool pm_open, rt_open, ev_open;
 	unsigned changes;          /* endpoint/route changes made (for logs) */
+	uint32_t table_base, prio_base;
+	bool inited;               /* paths_init ran: there is state to clean up */
 	/* Probes: an RFC 8803 Info exchange with the concentrator from each
 	 * path's address; unset family = no probes. */
 	struct sockaddr_storage probe_to;
@@ -87,6 +89,10 @@ int paths_init(struct paths *ps, uint32_t table_base, uint32_t prio_base);
 int paths_reconcile(struct paths *ps);
 /* Remove everything we installed. */
 void paths_cleanup(struct paths *ps);
+/* A reload: take modes, gateways and the probe interval from want (parsed
+ * paths only); add new paths; turn off removed ones (their state removed
+ * from the kernel). Returns how many paths changed; reconcile after. */
+int paths_update(struct paths *ps, const struct paths *want);
 int paths_event_fd(const struct paths *ps);
 int paths_events_drain(struct paths *ps);
 
