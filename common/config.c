@@ -261,12 +261,56 @@ static void walk_object(struct walk *w, const char *prefix, const json_t *obj)
 	}
 }
 
+/* The file, with // comments blanked out to the end of their line: JSON
+ * has none, and an operator's file needs them. A small scanner follows
+ * strings (and their escapes), so "//" inside a string (a URL) is kept;
+ * blanking with spaces keeps line and column numbers in syntax errors. */
+static char *read_commented(FILE *f, size_t *ret_len)
+{
+	size_t cap = 8192, len = 0, n;
+	char *s = malloc(cap);
+	bool in_str = false;
+
+	if (!s)
+		return NULL;
+	while ((n = fread(s + len, 1, cap - len, f)) > 0) {
+		len += n;
+		if (len == cap) {
+			char *t = cap < (16u << 20) ? realloc(s, cap * 2) : NULL;
+
+			if (!t) {
+				free(s);
+				return NULL;
+			}
+			s = t;
+			cap *= 2;
+		}
+	}
+	for (size_t i = 0; i < len; i++) {
+		if (in_str) {
+			if (s[i] == '\\')
+				i++;
+			else if (s[i] == '"')
+				in_str = false;
+		} else if (s[i] == '"') {
+			in_str = true;
+		} else if (s[i] == '/' && i + 1 < len && s[i + 1] == '/') {
+			while (i < len && s[i] != '\n')
+				s[i++] = ' ';
+		}
+	}
+	*ret_len = len;
+	return s;
+}
+
 int config_load(const char *file, const struct config_key *keys, config_apply_fn fn,
 		void *ctx)
 {
 	struct walk w = { .keys = keys, .apply = fn, .ctx = ctx };
 	json_error_t err;
 	json_t *root;
+	size_t len;
+	char *text;
 	FILE *f;
 
 	f = fopen(file, "re");
@@ -281,8 +325,16 @@ int config_load(const char *file, const struct config_key *keys, config_apply_fn
 		return -EINVAL;
 	}
 	w.file = file;
-	root = json_loadf(f, JSON_REJECT_DUPLICATES, &err);
+	text = read_commented(f, &len);
 	fclose(f);
+	if (!text) {
+		opt_source(file, "");
+		opt_source_error("cannot read: %s", strerror(ENOMEM));
+		opt_source(NULL, NULL);
+		return -EINVAL;
+	}
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+	free(text);
 	if (!root) {
 		opt_source(file, "");
 		opt_source_error("line %d, column %d: %s", err.line, err.column, err.text);

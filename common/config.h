@@ -11,7 +11,8 @@
  *
  * Unknown keys, wrong JSON types and syntax errors are errors too, each with
  * the file, the key path (and line for syntax errors) and the reason. All
- * errors in a file are reported, not just the first. */
+ * errors in a file are reported, not just the first. // starts a comment
+ * to the end of the line, outside strings (an extension of JSON). */
 #ifndef COMMON_CONFIG_H
 #define COMMON_CONFIG_H
 

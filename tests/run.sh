@@ -4,7 +4,7 @@
 #   1. installs missing Debian packages (deploy/setup.sh)
 #   2. builds three trees: build/ (gcc), build-asan/ (gcc, ASan+UBSan),
 #      build-fuzz/ (clang, ASan+UBSan, libFuzzer)
-#   3. runs every meson test (unit, fuzz corpus, netns) in build/ and
+#   3. runs every meson test (unit, config, fuzz corpus, netns) in build/ and
 #      build-asan/; tests that need root or namespaces skip (77) without them
 #   4. runs each libFuzzer harness for FUZZ_SECONDS (default 60) from the
 #      checked-in seed corpus; any crash fails the run

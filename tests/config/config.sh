@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Configuration files of both daemons, through the real binaries'
+# --check-config: the commented examples in deploy/examples are valid, and
+# each kind of mistake gets its own message naming the file, the key path
+# and the reason, with exit status 2. No root needed.
+#
+# Environment (meson): CONCENTRATOR, AGENT (absolute paths).
+set -u
+cd "$(dirname "$0")"
+EX=$(cd ../../deploy/examples && pwd)
+T=$(mktemp -d /tmp/config-test.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+CHECKS=0 FAILS=0
+
+ok() { CHECKS=$((CHECKS + 1)); echo "ok   - $1"; }
+fail() { CHECKS=$((CHECKS + 1)); FAILS=$((FAILS + 1)); echo "FAIL - $1"; shift; printf '    %s\n' "$@"; }
+
+# expect DESCRIPTION STATUS PROGRAM ARGS... (expected lines on stdin): each
+# expected line must appear whole in the output, and the status must match.
+expect() {
+	local what=$1 want=$2; shift 2
+	local out rc=0 line missing=()
+	out=$("$@" 2>&1) || rc=$?
+	while IFS= read -r line; do
+		[ -z "$line" ] && continue
+		grep -qxF -- "$line" <<< "$out" || missing+=("missing: $line")
+	done
+	if [ "$rc" -eq "$want" ] && [ ${#missing[@]} -eq 0 ]; then
+		ok "$what"
+	else
+		fail "$what" "exit $rc (wanted $want)" "${missing[@]}" "output:" "$out"
+	fi
+}
+
+C=$CONCENTRATOR
+A=$AGENT
+[ -x "$C" ] && [ -x "$A" ] || { echo "SKIP: daemons not built"; exit 77; }
+
+expect "concentrator example (deploy/examples/concentrator.json) is valid" 0 \
+	"$C" --check-config --config "$EX/concentrator.json" \
+	<<< "mptcp-concentrator: configuration OK ($EX/concentrator.json and the command line)"
+expect "agent example (deploy/examples/gw-agent.json) is valid" 0 \
+	"$A" --check-config --config "$EX/gw-agent.json" \
+	<<< "gw-agent: configuration OK ($EX/gw-agent.json and the command line)"
+
+cat > "$T/conc.json" <<'J'
+{
+  "listen": ["127.0.0.1:15124"],
+  "policy": {
+    "allow_clients": ["10.0.0.0/8", "192.168.0.0/16", "10.0.0.0/33"],
+    "allow_client": ["1.2.3.4"],
+    "max_flows_per_client": "12"
+  },
+  "timeouts": {"handshake": 0, "conect": 3},
+  "workers": 2.5,
+  "buffers": 4,
+  "metrics_listen": "localhost:x"
+}
+J
+expect "concentrator: every error in a file, each with file, key path and reason" 2 \
+	"$C" --check-config --config "$T/conc.json" <<END
+$T/conc.json: policy.allow_clients[2]: "10.0.0.0/33" is not a prefix (length over 32 for IPv4, 128 for IPv6)
+$T/conc.json: policy.allow_client: unknown key (did you mean policy.allow_clients?)
+$T/conc.json: policy.max_flows_per_client: is a string, expected a number
+$T/conc.json: timeouts.handshake: "0" must be more than 0
+$T/conc.json: timeouts.conect: unknown key (did you mean timeouts.connect?)
+$T/conc.json: workers: "2.5" is not a whole number
+$T/conc.json: buffers: is a number, expected an object
+$T/conc.json: metrics_listen: "localhost:x" is not PORT, ADDR:PORT or [ADDR6]:PORT
+END
+
+printf '{\n  "listen": ["[::]:5124"],\n  "workers": 2,\n}\n' > "$T/syntax.json"
+expect "syntax error: file, line and column" 2 "$C" --check-config --config "$T/syntax.json" \
+	<<< "$T/syntax.json: line 4, column 1: string or '}' expected near '}'"
+printf '{"workers": 1, "workers": 2}\n' > "$T/dup.json"
+expect "a key given twice is an error" 2 "$C" --check-config --allow-any-client --config "$T/dup.json" \
+	<<< "$T/dup.json: line 1, column 24: duplicate object key near '\"workers\"'"
+printf '[1, 2]\n' > "$T/array.json"
+expect "a file that is not an object" 2 "$C" --check-config --allow-any-client --config "$T/array.json" \
+	<<< "$T/array.json: is an array, expected an object of settings"
+expect "an explicit --config that does not exist is an error" 2 \
+	"$C" --check-config --allow-any-client --config "$T/none.json" \
+	<<< "mptcp-concentrator: cannot read $T/none.json: No such file or directory"
+printf '{"policy": {"allow_clients": ["10.0.0.0/8"]}}\n' > "$T/ok.json"
+expect "the command line is checked the same way, over the file" 2 \
+	"$C" --check-config --config "$T/ok.json" --allow-client 10.0.0.0/33 \
+	<<< 'mptcp-concentrator: --allow-client: "10.0.0.0/33" is not a prefix (length over 32 for IPv4, 128 for IPv6)'
+printf '{"policy": {"allow_any_client": false}}\n' > "$T/open.json"
+expect "no client allowed: refuses, naming both ways to allow some" 2 \
+	"$C" --check-config --config "$T/open.json" \
+	<<< "mptcp-concentrator: no client allowed (--allow-client, or policy.allow_clients"
+
+cat > "$T/agent.json" <<'J'
+{
+  // a comment line, and comments after values:
+  "concentrators": ["198.51.100.1:5124", "[2001:db8::1]:99999"], // backup
+  "lan": ["br-lan"],
+  "paths": [
+    {"interface": "wan", "mode": "master"},
+    "dsl,mode=backup",
+    {"interface": "mesh", "mode": "sometimes", "weight": "2"},
+    {"mode": "on"},
+    42
+  ],
+  "fallback": "maybe",
+  "block_quic": "yes",
+  "timeouts": {"reply": 15, "connect": -1},
+  "endpoints": "networkmanager"
+}
+J
+expect "agent: errors in lists, path objects, choices and booleans" 2 \
+	"$A" --check-config --config "$T/agent.json" <<END
+$T/agent.json: concentrators[1]: "[2001:db8::1]:99999" is not ADDR[:PORT] or [ADDR6][:PORT]
+$T/agent.json: paths[2].weight: unknown key (this object takes interface, mode, gateway)
+$T/agent.json: paths[2]: "mesh,mode=sometimes" has a mode other than on, master, backup, handover, off
+$T/agent.json: paths[3]: has no "interface"
+$T/agent.json: paths[4]: is a number, expected a string or an object
+$T/agent.json: fallback: "maybe" is not direct or reset
+$T/agent.json: block_quic: is a string, expected true or false
+$T/agent.json: timeouts.connect: "-1" is out of range (0..3600 seconds)
+$T/agent.json: endpoints: "networkmanager" is not kernel or mptcpd
+END
+cat > "$T/agent-ok.json" <<'J'
+{
+  "concentrators": ["198.51.100.1"],  // port 5124 by default
+  "lan": ["br-lan"],
+  "control": "/run//gw-agent.sock",   // "//" inside a string is not a comment
+  "paths": ["wan,mode=master,gateway=192.0.2.1", {"interface": "lte", "mode": "handover"}]
+}
+J
+expect "agent: comments outside strings only; paths as strings or objects" 0 \
+	"$A" --check-config --config "$T/agent-ok.json" \
+	<<< "gw-agent: configuration OK ($T/agent-ok.json and the command line)"
+printf '{"lan": ["br-lan"]}\n' > "$T/noconc.json"
+expect "agent: no concentrator is an error naming the option and the key" 2 \
+	"$A" --check-config --config "$T/noconc.json" \
+	<<< "gw-agent: no concentrator: --concentrator ADDR:PORT or \"concentrators\" in $T/noconc.json"
+
+echo "[config] $CHECKS checks, $FAILS failed"
+[ "$FAILS" -eq 0 ] && [ "$CHECKS" -gt 0 ]
