@@ -16,7 +16,7 @@ build_pkgs=(
 # Tests and demo: namespaces, nftables, MPTCP tooling, traffic and capture.
 test_pkgs=(
   iproute2 nftables mptcpd mptcpize iperf3 curl nginx-light tcpdump python3 procps
-  gnuplot-nox
+  gnuplot-nox systemd
 )
 
 # promtool, Prometheus' own checker for the metrics exposition, ships in the

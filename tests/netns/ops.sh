@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Operations, on the two-path testbed (lib.sh two_path_topology, unshaped):
+# both daemons run from JSON config files under a stand-in for systemd's
+# notify socket (READY, STATUS, WATCHDOG, RELOADING, STOPPING), serve
+# Prometheus metrics that promtool accepts and whose values match the
+# traffic this test generated, and reload on SIGHUP: new policy applies to
+# new flows while a running flow carries on, a file with errors changes
+# nothing, restart-only settings are named; the agent's paths follow its
+# file. The sysctl drop-ins in deploy/sysctl load.
+cd "$(dirname "$0")"
+. ./lib.sh
+require_netns
+[ -x "${AGENT:-}" ] || skip "AGENT not built"
+command -v nft >/dev/null || skip "needs nftables"
+command -v curl >/dev/null || skip "needs curl"
+PROMTOOL=$(command -v promtool || echo "$PWD/../../.tools/promtool")
+[ -x "$PROMTOOL" ] || { log "FAIL: promtool missing (deploy/setup.sh unpacks it into .tools/)"; exit 1; }
+
+two_path_topology 1gbit
+ip netns exec "$(ns srv)" "$PY" ./nettool.py serve --bind 203.0.113.2 --base 9000 > /dev/null 2>&1 &
+
+# notify sockets: one listener per daemon, each writing what it received
+"$PY" ./notify.py "$WORKDIR/conc.sock" "$WORKDIR/conc.notify" > /dev/null 2>&1 &
+"$PY" ./notify.py "$WORKDIR/agent.sock" "$WORKDIR/agent.notify" > /dev/null 2>&1 &
+for i in $(seq 1 50); do [ -S "$WORKDIR/conc.sock" ] && [ -S "$WORKDIR/agent.sock" ] && break; sleep 0.05; done
+
+# The file says log_level warning and listen on 5999; the command line says
+# info and 5124: the command line wins, and its list replaces the file's.
+write_conc_config() {  # write_conc_config EXTRA-POLICY-JSON
+	cat > "$WORKDIR/conc.json" <<EOF
+{
+  // written by tests/netns/ops.sh
+  "listen": ["[::]:5999"],
+  "log_level": "warning",
+  "metrics_listen": "127.0.0.1:9124",
+  "workers": 2,
+  "policy": { "allow_clients": ["198.51.100.0/24"]$1 }
+}
+EOF
+}
+write_conc_config ""
+ip netns exec "$(ns conc)" env NOTIFY_SOCKET="$WORKDIR/conc.sock" WATCHDOG_USEC=1000000 \
+	"$CONCENTRATOR" --config "$WORKDIR/conc.json" --listen '[::]:5124' --log-level info \
+	> "$WORKDIR/conc.log" 2>&1 &
+CONC_PID=$!
+
+write_agent_config() {  # write_agent_config PATHS-JSON
+	cat > "$WORKDIR/agent.json" <<EOF
+{
+  "concentrators": ["192.0.2.1:5124"],
+  "lan": ["gw-lan"],
+  "paths": $1,
+  "workers": 1,
+  "control": "$WORKDIR/control.sock",
+  "metrics_listen": "9125"
+}
+EOF
+}
+write_agent_config '[{"interface": "gw-p1", "mode": "master"}, "gw-p2"]'
+ip netns exec "$(ns gw)" env NOTIFY_SOCKET="$WORKDIR/agent.sock" WATCHDOG_USEC=1000000 \
+	"$AGENT" --config "$WORKDIR/agent.json" > "$WORKDIR/agent.log" 2>&1 &
+AGENT_PID=$!
+wait_listen srv 9000 && wait_listen conc 5124 || exit 1
+for i in $(seq 1 100); do grep -q "READY=1" "$WORKDIR/agent.notify" 2>/dev/null && break; sleep 0.05; done
+sleep 1.5  # a few probes and watchdog rounds
+
+scrape() { ip netns exec "$(ns "$1")" curl -sf "http://127.0.0.1:$2/metrics"; }
+# metric FILE NAME{LABELS}: the sample's value (empty when absent)
+metric() { awk -v k="$2" '$1 == k { print $2 }' "$1"; }
+
+cmdline_wins() {
+	local l; l=$(ip netns exec "$(ns conc)" ss -Htln)
+	echo "$l"
+	echo "$l" | grep -q ":5124 " && ! echo "$l" | grep -q ":5999 " &&
+	grep -q "info: listening on \[::\]:5124" "$WORKDIR/conc.log"
+}
+check "the command line wins over the file (listen list replaced, log level info)" cmdline_wins
+
+notify_start() {
+	local f
+	for f in conc agent; do
+		echo "$f:"; head -3 "$WORKDIR/$f.notify"
+		grep -q " READY=1$" "$WORKDIR/$f.notify" &&
+		grep -q " STATUS=.*flows active" "$WORKDIR/$f.notify" &&
+		[ "$(grep -c " WATCHDOG=1$" "$WORKDIR/$f.notify")" -ge 2 ] || return 1
+	done
+}
+check "notify protocol: READY=1, a STATUS line, WATCHDOG=1 at half the 1 s interval (both daemons)" notify_start
+
+# Traffic the metrics must account for: 3 LAN flows of 4 MiB each way.
+FLOW_BYTES=$((4 << 20))
+traffic() {
+	ip netns exec "$(ns lan)" "$PY" ./nettool.py echo --plain --dst 203.0.113.2:9000 \
+		--bytes $FLOW_BYTES --flows 3
+}
+check "3 LAN flows of 4 MiB each way through agent and concentrator" traffic
+sleep 0.5
+
+metrics_valid() {
+	scrape conc 9124 > "$WORKDIR/conc.prom" && scrape gw 9125 > "$WORKDIR/agent.prom" || return 1
+	echo "concentrator: $(wc -l < "$WORKDIR/conc.prom") lines, agent: $(wc -l < "$WORKDIR/agent.prom") lines"
+	"$PROMTOOL" check metrics < "$WORKDIR/conc.prom" && "$PROMTOOL" check metrics < "$WORKDIR/agent.prom"
+}
+check "both /metrics pass promtool check metrics" metrics_valid
+
+conc_values() {
+	local f=$WORKDIR/conc.prom up down mptcp done_ conn sub_n sub_le1
+	up=$(metric "$f" 'mptcp_concentrator_bytes_total{direction="up"}')
+	down=$(metric "$f" 'mptcp_concentrator_bytes_total{direction="down"}')
+	mptcp=$(metric "$f" 'mptcp_concentrator_connections_accepted_total{kind="mptcp"}')
+	done_=$(metric "$f" 'mptcp_concentrator_flows_closed_total{outcome="done"}')
+	conn=$(metric "$f" 'mptcp_concentrator_upstream_connect_seconds_count')
+	sub_n=$(metric "$f" 'mptcp_concentrator_subflows_per_flow_count')
+	sub_le1=$(metric "$f" 'mptcp_concentrator_subflows_per_flow_bucket{le="1"}')
+	echo "{\"bytes_up\": $up, \"bytes_down\": $down, \"mptcp\": $mptcp, \"done\": $done_, \"connects\": $conn, \"flows_in_subflow_histogram\": $sub_n, \"with_at_most_1_subflow\": $sub_le1}"
+	# the 3 flows' bytes exactly (probes carry no relayed bytes)
+	[ "$up" -eq $((3 * FLOW_BYTES)) ] && [ "$down" -eq $((3 * FLOW_BYTES)) ] &&
+	[ "$mptcp" -ge 3 ] && [ "$done_" -ge 3 ] && [ "$conn" -eq 3 ] &&
+	[ "$sub_n" -eq 3 ] && [ "$sub_le1" -lt 3 ]  # two paths: subflows joined
+}
+check "concentrator metrics match the traffic (bytes exact, 3 connects, subflows per flow)" conc_values
+
+agent_values() {
+	local f=$WORKDIR/agent.prom via up down p1 p2 ep rtt cup
+	via=$(metric "$f" 'gw_agent_flows_total{via="concentrator"}')
+	up=$(metric "$f" 'gw_agent_bytes_total{direction="up"}')
+	down=$(metric "$f" 'gw_agent_bytes_total{direction="down"}')
+	p1=$(metric "$f" 'gw_agent_path_up{path="gw-p1",family="ipv4",mode="master"}')
+	p2=$(metric "$f" 'gw_agent_path_up{path="gw-p2",family="ipv4",mode="on"}')
+	ep=$(metric "$f" 'gw_agent_path_endpoint{path="gw-p2",family="ipv4"}')
+	rtt=$(metric "$f" 'gw_agent_path_probe_rtt_seconds{path="gw-p1",family="ipv4"}')
+	cup=$(metric "$f" 'gw_agent_concentrator_up{concentrator="192.0.2.1:5124"}')
+	echo "{\"via_concentrator\": $via, \"bytes_up\": $up, \"bytes_down\": $down, \"p1_up\": $p1, \"p2_up\": $p2, \"p2_endpoint\": $ep, \"p1_probe_rtt_s\": ${rtt:-null}, \"concentrator_up\": $cup}"
+	[ "$via" -eq 3 ] && [ "$up" -eq $((3 * FLOW_BYTES)) ] && [ "$down" -eq $((3 * FLOW_BYTES)) ] &&
+	[ "$p1" = 1 ] && [ "$p2" = 1 ] && [ "$ep" = 1 ] && [ -n "$rtt" ] && [ "$cup" = 1 ]
+}
+check "agent metrics match (3 flows via the concentrator, bytes exact, paths up, probe RTT)" agent_values
+
+# Reload under load: a flow paced over 6 s runs while the policy changes.
+ip netns exec "$(ns lan)" "$PY" ./nettool.py echo --plain --dst 203.0.113.2:9000 \
+	--bytes $((8 << 20)) --pace 6 > "$WORKDIR/long.out" 2>&1 &
+LONG=$!
+sleep 1
+write_conc_config ', "deny_destinations": ["203.0.113.0/24"], "max_flows_per_client": 100'
+kill -HUP "$CONC_PID"
+sleep 0.5
+reload_applies() {
+	local out rc=0
+	grep "reloaded" "$WORKDIR/conc.log" | tail -1
+	out=$(ip netns exec "$(ns lan)" timeout 10 "$PY" ./nettool.py echo --plain \
+		--dst 203.0.113.2:9000 --bytes 1000 2>&1) || rc=$?
+	echo "$out" | head -1
+	scrape conc 9124 > "$WORKDIR/conc2.prom"
+	scrape gw 9125 > "$WORKDIR/agent2.prom"
+	echo "refusals code 32: $(metric "$WORKDIR/conc2.prom" 'mptcp_concentrator_refusals_total{code="32",reason="not_authorized"}'), agent saw error 32: $(metric "$WORKDIR/agent2.prom" 'gw_agent_concentrator_errors_total{code="32",reason="not_authorized"}')"
+	grep -q "reloaded $WORKDIR/conc.json" "$WORKDIR/conc.log" &&
+	[ "$(metric "$WORKDIR/conc2.prom" 'mptcp_concentrator_refusals_total{code="32",reason="not_authorized"}')" -ge 1 ] &&
+	[ "$(metric "$WORKDIR/agent2.prom" 'gw_agent_concentrator_errors_total{code="32",reason="not_authorized"}')" -ge 1 ] &&
+	[ "$rc" -ne 0 ]  # the LAN client was reset
+}
+check "SIGHUP: a new destination deny applies to new flows (Error 32, counted by both daemons)" reload_applies
+
+printf '{"policy": {"allow_clients": ["198.51.100.0/33"]}, "workers": 2}\n' > "$WORKDIR/conc.json"
+kill -HUP "$CONC_PID"
+sleep 0.3
+bad_reload() {
+	grep -E "conc.json: policy.allow_clients\[0\]|reload: .* has errors" "$WORKDIR/conc.log" | cut -c14-
+	grep -q "$WORKDIR/conc.json: policy.allow_clients\[0\]: \"198.51.100.0/33\" is not a prefix" "$WORKDIR/conc.log" &&
+	grep -q "reload: $WORKDIR/conc.json has errors (above); still running with the previous configuration" "$WORKDIR/conc.log" &&
+	# still the previous policy: the deny is still there
+	! ip netns exec "$(ns lan)" timeout 10 "$PY" ./nettool.py echo --plain --dst 203.0.113.2:9000 --bytes 1000 >/dev/null 2>&1
+}
+check "SIGHUP with errors in the file: each error named, the running configuration kept" bad_reload
+
+write_conc_config ""
+sed -i 's/"workers": 2/"workers": 1/' "$WORKDIR/conc.json"
+kill -HUP "$CONC_PID"
+sleep 0.3
+good_again() {
+	grep "restart" "$WORKDIR/conc.log" | cut -c14-
+	grep -q "reload: workers changed but takes effect only after a restart" "$WORKDIR/conc.log" &&
+	ip netns exec "$(ns lan)" "$PY" ./nettool.py echo --plain --dst 203.0.113.2:9000 --bytes $((1 << 20))
+}
+check "SIGHUP back to the open policy: flows work again; a changed worker count is named as needing a restart" good_again
+long_flow() {
+	wait $LONG; local rc=$?
+	cat "$WORKDIR/long.out"
+	[ $rc -eq 0 ]
+}
+check "the flow that ran across three reloads completed (8 MiB each way, hashes equal)" long_flow
+notify_reload() {
+	grep -E "RELOADING=1|READY=1|MONOTONIC" "$WORKDIR/conc.notify" | tail -4
+	[ "$(grep -c " RELOADING=1$" "$WORKDIR/conc.notify")" -eq 3 ] &&
+	[ "$(grep -c " READY=1$" "$WORKDIR/conc.notify")" -eq 4 ] &&
+	grep -q " MONOTONIC_USEC=[0-9]" "$WORKDIR/conc.notify" &&
+	[ "$(metric <(scrape conc 9124) 'mptcp_concentrator_config_reloads_total{result="ok"}')" -eq 2 ] &&
+	[ "$(metric <(scrape conc 9124) 'mptcp_concentrator_config_reloads_total{result="failed"}')" -eq 1 ]
+}
+check "each reload: RELOADING=1 then READY=1; reloads counted by result (2 ok, 1 failed)" notify_reload
+
+# The agent follows its file: path 2 to backup, then removed.
+write_agent_config '[{"interface": "gw-p1", "mode": "master"}, {"interface": "gw-p2", "mode": "backup"}]'
+kill -HUP "$AGENT_PID"
+sleep 0.5
+agent_backup() {
+	local e; e=$(ip -n "$(ns gw)" mptcp endpoint show); echo "$e"
+	echo "$e" | grep -q "198.51.100.66 .*subflow backup" && echo "$e" | grep -q "198.51.100.2 .*subflow" &&
+	grep -q "reload: path gw-p2: mode on -> backup" "$WORKDIR/agent.log"
+}
+check "agent SIGHUP: path 2 switched to backup (endpoint flag follows)" agent_backup
+write_agent_config '[{"interface": "gw-p1", "mode": "master"}]'
+kill -HUP "$AGENT_PID"
+sleep 0.5
+agent_removed() {
+	local e s; e=$(ip -n "$(ns gw)" mptcp endpoint show); echo "$e"
+	s=$(ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/control.sock" | grep "^gw-p")
+	echo "$s"
+	! echo "$e" | grep -q 198.51.100.66 && ! ip -n "$(ns gw)" rule show | grep -q "198.51.100.66" &&
+	echo "$s" | grep -qE "^gw-p2 +off +off" &&
+	ip netns exec "$(ns lan)" "$PY" ./nettool.py echo --plain --dst 203.0.113.2:9000 --bytes $((1 << 20))
+}
+check "agent SIGHUP: path 2 removed from the file is turned off (endpoint and rule gone); flows go on" agent_removed
+printf '{"concentrators": ["192.0.2.1:5124"], "lan": ["gw-lan"], "port": 6000, "paths": [{"interface": "gw-p1", "colour": "red"}]}\n' > "$WORKDIR/agent.json"
+kill -HUP "$AGENT_PID"
+sleep 0.3
+agent_bad_reload() {
+	grep -E "agent.json: |reload:" "$WORKDIR/agent.log" | tail -3 | cut -c14-
+	grep -q "$WORKDIR/agent.json: paths\[0\].colour: unknown key" "$WORKDIR/agent.log" &&
+	grep -q "reload: $WORKDIR/agent.json has errors (above); still running" "$WORKDIR/agent.log" &&
+	ip -n "$(ns gw)" mptcp endpoint show | grep -q "198.51.100.2 "
+}
+check "agent SIGHUP with a bad file: named, nothing changed" agent_bad_reload
+
+sysctl_files() {
+	local f
+	for f in ../../deploy/sysctl/*.conf; do
+		ip netns exec "$(ns srv)" sysctl -q -p "$f" || { echo "$f does not load"; return 1; }
+	done
+	ip netns exec "$(ns srv)" sysctl net.ipv4.tcp_fastopen net.mptcp.enabled
+}
+check "deploy/sysctl drop-ins load (in a test namespace)" sysctl_files
+
+stop_both() {
+	stop_concentrator "$CONC_PID" conc || return 1
+	kill -TERM "$AGENT_PID"; wait "$AGENT_PID" || { tail -20 "$WORKDIR/agent.log"; return 1; }
+	grep -q " STOPPING=1$" "$WORKDIR/conc.notify" && grep -q " STOPPING=1$" "$WORKDIR/agent.notify"
+}
+check "both stop cleanly on SIGTERM and say STOPPING=1" stop_both
+finish
