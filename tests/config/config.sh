@@ -136,5 +136,40 @@ expect "agent: no concentrator is an error naming the option and the key" 2 \
 	"$A" --check-config --config "$T/noconc.json" \
 	<<< "gw-agent: no concentrator: --concentrator ADDR:PORT or \"concentrators\" in $T/noconc.json"
 
+# Logging: under systemd (JOURNAL_STREAM set) every line starts with a
+# <N> priority for journald and carries no timestamp of its own; otherwise
+# lines read "HH:MM:SS.mmm program level: message".
+JOURNAL_STREAM=8:12345 "$C" --check-config --config "$T/conc.json" > "$T/j.out" 2>&1
+journal_errors() {
+	cat "$T/j.out"
+	[ -s "$T/j.out" ] && ! grep -qv '^<3>' "$T/j.out"
+}
+if journal_errors > "$T/j.log"; then ok "config errors under systemd carry <3> (error) priorities"; else
+	fail "config errors under systemd carry <3> (error) priorities" "$(cat "$T/j.log")"; fi
+daemon_log() {  # daemon_log JOURNAL(0|1): run the concentrator briefly on loopback
+	local port=$((20000 + RANDOM % 20000)) pid
+	if [ "$1" = 1 ]; then
+		JOURNAL_STREAM=8:12345 "$C" --allow-any-client --listen "127.0.0.1:$port" --workers 1 > "$T/d.out" 2>&1 &
+	else
+		env -u JOURNAL_STREAM "$C" --allow-any-client --listen "127.0.0.1:$port" --workers 1 > "$T/d.out" 2>&1 &
+	fi
+	pid=$!
+	sleep 0.5
+	kill -TERM $pid; wait $pid
+}
+daemon_log 1
+if grep -q "^<6>listening on 127.0.0.1:" "$T/d.out" && grep -q "^<6>SIGTERM: stopping" "$T/d.out" &&
+   ! grep -qv '^<[0-7]>' "$T/d.out"; then
+	ok "daemon log under systemd: <6> for info, every line prioritised"
+else
+	fail "daemon log under systemd: <6> for info, every line prioritised" "$(cat "$T/d.out")"
+fi
+daemon_log 0
+if grep -qE "^[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3} mptcp-concentrator info: listening on 127.0.0.1:" "$T/d.out"; then
+	ok "daemon log on a terminal: time, program, level, message"
+else
+	fail "daemon log on a terminal: time, program, level, message" "$(cat "$T/d.out")"
+fi
+
 echo "[config] $CHECKS checks, $FAILS failed"
 [ "$FAILS" -eq 0 ] && [ "$CHECKS" -gt 0 ]

@@ -103,6 +103,28 @@ metrics_valid() {
 }
 check "both /metrics pass promtool check metrics" metrics_valid
 
+# A scraper that connects and sends nothing holds the metrics thread (up to
+# its 2 s timeout). A flow started meanwhile must not wait for it, and the
+# next scrape is answered once the stalled one is dropped. Ordering, not
+# timing: the flow must be done while that scrape is still waiting.
+stalled_scraper() {
+	local hold curl_pid still
+	ip netns exec "$(ns conc)" "$PY" -c 'import socket, time
+s = socket.create_connection(("127.0.0.1", 9124)); time.sleep(5)' &
+	hold=$!
+	sleep 0.2
+	ip netns exec "$(ns conc)" curl -sf -m 10 -o "$WORKDIR/late.prom" http://127.0.0.1:9124/metrics &
+	curl_pid=$!
+	sleep 0.1
+	ip netns exec "$(ns lan)" "$PY" ./nettool.py echo --plain --dst 203.0.113.2:9000 --bytes $((1 << 20)) || return 1
+	kill -0 $curl_pid 2>/dev/null && still=1 || still=0
+	echo "{\"scrape_still_waiting_when_flow_done\": $still}"
+	wait $curl_pid || return 1
+	kill $hold 2>/dev/null
+	[ $still = 1 ] && grep -q "^mptcp_concentrator_flows_active " "$WORKDIR/late.prom"
+}
+check "a stalled scraper holds only the metrics thread: a flow completes meanwhile" stalled_scraper
+
 conc_values() {
 	local f=$WORKDIR/conc.prom up down mptcp done_ conn sub_n sub_le1
 	up=$(metric "$f" 'mptcp_concentrator_bytes_total{direction="up"}')
