@@ -185,27 +185,58 @@ static void respond(int fd, const char *status, const char *type, const char *bo
 		write_all(fd, body, len);
 }
 
+int metrics_http_parse(const char *req, size_t len, char method[8], char path[256])
+{
+	size_t i = 0, m = 0, p = 0;
+
+	/* Wait for the end of the head; a scraper sends nothing after it. */
+	bool done = false;
+	for (size_t k = 0; k + 1 < len && !done; k++)
+		done = (req[k] == '\n' && req[k + 1] == '\n') ||
+		       (k + 3 < len && !memcmp(req + k, "\r\n\r\n", 4));
+	if (!done)
+		return -EAGAIN;
+	while (i < len && req[i] != ' ' && req[i] != '\r' && req[i] != '\n') {
+		if (m == 7 || req[i] < 'A' || req[i] > 'Z')  /* GET, HEAD, ... */
+			return -EINVAL;
+		method[m++] = req[i++];
+	}
+	method[m] = 0;
+	if (!m || i >= len || req[i] != ' ')
+		return -EINVAL;
+	i++;
+	while (i < len && req[i] != ' ' && req[i] != '\r' && req[i] != '\n') {
+		/* Printable ASCII only: no NUL or controls in what we compare. */
+		if (p == 255 || (unsigned char)req[i] < 0x21 || (unsigned char)req[i] > 0x7e)
+			return -EINVAL;
+		path[p++] = req[i++];
+	}
+	path[p] = 0;
+	if (!p || path[0] != '/')
+		return -EINVAL;
+	path[strcspn(path, "?")] = 0;  /* /metrics?x=y is /metrics */
+	return 0;
+}
+
 /* One request: the head only (scrapers send no body), up to 4 KiB. */
 static void serve(struct metrics_server *m, int fd)
 {
 	struct timeval tv = { .tv_sec = 2 };
 	char req[4096], method[8], path[256];
 	size_t got = 0;
+	int r = -EAGAIN;
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	while (got < sizeof(req) - 1) {
-		ssize_t n = read(fd, req + got, sizeof(req) - 1 - got);
+	while (got < sizeof(req) && r == -EAGAIN) {
+		ssize_t n = read(fd, req + got, sizeof(req) - got);
 
 		if (n <= 0)
 			return;
 		got += (size_t)n;
-		req[got] = 0;
-		if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
-			break;
+		r = metrics_http_parse(req, got, method, path);
 	}
-	req[got] = 0;
-	if (sscanf(req, "%7s %255s", method, path) != 2) {
+	if (r < 0) {
 		respond(fd, "400 Bad Request", "text/plain", "bad request\n", 12, false);
 		return;
 	}
@@ -214,7 +245,6 @@ static void serve(struct metrics_server *m, int fd)
 		respond(fd, "405 Method Not Allowed", "text/plain", "GET /metrics\n", 13, false);
 		return;
 	}
-	path[strcspn(path, "?")] = 0;
 	if (!strcmp(path, "/metrics")) {
 		struct mbuf b = { 0 };
 

@@ -52,6 +52,12 @@ void metrics_hist_write(struct mbuf *b, const char *name, const char *labels,
 /* "PORT" (loopback), "ADDR:PORT" or "[V6]:PORT". -EINVAL / -ERANGE. */
 int metrics_parse_listen(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len);
 
+/* The request line of an HTTP request head of len bytes (untrusted: from
+ * the network): method (up to 7 chars) and path (up to 255, query cut
+ * off), NUL-terminated. -EAGAIN until the head's blank line is in;
+ * -EINVAL for anything that is not "METHOD /path ...". */
+int metrics_http_parse(const char *req, size_t len, char method[8], char path[256]);
+
 typedef void (*metrics_render_fn)(void *ctx, struct mbuf *b);
 
 struct metrics_server {
