@@ -539,7 +539,12 @@ static void paths_snapshot(struct agent *a)
 		for (int fi = 0; fi < 2; fi++) {
 			const struct path *p = &ps->p[i];
 			const struct path_fam *f = &p->f[fi];
-			struct path_metric *m = &a->pm[n++];
+			struct path_metric *m;
+
+			/* IPv6 on a path that never had an address: not a path. */
+			if (fi == 1 && !f->have_addr && IN6_IS_ADDR_UNSPECIFIED(&f->addr))
+				continue;
+			m = &a->pm[n++];
 
 			memcpy(m->ifname, p->ifname, IFNAMSIZ);
 			m->mode = path_mode_name(p->mode);

@@ -20,9 +20,9 @@ say "Building the testbed: LAN client -> gw-agent -> two paths (tbf $RATE each w
 two_path_topology "$RATE"
 ip netns exec "$(ns srv)" iperf3 -s -p 5201 > /dev/null 2>&1 &
 ip netns exec "$(ns conc)" iperf3 -s -p 5202 > /dev/null 2>&1 &
-start_concentrator conc conc --allow-client 198.51.100.0/24 --workers 1
+start_concentrator conc conc --allow-client 198.51.100.0/24 --workers 1 --metrics-listen 9124
 ip netns exec "$(ns gw)" "$AGENT" --concentrator 192.0.2.1:5124 --lan gw-lan --workers 1 \
-	--path gw-p1,mode=master --path gw-p2 --control "$WORKDIR/control.sock" > "$WORKDIR/agent.log" 2>&1 &
+	--path gw-p1,mode=master --path gw-p2 --control "$WORKDIR/control.sock" --metrics-listen 9125 > "$WORKDIR/agent.log" 2>&1 &
 wait_listen srv 5201 && wait_listen conc 5124 && wait_listen conc 5202 || exit 1
 for i in $(seq 1 100); do grep -q "endpoint" "$WORKDIR/agent.log" && break; sleep 0.05; done
 
@@ -95,6 +95,12 @@ say "gw-agent status (paths; each LAN flow with its MPTCP subflows: path, local 
 say "  at 3 s (both paths):";          cat "$OUT/subflows-before.txt"
 say "  at $((CUT + 3)) s (path 1 down):";  cat "$OUT/subflows-cut.txt"
 say "  at $((BACK + 3)) s (path 1 back):"; cat "$OUT/subflows-after.txt"
+say "Metrics scraped from /metrics at the end (a selection; Prometheus text format):"
+{
+	ip netns exec "$(ns conc)" curl -sf http://127.0.0.1:9124/metrics
+	ip netns exec "$(ns gw)" curl -sf http://127.0.0.1:9125/metrics
+} | grep -E '^(mptcp_concentrator_(connections_accepted_total|flows_closed_total\{outcome="done"|bytes_total|subflows_per_flow_(count|sum)|upstream_connect_seconds_(count|sum))|gw_agent_(path_up|path_bytes_total|path_probe_rtt_seconds|flows_total\{via="concentrator"|bytes_total|concentrator_up))' |
+	sed 's/^/    /'
 say "Endpoints the agent keeps (ip mptcp endpoint show):"
 ip -n "$(ns gw)" mptcp endpoint show | sed 's/^/    /'
 
