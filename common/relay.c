@@ -290,7 +290,11 @@ static void on_recv(struct relay_worker *w, struct relay *r, int d,
 	}
 	if (cqe->res == 0) {
 		/* EOF: pass the FIN on, keep the other direction going. */
-		struct io_uring_sqe *sqe = relay_sqe(w, r, RELAY_OP_SHUT0 + d);
+		struct io_uring_sqe *sqe;
+
+		if (w->ops->on_eof)
+			w->ops->on_eof(w, r, d);
+		sqe = relay_sqe(w, r, RELAY_OP_SHUT0 + d);
 
 		if (!sqe) {
 			relay_close(w, r, RELAY_END_RESET, true);

@@ -106,6 +106,9 @@ struct relay_ops {
 	 * RELAY_NO_SLOT), for example accept. Not called for a closing flow. */
 	void (*handle)(struct relay_worker *w, struct relay *r, unsigned op,
 		       const struct io_uring_cqe *cqe);
+	/* Optional: half d saw EOF (its FIN is being passed on); the flow is
+	 * still open both ways at the socket level. */
+	void (*on_eof)(struct relay_worker *w, struct relay *r, int d);
 	/* Called once when a flow starts closing (for logs and counters). */
 	void (*on_close)(struct relay_worker *w, struct relay *r);
 	/* Called when the flow is freed: release priv and any accounting. */

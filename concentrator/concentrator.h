@@ -89,6 +89,10 @@ struct conc {
 	struct metrics_server metrics;
 	uint64_t started_unix;
 	uint64_t reloads_ok, reloads_failed;
+	/* Socket activation: listeners systemd passed (sd_listen_fds), used
+	 * instead of --listen. Workers accept on duplicates of them. */
+	int inherited[CONC_MAX_LISTEN];
+	unsigned ninherited;
 };
 
 /* worker.c */
@@ -111,6 +115,7 @@ void session_accept(struct conc_worker *cw, int fd);
 void session_handle(struct relay_worker *w, struct relay *r, unsigned op,
 		    const struct io_uring_cqe *cqe);
 void session_close(struct relay_worker *w, struct relay *r);
+void session_eof(struct relay_worker *w, struct relay *r, int d);
 void session_free(struct relay_worker *w, struct relay *r);
 void session_tick(struct conc_worker *cw);
 

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -384,7 +385,7 @@ static void reload(struct conc *c, int argc, char **argv)
 #define RESTART_ONLY(cond, what) \
 	if (cond) snprintf(changed + strlen(changed), sizeof(changed) - strlen(changed), "%s%s", \
 			   changed[0] ? ", " : "", what)
-	RESTART_ONLY(!same_listen(cur, &n), "listen");
+	RESTART_ONLY(!c->ninherited && !same_listen(cur, &n), "listen");
 	RESTART_ONLY(n.workers != cur->workers, "workers");
 	RESTART_ONLY(n.max_flows && n.max_flows != cur->max_flows, "max_flows");
 	RESTART_ONLY(n.nbufs != cur->nbufs || n.bufsize != cur->bufsize, "buffers");
@@ -450,6 +451,48 @@ static void log_summary(struct conc *c)
 			log_info("refused with error %d %s: %llu", k,
 				 convert_error_name((unsigned)k),
 				 (unsigned long long)t.refused[k]);
+}
+
+/* Socket activation: systemd created the listeners (a .socket unit; with
+ * SocketProtocol=mptcp from systemd 257 on, plain TCP before). They replace
+ * --listen; their addresses are read back for the logs and the deny list. */
+static int take_activated_sockets(struct conc *c)
+{
+	int n = sd_listen_fds(1);
+
+	if (n <= 0)
+		return 0;
+	if (n > CONC_MAX_LISTEN) {
+		log_error("systemd passed %d sockets; at most %d are used", n, CONC_MAX_LISTEN);
+		n = CONC_MAX_LISTEN;
+	}
+	for (int i = 0; i < n; i++) {
+		int fd = SD_LISTEN_FDS_START + i, proto = 0, qlen = 4096;
+		socklen_t pl = sizeof(proto);
+		char a[ADDR_STRLEN];
+
+		if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+			log_error("socket activation: descriptor %d is not a listening stream socket", fd);
+			return -EINVAL;
+		}
+		c->cfg.listen_len[i] = sizeof(c->cfg.listen[i]);
+		getsockname(fd, (struct sockaddr *)&c->cfg.listen[i], &c->cfg.listen_len[i]);
+		getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl);
+		/* 0-RTT needs TFO on the listener; systemd sets it only with
+		 * FastOpen=yes. */
+		setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN, &qlen, sizeof(qlen));
+		if (proto != IPPROTO_MPTCP)
+			log_warn("socket activation: %s is a plain TCP socket: gateways will fall back "
+				 "to TCP on it (SocketProtocol=mptcp in the .socket unit needs systemd 257)",
+				 addr_format((struct sockaddr *)&c->cfg.listen[i], a));
+		c->inherited[i] = fd;
+	}
+	c->ninherited = (unsigned)n;
+	c->cfg.nlisten = (unsigned)n;
+	policy_add_own_addresses(&c->cfg.policy);
+	log_info("socket activation: %d listener%s from systemd (--listen and \"listen\" ignored)",
+		 n, n == 1 ? "" : "s");
+	return 0;
 }
 
 /* Histogram bounds: upstream connect latency (seconds) and subflows. */
@@ -669,6 +712,11 @@ int main(int argc, char **argv)
 	}
 	log_set_level(c->cfg.log_level);
 	pthread_rwlock_init(&c->live_lock, NULL);
+	if (take_activated_sockets(c) < 0) {
+		policy_free(&c->cfg.policy);
+		free(c);
+		return 1;
+	}
 
 	fit = opt_fit_fd_limit();
 	if (!c->cfg.max_flows)
@@ -742,6 +790,8 @@ int main(int argc, char **argv)
 	if (r == 0)
 		log_summary(c);
 
+	for (unsigned i = 0; i < c->ninherited; i++)
+		close(c->inherited[i]);
 	limits_free(&c->limits);
 	policy_free(&c->cfg.policy);
 	pthread_rwlock_destroy(&c->live_lock);

@@ -36,7 +36,8 @@ enum phase {
 #define FLAG_LIMITED 0x01   /* holds a slot in the shared limits */
 #define FLAG_MPTCP   0x02
 #define FLAG_KEYED   0x04   /* the client's MPTCP key is in: replies may go */
-#define FLAG_RELAYED 0x08   /* reached relaying (counted in the subflow histogram) */
+#define FLAG_RELAYED 0x08   /* reached relaying */
+#define FLAG_COUNTED 0x10   /* in the subflow histogram already */
 
 /* TCP option kinds a client may ask for in a Connect TLV. The kernel sends
  * SACK-permitted, timestamps and window scale on its own; MSS is applied
@@ -539,6 +540,28 @@ void session_accept(struct conc_worker *cw, int fd)
 	hs_recv(w, r, OP_HS_RECV);
 }
 
+/* The subflows an MPTCP flow has, into the histogram, once per flow: at
+ * the first FIN in either direction, while the connection is still open
+ * both ways (once both DATA_FINs are through, the kernel may already have
+ * dropped the subflows), or when it closes without one. */
+static void count_subflows(struct conc_worker *cw, struct relay *r)
+{
+	int n;
+
+	if (!(r->flags & FLAG_RELAYED) || !(r->flags & FLAG_MPTCP) ||
+	    (r->flags & FLAG_COUNTED) || r->fd[0] < 0)
+		return;
+	r->flags |= FLAG_COUNTED;
+	n = sock_mptcp_subflows(r->fd[0]);
+	if (n >= 0)
+		metrics_hist_observe(&cw->n.subflows, conc_subflow_bounds, CONC_SUBFLOW_BUCKETS, n);
+}
+
+void session_eof(struct relay_worker *w, struct relay *r, int d)
+{
+	count_subflows(w->owner, r);
+}
+
 /* One line per relayed flow that failed (reset or socket error), so an
  * operator can see which gateway or server is misbehaving; normal ends are
  * counted, not logged. */
@@ -547,13 +570,7 @@ void session_close(struct relay_worker *w, struct relay *r)
 	struct conc_worker *cw = w->owner;
 	char a[ADDR_STRLEN], b[ADDR_STRLEN];
 
-	if ((r->flags & FLAG_RELAYED) && (r->flags & FLAG_MPTCP) && r->fd[0] >= 0) {
-		int n = sock_mptcp_subflows(r->fd[0]);
-
-		if (n >= 0)
-			metrics_hist_observe(&cw->n.subflows, conc_subflow_bounds,
-					     CONC_SUBFLOW_BUCKETS, n);
-	}
+	count_subflows(cw, r);  /* a flow that ended without a FIN (reset, idle) */
 	if (r->end != RELAY_END_RESET || !r->far_port ||
 	    !log_ratelimit_ok(&cw->rl, w->now_ms))
 		return;

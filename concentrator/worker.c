@@ -4,12 +4,14 @@
 #include "concentrator.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/tcp.h>
 #include <string.h>
 #include <unistd.h>
 
 static const struct relay_ops conc_relay_ops = {
 	.handle = session_handle,
+	.on_eof = session_eof,
 	.on_close = session_close,
 	.on_free = session_free,
 };
@@ -71,10 +73,22 @@ static void stop_listening(struct relay_worker *w)
 	const struct conc_config *cfg = &cw->c->cfg;
 
 	for (unsigned i = 0; i < cfg->nlisten; i++) {
+		struct io_uring_sqe *sqe;
+
 		if (cw->lfd[i] < 0)
 			continue;
-		/* Closing the listener ends its multishot accept. */
-		shutdown(cw->lfd[i], SHUT_RDWR);
+		if (cw->c->ninherited) {
+			/* systemd's socket: it must keep listening for the next
+			 * start, so no shutdown; cancel our accept on it instead. */
+			sqe = relay_sqe(w, NULL, RELAY_OP_CANCEL);
+			if (sqe)
+				io_uring_prep_cancel_fd(sqe, cw->lfd[i], IORING_ASYNC_CANCEL_ALL);
+			io_uring_submit(&w->ring);
+		} else {
+			/* Our own listener: shutting it down ends its multishot
+			 * accept. */
+			shutdown(cw->lfd[i], SHUT_RDWR);
+		}
 		close(cw->lfd[i]);
 		cw->lfd[i] = -1;
 	}
@@ -136,7 +150,14 @@ void *worker_main(void *arg)
 		bool mptcp;
 		char a[ADDR_STRLEN];
 
-		r = listener_open(&cfg->listen[i], cfg->listen_len[i], &mptcp);
+		if (c->ninherited) {
+			r = fcntl(c->inherited[i], F_DUPFD_CLOEXEC, 0);
+			if (r < 0)
+				r = -errno;
+			mptcp = true;  /* main() has warned if it is not */
+		} else {
+			r = listener_open(&cfg->listen[i], cfg->listen_len[i], &mptcp);
+		}
 		if (r < 0) {
 			log_errno(r, "listen on %s: %m",
 				  addr_format((const struct sockaddr *)&cfg->listen[i], a));

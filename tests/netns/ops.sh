@@ -262,6 +262,53 @@ sysctl_files() {
 }
 check "deploy/sysctl drop-ins load (in a test namespace)" sysctl_files
 
+# Socket activation: a listener passed as systemd passes it (fd 3,
+# LISTEN_FDS/LISTEN_PID; activate.py stands in for systemd) is used instead
+# of --listen, and survives a restart: the daemon cancels its accepts but
+# leaves the socket listening for the next start.
+activated() {
+	local pid i
+	rm -f "$WORKDIR/act.pid"
+	ip netns exec "$(ns conc)" timeout 60 "$PY" ./activate.py --listen 192.0.2.1:5200 --proto mptcp --runs 2 \
+		--pidfile "$WORKDIR/act.pid" -- "$CONCENTRATOR" --allow-client 198.51.100.0/24 \
+		--workers 2 --listen '[::]:5998' > "$WORKDIR/act.log" 2>&1 &
+	local act=$!
+	for run in 1 2; do
+		for i in $(seq 1 100); do
+			[ -s "$WORKDIR/act.pid" ] && [ "$(cat "$WORKDIR/act.pid")" != "${pid:-}" ] &&
+				grep -c "socket activation: 1 listener" "$WORKDIR/act.log" | grep -qx "$run" && break
+			sleep 0.05
+		done
+		pid=$(cat "$WORKDIR/act.pid")
+		ip netns exec "$(ns gw)" "$PY" ./nettool.py echo --conc 192.0.2.1:5200 \
+			--dst 203.0.113.2:9000 --bytes $((1 << 20)) || { cat "$WORKDIR/act.log"; return 1; }
+		ip netns exec "$(ns conc)" ss -Htln | grep -q ":5998 " && { echo "--listen was not ignored"; return 1; }
+		kill -TERM "$pid"
+		for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+		if [ $run = 1 ]; then
+			ip netns exec "$(ns conc)" ss -Htln | grep -q "192.0.2.1:5200 " ||
+				{ echo "the socket stopped listening when the daemon stopped"; return 1; }
+		fi
+	done
+	wait $act || { cat "$WORKDIR/act.log"; return 1; }
+	grep -E "socket activation|accepted" "$WORKDIR/act.log" | cut -c14-
+	[ "$(grep -c "accepted 1 (mptcp 1, tcp fallback 0)" "$WORKDIR/act.log")" -eq 2 ]
+}
+check "socket activation: an MPTCP listener from the service manager, kept listening across a restart" activated
+activated_tcp() {
+	ip netns exec "$(ns conc)" timeout 30 "$PY" ./activate.py --listen 192.0.2.1:5201 --proto tcp --runs 1 \
+		--pidfile "$WORKDIR/act2.pid" -- "$CONCENTRATOR" --allow-client 198.51.100.0/24 \
+		--workers 1 > "$WORKDIR/act2.log" 2>&1 &
+	local act=$! i
+	for i in $(seq 1 100); do grep -q "socket activation: 1 listener" "$WORKDIR/act2.log" && break; sleep 0.05; done
+	for i in $(seq 1 100); do [ -s "$WORKDIR/act2.pid" ] && break; sleep 0.05; done
+	kill -TERM "$(cat "$WORKDIR/act2.pid")"
+	wait $act
+	grep "plain TCP socket" "$WORKDIR/act2.log" | cut -c14-
+	grep -q "socket activation: 192.0.2.1:5201 is a plain TCP socket: gateways will fall back to TCP" "$WORKDIR/act2.log"
+}
+check "socket activation with a plain TCP socket (systemd before 257) is served, with a warning" activated_tcp
+
 stop_both() {
 	stop_concentrator "$CONC_PID" conc || return 1
 	kill -TERM "$AGENT_PID"; wait "$AGENT_PID" || { tail -20 "$WORKDIR/agent.log"; return 1; }
