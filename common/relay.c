@@ -1,6 +1,7 @@
 #include "relay.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -449,7 +450,7 @@ uint32_t relay_active(const struct relay_worker *w)
 int relay_worker_run(struct relay_worker *w, const struct relay_loop_ops *ops,
 		     atomic_int *stopping, unsigned drain_ms, bool *accept_paused)
 {
-	uint64_t last_tick = 0, deadline = 0;
+	uint64_t last_tick = 0, deadline = 0, trim_at = 0, trim_opened = 0;
 	bool accepting = true, closed_all = false;
 	int r;
 
@@ -470,6 +471,15 @@ int relay_worker_run(struct relay_worker *w, const struct relay_loop_ops *ops,
 			ops->resume_accepting(w);
 		}
 		ops->tick(w);
+		/* Handshakes hold a few KiB of heap each, freed when relaying
+		 * starts; after a burst of new flows glibc keeps those pages.
+		 * Hand them back, at most every 5 s and only after 256 or more
+		 * new flows, so idle memory stays what idle flows need. */
+		if (w->stats.opened - trim_opened >= 256 && w->now_ms >= trim_at) {
+			trim_opened = w->stats.opened;
+			trim_at = w->now_ms + 5000;
+			malloc_trim(0);
+		}
 		if (!accepting) {
 			if (relay_active(w) == 0)
 				return 0;

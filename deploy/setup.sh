@@ -5,6 +5,9 @@
 #
 #   deploy/setup.sh            build + test + demo packages
 #   deploy/setup.sh --check    list what is missing, install nothing (exit 1 if any)
+#   deploy/setup.sh --bench    also the reference proxies benches/compare.sh runs
+#                              (haproxy, shadowsocks-libev); their system
+#                              services are disabled, never left running
 set -euo pipefail
 
 # Build: compiler, meson, the libraries the daemons link, clang for libFuzzer.
@@ -36,6 +39,11 @@ promtool_setup() {
   cp "$d/x/usr/bin/promtool" "$TOOLS/promtool"
   rm -rf "$d"
 }
+
+# Benchmarks only (--bench): the proxies we are compared with.
+bench_pkgs=(haproxy shadowsocks-libev)
+bench=0
+[ "${1:-}" = "--bench" ] && { bench=1; test_pkgs+=("${bench_pkgs[@]}"); }
 
 missing=()
 for p in "${build_pkgs[@]}" "${test_pkgs[@]}"; do
@@ -72,5 +80,13 @@ had_policy=0; [ -e /usr/sbin/policy-rc.d ] && had_policy=1
 chmod +x /usr/sbin/policy-rc.d 2>/dev/null || true
 trap '[ $had_policy -eq 1 ] || rm -f /usr/sbin/policy-rc.d; rm -f /usr/sbin/policy-rc.d.mptcp-setup' EXIT
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ $bench -eq 1 ]; then
+  # Their packages enable a system service (shadowsocks-libev with a default
+  # password on port 8388): benches start their own copies in namespaces.
+  for u in haproxy shadowsocks-libev; do
+    systemctl disable --now "$u" >/dev/null 2>&1 || true
+    deb-systemd-helper disable "$u.service" >/dev/null 2>&1 || true
+  done
+fi
 promtool_setup
 echo "setup: done"
