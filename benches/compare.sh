@@ -128,7 +128,9 @@ idle() {
 	X lan "$LOADGEN" idle --to "$to" --flows "$IDLE_FLOWS" --tcp > "$WORKDIR/idle-$name.out" 2>&1 &
 	local ip=$!
 	for i in $(seq 1 600); do grep -q ready "$WORKDIR/idle-$name.out" && break; sleep 0.1; done
-	sleep 6  # past the daemons' 5 s heap trim after a burst of new flows
+	# past the daemons' heap trim (5 s after a burst of new flows) and the
+	# shrinking of their buffer rings (5 s quiet, then halving each second)
+	sleep 12
 	for p in "$@"; do r1=$((r1 + $(rss "$p"))); done
 	n=$(awk '/ready/ {print $2}' "$WORKDIR/idle-$name.out")
 	kill -TERM $ip; wait $ip 2>/dev/null

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -68,6 +69,13 @@ int relay_worker_init(struct relay_worker *w, const struct relay_ops *ops,
 		io_uring_queue_exit(&w->ring);
 		return r;
 	}
+	w->spare = malloc(nbufs * sizeof(*w->spare));
+	if (!w->spare) {
+		ring_bufs_free(&w->ring, &w->bufs);
+		io_uring_queue_exit(&w->ring);
+		return -ENOMEM;
+	}
+	w->ring_target = w->bufs.added;
 	clock_update(w);
 	return 0;
 }
@@ -80,8 +88,10 @@ void relay_worker_free(struct relay_worker *w)
 		free(w->chunks[i]);
 	free(w->chunks);
 	free(w->waitq);
+	free(w->spare);
 	w->chunks = NULL;
 	w->waitq = NULL;
+	w->spare = NULL;
 }
 
 struct io_uring_sqe *relay_sqe(struct relay_worker *w, struct relay *r,
@@ -196,10 +206,50 @@ static void wait_pop(struct relay_worker *w)
 	}
 }
 
+/* A buffer is free again: into the ring if the ring is below its target or
+ * someone waits for one, else onto the spare stack. */
 static void buf_put(struct relay_worker *w, uint16_t bid)
 {
+	if (w->bufs.avail >= w->ring_target && !w->wait_len) {
+		w->spare[w->nspare++] = bid;
+		return;
+	}
 	ring_bufs_put(&w->bufs, bid);
 	wait_pop(w);
+}
+
+/* Demand fell: hand the memory of the spare buffers beyond the new target
+ * back to the kernel (the bottom of the stack: least recently used). They
+ * stay ours; a later burst faults fresh zero pages in. So a worker's RSS
+ * follows its load instead of its largest burst. */
+static void bufs_release_cold(struct relay_worker *w)
+{
+	unsigned keep = w->ring_target;
+
+	/* Whole pages only: a page shared with a buffer in use must stay. */
+	if (w->bufs.size % (unsigned)sysconf(_SC_PAGESIZE))
+		return;
+	for (unsigned i = 0; i + keep < w->nspare; i++)
+		madvise(ring_bufs_ptr(&w->bufs, w->spare[i]), w->bufs.size, MADV_DONTNEED);
+}
+
+/* Receives found the ring empty: demand is up. Double the target, refill
+ * from the spare stack (most recently used first: warm), then with buffers
+ * never used yet. Returns how many went in. */
+static unsigned bufs_refill(struct relay_worker *w)
+{
+	unsigned n = 0;
+
+	w->last_nobufs_ms = w->now_ms;
+	if (w->ring_target < w->bufs.count)
+		w->ring_target = w->ring_target * 2 < w->bufs.count ? w->ring_target * 2 : w->bufs.count;
+	while (w->nspare && w->bufs.avail < w->ring_target) {
+		ring_bufs_put(&w->bufs, w->spare[--w->nspare]);
+		n++;
+	}
+	if (w->bufs.avail < w->ring_target)
+		n += ring_bufs_grow(&w->bufs, w->ring_target - w->bufs.avail);
+	return n;
 }
 
 void relay_start(struct relay_worker *w, struct relay *r)
@@ -306,6 +356,12 @@ static void on_recv(struct relay_worker *w, struct relay *r, int d,
 		return;
 	}
 	if (cqe->res == -ENOBUFS) {
+		/* The ring is empty: give it more while there are more,
+		 * else wait for one to come back. */
+		if (bufs_refill(w)) {
+			arm_recv(w, r, d);
+			return;
+		}
 		w->stats.nobufs++;
 		wait_push(w, r, d);
 		return;
@@ -365,9 +421,10 @@ static void dispatch(struct relay_worker *w, const struct io_uring_cqe *cqe)
 		/* Cannot happen: a slot is only reused after its last
 		 * completion. Guard anyway, and never leak a buffer. */
 		if (!r || r->gen != ring_ud_gen(ud) || r->state == RELAY_FREE) {
-			if (cqe->flags & IORING_CQE_F_BUFFER)
-				ring_bufs_put(&w->bufs,
-					      (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+			if (cqe->flags & IORING_CQE_F_BUFFER) {
+				w->bufs.avail--;
+				buf_put(w, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+			}
 			return;
 		}
 		if (!(cqe->flags & IORING_CQE_F_MORE))
@@ -450,7 +507,7 @@ uint32_t relay_active(const struct relay_worker *w)
 int relay_worker_run(struct relay_worker *w, const struct relay_loop_ops *ops,
 		     atomic_int *stopping, unsigned drain_ms, bool *accept_paused)
 {
-	uint64_t last_tick = 0, deadline = 0, trim_at = 0, trim_opened = 0;
+	uint64_t last_tick = 0, deadline = 0, trim_at = 0, trim_first = 0, trim_opened = 0;
 	bool accepting = true, closed_all = false;
 	int r;
 
@@ -471,13 +528,28 @@ int relay_worker_run(struct relay_worker *w, const struct relay_loop_ops *ops,
 			ops->resume_accepting(w);
 		}
 		ops->tick(w);
+		/* Demand fell (5 s without an empty ring): halve the target
+		 * each second; returned buffers go to the spare stack until
+		 * the ring is at the target again. */
+		if (w->ring_target > RING_BUFS_START && w->now_ms - w->last_nobufs_ms > 5000 &&
+		    w->now_ms - w->last_shrink_ms >= 1000) {
+			w->ring_target /= 2;
+			w->last_shrink_ms = w->now_ms;
+			bufs_release_cold(w);
+		}
 		/* Handshakes hold a few KiB of heap each, freed when relaying
 		 * starts; after a burst of new flows glibc keeps those pages.
-		 * Hand them back, at most every 5 s and only after 256 or more
-		 * new flows, so idle memory stays what idle flows need. */
-		if (w->stats.opened - trim_opened >= 256 && w->now_ms >= trim_at) {
+		 * Hand them back once the burst is over (1 s after the last
+		 * 256 new flows, or 5 s into a long one), so idle memory
+		 * stays what idle flows need. */
+		if (w->stats.opened - trim_opened >= 256) {
 			trim_opened = w->stats.opened;
-			trim_at = w->now_ms + 5000;
+			if (!trim_first)
+				trim_first = w->now_ms;
+			trim_at = w->now_ms + 1000;
+		}
+		if (trim_first && (w->now_ms >= trim_at || w->now_ms - trim_first >= 5000)) {
+			trim_first = 0;
 			malloc_trim(0);
 		}
 		if (!accepting) {

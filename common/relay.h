@@ -125,6 +125,14 @@ struct relay_wait {
 struct relay_worker {
 	struct io_uring ring;
 	struct ring_bufs bufs;
+	/* Buffers kept out of the ring, most recently used on top: the ring
+	 * holds about ring_target of them so its FIFO cycles through a small,
+	 * cache-warm set; the target doubles when receives find the ring empty
+	 * and, after 5 s without that, halves every second (see ring.h). */
+	uint16_t *spare;
+	unsigned nspare;
+	unsigned ring_target;
+	uint64_t last_nobufs_ms, last_shrink_ms;
 	unsigned ring_flags;
 	const struct relay_ops *ops;
 	void *owner;                 /* the daemon's per-worker state */

@@ -78,12 +78,22 @@ int ring_bufs_setup(struct io_uring *ring, struct ring_bufs *b, uint16_t bgid,
 		return r;
 	}
 	io_uring_buf_ring_init(b->br);
-	for (unsigned i = 0; i < count; i++)
-		io_uring_buf_ring_add(b->br, ring_bufs_ptr(b, (uint16_t)i), size,
-				      (unsigned short)i, io_uring_buf_ring_mask(count), (int)i);
-	io_uring_buf_ring_advance(b->br, (int)count);
-	b->avail = count;
+	ring_bufs_grow(b, RING_BUFS_START);
 	return 0;
+}
+
+unsigned ring_bufs_grow(struct ring_bufs *b, unsigned n)
+{
+	if (n > b->count - b->added)
+		n = b->count - b->added;
+	for (unsigned i = 0; i < n; i++)
+		io_uring_buf_ring_add(b->br, ring_bufs_ptr(b, (uint16_t)(b->added + i)), b->size,
+				      (unsigned short)(b->added + i),
+				      io_uring_buf_ring_mask(b->count), (int)i);
+	io_uring_buf_ring_advance(b->br, (int)n);
+	b->added += n;
+	b->avail += n;
+	return n;
 }
 
 void ring_bufs_put(struct ring_bufs *b, uint16_t bid)

@@ -14,9 +14,17 @@
  * the ring (SINGLE_ISSUER). *ret_flags says which setup flags took. */
 int ring_init(struct io_uring *ring, unsigned entries, unsigned *ret_flags);
 
-/* A provided-buffer ring: count buffers of size bytes, registered as group
- * bgid. liburing 2.3 (Debian 12) has no io_uring_setup_buf_ring(), so this
- * maps and registers the ring itself. */
+/* A provided-buffer ring: up to count buffers of size bytes, registered as
+ * group bgid. liburing 2.3 (Debian 12) has no io_uring_setup_buf_ring(), so
+ * this maps and registers the ring itself.
+ *
+ * The kernel takes buffers from the head and we return them at the tail, so
+ * a ring cycles through every buffer it holds: with all of them in it, each
+ * receive lands in the buffer used longest ago, cold in every cache (with
+ * 1024 x 64 KiB that is 64 MiB of streaming copies). So the ring starts
+ * with RING_BUFS_START buffers and grows (ring_bufs_grow) only when
+ * receives find it empty: the set in use stays as small, and as warm, as
+ * the load allows. */
 struct ring_bufs {
 	struct io_uring_buf_ring *br;
 	uint8_t *base;
@@ -24,14 +32,20 @@ struct ring_bufs {
 	unsigned count;   /* power of two */
 	unsigned size;
 	unsigned avail;   /* buffers currently in the ring */
+	unsigned added;   /* buffers handed to the ring so far (<= count) */
 	uint16_t bgid;
 };
+
+#define RING_BUFS_START 32
 
 int ring_bufs_setup(struct io_uring *ring, struct ring_bufs *b, uint16_t bgid,
 		    unsigned count, unsigned size);
 void ring_bufs_free(struct io_uring *ring, struct ring_bufs *b);
 /* Give buffer bid back to the kernel. */
 void ring_bufs_put(struct ring_bufs *b, uint16_t bid);
+/* Hand up to n more of the count buffers to the ring; how many it added
+ * (0 when all are in use already). */
+unsigned ring_bufs_grow(struct ring_bufs *b, unsigned n);
 
 static inline uint8_t *ring_bufs_ptr(const struct ring_bufs *b, uint16_t bid)
 {
