@@ -3,6 +3,7 @@
 #include "opts.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,4 +352,53 @@ int config_load(const char *file, const struct config_key *keys, config_apply_fn
 	json_decref(root);
 	opt_source(NULL, NULL);
 	return w.errors ? -EINVAL : 0;
+}
+
+const char *config_prescan(int argc, char **argv, const char *default_file,
+			   bool *ret_explicit, bool *ret_check)
+{
+	const char *file = default_file;
+
+	*ret_explicit = *ret_check = false;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+			file = argv[++i];
+			*ret_explicit = true;
+		} else if (!strncmp(argv[i], "--config=", 9)) {
+			file = argv[i] + 9;
+			*ret_explicit = true;
+		} else if (!strcmp(argv[i], "--check-config")) {
+			*ret_check = true;
+		}
+	}
+	return file;
+}
+
+int config_load_all(int argc, char **argv, const char *default_file,
+		    const struct option *long_opts, const struct config_key *keys,
+		    config_apply_fn fn, void *ctx, bool *cmdline,
+		    char *ret_path, size_t path_len)
+{
+	bool explicit_file, check;
+	const char *file = config_prescan(argc, argv, default_file, &explicit_file, &check);
+	int c, r, bad = 0;
+
+	snprintf(ret_path, path_len, "%s", file);
+	*cmdline = false;
+	r = config_load(file, keys, fn, ctx);
+	if (r == -ENOENT) {
+		ret_path[0] = 0;
+		if (explicit_file)
+			bad = opt_source_error("cannot read %s: %s", file, strerror(ENOENT));
+	} else if (r < 0) {
+		bad = r;
+	}
+	*cmdline = true;
+	optind = 0;  /* glibc: a full re-scan, for reloads */
+	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1)
+		if (fn(ctx, c, optarg) < 0)
+			bad = -EINVAL;
+	if (optind < argc)
+		bad = opt_source_error("unexpected argument \"%s\"", argv[optind]);
+	return bad ? -EINVAL : 0;
 }

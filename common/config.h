@@ -17,6 +17,7 @@
 #define COMMON_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum config_kind {
 	CONFIG_STRING,     /* a JSON string */
@@ -45,5 +46,21 @@ typedef int (*config_apply_fn)(void *ctx, int opt, const char *value);
  * -EINVAL after printing every error found. keys ends with path NULL. */
 int config_load(const char *file, const struct config_key *keys, config_apply_fn apply,
 		void *ctx);
+
+/* --config FILE / --check-config, found before the real parse (the file is
+ * applied first and the command line over it). Returns the file to read. */
+const char *config_prescan(int argc, char **argv, const char *default_file,
+			   bool *ret_explicit, bool *ret_check);
+
+struct option;
+/* The whole order, the same for start and reload: the config file (the
+ * default one only if it exists), then every option on the command line,
+ * through apply; *cmdline is set true between the two so list options can
+ * replace the file's lists. ret_path gets the file read ("" = none).
+ * Returns 0, or -EINVAL after reporting every error. */
+int config_load_all(int argc, char **argv, const char *default_file,
+		    const struct option *long_opts, const struct config_key *keys,
+		    config_apply_fn apply, void *ctx, bool *cmdline,
+		    char *ret_path, size_t path_len);
 
 #endif

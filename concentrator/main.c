@@ -277,27 +277,6 @@ static void config_defaults(struct conc_config *cfg)
 		cfg->workers = 1;
 }
 
-/* --config FILE / --check-config, found before the real parse: the file is
- * applied first and the command line over it. */
-static const char *prescan(int argc, char **argv, bool *ret_explicit, bool *ret_check)
-{
-	const char *file = CONC_CONFIG_PATH;
-
-	*ret_explicit = *ret_check = false;
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--config") && i + 1 < argc) {
-			file = argv[++i];
-			*ret_explicit = true;
-		} else if (!strncmp(argv[i], "--config=", 9)) {
-			file = argv[i] + 9;
-			*ret_explicit = true;
-		} else if (!strcmp(argv[i], "--check-config")) {
-			*ret_check = true;
-		}
-	}
-	return file;
-}
-
 /* Defaults, then the config file, then the command line, then checks that
  * span settings. Used at start and again for each reload, into a fresh cfg
  * (with its own policy) that is either adopted or freed. */
@@ -305,30 +284,16 @@ static int load_settings(int argc, char **argv, struct conc_config *cfg)
 {
 	struct parse p = { .cfg = cfg };
 	bool explicit_file, check;
-	const char *file = prescan(argc, argv, &explicit_file, &check);
-	int c, r, bad = 0;
+	/* The file's name, for messages (config_load_all reads it). */
+	const char *file = config_prescan(argc, argv, CONC_CONFIG_PATH, &explicit_file, &check);
+	int r;
 
 	memset(cfg, 0, sizeof(*cfg));
 	config_defaults(cfg);
 	if (policy_init(&cfg->policy) < 0)
 		return -ENOMEM;
-	snprintf(cfg->config_path, sizeof(cfg->config_path), "%s", file);
-	r = config_load(file, config_keys, apply_opt, &p);
-	if (r == -ENOENT) {
-		cfg->config_path[0] = 0;
-		if (explicit_file)
-			bad = opt_source_error("cannot read %s: %s", file, strerror(ENOENT));
-	} else if (r < 0) {
-		bad = r;
-	}
-	p.cmdline = true;
-	optind = 0;  /* glibc: a full re-scan, for reloads */
-	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1)
-		if (apply_opt(&p, c, optarg) < 0)
-			bad = -EINVAL;
-	if (optind < argc)
-		bad = opt_source_error("unexpected argument \"%s\"", argv[optind]);
-	if (bad)
+	if (config_load_all(argc, argv, file, long_opts, config_keys, apply_opt, &p, &p.cmdline,
+			    cfg->config_path, sizeof(cfg->config_path)) < 0)
 		return -EINVAL;
 	if (!cfg->policy.allow_any_client && cfg->policy.nclients == 0) {
 		fprintf(stderr,
@@ -696,7 +661,7 @@ int main(int argc, char **argv)
 	if (!c)
 		return 1;
 	c->started_unix = (uint64_t)time(NULL);
-	prescan(argc, argv, &explicit_file, &check);
+	config_prescan(argc, argv, CONC_CONFIG_PATH, &explicit_file, &check);
 	if (load_settings(argc, argv, &c->cfg) < 0) {
 		policy_free(&c->cfg.policy);
 		free(c);

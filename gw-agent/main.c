@@ -327,52 +327,18 @@ static void config_defaults(struct agent_config *cfg, struct paths *ps)
 	ps->probe_interval_ms = 1000;
 }
 
-static const char *prescan(int argc, char **argv, bool *ret_explicit, bool *ret_check)
-{
-	const char *file = AGENT_CONFIG_PATH;
-
-	*ret_explicit = *ret_check = false;
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--config") && i + 1 < argc) {
-			file = argv[++i];
-			*ret_explicit = true;
-		} else if (!strncmp(argv[i], "--config=", 9)) {
-			file = argv[i] + 9;
-			*ret_explicit = true;
-		} else if (!strcmp(argv[i], "--check-config")) {
-			*ret_check = true;
-		}
-	}
-	return file;
-}
-
 /* Defaults, the config file, the command line, then checks that span
  * settings; at start and for each reload (into fresh structs). */
 static int load_settings(int argc, char **argv, struct agent_config *cfg, struct paths *ps)
 {
 	struct parse p = { .cfg = cfg, .paths = ps };
 	bool explicit_file, check;
-	const char *file = prescan(argc, argv, &explicit_file, &check);
-	int c, r, bad = 0;
+	/* The file's name, for messages (config_load_all reads it). */
+	const char *file = config_prescan(argc, argv, AGENT_CONFIG_PATH, &explicit_file, &check);
 
 	config_defaults(cfg, ps);
-	snprintf(cfg->config_path, sizeof(cfg->config_path), "%s", file);
-	r = config_load(file, config_keys, apply_opt, &p);
-	if (r == -ENOENT) {
-		cfg->config_path[0] = 0;
-		if (explicit_file)
-			bad = opt_source_error("cannot read %s: %s", file, strerror(ENOENT));
-	} else if (r < 0) {
-		bad = r;
-	}
-	p.cmdline = true;
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1)
-		if (apply_opt(&p, c, optarg) < 0)
-			bad = -EINVAL;
-	if (optind < argc)
-		bad = opt_source_error("unexpected argument \"%s\"", argv[optind]);
-	if (bad)
+	if (config_load_all(argc, argv, file, long_opts, config_keys, apply_opt, &p, &p.cmdline,
+			    cfg->config_path, sizeof(cfg->config_path)) < 0)
 		return -EINVAL;
 	if (!cfg->nconc) {
 		fprintf(stderr, "gw-agent: no concentrator: --concentrator ADDR:PORT or \"concentrators\" in %s\n",
@@ -965,7 +931,7 @@ int main(int argc, char **argv)
 	pthread_mutex_init(&a->snap_lock, NULL);
 	pthread_cond_init(&a->snap_cond, NULL);
 	pthread_mutex_init(&a->cfg_lock, NULL);
-	prescan(argc, argv, &explicit_file, &check);
+	config_prescan(argc, argv, AGENT_CONFIG_PATH, &explicit_file, &check);
 	if (load_settings(argc, argv, &a->cfg, &a->paths) < 0) {
 		free(a);
 		return 2;
