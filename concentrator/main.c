@@ -383,26 +383,46 @@ static void reload(struct conc *c, int argc, char **argv)
 	sd_notify(0, "READY=1");
 }
 
+/* The workers' counters and relay stats summed. Each is written by its
+ * worker only and read here without locks (aligned 64-bit: never torn). */
+static void conc_totals(const struct conc *c, struct conc_counters *ret_n,
+			struct relay_stats *ret_s)
+{
+	memset(ret_n, 0, sizeof(*ret_n));
+	memset(ret_s, 0, sizeof(*ret_s));
+	for (unsigned i = 0; i < c->cfg.workers; i++) {
+		const struct conc_counters *n = &c->workers[i].n;
+		const struct relay_stats *st = &c->workers[i].rw.stats;
+
+		ret_n->accepted += n->accepted;
+		ret_n->mptcp += n->mptcp;
+		ret_n->fallback += n->fallback;
+		ret_n->connected += n->connected;
+		ret_n->handshake_timeouts += n->handshake_timeouts;
+		ret_n->limit_hits += n->limit_hits;
+		ret_n->accept_paused += n->accept_paused;
+		ret_n->orphans += n->orphans;
+		ret_n->tfo_key_waits += n->tfo_key_waits;
+		for (int k = 0; k < 256; k++)
+			ret_n->refused[k] += n->refused[k];
+		metrics_hist_add(&ret_n->connect_latency, &n->connect_latency, CONC_CONNECT_BUCKETS);
+		metrics_hist_add(&ret_n->subflows, &n->subflows, CONC_SUBFLOW_BUCKETS);
+		for (int d = 0; d < 2; d++)
+			ret_s->bytes[d] += st->bytes[d];
+		for (int k = 0; k < RELAY_END_MAX; k++)
+			ret_s->closed[k] += st->closed[k];
+		ret_s->opened += st->opened;
+		ret_s->nobufs += st->nobufs;
+		ret_s->active += st->active;
+	}
+}
+
 static void log_summary(struct conc *c)
 {
-	struct conc_counters t = { 0 };
-	struct relay_stats s = { 0 };
+	struct conc_counters t;
+	struct relay_stats s;
 
-	for (unsigned i = 0; i < c->cfg.workers; i++) {
-		const struct conc_worker *w = &c->workers[i];
-
-		t.accepted += w->n.accepted;
-		t.mptcp += w->n.mptcp;
-		t.fallback += w->n.fallback;
-		t.connected += w->n.connected;
-		t.handshake_timeouts += w->n.handshake_timeouts;
-		t.limit_hits += w->n.limit_hits;
-		t.orphans += w->n.orphans;
-		for (int k = 0; k < 256; k++)
-			t.refused[k] += w->n.refused[k];
-		s.bytes[0] += w->rw.stats.bytes[0];
-		s.bytes[1] += w->rw.stats.bytes[1];
-	}
+	conc_totals(c, &t, &s);
 	log_info("accepted %llu (mptcp %llu, tcp fallback %llu), connected %llu, "
 		 "handshake timeouts %llu, limit hits %llu, flows without subflows %llu, "
 		 "bytes up %llu down %llu",
@@ -469,34 +489,14 @@ const double conc_subflow_bounds[CONC_SUBFLOW_BUCKETS] = { 0, 1, 2, 3, 4, 6, 8 }
 static void render_metrics(void *ctx, struct mbuf *b)
 {
 	struct conc *c = ctx;
-	struct conc_counters t = { 0 };
-	struct relay_stats s = { 0 };
-	struct metrics_hist hc = { 0 }, hs = { 0 };
+	struct conc_counters t;
+	struct relay_stats s;
 	static const char *const outcome[RELAY_END_MAX] = {
 		"done", "reset", "idle", "refused", "handshake_failed", "shutdown",
 	};
 	char l[128];
 
-	for (unsigned i = 0; i < c->cfg.workers; i++) {
-		const struct conc_worker *w = &c->workers[i];
-
-		t.accepted += w->n.accepted;
-		t.mptcp += w->n.mptcp;
-		t.fallback += w->n.fallback;
-		t.handshake_timeouts += w->n.handshake_timeouts;
-		t.limit_hits += w->n.limit_hits;
-		t.orphans += w->n.orphans;
-		t.tfo_key_waits += w->n.tfo_key_waits;
-		for (int k = 0; k < 256; k++)
-			t.refused[k] += w->n.refused[k];
-		for (int k = 0; k < RELAY_END_MAX; k++)
-			s.closed[k] += w->rw.stats.closed[k];
-		s.bytes[0] += w->rw.stats.bytes[0];
-		s.bytes[1] += w->rw.stats.bytes[1];
-		s.active += w->rw.stats.active;
-		metrics_hist_add(&hc, &w->n.connect_latency, CONC_CONNECT_BUCKETS);
-		metrics_hist_add(&hs, &w->n.subflows, CONC_SUBFLOW_BUCKETS);
-	}
+	conc_totals(c, &t, &s);
 	metrics_head(b, "mptcp_concentrator_info", "gauge", "Version of the running concentrator.");
 	metrics_u64(b, "mptcp_concentrator_info", "version=\"" VERSION "\"", 1);
 	metrics_head(b, "mptcp_concentrator_start_time_seconds", "gauge",
@@ -547,11 +547,11 @@ static void render_metrics(void *ctx, struct mbuf *b)
 	metrics_head(b, "mptcp_concentrator_upstream_connect_seconds", "histogram",
 		     "Time to connect to the destination, for connects that succeeded.");
 	metrics_hist_write(b, "mptcp_concentrator_upstream_connect_seconds", "",
-			   conc_connect_bounds, CONC_CONNECT_BUCKETS, &hc);
+			   conc_connect_bounds, CONC_CONNECT_BUCKETS, &t.connect_latency);
 	metrics_head(b, "mptcp_concentrator_subflows_per_flow", "histogram",
 		     "Subflows an MPTCP flow had when it ended.");
 	metrics_hist_write(b, "mptcp_concentrator_subflows_per_flow", "",
-			   conc_subflow_bounds, CONC_SUBFLOW_BUCKETS, &hs);
+			   conc_subflow_bounds, CONC_SUBFLOW_BUCKETS, &t.subflows);
 	metrics_head(b, "mptcp_concentrator_worker_flows_active", "gauge", "Flows per worker.");
 	for (unsigned i = 0; i < c->cfg.workers; i++) {
 		snprintf(l, sizeof(l), "worker=\"%u\"", i);
@@ -582,21 +582,16 @@ static void render_metrics(void *ctx, struct mbuf *b)
 /* One line for `systemctl status`. */
 static void notify_status(struct conc *c)
 {
-	uint64_t active = 0, accepted = 0, refused = 0, up = 0, down = 0;
+	struct conc_counters t;
+	struct relay_stats s;
+	uint64_t refused = 0;
 
-	for (unsigned i = 0; i < c->cfg.workers; i++) {
-		const struct conc_worker *w = &c->workers[i];
-
-		active += w->rw.stats.active;
-		accepted += w->n.accepted;
-		up += w->rw.stats.bytes[0];
-		down += w->rw.stats.bytes[1];
-		for (int k = 0; k < 256; k++)
-			refused += w->n.refused[k];
-	}
+	conc_totals(c, &t, &s);
+	for (int k = 0; k < 256; k++)
+		refused += t.refused[k];
 	sd_notifyf(0, "STATUS=%llu flows active, %llu accepted, %llu refused; %.1f GB up, %.1f GB down",
-		   (unsigned long long)active, (unsigned long long)accepted,
-		   (unsigned long long)refused, up / 1e9, down / 1e9);
+		   (unsigned long long)s.active, (unsigned long long)t.accepted,
+		   (unsigned long long)refused, s.bytes[0] / 1e9, s.bytes[1] / 1e9);
 }
 
 /* The watchdog is fed only while every worker's loop is turning (each bumps

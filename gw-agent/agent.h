@@ -102,6 +102,7 @@ struct path_metric {
 
 struct agent {
 	struct agent_config cfg;       /* main thread; writes under cfg_lock */
+	unsigned nworkers;             /* cfg.workers at start; never changes */
 	pthread_mutex_t cfg_lock;
 	atomic_uint cfg_gen;
 	struct paths paths;
@@ -134,6 +135,10 @@ struct agent {
 
 /* main.c: the reload-safe view of the settings a worker uses. */
 void agent_worker_refresh(struct agent_worker *aw);
+/* The workers' counters and relay stats summed. Each is written by its
+ * worker only and read here without locks (aligned 64-bit: never torn). */
+void agent_totals(const struct agent *a, struct agent_counters *ret_n,
+		  struct relay_stats *ret_s);
 
 /* intercept.c: nftables table, policy rule and local route. */
 int intercept_install(const struct agent_config *cfg);

@@ -99,21 +99,18 @@ const char *control_path_state(const struct path *p, int fi)
 /* Main thread: the header and the paths. */
 static void format_paths(struct agent *a, struct mbuf *t)
 {
-	uint64_t intercepted = 0, via = 0, direct = 0, failed = 0, active = 0;
+	struct agent_counters n;
+	struct relay_stats st;
+	uint64_t intercepted, via, direct, failed, active;
 	char c[ADDR_STRLEN];
 	uint64_t up_s = (log_now_ms() - a->started_ms) / 1000;
 
-	/* Counters are written by their worker only; a read here may be a
-	 * moment old, never torn (aligned 64-bit). */
-	for (unsigned i = 0; i < a->cfg.workers; i++) {
-		const struct agent_worker *w = &a->workers[i];
-
-		intercepted += w->n.intercepted;
-		via += w->n.via_concentrator;
-		direct += w->n.fallback_direct;
-		failed += w->n.failed;
-		active += w->rw.stats.active;
-	}
+	agent_totals(a, &n, &st);
+	intercepted = n.intercepted;
+	via = n.via_concentrator;
+	direct = n.fallback_direct;
+	failed = n.failed;
+	active = st.active;
 	mbuf_printf(t, "gw-agent %s, up %lluh%02llum%02llus, %u workers\n", AGENT_VERSION,
 		 (unsigned long long)(up_s / 3600), (unsigned long long)(up_s / 60 % 60),
 		 (unsigned long long)(up_s % 60), a->cfg.workers);

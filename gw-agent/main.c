@@ -423,6 +423,36 @@ static void resume_accepting(struct relay_worker *w)
 		agent_arm_accept(aw);
 }
 
+void agent_totals(const struct agent *a, struct agent_counters *ret_n,
+		  struct relay_stats *ret_s)
+{
+	memset(ret_n, 0, sizeof(*ret_n));
+	memset(ret_s, 0, sizeof(*ret_s));
+	for (unsigned i = 0; i < a->nworkers; i++) {
+		const struct agent_counters *n = &a->workers[i].n;
+		const struct relay_stats *st = &a->workers[i].rw.stats;
+
+		ret_n->intercepted += n->intercepted;
+		ret_n->via_concentrator += n->via_concentrator;
+		ret_n->fallback_direct += n->fallback_direct;
+		ret_n->failed += n->failed;
+		ret_n->early_bytes += n->early_bytes;
+		for (int k = 0; k < 256; k++)
+			ret_n->conc_errors[k] += n->conc_errors[k];
+		for (int k = 0; k < AGENT_MAX_CONC; k++) {
+			ret_n->conc_ok[k] += n->conc_ok[k];
+			ret_n->conc_failed[k] += n->conc_failed[k];
+		}
+		for (int d = 0; d < 2; d++)
+			ret_s->bytes[d] += st->bytes[d];
+		for (int k = 0; k < RELAY_END_MAX; k++)
+			ret_s->closed[k] += st->closed[k];
+		ret_s->opened += st->opened;
+		ret_s->nobufs += st->nobufs;
+		ret_s->active += st->active;
+	}
+}
+
 void agent_worker_refresh(struct agent_worker *aw)
 {
 	struct agent *a = aw->a;
@@ -535,8 +565,9 @@ static void paths_snapshot(struct agent *a)
 static void render_metrics(void *ctx, struct mbuf *b)
 {
 	struct agent *a = ctx;
-	struct agent_counters t = { 0 };
-	uint64_t up = 0, down = 0, active = 0;
+	struct agent_counters t;
+	struct relay_stats st;
+	uint64_t up, down, active;
 	struct path_metric pm[2 * PATHS_MAX];
 	struct agent_config cfg;
 	unsigned npm;
@@ -549,24 +580,10 @@ static void render_metrics(void *ctx, struct mbuf *b)
 	pthread_mutex_lock(&a->cfg_lock);
 	cfg = a->cfg;
 	pthread_mutex_unlock(&a->cfg_lock);
-	for (unsigned i = 0; i < cfg.workers; i++) {
-		const struct agent_worker *w = &a->workers[i];
-
-		t.intercepted += w->n.intercepted;
-		t.via_concentrator += w->n.via_concentrator;
-		t.fallback_direct += w->n.fallback_direct;
-		t.failed += w->n.failed;
-		t.early_bytes += w->n.early_bytes;
-		for (int k = 0; k < 256; k++)
-			t.conc_errors[k] += w->n.conc_errors[k];
-		for (int k = 0; k < AGENT_MAX_CONC; k++) {
-			t.conc_ok[k] += w->n.conc_ok[k];
-			t.conc_failed[k] += w->n.conc_failed[k];
-		}
-		up += w->rw.stats.bytes[0];
-		down += w->rw.stats.bytes[1];
-		active += w->rw.stats.active;
-	}
+	agent_totals(a, &t, &st);
+	up = st.bytes[0];
+	down = st.bytes[1];
+	active = st.active;
 	metrics_head(b, "gw_agent_info", "gauge", "Version of the running agent.");
 	metrics_u64(b, "gw_agent_info", "version=\"" AGENT_VERSION "\"", 1);
 	metrics_head(b, "gw_agent_path_up", "gauge",
@@ -637,12 +654,12 @@ static void render_metrics(void *ctx, struct mbuf *b)
 		     "Connections to each concentrator, by result.");
 	for (unsigned k = 0; k < cfg.nconc; k++) {
 		char ca[ADDR_STRLEN];
-		int st = atomic_load_explicit(&a->conc_up[k], memory_order_relaxed);
+		int up_state = atomic_load_explicit(&a->conc_up[k], memory_order_relaxed);
 
 		addr_format((const struct sockaddr *)&cfg.conc[k], ca);
 		snprintf(l, sizeof(l), "concentrator=\"%s\"", ca);
-		if (st >= 0)
-			metrics_u64(b, "gw_agent_concentrator_up", l, (uint64_t)st);
+		if (up_state >= 0)
+			metrics_u64(b, "gw_agent_concentrator_up", l, (uint64_t)up_state);
 		snprintf(l, sizeof(l), "concentrator=\"%s\",result=\"ok\"", ca);
 		metrics_u64(b, "gw_agent_concentrator_connects_total", l, t.conc_ok[k]);
 		snprintf(l, sizeof(l), "concentrator=\"%s\",result=\"failed\"", ca);
@@ -673,13 +690,14 @@ static void render_metrics(void *ctx, struct mbuf *b)
 static void notify_status(struct agent *a)
 {
 	char paths[256] = "";
-	uint64_t active = 0, flows = 0;
+	struct agent_counters t;
+	struct relay_stats st;
+	uint64_t active, flows;
 	size_t o = 0;
 
-	for (unsigned i = 0; i < a->cfg.workers; i++) {
-		active += a->workers[i].rw.stats.active;
-		flows += a->workers[i].n.intercepted;
-	}
+	agent_totals(a, &t, &st);
+	active = st.active;
+	flows = t.intercepted;
 	for (unsigned i = 0; i < a->paths.n && o < sizeof(paths); i++) {
 		const struct path *p = &a->paths.p[i];
 		bool up = p->f[0].usable || p->f[1].usable;
@@ -871,22 +889,13 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 
 static void log_summary(struct agent *a)
 {
-	struct agent_counters t = { 0 };
-	uint64_t up = 0, down = 0;
+	struct agent_counters t;
+	struct relay_stats st;
+	uint64_t up, down;
 
-	for (unsigned i = 0; i < a->cfg.workers; i++) {
-		const struct agent_worker *w = &a->workers[i];
-
-		t.intercepted += w->n.intercepted;
-		t.via_concentrator += w->n.via_concentrator;
-		t.fallback_direct += w->n.fallback_direct;
-		t.failed += w->n.failed;
-		t.early_bytes += w->n.early_bytes;
-		for (int k = 0; k < 256; k++)
-			t.conc_errors[k] += w->n.conc_errors[k];
-		up += w->rw.stats.bytes[0];
-		down += w->rw.stats.bytes[1];
-	}
+	agent_totals(a, &t, &st);
+	up = st.bytes[0];
+	down = st.bytes[1];
 	log_info("intercepted %llu: via concentrator %llu, direct fallback %llu, failed %llu; "
 		 "early bytes in SYN %llu; bytes up %llu down %llu",
 		 (unsigned long long)t.intercepted, (unsigned long long)t.via_concentrator,
@@ -961,6 +970,7 @@ int main(int argc, char **argv)
 	a->workers = calloc(a->cfg.workers, sizeof(*a->workers));
 	if (!a->workers)
 		return 1;
+	a->nworkers = a->cfg.workers;
 	for (unsigned i = 0; i < a->cfg.workers; i++) {
 		a->workers[i].a = a;
 		a->workers[i].id = i;
