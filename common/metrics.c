@@ -1,6 +1,8 @@
 #include "metrics.h"
 
 #include "addr.h"
+#include "opts.h"
+#include "sock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -158,18 +160,15 @@ int metrics_parse_listen(const char *s, struct sockaddr_storage *ret, socklen_t 
 	return addr_parse_hostport(s, -1, ret, ret_len);
 }
 
-static int write_all(int fd, const char *p, size_t len)
+int metrics_opt_listen(const char *opt, const char *arg, struct sockaddr_storage *ret,
+		       socklen_t *ret_len)
 {
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
+	if (!*arg) {
+		*ret_len = 0;
+		return 0;
 	}
+	if (metrics_parse_listen(arg, ret, ret_len) < 0)
+		return opt_error(opt, arg, "is not PORT, ADDR:PORT or [ADDR6]:PORT");
 	return 0;
 }
 
@@ -181,8 +180,8 @@ static void respond(int fd, const char *status, const char *type, const char *bo
 			 "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
 			 "Connection: close\r\n\r\n", status, type, len);
 
-	if (write_all(fd, hdr, (size_t)n) == 0 && !head)
-		write_all(fd, body, len);
+	if (sock_write_all(fd, hdr, (size_t)n) == 0 && !head)
+		sock_write_all(fd, body, len);
 }
 
 int metrics_http_parse(const char *req, size_t len, char method[8], char path[256])

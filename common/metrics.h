@@ -58,6 +58,11 @@ int metrics_parse_listen(const char *s, struct sockaddr_storage *ret, socklen_t 
  * -EINVAL for anything that is not "METHOD /path ...". */
 int metrics_http_parse(const char *req, size_t len, char method[8], char path[256]);
 
+/* The --metrics-listen option (both daemons): "" = off (*ret_len 0), else
+ * metrics_parse_listen(), errors reported through opts.c. */
+int metrics_opt_listen(const char *opt, const char *arg, struct sockaddr_storage *ret,
+		       socklen_t *ret_len);
+
 typedef void (*metrics_render_fn)(void *ctx, struct mbuf *b);
 
 struct metrics_server {

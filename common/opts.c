@@ -3,6 +3,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +11,14 @@
 #include <sys/resource.h>
 
 extern char *program_invocation_short_name;
+
+const char *opt_name(const struct option *opts, int val)
+{
+	for (const struct option *o = opts; o->name; o++)
+		if (o->val == val)
+			return o->name;
+	return "";
+}
 
 static const char *src_file, *src_key;
 

@@ -6,6 +6,9 @@
 
 #include <stdint.h>
 
+struct option;
+/* The long name of the option whose value is val ("" if none). */
+const char *opt_name(const struct option *opts, int val);
 int opt_error(const char *opt, const char *val, const char *why);
 /* While a config file is applied (config.c), errors name the file and key
  * instead of the option: opt_source("gw-agent.json", "paths[1]"). NULL

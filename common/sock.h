@@ -3,6 +3,7 @@
 #define COMMON_SOCK_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* Keepalive after idle_s seconds, probes every idle_s/6 (at least 1 s), 6
  * probes: a dead peer is found in about 2 x idle_s. MPTCP sockets accept
@@ -10,6 +11,9 @@
  * is how a flow whose gateway lost power gets freed. idle_s 0: off. */
 int sock_keepalive(int fd, unsigned idle_s);
 int sock_nodelay(int fd);
+/* All of buf to a blocking fd (EINTR retried); -errno, or -EPIPE when the
+ * peer stops taking bytes. */
+int sock_write_all(int fd, const void *buf, size_t len);
 /* True for an MPTCP socket that did not fall back to TCP. */
 bool sock_is_mptcp(int fd);
 

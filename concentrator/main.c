@@ -131,14 +131,11 @@ static int apply_opt(void *ctx, int c, const char *arg)
 {
 	struct parse *p = ctx;
 	struct conc_config *cfg = p->cfg;
-	const char *name = "";
+	const char *name = opt_name(long_opts, c);
 	unsigned long v;
 	unsigned ms;
 	int r;
 
-	for (const struct option *o = long_opts; o->name; o++)
-		if (o->val == c)
-			name = o->name;
 	clear_list_once(p, c);
 	switch (c) {
 	case O_LISTEN:
@@ -219,13 +216,7 @@ static int apply_opt(void *ctx, int c, const char *arg)
 	case O_LOG_LEVEL:
 		return opt_log_level(name, arg, &cfg->log_level);
 	case O_METRICS:
-		if (!*arg) {
-			cfg->metrics_len = 0;
-			return 0;
-		}
-		if (metrics_parse_listen(arg, &cfg->metrics, &cfg->metrics_len) < 0)
-			return opt_error(name, arg, "is not PORT, ADDR:PORT or [ADDR6]:PORT");
-		return 0;
+		return metrics_opt_listen(name, arg, &cfg->metrics, &cfg->metrics_len);
 	case O_CONFIG:
 	case O_CHECK_CONFIG:
 		return 0;  /* handled before parsing */

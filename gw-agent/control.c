@@ -11,6 +11,7 @@
  * MPTCP_TCPINFO), waits up to a second, writes the report and closes. So a
  * slow or stuck client never holds up the event loop or the data path. */
 #include "agent.h"
+#include "sock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -314,21 +315,6 @@ struct control_client {
 	struct mbuf t;
 };
 
-static int write_all(int fd, const char *s, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, s, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EPIPE;
-		s += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static void *client_main(void *arg)
 {
 	struct control_client *c = arg;
@@ -347,7 +333,7 @@ static void *client_main(void *arg)
 	if (strcmp(line, "status") != 0) {
 		const char *msg = "error: unknown command (this agent knows: status)\n";
 
-		write_all(c->fd, msg, strlen(msg));
+		sock_write_all(c->fd, msg, strlen(msg));
 		goto out;
 	}
 
@@ -369,7 +355,7 @@ static void *client_main(void *arg)
 	}
 	pthread_mutex_unlock(&a->snap_lock);
 	if (c->t.s)
-		write_all(c->fd, c->t.s, c->t.len);
+		sock_write_all(c->fd, c->t.s, c->t.len);
 out:
 	close(c->fd);
 	free(c->t.s);
@@ -502,7 +488,7 @@ int control_status(const char *path)
 			close(fd);
 		return 1;
 	}
-	if (write_all(fd, "status\n", 7) < 0) {
+	if (sock_write_all(fd, "status\n", 7) < 0) {
 		fprintf(stderr, "gw-agent status: %s: %s\n", path, strerror(errno));
 		close(fd);
 		return 1;
