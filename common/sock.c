@@ -1,6 +1,8 @@
 #include "sock.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <stddef.h>
 #include <linux/mptcp.h>
 #include <string.h>
@@ -128,4 +130,36 @@ bool sock_mptcp_key_received(int fd)
 	    len < offsetof(struct mptcp_info, mptcpi_flags) + sizeof(mi.mptcpi_flags))
 		return true;  /* not MPTCP: plain TCP */
 	return (mi.mptcpi_flags & (MPTCP_INFO_FLAG_FALLBACK | MPTCP_INFO_FLAG_REMOTE_KEY_RECEIVED)) != 0;
+}
+
+bool sock_handshake_complete(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	/* On an MPTCP socket TCP_INFO describes its first subflow: the
+	 * connection the client's SYN opened, fallen back or not. */
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && len >= 1)
+		return ti.tcpi_state != TCP_SYN_RECV;
+	/* No TCP_INFO: the MPTCP key arrives with the third ACK. */
+	return sock_mptcp_key_received(fd);
+}
+
+int sock_tfo_cookieless(void)
+{
+	char buf[32];
+	ssize_t n;
+	long v;
+	int fd = open("/proc/sys/net/ipv4/tcp_fastopen", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return n < 0 ? -errno : -EIO;
+	buf[n] = 0;
+	v = strtol(buf, NULL, 0);
+	return (v & 0x200) != 0;  /* TFO_SERVER_COOKIE_NOT_REQD */
 }

@@ -35,4 +35,15 @@ int sock_mptcp_subflows(int fd);
  * sockets: true (TCP itself sends such data correctly). */
 bool sock_mptcp_key_received(int fd);
 
+/* False while a passively opened socket's handshake is incomplete: a
+ * connection handed over at a TCP Fast Open SYN whose sender has not yet
+ * answered the SYN-ACK. Until then its source address is unproven (the SYN
+ * may be forged), so nothing is done on its behalf. */
+bool sock_handshake_complete(int fd);
+/* 1 when net.ipv4.tcp_fastopen (this network namespace) has 0x200: the
+ * kernel accepts data in a SYN without a cookie, so a SYN from a forged
+ * address is handed over as a connection with its data. 0 when not, or
+ * -errno. */
+int sock_tfo_cookieless(void);
+
 #endif

@@ -55,6 +55,8 @@ struct conc_counters {
 	uint64_t accept_paused;
 	uint64_t orphans;             /* MPTCP flows closed with no subflow left */
 	uint64_t tfo_key_waits;       /* 2 ms waits for a TFO client's third ACK */
+	uint64_t unverified_waits;    /* requests from cookieless TFO SYNs held */
+	uint64_t unverified_dropped;  /* ... whose sender never completed */
 	struct metrics_hist connect_latency;  /* seconds, conc_connect_bounds */
 	struct metrics_hist subflows;         /* per MPTCP flow at its end */
 };
@@ -81,6 +83,9 @@ struct conc {
 	struct conc_config cfg;
 	struct limits limits;
 	atomic_int stopping;
+	/* net.ipv4.tcp_fastopen has 0x200, as last logged by the main thread
+	 * (start, reload, every 5 s). Workers read the sysctl themselves. */
+	atomic_int tfo_cookieless;
 	struct conc_worker *workers;
 	pthread_mutex_t ready_lock;
 	pthread_cond_t ready_cond;
@@ -107,6 +112,7 @@ enum conc_op {
 	OP_CONNECT_TIMEOUT,
 	OP_HS_SEND,
 	OP_KEY_WAIT,     /* reply held until the client's MPTCP key is in */
+	OP_VERIFY_WAIT,  /* request held until the client's handshake is done */
 	OP_HS_SHUT,
 	OP_DRAIN_RECV,
 };

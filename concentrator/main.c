@@ -394,6 +394,8 @@ static void conc_totals(const struct conc *c, struct conc_counters *ret_n,
 		ret_n->accept_paused += n->accept_paused;
 		ret_n->orphans += n->orphans;
 		ret_n->tfo_key_waits += n->tfo_key_waits;
+		ret_n->unverified_waits += n->unverified_waits;
+		ret_n->unverified_dropped += n->unverified_dropped;
 		for (int k = 0; k < 256; k++)
 			ret_n->refused[k] += n->refused[k];
 		metrics_hist_add(&ret_n->connect_latency, &n->connect_latency, CONC_CONNECT_BUCKETS);
@@ -531,6 +533,13 @@ static void render_metrics(void *ctx, struct mbuf *b)
 	metrics_head(b, "mptcp_concentrator_tfo_reply_waits_total", "counter",
 		     "2 ms waits holding a reply until a TFO client's third ACK arrived.");
 	metrics_u64(b, "mptcp_concentrator_tfo_reply_waits_total", "", t.tfo_key_waits);
+	metrics_head(b, "mptcp_concentrator_unverified_syn_requests_total", "counter",
+		     "Requests taken from a SYN without a TFO cookie (net.ipv4.tcp_fastopen has "
+		     "0x200), held until the client completed its handshake, by result.");
+	metrics_u64(b, "mptcp_concentrator_unverified_syn_requests_total", "result=\"held\"",
+		    t.unverified_waits);
+	metrics_u64(b, "mptcp_concentrator_unverified_syn_requests_total",
+		    "result=\"never_completed\"", t.unverified_dropped);
 	metrics_head(b, "mptcp_concentrator_bytes_total", "counter",
 		     "Bytes relayed: up = client to server, down = server to client.");
 	metrics_u64(b, "mptcp_concentrator_bytes_total", "direction=\"up\"", s.bytes[0]);
@@ -601,6 +610,25 @@ static bool workers_alive(struct conc *c, uint64_t *seen)
 	return ok;
 }
 
+/* net.ipv4.tcp_fastopen may change under us; a change is logged once. */
+static void check_tfo_sysctl(struct conc *c)
+{
+	int v = sock_tfo_cookieless();
+
+	if (v < 0)
+		v = 0;
+	if (v != atomic_load(&c->tfo_cookieless)) {
+		if (v)
+			log_warn("net.ipv4.tcp_fastopen has 0x200: the kernel accepts data in SYNs without a "
+				 "cookie, so a SYN from a forged address arrives as a connection. Requests "
+				 "from such SYNs now wait for the handshake (no 0-RTT); set it to 3 "
+				 "(deploy/sysctl/90-mptcp-concentrator.conf)");
+		else
+			log_info("net.ipv4.tcp_fastopen requires TFO cookies: 0-RTT requests are served at the SYN");
+		atomic_store(&c->tfo_cookieless, v);
+	}
+}
+
 /* The main thread after start: signals, the STATUS line every 5 s and the
  * watchdog at half its interval. Returns when told to stop. */
 static void run_main(struct conc *c, int argc, char **argv, const sigset_t *sigs)
@@ -618,6 +646,7 @@ static void run_main(struct conc *c, int argc, char **argv, const sigset_t *sigs
 
 		if (sig == SIGHUP) {
 			reload(c, argc, argv);
+			check_tfo_sysctl(c);
 		} else if (sig == SIGTERM || sig == SIGINT) {
 			log_info("%s: stopping; draining flows for up to %u ms",
 				 sig == SIGTERM ? "SIGTERM" : "SIGINT", c->cfg.drain_timeout_ms);
@@ -627,6 +656,7 @@ static void run_main(struct conc *c, int argc, char **argv, const sigset_t *sigs
 		if (wd_usec && seen && workers_alive(c, seen))
 			sd_notify(0, "WATCHDOG=1");
 		if (now >= next_status) {
+			check_tfo_sysctl(c);
 			notify_status(c);
 			next_status = now + 5000;
 		}
@@ -687,6 +717,10 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
+	if (sock_tfo_cookieless() > 0) {
+		atomic_store(&c->tfo_cookieless, 0);
+		check_tfo_sysctl(c);
+	}
 	pthread_mutex_init(&c->ready_lock, NULL);
 	pthread_cond_init(&c->ready_cond, NULL);
 	c->workers = calloc(c->cfg.workers, sizeof(*c->workers));

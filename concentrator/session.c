@@ -31,6 +31,7 @@ enum phase {
 	PH_PAYLOAD,
 	PH_ERR_REPLY,
 	PH_DRAIN,
+	PH_VERIFY,   /* message in, waiting for the client's handshake to end */
 };
 
 #define FLAG_LIMITED 0x01   /* holds a slot in the shared limits */
@@ -57,6 +58,7 @@ struct session {
 	uint32_t out_off, out_len;    /* what is being sent from out/buf */
 	struct __kernel_timespec connect_ts;
 	struct __kernel_timespec key_ts;  /* re-check for the client's key */
+	struct __kernel_timespec verify_ts;  /* re-check the client's handshake */
 	struct sockaddr_storage dst;
 	socklen_t dst_len;
 	uint8_t code;                 /* Error code being sent, if refusing */
@@ -277,6 +279,42 @@ static void on_request(struct conc_worker *cw, struct relay *r,
 	start_connect(cw, r, m);
 }
 
+/* Re-check a PH_VERIFY client after verify_ts (2 ms, doubling to 128 ms:
+ * a real client answers within a round trip, a forged one never). */
+static void verify_wait(struct relay_worker *w, struct relay *r)
+{
+	struct io_uring_sqe *sqe = relay_sqe(w, r, OP_VERIFY_WAIT);
+
+	if (!sqe) {
+		relay_close(w, r, RELAY_END_HANDSHAKE, true);
+		return;
+	}
+	io_uring_prep_timeout(sqe, &S(r)->verify_ts, 0, 0);
+}
+
+static void on_verify_wait(struct conc_worker *cw, struct relay *r)
+{
+	struct session *s = S(r);
+	struct convert_decode_opts o = { .role = CONVERT_FROM_CLIENT };
+	struct convert_msg m;
+	struct convert_diag d;
+
+	if (!sock_handshake_complete(r->fd[0])) {
+		if (s->verify_ts.tv_nsec < 128000000)
+			s->verify_ts.tv_nsec *= 2;
+		verify_wait(&cw->rw, r);
+		return;
+	}
+	/* The message was whole and valid when it came; decode it again for
+	 * the pointers into buf. */
+	if (convert_decode(s->buf, s->msg_len, &o, &m, &d) != (int)s->msg_len) {
+		relay_close(&cw->rw, r, RELAY_END_HANDSHAKE, true);
+		return;
+	}
+	r->phase = PH_READ;
+	on_request(cw, r, &m);
+}
+
 static void on_hs_recv(struct conc_worker *cw, struct relay *r,
 		       const struct io_uring_cqe *cqe)
 {
@@ -298,6 +336,21 @@ static void on_hs_recv(struct conc_worker *cw, struct relay *r,
 	n = convert_decode(s->buf, s->len, &o, &m, &d);
 	if (n > 0) {
 		s->msg_len = (uint32_t)n;
+		if (!sock_handshake_complete(r->fd[0]) && sock_tfo_cookieless() != 0) {
+			/* Taken from a SYN that the kernel accepted without a
+			 * TFO cookie (0x200; the sysctl is read now, as it may
+			 * have changed): the source may be forged. Nothing on
+			 * its behalf until it answers our SYN-ACK (the
+			 * handshake timeout bounds the wait). With cookies
+			 * required, the cookie proved the source and 0-RTT
+			 * stays 0-RTT. */
+			cw->n.unverified_waits++;
+			r->phase = PH_VERIFY;
+			s->verify_ts.tv_sec = 0;
+			s->verify_ts.tv_nsec = 2000000;
+			verify_wait(w, r);
+			return;
+		}
 		on_request(cw, r, &m);
 		return;
 	}
@@ -456,6 +509,9 @@ void session_handle(struct relay_worker *w, struct relay *r, unsigned op,
 		return;
 	case OP_HS_SEND:
 		on_hs_send(cw, r, cqe);
+		return;
+	case OP_VERIFY_WAIT:
+		on_verify_wait(cw, r);
 		return;
 	case OP_KEY_WAIT:  /* -ETIME: the 2 ms are up; try again */
 		hs_send(w, r, r->fd[0], S(r)->out);
@@ -639,6 +695,8 @@ void session_tick(struct conc_worker *cw)
 		if (r->state == RELAY_HANDSHAKE && r->priv &&
 		    r->phase != PH_CONNECT &&
 		    w->now_ms - S(r)->since_ms >= hs_ms) {
+			if (r->phase == PH_VERIFY)
+				cw->n.unverified_dropped++;
 			if (r->phase == PH_READ) {
 				cw->n.handshake_timeouts++;
 				if (log_ratelimit_ok(&cw->rl, w->now_ms)) {
@@ -648,8 +706,8 @@ void session_tick(struct conc_worker *cw)
 						 addr_format_in6(&r->peer, 0, a), S(r)->len);
 				}
 			}
-			relay_close(w, r, r->phase == PH_READ ? RELAY_END_HANDSHAKE :
-				    RELAY_END_REFUSED, true);
+			relay_close(w, r, r->phase == PH_READ || r->phase == PH_VERIFY ?
+				    RELAY_END_HANDSHAKE : RELAY_END_REFUSED, true);
 		} else if (r->state == RELAY_PUMP && idle_s &&
 			   w->now_s - r->active_s >= idle_s) {
 			relay_close(w, r, RELAY_END_IDLE, false);

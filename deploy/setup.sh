@@ -19,7 +19,7 @@ build_pkgs=(
 # Tests and demo: namespaces, nftables, MPTCP tooling, traffic and capture.
 test_pkgs=(
   iproute2 nftables mptcpd mptcpize iperf3 curl nginx-light tcpdump python3 procps
-  gnuplot-nox systemd
+  gnuplot-nox systemd python3-scapy
 )
 
 # promtool, Prometheus' own checker for the metrics exposition, ships in the

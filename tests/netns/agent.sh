@@ -36,8 +36,8 @@ for n in gw conc; do
 done
 # TFO: the agent sends data in its SYN without a cookie (client 0x1|0x4);
 # the concentrator accepts it without a cookie (server 0x2|0x200).
-ip netns exec "$(ns gw)" sysctl -qw net.ipv4.tcp_fastopen=5
-ip netns exec "$(ns conc)" sysctl -qw net.ipv4.tcp_fastopen=515
+ip netns exec "$(ns gw)" sysctl -q -p ../../deploy/sysctl/90-gw-agent.conf
+ip netns exec "$(ns conc)" sysctl -q -p ../../deploy/sysctl/90-mptcp-concentrator.conf
 
 # Servers: nettool (echo, reset, half-close, whoami, UDP 443 echo) and nginx.
 ip netns exec "$(ns srv)" "$PY" ./nettool.py serve --bind 203.0.113.2 --bind 203.0.113.3 \
@@ -120,14 +120,9 @@ check "server reset reaches the LAN client as a reset" lan_reset
 
 # The Convert message rides in the SYN (0-RTT), with the MPTCP option.
 capture_check() {
-		# --immediate-mode: no waiting for the capture ring's block timeout.
-	ip netns exec "$(ns gw)" tcpdump -i gw-conc --immediate-mode -Z root -U -s 256 -w "$WORKDIR/syn.pcap" \
-		'tcp dst port 5124 and tcp[tcpflags] & tcp-syn != 0' > "$WORKDIR/tcpdump.log" 2>&1 &
-	local tp=$!
-	for i in $(seq 1 50); do grep -q "listening on" "$WORKDIR/tcpdump.log" && break; sleep 0.1; done
+	capture_start gw gw-conc "$WORKDIR/syn.pcap" 'tcp dst port 5124 and tcp[tcpflags] & tcp-syn != 0' || return 1
 	$L curl -sS --max-time 10 -o /dev/null http://203.0.113.2:8080/blob
-	sleep 0.5
-	kill -INT $tp; wait $tp
+	capture_stop
 	$PY ./nettool.py pcap-syn "$WORKDIR/syn.pcap" --port 5124
 }
 check "capture: the SYN to the concentrator carries MPTCP and the Convert message" capture_check

@@ -127,6 +127,25 @@ stop_concentrator() {
 	return 0
 }
 
+# capture_start NS IFACE FILE FILTER: tcpdump in the background (pid in
+# CAP_PID), returning once it listens. --immediate-mode: no waiting for the
+# capture ring's block timeout; -Z root: it may write into WORKDIR.
+capture_start() {
+	local i
+	ip netns exec "$(ns "$1")" tcpdump -i "$2" --immediate-mode -Z root -U -s 256 -w "$3" "$4" \
+		> "$3.log" 2>&1 &
+	CAP_PID=$!
+	for i in $(seq 1 50); do grep -q "listening on" "$3.log" && return 0; sleep 0.1; done
+	log "tcpdump did not start: $(cat "$3.log")"
+	return 1
+}
+capture_stop() {
+	sleep 0.3
+	kill -INT "$CAP_PID" 2>/dev/null
+	wait "$CAP_PID" 2>/dev/null
+	return 0
+}
+
 finish() {
 	FINISHED=1
 	log "$CHECKS checks, $FAILS failed"
@@ -158,9 +177,9 @@ two_path_topology() {
 	ip -n "$(ns gw)" route add default via 198.51.100.1 dev gw-p1 metric 100
 	ip -n "$(ns gw)" route add default via 198.51.100.65 dev gw-p2 metric 200
 	ip -n "$(ns srv)" route add default via 203.0.113.1
-	ip netns exec "$(ns gw)" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.tcp_fastopen=5
-	ip netns exec "$(ns conc)" sysctl -qw net.ipv4.tcp_fastopen=515
-	ip -n "$(ns conc)" mptcp limits set subflows 8 add_addr_accepted 8
+	ip netns exec "$(ns gw)" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.tcp_fastopen=1
+	ip netns exec "$(ns conc)" sysctl -qw net.ipv4.tcp_fastopen=3
+	ip -n "$(ns conc)" mptcp limits set subflows 8 add_addr_accepted 0
 	shape() {  # both directions of each path
 		ip netns exec "$(ns gw)" tc qdisc replace dev "$1" root tbf rate "$RATE" burst 64kb latency 50ms
 		ip netns exec "$(ns conc)" tc qdisc replace dev "$2" root tbf rate "$RATE" burst 64kb latency 50ms

@@ -502,15 +502,15 @@ def cmd_quic(args):
     return True
 
 
-def cmd_pcap_syn(args):
-    """Reads a pcap (Ethernet or Linux cooked) and reports each SYN (no ACK)
-    to PORT: its TCP option kinds and the start of its payload."""
+def pcap_tcp(path):
+    """Each TCP segment in a pcap (Ethernet or Linux cooked), as a dict:
+    src, dst, sport, dport, flags, seq, ack, option kinds, payload."""
     import struct as st
-    data = open(args.file, "rb").read()
+    data = open(path, "rb").read()
     magic = st.unpack("<I", data[:4])[0]
     endian = "<" if magic in (0xa1b2c3d4, 0xa1b23c4d) else ">"
     linktype = st.unpack(endian + "I", data[20:24])[0]
-    off, syns = 24, []
+    off = 24
     while off + 16 <= len(data):
         _, _, incl, _ = st.unpack(endian + "IIII", data[off:off + 16])
         pkt = data[off + 16:off + 16 + incl]
@@ -525,14 +525,13 @@ def cmd_pcap_syn(args):
         if eth == 0x0800 and ip[9] == 6:
             ihl, tot = (ip[0] & 15) * 4, st.unpack("!H", ip[2:4])[0]
             tcp, end = ip[ihl:], tot - ihl
+            src, dst = socket.inet_ntop(socket.AF_INET, ip[12:16]), socket.inet_ntop(socket.AF_INET, ip[16:20])
         elif eth == 0x86DD and ip[6] == 6:
             tcp, end = ip[40:], st.unpack("!H", ip[4:6])[0]
+            src, dst = socket.inet_ntop(socket.AF_INET6, ip[8:24]), socket.inet_ntop(socket.AF_INET6, ip[24:40])
         else:
             continue
-        dport = st.unpack("!H", tcp[2:4])[0]
-        flags = tcp[13]
-        if dport != args.port or not (flags & 0x02) or (flags & 0x10):
-            continue
+        sport, dport, seq, ack = st.unpack("!HHII", tcp[:12])
         doff = (tcp[12] >> 4) * 4
         opts, kinds, i = tcp[20:doff], [], 0
         while i < len(opts):
@@ -544,15 +543,43 @@ def cmd_pcap_syn(args):
                 continue
             kinds.append(k)
             i += max(2, opts[i + 1])
-        payload = tcp[doff:end]
-        syns.append({"option_kinds": kinds, "payload_len": len(payload),
-                     "payload_head": payload[:8].hex()})
+        yield {"src": src, "dst": dst, "sport": sport, "dport": dport, "flags": tcp[13],
+               "seq": seq, "ack": ack, "option_kinds": kinds, "payload": tcp[doff:end]}
+
+
+def cmd_pcap_syn(args):
+    """Reports each SYN (no ACK) to PORT in a pcap: its TCP option kinds and
+    the start of its payload."""
+    syns = [{"option_kinds": t["option_kinds"], "payload_len": len(t["payload"]),
+             "payload_head": t["payload"][:8].hex()}
+            for t in pcap_tcp(args.file)
+            if t["dport"] == args.port and (t["flags"] & 0x12) == 0x02]
     print(json.dumps({"syns": syns}))
     # The check: a SYN carrying the MPTCP option (30) and a Convert message
     # (version 1, magic 0x2263, a Connect TLV first).
     return any(30 in x["option_kinds"] and x["payload_head"][:2] == "01"
                and x["payload_head"][4:8] == "2263" and x["payload_head"][8:10] == "0a"
                for x in syns)
+
+
+def cmd_pcap_tfo(args):
+    """0-RTT as the wire shows it: SYNs to PORT that carry a Convert message,
+    and how many of them the server's SYN-ACK acknowledged with their data
+    (ack = seq + 1 + payload length), i.e. the request was taken from the
+    SYN. Exit 0 when at least --min were."""
+    syns, acked = {}, 0
+    for t in pcap_tcp(args.file):
+        key = (t["src"], t["sport"], t["dst"], t["dport"])
+        if t["dport"] == args.port and (t["flags"] & 0x12) == 0x02 and t["payload"][:1] == b"\x01" \
+                and t["payload"][2:4] == b"\x22\x63":
+            syns[key] = (t["seq"] + 1 + len(t["payload"])) & 0xffffffff
+        elif t["sport"] == args.port and (t["flags"] & 0x12) == 0x12:
+            want = syns.get((t["dst"], t["dport"], t["src"], t["sport"]))
+            if want is not None and t["ack"] == want:
+                acked += 1
+                syns[(t["dst"], t["dport"], t["src"], t["sport"])] = None
+    print(json.dumps({"syns_with_convert": len(syns), "data_acked_in_synack": acked}))
+    return acked >= args.min
 
 
 def main():
@@ -569,6 +596,10 @@ def main():
     pc = sub.add_parser("pcap-syn")
     pc.add_argument("file")
     pc.add_argument("--port", type=int, required=True)
+    pt = sub.add_parser("pcap-tfo")
+    pt.add_argument("file")
+    pt.add_argument("--port", type=int, required=True)
+    pt.add_argument("--min", type=int, default=1)
     for name in ("echo", "error", "reset", "halfclose", "stall", "errors", "limit", "tfo"):
         c = sub.add_parser(name)
         c.add_argument("--conc", help="the concentrator (not with --plain)")
@@ -592,7 +623,8 @@ def main():
         c.add_argument("--self-addr")
         c.add_argument("--bad-src")
     args = p.parse_args()
-    sync = {"tfo": cmd_tfo, "whoami": cmd_whoami, "quic": cmd_quic, "pcap-syn": cmd_pcap_syn}
+    sync = {"tfo": cmd_tfo, "whoami": cmd_whoami, "quic": cmd_quic, "pcap-syn": cmd_pcap_syn,
+            "pcap-tfo": cmd_pcap_tfo}
     if args.cmd in sync:
         sys.exit(0 if sync[args.cmd](args) else 1)
     fn = {"serve": serve, "echo": cmd_echo, "error": cmd_error, "reset": cmd_reset,
