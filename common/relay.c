@@ -110,6 +110,23 @@ struct io_uring_sqe *relay_sqe(struct relay_worker *w, struct relay *r,
 	return sqe;
 }
 
+int relay_submit_timed(struct relay_worker *w, struct relay *r,
+		       const struct io_uring_sqe *tmpl, unsigned op,
+		       unsigned timeout_op, struct __kernel_timespec *ts)
+{
+	struct io_uring_sqe *sqe, *t;
+
+	if (ring_get_sqe_pair(&w->ring, &sqe, &t) < 0)
+		return -EBUSY;
+	*sqe = *tmpl;
+	sqe->flags |= IOSQE_IO_LINK;
+	io_uring_sqe_set_data64(sqe, ring_ud(op, r->slot, r->gen));
+	io_uring_prep_link_timeout(t, ts, 0);
+	io_uring_sqe_set_data64(t, ring_ud(timeout_op, r->slot, r->gen));
+	r->inflight += 2;
+	return 0;
+}
+
 struct relay *relay_new(struct relay_worker *w, int fd)
 {
 	struct relay *r;

@@ -177,6 +177,15 @@ void relay_close_all(struct relay_worker *w, enum relay_end end);
 struct io_uring_sqe *relay_sqe(struct relay_worker *w, struct relay *r,
 			       unsigned op);
 
+/* The operation tmpl (made with an io_uring_prep_* call on a local SQE) as
+ * op on flow r, with a LINK_TIMEOUT of *ts (as timeout_op) linked behind it:
+ * both are queued, or neither (-EBUSY, nothing counted in flight). *ts must
+ * live until the flow is freed (the flow's own state). The one way both
+ * daemons bound an operation in time (ring_get_sqe_pair says why). */
+int relay_submit_timed(struct relay_worker *w, struct relay *r,
+		       const struct io_uring_sqe *tmpl, unsigned op,
+		       unsigned timeout_op, struct __kernel_timespec *ts);
+
 /* Wait up to timeout_ms for completions and dispatch them. */
 int relay_worker_poll(struct relay_worker *w, unsigned timeout_ms);
 

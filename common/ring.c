@@ -124,3 +124,15 @@ struct io_uring_sqe *ring_get_sqe(struct io_uring *ring)
 	}
 	return sqe;
 }
+
+int ring_get_sqe_pair(struct io_uring *ring, struct io_uring_sqe **ret_op,
+		      struct io_uring_sqe **ret_timeout)
+{
+	if (io_uring_sq_space_left(ring) < 2)
+		io_uring_submit(ring);
+	if (io_uring_sq_space_left(ring) < 2)
+		return -EBUSY;
+	*ret_op = io_uring_get_sqe(ring);
+	*ret_timeout = io_uring_get_sqe(ring);
+	return 0;
+}

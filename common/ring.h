@@ -66,4 +66,13 @@ static inline uint32_t ring_ud_slot(uint64_t ud) { return (uint32_t)ud; }
  * on the next loop). */
 struct io_uring_sqe *ring_get_sqe(struct io_uring *ring);
 
+/* Two adjacent SQEs, for an operation and the LINK_TIMEOUT linked behind
+ * it: both or neither. Taking them one at a time can fill the SQ between
+ * the two, and ring_get_sqe() would then submit the operation alone, with
+ * IOSQE_IO_LINK pointing at nothing: it runs unbounded (an upstream connect
+ * then lasts the kernel's ~127 s). So room for both is made first. 0, or
+ * -EBUSY when the kernel takes no queued SQE to make room. */
+int ring_get_sqe_pair(struct io_uring *ring, struct io_uring_sqe **ret_op,
+		      struct io_uring_sqe **ret_timeout);
+
 #endif

@@ -174,7 +174,7 @@ static void start_connect(struct conc_worker *cw, struct relay *r,
 	struct relay_worker *w = &cw->rw;
 	struct session *s = S(r);
 	const struct conc_config *cfg = &cw->c->cfg;
-	struct io_uring_sqe *sqe;
+	struct io_uring_sqe tmpl;
 	const char *reason = NULL;
 	unsigned keepalive_s, connect_ms;
 	bool denied;
@@ -235,19 +235,12 @@ static void start_connect(struct conc_worker *cw, struct relay *r,
 	s->connect_us = log_now_us();
 	s->connect_ts.tv_sec = connect_ms / 1000;
 	s->connect_ts.tv_nsec = (long long)(connect_ms % 1000) * 1000000;
-	sqe = relay_sqe(w, r, OP_CONNECT);
-	if (!sqe) {
+	memset(&tmpl, 0, sizeof(tmpl));
+	io_uring_prep_connect(&tmpl, fd, (struct sockaddr *)&s->dst, s->dst_len);
+	if (relay_submit_timed(w, r, &tmpl, OP_CONNECT, OP_CONNECT_TIMEOUT, &s->connect_ts) < 0) {
 		relay_close(w, r, RELAY_END_HANDSHAKE, true);
 		return;
 	}
-	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&s->dst, s->dst_len);
-	sqe->flags |= IOSQE_IO_LINK;
-	sqe = relay_sqe(w, r, OP_CONNECT_TIMEOUT);
-	if (!sqe) {
-		relay_close(w, r, RELAY_END_HANDSHAKE, true);
-		return;
-	}
-	io_uring_prep_link_timeout(sqe, &s->connect_ts, 0);
 	r->phase = PH_CONNECT;
 }
 

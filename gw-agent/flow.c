@@ -128,21 +128,15 @@ static void next_attempt(struct agent_worker *aw, struct relay *r)
 }
 static void give_up(struct agent_worker *aw, struct relay *r, const char *why);
 
-/* Op on flow r, linked to a timeout of ms. */
+/* tmpl as op on flow r, linked to a timeout of ms (both or neither). */
 static bool submit_with_timeout(struct relay_worker *w, struct relay *r,
-				struct io_uring_sqe *sqe, unsigned ms)
+				const struct io_uring_sqe *tmpl, unsigned op, unsigned ms)
 {
 	struct flow *f = F(r);
-	struct io_uring_sqe *t;
 
-	sqe->flags |= IOSQE_IO_LINK;
-	t = relay_sqe(w, r, AOP_TIMEOUT);
-	if (!t)
-		return false;
 	f->ts.tv_sec = ms / 1000;
 	f->ts.tv_nsec = (long long)(ms % 1000) * 1000000;
-	io_uring_prep_link_timeout(t, &f->ts, 0);
-	return true;
+	return relay_submit_timed(w, r, tmpl, op, AOP_TIMEOUT, &f->ts) == 0;
 }
 
 static void log_flow(struct agent_worker *aw, struct relay *r, const char *what)
@@ -159,14 +153,11 @@ static void arm_reply(struct agent_worker *aw, struct relay *r)
 {
 	struct relay_worker *w = &aw->rw;
 	struct flow *f = F(r);
-	struct io_uring_sqe *sqe = relay_sqe(w, r, AOP_REPLY);
+	struct io_uring_sqe tmpl;
 
-	if (!sqe) {
-		relay_close(w, r, RELAY_END_RESET, true);
-		return;
-	}
-	io_uring_prep_recv(sqe, r->fd[1], f->in + f->in_len, sizeof(f->in) - f->in_len, 0);
-	if (!submit_with_timeout(w, r, sqe, aw->cfg.reply_timeout_ms))
+	memset(&tmpl, 0, sizeof(tmpl));
+	io_uring_prep_recv(&tmpl, r->fd[1], f->in + f->in_len, sizeof(f->in) - f->in_len, 0);
+	if (!submit_with_timeout(w, r, &tmpl, AOP_REPLY, aw->cfg.reply_timeout_ms))
 		relay_close(w, r, RELAY_END_RESET, true);
 	r->phase = PH_REPLY;
 }
@@ -199,7 +190,7 @@ static void try_concentrator(struct agent_worker *aw, struct relay *r)
 	const struct agent_config *cfg = &aw->cfg;
 	struct flow *f = F(r);
 	const struct sockaddr_storage *ca;
-	struct io_uring_sqe *sqe;
+	struct io_uring_sqe tmpl;
 	ssize_t n;
 	int fd;
 
@@ -247,13 +238,9 @@ static void try_concentrator(struct agent_worker *aw, struct relay *r)
 		next_attempt(aw, r);
 		return;
 	}
-	sqe = relay_sqe(w, r, AOP_CONN_POLL);
-	if (!sqe) {
-		relay_close(w, r, RELAY_END_RESET, true);
-		return;
-	}
-	io_uring_prep_poll_add(sqe, fd, POLLOUT);
-	if (!submit_with_timeout(w, r, sqe, cfg->connect_timeout_ms))
+	memset(&tmpl, 0, sizeof(tmpl));
+	io_uring_prep_poll_add(&tmpl, fd, POLLOUT);
+	if (!submit_with_timeout(w, r, &tmpl, AOP_CONN_POLL, cfg->connect_timeout_ms))
 		relay_close(w, r, RELAY_END_RESET, true);
 	r->phase = PH_POLL;
 }
@@ -264,7 +251,7 @@ static void give_up(struct agent_worker *aw, struct relay *r, const char *why)
 	struct relay_worker *w = &aw->rw;
 	const struct agent_config *cfg = &aw->cfg;
 	struct flow *f = F(r);
-	struct io_uring_sqe *sqe;
+	struct io_uring_sqe tmpl;
 	int fd;
 
 	if (r->fd[1] >= 0) {
@@ -288,13 +275,9 @@ static void give_up(struct agent_worker *aw, struct relay *r, const char *why)
 	bind_source(aw, f, fd, f->dst.ss_family, false);
 	r->fd[1] = fd;
 	r->flags |= AGENT_FLOW_DIRECT;
-	sqe = relay_sqe(w, r, AOP_DIRECT_CONNECT);
-	if (!sqe) {
-		relay_close(w, r, RELAY_END_RESET, true);
-		return;
-	}
-	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&f->dst, f->dst_len);
-	if (!submit_with_timeout(w, r, sqe, cfg->reply_timeout_ms))
+	memset(&tmpl, 0, sizeof(tmpl));
+	io_uring_prep_connect(&tmpl, fd, (struct sockaddr *)&f->dst, f->dst_len);
+	if (!submit_with_timeout(w, r, &tmpl, AOP_DIRECT_CONNECT, cfg->reply_timeout_ms))
 		relay_close(w, r, RELAY_END_RESET, true);
 	r->phase = PH_DIRECT;
 }
