@@ -1,6 +1,7 @@
 #include "metrics.h"
 
 #include "addr.h"
+#include "log.h"
 #include "opts.h"
 #include "sock.h"
 
@@ -172,16 +173,16 @@ int metrics_opt_listen(const char *opt, const char *arg, struct sockaddr_storage
 	return 0;
 }
 
-static void respond(int fd, const char *status, const char *type, const char *body,
-		    size_t len, bool head)
+static void respond(int fd, uint64_t until, const char *status, const char *type,
+		    const char *body, size_t len, bool head)
 {
 	char hdr[256];
 	int n = snprintf(hdr, sizeof(hdr),
 			 "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
 			 "Connection: close\r\n\r\n", status, type, len);
 
-	if (sock_write_all(fd, hdr, (size_t)n) == 0 && !head)
-		sock_write_all(fd, body, len);
+	if (sock_write_all_until(fd, hdr, (size_t)n, until) == 0 && !head)
+		sock_write_all_until(fd, body, len, until);
 }
 
 int metrics_http_parse(const char *req, size_t len, char method[8], char path[256])
@@ -217,31 +218,35 @@ int metrics_http_parse(const char *req, size_t len, char method[8], char path[25
 	return 0;
 }
 
-/* One request: the head only (scrapers send no body), up to 4 KiB. */
+/* One request: the head only (scrapers send no body), up to 4 KiB, within
+ * METRICS_REQUEST_MS from the accept, and the answer within
+ * METRICS_ANSWER_MS more: a client that trickles bytes or reads slowly
+ * holds this one-at-a-time server no longer than that. */
+#define METRICS_REQUEST_MS 2000
+#define METRICS_ANSWER_MS 5000
 static void serve(struct metrics_server *m, int fd)
 {
-	struct timeval tv = { .tv_sec = 2 };
 	char req[4096], method[8], path[256];
+	uint64_t deadline = log_now_ms() + METRICS_REQUEST_MS, until;
 	size_t got = 0;
 	int r = -EAGAIN;
 
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	while (got < sizeof(req) && r == -EAGAIN) {
-		ssize_t n = read(fd, req + got, sizeof(req) - got);
+		ssize_t n = sock_read_until(fd, req + got, sizeof(req) - got, deadline);
 
 		if (n <= 0)
 			return;
 		got += (size_t)n;
 		r = metrics_http_parse(req, got, method, path);
 	}
+	until = log_now_ms() + METRICS_ANSWER_MS;
 	if (r < 0) {
-		respond(fd, "400 Bad Request", "text/plain", "bad request\n", 12, false);
+		respond(fd, until, "400 Bad Request", "text/plain", "bad request\n", 12, false);
 		return;
 	}
 	bool head = !strcmp(method, "HEAD");
 	if (strcmp(method, "GET") && !head) {
-		respond(fd, "405 Method Not Allowed", "text/plain", "GET /metrics\n", 13, false);
+		respond(fd, until, "405 Method Not Allowed", "text/plain", "GET /metrics\n", 13, false);
 		return;
 	}
 	if (!strcmp(path, "/metrics")) {
@@ -250,18 +255,18 @@ static void serve(struct metrics_server *m, int fd)
 		m->scrapes++;
 		m->render(m->ctx, &b);
 		if (b.failed)
-			respond(fd, "500 Internal Server Error", "text/plain", "out of memory\n", 14,
+			respond(fd, until, "500 Internal Server Error", "text/plain", "out of memory\n", 14,
 				head);
 		else
-			respond(fd, "200 OK", "text/plain; version=0.0.4; charset=utf-8",
+			respond(fd, until, "200 OK", "text/plain; version=0.0.4; charset=utf-8",
 				b.s ? b.s : "", b.len, head);
 		mbuf_free(&b);
 	} else if (!strcmp(path, "/")) {
 		static const char body[] = "metrics at /metrics\n";
 
-		respond(fd, "200 OK", "text/plain", body, sizeof(body) - 1, head);
+		respond(fd, until, "200 OK", "text/plain", body, sizeof(body) - 1, head);
 	} else {
-		respond(fd, "404 Not Found", "text/plain", "not found: try /metrics\n", 24, head);
+		respond(fd, until, "404 Not Found", "text/plain", "not found: try /metrics\n", 24, head);
 	}
 }
 
@@ -285,6 +290,11 @@ static void *server_main(void *arg)
 			if (c >= 0) {
 				serve(m, c);
 				close(c);
+			} else if (sock_accept_starved(-errno)) {
+				/* The listener stays readable: wait for
+				 * descriptors (or the stop) instead of spinning. */
+				if (poll(pf + 1, 1, SOCK_ACCEPT_PAUSE_MS) > 0)
+					break;
 			}
 		}
 	}
@@ -308,6 +318,8 @@ int metrics_server_start(struct metrics_server *m, const struct sockaddr_storage
 	if (pipe2(m->stop_pipe, O_CLOEXEC) < 0)
 		goto fail;
 	e = pthread_create(&m->thread, NULL, server_main, m);
+	if (e == 0)
+		pthread_setname_np(m->thread, "metrics");
 	if (e) {
 		close(m->stop_pipe[0]);
 		close(m->stop_pipe[1]);

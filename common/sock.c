@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <time.h>
 #include <stdlib.h>
 #include <stddef.h>
 #include <linux/mptcp.h>
@@ -56,6 +58,74 @@ int sock_write_all(int fd, const void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Wait for events on fd until deadline_ms: 0, -ETIMEDOUT or -errno. */
+static int wait_until(int fd, short events, uint64_t deadline_ms)
+{
+	for (;;) {
+		struct pollfd pf = { .fd = fd, .events = events };
+		uint64_t now = mono_ms();
+		int n;
+
+		if (now >= deadline_ms)
+			return -ETIMEDOUT;
+		n = poll(&pf, 1, (int)(deadline_ms - now));
+		if (n > 0)
+			return 0;
+		if (n < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+int sock_write_all_until(int fd, const void *buf, size_t len, uint64_t deadline_ms)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n;
+		int r = wait_until(fd, POLLOUT, deadline_ms);
+
+		if (r < 0)
+			return r;
+		n = send(fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EPIPE;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+ssize_t sock_read_until(int fd, void *buf, size_t len, uint64_t deadline_ms)
+{
+	for (;;) {
+		ssize_t n;
+		int r = wait_until(fd, POLLIN, deadline_ms);
+
+		if (r < 0)
+			return r;
+		n = recv(fd, buf, len, MSG_DONTWAIT);
+		if (n >= 0)
+			return n;
+		if (errno != EINTR && errno != EAGAIN)
+			return -errno;
+	}
+}
+
+bool sock_accept_starved(int err)
+{
+	return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM;
 }
 
 bool sock_is_mptcp(int fd)

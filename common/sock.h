@@ -4,6 +4,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 /* Keepalive after idle_s seconds, probes every idle_s/6 (at least 1 s), 6
  * probes: a dead peer is found in about 2 x idle_s. MPTCP sockets accept
@@ -14,6 +16,20 @@ int sock_nodelay(int fd);
 /* All of buf to a blocking fd (EINTR retried); -errno, or -EPIPE when the
  * peer stops taking bytes. */
 int sock_write_all(int fd, const void *buf, size_t len);
+/* The same with an overall deadline (CLOCK_MONOTONIC milliseconds, as
+ * log_now_ms()): a peer that takes a byte now and then cannot hold the
+ * writer past it. -ETIMEDOUT then. */
+int sock_write_all_until(int fd, const void *buf, size_t len, uint64_t deadline_ms);
+/* One read of up to len bytes, given up at deadline_ms: bytes read, 0 at
+ * EOF, -ETIMEDOUT or -errno. A peer that sends a byte at a time does not
+ * extend it. */
+ssize_t sock_read_until(int fd, void *buf, size_t len, uint64_t deadline_ms);
+/* accept() failed with err (-errno) for want of descriptors or memory: the
+ * listener stays readable, so a poll loop that retries at once spins. The
+ * caller pauses accepting instead (SOCK_ACCEPT_PAUSE_MS). */
+bool sock_accept_starved(int err);
+#define SOCK_ACCEPT_PAUSE_MS 100
+
 /* True for an MPTCP socket that did not fall back to TCP. */
 bool sock_is_mptcp(int fd);
 

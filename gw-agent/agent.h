@@ -124,6 +124,7 @@ struct agent {
 	pthread_mutex_t snap_lock;
 	pthread_cond_t snap_cond;
 	unsigned control_clients;
+	uint64_t control_paused_until;  /* accept failed for want of fds */
 	struct path_metric pm[2 * PATHS_MAX];  /* under snap_lock */
 	unsigned npm;
 	/* Concentrator reachability: 1 ok, 0 failed, -1 not tried yet; set by

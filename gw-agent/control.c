@@ -319,21 +319,22 @@ static void *client_main(void *arg)
 {
 	struct control_client *c = arg;
 	struct agent *a = c->a;
-	struct timeval tv = { .tv_sec = 2 };
+	/* The request within 2 s, the whole answer within 5 s more: a client
+	 * that trickles or reads slowly holds a thread (of
+	 * CONTROL_MAX_CLIENTS) no longer. */
+	uint64_t deadline = log_now_ms() + 2000;
 	char line[64];
 	ssize_t n;
 	unsigned req;
 	struct timespec until;
 
-	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	n = read(c->fd, line, sizeof(line) - 1);
+	n = sock_read_until(c->fd, line, sizeof(line) - 1, deadline);
 	line[n > 0 ? n : 0] = 0;
 	line[strcspn(line, "\r\n")] = 0;
 	if (strcmp(line, "status") != 0) {
 		const char *msg = "error: unknown command (this agent knows: status)\n";
 
-		sock_write_all(c->fd, msg, strlen(msg));
+		sock_write_all_until(c->fd, msg, strlen(msg), log_now_ms() + 5000);
 		goto out;
 	}
 
@@ -355,7 +356,7 @@ static void *client_main(void *arg)
 	}
 	pthread_mutex_unlock(&a->snap_lock);
 	if (c->t.s)
-		sock_write_all(c->fd, c->t.s, c->t.len);
+		sock_write_all_until(c->fd, c->t.s, c->t.len, log_now_ms() + 5000);
 out:
 	close(c->fd);
 	free(c->t.s);
@@ -416,8 +417,13 @@ void control_accept(struct agent *a)
 	pthread_t th;
 	int fd = accept4(a->control_fd, NULL, NULL, SOCK_CLOEXEC);
 
-	if (fd < 0)
+	if (fd < 0) {
+		/* Out of descriptors: the main loop leaves the socket alone
+		 * for a while rather than spin on it. */
+		if (sock_accept_starved(-errno))
+			a->control_paused_until = log_now_ms() + SOCK_ACCEPT_PAUSE_MS;
 		return;
+	}
 	pthread_mutex_lock(&a->snap_lock);
 	if (a->control_clients >= CONTROL_MAX_CLIENTS) {
 		pthread_mutex_unlock(&a->snap_lock);

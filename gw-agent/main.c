@@ -821,7 +821,8 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 		struct pollfd pf[3 + 2 * PATHS_MAX] = {
 			{ .fd = sfd, .events = POLLIN },
 			{ .fd = paths_event_fd(&a->paths), .events = POLLIN },
-			{ .fd = a->control_fd, .events = POLLIN },
+			{ .fd = log_now_ms() < a->control_paused_until ? -1 : a->control_fd,
+			  .events = POLLIN },
 		};
 		unsigned np = paths_probe_fds(&a->paths, pf + 3, 2 * PATHS_MAX);
 		uint64_t now = log_now_ms(), next = due ? due : periodic;
@@ -829,6 +830,8 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 
 		if (a->paths.n && probe_next && probe_next < next)
 			next = probe_next;
+		if (pf[2].fd < 0 && a->control_fd >= 0 && a->control_paused_until < next)
+			next = a->control_paused_until;
 		if (wd_every && wd_next < next)
 			next = wd_next;
 		if (status_next < next)

@@ -44,7 +44,7 @@ nstat_conc() { ip netns exec "$(ns conc)" nstat -az "$1" | awk -v k="$1" '$1 == 
 ip netns exec "$(ns srv)" "$PY" ./nettool.py serve --bind 203.0.113.2 --base 9000 \
 	> "$WORKDIR/servers.log" 2>&1 &
 start_concentrator conc main --allow-client 198.51.100.0/24 --handshake-timeout 2 \
-	--connect-timeout 1 --workers 2
+	--connect-timeout 1 --workers 2 --metrics-listen 198.51.100.1:9190
 MAIN_PID=$CONC_PID
 wait_listen srv 9000 || exit 1
 wait_listen conc 5124 || exit 1
@@ -95,6 +95,45 @@ add_addr() {
 	[ "$after" -eq "$before" ]
 }
 check "a client's ADD_ADDR for a denied address: no MP_JOIN SYN from the concentrator" add_addr
+
+# 3. The metrics server answers one scrape at a time: a client trickling
+# its request (a byte every 0.5 s; each read alone is within a per-read
+# timeout) must be cut off by an overall deadline, and scrapes go on.
+slow_scrape() {
+	$C trickle --dst 198.51.100.1:9190 --interval 0.5 --bytes 24 || return 1
+	ip netns exec "$(ns cli)" curl -sf --max-time 5 http://198.51.100.1:9190/metrics | grep -c '^mptcp_concentrator_' |
+		awk '{ print "{\"series_after\": " $1 "}"; exit ($1 > 10 ? 0 : 1) }'
+}
+check "metrics: a trickling client is cut off by the overall deadline; scrapes go on" slow_scrape
+
+# 4. Out of descriptors, the metrics server must wait, not spin: a second
+# instance with 64 descriptors, filled by idle connections, then a scrape
+# waiting in its backlog. The process's CPU over 2 s is read from /proc
+# (nothing else runs: a spinning accept loop takes the whole 2 s).
+emfile_metrics() {
+	local pid tid t0 t1 ticks rc=0
+	ip netns exec "$(ns conc)" prlimit --nofile=64:64 "$CONCENTRATOR" --listen 198.51.100.1:5130 \
+		--allow-client 198.51.100.0/24 --workers 1 --handshake-timeout 30 \
+		--metrics-listen 198.51.100.1:9191 > "$WORKDIR/emfile.log" 2>&1 &
+	pid=$!
+	wait_listen conc 9191 || return 1
+	local hold curl
+	$C hold --dst 198.51.100.1:5130 --count 100 --seconds 6 > "$WORKDIR/hold.out" &
+	hold=$!
+	sleep 1.5
+	ip netns exec "$(ns cli)" curl -s --max-time 4 -o /dev/null http://198.51.100.1:9191/metrics &
+	curl=$!
+	sleep 0.5
+	t0=$(awk '{ print $14 + $15 }' /proc/$pid/stat)
+	sleep 2
+	t1=$(awk '{ print $14 + $15 }' /proc/$pid/stat)
+	ticks=$((t1 - t0))
+	echo "{\"cpu_ticks_in_2s\": $ticks, \"ticks_per_s\": $(getconf CLK_TCK), \"accept_pauses\": $(grep -c pausing "$WORKDIR/emfile.log")}"
+	wait $hold $curl
+	stop_concentrator "$pid" emfile || rc=1
+	[ $rc -eq 0 ] && [ "$ticks" -lt $(( $(getconf CLK_TCK) / 2 )) ]
+}
+check "metrics: out of descriptors, the accept loop waits instead of spinning" emfile_metrics
 
 check "concentrator exits cleanly on SIGTERM" stop_concentrator "$MAIN_PID" main
 finish

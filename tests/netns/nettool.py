@@ -582,6 +582,55 @@ def cmd_pcap_tfo(args):
     return acked >= args.min
 
 
+def cmd_trickle(args):
+    """A client that sends its request one byte every --interval seconds
+    (slowloris), until the server closes or --bytes are sent. Passes when
+    the server closed before the request was complete."""
+    host, port = split_hostport(args.dst)
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.create_connection((host, port), timeout=10)
+    data = (args.raw or "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").encode()[:args.bytes]
+    sent, closed = 0, False
+    for b in data:
+        try:
+            s.send(bytes([b]))
+            sent += 1
+        except OSError:
+            closed = True
+            break
+        s.settimeout(args.interval)
+        try:
+            d = s.recv(4096)
+            if not d:
+                closed = True
+                break
+        except socket.timeout:
+            pass
+        except OSError:
+            closed = True
+            break
+    s.close()
+    print(json.dumps({"sent": sent, "of": len(data), "closed_by_server": closed}))
+    return closed and sent < len(data)
+
+
+def cmd_hold(args):
+    """Opens --count plain TCP connections to --dst, sends nothing, holds
+    them --seconds, then closes them. Prints how many connected."""
+    host, port = split_hostport(args.dst)
+    socks = []
+    for _ in range(args.count):
+        try:
+            socks.append(socket.create_connection((host, port), timeout=2))
+        except OSError:
+            break
+    print(json.dumps({"held": len(socks)}), flush=True)
+    time.sleep(args.seconds)
+    for x in socks:
+        x.close()
+    return True
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -596,6 +645,15 @@ def main():
     pc = sub.add_parser("pcap-syn")
     pc.add_argument("file")
     pc.add_argument("--port", type=int, required=True)
+    tr = sub.add_parser("trickle")
+    tr.add_argument("--dst", required=True)
+    tr.add_argument("--interval", type=float, default=0.5)
+    tr.add_argument("--bytes", type=int, default=24)
+    tr.add_argument("--raw")
+    ho = sub.add_parser("hold")
+    ho.add_argument("--dst", required=True)
+    ho.add_argument("--count", type=int, default=100)
+    ho.add_argument("--seconds", type=float, default=5)
     pt = sub.add_parser("pcap-tfo")
     pt.add_argument("file")
     pt.add_argument("--port", type=int, required=True)
@@ -624,7 +682,7 @@ def main():
         c.add_argument("--bad-src")
     args = p.parse_args()
     sync = {"tfo": cmd_tfo, "whoami": cmd_whoami, "quic": cmd_quic, "pcap-syn": cmd_pcap_syn,
-            "pcap-tfo": cmd_pcap_tfo}
+            "pcap-tfo": cmd_pcap_tfo, "trickle": cmd_trickle, "hold": cmd_hold}
     if args.cmd in sync:
         sys.exit(0 if sync[args.cmd](args) else 1)
     fn = {"serve": serve, "echo": cmd_echo, "error": cmd_error, "reset": cmd_reset,
