@@ -33,6 +33,9 @@ struct conc_config {
 	unsigned keepalive_s;         /* 0: off */
 	uint32_t max_flows;
 	uint32_t max_per_client;      /* 0: unlimited */
+	uint32_t max_handshakes;      /* in progress at once; 0: default */
+	uint32_t max_hs_per_client;   /* 0: unlimited */
+	unsigned client_prefix6;      /* IPv6 clients counted per this prefix */
 	unsigned nbufs, bufsize;      /* per worker buffer ring */
 	int log_level;
 	struct sockaddr_storage metrics;  /* --metrics-listen; metrics_len 0 = off */
@@ -51,6 +54,7 @@ struct conc_counters {
 	uint64_t refused[256];        /* by Convert error code */
 	uint64_t handshake_timeouts;
 	uint64_t limit_hits;
+	uint64_t hs_limit_hits;       /* connections reset: too many handshakes */
 	uint64_t connected;           /* upstream connects that succeeded */
 	uint64_t accept_paused;
 	uint64_t orphans;             /* MPTCP flows closed with no subflow left */

@@ -39,8 +39,14 @@ static void usage(FILE *f)
 "  --deny-dest CIDR            deny destinations in CIDR (repeatable)\n"
 "  --workers N                 worker threads (default: CPU count)\n"
 "  --max-flows N               flows at once (default: fit the fd limit)\n"
-"  --max-flows-per-client N    flows at once per client address (default 4096,\n"
-"                              0 = unlimited)\n"
+"  --max-flows-per-client N    flows at once per client (default 4096, 0 = unlimited)\n"
+"  --max-handshakes N          connections not yet relaying (reading the request,\n"
+"                              connecting, refusing) at once (default: 4096, or a\n"
+"                              quarter of what the fd limit allows)\n"
+"  --max-handshakes-per-client N  of those per client (default 1024, 0 = unlimited);\n"
+"                              over either, a connection is reset at once\n"
+"  --client-prefix6 LEN        IPv6 clients are counted per /LEN (default 64); IPv4\n"
+"                              per address\n"
 "  --handshake-timeout SEC     time to receive a Convert message (default 5)\n"
 "  --connect-timeout SEC       upstream connect timeout (default 10)\n"
 "  --idle-timeout SEC          close flows idle this long (default 7200, 0 = never)\n"
@@ -64,6 +70,7 @@ enum {
 	O_WORKERS, O_MAX_FLOWS, O_MAX_PER_CLIENT, O_HS_TIMEOUT, O_CONNECT_TIMEOUT,
 	O_IDLE_TIMEOUT, O_DRAIN_TIMEOUT, O_KEEPALIVE, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL,
 	O_METRICS, O_CONFIG, O_CHECK_CONFIG, O_NO_ALLOW_ANY,
+	O_MAX_HS, O_MAX_HS_PER_CLIENT, O_CLIENT_PREFIX6,
 	O_VERSION, O_HELP,
 };
 
@@ -76,6 +83,9 @@ static const struct option long_opts[] = {
 	{ "workers", required_argument, NULL, O_WORKERS },
 	{ "max-flows", required_argument, NULL, O_MAX_FLOWS },
 	{ "max-flows-per-client", required_argument, NULL, O_MAX_PER_CLIENT },
+	{ "max-handshakes", required_argument, NULL, O_MAX_HS },
+	{ "max-handshakes-per-client", required_argument, NULL, O_MAX_HS_PER_CLIENT },
+	{ "client-prefix6", required_argument, NULL, O_CLIENT_PREFIX6 },
 	{ "handshake-timeout", required_argument, NULL, O_HS_TIMEOUT },
 	{ "connect-timeout", required_argument, NULL, O_CONNECT_TIMEOUT },
 	{ "idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT },
@@ -183,6 +193,21 @@ static int apply_opt(void *ctx, int c, const char *arg)
 			return r;
 		cfg->max_per_client = (uint32_t)v;
 		return 0;
+	case O_MAX_HS:
+		if ((r = opt_uint(name, arg, 1, 10000000, &v)) < 0)
+			return r;
+		cfg->max_handshakes = (uint32_t)v;
+		return 0;
+	case O_MAX_HS_PER_CLIENT:
+		if ((r = opt_uint(name, arg, 0, 10000000, &v)) < 0)
+			return r;
+		cfg->max_hs_per_client = (uint32_t)v;
+		return 0;
+	case O_CLIENT_PREFIX6:
+		if ((r = opt_uint(name, arg, 1, 128, &v)) < 0)
+			return r;
+		cfg->client_prefix6 = (unsigned)v;
+		return 0;
 	case O_HS_TIMEOUT:
 	case O_CONNECT_TIMEOUT:
 		if ((r = opt_seconds_ms(name, arg, 3600, &ms)) < 0)
@@ -242,6 +267,9 @@ static const struct config_key config_keys[] = {
 	{ "policy.allow_destinations", O_ALLOW_DEST, CONFIG_LIST, 0, NULL },
 	{ "policy.deny_destinations", O_DENY_DEST, CONFIG_LIST, 0, NULL },
 	{ "policy.max_flows_per_client", O_MAX_PER_CLIENT, CONFIG_NUMBER, 0, NULL },
+	{ "max_handshakes", O_MAX_HS, CONFIG_NUMBER, 0, NULL },
+	{ "policy.max_handshakes_per_client", O_MAX_HS_PER_CLIENT, CONFIG_NUMBER, 0, NULL },
+	{ "policy.ipv6_client_prefix", O_CLIENT_PREFIX6, CONFIG_NUMBER, 0, NULL },
 	{ "timeouts.handshake", O_HS_TIMEOUT, CONFIG_NUMBER, 0, NULL },
 	{ "timeouts.connect", O_CONNECT_TIMEOUT, CONFIG_NUMBER, 0, NULL },
 	{ "timeouts.idle", O_IDLE_TIMEOUT, CONFIG_NUMBER, 0, NULL },
@@ -260,6 +288,8 @@ static void config_defaults(struct conc_config *cfg)
 	cfg->drain_timeout_ms = 10000;
 	cfg->keepalive_s = 60;
 	cfg->max_per_client = 4096;
+	cfg->max_hs_per_client = 1024;
+	cfg->client_prefix6 = 64;
 	cfg->nbufs = 1024;
 	cfg->bufsize = 65536;
 	cfg->log_level = LOG_INFO;
@@ -344,6 +374,8 @@ static void reload(struct conc *c, int argc, char **argv)
 	RESTART_ONLY(!c->ninherited && !same_listen(cur, &n), "listen");
 	RESTART_ONLY(n.workers != cur->workers, "workers");
 	RESTART_ONLY(n.max_flows && n.max_flows != cur->max_flows, "max_flows");
+	RESTART_ONLY(n.max_handshakes && n.max_handshakes != cur->max_handshakes, "max_handshakes");
+	RESTART_ONLY(n.client_prefix6 != cur->client_prefix6, "policy.ipv6_client_prefix");
 	RESTART_ONLY(n.nbufs != cur->nbufs || n.bufsize != cur->bufsize, "buffers");
 	RESTART_ONLY(n.drain_timeout_ms != cur->drain_timeout_ms, "timeouts.drain");
 	RESTART_ONLY(n.metrics_len != cur->metrics_len ||
@@ -361,10 +393,12 @@ static void reload(struct conc *c, int argc, char **argv)
 	cur->idle_timeout_s = n.idle_timeout_s;
 	cur->keepalive_s = n.keepalive_s;
 	cur->max_per_client = n.max_per_client;
+	cur->max_hs_per_client = n.max_hs_per_client;
 	cur->log_level = n.log_level;
 	memcpy(cur->config_path, n.config_path, sizeof(cur->config_path));
 	pthread_rwlock_unlock(&c->live_lock);
-	limits_set_per_client(&c->limits, n.max_per_client);
+	limits_set(&c->limits, LIMITS_FLOW, cur->max_flows, n.max_per_client);
+	limits_set(&c->limits, LIMITS_HANDSHAKE, cur->max_handshakes, n.max_hs_per_client);
 	log_set_level(n.log_level);
 	c->reloads_ok++;
 	log_info("reloaded %s: %u client prefixes%s, %u destination rules, %u flows per client",
@@ -391,6 +425,7 @@ static void conc_totals(const struct conc *c, struct conc_counters *ret_n,
 		ret_n->connected += n->connected;
 		ret_n->handshake_timeouts += n->handshake_timeouts;
 		ret_n->limit_hits += n->limit_hits;
+		ret_n->hs_limit_hits += n->hs_limit_hits;
 		ret_n->accept_paused += n->accept_paused;
 		ret_n->orphans += n->orphans;
 		ret_n->tfo_key_waits += n->tfo_key_waits;
@@ -525,8 +560,17 @@ static void render_metrics(void *ctx, struct mbuf *b)
 		     "Clients that did not complete a Convert message in time.");
 	metrics_u64(b, "mptcp_concentrator_handshake_timeouts_total", "", t.handshake_timeouts);
 	metrics_head(b, "mptcp_concentrator_limit_hits_total", "counter",
-		     "Flows refused or dropped by the total or per-client limits, or for want of sockets.");
-	metrics_u64(b, "mptcp_concentrator_limit_hits_total", "", t.limit_hits);
+		     "Connections refused or reset by a limit: flows (total or per client, or for "
+		     "want of sockets; answered with Error 64) and handshakes in progress (total "
+		     "or per client; reset at once).");
+	metrics_u64(b, "mptcp_concentrator_limit_hits_total", "limit=\"flows\"", t.limit_hits);
+	metrics_u64(b, "mptcp_concentrator_limit_hits_total", "limit=\"handshakes\"",
+		    t.hs_limit_hits);
+	metrics_head(b, "mptcp_concentrator_handshakes_active", "gauge",
+		     "Connections not yet relaying: reading the request, connecting, or refusing.");
+	metrics_u64(b, "mptcp_concentrator_handshakes_active", "", c->limits.count[LIMITS_HANDSHAKE]);
+	metrics_head(b, "mptcp_concentrator_handshakes_max", "gauge", "Handshakes allowed at once.");
+	metrics_u64(b, "mptcp_concentrator_handshakes_max", "", c->cfg.max_handshakes);
 	metrics_head(b, "mptcp_concentrator_orphaned_flows_total", "counter",
 		     "MPTCP flows reset because no subflow was left (gateway gone).");
 	metrics_u64(b, "mptcp_concentrator_orphaned_flows_total", "", t.orphans);
@@ -699,15 +743,22 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	/* Descriptors: two per flow, one per connection refused while its
+	 * Error goes out. fit is flows at two each; handshakes take a quarter
+	 * of it (at most 4096) unless set, and flows what is left. */
 	fit = opt_fit_fd_limit();
+	if (!c->cfg.max_handshakes)
+		c->cfg.max_handshakes = fit / 4 < 4096 ? (fit / 4 ? fit / 4 : 1) : 4096;
 	if (!c->cfg.max_flows)
-		c->cfg.max_flows = fit;
+		c->cfg.max_flows = fit - c->cfg.max_handshakes / 2;
 	else if (c->cfg.max_flows > fit)
 		log_warn("--max-flows %u exceeds what the open-file limit allows (%u)",
 			 c->cfg.max_flows, fit);
 
-	if (limits_init(&c->limits, c->cfg.max_flows, c->cfg.max_per_client) < 0)
+	if (limits_init(&c->limits, (uint8_t)c->cfg.client_prefix6) < 0)
 		return 1;
+	limits_set(&c->limits, LIMITS_FLOW, c->cfg.max_flows, c->cfg.max_per_client);
+	limits_set(&c->limits, LIMITS_HANDSHAKE, c->cfg.max_handshakes, c->cfg.max_hs_per_client);
 
 	/* Signals go to the main thread only, through sigtimedwait(). */
 	signal(SIGPIPE, SIG_IGN);

@@ -190,11 +190,15 @@ int policy_check_dest(const struct policy *p, const struct in6_addr *a,
 
 /* ---- limits ---- */
 
-int limits_init(struct limits *l, uint32_t max_flows, uint32_t max_per_client)
+int limits_init(struct limits *l, uint8_t v6_prefix)
 {
+	int r;
+
 	memset(l, 0, sizeof(*l));
-	l->max_flows = max_flows;
-	l->max_per_client = max_per_client;
+	l->v6_prefix = v6_prefix > 128 ? 128 : v6_prefix;
+	r = hash_key_random(&l->key);
+	if (r < 0)
+		return r;
 	l->cap = 1024;
 	l->tab = calloc(l->cap, sizeof(*l->tab));
 	if (!l->tab)
@@ -203,10 +207,11 @@ int limits_init(struct limits *l, uint32_t max_flows, uint32_t max_per_client)
 	return 0;
 }
 
-void limits_set_per_client(struct limits *l, uint32_t max_per_client)
+void limits_set(struct limits *l, enum limits_kind k, uint32_t max, uint32_t max_per_client)
 {
 	pthread_mutex_lock(&l->lock);
-	l->max_per_client = max_per_client;
+	l->max[k] = max;
+	l->max_per_client[k] = max_per_client;
 	pthread_mutex_unlock(&l->lock);
 }
 
@@ -219,26 +224,46 @@ void limits_free(struct limits *l)
 	l->tab = NULL;
 }
 
-static uint32_t hash_in6(const struct in6_addr *a)
+/* The client key: IPv4 (mapped) whole, IPv6 cut to v6_prefix bits. */
+static struct in6_addr client_key(const struct limits *l, const struct in6_addr *a)
 {
-	uint32_t h = 2166136261u;  /* FNV-1a */
+	struct in6_addr k = *a;
+	unsigned bits = l->v6_prefix;
 
-	for (int i = 0; i < 16; i++)
-		h = (h ^ a->s6_addr[i]) * 16777619u;
-	return h;
+	if (IN6_IS_ADDR_V4MAPPED(a))
+		return k;
+	for (unsigned i = 0; i < 16; i++) {
+		if (bits >= 8) {
+			bits -= 8;
+			continue;
+		}
+		k.s6_addr[i] &= (uint8_t)(0xff00 >> bits);
+		bits = 0;
+	}
+	return k;
 }
 
-/* Entry for a, or the empty slot where it would go. Linear probing; an
- * entry whose count drops to 0 is removed with backward-shift deletion so
- * probes never need tombstones. */
-static struct limits_entry *lookup(struct limits *l, const struct in6_addr *a)
+static uint32_t slot_of(const struct limits *l, const struct in6_addr *k)
 {
-	uint32_t i = hash_in6(a) & (l->cap - 1);
+	return (uint32_t)hash_siphash24(&l->key, k, sizeof(*k)) & (l->cap - 1);
+}
+
+static bool entry_used(const struct limits_entry *e)
+{
+	return e->n[0] || e->n[1];
+}
+
+/* Entry for key k, or the empty slot where it would go. Linear probing; an
+ * entry whose counts drop to 0 is removed with backward-shift deletion so
+ * probes never need tombstones. */
+static struct limits_entry *lookup(struct limits *l, const struct in6_addr *k)
+{
+	uint32_t i = slot_of(l, k);
 
 	for (;;) {
 		struct limits_entry *e = &l->tab[i];
 
-		if (e->n == 0 || memcmp(&e->a, a, sizeof(*a)) == 0)
+		if (!entry_used(e) || memcmp(&e->a, k, sizeof(*k)) == 0)
 			return e;
 		i = (i + 1) & (l->cap - 1);
 	}
@@ -256,19 +281,20 @@ static int grow(struct limits *l)
 	}
 	l->cap = ocap * 2;
 	for (uint32_t i = 0; i < ocap; i++)
-		if (old[i].n)
+		if (entry_used(&old[i]))
 			*lookup(l, &old[i].a) = old[i];
 	free(old);
 	return 0;
 }
 
-int limits_take(struct limits *l, const struct in6_addr *a)
+int limits_take(struct limits *l, enum limits_kind kind, const struct in6_addr *a)
 {
+	struct in6_addr k = client_key(l, a);
 	struct limits_entry *e;
 	int r = 0;
 
 	pthread_mutex_lock(&l->lock);
-	if (l->max_flows && l->flows >= l->max_flows) {
+	if (l->max[kind] && l->count[kind] >= l->max[kind]) {
 		r = -EUSERS;
 		goto out;
 	}
@@ -276,32 +302,33 @@ int limits_take(struct limits *l, const struct in6_addr *a)
 		r = -ENOMEM;
 		goto out;
 	}
-	e = lookup(l, a);
-	if (l->max_per_client && e->n >= l->max_per_client) {
+	e = lookup(l, &k);
+	if (l->max_per_client[kind] && e->n[kind] >= l->max_per_client[kind]) {
 		r = -EDQUOT;
 		goto out;
 	}
-	if (e->n == 0) {
-		e->a = *a;
+	if (!entry_used(e)) {
+		e->a = k;
 		l->used++;
 	}
-	e->n++;
-	l->flows++;
+	e->n[kind]++;
+	l->count[kind]++;
 out:
 	pthread_mutex_unlock(&l->lock);
 	return r;
 }
 
-void limits_release(struct limits *l, const struct in6_addr *a)
+void limits_release(struct limits *l, enum limits_kind kind, const struct in6_addr *a)
 {
+	struct in6_addr k = client_key(l, a);
 	struct limits_entry *e;
 
 	pthread_mutex_lock(&l->lock);
-	e = lookup(l, a);
-	if (e->n == 0)
+	e = lookup(l, &k);
+	if (e->n[kind] == 0)
 		goto out;  /* not taken: a bug elsewhere, but never underflow */
-	l->flows--;
-	if (--e->n == 0) {
+	l->count[kind]--;
+	if (--e->n[kind] == 0 && !entry_used(e)) {
 		/* Backward-shift delete. */
 		uint32_t i = (uint32_t)(e - l->tab), j = i;
 
@@ -310,19 +337,38 @@ void limits_release(struct limits *l, const struct in6_addr *a)
 			uint32_t home;
 
 			j = (j + 1) & (l->cap - 1);
-			if (l->tab[j].n == 0)
+			if (!entry_used(&l->tab[j]))
 				break;
-			home = hash_in6(&l->tab[j].a) & (l->cap - 1);
+			home = slot_of(l, &l->tab[j].a);
 			/* Move j back to i if its home is not in (i, j]. */
 			if ((j > i && (home <= i || home > j)) ||
 			    (j < i && (home <= i && home > j))) {
 				l->tab[i] = l->tab[j];
-				l->tab[j].n = 0;
+				memset(&l->tab[j], 0, sizeof(l->tab[j]));
 				i = j;
 			}
 		}
-		l->tab[i].n = 0;
+		memset(&l->tab[i], 0, sizeof(l->tab[i]));
 	}
 out:
 	pthread_mutex_unlock(&l->lock);
+}
+
+uint32_t limits_max_probe(struct limits *l)
+{
+	uint32_t worst = 0;
+
+	pthread_mutex_lock(&l->lock);
+	for (uint32_t i = 0; i < l->cap; i++) {
+		uint32_t home, d;
+
+		if (!entry_used(&l->tab[i]))
+			continue;
+		home = slot_of(l, &l->tab[i].a);
+		d = (i - home) & (l->cap - 1);
+		if (d + 1 > worst)
+			worst = d + 1;
+	}
+	pthread_mutex_unlock(&l->lock);
+	return worst;
 }

@@ -39,6 +39,13 @@ enum phase {
 #define FLAG_KEYED   0x04   /* the client's MPTCP key is in: replies may go */
 #define FLAG_RELAYED 0x08   /* reached relaying */
 #define FLAG_COUNTED 0x10   /* in the subflow histogram already */
+#define FLAG_HS      0x20   /* holds a handshake slot in the shared limits */
+
+/* A refused client gets this long (or the handshake timeout, if shorter)
+ * to read its Error and close, so refusals cannot pile up: a source that is
+ * not even allowed holds a descriptor for a second, not a handshake
+ * timeout. */
+#define REFUSE_DRAIN_MS 1000
 
 /* TCP option kinds a client may ask for in a Connect TLV. The kernel sends
  * SACK-permitted, timestamps and window scale on its own; MSS is applied
@@ -163,7 +170,7 @@ static void refuse(struct conc_worker *cw, struct relay *r, uint8_t code,
 	s->code = code;
 	s->out_off = 0;
 	s->out_len = (uint32_t)n;
-	s->since_ms = w->now_ms;  /* the drain gets a full handshake timeout */
+	s->since_ms = w->now_ms;  /* the drain gets REFUSE_DRAIN_MS */
 	r->phase = PH_ERR_REPLY;
 	hs_send(w, r, r->fd[0], s->out);
 }
@@ -407,6 +414,12 @@ static void on_connect(struct conc_worker *cw, struct relay *r,
 
 static void start_relay(struct relay_worker *w, struct relay *r)
 {
+	struct conc_worker *cw = w->owner;
+
+	if (r->flags & FLAG_HS) {
+		r->flags &= (uint8_t)~FLAG_HS;
+		limits_release(&cw->c->limits, LIMITS_HANDSHAKE, &r->peer);
+	}
 	r->flags |= FLAG_RELAYED;
 	free(r->priv);
 	r->priv = NULL;
@@ -526,24 +539,56 @@ void session_handle(struct relay_worker *w, struct relay *r, unsigned op,
 	}
 }
 
+/* Resets fd at once (RST): nothing is spent on a connection over the
+ * handshake limits, not even an Error reply. */
+static void reset_now(int fd)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
 void session_accept(struct conc_worker *cw, int fd)
 {
 	struct relay_worker *w = &cw->rw;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
+	struct in6_addr peer;
 	struct relay *r;
 	struct session *s;
 	bool allowed;
 	int rc;
 
 	cw->n.accepted++;
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+	    addr_to_in6((struct sockaddr *)&ss, &peer, NULL) < 0) {
+		reset_now(fd);
+		return;
+	}
+	/* First of all, before any memory: handshakes in progress, in total
+	 * and from this client (its /64 for IPv6). Whoever opens connections
+	 * faster than it completes them is reset, allowed or not. */
+	if (limits_take(&cw->c->limits, LIMITS_HANDSHAKE, &peer) < 0) {
+		cw->n.hs_limit_hits++;
+		if (log_ratelimit_ok(&cw->rl, w->now_ms)) {
+			char a[ADDR_STRLEN];
+
+			log_info("reset %s: too many handshakes in progress", addr_format_in6(&peer, 0, a));
+		}
+		reset_now(fd);
+		return;
+	}
 	r = relay_new(w, fd);
 	if (!r) {
 		/* Pool at its bound: nothing to answer with. */
+		limits_release(&cw->c->limits, LIMITS_HANDSHAKE, &peer);
 		cw->n.limit_hits++;
-		close(fd);
+		reset_now(fd);
 		return;
 	}
+	r->peer = peer;
+	r->flags |= FLAG_HS;
 	s = malloc(sizeof(*s));
 	if (!s) {
 		relay_close(w, r, RELAY_END_REFUSED, true);
@@ -555,11 +600,6 @@ void session_accept(struct conc_worker *cw, int fd)
 	r->priv = s;
 	r->phase = PH_READ;
 
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0 ||
-	    addr_to_in6((struct sockaddr *)&ss, &r->peer, NULL) < 0) {
-		relay_close(w, r, RELAY_END_HANDSHAKE, true);
-		return;
-	}
 	/* A plain-TCP client reaches an MPTCP listener as a fallback socket. */
 	if (sock_is_mptcp(fd)) {
 		cw->n.mptcp++;
@@ -577,7 +617,7 @@ void session_accept(struct conc_worker *cw, int fd)
 		       "client address not allowed");
 		return;
 	}
-	rc = limits_take(&cw->c->limits, &r->peer);
+	rc = limits_take(&cw->c->limits, LIMITS_FLOW, &r->peer);
 	if (rc < 0) {
 		cw->n.limit_hits++;
 		refuse(cw, r, CONVERT_E_RESOURCE_EXCEEDED, NULL, 0,
@@ -633,7 +673,9 @@ void session_free(struct relay_worker *w, struct relay *r)
 	struct conc_worker *cw = w->owner;
 
 	if (r->flags & FLAG_LIMITED)
-		limits_release(&cw->c->limits, &r->peer);
+		limits_release(&cw->c->limits, LIMITS_FLOW, &r->peer);
+	if (r->flags & FLAG_HS)
+		limits_release(&cw->c->limits, LIMITS_HANDSHAKE, &r->peer);
 	free(r->priv);
 	r->priv = NULL;
 }
@@ -685,9 +727,12 @@ void session_tick(struct conc_worker *cw)
 	cw->keepalive_s = cfg->keepalive_s;
 	pthread_rwlock_unlock(&cw->c->live_lock);
 	for (struct relay *r = NULL; (r = relay_next(w, r));) {
+		bool refusing = r->phase == PH_ERR_REPLY || r->phase == PH_DRAIN;
+
 		if (r->state == RELAY_HANDSHAKE && r->priv &&
 		    r->phase != PH_CONNECT &&
-		    w->now_ms - S(r)->since_ms >= hs_ms) {
+		    w->now_ms - S(r)->since_ms >= (refusing && hs_ms > REFUSE_DRAIN_MS ?
+						   REFUSE_DRAIN_MS : hs_ms)) {
 			if (r->phase == PH_VERIFY)
 				cw->n.unverified_dropped++;
 			if (r->phase == PH_READ) {

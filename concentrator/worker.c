@@ -137,10 +137,10 @@ void *worker_main(void *arg)
 	for (unsigned i = 0; i < CONC_MAX_LISTEN; i++)
 		cw->lfd[i] = -1;
 
-	/* The pool may exceed max_flows a little: refused clients need a flow
-	 * to be answered with Error 64. */
+	/* A connection holds a flow limit, a handshake limit or both: the
+	 * pool never needs more than the two together. */
 	r = relay_worker_init(&cw->rw, &conc_relay_ops, cw, 4096, cfg->nbufs,
-			      cfg->bufsize, cfg->max_flows + 1024);
+			      cfg->bufsize, cfg->max_flows + cfg->max_handshakes);
 	if (r < 0) {
 		log_errno(r, "worker %u: io_uring setup: %m", cw->id);
 		report_ready(cw, r);

@@ -114,6 +114,7 @@ emfile_metrics() {
 	local pid tid t0 t1 ticks rc=0
 	ip netns exec "$(ns conc)" prlimit --nofile=64:64 "$CONCENTRATOR" --listen 198.51.100.1:5130 \
 		--allow-client 198.51.100.0/24 --workers 1 --handshake-timeout 30 \
+		--max-flows 1000 --max-handshakes 1000 --max-handshakes-per-client 0 \
 		--metrics-listen 198.51.100.1:9191 > "$WORKDIR/emfile.log" 2>&1 &
 	pid=$!
 	wait_listen conc 9191 || return 1
@@ -131,9 +132,50 @@ emfile_metrics() {
 	echo "{\"cpu_ticks_in_2s\": $ticks, \"ticks_per_s\": $(getconf CLK_TCK), \"accept_pauses\": $(grep -c pausing "$WORKDIR/emfile.log")}"
 	wait $hold $curl
 	stop_concentrator "$pid" emfile || rc=1
-	[ $rc -eq 0 ] && [ "$ticks" -lt $(( $(getconf CLK_TCK) / 2 )) ]
+	# The workers paused accepting: descriptors really ran out.
+	[ $rc -eq 0 ] && [ "$ticks" -lt $(( $(getconf CLK_TCK) / 2 )) ] && grep -q pausing "$WORKDIR/emfile.log"
 }
 check "metrics: out of descriptors, the accept loop waits instead of spinning" emfile_metrics
+
+# 5. Floods of connections that are refused or never speak: bounded
+# handshakes (total and per client), refusals closed fast. A third instance
+# with 1024 descriptors allows .2 and .4; .3 is not allowed. While 1500
+# connections from .3 and then 1000 silent ones from .4 are held open, a
+# flow from .2 completes, the instance's descriptors stay bounded, and
+# afterwards they return to where they started.
+ip -n "$(ns cli)" addr add 198.51.100.3/24 dev cli-conc
+ip -n "$(ns cli)" addr add 198.51.100.4/24 dev cli-conc
+fds_of() { ls /proc/$1/fd | wc -l; }
+flood() {
+	local pid fd0 fdmax=0 n rc=0 holder
+	ip netns exec "$(ns conc)" prlimit --nofile=1024:1024 "$CONCENTRATOR" --listen 198.51.100.1:5131 \
+		--allow-client 198.51.100.2/32 --allow-client 198.51.100.4/32 --workers 1 \
+		--handshake-timeout 30 --max-handshakes-per-client 64 > "$WORKDIR/flood.log" 2>&1 &
+	pid=$!
+	wait_listen conc 5131 || return 1
+	sleep 0.3
+	fd0=$(fds_of $pid)
+	for src in 198.51.100.3:1500 198.51.100.4:1000; do
+		ip netns exec "$(ns cli)" bash -c "ulimit -n 8192; exec $PY ./nettool.py hold \
+			--dst 198.51.100.1:5131 --src ${src%:*} --count ${src#*:} --seconds 6" \
+			> "$WORKDIR/hold-${src%:*}.out" &
+		holder=$!
+		sleep 3  # the connections are open now (a count, not a timing, is checked below)
+		n=$(fds_of $pid); [ "$n" -gt "$fdmax" ] && fdmax=$n
+		$C echo --conc 198.51.100.1:5131 --dst $DST --bytes 100000 --src 198.51.100.2 || rc=1
+		n=$(fds_of $pid); [ "$n" -gt "$fdmax" ] && fdmax=$n
+		wait $holder
+		cat "$WORKDIR/hold-${src%:*}.out"
+	done
+	sleep 1.5  # refused ones linger 1 s
+	n=$(fds_of $pid)
+	echo "{\"fds_start\": $fd0, \"fds_max_during\": $fdmax, \"fds_after\": $n}"
+	grep -h -E "too many handshakes|refused" "$WORKDIR/flood.log" | head -3
+	stop_concentrator "$pid" flood || rc=1
+	grep -E "accepted" "$WORKDIR/flood.log" | tail -1
+	[ $rc -eq 0 ] && [ "$fdmax" -lt 300 ] && [ "$n" -le $((fd0 + 2)) ]
+}
+check "floods of refused and silent connections: a valid flow completes, descriptors stay bounded and return" flood
 
 check "concentrator exits cleanly on SIGTERM" stop_concentrator "$MAIN_PID" main
 finish

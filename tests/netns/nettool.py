@@ -190,7 +190,7 @@ async def serve(args):
 # ---------------------------------------------------------------- clients
 
 async def echo_flow(conc, dst, nbytes, proto=IPPROTO_MPTCP, split=False, chunk=1 << 16,
-                    pace=0.0, plain=False):
+                    pace=0.0, plain=False, src=None):
     """One flow: Convert + data; returns (ok, detail). The first data rides
     in the same write as the Convert message, as a 0-RTT client does. With
     plain, an ordinary TCP connection straight to dst (a LAN device behind
@@ -200,7 +200,7 @@ async def echo_flow(conc, dst, nbytes, proto=IPPROTO_MPTCP, split=False, chunk=1
         reader, writer = await open_conn(dst, socket.IPPROTO_TCP)
         msg = b""
     else:
-        reader, writer = await open_conn(conc, proto)
+        reader, writer = await open_conn(conc, proto, src)
         msg = convert_msg(connect_tlv(host, port))
     data = os.urandom(nbytes)
     first = data[:1000]
@@ -248,7 +248,7 @@ async def cmd_echo(args):
     proto = socket.IPPROTO_TCP if args.tcp else IPPROTO_MPTCP
     t0 = time.monotonic()
     res = await asyncio.gather(*(echo_flow(args.conc, args.dst, args.bytes, proto, args.split,
-                                           pace=args.pace, plain=args.plain)
+                                           pace=args.pace, plain=args.plain, src=args.src)
                                  for _ in range(args.flows)), return_exceptions=True)
     dt = time.monotonic() - t0
     good = sum(1 for r in res if not isinstance(r, BaseException) and r[0])
@@ -618,13 +618,14 @@ def cmd_hold(args):
     """Opens --count plain TCP connections to --dst, sends nothing, holds
     them --seconds, then closes them. Prints how many connected."""
     host, port = split_hostport(args.dst)
-    socks = []
+    socks, failed = [], 0
     for _ in range(args.count):
         try:
-            socks.append(socket.create_connection((host, port), timeout=2))
+            socks.append(socket.create_connection((host, port), timeout=2,
+                                                  source_address=(args.src, 0) if args.src else None))
         except OSError:
-            break
-    print(json.dumps({"held": len(socks)}), flush=True)
+            failed += 1
+    print(json.dumps({"held": len(socks), "failed": failed}), flush=True)
     time.sleep(args.seconds)
     for x in socks:
         x.close()
@@ -654,6 +655,7 @@ def main():
     ho.add_argument("--dst", required=True)
     ho.add_argument("--count", type=int, default=100)
     ho.add_argument("--seconds", type=float, default=5)
+    ho.add_argument("--src")
     pt = sub.add_parser("pcap-tfo")
     pt.add_argument("file")
     pt.add_argument("--port", type=int, required=True)
