@@ -63,6 +63,10 @@ int metrics_http_parse(const char *req, size_t len, char method[8], char path[25
 int metrics_opt_listen(const char *opt, const char *arg, struct sockaddr_storage *ret,
 		       socklen_t *ret_len);
 
+/* PREFIX_parked_sends_total and PREFIX_parked_bytes: sends to peers that
+ * stopped reading, moved off the shared buffers (relay.h, RELAY_PARK_S). */
+void metrics_parked(struct mbuf *b, const char *prefix, uint64_t parked, uint64_t bytes);
+
 typedef void (*metrics_render_fn)(void *ctx, struct mbuf *b);
 
 struct metrics_server {

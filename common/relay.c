@@ -176,8 +176,11 @@ static void arm_send(struct relay_worker *w, struct relay *r, int d)
 		relay_close(w, r, RELAY_END_RESET, true);
 		return;
 	}
-	io_uring_prep_send(sqe, r->fd[!d], ring_bufs_ptr(&w->bufs, h->bid) + h->off,
+	io_uring_prep_send(sqe, r->fd[!d],
+			   (h->parked ? h->parked : ring_bufs_ptr(&w->bufs, h->bid)) + h->off,
 			   h->len - h->off, MSG_NOSIGNAL);
+	if (h->state != HALF_SEND)
+		h->send_s = w->now_s;
 	h->state = HALF_SEND;
 }
 
@@ -269,6 +272,61 @@ static unsigned bufs_refill(struct relay_worker *w)
 	return n;
 }
 
+/* The half's data is sent (or the flow is gone): give back whatever holds
+ * it, the ring buffer or the parked copy. */
+static void half_release(struct relay_worker *w, struct relay_half *h)
+{
+	if (h->parked) {
+		w->stats.parked_bytes -= h->len;
+		free(h->parked);
+		h->parked = NULL;
+	} else {
+		buf_put(w, h->bid);
+	}
+}
+
+/* Move the unsent bytes of h off the ring (RELAY_PARK_S). -ENOMEM keeps
+ * them where they are. */
+static int half_park(struct relay_worker *w, struct relay_half *h)
+{
+	uint32_t n = h->len - h->off;
+	uint8_t *p = malloc(n ? n : 1);
+
+	if (!p)
+		return -ENOMEM;
+	memcpy(p, ring_bufs_ptr(&w->bufs, h->bid) + h->off, n);
+	buf_put(w, h->bid);
+	h->parked = p;
+	h->off = 0;
+	h->len = n;
+	w->stats.parked++;
+	w->stats.parked_bytes += n;
+	return 0;
+}
+
+/* Every tick: cancel sends that have stalled for RELAY_PARK_S on the ring;
+ * on_send parks them when the cancel lands. */
+static void park_stalled(struct relay_worker *w)
+{
+	for (struct relay *r = NULL; (r = relay_next(w, r));) {
+		if (r->state != RELAY_PUMP)
+			continue;
+		for (int d = 0; d < 2; d++) {
+			struct relay_half *h = &r->half[d];
+			struct io_uring_sqe *sqe;
+
+			if (h->state != HALF_SEND || h->parked || h->parking ||
+			    w->now_s - h->send_s < RELAY_PARK_S)
+				continue;
+			sqe = relay_sqe(w, r, RELAY_OP_CANCEL);
+			if (!sqe)
+				return;
+			io_uring_prep_cancel64(sqe, ring_ud(RELAY_OP_SEND0 + d, r->slot, r->gen), 0);
+			h->parking = 1;
+		}
+	}
+}
+
 void relay_start(struct relay_worker *w, struct relay *r)
 {
 	r->state = RELAY_PUMP;
@@ -281,9 +339,10 @@ void relay_start(struct relay_worker *w, struct relay *r)
 static void relay_free(struct relay_worker *w, struct relay *r)
 {
 	for (int d = 0; d < 2; d++) {
-		/* A buffer still held by a cancelled send goes back. */
+		/* A buffer (or parked copy) still held by a cancelled send
+		 * goes back. */
 		if (r->half[d].state == HALF_SEND)
-			buf_put(w, r->half[d].bid);
+			half_release(w, &r->half[d]);
 		if (r->fd[d] >= 0)
 			close(r->fd[d]);
 		r->fd[d] = -1;
@@ -395,19 +454,32 @@ static void on_send(struct relay_worker *w, struct relay *r, int d,
 {
 	struct relay_half *h = &r->half[d];
 
+	bool parking = h->parking;
+
+	h->parking = 0;
 	if (cqe->res > 0) {
 		h->off += (uint32_t)cqe->res;
 		h->bytes += (uint64_t)cqe->res;
 		w->stats.bytes[d] += (uint64_t)cqe->res;
+		h->send_s = w->now_s;
 		if (h->off < h->len) {
+			if (parking && !h->parked)
+				half_park(w, h);
 			arm_send(w, r, d);
 			return;
 		}
 		h->state = HALF_IDLE;
-		buf_put(w, h->bid);
+		half_release(w, h);
 		/* buf_put may have re-armed another flow only; this half
 		 * receives again right away. */
 		arm_recv(w, r, d);
+		return;
+	}
+	if (cqe->res == -ECANCELED && parking) {
+		/* Our own cancel of a stalled send: same bytes, off the ring. */
+		if (!h->parked)
+			half_park(w, h);
+		arm_send(w, r, d);
 		return;
 	}
 	if (cqe->res == -EINTR || cqe->res == -EAGAIN) {
@@ -519,6 +591,19 @@ uint32_t relay_active(const struct relay_worker *w)
 	return (uint32_t)w->stats.active;
 }
 
+void relay_stats_add(struct relay_stats *sum, const struct relay_stats *st)
+{
+	for (int d = 0; d < 2; d++)
+		sum->bytes[d] += st->bytes[d];
+	for (int k = 0; k < RELAY_END_MAX; k++)
+		sum->closed[k] += st->closed[k];
+	sum->opened += st->opened;
+	sum->nobufs += st->nobufs;
+	sum->parked += st->parked;
+	sum->parked_bytes += st->parked_bytes;
+	sum->active += st->active;
+}
+
 #define RELAY_TICK_MS 250
 
 int relay_worker_run(struct relay_worker *w, const struct relay_loop_ops *ops,
@@ -545,6 +630,7 @@ int relay_worker_run(struct relay_worker *w, const struct relay_loop_ops *ops,
 			ops->resume_accepting(w);
 		}
 		ops->tick(w);
+		park_stalled(w);
 		/* Demand fell (5 s without an empty ring): halve the target
 		 * each second; returned buffers go to the spare stack until
 		 * the ring is at the target again. */

@@ -66,8 +66,21 @@ struct relay_half {
 	uint32_t off, len;   /* bytes of buffer bid sent so far, and received */
 	uint16_t bid;
 	uint8_t state;       /* enum relay_half_state */
+	uint8_t parking;     /* its stalled send is being cancelled to park */
+	uint32_t send_s;     /* when the pending send began or last progressed */
+	uint8_t *parked;     /* the unsent bytes, off the shared ring (see below) */
 	uint64_t bytes;      /* relayed so far */
 };
+
+/* A send to a peer that does not read (a zero window: a paused download, a
+ * hostile client) would hold its ring buffer for as long as the peer
+ * likes, and a few hundred such flows would hold every buffer of the
+ * worker and freeze its other flows. So a send that has made no progress
+ * for RELAY_PARK_S is cancelled and its unsent bytes (at most one buffer)
+ * move to the flow's own heap copy, giving the buffer back. The half still
+ * waits for that send before it receives again, so a parked flow costs at
+ * most one buffer's worth of heap and never a shared buffer. */
+#define RELAY_PARK_S 2
 
 struct relay {
 	int fd[2];                   /* 0: the client side, 1: the far side */
@@ -95,6 +108,8 @@ struct relay_stats {
 	uint64_t opened;
 	uint64_t closed[RELAY_END_MAX];
 	uint64_t nobufs;             /* receives that found the buffer ring empty */
+	uint64_t parked;             /* stalled sends moved off the ring */
+	uint64_t parked_bytes;       /* heap held by parked sends now */
 	uint64_t active;
 };
 
@@ -208,5 +223,7 @@ void relay_worker_abandon(struct relay_worker *w);
 struct relay *relay_next(struct relay_worker *w, struct relay *r);
 
 uint32_t relay_active(const struct relay_worker *w);
+/* sum += st (for metrics: each worker's stats, read without locks). */
+void relay_stats_add(struct relay_stats *sum, const struct relay_stats *st);
 
 #endif

@@ -435,13 +435,7 @@ static void conc_totals(const struct conc *c, struct conc_counters *ret_n,
 			ret_n->refused[k] += n->refused[k];
 		metrics_hist_add(&ret_n->connect_latency, &n->connect_latency, CONC_CONNECT_BUCKETS);
 		metrics_hist_add(&ret_n->subflows, &n->subflows, CONC_SUBFLOW_BUCKETS);
-		for (int d = 0; d < 2; d++)
-			ret_s->bytes[d] += st->bytes[d];
-		for (int k = 0; k < RELAY_END_MAX; k++)
-			ret_s->closed[k] += st->closed[k];
-		ret_s->opened += st->opened;
-		ret_s->nobufs += st->nobufs;
-		ret_s->active += st->active;
+		relay_stats_add(ret_s, st);
 	}
 }
 
@@ -588,6 +582,7 @@ static void render_metrics(void *ctx, struct mbuf *b)
 		     "Bytes relayed: up = client to server, down = server to client.");
 	metrics_u64(b, "mptcp_concentrator_bytes_total", "direction=\"up\"", s.bytes[0]);
 	metrics_u64(b, "mptcp_concentrator_bytes_total", "direction=\"down\"", s.bytes[1]);
+	metrics_parked(b, "mptcp_concentrator", s.parked, s.parked_bytes);
 	metrics_head(b, "mptcp_concentrator_upstream_connect_seconds", "histogram",
 		     "Time to connect to the destination, for connects that succeeded.");
 	metrics_hist_write(b, "mptcp_concentrator_upstream_connect_seconds", "",

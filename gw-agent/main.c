@@ -434,13 +434,7 @@ void agent_totals(const struct agent *a, struct agent_counters *ret_n,
 			ret_n->conc_ok[k] += n->conc_ok[k];
 			ret_n->conc_failed[k] += n->conc_failed[k];
 		}
-		for (int d = 0; d < 2; d++)
-			ret_s->bytes[d] += st->bytes[d];
-		for (int k = 0; k < RELAY_END_MAX; k++)
-			ret_s->closed[k] += st->closed[k];
-		ret_s->opened += st->opened;
-		ret_s->nobufs += st->nobufs;
-		ret_s->active += st->active;
+		relay_stats_add(ret_s, st);
 	}
 }
 
@@ -670,6 +664,7 @@ static void render_metrics(void *ctx, struct mbuf *b)
 		     "Bytes relayed: up = LAN to Internet, down = Internet to LAN.");
 	metrics_u64(b, "gw_agent_bytes_total", "direction=\"up\"", up);
 	metrics_u64(b, "gw_agent_bytes_total", "direction=\"down\"", down);
+	metrics_parked(b, "gw_agent", st.parked, st.parked_bytes);
 	metrics_head(b, "gw_agent_early_bytes_total", "counter",
 		     "LAN bytes sent in the SYN with the Convert message (0-RTT).");
 	metrics_u64(b, "gw_agent_early_bytes_total", "", t.early_bytes);

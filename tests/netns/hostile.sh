@@ -177,5 +177,38 @@ flood() {
 }
 check "floods of refused and silent connections: a valid flow completes, descriptors stay bounded and return" flood
 
+# 6. Peers that never read: 100 clients whose downloads are never read
+# (the echo's bytes pile up toward them), then 100 uploads into a server
+# that never reads, each more flows than the worker's 32 buffers. While
+# they stall, a valid 8 MiB echo completes (sha256): stalled sends hold no
+# shared buffer.
+noread() {
+	local pid rc=0 holder what wmem
+	# Small socket buffers, so a stalled peer stalls the daemon's sends
+	# after 64 KiB rather than after the kernel's 4 MiB.
+	wmem=$(ip netns exec "$(ns conc)" sysctl -n net.ipv4.tcp_wmem)
+	ip netns exec "$(ns conc)" sysctl -qw net.ipv4.tcp_wmem="4096 16384 65536"
+	ip netns exec "$(ns srv)" sysctl -qw net.ipv4.tcp_rmem="4096 65536 65536"
+	ip netns exec "$(ns conc)" "$CONCENTRATOR" --listen 198.51.100.1:5132 \
+		--allow-client 198.51.100.0/24 --workers 1 --buffers 32 > "$WORKDIR/noread.log" 2>&1 &
+	pid=$!
+	wait_listen conc 5132 || return 1
+	for what in 9000:clients 9004:servers; do
+		$C noread --conc 198.51.100.1:5132 --dst 203.0.113.2:${what%:*} --count 100 \
+			--bytes $((1 << 20)) --seconds 60 > "$WORKDIR/noread-${what#*:}.out" &
+		holder=$!
+		sleep 6  # they are stalled now; their sends are parked after 2 s
+		timeout 20 $C echo --conc 198.51.100.1:5132 --dst $DST --bytes $((8 << 20)) ||
+			{ echo "valid flow did not complete beside 100 never-reading ${what#*:}"; rc=1; }
+		kill $holder 2>/dev/null; wait $holder 2>/dev/null
+		cat "$WORKDIR/noread-${what#*:}.out"
+	done
+	ip netns exec "$(ns conc)" sysctl -qw net.ipv4.tcp_wmem="$wmem"
+	grep -h "parked" "$WORKDIR/noread.log" | tail -1
+	stop_concentrator "$pid" noread || rc=1
+	return $rc
+}
+check "peers that never read (clients, then servers) do not starve a valid flow" noread
+
 check "concentrator exits cleanly on SIGTERM" stop_concentrator "$MAIN_PID" main
 finish

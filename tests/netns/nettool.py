@@ -174,13 +174,22 @@ class UdpEcho(asyncio.DatagramProtocol):
         self.t.sendto(data, addr)
 
 
+async def srv_sink(reader, writer):
+    """PORT+4: a server that never reads: its receive window closes."""
+    try:
+        await asyncio.sleep(3600)
+    finally:
+        writer.close()
+
+
 async def serve(args):
     servers = []
     loop = asyncio.get_running_loop()
     for b in args.bind:
         if args.udp443:
             await loop.create_datagram_endpoint(UdpEcho, local_addr=(b, 443))
-        for off, fn in ((0, srv_echo), (1, srv_reset), (2, srv_halfclose), (3, srv_whoami)):
+        for off, fn in ((0, srv_echo), (1, srv_reset), (2, srv_halfclose), (3, srv_whoami),
+                        (4, srv_sink)):
             servers.append(await asyncio.start_server(fn, b, args.base + off,
                                                       reuse_address=True, backlog=4096))
     print("serving", flush=True)
@@ -614,6 +623,41 @@ def cmd_trickle(args):
     return closed and sent < len(data)
 
 
+def cmd_noread(args):
+    """--count Convert connections to --dst, each sending up to --bytes
+    (as much as the window takes) and never reading; held --seconds."""
+    chost, cport = split_hostport(args.conc)
+    host, port = split_hostport(args.dst)
+    socks, sent = [], 0
+    blob = os.urandom(1 << 16)
+    for _ in range(args.count):
+        s = socket.socket(socket.AF_INET6 if ":" in chost else socket.AF_INET,
+                          socket.SOCK_STREAM, IPPROTO_MPTCP)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.connect((chost, cport))
+        s.setblocking(False)
+        s.send(convert_msg(connect_tlv(host, port)))
+        socks.append(s)
+    deadline = time.monotonic() + 3
+    left = {s: args.bytes for s in socks}
+    while left and time.monotonic() < deadline:
+        for s in list(left):
+            try:
+                n = s.send(blob[:min(len(blob), left[s])])
+                sent += n
+                left[s] -= n
+                if left[s] <= 0:
+                    del left[s]
+            except BlockingIOError:
+                pass
+        time.sleep(0.01)
+    print(json.dumps({"connections": len(socks), "bytes_sent": sent}), flush=True)
+    time.sleep(args.seconds)
+    for s in socks:
+        s.close()
+    return True
+
+
 def cmd_hold(args):
     """Opens --count plain TCP connections to --dst, sends nothing, holds
     them --seconds, then closes them. Prints how many connected."""
@@ -651,6 +695,12 @@ def main():
     tr.add_argument("--interval", type=float, default=0.5)
     tr.add_argument("--bytes", type=int, default=24)
     tr.add_argument("--raw")
+    nr = sub.add_parser("noread")
+    nr.add_argument("--conc", required=True)
+    nr.add_argument("--dst", required=True)
+    nr.add_argument("--count", type=int, default=100)
+    nr.add_argument("--bytes", type=int, default=1 << 20)
+    nr.add_argument("--seconds", type=float, default=10)
     ho = sub.add_parser("hold")
     ho.add_argument("--dst", required=True)
     ho.add_argument("--count", type=int, default=100)
@@ -684,7 +734,8 @@ def main():
         c.add_argument("--bad-src")
     args = p.parse_args()
     sync = {"tfo": cmd_tfo, "whoami": cmd_whoami, "quic": cmd_quic, "pcap-syn": cmd_pcap_syn,
-            "pcap-tfo": cmd_pcap_tfo, "trickle": cmd_trickle, "hold": cmd_hold}
+            "pcap-tfo": cmd_pcap_tfo, "trickle": cmd_trickle, "hold": cmd_hold,
+            "noread": cmd_noread}
     if args.cmd in sync:
         sys.exit(0 if sync[args.cmd](args) else 1)
     fn = {"serve": serve, "echo": cmd_echo, "error": cmd_error, "reset": cmd_reset,
