@@ -18,6 +18,9 @@
 #define CONC_CONFIG_PATH "/etc/mptcp-concentrator/concentrator.json"
 #define CONC_CONNECT_BUCKETS 13
 #define CONC_SUBFLOW_BUCKETS 7
+/* Cookies remembered: 4 MiB; at 1,000 keyed connections a second that is
+ * a whole 180 s window. */
+#define CONC_REPLAY_ENTRIES (1u << 18)
 extern const double conc_connect_bounds[CONC_CONNECT_BUCKETS];
 extern const double conc_subflow_bounds[CONC_SUBFLOW_BUCKETS];
 
@@ -55,6 +58,7 @@ struct conc_counters {
 	uint64_t handshake_timeouts;
 	uint64_t limit_hits;
 	uint64_t hs_limit_hits;       /* connections reset: too many handshakes */
+	uint64_t cookie[COOKIE_REASON_MAX];  /* Cookie checks by result */
 	uint64_t connected;           /* upstream connects that succeeded */
 	uint64_t accept_paused;
 	uint64_t orphans;             /* MPTCP flows closed with no subflow left */
@@ -86,6 +90,7 @@ struct conc_worker {
 struct conc {
 	struct conc_config cfg;
 	struct limits limits;
+	struct replay replay;         /* cookies seen, kept across reloads */
 	atomic_int stopping;
 	/* net.ipv4.tcp_fastopen has 0x200, as last logged by the main thread
 	 * (start, reload, every 5 s). Workers read the sysctl themselves. */

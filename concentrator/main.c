@@ -37,6 +37,9 @@ static void usage(FILE *f)
 "  --allow-dest CIDR           allow destinations in CIDR, overriding a\n"
 "                              shorter built-in deny (repeatable)\n"
 "  --deny-dest CIDR            deny destinations in CIDR (repeatable)\n"
+"  --keys FILE                 per-gateway keys: every client must put a valid\n"
+"                              authenticator in its Cookie TLV (default: the\n"
+"                              systemd credential \"keys\", if there is one)\n"
 "  --workers N                 worker threads (default: CPU count)\n"
 "  --max-flows N               flows at once (default: fit the fd limit)\n"
 "  --max-flows-per-client N    flows at once per client (default 4096, 0 = unlimited)\n"
@@ -70,7 +73,7 @@ enum {
 	O_WORKERS, O_MAX_FLOWS, O_MAX_PER_CLIENT, O_HS_TIMEOUT, O_CONNECT_TIMEOUT,
 	O_IDLE_TIMEOUT, O_DRAIN_TIMEOUT, O_KEEPALIVE, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL,
 	O_METRICS, O_CONFIG, O_CHECK_CONFIG, O_NO_ALLOW_ANY,
-	O_MAX_HS, O_MAX_HS_PER_CLIENT, O_CLIENT_PREFIX6,
+	O_MAX_HS, O_MAX_HS_PER_CLIENT, O_CLIENT_PREFIX6, O_KEYS,
 	O_VERSION, O_HELP,
 };
 
@@ -86,6 +89,7 @@ static const struct option long_opts[] = {
 	{ "max-handshakes", required_argument, NULL, O_MAX_HS },
 	{ "max-handshakes-per-client", required_argument, NULL, O_MAX_HS_PER_CLIENT },
 	{ "client-prefix6", required_argument, NULL, O_CLIENT_PREFIX6 },
+	{ "keys", required_argument, NULL, O_KEYS },
 	{ "handshake-timeout", required_argument, NULL, O_HS_TIMEOUT },
 	{ "connect-timeout", required_argument, NULL, O_CONNECT_TIMEOUT },
 	{ "idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT },
@@ -203,6 +207,11 @@ static int apply_opt(void *ctx, int c, const char *arg)
 			return r;
 		cfg->max_hs_per_client = (uint32_t)v;
 		return 0;
+	case O_KEYS:
+		if (strlen(arg) >= sizeof(cfg->policy.keys_path))
+			return opt_error(name, arg, "is too long a path");
+		strcpy(cfg->policy.keys_path, arg);
+		return 0;
 	case O_CLIENT_PREFIX6:
 		if ((r = opt_uint(name, arg, 1, 128, &v)) < 0)
 			return r;
@@ -270,6 +279,7 @@ static const struct config_key config_keys[] = {
 	{ "max_handshakes", O_MAX_HS, CONFIG_NUMBER, 0, NULL },
 	{ "policy.max_handshakes_per_client", O_MAX_HS_PER_CLIENT, CONFIG_NUMBER, 0, NULL },
 	{ "policy.ipv6_client_prefix", O_CLIENT_PREFIX6, CONFIG_NUMBER, 0, NULL },
+	{ "policy.keys_file", O_KEYS, CONFIG_STRING, 0, NULL },
 	{ "timeouts.handshake", O_HS_TIMEOUT, CONFIG_NUMBER, 0, NULL },
 	{ "timeouts.connect", O_CONNECT_TIMEOUT, CONFIG_NUMBER, 0, NULL },
 	{ "timeouts.idle", O_IDLE_TIMEOUT, CONFIG_NUMBER, 0, NULL },
@@ -298,6 +308,32 @@ static void config_defaults(struct conc_config *cfg)
 		cfg->workers = 1;
 }
 
+/* The key file named by --keys / policy.keys_file, or else the systemd
+ * credential "keys" (LoadCredential=keys:...), which is how a key file
+ * readable only by root reaches a daemon running as a dynamic user. Read
+ * at start and at every reload: rotating keys is editing the file and
+ * reloading. */
+static int load_keys(struct policy *p)
+{
+	char errs[2048], cred[sizeof(p->keys_path)];
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	int r;
+
+	if (!p->keys_path[0] && dir) {
+		if ((size_t)snprintf(cred, sizeof(cred), "%s/keys", dir) < sizeof(cred) &&
+		    access(cred, F_OK) == 0)
+			strcpy(p->keys_path, cred);
+	}
+	if (!p->keys_path[0])
+		return 0;
+	r = cookie_keys_load(p->keys_path, &p->keys, errs, sizeof(errs));
+	if (r < 0) {
+		fputs(errs[0] ? errs : "key file: out of memory\n", stderr);
+		return r;
+	}
+	return 0;
+}
+
 /* Defaults, then the config file, then the command line, then checks that
  * span settings. Used at start and again for each reload, into a fresh cfg
  * (with its own policy) that is either adopted or freed. */
@@ -324,6 +360,9 @@ static int load_settings(int argc, char **argv, struct conc_config *cfg)
 			"address may use this concentrator.\n", file);
 		return -EINVAL;
 	}
+	r = load_keys(&cfg->policy);
+	if (r < 0)
+		return r;
 	if (cfg->nlisten == 0) {
 		r = addr_parse_hostport("[::]", CONVERT_DEFAULT_PORT, &cfg->listen[0],
 					&cfg->listen_len[0]);
@@ -401,10 +440,11 @@ static void reload(struct conc *c, int argc, char **argv)
 	limits_set(&c->limits, LIMITS_HANDSHAKE, cur->max_handshakes, n.max_hs_per_client);
 	log_set_level(n.log_level);
 	c->reloads_ok++;
-	log_info("reloaded %s: %u client prefixes%s, %u destination rules, %u flows per client",
+	log_info("reloaded %s: %u client prefixes%s, %u destination rules, %u flows per client, "
+		 "%u gateway keys",
 		 cur->config_path[0] ? cur->config_path : "(no file; command line)",
 		 cur->policy.nclients, cur->policy.allow_any_client ? " (any client)" : "",
-		 cur->policy.nrules, cur->max_per_client);
+		 cur->policy.nrules, cur->max_per_client, cur->policy.keys.n);
 	sd_notify(0, "READY=1");
 }
 
@@ -426,6 +466,8 @@ static void conc_totals(const struct conc *c, struct conc_counters *ret_n,
 		ret_n->handshake_timeouts += n->handshake_timeouts;
 		ret_n->limit_hits += n->limit_hits;
 		ret_n->hs_limit_hits += n->hs_limit_hits;
+		for (int k = 0; k < COOKIE_REASON_MAX; k++)
+			ret_n->cookie[k] += n->cookie[k];
 		ret_n->accept_paused += n->accept_paused;
 		ret_n->orphans += n->orphans;
 		ret_n->tfo_key_waits += n->tfo_key_waits;
@@ -549,6 +591,16 @@ static void render_metrics(void *ctx, struct mbuf *b)
 			continue;
 		snprintf(l, sizeof(l), "code=\"%u\",reason=\"%s\"", k, name);
 		metrics_u64(b, "mptcp_concentrator_refusals_total", l, t.refused[k]);
+	}
+	metrics_head(b, "mptcp_concentrator_gateway_keys", "gauge",
+		     "Per-gateway keys loaded (0: no Cookie asked of clients).");
+	metrics_u64(b, "mptcp_concentrator_gateway_keys", "", c->cfg.policy.keys.n);
+	metrics_head(b, "mptcp_concentrator_cookies_total", "counter",
+		     "Cookie TLVs checked, by result: ok, or why the request was refused "
+		     "(missing: Error 3; the others: Error 32).");
+	for (int k = 0; k < COOKIE_REASON_MAX; k++) {
+		snprintf(l, sizeof(l), "result=\"%s\"", cookie_reason_name((enum cookie_reason)k));
+		metrics_u64(b, "mptcp_concentrator_cookies_total", l, t.cookie[k]);
 	}
 	metrics_head(b, "mptcp_concentrator_handshake_timeouts_total", "counter",
 		     "Clients that did not complete a Convert message in time.");
@@ -750,7 +802,8 @@ int main(int argc, char **argv)
 		log_warn("--max-flows %u exceeds what the open-file limit allows (%u)",
 			 c->cfg.max_flows, fit);
 
-	if (limits_init(&c->limits, (uint8_t)c->cfg.client_prefix6) < 0)
+	if (limits_init(&c->limits, (uint8_t)c->cfg.client_prefix6) < 0 ||
+	    replay_init(&c->replay, CONC_REPLAY_ENTRIES) < 0)
 		return 1;
 	limits_set(&c->limits, LIMITS_FLOW, c->cfg.max_flows, c->cfg.max_per_client);
 	limits_set(&c->limits, LIMITS_HANDSHAKE, c->cfg.max_handshakes, c->cfg.max_hs_per_client);
@@ -824,6 +877,7 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < c->ninherited; i++)
 		close(c->inherited[i]);
 	limits_free(&c->limits);
+	replay_free(&c->replay);
 	policy_free(&c->cfg.policy);
 	pthread_rwlock_destroy(&c->live_lock);
 	free(c->workers);

@@ -63,6 +63,7 @@ void policy_clear_operator(struct policy *p, bool clients, bool allow_rules, boo
 
 void policy_free(struct policy *p)
 {
+	cookie_keys_free(&p->keys);
 	free(p->clients);
 	free(p->rules);
 	p->clients = NULL;
@@ -186,6 +187,105 @@ int policy_check_dest(const struct policy *p, const struct in6_addr *a,
 		}
 	}
 	return 0;
+}
+
+/* ---- replay cache ---- */
+
+int replay_init(struct replay *rp, uint32_t cap)
+{
+	int r;
+
+	memset(rp, 0, sizeof(*rp));
+	r = hash_key_random(&rp->key);
+	if (r < 0)
+		return r;
+	rp->cap = cap;
+	rp->nbuckets = 1;
+	while (rp->nbuckets < cap)
+		rp->nbuckets <<= 1;
+	rp->e = calloc(cap, sizeof(*rp->e));
+	rp->bucket = calloc(rp->nbuckets, sizeof(*rp->bucket));
+	if (!rp->e || !rp->bucket) {
+		free(rp->e);
+		free(rp->bucket);
+		rp->e = NULL;
+		rp->bucket = NULL;
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&rp->lock, NULL);
+	return 0;
+}
+
+void replay_free(struct replay *rp)
+{
+	if (!rp->e)
+		return;
+	pthread_mutex_destroy(&rp->lock);
+	free(rp->e);
+	free(rp->bucket);
+	rp->e = NULL;
+	rp->bucket = NULL;
+}
+
+static uint32_t replay_bucket(const struct replay *rp, uint32_t kid, uint64_t nonce)
+{
+	struct { uint64_t n; uint32_t k; } key = { nonce, kid };
+
+	return (uint32_t)hash_siphash24(&rp->key, &key, 12) & (rp->nbuckets - 1);
+}
+
+/* Drop the oldest entry (the FIFO head) from its chain. */
+static void replay_drop_oldest(struct replay *rp)
+{
+	struct replay_entry *old = &rp->e[rp->head];
+	uint32_t *link = &rp->bucket[replay_bucket(rp, old->kid, old->nonce)];
+
+	while (*link && *link != rp->head + 1)
+		link = &rp->e[*link - 1].next;
+	if (*link)
+		*link = old->next;
+	rp->head = (rp->head + 1) % rp->cap;
+	rp->len--;
+}
+
+int replay_check(struct replay *rp, uint32_t kid, uint64_t nonce, uint32_t time, uint32_t now)
+{
+	uint32_t b, i;
+	int r = 0;
+
+	pthread_mutex_lock(&rp->lock);
+	/* Entries past their window can never be replayed: forget them. */
+	while (rp->len && rp->e[rp->head].time + 2 * COOKIE_MAX_AGE_S < now)
+		replay_drop_oldest(rp);
+	if (time <= rp->floor) {
+		r = -ESTALE;
+		goto out;
+	}
+	b = replay_bucket(rp, kid, nonce);
+	for (i = rp->bucket[b]; i; i = rp->e[i - 1].next)
+		if (rp->e[i - 1].nonce == nonce && rp->e[i - 1].kid == kid) {
+			r = -EALREADY;
+			goto out;
+		}
+	if (rp->len == rp->cap) {
+		/* Full of live entries: forget the oldest, and refuse anything
+		 * as old as it from now on. */
+		if (rp->e[rp->head].time > rp->floor)
+			rp->floor = rp->e[rp->head].time;
+		replay_drop_oldest(rp);
+		if (time <= rp->floor) {
+			r = -ESTALE;
+			goto out;
+		}
+	}
+	i = (rp->head + rp->len) % rp->cap;
+	rp->e[i] = (struct replay_entry){ .nonce = nonce, .kid = kid, .time = time,
+					  .next = rp->bucket[b] };
+	rp->bucket[b] = i + 1;
+	rp->len++;
+out:
+	pthread_mutex_unlock(&rp->lock);
+	return r;
 }
 
 /* ---- limits ---- */

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "cookie.h"
 #include "hash.h"
 
 struct policy_rule {
@@ -28,6 +29,8 @@ struct policy_rule {
 };
 
 struct policy {
+	struct cookie_keys keys;   /* per-gateway keys; none: no cookie asked */
+	char keys_path[256];
 	struct addr_prefix *clients;
 	unsigned nclients;
 	bool allow_any_client;
@@ -50,6 +53,31 @@ bool policy_client_allowed(const struct policy *p, const struct in6_addr *a);
 /* 0 when allowed; -EACCES with *ret_reason (static string) when not. */
 int policy_check_dest(const struct policy *p, const struct in6_addr *a,
 		      uint16_t port, const char **ret_reason);
+
+/* Cookies seen (key id and nonce) while they are within their time window,
+ * so each is good once. Bounded: when full, the oldest entry is dropped and
+ * every cookie not newer than it is refused as stale from then on, so the
+ * window shrinks under load rather than letting a replay through. */
+struct replay_entry {
+	uint64_t nonce;
+	uint32_t kid, time;
+	uint32_t next;               /* bucket chain, index + 1; 0 = end */
+};
+
+struct replay {
+	pthread_mutex_t lock;
+	struct hash_key key;
+	struct replay_entry *e;      /* FIFO of cap entries */
+	uint32_t *bucket;            /* nbuckets heads, index + 1 */
+	uint32_t cap, nbuckets, head, len;
+	uint32_t floor;              /* cookies with time <= floor are stale */
+};
+
+int replay_init(struct replay *rp, uint32_t cap);
+void replay_free(struct replay *rp);
+/* 0 when (kid, nonce) is new (and now remembered), -EALREADY when seen,
+ * -ESTALE when time is at or below the floor. now: Unix seconds. */
+int replay_check(struct replay *rp, uint32_t kid, uint64_t nonce, uint32_t time, uint32_t now);
 
 /* Limits shared by all workers, per kind: handshakes in progress (from
  * accept until relaying starts or the connection is refused and closed)

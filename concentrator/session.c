@@ -21,6 +21,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -251,11 +252,78 @@ static void start_connect(struct conc_worker *cw, struct relay *r,
 	r->phase = PH_CONNECT;
 }
 
+static const char *cookie_reason_text(enum cookie_reason why)
+{
+	switch (why) {
+	case COOKIE_MALFORMED: return "malformed cookie";
+	case COOKIE_UNKNOWN_KEY: return "cookie names an unknown key";
+	case COOKIE_SCOPE: return "cookie key not for this client address";
+	case COOKIE_NAT: return "NAT cookie for a key without nat";
+	case COOKIE_STALE: return "stale cookie (clock or replay window)";
+	case COOKIE_BAD_MAC: return "cookie authenticator does not match";
+	case COOKIE_REPLAYED: return "replayed cookie";
+	default: return "cookie refused";
+	}
+}
+
+/* With gateway keys configured, the request's Cookie must be a valid,
+ * fresh, unused authenticator for this client and this destination.
+ * Returns true when the request may go on; otherwise it has been refused
+ * (Error 3 for no cookie, 32 for a bad one). */
+static bool cookie_ok(struct conc_worker *cw, struct relay *r, const struct convert_msg *m)
+{
+	const struct policy *pol = &cw->c->cfg.policy;
+	struct cookie_dest dst, *dp = NULL;
+	struct cookie_fields f;
+	enum cookie_reason why;
+	uint32_t now = (uint32_t)time(NULL);
+	bool keyed;
+
+	pthread_rwlock_rdlock(&cw->c->live_lock);
+	keyed = pol->keys.n > 0;
+	if (!keyed) {
+		pthread_rwlock_unlock(&cw->c->live_lock);
+		return true;
+	}
+	if (!(m->present & CONVERT_HAS_COOKIE)) {
+		why = COOKIE_MISSING;
+	} else {
+		if (m->present & CONVERT_HAS_CONNECT) {
+			dst = (struct cookie_dest){ .port = m->connect.port, .addr = m->connect.addr,
+						    .opts = m->connect.tcp_opts.p,
+						    .opts_len = m->connect.tcp_opts.len };
+			dp = &dst;
+		}
+		why = cookie_check(&pol->keys, m->cookie.p, m->cookie.len, &r->peer, dp, now, &f);
+	}
+	pthread_rwlock_unlock(&cw->c->live_lock);
+	if (why == COOKIE_OK) {
+		int rc = replay_check(&cw->c->replay, f.kid, f.nonce, f.time, now);
+
+		if (rc == -EALREADY)
+			why = COOKIE_REPLAYED;
+		else if (rc < 0)
+			why = COOKIE_STALE;
+	}
+	cw->n.cookie[why]++;
+	if (why == COOKIE_OK)
+		return true;
+	if (why == COOKIE_MISSING)
+		refuse(cw, r, CONVERT_E_MISSING_COOKIE, NULL, 0, "no Cookie TLV: this concentrator "
+		       "requires a gateway key");
+	else
+		refuse(cw, r, CONVERT_E_NOT_AUTHORIZED, NULL, 0, cookie_reason_text(why));
+	return false;
+}
+
 /* A complete, valid message of s->msg_len bytes is in buf. */
 static void on_request(struct conc_worker *cw, struct relay *r,
 		       const struct convert_msg *m)
 {
 	struct session *s = S(r);
+
+	if (!cookie_ok(cw, r, m))
+		return;
 
 	if (!(m->present & CONVERT_HAS_CONNECT)) {
 		/* Info alone: say what we support, then close. */

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "paths.h"
+#include "cookie.h"
 #include "relay.h"
 
 #define AGENT_MAX_CONC 4
@@ -55,6 +56,9 @@ struct agent_config {
 	struct sockaddr_storage metrics;  /* --metrics-listen; metrics_len 0 = off */
 	socklen_t metrics_len;
 	char config_path[256];         /* the file read, "" = none */
+	char key_path[256];            /* --key-file, "" = none */
+	bool keyed;                    /* key holds this gateway's key */
+	struct cookie_key key;         /* (its scope is unused: NULL) */
 };
 
 struct agent_counters {

@@ -55,7 +55,8 @@ struct flow {
 	uint32_t in_len;              /* reply bytes received */
 	uint32_t lan_off, lan_len;    /* server bytes behind the reply */
 	struct __kernel_timespec ts;
-	uint8_t out[64 + EARLY_MAX];
+	uint32_t cookie_at;           /* Cookie value in out, 0 = none */
+	uint8_t out[128 + EARLY_MAX];
 	uint8_t in[CONVERT_MAX_LEN + 2048];
 };
 
@@ -110,6 +111,36 @@ static void bind_source(struct agent_worker *aw, struct flow *f, int fd, int fam
 
 		log_debug("flow starts from %s", addr_format_in6(&src, 0, a));
 	}
+}
+
+/* A keyed request covers the address the concentrator will see, so it must
+ * be known before the SYN: when no path bound fd, bind it to the source
+ * the routing table picks for the concentrator (what connect() would). */
+static void bind_route_source(int fd, const struct sockaddr_storage *to, socklen_t tolen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int u;
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+	    ((ss.ss_family == AF_INET && ((struct sockaddr_in *)&ss)->sin_addr.s_addr) ||
+	     (ss.ss_family == AF_INET6 &&
+	      !IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr))))
+		return;  /* bound already */
+	u = socket(to->ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (u < 0)
+		return;
+	sl = sizeof(ss);
+	if (connect(u, (const struct sockaddr *)to, tolen) == 0 &&
+	    getsockname(u, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET)
+			((struct sockaddr_in *)&ss)->sin_port = 0;
+		else
+			((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+		if (bind(fd, (struct sockaddr *)&ss, sl) < 0)
+			log_debug("bind to the route's source: %m");
+	}
+	close(u);
 }
 
 /* The current concentrator failed from the current path: another live path
@@ -226,6 +257,13 @@ static void try_concentrator(struct agent_worker *aw, struct relay *r)
 	f->out_off = 0;
 	f->in_len = 0;
 	bind_source(aw, f, fd, ca->ss_family, true);
+	if (f->cookie_at) {
+		struct cookie_dest d = { .port = r->far_port, .addr = r->far };
+
+		if (!cfg->key.nat)
+			bind_route_source(fd, ca, cfg->conc_len[f->conc_idx]);
+		paths_cookie(&cfg->key, fd, &d, f->out + f->cookie_at);
+	}
 
 	/* With net.ipv4.tcp_fastopen client bits set this sends a SYN with
 	 * data; without a cookie or TFO it sends a plain SYN and returns
@@ -507,6 +545,14 @@ void flow_accept(struct agent_worker *aw, int fd)
 
 	convert_writer_init(&cw, f->out, sizeof(f->out) - EARLY_MAX);
 	convert_put_connect(&cw, &dst, port, NULL, 0);
+	f->cookie_at = 0;
+	if (cfg->keyed) {
+		/* Filled in per attempt: it covers the source address. */
+		static const uint8_t zero[COOKIE_LEN];
+
+		f->cookie_at = (uint32_t)cw.len + 4;
+		convert_put_cookie(&cw, zero, sizeof(zero));
+	}
 	len = convert_writer_finish(&cw);
 	if (len < 0) {
 		relay_close(w, r, RELAY_END_RESET, true);

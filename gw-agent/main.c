@@ -58,6 +58,8 @@ static void usage(FILE *f)
 "  --idle-timeout SEC        close flows idle this long (default 7200, 0 = never)\n"
 "  --workers N               worker threads (default: CPU count)\n"
 "  --buffers N, --buffer-size BYTES  per worker (default 256 x 32768)\n"
+"  --key-file FILE           this gateway's key (a line ID SECRET [nat]; mode 600):\n"
+"                            every request carries an authenticator in its Cookie\n"
 "  --control PATH            status socket for `gw-agent status` (default\n"
 "                            " AGENT_CONTROL_PATH "; \"\" = none)\n"
 "  --log-level LEVEL         error, warning, info, debug (default info)\n"
@@ -74,7 +76,7 @@ enum {
 	O_PORT, O_MARK, O_TABLE, O_CONNECT_TIMEOUT, O_REPLY_TIMEOUT, O_KEEPALIVE,
 	O_IDLE_TIMEOUT, O_WORKERS, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL, O_VERSION,
 	O_HELP, O_WANPATH, O_ENDPOINTS, O_PROBE, O_RCVBUF, O_CONTROL, O_METRICS, O_CONFIG,
-	O_CHECK_CONFIG, O_MAX,
+	O_CHECK_CONFIG, O_KEY_FILE, O_MAX,
 };
 
 static const struct option long_opts[] = {
@@ -87,6 +89,7 @@ static const struct option long_opts[] = {
 	{ "probe-interval", required_argument, NULL, O_PROBE },
 	{ "rcvbuf", required_argument, NULL, O_RCVBUF },
 	{ "control", required_argument, NULL, O_CONTROL },
+	{ "key-file", required_argument, NULL, O_KEY_FILE },
 	{ "metrics-listen", required_argument, NULL, O_METRICS },
 	{ "config", required_argument, NULL, O_CONFIG },
 	{ "check-config", no_argument, NULL, O_CHECK_CONFIG },
@@ -183,6 +186,11 @@ static int apply_opt(void *ctx, int c, const char *arg)
 		return 0;
 	case O_METRICS:
 		return metrics_opt_listen(name, arg, &cfg->metrics, &cfg->metrics_len);
+	case O_KEY_FILE:
+		if (strlen(arg) >= sizeof(cfg->key_path))
+			return opt_error(name, arg, "is too long a path");
+		strcpy(cfg->key_path, arg);
+		return 0;
 	case O_PROBE:
 		if ((r = opt_seconds_ms(name, arg, 3600, &ms)) < 0)
 			return r;
@@ -289,6 +297,7 @@ static const struct config_key config_keys[] = {
 	{ "buffers.size", O_BUFFER_SIZE, CONFIG_NUMBER, 0, NULL },
 	{ "log_level", O_LOG_LEVEL, CONFIG_STRING, 0, NULL },
 	{ "control", O_CONTROL, CONFIG_STRING, 0, NULL },
+	{ "key_file", O_KEY_FILE, CONFIG_STRING, 0, NULL },
 	{ "metrics_listen", O_METRICS, CONFIG_STRING, 0, NULL },
 	{ NULL, 0, 0, 0, NULL },
 };
@@ -320,6 +329,32 @@ static void config_defaults(struct agent_config *cfg, struct paths *ps)
 
 /* Defaults, the config file, the command line, then checks that span
  * settings; at start and for each reload (into fresh structs). */
+/* This gateway's key (the first in --key-file; "nat" there: behind NAT),
+ * read at start and at each reload, so a rotated key takes effect with a
+ * reload. Only the key is kept; the file's other lines are the
+ * concentrator's business. */
+static int load_key(struct agent_config *cfg)
+{
+	struct cookie_keys ks = { 0 };
+	char errs[2048];
+	int r;
+
+	cfg->keyed = false;
+	if (!cfg->key_path[0])
+		return 0;
+	r = cookie_keys_load(cfg->key_path, &ks, errs, sizeof(errs));
+	if (r < 0) {
+		fputs(errs[0] ? errs : "key file: out of memory\n", stderr);
+		return r;
+	}
+	cfg->key = ks.k[0];
+	cfg->key.scope = NULL;
+	cfg->key.nscope = 0;
+	cfg->keyed = true;
+	cookie_keys_free(&ks);
+	return 0;
+}
+
 static int load_settings(int argc, char **argv, struct agent_config *cfg, struct paths *ps)
 {
 	struct parse p = { .cfg = cfg, .paths = ps };
@@ -341,7 +376,7 @@ static int load_settings(int argc, char **argv, struct agent_config *cfg, struct
 			file);
 		return -EINVAL;
 	}
-	return 0;
+	return load_key(cfg);
 }
 
 static const struct relay_ops agent_relay_ops = {
@@ -783,6 +818,7 @@ static void reload(struct agent *a, int argc, char **argv)
 	log_set_level(n.log_level);
 
 	pc = 0;
+	a->paths.key = cur->keyed ? &cur->key : NULL;
 	if (a->paths.n || want->n) {
 		a->paths.probe_to = cur->conc[0];
 		a->paths.probe_to_len = cur->conc_len[0];
@@ -994,6 +1030,7 @@ int main(int argc, char **argv)
 			 * under the interval keeps one probe per path in flight. */
 			a->paths.probe_to = a->cfg.conc[0];
 			a->paths.probe_to_len = a->cfg.conc_len[0];
+			a->paths.key = a->cfg.keyed ? &a->cfg.key : NULL;
 			a->paths.probe_timeout_ms = a->paths.probe_interval_ms * 3 / 4;
 			r = paths_init(&a->paths, a->cfg.table, 10000);
 			if (r == 0)

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -401,6 +402,21 @@ static void probe_start(struct paths *ps, struct path *p, struct path_fam *f,
 		probe_end(p, f, false, now, ps->probe_interval_ms, changed);
 }
 
+void paths_cookie(const struct cookie_key *k, int fd, const struct cookie_dest *dst,
+		  uint8_t out[COOKIE_LEN])
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct in6_addr src;
+
+	memset(&src, 0, sizeof(src));
+	if (!k->nat && (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+			addr_to_in6((struct sockaddr *)&ss, &src, NULL) < 0))
+		memset(&src, 0, sizeof(src));
+	if (cookie_make(out, k, k->nat ? COOKIE_F_NAT : 0, (uint32_t)time(NULL), &src, dst) < 0)
+		memset(out, 0, COOKIE_LEN);  /* refused as malformed: says what went wrong */
+}
+
 unsigned paths_probe_fds(struct paths *ps, struct pollfd *pfd, unsigned max)
 {
 	unsigned n = 0;
@@ -449,8 +465,14 @@ bool paths_probe_run(struct paths *ps, const struct pollfd *pfd, unsigned n,
 					struct convert_writer w;
 					int len;
 
-					convert_writer_init(&w, f->probe_buf, 32);
+					convert_writer_init(&w, f->probe_buf, sizeof(f->probe_buf));
 					convert_put_info(&w);
+					if (ps->key) {
+						uint8_t c[COOKIE_LEN];
+
+						paths_cookie(ps->key, f->probe_fd, NULL, c);
+						convert_put_cookie(&w, c, sizeof(c));
+					}
 					len = convert_writer_finish(&w);
 					if (len < 0 || send(f->probe_fd, f->probe_buf, (size_t)len,
 							    MSG_NOSIGNAL) != len)

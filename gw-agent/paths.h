@@ -3,6 +3,7 @@
 #ifndef GW_AGENT_PATHS_H
 #define GW_AGENT_PATHS_H
 
+#include "cookie.h"
 #include <net/if.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -72,6 +73,7 @@ struct paths {
 	 * path's address; unset family = no probes. */
 	struct sockaddr_storage probe_to;
 	socklen_t probe_to_len;
+	const struct cookie_key *key;  /* probes carry a Cookie when set */
 	unsigned probe_interval_ms, probe_timeout_ms;
 	/* Where new flows should start: a live on/master path's address. */
 	pthread_mutex_t src_lock;
@@ -106,5 +108,11 @@ bool paths_probe_run(struct paths *ps, const struct pollfd *pfd, unsigned n,
 /* The addresses new flows of family (AF_INET/AF_INET6) should start from,
  * best first; 0 when there are no paths (use the main table). */
 unsigned paths_sources(struct paths *ps, int family, struct in6_addr *ret, unsigned max);
+
+/* The Cookie value for a request on socket fd, bound or connected (its
+ * local address is what the concentrator sees, unless the key says NAT),
+ * for dst (NULL: an Info probe). */
+void paths_cookie(const struct cookie_key *k, int fd, const struct cookie_dest *dst,
+		  uint8_t out[COOKIE_LEN]);
 
 #endif

@@ -591,6 +591,76 @@ def cmd_pcap_tfo(args):
     return acked >= args.min
 
 
+# ---------------------------------------------------------------- gateway keys
+
+COOKIE_LABEL = b"mptcp-ha cookie 1"
+
+
+def cookie_value(kid, secret, ts, nonce, client, dst_host, dst_port, nat=False, opts=b""):
+    """The Cookie TLV value our gateways send (common/cookie.h), written
+    here from its description, not from the C code."""
+    import hmac
+    hdr = bytes([1, 1 if nat else 0]) + struct.pack("!IIQ", kid, ts & 0xffffffff, nonce)
+    addr = b"\0" * 16 if nat or client is None else mapped(client)
+    if dst_host is None:
+        dst = b"\0" * 18
+    else:
+        dst = struct.pack("!H", dst_port) + mapped(dst_host) + opts
+    mac = hmac.new(secret, COOKIE_LABEL + hdr + addr + dst, hashlib.sha256).digest()
+    return hdr + mac
+
+
+async def cmd_cookie(args):
+    """One request with a Cookie built for --case; expects --expect (an Error
+    code, or -1 for success with the echo intact). Cases: none, good,
+    replay (the same cookie twice: the second must fail), stale, future,
+    badmac, unknownkey, otherdst (cookie for another destination),
+    othersrc (cookie for another client address), nat."""
+    host, port = split_hostport(args.dst)
+    kid, hexsecret = args.key.split(":")
+    kid, secret = int(kid), bytes.fromhex(hexsecret)
+    now = int(time.time())
+    nonce = int.from_bytes(os.urandom(8), "big")
+    client = args.src
+    ts, chost, nat = now, host, args.case == "nat"
+    if args.case == "stale":
+        ts = now - 200
+    elif args.case == "future":
+        ts = now + 200
+    elif args.case == "unknownkey":
+        kid = 4242
+    elif args.case == "otherdst":
+        chost = "203.0.113.77"
+    elif args.case == "othersrc":
+        client = "198.51.100.99"
+    value = cookie_value(kid, secret, ts, nonce, client, chost, port, nat=nat)
+    if args.case == "badmac":
+        value = value[:-1] + bytes([value[-1] ^ 1])
+    tlvs = [connect_tlv(host, port)]
+    if args.case != "none":
+        tlvs.append(tlv(22, b"\0\0" + value))
+    msg = convert_msg(*tlvs)
+    results = []
+    for attempt in range(2 if args.case == "replay" else 1):
+        reader, writer = await open_conn(args.conc, IPPROTO_MPTCP, args.src)
+        payload = os.urandom(4096)
+        writer.write(msg + payload)
+        await writer.drain()
+        try:
+            code, raw = await asyncio.wait_for(read_reply(reader), 10)
+            if code is None:
+                echo = await asyncio.wait_for(reader.readexactly(len(payload)), 10)
+                code = -1 if echo == payload else -2
+        except (asyncio.IncompleteReadError, ConnectionError) as e:
+            code = repr(e)
+        finally:
+            writer.close()
+        results.append(code)
+    want = [-1, args.expect] if args.case == "replay" else [args.expect]
+    print(json.dumps({"case": args.case, "codes": results, "want": want}))
+    return results == want
+
+
 def cmd_trickle(args):
     """A client that sends its request one byte every --interval seconds
     (slowloris), until the server closes or --bytes are sent. Passes when
@@ -695,6 +765,13 @@ def main():
     tr.add_argument("--interval", type=float, default=0.5)
     tr.add_argument("--bytes", type=int, default=24)
     tr.add_argument("--raw")
+    ck = sub.add_parser("cookie")
+    ck.add_argument("--conc", required=True)
+    ck.add_argument("--dst", required=True)
+    ck.add_argument("--key", required=True, help="ID:HEXSECRET")
+    ck.add_argument("--case", required=True)
+    ck.add_argument("--expect", type=int, required=True)
+    ck.add_argument("--src", required=True)
     nr = sub.add_parser("noread")
     nr.add_argument("--conc", required=True)
     nr.add_argument("--dst", required=True)
@@ -740,7 +817,7 @@ def main():
         sys.exit(0 if sync[args.cmd](args) else 1)
     fn = {"serve": serve, "echo": cmd_echo, "error": cmd_error, "reset": cmd_reset,
           "halfclose": cmd_halfclose, "stall": cmd_stall, "errors": cmd_errors,
-          "limit": cmd_limit}[args.cmd]
+          "limit": cmd_limit, "cookie": cmd_cookie}[args.cmd]
     ok = asyncio.run(fn(args))
     sys.exit(0 if ok else 1)
 
