@@ -89,7 +89,7 @@ struct conc_worker {
 
 struct conc {
 	struct conc_config cfg;
-	struct limits limits;
+	struct quota limits;
 	struct replay replay;         /* cookies seen, kept across reloads */
 	atomic_int stopping;
 	/* net.ipv4.tcp_fastopen has 0x200, as last logged by the main thread

@@ -436,8 +436,8 @@ static void reload(struct conc *c, int argc, char **argv)
 	cur->log_level = n.log_level;
 	memcpy(cur->config_path, n.config_path, sizeof(cur->config_path));
 	pthread_rwlock_unlock(&c->live_lock);
-	limits_set(&c->limits, LIMITS_FLOW, cur->max_flows, n.max_per_client);
-	limits_set(&c->limits, LIMITS_HANDSHAKE, cur->max_handshakes, n.max_hs_per_client);
+	quota_set(&c->limits, QUOTA_FLOW, cur->max_flows, n.max_per_client);
+	quota_set(&c->limits, QUOTA_HANDSHAKE, cur->max_handshakes, n.max_hs_per_client);
 	log_set_level(n.log_level);
 	c->reloads_ok++;
 	log_info("reloaded %s: %u client prefixes%s, %u destination rules, %u flows per client, "
@@ -614,7 +614,7 @@ static void render_metrics(void *ctx, struct mbuf *b)
 		    t.hs_limit_hits);
 	metrics_head(b, "mptcp_concentrator_handshakes_active", "gauge",
 		     "Connections not yet relaying: reading the request, connecting, or refusing.");
-	metrics_u64(b, "mptcp_concentrator_handshakes_active", "", c->limits.count[LIMITS_HANDSHAKE]);
+	metrics_u64(b, "mptcp_concentrator_handshakes_active", "", c->limits.count[QUOTA_HANDSHAKE]);
 	metrics_head(b, "mptcp_concentrator_handshakes_max", "gauge", "Handshakes allowed at once.");
 	metrics_u64(b, "mptcp_concentrator_handshakes_max", "", c->cfg.max_handshakes);
 	metrics_head(b, "mptcp_concentrator_orphaned_flows_total", "counter",
@@ -802,11 +802,11 @@ int main(int argc, char **argv)
 		log_warn("--max-flows %u exceeds what the open-file limit allows (%u)",
 			 c->cfg.max_flows, fit);
 
-	if (limits_init(&c->limits, (uint8_t)c->cfg.client_prefix6) < 0 ||
+	if (quota_init(&c->limits, (uint8_t)c->cfg.client_prefix6) < 0 ||
 	    replay_init(&c->replay, CONC_REPLAY_ENTRIES) < 0)
 		return 1;
-	limits_set(&c->limits, LIMITS_FLOW, c->cfg.max_flows, c->cfg.max_per_client);
-	limits_set(&c->limits, LIMITS_HANDSHAKE, c->cfg.max_handshakes, c->cfg.max_hs_per_client);
+	quota_set(&c->limits, QUOTA_FLOW, c->cfg.max_flows, c->cfg.max_per_client);
+	quota_set(&c->limits, QUOTA_HANDSHAKE, c->cfg.max_handshakes, c->cfg.max_hs_per_client);
 
 	/* Signals go to the main thread only, through sigtimedwait(). */
 	signal(SIGPIPE, SIG_IGN);
@@ -876,7 +876,7 @@ int main(int argc, char **argv)
 
 	for (unsigned i = 0; i < c->ninherited; i++)
 		close(c->inherited[i]);
-	limits_free(&c->limits);
+	quota_free(&c->limits);
 	replay_free(&c->replay);
 	policy_free(&c->cfg.policy);
 	pthread_rwlock_destroy(&c->live_lock);

@@ -21,6 +21,7 @@
 #include "addr.h"
 #include "cookie.h"
 #include "hash.h"
+#include "quota.h"
 
 struct policy_rule {
 	struct addr_prefix prefix;
@@ -78,47 +79,5 @@ void replay_free(struct replay *rp);
 /* 0 when (kid, nonce) is new (and now remembered), -EALREADY when seen,
  * -ESTALE when time is at or below the floor. now: Unix seconds. */
 int replay_check(struct replay *rp, uint32_t kid, uint64_t nonce, uint32_t time, uint32_t now);
-
-/* Limits shared by all workers, per kind: handshakes in progress (from
- * accept until relaying starts or the connection is refused and closed)
- * and flows (from the policy check until close). Each kind has a total and
- * a per-client bound. A client is its IPv4 address, or its IPv6 address cut
- * to v6_prefix bits (/64 by default: one subscriber's LAN is one client,
- * whatever addresses it picks from it).
- *
- * An open-addressing table under a mutex, touched at accept, relay start
- * and close, never on the data path. Its hash is SipHash with a random key,
- * so addresses chosen to collide cannot make lookups linear. */
-enum limits_kind {
-	LIMITS_HANDSHAKE = 0,
-	LIMITS_FLOW = 1,
-};
-
-struct limits_entry {
-	struct in6_addr a;     /* the client key (prefix-cut) */
-	uint32_t n[2];         /* by enum limits_kind */
-};
-
-struct limits {
-	pthread_mutex_t lock;
-	uint32_t max[2], max_per_client[2];
-	uint32_t count[2];
-	uint8_t v6_prefix;
-	struct hash_key key;
-	struct limits_entry *tab;
-	uint32_t cap, used;
-};
-
-int limits_init(struct limits *l, uint8_t v6_prefix);
-void limits_free(struct limits *l);
-/* Bounds of kind k (0 = unlimited); may change at any time (reload):
- * holders over a lowered bound stay, new ones are refused. */
-void limits_set(struct limits *l, enum limits_kind k, uint32_t max, uint32_t max_per_client);
-/* Take one of kind k for client a: 0, or -EUSERS (total), -EDQUOT (per
- * client), -ENOMEM. */
-int limits_take(struct limits *l, enum limits_kind k, const struct in6_addr *a);
-void limits_release(struct limits *l, enum limits_kind k, const struct in6_addr *a);
-/* The longest probe sequence in the table (tests). */
-uint32_t limits_max_probe(struct limits *l);
 
 #endif

@@ -486,7 +486,7 @@ static void start_relay(struct relay_worker *w, struct relay *r)
 
 	if (r->flags & FLAG_HS) {
 		r->flags &= (uint8_t)~FLAG_HS;
-		limits_release(&cw->c->limits, LIMITS_HANDSHAKE, &r->peer);
+		quota_release(&cw->c->limits, QUOTA_HANDSHAKE, &r->peer);
 	}
 	r->flags |= FLAG_RELAYED;
 	free(r->priv);
@@ -637,7 +637,7 @@ void session_accept(struct conc_worker *cw, int fd)
 	/* First of all, before any memory: handshakes in progress, in total
 	 * and from this client (its /64 for IPv6). Whoever opens connections
 	 * faster than it completes them is reset, allowed or not. */
-	if (limits_take(&cw->c->limits, LIMITS_HANDSHAKE, &peer) < 0) {
+	if (quota_take(&cw->c->limits, QUOTA_HANDSHAKE, &peer) < 0) {
 		cw->n.hs_limit_hits++;
 		if (log_ratelimit_ok(&cw->rl, w->now_ms)) {
 			char a[ADDR_STRLEN];
@@ -650,7 +650,7 @@ void session_accept(struct conc_worker *cw, int fd)
 	r = relay_new(w, fd);
 	if (!r) {
 		/* Pool at its bound: nothing to answer with. */
-		limits_release(&cw->c->limits, LIMITS_HANDSHAKE, &peer);
+		quota_release(&cw->c->limits, QUOTA_HANDSHAKE, &peer);
 		cw->n.limit_hits++;
 		reset_now(fd);
 		return;
@@ -685,7 +685,7 @@ void session_accept(struct conc_worker *cw, int fd)
 		       "client address not allowed");
 		return;
 	}
-	rc = limits_take(&cw->c->limits, LIMITS_FLOW, &r->peer);
+	rc = quota_take(&cw->c->limits, QUOTA_FLOW, &r->peer);
 	if (rc < 0) {
 		cw->n.limit_hits++;
 		refuse(cw, r, CONVERT_E_RESOURCE_EXCEEDED, NULL, 0,
@@ -741,9 +741,9 @@ void session_free(struct relay_worker *w, struct relay *r)
 	struct conc_worker *cw = w->owner;
 
 	if (r->flags & FLAG_LIMITED)
-		limits_release(&cw->c->limits, LIMITS_FLOW, &r->peer);
+		quota_release(&cw->c->limits, QUOTA_FLOW, &r->peer);
 	if (r->flags & FLAG_HS)
-		limits_release(&cw->c->limits, LIMITS_HANDSHAKE, &r->peer);
+		quota_release(&cw->c->limits, QUOTA_HANDSHAKE, &r->peer);
 	free(r->priv);
 	r->priv = NULL;
 }

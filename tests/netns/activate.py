@@ -3,7 +3,8 @@
 (--proto mptcp|tcp), then start the command with it as fd 3 and LISTEN_FDS=1,
 LISTEN_PID=<its pid>, as many times as --runs says, one after the other,
 keeping the socket open across runs (as systemd does across restarts).
-Each child's pid is written to --pidfile when it starts."""
+Each child's pid is written to --pidfile when it starts. Exits 0 only when
+every run exited 0 (under ASan a leak makes a run's status non-zero)."""
 import argparse
 import os
 import socket
@@ -26,7 +27,7 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((host, int(port)))
 s.listen(128)
 cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
-status = 0
+worst = 0
 for run in range(a.runs):
     pid = os.fork()
     if pid == 0:
@@ -40,4 +41,5 @@ for run in range(a.runs):
     _, st = os.waitpid(pid, 0)
     status = os.waitstatus_to_exitcode(st)
     print(f"run {run + 1}: exit {status}", flush=True)
-sys.exit(0 if status == 0 else 1)
+    worst = worst or status
+sys.exit(0 if worst == 0 else 1)

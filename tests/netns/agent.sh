@@ -110,13 +110,8 @@ check "server half-closes first; LAN client keeps sending (sha256)" \
 	$T halfclose --plain --dst 203.0.113.2:9002 --bytes $((1 << 20))
 check "500 concurrent LAN flows, all complete (sha256 each)" \
 	$T echo --plain --dst 203.0.113.2:9000 --bytes 65536 --flows 500
-lan_reset() {
-	local out
-	out=$($T echo --plain --dst 203.0.113.2:9001 --bytes 100000 2>&1)
-	echo "$out" | tail -1
-	echo "$out" | grep -q ConnectionResetError
-}
-check "server reset reaches the LAN client as a reset" lan_reset
+check "server reset reaches the LAN client as a reset, after the server's byte" \
+	$T reset --plain --dst 203.0.113.2:9001
 
 # The Convert message rides in the SYN (0-RTT), with the MPTCP option.
 capture_check() {
@@ -139,8 +134,9 @@ quic_check() {
 check "--block-quic: LAN UDP 443 gets port-unreachable (the router itself still reaches it)" quic_check
 
 # Time to first byte: through agent + concentrator versus the direct route
-# (the bypassed address on the same server), same topology. Reported, not
-# asserted: timings on a shared machine are noise.
+# (the bypassed address on the same server), same topology. Reported for
+# the record, not a check: timings on a shared machine are noise, and a
+# check that can only fail when curl does would prove nothing new.
 ttfb() {
 	local i t
 	for i in $(seq 1 20); do
@@ -152,7 +148,7 @@ ttfb_check() {
 	via=$(ttfb 203.0.113.2) && direct=$(ttfb 203.0.113.3) || return 1
 	echo "{\"ttfb_ms_median_via_agent_and_concentrator\": $via, \"ttfb_ms_median_direct\": $direct}"
 }
-check "time to first byte measured (median of 20 each way)" ttfb_check
+log "time to first byte, median of 20 each way (reported, not a check): $(ttfb_check)"
 
 # A backup concentrator: the first one refuses, the second carries the flow.
 check "agent exits cleanly on SIGTERM (first instance)" stop_agent_pid $A1 agent1

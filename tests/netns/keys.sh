@@ -93,16 +93,13 @@ check "LAN flows through the keyed gateway: 20 flows, 1 MiB each way (sha256)" \
 rotate() {
 	umask 077
 	printf '7 %s any\n10 %s any\n' "$K7" "$K10" > "$WORKDIR/conc.keys"
-	kill -HUP $CONC_MAIN
-	sleep 0.5
+	reload $CONC_MAIN "$WORKDIR/conc.log" || return 1
 	$L echo --plain --dst 203.0.113.2:9000 --bytes 100000 --flows 4 || return 1
 	echo "10 $K10" > "$WORKDIR/gw.keys"
-	kill -HUP $AGENT_PID
-	sleep 0.5
+	reload $AGENT_PID "$WORKDIR/agent.log" || return 1
 	$L echo --plain --dst 203.0.113.2:9000 --bytes 100000 --flows 4 || return 1
 	printf '10 %s any\n' "$K10" > "$WORKDIR/conc.keys"
-	kill -HUP $CONC_MAIN
-	sleep 0.5
+	reload $CONC_MAIN "$WORKDIR/conc.log" || return 1
 	umask 022
 	$L echo --plain --dst 203.0.113.2:9000 --bytes 100000 --flows 4 || return 1
 	$CK --key 7:$K7 --case good --expect 32 || return 1

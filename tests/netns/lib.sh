@@ -11,13 +11,24 @@ TEST_NAME=${TEST_NAME:-$(basename "$0" .sh)}
 WORKDIR=$(mktemp -d "/tmp/$TEST_NAME.XXXXXX")
 PY=/usr/bin/python3
 NAMESPACES=()
+# Helpers a scenario runs outside its namespaces (killed at exit too).
+OUTSIDE_PIDS=()
 MAIN_PID_LIB=$BASHPID
 FAILS=0
 CHECKS=0
 
 log() { printf '[%s] %s\n' "$TEST_NAME" "$*"; }
 
-skip() { log "SKIP: $*"; exit 77; }
+# Under CI a scenario that cannot run is a failure: a lost capability or a
+# tool missing from PATH must not turn the whole suite into skips.
+skip() {
+	if [ "${CI:-}" = true ]; then
+		log "FAIL: cannot run under CI: $*"
+		exit 1
+	fi
+	log "SKIP: $*"
+	exit 77
+}
 
 cleanup() {
 	local rc=$? ns pid
@@ -25,6 +36,9 @@ cleanup() {
 	# when it is killed: only the main shell tears the namespaces down.
 	[ "$BASHPID" = "$MAIN_PID_LIB" ] || return 0
 	disown -a 2>/dev/null  # no "Killed" notices for our own background jobs
+	for pid in "${OUTSIDE_PIDS[@]}"; do
+		kill -KILL "$pid" 2>/dev/null
+	done
 	for ns in "${NAMESPACES[@]}"; do
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do
 			kill -KILL "$pid" 2>/dev/null
@@ -144,6 +158,20 @@ capture_stop() {
 	kill -INT "$CAP_PID" 2>/dev/null
 	wait "$CAP_PID" 2>/dev/null
 	return 0
+}
+
+# reload PID LOG: SIGHUP, then wait (up to 5 s) until the daemon has logged
+# the end of that reload, applied or refused. No fixed sleeps.
+reload() {
+	local pid=$1 logf=$2 n i pat="reloaded|reload: .* has errors"
+	n=$(grep -c -E "$pat" "$logf")
+	kill -HUP "$pid"
+	for i in $(seq 1 100); do
+		[ "$(grep -c -E "$pat" "$logf")" -gt "$n" ] && return 0
+		sleep 0.05
+	done
+	log "pid $pid logged no reload in 5 s"
+	return 1
 }
 
 finish() {

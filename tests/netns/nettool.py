@@ -132,8 +132,14 @@ async def srv_echo(reader, writer):
 
 
 async def srv_reset(reader, writer):
+    """PORT+1: reads a byte, answers "R", then resets: a client that sees
+    "R" and then a reset knows the reset came from the server, after its
+    flow was relayed both ways."""
     try:
         await reader.read(1)
+        writer.write(b"R")
+        await writer.drain()
+        await asyncio.sleep(0.2)
     except (ConnectionError, OSError):
         pass
     sock = writer.get_extra_info("socket")
@@ -294,18 +300,32 @@ async def cmd_error(args):
 
 
 async def cmd_reset(args):
+    """The server's reset (PORT+1) must arrive as a reset, after its "R":
+    a reset before anything was relayed proves nothing. --plain: straight
+    to dst (through the agent), no Convert."""
     host, port = split_hostport(args.dst)
-    reader, writer = await open_conn(args.conc)
-    writer.write(convert_msg(connect_tlv(host, port)) + b"x")
+    code = None
+    if args.plain:
+        reader, writer = await open_conn(args.dst, socket.IPPROTO_TCP)
+        writer.write(b"x")
+    else:
+        reader, writer = await open_conn(args.conc)
+        writer.write(convert_msg(connect_tlv(host, port)) + b"x")
     await writer.drain()
-    code, _ = await read_reply(reader)
+    if not args.plain:
+        code, _ = await read_reply(reader)
+    try:
+        first = await asyncio.wait_for(reader.readexactly(1), 10)
+    except (asyncio.IncompleteReadError, ConnectionError) as e:
+        print(json.dumps({"code": code, "result": f"{type(e).__name__} before the server's byte"}))
+        return False
     try:
         d = await asyncio.wait_for(reader.read(), 10)
-        out = {"code": code, "result": f"EOF after {len(d)} bytes"}
+        out = {"code": code, "first": first.decode(), "result": f"EOF after {len(d)} bytes"}
         ok = False
     except (ConnectionResetError, BrokenPipeError) as e:
-        out = {"code": code, "result": type(e).__name__}
-        ok = code is None
+        out = {"code": code, "first": first.decode(), "result": type(e).__name__}
+        ok = code is None and first == b"R"
     print(json.dumps(out))
     return ok
 

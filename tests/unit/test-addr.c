@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdlib.h>
 
 static struct in6_addr A(const char *s)
 {
@@ -15,7 +16,10 @@ static struct in6_addr A(const char *s)
 		a.s6_addr[10] = a.s6_addr[11] = 0xff;
 		memcpy(a.s6_addr + 12, &v4, 4);
 	} else if (inet_pton(AF_INET6, s, &a) != 1) {
+		/* A broken test, not a result: stop rather than go on with
+		 * whatever a holds. */
 		fprintf(stderr, "bad test address %s\n", s);
+		exit(1);
 	}
 	return a;
 }

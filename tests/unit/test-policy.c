@@ -135,104 +135,104 @@ static void test_clients(void)
 
 static void test_limits(void)
 {
-	struct limits l;
+	struct quota l;
 	struct in6_addr a = A("198.51.100.2"), b = A("2001:db8::2");
-	const enum limits_kind F = LIMITS_FLOW;
+	const enum quota_kind F = QUOTA_FLOW;
 
-	CHECK_INT(limits_init(&l, 64), 0);
-	limits_set(&l, F, 5, 2);
-	CHECK_INT(limits_take(&l, F, &a), 0);
-	CHECK_INT(limits_take(&l, F, &a), 0);
-	CHECK_INT(limits_take(&l, F, &a), -EDQUOT);
-	CHECK_INT(limits_take(&l, F, &b), 0);
-	CHECK_INT(limits_take(&l, F, &b), 0);
+	CHECK_INT(quota_init(&l, 64), 0);
+	quota_set(&l, F, 5, 2);
+	CHECK_INT(quota_take(&l, F, &a), 0);
+	CHECK_INT(quota_take(&l, F, &a), 0);
+	CHECK_INT(quota_take(&l, F, &a), -EDQUOT);
+	CHECK_INT(quota_take(&l, F, &b), 0);
+	CHECK_INT(quota_take(&l, F, &b), 0);
 	{
 		struct in6_addr c = A("192.0.2.9");
-		CHECK_INT(limits_take(&l, F, &c), 0);
-		CHECK_INT(limits_take(&l, F, &c), -EUSERS);  /* 5 in total */
-		limits_release(&l, F, &c);
+		CHECK_INT(quota_take(&l, F, &c), 0);
+		CHECK_INT(quota_take(&l, F, &c), -EUSERS);  /* 5 in total */
+		quota_release(&l, F, &c);
 	}
-	limits_release(&l, F, &a);
-	CHECK_INT(limits_take(&l, F, &a), 0);
-	limits_release(&l, F, &a);
-	limits_release(&l, F, &a);
-	limits_release(&l, F, &a);  /* one too many: ignored, never underflows */
+	quota_release(&l, F, &a);
+	CHECK_INT(quota_take(&l, F, &a), 0);
+	quota_release(&l, F, &a);
+	quota_release(&l, F, &a);
+	quota_release(&l, F, &a);  /* one too many: ignored, never underflows */
 	CHECK_INT(l.count[F], 2);
-	limits_release(&l, F, &b);
-	limits_release(&l, F, &b);
+	quota_release(&l, F, &b);
+	quota_release(&l, F, &b);
 	CHECK_INT(l.count[F], 0);
 	CHECK_INT(l.used, 0);
-	limits_free(&l);
+	quota_free(&l);
 
 	/* Many clients: growth and backward-shift deletion keep counts right
 	 * (whole IPv6 addresses as clients here). */
-	CHECK_INT(limits_init(&l, 128), 0);
-	limits_set(&l, F, 0, 3);
+	CHECK_INT(quota_init(&l, 128), 0);
+	quota_set(&l, F, 0, 3);
 	for (int round = 0; round < 2; round++) {
 		for (uint32_t i = 0; i < 5000; i++) {
 			struct in6_addr x = A("2001:db8::");
 			memcpy(x.s6_addr + 12, &i, 4);
-			CHECK_INT(limits_take(&l, F, &x), 0);
+			CHECK_INT(quota_take(&l, F, &x), 0);
 			if (i % 3 == 0)
-				CHECK_INT(limits_take(&l, F, &x), 0);
+				CHECK_INT(quota_take(&l, F, &x), 0);
 		}
 		for (uint32_t i = 0; i < 5000; i += 2) {
 			struct in6_addr x = A("2001:db8::");
 			memcpy(x.s6_addr + 12, &i, 4);
-			limits_release(&l, F, &x);
+			quota_release(&l, F, &x);
 			if (i % 3 == 0)
-				limits_release(&l, F, &x);
+				quota_release(&l, F, &x);
 		}
 		for (uint32_t i = 1; i < 5000; i += 2) {
 			struct in6_addr x = A("2001:db8::");
 			memcpy(x.s6_addr + 12, &i, 4);
-			limits_release(&l, F, &x);
+			quota_release(&l, F, &x);
 			if (i % 3 == 0)
-				limits_release(&l, F, &x);
+				quota_release(&l, F, &x);
 		}
 		CHECK_INT(l.count[F], 0);
 		CHECK_INT(l.used, 0);
 	}
-	limits_free(&l);
+	quota_free(&l);
 }
 
 /* An IPv6 subscriber picks any of 2^64 addresses from its /64: counted per
  * address, it would have no limit at all. */
 static void test_limits_v6_prefix(void)
 {
-	struct limits l;
+	struct quota l;
 	struct in6_addr x1 = A("2001:db8:1:2::1"), x2 = A("2001:db8:1:2:ffff:1:2:3");
 	struct in6_addr y = A("2001:db8:1:3::1"), v1 = A("198.51.100.1"), v2 = A("198.51.100.2");
 
-	CHECK_INT(limits_init(&l, 64), 0);
-	limits_set(&l, LIMITS_FLOW, 0, 2);
-	limits_set(&l, LIMITS_HANDSHAKE, 0, 1);
-	CHECK_INT(limits_take(&l, LIMITS_FLOW, &x1), 0);
-	CHECK_INT(limits_take(&l, LIMITS_FLOW, &x2), 0);
-	CHECK_INT(limits_take(&l, LIMITS_FLOW, &x2), -EDQUOT);  /* same /64 */
-	CHECK_INT(limits_take(&l, LIMITS_FLOW, &y), 0);          /* the next /64 */
-	CHECK_INT(limits_take(&l, LIMITS_FLOW, &v1), 0);
-	CHECK_INT(limits_take(&l, LIMITS_FLOW, &v2), 0);         /* IPv4: per address */
+	CHECK_INT(quota_init(&l, 64), 0);
+	quota_set(&l, QUOTA_FLOW, 0, 2);
+	quota_set(&l, QUOTA_HANDSHAKE, 0, 1);
+	CHECK_INT(quota_take(&l, QUOTA_FLOW, &x1), 0);
+	CHECK_INT(quota_take(&l, QUOTA_FLOW, &x2), 0);
+	CHECK_INT(quota_take(&l, QUOTA_FLOW, &x2), -EDQUOT);  /* same /64 */
+	CHECK_INT(quota_take(&l, QUOTA_FLOW, &y), 0);          /* the next /64 */
+	CHECK_INT(quota_take(&l, QUOTA_FLOW, &v1), 0);
+	CHECK_INT(quota_take(&l, QUOTA_FLOW, &v2), 0);         /* IPv4: per address */
 	/* Handshakes are counted apart from flows. */
-	CHECK_INT(limits_take(&l, LIMITS_HANDSHAKE, &x1), 0);
-	CHECK_INT(limits_take(&l, LIMITS_HANDSHAKE, &x2), -EDQUOT);
-	limits_release(&l, LIMITS_HANDSHAKE, &x2);  /* releases the /64's one */
-	CHECK_INT(l.count[LIMITS_HANDSHAKE], 0);
-	CHECK_INT(l.count[LIMITS_FLOW], 5);
-	limits_release(&l, LIMITS_FLOW, &x2);
-	limits_release(&l, LIMITS_FLOW, &x1);
-	limits_release(&l, LIMITS_FLOW, &y);
-	limits_release(&l, LIMITS_FLOW, &v1);
-	limits_release(&l, LIMITS_FLOW, &v2);
+	CHECK_INT(quota_take(&l, QUOTA_HANDSHAKE, &x1), 0);
+	CHECK_INT(quota_take(&l, QUOTA_HANDSHAKE, &x2), -EDQUOT);
+	quota_release(&l, QUOTA_HANDSHAKE, &x2);  /* releases the /64's one */
+	CHECK_INT(l.count[QUOTA_HANDSHAKE], 0);
+	CHECK_INT(l.count[QUOTA_FLOW], 5);
+	quota_release(&l, QUOTA_FLOW, &x2);
+	quota_release(&l, QUOTA_FLOW, &x1);
+	quota_release(&l, QUOTA_FLOW, &y);
+	quota_release(&l, QUOTA_FLOW, &v1);
+	quota_release(&l, QUOTA_FLOW, &v2);
 	CHECK_INT(l.used, 0);
-	limits_free(&l);
+	quota_free(&l);
 
-	CHECK_INT(limits_init(&l, 48), 0);
-	limits_set(&l, LIMITS_FLOW, 0, 1);
-	CHECK_INT(limits_take(&l, LIMITS_FLOW, &x1), 0);
-	CHECK_INT(limits_take(&l, LIMITS_FLOW, &y), -EDQUOT);  /* one /48 */
-	limits_release(&l, LIMITS_FLOW, &x1);
-	limits_free(&l);
+	CHECK_INT(quota_init(&l, 48), 0);
+	quota_set(&l, QUOTA_FLOW, 0, 1);
+	CHECK_INT(quota_take(&l, QUOTA_FLOW, &x1), 0);
+	CHECK_INT(quota_take(&l, QUOTA_FLOW, &y), -EDQUOT);  /* one /48 */
+	quota_release(&l, QUOTA_FLOW, &x1);
+	quota_free(&l);
 }
 
 /* Addresses an attacker chose to collide under an unkeyed hash (FNV-1a, the
@@ -249,22 +249,22 @@ static uint32_t fnv1a(const struct in6_addr *a)
 
 static void test_limits_chosen_collisions(void)
 {
-	struct limits l;
+	struct quota l;
 	struct in6_addr x = A("2001:db8::");
 	uint32_t found = 0, probe;
 
-	CHECK_INT(limits_init(&l, 128), 0);
+	CHECK_INT(quota_init(&l, 128), 0);
 	for (uint32_t i = 0; found < 300; i++) {
 		memcpy(x.s6_addr + 12, &i, 4);
 		if (fnv1a(&x) & 0xffff)
 			continue;
-		CHECK_INT(limits_take(&l, LIMITS_FLOW, &x), 0);
+		CHECK_INT(quota_take(&l, QUOTA_FLOW, &x), 0);
 		found++;
 	}
-	probe = limits_max_probe(&l);
+	probe = quota_max_probe(&l);
 	printf("# %u chosen addresses: longest probe %u\n", found, probe);
 	CHECK(probe < 16);
-	limits_free(&l);
+	quota_free(&l);
 }
 
 int main(void)
