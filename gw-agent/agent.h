@@ -14,6 +14,7 @@
 #include "metrics.h"
 #include "paths.h"
 #include "cookie.h"
+#include "quota.h"
 #include "relay.h"
 
 #define AGENT_MAX_CONC 4
@@ -25,6 +26,7 @@
 
 /* struct relay flags */
 #define AGENT_FLOW_DIRECT 0x01  /* fallen back to a direct connection */
+#define AGENT_FLOW_HOSTQ  0x02  /* counted in the LAN host's quota */
 
 enum agent_fallback {
 	FALLBACK_DIRECT = 0,  /* connect straight to the destination */
@@ -50,6 +52,7 @@ struct agent_config {
 	unsigned idle_timeout_s;
 	unsigned nbufs, bufsize;
 	uint32_t max_flows;
+	uint32_t max_per_host;         /* flows at once per LAN host, 0 = any */
 	unsigned rcvbuf;               /* MPTCP receive buffer, 0 = autotune */
 	char control_path[108];        /* status socket, "" = none */
 	int log_level;
@@ -66,6 +69,7 @@ struct agent_counters {
 	uint64_t via_concentrator;
 	uint64_t fallback_direct;
 	uint64_t failed;               /* reset: no concentrator and no fallback */
+	uint64_t host_limit_hits;      /* LAN connections reset: host at its cap */
 	uint64_t conc_errors[256];     /* Error codes from the concentrator */
 	uint64_t early_bytes;          /* LAN bytes sent in the SYN with Convert */
 	uint64_t conc_ok[AGENT_MAX_CONC], conc_failed[AGENT_MAX_CONC];  /* connects */
@@ -88,6 +92,7 @@ struct agent_worker {
 	 * so flows never read what the main thread may be writing. */
 	struct agent_config cfg;
 	unsigned cfg_gen;
+	atomic_uint cfg_seen;          /* cfg_gen, for the main thread to read */
 	atomic_uint_fast64_t heartbeat;  /* every tick: the watchdog checks it */
 	int init_result;
 	unsigned snap_gen;             /* last status request answered */
@@ -110,6 +115,7 @@ struct agent {
 	pthread_mutex_t cfg_lock;
 	atomic_uint cfg_gen;
 	struct paths paths;
+	struct quota hosts;            /* flows per LAN host (whole addresses) */
 	atomic_int stopping;
 	struct agent_worker *workers;
 	pthread_mutex_t ready_lock;

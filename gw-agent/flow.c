@@ -388,6 +388,16 @@ static void on_reply(struct agent_worker *aw, struct relay *r,
 		snprintf(why, sizeof(why), "concentrator answered error %u %s",
 			 m.error.code, convert_error_name(m.error.code));
 		log_flow(aw, r, why);
+		/* 64-95: the concentrator's own trouble (resources, network),
+		 * not the destination's or the request's: the next
+		 * concentrator, then --fallback, as if it were unreachable. */
+		if (m.error.code >= CONVERT_E_RESOURCE_EXCEEDED &&
+		    m.error.code < CONVERT_E_CONNECTION_RESET) {
+			f->ntried = 0;
+			f->conc_idx++;
+			try_concentrator(aw, r);
+			return;
+		}
 		relay_close(w, r, RELAY_END_REFUSED, true);
 		return;
 	}
@@ -528,6 +538,20 @@ void flow_accept(struct agent_worker *aw, int fd)
 		relay_close(w, r, RELAY_END_RESET, true);
 		return;
 	}
+	/* One device must not use up the home's quota at the concentrator
+	 * (and with it every other device's Internet): a cap per address. */
+	if (quota_take(&aw->a->hosts, QUOTA_FLOW, &r->peer) < 0) {
+		aw->n.host_limit_hits++;
+		if (log_ratelimit_ok(&aw->rl, w->now_ms)) {
+			char a[ADDR_STRLEN];
+
+			log_info("%s: %u flows open, its max_flows_per_host; reset",
+				 addr_format_in6(&r->peer, 0, a), cfg->max_per_host);
+		}
+		relay_close(w, r, RELAY_END_REFUSED, true);
+		return;
+	}
+	r->flags |= AGENT_FLOW_HOSTQ;
 	/* A connection to the listener itself was not redirected: refuse it
 	 * rather than loop it back through the concentrator. */
 	if (port == cfg->port) {
@@ -586,6 +610,10 @@ void flow_close(struct relay_worker *w, struct relay *r)
 
 void flow_free(struct relay_worker *w, struct relay *r)
 {
+	struct agent_worker *aw = w->owner;
+
+	if (r->flags & AGENT_FLOW_HOSTQ)
+		quota_release(&aw->a->hosts, QUOTA_FLOW, &r->peer);
 	free(r->priv);
 	r->priv = NULL;
 }

@@ -58,6 +58,9 @@ static void usage(FILE *f)
 "  --idle-timeout SEC        close flows idle this long (default 7200, 0 = never)\n"
 "  --workers N               worker threads (default: CPU count)\n"
 "  --buffers N, --buffer-size BYTES  per worker (default 256 x 32768)\n"
+"  --max-flows-per-host N    flows at once per LAN device address (default 1024,\n"
+"                            0 = unlimited): one device cannot use up the home's\n"
+"                            quota at the concentrator\n"
 "  --key-file FILE           this gateway's key (a line ID SECRET [nat]; mode 600):\n"
 "                            every request carries an authenticator in its Cookie\n"
 "  --control PATH            status socket for `gw-agent status` (default\n"
@@ -76,7 +79,7 @@ enum {
 	O_PORT, O_MARK, O_TABLE, O_CONNECT_TIMEOUT, O_REPLY_TIMEOUT, O_KEEPALIVE,
 	O_IDLE_TIMEOUT, O_WORKERS, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL, O_VERSION,
 	O_HELP, O_WANPATH, O_ENDPOINTS, O_PROBE, O_RCVBUF, O_CONTROL, O_METRICS, O_CONFIG,
-	O_CHECK_CONFIG, O_KEY_FILE, O_MAX,
+	O_CHECK_CONFIG, O_KEY_FILE, O_MAX_PER_HOST, O_MAX,
 };
 
 static const struct option long_opts[] = {
@@ -90,6 +93,7 @@ static const struct option long_opts[] = {
 	{ "rcvbuf", required_argument, NULL, O_RCVBUF },
 	{ "control", required_argument, NULL, O_CONTROL },
 	{ "key-file", required_argument, NULL, O_KEY_FILE },
+	{ "max-flows-per-host", required_argument, NULL, O_MAX_PER_HOST },
 	{ "metrics-listen", required_argument, NULL, O_METRICS },
 	{ "config", required_argument, NULL, O_CONFIG },
 	{ "check-config", no_argument, NULL, O_CHECK_CONFIG },
@@ -186,6 +190,11 @@ static int apply_opt(void *ctx, int c, const char *arg)
 		return 0;
 	case O_METRICS:
 		return metrics_opt_listen(name, arg, &cfg->metrics, &cfg->metrics_len);
+	case O_MAX_PER_HOST:
+		if ((r = opt_uint(name, arg, 0, 10000000, &v)) < 0)
+			return r;
+		cfg->max_per_host = (uint32_t)v;
+		return 0;
 	case O_KEY_FILE:
 		if (strlen(arg) >= sizeof(cfg->key_path))
 			return opt_error(name, arg, "is too long a path");
@@ -298,6 +307,7 @@ static const struct config_key config_keys[] = {
 	{ "log_level", O_LOG_LEVEL, CONFIG_STRING, 0, NULL },
 	{ "control", O_CONTROL, CONFIG_STRING, 0, NULL },
 	{ "key_file", O_KEY_FILE, CONFIG_STRING, 0, NULL },
+	{ "max_flows_per_host", O_MAX_PER_HOST, CONFIG_NUMBER, 0, NULL },
 	{ "metrics_listen", O_METRICS, CONFIG_STRING, 0, NULL },
 	{ NULL, 0, 0, 0, NULL },
 };
@@ -314,6 +324,7 @@ static void config_defaults(struct agent_config *cfg, struct paths *ps)
 	cfg->reply_timeout_ms = 15000;
 	cfg->keepalive_s = 60;
 	cfg->idle_timeout_s = 7200;
+	cfg->max_per_host = 1024;
 	cfg->nbufs = 256;
 	cfg->bufsize = 32768;
 	cfg->rcvbuf = 4 << 20;
@@ -462,6 +473,7 @@ void agent_totals(const struct agent *a, struct agent_counters *ret_n,
 		ret_n->via_concentrator += n->via_concentrator;
 		ret_n->fallback_direct += n->fallback_direct;
 		ret_n->failed += n->failed;
+		ret_n->host_limit_hits += n->host_limit_hits;
 		ret_n->early_bytes += n->early_bytes;
 		for (int k = 0; k < 256; k++)
 			ret_n->conc_errors[k] += n->conc_errors[k];
@@ -484,6 +496,26 @@ void agent_worker_refresh(struct agent_worker *aw)
 	aw->cfg = a->cfg;
 	aw->cfg_gen = gen;
 	pthread_mutex_unlock(&a->cfg_lock);
+	atomic_store(&aw->cfg_seen, gen);
+}
+
+/* After a reload: wait (a worker tick, 250 ms; at most 1 s) until every
+ * worker runs with the new settings, so that "reloaded" (and systemd's
+ * READY=1) means new flows use them: a rotated key, above all. */
+static void wait_workers_refreshed(struct agent *a)
+{
+	unsigned gen = atomic_load(&a->cfg_gen);
+
+	for (int i = 0; i < 100; i++) {
+		unsigned k = 0;
+
+		while (k < a->nworkers && atomic_load(&a->workers[k].cfg_seen) == gen)
+			k++;
+		if (k == a->nworkers)
+			return;
+		usleep(10000);
+	}
+	log_warn("reload: a worker has not picked up the new settings after 1 s");
 }
 
 static void tick(struct relay_worker *w)
@@ -665,6 +697,9 @@ static void render_metrics(void *ctx, struct mbuf *b)
 	metrics_u64(b, "gw_agent_flows_total", "via=\"concentrator\"", t.via_concentrator);
 	metrics_u64(b, "gw_agent_flows_total", "via=\"direct\"", t.fallback_direct);
 	metrics_u64(b, "gw_agent_flows_total", "via=\"failed\"", t.failed);
+	metrics_head(b, "gw_agent_host_limit_hits_total", "counter",
+		     "LAN connections reset because their device had max_flows_per_host open.");
+	metrics_u64(b, "gw_agent_host_limit_hits_total", "", t.host_limit_hits);
 	metrics_head(b, "gw_agent_fallbacks_direct_total", "counter",
 		     "Flows that went directly because no concentrator answered.");
 	metrics_u64(b, "gw_agent_fallbacks_direct_total", "", t.fallback_direct);
@@ -814,7 +849,9 @@ static void reload(struct agent *a, int argc, char **argv)
 	pthread_mutex_lock(&a->cfg_lock);
 	*cur = n;
 	pthread_mutex_unlock(&a->cfg_lock);
+	quota_set(&a->hosts, QUOTA_FLOW, 0, n.max_per_host);
 	atomic_fetch_add(&a->cfg_gen, 1);
+	wait_workers_refreshed(a);
 	log_set_level(n.log_level);
 
 	pc = 0;
@@ -979,6 +1016,9 @@ int main(int argc, char **argv)
 	}
 	log_set_level(a->cfg.log_level);
 	a->cfg.max_flows = opt_fit_fd_limit();
+	if (quota_init(&a->hosts, 128) < 0)
+		return 1;
+	quota_set(&a->hosts, QUOTA_FLOW, 0, a->cfg.max_per_host);
 	r = intercept_add_lan_prefixes(&a->cfg);
 	if (r < 0)
 		log_errno(r, "cannot read LAN addresses: %m");
@@ -1076,6 +1116,7 @@ int main(int argc, char **argv)
 	if (r == 0)
 		log_summary(a);
 	free(a->workers);
+	quota_free(&a->hosts);
 	free(a);
 	return r < 0 || r > 0 ? 1 : 0;
 }

@@ -492,12 +492,28 @@ bool paths_probe_run(struct paths *ps, const struct pollfd *pfd, unsigned n,
 						f->probe_got += (unsigned)k;
 					else
 						o.flags = CONVERT_F_EOF;
-					/* A valid reply without an Error TLV: an Error (for
-					 * example this path's address not allowed) makes
-					 * the path as useless for flows as silence. */
+					/* A valid reply: the path reaches the concentrator.
+					 * An Error about the request or the client (0-63,
+					 * e.g. this path's address not allowed) makes the
+					 * path as useless for flows as silence; one about
+					 * the concentrator's resources (64-95, e.g. this
+					 * home at its flow quota) says nothing about the
+					 * path, and must not take it down. */
 					dr = convert_decode(f->probe_buf, f->probe_got, &o, &m, &d);
+					if (dr > 0) {
+						/* Said once per change, not once a second. */
+						uint16_t e = (m.present & CONVERT_HAS_ERROR) ? m.error.code + 1 : 0;
+
+						if (e && e != f->probe_err)
+							log_warn("path %s: the concentrator answers probes with error %u %s%s",
+								 p->ifname, e - 1, convert_error_name(e - 1),
+								 e - 1 >= CONVERT_E_RESOURCE_EXCEEDED ?
+								 " (its resources: the path stays up)" : "");
+						f->probe_err = e;
+					}
 					if (dr != 0)
-						probe_end(p, f, dr > 0 && !(m.present & CONVERT_HAS_ERROR),
+						probe_end(p, f, dr > 0 && (!(m.present & CONVERT_HAS_ERROR) ||
+									   m.error.code >= CONVERT_E_RESOURCE_EXCEEDED),
 							  now, ps->probe_interval_ms, &changed);
 				}
 			}

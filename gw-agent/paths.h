@@ -36,6 +36,7 @@ struct path_fam {
 	uint8_t probe_buf[64];
 	unsigned probe_got;
 	bool probe_sent;           /* Info sent, waiting for the reply */
+	uint16_t probe_err;        /* last probe's Error code + 1, 0 = none */
 	bool was_usable;
 	bool have_addr, have_gw;
 	struct in6_addr addr, gw;

@@ -212,7 +212,7 @@ async def echo_flow(conc, dst, nbytes, proto=IPPROTO_MPTCP, split=False, chunk=1
     the agent): no Convert message, no reply."""
     host, port = split_hostport(dst)
     if plain:
-        reader, writer = await open_conn(dst, socket.IPPROTO_TCP)
+        reader, writer = await open_conn(dst, socket.IPPROTO_TCP, src)
         msg = b""
     else:
         reader, writer = await open_conn(conc, proto, src)
@@ -761,6 +761,20 @@ def cmd_hold(args):
             failed += 1
     print(json.dumps({"held": len(socks), "failed": failed}), flush=True)
     time.sleep(args.seconds)
+    if args.verify:
+        # Each connection still carries bytes both ways (an echo server):
+        # how many do, after the holding time.
+        alive = 0
+        for x in socks:
+            try:
+                x.settimeout(5)
+                x.send(b"x")
+                alive += x.recv(1) == b"x"
+            except OSError:
+                pass
+        print(json.dumps({"alive": alive}), flush=True)
+        if alive != args.verify:
+            return False
     for x in socks:
         x.close()
     return True
@@ -803,6 +817,8 @@ def main():
     ho.add_argument("--count", type=int, default=100)
     ho.add_argument("--seconds", type=float, default=5)
     ho.add_argument("--src")
+    ho.add_argument("--verify", type=int, default=0,
+                    help="expect this many to still echo a byte after --seconds")
     pt = sub.add_parser("pcap-tfo")
     pt.add_argument("file")
     pt.add_argument("--port", type=int, required=True)

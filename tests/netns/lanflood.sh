@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# A home whose devices misbehave, on the two-path testbed: one LAN device
+# opening hundreds of connections must not use up the home's quota at the
+# concentrator, and a home at the concentrator's limit must keep its paths and its
+# Internet (the agent falls back as --fallback says, and probes answered
+# with Error 64 do not take paths down).
+#
+#   lan (192.168.77.2, .3, .4) -- gw (gw-agent, 2 paths) -- conc (200 flows at most) -- srv
+cd "$(dirname "$0")"
+. ./lib.sh
+require_netns
+[ -x "${AGENT:-}" ] || skip "AGENT not built"
+
+two_path_topology 200mbit
+# The ISP's router forwards, so a flow the agent sends direct (fallback)
+# reaches the server without the concentrator.
+ip netns exec "$(ns conc)" sysctl -qw net.ipv4.ip_forward=1
+for a in 192.168.77.3/24 192.168.77.4/24; do addr lan lan-gw $a; done
+ip netns exec "$(ns srv)" "$PY" ./nettool.py serve --bind 203.0.113.2 --base 9000 > /dev/null 2>&1 &
+start_concentrator conc conc --listen 192.0.2.1:5124 --allow-client 198.51.100.0/24 \
+	--max-flows 200 --workers 1
+CONC_MAIN=$CONC_PID
+wait_listen srv 9000 && wait_listen conc 5124 || exit 1
+ip netns exec "$(ns gw)" "$AGENT" --concentrator 192.0.2.1:5124 --lan gw-lan --workers 1 \
+	--path gw-p1 --path gw-p2 --probe-interval 0.5 --max-flows-per-host 100 \
+	--control "$WORKDIR/control.sock" --metrics-listen 127.0.0.1:9125 > "$WORKDIR/agent.log" 2>&1 &
+AGENT_PID=$!
+for i in $(seq 1 100); do grep -q "intercepting TCP" "$WORKDIR/agent.log" && break; sleep 0.05; done
+
+L="ip netns exec $(ns lan)"
+T="$L $PY ./nettool.py"
+agent_metric() {
+	ip netns exec "$(ns gw)" curl -s --max-time 5 http://127.0.0.1:9125/metrics | awk -v k="$1" '$1 == k { print $2 }'
+}
+paths_up() {
+	local i s
+	for i in $(seq 1 40); do
+		s=$(ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/control.sock" | grep -c "^gw-p[12] .* up ")
+		[ "$s" -eq 2 ] && { echo "{\"paths_up\": 2}"; return 0; }
+		sleep 0.25
+	done
+	ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/control.sock" | head -8
+	return 1
+}
+check "both paths up" paths_up
+
+# One device opens 300 connections: 100 go through, the rest are reset at
+# once; another device's flow goes through the concentrator meanwhile.
+one_device() {
+	local holder before rc=0
+	$L bash -c "ulimit -n 4096; exec $PY ./nettool.py hold --dst 203.0.113.2:9000 --src 192.168.77.2 \
+		--count 300 --seconds 4 --verify 100" > "$WORKDIR/hold1.out" &
+	holder=$!
+	sleep 2
+	before=$(agent_metric 'gw_agent_flows_total{via="concentrator"}')
+	$T echo --plain --dst 203.0.113.2:9000 --src 192.168.77.3 --bytes 100000 || rc=1
+	[ "$(agent_metric 'gw_agent_flows_total{via="concentrator"}')" -gt "$before" ] ||
+		{ echo "the other device's flow did not go through the concentrator"; rc=1; }
+	wait $holder || rc=1
+	cat "$WORKDIR/hold1.out"
+	echo "{\"host_limit_hits\": $(agent_metric gw_agent_host_limit_hits_total)}"
+	[ $rc -eq 0 ] && [ "$(agent_metric gw_agent_host_limit_hits_total)" -ge 200 ]
+}
+check "one device with 300 connections is capped at 100; another device's flow goes through" one_device
+
+# Three devices, 100 each: the home's quota (200) is exceeded. The flows
+# past it are answered with Error 64 and fall back direct (--fallback
+# direct, the default): all 300 work, and both paths stay up although their
+# probes are answered with Error 64 too.
+quota() {
+	local rc=0 h pids=()
+	for h in 2 3 4; do
+		$L bash -c "ulimit -n 4096; exec $PY ./nettool.py hold --dst 203.0.113.2:9000 --src 192.168.77.$h \
+			--count 100 --seconds 8 --verify 100" > "$WORKDIR/hold-$h.out" &
+		pids+=($!)
+		sleep 0.5
+	done
+	# Probes every 0.5 s are answered with Error 64 while the home is at
+	# its limit: no path may go down meanwhile (sampled every 0.2 s, for
+	# about 5 s: ten probes per path).
+	local down=0 i
+	for i in $(seq 1 20); do
+		ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/control.sock" > "$WORKDIR/st"
+		grep -q "^gw-p[12] .*down" "$WORKDIR/st" && down=$((down + 1))
+		sleep 0.2
+	done
+	echo "{\"samples_with_a_path_down\": $down}"
+	[ $down -eq 0 ] || rc=1
+	for h in "${pids[@]}"; do wait $h || rc=1; done
+	cat "$WORKDIR"/hold-[234].out | grep alive | tr '\n' ' '; echo
+	echo "{\"via_direct\": $(agent_metric 'gw_agent_flows_total{via="direct"}'), \"error_64\": $(agent_metric 'gw_agent_concentrator_errors_total{code="64",reason="resource_exceeded"}')}"
+	# The probes met the quota too.
+	grep "answers probes with error 64" "$WORKDIR/agent.log" || { echo "no probe met the quota"; rc=1; }
+	[ $rc -eq 0 ] && [ "$(agent_metric 'gw_agent_flows_total{via="direct"}')" -ge 100 ]
+}
+check "the home over its concentrator quota: every flow works (direct past it), paths stay up" quota
+
+stop_agent() { kill -TERM $AGENT_PID; wait $AGENT_PID || { echo "exit $?"; tail "$WORKDIR/agent.log"; return 1; }; }
+check "agent exits cleanly" stop_agent
+check "concentrator exits cleanly" stop_concentrator "$CONC_MAIN" conc
+finish
