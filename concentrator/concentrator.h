@@ -91,6 +91,11 @@ struct conc {
 	struct conc_config cfg;
 	struct quota limits;
 	struct replay replay;         /* cookies seen, kept across reloads */
+	/* ownaddr.c: the thread that keeps cfg.policy.own current. */
+	struct mnl_socket *own_nl;
+	pthread_t own_thread;
+	int own_stop[2];
+	atomic_uint_fast64_t own_refreshes;
 	atomic_int stopping;
 	/* net.ipv4.tcp_fastopen has 0x200, as last logged by the main thread
 	 * (start, reload, every 5 s). Workers read the sysctl themselves. */
@@ -108,6 +113,11 @@ struct conc {
 	int inherited[CONC_MAX_LISTEN];
 	unsigned ninherited;
 };
+
+/* ownaddr.c: 0 or -errno (then own addresses are the start's list). */
+struct mnl_socket;
+int ownaddr_start(struct conc *c);
+void ownaddr_stop(struct conc *c);
 
 /* worker.c */
 void *worker_main(void *arg);

@@ -37,6 +37,10 @@ static void usage(FILE *f)
 "  --allow-dest CIDR           allow destinations in CIDR, overriding a\n"
 "                              shorter built-in deny (repeatable)\n"
 "  --deny-dest CIDR            deny destinations in CIDR (repeatable)\n"
+"  --own-address CIDR          also this host's, never a destination (a 1:1 NAT's\n"
+"                              public address); repeatable\n"
+"  --nat64-prefix PFX/96       a NAT64 prefix besides 64:ff9b::/96: the IPv4 address\n"
+"                              it embeds must pass the IPv4 rules; repeatable\n"
 "  --keys FILE                 per-gateway keys: every client must put a valid\n"
 "                              authenticator in its Cookie TLV (default: the\n"
 "                              systemd credential \"keys\", if there is one)\n"
@@ -73,7 +77,7 @@ enum {
 	O_WORKERS, O_MAX_FLOWS, O_MAX_PER_CLIENT, O_HS_TIMEOUT, O_CONNECT_TIMEOUT,
 	O_IDLE_TIMEOUT, O_DRAIN_TIMEOUT, O_KEEPALIVE, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL,
 	O_METRICS, O_CONFIG, O_CHECK_CONFIG, O_NO_ALLOW_ANY,
-	O_MAX_HS, O_MAX_HS_PER_CLIENT, O_CLIENT_PREFIX6, O_KEYS,
+	O_MAX_HS, O_MAX_HS_PER_CLIENT, O_CLIENT_PREFIX6, O_KEYS, O_OWN, O_NAT64,
 	O_VERSION, O_HELP,
 };
 
@@ -90,6 +94,8 @@ static const struct option long_opts[] = {
 	{ "max-handshakes-per-client", required_argument, NULL, O_MAX_HS_PER_CLIENT },
 	{ "client-prefix6", required_argument, NULL, O_CLIENT_PREFIX6 },
 	{ "keys", required_argument, NULL, O_KEYS },
+	{ "own-address", required_argument, NULL, O_OWN },
+	{ "nat64-prefix", required_argument, NULL, O_NAT64 },
 	{ "handshake-timeout", required_argument, NULL, O_HS_TIMEOUT },
 	{ "connect-timeout", required_argument, NULL, O_CONNECT_TIMEOUT },
 	{ "idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT },
@@ -136,6 +142,8 @@ static void clear_list_once(struct parse *p, int c)
 	case O_ALLOW_CLIENT: policy_clear_operator(&cfg->policy, true, false, false); break;
 	case O_ALLOW_DEST: policy_clear_operator(&cfg->policy, false, true, false); break;
 	case O_DENY_DEST: policy_clear_operator(&cfg->policy, false, false, true); break;
+	case O_OWN: cfg->policy.nown_extra = 0; break;
+	case O_NAT64: cfg->policy.nnat64 = 0; break;
 	}
 }
 
@@ -207,6 +215,21 @@ static int apply_opt(void *ctx, int c, const char *arg)
 			return r;
 		cfg->max_hs_per_client = (uint32_t)v;
 		return 0;
+	case O_OWN:
+	case O_NAT64: {
+		struct addr_prefix pfx;
+
+		if ((r = parse_prefix_opt(name, arg, &pfx)) < 0)
+			return r;
+		if (c == O_OWN)
+			return policy_add_own_extra(&cfg->policy, &pfx);
+		r = policy_add_nat64(&cfg->policy, &pfx);
+		if (r == -EINVAL)
+			return opt_error(name, arg, "is not an IPv6 /96 prefix");
+		if (r == -ENOSPC)
+			return opt_error(name, arg, "is one NAT64 prefix too many (8 at most)");
+		return r;
+	}
 	case O_KEYS:
 		if (strlen(arg) >= sizeof(cfg->policy.keys_path))
 			return opt_error(name, arg, "is too long a path");
@@ -280,6 +303,8 @@ static const struct config_key config_keys[] = {
 	{ "policy.max_handshakes_per_client", O_MAX_HS_PER_CLIENT, CONFIG_NUMBER, 0, NULL },
 	{ "policy.ipv6_client_prefix", O_CLIENT_PREFIX6, CONFIG_NUMBER, 0, NULL },
 	{ "policy.keys_file", O_KEYS, CONFIG_STRING, 0, NULL },
+	{ "policy.own_addresses", O_OWN, CONFIG_LIST, 0, NULL },
+	{ "policy.nat64_prefixes", O_NAT64, CONFIG_LIST, 0, NULL },
 	{ "timeouts.handshake", O_HS_TIMEOUT, CONFIG_NUMBER, 0, NULL },
 	{ "timeouts.connect", O_CONNECT_TIMEOUT, CONFIG_NUMBER, 0, NULL },
 	{ "timeouts.idle", O_IDLE_TIMEOUT, CONFIG_NUMBER, 0, NULL },
@@ -592,6 +617,17 @@ static void render_metrics(void *ctx, struct mbuf *b)
 		snprintf(l, sizeof(l), "code=\"%u\",reason=\"%s\"", k, name);
 		metrics_u64(b, "mptcp_concentrator_refusals_total", l, t.refused[k]);
 	}
+	pthread_rwlock_rdlock(&c->live_lock);
+	metrics_head(b, "mptcp_concentrator_own_addresses", "gauge",
+		     "This host's addresses, denied as destinations: its interfaces' (kept current) "
+		     "and the operator's own_addresses.");
+	metrics_u64(b, "mptcp_concentrator_own_addresses", "",
+		    c->cfg.policy.nown + c->cfg.policy.nown_extra);
+	pthread_rwlock_unlock(&c->live_lock);
+	metrics_head(b, "mptcp_concentrator_own_address_refreshes_total", "counter",
+		     "Times the interfaces' addresses were listed again after an address change.");
+	metrics_u64(b, "mptcp_concentrator_own_address_refreshes_total", "",
+		    atomic_load(&c->own_refreshes));
 	metrics_head(b, "mptcp_concentrator_gateway_keys", "gauge",
 		     "Per-gateway keys loaded (0: no Cookie asked of clients).");
 	metrics_u64(b, "mptcp_concentrator_gateway_keys", "", c->cfg.policy.keys.n);
@@ -842,6 +878,13 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < c->cfg.workers; i++)
 		if (c->workers[i].init_result < 0)
 			r = c->workers[i].init_result;
+	if (r == 0) {
+		int e = ownaddr_start(c);
+
+		if (e < 0)
+			log_errno(e, "cannot follow address changes (rtnetlink): own addresses are those "
+				  "at start and at each reload: %m");
+	}
 	if (r == 0 && c->cfg.metrics_len) {
 		char a[ADDR_STRLEN];
 
@@ -870,6 +913,7 @@ int main(int argc, char **argv)
 	}
 	for (unsigned i = 0; i < c->cfg.workers; i++)
 		pthread_join(c->workers[i].thread, NULL);
+	ownaddr_stop(c);
 	metrics_server_stop(&c->metrics);
 	if (r == 0)
 		log_summary(c);

@@ -64,6 +64,10 @@ void policy_clear_operator(struct policy *p, bool clients, bool allow_rules, boo
 void policy_free(struct policy *p)
 {
 	cookie_keys_free(&p->keys);
+	free(p->own);
+	free(p->own_extra);
+	p->own = p->own_extra = NULL;
+	p->nown = p->nown_extra = 0;
 	free(p->clients);
 	free(p->rules);
 	p->clients = NULL;
@@ -95,14 +99,15 @@ int policy_add_dest(struct policy *p, const struct addr_prefix *pfx, bool allow,
 	return 0;
 }
 
-int policy_add_own_addresses(struct policy *p)
+int policy_list_own(struct addr_prefix **ret, unsigned *ret_n)
 {
 	struct ifaddrs *ifa, *i;
-	int r = 0;
+	struct addr_prefix *own = NULL, *o;
+	unsigned n = 0;
 
 	if (getifaddrs(&ifa) < 0)
 		return -errno;
-	for (i = ifa; i && r >= 0; i = i->ifa_next) {
+	for (i = ifa; i; i = i->ifa_next) {
 		struct addr_prefix pfx;
 
 		if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET &&
@@ -111,10 +116,59 @@ int policy_add_own_addresses(struct policy *p)
 		if (addr_to_in6(i->ifa_addr, &pfx.addr, NULL) < 0)
 			continue;
 		pfx.len = 128;
-		r = policy_add_dest(p, &pfx, false, true);
+		o = realloc(own, (n + 1) * sizeof(*o));
+		if (!o) {
+			free(own);
+			freeifaddrs(ifa);
+			return -ENOMEM;
+		}
+		own = o;
+		own[n++] = pfx;
 	}
 	freeifaddrs(ifa);
-	return r;
+	*ret = own;
+	*ret_n = n;
+	return 0;
+}
+
+void policy_set_own(struct policy *p, struct addr_prefix *own, unsigned n)
+{
+	free(p->own);
+	p->own = own;
+	p->nown = n;
+}
+
+int policy_add_own_addresses(struct policy *p)
+{
+	struct addr_prefix *own;
+	unsigned n;
+	int r = policy_list_own(&own, &n);
+
+	if (r < 0)
+		return r;
+	policy_set_own(p, own, n);
+	return 0;
+}
+
+int policy_add_own_extra(struct policy *p, const struct addr_prefix *pfx)
+{
+	struct addr_prefix *o = realloc(p->own_extra, (p->nown_extra + 1) * sizeof(*o));
+
+	if (!o)
+		return -ENOMEM;
+	o[p->nown_extra++] = *pfx;
+	p->own_extra = o;
+	return 0;
+}
+
+int policy_add_nat64(struct policy *p, const struct addr_prefix *pfx)
+{
+	if (pfx->len != 96 || addr_is_v4mapped(&pfx->addr))
+		return -EINVAL;
+	if (p->nnat64 == POLICY_MAX_NAT64)
+		return -ENOSPC;
+	p->nat64[p->nnat64++] = *pfx;
+	return 0;
 }
 
 bool policy_client_allowed(const struct policy *p, const struct in6_addr *a)
@@ -148,38 +202,59 @@ static const struct policy_rule *best_rule(const struct policy *p,
 	return best;
 }
 
-static bool dest_denied(const struct policy *p, const struct in6_addr *a)
+static bool is_own(const struct policy *p, const struct in6_addr *a)
 {
-	const struct policy_rule *r = best_rule(p, a);
+	for (unsigned i = 0; i < p->nown; i++)
+		if (addr_prefix_match(&p->own[i], a))
+			return true;
+	for (unsigned i = 0; i < p->nown_extra; i++)
+		if (addr_prefix_match(&p->own_extra[i], a))
+			return true;
+	return false;
+}
 
-	return r && !r->allow;
+/* Denied, and why (static). Own addresses first: no rule opens them. */
+static const char *dest_denied(const struct policy *p, const struct in6_addr *a)
+{
+	const struct policy_rule *r;
+
+	if (is_own(p, a))
+		return "destination is the concentrator itself";
+	r = best_rule(p, a);
+	return r && !r->allow ? "destination denied by policy" : NULL;
 }
 
 int policy_check_dest(const struct policy *p, const struct in6_addr *a,
 		      uint16_t port, const char **ret_reason)
 {
-	static const uint8_t nat64[12] = { 0x00, 0x64, 0xff, 0x9b };
+	static const struct addr_prefix wkp = {  /* 64:ff9b::/96, RFC 6052 */
+		.addr = { .s6_addr = { 0x00, 0x64, 0xff, 0x9b } }, .len = 96 };
+	const char *why;
 	struct in6_addr v4;
 
 	if (port == 0) {
 		*ret_reason = "destination port 0";
 		return -EACCES;
 	}
-	if (dest_denied(p, a)) {
-		*ret_reason = "destination denied by policy";
+	why = dest_denied(p, a);
+	if (why) {
+		*ret_reason = why;
 		return -EACCES;
 	}
 	/* IPv4 embedded in IPv6 reaches the IPv4 address through a
-	 * translator or relay: it must pass the IPv4 rules too. */
+	 * translator or relay: it must pass the IPv4 checks too. */
 	memset(&v4, 0, sizeof(v4));
 	v4.s6_addr[10] = v4.s6_addr[11] = 0xff;
-	if (memcmp(a->s6_addr, nat64, sizeof(nat64)) == 0) {
+	for (unsigned i = 0; i <= p->nnat64; i++) {
+		if (!addr_prefix_match(i == p->nnat64 ? &wkp : &p->nat64[i], a))
+			continue;
 		memcpy(v4.s6_addr + 12, a->s6_addr + 12, 4);
 		if (dest_denied(p, &v4)) {
 			*ret_reason = "NAT64 destination embeds a denied IPv4 address";
 			return -EACCES;
 		}
-	} else if (a->s6_addr[0] == 0x20 && a->s6_addr[1] == 0x02) {
+	}
+	if (a->s6_addr[0] == 0x20 && a->s6_addr[1] == 0x02) {
 		memcpy(v4.s6_addr + 12, a->s6_addr + 2, 4);
 		if (dest_denied(p, &v4)) {
 			*ret_reason = "6to4 destination embeds a denied IPv4 address";

@@ -6,10 +6,14 @@
  * Destinations: rules of (prefix, allow|deny); the longest matching prefix
  * decides, at equal length an operator's rule beats a built-in one and deny
  * beats allow. Built-in denies cover loopback, unspecified, RFC 1918, CGNAT,
- * link-local, multicast, 240/4 and broadcast, ULA, site-local, discard-only,
- * IPv4-compatible, and the concentrator's own addresses. IPv4 is matched in
- * its mapped form, so ::ffff:10.0.0.1 is 10.0.0.1; IPv4 embedded in NAT64
- * (64:ff9b::/96) and 6to4 (2002::/16) addresses must pass the IPv4 rules too.
+ * link-local, multicast, 240/4 and broadcast, ULA, site-local, discard-only
+ * and IPv4-compatible. The concentrator's own addresses are denied before
+ * any rule, so no allow rule can open them: those of its interfaces (kept
+ * current as addresses come and go: a VIP moved by keepalived, a new IPv6
+ * temporary address) and those the operator names (a 1:1 NAT's public
+ * address). IPv4 is matched in its mapped form, so ::ffff:10.0.0.1 is
+ * 10.0.0.1; IPv4 embedded in NAT64 (64:ff9b::/96 and the operator's own /96
+ * prefixes) and 6to4 (2002::/16) addresses must pass the IPv4 checks too.
  * Documentation and benchmarking ranges are not denied. */
 #ifndef CONCENTRATOR_POLICY_H
 #define CONCENTRATOR_POLICY_H
@@ -29,7 +33,15 @@ struct policy_rule {
 	uint8_t builtin;   /* 1 built-in default, 0 operator */
 };
 
+#define POLICY_MAX_NAT64 8
+
 struct policy {
+	struct addr_prefix *own;   /* this host's addresses (interfaces) */
+	unsigned nown;
+	struct addr_prefix *own_extra;  /* the operator's (--own-address) */
+	unsigned nown_extra;
+	struct addr_prefix nat64[POLICY_MAX_NAT64];  /* operator's /96 prefixes */
+	unsigned nnat64;
 	struct cookie_keys keys;   /* per-gateway keys; none: no cookie asked */
 	char keys_path[256];
 	struct addr_prefix *clients;
@@ -47,8 +59,14 @@ int policy_add_dest(struct policy *p, const struct addr_prefix *pfx, bool allow,
 		    bool builtin);
 /* Forget operator entries (command-line values replace a config file's). */
 void policy_clear_operator(struct policy *p, bool clients, bool allow_rules, bool deny_rules);
-/* Deny every local address of this host (getifaddrs) and listen address. */
+/* This host's addresses, now (getifaddrs), into a fresh array: 0 or -errno.
+ * The caller swaps it into p->own (policy_set_own) under its lock. */
+int policy_list_own(struct addr_prefix **ret, unsigned *ret_n);
+void policy_set_own(struct policy *p, struct addr_prefix *own, unsigned n);
 int policy_add_own_addresses(struct policy *p);
+int policy_add_own_extra(struct policy *p, const struct addr_prefix *pfx);
+/* A NAT64 prefix (must be a /96): -EINVAL otherwise, -ENOSPC past 8. */
+int policy_add_nat64(struct policy *p, const struct addr_prefix *pfx);
 
 bool policy_client_allowed(const struct policy *p, const struct in6_addr *a);
 /* 0 when allowed; -EACCES with *ret_reason (static string) when not. */

@@ -15,6 +15,7 @@
  * The session buffer exists only during the handshake and is freed before
  * relaying starts, so an established idle flow holds no user-space buffer. */
 #include "concentrator.h"
+#include "decide.h"
 #include "sock.h"
 
 #include <errno.h>
@@ -47,16 +48,6 @@ enum phase {
  * not even allowed holds a descriptor for a second, not a handshake
  * timeout. */
 #define REFUSE_DRAIN_MS 1000
-
-/* TCP option kinds a client may ask for in a Connect TLV. The kernel sends
- * SACK-permitted, timestamps and window scale on its own; MSS is applied
- * with TCP_MAXSEG. Anything else cannot be honoured: Error 33. */
-static int tcp_opt_supported(uint8_t kind)
-{
-	return kind == 2 || kind == 3 || kind == 4 || kind == 8;
-}
-
-static const uint8_t supported_kinds[] = { 2, 3, 4, 8 };
 
 struct session {
 	uint64_t since_ms;            /* start of the handshake */
@@ -177,48 +168,22 @@ static void refuse(struct conc_worker *cw, struct relay *r, uint8_t code,
 }
 
 static void start_connect(struct conc_worker *cw, struct relay *r,
-			  const struct convert_msg *m)
+			  const struct decision *d)
 {
 	struct relay_worker *w = &cw->rw;
 	struct session *s = S(r);
 	const struct conc_config *cfg = &cw->c->cfg;
 	struct io_uring_sqe tmpl;
-	const char *reason = NULL;
 	unsigned keepalive_s, connect_ms;
-	bool denied;
-	int fd, mss = 0;
+	int fd, mss = d->mss;
 
-	s->dst_len = addr_from_in6(&m->connect.addr, m->connect.port, &s->dst);
-	r->far = m->connect.addr;
-	r->far_port = m->connect.port;
-
-	for (size_t i = 0; i < m->connect.tcp_opts.len;) {
-		const uint8_t *o = m->connect.tcp_opts.p + i;
-
-		if (o[0] == 1) {
-			i++;
-			continue;
-		}
-		if (!tcp_opt_supported(o[0])) {
-			refuse(cw, r, CONVERT_E_UNSUPPORTED_TCP_OPTION, o, 1,
-			       "unsupported TCP option in Connect");
-			return;
-		}
-		if (o[0] == 2 && o[1] == 4)
-			mss = (o[2] << 8) | o[3];
-		i += o[1];
-	}
-
+	s->dst_len = addr_from_in6(&d->dst, d->port, &s->dst);
+	r->far = d->dst;
+	r->far_port = d->port;
 	pthread_rwlock_rdlock(&cw->c->live_lock);
-	denied = policy_check_dest(&cfg->policy, &m->connect.addr, m->connect.port, &reason) < 0;
 	keepalive_s = cfg->keepalive_s;
 	connect_ms = cfg->connect_timeout_ms;
 	pthread_rwlock_unlock(&cw->c->live_lock);
-	if (denied) {
-		/* reason is a static string: safe after the unlock */
-		refuse(cw, r, CONVERT_E_NOT_AUTHORIZED, NULL, 0, reason);
-		return;
-	}
 
 	fd = socket(s->dst.ss_family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
 	if (fd < 0) {
@@ -252,86 +217,54 @@ static void start_connect(struct conc_worker *cw, struct relay *r,
 	r->phase = PH_CONNECT;
 }
 
-static const char *cookie_reason_text(enum cookie_reason why)
+/* decide() on what the client has sent, under the policy lock. Returns
+ * whether keys are configured (cookies are counted then). */
+static bool decide_now(struct conc_worker *cw, struct relay *r, bool eof, struct decision *d)
 {
-	switch (why) {
-	case COOKIE_MALFORMED: return "malformed cookie";
-	case COOKIE_UNKNOWN_KEY: return "cookie names an unknown key";
-	case COOKIE_SCOPE: return "cookie key not for this client address";
-	case COOKIE_NAT: return "NAT cookie for a key without nat";
-	case COOKIE_STALE: return "stale cookie (clock or replay window)";
-	case COOKIE_BAD_MAC: return "cookie authenticator does not match";
-	case COOKIE_REPLAYED: return "replayed cookie";
-	default: return "cookie refused";
-	}
-}
-
-/* With gateway keys configured, the request's Cookie must be a valid,
- * fresh, unused authenticator for this client and this destination.
- * Returns true when the request may go on; otherwise it has been refused
- * (Error 3 for no cookie, 32 for a bad one). */
-static bool cookie_ok(struct conc_worker *cw, struct relay *r, const struct convert_msg *m)
-{
-	const struct policy *pol = &cw->c->cfg.policy;
-	struct cookie_dest dst, *dp = NULL;
-	struct cookie_fields f;
-	enum cookie_reason why;
-	uint32_t now = (uint32_t)time(NULL);
+	struct session *s = S(r);
 	bool keyed;
 
 	pthread_rwlock_rdlock(&cw->c->live_lock);
-	keyed = pol->keys.n > 0;
-	if (!keyed) {
-		pthread_rwlock_unlock(&cw->c->live_lock);
-		return true;
-	}
-	if (!(m->present & CONVERT_HAS_COOKIE)) {
-		why = COOKIE_MISSING;
-	} else {
-		if (m->present & CONVERT_HAS_CONNECT) {
-			dst = (struct cookie_dest){ .port = m->connect.port, .addr = m->connect.addr,
-						    .opts = m->connect.tcp_opts.p,
-						    .opts_len = m->connect.tcp_opts.len };
-			dp = &dst;
-		}
-		why = cookie_check(&pol->keys, m->cookie.p, m->cookie.len, &r->peer, dp, now, &f);
-	}
+	decide(&cw->c->cfg.policy, &r->peer, s->buf, s->len, eof, (uint32_t)time(NULL), d);
+	keyed = cw->c->cfg.policy.keys.n > 0;
 	pthread_rwlock_unlock(&cw->c->live_lock);
-	if (why == COOKIE_OK) {
-		int rc = replay_check(&cw->c->replay, f.kid, f.nonce, f.time, now);
-
-		if (rc == -EALREADY)
-			why = COOKIE_REPLAYED;
-		else if (rc < 0)
-			why = COOKIE_STALE;
-	}
-	cw->n.cookie[why]++;
-	if (why == COOKIE_OK)
-		return true;
-	if (why == COOKIE_MISSING)
-		refuse(cw, r, CONVERT_E_MISSING_COOKIE, NULL, 0, "no Cookie TLV: this concentrator "
-		       "requires a gateway key");
-	else
-		refuse(cw, r, CONVERT_E_NOT_AUTHORIZED, NULL, 0, cookie_reason_text(why));
-	return false;
+	return keyed;
 }
 
-/* A complete, valid message of s->msg_len bytes is in buf. */
-static void on_request(struct conc_worker *cw, struct relay *r,
-		       const struct convert_msg *m)
+/* A complete request and its decision: act on it. A valid cookie is good
+ * once: its nonce is checked against the replay cache here, at the last
+ * moment, so a request held for verification does not use it up. */
+static void act(struct conc_worker *cw, struct relay *r, struct decision *d, bool keyed)
 {
 	struct session *s = S(r);
 
-	if (!cookie_ok(cw, r, m))
-		return;
+	if (d->keyed) {
+		int rc = replay_check(&cw->c->replay, d->fields.kid, d->fields.nonce,
+				      d->fields.time, (uint32_t)time(NULL));
 
-	if (!(m->present & CONVERT_HAS_CONNECT)) {
+		if (rc < 0) {
+			d->cookie = rc == -EALREADY ? COOKIE_REPLAYED : COOKIE_STALE;
+			d->kind = DECIDE_REFUSE;
+			d->code = CONVERT_E_NOT_AUTHORIZED;
+			d->value_len = 0;
+			d->reason = decide_cookie_text(d->cookie);
+		}
+	}
+	if (keyed && (d->keyed || d->cookie != COOKIE_OK))
+		cw->n.cookie[d->cookie]++;
+	switch (d->kind) {
+	case DECIDE_MORE:
+		break;
+	case DECIDE_REFUSE:
+		refuse(cw, r, d->code, d->value, d->value_len, d->reason);
+		return;
+	case DECIDE_INFO: {
 		/* Info alone: say what we support, then close. */
 		struct convert_writer wr;
 		int n;
 
 		convert_writer_init(&wr, s->out, sizeof(s->out));
-		convert_put_supported_ext(&wr, supported_kinds, sizeof(supported_kinds));
+		convert_put_supported_ext(&wr, decide_supported_kinds, sizeof(decide_supported_kinds));
 		n = convert_writer_finish(&wr);
 		if (n < 0) {
 			relay_close(&cw->rw, r, RELAY_END_REFUSED, true);
@@ -344,7 +277,11 @@ static void on_request(struct conc_worker *cw, struct relay *r,
 		hs_send(&cw->rw, r, r->fd[0], s->out);
 		return;
 	}
-	start_connect(cw, r, m);
+	case DECIDE_CONNECT:
+		start_connect(cw, r, d);
+		return;
+	}
+	relay_close(&cw->rw, r, RELAY_END_HANDSHAKE, true);
 }
 
 /* Re-check a PH_VERIFY client after verify_ts (2 ms, doubling to 128 ms:
@@ -363,9 +300,8 @@ static void verify_wait(struct relay_worker *w, struct relay *r)
 static void on_verify_wait(struct conc_worker *cw, struct relay *r)
 {
 	struct session *s = S(r);
-	struct convert_decode_opts o = { .role = CONVERT_FROM_CLIENT };
-	struct convert_msg m;
-	struct convert_diag d;
+	struct decision d;
+	bool keyed;
 
 	if (!sock_handshake_complete(r->fd[0])) {
 		if (s->verify_ts.tv_nsec < 128000000)
@@ -373,14 +309,10 @@ static void on_verify_wait(struct conc_worker *cw, struct relay *r)
 		verify_wait(&cw->rw, r);
 		return;
 	}
-	/* The message was whole and valid when it came; decode it again for
-	 * the pointers into buf. */
-	if (convert_decode(s->buf, s->msg_len, &o, &m, &d) != (int)s->msg_len) {
-		relay_close(&cw->rw, r, RELAY_END_HANDSHAKE, true);
-		return;
-	}
+	/* The client is real: decide now (the policy may have changed). */
 	r->phase = PH_READ;
-	on_request(cw, r, &m);
+	keyed = decide_now(cw, r, false, &d);
+	act(cw, r, &d, keyed);
 }
 
 static void on_hs_recv(struct conc_worker *cw, struct relay *r,
@@ -388,46 +320,37 @@ static void on_hs_recv(struct conc_worker *cw, struct relay *r,
 {
 	struct relay_worker *w = &cw->rw;
 	struct session *s = S(r);
-	struct convert_decode_opts o = { .role = CONVERT_FROM_CLIENT };
-	struct convert_msg m;
-	struct convert_diag d;
-	int n;
+	struct decision d;
+	bool keyed;
 
 	if (cqe->res < 0) {
 		relay_close(w, r, RELAY_END_HANDSHAKE, true);
 		return;
 	}
-	if (cqe->res == 0)
-		o.flags = CONVERT_F_EOF;
 	s->len += (uint32_t)cqe->res;
-
-	n = convert_decode(s->buf, s->len, &o, &m, &d);
-	if (n > 0) {
-		s->msg_len = (uint32_t)n;
-		if (!sock_handshake_complete(r->fd[0]) && sock_tfo_cookieless() != 0) {
-			/* Taken from a SYN that the kernel accepted without a
-			 * TFO cookie (0x200; the sysctl is read now, as it may
-			 * have changed): the source may be forged. Nothing on
-			 * its behalf until it answers our SYN-ACK (the
-			 * handshake timeout bounds the wait). With cookies
-			 * required, the cookie proved the source and 0-RTT
-			 * stays 0-RTT. */
-			cw->n.unverified_waits++;
-			r->phase = PH_VERIFY;
-			s->verify_ts.tv_sec = 0;
-			s->verify_ts.tv_nsec = 2000000;
-			verify_wait(w, r);
-			return;
-		}
-		on_request(cw, r, &m);
-		return;
-	}
-	if (n == 0) {
+	keyed = decide_now(cw, r, cqe->res == 0, &d);
+	if (d.kind == DECIDE_MORE) {
 		/* buf holds a whole maximum-size message, so room remains. */
 		hs_recv(w, r, OP_HS_RECV);
 		return;
 	}
-	refuse(cw, r, d.code, d.value, d.value_len, d.reason);
+	s->msg_len = d.msg_len;
+	if (!sock_handshake_complete(r->fd[0]) &&
+	    sock_tfo_cookieless() != 0) {
+		/* Taken from a SYN that the kernel accepted without a TFO
+		 * cookie (0x200; the sysctl is read now, as it may have
+		 * changed): the source may be forged. Nothing on its behalf
+		 * until it answers our SYN-ACK (the handshake timeout bounds
+		 * the wait). With cookies required, the cookie proved the
+		 * source and 0-RTT stays 0-RTT. */
+		cw->n.unverified_waits++;
+		r->phase = PH_VERIFY;
+		s->verify_ts.tv_sec = 0;
+		s->verify_ts.tv_nsec = 2000000;
+		verify_wait(w, r);
+		return;
+	}
+	act(cw, r, &d, keyed);
 }
 
 static uint8_t connect_error_code(int err)

@@ -663,6 +663,11 @@ static void render_metrics(void *ctx, struct mbuf *b)
 			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4");
 		metrics_u64(b, "gw_agent_path_endpoint", l, pm[i].endpoint);
 	}
+	metrics_head(b, "gw_agent_path_reconciles_total", "counter",
+		     "Times the paths' routes, rules and endpoints were brought in line with the "
+		     "links and addresses (after events, and every 2 s).");
+	metrics_u64(b, "gw_agent_path_reconciles_total", "",
+		    atomic_load_explicit(&a->paths.reconciles, memory_order_relaxed));
 	metrics_head(b, "gw_agent_path_probe_rtt_seconds", "gauge",
 		     "Round trip of the last successful probe to the concentrator (live paths).");
 	for (unsigned i = 0; i < npm; i++) {

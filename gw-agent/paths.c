@@ -291,6 +291,7 @@ int paths_reconcile(struct paths *ps)
 {
 	bool primary_up = false;
 
+	atomic_fetch_add_explicit(&ps->reconciles, 1, memory_order_relaxed);
 	for (unsigned i = 0; i < ps->n; i++) {
 		struct path *p = &ps->p[i];
 		struct rt_link l = { 0 };
@@ -645,5 +646,8 @@ int paths_event_fd(const struct paths *ps)
 
 int paths_events_drain(struct paths *ps)
 {
-	return ps->ev_open ? rt_events_drain(&ps->ev) : 0;
+	/* Our own changes (a path's routes refreshed every 2 s, rules,
+	 * addresses of nothing) come back as events too: they are not news,
+	 * and taking them as news made every reconcile schedule the next. */
+	return ps->ev_open ? rt_events_drain(&ps->ev, ps->rt.nl.portid) : 0;
 }

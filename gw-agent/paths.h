@@ -6,6 +6,7 @@
 #include "cookie.h"
 #include <net/if.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <poll.h>
 #include <pthread.h>
@@ -75,6 +76,7 @@ struct paths {
 	struct sockaddr_storage probe_to;
 	socklen_t probe_to_len;
 	const struct cookie_key *key;  /* probes carry a Cookie when set */
+	atomic_uint_fast64_t reconciles;  /* paths_reconcile() runs (metrics) */
 	unsigned probe_interval_ms, probe_timeout_ms;
 	/* Where new flows should start: a live on/master path's address. */
 	pthread_mutex_t src_lock;

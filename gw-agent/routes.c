@@ -289,18 +289,24 @@ int rt_events_open(struct rt *ev)
 	return 0;
 }
 
-int rt_events_drain(struct rt *ev)
+int rt_events_drain(struct rt *ev, uint32_t own_portid)
 {
 	char buf[RT_BUF];
 	int n = 0;
 
 	for (;;) {
 		ssize_t r = recv(mnl_socket_get_fd(ev->nl.sock), buf, sizeof(buf), MSG_DONTWAIT);
+		const struct nlmsghdr *nlh = (const struct nlmsghdr *)buf;
+		int len = (int)r;
 
 		if (r < 0)
 			return errno == EAGAIN ? n : (errno == ENOBUFS ? n + 1 : -errno);
 		if (r == 0)
 			return n;
-		n++;
+		/* A notification carries the port id of the socket whose
+		 * request caused it (0 for the kernel's own changes). */
+		for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len))
+			if (nlh->nlmsg_pid != own_portid || !own_portid)
+				n++;
 	}
 }

@@ -44,8 +44,10 @@ int rt_gateway_get(struct rt *rt, int ifindex, int family, struct in6_addr *ret)
 /* A socket joined to link, address and route notifications; its fd can be
  * polled and rt_events_drain() reads what is pending. */
 int rt_events_open(struct rt *ev);
-/* Returns how many messages were read (0 when none). */
-int rt_events_drain(struct rt *ev);
+/* Reads what is pending; returns how many messages came from others than
+ * the socket whose port id is own_portid (our own requests' echoes), 0
+ * when none; 1 more when the kernel dropped some (ENOBUFS). */
+int rt_events_drain(struct rt *ev, uint32_t own_portid);
 int rt_fd(const struct rt *rt);
 
 #endif

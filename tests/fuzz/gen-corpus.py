@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus for fuzz-convert: valid requests and replies of
+"""Writes the seed corpora for fuzz-convert and fuzz-handshake. For
+fuzz-convert: valid requests and replies of
 every TLV, and a few broken ones. The first byte of each file is the harness's
 control byte (bit 0: decode as a reply; bit 1: EOF; bit 2: size limit).
 Run from anywhere; rewrites tests/fuzz/corpus/convert/."""
@@ -46,3 +47,47 @@ for name, (ctl, data) in seeds.items():
     with open(os.path.join(out, name), "wb") as f:
         f.write(bytes([ctl]) + data)
 print(f"wrote {len(seeds)} seeds to {out}")
+
+# fuzz-handshake: control byte bit 0 keys required, bit 1 EOF, bits 2-3 the
+# client's address (0: 198.51.100.2). Key 7 (any) and key 9 (any, nat) have
+# the secret 01 02 .. 20; the harness's clock is 1700000000.
+import hashlib, hmac
+hs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "handshake")
+os.makedirs(hs, exist_ok=True)
+secret = bytes(range(1, 33))
+peer0 = bytes(10) + b"\xff\xff" + bytes([198, 51, 100, 2])
+NOW = 1700000000
+
+def cookie(kid, addr, port, opts=b"", nat=False, t=NOW, nonce=1):
+    hdr = bytes([1, 1 if nat else 0]) + struct.pack("!IIQ", kid, t, nonce)
+    dst = bytes(18) if addr is None else struct.pack("!H", port) + addr + opts
+    mac = hmac.new(secret, b"mptcp-ha cookie 1" + hdr + (bytes(16) if nat else peer0) + dst,
+                   hashlib.sha256).digest()
+    return tlv(22, b"\0\0" + hdr + mac)
+
+KEYS = 1
+v4priv = bytes(10) + b"\xff\xff" + bytes([10, 0, 0, 1])
+v4op = bytes(10) + b"\xff\xff" + bytes([10, 20, 1, 1])
+mss = bytes([2, 4, 5, 0xb4])
+hseeds = {
+    "connect": (0, msg(connect(v4, 80))),
+    "connect-payload": (0, msg(connect(v4, 80), trailer=b"GET / HTTP/1.0\r\n\r\n")),
+    "connect-mss": (0, msg(connect(v4, 80, mss))),
+    "connect-bad-option": (0, msg(connect(v4, 80, bytes([30, 4, 0, 0])))),
+    "connect-denied": (0, msg(connect(v4priv, 80))),
+    "connect-operator-allowed": (0, msg(connect(v4op, 22))),
+    "connect-v6": (4, msg(connect(v6, 443))),
+    "info": (0, msg(tlv(1, b"\0\0"))),
+    "eof-partial": (2, msg(connect(v4, 80))[:9]),
+    "keyed-missing": (KEYS, msg(connect(v4, 80))),
+    "keyed-good": (KEYS, msg(connect(v4, 80), cookie(7, v4, 80))),
+    "keyed-good-mss": (KEYS, msg(connect(v4, 80, mss), cookie(7, v4, 80, mss))),
+    "keyed-nat": (KEYS, msg(connect(v4, 80), cookie(9, v4, 80, nat=True))),
+    "keyed-info": (KEYS, msg(tlv(1, b"\0\0"), cookie(7, None, 0))),
+    "keyed-stale": (KEYS, msg(connect(v4, 80), cookie(7, v4, 80, t=NOW - 1000))),
+    "keyed-wrong-dst": (KEYS, msg(connect(v4, 81), cookie(7, v4, 80))),
+}
+for name, (ctl, data) in hseeds.items():
+    with open(os.path.join(hs, name), "wb") as f:
+        f.write(bytes([ctl]) + data)
+print(f"wrote {len(hseeds)} seeds to {hs}")

@@ -40,7 +40,7 @@ check "gw-agent status without an agent: exit 1 and says where it looked" no_age
 
 ip netns exec "$(ns gw)" "$AGENT" --concentrator '[2001:db8:ff::1]:5124' --lan gw-lan \
 	--workers 1 --path gw-p1 --path gw-p2,mode=handover --control "$CTL" \
-	> "$WORKDIR/agent.log" 2>&1 &
+	--metrics-listen 127.0.0.1:9125 > "$WORKDIR/agent.log" 2>&1 &
 AGENT_PID=$!
 for i in $(seq 1 100); do grep -q "intercepting TCP" "$WORKDIR/agent.log" && break; sleep 0.05; done
 sleep 2  # two probe rounds
@@ -136,6 +136,18 @@ flow_done() {
 check "the IPv6 flow spanning both changes completed, 24 MiB each way, hashes equal" flow_done
 
 no_errors() { ! grep -E " (error|critical):" "$WORKDIR/agent.log"; }
+# Idle, with IPv4 and IPv6 on both paths: reconciles come from the 2 s
+# period (and real events), not from the echoes of the agent's own route
+# refreshes (which made about 20 a second).
+reconciles() { ip netns exec "$(ns gw)" curl -s http://127.0.0.1:9125/metrics |
+	awk '$1 == "gw_agent_path_reconciles_total" { print $2 }'; }
+idle_reconciles() {
+	local a b
+	a=$(reconciles); sleep 3; b=$(reconciles)
+	echo "{\"reconciles_in_3s_idle\": $((b - a))}"
+	[ $((b - a)) -le 4 ]
+}
+check "idle dual-stack paths: at most 4 reconciles in 3 s (the 2 s period), not a loop" idle_reconciles
 check "the agent logged no errors (IPv6 routes refresh cleanly every 2 s)" no_errors
 
 stop_agent() {

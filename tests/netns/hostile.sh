@@ -44,7 +44,8 @@ nstat_conc() { ip netns exec "$(ns conc)" nstat -az "$1" | awk -v k="$1" '$1 == 
 ip netns exec "$(ns srv)" "$PY" ./nettool.py serve --bind 203.0.113.2 --base 9000 \
 	> "$WORKDIR/servers.log" 2>&1 &
 start_concentrator conc main --allow-client 198.51.100.0/24 --handshake-timeout 2 \
-	--connect-timeout 1 --workers 2 --metrics-listen 198.51.100.1:9190
+	--connect-timeout 1 --workers 2 --metrics-listen 198.51.100.1:9190 \
+	--own-address 198.18.5.5 --nat64-prefix 2001:db8:64::/96
 MAIN_PID=$CONC_PID
 wait_listen srv 9000 || exit 1
 wait_listen conc 5124 || exit 1
@@ -95,6 +96,26 @@ add_addr() {
 	[ "$after" -eq "$before" ]
 }
 check "a client's ADD_ADDR for a denied address: no MP_JOIN SYN from the concentrator" add_addr
+
+# 3a. The concentrator's own addresses, as they are now: one added after
+# start (a VIP moving in), one the operator names (a 1:1 NAT's public
+# address), and IPv4 reached through the operator's NAT64 prefix.
+own_addresses() {
+	local i rc=0
+	ip -n "$(ns conc)" addr add 203.0.113.50/32 dev lo
+	for i in $(seq 1 40); do  # the refresh follows the event within ~50 ms
+		[ "$(ip netns exec "$(ns cli)" curl -s http://198.51.100.1:9190/metrics |
+			awk '$1 == "mptcp_concentrator_own_address_refreshes_total" {print $2}')" -ge 1 ] && break
+		sleep 0.05
+	done
+	$C error --conc $CONC --dst 203.0.113.50:9190 --code 32 || rc=1
+	$C error --conc $CONC --dst 198.18.5.5:80 --code 32 || rc=1
+	$C error --conc $CONC --dst "[2001:db8:64::7f00:1]:80" --code 32 || rc=1
+	$C error --conc $CONC --dst "[2001:db8:64::cb00:7102]:9000" --code 97 || rc=1  # allowed: no route
+	ip -n "$(ns conc)" addr del 203.0.113.50/32 dev lo
+	return $rc
+}
+check "own addresses: one added after start, the operator's, IPv4 behind its NAT64 prefix: Error 32" own_addresses
 
 # 3. The metrics server answers one scrape at a time: a client trickling
 # its request (a byte every 0.5 s; each read alone is within a per-read

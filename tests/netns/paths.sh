@@ -102,8 +102,16 @@ endpoints_check() {
 	ip -n "$(ns gw)" route show table 19794 | grep -q "default via 198.51.100.65 dev gw-p2"
 }
 check "one subflow endpoint, table and rules per path (ip mptcp endpoint / ip rule agree)" endpoints_check
-check "aggregation upload: the flow gets >= 90% of the sum of the paths, both carry it" aggregate up 0.90
-check "aggregation download: >= 90% of the sum, both paths carry it" aggregate down 0.90
+# The throughput ratios are the same code in both builds, and the ASan build
+# measures them slower, not differently: they run in the plain build only
+# (what both builds must show, aggregation working at all, is in the
+# failover and backup checks below).
+if [ "${BUILD_KIND:-plain}" = asan ]; then
+	log "aggregation ratios: measured in the plain build only (not repeated under ASan)"
+else
+	check "aggregation upload: the flow gets >= 90% of the sum of the paths, both carry it" aggregate up 0.90
+	check "aggregation download: >= 90% of the sum, both paths carry it" aggregate down 0.90
+fi
 
 # Failover: a 20 s upload; path 1 down at 6 s, back at 12 s.
 failover() {
