@@ -1,5 +1,7 @@
 #include "nl.h"
 
+#include <linux/genetlink.h>
+
 #include <errno.h>
 #include <string.h>
 #include <time.h>
@@ -47,4 +49,62 @@ int nl_talk(struct nl *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *data)
 		if (r <= 0)
 			return r < 0 ? -errno : 0;
 	}
+}
+
+struct nlmsghdr *nl_genl_put(char *buf, uint16_t type, uint8_t cmd, uint16_t flags,
+			     uint32_t seq, uint8_t version)
+{
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct genlmsghdr *g;
+
+	nlh->nlmsg_type = type;
+	nlh->nlmsg_flags = NLM_F_REQUEST | flags;
+	nlh->nlmsg_seq = seq;
+	g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
+	g->cmd = cmd;
+	g->version = version;
+	return nlh;
+}
+
+static int family_attr_cb(const struct nlattr *attr, void *data)
+{
+	const struct nlattr **tb = data;
+	int type = mnl_attr_get_type(attr);
+
+	if (mnl_attr_type_valid(attr, CTRL_ATTR_MAX) < 0)
+		return MNL_CB_OK;  /* newer kernel: skip what we do not know */
+	if (type == CTRL_ATTR_FAMILY_ID && mnl_attr_validate(attr, MNL_TYPE_U16) < 0)
+		return MNL_CB_ERROR;
+	tb[type] = attr;
+	return MNL_CB_OK;
+}
+
+static int family_cb(const struct nlmsghdr *nlh, void *data)
+{
+	const struct nlattr *tb[CTRL_ATTR_MAX + 1] = { 0 };
+	uint16_t *id = data;
+
+	if (mnl_attr_parse(nlh, sizeof(struct genlmsghdr), family_attr_cb, tb) != MNL_CB_OK)
+		return MNL_CB_ERROR;
+	if (tb[CTRL_ATTR_FAMILY_ID])
+		*id = mnl_attr_get_u16(tb[CTRL_ATTR_FAMILY_ID]);
+	return MNL_CB_OK;
+}
+
+int nl_genl_family(struct nl *nl, const char *name, uint16_t *ret_id)
+{
+	char buf[256];
+	struct nlmsghdr *nlh = nl_genl_put(buf, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, NLM_F_ACK,
+					   nl_next_seq(nl), 1);
+	uint16_t id = 0;
+	int r;
+
+	mnl_attr_put_strz(nlh, CTRL_ATTR_FAMILY_NAME, name);
+	r = nl_talk(nl, nlh, family_cb, &id);
+	if (r < 0)
+		return r;
+	if (!id)
+		return -ENOENT;
+	*ret_id = id;
+	return 0;
 }

@@ -20,6 +20,13 @@ void nl_close(struct nl *nl);
  * an NLMSG_ERROR answer comes back as its -errno. */
 int nl_talk(struct nl *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *data);
 
+/* A generic-netlink request header in buf (nl_talk sends it). */
+struct nlmsghdr *nl_genl_put(char *buf, uint16_t type, uint8_t cmd, uint16_t flags,
+			     uint32_t seq, uint8_t version);
+/* The id of generic-netlink family name: 0, -ENOENT (not in this
+ * kernel) or -errno. */
+int nl_genl_family(struct nl *nl, const char *name, uint16_t *ret_id);
+
 static inline uint32_t nl_next_seq(struct nl *nl)
 {
 	return ++nl->seq;

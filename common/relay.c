@@ -253,6 +253,36 @@ static void bufs_release_cold(struct relay_worker *w)
 		madvise(ring_bufs_ptr(&w->bufs, w->spare[i]), w->bufs.size, MADV_DONTNEED);
 }
 
+/* The load is over (the target is back at its minimum): give back the
+ * memory of every buffer sitting free in the ring as well. Those are all
+ * buffers not held by a send (or the spare stack), since a receive picks
+ * its buffer and copies into it in one go. That go runs in this thread
+ * only when the ring defers its task work to us (DEFER_TASKRUN): then no
+ * copy can be under way while we zap pages, and a later receive simply
+ * faults fresh ones in. Without it, the ring's buffers stay resident. */
+static void bufs_release_ring(struct relay_worker *w)
+{
+	uint8_t *held;
+
+	if (!(w->ring_flags & IORING_SETUP_DEFER_TASKRUN) || w->ring_released ||
+	    w->bufs.size % (unsigned)sysconf(_SC_PAGESIZE))
+		return;
+	held = calloc(w->bufs.count, 1);
+	if (!held)
+		return;
+	for (struct relay *r = NULL; (r = relay_next(w, r));)
+		for (int d = 0; d < 2; d++)
+			if (r->half[d].state == HALF_SEND && !r->half[d].parked)
+				held[r->half[d].bid] = 1;
+	for (unsigned i = 0; i < w->nspare; i++)
+		held[w->spare[i]] = 1;
+	for (unsigned b = 0; b < w->bufs.added; b++)
+		if (!held[b])
+			madvise(ring_bufs_ptr(&w->bufs, (uint16_t)b), w->bufs.size, MADV_DONTNEED);
+	free(held);
+	w->ring_released = true;
+}
+
 /* Receives found the ring empty: demand is up. Double the target, refill
  * from the spare stack (most recently used first: warm), then with buffers
  * never used yet. Returns how many went in. */
@@ -261,6 +291,7 @@ static unsigned bufs_refill(struct relay_worker *w)
 	unsigned n = 0;
 
 	w->last_nobufs_ms = w->now_ms;
+	w->ring_released = false;
 	if (w->ring_target < w->bufs.count)
 		w->ring_target = w->ring_target * 2 < w->bufs.count ? w->ring_target * 2 : w->bufs.count;
 	while (w->nspare && w->bufs.avail < w->ring_target) {
@@ -639,6 +670,8 @@ int relay_worker_run(struct relay_worker *w, const struct relay_loop_ops *ops,
 			w->ring_target /= 2;
 			w->last_shrink_ms = w->now_ms;
 			bufs_release_cold(w);
+			if (w->ring_target == RING_BUFS_START)
+				bufs_release_ring(w);
 		}
 		/* Handshakes hold a few KiB of heap each, freed when relaying
 		 * starts; after a burst of new flows glibc keeps those pages.

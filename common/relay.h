@@ -147,6 +147,7 @@ struct relay_worker {
 	uint16_t *spare;
 	unsigned nspare;
 	unsigned ring_target;
+	bool ring_released;          /* free ring buffers' pages given back */
 	uint64_t last_nobufs_ms, last_shrink_ms;
 	unsigned ring_flags;
 	const struct relay_ops *ops;

@@ -45,19 +45,7 @@ int sock_nodelay(int fd)
 
 int sock_write_all(int fd, const void *buf, size_t len)
 {
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EPIPE;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return sock_write_all_until(fd, buf, len, UINT64_MAX);
 }
 
 static uint64_t mono_ms(void)
@@ -78,7 +66,8 @@ static int wait_until(int fd, short events, uint64_t deadline_ms)
 
 		if (now >= deadline_ms)
 			return -ETIMEDOUT;
-		n = poll(&pf, 1, (int)(deadline_ms - now));
+		n = poll(&pf, 1, deadline_ms == UINT64_MAX ? -1 :
+			 deadline_ms - now > INT32_MAX ? INT32_MAX : (int)(deadline_ms - now));
 		if (n > 0)
 			return 0;
 		if (n < 0 && errno != EINTR)

@@ -13,12 +13,12 @@
  * is how a flow whose gateway lost power gets freed. idle_s 0: off. */
 int sock_keepalive(int fd, unsigned idle_s);
 int sock_nodelay(int fd);
-/* All of buf to a blocking fd (EINTR retried); -errno, or -EPIPE when the
- * peer stops taking bytes. */
+/* All of buf to a socket (EINTR retried); -errno, or -EPIPE when the peer
+ * stops taking bytes. */
 int sock_write_all(int fd, const void *buf, size_t len);
 /* The same with an overall deadline (CLOCK_MONOTONIC milliseconds, as
- * log_now_ms()): a peer that takes a byte now and then cannot hold the
- * writer past it. -ETIMEDOUT then. */
+ * log_now_ms(); UINT64_MAX: none): a peer that takes a byte now and then
+ * cannot hold the writer past it. -ETIMEDOUT then. */
 int sock_write_all_until(int fd, const void *buf, size_t len, uint64_t deadline_ms);
 /* One read of up to len bytes, given up at deadline_ms: bytes read, 0 at
  * EOF, -ETIMEDOUT or -errno. A peer that sends a byte at a time does not

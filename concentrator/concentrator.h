@@ -44,6 +44,9 @@ struct conc_config {
 	struct sockaddr_storage metrics;  /* --metrics-listen; metrics_len 0 = off */
 	socklen_t metrics_len;
 	char config_path[256];        /* the file read, "" = none */
+	char tfo_key_path[256];       /* "" = the kernel's key */
+	uint8_t tfo_key[32];          /* primary, then backup */
+	unsigned tfo_key_len;         /* 0, 16 or 32 */
 	/* Changed by a reload (main thread, under conc.live_lock): policy,
 	 * handshake/connect/idle timeouts, keepalive, max_per_client. */
 	struct policy policy;
@@ -65,6 +68,7 @@ struct conc_counters {
 	uint64_t tfo_key_waits;       /* 2 ms waits for a TFO client's third ACK */
 	uint64_t unverified_waits;    /* requests from cookieless TFO SYNs held */
 	uint64_t unverified_dropped;  /* ... whose sender never completed */
+	uint64_t fell_back;           /* MPTCP flows that fell back to TCP */
 	struct metrics_hist connect_latency;  /* seconds, conc_connect_bounds */
 	struct metrics_hist subflows;         /* per MPTCP flow at its end */
 };
@@ -118,6 +122,11 @@ struct conc {
 struct mnl_socket;
 int ownaddr_start(struct conc *c);
 void ownaddr_stop(struct conc *c);
+
+/* tfokey.c: the listeners' TCP Fast Open key. Load creates a missing file
+ * with a random key; errors are printed naming the file. */
+int tfokey_load(const char *path, uint8_t ret[32], unsigned *ret_len);
+int tfokey_apply(int fd, const uint8_t *key, unsigned len);
 
 /* worker.c */
 void *worker_main(void *arg);

@@ -41,6 +41,9 @@ static void usage(FILE *f)
 "                              public address); repeatable\n"
 "  --nat64-prefix PFX/96       a NAT64 prefix besides 64:ff9b::/96: the IPv4 address\n"
 "                              it embeds must pass the IPv4 rules; repeatable\n"
+"  --tfo-key-file FILE         the listeners' TCP Fast Open key (created if missing),\n"
+"                              kept across restarts and shared by the boxes of a\n"
+"                              service (default: in the systemd state directory)\n"
 "  --keys FILE                 per-gateway keys: every client must put a valid\n"
 "                              authenticator in its Cookie TLV (default: the\n"
 "                              systemd credential \"keys\", if there is one)\n"
@@ -77,7 +80,7 @@ enum {
 	O_WORKERS, O_MAX_FLOWS, O_MAX_PER_CLIENT, O_HS_TIMEOUT, O_CONNECT_TIMEOUT,
 	O_IDLE_TIMEOUT, O_DRAIN_TIMEOUT, O_KEEPALIVE, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL,
 	O_METRICS, O_CONFIG, O_CHECK_CONFIG, O_NO_ALLOW_ANY,
-	O_MAX_HS, O_MAX_HS_PER_CLIENT, O_CLIENT_PREFIX6, O_KEYS, O_OWN, O_NAT64,
+	O_MAX_HS, O_MAX_HS_PER_CLIENT, O_CLIENT_PREFIX6, O_KEYS, O_OWN, O_NAT64, O_TFO_KEY,
 	O_VERSION, O_HELP,
 };
 
@@ -96,6 +99,7 @@ static const struct option long_opts[] = {
 	{ "keys", required_argument, NULL, O_KEYS },
 	{ "own-address", required_argument, NULL, O_OWN },
 	{ "nat64-prefix", required_argument, NULL, O_NAT64 },
+	{ "tfo-key-file", required_argument, NULL, O_TFO_KEY },
 	{ "handshake-timeout", required_argument, NULL, O_HS_TIMEOUT },
 	{ "connect-timeout", required_argument, NULL, O_CONNECT_TIMEOUT },
 	{ "idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT },
@@ -230,6 +234,11 @@ static int apply_opt(void *ctx, int c, const char *arg)
 			return opt_error(name, arg, "is one NAT64 prefix too many (8 at most)");
 		return r;
 	}
+	case O_TFO_KEY:
+		if (strlen(arg) >= sizeof(cfg->tfo_key_path))
+			return opt_error(name, arg, "is too long a path");
+		strcpy(cfg->tfo_key_path, arg);
+		return 0;
 	case O_KEYS:
 		if (strlen(arg) >= sizeof(cfg->policy.keys_path))
 			return opt_error(name, arg, "is too long a path");
@@ -304,6 +313,7 @@ static const struct config_key config_keys[] = {
 	{ "policy.ipv6_client_prefix", O_CLIENT_PREFIX6, CONFIG_NUMBER, 0, NULL },
 	{ "policy.keys_file", O_KEYS, CONFIG_STRING, 0, NULL },
 	{ "policy.own_addresses", O_OWN, CONFIG_LIST, 0, NULL },
+	{ "tfo_key_file", O_TFO_KEY, CONFIG_STRING, 0, NULL },
 	{ "policy.nat64_prefixes", O_NAT64, CONFIG_LIST, 0, NULL },
 	{ "timeouts.handshake", O_HS_TIMEOUT, CONFIG_NUMBER, 0, NULL },
 	{ "timeouts.connect", O_CONNECT_TIMEOUT, CONFIG_NUMBER, 0, NULL },
@@ -388,6 +398,18 @@ static int load_settings(int argc, char **argv, struct conc_config *cfg)
 	r = load_keys(&cfg->policy);
 	if (r < 0)
 		return r;
+	if (!cfg->tfo_key_path[0] && getenv("STATE_DIRECTORY")) {
+		/* systemd's StateDirectory=: kept across restarts. */
+		const char *d = getenv("STATE_DIRECTORY");
+
+		if (strlen(d) + sizeof("/tfo-key") <= sizeof(cfg->tfo_key_path))
+			snprintf(cfg->tfo_key_path, sizeof(cfg->tfo_key_path), "%s/tfo-key", d);
+	}
+	if (cfg->tfo_key_path[0]) {
+		r = tfokey_load(cfg->tfo_key_path, cfg->tfo_key, &cfg->tfo_key_len);
+		if (r < 0)
+			return r;
+	}
 	if (cfg->nlisten == 0) {
 		r = addr_parse_hostport("[::]", CONVERT_DEFAULT_PORT, &cfg->listen[0],
 					&cfg->listen_len[0]);
@@ -410,6 +432,33 @@ static bool same_listen(const struct conc_config *a, const struct conc_config *b
 		    memcmp(&a->listen[i], &b->listen[i], a->listen_len[i]))
 			return false;
 	return true;
+}
+
+/* A new TCP Fast Open key at reload: set on every listener at once. When
+ * the file names only a new primary, the previous primary becomes the
+ * backup, so the cookies gateways hold stay good through the rotation. */
+static void rotate_tfo_key(struct conc *c, struct conc_config *n)
+{
+	struct conc_config *cur = &c->cfg;
+	unsigned bad = 0;
+
+	if (n->tfo_key_len == 16 && cur->tfo_key_len) {
+		memcpy(n->tfo_key + 16, cur->tfo_key, 16);
+		n->tfo_key_len = 32;
+	}
+	if (!memcmp(n->tfo_key, cur->tfo_key, 16) && cur->tfo_key_len)
+		return;  /* the same primary: nothing to rotate */
+	for (unsigned w = 0; w < cur->workers; w++)
+		for (unsigned i = 0; i < cur->nlisten; i++)
+			if (c->workers[w].lfd[i] >= 0 &&
+			    tfokey_apply(c->workers[w].lfd[i], n->tfo_key, n->tfo_key_len) < 0)
+				bad++;
+	memcpy(cur->tfo_key, n->tfo_key, sizeof(cur->tfo_key));
+	cur->tfo_key_len = n->tfo_key_len;
+	if (bad)
+		log_warn("reload: the new TCP Fast Open key could not be set on %u listeners", bad);
+	else
+		log_info("reload: new TCP Fast Open key on every listener (the previous one kept as backup)");
 }
 
 /* SIGHUP: read everything again. Policy, per-client limit, timeouts,
@@ -449,6 +498,10 @@ static void reload(struct conc *c, int argc, char **argv)
 		log_warn("reload: %s changed but take%s effect only after a restart",
 			 changed, strchr(changed, ',') ? "" : "s");
 
+	if (n.tfo_key_len && (n.tfo_key_len != cur->tfo_key_len ||
+			      memcmp(n.tfo_key, cur->tfo_key, n.tfo_key_len))) {
+		rotate_tfo_key(c, &n);
+	}
 	pthread_rwlock_wrlock(&c->live_lock);
 	policy_free(&cur->policy);
 	cur->policy = n.policy;
@@ -498,6 +551,7 @@ static void conc_totals(const struct conc *c, struct conc_counters *ret_n,
 		ret_n->tfo_key_waits += n->tfo_key_waits;
 		ret_n->unverified_waits += n->unverified_waits;
 		ret_n->unverified_dropped += n->unverified_dropped;
+		ret_n->fell_back += n->fell_back;
 		for (int k = 0; k < 256; k++)
 			ret_n->refused[k] += n->refused[k];
 		metrics_hist_add(&ret_n->connect_latency, &n->connect_latency, CONC_CONNECT_BUCKETS);
@@ -659,6 +713,10 @@ static void render_metrics(void *ctx, struct mbuf *b)
 	metrics_head(b, "mptcp_concentrator_tfo_reply_waits_total", "counter",
 		     "2 ms waits holding a reply until a TFO client's third ACK arrived.");
 	metrics_u64(b, "mptcp_concentrator_tfo_reply_waits_total", "", t.tfo_key_waits);
+	metrics_head(b, "mptcp_concentrator_flows_fallen_back_total", "counter",
+		     "MPTCP flows that had fallen back to plain TCP by their end (one path): "
+		     "typically a TFO cookie made with another key.");
+	metrics_u64(b, "mptcp_concentrator_flows_fallen_back_total", "", t.fell_back);
 	metrics_head(b, "mptcp_concentrator_unverified_syn_requests_total", "counter",
 		     "Requests taken from a SYN without a TFO cookie (net.ipv4.tcp_fastopen has "
 		     "0x200), held until the client completed its handshake, by result.");

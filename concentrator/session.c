@@ -632,6 +632,8 @@ static void count_subflows(struct conc_worker *cw, struct relay *r)
 	    (r->flags & FLAG_COUNTED) || r->fd[0] < 0)
 		return;
 	r->flags |= FLAG_COUNTED;
+	if (!sock_is_mptcp(r->fd[0]))
+		cw->n.fell_back++;  /* accepted as MPTCP, ended as TCP */
 	n = sock_mptcp_subflows(r->fd[0]);
 	if (n >= 0)
 		metrics_hist_observe(&cw->n.subflows, conc_subflow_bounds, CONC_SUBFLOW_BUCKETS, n);

@@ -18,8 +18,8 @@ static const struct relay_ops conc_relay_ops = {
 
 /* An MPTCP listener (falling back to TCP where MPTCP is disabled) bound to
  * addr. SO_REUSEPORT and IPV6_V6ONLY must be set before bind. */
-static int listener_open(const struct sockaddr_storage *addr, socklen_t len,
-			 bool *ret_mptcp)
+static int listener_open(const struct conc_config *cfg, const struct sockaddr_storage *addr,
+			 socklen_t len, bool *ret_mptcp)
 {
 	int fd, one = 1, zero = 0, qlen = 4096;
 
@@ -42,6 +42,8 @@ static int listener_open(const struct sockaddr_storage *addr, socklen_t len,
 	/* Accept data in the SYN (0-RTT Convert). Best effort: without it,
 	 * clients still work with one more round trip. */
 	setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN, &qlen, sizeof(qlen));
+	if (cfg->tfo_key_len && tfokey_apply(fd, cfg->tfo_key, cfg->tfo_key_len) < 0)
+		goto fail;
 	if (bind(fd, (const struct sockaddr *)addr, len) < 0)
 		goto fail;
 	if (listen(fd, 4096) < 0)
@@ -154,9 +156,11 @@ void *worker_main(void *arg)
 			r = fcntl(c->inherited[i], F_DUPFD_CLOEXEC, 0);
 			if (r < 0)
 				r = -errno;
+			else if (cfg->tfo_key_len)
+				tfokey_apply(r, cfg->tfo_key, cfg->tfo_key_len);
 			mptcp = true;  /* main() has warned if it is not */
 		} else {
-			r = listener_open(&cfg->listen[i], cfg->listen_len[i], &mptcp);
+			r = listener_open(cfg, &cfg->listen[i], cfg->listen_len[i], &mptcp);
 		}
 		if (r < 0) {
 			log_errno(r, "listen on %s: %m",

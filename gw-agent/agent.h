@@ -70,6 +70,7 @@ struct agent_counters {
 	uint64_t fallback_direct;
 	uint64_t failed;               /* reset: no concentrator and no fallback */
 	uint64_t host_limit_hits;      /* LAN connections reset: host at its cap */
+	uint64_t fell_back;            /* MPTCP connections fallen back to TCP */
 	uint64_t conc_errors[256];     /* Error codes from the concentrator */
 	uint64_t early_bytes;          /* LAN bytes sent in the SYN with Convert */
 	uint64_t conc_ok[AGENT_MAX_CONC], conc_failed[AGENT_MAX_CONC];  /* connects */
@@ -186,5 +187,8 @@ void flow_close(struct relay_worker *w, struct relay *r);
 void flow_free(struct relay_worker *w, struct relay *r);
 void flow_tick(struct agent_worker *aw);
 void agent_arm_accept(struct agent_worker *aw);
+
+/* tfocache.c: forget the kernel's TFO cookie for a concentrator. */
+int tfo_cookie_forget(const struct in6_addr *dst);
 
 #endif

@@ -347,6 +347,31 @@ static void on_poll(struct agent_worker *aw, struct relay *r,
 	arm_reply(aw, r);
 }
 
+/* The connection to the concentrator fell back to plain TCP: this flow has
+ * one path. The usual cause is a stale TFO cookie (tfocache.c), so the
+ * kernel forgets it, and the next flow asks for a new one. */
+static void fell_back(struct agent_worker *aw, struct relay *r)
+{
+	const struct sockaddr_storage *ca = &aw->cfg.conc[F(r)->conc_idx];
+	struct in6_addr a;
+	int e;
+
+	aw->n.fell_back++;
+	if (addr_to_in6((const struct sockaddr *)ca, &a, NULL) < 0)
+		return;
+	e = tfo_cookie_forget(&a);
+	if (log_ratelimit_ok(&aw->rl, aw->rw.now_ms)) {
+		char s[ADDR_STRLEN];
+
+		if (e < 0)
+			log_warn("the connection to %s fell back to TCP (one path); "
+				 "cannot forget its TFO cookie: %s", addr_format_in6(&a, 0, s), strerror(-e));
+		else
+			log_info("the connection to %s fell back to TCP (one path): its TFO cookie "
+				 "is forgotten, the next flow asks for a new one", addr_format_in6(&a, 0, s));
+	}
+}
+
 static void on_reply(struct agent_worker *aw, struct relay *r,
 		     const struct io_uring_cqe *cqe)
 {
@@ -401,6 +426,8 @@ static void on_reply(struct agent_worker *aw, struct relay *r,
 		relay_close(w, r, RELAY_END_REFUSED, true);
 		return;
 	}
+	if (!sock_is_mptcp(r->fd[1]))
+		fell_back(aw, r);
 	if (f->conc_idx < AGENT_MAX_CONC) {
 		aw->n.conc_ok[f->conc_idx]++;
 		atomic_store_explicit(&aw->a->conc_up[f->conc_idx], 1, memory_order_relaxed);

@@ -25,61 +25,15 @@ static int v4mapped(const struct in6_addr *a)
 	return IN6_IS_ADDR_V4MAPPED(a);
 }
 
-static struct nlmsghdr *genl_put(char *buf, uint16_t type, uint8_t cmd,
-				 uint16_t flags, uint32_t seq, uint8_t version)
-{
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-	struct genlmsghdr *g;
-
-	nlh->nlmsg_type = type;
-	nlh->nlmsg_flags = NLM_F_REQUEST | flags;
-	nlh->nlmsg_seq = seq;
-	g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
-	g->cmd = cmd;
-	g->version = version;
-	return nlh;
-}
-
-static int family_attr_cb(const struct nlattr *attr, void *data)
-{
-	const struct nlattr **tb = data;
-	int type = mnl_attr_get_type(attr);
-
-	if (mnl_attr_type_valid(attr, CTRL_ATTR_MAX) < 0)
-		return MNL_CB_OK;  /* newer kernel: skip what we do not know */
-	if (type == CTRL_ATTR_FAMILY_ID && mnl_attr_validate(attr, MNL_TYPE_U16) < 0)
-		return MNL_CB_ERROR;
-	tb[type] = attr;
-	return MNL_CB_OK;
-}
-
-static int family_cb(const struct nlmsghdr *nlh, void *data)
-{
-	const struct nlattr *tb[CTRL_ATTR_MAX + 1] = { 0 };
-	uint16_t *id = data;
-
-	if (mnl_attr_parse(nlh, sizeof(struct genlmsghdr), family_attr_cb, tb) != MNL_CB_OK)
-		return MNL_CB_ERROR;
-	if (tb[CTRL_ATTR_FAMILY_ID])
-		*id = mnl_attr_get_u16(tb[CTRL_ATTR_FAMILY_ID]);
-	return MNL_CB_OK;
-}
-
 int pm_open(struct pm *pm)
 {
-	char buf[PM_BUF];
-	struct nlmsghdr *nlh;
 	int r;
 
 	memset(pm, 0, sizeof(*pm));
 	r = nl_open(&pm->nl, NETLINK_GENERIC);
 	if (r < 0)
 		return r;
-	nlh = genl_put(buf, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, NLM_F_ACK, nl_next_seq(&pm->nl), 1);
-	mnl_attr_put_strz(nlh, CTRL_ATTR_FAMILY_NAME, MPTCP_PM_NAME);
-	r = nl_talk(&pm->nl, nlh, family_cb, &pm->family);
-	if (r == 0 && !pm->family)
-		r = -ENOENT;
+	r = nl_genl_family(&pm->nl, MPTCP_PM_NAME, &pm->family);
 	if (r < 0) {
 		pm_close(pm);
 		return r == -ENOENT ? -EPROTONOSUPPORT : r;  /* no MPTCP in this kernel */
@@ -202,7 +156,7 @@ static int endpoint_cb(const struct nlmsghdr *nlh, void *data)
 static int dump(struct pm *pm, struct dump_ctx *c)
 {
 	char buf[PM_BUF];
-	struct nlmsghdr *nlh = genl_put(buf, pm->family, MPTCP_PM_CMD_GET_ADDR,
+	struct nlmsghdr *nlh = nl_genl_put(buf, pm->family, MPTCP_PM_CMD_GET_ADDR,
 					NLM_F_DUMP, nl_next_seq(&pm->nl), MPTCP_PM_VER);
 
 	return nl_talk(&pm->nl, nlh, endpoint_cb, c);
@@ -219,7 +173,7 @@ int pm_dump(struct pm *pm, struct pm_endpoint *ret, unsigned max)
 int pm_add(struct pm *pm, const struct in6_addr *a, int ifindex, uint32_t flags)
 {
 	char buf[PM_BUF];
-	struct nlmsghdr *nlh = genl_put(buf, pm->family, MPTCP_PM_CMD_ADD_ADDR,
+	struct nlmsghdr *nlh = nl_genl_put(buf, pm->family, MPTCP_PM_CMD_ADD_ADDR,
 					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
 	struct dump_ctx c = { .matching = 1, .match = *a };
 	int r;
@@ -238,7 +192,7 @@ int pm_add(struct pm *pm, const struct in6_addr *a, int ifindex, uint32_t flags)
 int pm_del(struct pm *pm, uint8_t id)
 {
 	char buf[PM_BUF];
-	struct nlmsghdr *nlh = genl_put(buf, pm->family, MPTCP_PM_CMD_DEL_ADDR,
+	struct nlmsghdr *nlh = nl_genl_put(buf, pm->family, MPTCP_PM_CMD_DEL_ADDR,
 					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
 
 	put_addr(nlh, NULL, 0, 0, 1, id);
@@ -248,7 +202,7 @@ int pm_del(struct pm *pm, uint8_t id)
 int pm_flush(struct pm *pm)
 {
 	char buf[PM_BUF];
-	struct nlmsghdr *nlh = genl_put(buf, pm->family, MPTCP_PM_CMD_FLUSH_ADDRS,
+	struct nlmsghdr *nlh = nl_genl_put(buf, pm->family, MPTCP_PM_CMD_FLUSH_ADDRS,
 					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
 
 	return nl_talk(&pm->nl, nlh, NULL, NULL);
@@ -257,7 +211,7 @@ int pm_flush(struct pm *pm)
 int pm_set_limits(struct pm *pm, uint32_t subflows, uint32_t add_addr_accepted)
 {
 	char buf[PM_BUF];
-	struct nlmsghdr *nlh = genl_put(buf, pm->family, MPTCP_PM_CMD_SET_LIMITS,
+	struct nlmsghdr *nlh = nl_genl_put(buf, pm->family, MPTCP_PM_CMD_SET_LIMITS,
 					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
 
 	mnl_attr_put_u32(nlh, MPTCP_PM_ATTR_SUBFLOWS, subflows);
@@ -286,7 +240,7 @@ static int limits_cb(const struct nlmsghdr *nlh, void *data)
 int pm_get_limits(struct pm *pm, uint32_t *ret_subflows, uint32_t *ret_add_addr_accepted)
 {
 	char buf[PM_BUF];
-	struct nlmsghdr *nlh = genl_put(buf, pm->family, MPTCP_PM_CMD_GET_LIMITS,
+	struct nlmsghdr *nlh = nl_genl_put(buf, pm->family, MPTCP_PM_CMD_GET_LIMITS,
 					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
 	struct limits_ctx c = { 0 };
 	int r = nl_talk(&pm->nl, nlh, limits_cb, &c);

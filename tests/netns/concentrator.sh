@@ -35,6 +35,8 @@ start_concentrator conc main --allow-client 198.51.100.2/32 --allow-client 2001:
 MAIN_PID=$CONC_PID
 wait_listen srv 9000 || exit 1
 wait_listen conc 5124 || exit 1
+sleep 0.3
+RSS0=$(rss_kib $MAIN_PID); FD0=$(fds $MAIN_PID)
 
 C="ip netns exec $(ns cli) $PY ./nettool.py"
 CONC=198.51.100.1:5124
@@ -108,6 +110,11 @@ check "every Error code from its case, a valid flow intact alongside" \
 	--unroutable 192.0.2.1 --self-addr 203.0.113.1 --bad-src 198.51.100.3
 check "1000 concurrent flows, all complete (sha256 each)" \
 	$C echo --conc $CONC --dst $DST --bytes 65536 --flows 1000
+# After 100 MiB, 1000 concurrent flows and every refusal: memory and
+# descriptors go back to where they started (buffers return to the kernel,
+# the heap is trimmed after the burst).
+check "after the load, RSS is back within 2 MiB of its start and descriptors at their start" \
+	back_to_start $MAIN_PID "$RSS0" "$FD0" 2048
 check "300 stalled handshakes do not delay a valid flow, closed after timeout" \
 	$C stall --conc $CONC --dst $DST --count 300 --timeout $HS_TIMEOUT
 

@@ -8,40 +8,22 @@
       MP_CAPABLE option. The source never answers the SYN-ACK: the handshake
       never completes, so nothing may be connected or sent upstream.
 
-The Convert message is built from RFC 8803 here, as in nettool.py."""
+The Convert message comes from nettool.py (built from RFC 8803 there)."""
 import argparse
-import ipaddress
 import random
-import struct
 import sys
 
 from scapy.all import IP, IPv6, TCP, Raw, send, conf  # noqa: E402
 
+from nettool import connect_tlv, convert_msg, split_hostport as hostport  # noqa: E402
+
 conf.verb = 0
-
-
-def mapped(ip):
-    a = ipaddress.ip_address(ip)
-    return (b"\0" * 10 + b"\xff\xff" + a.packed) if a.version == 4 else a.packed
-
-
-def connect_msg(host, port):
-    body = bytes([10, 5]) + struct.pack("!H", port) + mapped(host)
-    return bytes([1, 1 + len(body) // 4]) + struct.pack("!H", 0x2263) + body
-
-
-def hostport(s):
-    if s.startswith("["):
-        h, p = s[1:].split("]:")
-    else:
-        h, p = s.rsplit(":", 1)
-    return h, int(p)
 
 
 def syn_data(args):
     chost, cport = hostport(args.dst)
     dhost, dport = hostport(args.to)
-    payload = connect_msg(dhost, dport) + b"GET / HTTP/1.0\r\n\r\n"
+    payload = convert_msg(connect_tlv(dhost, dport)) + b"GET / HTTP/1.0\r\n\r\n"
     l3 = IPv6 if ":" in chost else IP
     opts = [("MSS", 1400), ("SAckOK", b""), ("TFO", b"")]
     if args.mptcp:

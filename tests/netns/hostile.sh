@@ -166,7 +166,6 @@ check "metrics: out of descriptors, the accept loop waits instead of spinning" e
 # afterwards they return to where they started.
 ip -n "$(ns cli)" addr add 198.51.100.3/24 dev cli-conc
 ip -n "$(ns cli)" addr add 198.51.100.4/24 dev cli-conc
-fds_of() { ls /proc/$1/fd | wc -l; }
 flood() {
 	local pid fd0 fdmax=0 n rc=0 holder
 	ip netns exec "$(ns conc)" prlimit --nofile=1024:1024 "$CONCENTRATOR" --listen 198.51.100.1:5131 \
@@ -175,21 +174,21 @@ flood() {
 	pid=$!
 	wait_listen conc 5131 || return 1
 	sleep 0.3
-	fd0=$(fds_of $pid)
+	fd0=$(fds $pid)
 	for src in 198.51.100.3:1500 198.51.100.4:1000; do
 		ip netns exec "$(ns cli)" bash -c "ulimit -n 8192; exec $PY ./nettool.py hold \
 			--dst 198.51.100.1:5131 --src ${src%:*} --count ${src#*:} --seconds 6" \
 			> "$WORKDIR/hold-${src%:*}.out" &
 		holder=$!
 		sleep 3  # the connections are open now (a count, not a timing, is checked below)
-		n=$(fds_of $pid); [ "$n" -gt "$fdmax" ] && fdmax=$n
+		n=$(fds $pid); [ "$n" -gt "$fdmax" ] && fdmax=$n
 		$C echo --conc 198.51.100.1:5131 --dst $DST --bytes 100000 --src 198.51.100.2 || rc=1
-		n=$(fds_of $pid); [ "$n" -gt "$fdmax" ] && fdmax=$n
+		n=$(fds $pid); [ "$n" -gt "$fdmax" ] && fdmax=$n
 		wait $holder
 		cat "$WORKDIR/hold-${src%:*}.out"
 	done
 	sleep 1.5  # refused ones linger 1 s
-	n=$(fds_of $pid)
+	n=$(fds $pid)
 	echo "{\"fds_start\": $fd0, \"fds_max_during\": $fdmax, \"fds_after\": $n}"
 	grep -h -E "too many handshakes|refused" "$WORKDIR/flood.log" | head -3
 	stop_concentrator "$pid" flood || rc=1

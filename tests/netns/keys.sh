@@ -74,16 +74,7 @@ ip netns exec "$(ns gw)" "$AGENT" --concentrator 192.0.2.1:5124 --lan gw-lan --w
 AGENT_PID=$!
 for i in $(seq 1 100); do grep -q "intercepting TCP" "$WORKDIR/agent.log" && break; sleep 0.05; done
 L="ip netns exec $(ns lan) $PY ./nettool.py"
-paths_up() {
-	local i s
-	for i in $(seq 1 40); do
-		s=$(ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/control.sock" | grep -c "^gw-p[12] .* up ")
-		[ "$s" -eq 2 ] && { echo "{\"paths_up\": 2}"; return 0; }
-		sleep 0.25
-	done
-	ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/control.sock"
-	return 1
-}
+paths_up() { agent_paths_up "$WORKDIR/control.sock"; }
 check "keyed probes: both paths up" paths_up
 check "LAN flows through the keyed gateway: 20 flows, 1 MiB each way (sha256)" \
 	$L echo --plain --dst 203.0.113.2:9000 --bytes $((1 << 20)) --flows 20
@@ -137,7 +128,6 @@ never_logged() {
 }
 check "no secret appears in any log" never_logged
 
-stop_agent() { kill -TERM $AGENT_PID; wait $AGENT_PID || { echo "exit $?"; tail "$WORKDIR/agent.log"; return 1; }; }
-check "agent exits cleanly" stop_agent
+check "agent exits cleanly" stop_agent_log $AGENT_PID "$WORKDIR/agent.log"
 check "concentrator exits cleanly" stop_concentrator "$CONC_MAIN" conc
 finish

@@ -32,16 +32,7 @@ T="$L $PY ./nettool.py"
 agent_metric() {
 	ip netns exec "$(ns gw)" curl -s --max-time 5 http://127.0.0.1:9125/metrics | awk -v k="$1" '$1 == k { print $2 }'
 }
-paths_up() {
-	local i s
-	for i in $(seq 1 40); do
-		s=$(ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/control.sock" | grep -c "^gw-p[12] .* up ")
-		[ "$s" -eq 2 ] && { echo "{\"paths_up\": 2}"; return 0; }
-		sleep 0.25
-	done
-	ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/control.sock" | head -8
-	return 1
-}
+paths_up() { agent_paths_up "$WORKDIR/control.sock"; }
 check "both paths up" paths_up
 
 # One device opens 300 connections: 100 go through, the rest are reset at
@@ -95,7 +86,6 @@ quota() {
 }
 check "the home over its concentrator quota: every flow works (direct past it), paths stay up" quota
 
-stop_agent() { kill -TERM $AGENT_PID; wait $AGENT_PID || { echo "exit $?"; tail "$WORKDIR/agent.log"; return 1; }; }
-check "agent exits cleanly" stop_agent
+check "agent exits cleanly" stop_agent_log $AGENT_PID "$WORKDIR/agent.log"
 check "concentrator exits cleanly" stop_concentrator "$CONC_MAIN" conc
 finish

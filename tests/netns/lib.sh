@@ -174,6 +174,39 @@ reload() {
 	return 1
 }
 
+# agent_paths_up SOCKET: wait (up to 10 s) until gw-agent status says both
+# gw-p1 and gw-p2 are up; prints the status when they never are.
+agent_paths_up() {
+	local i n
+	for i in $(seq 1 40); do
+		n=$(ip netns exec "$(ns gw)" "$AGENT" status --control "$1" | grep -c "^gw-p[12] .* up ")
+		[ "$n" -eq 2 ] && { echo "{\"paths_up\": 2}"; return 0; }
+		sleep 0.25
+	done
+	ip netns exec "$(ns gw)" "$AGENT" status --control "$1" | head -8
+	return 1
+}
+
+# rss_kib PID, fds PID: a daemon's resident memory and open descriptors.
+rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+fds() { ls "/proc/$1/fd" | wc -l; }
+# back_to_start PID RSS0 FDS0 SLACK_KIB: wait (up to 20 s: buffers go back
+# to the kernel in steps once load stops) until the daemon's RSS is within
+# SLACK_KIB of RSS0 and its descriptors at FDS0 (+2 for a scrape).
+back_to_start() {
+	local pid=$1 rss0=$2 fd0=$3 slack=$4 i r f
+	for i in $(seq 1 80); do
+		r=$(rss_kib "$pid"); f=$(fds "$pid")
+		[ "$r" -le $((rss0 + slack)) ] && [ "$f" -le $((fd0 + 2)) ] && break
+		sleep 0.25
+	done
+	echo "{\"rss_kib_start\": $rss0, \"rss_kib_now\": $r, \"fds_start\": $fd0, \"fds_now\": $f}"
+	[ "$r" -le $((rss0 + slack)) ] && [ "$f" -le $((fd0 + 2)) ]
+}
+
+# stop_agent_log PID LOG: SIGTERM, expect a clean exit.
+stop_agent_log() { kill -TERM "$1"; wait "$1" || { echo "exit $?"; tail "$2"; return 1; }; }
+
 finish() {
 	FINISHED=1
 	log "$CHECKS checks, $FAILS failed"

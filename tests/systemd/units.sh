@@ -31,11 +31,12 @@ conc_hardening() {
 	for l in "Type=notify" "WatchdogSec=30s" 'ExecReload=/bin/kill -HUP $MAINPID' "Restart=on-failure" \
 		"DynamicUser=yes" "CapabilityBoundingSet=" "NoNewPrivileges=yes" "ProtectSystem=strict" \
 		"PrivateTmp=yes" "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK" \
-		"SystemCallFilter=@system-service"; do
+		"SystemCallFilter=@system-service" "StateDirectory=mptcp-concentrator" \
+		"ExecStartPre=+-/usr/bin/ip mptcp limits set subflows 8 add_addr_accepted 0"; do
 		has mptcp-concentrator.service "$l" || return 1
 	done
 }
-check "concentrator unit: notify, watchdog, reload, unprivileged and hardened" conc_hardening
+check "concentrator unit: notify, watchdog, reload, unprivileged and hardened; TFO key kept; no ADD_ADDR accepted" conc_hardening
 agent_hardening() {
 	for l in "Type=notify" "WatchdogSec=30s" 'ExecReload=/bin/kill -HUP $MAINPID' \
 		"CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW" "NoNewPrivileges=yes" \
