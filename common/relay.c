@@ -640,7 +640,7 @@ void relay_stats_add(struct relay_stats *sum, const struct relay_stats *st)
 int relay_worker_run(struct relay_worker *w, const struct relay_loop_ops *ops,
 		     atomic_int *stopping, unsigned drain_ms, bool *accept_paused)
 {
-	uint64_t last_tick = 0, deadline = 0, trim_at = 0, trim_first = 0, trim_opened = 0;
+	uint64_t last_tick = 0, deadline = 0, trim_at = 0, trim_first = 0, trim_churn = 0;
 	bool accepting = true, closed_all = false;
 	int r;
 
@@ -676,10 +676,15 @@ int relay_worker_run(struct relay_worker *w, const struct relay_loop_ops *ops,
 		/* Handshakes hold a few KiB of heap each, freed when relaying
 		 * starts; after a burst of new flows glibc keeps those pages.
 		 * Hand them back once the burst is over (1 s after the last
-		 * 256 new flows, or 5 s into a long one), so idle memory
-		 * stays what idle flows need. */
-		if (w->stats.opened - trim_opened >= 256) {
-			trim_opened = w->stats.opened;
+		 * 256 flows opened or closed, or 5 s into a long burst), so
+		 * idle memory stays what idle flows need. */
+		/* Flows opened and closed: a burst of either leaves freed
+		 * heap behind (a crowd of handshakes closes seconds after it
+		 * opened). */
+		uint64_t churn = 2 * w->stats.opened - w->stats.active;  /* opens + closes */
+
+		if (churn - trim_churn >= 256) {
+			trim_churn = churn;
 			if (!trim_first)
 				trim_first = w->now_ms;
 			trim_at = w->now_ms + 1000;

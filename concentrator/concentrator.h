@@ -61,6 +61,7 @@ struct conc_counters {
 	uint64_t handshake_timeouts;
 	uint64_t limit_hits;
 	uint64_t hs_limit_hits;       /* connections reset: too many handshakes */
+	uint64_t hs_evictions;        /* oldest waiting handshakes closed for new */
 	uint64_t cookie[COOKIE_REASON_MAX];  /* Cookie checks by result */
 	uint64_t connected;           /* upstream connects that succeeded */
 	uint64_t accept_paused;

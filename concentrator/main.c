@@ -544,6 +544,7 @@ static void conc_totals(const struct conc *c, struct conc_counters *ret_n,
 		ret_n->handshake_timeouts += n->handshake_timeouts;
 		ret_n->limit_hits += n->limit_hits;
 		ret_n->hs_limit_hits += n->hs_limit_hits;
+		ret_n->hs_evictions += n->hs_evictions;
 		for (int k = 0; k < COOKIE_REASON_MAX; k++)
 			ret_n->cookie[k] += n->cookie[k];
 		ret_n->accept_paused += n->accept_paused;
@@ -702,6 +703,10 @@ static void render_metrics(void *ctx, struct mbuf *b)
 	metrics_u64(b, "mptcp_concentrator_limit_hits_total", "limit=\"flows\"", t.limit_hits);
 	metrics_u64(b, "mptcp_concentrator_limit_hits_total", "limit=\"handshakes\"",
 		    t.hs_limit_hits);
+	metrics_head(b, "mptcp_concentrator_handshake_evictions_total", "counter",
+		     "Handshakes still waiting for their request closed to make room for a new "
+		     "connection, the total of handshakes being reached.");
+	metrics_u64(b, "mptcp_concentrator_handshake_evictions_total", "", t.hs_evictions);
 	metrics_head(b, "mptcp_concentrator_handshakes_active", "gauge",
 		     "Connections not yet relaying: reading the request, connecting, or refusing.");
 	metrics_u64(b, "mptcp_concentrator_handshakes_active", "", c->limits.count[QUOTA_HANDSHAKE]);

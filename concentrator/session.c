@@ -540,6 +540,27 @@ static void reset_now(int fd)
 	close(fd);
 }
 
+/* The handshake of this worker that has waited longest for its request
+ * (PH_READ) is closed, and its slot handed back at once. false when there
+ * is none. A scan of the worker's flows: only when the total is reached. */
+static bool evict_oldest_handshake(struct conc_worker *cw)
+{
+	struct relay_worker *w = &cw->rw;
+	struct relay *old = NULL;
+
+	for (struct relay *r = NULL; (r = relay_next(w, r));)
+		if (r->state == RELAY_HANDSHAKE && r->phase == PH_READ && r->priv &&
+		    (r->flags & FLAG_HS) && (!old || S(r)->since_ms < S(old)->since_ms))
+			old = r;
+	if (!old)
+		return false;
+	old->flags &= (uint8_t)~FLAG_HS;
+	quota_release(&cw->c->limits, QUOTA_HANDSHAKE, &old->peer);
+	cw->n.hs_evictions++;
+	relay_close(w, old, RELAY_END_HANDSHAKE, true);
+	return true;
+}
+
 void session_accept(struct conc_worker *cw, int fd)
 {
 	struct relay_worker *w = &cw->rw;
@@ -559,8 +580,14 @@ void session_accept(struct conc_worker *cw, int fd)
 	}
 	/* First of all, before any memory: handshakes in progress, in total
 	 * and from this client (its /64 for IPv6). Whoever opens connections
-	 * faster than it completes them is reset, allowed or not. */
-	if (quota_take(&cw->c->limits, QUOTA_HANDSHAKE, &peer) < 0) {
+	 * faster than it completes them is reset, allowed or not. At the
+	 * total, the oldest handshake still waiting for its request gives way
+	 * first: many addresses holding connections open must not lock out a
+	 * client that completes its request within a round trip. */
+	rc = quota_take(&cw->c->limits, QUOTA_HANDSHAKE, &peer);
+	if (rc == -EUSERS && evict_oldest_handshake(cw))
+		rc = quota_take(&cw->c->limits, QUOTA_HANDSHAKE, &peer);
+	if (rc < 0) {
 		cw->n.hs_limit_hits++;
 		if (log_ratelimit_ok(&cw->rl, w->now_ms)) {
 			char a[ADDR_STRLEN];

@@ -230,5 +230,30 @@ noread() {
 }
 check "peers that never read (clients, then servers) do not starve a valid flow" noread
 
+# 7. A crowd: 2,000 connections that send nothing, 2,000 that send a byte a
+# second (from four more addresses: 1,000 each, within the per-client
+# handshake limit), and 2,000 connect-and-close, all at once. A valid flow
+# completes meanwhile, and afterwards the main instance's memory and
+# descriptors are back where they were.
+for a in 5 6 7 8; do ip -n "$(ns cli)" addr add 198.51.100.$a/24 dev cli-conc; done
+crowd() {
+	local rc=0 pids=() rss0 fd0
+	rss0=$(rss_kib $MAIN_PID); fd0=$(fds $MAIN_PID)
+	for spec in "5:" "6:" "7:--trickle" "8:--trickle"; do
+		ip netns exec "$(ns cli)" bash -c "ulimit -n 8192; exec $PY ./nettool.py hold --dst $CONC \
+			--src 198.51.100.${spec%%:*} --count 1000 --seconds 4 ${spec#*:}" > "$WORKDIR/crowd-${spec%%:*}.out" &
+		pids+=($!)
+	done
+	$C hold --dst $CONC --src 198.51.100.4 --count 2000 --churn > "$WORKDIR/churn.out" &
+	pids+=($!)
+	sleep 2
+	$C echo --conc $CONC --dst $DST --bytes $((4 << 20)) --src 198.51.100.2 || rc=1
+	for p in "${pids[@]}"; do wait $p; done
+	cat "$WORKDIR"/crowd-*.out "$WORKDIR/churn.out" | tr '\n' ' '; echo
+	back_to_start $MAIN_PID "$rss0" "$fd0" 2048 || rc=1
+	return $rc
+}
+check "2,000 silent, 2,000 trickling and 2,000 churning connections: a valid flow completes; RSS and descriptors return" crowd
+
 check "concentrator exits cleanly on SIGTERM" stop_concentrator "$MAIN_PID" main
 finish

@@ -753,6 +753,18 @@ def cmd_hold(args):
     them --seconds, then closes them. Prints how many connected."""
     host, port = split_hostport(args.dst)
     socks, failed = [], 0
+    if args.churn:
+        done = 0
+        for _ in range(args.count):
+            try:
+                c = socket.create_connection((host, port), timeout=2,
+                                             source_address=(args.src, 0) if args.src else None)
+                c.close()
+                done += 1
+            except OSError:
+                failed += 1
+        print(json.dumps({"connected_and_closed": done, "failed": failed}), flush=True)
+        return True
     for _ in range(args.count):
         try:
             socks.append(socket.create_connection((host, port), timeout=2,
@@ -760,7 +772,18 @@ def cmd_hold(args):
         except OSError:
             failed += 1
     print(json.dumps({"held": len(socks), "failed": failed}), flush=True)
-    time.sleep(args.seconds)
+    if args.trickle:
+        # One byte a second on each (a Convert header that never ends).
+        end = time.monotonic() + args.seconds
+        while time.monotonic() < end:
+            for x in socks:
+                try:
+                    x.send(b"\x01")
+                except OSError:
+                    pass
+            time.sleep(1)
+    else:
+        time.sleep(args.seconds)
     if args.verify:
         # Each connection still carries bytes both ways (an echo server):
         # how many do, after the holding time.
@@ -817,6 +840,8 @@ def main():
     ho.add_argument("--count", type=int, default=100)
     ho.add_argument("--seconds", type=float, default=5)
     ho.add_argument("--src")
+    ho.add_argument("--trickle", action="store_true", help="send a byte a second on each")
+    ho.add_argument("--churn", action="store_true", help="connect and close at once, --count times")
     ho.add_argument("--verify", type=int, default=0,
                     help="expect this many to still echo a byte after --seconds")
     pt = sub.add_parser("pcap-tfo")
