@@ -86,6 +86,30 @@ quota() {
 }
 check "the home over its concentrator quota: every flow works (direct past it), paths stay up" quota
 
+# The concentrator at its total limit answers every probe with Error 64:
+# a restart with --max-flows 1 and one held flow. For 3 s (six probes per
+# path), no path may go down: the concentrator's trouble is not the path's.
+probes_at_limit() {
+	local holder down=0 i
+	stop_concentrator "$CONC_MAIN" conc || return 1
+	start_concentrator conc conc2 --listen 192.0.2.1:5124 --allow-client 198.51.100.0/24 \
+		--max-flows 1 --workers 1
+	CONC_MAIN=$CONC_PID
+	wait_listen conc 5124 || return 1
+	$T hold --dst 203.0.113.2:9000 --src 192.168.77.2 --count 1 --seconds 5 > /dev/null &
+	holder=$!
+	sleep 1
+	for i in $(seq 1 15); do
+		ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/control.sock" > "$WORKDIR/st"
+		grep -q "^gw-p[12] .*down" "$WORKDIR/st" && down=$((down + 1))
+		sleep 0.2
+	done
+	wait $holder
+	echo "{\"samples_with_a_path_down\": $down}"
+	grep -q "answers probes with error 64" "$WORKDIR/agent.log" || { echo "no probe got Error 64"; return 1; }
+	[ $down -eq 0 ]
+}
+check "probes answered with Error 64 (the concentrator at its limit) keep the paths up" probes_at_limit
 check "agent exits cleanly" stop_agent_log $AGENT_PID "$WORKDIR/agent.log"
-check "concentrator exits cleanly" stop_concentrator "$CONC_MAIN" conc
+check "concentrator exits cleanly" stop_concentrator "$CONC_MAIN" conc2
 finish
