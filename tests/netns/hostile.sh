@@ -12,13 +12,7 @@ cd "$(dirname "$0")"
 require_netns
 "$PY" -c 'import scapy' 2>/dev/null || skip "needs python3-scapy"
 
-ns_add cli; ns_add conc; ns_add srv
-link cli conc; link conc srv
-addr cli cli-conc 198.51.100.2/24
-addr conc conc-cli 198.51.100.1/24
-addr conc conc-srv 203.0.113.1/24
-addr srv srv-conc 203.0.113.2/24
-ip -n "$(ns srv)" route add default via 203.0.113.1
+cli_conc_srv
 
 # What we ship: the sysctl drop-in and the unit's subflow limits.
 ip netns exec "$(ns conc)" sysctl -q -p ../../deploy/sysctl/90-mptcp-concentrator.conf

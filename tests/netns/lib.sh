@@ -213,6 +213,17 @@ finish() {
 	[ "$FAILS" -eq 0 ]
 }
 
+# cli (198.51.100.2) -- conc (198.51.100.1 / 203.0.113.1) -- srv (203.0.113.2)
+cli_conc_srv() {
+	ns_add cli; ns_add conc; ns_add srv
+	link cli conc; link conc srv
+	addr cli cli-conc 198.51.100.2/24
+	addr conc conc-cli 198.51.100.1/24
+	addr conc conc-srv 203.0.113.1/24
+	addr srv srv-conc 203.0.113.2/24
+	ip -n "$(ns srv)" route add default via 203.0.113.1
+}
+
 # The two-path testbed of paths.sh and the demo:
 #
 #   lan -- gw --(gw-p1: 198.51.100.2/26 ; gw-p2: 198.51.100.66/26)-- conc (service 192.0.2.1) -- srv (203.0.113.2)

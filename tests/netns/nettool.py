@@ -724,9 +724,18 @@ def cmd_noread(args):
         s = socket.socket(socket.AF_INET6 if ":" in chost else socket.AF_INET,
                           socket.SOCK_STREAM, IPPROTO_MPTCP)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        if args.src:
+            s.bind((args.src, 0))
         s.connect((chost, cport))
         s.setblocking(False)
-        s.send(convert_msg(connect_tlv(host, port)))
+        tlvs = [connect_tlv(host, port)]
+        if args.key:
+            # A gateway key (ID:HEX): these clients are valid, just slow.
+            kid, hexsecret = args.key.split(":")
+            tlvs.append(tlv(22, b"\0\0" + cookie_value(
+                int(kid), bytes.fromhex(hexsecret), int(time.time()),
+                int.from_bytes(os.urandom(8), "big"), s.getsockname()[0], host, port)))
+        s.send(convert_msg(*tlvs))
         socks.append(s)
     deadline = time.monotonic() + 3
     left = {s: args.bytes for s in socks}
@@ -835,6 +844,8 @@ def main():
     nr.add_argument("--count", type=int, default=100)
     nr.add_argument("--bytes", type=int, default=1 << 20)
     nr.add_argument("--seconds", type=float, default=10)
+    nr.add_argument("--src")
+    nr.add_argument("--key", help="ID:HEXSECRET: put a valid cookie in each request")
     ho = sub.add_parser("hold")
     ho.add_argument("--dst", required=True)
     ho.add_argument("--count", type=int, default=100)
