@@ -71,6 +71,7 @@ struct agent_counters {
 	uint64_t failed;               /* reset: no concentrator and no fallback */
 	uint64_t host_limit_hits;      /* LAN connections reset: host at its cap */
 	uint64_t fell_back;            /* MPTCP connections fallen back to TCP */
+	uint64_t accept_paused;        /* accepts paused for want of descriptors */
 	uint64_t conc_errors[256];     /* Error codes from the concentrator */
 	uint64_t early_bytes;          /* LAN bytes sent in the SYN with Convert */
 	uint64_t conc_ok[AGENT_MAX_CONC], conc_failed[AGENT_MAX_CONC];  /* connects */
@@ -136,6 +137,7 @@ struct agent {
 	pthread_cond_t snap_cond;
 	unsigned control_clients;
 	uint64_t control_paused_until;  /* accept failed for want of fds */
+	atomic_uint_fast64_t control_pauses;
 	struct path_metric pm[2 * PATHS_MAX];  /* under snap_lock */
 	unsigned npm;
 	/* Concentrator reachability: 1 ok, 0 failed, -1 not tried yet; set by

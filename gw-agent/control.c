@@ -420,8 +420,10 @@ void control_accept(struct agent *a)
 	if (fd < 0) {
 		/* Out of descriptors: the main loop leaves the socket alone
 		 * for a while rather than spin on it. */
-		if (sock_accept_starved(-errno))
+		if (sock_accept_starved(-errno)) {
 			a->control_paused_until = log_now_ms() + SOCK_ACCEPT_PAUSE_MS;
+			atomic_fetch_add(&a->control_pauses, 1);
+		}
 		return;
 	}
 	pthread_mutex_lock(&a->snap_lock);

@@ -457,9 +457,16 @@ void flow_handle(struct relay_worker *w, struct relay *r, unsigned op,
 			aw->accept_armed = false;
 		if (cqe->res >= 0)
 			flow_accept(aw, cqe->res);
-		else if (cqe->res == -EMFILE || cqe->res == -ENFILE ||
-			 cqe->res == -ENOBUFS || cqe->res == -ENOMEM)
+		else if (sock_accept_starved(cqe->res)) {
+			/* Out of descriptors: pause rather than spin; the tick
+			 * re-arms once flows have closed. */
+			if (!aw->accept_paused) {
+				aw->n.accept_paused++;
+				if (log_ratelimit_ok(&aw->rl, aw->rw.now_ms))
+					log_warn("accept: %s; pausing", strerror(-cqe->res));
+			}
 			aw->accept_paused = true;
+		}
 		if (!aw->accept_armed && aw->listening && !aw->accept_paused)
 			agent_arm_accept(aw);
 		return;

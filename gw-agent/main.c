@@ -475,6 +475,7 @@ void agent_totals(const struct agent *a, struct agent_counters *ret_n,
 		ret_n->failed += n->failed;
 		ret_n->host_limit_hits += n->host_limit_hits;
 		ret_n->fell_back += n->fell_back;
+		ret_n->accept_paused += n->accept_paused;
 		ret_n->early_bytes += n->early_bytes;
 		for (int k = 0; k < 256; k++)
 			ret_n->conc_errors[k] += n->conc_errors[k];
@@ -707,6 +708,11 @@ static void render_metrics(void *ctx, struct mbuf *b)
 		     "Flows whose MPTCP connection fell back to plain TCP (one path, no failover); "
 		     "each makes the kernel forget the concentrator's TFO cookie.");
 	metrics_u64(b, "gw_agent_flows_fallen_back_total", "", t.fell_back);
+	metrics_head(b, "gw_agent_accept_pauses_total", "counter",
+		     "Times accepting paused for want of descriptors, by socket.");
+	metrics_u64(b, "gw_agent_accept_pauses_total", "socket=\"lan\"", t.accept_paused);
+	metrics_u64(b, "gw_agent_accept_pauses_total", "socket=\"status\"",
+		    atomic_load(&a->control_pauses));
 	metrics_head(b, "gw_agent_host_limit_hits_total", "counter",
 		     "LAN connections reset because their device had max_flows_per_host open.");
 	metrics_u64(b, "gw_agent_host_limit_hits_total", "", t.host_limit_hits);

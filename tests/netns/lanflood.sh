@@ -110,6 +110,37 @@ probes_at_limit() {
 	[ $down -eq 0 ]
 }
 check "probes answered with Error 64 (the concentrator at its limit) keep the paths up" probes_at_limit
+# Out of descriptors, the agent's status socket must wait, not spin: its
+# open-file limit lowered to what it holds plus 10 (prlimit on the running
+# process), 40 LAN connections to use them up, then a status request
+# waiting in the socket's backlog. The agent's CPU over 2 s is read from
+# /proc (a spinning accept loop takes all of it).
+control_emfile() {
+	local n holder t0 t1 ticks soft
+	n=$(fds $AGENT_PID)
+	soft=$(prlimit --pid $AGENT_PID --nofile --noheadings --output SOFT)
+	prlimit --pid $AGENT_PID --nofile=$((n + 10)): || return 1
+	$T hold --dst 203.0.113.2:9000 --src 192.168.77.3 --count 40 --seconds 5 > /dev/null &
+	holder=$!
+	sleep 1
+	ip netns exec "$(ns gw)" "$PY" -c 'import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.send(b"status\n"); time.sleep(3)' \
+		"$WORKDIR/control.sock" &
+	sleep 0.5
+	t0=$(awk '{ print $14 + $15 }' /proc/$AGENT_PID/stat)
+	sleep 2
+	t1=$(awk '{ print $14 + $15 }' /proc/$AGENT_PID/stat)
+	ticks=$((t1 - t0))
+	wait $holder
+	prlimit --pid $AGENT_PID --nofile=$soft:
+	echo "{\"agent_cpu_ticks_in_2s\": $ticks, \"ticks_per_s\": $(getconf CLK_TCK)}"
+	# The status socket's accept met the limit (and paused: counted).
+	local pauses
+	pauses=$(agent_metric 'gw_agent_accept_pauses_total{socket="status"}')
+	echo "{\"status_accept_pauses\": $pauses}"
+	[ "$ticks" -lt $(( $(getconf CLK_TCK) / 2 )) ] && [ "$pauses" -ge 1 ]
+}
+check "status socket: out of descriptors, the agent waits instead of spinning" control_emfile
 check "agent exits cleanly" stop_agent_log $AGENT_PID "$WORKDIR/agent.log"
 check "concentrator exits cleanly" stop_concentrator "$CONC_MAIN" conc2
 finish
