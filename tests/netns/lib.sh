@@ -224,6 +224,19 @@ cli_conc_srv() {
 	ip -n "$(ns srv)" route add default via 203.0.113.1
 }
 
+# Named path profiles for tests/pathemu (design.md's path profiles):
+# "DOWN_RATE UP_RATE ONE_WAY_DELAY_MS JITTER_MS LOSS". Any other path is
+# given the same way.
+path_profile() {
+	case "$1" in
+	dsl)  echo "50mbit 10mbit 6 0 0" ;;
+	vdsl) echo "100mbit 40mbit 5 0 0" ;;
+	lte)  echo "30mbit 8mbit 22 10 0" ;;
+	mesh) echo "20mbit 20mbit 2 1 0.01" ;;
+	*) return 1 ;;
+	esac
+}
+
 # The two-path testbed of paths.sh and the demo:
 #
 #   lan -- gw --(gw-p1: 198.51.100.2/26 ; gw-p2: 198.51.100.66/26)-- conc (service 192.0.2.1) -- srv (203.0.113.2)

@@ -681,6 +681,47 @@ async def cmd_cookie(args):
     return results == want
 
 
+def cmd_rtt(args):
+    """--count UDP probes to an echo server (serve --udp443), --interval s
+    apart: round-trip times, losses and whether replies came in order.
+    Prints one JSON line; checks are the caller's."""
+    host, port = split_hostport(args.dst)
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.connect((host, port))
+    s.setblocking(False)
+    sent, rtts, seen, reordered, last = {}, [], set(), 0, -1
+    end = time.monotonic() + args.count * args.interval + 2
+    i = 0
+    while time.monotonic() < end:
+        now = time.monotonic()
+        if i < args.count and now >= (sent.get(i - 1, now - args.interval) + args.interval):
+            s.send(struct.pack("!Id", i, now))
+            sent[i] = now
+            i += 1
+        try:
+            while True:
+                d = s.recv(64)
+                k, t = struct.unpack("!Id", d[:12])
+                if k in seen:
+                    continue
+                seen.add(k)
+                rtts.append((time.monotonic() - t) * 1000)
+                reordered += k < last
+                last = max(last, k)
+        except BlockingIOError:
+            pass
+        if i == args.count and len(seen) == args.count:
+            break
+        time.sleep(min(args.interval / 4, 0.001))
+    rtts.sort()
+    q = lambda f: round(rtts[min(len(rtts) - 1, int(f * len(rtts)))], 2) if rtts else None
+    print(json.dumps({"sent": args.count, "received": len(rtts), "lost": args.count - len(rtts),
+                      "min_ms": q(0), "median_ms": q(0.5), "p90_ms": q(0.9), "max_ms": q(0.999),
+                      "reordered": reordered}))
+    return True
+
+
 def cmd_trickle(args):
     """A client that sends its request one byte every --interval seconds
     (slowloris), until the server closes or --bytes are sent. Passes when
@@ -826,6 +867,10 @@ def main():
     pc = sub.add_parser("pcap-syn")
     pc.add_argument("file")
     pc.add_argument("--port", type=int, required=True)
+    rt = sub.add_parser("rtt")
+    rt.add_argument("--dst", required=True)
+    rt.add_argument("--count", type=int, default=200)
+    rt.add_argument("--interval", type=float, default=0.01)
     tr = sub.add_parser("trickle")
     tr.add_argument("--dst", required=True)
     tr.add_argument("--interval", type=float, default=0.5)
@@ -884,7 +929,7 @@ def main():
     args = p.parse_args()
     sync = {"tfo": cmd_tfo, "whoami": cmd_whoami, "quic": cmd_quic, "pcap-syn": cmd_pcap_syn,
             "pcap-tfo": cmd_pcap_tfo, "trickle": cmd_trickle, "hold": cmd_hold,
-            "noread": cmd_noread}
+            "noread": cmd_noread, "rtt": cmd_rtt}
     if args.cmd in sync:
         sys.exit(0 if sync[args.cmd](args) else 1)
     fn = {"serve": serve, "echo": cmd_echo, "error": cmd_error, "reset": cmd_reset,
