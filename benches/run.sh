@@ -34,14 +34,8 @@ require_netns
 [ -x "$LOADGEN" ] || { echo "build first: ninja -C $BUILD"; exit 1; }
 command -v iperf3 >/dev/null && command -v mptcpize >/dev/null || { echo "run deploy/setup.sh"; exit 1; }
 
-ns_add cli; ns_add conc; ns_add srv
-link cli conc; link conc srv
-addr cli cli-conc 198.51.100.2/24
-addr conc conc-cli 198.51.100.1/24
-addr conc conc-srv 203.0.113.1/24
-addr srv srv-conc 203.0.113.2/24
+cli_conc_srv
 ip -n "$(ns cli)" route add 203.0.113.0/24 via 198.51.100.1
-ip -n "$(ns srv)" route add 198.51.100.0/24 via 203.0.113.1
 ip netns exec "$(ns conc)" sysctl -qw net.ipv4.ip_forward=1
 if [ -n "${SHAPE:-}" ]; then
 	# Both directions of the client link, as a DSL or fibre line would be.
