@@ -244,7 +244,7 @@ crowd() {
 	$C echo --conc $CONC --dst $DST --bytes $((4 << 20)) --src 198.51.100.2 || rc=1
 	for p in "${pids[@]}"; do wait $p; done
 	cat "$WORKDIR"/crowd-*.out "$WORKDIR/churn.out" | tr '\n' ' '; echo
-	back_to_start $MAIN_PID "$rss0" "$fd0" 2048 || rc=1
+	back_to_start $MAIN_PID "$rss0" "$fd0" 4096 || rc=1
 	return $rc
 }
 check "2,000 silent, 2,000 trickling and 2,000 churning connections: a valid flow completes; RSS and descriptors return" crowd

@@ -80,6 +80,22 @@ rate() {
 emu_start --delay-ab 15 --delay-ba 10
 check "20 Mbit/s by tbf over 25 ms of RTT: one TCP flow gets 85-105% of it" rate
 
+# Inside a link (TAP mode, bridged at both ends): c and d on one subnet,
+# 10 ms each way between them, invisible to routing.
+ns_add c; ns_add d
+emu_link c c-d d d-c --delay-ab 10 --delay-ba 10
+addr c c-d 192.0.2.1/24; addr d d-c 192.0.2.2/24
+ip netns exec "$(ns d)" "$PY" ./nettool.py serve --bind 192.0.2.2 --base 9100 --udp443 > /dev/null 2>&1 &
+wait_listen d 9100 || exit 1
+tap_link() {
+	local out
+	out=$(ip netns exec "$(ns c)" "$PY" ./nettool.py rtt --dst 192.0.2.2:443 --count 100 --interval 0.005) || return 1
+	echo "$out"
+	echo "$out" | "$PY" -c 'import json, sys
+d = json.load(sys.stdin); sys.exit(0 if d["lost"] == 0 and d["min_ms"] >= 20 and d["median_ms"] <= 25 else 1)'
+}
+check "inside a link (TAP, bridged): 10 ms each way, no reply under 20 ms, median under 25" tap_link
+
 stop_emu() { kill "$EMU_PID"; wait "$EMU_PID"; grep '^{' "$WORKDIR/emu.log"; }
 check "pathemu stops on SIGTERM and reports its counts" stop_emu
 finish

@@ -3,9 +3,13 @@
  * every packet read from one is written to the other after its delay,
  * unless it is lost. Rate is left to tbf on the links around it.
  *
- *   pathemu --a tunA --b tunB [--delay-ab MS] [--delay-ba MS]
+ *   pathemu --a tunA --b tunB [--tap] [--delay-ab MS] [--delay-ba MS]
  *           [--jitter-ab MS] [--jitter-ba MS] [--loss-ab P] [--loss-ba P]
  *           [--seed N]
+ *
+ * --tap: TAP devices (Ethernet frames) instead of TUN: bridged each to one
+ * end of a link, they put the delay line inside the link, invisible to
+ * routing (lib.sh's emu_insert does that to an existing veth pair).
  *
  * Delays are per direction (a->b, b->a), so RTT = delay-ab + delay-ba.
  * Jitter adds a uniform 0..J ms, without reordering: a packet never leaves
@@ -20,6 +24,7 @@
 #include <linux/if_tun.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,7 +77,7 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-static int tun_open(const char *name)
+static int tun_open(const char *name, bool tap)
 {
 	struct ifreq ifr;
 	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
@@ -80,7 +85,7 @@ static int tun_open(const char *name)
 	if (fd < 0)
 		return -errno;
 	memset(&ifr, 0, sizeof(ifr));
-	ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+	ifr.ifr_flags = (tap ? IFF_TAP : IFF_TUN) | IFF_NO_PI;
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
 		int e = -errno;
@@ -147,7 +152,7 @@ static int64_t give(struct dir *d, uint64_t now)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: pathemu --a TUN --b TUN [--delay-ab MS] [--delay-ba MS] "
+	fprintf(stderr, "usage: pathemu --a TUN --b TUN [--tap] [--delay-ab MS] [--delay-ba MS] "
 		"[--jitter-ab MS] [--jitter-ba MS] [--loss-ab P] [--loss-ba P] [--seed N]\n");
 	exit(2);
 }
@@ -159,10 +164,11 @@ int main(int argc, char **argv)
 		{ "delay-ab", required_argument, NULL, 1 }, { "delay-ba", required_argument, NULL, 2 },
 		{ "jitter-ab", required_argument, NULL, 3 }, { "jitter-ba", required_argument, NULL, 4 },
 		{ "loss-ab", required_argument, NULL, 5 }, { "loss-ba", required_argument, NULL, 6 },
-		{ "seed", required_argument, NULL, 7 }, { 0 },
+		{ "seed", required_argument, NULL, 7 }, { "tap", no_argument, NULL, 8 }, { 0 },
 	};
 	struct dir d[2];
 	const char *na = NULL, *nb = NULL;
+	bool tap = false;
 	int c;
 
 	memset(d, 0, sizeof(d));
@@ -179,13 +185,14 @@ int main(int argc, char **argv)
 		case 5: d[0].loss = v; break;
 		case 6: d[1].loss = v; break;
 		case 7: rng = strtoull(optarg, NULL, 0) | 1; break;
+		case 8: tap = true; break;
 		default: usage();
 		}
 	}
 	if (!na || !nb || d[0].loss < 0 || d[0].loss > 1 || d[1].loss < 0 || d[1].loss > 1)
 		usage();
-	d[0].in = d[1].out = tun_open(na);
-	d[0].out = d[1].in = tun_open(nb);
+	d[0].in = d[1].out = tun_open(na, tap);
+	d[0].out = d[1].in = tun_open(nb, tap);
 	if (d[0].in < 0 || d[0].out < 0) {
 		fprintf(stderr, "pathemu: cannot open %s/%s: %s\n", na, nb,
 			strerror(-(d[0].in < 0 ? d[0].in : d[0].out)));
