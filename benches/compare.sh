@@ -38,6 +38,9 @@ IDLE_FLOWS=${IDLE_FLOWS:-2000}
 BUILD=${BUILD:-build}
 CONCENTRATOR=$PWD/$BUILD/concentrator/mptcp-concentrator
 AGENT=$PWD/$BUILD/gw-agent/gw-agent
+# PATH1_PROFILE / PATH2_PROFILE (lib.sh path_profile: dsl, lte, mesh, ...)
+# put delay lines with those profiles inside the paths.
+PATHEMU=${PATHEMU:-$PWD/$BUILD/tests/pathemu/pathemu}
 LOADGEN=$PWD/$BUILD/benches/loadgen
 OUT=$PWD/$BUILD/bench
 mkdir -p "$OUT"
@@ -163,13 +166,16 @@ done
 syn1=$(mpc_syn)
 log "MPTCP connections the concentrator host accepted meanwhile: $((syn1 - syn0)) (every proxied flow's gateway leg is MPTCP)"
 
-"$PY" - "$OUT/compare.jsonl" "$OUT/compare-mem.jsonl" "$OUT/compare.json" "$RATE" <<'PY'
+PATHS_LABEL="shaped to $RATE each way"
+[ -n "${PATH1_PROFILE:-}${PATH2_PROFILE:-}" ] &&
+	PATHS_LABEL="with the profiles ${PATH1_PROFILE:-$RATE} and ${PATH2_PROFILE:-$RATE} (loadgen uploads: the sum is their up rates)"
+"$PY" - "$OUT/compare.jsonl" "$OUT/compare-mem.jsonl" "$OUT/compare.json" "$PATHS_LABEL" <<'PY'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
 mem = {m["setup"]: m for m in (json.loads(l) for l in open(sys.argv[2]))}
 res = {"rate_per_path": sys.argv[4], "runs": runs, "summary": {}}
 setups = ["kernel", "ours", "haproxy", "shadowsocks"]
-print(f"\nTwo paths shaped to {sys.argv[4]} each way; Gbit/s median [range] over {max(r['run'] for r in runs)} runs")
+print(f"\nTwo paths {sys.argv[4]}; Gbit/s median [range] over {max(r['run'] for r in runs)} runs")
 print(f"{'setup':>12} {'flows':>5} {'Gbit/s':>22} {'vs kernel':>9} {'vs ours':>8} {'CPU s/GB':>9}")
 for flows in (1, 8):
     med = {}
