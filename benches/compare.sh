@@ -173,7 +173,7 @@ PATHS_LABEL="shaped to $RATE each way"
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
 mem = {m["setup"]: m for m in (json.loads(l) for l in open(sys.argv[2]))}
-res = {"rate_per_path": sys.argv[4], "runs": runs, "summary": {}}
+res = {"paths": sys.argv[4], "runs": runs, "summary": {}}
 setups = ["kernel", "ours", "haproxy", "shadowsocks"]
 print(f"\nTwo paths {sys.argv[4]}; Gbit/s median [range] over {max(r['run'] for r in runs)} runs")
 print(f"{'setup':>12} {'flows':>5} {'Gbit/s':>22} {'vs kernel':>9} {'vs ours':>8} {'CPU s/GB':>9}")
