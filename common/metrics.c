@@ -185,17 +185,23 @@ static void respond(int fd, uint64_t until, const char *status, const char *type
 		sock_write_all_until(fd, body, len, until);
 }
 
+void metrics_one(struct mbuf *b, const char *name, const char *type, const char *help,
+		 uint64_t v)
+{
+	metrics_head(b, name, type, help);
+	metrics_u64(b, name, "", v);
+}
+
 void metrics_parked(struct mbuf *b, const char *prefix, uint64_t parked, uint64_t bytes)
 {
 	char name[96];
 
 	snprintf(name, sizeof(name), "%s_parked_sends_total", prefix);
-	metrics_head(b, name, "counter",
-		     "Sends stalled for 2 s on a peer that does not read, moved off the shared buffers.");
-	metrics_u64(b, name, "", parked);
+	metrics_one(b, name, "counter",
+		    "Sends stalled for 2 s on a peer that does not read, moved off the shared buffers.",
+		    parked);
 	snprintf(name, sizeof(name), "%s_parked_bytes", prefix);
-	metrics_head(b, name, "gauge", "Heap held now by parked sends (at most one buffer each).");
-	metrics_u64(b, name, "", bytes);
+	metrics_one(b, name, "gauge", "Heap held now by parked sends (at most one buffer each).", bytes);
 }
 
 int metrics_http_parse(const char *req, size_t len, char method[8], char path[256])

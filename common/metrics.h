@@ -32,6 +32,9 @@ void metrics_head(struct mbuf *b, const char *name, const char *type, const char
  * metrics_label()). */
 void metrics_u64(struct mbuf *b, const char *name, const char *labels, uint64_t v);
 void metrics_f64(struct mbuf *b, const char *name, const char *labels, double v);
+/* A metric with one unlabelled series: its head and its value. */
+void metrics_one(struct mbuf *b, const char *name, const char *type, const char *help,
+		 uint64_t v);
 /* A label value escaped for the exposition (\\, \", \n), into buf. */
 const char *metrics_label(const char *v, char *buf, size_t len);
 

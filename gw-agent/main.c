@@ -694,31 +694,31 @@ static void render_metrics(void *ctx, struct mbuf *b)
 		snprintf(l, sizeof(l), "path=\"%s\",direction=\"tx\"", e1);
 		metrics_u64(b, "gw_agent_path_bytes_total", l, tx);
 	}
-	metrics_head(b, "gw_agent_flows_active", "gauge", "LAN flows open now.");
-	metrics_u64(b, "gw_agent_flows_active", "", active);
-	metrics_head(b, "gw_agent_flows_intercepted_total", "counter", "LAN TCP connections intercepted.");
-	metrics_u64(b, "gw_agent_flows_intercepted_total", "", t.intercepted);
+	metrics_one(b, "gw_agent_flows_active", "gauge", "LAN flows open now.",
+		    active);
+	metrics_one(b, "gw_agent_flows_intercepted_total", "counter", "LAN TCP connections intercepted.",
+		    t.intercepted);
 	metrics_head(b, "gw_agent_flows_total", "counter",
 		     "Intercepted flows by how they were carried: via a concentrator, directly "
 		     "(no concentrator reachable), or failed (reset).");
 	metrics_u64(b, "gw_agent_flows_total", "via=\"concentrator\"", t.via_concentrator);
 	metrics_u64(b, "gw_agent_flows_total", "via=\"direct\"", t.fallback_direct);
 	metrics_u64(b, "gw_agent_flows_total", "via=\"failed\"", t.failed);
-	metrics_head(b, "gw_agent_flows_fallen_back_total", "counter",
-		     "Flows whose MPTCP connection fell back to plain TCP (one path, no failover); "
-		     "each makes the kernel forget the concentrator's TFO cookie.");
-	metrics_u64(b, "gw_agent_flows_fallen_back_total", "", t.fell_back);
+	metrics_one(b, "gw_agent_flows_fallen_back_total", "counter",
+		    "Flows whose MPTCP connection fell back to plain TCP (one path, no failover); "
+		    "each makes the kernel forget the concentrator's TFO cookie.",
+		    t.fell_back);
 	metrics_head(b, "gw_agent_accept_pauses_total", "counter",
 		     "Times accepting paused for want of descriptors, by socket.");
 	metrics_u64(b, "gw_agent_accept_pauses_total", "socket=\"lan\"", t.accept_paused);
 	metrics_u64(b, "gw_agent_accept_pauses_total", "socket=\"status\"",
 		    atomic_load(&a->control_pauses));
-	metrics_head(b, "gw_agent_host_limit_hits_total", "counter",
-		     "LAN connections reset because their device had max_flows_per_host open.");
-	metrics_u64(b, "gw_agent_host_limit_hits_total", "", t.host_limit_hits);
-	metrics_head(b, "gw_agent_fallbacks_direct_total", "counter",
-		     "Flows that went directly because no concentrator answered.");
-	metrics_u64(b, "gw_agent_fallbacks_direct_total", "", t.fallback_direct);
+	metrics_one(b, "gw_agent_host_limit_hits_total", "counter",
+		    "LAN connections reset because their device had max_flows_per_host open.",
+		    t.host_limit_hits);
+	metrics_one(b, "gw_agent_fallbacks_direct_total", "counter",
+		    "Flows that went directly because no concentrator answered.",
+		    t.fallback_direct);
 	metrics_head(b, "gw_agent_concentrator_up", "gauge",
 		     "Concentrator reachability: 1 reached, 0 not, from the last connect or probe.");
 	metrics_head(b, "gw_agent_concentrator_connects_total", "counter",
@@ -751,9 +751,9 @@ static void render_metrics(void *ctx, struct mbuf *b)
 	metrics_u64(b, "gw_agent_bytes_total", "direction=\"up\"", up);
 	metrics_u64(b, "gw_agent_bytes_total", "direction=\"down\"", down);
 	metrics_parked(b, "gw_agent", st.parked, st.parked_bytes);
-	metrics_head(b, "gw_agent_early_bytes_total", "counter",
-		     "LAN bytes sent in the SYN with the Convert message (0-RTT).");
-	metrics_u64(b, "gw_agent_early_bytes_total", "", t.early_bytes);
+	metrics_one(b, "gw_agent_early_bytes_total", "counter",
+		    "LAN bytes sent in the SYN with the Convert message (0-RTT).",
+		    t.early_bytes);
 	metrics_head(b, "gw_agent_config_reloads_total", "counter", "SIGHUP reloads, by result.");
 	metrics_u64(b, "gw_agent_config_reloads_total", "result=\"ok\"", a->reloads_ok);
 	metrics_u64(b, "gw_agent_config_reloads_total", "result=\"failed\"", a->reloads_failed);
