@@ -205,20 +205,23 @@ bool sock_handshake_complete(int fd)
 	return sock_mptcp_key_received(fd);
 }
 
-int sock_tfo_cookieless(void)
+int sock_tfo_sysctl_open(void)
+{
+	int fd = open("/proc/sys/net/ipv4/tcp_fastopen", O_RDONLY | O_CLOEXEC);
+
+	return fd < 0 ? -errno : fd;
+}
+
+int sock_tfo_cookieless(int fd)
 {
 	char buf[32];
 	ssize_t n;
-	long v;
-	int fd = open("/proc/sys/net/ipv4/tcp_fastopen", O_RDONLY | O_CLOEXEC);
 
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
+	/* /proc/sys files answer every read at offset 0 with the current
+	 * value: one pread, safe from any thread. */
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
 	if (n <= 0)
 		return n < 0 ? -errno : -EIO;
 	buf[n] = 0;
-	v = strtol(buf, NULL, 0);
-	return (v & 0x200) != 0;  /* TFO_SERVER_COOKIE_NOT_REQD */
+	return (strtol(buf, NULL, 0) & 0x200) != 0;  /* TFO_SERVER_COOKIE_NOT_REQD */
 }

@@ -56,10 +56,11 @@ bool sock_mptcp_key_received(int fd);
  * answered the SYN-ACK. Until then its source address is unproven (the SYN
  * may be forged), so nothing is done on its behalf. */
 bool sock_handshake_complete(int fd);
-/* 1 when net.ipv4.tcp_fastopen (this network namespace) has 0x200: the
- * kernel accepts data in a SYN without a cookie, so a SYN from a forged
- * address is handed over as a connection with its data. 0 when not, or
- * -errno. */
-int sock_tfo_cookieless(void);
+/* net.ipv4.tcp_fastopen of this network namespace, opened once (fd or
+ * -errno) and read as often as needed: 1 when it has 0x200 (the kernel
+ * accepts data in a SYN without a cookie, so a SYN from a forged address
+ * is handed over as a connection with its data), 0 when not, or -errno. */
+int sock_tfo_sysctl_open(void);
+int sock_tfo_cookieless(int fd);
 
 #endif

@@ -103,8 +103,10 @@ struct conc {
 	atomic_uint_fast64_t own_refreshes;
 	atomic_int stopping;
 	/* net.ipv4.tcp_fastopen has 0x200, as last logged by the main thread
-	 * (start, reload, every 5 s). Workers read the sysctl themselves. */
+	 * (start, reload, every 5 s). Workers read the sysctl themselves,
+	 * through tfo_sysctl_fd (opened at start; -errno if it could not be). */
 	atomic_int tfo_cookieless;
+	int tfo_sysctl_fd;
 	struct conc_worker *workers;
 	pthread_mutex_t ready_lock;
 	pthread_cond_t ready_cond;

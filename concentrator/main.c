@@ -643,14 +643,14 @@ static void render_metrics(void *ctx, struct mbuf *b)
 	conc_totals(c, &t, &s);
 	metrics_head(b, "mptcp_concentrator_info", "gauge", "Version of the running concentrator.");
 	metrics_u64(b, "mptcp_concentrator_info", "version=\"" VERSION "\"", 1);
-	metrics_head(b, "mptcp_concentrator_start_time_seconds", "gauge",
-		     "When the concentrator started (Unix time).");
-	metrics_u64(b, "mptcp_concentrator_start_time_seconds", "", c->started_unix);
-	metrics_head(b, "mptcp_concentrator_flows_active", "gauge",
-		     "Flows open now (handshaking or relaying).");
-	metrics_u64(b, "mptcp_concentrator_flows_active", "", s.active);
-	metrics_head(b, "mptcp_concentrator_flows_max", "gauge", "Flows allowed at once.");
-	metrics_u64(b, "mptcp_concentrator_flows_max", "", c->cfg.max_flows);
+	metrics_one(b, "mptcp_concentrator_start_time_seconds", "gauge",
+		    "When the concentrator started (Unix time).",
+		    c->started_unix);
+	metrics_one(b, "mptcp_concentrator_flows_active", "gauge",
+		    "Flows open now (handshaking or relaying).",
+		    s.active);
+	metrics_one(b, "mptcp_concentrator_flows_max", "gauge", "Flows allowed at once.",
+		    c->cfg.max_flows);
 	metrics_head(b, "mptcp_concentrator_connections_accepted_total", "counter",
 		     "Client connections accepted, by kind: MPTCP, or plain TCP (MPTCP fallback).");
 	metrics_u64(b, "mptcp_concentrator_connections_accepted_total", "kind=\"mptcp\"", t.mptcp);
@@ -683,9 +683,9 @@ static void render_metrics(void *ctx, struct mbuf *b)
 		     "Times the interfaces' addresses were listed again after an address change.");
 	metrics_u64(b, "mptcp_concentrator_own_address_refreshes_total", "",
 		    atomic_load(&c->own_refreshes));
-	metrics_head(b, "mptcp_concentrator_gateway_keys", "gauge",
-		     "Per-gateway keys loaded (0: no Cookie asked of clients).");
-	metrics_u64(b, "mptcp_concentrator_gateway_keys", "", c->cfg.policy.keys.n);
+	metrics_one(b, "mptcp_concentrator_gateway_keys", "gauge",
+		    "Per-gateway keys loaded (0: no Cookie asked of clients).",
+		    c->cfg.policy.keys.n);
 	metrics_head(b, "mptcp_concentrator_cookies_total", "counter",
 		     "Cookie TLVs checked, by result: ok, or why the request was refused "
 		     "(missing: Error 3; the others: Error 32).");
@@ -693,9 +693,9 @@ static void render_metrics(void *ctx, struct mbuf *b)
 		snprintf(l, sizeof(l), "result=\"%s\"", cookie_reason_name((enum cookie_reason)k));
 		metrics_u64(b, "mptcp_concentrator_cookies_total", l, t.cookie[k]);
 	}
-	metrics_head(b, "mptcp_concentrator_handshake_timeouts_total", "counter",
-		     "Clients that did not complete a Convert message in time.");
-	metrics_u64(b, "mptcp_concentrator_handshake_timeouts_total", "", t.handshake_timeouts);
+	metrics_one(b, "mptcp_concentrator_handshake_timeouts_total", "counter",
+		    "Clients that did not complete a Convert message in time.",
+		    t.handshake_timeouts);
 	metrics_head(b, "mptcp_concentrator_limit_hits_total", "counter",
 		     "Connections refused or reset by a limit: flows (total or per client, or for "
 		     "want of sockets; answered with Error 64) and handshakes in progress (total "
@@ -703,25 +703,25 @@ static void render_metrics(void *ctx, struct mbuf *b)
 	metrics_u64(b, "mptcp_concentrator_limit_hits_total", "limit=\"flows\"", t.limit_hits);
 	metrics_u64(b, "mptcp_concentrator_limit_hits_total", "limit=\"handshakes\"",
 		    t.hs_limit_hits);
-	metrics_head(b, "mptcp_concentrator_handshake_evictions_total", "counter",
-		     "Handshakes still waiting for their request closed to make room for a new "
-		     "connection, the total of handshakes being reached.");
-	metrics_u64(b, "mptcp_concentrator_handshake_evictions_total", "", t.hs_evictions);
-	metrics_head(b, "mptcp_concentrator_handshakes_active", "gauge",
-		     "Connections not yet relaying: reading the request, connecting, or refusing.");
-	metrics_u64(b, "mptcp_concentrator_handshakes_active", "", c->limits.count[QUOTA_HANDSHAKE]);
-	metrics_head(b, "mptcp_concentrator_handshakes_max", "gauge", "Handshakes allowed at once.");
-	metrics_u64(b, "mptcp_concentrator_handshakes_max", "", c->cfg.max_handshakes);
-	metrics_head(b, "mptcp_concentrator_orphaned_flows_total", "counter",
-		     "MPTCP flows reset because no subflow was left (gateway gone).");
-	metrics_u64(b, "mptcp_concentrator_orphaned_flows_total", "", t.orphans);
-	metrics_head(b, "mptcp_concentrator_tfo_reply_waits_total", "counter",
-		     "2 ms waits holding a reply until a TFO client's third ACK arrived.");
-	metrics_u64(b, "mptcp_concentrator_tfo_reply_waits_total", "", t.tfo_key_waits);
-	metrics_head(b, "mptcp_concentrator_flows_fallen_back_total", "counter",
-		     "MPTCP flows that had fallen back to plain TCP by their end (one path): "
-		     "typically a TFO cookie made with another key.");
-	metrics_u64(b, "mptcp_concentrator_flows_fallen_back_total", "", t.fell_back);
+	metrics_one(b, "mptcp_concentrator_handshake_evictions_total", "counter",
+		    "Handshakes still waiting for their request closed to make room for a new "
+		    "connection, the total of handshakes being reached.",
+		    t.hs_evictions);
+	metrics_one(b, "mptcp_concentrator_handshakes_active", "gauge",
+		    "Connections not yet relaying: reading the request, connecting, or refusing.",
+		    c->limits.count[QUOTA_HANDSHAKE]);
+	metrics_one(b, "mptcp_concentrator_handshakes_max", "gauge", "Handshakes allowed at once.",
+		    c->cfg.max_handshakes);
+	metrics_one(b, "mptcp_concentrator_orphaned_flows_total", "counter",
+		    "MPTCP flows reset because no subflow was left (gateway gone).",
+		    t.orphans);
+	metrics_one(b, "mptcp_concentrator_tfo_reply_waits_total", "counter",
+		    "2 ms waits holding a reply until a TFO client's third ACK arrived.",
+		    t.tfo_key_waits);
+	metrics_one(b, "mptcp_concentrator_flows_fallen_back_total", "counter",
+		    "MPTCP flows that had fallen back to plain TCP by their end (one path): "
+		    "typically a TFO cookie made with another key.",
+		    t.fell_back);
 	metrics_head(b, "mptcp_concentrator_unverified_syn_requests_total", "counter",
 		     "Requests taken from a SYN without a TFO cookie (net.ipv4.tcp_fastopen has "
 		     "0x200), held until the client completed its handshake, by result.");
@@ -803,7 +803,7 @@ static bool workers_alive(struct conc *c, uint64_t *seen)
 /* net.ipv4.tcp_fastopen may change under us; a change is logged once. */
 static void check_tfo_sysctl(struct conc *c)
 {
-	int v = sock_tfo_cookieless();
+	int v = c->tfo_sysctl_fd >= 0 ? sock_tfo_cookieless(c->tfo_sysctl_fd) : 0;
 
 	if (v < 0)
 		v = 0;
@@ -915,10 +915,9 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-	if (sock_tfo_cookieless() > 0) {
-		atomic_store(&c->tfo_cookieless, 0);
+	c->tfo_sysctl_fd = sock_tfo_sysctl_open();
+	if (c->tfo_sysctl_fd >= 0 && sock_tfo_cookieless(c->tfo_sysctl_fd) > 0)
 		check_tfo_sysctl(c);
-	}
 	pthread_mutex_init(&c->ready_lock, NULL);
 	pthread_cond_init(&c->ready_cond, NULL);
 	c->workers = calloc(c->cfg.workers, sizeof(*c->workers));
@@ -985,6 +984,8 @@ int main(int argc, char **argv)
 		close(c->inherited[i]);
 	quota_free(&c->limits);
 	replay_free(&c->replay);
+	if (c->tfo_sysctl_fd >= 0)
+		close(c->tfo_sysctl_fd);
 	policy_free(&c->cfg.policy);
 	pthread_rwlock_destroy(&c->live_lock);
 	free(c->workers);

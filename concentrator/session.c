@@ -336,7 +336,7 @@ static void on_hs_recv(struct conc_worker *cw, struct relay *r,
 	}
 	s->msg_len = d.msg_len;
 	if (!sock_handshake_complete(r->fd[0]) &&
-	    sock_tfo_cookieless() != 0) {
+	    (cw->c->tfo_sysctl_fd < 0 || sock_tfo_cookieless(cw->c->tfo_sysctl_fd) != 0)) {
 		/* Taken from a SYN that the kernel accepted without a TFO
 		 * cookie (0x200; the sysctl is read now, as it may have
 		 * changed): the source may be forged. Nothing on its behalf
