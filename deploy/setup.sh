@@ -41,7 +41,7 @@ promtool_setup() {
 }
 
 # Benchmarks only (--bench): the proxies we are compared with.
-bench_pkgs=(haproxy shadowsocks-libev)
+bench_pkgs=(haproxy shadowsocks-libev wrk)
 bench=0
 [ "${1:-}" = "--bench" ] && { bench=1; test_pkgs+=("${bench_pkgs[@]}"); }
 

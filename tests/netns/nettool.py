@@ -196,8 +196,17 @@ async def serve(args):
             await loop.create_datagram_endpoint(UdpEcho, local_addr=(b, 443))
         for off, fn in ((0, srv_echo), (1, srv_reset), (2, srv_halfclose), (3, srv_whoami),
                         (4, srv_sink)):
-            servers.append(await asyncio.start_server(fn, b, args.base + off,
-                                                      reuse_address=True, backlog=4096))
+            if args.mptcp:
+                # An MPTCP listener (it also takes plain TCP clients, as a
+                # fallback): the benches' no-proxy reference connects here.
+                fam = socket.AF_INET6 if ":" in b else socket.AF_INET
+                ls = socket.socket(fam, socket.SOCK_STREAM, IPPROTO_MPTCP)
+                ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                ls.bind((b, args.base + off))
+                servers.append(await asyncio.start_server(fn, sock=ls, backlog=4096))
+            else:
+                servers.append(await asyncio.start_server(fn, b, args.base + off,
+                                                          reuse_address=True, backlog=4096))
     print("serving", flush=True)
     await asyncio.gather(*(s.serve_forever() for s in servers))
 
@@ -722,6 +731,47 @@ def cmd_rtt(args):
     return True
 
 
+def cmd_tcpping(args):
+    """Request latency over one TCP (--mptcp: MPTCP) connection to an echo
+    server: --count small requests (64 bytes), --interval s apart, each
+    timed until its whole echo is back. What a user's small request feels
+    while other traffic loads the paths. Prints one JSON line (ms)."""
+    host, port = split_hostport(args.dst)
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM, IPPROTO_MPTCP if args.mptcp else 0)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.settimeout(args.timeout)
+    t0 = time.monotonic()
+    s.connect((host, port))
+    connect_ms = (time.monotonic() - t0) * 1000
+    rtts, timeouts = [], 0
+    msg = b"p" * 64
+    nxt = time.monotonic()
+    for _ in range(args.count):
+        nxt += args.interval
+        t = time.monotonic()
+        try:
+            s.sendall(msg)
+            got = 0
+            while got < len(msg):
+                d = s.recv(len(msg) - got)
+                if not d:
+                    raise ConnectionError("closed")
+                got += len(d)
+            rtts.append((time.monotonic() - t) * 1000)
+        except socket.timeout:
+            timeouts += 1
+            break
+        time.sleep(max(0.0, nxt - time.monotonic()))
+    s.close()
+    rtts.sort()
+    q = lambda f: round(rtts[min(len(rtts) - 1, int(f * len(rtts)))], 2) if rtts else None
+    print(json.dumps({"count": len(rtts), "timeouts": timeouts, "connect_ms": round(connect_ms, 2),
+                      "min_ms": q(0), "p50_ms": q(0.5), "p90_ms": q(0.9), "p99_ms": q(0.99),
+                      "max_ms": q(1.0)}))
+    return len(rtts) == args.count
+
+
 def cmd_trickle(args):
     """A client that sends its request one byte every --interval seconds
     (slowloris), until the server closes or --bytes are sent. Passes when
@@ -860,6 +910,13 @@ def main():
     s.add_argument("--bind", action="append", required=True)
     s.add_argument("--base", type=int, default=9000)
     s.add_argument("--udp443", action="store_true", help="also echo UDP on port 443")
+    s.add_argument("--mptcp", action="store_true", help="MPTCP listeners")
+    tp = sub.add_parser("tcpping")
+    tp.add_argument("--dst", required=True)
+    tp.add_argument("--count", type=int, default=50)
+    tp.add_argument("--interval", type=float, default=0.1)
+    tp.add_argument("--timeout", type=float, default=5)
+    tp.add_argument("--mptcp", action="store_true")
     w = sub.add_parser("whoami")
     w.add_argument("--dst", required=True)
     q = sub.add_parser("quic")
@@ -929,7 +986,7 @@ def main():
     args = p.parse_args()
     sync = {"tfo": cmd_tfo, "whoami": cmd_whoami, "quic": cmd_quic, "pcap-syn": cmd_pcap_syn,
             "pcap-tfo": cmd_pcap_tfo, "trickle": cmd_trickle, "hold": cmd_hold,
-            "noread": cmd_noread, "rtt": cmd_rtt}
+            "noread": cmd_noread, "rtt": cmd_rtt, "tcpping": cmd_tcpping}
     if args.cmd in sync:
         sys.exit(0 if sync[args.cmd](args) else 1)
     fn = {"serve": serve, "echo": cmd_echo, "error": cmd_error, "reset": cmd_reset,
