@@ -12,7 +12,8 @@
 # lul (request latency while the paths are saturated), mem (idle flows).
 # PROFILE: a lib.sh path_profile name (dsl, vdsl, lte, mesh) or a bare rate
 # (100mbit: tbf only, no delay line). Environment: RUNS, SECS, BUILD,
-# WRK_CONNS (per gateway), IDLE_FLOWS (mem: in all), CONC_WORKERS,
+# WRK_CONNS (per gateway), IDLE_FLOWS (mem: in all), CONC_WORKERS, DIRS
+# (failover: "up down"),
 # SYSTEMS (default "kernel ours haproxy shadowsocks"; rate also "routed").
 #
 #   lan_g -- gw_g ==(paths p: gw 10.p.g.2/24, concentrator 10.p.g.1/24)== conc (192.0.2.1) -- srv (203.0.113.2, .3)
@@ -107,16 +108,18 @@ log "topology: $G gateway(s), paths $PATHS_LABEL"
 
 # ---------------------------------------------------------------- servers
 # iperf3 serves one test at a time: one server per gateway, plain TCP for
-# the proxies (5200+g) and MPTCP for the kernel reference (6200+g).
+# the proxies (5200+g) and MPTCP for the kernel reference (6200+g); every
+# 0.1 s a report, which the failover timeline of an upload reads.
 for g in $(seq 1 "$G"); do
-	X srv iperf3 -s -p $((5200 + g)) > /dev/null 2>&1 &
-	X srv mptcpize run iperf3 -s -p $((6200 + g)) > /dev/null 2>&1 &
+	X srv iperf3 -s -J -i 0.1 -p $((5200 + g)) > /dev/null 2>&1 &
+	X srv mptcpize run iperf3 -s -J -i 0.1 -p $((6200 + g)) > /dev/null 2>&1 &
 done
 X srv "$PY" "$NETTOOL" serve --bind 203.0.113.2 --base 9000 > "$WORKDIR/echo.log" 2>&1 &
 X srv "$PY" "$NETTOOL" serve --bind 203.0.113.2 --base 9010 --mptcp > "$WORKDIR/echo-mptcp.log" 2>&1 &
 X srv "$LOADGEN" sink --listen 203.0.113.2:9100 > "$WORKDIR/sink.log" 2>&1 &
 X conc iperf3 -s -p 5199 > /dev/null 2>&1 &   # each path alone ends here
 if [ "$SCEN" = rate ]; then
+	chmod 755 "$WORKDIR"  # nginx workers run as www-data
 	mkdir -p "$WORKDIR/www"
 	head -c 1024 /dev/zero | tr '\0' x > "$WORKDIR/www/index.html"
 	for v in plain mptcp; do
@@ -286,7 +289,7 @@ failover)
 	# silent, 7 s: it comes back, 11 s: path 1 (the fast one) goes silent,
 	# 15 s: end. Throughput every 0.1 s as the receiver saw it.
 	for run in $(seq 1 "$RUNS"); do
-		for dir in up down; do
+		for dir in ${DIRS:-up down}; do
 			for s in $SYSTEMS; do
 				rev="--get-server-output"; [ $dir = down ] && rev=-R
 				run_client "$s" 1 iperf iperf3 -c {H} -p {P} -t 15 -i 0.1 $rev -J > "$WORKDIR/fo.json" 2>/dev/null &
@@ -347,7 +350,7 @@ import json, re, statistics, sys
 def ms(v):
     n, u = float(re.match(r"[\d.]+", v).group()), re.sub(r"[\d.]+", "", v)
     return n * {"us": 1e-3, "ms": 1, "s": 1e3, "m": 6e4}[u]
-rps, p50, p99, errs = [], [], [], 0
+rps, p50, p99, errs, reads = [], [], [], 0, 0
 for g in range(1, int(sys.argv[2]) + 1):
     t = open(f"{sys.argv[1]}/w{g}.out").read()
     m = re.search(r"Requests/sec:\s+([\d.]+)", t)
@@ -355,13 +358,16 @@ for g in range(1, int(sys.argv[2]) + 1):
     for q, lst in (("50", p50), ("99", p99)):
         m = re.search(rf"^\s+{q}%\s+(\S+)", t, re.M)
         if m: lst.append(ms(m.group(1)))
+    # wrk counts the server's close after each response as a read error
+    # under "Connection: close": failures are the other kinds.
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", t)
-    if m: errs += sum(map(int, m.groups()))
+    if m: errs += int(m.group(1)) + int(m.group(3)) + int(m.group(4)); reads += int(m.group(2))
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
     if m: errs += int(m.group(1))
 print(json.dumps({"rps": round(sum(rps), 1), "per_gateway_rps": rps,
                   "p50_ms": round(statistics.median(p50), 2) if p50 else None,
-                  "p99_ms": round(statistics.median(p99), 2) if p99 else None, "errors": errs})[1:-1])
+                  "p99_ms": round(statistics.median(p99), 2) if p99 else None, "errors": errs,
+                  "read_errors": reads})[1:-1])
 PY
 )
 			emit "{$HEAD, \"run\": $run, \"system\": \"$s\", \"conns_per_gateway\": $CONNS, $r}"
