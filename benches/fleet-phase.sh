@@ -285,18 +285,18 @@ agg)
 	done
 	;;
 failover)
-	# 0-3 s every path, 3 s: the last path (the slow or lossy one) goes
-	# silent, 7 s: it comes back, 11 s: path 1 (the fast one) goes silent,
-	# 15 s: end. Throughput every 0.1 s as the receiver saw it.
+	# 0-3.2 s every path, 3.2 s: the last path (the slow or lossy one) goes
+	# silent, 6.2 s: it comes back, 9.2 s: path 1 (the fast one) goes
+	# silent, 13 s: end. Throughput every 0.1 s as the receiver saw it.
 	for run in $(seq 1 "$RUNS"); do
 		for dir in ${DIRS:-up down}; do
 			for s in $SYSTEMS; do
 				rev="--get-server-output"; [ $dir = down ] && rev=-R
-				run_client "$s" 1 iperf iperf3 -c {H} -p {P} -t 15 -i 0.1 $rev -J > "$WORKDIR/fo.json" 2>/dev/null &
+				run_client "$s" 1 iperf iperf3 -c {H} -p {P} -t 13 -i 0.1 $rev -J > "$WORKDIR/fo.json" 2>/dev/null &
 				ip=$!
 				sleep 3.2; silence 1 $NP on
-				sleep 4; silence 1 $NP off
-				sleep 4; silence 1 1 on
+				sleep 3; silence 1 $NP off
+				sleep 3; silence 1 1 on
 				wait $ip
 				silence 1 1 off
 				tl=$("$PY" - "$WORKDIR/fo.json" "$dir" <<'PY'
@@ -309,9 +309,9 @@ except Exception:
     print("[]")
 PY
 )
-				emit "{$HEAD, \"run\": $run, \"dir\": \"$dir\", \"system\": \"$s\", \"events\": [3.2, 7.2, 11.2], \"interval_s\": 0.1, \"mbit\": $tl}"
+				emit "{$HEAD, \"run\": $run, \"dir\": \"$dir\", \"system\": \"$s\", \"events\": [3.2, 6.2, 9.2], \"interval_s\": 0.1, \"mbit\": $tl}"
 				# the paths come back up at the agent before the next system
-				sleep 4
+				sleep 3
 			done
 		done
 	done

@@ -99,7 +99,7 @@ def stalls(r):
 if fo:
     md += ["## Failover", "",
            "A long flow; at 3.2 s the last path (the slow or lossy one) goes silent (its delay line drops "
-           "everything, the gateway sees no link change), at 7.2 s it comes back, at 11.2 s the first (fast) "
+           "everything, the gateway sees no link change), at 6.2 s it comes back, at 9.2 s the first (fast) "
            "path goes silent. Stall = time below 10% of the rate before the event, within 3 s after it "
            "(0.1 s resolution), median [range] in seconds.", "",
            "| paths | dir | event | " + " | ".join(NAMES[s] for s in SYSTEMS) + " |",
@@ -302,10 +302,8 @@ if fo:
     script = [gp[0].replace("{h}", str(300 * len(keys))), f"set output '{out}/failover.png'", gp[1], gp[2],
               f"set multiplot layout {len(keys)},1", "set ylabel 'Mbit/s'", "set xlabel 's'"]
     for tag, d in keys:
-        script += [f"set title 'Failover, {tag}, {d}load (slow path silent 3.2-7.2 s, fast path silent from 11.2 s)'",
-                   "unset arrow", "set arrow from 3.2, graph 0 to 3.2, graph 1 nohead dt 3",
-                   "set arrow from 7.2, graph 0 to 7.2, graph 1 nohead dt 3",
-                   "set arrow from 11.2, graph 0 to 11.2, graph 1 nohead dt 3",
+        script += [f"set title 'Failover, {tag}, {d}load (slow path silent 3.2-6.2 s, fast path silent from 9.2 s)'",
+                   "unset arrow"] + [f"set arrow from {e}, graph 0 to {e}, graph 1 nohead dt 3" for e in fo[0]["events"]] + [
                    f"plot for [i=2:{len(SYSTEMS) + 1}] '{out}/failover-{tag}-{d}.dat' using 1:i with lines lw 1.5 title columnhead"]
     script.append("unset multiplot")
     subprocess.run(["gnuplot"], input="\n".join(script), text=True, check=False)
