@@ -2,6 +2,8 @@
  *
  *   accept   the LAN client's connection, delivered by TPROXY; its local
  *            address (getsockname) is where the client wanted to go
+ *   EARLY    up to --first-data-wait for the client's first bytes, unless
+ *            they are there already or the port is a server-first one
  *   SYN      an MPTCP socket to the concentrator; sendto(MSG_FASTOPEN) puts
  *            the Convert message (header + Connect) and whatever the client
  *            has already sent into the SYN (0-RTT)
@@ -30,7 +32,8 @@
 #include <unistd.h>
 
 enum phase {
-	PH_POLL = 1,
+	PH_EARLY = 1,
+	PH_POLL,
 	PH_SEND,
 	PH_REPLY,
 	PH_LAN_SEND,
@@ -434,6 +437,7 @@ static void on_reply(struct agent_worker *aw, struct relay *r,
 	}
 	aw->n.via_concentrator++;
 	aw->n.early_bytes += f->early_len;
+	aw->n.early_flows += f->early_len > 0;
 	if ((uint32_t)n < f->in_len) {
 		f->lan_off = (uint32_t)n;
 		f->lan_len = f->in_len;
@@ -471,6 +475,18 @@ void flow_handle(struct relay_worker *w, struct relay *r, unsigned op,
 			agent_arm_accept(aw);
 		return;
 	case AOP_TIMEOUT:
+		return;
+	case AOP_EARLY:
+		/* The client's first bytes, or none in time: to the SYN. */
+		if (cqe->res == 0 || (cqe->res < 0 && cqe->res != -ECANCELED)) {
+			relay_close(w, r, cqe->res ? RELAY_END_RESET : RELAY_END_HANDSHAKE,
+				    cqe->res != 0);
+			return;
+		}
+		f->early_len = cqe->res > 0 ? (uint32_t)cqe->res : 0;
+		if (!f->early_len)
+			aw->n.first_data_timeouts++;
+		try_concentrator(aw, r);
 		return;
 	case AOP_CONN_POLL:
 		on_poll(aw, r, cqe);
@@ -533,6 +549,19 @@ void flow_handle(struct relay_worker *w, struct relay *r, unsigned op,
 		start_relay(aw, r);
 		return;
 	}
+}
+
+/* Protocols whose server speaks first (FTP, SMTP, POP3, IMAP, submission,
+ * MySQL, VNC): their clients send nothing until the server's greeting, so
+ * waiting for first bytes would only delay them. */
+static bool server_first(uint16_t port)
+{
+	static const uint16_t ports[] = { 21, 25, 110, 143, 587, 3306, 5900 };
+
+	for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++)
+		if (ports[i] == port)
+			return true;
+	return false;
 }
 
 void flow_accept(struct agent_worker *aw, int fd)
@@ -623,6 +652,22 @@ void flow_accept(struct agent_worker *aw, int fd)
 	if (n == 0) {
 		/* The client closed before we even connected. */
 		relay_close(w, r, RELAY_END_HANDSHAKE, false);
+		return;
+	}
+	if (n < 0 && cfg->first_data_ms && !server_first(port)) {
+		/* TPROXY hands the connection over at the client's third ACK;
+		 * its request usually follows within microseconds. Waiting a
+		 * few milliseconds for it puts it in the SYN: the concentrator
+		 * sends it on as soon as it has connected upstream, and the
+		 * answer comes one path round trip sooner (the Convert reply
+		 * is no longer waited for before the request leaves). */
+		struct io_uring_sqe tmpl;
+
+		memset(&tmpl, 0, sizeof(tmpl));
+		io_uring_prep_recv(&tmpl, fd, f->out + f->msg_len, EARLY_MAX, 0);
+		if (!submit_with_timeout(w, r, &tmpl, AOP_EARLY, cfg->first_data_ms))
+			relay_close(w, r, RELAY_END_RESET, true);
+		r->phase = PH_EARLY;
 		return;
 	}
 	try_concentrator(aw, r);

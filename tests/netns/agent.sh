@@ -44,6 +44,9 @@ ip netns exec "$(ns srv)" "$PY" ./nettool.py serve --bind 203.0.113.2 --bind 203
 	--bind 2001:db8:2::2 --base 9000 --udp443 > "$WORKDIR/servers.log" 2>&1 &
 ip netns exec "$(ns gw)" "$PY" ./nettool.py serve --bind 192.168.77.1 --base 9100 \
 	> "$WORKDIR/gw-servers.log" 2>&1 &
+# The same servers from port 23 on: the server-first half-close on 25 (SMTP's).
+ip netns exec "$(ns srv)" "$PY" ./nettool.py serve --bind 203.0.113.2 --base 23 \
+	> "$WORKDIR/servers23.log" 2>&1 &
 mkdir -p "$WORKDIR/www"
 head -c $((4 << 20)) /dev/urandom > "$WORKDIR/www/blob"
 cat > "$WORKDIR/nginx.conf" <<NGINX
@@ -78,8 +81,8 @@ start_agent() {  # start_agent LOGNAME ARGS...
 	done
 	log "agent $name did not start:"; cat "$WORKDIR/$name.log"; return 1
 }
-wait_listen srv 9000 && wait_listen srv 8080 && wait_listen conc 5124 || exit 1
-start_agent agent1 || exit 1
+wait_listen srv 9000 && wait_listen srv 8080 && wait_listen srv 25 && wait_listen conc 5124 || exit 1
+start_agent agent1 --metrics-listen 127.0.0.1:9190 || exit 1
 A1=$AGENT_PID
 sleep 0.3
 RSS0=$(rss_kib $A1); FD0=$(fds $A1)
@@ -117,14 +120,34 @@ check "after 100 MiB and 500 flows, the agent's RSS is back within 4 MiB and des
 check "server reset reaches the LAN client as a reset, after the server's byte" \
 	$T reset --plain --dst 203.0.113.2:9001
 
-# The Convert message rides in the SYN (0-RTT), with the MPTCP option.
+# The Convert message rides in the SYN (0-RTT), with the MPTCP option, and
+# behind it the client's request: the agent waits a moment for the client's
+# first bytes (--first-data-wait), so the request does not wait for the
+# Convert reply, a path round trip later.
 capture_check() {
 	capture_start gw gw-conc "$WORKDIR/syn.pcap" 'tcp dst port 5124 and tcp[tcpflags] & tcp-syn != 0' || return 1
 	$L curl -sS --max-time 10 -o /dev/null http://203.0.113.2:8080/blob
 	capture_stop
-	$PY ./nettool.py pcap-syn "$WORKDIR/syn.pcap" --port 5124
+	$PY ./nettool.py pcap-syn "$WORKDIR/syn.pcap" --port 5124 --expect-data "GET /blob"
 }
-check "capture: the SYN to the concentrator carries MPTCP and the Convert message" capture_check
+check "capture: the SYN to the concentrator carries MPTCP, the Convert message and the client's request" capture_check
+# A client that sends nothing until the server greets it: the agent waits
+# --first-data-wait for it, except on the server-first protocols' ports
+# (SMTP's 25 here), where it would only delay the greeting.
+first_data_timeouts() {
+	ip netns exec "$(ns gw)" curl -sS http://127.0.0.1:9190/metrics | awk '/^gw_agent_first_data_timeouts_total / {print $2}'
+}
+server_first_check() {
+	local t0 t1 t2
+	t0=$(first_data_timeouts)
+	$T halfclose --plain --dst 203.0.113.2:25 --bytes 1000 || return 1
+	t1=$(first_data_timeouts)
+	$T halfclose --plain --dst 203.0.113.2:9002 --bytes 1000 || return 1
+	t2=$(first_data_timeouts)
+	echo "{\"first_data_timeouts\": [$t0, $t1, $t2]}"
+	[ -n "$t0" ] && [ "$t1" -eq "$t0" ] && [ "$t2" -eq $((t1 + 1)) ]
+}
+check "server-first clients: no wait for first bytes on port 25, one wait on another port" server_first_check
 
 check "bypassed destination is routed, not intercepted" saw 203.0.113.3:9003 192.168.77.2
 check "traffic to the router itself is not intercepted" saw 192.168.77.1:9103 192.168.77.2

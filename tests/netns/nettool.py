@@ -591,16 +591,18 @@ def pcap_tcp(path):
 def cmd_pcap_syn(args):
     """Reports each SYN (no ACK) to PORT in a pcap: its TCP option kinds and
     the start of its payload."""
+    want = args.expect_data.encode() if args.expect_data else b""
     syns = [{"option_kinds": t["option_kinds"], "payload_len": len(t["payload"]),
-             "payload_head": t["payload"][:8].hex()}
+             "payload_head": t["payload"][:8].hex(), "has_data": want in t["payload"]}
             for t in pcap_tcp(args.file)
             if t["dport"] == args.port and (t["flags"] & 0x12) == 0x02]
     print(json.dumps({"syns": syns}))
     # The check: a SYN carrying the MPTCP option (30) and a Convert message
-    # (version 1, magic 0x2263, a Connect TLV first).
+    # (version 1, magic 0x2263, a Connect TLV first), and with --expect-data
+    # those bytes behind it (the client's own first bytes, 0-RTT).
     return any(30 in x["option_kinds"] and x["payload_head"][:2] == "01"
                and x["payload_head"][4:8] == "2263" and x["payload_head"][8:10] == "0a"
-               for x in syns)
+               and x["has_data"] for x in syns)
 
 
 def cmd_pcap_tfo(args):
@@ -934,6 +936,7 @@ def main():
     pc = sub.add_parser("pcap-syn")
     pc.add_argument("file")
     pc.add_argument("--port", type=int, required=True)
+    pc.add_argument("--expect-data", help="bytes the SYN must carry behind the Convert message")
     rt = sub.add_parser("rtt")
     rt.add_argument("--dst", required=True)
     rt.add_argument("--count", type=int, default=200)
