@@ -62,7 +62,7 @@ ALL="kernel ours haproxy shadowsocks"
 phase() {  # phase SCENARIO G "PROFILES" [VAR=VALUE...]
 	local s=$1 g=$2 p=$3; shift 3
 	echo "== $s, $g gateway(s), paths $p $* ($(($(date +%s) - T0)) s in)"
-	env "$@" bash benches/fleet-phase.sh "$s" "$g" "$p" "$J" 2>&1 | grep -E '^\{|^\[fleet' | cut -c1-160
+	env "$@" bash benches/fleet-phase.sh "$s" "$g" "$p" "$J" 2>&1 | grep --line-buffered -E '^\{|^\[fleet' | cut -c1-160
 }
 if [ $QUICK = 1 ]; then
 	phase agg 1 "dsl lte" RUNS=1 SECS=3

@@ -38,8 +38,7 @@ enum relay_half_state {
 	HALF_RECV,
 	HALF_SEND,
 	HALF_WAITBUF,  /* no buffer was free: queued until one is */
-	HALF_SHUT,     /* EOF seen; shutdown(SHUT_WR) of the other side in flight */
-	HALF_DONE,
+	HALF_DONE,     /* EOF seen and passed on (shutdown(SHUT_WR) of the other side) */
 };
 
 /* Why a flow ended; indexes relay_stats.closed. */
@@ -57,7 +56,6 @@ enum relay_end {
 enum relay_op {
 	RELAY_OP_RECV0 = 1, RELAY_OP_RECV1,
 	RELAY_OP_SEND0, RELAY_OP_SEND1,
-	RELAY_OP_SHUT0, RELAY_OP_SHUT1,
 	RELAY_OP_CANCEL,
 	RELAY_OP_USER = 16,
 };

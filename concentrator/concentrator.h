@@ -144,7 +144,6 @@ enum conc_op {
 	OP_HS_SEND,
 	OP_KEY_WAIT,     /* reply held until the client's MPTCP key is in */
 	OP_VERIFY_WAIT,  /* request held until the client's handshake is done */
-	OP_HS_SHUT,
 	OP_DRAIN_RECV,
 };
 

@@ -423,7 +423,6 @@ static void on_hs_send(struct conc_worker *cw, struct relay *r,
 {
 	struct relay_worker *w = &cw->rw;
 	struct session *s = S(r);
-	struct io_uring_sqe *sqe;
 
 	if (cqe->res < 0) {
 		relay_close(w, r, r->phase == PH_ERR_REPLY ? RELAY_END_REFUSED :
@@ -455,13 +454,14 @@ static void on_hs_send(struct conc_worker *cw, struct relay *r,
 		start_relay(w, r);
 		return;
 	case PH_ERR_REPLY:
-		sqe = relay_sqe(w, r, OP_HS_SHUT);
-		if (!sqe) {
+		/* shutdown(2) directly: IORING_OP_SHUTDOWN would go to an
+		 * io-wq thread (relay.c, on_recv). */
+		if (shutdown(r->fd[0], SHUT_WR) < 0) {
 			relay_close(w, r, RELAY_END_REFUSED, false);
 			return;
 		}
-		io_uring_prep_shutdown(sqe, r->fd[0], SHUT_WR);
 		r->phase = PH_DRAIN;
+		hs_recv(w, r, OP_DRAIN_RECV);
 		return;
 	}
 }
@@ -512,13 +512,6 @@ void session_handle(struct relay_worker *w, struct relay *r, unsigned op,
 		return;
 	case OP_KEY_WAIT:  /* -ETIME: the 2 ms are up; try again */
 		hs_send(w, r, r->fd[0], S(r)->out);
-		return;
-	case OP_HS_SHUT:
-		if (cqe->res < 0) {
-			relay_close(w, r, RELAY_END_REFUSED, false);
-			return;
-		}
-		hs_recv(w, r, OP_DRAIN_RECV);
 		return;
 	case OP_DRAIN_RECV:
 		if (cqe->res > 0) {
