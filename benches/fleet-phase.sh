@@ -12,7 +12,8 @@
 # lul (request latency while the paths are saturated), mem (idle flows).
 # PROFILE: a lib.sh path_profile name (dsl, vdsl, lte, mesh) or a bare rate
 # (100mbit: tbf only, no delay line). Environment: RUNS, SECS, BUILD,
-# WRK_CONNS (per gateway), IDLE_FLOWS (mem: in all), CONC_WORKERS, DIRS
+# WRK_CONNS (per gateway), IDLE_FLOWS (mem: in all), CONC_WORKERS,
+# CONC_ARGS / AGENT_ARGS, CONC_SYSCTL / GW_SYSCTL (tuning runs), DIRS
 # (failover: "up down"),
 # SYSTEMS (default "kernel ours haproxy shadowsocks"; rate also "routed").
 #
@@ -67,6 +68,7 @@ X conc sysctl -qw net.ipv4.ip_forward=1 net.ipv4.tcp_fastopen=3 \
 	net.ipv4.ip_local_port_range="1024 65535" net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535
 X srv sysctl -qw net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535
 ip -n "$(ns conc)" mptcp limits set subflows 8 add_addr_accepted 0
+[ -n "${CONC_SYSCTL:-}" ] && X conc sysctl -qw $CONC_SYSCTL
 ip -n "$(ns srv)" mptcp limits set subflows 8 add_addr_accepted 0
 declare -A EMU  # EMU[g,p]: the delay line's namespace of gateway g's path p
 for g in $(seq 1 "$G"); do
@@ -77,6 +79,7 @@ for g in $(seq 1 "$G"); do
 	ip -n "$(ns "l$g")" route add default via 192.168.77.1
 	X "g$g" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.tcp_fastopen=1 net.ipv4.ip_local_port_range="1024 65535"
 	X "l$g" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
+	[ -n "${GW_SYSCTL:-}" ] && X "g$g" sysctl -qw $GW_SYSCTL
 	p=0
 	for prof in $PROFILES; do
 		p=$((p + 1))
@@ -425,4 +428,6 @@ mem)
 	;;
 *) log "unknown scenario $SCEN"; exit 1 ;;
 esac
+# KEEP=DIR: the daemons' logs, for a closer look
+[ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$WORKDIR"/*.log "$KEEP"/
 exit 0
