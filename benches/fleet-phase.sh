@@ -120,7 +120,9 @@ done
 X srv "$PY" "$NETTOOL" serve --bind 203.0.113.2 --base 9000 > "$WORKDIR/echo.log" 2>&1 &
 X srv "$PY" "$NETTOOL" serve --bind 203.0.113.2 --base 9010 --mptcp > "$WORKDIR/echo-mptcp.log" 2>&1 &
 X srv "$LOADGEN" sink --listen 203.0.113.2:9100 > "$WORKDIR/sink.log" 2>&1 &
-X conc iperf3 -s -p 5199 > /dev/null 2>&1 &   # each path alone ends here
+for p in $(seq 1 $NP); do  # each path alone ends here
+	X conc iperf3 -s -p $((5190 + p)) > /dev/null 2>&1 &
+done
 if [ "$SCEN" = rate ]; then
 	chmod 755 "$WORKDIR"  # nginx workers run as www-data
 	mkdir -p "$WORKDIR/www"
@@ -172,7 +174,7 @@ for g in $(seq 1 "$G"); do
 	X "g$g" "$AGENT" --concentrator 192.0.2.1:5124 --lan lan "${paths[@]}" --workers 1 \
 		--idle-timeout 0 --max-flows-per-host 0 --bypass 203.0.113.3/32 \
 		--control "$WORKDIR/ctl$g.sock" ${AGENT_ARGS:-} > "$WORKDIR/agent$g.log" 2>&1 &
-	AG[$g]=$!
+	AG[$g]=$!  # X's subshell: the agent is its child (leaf, below)
 	{
 		printf 'global\n\tmaxconn %s\n\tnbthread 1\ndefaults\n\tmode tcp\n\ttimeout connect 5s\n\ttimeout client 1h\n\ttimeout server 1h\n' "$MAXCONN"
 		printf 'listen i\n\tbind 192.168.77.1:7001\n\tserver c 192.0.2.1:%s\n' $((10000 + g))
@@ -197,11 +199,12 @@ for g in $(seq 1 "$G"); do
 	wait_listen "g$g" 7001 && wait_listen "g$g" 7105 || { tail -n 5 "$WORKDIR"/*.log; exit 1; }
 	for i in $(seq 1 100); do grep -q "intercepting TCP" "$WORKDIR/agent$g.log" && break; sleep 0.05; done
 done
-# mptcpize runs its command as a child: measure the proxies themselves.
+# mptcpize runs its command as a child, and X in the background runs in a
+# subshell: measure the daemons themselves.
 leaf() { local p=$1 c; while c=$(pgrep -P "$p" | head -1) && [ -n "$c" ]; do p=$c; done; echo "$p"; }
 HC=$(leaf $HC); SC=$(leaf $SC)
 for g in $(seq 1 "$G"); do
-	HG[$g]=$(leaf ${HG[$g]}); SG[$g]=$(leaf ${SG[$g]}); SG[$g,sink]=$(leaf ${SG[$g,sink]})
+	AG[$g]=$(leaf ${AG[$g]}); HG[$g]=$(leaf ${HG[$g]}); SG[$g]=$(leaf ${SG[$g]}); SG[$g,sink]=$(leaf ${SG[$g,sink]})
 done
 # every path up at every agent (its probes have answered)
 for i in $(seq 1 80); do
@@ -254,7 +257,18 @@ run_client() {
 	local s=$1 g=$2 k=$3 n pre h port a args=(); shift 3
 	read -r n pre h port <<< "$(client "$s" "$g" "$k")"
 	for a in "$@"; do a=${a//\{H\}/$h}; args+=("${a//\{P\}/$port}"); done
-	if [ "$pre" = mptcpize ]; then X "$n" mptcpize run "${args[@]}"; else X "$n" "${args[@]}"; fi
+	[ "$pre" = mptcpize ] && args=(mptcpize run "${args[@]}")
+	if [[ " ${args[*]} " != *" iperf3 "* ]]; then
+		X "$n" "${args[@]}"
+		return
+	fi
+	# iperf3 serves one test at a time and needs a moment after one ends
+	local try out
+	for try in 1 2 3 4 5 6; do
+		out=$(X "$n" "${args[@]}")
+		case $out in *"server is busy"*) sleep 0.5 ;; *) break ;; esac
+	done
+	printf '%s\n' "$out"
 }
 emit() { echo "$1" >> "$OUTF"; echo "$1" | cut -c1-200; }
 j_mbit() {  # iperf3 -J on stdin: received Mbit/s
@@ -277,7 +291,7 @@ agg)
 			rev=""; [ $dir = down ] && rev=-R
 			sum=0
 			for p in $(seq 1 $NP); do
-				a=$(X g1 iperf3 -c "10.$p.1.1" -B "10.$p.1.2" -p 5199 -t "$SECS" -O 1 $rev -J 2>/dev/null | j_mbit)
+				a=$(X g1 iperf3 -c "10.$p.1.1" -B "10.$p.1.2" -p $((5190 + p)) -t "$SECS" -O 1 $rev -J 2>/dev/null | j_mbit)
 				emit "{$HEAD, \"run\": $run, \"dir\": \"$dir\", \"system\": \"path$p\", \"mbit\": $a}"
 			done
 			for s in $SYSTEMS; do
@@ -326,7 +340,9 @@ fleet)
 			c0=$(cpu_ticks $cp); g0=$(cpu_ticks $gp); t0=$(now)
 			cl=()
 			for g in $(seq 1 "$G"); do
-				run_client "$s" "$g" iperf iperf3 -c {H} -p {P} -P 2 -t "$SECS" -O 1 -J > "$WORKDIR/f$g.json" 2>/dev/null &
+				# bounded: on an overloaded machine a client can hang
+				run_client "$s" "$g" iperf timeout -k 2 $((SECS + 30)) iperf3 -c {H} -p {P} -P 2 -t "$SECS" -O 1 -J \
+					> "$WORKDIR/f$g.json" 2>/dev/null &
 				cl+=($!)
 			done
 			wait "${cl[@]}"
