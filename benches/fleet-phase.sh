@@ -223,6 +223,8 @@ sleep 1
 HZ=$(getconf CLK_TCK)
 cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
 rss_sum() { local t=0 p; for p in "$@"; do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done; echo $t; }
+# private memory (USS): what a process costs beyond the libraries it shares
+uss_sum() { local t=0 p; for p in "$@"; do t=$((t + $(awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s}' "/proc/$p/smaps_rollup"))); done; echo $t; }
 now() { date +%s.%N; }
 # conc_pids SYSTEM / gw_pids SYSTEM: the processes that carry it
 conc_pids() { case $1 in ours) echo "$CPID" ;; haproxy) echo "$HC" ;; shadowsocks) echo "$SC" ;; esac; }
@@ -421,7 +423,7 @@ mem)
 		cp=$(conc_pids "$s")
 		case $s in ours) gp=$(gw_pids ours) ;; haproxy) gp=$(gw_pids haproxy) ;;
 			shadowsocks) gp=$(for g in $(seq 1 "$G"); do echo "${SG[$g,sink]}"; done) ;; esac
-		cr0=$(rss_sum $cp); gr0=$(rss_sum $gp)
+		cr0=$(rss_sum $cp); gr0=$(rss_sum $gp); gu0=$(uss_sum $gp)
 		cl=()
 		for g in $(seq 1 "$G"); do
 			run_client "$s" "$g" sink "$LOADGEN" idle --to "{H}:{P}" --flows $((N / G)) --tcp > "$WORKDIR/idle$g.out" 2>&1 &
@@ -435,7 +437,7 @@ mem)
 		sleep 12
 		cr1=$(rss_sum $cp); gr1=$(rss_sum $gp)
 		cfd=$(ls /proc/$cp/fd | wc -l)
-		emit "{$HEAD, \"system\": \"$s\", \"flows\": $opened, \"conc_rss_kib_rest\": $cr0, \"conc_rss_kib_idle\": $cr1, \"gw_rss_kib_rest\": $gr0, \"gw_rss_kib_idle\": $gr1, \"conc_fds\": $cfd}"
+		emit "{$HEAD, \"system\": \"$s\", \"flows\": $opened, \"conc_rss_kib_rest\": $cr0, \"conc_rss_kib_idle\": $cr1, \"gw_rss_kib_rest\": $gr0, \"gw_rss_kib_idle\": $gr1, \"gw_uss_kib_rest\": $gu0, \"conc_fds\": $cfd}"
 		# the loadgens themselves (run_client's subshells would not pass it on)
 		pkill -TERM -f "loadgen idle --to"
 		wait "${cl[@]}" 2>/dev/null

@@ -144,7 +144,7 @@ if fl:
            "G gateways upload at once, each with iperf3 -P 2 from its LAN client; aggregate Mbit/s, "
            "Jain's index between gateways, the concentrator side's CPU (our concentrator, HAProxy or "
            "ss-server) per GB and in cores, median [range].", "",
-           "| paths | G | workers | system | aggregate Mbit/s | of the paths' sum | Jain | CPU s/GB (concentrator) | cores (concentrator) | CPU s/GB (gateways) |",
+           "| paths | G | workers | system | aggregate Mbit/s | of the nominal up rates | Jain | CPU s/GB (concentrator) | cores (concentrator) | CPU s/GB (gateways) |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     plot = defaultdict(dict)
     for key in dict.fromkeys((r["paths"], r["gateways"], r.get("conc_workers", 2)) for r in fl):
@@ -245,17 +245,21 @@ if me:
     md += ["## Memory per idle flow and per gateway", "",
            "Idle flows spread over the gateways, as many as the descriptor limit lets the concentrator "
            "hold; user-space RSS (KiB) of the proxy processes at rest and with the flows; per flow = the "
-           "growth of both ends over the flows; per gateway = the gateway's proxy process at rest.", "",
-           "| system | flows | concentrator side KiB (rest → idle) | gateways KiB (rest → idle) | bytes per flow | KiB per gateway at rest |",
+           "growth of both ends over the flows. Per gateway = the gateway's proxy process at rest: its "
+           "RSS, and its private memory (USS: what it costs beyond the shared libraries, which a router "
+           "shares with everything else).", "",
+           "| system | flows | concentrator side KiB (rest → idle) | gateways KiB (rest → idle) | bytes per flow | KiB per gateway at rest (RSS / USS) |",
            "| --- | --- | --- | --- | --- | --- |"]
     vals, pg = {}, {}
     for r in me:
         s, n = r["system"], r["flows"]
         per = ((r["conc_rss_kib_idle"] - r["conc_rss_kib_rest"]) + (r["gw_rss_kib_idle"] - r["gw_rss_kib_rest"])) * 1024 / n if n else 0
         vals[s] = max(per, 1)
-        pg[s] = r["gw_rss_kib_rest"] / r["gateways"]
+        uss = r.get("gw_uss_kib_rest")
+        pg[s] = (uss if uss else r["gw_rss_kib_rest"]) / r["gateways"]
         md.append(f"| {NAMES[s]} | {n} | {r['conc_rss_kib_rest']} → {r['conc_rss_kib_idle']} | "
-                  f"{r['gw_rss_kib_rest']} → {r['gw_rss_kib_idle']} | {per:.0f} | {pg[s]:.0f} |")
+                  f"{r['gw_rss_kib_rest']} → {r['gw_rss_kib_idle']} | {per:.0f} | "
+                  f"{r['gw_rss_kib_rest'] / r['gateways']:.0f} / {uss / r['gateways'] if uss else float('nan'):.0f} |")
     ratio_bar("memory/flow", vals, higher_better=False)
     ratio_bar("memory/gateway", pg, higher_better=False)
     md.append("")
