@@ -54,7 +54,7 @@ static void usage(FILE *f)
 "  --reply-timeout SEC       waiting for its Convert reply (default 15)\n"
 "  --first-data-wait SEC     wait this long for a LAN client's first bytes so they\n"
 "                            ride in the SYN with the Convert message (0-RTT;\n"
-"                            default 0.005, 0 = off; never for server-first ports)\n"
+"                            default 0 = off; never for server-first ports)\n"
 "  --keepalive SEC           TCP keepalive idle time (default 60, 0 = off)\n"
 "  --rcvbuf BYTES            receive buffer of each MPTCP connection (default\n"
 "                            4194304; 0 = kernel autotuning)\n"
@@ -329,7 +329,9 @@ static void config_defaults(struct agent_config *cfg, struct paths *ps)
 	cfg->table = 0x4d50;
 	cfg->connect_timeout_ms = 3000;
 	cfg->reply_timeout_ms = 15000;
-	cfg->first_data_ms = 5;
+	/* Off by default: with it on, tests/netns/keys.sh's key rotation saw one
+	 * flow's bytes come back out of order in 2 of 3 runs (ROADMAP). */
+	cfg->first_data_ms = 0;
 	cfg->keepalive_s = 60;
 	cfg->idle_timeout_s = 7200;
 	cfg->max_per_host = 1024;

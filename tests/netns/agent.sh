@@ -82,7 +82,7 @@ start_agent() {  # start_agent LOGNAME ARGS...
 	log "agent $name did not start:"; cat "$WORKDIR/$name.log"; return 1
 }
 wait_listen srv 9000 && wait_listen srv 8080 && wait_listen srv 25 && wait_listen conc 5124 || exit 1
-start_agent agent1 --metrics-listen 127.0.0.1:9190 || exit 1
+start_agent agent1 --metrics-listen 127.0.0.1:9190 --first-data-wait 0.005 || exit 1
 A1=$AGENT_PID
 sleep 0.3
 RSS0=$(rss_kib $A1); FD0=$(fds $A1)
