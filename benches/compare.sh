@@ -97,7 +97,6 @@ SG=$!
 wait_listen srv 9000 && wait_listen conc 5124 && wait_listen gw 7001 && wait_listen conc 7002 &&
 	wait_listen gw 7101 && wait_listen conc 7102 || { tail "$WORKDIR"/*.log; exit 1; }
 # mptcpize runs its command as a child: measure the proxies themselves.
-leaf() { local p=$1 c; while c=$(pgrep -P "$p" | head -1) && [ -n "$c" ]; do p=$c; done; echo "$p"; }
 APID=$(leaf $APID); HG=$(leaf $HG); HC=$(leaf $HC); SG=$(leaf $SG); SC=$(leaf $SC)
 for p in $APID $CPID $HG $HC $SG $SC; do log "measuring pid $p: $(tr '\0' ' ' < /proc/$p/cmdline | cut -c1-60)"; done
 for i in $(seq 1 100); do grep -q "endpoint" "$WORKDIR/agent.log" && break; sleep 0.05; done

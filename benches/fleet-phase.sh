@@ -83,21 +83,10 @@ for g in $(seq 1 "$G"); do
 	p=0
 	for prof in $PROFILES; do
 		p=$((p + 1))
-		if [[ $prof =~ ^[0-9]+[kmg]bit$ ]]; then
-			ip link add "p$p" netns "$(ns "g$g")" type veth peer name "c${g}p$p" netns "$(ns conc)"
-			ip -n "$(ns "g$g")" link set "p$p" up; ip -n "$(ns conc)" link set "c${g}p$p" up
-			up=$prof; down=$prof
-		else
-			set -- $(path_profile "$prof") || { log "no path profile $prof"; exit 1; }
-			up=$2; down=$1
-			emu_link "g$g" "p$p" conc "c${g}p$p" --delay-ab "$3" --delay-ba "$3" \
-				--jitter-ab "$4" --jitter-ba "$4" --loss-ab "$5" --loss-ba "$5" --seed $((g * 10 + p))
-			EMU[$g,$p]=emu$EMU_N
-		fi
+		profiled_link "g$g" "p$p" conc "c${g}p$p" "$prof" --seed $((g * 10 + p)) || exit 1
+		EMU[$g,$p]=$LINK_EMU
 		addr "g$g" "p$p" "10.$p.$g.2/24"; addr conc "c${g}p$p" "10.$p.$g.1/24"
 		ip -n "$(ns "g$g")" route add default via "10.$p.$g.1" dev "p$p" metric $((100 * p))
-		X "g$g" tc qdisc replace dev "p$p" root tbf rate "$up" burst 64kb latency 50ms
-		X conc tc qdisc replace dev "c${g}p$p" root tbf rate "$down" burst 64kb latency 50ms
 	done
 	# Plain routing, the reference for connection rates: a home router
 	# masquerading its LAN onto its first line.
@@ -201,7 +190,6 @@ for g in $(seq 1 "$G"); do
 done
 # mptcpize runs its command as a child, and X in the background runs in a
 # subshell: measure the daemons themselves.
-leaf() { local p=$1 c; while c=$(pgrep -P "$p" | head -1) && [ -n "$c" ]; do p=$c; done; echo "$p"; }
 HC=$(leaf $HC); SC=$(leaf $SC)
 for g in $(seq 1 "$G"); do
 	AG[$g]=$(leaf ${AG[$g]}); HG[$g]=$(leaf ${HG[$g]}); SG[$g]=$(leaf ${SG[$g]}); SG[$g,sink]=$(leaf ${SG[$g,sink]})
@@ -222,7 +210,7 @@ sleep 1
 # ---------------------------------------------------------------- helpers
 HZ=$(getconf CLK_TCK)
 cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
-rss_sum() { local t=0 p; for p in "$@"; do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done; echo $t; }
+rss_sum() { local t=0 p; for p in "$@"; do t=$((t + $(rss_kib "$p"))); done; echo $t; }
 # private memory (USS): what a process costs beyond the libraries it shares
 uss_sum() { local t=0 p; for p in "$@"; do t=$((t + $(awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s}' "/proc/$p/smaps_rollup"))); done; echo $t; }
 now() { date +%s.%N; }

@@ -267,6 +267,39 @@ path_profile() {
 	esac
 }
 
+# profiled_link NEAR_NS NEAR_IF FAR_NS FAR_IF PROFILE [PATHEMU-ARGS...]: one
+# path between a gateway (near) and the far side, up NEAR_IF: PROFILE is a
+# path_profile name (a delay line inside the link, emu_link, with that
+# profile's rates, delay, jitter and loss) or a bare rate (a plain veth).
+# tbf both ways: the up rate leaving NEAR_IF, the down rate leaving FAR_IF.
+# The delay line's namespace, if any, is left in LINK_EMU ("" for none).
+profiled_link() {
+	local n1=$1 i1=$2 n2=$3 i2=$4 prof=$5 up down; shift 5
+	LINK_EMU=""
+	if [[ $prof =~ ^[0-9]+[kmg]bit$ ]]; then
+		ip link add "$i1" netns "$(ns "$n1")" type veth peer name "$i2" netns "$(ns "$n2")"
+		ip -n "$(ns "$n1")" link set "$i1" up
+		ip -n "$(ns "$n2")" link set "$i2" up
+		up=$prof; down=$prof
+	else
+		local spec
+		spec=$(path_profile "$prof") || { log "no path profile $prof"; return 1; }
+		set -- $spec "$@"
+		down=$1; up=$2
+		local d=$3 j=$4 l=$5; shift 5
+		emu_link "$n1" "$i1" "$n2" "$i2" --delay-ab "$d" --delay-ba "$d" \
+			--jitter-ab "$j" --jitter-ba "$j" --loss-ab "$l" --loss-ba "$l" "$@"
+		LINK_EMU=emu$EMU_N
+	fi
+	ip netns exec "$(ns "$n1")" tc qdisc replace dev "$i1" root tbf rate "$up" burst 64kb latency 50ms
+	ip netns exec "$(ns "$n2")" tc qdisc replace dev "$i2" root tbf rate "$down" burst 64kb latency 50ms
+}
+
+# leaf PID: the deepest first descendant of PID. mptcpize runs its command
+# as a child, and a function run in the background is a subshell: this is
+# the daemon itself, for its CPU and memory.
+leaf() { local p=$1 c; while c=$(pgrep -P "$p" | head -1) && [ -n "$c" ]; do p=$c; done; echo "$p"; }
+
 # The two-path testbed of paths.sh and the demo:
 #
 #   lan -- gw --(gw-p1: 198.51.100.2/26 ; gw-p2: 198.51.100.66/26)-- conc (service 192.0.2.1) -- srv (203.0.113.2)
@@ -283,20 +316,8 @@ two_path_topology() {
 	link lan gw; link conc srv
 	local n prof
 	for n in 1 2; do
-		prof=$(eval echo "\${PATH${n}_PROFILE:-}")
-		if [ -n "$prof" ]; then
-			# A delay line inside the path: rates, delay, jitter, loss
-			# of the named profile (path_profile).
-			set -- $(path_profile "$prof") || { log "no path profile $prof"; return 1; }
-			emu_link gw "gw-p$n" conc "conc-p$n" --delay-ab "$3" --delay-ba "$3" \
-				--jitter-ab "$4" --jitter-ba "$4" --loss-ab "$5" --loss-ba "$5"
-			eval "PATH${n}_DOWN=$1 PATH${n}_UP=$2"
-		else
-			ip link add "gw-p$n" netns "$(ns gw)" type veth peer name "conc-p$n" netns "$(ns conc)"
-			ip -n "$(ns gw)" link set "gw-p$n" up
-			ip -n "$(ns conc)" link set "conc-p$n" up
-			eval "PATH${n}_DOWN=$RATE PATH${n}_UP=$RATE"
-		fi
+		prof=$(eval echo "\${PATH${n}_PROFILE:-$RATE}")
+		profiled_link gw "gw-p$n" conc "conc-p$n" "$prof" || return 1
 	done
 	addr lan lan-gw 192.168.77.2/24
 	addr gw gw-lan 192.168.77.1/24
@@ -311,11 +332,6 @@ two_path_topology() {
 	ip netns exec "$(ns gw)" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.tcp_fastopen=1
 	ip netns exec "$(ns conc)" sysctl -qw net.ipv4.tcp_fastopen=3
 	ip -n "$(ns conc)" mptcp limits set subflows 8 add_addr_accepted 0
-	shape() {  # shape GW-IF CONC-IF UP DOWN: both directions of a path
-		ip netns exec "$(ns gw)" tc qdisc replace dev "$1" root tbf rate "$3" burst 64kb latency 50ms
-		ip netns exec "$(ns conc)" tc qdisc replace dev "$2" root tbf rate "$4" burst 64kb latency 50ms
-	}
-	shape gw-p1 conc-p1 "$PATH1_UP" "$PATH1_DOWN"; shape gw-p2 conc-p2 "$PATH2_UP" "$PATH2_DOWN"
 }
 
 # What a DHCP client does after path 1's link comes back: its default route.
