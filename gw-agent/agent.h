@@ -48,7 +48,6 @@ struct agent_config {
 	unsigned workers;
 	unsigned connect_timeout_ms;   /* TCP connect to a concentrator */
 	unsigned reply_timeout_ms;     /* Convert reply after connecting */
-	unsigned first_data_ms;        /* wait for the client's first bytes, 0 = off */
 	unsigned keepalive_s;
 	unsigned idle_timeout_s;
 	unsigned nbufs, bufsize;
@@ -74,9 +73,8 @@ struct agent_counters {
 	uint64_t fell_back;            /* MPTCP connections fallen back to TCP */
 	uint64_t accept_paused;        /* accepts paused for want of descriptors */
 	uint64_t conc_errors[256];     /* Error codes from the concentrator */
-	uint64_t early_bytes;          /* LAN bytes sent in the SYN with Convert */
-	uint64_t early_flows;          /* flows whose first bytes rode in the SYN */
-	uint64_t first_data_timeouts;  /* --first-data-wait passed without bytes */
+	uint64_t early_bytes;          /* LAN bytes sent ahead of the reply */
+	uint64_t early_flows;          /* flows that sent bytes ahead of it */
 	uint64_t conc_ok[AGENT_MAX_CONC], conc_failed[AGENT_MAX_CONC];  /* connects */
 };
 
@@ -184,7 +182,6 @@ enum agent_op {
 	AOP_REPLY,
 	AOP_DIRECT_CONNECT,
 	AOP_LAN_SEND,
-	AOP_EARLY,
 };
 void flow_accept(struct agent_worker *aw, int fd);
 void flow_handle(struct relay_worker *w, struct relay *r, unsigned op,

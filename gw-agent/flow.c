@@ -2,14 +2,14 @@
  *
  *   accept   the LAN client's connection, delivered by TPROXY; its local
  *            address (getsockname) is where the client wanted to go
- *   EARLY    up to --first-data-wait for the client's first bytes, unless
- *            they are there already or the port is a server-first one
  *   SYN      an MPTCP socket to the concentrator; sendto(MSG_FASTOPEN) puts
- *            the Convert message (header + Connect) and whatever the client
- *            has already sent into the SYN (0-RTT)
+ *            the Convert message (header + Connect) into the SYN (0-RTT):
+ *            the concentrator connects upstream while our handshake ends
  *   POLL     wait until connected (short timeout): a concentrator that does
  *            not answer is tried no longer than --connect-timeout
- *   SEND     the part of the message that did not fit in the SYN, if any
+ *   SEND     what the client has sent so far (up to EARLY_MAX, read when
+ *            the handshake is done) behind the message, without waiting for
+ *            the reply; and the message, if the SYN could not carry it
  *   REPLY    read the Convert reply (bytes behind it are the server's first
  *            bytes and go to the LAN client before relaying starts)
  *   -> relay_start()
@@ -32,8 +32,7 @@
 #include <unistd.h>
 
 enum phase {
-	PH_EARLY = 1,
-	PH_POLL,
+	PH_POLL = 1,
 	PH_SEND,
 	PH_REPLY,
 	PH_LAN_SEND,
@@ -41,8 +40,9 @@ enum phase {
 	PH_DIRECT_SEND,
 };
 
-/* TFO carries at most about one MSS in the SYN; more would only be sent
- * after the handshake anyway. */
+/* The client's first bytes are sent ahead of the Convert reply (and kept
+ * for a retry on the next concentrator) up to this much; the rest waits
+ * for relaying. One request line and its headers, usually. */
 #define EARLY_MAX 1200
 
 struct flow {
@@ -270,8 +270,17 @@ static void try_concentrator(struct agent_worker *aw, struct relay *r)
 
 	/* With net.ipv4.tcp_fastopen client bits set this sends a SYN with
 	 * data; without a cookie or TFO it sends a plain SYN and returns
-	 * EINPROGRESS, and the message follows the handshake. */
-	n = sendto(fd, f->out, f->msg_len + f->early_len, MSG_FASTOPEN | MSG_NOSIGNAL,
+	 * EINPROGRESS, and the message follows the handshake.
+	 *
+	 * The message only, never the client's bytes behind it: when a TFO
+	 * SYN carries payload that the server's application sends on before
+	 * the next segment comes in, the kernel's MPTCP (6.18 at least)
+	 * misplaces data that then arrives on a joined subflow, and the
+	 * server gets the right length with wrong bytes (paths.sh "busy
+	 * agent"; ROADMAP). The message is consumed by the concentrator, not
+	 * sent on, and has never shown it. The client's bytes follow at the
+	 * end of the handshake instead, still ahead of the reply. */
+	n = sendto(fd, f->out, f->msg_len, MSG_FASTOPEN | MSG_NOSIGNAL,
 		   (const struct sockaddr *)ca, cfg->conc_len[f->conc_idx]);
 	if (n >= 0) {
 		f->out_off = (uint32_t)n;
@@ -323,6 +332,19 @@ static void give_up(struct agent_worker *aw, struct relay *r, const char *why)
 	r->phase = PH_DIRECT;
 }
 
+/* Reads what the LAN client has sent, without waiting, behind the bytes
+ * already held (up to EARLY_MAX). An end of stream stays for the relay. */
+static void top_up_early(int lan_fd, struct flow *f)
+{
+	ssize_t n;
+
+	if (f->early_len >= EARLY_MAX)
+		return;
+	n = recv(lan_fd, f->out + f->msg_len + f->early_len, EARLY_MAX - f->early_len, MSG_DONTWAIT);
+	if (n > 0)
+		f->early_len += (uint32_t)n;
+}
+
 static void on_poll(struct agent_worker *aw, struct relay *r,
 		    const struct io_uring_cqe *cqe)
 {
@@ -341,6 +363,10 @@ static void on_poll(struct agent_worker *aw, struct relay *r,
 		next_attempt(aw, r);
 		return;
 	}
+	/* What the client has sent during our handshake (its request,
+	 * usually: the LAN is faster than any path) goes now rather than a
+	 * path round trip later, after the reply. */
+	top_up_early(r->fd[0], f);
 	if (f->out_off < f->msg_len + f->early_len) {
 		r->phase = PH_SEND;
 		arm_send(aw, r, AOP_SEND, r->fd[1], f->out + f->out_off,
@@ -476,18 +502,6 @@ void flow_handle(struct relay_worker *w, struct relay *r, unsigned op,
 		return;
 	case AOP_TIMEOUT:
 		return;
-	case AOP_EARLY:
-		/* The client's first bytes, or none in time: to the SYN. */
-		if (cqe->res == 0 || (cqe->res < 0 && cqe->res != -ECANCELED)) {
-			relay_close(w, r, cqe->res ? RELAY_END_RESET : RELAY_END_HANDSHAKE,
-				    cqe->res != 0);
-			return;
-		}
-		f->early_len = cqe->res > 0 ? (uint32_t)cqe->res : 0;
-		if (!f->early_len)
-			aw->n.first_data_timeouts++;
-		try_concentrator(aw, r);
-		return;
 	case AOP_CONN_POLL:
 		on_poll(aw, r, cqe);
 		return;
@@ -549,19 +563,6 @@ void flow_handle(struct relay_worker *w, struct relay *r, unsigned op,
 		start_relay(aw, r);
 		return;
 	}
-}
-
-/* Protocols whose server speaks first (FTP, SMTP, POP3, IMAP, submission,
- * MySQL, VNC): their clients send nothing until the server's greeting, so
- * waiting for first bytes would only delay them. */
-static bool server_first(uint16_t port)
-{
-	static const uint16_t ports[] = { 21, 25, 110, 143, 587, 3306, 5900 };
-
-	for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++)
-		if (ports[i] == port)
-			return true;
-	return false;
 }
 
 void flow_accept(struct agent_worker *aw, int fd)
@@ -646,28 +647,12 @@ void flow_accept(struct agent_worker *aw, int fd)
 		return;
 	}
 	f->msg_len = (uint32_t)len;
-	/* What the client has sent already rides in the SYN too. */
+	/* A client that connected and closed without a byte: nothing to
+	 * carry. (Bytes read here are kept and sent after the handshake.) */
 	n = recv(fd, f->out + f->msg_len, EARLY_MAX, MSG_DONTWAIT);
 	f->early_len = n > 0 ? (uint32_t)n : 0;
 	if (n == 0) {
-		/* The client closed before we even connected. */
 		relay_close(w, r, RELAY_END_HANDSHAKE, false);
-		return;
-	}
-	if (n < 0 && cfg->first_data_ms && !server_first(port)) {
-		/* TPROXY hands the connection over at the client's third ACK;
-		 * its request usually follows within microseconds. Waiting a
-		 * few milliseconds for it puts it in the SYN: the concentrator
-		 * sends it on as soon as it has connected upstream, and the
-		 * answer comes one path round trip sooner (the Convert reply
-		 * is no longer waited for before the request leaves). */
-		struct io_uring_sqe tmpl;
-
-		memset(&tmpl, 0, sizeof(tmpl));
-		io_uring_prep_recv(&tmpl, fd, f->out + f->msg_len, EARLY_MAX, 0);
-		if (!submit_with_timeout(w, r, &tmpl, AOP_EARLY, cfg->first_data_ms))
-			relay_close(w, r, RELAY_END_RESET, true);
-		r->phase = PH_EARLY;
 		return;
 	}
 	try_concentrator(aw, r);

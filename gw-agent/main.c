@@ -52,9 +52,6 @@ static void usage(FILE *f)
 "  --mark N, --table N       fwmark and routing table for TPROXY (default 19792)\n"
 "  --connect-timeout SEC     connecting to a concentrator (default 3)\n"
 "  --reply-timeout SEC       waiting for its Convert reply (default 15)\n"
-"  --first-data-wait SEC     wait this long for a LAN client's first bytes so they\n"
-"                            ride in the SYN with the Convert message (0-RTT;\n"
-"                            default 0 = off; never for server-first ports)\n"
 "  --keepalive SEC           TCP keepalive idle time (default 60, 0 = off)\n"
 "  --rcvbuf BYTES            receive buffer of each MPTCP connection (default\n"
 "                            4194304; 0 = kernel autotuning)\n"
@@ -79,7 +76,7 @@ static void usage(FILE *f)
 
 enum {
 	O_CONC = 256, O_LAN, O_BYPASS, O_FALLBACK, O_BLOCK_QUIC, O_NO_BLOCK_QUIC,
-	O_PORT, O_MARK, O_TABLE, O_CONNECT_TIMEOUT, O_REPLY_TIMEOUT, O_FIRST_DATA, O_KEEPALIVE,
+	O_PORT, O_MARK, O_TABLE, O_CONNECT_TIMEOUT, O_REPLY_TIMEOUT, O_KEEPALIVE,
 	O_IDLE_TIMEOUT, O_WORKERS, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL, O_VERSION,
 	O_HELP, O_WANPATH, O_ENDPOINTS, O_PROBE, O_RCVBUF, O_CONTROL, O_METRICS, O_CONFIG,
 	O_CHECK_CONFIG, O_KEY_FILE, O_MAX_PER_HOST, O_MAX,
@@ -107,7 +104,6 @@ static const struct option long_opts[] = {
 	{ "table", required_argument, NULL, O_TABLE },
 	{ "connect-timeout", required_argument, NULL, O_CONNECT_TIMEOUT },
 	{ "reply-timeout", required_argument, NULL, O_REPLY_TIMEOUT },
-	{ "first-data-wait", required_argument, NULL, O_FIRST_DATA },
 	{ "keepalive", required_argument, NULL, O_KEEPALIVE },
 	{ "idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT },
 	{ "workers", required_argument, NULL, O_WORKERS },
@@ -248,8 +244,6 @@ static int apply_opt(void *ctx, int c, const char *arg)
 			return opt_error(name, arg, "must be more than 0");
 		*(c == O_CONNECT_TIMEOUT ? &cfg->connect_timeout_ms : &cfg->reply_timeout_ms) = ms;
 		return 0;
-	case O_FIRST_DATA:
-		return opt_seconds_ms(name, arg, 1, &cfg->first_data_ms);
 	case O_KEEPALIVE:
 		if ((r = opt_uint(name, arg, 0, 7200, &v)) < 0)
 			return r;
@@ -304,7 +298,6 @@ static const struct config_key config_keys[] = {
 	{ "table", O_TABLE, CONFIG_NUMBER, 0, NULL },
 	{ "timeouts.connect", O_CONNECT_TIMEOUT, CONFIG_NUMBER, 0, NULL },
 	{ "timeouts.reply", O_REPLY_TIMEOUT, CONFIG_NUMBER, 0, NULL },
-	{ "timeouts.first_data", O_FIRST_DATA, CONFIG_NUMBER, 0, NULL },
 	{ "timeouts.idle", O_IDLE_TIMEOUT, CONFIG_NUMBER, 0, NULL },
 	{ "timeouts.keepalive", O_KEEPALIVE, CONFIG_NUMBER, 0, NULL },
 	{ "rcvbuf", O_RCVBUF, CONFIG_NUMBER, 0, NULL },
@@ -331,7 +324,6 @@ static void config_defaults(struct agent_config *cfg, struct paths *ps)
 	cfg->reply_timeout_ms = 15000;
 	/* Off by default: with it on, tests/netns/keys.sh's key rotation saw one
 	 * flow's bytes come back out of order in 2 of 3 runs (ROADMAP). */
-	cfg->first_data_ms = 0;
 	cfg->keepalive_s = 60;
 	cfg->idle_timeout_s = 7200;
 	cfg->max_per_host = 1024;
@@ -488,7 +480,6 @@ void agent_totals(const struct agent *a, struct agent_counters *ret_n,
 		ret_n->accept_paused += n->accept_paused;
 		ret_n->early_bytes += n->early_bytes;
 		ret_n->early_flows += n->early_flows;
-		ret_n->first_data_timeouts += n->first_data_timeouts;
 		for (int k = 0; k < 256; k++)
 			ret_n->conc_errors[k] += n->conc_errors[k];
 		for (int k = 0; k < AGENT_MAX_CONC; k++) {
@@ -764,14 +755,11 @@ static void render_metrics(void *ctx, struct mbuf *b)
 	metrics_u64(b, "gw_agent_bytes_total", "direction=\"down\"", down);
 	metrics_parked(b, "gw_agent", st.parked, st.parked_bytes);
 	metrics_one(b, "gw_agent_early_bytes_total", "counter",
-		    "LAN bytes sent in the SYN with the Convert message (0-RTT).",
+		    "LAN bytes sent right behind the Convert message, ahead of its reply.",
 		    t.early_bytes);
 	metrics_one(b, "gw_agent_early_flows_total", "counter",
-		    "Flows whose LAN client's first bytes rode in the SYN (0-RTT).",
+		    "Flows whose LAN client's first bytes went ahead of the Convert reply.",
 		    t.early_flows);
-	metrics_one(b, "gw_agent_first_data_timeouts_total", "counter",
-		    "Flows whose LAN client sent nothing within --first-data-wait.",
-		    t.first_data_timeouts);
 	metrics_head(b, "gw_agent_config_reloads_total", "counter", "SIGHUP reloads, by result.");
 	metrics_u64(b, "gw_agent_config_reloads_total", "result=\"ok\"", a->reloads_ok);
 	metrics_u64(b, "gw_agent_config_reloads_total", "result=\"failed\"", a->reloads_failed);
@@ -993,7 +981,7 @@ static void log_summary(struct agent *a)
 	up = st.bytes[0];
 	down = st.bytes[1];
 	log_info("intercepted %llu: via concentrator %llu, direct fallback %llu, failed %llu; "
-		 "early bytes in SYN %llu; bytes up %llu down %llu",
+		 "early bytes %llu; bytes up %llu down %llu",
 		 (unsigned long long)t.intercepted, (unsigned long long)t.via_concentrator,
 		 (unsigned long long)t.fallback_direct, (unsigned long long)t.failed,
 		 (unsigned long long)t.early_bytes, (unsigned long long)up,

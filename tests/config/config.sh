@@ -104,7 +104,7 @@ cat > "$T/agent.json" <<'J'
   ],
   "fallback": "maybe",
   "block_quic": "yes",
-  "timeouts": {"reply": 15, "connect": -1, "first_data": 2},
+  "timeouts": {"reply": 15, "connect": -1, "keepalive": 7201},
   "endpoints": "networkmanager"
 }
 J
@@ -118,7 +118,7 @@ $T/agent.json: paths[4]: is a number, expected a string or an object
 $T/agent.json: fallback: "maybe" is not direct or reset
 $T/agent.json: block_quic: is a string, expected true or false
 $T/agent.json: timeouts.connect: "-1" is out of range (0..3600 seconds)
-$T/agent.json: timeouts.first_data: "2" is out of range (0..1 seconds)
+$T/agent.json: timeouts.keepalive: "7201" is out of range (0..7200)
 $T/agent.json: endpoints: "networkmanager" is not kernel or mptcpd
 END
 cat > "$T/agent-ok.json" <<'J'

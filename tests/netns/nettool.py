@@ -560,6 +560,8 @@ def pcap_tcp(path):
             l2, eth = 14, st.unpack("!H", pkt[12:14])[0]
         elif linktype == 113:
             l2, eth = 16, st.unpack("!H", pkt[14:16])[0]
+        elif linktype == 276:  # Linux cooked v2 (tcpdump -i any)
+            l2, eth = 20, st.unpack("!H", pkt[0:2])[0]
         else:
             continue
         ip = pkt[l2:]
@@ -593,16 +595,23 @@ def cmd_pcap_syn(args):
     the start of its payload."""
     want = args.expect_data.encode() if args.expect_data else b""
     syns = [{"option_kinds": t["option_kinds"], "payload_len": len(t["payload"]),
-             "payload_head": t["payload"][:8].hex(), "has_data": want in t["payload"]}
+             "payload_head": t["payload"][:8].hex(), "has_data": want in t["payload"],
+             "message_len": t["payload"][1] * 4 if len(t["payload"]) > 1 else 0}
             for t in pcap_tcp(args.file)
             if t["dport"] == args.port and (t["flags"] & 0x12) == 0x02]
+    convert = [x for x in syns if 30 in x["option_kinds"] and x["payload_head"][:2] == "01"
+               and x["payload_head"][4:8] == "2263" and x["payload_head"][8:10] == "0a"]
+    if args.only_message:
+        # Each SYN carries its Convert message and nothing behind it.
+        extra = [x for x in convert if x["payload_len"] != x["message_len"]]
+        print(json.dumps({"syns": len(syns), "with_convert": len(convert),
+                          "with_bytes_behind_message": len(extra), "first": extra[:3]}))
+        return len(convert) >= args.min and not extra
     print(json.dumps({"syns": syns}))
     # The check: a SYN carrying the MPTCP option (30) and a Convert message
     # (version 1, magic 0x2263, a Connect TLV first), and with --expect-data
     # those bytes behind it (the client's own first bytes, 0-RTT).
-    return any(30 in x["option_kinds"] and x["payload_head"][:2] == "01"
-               and x["payload_head"][4:8] == "2263" and x["payload_head"][8:10] == "0a"
-               and x["has_data"] for x in syns)
+    return any(x["has_data"] for x in convert)
 
 
 def cmd_pcap_tfo(args):
@@ -937,6 +946,9 @@ def main():
     pc.add_argument("file")
     pc.add_argument("--port", type=int, required=True)
     pc.add_argument("--expect-data", help="bytes the SYN must carry behind the Convert message")
+    pc.add_argument("--only-message", action="store_true",
+                    help="every Convert SYN carries its message and nothing more (at least --min)")
+    pc.add_argument("--min", type=int, default=1)
     rt = sub.add_parser("rtt")
     rt.add_argument("--dst", required=True)
     rt.add_argument("--count", type=int, default=200)
