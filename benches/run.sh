@@ -84,6 +84,7 @@ rss0=$(rss "$MPID")
 X cli "$LOADGEN" idle --to 198.51.100.1:5125 --convert 203.0.113.2:9000 --flows "$IDLE_FLOWS" > "$OUT/idle.out" 2>&1 &
 IDLE=$!
 for i in $(seq 1 600); do grep -q ready "$OUT/idle.out" && break; sleep 0.1; done
+IDLE=$(leaf $IDLE)  # loadgen itself, not the subshell X runs in
 sleep 1
 rss1=$(rss "$MPID")
 opened=$(awk '/ready/ {print $2}' "$OUT/idle.out")
