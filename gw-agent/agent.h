@@ -13,6 +13,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "paths.h"
+#include "mesh.h"
 #include "cookie.h"
 #include "quota.h"
 #include "relay.h"
@@ -62,6 +63,7 @@ struct agent_config {
 	char key_path[256];            /* --key-file, "" = none */
 	bool keyed;                    /* key holds this gateway's key */
 	struct cookie_key key;         /* (its scope is unused: NULL) */
+	struct mesh_config mesh;       /* --mesh, --lend (restart only) */
 };
 
 struct agent_counters {
@@ -73,8 +75,6 @@ struct agent_counters {
 	uint64_t fell_back;            /* MPTCP connections fallen back to TCP */
 	uint64_t accept_paused;        /* accepts paused for want of descriptors */
 	uint64_t conc_errors[256];     /* Error codes from the concentrator */
-	uint64_t early_bytes;          /* LAN bytes sent ahead of the reply */
-	uint64_t early_flows;          /* flows that sent bytes ahead of it */
 	uint64_t conc_ok[AGENT_MAX_CONC], conc_failed[AGENT_MAX_CONC];  /* connects */
 };
 
@@ -106,10 +106,12 @@ struct agent_worker {
  * the paths) under snap_lock after each change. */
 struct path_metric {
 	char ifname[IFNAMSIZ];
+	char name[40];                 /* path_name(): ifname, or ifname~neighbour */
 	const char *mode, *state;      /* static strings */
 	int family;
 	bool usable, endpoint;
 	uint32_t probe_rtt_us;         /* 0 = none yet */
+	int mptcp;                     /* enum path_mptcp */
 };
 
 struct agent {
@@ -118,6 +120,7 @@ struct agent {
 	pthread_mutex_t cfg_lock;
 	atomic_uint cfg_gen;
 	struct paths paths;
+	struct mesh mesh;              /* main thread */
 	struct quota hosts;            /* flows per LAN host (whole addresses) */
 	atomic_int stopping;
 	struct agent_worker *workers;
@@ -131,7 +134,7 @@ struct agent {
 	atomic_uint snap_req;
 	struct control_pathmap {       /* path addresses, for naming subflows */
 		struct in6_addr addr[2 * PATHS_MAX];
-		char name[2 * PATHS_MAX][IFNAMSIZ];
+		char name[2 * PATHS_MAX][40];
 		unsigned n;
 	} snap_map;                    /* written by the main thread, under snap_lock */
 	pthread_mutex_t snap_lock;
@@ -156,6 +159,8 @@ void agent_totals(const struct agent *a, struct agent_counters *ret_n,
 		  struct relay_stats *ret_s);
 
 /* intercept.c: nftables table, policy rule and local route. */
+/* Runs argv (nft, ip) with input on its stdin; its exit status or -errno. */
+int agent_cmd(char *const argv[], const char *input, bool show_errors);
 int intercept_install(const struct agent_config *cfg);
 /* A reload: replace the nftables table in one transaction (LAN interfaces,
  * bypass prefixes, QUIC blocking), never leaving a moment without it. */

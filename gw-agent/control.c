@@ -92,6 +92,8 @@ const char *control_path_state(const struct path *p, int fi)
 		return "down (no gateway)";
 	if (f->probe_dead)
 		return "down (probe)";
+	if (f->mptcp == PATH_MPTCP_NO)
+		return "up (no MPTCP)";
 	if (p->mode == PATH_HANDOVER && !f->ep_id)
 		return "standby";
 	return "up";
@@ -153,7 +155,7 @@ static void format_paths(struct agent *a, struct mbuf *t)
 				snprintf(ep, sizeof(ep), "%u%s", f->ep_id,
 					 (f->ep_flags & PM_FLAG_BACKUP) ? " backup" : "");
 			mbuf_printf(t, "%-10s %-8s %-18s %-28s %-26s %-10s %-11s %-11s %s\n",
-				 fi == 0 ? p->ifname : "", fi == 0 ? path_mode_name(p->mode) : "",
+				 fi == 0 ? path_name(p) : "", fi == 0 ? path_mode_name(p->mode) : "",
 				 control_path_state(p, fi), ad, gw, rtt,
 				 fi == 0 ? human_bytes(rx, rxb) : "", fi == 0 ? human_bytes(tx, txb) : "",
 				 ep);
@@ -180,8 +182,8 @@ static void pathmap_fill(const struct paths *ps, struct control_pathmap *m)
 		for (int fi = 0; fi < 2; fi++)
 			if (!IN6_IS_ADDR_UNSPECIFIED(&ps->p[i].f[fi].addr)) {
 				m->addr[m->n] = ps->p[i].f[fi].addr;
-				memcpy(m->name[m->n], ps->p[i].ifname, IFNAMSIZ);
-				m->name[m->n][IFNAMSIZ - 1] = 0;
+				snprintf(m->name[m->n], sizeof(m->name[m->n]), "%s",
+					 path_name(&ps->p[i]));
 				m->n++;
 			}
 }

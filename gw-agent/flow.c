@@ -7,12 +7,19 @@
  *            the concentrator connects upstream while our handshake ends
  *   POLL     wait until connected (short timeout): a concentrator that does
  *            not answer is tried no longer than --connect-timeout
- *   SEND     what the client has sent so far (up to EARLY_MAX, read when
- *            the handshake is done) behind the message, without waiting for
- *            the reply; and the message, if the SYN could not carry it
+ *   SEND     the message, if the SYN could not carry it
  *   REPLY    read the Convert reply (bytes behind it are the server's first
  *            bytes and go to the LAN client before relaying starts)
- *   -> relay_start()
+ *   -> relay_start(): the client's bytes follow, only now
+ *
+ * Not one byte of the client's goes before the reply, neither in the SYN
+ * nor right after the handshake: the kernel's MPTCP (6.18) then sometimes
+ * delivers the concentrator the right length with the wrong bytes once
+ * subflows join (paths.sh "busy agent"; ROADMAP). The reply comes after
+ * the concentrator's kernel has the connection's keys; from then on it has
+ * never shown. The message itself (consumed by the concentrator, never
+ * sent on) still rides in the SYN, so the upstream connect overlaps our
+ * handshake.
  *
  * A concentrator that cannot be reached is skipped for the next one; when
  * none can, the flow falls back to a direct connection (default) or is reset
@@ -37,13 +44,7 @@ enum phase {
 	PH_REPLY,
 	PH_LAN_SEND,
 	PH_DIRECT,
-	PH_DIRECT_SEND,
 };
-
-/* The client's first bytes are sent ahead of the Convert reply (and kept
- * for a retry on the next concentrator) up to this much; the rest waits
- * for relaying. One request line and its headers, usually. */
-#define EARLY_MAX 1200
 
 struct flow {
 	uint64_t since_ms;
@@ -53,13 +54,12 @@ struct flow {
 	struct in6_addr tried[PATHS_MAX]; /* path addresses tried with this concentrator */
 	unsigned ntried;
 	uint32_t msg_len;             /* Convert message length in out */
-	uint32_t early_len;           /* LAN bytes behind it in out */
 	uint32_t out_off;             /* how much of out has been sent */
 	uint32_t in_len;              /* reply bytes received */
 	uint32_t lan_off, lan_len;    /* server bytes behind the reply */
 	struct __kernel_timespec ts;
 	uint32_t cookie_at;           /* Cookie value in out, 0 = none */
-	uint8_t out[128 + EARLY_MAX];
+	uint8_t out[128];
 	uint8_t in[CONVERT_MAX_LEN + 2048];
 };
 
@@ -217,7 +217,7 @@ static void start_relay(struct agent_worker *aw, struct relay *r)
 }
 
 /* Open an MPTCP connection to concentrator conc_idx with the Convert
- * message and early bytes in its SYN. */
+ * message in its SYN. */
 static void try_concentrator(struct agent_worker *aw, struct relay *r)
 {
 	struct relay_worker *w = &aw->rw;
@@ -270,16 +270,8 @@ static void try_concentrator(struct agent_worker *aw, struct relay *r)
 
 	/* With net.ipv4.tcp_fastopen client bits set this sends a SYN with
 	 * data; without a cookie or TFO it sends a plain SYN and returns
-	 * EINPROGRESS, and the message follows the handshake.
-	 *
-	 * The message only, never the client's bytes behind it: when a TFO
-	 * SYN carries payload that the server's application sends on before
-	 * the next segment comes in, the kernel's MPTCP (6.18 at least)
-	 * misplaces data that then arrives on a joined subflow, and the
-	 * server gets the right length with wrong bytes (paths.sh "busy
-	 * agent"; ROADMAP). The message is consumed by the concentrator, not
-	 * sent on, and has never shown it. The client's bytes follow at the
-	 * end of the handshake instead, still ahead of the reply. */
+	 * EINPROGRESS, and the message follows the handshake. The message
+	 * only: the client's bytes wait for the reply (top of file). */
 	n = sendto(fd, f->out, f->msg_len, MSG_FASTOPEN | MSG_NOSIGNAL,
 		   (const struct sockaddr *)ca, cfg->conc_len[f->conc_idx]);
 	if (n >= 0) {
@@ -332,19 +324,6 @@ static void give_up(struct agent_worker *aw, struct relay *r, const char *why)
 	r->phase = PH_DIRECT;
 }
 
-/* Reads what the LAN client has sent, without waiting, behind the bytes
- * already held (up to EARLY_MAX). An end of stream stays for the relay. */
-static void top_up_early(int lan_fd, struct flow *f)
-{
-	ssize_t n;
-
-	if (f->early_len >= EARLY_MAX)
-		return;
-	n = recv(lan_fd, f->out + f->msg_len + f->early_len, EARLY_MAX - f->early_len, MSG_DONTWAIT);
-	if (n > 0)
-		f->early_len += (uint32_t)n;
-}
-
 static void on_poll(struct agent_worker *aw, struct relay *r,
 		    const struct io_uring_cqe *cqe)
 {
@@ -363,14 +342,10 @@ static void on_poll(struct agent_worker *aw, struct relay *r,
 		next_attempt(aw, r);
 		return;
 	}
-	/* What the client has sent during our handshake (its request,
-	 * usually: the LAN is faster than any path) goes now rather than a
-	 * path round trip later, after the reply. */
-	top_up_early(r->fd[0], f);
-	if (f->out_off < f->msg_len + f->early_len) {
+	if (f->out_off < f->msg_len) {
 		r->phase = PH_SEND;
 		arm_send(aw, r, AOP_SEND, r->fd[1], f->out + f->out_off,
-			 f->msg_len + f->early_len - f->out_off);
+			 f->msg_len - f->out_off);
 		return;
 	}
 	arm_reply(aw, r);
@@ -462,8 +437,6 @@ static void on_reply(struct agent_worker *aw, struct relay *r,
 		atomic_store_explicit(&aw->a->conc_up[f->conc_idx], 1, memory_order_relaxed);
 	}
 	aw->n.via_concentrator++;
-	aw->n.early_bytes += f->early_len;
-	aw->n.early_flows += f->early_len > 0;
 	if ((uint32_t)n < f->in_len) {
 		f->lan_off = (uint32_t)n;
 		f->lan_len = f->in_len;
@@ -511,9 +484,9 @@ void flow_handle(struct relay_worker *w, struct relay *r, unsigned op,
 			return;
 		}
 		f->out_off += (uint32_t)cqe->res;
-		if (f->out_off < f->msg_len + f->early_len) {
+		if (f->out_off < f->msg_len) {
 			arm_send(aw, r, AOP_SEND, r->fd[1], f->out + f->out_off,
-				 f->msg_len + f->early_len - f->out_off);
+				 f->msg_len - f->out_off);
 			return;
 		}
 		arm_reply(aw, r);
@@ -526,20 +499,11 @@ void flow_handle(struct relay_worker *w, struct relay *r, unsigned op,
 			relay_close(w, r, RELAY_END_RESET, true);
 			return;
 		}
-		if (r->phase == PH_DIRECT_SEND) {
-			f->out_off += (uint32_t)cqe->res;
-			if (f->out_off < f->msg_len + f->early_len) {
-				arm_send(aw, r, AOP_LAN_SEND, r->fd[1], f->out + f->out_off,
-					 f->msg_len + f->early_len - f->out_off);
-				return;
-			}
-		} else {
-			f->lan_off += (uint32_t)cqe->res;
-			if (f->lan_off < f->lan_len) {
-				arm_send(aw, r, AOP_LAN_SEND, r->fd[0], f->in + f->lan_off,
-					 f->lan_len - f->lan_off);
-				return;
-			}
+		f->lan_off += (uint32_t)cqe->res;
+		if (f->lan_off < f->lan_len) {
+			arm_send(aw, r, AOP_LAN_SEND, r->fd[0], f->in + f->lan_off,
+				 f->lan_len - f->lan_off);
+			return;
 		}
 		start_relay(aw, r);
 		return;
@@ -551,15 +515,6 @@ void flow_handle(struct relay_worker *w, struct relay *r, unsigned op,
 			return;
 		}
 		aw->n.fallback_direct++;
-		if (f->early_len) {
-			/* The client's first bytes, read for the SYN, go to
-			 * the server now. */
-			f->out_off = f->msg_len;
-			r->phase = PH_DIRECT_SEND;
-			arm_send(aw, r, AOP_LAN_SEND, r->fd[1], f->out + f->out_off,
-				 f->early_len);
-			return;
-		}
 		start_relay(aw, r);
 		return;
 	}
@@ -577,6 +532,7 @@ void flow_accept(struct agent_worker *aw, int fd)
 	struct relay *r;
 	struct flow *f;
 	ssize_t n;
+	char c;
 	int len;
 
 	aw->n.intercepted++;
@@ -631,7 +587,7 @@ void flow_accept(struct agent_worker *aw, int fd)
 	sock_nodelay(fd);
 	sock_keepalive(fd, cfg->keepalive_s);
 
-	convert_writer_init(&cw, f->out, sizeof(f->out) - EARLY_MAX);
+	convert_writer_init(&cw, f->out, sizeof(f->out));
 	convert_put_connect(&cw, &dst, port, NULL, 0);
 	f->cookie_at = 0;
 	if (cfg->keyed) {
@@ -648,9 +604,8 @@ void flow_accept(struct agent_worker *aw, int fd)
 	}
 	f->msg_len = (uint32_t)len;
 	/* A client that connected and closed without a byte: nothing to
-	 * carry. (Bytes read here are kept and sent after the handshake.) */
-	n = recv(fd, f->out + f->msg_len, EARLY_MAX, MSG_DONTWAIT);
-	f->early_len = n > 0 ? (uint32_t)n : 0;
+	 * carry. (Only a peek: its bytes stay for the relay.) */
+	n = recv(fd, &c, 1, MSG_DONTWAIT | MSG_PEEK);
 	if (n == 0) {
 		relay_close(w, r, RELAY_END_HANDSHAKE, false);
 		return;

@@ -68,6 +68,11 @@ static int run(char *const argv[], const char *input, bool show_errors)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -ECHILD;
 }
 
+int agent_cmd(char *const argv[], const char *input, bool show_errors)
+{
+	return run(argv, input, show_errors);
+}
+
 static int ip(bool show, const char *fam, const char *a, const char *b,
 	      const char *c, const char *d, const char *e, const char *f,
 	      const char *g, const char *h)

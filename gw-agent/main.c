@@ -39,6 +39,11 @@ static void usage(FILE *f)
 "  --bypass CIDR             destinations never intercepted; repeatable\n"
 "  --path IFACE[,mode=on|master|backup|handover|off][,gateway=ADDR]\n"
 "                            a WAN or mesh path for subflows; repeatable\n"
+"  --mesh IFACE[,mode=on|backup][,neighbour=ADDR]...\n"
+"                            borrow the lines of neighbours on this mesh interface:\n"
+"                            one path per lending neighbour (announced, or given)\n"
+"  --lend IFACE[,flows=N]    lend our line to the mesh on IFACE: TCP to the\n"
+"                            concentrator only, N flows per borrower (256)\n"
 "  --endpoints kernel|mptcpd manage MPTCP endpoints here (default) or leave them\n"
 "                            to mptcpd and only do routing\n"
 "  --probe-interval SEC      probe each path's reach to the concentrator this often\n"
@@ -79,7 +84,7 @@ enum {
 	O_PORT, O_MARK, O_TABLE, O_CONNECT_TIMEOUT, O_REPLY_TIMEOUT, O_KEEPALIVE,
 	O_IDLE_TIMEOUT, O_WORKERS, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL, O_VERSION,
 	O_HELP, O_WANPATH, O_ENDPOINTS, O_PROBE, O_RCVBUF, O_CONTROL, O_METRICS, O_CONFIG,
-	O_CHECK_CONFIG, O_KEY_FILE, O_MAX_PER_HOST, O_MAX,
+	O_CHECK_CONFIG, O_KEY_FILE, O_MAX_PER_HOST, O_MESH, O_LEND, O_MAX,
 };
 
 static const struct option long_opts[] = {
@@ -88,6 +93,8 @@ static const struct option long_opts[] = {
 	{ "bypass", required_argument, NULL, O_BYPASS },
 	{ "fallback", required_argument, NULL, O_FALLBACK },
 	{ "path", required_argument, NULL, O_WANPATH },
+	{ "mesh", required_argument, NULL, O_MESH },
+	{ "lend", required_argument, NULL, O_LEND },
 	{ "endpoints", required_argument, NULL, O_ENDPOINTS },
 	{ "probe-interval", required_argument, NULL, O_PROBE },
 	{ "rcvbuf", required_argument, NULL, O_RCVBUF },
@@ -133,6 +140,10 @@ static void clear_list_once(struct parse *p, int c)
 	case O_LAN: p->cfg->nlan = 0; break;
 	case O_BYPASS: p->cfg->nbypass = 0; break;
 	case O_WANPATH: p->paths->n = 0; break;
+	case O_MESH:
+		memset(p->cfg->mesh.borrow_if, 0, sizeof(p->cfg->mesh.borrow_if));
+		p->cfg->mesh.nstatic = 0;
+		break;
 	}
 }
 
@@ -175,6 +186,20 @@ static int apply_opt(void *ctx, int c, const char *arg)
 		const char *why = "";
 
 		if (paths_parse(p->paths, arg, &why) < 0)
+			return opt_error(name, arg, why);
+		return 0;
+	}
+	case O_MESH: {
+		const char *why = "";
+
+		if (mesh_parse_borrow(&cfg->mesh, arg, &why) < 0)
+			return opt_error(name, arg, why);
+		return 0;
+	}
+	case O_LEND: {
+		const char *why = "";
+
+		if (mesh_parse_lend(&cfg->mesh, arg, &why) < 0)
 			return opt_error(name, arg, why);
 		return 0;
 	}
@@ -289,6 +314,8 @@ static const struct config_key config_keys[] = {
 	{ "lan", O_LAN, CONFIG_LIST, 0, NULL },
 	{ "bypass", O_BYPASS, CONFIG_LIST, 0, NULL },
 	{ "paths", O_WANPATH, CONFIG_SPEC_LIST, 0, path_fields },
+	{ "mesh", O_MESH, CONFIG_STRING, 0, NULL },
+	{ "lend", O_LEND, CONFIG_STRING, 0, NULL },
 	{ "endpoints", O_ENDPOINTS, CONFIG_STRING, 0, NULL },
 	{ "probe_interval", O_PROBE, CONFIG_NUMBER, 0, NULL },
 	{ "fallback", O_FALLBACK, CONFIG_STRING, 0, NULL },
@@ -478,8 +505,6 @@ void agent_totals(const struct agent *a, struct agent_counters *ret_n,
 		ret_n->host_limit_hits += n->host_limit_hits;
 		ret_n->fell_back += n->fell_back;
 		ret_n->accept_paused += n->accept_paused;
-		ret_n->early_bytes += n->early_bytes;
-		ret_n->early_flows += n->early_flows;
 		for (int k = 0; k < 256; k++)
 			ret_n->conc_errors[k] += n->conc_errors[k];
 		for (int k = 0; k < AGENT_MAX_CONC; k++) {
@@ -600,12 +625,20 @@ static void paths_snapshot(struct agent *a)
 			m = &a->pm[n++];
 
 			memcpy(m->ifname, p->ifname, IFNAMSIZ);
+			{
+				const char *nm = path_name(p);
+				size_t k = strnlen(nm, sizeof(m->name) - 1);
+
+				memcpy(m->name, nm, k);
+				m->name[k] = 0;
+			}
 			m->mode = path_mode_name(p->mode);
 			m->state = control_path_state(p, fi);
 			m->family = fi ? AF_INET6 : AF_INET;
 			m->usable = f->usable && p->mode != PATH_OFF;
 			m->endpoint = f->ep_id != 0;
 			m->probe_rtt_us = f->usable ? f->probe_rtt_us : 0;
+			m->mptcp = f->mptcp;
 			/* The probes talk to the first concentrator. */
 			if ((a->paths.probe_to.ss_family == AF_INET6) == (fi == 1) &&
 			    f->have_addr && p->mode != PATH_OFF && ps->probe_interval_ms) {
@@ -647,7 +680,7 @@ static void render_metrics(void *ctx, struct mbuf *b)
 		     "1 when the path can carry subflows (carrier, address, gateway, probes).");
 	for (unsigned i = 0; i < npm; i++) {
 		snprintf(l, sizeof(l), "path=\"%s\",family=\"%s\",mode=\"%s\"",
-			 metrics_label(pm[i].ifname, e1, sizeof(e1)),
+			 metrics_label(pm[i].name, e1, sizeof(e1)),
 			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4", pm[i].mode);
 		metrics_u64(b, "gw_agent_path_up", l, pm[i].usable);
 	}
@@ -655,7 +688,7 @@ static void render_metrics(void *ctx, struct mbuf *b)
 		     "The path's state as gw-agent status shows it (value always 1).");
 	for (unsigned i = 0; i < npm; i++) {
 		snprintf(l, sizeof(l), "path=\"%s\",family=\"%s\",state=\"%s\"",
-			 metrics_label(pm[i].ifname, e1, sizeof(e1)),
+			 metrics_label(pm[i].name, e1, sizeof(e1)),
 			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4",
 			 metrics_label(pm[i].state, e2, sizeof(e2)));
 		metrics_u64(b, "gw_agent_path_state", l, 1);
@@ -664,9 +697,20 @@ static void render_metrics(void *ctx, struct mbuf *b)
 		     "1 when the agent keeps an MPTCP endpoint on the path's address.");
 	for (unsigned i = 0; i < npm; i++) {
 		snprintf(l, sizeof(l), "path=\"%s\",family=\"%s\"",
-			 metrics_label(pm[i].ifname, e1, sizeof(e1)),
+			 metrics_label(pm[i].name, e1, sizeof(e1)),
 			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4");
 		metrics_u64(b, "gw_agent_path_endpoint", l, pm[i].endpoint);
+	}
+	metrics_head(b, "gw_agent_path_mptcp", "gauge",
+		     "1 when MPTCP probes get through the path's network, 0 when it strips or "
+		     "drops MPTCP (no subflows there); absent until known.");
+	for (unsigned i = 0; i < npm; i++) {
+		if (pm[i].mptcp == PATH_MPTCP_UNKNOWN)
+			continue;
+		snprintf(l, sizeof(l), "path=\"%s\",family=\"%s\"",
+			 metrics_label(pm[i].name, e1, sizeof(e1)),
+			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4");
+		metrics_u64(b, "gw_agent_path_mptcp", l, pm[i].mptcp == PATH_MPTCP_YES);
 	}
 	metrics_head(b, "gw_agent_path_reconciles_total", "counter",
 		     "Times the paths' routes, rules and endpoints were brought in line with the "
@@ -679,7 +723,7 @@ static void render_metrics(void *ctx, struct mbuf *b)
 		if (!pm[i].probe_rtt_us)
 			continue;
 		snprintf(l, sizeof(l), "path=\"%s\",family=\"%s\"",
-			 metrics_label(pm[i].ifname, e1, sizeof(e1)),
+			 metrics_label(pm[i].name, e1, sizeof(e1)),
 			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4");
 		metrics_f64(b, "gw_agent_path_probe_rtt_seconds", l, pm[i].probe_rtt_us / 1e6);
 	}
@@ -754,12 +798,6 @@ static void render_metrics(void *ctx, struct mbuf *b)
 	metrics_u64(b, "gw_agent_bytes_total", "direction=\"up\"", up);
 	metrics_u64(b, "gw_agent_bytes_total", "direction=\"down\"", down);
 	metrics_parked(b, "gw_agent", st.parked, st.parked_bytes);
-	metrics_one(b, "gw_agent_early_bytes_total", "counter",
-		    "LAN bytes sent right behind the Convert message, ahead of its reply.",
-		    t.early_bytes);
-	metrics_one(b, "gw_agent_early_flows_total", "counter",
-		    "Flows whose LAN client's first bytes went ahead of the Convert reply.",
-		    t.early_flows);
 	metrics_head(b, "gw_agent_config_reloads_total", "counter", "SIGHUP reloads, by result.");
 	metrics_u64(b, "gw_agent_config_reloads_total", "result=\"ok\"", a->reloads_ok);
 	metrics_u64(b, "gw_agent_config_reloads_total", "result=\"failed\"", a->reloads_failed);
@@ -840,6 +878,7 @@ static void reload(struct agent *a, int argc, char **argv)
 	RESTART_ONLY(!same_addr(&n.metrics, n.metrics_len, &cur->metrics, cur->metrics_len),
 		     "metrics_listen");
 	RESTART_ONLY(want->manage_endpoints != a->paths.manage_endpoints, "endpoints");
+	RESTART_ONLY(memcmp(&n.mesh, &cur->mesh, sizeof(n.mesh)), "mesh/lend");
 #undef RESTART_ONLY
 	if (changed[0])
 		log_warn("reload: %s changed but take%s effect only after a restart",
@@ -855,6 +894,7 @@ static void reload(struct agent *a, int argc, char **argv)
 	memcpy(n.control_path, cur->control_path, sizeof(n.control_path));
 	n.metrics = cur->metrics;
 	n.metrics_len = cur->metrics_len;
+	n.mesh = cur->mesh;
 
 	nft = n.nlan != cur->nlan || memcmp(n.lan, cur->lan, sizeof(n.lan)) ||
 	      n.nbypass != cur->nbypass ||
@@ -895,26 +935,46 @@ static void reload(struct agent *a, int argc, char **argv)
 	sd_notify(0, "READY=1");
 }
 
+/* Our own line, for lending: one of our own (not borrowed) paths can carry
+ * flows; with no paths configured, the main table's route is the line and
+ * taken as up. */
+static bool own_line_up(const struct paths *ps)
+{
+	bool any = false;
+
+	for (unsigned i = 0; i < ps->n; i++) {
+		const struct path *p = &ps->p[i];
+
+		if (p->neighbour || p->mode == PATH_OFF)
+			continue;
+		any = true;
+		if (p->f[0].usable || p->f[1].usable)
+			return true;
+	}
+	return !any;
+}
+
 /* The main thread: signals, link/address/route events for the paths (a
  * burst is reconciled 50 ms after its last event, and everything every 2 s
  * regardless), probes, status requests, the STATUS line and the watchdog. */
 static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sigs)
 {
 	int sfd = signalfd(-1, sigs, SFD_CLOEXEC);
-	uint64_t due = 0, periodic = log_now_ms() + 2000, probe_next = 0;
+	uint64_t due = 0, periodic = log_now_ms() + 2000, probe_next = 0, mesh_next = 0;
 	uint64_t wd_usec = 0, wd_every = 0, wd_next = 0, status_next = 0;
 	uint64_t *seen = calloc(a->cfg.workers, sizeof(*seen));
 
 	if (sd_watchdog_enabled(0, &wd_usec) > 0)
 		wd_every = wd_usec / 2000 ? wd_usec / 2000 : 1;
 	for (;;) {
-		struct pollfd pf[3 + 2 * PATHS_MAX] = {
+		struct pollfd pf[4 + 2 * PATHS_MAX] = {
 			{ .fd = sfd, .events = POLLIN },
 			{ .fd = paths_event_fd(&a->paths), .events = POLLIN },
 			{ .fd = log_now_ms() < a->control_paused_until ? -1 : a->control_fd,
 			  .events = POLLIN },
+			{ .fd = mesh_fd(&a->mesh), .events = POLLIN },
 		};
-		unsigned np = paths_probe_fds(&a->paths, pf + 3, 2 * PATHS_MAX);
+		unsigned np = paths_probe_fds(&a->paths, pf + 4, 2 * PATHS_MAX);
 		uint64_t now = log_now_ms(), next = due ? due : periodic;
 		int timeout;
 
@@ -926,12 +986,19 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 			next = wd_next;
 		if (status_next < next)
 			next = status_next;
+		if (mesh_next && mesh_next < next)
+			next = mesh_next;
 		timeout = next > now ? (int)(next - now) : 0;
-		if (poll(pf, 3 + np, timeout) < 0 && errno != EINTR)
+		if (poll(pf, 4 + np, timeout) < 0 && errno != EINTR)
 			break;
 		if (pf[2].revents & POLLIN)
 			control_accept(a);
-		if (a->paths.n && paths_probe_run(&a->paths, pf + 3, np, log_now_ms(), &probe_next))
+		if (pf[3].fd >= 0 && (pf[3].revents & POLLIN) && mesh_receive(&a->mesh))
+			mesh_next = log_now_ms();  /* a neighbour came or withdrew: now */
+		if ((a->mesh.rx_fd >= 0 || a->mesh.tx_fd >= 0) && log_now_ms() >= mesh_next &&
+		    mesh_tick(&a->mesh, &a->paths, own_line_up(&a->paths), log_now_ms(), &mesh_next))
+			due = log_now_ms();
+		if (a->paths.n && paths_probe_run(&a->paths, pf + 4, np, log_now_ms(), &probe_next))
 			due = log_now_ms();  /* a path died or came back: now */
 		if (pf[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
@@ -981,10 +1048,10 @@ static void log_summary(struct agent *a)
 	up = st.bytes[0];
 	down = st.bytes[1];
 	log_info("intercepted %llu: via concentrator %llu, direct fallback %llu, failed %llu; "
-		 "early bytes %llu; bytes up %llu down %llu",
+		 "bytes up %llu down %llu",
 		 (unsigned long long)t.intercepted, (unsigned long long)t.via_concentrator,
 		 (unsigned long long)t.fallback_direct, (unsigned long long)t.failed,
-		 (unsigned long long)t.early_bytes, (unsigned long long)up,
+		 (unsigned long long)up,
 		 (unsigned long long)down);
 	for (int k = 0; k < 256; k++)
 		if (t.conc_errors[k])
@@ -1087,7 +1154,7 @@ int main(int argc, char **argv)
 			 a->cfg.nconc > 1 ? " (+ backups)" : "",
 			 a->cfg.fallback == FALLBACK_DIRECT ? "direct" : "reset",
 			 a->cfg.block_quic ? "blocked" : "allowed");
-		if (a->paths.n) {
+		if (a->paths.n || a->cfg.mesh.borrow_if[0]) {
 			/* Probes talk to the first concentrator; a timeout well
 			 * under the interval keeps one probe per path in flight. */
 			a->paths.probe_to = a->cfg.conc[0];
@@ -1098,6 +1165,10 @@ int main(int argc, char **argv)
 			if (r == 0)
 				paths_reconcile(&a->paths);
 		}
+		a->mesh.cfg = a->cfg.mesh;
+		a->mesh.rx_fd = a->mesh.tx_fd = -1;
+		if (r == 0 && (a->cfg.mesh.borrow_if[0] || a->cfg.mesh.lend_if[0]))
+			r = mesh_start(&a->mesh, &a->cfg.conc[0], a->cfg.conc_len[0]);
 	}
 	if (r == 0) {
 		r = control_open(a);
@@ -1122,9 +1193,11 @@ int main(int argc, char **argv)
 		control_close(a);
 		/* Stop intercepting before the listeners close: new LAN
 		 * connections go the normal routed way meanwhile. */
+		mesh_stop(&a->mesh, &a->paths);
 		paths_cleanup(&a->paths);
 		intercept_remove(&a->cfg);
 	} else {
+		mesh_stop(&a->mesh, &a->paths);
 		paths_cleanup(&a->paths);
 		intercept_remove(&a->cfg);
 		control_close(a);

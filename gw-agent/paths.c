@@ -34,6 +34,7 @@
 #include "addr.h"
 #include "convert.h"
 #include "log.h"
+#include "sock.h"
 
 static const char *const mode_names[] = {
 	[PATH_ON] = "on", [PATH_MASTER] = "master", [PATH_BACKUP] = "backup",
@@ -191,9 +192,16 @@ static void fam_observe(struct paths *ps, struct path *p, int fi)
 	int family = fi ? AF_INET6 : AF_INET;
 	struct in6_addr a;
 
-	f->have_addr = p->up && rt_addr_get(&ps->rt, p->ifindex, family, &a) == 0;
-	if (f->have_addr)
-		f->addr = a;
+	if (p->neighbour) {
+		/* Our own per-neighbour address (mesh.c added it), IPv4 only. */
+		f->have_addr = p->up && fi == 0;
+		if (f->have_addr)
+			f->addr = p->nb_src;
+	} else {
+		f->have_addr = p->up && rt_addr_get(&ps->rt, p->ifindex, family, &a) == 0;
+		if (f->have_addr)
+			f->addr = a;
+	}
 	if (f->gw_given) {
 		f->gw = f->gw_cfg;
 		f->have_gw = true;
@@ -205,9 +213,14 @@ static void fam_observe(struct paths *ps, struct path *p, int fi)
 	 * with the link and will not give it back until DHCP renews */
 	f->usable = p->up && f->have_addr && f->have_gw && !f->probe_dead;
 	if (!p->up || !f->have_addr) {
-		/* Nothing to probe: no carrier says enough. */
+		/* Nothing to probe: no carrier says enough. What the network
+		 * does to MPTCP is learned again when it comes back (it may be
+		 * another network by then). */
 		f->probe_dead = false;
 		f->probe_fails = 0;
+		f->mptcp = PATH_MPTCP_UNKNOWN;
+		f->mptcp_suspect = false;
+		f->probe_count = 0;
 	}
 }
 
@@ -223,7 +236,9 @@ static void fam_apply(struct paths *ps, struct path *p, int fi, bool primary_up)
 	 * its address is lost where it would be lost anyway. Only a path
 	 * without carrier gets the unreachable route. */
 	bool real_route = p->up && f->have_addr && f->have_gw && p->mode != PATH_OFF;
-	bool want_ep = want_route && ps->manage_endpoints &&
+	/* No subflows over a network that strips MPTCP: their SYNs would
+	 * arrive as plain TCP connections or not at all. */
+	bool want_ep = want_route && ps->manage_endpoints && f->mptcp != PATH_MPTCP_NO &&
 		(p->mode != PATH_HANDOVER || !primary_up);
 	uint32_t flags = PM_FLAG_SUBFLOW |
 		((p->mode == PATH_BACKUP || p->mode == PATH_HANDOVER) ? PM_FLAG_BACKUP : 0);
@@ -248,7 +263,7 @@ static void fam_apply(struct paths *ps, struct path *p, int fi, bool primary_up)
 			f->rule_addr = f->addr;
 			ps->changes++;
 		}
-		if (!f->rule_oif) {
+		if (!f->rule_oif && !p->neighbour) {
 			r = rt_rule(&ps->rt, true, family, NULL, p->ifname, p->table, p->prio);
 			f->rule_oif = r == 0 || r == -EEXIST;
 		}
@@ -271,16 +286,17 @@ static void fam_apply(struct paths *ps, struct path *p, int fi, bool primary_up)
 			f->ep_flags = flags;
 			f->ep_addr = f->addr;
 			ps->changes++;
-			log_info("path %s: endpoint %u %s %s", p->ifname, f->ep_id,
+			log_info("path %s: endpoint %u %s %s", path_name(p), f->ep_id,
 				 addr_format_in6(&f->addr, 0, a), pm_flags_str(flags, fl, sizeof(fl)));
 		} else {
-			log_errno(r, "path %s: cannot add MPTCP endpoint %s: %m", p->ifname,
+			log_errno(r, "path %s: cannot add MPTCP endpoint %s: %m", path_name(p),
 				  addr_format_in6(&f->addr, 0, a));
 		}
 	} else if (!want_ep && f->ep_id) {
 		pm_del(&ps->pm, f->ep_id);
-		log_info("path %s: endpoint %u removed (%s)", p->ifname, f->ep_id,
-			 !f->usable ? "path down" : "not needed");
+		log_info("path %s: endpoint %u removed (%s)", path_name(p), f->ep_id,
+			 !f->usable ? "path down" :
+			 f->mptcp == PATH_MPTCP_NO ? "its network does not carry MPTCP" : "not needed");
 		f->ep_id = 0;
 		ps->changes++;
 	}
@@ -304,7 +320,7 @@ int paths_reconcile(struct paths *ps)
 			p->up = false;
 		}
 		if (was != p->up)
-			log_info("path %s (%s): %s", p->ifname, path_mode_name(p->mode),
+			log_info("path %s (%s): %s", path_name(p), path_mode_name(p->mode),
 				 p->up ? "up" : "down");
 		for (int fi = 0; fi < 2; fi++)
 			fam_observe(ps, p, fi);
@@ -317,16 +333,21 @@ int paths_reconcile(struct paths *ps)
 			fam_apply(ps, &ps->p[i], fi, primary_up);
 
 	/* Where new flows start, in order: usable on/master paths, then usable
-	 * backup/handover ones; never a path known to be dead. */
+	 * backup/handover ones; never a path known to be dead. A path whose
+	 * network strips MPTCP comes last: a flow started there is plain TCP
+	 * on that one path for its whole life, so only when nothing else is
+	 * left. */
 	pthread_mutex_lock(&ps->src_lock);
 	for (int fi = 0; fi < 2; fi++) {
 		ps->nsrc[fi] = 0;
-		for (int pass = 0; pass < 2; pass++)
+		for (int pass = 0; pass < 4; pass++)
 			for (unsigned i = 0; i < ps->n; i++) {
 				struct path *p = &ps->p[i];
 				bool primary = p->mode == PATH_ON || p->mode == PATH_MASTER;
+				bool no_mptcp = p->f[fi].mptcp == PATH_MPTCP_NO;
 
-				if (p->mode == PATH_OFF || !p->f[fi].usable || primary != (pass == 0))
+				if (p->mode == PATH_OFF || !p->f[fi].usable ||
+				    primary != !(pass & 1) || no_mptcp != (pass >= 2))
 					continue;
 				ps->srcs[fi][ps->nsrc[fi]++] = p->f[fi].addr;
 			}
@@ -351,11 +372,52 @@ unsigned paths_sources(struct paths *ps, int family, struct in6_addr *ret, unsig
 
 /* ---- probes ---- */
 
+static void mptcp_verdict(struct path *p, struct path_fam *f, enum path_mptcp v,
+			  const char *why, bool *changed)
+{
+	char a[ADDR_STRLEN];
+
+	if (f->mptcp == v)
+		return;
+	if (v == PATH_MPTCP_NO)
+		log_warn("path %s: the network from %s to the concentrator does not carry MPTCP (%s): "
+			 "no subflows there, new flows start on other paths", path_name(p),
+			 addr_format_in6(&f->addr, 0, a), why);
+	else if (f->mptcp == PATH_MPTCP_NO)
+		log_info("path %s: MPTCP gets through again from %s", path_name(p),
+			 addr_format_in6(&f->addr, 0, a));
+	f->mptcp = v;
+	*changed = true;
+}
+
 static void probe_end(struct path *p, struct path_fam *f, bool ok, uint64_t now,
 		      unsigned interval, bool *changed)
 {
 	char a[ADDR_STRLEN];
 
+	if (f->probe_mptcp) {
+		/* What the MPTCP probe says is about MPTCP, not reachability:
+		 * a reply on a fallen-back connection means the option was
+		 * stripped; no reply at all is judged by a plain probe, at
+		 * once (SYNs carrying the option dropped, or the path down). */
+		if (ok)
+			mptcp_verdict(p, f, sock_is_mptcp(f->probe_fd) ? PATH_MPTCP_YES : PATH_MPTCP_NO,
+				      "the probe's connection fell back to TCP", changed);
+		else
+			f->mptcp_suspect = true;
+		if (f->probe_fd >= 0)
+			close(f->probe_fd);
+		f->probe_fd = -1;
+		f->probe_mptcp = false;
+		f->probe_next_ms = ok ? now + interval : now;
+		if (!ok)
+			return;
+	} else if (f->mptcp_suspect) {
+		f->mptcp_suspect = false;
+		if (ok)
+			mptcp_verdict(p, f, PATH_MPTCP_NO,
+				      "plain TCP is answered, connections carrying MPTCP are not", changed);
+	}
 	if (f->probe_fd >= 0)
 		close(f->probe_fd);
 	f->probe_fd = -1;
@@ -366,7 +428,7 @@ static void probe_end(struct path *p, struct path_fam *f, bool ok, uint64_t now,
 		if (f->probe_dead) {
 			f->probe_dead = false;
 			*changed = true;
-			log_info("path %s: concentrator reachable again from %s", p->ifname,
+			log_info("path %s: concentrator reachable again from %s", path_name(p),
 				 addr_format_in6(&f->addr, 0, a));
 		}
 		return;
@@ -375,7 +437,7 @@ static void probe_end(struct path *p, struct path_fam *f, bool ok, uint64_t now,
 		f->probe_dead = true;
 		*changed = true;
 		log_warn("path %s: concentrator unreachable from %s (carrier up): path marked down",
-			 p->ifname, addr_format_in6(&f->addr, 0, a));
+			 path_name(p), addr_format_in6(&f->addr, 0, a));
 	}
 }
 
@@ -389,7 +451,19 @@ static void probe_start(struct paths *ps, struct path *p, struct path_fam *f,
 	f->probe_start_ms = now;
 	f->probe_start_us = log_now_us();
 	sl = addr_from_in6(&f->addr, 0, &src);
-	fd = socket(src.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+	/* Mostly plain TCP (reachability); the first probe and every
+	 * MPTCP_RECHECK-th are MPTCP, to learn whether the network carries
+	 * it (an MPTCP probe costs the concentrator a connection with joins
+	 * from the other paths, so not every time). */
+	f->probe_mptcp = !f->mptcp_suspect &&
+		(f->mptcp == PATH_MPTCP_UNKNOWN || f->probe_count % MPTCP_RECHECK == 0);
+	f->probe_count++;
+	fd = socket(src.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		    f->probe_mptcp ? IPPROTO_MPTCP : IPPROTO_TCP);
+	if (fd < 0 && f->probe_mptcp) {
+		f->probe_mptcp = false;  /* no MPTCP here at all: say nothing */
+		fd = socket(src.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+	}
 	if (fd < 0)
 		return;
 	f->probe_fd = fd;
@@ -507,7 +581,7 @@ bool paths_probe_run(struct paths *ps, const struct pollfd *pfd, unsigned n,
 
 						if (e && e != f->probe_err)
 							log_warn("path %s: the concentrator answers probes with error %u %s%s",
-								 p->ifname, e - 1, convert_error_name(e - 1),
+								 path_name(p), e - 1, convert_error_name(e - 1),
 								 e - 1 >= CONVERT_E_RESOURCE_EXCEEDED ?
 								 " (its resources: the path stays up)" : "");
 						f->probe_err = e;
@@ -585,7 +659,7 @@ int paths_update(struct paths *ps, const struct paths *want)
 		struct path *p = NULL;
 
 		for (unsigned i = 0; i < ps->n; i++)
-			if (!strcmp(ps->p[i].ifname, w->ifname))
+			if (!ps->p[i].neighbour && !strcmp(ps->p[i].ifname, w->ifname))
 				p = &ps->p[i];
 		if (!p) {
 			if (ps->n == PATHS_MAX) {
@@ -620,7 +694,7 @@ int paths_update(struct paths *ps, const struct paths *want)
 	 * route go; its slot (and table number) stays for a later reload. */
 	for (unsigned i = 0; i < ps->n; i++) {
 		struct path *p = &ps->p[i];
-		bool kept = false;
+		bool kept = p->neighbour;  /* the mesh's, not the configuration's */
 
 		for (unsigned k = 0; k < want->n; k++)
 			if (!strcmp(p->ifname, want->p[k].ifname))
@@ -650,4 +724,46 @@ int paths_events_drain(struct paths *ps)
 	 * addresses of nothing) come back as events too: they are not news,
 	 * and taking them as news made every reconcile schedule the next. */
 	return ps->ev_open ? rt_events_drain(&ps->ev, ps->rt.nl.portid) : 0;
+}
+
+struct path *paths_neighbour_up(struct paths *ps, const char *ifname, const struct in6_addr *via,
+				const struct in6_addr *src, enum path_mode mode)
+{
+	char v[ADDR_STRLEN];
+	struct path *p = NULL;
+
+	for (unsigned i = 0; i < ps->n; i++)
+		if (ps->p[i].neighbour && !memcmp(&ps->p[i].nb_via, via, sizeof(*via)))
+			p = &ps->p[i];
+	if (!p) {
+		if (ps->n == PATHS_MAX)
+			return NULL;
+		p = &ps->p[ps->n];
+		memset(p, 0, sizeof(*p));
+		p->f[0].probe_fd = p->f[1].probe_fd = -1;
+		p->table = ps->table_base + 1 + ps->n;
+		p->prio = ps->prio_base + ps->n;
+		p->neighbour = true;
+		p->nb_via = *via;
+		snprintf(p->ifname, sizeof(p->ifname), "%s", ifname);
+		snprintf(p->name, sizeof(p->name), "%s~%s", ifname, addr_format_in6(via, 0, v));
+		ps->n++;
+		set_loose_rp_filter(ifname);
+		raise_limits(ps, ps->n);
+	}
+	p->nb_src = *src;
+	p->mode = mode;
+	p->f[0].gw_given = true;
+	p->f[0].gw_cfg = *via;
+	log_info("path %s: neighbour lends its line (%s)", path_name(p), path_mode_name(mode));
+	return p;
+}
+
+void paths_neighbour_down(struct paths *ps, struct path *p)
+{
+	if (p->mode == PATH_OFF)
+		return;
+	log_info("path %s: neighbour gone", path_name(p));
+	path_teardown(ps, p);
+	p->mode = PATH_OFF;
 }

@@ -16,7 +16,7 @@
 #include "pm.h"
 #include "routes.h"
 
-#define PATHS_MAX 8
+#define PATHS_MAX 16
 
 enum path_mode {
 	PATH_ON = 0,      /* use it */
@@ -25,6 +25,16 @@ enum path_mode {
 	PATH_HANDOVER,    /* no subflow at all until no on/master path is up */
 	PATH_OFF,         /* never */
 };
+
+/* Whether the path's network carries MPTCP to the concentrator, from the
+ * probes (every MPTCP_RECHECK-th one, and the first, is an MPTCP
+ * connection; the others are plain TCP). */
+enum path_mptcp {
+	PATH_MPTCP_UNKNOWN = 0,
+	PATH_MPTCP_YES,
+	PATH_MPTCP_NO,         /* option stripped, or MPTCP SYNs dropped */
+};
+#define MPTCP_RECHECK 30
 
 struct path_fam {
 	bool usable;
@@ -38,6 +48,10 @@ struct path_fam {
 	unsigned probe_got;
 	bool probe_sent;           /* Info sent, waiting for the reply */
 	uint16_t probe_err;        /* last probe's Error code + 1, 0 = none */
+	bool probe_mptcp;          /* the probe in progress is an MPTCP one */
+	bool mptcp_suspect;        /* an MPTCP probe failed: a plain one decides */
+	unsigned probe_count;
+	enum path_mptcp mptcp;
 	bool was_usable;
 	bool have_addr, have_gw;
 	struct in6_addr addr, gw;
@@ -53,6 +67,14 @@ struct path_fam {
 
 struct path {
 	char ifname[IFNAMSIZ];
+	/* A neighbour's line through the mesh (mesh.c): the mesh interface,
+	 * a source address of our own for this neighbour only (what makes the
+	 * kernel open a subflow per neighbour), a table whose default goes via
+	 * the neighbour. Neither configured nor reloaded: the mesh adds them,
+	 * and turns them off (keeping the slot) when the neighbour leaves. */
+	bool neighbour;
+	struct in6_addr nb_via, nb_src;
+	char name[40];             /* status and metrics: ifname, or ifname~neighbour */
 	enum path_mode mode;
 	uint32_t table, prio;
 	int ifindex;
@@ -108,6 +130,19 @@ int paths_events_drain(struct paths *ps);
 unsigned paths_probe_fds(struct paths *ps, struct pollfd *pfd, unsigned max);
 bool paths_probe_run(struct paths *ps, const struct pollfd *pfd, unsigned n,
 		     uint64_t now_ms, uint64_t *next_ms);
+/* A neighbour path through ifname via `via` from source `src` (IPv4
+ * mapped), in mode: added, or its slot brought back. Returns the path or
+ * NULL (no slot left). */
+struct path *paths_neighbour_up(struct paths *ps, const char *ifname, const struct in6_addr *via,
+				const struct in6_addr *src, enum path_mode mode);
+/* The neighbour left: its endpoint, rule and route go, the slot stays. */
+void paths_neighbour_down(struct paths *ps, struct path *p);
+/* The name status and metrics show. */
+static inline const char *path_name(const struct path *p)
+{
+	return p->name[0] ? p->name : p->ifname;
+}
+
 /* The addresses new flows of family (AF_INET/AF_INET6) should start from,
  * best first; 0 when there are no paths (use the main table). */
 unsigned paths_sources(struct paths *ps, int family, struct in6_addr *ret, unsigned max);

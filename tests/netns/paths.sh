@@ -86,7 +86,7 @@ sys.exit(0 if flow >= mn * (r1 + r2) and 0.2 < share1 < 0.8 else 1)
 ' "$r1" "$r2" "$flow" "$min" $((b1 - a1)) $((b2 - a2))
 }
 
-start_agent agent1 --path gw-p1,mode=master --path gw-p2 --metrics-listen 127.0.0.1:9190 || exit 1
+start_agent agent1 --path gw-p1,mode=master --path gw-p2 || exit 1
 A1=$AGENT_PID
 sleep 0.5
 endpoints_check() {
@@ -104,18 +104,14 @@ endpoints_check() {
 check "one subflow endpoint, table and rules per path (ip mptcp endpoint / ip rule agree)" endpoints_check
 
 # A busy agent (a loaded router): the LAN clients' first bytes are already
-# waiting when it accepts. They must not ride in the TFO SYN behind the
-# Convert message: the kernel's MPTCP then misplaces data that arrives on a
-# joined subflow (ROADMAP), and an echo comes back with the right length and
-# the wrong bytes (about 1 flow in 50 here before the fix). 10 rounds of 40
-# flows with the agent stopped while the clients connect and send; their
-# first bytes go right behind the handshake, ahead of the Convert reply.
-early_flows() {
-	ip netns exec "$(ns gw)" curl -sS http://127.0.0.1:9190/metrics | awk '/^gw_agent_early_flows_total / {print $2}'
-}
+# waiting when it accepts. None may reach the concentrator before the
+# Convert reply, in the SYN or right after the handshake: the kernel's MPTCP
+# then sometimes delivers the right length with the wrong bytes once
+# subflows join (ROADMAP; with the bytes in the SYN about 1 flow in 50 here,
+# right after the handshake 1 in 2,000). 10 rounds of 40 flows with the
+# agent stopped while the clients connect and send.
 busy_agent() {
-	local round bad=0 e0 e1
-	e0=$(early_flows)
+	local round bad=0
 	capture_start gw any "$WORKDIR/busy.pcap" 'tcp dst port 5124 and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn' || return 1
 	for round in $(seq 1 10); do
 		kill -STOP "$A1"
@@ -126,10 +122,9 @@ busy_agent() {
 		wait $! || { bad=$((bad + 1)); cat "$WORKDIR/busy.out"; }
 	done
 	capture_stop
-	e1=$(early_flows)
-	echo "{\"rounds_with_failures\": $bad, \"flows_sent_ahead_of_reply\": $((e1 - e0))}"
+	echo "{\"rounds_with_failures\": $bad}"
 	$PY ./nettool.py pcap-syn "$WORKDIR/busy.pcap" --port 5124 --only-message --min 380 &&
-		[ $bad -eq 0 ] && [ $((e1 - e0)) -ge 380 ]
+		[ $bad -eq 0 ]
 }
 check "busy agent: the clients' first bytes wait at accept; none rides in the SYN, 400 echo flows intact (sha256)" busy_agent
 # The throughput ratios are the same code in both builds, and the ASan build
@@ -282,5 +277,66 @@ renew() {
 }
 check "address removed and re-added: endpoint and rule follow, the flow survives" renew
 check "agent (backup run) exits cleanly" stop_agent $A2
+
+# A network that breaks MPTCP on path 2, as some LTE and DSL providers'
+# middleboxes do: its far end either removes option 30 from every segment
+# (reset: connections fall back to plain TCP) or drops SYNs carrying it.
+# The agent must say so (status, metric, log naming the path), keep
+# subflows off it, start flows elsewhere, and the flow gets path 1's rate.
+strip() {  # strip reset|drop|none
+	ip netns exec "$(ns conc)" nft delete table inet mwstrip 2>/dev/null
+	case $1 in
+	reset) ip netns exec "$(ns conc)" nft -f - <<'NFT' ;;
+table inet mwstrip {
+	chain pre { type filter hook prerouting priority raw;
+		iifname "conc-p2" tcp option mptcp exists reset tcp option mptcp
+	}
+}
+NFT
+	drop) ip netns exec "$(ns conc)" nft -f - <<'NFT' ;;
+table inet mwstrip {
+	chain pre { type filter hook prerouting priority raw;
+		iifname "conc-p2" tcp flags syn tcp option mptcp exists drop
+	}
+}
+NFT
+	esac
+}
+no_mptcp_check() {
+	local kind=$1 i st out a2 b2 metric
+	strip "$kind" || return 1
+	start_agent "agent-$kind" --path gw-p1 --path gw-p2,gateway=198.51.100.65 --control "$WORKDIR/ctl-$kind.sock" \
+		--metrics-listen 127.0.0.1:9191 || { strip none; return 1; }
+	local pid=$AGENT_PID
+	for i in $(seq 1 50); do
+		st=$(ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/ctl-$kind.sock")
+		echo "$st" | grep -q "^gw-p2 .*up (no MPTCP)" && break
+		sleep 0.1
+	done
+	echo "$st" | grep "^gw-p"
+	metric=$(ip netns exec "$(ns gw)" curl -s http://127.0.0.1:9191/metrics | grep "^gw_agent_path_mptcp")
+	echo "$metric"
+	a2=$(txbytes gw-p2)
+	out=$(ip netns exec "$(ns lan)" iperf3 -c 203.0.113.2 -p 5201 -t 4 -J)
+	b2=$(txbytes gw-p2)
+	kill -TERM "$pid"; wait "$pid"
+	strip none
+	grep "does not carry MPTCP" "$WORKDIR/agent-$kind.log" | head -1
+	echo "$st" | grep -q "^gw-p2 .*up (no MPTCP)" && echo "$st" | grep -q "^gw-p1 .* up " &&
+	echo "$metric" | grep -q 'path="gw-p2",family="ipv4"} 0' &&
+	echo "$metric" | grep -q 'path="gw-p1",family="ipv4"} 1' &&
+	! ip -n "$(ns gw)" mptcp endpoint show | grep -q 198.51.100.66 &&
+	grep -q "path gw-p2: .*does not carry MPTCP" "$WORKDIR/agent-$kind.log" &&
+	echo "$out" | "$PY" -c '
+import json, sys
+d = json.load(sys.stdin); rate = float(sys.argv[2]); p2 = int(sys.argv[1])
+got = d["end"]["sum_received"]["bits_per_second"] / 1e6
+print(json.dumps({"mbit_s": round(got, 1), "path2_bytes": p2}))
+sys.exit(0 if got > 0.85 * rate and p2 < 0.02 * d["end"]["sum_sent"]["bytes"] else 1)' $((b2 - a2)) "${RATE%mbit}"
+}
+check "path 2's network strips the MPTCP option: reported (status, metric, log), no subflow there, a flow gets path 1's rate" \
+	no_mptcp_check reset
+check "path 2's network drops SYNs carrying MPTCP: reported, no subflow there, a flow gets path 1's rate" \
+	no_mptcp_check drop
 check "concentrator exits cleanly" stop_concentrator "$CONC_PID" conc
 finish

@@ -1,0 +1,509 @@
+/* The mesh (mesh.h). Borrowing: announcements from lenders on the mesh
+ * segment (UDP broadcast, port MESH_PORT, read on the mesh interface only)
+ * and static neighbours become paths of their own (paths_neighbour_up):
+ * our per-neighbour address on the mesh interface, a table whose default
+ * goes via the neighbour, a rule, an endpoint, probes; a neighbour that
+ * withdraws, or is silent for MESH_EXPIRE_MS, loses its path at once (a
+ * static one only by its probes).
+ *
+ * Lending: an nftables table lets the mesh reach the concentrator (its
+ * address and port, TCP) through our WAN, translated to our address, and
+ * nothing else: not the Internet, not our LAN, not another port; a cap on
+ * flows per borrower. A route puts 100.64.L.0/24 on the mesh link so the
+ * translated replies find the borrowers. We announce while one of our own
+ * paths can carry flows, and withdraw at once when none can. */
+#include "mesh.h"
+#include "agent.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define NFT_LEND "gw_agent_lend"
+
+static const uint8_t magic[4] = { 'g', 'w', 'm', 'l' };
+
+int mesh_announce_parse(const uint8_t *buf, size_t len, struct mesh_announce *ret,
+			const char **why)
+{
+	if (len != MESH_ANNOUNCE_LEN) {
+		*why = "not 8 bytes";
+		return -EBADMSG;
+	}
+	if (memcmp(buf, magic, 4)) {
+		*why = "no gwml magic";
+		return -EBADMSG;
+	}
+	if (buf[4] != 1) {
+		*why = "unknown version";
+		return -EBADMSG;
+	}
+	if (buf[5] & ~1u || buf[6] || buf[7]) {
+		*why = "unknown flags";
+		return -EBADMSG;
+	}
+	ret->lending = buf[5] & 1;
+	return 0;
+}
+
+void mesh_announce_build(uint8_t out[MESH_ANNOUNCE_LEN], bool lending)
+{
+	memcpy(out, magic, 4);
+	out[4] = 1;
+	out[5] = lending ? 1 : 0;
+	out[6] = out[7] = 0;
+}
+
+void mesh_borrow_addr(const struct in6_addr *lender, const struct in6_addr *borrower,
+		      struct in6_addr *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->s6_addr[10] = ret->s6_addr[11] = 0xff;
+	ret->s6_addr[12] = 100;
+	ret->s6_addr[13] = 64;
+	ret->s6_addr[14] = lender->s6_addr[15];
+	ret->s6_addr[15] = borrower->s6_addr[15];
+}
+
+static int parse_mode(const char *s, enum path_mode *ret)
+{
+	static const char *const names[] = { "on", "master", "backup", "handover", "off" };
+
+	for (unsigned m = 0; m < 5; m++)
+		if (!strcmp(s, names[m])) {
+			*ret = (enum path_mode)m;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+static int parse_ifname(char *tok, char out[IFNAMSIZ], const char **why)
+{
+	if (!tok || !*tok || strlen(tok) >= IFNAMSIZ || strpbrk(tok, " /=\"")) {
+		*why = "does not start with an interface name";
+		return -EINVAL;
+	}
+	strcpy(out, tok);
+	return 0;
+}
+
+int mesh_parse_borrow(struct mesh_config *cfg, const char *spec, const char **why)
+{
+	char buf[512], *save = NULL, *tok;
+
+	if (cfg->borrow_if[0]) {
+		*why = "is a second mesh interface (one is supported)";
+		return -EINVAL;
+	}
+	if (strlen(spec) >= sizeof(buf)) {
+		*why = "is too long";
+		return -EINVAL;
+	}
+	strcpy(buf, spec);
+	if (parse_ifname(strtok_r(buf, ",", &save), cfg->borrow_if, why) < 0)
+		return -EINVAL;
+	cfg->mode = PATH_ON;
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		if (!strncmp(tok, "mode=", 5)) {
+			if (parse_mode(tok + 5, &cfg->mode) < 0 || cfg->mode == PATH_MASTER ||
+			    cfg->mode == PATH_HANDOVER) {
+				cfg->borrow_if[0] = 0;
+				*why = "has a mode other than on, backup, off";
+				return -EINVAL;
+			}
+		} else if (!strncmp(tok, "neighbour=", 10) || !strncmp(tok, "neighbor=", 9)) {
+			const char *a = strchr(tok, '=') + 1;
+			struct addr_prefix n;
+
+			if (addr_parse_prefix(a, &n) < 0 || n.len != 128 || !addr_is_v4mapped(&n.addr)) {
+				cfg->borrow_if[0] = 0;
+				*why = "has a neighbour that is not an IPv4 address";
+				return -EINVAL;
+			}
+			if (cfg->nstatic == MESH_STATIC_MAX) {
+				cfg->borrow_if[0] = 0;
+				*why = "has more than 8 neighbours";
+				return -EINVAL;
+			}
+			cfg->statics[cfg->nstatic++] = n.addr;
+		} else {
+			cfg->borrow_if[0] = 0;
+			*why = "has an option other than mode= and neighbour=";
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int mesh_parse_lend(struct mesh_config *cfg, const char *spec, const char **why)
+{
+	char buf[256], *save = NULL, *tok;
+
+	if (strlen(spec) >= sizeof(buf)) {
+		*why = "is too long";
+		return -EINVAL;
+	}
+	strcpy(buf, spec);
+	if (parse_ifname(strtok_r(buf, ",", &save), cfg->lend_if, why) < 0)
+		return -EINVAL;
+	cfg->lend_flows = 256;
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		char *end;
+		unsigned long v;
+
+		if (strncmp(tok, "flows=", 6)) {
+			cfg->lend_if[0] = 0;
+			*why = "has an option other than flows=";
+			return -EINVAL;
+		}
+		errno = 0;
+		v = strtoul(tok + 6, &end, 10);
+		if (errno || *end || end == tok + 6 || v > 100000) {
+			cfg->lend_if[0] = 0;
+			*why = "has flows= that is not a number from 0 to 100000";
+			return -EINVAL;
+		}
+		cfg->lend_flows = (unsigned)v;
+	}
+	return 0;
+}
+
+/* The interface's first IPv4 address. */
+static int if_addr4(const char *ifname, struct in6_addr *ret)
+{
+	struct ifaddrs *ifa, *i;
+	int r = -EADDRNOTAVAIL;
+
+	if (getifaddrs(&ifa) < 0)
+		return -errno;
+	for (i = ifa; i; i = i->ifa_next)
+		if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && !strcmp(i->ifa_name, ifname)) {
+			addr_to_in6(i->ifa_addr, ret, NULL);
+			r = 0;
+			break;
+		}
+	freeifaddrs(ifa);
+	return r;
+}
+
+static int udp_socket(const char *ifname, bool bind_port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(MESH_PORT) };
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+
+	if (fd < 0)
+		return -errno;
+	/* The mesh interface only: announcements from elsewhere are not
+	 * neighbours, and ours must not leave by the WAN. */
+	if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, ifname, (socklen_t)strlen(ifname)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof(one)) < 0 ||
+	    (bind_port && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+static int cmd(char *const argv[], const char *input)
+{
+	return agent_cmd(argv, input, true);
+}
+
+static int lend_route(const struct mesh *m, bool add)
+{
+	char pfx[32];
+	char *argv[] = { "ip", "-4", "route", add ? "replace" : "del", pfx, "dev",
+			 (char *)m->cfg.lend_if, "scope", "link", NULL };
+
+	snprintf(pfx, sizeof(pfx), "100.64.%u.0/24", m->lend_own.s6_addr[15]);
+	return agent_cmd(argv, NULL, add);
+}
+
+static void lend_remove(struct mesh *m)
+{
+	char *del[] = { "nft", "delete", "table", "inet", NFT_LEND, NULL };
+
+	agent_cmd(del, NULL, false);
+	if (m->have_own || m->lend_installed)
+		lend_route(m, false);
+	m->lend_installed = false;
+}
+
+static int lend_install(struct mesh *m)
+{
+	char script[2048], ca[ADDR_STRLEN], cap[160] = "";
+	char *nft[] = { "nft", "-f", "-", NULL };
+	struct in6_addr c;
+	uint16_t port;
+	bool v4;
+	int r;
+
+	lend_remove(m);
+	if (addr_to_in6((struct sockaddr *)&m->conc, &c, &port) < 0)
+		return -EINVAL;
+	v4 = addr_is_v4mapped(&c);
+	addr_format_in6(&c, 0, ca);
+	if (m->cfg.lend_flows)
+		snprintf(cap, sizeof(cap),
+			 "\t\tiifname \"%s\" ct state new add @borrowers { %s saddr ct count over %u } "
+			 "reject with tcp reset\n", m->cfg.lend_if, v4 ? "ip" : "ip6", m->cfg.lend_flows);
+	/* Between mesh nodes (a multi-hop mesh routed through us) is the
+	 * mesh's business; from the mesh to anywhere else only TCP to the
+	 * concentrator, of its family; replies come back through conntrack's
+	 * translation. The flow cap counts new connections per borrower
+	 * address (only those to the concentrator get that far). */
+	snprintf(script, sizeof(script),
+		 "table inet " NFT_LEND " {\n"
+		 "\tset borrowers { type %s; size 4096; flags dynamic; }\n"
+		 "\tchain forward {\n"
+		 "\t\ttype filter hook forward priority filter - 1; policy accept;\n"
+		 "\t\tiifname \"%s\" oifname \"%s\" accept\n"
+		 "\t\tiifname \"%s\" meta nfproto != %s drop\n"
+		 "\t\tiifname \"%s\" %s daddr != %s drop\n"
+		 "\t\tiifname \"%s\" meta l4proto != tcp drop\n"
+		 "\t\tiifname \"%s\" tcp dport != %u drop\n"
+		 "%s"
+		 "\t}\n"
+		 "\tchain postrouting {\n"
+		 "\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
+		 "\t\tiifname \"%s\" oifname != \"%s\" masquerade\n"
+		 "\t}\n"
+		 "}\n",
+		 v4 ? "ipv4_addr" : "ipv6_addr",
+		 m->cfg.lend_if, m->cfg.lend_if,
+		 m->cfg.lend_if, v4 ? "ipv4" : "ipv6",
+		 m->cfg.lend_if, v4 ? "ip" : "ip6", ca,
+		 m->cfg.lend_if, m->cfg.lend_if, port, cap, m->cfg.lend_if, m->cfg.lend_if);
+	r = cmd(nft, script);
+	if (r != 0) {
+		log_error("nft refused the lending table (exit %d); script was:\n%s", r, script);
+		return r < 0 ? r : -EINVAL;
+	}
+	r = lend_route(m, true);
+	if (r != 0) {
+		lend_remove(m);
+		log_error("%s: cannot route 100.64.%u.0/24 for borrowers (exit %d)",
+			  m->cfg.lend_if, m->lend_own.s6_addr[15], r);
+		return r < 0 ? r : -EINVAL;
+	}
+	m->lend_installed = true;
+	/* A lender forwards: from the mesh to its WAN, and back. */
+	{
+		FILE *f = fopen("/proc/sys/net/ipv4/ip_forward", "we");
+
+		if (f) {
+			fputs("1", f);
+			fclose(f);
+		}
+	}
+	return 0;
+}
+
+int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, socklen_t conc_len)
+{
+	char a[ADDR_STRLEN];
+	int r;
+
+	m->rx_fd = m->tx_fd = -1;
+	m->conc = *conc;
+	m->conc_len = conc_len;
+	if (m->cfg.lend_if[0]) {
+		r = if_addr4(m->cfg.lend_if, &m->lend_own);
+		if (r < 0)
+			return log_errno(r, "--lend %s: no IPv4 address on it: %m", m->cfg.lend_if);
+		r = lend_install(m);
+		if (r < 0)
+			return r;
+		r = udp_socket(m->cfg.lend_if, false);
+		if (r < 0) {
+			lend_remove(m);
+			return log_errno(r, "--lend %s: announcement socket: %m", m->cfg.lend_if);
+		}
+		m->tx_fd = r;
+		log_info("lending our line to the mesh on %s: TCP to %s only, %u flows per borrower%s",
+			 m->cfg.lend_if, addr_format((struct sockaddr *)conc, a), m->cfg.lend_flows,
+			 m->cfg.lend_flows ? "" : " (no cap)");
+	}
+	if (m->cfg.borrow_if[0]) {
+		r = udp_socket(m->cfg.borrow_if, true);
+		if (r < 0) {
+			mesh_stop(m, NULL);
+			return log_errno(r, "--mesh %s: announcement listener: %m", m->cfg.borrow_if);
+		}
+		m->rx_fd = r;
+		for (unsigned i = 0; i < m->cfg.nstatic && m->nnb < MESH_MAX_NEIGHBOURS; i++) {
+			struct mesh_neighbour *n = &m->nb[m->nnb++];
+
+			memset(n, 0, sizeof(*n));
+			n->addr = m->cfg.statics[i];
+			n->is_static = true;
+			n->lending = true;
+		}
+		log_info("borrowing neighbours' lines through %s (%u static)", m->cfg.borrow_if,
+			 m->cfg.nstatic);
+	}
+	return 0;
+}
+
+static void borrow_addr_set(struct mesh *m, struct mesh_neighbour *n, bool add)
+{
+	struct in6_addr b;
+	char a[ADDR_STRLEN + 4];
+	char *argv[] = { "ip", "-4", "addr", add ? "replace" : "del", a, "dev",
+			 m->cfg.borrow_if, NULL };
+
+	if (add == n->addr_added)
+		return;
+	mesh_borrow_addr(&n->addr, &m->own, &b);
+	addr_format_in6(&b, 0, a);
+	strcat(a, "/32");
+	if (agent_cmd(argv, NULL, add) == 0 || !add)
+		n->addr_added = add;
+}
+
+void mesh_stop(struct mesh *m, struct paths *ps)
+{
+	if (m->tx_fd >= 0) {
+		/* Borrowers stop sending here now, not in MESH_EXPIRE_MS. */
+		uint8_t msg[MESH_ANNOUNCE_LEN];
+		struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(MESH_PORT),
+					  .sin_addr.s_addr = htonl(INADDR_BROADCAST) };
+
+		mesh_announce_build(msg, false);
+		sendto(m->tx_fd, msg, sizeof(msg), 0, (struct sockaddr *)&to, sizeof(to));
+		close(m->tx_fd);
+		m->tx_fd = -1;
+	}
+	if (m->cfg.lend_if[0])
+		lend_remove(m);
+	for (unsigned i = 0; i < m->nnb; i++) {
+		if (ps && m->nb[i].path)
+			paths_neighbour_down(ps, m->nb[i].path);
+		borrow_addr_set(m, &m->nb[i], false);
+	}
+	if (m->rx_fd >= 0)
+		close(m->rx_fd);
+	m->rx_fd = -1;
+}
+
+int mesh_fd(const struct mesh *m)
+{
+	return m->rx_fd;
+}
+
+bool mesh_receive(struct mesh *m)
+{
+	bool changed = false;
+
+	for (;;) {
+		uint8_t buf[64];
+		struct sockaddr_storage from;
+		socklen_t fl = sizeof(from);
+		struct mesh_announce an;
+		struct mesh_neighbour *n = NULL;
+		struct in6_addr a;
+		const char *why;
+		ssize_t k = recvfrom(m->rx_fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
+
+		if (k < 0)
+			break;
+		if (addr_to_in6((struct sockaddr *)&from, &a, NULL) < 0 || !addr_is_v4mapped(&a))
+			continue;
+		if (m->have_own && !memcmp(&a, &m->own, sizeof(a)))
+			continue;  /* our own, when we lend on the same interface */
+		if (mesh_announce_parse(buf, (size_t)k, &an, &why) < 0) {
+			m->announces_bad++;
+			continue;
+		}
+		m->announces_rx++;
+		for (unsigned i = 0; i < m->nnb; i++)
+			if (!memcmp(&m->nb[i].addr, &a, sizeof(a)))
+				n = &m->nb[i];
+		if (!n) {
+			if (!an.lending)
+				continue;
+			if (m->nnb == MESH_MAX_NEIGHBOURS) {
+				/* Reuse a departed neighbour's place. */
+				for (unsigned i = 0; i < m->nnb && !n; i++)
+					if (!m->nb[i].lending && !m->nb[i].is_static)
+						n = &m->nb[i];
+				if (!n)
+					continue;
+				if (n->path)
+					n->path = NULL;  /* the slot in paths stays, OFF */
+			} else {
+				n = &m->nb[m->nnb++];
+			}
+			memset(n, 0, sizeof(*n));
+			n->addr = a;
+		}
+		n->seen_ms = log_now_ms();
+		if (n->lending != an.lending)
+			changed = true;
+		n->lending = an.lending;
+	}
+	return changed;
+}
+
+bool mesh_tick(struct mesh *m, struct paths *ps, bool own_line_up, uint64_t now,
+	       uint64_t *next_ms)
+{
+	bool changed = false;
+	uint64_t next = now + 500;
+
+	if (m->tx_fd >= 0 && (now >= m->next_announce_ms || own_line_up != m->lending)) {
+		uint8_t msg[MESH_ANNOUNCE_LEN];
+		struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(MESH_PORT),
+					  .sin_addr.s_addr = htonl(INADDR_BROADCAST) };
+
+		if (own_line_up != m->lending)
+			log_info("mesh %s: %s", m->cfg.lend_if, own_line_up ?
+				 "lending our line" : "our line is down: lending withdrawn");
+		m->lending = own_line_up;
+		mesh_announce_build(msg, own_line_up);
+		if (sendto(m->tx_fd, msg, sizeof(msg), 0, (struct sockaddr *)&to, sizeof(to)) < 0 &&
+		    errno != ENETDOWN && errno != ENETUNREACH)
+			log_debug("mesh announcement: %m");
+		m->next_announce_ms = now + MESH_ANNOUNCE_MS;
+	}
+	if (m->tx_fd >= 0 && m->next_announce_ms < next)
+		next = m->next_announce_ms;
+	if (m->rx_fd >= 0) {
+		m->have_own = if_addr4(m->cfg.borrow_if, &m->own) == 0;
+		for (unsigned i = 0; i < m->nnb; i++) {
+			struct mesh_neighbour *n = &m->nb[i];
+			bool want = m->have_own && n->lending &&
+				(n->is_static || now - n->seen_ms < MESH_EXPIRE_MS);
+
+			if (!n->is_static && n->lending && now - n->seen_ms >= MESH_EXPIRE_MS) {
+				char a[ADDR_STRLEN];
+
+				log_info("mesh %s: neighbour %s silent for %u ms: gone", m->cfg.borrow_if,
+					 addr_format_in6(&n->addr, 0, a), MESH_EXPIRE_MS);
+				n->lending = false;
+			}
+			if (want && (!n->path || n->path->mode == PATH_OFF)) {
+				struct in6_addr b;
+
+				mesh_borrow_addr(&n->addr, &m->own, &b);
+				borrow_addr_set(m, n, true);
+				n->path = paths_neighbour_up(ps, m->cfg.borrow_if, &n->addr, &b, m->cfg.mode);
+				changed = true;
+			} else if (!want && n->path && n->path->mode != PATH_OFF) {
+				paths_neighbour_down(ps, n->path);
+				borrow_addr_set(m, n, false);
+				changed = true;
+			}
+		}
+	}
+	*next_ms = next;
+	return changed;
+}

@@ -1,0 +1,97 @@
+/* The mesh: home routers of one ISP on a shared (Wi-Fi) segment lend each
+ * other their lines. A lender announces itself on the segment; a borrower
+ * keeps one path per lending neighbour. */
+#ifndef GW_AGENT_MESH_H
+#define GW_AGENT_MESH_H
+
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "paths.h"
+
+#define MESH_PORT 5126            /* UDP, announcements on the segment */
+#define MESH_ANNOUNCE_LEN 8
+#define MESH_MAX_NEIGHBOURS 8
+#define MESH_STATIC_MAX 8
+#define MESH_ANNOUNCE_MS 1000     /* a lender says so this often */
+#define MESH_EXPIRE_MS 3500       /* a neighbour silent this long is gone */
+
+/* The announcement, 8 bytes: "gwml", version 1, flags (bit 0: lending now;
+ * 0 = withdrawn, its line is down), two bytes zero. The lender is the
+ * datagram's source address. */
+struct mesh_announce {
+	bool lending;
+};
+/* 0, or -EBADMSG with *why set (never crashes, any bytes). */
+int mesh_announce_parse(const uint8_t *buf, size_t len, struct mesh_announce *ret,
+			const char **why);
+void mesh_announce_build(uint8_t out[MESH_ANNOUNCE_LEN], bool lending);
+
+/* The address a borrower uses for the neighbour `lender`: 100.64.L.B,
+ * with L and B the last bytes of the lender's and the borrower's IPv4
+ * mesh addresses. One address per neighbour is what makes the kernel open
+ * one subflow per neighbour; the lender routes 100.64.L.0/24 on-link on
+ * its mesh interface, so replies find the borrower with no per-borrower
+ * state. (Unique as long as mesh addresses differ in their last byte: a
+ * segment of up to 254 routers.) */
+void mesh_borrow_addr(const struct in6_addr *lender, const struct in6_addr *borrower,
+		      struct in6_addr *ret);
+
+struct mesh_neighbour {
+	struct in6_addr addr;          /* its IPv4 mesh address (mapped) */
+	uint64_t seen_ms;              /* last announcement; 0 = static */
+	bool lending;
+	bool is_static;
+	bool addr_added;               /* our borrow address is on the interface */
+	struct path *path;
+};
+
+struct mesh_config {
+	char borrow_if[IFNAMSIZ];      /* --mesh; "" = not borrowing */
+	enum path_mode mode;           /* of every neighbour path */
+	struct in6_addr statics[MESH_STATIC_MAX];  /* neighbour=ADDR */
+	unsigned nstatic;
+	char lend_if[IFNAMSIZ];        /* --lend; "" = not lending */
+	unsigned lend_flows;           /* per borrower, 0 = any */
+};
+
+struct mesh {
+	struct mesh_config cfg;
+	/* borrowing */
+	int rx_fd;
+	struct in6_addr own;           /* our IPv4 mesh address */
+	bool have_own;
+	struct mesh_neighbour nb[MESH_MAX_NEIGHBOURS];
+	unsigned nnb;
+	uint64_t announces_rx, announces_bad;
+	/* lending */
+	int tx_fd;
+	bool lend_installed;
+	bool lending;                  /* what we said last */
+	uint64_t next_announce_ms;
+	struct in6_addr lend_own;
+	struct sockaddr_storage conc;  /* what borrowers may reach */
+	socklen_t conc_len;
+};
+
+/* "IFACE[,mode=on|backup][,neighbour=ADDR]...": into cfg (borrowing). */
+int mesh_parse_borrow(struct mesh_config *cfg, const char *spec, const char **why);
+/* "IFACE[,flows=N]": into cfg (lending). */
+int mesh_parse_lend(struct mesh_config *cfg, const char *spec, const char **why);
+
+int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, socklen_t conc_len);
+void mesh_stop(struct mesh *m, struct paths *ps);
+/* The descriptor to poll for announcements, -1 = none. */
+int mesh_fd(const struct mesh *m);
+/* Read what arrived; returns true when the set of neighbours changed. */
+bool mesh_receive(struct mesh *m);
+/* Expire silent neighbours, bring their paths up or down, announce our
+ * line (up = some own path can carry flows); true when paths changed.
+ * next_ms: when to call again. */
+bool mesh_tick(struct mesh *m, struct paths *ps, bool own_line_up, uint64_t now,
+	       uint64_t *next_ms);
+
+#endif
