@@ -26,50 +26,6 @@
 
 #define NFT_LEND "gw_agent_lend"
 
-static const uint8_t magic[4] = { 'g', 'w', 'm', 'l' };
-
-int mesh_announce_parse(const uint8_t *buf, size_t len, struct mesh_announce *ret,
-			const char **why)
-{
-	if (len != MESH_ANNOUNCE_LEN) {
-		*why = "not 8 bytes";
-		return -EBADMSG;
-	}
-	if (memcmp(buf, magic, 4)) {
-		*why = "no gwml magic";
-		return -EBADMSG;
-	}
-	if (buf[4] != 1) {
-		*why = "unknown version";
-		return -EBADMSG;
-	}
-	if (buf[5] & ~1u || buf[6] || buf[7]) {
-		*why = "unknown flags";
-		return -EBADMSG;
-	}
-	ret->lending = buf[5] & 1;
-	return 0;
-}
-
-void mesh_announce_build(uint8_t out[MESH_ANNOUNCE_LEN], bool lending)
-{
-	memcpy(out, magic, 4);
-	out[4] = 1;
-	out[5] = lending ? 1 : 0;
-	out[6] = out[7] = 0;
-}
-
-void mesh_borrow_addr(const struct in6_addr *lender, const struct in6_addr *borrower,
-		      struct in6_addr *ret)
-{
-	memset(ret, 0, sizeof(*ret));
-	ret->s6_addr[10] = ret->s6_addr[11] = 0xff;
-	ret->s6_addr[12] = 100;
-	ret->s6_addr[13] = 64;
-	ret->s6_addr[14] = lender->s6_addr[15];
-	ret->s6_addr[15] = borrower->s6_addr[15];
-}
-
 static int parse_mode(const char *s, enum path_mode *ret)
 {
 	static const char *const names[] = { "on", "master", "backup", "handover", "off" };
@@ -469,9 +425,18 @@ bool mesh_tick(struct mesh *m, struct paths *ps, bool own_line_up, uint64_t now,
 				 "lending our line" : "our line is down: lending withdrawn");
 		m->lending = own_line_up;
 		mesh_announce_build(msg, own_line_up);
-		if (sendto(m->tx_fd, msg, sizeof(msg), 0, (struct sockaddr *)&to, sizeof(to)) < 0 &&
-		    errno != ENETDOWN && errno != ENETUNREACH)
-			log_debug("mesh announcement: %m");
+		if (sendto(m->tx_fd, msg, sizeof(msg), 0, (struct sockaddr *)&to, sizeof(to)) < 0) {
+			if (errno != ENETDOWN && errno != ENETUNREACH)
+				log_debug("mesh announcement: %m");
+			m->tx_failed = true;
+		} else if (m->tx_failed || now >= m->next_route_ms) {
+			/* The kernel drops our borrowers' route with the mesh
+			 * link; put it back once announcements leave again
+			 * (and now and then, whatever else removed it). */
+			lend_route(m, true);
+			m->tx_failed = false;
+			m->next_route_ms = now + 10000;
+		}
 		m->next_announce_ms = now + MESH_ANNOUNCE_MS;
 	}
 	if (m->tx_fd >= 0 && m->next_announce_ms < next)

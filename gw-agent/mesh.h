@@ -10,35 +10,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "meshmsg.h"
 #include "paths.h"
 
-#define MESH_PORT 5126            /* UDP, announcements on the segment */
-#define MESH_ANNOUNCE_LEN 8
 #define MESH_MAX_NEIGHBOURS 8
 #define MESH_STATIC_MAX 8
 #define MESH_ANNOUNCE_MS 1000     /* a lender says so this often */
 #define MESH_EXPIRE_MS 3500       /* a neighbour silent this long is gone */
-
-/* The announcement, 8 bytes: "gwml", version 1, flags (bit 0: lending now;
- * 0 = withdrawn, its line is down), two bytes zero. The lender is the
- * datagram's source address. */
-struct mesh_announce {
-	bool lending;
-};
-/* 0, or -EBADMSG with *why set (never crashes, any bytes). */
-int mesh_announce_parse(const uint8_t *buf, size_t len, struct mesh_announce *ret,
-			const char **why);
-void mesh_announce_build(uint8_t out[MESH_ANNOUNCE_LEN], bool lending);
-
-/* The address a borrower uses for the neighbour `lender`: 100.64.L.B,
- * with L and B the last bytes of the lender's and the borrower's IPv4
- * mesh addresses. One address per neighbour is what makes the kernel open
- * one subflow per neighbour; the lender routes 100.64.L.0/24 on-link on
- * its mesh interface, so replies find the borrower with no per-borrower
- * state. (Unique as long as mesh addresses differ in their last byte: a
- * segment of up to 254 routers.) */
-void mesh_borrow_addr(const struct in6_addr *lender, const struct in6_addr *borrower,
-		      struct in6_addr *ret);
 
 struct mesh_neighbour {
 	struct in6_addr addr;          /* its IPv4 mesh address (mapped) */
@@ -71,7 +49,8 @@ struct mesh {
 	int tx_fd;
 	bool lend_installed;
 	bool lending;                  /* what we said last */
-	uint64_t next_announce_ms;
+	bool tx_failed;                /* the last announcement could not leave */
+	uint64_t next_announce_ms, next_route_ms;
 	struct in6_addr lend_own;
 	struct sockaddr_storage conc;  /* what borrowers may reach */
 	socklen_t conc_len;
