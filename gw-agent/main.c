@@ -42,8 +42,11 @@ static void usage(FILE *f)
 "  --mesh IFACE[,mode=on|backup][,neighbour=ADDR]...\n"
 "                            borrow the lines of neighbours on this mesh interface:\n"
 "                            one path per lending neighbour (announced, or given)\n"
-"  --lend IFACE[,flows=N]    lend our line to the mesh on IFACE: TCP to the\n"
-"                            concentrator only, N flows per borrower (256)\n"
+"  --lend IFACE[,flows=N][,uplink=RATE[,rate=RATE][,wan=IFACE]]\n"
+"                            lend our line to the mesh on IFACE: TCP to the\n"
+"                            concentrator only, N flows per borrower (256); with\n"
+"                            uplink= our own upload goes first, lent gets the\n"
+"                            rest (at most rate=)\n"
 "  --endpoints kernel|mptcpd manage MPTCP endpoints here (default) or leave them\n"
 "                            to mptcpd and only do routing\n"
 "  --probe-interval SEC      probe each path's reach to the concentrator this often\n"
@@ -1168,7 +1171,8 @@ int main(int argc, char **argv)
 		a->mesh.cfg = a->cfg.mesh;
 		a->mesh.rx_fd = a->mesh.tx_fd = -1;
 		if (r == 0 && (a->cfg.mesh.borrow_if[0] || a->cfg.mesh.lend_if[0]))
-			r = mesh_start(&a->mesh, &a->cfg.conc[0], a->cfg.conc_len[0]);
+			r = mesh_start(&a->mesh, &a->cfg.conc[0], a->cfg.conc_len[0],
+				       a->paths.n ? a->paths.p[0].ifname : NULL);
 	}
 	if (r == 0) {
 		r = control_open(a);

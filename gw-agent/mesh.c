@@ -96,6 +96,21 @@ int mesh_parse_borrow(struct mesh_config *cfg, const char *spec, const char **wh
 	return 0;
 }
 
+/* "19mbit", "512kbit", "1.5gbit": what tc takes, checked here so a typo
+ * is a configuration error, not a failed tc call at start. */
+static bool rate_ok(const char *s)
+{
+	static const char *const units[] = { "kbit", "mbit", "gbit" };
+	size_t n = strspn(s, "0123456789.");
+
+	if (!n || n > 8 || strlen(s) >= 16 || s[0] == '.' || strchr(s, '.') != strrchr(s, '.'))
+		return false;
+	for (unsigned i = 0; i < 3; i++)
+		if (!strcmp(s + n, units[i]))
+			return strtod(s, NULL) > 0;
+	return false;
+}
+
 int mesh_parse_lend(struct mesh_config *cfg, const char *spec, const char **why)
 {
 	char buf[256], *save = NULL, *tok;
@@ -108,13 +123,34 @@ int mesh_parse_lend(struct mesh_config *cfg, const char *spec, const char **why)
 	if (parse_ifname(strtok_r(buf, ",", &save), cfg->lend_if, why) < 0)
 		return -EINVAL;
 	cfg->lend_flows = 256;
+	cfg->lend_uplink[0] = cfg->lend_rate[0] = cfg->lend_wan[0] = 0;
 	while ((tok = strtok_r(NULL, ",", &save))) {
 		char *end;
 		unsigned long v;
 
+		if (!strncmp(tok, "uplink=", 7) || !strncmp(tok, "rate=", 5)) {
+			bool up = tok[0] == 'u';
+			const char *val = tok + (up ? 7 : 5);
+
+			if (!rate_ok(val)) {
+				cfg->lend_if[0] = 0;
+				*why = "has a rate that is not NUMBER followed by kbit, mbit or gbit";
+				return -EINVAL;
+			}
+			strcpy(up ? cfg->lend_uplink : cfg->lend_rate, val);
+			continue;
+		}
+		if (!strncmp(tok, "wan=", 4)) {
+			if (parse_ifname(tok + 4, cfg->lend_wan, why) < 0) {
+				cfg->lend_if[0] = 0;
+				*why = "has wan= that is not an interface name";
+				return -EINVAL;
+			}
+			continue;
+		}
 		if (strncmp(tok, "flows=", 6)) {
 			cfg->lend_if[0] = 0;
-			*why = "has an option other than flows=";
+			*why = "has an option other than flows=, uplink=, rate=, wan=";
 			return -EINVAL;
 		}
 		errno = 0;
@@ -190,12 +226,56 @@ static void lend_remove(struct mesh *m)
 	agent_cmd(del, NULL, false);
 	if (m->have_own || m->lend_installed)
 		lend_route(m, false);
+	if (m->shaped) {
+		char *argv[] = { "tc", "qdisc", "del", "dev", m->cfg.lend_wan, "root", NULL };
+
+		agent_cmd(argv, NULL, false);
+		m->shaped = false;
+	}
 	m->lend_installed = false;
+}
+
+/* Our line's upload, shaped just under the line's rate so the queue forms
+ * here, where our own traffic (class 10) goes first and lent traffic
+ * (class 20, chosen by the priority the lending table sets) gets what is
+ * left, up to rate=. */
+static int lend_shape(struct mesh *m)
+{
+	const char *wan = m->cfg.lend_wan, *up = m->cfg.lend_uplink;
+	const char *cap = m->cfg.lend_rate[0] ? m->cfg.lend_rate : up;
+	char *const cmds[][20] = {
+		{ "tc", "qdisc", "replace", "dev", (char *)wan, "root", "handle", "4d4c:", "htb",
+		  "default", "10", NULL },
+		{ "tc", "class", "add", "dev", (char *)wan, "parent", "4d4c:", "classid", "4d4c:1",
+		  "htb", "rate", (char *)up, "ceil", (char *)up, NULL },
+		{ "tc", "class", "add", "dev", (char *)wan, "parent", "4d4c:1", "classid", "4d4c:10",
+		  "htb", "rate", (char *)up, "ceil", (char *)up, "prio", "0", NULL },
+		{ "tc", "class", "add", "dev", (char *)wan, "parent", "4d4c:1", "classid", "4d4c:20",
+		  "htb", "rate", "64kbit", "ceil", (char *)cap, "prio", "1", NULL },
+		/* Short queues: a full one is latency for everybody. */
+		{ "tc", "qdisc", "add", "dev", (char *)wan, "parent", "4d4c:10", "pfifo", "limit",
+		  "128", NULL },
+		{ "tc", "qdisc", "add", "dev", (char *)wan, "parent", "4d4c:20", "pfifo", "limit",
+		  "64", NULL },
+	};
+
+	for (unsigned i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		int r = agent_cmd(cmds[i], NULL, true);
+
+		if (r != 0) {
+			log_error("--lend: shaping %s (uplink %s): tc step %u failed (exit %d)",
+				  wan, up, i + 1, r);
+			m->shaped = true;  /* remove what was made */
+			return r < 0 ? r : -EINVAL;
+		}
+	}
+	m->shaped = true;
+	return 0;
 }
 
 static int lend_install(struct mesh *m)
 {
-	char script[2048], ca[ADDR_STRLEN], cap[160] = "";
+	char script[2048], ca[ADDR_STRLEN], cap[160] = "", prio[96] = "";
 	char *nft[] = { "nft", "-f", "-", NULL };
 	struct in6_addr c;
 	uint16_t port;
@@ -211,6 +291,9 @@ static int lend_install(struct mesh *m)
 		snprintf(cap, sizeof(cap),
 			 "\t\tiifname \"%s\" ct state new add @borrowers { %s saddr ct count over %u } "
 			 "reject with tcp reset\n", m->cfg.lend_if, v4 ? "ip" : "ip6", m->cfg.lend_flows);
+	if (m->cfg.lend_uplink[0])
+		snprintf(prio, sizeof(prio), "\t\tiifname \"%s\" meta priority set 4d4c:20\n",
+			 m->cfg.lend_if);
 	/* Between mesh nodes (a multi-hop mesh routed through us) is the
 	 * mesh's business; from the mesh to anywhere else only TCP to the
 	 * concentrator, of its family; replies come back through conntrack's
@@ -227,6 +310,7 @@ static int lend_install(struct mesh *m)
 		 "\t\tiifname \"%s\" meta l4proto != tcp drop\n"
 		 "\t\tiifname \"%s\" tcp dport != %u drop\n"
 		 "%s"
+		 "%s"
 		 "\t}\n"
 		 "\tchain postrouting {\n"
 		 "\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
@@ -237,7 +321,7 @@ static int lend_install(struct mesh *m)
 		 m->cfg.lend_if, m->cfg.lend_if,
 		 m->cfg.lend_if, v4 ? "ipv4" : "ipv6",
 		 m->cfg.lend_if, v4 ? "ip" : "ip6", ca,
-		 m->cfg.lend_if, m->cfg.lend_if, port, cap, m->cfg.lend_if, m->cfg.lend_if);
+		 m->cfg.lend_if, m->cfg.lend_if, port, cap, prio, m->cfg.lend_if, m->cfg.lend_if);
 	r = cmd(nft, script);
 	if (r != 0) {
 		log_error("nft refused the lending table (exit %d); script was:\n%s", r, script);
@@ -251,6 +335,10 @@ static int lend_install(struct mesh *m)
 		return r < 0 ? r : -EINVAL;
 	}
 	m->lend_installed = true;
+	if (m->cfg.lend_uplink[0] && (r = lend_shape(m)) < 0) {
+		lend_remove(m);
+		return r;
+	}
 	/* A lender forwards: from the mesh to its WAN, and back. */
 	{
 		FILE *f = fopen("/proc/sys/net/ipv4/ip_forward", "we");
@@ -263,7 +351,8 @@ static int lend_install(struct mesh *m)
 	return 0;
 }
 
-int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, socklen_t conc_len)
+int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, socklen_t conc_len,
+	       const char *wan)
 {
 	char a[ADDR_STRLEN];
 	int r;
@@ -271,6 +360,14 @@ int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, socklen_t co
 	m->rx_fd = m->tx_fd = -1;
 	m->conc = *conc;
 	m->conc_len = conc_len;
+	if (m->cfg.lend_uplink[0] && !m->cfg.lend_wan[0]) {
+		if (!wan) {
+			log_error("--lend %s,uplink=%s: which interface is our line? Give wan= "
+				  "(or a --path)", m->cfg.lend_if, m->cfg.lend_uplink);
+			return -EINVAL;
+		}
+		snprintf(m->cfg.lend_wan, sizeof(m->cfg.lend_wan), "%s", wan);
+	}
 	if (m->cfg.lend_if[0]) {
 		r = if_addr4(m->cfg.lend_if, &m->lend_own);
 		if (r < 0)
@@ -284,9 +381,12 @@ int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, socklen_t co
 			return log_errno(r, "--lend %s: announcement socket: %m", m->cfg.lend_if);
 		}
 		m->tx_fd = r;
-		log_info("lending our line to the mesh on %s: TCP to %s only, %u flows per borrower%s",
+		log_info("lending our line to the mesh on %s: TCP to %s only, %u flows per borrower%s%s%s%s%s%s",
 			 m->cfg.lend_if, addr_format((struct sockaddr *)conc, a), m->cfg.lend_flows,
-			 m->cfg.lend_flows ? "" : " (no cap)");
+			 m->cfg.lend_flows ? "" : " (no cap)",
+			 m->shaped ? "; our own traffic first on " : "", m->shaped ? m->cfg.lend_wan : "",
+			 m->shaped ? " (uplink " : "", m->shaped ? m->cfg.lend_uplink : "",
+			 m->shaped ? ")" : "");
 	}
 	if (m->cfg.borrow_if[0]) {
 		r = udp_socket(m->cfg.borrow_if, true);

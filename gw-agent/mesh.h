@@ -34,6 +34,12 @@ struct mesh_config {
 	unsigned nstatic;
 	char lend_if[IFNAMSIZ];        /* --lend; "" = not lending */
 	unsigned lend_flows;           /* per borrower, 0 = any */
+	/* Yielding to our own household: with uplink= our line's upload is
+	 * shaped (HTB on wan) just under the line's own rate, so the queue
+	 * is ours, and lent traffic only gets what our own leaves, at most
+	 * rate=. tc syntax ("19mbit"), "" = not shaped. */
+	char lend_uplink[16], lend_rate[16];
+	char lend_wan[IFNAMSIZ];       /* "" = our first own path */
 };
 
 struct mesh {
@@ -54,14 +60,18 @@ struct mesh {
 	struct in6_addr lend_own;
 	struct sockaddr_storage conc;  /* what borrowers may reach */
 	socklen_t conc_len;
+	bool shaped;                   /* our HTB is on lend_wan */
 };
 
 /* "IFACE[,mode=on|backup][,neighbour=ADDR]...": into cfg (borrowing). */
 int mesh_parse_borrow(struct mesh_config *cfg, const char *spec, const char **why);
-/* "IFACE[,flows=N]": into cfg (lending). */
+/* "IFACE[,flows=N][,uplink=RATE[,rate=RATE][,wan=IFACE]]": into cfg. */
 int mesh_parse_lend(struct mesh_config *cfg, const char *spec, const char **why);
 
-int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, socklen_t conc_len);
+/* wan: our first own path's interface, for uplink= without wan= (NULL:
+ * none configured). */
+int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, socklen_t conc_len,
+	       const char *wan);
 void mesh_stop(struct mesh *m, struct paths *ps);
 /* The descriptor to poll for announcements, -1 = none. */
 int mesh_fd(const struct mesh *m);
