@@ -83,7 +83,7 @@ const char *control_path_state(const struct path *p, int fi)
 	const struct path_fam *f = &p->f[fi];
 
 	if (p->mode == PATH_OFF)
-		return "off";
+		return p->neighbour ? "gone" : "off";
 	if (!p->up)
 		return "down (link)";
 	if (!f->have_addr)

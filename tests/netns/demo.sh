@@ -4,8 +4,10 @@
 # 14 s. Prints a report and writes a PNG plot (gnuplot). Everything it
 # creates is removed on exit, Ctrl-C included.
 #
+# --mesh: the mesh variant instead (demo-mesh.sh).
 # Environment: CONCENTRATOR, AGENT (set by deploy/demo.sh), OUT (results).
 cd "$(dirname "$0")"
+[ "${1:-}" = --mesh ] && exec bash ./demo-mesh.sh
 TEST_NAME=demo
 . ./lib.sh
 FINISH_NOT_NEEDED=1  # a report, not a test

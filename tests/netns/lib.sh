@@ -358,3 +358,68 @@ dhcp_default6() {
 	ip -n "$(ns gw)" -6 route replace default via 2001:db8:1::1 dev gw-p1 metric 100
 	ip -n "$(ns gw)" -6 route replace default via 2001:db8:2::1 dev gw-p2 metric 200
 }
+
+# The mesh testbed of mesh.sh and the mesh demo: three home routers a, b, c
+# on one mesh segment (bridge br0 in "air", 10.77.0.1-3/24), each with its
+# own line of RATE both ways to conc (service 192.0.2.1; srv 203.0.113.2
+# behind it). b's line is behind a modem (mb, where the line's tbf is), so
+# b can shape its own upload just under it. LAN clients: lan behind a
+# (192.168.77.2), lanb behind b (192.168.78.2); c has an empty LAN.
+mesh_topology() {
+	local RATE=$1 n g
+	ns_add lan; ns_add lanb; ns_add a; ns_add b; ns_add c; ns_add mb; ns_add air; ns_add conc; ns_add srv
+	link lan a; link lanb b; link conc srv
+	ip -n "$(ns air)" link add br0 type bridge
+	ip -n "$(ns air)" link set br0 up
+	n=1
+	for g in a b c; do
+		# The line: shaped both ways, as the DSL would.
+		if [ $g = b ]; then
+			ip link add b-dsl netns "$(ns b)" type veth peer name mb-b netns "$(ns mb)"
+			ip -n "$(ns b)" link set b-dsl up; ip -n "$(ns mb)" link set mb-b up
+			addr mb mb-b 198.51.100.5/30
+			profiled_link mb mb-conc conc conc-b "$RATE"
+			addr mb mb-conc 198.51.100.130/30; addr conc conc-b 198.51.100.129/30
+			ip -n "$(ns mb)" route add default via 198.51.100.129
+			ip -n "$(ns conc)" route add 198.51.100.4/30 via 198.51.100.130
+			ip netns exec "$(ns mb)" sysctl -qw net.ipv4.ip_forward=1
+		else
+			profiled_link "$g" "$g-dsl" conc "conc-$g" "$RATE"
+			addr conc "conc-$g" "198.51.100.$((4 * n - 3))/30"
+		fi
+		addr "$g" "$g-dsl" "198.51.100.$((4 * n - 2))/30"
+		ip -n "$(ns "$g")" route add default via "198.51.100.$((4 * n - 3))" dev "$g-dsl"
+		# The mesh: a port on the shared segment.
+		ip link add "$g-mesh" netns "$(ns "$g")" type veth peer name "air-$g" netns "$(ns air)"
+		ip -n "$(ns air)" link set "air-$g" master br0 up
+		ip -n "$(ns "$g")" link set "$g-mesh" up
+		addr "$g" "$g-mesh" "10.77.0.$n/24"
+		ip netns exec "$(ns "$g")" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.tcp_fastopen=1
+		n=$((n + 1))
+	done
+	# C has no LAN client here; its agent still needs a LAN interface.
+	ip -n "$(ns c)" link add c-lan type veth peer name c-lan1 && ip -n "$(ns c)" link set c-lan up
+	addr lan lan-a 192.168.77.2/24; addr a a-lan 192.168.77.1/24
+	addr lanb lanb-b 192.168.78.2/24; addr b b-lanb 192.168.78.1/24
+	ip -n "$(ns lan)" route add default via 192.168.77.1
+	ip -n "$(ns lanb)" route add default via 192.168.78.1
+	addr conc lo 192.0.2.1/32
+	addr conc conc-srv 203.0.113.1/24; addr srv srv-conc 203.0.113.2/24
+	ip -n "$(ns srv)" route add default via 203.0.113.1
+	ip netns exec "$(ns conc)" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.tcp_fastopen=3
+	ip -n "$(ns conc)" mptcp limits set subflows 8 add_addr_accepted 0
+}
+# mesh_agent NS LOGNAME ARGS...: a gw-agent on a mesh_topology router,
+# status socket $WORKDIR/LOGNAME.sock; AGENT_PID.
+mesh_agent() {
+	local g=$1 name=$2 i; shift 2
+	ip netns exec "$(ns "$g")" "$AGENT" --concentrator 192.0.2.1:5124 --workers 1 \
+		--control "$WORKDIR/$name.sock" "$@" > "$WORKDIR/$name.log" 2>&1 &
+	AGENT_PID=$!
+	for i in $(seq 1 100); do
+		grep -q "intercepting TCP" "$WORKDIR/$name.log" && return 0
+		kill -0 $AGENT_PID 2>/dev/null || break
+		sleep 0.05
+	done
+	cat "$WORKDIR/$name.log"; return 1
+}
