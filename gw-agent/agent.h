@@ -107,6 +107,8 @@ struct agent_worker {
 struct path_metric {
 	char ifname[IFNAMSIZ];
 	char name[40];                 /* path_name(): ifname, or ifname~neighbour */
+	bool neighbour;
+	struct in6_addr src;           /* a neighbour's: our address for it */
 	const char *mode, *state;      /* static strings */
 	int family;
 	bool usable, endpoint;

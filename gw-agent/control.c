@@ -131,6 +131,9 @@ static void format_paths(struct agent *a, struct mbuf *t)
 		mbuf_printf(t, "\nno paths configured: subflows follow the main routing table\n");
 		return;
 	}
+	struct mesh_count mc[MESH_MAX_NEIGHBOURS * 2];
+	int nmc = -2;  /* not read yet */
+
 	mbuf_printf(t, "\n%-10s %-8s %-18s %-28s %-26s %-10s %-11s %-11s %s\n", "PATH", "MODE",
 		 "STATE", "ADDRESS", "GATEWAY", "PROBE RTT", "RX", "TX", "ENDPOINT");
 	for (unsigned i = 0; i < a->paths.n; i++) {
@@ -138,7 +141,15 @@ static void format_paths(struct agent *a, struct mbuf *t)
 		uint64_t rx, tx;
 		char rxb[16], txb[16];
 
-		control_iface_bytes(p->ifname, &rx, &tx);
+		if (p->neighbour) {
+			/* What went through this neighbour, not the whole mesh
+			 * interface's. */
+			if (nmc == -2)
+				nmc = mesh_counters(mc, MESH_MAX_NEIGHBOURS * 2);
+			mesh_count_find(mc, nmc, &p->nb_src, &rx, &tx);
+		} else {
+			control_iface_bytes(p->ifname, &rx, &tx);
+		}
 		for (int fi = 0; fi < 2; fi++) {
 			const struct path_fam *f = &p->f[fi];
 			char ad[ADDR_STRLEN] = "-", gw[ADDR_STRLEN] = "-", rtt[16] = "-", ep[24] = "-";

@@ -628,6 +628,8 @@ static void paths_snapshot(struct agent *a)
 			m = &a->pm[n++];
 
 			memcpy(m->ifname, p->ifname, IFNAMSIZ);
+			m->neighbour = p->neighbour;
+			m->src = p->nb_src;
 			{
 				const char *nm = path_name(p);
 				size_t k = strnlen(nm, sizeof(m->name) - 1);
@@ -665,6 +667,8 @@ static void render_metrics(void *ctx, struct mbuf *b)
 	struct agent_config cfg;
 	unsigned npm;
 	char l[256], e1[64], e2[64];
+	struct mesh_count mc[MESH_MAX_NEIGHBOURS * 2];
+	int nmc = -2;  /* not read yet */
 
 	pthread_mutex_lock(&a->snap_lock);
 	npm = a->npm;
@@ -731,14 +735,21 @@ static void render_metrics(void *ctx, struct mbuf *b)
 		metrics_f64(b, "gw_agent_path_probe_rtt_seconds", l, pm[i].probe_rtt_us / 1e6);
 	}
 	metrics_head(b, "gw_agent_path_bytes_total", "counter",
-		     "Bytes through the path's interface (all traffic, as the kernel counts it).");
+		     "Bytes through the path's interface (all traffic, as the kernel counts it); "
+		     "a neighbour's path: what went through that neighbour.");
 	for (unsigned i = 0; i < npm; i++) {
 		uint64_t rx, tx;
 
-		if (i && !strcmp(pm[i].ifname, pm[i - 1].ifname))
+		if (i && !strcmp(pm[i].name, pm[i - 1].name))
 			continue;  /* one interface, two families */
-		control_iface_bytes(pm[i].ifname, &rx, &tx);
-		metrics_label(pm[i].ifname, e1, sizeof(e1));
+		if (pm[i].neighbour) {
+			if (nmc == -2)
+				nmc = mesh_counters(mc, MESH_MAX_NEIGHBOURS * 2);
+			mesh_count_find(mc, nmc, &pm[i].src, &rx, &tx);
+		} else {
+			control_iface_bytes(pm[i].ifname, &rx, &tx);
+		}
+		metrics_label(pm[i].name, e1, sizeof(e1));
 		snprintf(l, sizeof(l), "path=\"%s\",direction=\"rx\"", e1);
 		metrics_u64(b, "gw_agent_path_bytes_total", l, rx);
 		snprintf(l, sizeof(l), "path=\"%s\",direction=\"tx\"", e1);

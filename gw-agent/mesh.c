@@ -22,9 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <jansson.h>
 #include <unistd.h>
 
 #define NFT_LEND "gw_agent_lend"
+#define NFT_MESH "gw_agent_mesh"
 
 static int parse_mode(const char *s, enum path_mode *ret)
 {
@@ -351,6 +353,110 @@ static int lend_install(struct mesh *m)
 	return 0;
 }
 
+/* Counters per borrow address, sent and received on the mesh interface
+ * (sets with a counter per element, filled by the packets themselves). */
+static int count_install(struct mesh *m)
+{
+	char *nft[] = { "nft", "-f", "-", NULL };
+	char script[1024];
+	int r;
+
+	snprintf(script, sizeof(script),
+		 "table inet " NFT_MESH " {}\ndelete table inet " NFT_MESH "\n"
+		 "table inet " NFT_MESH " {\n"
+		 "\tset tx { type ipv4_addr; size 512; flags dynamic; counter; }\n"
+		 "\tset rx { type ipv4_addr; size 512; flags dynamic; counter; }\n"
+		 "\tchain post {\n"
+		 "\t\ttype filter hook postrouting priority filter; policy accept;\n"
+		 "\t\toifname \"%s\" ip saddr 100.64.0.0/16 update @tx { ip saddr }\n"
+		 "\t}\n"
+		 "\tchain pre {\n"
+		 "\t\ttype filter hook prerouting priority filter; policy accept;\n"
+		 "\t\tiifname \"%s\" ip daddr 100.64.0.0/16 update @rx { ip daddr }\n"
+		 "\t}\n"
+		 "}\n", m->cfg.borrow_if, m->cfg.borrow_if);
+	r = cmd(nft, script);
+	if (r != 0)
+		return log_error("nft refused the mesh counters table (exit %d)", r), -EINVAL;
+	m->counting = true;
+	return 0;
+}
+
+static void count_remove(struct mesh *m)
+{
+	char *del[] = { "nft", "delete", "table", "inet", NFT_MESH, NULL };
+
+	if (m->counting)
+		agent_cmd(del, NULL, false);
+	m->counting = false;
+}
+
+static int count_elems(json_t *set, bool is_tx, struct mesh_count *ret, int n, unsigned max)
+{
+	json_t *elems = json_object_get(set, "elem"), *e;
+	size_t i;
+
+	json_array_foreach(elems, i, e) {
+		json_t *el = json_object_get(e, "elem");
+		const char *v = json_string_value(json_object_get(el, "val"));
+		json_t *c = json_object_get(el, "counter");
+		uint64_t bytes = (uint64_t)json_integer_value(json_object_get(c, "bytes"));
+		struct addr_prefix a;
+		int k;
+
+		if (!v || addr_parse_prefix(v, &a) < 0)
+			continue;
+		for (k = 0; k < n; k++)
+			if (!memcmp(&ret[k].addr, &a.addr, sizeof(a.addr)))
+				break;
+		if (k == n) {
+			if ((unsigned)n == max)
+				continue;
+			memset(&ret[n], 0, sizeof(ret[n]));
+			ret[n++].addr = a.addr;
+		}
+		*(is_tx ? &ret[k].tx : &ret[k].rx) = bytes;
+	}
+	return n;
+}
+
+int mesh_counters(struct mesh_count *ret, unsigned max)
+{
+	FILE *f = popen("nft -j list table inet " NFT_MESH " 2>/dev/null", "re");
+	json_error_t err;
+	json_t *root, *arr, *o;
+	size_t i;
+	int n = 0;
+
+	if (!f)
+		return -errno;
+	root = json_loadf(f, 0, &err);
+	pclose(f);
+	if (!root)
+		return -ENOENT;
+	arr = json_object_get(root, "nftables");
+	json_array_foreach(arr, i, o) {
+		json_t *set = json_object_get(o, "set");
+		const char *name = json_string_value(json_object_get(set, "name"));
+
+		if (name && (!strcmp(name, "tx") || !strcmp(name, "rx")))
+			n = count_elems(set, name[0] == 't', ret, n, max);
+	}
+	json_decref(root);
+	return n;
+}
+
+void mesh_count_find(const struct mesh_count *c, int n, const struct in6_addr *addr,
+		     uint64_t *rx, uint64_t *tx)
+{
+	*rx = *tx = 0;
+	for (int i = 0; i < n; i++)
+		if (!memcmp(&c[i].addr, addr, sizeof(*addr))) {
+			*rx = c[i].rx;
+			*tx = c[i].tx;
+		}
+}
+
 int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, socklen_t conc_len,
 	       const char *wan)
 {
@@ -395,6 +501,11 @@ int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, socklen_t co
 			return log_errno(r, "--mesh %s: announcement listener: %m", m->cfg.borrow_if);
 		}
 		m->rx_fd = r;
+		r = count_install(m);
+		if (r < 0) {
+			mesh_stop(m, NULL);
+			return r;
+		}
 		for (unsigned i = 0; i < m->cfg.nstatic && m->nnb < MESH_MAX_NEIGHBOURS; i++) {
 			struct mesh_neighbour *n = &m->nb[m->nnb++];
 
@@ -448,6 +559,7 @@ void mesh_stop(struct mesh *m, struct paths *ps)
 	if (m->rx_fd >= 0)
 		close(m->rx_fd);
 	m->rx_fd = -1;
+	count_remove(m);
 }
 
 int mesh_fd(const struct mesh *m)

@@ -61,7 +61,21 @@ struct mesh {
 	struct sockaddr_storage conc;  /* what borrowers may reach */
 	socklen_t conc_len;
 	bool shaped;                   /* our HTB is on lend_wan */
+	bool counting;                 /* the gw_agent_mesh table is ours */
 };
+
+/* Bytes through the mesh per borrow address (nftables counters of the
+ * table gw_agent_mesh): what each neighbour path carried. */
+struct mesh_count {
+	struct in6_addr addr;
+	uint64_t rx, tx;
+};
+/* Up to max entries into ret; how many, or -errno. Spawns nft: for status
+ * and metrics, not the data path. */
+int mesh_counters(struct mesh_count *ret, unsigned max);
+/* The bytes of addr in c[0..n), 0 when absent. */
+void mesh_count_find(const struct mesh_count *c, int n, const struct in6_addr *addr,
+		     uint64_t *rx, uint64_t *tx);
 
 /* "IFACE[,mode=on|backup][,neighbour=ADDR]...": into cfg (borrowing). */
 int mesh_parse_borrow(struct mesh_config *cfg, const char *spec, const char **why);

@@ -35,7 +35,7 @@ mesh_agent b agent-b --lan b-lanb --path b-dsl ${LEND_B:---lend b-mesh,uplink=$(
 B=$AGENT_PID
 mesh_agent c agent-c --lan c-lan --path c-dsl --lend c-mesh || exit 1
 C=$AGENT_PID
-mesh_agent a agent-a --lan a-lan --path a-dsl --mesh a-mesh || exit 1
+mesh_agent a agent-a --lan a-lan --path a-dsl --mesh a-mesh --metrics-listen 127.0.0.1:9190 || exit 1
 A=$AGENT_PID
 
 status_a() { ip netns exec "$(ns a)" "$AGENT" status --control "$WORKDIR/agent-a.sock"; }
@@ -85,6 +85,20 @@ if [ "${BUILD_KIND:-plain}" = asan ]; then
 else
 	check "one LAN flow on A gets >= 0.9 of the sum of the three lines" aggregate
 fi
+
+# Each neighbour's path with its own bytes (nftables counters per borrow
+# address), in the metrics and the status.
+nb_bytes() {
+	local m st
+	m=$(ip netns exec "$(ns a)" curl -s http://127.0.0.1:9190/metrics | grep '^gw_agent_path_bytes_total{path="a-mesh~')
+	st=$(status_a | grep "^a-mesh~")
+	echo "$m"; echo "$st"
+	local b2 b3
+	b2=$(echo "$m" | awk -F'} ' '/a-mesh~10.77.0.2",direction="tx"/ {print $2}')
+	b3=$(echo "$m" | awk -F'} ' '/a-mesh~10.77.0.3",direction="tx"/ {print $2}')
+	[ "${b2:-0}" -gt 0 ] && [ "${b3:-0}" -gt 0 ] && [ "$b2" != "$b3" ] && [ "$(echo "$st" | wc -l)" -eq 2 ]
+}
+check "status and metrics show each neighbour's path with its own bytes" nb_bytes
 
 # B lends and yields: its own household's upload keeps at least 0.9 of what
 # it gets alone while A borrows B's line at full rate.
