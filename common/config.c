@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include "opts.h"
+#include "uci.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -40,6 +41,7 @@ static const char *kind_wants(enum config_kind k)
 	case CONFIG_BOOL: return "true or false";
 	case CONFIG_LIST: return "an array of strings";
 	case CONFIG_SPEC_LIST: return "an array of strings or objects";
+	case CONFIG_UCI_MULTIPATH: return "nothing (it comes from OpenWrt's network file)";
 	}
 	return "?";
 }
@@ -223,6 +225,8 @@ static void leaf(struct walk *w, const struct config_key *k, const char *path, c
 			}
 		}
 		return;
+	case CONFIG_UCI_MULTIPATH:
+		return type_error(w, path, v, kind_wants(k->kind));
 	}
 }
 
@@ -304,6 +308,168 @@ static char *read_commented(FILE *f, size_t *ret_len)
 	return s;
 }
 
+/* ---- uci ---- */
+
+static const struct config_key *uci_key(const struct config_key *keys, const char *name)
+{
+	for (const struct config_key *k = keys; k->path; k++) {
+		char flat[96];
+		size_t n;
+
+		if (k->kind == CONFIG_UCI_MULTIPATH)
+			continue;
+		snprintf(flat, sizeof(flat), "%s", k->path);
+		for (char *c = flat; *c; c++)
+			if (*c == '.')
+				*c = '_';
+		if (!strcmp(flat, name))
+			return k;
+		n = strlen(flat);
+		if ((k->kind == CONFIG_LIST || k->kind == CONFIG_SPEC_LIST) && n > 1 &&
+		    flat[n - 1] == 's' && !strncmp(flat, name, n - 1) && !name[n - 1])
+			return k;
+	}
+	return NULL;
+}
+
+static int uci_bool(const char *v)
+{
+	static const char *const yes[] = { "1", "true", "yes", "on" }, *const no[] = { "0", "false", "no", "off" };
+
+	for (unsigned i = 0; i < 4; i++) {
+		if (!strcmp(v, yes[i]))
+			return 1;
+		if (!strcmp(v, no[i]))
+			return 0;
+	}
+	return -1;
+}
+
+/* OpenWrt's network file next to file: interfaces with a multipath option
+ * become paths (their device; older files say ifname). */
+static int uci_multipath(const char *file, int opt, config_apply_fn fn, void *ctx)
+{
+	char net[512], err[320], where[540], spec[128];
+	const char *slash = strrchr(file, '/');
+	struct uci_file f;
+	int r, bad = 0;
+
+	snprintf(net, sizeof(net), "%.*snetwork", slash ? (int)(slash - file + 1) : 0, file);
+	r = uci_load(net, &f, err, sizeof(err));
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0) {
+		const char *why = strstr(err + strnlen(err, strlen(net)), ": ");
+
+		snprintf(where, sizeof(where), "%.*s", why ? (int)(why - err) : (int)strlen(err), err);
+		opt_source(where, "");
+		opt_source_error("%s", why ? why + 2 : "cannot be read");
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < f.nsec; i++) {
+		const struct uci_section *s = &f.sec[i];
+		const struct uci_option *mp = uci_get(s, "multipath");
+		const struct uci_option *dev = uci_get(s, "device");
+
+		if (strcmp(s->type, "interface") || !mp)
+			continue;
+		if (!dev)
+			dev = uci_get(s, "ifname");
+		snprintf(where, sizeof(where), "%s:%u", net, mp->line);
+		opt_source(where, "option 'multipath'");
+		if (!dev) {
+			bad = opt_source_error("option 'multipath': interface '%s' has no device "
+					       "(or ifname) option", s->name);
+			continue;
+		}
+		snprintf(spec, sizeof(spec), "%s,mode=%s", dev->values[0], mp->values[0]);
+		if (fn(ctx, opt, spec) < 0)
+			bad = -EINVAL;
+	}
+	uci_free(&f);
+	return bad;
+}
+
+static int config_load_uci(const char *file, const struct config_key *keys,
+			   config_apply_fn fn, void *ctx)
+{
+	char err[320], where[300], what[96];
+	struct uci_file f;
+	int r, bad = 0;
+
+	r = uci_load(file, &f, err, sizeof(err));
+	if (r < 0) {
+		/* uci says "FILE:LINE: why": the same form as ours. */
+		const char *why = strstr(err + strnlen(err, strlen(file)), ": ");
+
+		snprintf(where, sizeof(where), "%.*s", why ? (int)(why - err) : (int)strlen(err), err);
+		opt_source(where, "");
+		opt_source_error("%s", why ? why + 2 : "cannot be read");
+		opt_source(NULL, NULL);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < f.nsec; i++)
+		for (unsigned k = 0; k < f.sec[i].nopts; k++) {
+			const struct uci_option *o = &f.sec[i].opts[k];
+			const struct config_key *key = uci_key(keys, o->key);
+
+			snprintf(where, sizeof(where), "%s:%u", file, o->line);
+			snprintf(what, sizeof(what), "option '%s'", o->key);
+			opt_source(where, what);
+			if (!key) {
+				bad = opt_source_error("option '%s': unknown option", o->key);
+				continue;
+			}
+			if (o->is_list && key->kind != CONFIG_LIST && key->kind != CONFIG_SPEC_LIST) {
+				bad = opt_source_error("option '%s': is a list; it takes one value", o->key);
+				continue;
+			}
+			for (unsigned v = 0; v < o->nvalues; v++) {
+				if (key->kind == CONFIG_BOOL) {
+					int b = uci_bool(o->values[v]);
+
+					if (b < 0)
+						bad = opt_source_error("option '%s': \"%s\" is not 1/0, true/false, "
+								       "yes/no or on/off", o->key, o->values[v]);
+					else if (fn(ctx, b ? key->opt : key->opt_false, NULL) < 0)
+						bad = -EINVAL;
+				} else if (fn(ctx, key->opt, o->values[v]) < 0) {
+					bad = -EINVAL;
+				}
+			}
+		}
+	uci_free(&f);
+	for (const struct config_key *k = keys; k->path; k++)
+		if (k->kind == CONFIG_UCI_MULTIPATH && uci_multipath(file, k->opt, fn, ctx) < 0)
+			bad = -EINVAL;
+	opt_source(NULL, NULL);
+	return bad ? -EINVAL : 0;
+}
+
+/* A uci file's first word, past blank and # comment lines, is config or
+ * package; anything else is read as JSON (and gets JSON's errors). */
+static bool is_uci(FILE *f)
+{
+	char w[8];
+	size_t n = 0;
+	int c;
+
+	for (;;) {
+		while ((c = getc(f)) == ' ' || c == '\t' || c == '\n' || c == '\r')
+			;
+		if (c != '#')
+			break;
+		while ((c = getc(f)) != EOF && c != '\n')
+			;
+	}
+	while (c != EOF && c != ' ' && c != '\t' && c != '\n' && n < sizeof(w) - 1) {
+		w[n++] = (char)c;
+		c = getc(f);
+	}
+	w[n] = 0;
+	return !strcmp(w, "config") || !strcmp(w, "package");
+}
+
 int config_load(const char *file, const struct config_key *keys, config_apply_fn fn,
 		void *ctx)
 {
@@ -325,6 +491,11 @@ int config_load(const char *file, const struct config_key *keys, config_apply_fn
 		opt_source(NULL, NULL);
 		return -EINVAL;
 	}
+	if (is_uci(f)) {
+		fclose(f);
+		return config_load_uci(file, keys, fn, ctx);
+	}
+	rewind(f);
 	w.file = file;
 	text = read_commented(f, &len);
 	fclose(f);

@@ -27,6 +27,10 @@ enum config_kind {
 	CONFIG_SPEC_LIST,  /* an array of strings or objects of fields: an object
 			    * {"a": x, "b": y, "c": z} becomes "x,b=y,c=z" with
 			    * fields[0] = "a" the positional field */
+	CONFIG_UCI_MULTIPATH,  /* uci only: each interface of the network file
+				* next to it with option multipath becomes
+				* "DEVICE,mode=MODE" (OpenWrt's historic
+				* per-interface option) */
 };
 
 struct config_key {
@@ -41,7 +45,13 @@ struct config_key {
  * without a value). Returns 0 or -errno after reporting through opts.c. */
 typedef int (*config_apply_fn)(void *ctx, int opt, const char *value);
 
-/* Reads file and applies every key. Returns 0, -ENOENT if the file does not
+/* A file whose first word (past blank and # lines) is config or package
+ * is an OpenWrt uci file (uci.h): the options of its sections are the keys, '.' written as '_'
+ * (timeouts_connect), a list key also in the singular (list concentrator);
+ * booleans 1/0, true/false, yes/no, on/off. Errors name the file, line and
+ * option.
+ *
+ * Reads file and applies every key. Returns 0, -ENOENT if the file does not
  * exist (nothing printed: the caller decides whether that matters), or
  * -EINVAL after printing every error found. keys ends with path NULL. */
 int config_load(const char *file, const struct config_key *keys, config_apply_fn apply,

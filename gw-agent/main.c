@@ -317,6 +317,7 @@ static const struct config_key config_keys[] = {
 	{ "lan", O_LAN, CONFIG_LIST, 0, NULL },
 	{ "bypass", O_BYPASS, CONFIG_LIST, 0, NULL },
 	{ "paths", O_WANPATH, CONFIG_SPEC_LIST, 0, path_fields },
+	{ "network_multipath", O_WANPATH, CONFIG_UCI_MULTIPATH, 0, NULL },
 	{ "mesh", O_MESH, CONFIG_STRING, 0, NULL },
 	{ "lend", O_LEND, CONFIG_STRING, 0, NULL },
 	{ "endpoints", O_ENDPOINTS, CONFIG_STRING, 0, NULL },

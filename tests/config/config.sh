@@ -173,5 +173,76 @@ else
 	fail "daemon log on a terminal: time, program, level, message" "exit $rc" "$(cat "$T/d.out")"
 fi
 
+# OpenWrt: the agent reads uci files itself (/etc/config/gw-agent, and the
+# network file beside it for the historic per-interface multipath option).
+mkdir -p "$T/uci" "$T/uci-bad" "$T/uci-dup"
+cat > "$T/uci/gw-agent" <<'U'
+# /etc/config/gw-agent
+config agent 'main'
+	list concentrator '192.0.2.1:5124'
+	list concentrator "192.0.2.2"
+	option lan 'br-lan'
+	list bypass '10.0.0.0/8'
+	option fallback 'reset'
+	option block_quic '0'
+	option timeouts_connect '2'
+	option probe_interval '0.5'
+	option mesh 'mesh0,neighbour=10.77.0.2'
+U
+cat > "$T/uci/network" <<'U'
+config interface 'loopback'
+	option device 'lo'
+	option proto 'static'
+
+config interface 'wan1'
+	option device 'eth1'
+	option proto 'dhcp'
+	option multipath 'master'
+
+config interface 'lte'
+	option ifname 'wwan0'   # an older file
+	option multipath "backup"
+U
+expect "agent: a uci file with lists, booleans, timeouts and OpenWrt's network multipath" 0 \
+	"$A" --check-config --config "$T/uci/gw-agent" <<END
+gw-agent: configuration OK ($T/uci/gw-agent and the command line)
+END
+cat > "$T/uci-bad/gw-agent" <<'U'
+config agent 'main'
+	list concentrator '192.0.2.1:5124'
+	option lan 'br-lan'
+	option fallback 'maybe'
+	option block_quic 'sure'
+	option colour 'blue'
+	list fallback_mode 'x'
+U
+cat > "$T/uci-bad/network" <<'U'
+config interface 'wan1'
+	option device 'eth1'
+	option multipath 'sometimes'
+config interface 'wan2'
+	option multipath 'on'
+U
+expect "agent: uci errors name the file, line, option and reason (network file too)" 2 \
+	"$A" --check-config --config "$T/uci-bad/gw-agent" <<END
+$T/uci-bad/gw-agent:4: option 'fallback': "maybe" is not direct or reset
+$T/uci-bad/gw-agent:5: option 'block_quic': "sure" is not 1/0, true/false, yes/no or on/off
+$T/uci-bad/gw-agent:6: option 'colour': unknown option
+$T/uci-bad/gw-agent:7: option 'fallback_mode': unknown option
+$T/uci-bad/network:3: option 'multipath': "eth1,mode=sometimes" has a mode other than on, master, backup, handover, off
+$T/uci-bad/network:5: option 'multipath': interface 'wan2' has no device (or ifname) option
+END
+printf "config agent main\n\tlist concentrator '192.0.2.1\n" > "$T/uci-bad/quote"
+expect "agent: a uci syntax error names the line" 2 "$A" --check-config --config "$T/uci-bad/quote" <<END
+$T/uci-bad/quote:2: unterminated quote
+END
+# Each interface with multipath becomes a path: two on one device say so.
+printf "config agent main\n\tlist concentrator '192.0.2.1'\n\tlist lan br-lan\n" > "$T/uci-dup/gw-agent"
+printf "config interface a\n\toption device eth1\n\toption multipath on\nconfig interface b\n\toption device eth1\n\toption multipath backup\n" > "$T/uci-dup/network"
+expect "agent: network multipath interfaces become paths (the same device twice is refused)" 2 \
+	"$A" --check-config --config "$T/uci-dup/gw-agent" <<END
+$T/uci-dup/network:6: option 'multipath': "eth1,mode=backup" names an interface given twice
+END
+
 echo "[config] $CHECKS checks, $FAILS failed"
 [ "$FAILS" -eq 0 ] && [ "$CHECKS" -gt 0 ]
