@@ -20,7 +20,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
-#include <systemd/sd-daemon.h>
+#include "sdnotify.h"
 #include <unistd.h>
 
 #define VERSION "0.1.0"

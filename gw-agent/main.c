@@ -22,7 +22,7 @@
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
-#include <systemd/sd-daemon.h>
+#include "sdnotify.h"
 #include <unistd.h>
 
 

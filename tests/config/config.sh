@@ -244,5 +244,34 @@ expect "agent: network multipath interfaces become paths (the same device twice 
 $T/uci-dup/network:6: option 'multipath': "eth1,mode=backup" names an interface given twice
 END
 
+# The OpenWrt package (deploy/openwrt): what can be checked without the
+# OpenWrt build system and procd. Its default /etc/config/gw-agent is valid
+# as shipped (with a network file naming one WAN path).
+OW=../../deploy/openwrt
+mkdir -p "$T/owrt"
+cp "$OW/files/gw-agent.config" "$T/owrt/gw-agent"
+printf "config interface 'wan'\n\toption device 'eth1'\n\toption multipath 'master'\n" > "$T/owrt/network"
+expect "openwrt: the package's default /etc/config/gw-agent is valid" 0 \
+	"$A" --check-config --config "$T/owrt/gw-agent" <<END
+gw-agent: configuration OK ($T/owrt/gw-agent and the command line)
+END
+owrt_files() {
+	local f
+	sh -n "$OW/files/gw-agent.init" || return 1
+	grep -q '^USE_PROCD=1' "$OW/files/gw-agent.init" &&
+	grep -q "procd_send_signal gw-agent '\*' HUP" "$OW/files/gw-agent.init" &&
+	grep -q 'procd_add_reload_trigger "gw-agent" "network"' "$OW/files/gw-agent.init" || return 1
+	for f in PKG_NAME PKG_VERSION PKG_RELEASE PKG_LICENSE; do
+		grep -q "^$f:=" "$OW/Makefile" || { echo "no $f"; return 1; }
+	done
+	grep -q '^  DEPENDS:=' "$OW/Makefile" && grep -q '+kmod-nft-tproxy' "$OW/Makefile" && grep -q -- '-Dsystemd=disabled' "$OW/Makefile" &&
+	grep -q '^/etc/config/gw-agent$' "$OW/Makefile" || return 1
+	# Every file the install step copies exists.
+	for f in $(grep -o '\./files/[a-z.-]*' "$OW/Makefile"); do [ -f "$OW/$f" ] || { echo "missing $f"; return 1; }; done
+	[ -f ../../deploy/sysctl/90-gw-agent.conf ]
+}
+if owrt_files > "$T/owrt.out" 2>&1; then ok "openwrt: init script (procd, reload on config change), package Makefile fields and files"
+else fail "openwrt: init script (procd, reload on config change), package Makefile fields and files" "$(cat "$T/owrt.out")"; fi
+
 echo "[config] $CHECKS checks, $FAILS failed"
 [ "$FAILS" -eq 0 ] && [ "$CHECKS" -gt 0 ]
