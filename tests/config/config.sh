@@ -273,5 +273,21 @@ owrt_files() {
 if owrt_files > "$T/owrt.out" 2>&1; then ok "openwrt: init script (procd, reload on config change), package Makefile fields and files"
 else fail "openwrt: init script (procd, reload on config change), package Makefile fields and files" "$(cat "$T/owrt.out")"; fi
 
+# Operations: the sample Prometheus configuration and alert rules are what
+# promtool accepts, and every metric they name is one the daemons export.
+PROMTOOL=$(command -v promtool || echo "../../.tools/promtool")
+prom_check() {
+	"$PROMTOOL" check config ../../deploy/prometheus/prometheus.yml || return 1
+	local m missing=0
+	for m in $(grep -oE '(mptcp_concentrator|gw_agent)_[a-z_]+' ../../deploy/prometheus/alerts.yml | sort -u); do
+		grep -q "\"$m\"" ../../concentrator/main.c ../../gw-agent/main.c || { echo "not exported: $m"; missing=1; }
+	done
+	return $missing
+}
+if [ ! -x "$PROMTOOL" ]; then
+	fail "prometheus: sample config and alert rules" "promtool missing (deploy/setup.sh unpacks it into .tools/)"
+elif prom_check > "$T/prom.out" 2>&1; then ok "prometheus: sample config and alert rules pass promtool, every metric named is exported"
+else fail "prometheus: sample config and alert rules pass promtool, every metric named is exported" "$(cat "$T/prom.out")"; fi
+
 echo "[config] $CHECKS checks, $FAILS failed"
 [ "$FAILS" -eq 0 ] && [ "$CHECKS" -gt 0 ]
