@@ -279,15 +279,18 @@ PROMTOOL=$(command -v promtool || echo "../../.tools/promtool")
 prom_check() {
 	"$PROMTOOL" check config ../../deploy/prometheus/prometheus.yml || return 1
 	local m missing=0
-	for m in $(grep -oE '(mptcp_concentrator|gw_agent)_[a-z_]+' ../../deploy/prometheus/alerts.yml | sort -u); do
+	/usr/bin/python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["panels"] and all(t["expr"] for p in d["panels"] for t in p["targets"])' \
+		../../deploy/grafana/mptcp-hybrid-access.json || { echo "the Grafana dashboard is not valid"; return 1; }
+	for m in $(grep -ohE '(mptcp_concentrator|gw_agent)_[a-z_]+' ../../deploy/prometheus/alerts.yml \
+			../../deploy/grafana/mptcp-hybrid-access.json | sed 's/_bucket$//' | sort -u); do
 		grep -q "\"$m\"" ../../concentrator/main.c ../../gw-agent/main.c || { echo "not exported: $m"; missing=1; }
 	done
 	return $missing
 }
 if [ ! -x "$PROMTOOL" ]; then
 	fail "prometheus: sample config and alert rules" "promtool missing (deploy/setup.sh unpacks it into .tools/)"
-elif prom_check > "$T/prom.out" 2>&1; then ok "prometheus: sample config and alert rules pass promtool, every metric named is exported"
-else fail "prometheus: sample config and alert rules pass promtool, every metric named is exported" "$(cat "$T/prom.out")"; fi
+elif prom_check > "$T/prom.out" 2>&1; then ok "prometheus and grafana: sample config and alert rules pass promtool, the dashboard parses, every metric named is exported"
+else fail "prometheus and grafana: sample config and alert rules pass promtool, the dashboard parses, every metric named is exported" "$(cat "$T/prom.out")"; fi
 
 echo "[config] $CHECKS checks, $FAILS failed"
 [ "$FAILS" -eq 0 ] && [ "$CHECKS" -gt 0 ]
