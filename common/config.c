@@ -345,6 +345,19 @@ static int uci_bool(const char *v)
 	return -1;
 }
 
+/* uci's "FILE:LINE: why" as our own source error (the same form). */
+static int uci_load_error(const char *err, const char *file)
+{
+	char where[300];
+	const char *why = strstr(err + strnlen(err, strlen(file)), ": ");
+
+	snprintf(where, sizeof(where), "%.*s", why ? (int)(why - err) : (int)strlen(err), err);
+	opt_source(where, "");
+	opt_source_error("%s", why ? why + 2 : "cannot be read");
+	opt_source(NULL, NULL);
+	return -EINVAL;
+}
+
 /* OpenWrt's network file next to file: interfaces with a multipath option
  * become paths (their device; older files say ifname). */
 static int uci_multipath(const char *file, int opt, config_apply_fn fn, void *ctx)
@@ -358,14 +371,8 @@ static int uci_multipath(const char *file, int opt, config_apply_fn fn, void *ct
 	r = uci_load(net, &f, err, sizeof(err));
 	if (r == -ENOENT)
 		return 0;
-	if (r < 0) {
-		const char *why = strstr(err + strnlen(err, strlen(net)), ": ");
-
-		snprintf(where, sizeof(where), "%.*s", why ? (int)(why - err) : (int)strlen(err), err);
-		opt_source(where, "");
-		opt_source_error("%s", why ? why + 2 : "cannot be read");
-		return -EINVAL;
-	}
+	if (r < 0)
+		return uci_load_error(err, net);
 	for (unsigned i = 0; i < f.nsec; i++) {
 		const struct uci_section *s = &f.sec[i];
 		const struct uci_option *mp = uci_get(s, "multipath");
@@ -398,16 +405,8 @@ static int config_load_uci(const char *file, const struct config_key *keys,
 	int r, bad = 0;
 
 	r = uci_load(file, &f, err, sizeof(err));
-	if (r < 0) {
-		/* uci says "FILE:LINE: why": the same form as ours. */
-		const char *why = strstr(err + strnlen(err, strlen(file)), ": ");
-
-		snprintf(where, sizeof(where), "%.*s", why ? (int)(why - err) : (int)strlen(err), err);
-		opt_source(where, "");
-		opt_source_error("%s", why ? why + 2 : "cannot be read");
-		opt_source(NULL, NULL);
-		return -EINVAL;
-	}
+	if (r < 0)
+		return uci_load_error(err, file);
 	for (unsigned i = 0; i < f.nsec; i++)
 		for (unsigned k = 0; k < f.sec[i].nopts; k++) {
 			const struct uci_option *o = &f.sec[i].opts[k];

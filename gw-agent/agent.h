@@ -179,6 +179,16 @@ void control_worker_tick(struct agent_worker *aw);
 int control_status(const char *path);
 const char *control_path_state(const struct path *p, int fi);
 void control_iface_bytes(const char *ifname, uint64_t *ret_rx, uint64_t *ret_tx);
+/* A path's bytes: its interface's, or for a neighbour's path (mesh.c) what
+ * went through that neighbour. cc: zeroed by the caller, filled at the
+ * first neighbour. */
+struct control_counts {
+	bool read;
+	int n;
+	struct mesh_count c[MESH_MAX_NEIGHBOURS * 2];
+};
+void control_path_bytes(const char *ifname, bool neighbour, const struct in6_addr *src,
+			struct control_counts *cc, uint64_t *ret_rx, uint64_t *ret_tx);
 
 /* flow.c */
 enum agent_op {

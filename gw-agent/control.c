@@ -68,6 +68,22 @@ static uint64_t read_u64_file(const char *path)
 	return strtoull(buf, NULL, 10);
 }
 
+void control_path_bytes(const char *ifname, bool neighbour, const struct in6_addr *src,
+			struct control_counts *cc, uint64_t *ret_rx, uint64_t *ret_tx)
+{
+	if (!neighbour) {
+		control_iface_bytes(ifname, ret_rx, ret_tx);
+		return;
+	}
+	/* What went through this neighbour, not the whole mesh interface's;
+	 * the counters are read once per status or scrape. */
+	if (!cc->read) {
+		cc->n = mesh_counters(cc->c, MESH_MAX_NEIGHBOURS * 2);
+		cc->read = true;
+	}
+	mesh_count_find(cc->c, cc->n, src, ret_rx, ret_tx);
+}
+
 void control_iface_bytes(const char *ifname, uint64_t *ret_rx, uint64_t *ret_tx)
 {
 	char p[96];
@@ -131,8 +147,7 @@ static void format_paths(struct agent *a, struct mbuf *t)
 		mbuf_printf(t, "\nno paths configured: subflows follow the main routing table\n");
 		return;
 	}
-	struct mesh_count mc[MESH_MAX_NEIGHBOURS * 2];
-	int nmc = -2;  /* not read yet */
+	struct control_counts cc = { .read = false };
 
 	mbuf_printf(t, "\n%-10s %-8s %-18s %-28s %-26s %-10s %-11s %-11s %s\n", "PATH", "MODE",
 		 "STATE", "ADDRESS", "GATEWAY", "PROBE RTT", "RX", "TX", "ENDPOINT");
@@ -141,15 +156,7 @@ static void format_paths(struct agent *a, struct mbuf *t)
 		uint64_t rx, tx;
 		char rxb[16], txb[16];
 
-		if (p->neighbour) {
-			/* What went through this neighbour, not the whole mesh
-			 * interface's. */
-			if (nmc == -2)
-				nmc = mesh_counters(mc, MESH_MAX_NEIGHBOURS * 2);
-			mesh_count_find(mc, nmc, &p->nb_src, &rx, &tx);
-		} else {
-			control_iface_bytes(p->ifname, &rx, &tx);
-		}
+		control_path_bytes(p->ifname, p->neighbour, &p->nb_src, &cc, &rx, &tx);
 		for (int fi = 0; fi < 2; fi++) {
 			const struct path_fam *f = &p->f[fi];
 			char ad[ADDR_STRLEN] = "-", gw[ADDR_STRLEN] = "-", rtt[16] = "-", ep[24] = "-";

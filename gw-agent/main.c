@@ -668,8 +668,7 @@ static void render_metrics(void *ctx, struct mbuf *b)
 	struct agent_config cfg;
 	unsigned npm;
 	char l[256], e1[64], e2[64];
-	struct mesh_count mc[MESH_MAX_NEIGHBOURS * 2];
-	int nmc = -2;  /* not read yet */
+	struct control_counts cc = { .read = false };
 
 	pthread_mutex_lock(&a->snap_lock);
 	npm = a->npm;
@@ -743,13 +742,7 @@ static void render_metrics(void *ctx, struct mbuf *b)
 
 		if (i && !strcmp(pm[i].name, pm[i - 1].name))
 			continue;  /* one interface, two families */
-		if (pm[i].neighbour) {
-			if (nmc == -2)
-				nmc = mesh_counters(mc, MESH_MAX_NEIGHBOURS * 2);
-			mesh_count_find(mc, nmc, &pm[i].src, &rx, &tx);
-		} else {
-			control_iface_bytes(pm[i].ifname, &rx, &tx);
-		}
+		control_path_bytes(pm[i].ifname, pm[i].neighbour, &pm[i].src, &cc, &rx, &tx);
 		metrics_label(pm[i].name, e1, sizeof(e1));
 		snprintf(l, sizeof(l), "path=\"%s\",direction=\"rx\"", e1);
 		metrics_u64(b, "gw_agent_path_bytes_total", l, rx);

@@ -28,18 +28,6 @@
 #define NFT_LEND "gw_agent_lend"
 #define NFT_MESH "gw_agent_mesh"
 
-static int parse_mode(const char *s, enum path_mode *ret)
-{
-	static const char *const names[] = { "on", "master", "backup", "handover", "off" };
-
-	for (unsigned m = 0; m < 5; m++)
-		if (!strcmp(s, names[m])) {
-			*ret = (enum path_mode)m;
-			return 0;
-		}
-	return -EINVAL;
-}
-
 static int parse_ifname(char *tok, char out[IFNAMSIZ], const char **why)
 {
 	if (!tok || !*tok || strlen(tok) >= IFNAMSIZ || strpbrk(tok, " /=\"")) {
@@ -68,7 +56,7 @@ int mesh_parse_borrow(struct mesh_config *cfg, const char *spec, const char **wh
 	cfg->mode = PATH_ON;
 	while ((tok = strtok_r(NULL, ",", &save))) {
 		if (!strncmp(tok, "mode=", 5)) {
-			if (parse_mode(tok + 5, &cfg->mode) < 0 || cfg->mode == PATH_MASTER ||
+			if (path_mode_parse(tok + 5, &cfg->mode) < 0 || cfg->mode == PATH_MASTER ||
 			    cfg->mode == PATH_HANDOVER) {
 				cfg->borrow_if[0] = 0;
 				*why = "has a mode other than on, backup, off";

@@ -46,6 +46,16 @@ const char *path_mode_name(enum path_mode m)
 	return m <= PATH_OFF ? mode_names[m] : "?";
 }
 
+int path_mode_parse(const char *s, enum path_mode *ret)
+{
+	for (unsigned m = 0; m <= PATH_OFF; m++)
+		if (!strcmp(s, mode_names[m])) {
+			*ret = (enum path_mode)m;
+			return 0;
+		}
+	return -EINVAL;
+}
+
 int paths_parse(struct paths *ps, const char *spec, const char **ret_why)
 {
 	char buf[256], *save = NULL, *tok;
@@ -70,16 +80,10 @@ int paths_parse(struct paths *ps, const char *spec, const char **ret_why)
 	strcpy(p->ifname, tok);
 	while ((tok = strtok_r(NULL, ",", &save))) {
 		if (!strncmp(tok, "mode=", 5)) {
-			unsigned m;
-
-			for (m = 0; m <= PATH_OFF; m++)
-				if (!strcmp(tok + 5, mode_names[m]))
-					break;
-			if (m > PATH_OFF) {
+			if (path_mode_parse(tok + 5, &p->mode) < 0) {
 				*ret_why = "has a mode other than on, master, backup, handover, off";
 				return -EINVAL;
 			}
-			p->mode = (enum path_mode)m;
 		} else if (!strncmp(tok, "gateway=", 8)) {
 			struct addr_prefix a;
 			int fi;

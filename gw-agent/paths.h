@@ -110,6 +110,8 @@ struct paths {
  * returns -EINVAL with *ret_why set to a static reason. */
 int paths_parse(struct paths *ps, const char *spec, const char **ret_why);
 const char *path_mode_name(enum path_mode m);
+/* "on", "master", ...: 0, or -EINVAL. */
+int path_mode_parse(const char *s, enum path_mode *ret);
 /* Tables table_base+1.., rule priorities prio_base+i. */
 int paths_init(struct paths *ps, uint32_t table_base, uint32_t prio_base);
 /* Bring tables, rules and endpoints in line with what the links show. */
