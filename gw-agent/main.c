@@ -6,6 +6,7 @@
  * core (each with its own io_uring and IP_TRANSPARENT listener) and on
  * SIGTERM/SIGINT drains flows, then removes the interception. */
 #include "agent.h"
+#include "settings.h"
 #include "config.h"
 #include "metrics.h"
 #include "opts.h"
@@ -25,403 +26,6 @@
 #include "sdnotify.h"
 #include <unistd.h>
 
-
-static void usage(FILE *f)
-{
-	fprintf(f,
-"Usage: gw-agent --concentrator ADDR:PORT --lan IFACE [OPTIONS]\n"
-"       gw-agent status [--control PATH]\n"
-"Carries LAN TCP flows over MPTCP to an RFC 8803 concentrator.\n"
-"\n"
-"  --concentrator ADDR:PORT  concentrator (port default 5124); repeat for backups,\n"
-"                            tried in order\n"
-"  --lan IFACE               LAN interface whose TCP is intercepted; repeatable\n"
-"  --bypass CIDR             destinations never intercepted; repeatable\n"
-"  --path IFACE[,mode=on|master|backup|handover|off][,gateway=ADDR]\n"
-"                            a WAN or mesh path for subflows; repeatable\n"
-"  --mesh IFACE[,mode=on|backup][,neighbour=ADDR]...\n"
-"                            borrow the lines of neighbours on this mesh interface:\n"
-"                            one path per lending neighbour (announced, or given)\n"
-"  --lend IFACE[,flows=N][,uplink=RATE[,rate=RATE][,wan=IFACE]]\n"
-"                            lend our line to the mesh on IFACE: TCP to the\n"
-"                            concentrator only, N flows per borrower (256); with\n"
-"                            uplink= our own upload goes first, lent gets the\n"
-"                            rest (at most rate=)\n"
-"  --endpoints kernel|mptcpd manage MPTCP endpoints here (default) or leave them\n"
-"                            to mptcpd and only do routing\n"
-"  --probe-interval SEC      probe each path's reach to the concentrator this often\n"
-"                            (default 1; 0 = off); two failures mark it down\n"
-"  --fallback direct|reset   no concentrator reachable: connect directly (default)\n"
-"                            or reset the LAN connection (fail closed)\n"
-"  --block-quic / --no-block-quic\n"
-"                            answer LAN UDP to port 443 with ICMP port-unreachable\n"
-"                            so browsers use TCP (default: on)\n"
-"  --port N                  TPROXY listener port (default 5125)\n"
-"  --mark N, --table N       fwmark and routing table for TPROXY (default 19792)\n"
-"  --connect-timeout SEC     connecting to a concentrator (default 3)\n"
-"  --reply-timeout SEC       waiting for its Convert reply (default 15)\n"
-"  --keepalive SEC           TCP keepalive idle time (default 60, 0 = off)\n"
-"  --rcvbuf BYTES            receive buffer of each MPTCP connection (default\n"
-"                            4194304; 0 = kernel autotuning)\n"
-"  --idle-timeout SEC        close flows idle this long (default 7200, 0 = never)\n"
-"  --workers N               worker threads (default: CPU count)\n"
-"  --buffers N, --buffer-size BYTES  per worker (default 256 x 32768)\n"
-"  --max-flows-per-host N    flows at once per LAN device address (default 1024,\n"
-"                            0 = unlimited): one device cannot use up the home's\n"
-"                            quota at the concentrator\n"
-"  --key-file FILE           this gateway's key (a line ID SECRET [nat]; mode 600):\n"
-"                            every request carries an authenticator in its Cookie\n"
-"  --control PATH            status socket for `gw-agent status` (default\n"
-"                            " AGENT_CONTROL_PATH "; \"\" = none)\n"
-"  --log-level LEVEL         error, warning, info, debug (default info)\n"
-"  --metrics-listen ADDR:PORT  Prometheus metrics at /metrics (a bare PORT binds\n"
-"                            127.0.0.1; default off)\n"
-"  --config FILE             JSON configuration (default " AGENT_CONFIG_PATH ",\n"
-"                            read if it exists); the command line wins\n"
-"  --check-config            check the configuration and exit\n"
-"  --version, --help\n");
-}
-
-enum {
-	O_CONC = 256, O_LAN, O_BYPASS, O_FALLBACK, O_BLOCK_QUIC, O_NO_BLOCK_QUIC,
-	O_PORT, O_MARK, O_TABLE, O_CONNECT_TIMEOUT, O_REPLY_TIMEOUT, O_KEEPALIVE,
-	O_IDLE_TIMEOUT, O_WORKERS, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL, O_VERSION,
-	O_HELP, O_WANPATH, O_ENDPOINTS, O_PROBE, O_RCVBUF, O_CONTROL, O_METRICS, O_CONFIG,
-	O_CHECK_CONFIG, O_KEY_FILE, O_MAX_PER_HOST, O_MESH, O_LEND, O_MAX,
-};
-
-static const struct option long_opts[] = {
-	{ "concentrator", required_argument, NULL, O_CONC },
-	{ "lan", required_argument, NULL, O_LAN },
-	{ "bypass", required_argument, NULL, O_BYPASS },
-	{ "fallback", required_argument, NULL, O_FALLBACK },
-	{ "path", required_argument, NULL, O_WANPATH },
-	{ "mesh", required_argument, NULL, O_MESH },
-	{ "lend", required_argument, NULL, O_LEND },
-	{ "endpoints", required_argument, NULL, O_ENDPOINTS },
-	{ "probe-interval", required_argument, NULL, O_PROBE },
-	{ "rcvbuf", required_argument, NULL, O_RCVBUF },
-	{ "control", required_argument, NULL, O_CONTROL },
-	{ "key-file", required_argument, NULL, O_KEY_FILE },
-	{ "max-flows-per-host", required_argument, NULL, O_MAX_PER_HOST },
-	{ "metrics-listen", required_argument, NULL, O_METRICS },
-	{ "config", required_argument, NULL, O_CONFIG },
-	{ "check-config", no_argument, NULL, O_CHECK_CONFIG },
-	{ "block-quic", no_argument, NULL, O_BLOCK_QUIC },
-	{ "no-block-quic", no_argument, NULL, O_NO_BLOCK_QUIC },
-	{ "port", required_argument, NULL, O_PORT },
-	{ "mark", required_argument, NULL, O_MARK },
-	{ "table", required_argument, NULL, O_TABLE },
-	{ "connect-timeout", required_argument, NULL, O_CONNECT_TIMEOUT },
-	{ "reply-timeout", required_argument, NULL, O_REPLY_TIMEOUT },
-	{ "keepalive", required_argument, NULL, O_KEEPALIVE },
-	{ "idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT },
-	{ "workers", required_argument, NULL, O_WORKERS },
-	{ "buffers", required_argument, NULL, O_BUFFERS },
-	{ "buffer-size", required_argument, NULL, O_BUFFER_SIZE },
-	{ "log-level", required_argument, NULL, O_LOG_LEVEL },
-	{ "version", no_argument, NULL, O_VERSION },
-	{ "help", no_argument, NULL, O_HELP },
-	{ 0 },
-};
-
-struct parse {
-	struct agent_config *cfg;
-	struct paths *paths;
-	bool cmdline;
-	bool cleared[O_MAX - O_CONC];
-};
-
-/* Command-line values replace a config file's list, not add to it. */
-static void clear_list_once(struct parse *p, int c)
-{
-	if (!p->cmdline || c < O_CONC || c >= O_MAX || p->cleared[c - O_CONC])
-		return;
-	p->cleared[c - O_CONC] = true;
-	switch (c) {
-	case O_CONC: p->cfg->nconc = 0; break;
-	case O_LAN: p->cfg->nlan = 0; break;
-	case O_BYPASS: p->cfg->nbypass = 0; break;
-	case O_WANPATH: p->paths->n = 0; break;
-	case O_MESH:
-		memset(p->cfg->mesh.borrow_if, 0, sizeof(p->cfg->mesh.borrow_if));
-		p->cfg->mesh.nstatic = 0;
-		break;
-	}
-}
-
-/* One setting, from the command line or a config file (config.c turns
- * JSON values into this same text). */
-static int apply_opt(void *ctx, int c, const char *arg)
-{
-	struct parse *p = ctx;
-	struct agent_config *cfg = p->cfg;
-	const char *name = opt_name(long_opts, c);
-	unsigned long v;
-	unsigned ms;
-	int r;
-
-	clear_list_once(p, c);
-	switch (c) {
-	case O_CONC:
-		if (cfg->nconc == AGENT_MAX_CONC)
-			return opt_error(name, arg, "is one concentrator too many");
-		if (addr_parse_hostport(arg, CONVERT_DEFAULT_PORT, &cfg->conc[cfg->nconc],
-					&cfg->conc_len[cfg->nconc]) < 0)
-			return opt_error(name, arg, "is not ADDR[:PORT] or [ADDR6][:PORT]");
-		cfg->nconc++;
-		return 0;
-	case O_LAN:
-		if (cfg->nlan == AGENT_MAX_LAN)
-			return opt_error(name, arg, "is one LAN interface too many");
-		if (!*arg || strlen(arg) >= sizeof(cfg->lan[0]) || strpbrk(arg, "\"\\ /{}"))
-			return opt_error(name, arg, "is not an interface name");
-		strcpy(cfg->lan[cfg->nlan++], arg);
-		return 0;
-	case O_BYPASS:
-		if (cfg->nbypass >= AGENT_MAX_BYPASS - AGENT_MAX_LAN * 4)
-			return opt_error(name, arg, "is one bypass prefix too many");
-		if (addr_parse_prefix(arg, &cfg->bypass[cfg->nbypass]) < 0)
-			return opt_error(name, arg, "is not a prefix (ADDR/LEN with host bits zero)");
-		cfg->nbypass++;
-		return 0;
-	case O_WANPATH: {
-		const char *why = "";
-
-		if (paths_parse(p->paths, arg, &why) < 0)
-			return opt_error(name, arg, why);
-		return 0;
-	}
-	case O_MESH: {
-		const char *why = "";
-
-		if (mesh_parse_borrow(&cfg->mesh, arg, &why) < 0)
-			return opt_error(name, arg, why);
-		return 0;
-	}
-	case O_LEND: {
-		const char *why = "";
-
-		if (mesh_parse_lend(&cfg->mesh, arg, &why) < 0)
-			return opt_error(name, arg, why);
-		return 0;
-	}
-	case O_RCVBUF:
-		if ((r = opt_uint(name, arg, 0, 256 << 20, &v)) < 0)
-			return r;
-		cfg->rcvbuf = (unsigned)v;
-		return 0;
-	case O_CONTROL:
-		if (strlen(arg) >= sizeof(cfg->control_path) || (*arg && *arg != '/'))
-			return opt_error(name, arg, "is not an absolute path under 108 bytes");
-		strcpy(cfg->control_path, arg);
-		return 0;
-	case O_METRICS:
-		return metrics_opt_listen(name, arg, &cfg->metrics, &cfg->metrics_len);
-	case O_MAX_PER_HOST:
-		if ((r = opt_uint(name, arg, 0, 10000000, &v)) < 0)
-			return r;
-		cfg->max_per_host = (uint32_t)v;
-		return 0;
-	case O_KEY_FILE:
-		if (strlen(arg) >= sizeof(cfg->key_path))
-			return opt_error(name, arg, "is too long a path");
-		strcpy(cfg->key_path, arg);
-		return 0;
-	case O_PROBE:
-		if ((r = opt_seconds_ms(name, arg, 3600, &ms)) < 0)
-			return r;
-		p->paths->probe_interval_ms = ms;
-		return 0;
-	case O_ENDPOINTS:
-		if (!strcmp(arg, "kernel"))
-			p->paths->manage_endpoints = true;
-		else if (!strcmp(arg, "mptcpd"))
-			p->paths->manage_endpoints = false;
-		else
-			return opt_error(name, arg, "is not kernel or mptcpd");
-		return 0;
-	case O_FALLBACK:
-		if (!strcmp(arg, "direct"))
-			cfg->fallback = FALLBACK_DIRECT;
-		else if (!strcmp(arg, "reset"))
-			cfg->fallback = FALLBACK_RESET;
-		else
-			return opt_error(name, arg, "is not direct or reset");
-		return 0;
-	case O_BLOCK_QUIC:
-	case O_NO_BLOCK_QUIC:
-		cfg->block_quic = c == O_BLOCK_QUIC;
-		return 0;
-	case O_PORT:
-		if ((r = opt_uint(name, arg, 1, 65535, &v)) < 0)
-			return r;
-		cfg->port = (uint16_t)v;
-		return 0;
-	case O_MARK:
-	case O_TABLE:
-		if ((r = opt_uint(name, arg, 1, 0x7fffffff, &v)) < 0)
-			return r;
-		*(c == O_MARK ? &cfg->mark : &cfg->table) = (uint32_t)v;
-		return 0;
-	case O_CONNECT_TIMEOUT:
-	case O_REPLY_TIMEOUT:
-		if ((r = opt_seconds_ms(name, arg, 3600, &ms)) < 0)
-			return r;
-		if (!ms)
-			return opt_error(name, arg, "must be more than 0");
-		*(c == O_CONNECT_TIMEOUT ? &cfg->connect_timeout_ms : &cfg->reply_timeout_ms) = ms;
-		return 0;
-	case O_KEEPALIVE:
-		if ((r = opt_uint(name, arg, 0, 7200, &v)) < 0)
-			return r;
-		cfg->keepalive_s = (unsigned)v;
-		return 0;
-	case O_IDLE_TIMEOUT:
-		if ((r = opt_uint(name, arg, 0, 30 * 86400, &v)) < 0)
-			return r;
-		cfg->idle_timeout_s = (unsigned)v;
-		return 0;
-	case O_WORKERS:
-		if ((r = opt_uint(name, arg, 1, 64, &v)) < 0)
-			return r;
-		cfg->workers = (unsigned)v;
-		return 0;
-	case O_BUFFERS:
-		return opt_pow2(name, arg, 2, 32768, &cfg->nbufs);
-	case O_BUFFER_SIZE:
-		if ((r = opt_uint(name, arg, 1024, 4 << 20, &v)) < 0)
-			return r;
-		cfg->bufsize = (unsigned)v;
-		return 0;
-	case O_LOG_LEVEL:
-		return opt_log_level(name, arg, &cfg->log_level);
-	case O_CONFIG:
-	case O_CHECK_CONFIG:
-		return 0;  /* handled before parsing */
-	case O_VERSION:
-		printf("gw-agent " AGENT_VERSION "\n");
-		exit(0);
-	case O_HELP:
-		usage(stdout);
-		exit(0);
-	}
-	usage(stderr);
-	return -EINVAL;
-}
-
-static const char *const path_fields[] = { "interface", "mode", "gateway", NULL };
-
-static const struct config_key config_keys[] = {
-	{ "concentrators", O_CONC, CONFIG_LIST, 0, NULL },
-	{ "lan", O_LAN, CONFIG_LIST, 0, NULL },
-	{ "bypass", O_BYPASS, CONFIG_LIST, 0, NULL },
-	{ "paths", O_WANPATH, CONFIG_SPEC_LIST, 0, path_fields },
-	{ "network_multipath", O_WANPATH, CONFIG_UCI_MULTIPATH, 0, NULL },
-	{ "mesh", O_MESH, CONFIG_STRING, 0, NULL },
-	{ "lend", O_LEND, CONFIG_STRING, 0, NULL },
-	{ "endpoints", O_ENDPOINTS, CONFIG_STRING, 0, NULL },
-	{ "probe_interval", O_PROBE, CONFIG_NUMBER, 0, NULL },
-	{ "fallback", O_FALLBACK, CONFIG_STRING, 0, NULL },
-	{ "block_quic", O_BLOCK_QUIC, CONFIG_BOOL, O_NO_BLOCK_QUIC, NULL },
-	{ "port", O_PORT, CONFIG_NUMBER, 0, NULL },
-	{ "mark", O_MARK, CONFIG_NUMBER, 0, NULL },
-	{ "table", O_TABLE, CONFIG_NUMBER, 0, NULL },
-	{ "timeouts.connect", O_CONNECT_TIMEOUT, CONFIG_NUMBER, 0, NULL },
-	{ "timeouts.reply", O_REPLY_TIMEOUT, CONFIG_NUMBER, 0, NULL },
-	{ "timeouts.idle", O_IDLE_TIMEOUT, CONFIG_NUMBER, 0, NULL },
-	{ "timeouts.keepalive", O_KEEPALIVE, CONFIG_NUMBER, 0, NULL },
-	{ "rcvbuf", O_RCVBUF, CONFIG_NUMBER, 0, NULL },
-	{ "workers", O_WORKERS, CONFIG_NUMBER, 0, NULL },
-	{ "buffers.count", O_BUFFERS, CONFIG_NUMBER, 0, NULL },
-	{ "buffers.size", O_BUFFER_SIZE, CONFIG_NUMBER, 0, NULL },
-	{ "log_level", O_LOG_LEVEL, CONFIG_STRING, 0, NULL },
-	{ "control", O_CONTROL, CONFIG_STRING, 0, NULL },
-	{ "key_file", O_KEY_FILE, CONFIG_STRING, 0, NULL },
-	{ "max_flows_per_host", O_MAX_PER_HOST, CONFIG_NUMBER, 0, NULL },
-	{ "metrics_listen", O_METRICS, CONFIG_STRING, 0, NULL },
-	{ NULL, 0, 0, 0, NULL },
-};
-
-static void config_defaults(struct agent_config *cfg, struct paths *ps)
-{
-	memset(cfg, 0, sizeof(*cfg));
-	cfg->fallback = FALLBACK_DIRECT;
-	cfg->block_quic = true;
-	cfg->port = 5125;
-	cfg->mark = 0x4d50;
-	cfg->table = 0x4d50;
-	cfg->connect_timeout_ms = 3000;
-	cfg->reply_timeout_ms = 15000;
-	/* Off by default: with it on, tests/netns/keys.sh's key rotation saw one
-	 * flow's bytes come back out of order in 2 of 3 runs (ROADMAP). */
-	cfg->keepalive_s = 60;
-	cfg->idle_timeout_s = 7200;
-	cfg->max_per_host = 1024;
-	cfg->nbufs = 256;
-	cfg->bufsize = 32768;
-	cfg->rcvbuf = 4 << 20;
-	cfg->log_level = LOG_INFO;
-	strcpy(cfg->control_path, AGENT_CONTROL_PATH);
-	cfg->workers = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
-	if (cfg->workers < 1)
-		cfg->workers = 1;
-	ps->n = 0;
-	ps->manage_endpoints = true;
-	ps->probe_interval_ms = 1000;
-}
-
-/* Defaults, the config file, the command line, then checks that span
- * settings; at start and for each reload (into fresh structs). */
-/* This gateway's key (the first in --key-file; "nat" there: behind NAT),
- * read at start and at each reload, so a rotated key takes effect with a
- * reload. Only the key is kept; the file's other lines are the
- * concentrator's business. */
-static int load_key(struct agent_config *cfg)
-{
-	struct cookie_keys ks = { 0 };
-	char errs[2048];
-	int r;
-
-	cfg->keyed = false;
-	if (!cfg->key_path[0])
-		return 0;
-	r = cookie_keys_load(cfg->key_path, &ks, errs, sizeof(errs));
-	if (r < 0) {
-		fputs(errs[0] ? errs : "key file: out of memory\n", stderr);
-		return r;
-	}
-	cfg->key = ks.k[0];
-	cfg->key.scope = NULL;
-	cfg->key.nscope = 0;
-	cfg->keyed = true;
-	cookie_keys_free(&ks);
-	return 0;
-}
-
-static int load_settings(int argc, char **argv, struct agent_config *cfg, struct paths *ps)
-{
-	struct parse p = { .cfg = cfg, .paths = ps };
-	bool explicit_file, check;
-	/* The file's name, for messages (config_load_all reads it). */
-	const char *file = config_prescan(argc, argv, AGENT_CONFIG_PATH, &explicit_file, &check);
-
-	config_defaults(cfg, ps);
-	if (config_load_all(argc, argv, file, long_opts, config_keys, apply_opt, &p, &p.cmdline,
-			    cfg->config_path, sizeof(cfg->config_path)) < 0)
-		return -EINVAL;
-	if (!cfg->nconc) {
-		fprintf(stderr, "gw-agent: no concentrator: --concentrator ADDR:PORT or \"concentrators\" in %s\n",
-			file);
-		return -EINVAL;
-	}
-	if (!cfg->nlan) {
-		fprintf(stderr, "gw-agent: no LAN interface to intercept: --lan IFACE or \"lan\" in %s\n",
-			file);
-		return -EINVAL;
-	}
-	return load_key(cfg);
-}
 
 static const struct relay_ops agent_relay_ops = {
 	.handle = flow_handle,
@@ -866,7 +470,7 @@ static void reload(struct agent *a, int argc, char **argv)
 	int pc;
 
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)log_now_us());
-	if (!want || load_settings(argc, argv, &n, want) < 0) {
+	if (!want || agent_load_settings(argc, argv, &n, want) < 0) {
 		a->reloads_failed++;
 		log_error("reload: %s has errors (above); still running with the previous configuration",
 			  cur->config_path[0] ? cur->config_path : "the command line");
@@ -875,14 +479,10 @@ static void reload(struct agent *a, int argc, char **argv)
 		return;
 	}
 	intercept_add_lan_prefixes(&n);
+	optable_restart_changes(&agent_optable, cur, &n, changed, sizeof(changed));
 #define RESTART_ONLY(cond, what) \
 	if (cond) snprintf(changed + strlen(changed), sizeof(changed) - strlen(changed), "%s%s", \
 			   changed[0] ? ", " : "", what)
-	RESTART_ONLY(n.port != cur->port, "port");
-	RESTART_ONLY(n.mark != cur->mark || n.table != cur->table, "mark/table");
-	RESTART_ONLY(n.workers != cur->workers, "workers");
-	RESTART_ONLY(n.nbufs != cur->nbufs || n.bufsize != cur->bufsize, "buffers");
-	RESTART_ONLY(strcmp(n.control_path, cur->control_path), "control");
 	RESTART_ONLY(!same_addr(&n.metrics, n.metrics_len, &cur->metrics, cur->metrics_len),
 		     "metrics_listen");
 	RESTART_ONLY(want->manage_endpoints != a->paths.manage_endpoints, "endpoints");
@@ -892,14 +492,8 @@ static void reload(struct agent *a, int argc, char **argv)
 		log_warn("reload: %s changed but take%s effect only after a restart",
 			 changed, strchr(changed, ',') ? "" : "s");
 	/* Restart-only values stay as they are. */
-	n.port = cur->port;
-	n.mark = cur->mark;
-	n.table = cur->table;
-	n.workers = cur->workers;
-	n.nbufs = cur->nbufs;
-	n.bufsize = cur->bufsize;
+	optable_restart_keep(&agent_optable, &n, cur);
 	n.max_flows = cur->max_flows;
-	memcpy(n.control_path, cur->control_path, sizeof(n.control_path));
 	n.metrics = cur->metrics;
 	n.metrics_len = cur->metrics_len;
 	n.mesh = cur->mesh;
@@ -1100,7 +694,7 @@ int main(int argc, char **argv)
 	pthread_cond_init(&a->snap_cond, NULL);
 	pthread_mutex_init(&a->cfg_lock, NULL);
 	config_prescan(argc, argv, AGENT_CONFIG_PATH, &explicit_file, &check);
-	if (load_settings(argc, argv, &a->cfg, &a->paths) < 0) {
+	if (agent_load_settings(argc, argv, &a->cfg, &a->paths) < 0) {
 		free(a);
 		return 2;
 	}

@@ -1,0 +1,96 @@
+/* One table per daemon for every setting: its command-line name, its key in
+ * the config file, how its value is parsed and where it is stored, its
+ * default, whether a reload applies it, and its help. getopt's array, the
+ * config file's key list, --help, the man pages and the README's reference
+ * tables are all made from it (--help=man8, --help=man5, --help=markdown;
+ * tests/docs checks the committed pages against them), so a setting cannot
+ * mean one thing on the command line and another in a file or the docs.
+ *
+ * Simple settings (a number in a range, seconds, a path, a log level, a
+ * flag) are parsed and stored here, at an offset in the daemon's config
+ * struct; the rest (addresses, prefixes, path specs) stay in the daemon's
+ * own parser, called for OT_CUSTOM entries. */
+#ifndef COMMON_OPTABLE_H
+#define COMMON_OPTABLE_H
+
+#include "config.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+enum opt_type {
+	OT_CUSTOM,      /* the daemon's parser */
+	OT_UINT,        /* whole number in [min, max] (uint16/32/unsigned by size) */
+	OT_POW2,        /* power of two in [min, max], unsigned */
+	OT_MS,          /* seconds (fractions allowed) up to max s, stored as ms */
+	OT_MS_NONZERO,  /* the same, more than 0 */
+	OT_SECONDS_UP,  /* seconds up to max, stored as whole seconds rounded up */
+	OT_STRING,      /* text shorter than size (paths) */
+	OT_ABSPATH,     /* "" or an absolute path shorter than size */
+	OT_LOG_LEVEL,   /* error|warning|info|debug, int */
+	OT_TRUE,        /* no value: sets a bool */
+	OT_FALSE,       /* no value: clears a bool */
+	OT_META,        /* --config, --check-config, --help, --version */
+};
+
+enum opt_reload {
+	OPT_LIVE,       /* a reload (SIGHUP) applies it to running workers */
+	OPT_RESTART,    /* read at start only; a reload names it if changed */
+	OPT_NA,         /* not a setting (--help, --config) */
+};
+
+struct opt_spec {
+	const char *name;          /* long option, without -- */
+	int id;                    /* the daemon's option number (>= 256) */
+	const char *arg;           /* the value's name in --help; NULL: no value */
+	const char *key;           /* config file key path; NULL: command line only */
+	enum config_kind kind;
+	int id_false;              /* CONFIG_BOOL: the option false stands for */
+	const char *const *fields; /* CONFIG_SPEC_LIST */
+	enum opt_type type;
+	unsigned long min, max;
+	size_t off, size;          /* OT_* other than CUSTOM/META: where, how big */
+	enum opt_reload reload;
+	const char *deflt;         /* the default, as the docs say it; NULL: none */
+	const char *help;          /* what it does; the docs wrap it */
+	bool hidden;               /* an alias or negation: not listed on its own */
+	bool key_only;             /* a second config key for the option above it
+				    * (not a command-line option) */
+};
+
+#define OPT_AT(type, field) .off = offsetof(type, field), .size = sizeof(((type *)0)->field)
+
+struct optable {
+	const char *program;       /* "gw-agent" */
+	const char *synopsis;      /* the usage lines after "Usage: " */
+	const char *summary;       /* one line */
+	const struct opt_spec *opts;   /* ends with name NULL */
+};
+
+/* getopt_long's array (ends with a zero entry) and config.c's key list
+ * (ends with path NULL), malloc'd; NULL when out of memory. */
+struct option *optable_getopt(const struct optable *t);
+struct config_key *optable_keys(const struct optable *t);
+const struct opt_spec *optable_find(const struct optable *t, int id);
+
+/* Parses and stores a simple setting into cfg. Returns 0, -EINVAL after
+ * reporting (opts.c), or 1 when the entry is the daemon's to parse. */
+int optable_apply(const struct optable *t, void *cfg, int id, const char *arg);
+
+/* Appends to buf (", "-separated) the config key, or option name, of each
+ * stored OPT_RESTART setting whose value differs between a and b. */
+void optable_restart_changes(const struct optable *t, const void *a, const void *b,
+			     char *buf, size_t len);
+
+/* Copies each stored OPT_RESTART setting from cur into n: a reload keeps
+ * them as they run. */
+void optable_restart_keep(const struct optable *t, void *n, const void *cur);
+
+/* --help (text), --help=man8 (the OPTIONS section of the program's man
+ * page), --help=man5 (the KEYS section of its config file's page),
+ * --help=markdown (the README's reference table). Returns 0, or -EINVAL for
+ * an unknown format. */
+int optable_print(const struct optable *t, FILE *f, const char *format);
+
+#endif

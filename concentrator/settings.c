@@ -1,0 +1,370 @@
+/* The concentrator's settings: one table (optable.h) from which the
+ * command line, the config file (JSON or uci), --help, the man pages and
+ * the README's reference table are made; defaults; loading at start and
+ * at each reload. */
+#include "concentrator.h"
+#include "optable.h"
+#include "opts.h"
+#include "settings.h"
+#include "config.h"
+#include "metrics.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum {
+	O_LISTEN = 256, O_ALLOW_CLIENT, O_ALLOW_ANY, O_NO_ALLOW_ANY, O_ALLOW_DEST, O_DENY_DEST,
+	O_OWN, O_NAT64, O_TFO_KEY, O_KEYS, O_WORKERS, O_MAX_FLOWS, O_MAX_PER_CLIENT, O_MAX_HS,
+	O_MAX_HS_PER_CLIENT, O_CLIENT_PREFIX6, O_HS_TIMEOUT, O_CONNECT_TIMEOUT, O_IDLE_TIMEOUT,
+	O_DRAIN_TIMEOUT, O_KEEPALIVE, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL, O_METRICS,
+	O_CONFIG, O_CHECK_CONFIG, O_VERSION, O_HELP, O_END,
+};
+
+#define AT(field) OPT_AT(struct conc_config, field)
+
+static const struct opt_spec conc_opts[] = {
+	{ "listen", O_LISTEN, "ADDR:PORT", "listen", CONFIG_LIST, .reload = OPT_RESTART,
+	  .deflt = "[::]:5124",
+	  .help = "address to accept gateways' MPTCP connections on; repeatable" },
+	{ "allow-client", O_ALLOW_CLIENT, "CIDR", "policy.allow_clients", CONFIG_LIST,
+	  .reload = OPT_LIVE,
+	  .help = "a prefix of gateway addresses allowed to connect; repeatable; without one "
+		  "(or allow-any-client) the concentrator refuses to start" },
+	{ "allow-any-client", O_ALLOW_ANY, NULL, "policy.allow_any_client", CONFIG_BOOL,
+	  O_NO_ALLOW_ANY, .type = OT_TRUE, .reload = OPT_LIVE, .deflt = "off",
+	  .off = offsetof(struct conc_config, policy.allow_any_client), .size = sizeof(bool),
+	  .help = "allow every client address: an open proxy for the whole Internet" },
+	{ "no-allow-any-client", O_NO_ALLOW_ANY, NULL, NULL, 0, .type = OT_FALSE,
+	  .off = offsetof(struct conc_config, policy.allow_any_client), .size = sizeof(bool),
+	  .reload = OPT_LIVE, .hidden = true, .help = "" },
+	{ "allow-dest", O_ALLOW_DEST, "CIDR", "policy.allow_destinations", CONFIG_LIST,
+	  .reload = OPT_LIVE,
+	  .help = "allow destinations in CIDR, overriding a shorter built-in deny "
+		  "(private, loopback, this host); repeatable" },
+	{ "deny-dest", O_DENY_DEST, "CIDR", "policy.deny_destinations", CONFIG_LIST,
+	  .reload = OPT_LIVE, .help = "deny destinations in CIDR; repeatable" },
+	{ "own-address", O_OWN, "CIDR", "policy.own_addresses", CONFIG_LIST, .reload = OPT_LIVE,
+	  .help = "also this host's, never a destination (a 1:1 NAT's public address); "
+		  "repeatable" },
+	{ "nat64-prefix", O_NAT64, "PFX/96", "policy.nat64_prefixes", CONFIG_LIST,
+	  .reload = OPT_LIVE, .deflt = "64:ff9b::/96 only",
+	  .help = "another NAT64 prefix: the IPv4 address it embeds must pass the IPv4 rules; "
+		  "repeatable, 8 at most" },
+	{ "tfo-key-file", O_TFO_KEY, "FILE", "tfo_key_file", CONFIG_STRING, .type = OT_STRING,
+	  AT(tfo_key_path), .reload = OPT_LIVE,
+	  .deflt = "tfo-key in the systemd state directory",
+	  .help = "the listeners' TCP Fast Open key (created if missing), kept across "
+		  "restarts and shared by the boxes of a service; a reload with a new key keeps "
+		  "the old one as backup" },
+	{ "keys", O_KEYS, "FILE", "policy.keys_file", CONFIG_STRING, .type = OT_STRING,
+	  .off = offsetof(struct conc_config, policy.keys_path),
+	  .size = sizeof(((struct conc_config *)0)->policy.keys_path), .reload = OPT_LIVE,
+	  .deflt = "the systemd credential \"keys\", if any",
+	  .help = "per-gateway keys (lines ID SECRET [PREFIX...]): every client must put a "
+		  "valid authenticator in its Cookie TLV" },
+	{ "workers", O_WORKERS, "N", "workers", CONFIG_NUMBER, .type = OT_UINT, .min = 1,
+	  .max = 256, AT(workers), .reload = OPT_RESTART, .deflt = "the CPU count",
+	  .help = "worker threads, each with its own io_uring and listeners" },
+	{ "max-flows", O_MAX_FLOWS, "N", "max_flows", CONFIG_NUMBER, .type = OT_UINT, .min = 1,
+	  .max = 10000000, AT(max_flows), .reload = OPT_RESTART,
+	  .deflt = "what the open-file limit allows",
+	  .help = "flows at once; over it, new requests get Error 'resource exceeded'" },
+	{ "max-flows-per-client", O_MAX_PER_CLIENT, "N", "policy.max_flows_per_client",
+	  CONFIG_NUMBER, .type = OT_UINT, .min = 0, .max = 10000000, AT(max_per_client),
+	  .reload = OPT_LIVE, .deflt = "4096",
+	  .help = "flows at once per client (0 = unlimited); over it: Error 'resource exceeded'" },
+	{ "max-handshakes", O_MAX_HS, "N", "max_handshakes", CONFIG_NUMBER, .type = OT_UINT,
+	  .min = 1, .max = 10000000, AT(max_handshakes), .reload = OPT_RESTART,
+	  .deflt = "4096, or a quarter of what the open-file limit allows",
+	  .help = "connections not yet relaying (reading the request, connecting, refusing) "
+		  "at once" },
+	{ "max-handshakes-per-client", O_MAX_HS_PER_CLIENT, "N",
+	  "policy.max_handshakes_per_client", CONFIG_NUMBER, .type = OT_UINT, .min = 0,
+	  .max = 10000000, AT(max_hs_per_client), .reload = OPT_LIVE, .deflt = "1024",
+	  .help = "of those, per client (0 = unlimited); over either, a connection is reset "
+		  "at once" },
+	{ "client-prefix6", O_CLIENT_PREFIX6, "LEN", "policy.ipv6_client_prefix", CONFIG_NUMBER,
+	  .type = OT_UINT, .min = 1, .max = 128, AT(client_prefix6), .reload = OPT_RESTART,
+	  .deflt = "64", .help = "IPv6 clients are counted per /LEN (IPv4 per address)" },
+	{ "handshake-timeout", O_HS_TIMEOUT, "SEC", "timeouts.handshake", CONFIG_NUMBER,
+	  .type = OT_MS_NONZERO, .max = 3600, AT(handshake_timeout_ms), .reload = OPT_LIVE,
+	  .deflt = "5", .help = "time a client has to send its Convert message" },
+	{ "connect-timeout", O_CONNECT_TIMEOUT, "SEC", "timeouts.connect", CONFIG_NUMBER,
+	  .type = OT_MS_NONZERO, .max = 3600, AT(connect_timeout_ms), .reload = OPT_LIVE,
+	  .deflt = "10", .help = "upstream connect timeout" },
+	{ "idle-timeout", O_IDLE_TIMEOUT, "SEC", "timeouts.idle", CONFIG_NUMBER,
+	  .type = OT_SECONDS_UP, .max = 30 * 86400, AT(idle_timeout_s), .reload = OPT_LIVE,
+	  .deflt = "7200", .help = "close flows idle this long (0 = never)" },
+	{ "drain-timeout", O_DRAIN_TIMEOUT, "SEC", "timeouts.drain", CONFIG_NUMBER,
+	  .type = OT_MS, .max = 3600, AT(drain_timeout_ms), .reload = OPT_RESTART,
+	  .deflt = "10", .help = "at SIGTERM, the time running flows get to finish" },
+	{ "keepalive", O_KEEPALIVE, "SEC", "timeouts.keepalive", CONFIG_NUMBER, .type = OT_UINT,
+	  .min = 0, .max = 7200, AT(keepalive_s), .reload = OPT_LIVE, .deflt = "60",
+	  .help = "TCP keepalive idle time on both sockets of a flow; a dead peer is found in "
+		  "about twice that (0 = off)" },
+	{ "buffers", O_BUFFERS, "N", "buffers.count", CONFIG_NUMBER, .type = OT_POW2, .min = 2,
+	  .max = 32768, AT(nbufs), .reload = OPT_RESTART, .deflt = "1024",
+	  .help = "receive buffers per worker, a power of 2" },
+	{ "buffer-size", O_BUFFER_SIZE, "BYTES", "buffers.size", CONFIG_NUMBER, .type = OT_UINT,
+	  .min = 1024, .max = 4 << 20, AT(bufsize), .reload = OPT_RESTART, .deflt = "65536",
+	  .help = "size of each buffer" },
+	{ "log-level", O_LOG_LEVEL, "LEVEL", "log_level", CONFIG_STRING, .type = OT_LOG_LEVEL,
+	  AT(log_level), .reload = OPT_LIVE, .deflt = "info",
+	  .help = "error, warning, info or debug" },
+	{ "metrics-listen", O_METRICS, "ADDR:PORT", "metrics_listen", CONFIG_STRING,
+	  .reload = OPT_RESTART, .deflt = "off",
+	  .help = "serve Prometheus metrics at /metrics (a bare PORT binds 127.0.0.1)" },
+	{ "config", O_CONFIG, "FILE", NULL, 0, .type = OT_META, .reload = OPT_NA,
+	  .deflt = CONC_CONFIG_PATH ", read if it exists",
+	  .help = "the configuration file, JSON or uci; the command line wins over it" },
+	{ "check-config", O_CHECK_CONFIG, NULL, NULL, 0, .type = OT_META, .reload = OPT_NA,
+	  .help = "check the configuration (and key files) and exit: 0 when good" },
+	{ "version", O_VERSION, NULL, NULL, 0, .type = OT_META, .reload = OPT_NA,
+	  .help = "print the version and exit" },
+	{ "help", O_HELP, NULL, NULL, 0, .type = OT_META, .reload = OPT_NA,
+	  .help = "this help; --help=man8, man5 or markdown print the reference as the man "
+		  "pages and README carry it" },
+	{ .name = NULL },
+};
+
+const struct optable conc_optable = {
+	.program = "mptcp-concentrator",
+	.synopsis = "mptcp-concentrator [OPTIONS]",
+	.summary = "Terminates MPTCP (RFC 8803 Convert) connections and re-originates TCP.",
+	.opts = conc_opts,
+};
+
+struct parse {
+	struct conc_config *cfg;
+	bool cmdline;
+	bool cleared[O_END - O_LISTEN];  /* lists the command line replaced */
+};
+
+static int parse_prefix_opt(const char *opt, const char *s, struct addr_prefix *p)
+{
+	int r = addr_parse_prefix(s, p);
+
+	if (r == -ERANGE)
+		return opt_error(opt, s, "is not a prefix (length over 32 for IPv4, 128 for IPv6)");
+	if (r < 0)
+		return opt_error(opt, s, "is not a prefix (ADDR/LEN with host bits zero)");
+	return 0;
+}
+
+/* Command-line values replace a config file's list, not add to it. */
+static void clear_list_once(struct parse *p, int c)
+{
+	struct conc_config *cfg = p->cfg;
+
+	if (!p->cmdline || p->cleared[c - O_LISTEN])
+		return;
+	p->cleared[c - O_LISTEN] = true;
+	switch (c) {
+	case O_LISTEN: cfg->nlisten = 0; break;
+	case O_ALLOW_CLIENT: policy_clear_operator(&cfg->policy, true, false, false); break;
+	case O_ALLOW_DEST: policy_clear_operator(&cfg->policy, false, true, false); break;
+	case O_DENY_DEST: policy_clear_operator(&cfg->policy, false, false, true); break;
+	case O_OWN: cfg->policy.nown_extra = 0; break;
+	case O_NAT64: cfg->policy.nnat64 = 0; break;
+	}
+}
+
+/* One setting, from the command line or a config file (config.c turns
+ * JSON and uci values into this same text), so both are checked by the
+ * same code: the table's simple types here, the rest below. */
+static int apply_opt(void *ctx, int c, const char *arg)
+{
+	struct parse *p = ctx;
+	struct conc_config *cfg = p->cfg;
+	const struct opt_spec *s = optable_find(&conc_optable, c);
+	const char *name = s ? s->name : "";
+	int r;
+
+	if (!s)
+		return -EINVAL;  /* getopt has said what was wrong */
+	clear_list_once(p, c);
+	r = optable_apply(&conc_optable, cfg, c, arg);
+	if (r <= 0)
+		return r;
+	switch (c) {
+	case O_LISTEN:
+		if (cfg->nlisten == CONC_MAX_LISTEN)
+			return opt_error(name, arg, "is one listen address too many");
+		r = addr_parse_hostport(arg, CONVERT_DEFAULT_PORT, &cfg->listen[cfg->nlisten],
+					&cfg->listen_len[cfg->nlisten]);
+		if (r < 0)
+			return opt_error(name, arg, "is not ADDR:PORT or [ADDR]:PORT");
+		cfg->nlisten++;
+		return 0;
+	case O_ALLOW_CLIENT: {
+		struct addr_prefix pfx;
+
+		if ((r = parse_prefix_opt(name, arg, &pfx)) < 0)
+			return r;
+		return policy_add_client(&cfg->policy, &pfx);
+	}
+	case O_ALLOW_DEST:
+	case O_DENY_DEST: {
+		struct addr_prefix pfx;
+
+		if ((r = parse_prefix_opt(name, arg, &pfx)) < 0)
+			return r;
+		return policy_add_dest(&cfg->policy, &pfx, c == O_ALLOW_DEST, false);
+	}
+	case O_OWN:
+	case O_NAT64: {
+		struct addr_prefix pfx;
+
+		if ((r = parse_prefix_opt(name, arg, &pfx)) < 0)
+			return r;
+		if (c == O_OWN)
+			return policy_add_own_extra(&cfg->policy, &pfx);
+		r = policy_add_nat64(&cfg->policy, &pfx);
+		if (r == -EINVAL)
+			return opt_error(name, arg, "is not an IPv6 /96 prefix");
+		if (r == -ENOSPC)
+			return opt_error(name, arg, "is one NAT64 prefix too many (8 at most)");
+		return r;
+	}
+	case O_METRICS:
+		return metrics_opt_listen(name, arg, &cfg->metrics, &cfg->metrics_len);
+	case O_CONFIG:
+	case O_CHECK_CONFIG:
+		return 0;  /* handled before parsing */
+	case O_VERSION:
+		printf("mptcp-concentrator " CONC_VERSION "\n");
+		exit(0);
+	case O_HELP:
+		if (optable_print(&conc_optable, stdout, arg) < 0)
+			return opt_error(name, arg, "is not a help format (man8, man5, markdown)");
+		exit(0);
+	}
+	return -EINVAL;
+}
+
+static void config_defaults(struct conc_config *cfg)
+{
+	cfg->handshake_timeout_ms = 5000;
+	cfg->connect_timeout_ms = 10000;
+	cfg->idle_timeout_s = 7200;
+	cfg->drain_timeout_ms = 10000;
+	cfg->keepalive_s = 60;
+	cfg->max_per_client = 4096;
+	cfg->max_hs_per_client = 1024;
+	cfg->client_prefix6 = 64;
+	cfg->nbufs = 1024;
+	cfg->bufsize = 65536;
+	cfg->log_level = LOG_INFO;
+	cfg->workers = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	if (cfg->workers < 1)
+		cfg->workers = 1;
+}
+
+/* The key file named by --keys / policy.keys_file, or else the systemd
+ * credential "keys" (LoadCredential=keys:...), which is how a key file
+ * readable only by root reaches a daemon running as a dynamic user. Read
+ * at start and at every reload: rotating keys is editing the file and
+ * reloading. */
+static int load_keys(struct policy *p)
+{
+	char errs[2048], cred[sizeof(p->keys_path)];
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	int r;
+
+	if (!p->keys_path[0] && dir) {
+		if ((size_t)snprintf(cred, sizeof(cred), "%s/keys", dir) < sizeof(cred) &&
+		    access(cred, F_OK) == 0)
+			strcpy(p->keys_path, cred);
+	}
+	if (!p->keys_path[0])
+		return 0;
+	r = cookie_keys_load(p->keys_path, &p->keys, errs, sizeof(errs));
+	if (r < 0) {
+		fputs(errs[0] ? errs : "key file: out of memory\n", stderr);
+		return r;
+	}
+	return 0;
+}
+
+/* Defaults, then the config file, then the command line, then checks that
+ * span settings. Used at start and again for each reload, into a fresh cfg
+ * (with its own policy) that is either adopted or freed. */
+int conc_load_settings(int argc, char **argv, struct conc_config *cfg)
+{
+	struct parse p = { .cfg = cfg };
+	bool explicit_file, check;
+	/* The file's name, for messages (config_load_all reads it). */
+	const char *file = config_prescan(argc, argv, CONC_CONFIG_PATH, &explicit_file, &check);
+	int r;
+
+	memset(cfg, 0, sizeof(*cfg));
+	config_defaults(cfg);
+	if (policy_init(&cfg->policy) < 0)
+		return -ENOMEM;
+	static struct option *long_opts;
+	static struct config_key *keys;
+
+	/* Made once from the table; kept for the process's life (reloads). */
+	if (!long_opts && !(long_opts = optable_getopt(&conc_optable)))
+		return -ENOMEM;
+	if (!keys && !(keys = optable_keys(&conc_optable)))
+		return -ENOMEM;
+	if (config_load_all(argc, argv, file, long_opts, keys, apply_opt, &p, &p.cmdline,
+			    cfg->config_path, sizeof(cfg->config_path)) < 0)
+		return -EINVAL;
+	if (!cfg->policy.allow_any_client && cfg->policy.nclients == 0) {
+		fprintf(stderr,
+			"mptcp-concentrator: no client allowed (--allow-client, or policy.allow_clients\n"
+			"in %s): refusing to start as an open proxy. Name the gateways'\n"
+			"prefixes, or set --allow-any-client / policy.allow_any_client if every\n"
+			"address may use this concentrator.\n", file);
+		return -EINVAL;
+	}
+	r = load_keys(&cfg->policy);
+	if (r < 0)
+		return r;
+	if (!cfg->tfo_key_path[0] && getenv("STATE_DIRECTORY")) {
+		/* systemd's StateDirectory=: kept across restarts. */
+		const char *d = getenv("STATE_DIRECTORY");
+
+		if (strlen(d) + sizeof("/tfo-key") <= sizeof(cfg->tfo_key_path))
+			snprintf(cfg->tfo_key_path, sizeof(cfg->tfo_key_path), "%s/tfo-key", d);
+	}
+	if (cfg->tfo_key_path[0]) {
+		r = tfokey_load(cfg->tfo_key_path, cfg->tfo_key, &cfg->tfo_key_len);
+		if (r < 0)
+			return r;
+	}
+	if (cfg->nlisten == 0) {
+		r = addr_parse_hostport("[::]", CONVERT_DEFAULT_PORT, &cfg->listen[0],
+					&cfg->listen_len[0]);
+		if (r < 0)
+			return r;
+		cfg->nlisten = 1;
+	}
+	r = policy_add_own_addresses(&cfg->policy);
+	if (r < 0)
+		log_errno(r, "cannot list local addresses, they are not denied: %m");
+	return 0;
+}
+
+
+void conc_restart_changes(const struct conc_config *cur, const struct conc_config *n,
+			  bool listen_inherited, char *buf, size_t len)
+{
+	bool same_listen = cur->nlisten == n->nlisten;
+
+	for (unsigned i = 0; same_listen && i < n->nlisten; i++)
+		same_listen = cur->listen_len[i] == n->listen_len[i] &&
+			      !memcmp(&cur->listen[i], &n->listen[i], n->listen_len[i]);
+	buf[0] = 0;
+	if (!listen_inherited && !same_listen)
+		snprintf(buf, len, "listen");
+	optable_restart_changes(&conc_optable, cur, n, buf, len);
+	if (n->metrics_len != cur->metrics_len || memcmp(&n->metrics, &cur->metrics, n->metrics_len))
+		snprintf(buf + strlen(buf), len - strlen(buf), "%smetrics_listen", buf[0] ? ", " : "");
+}

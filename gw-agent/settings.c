@@ -1,0 +1,344 @@
+/* The agent's settings: one table (optable.h) from which the command
+ * line, the config file (JSON or uci, with OpenWrt's network file),
+ * --help, the man pages and the README's reference table are made;
+ * defaults; loading at start and at each reload. */
+#include "agent.h"
+#include "config.h"
+#include "metrics.h"
+#include "optable.h"
+#include "opts.h"
+#include "settings.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum {
+	O_CONC = 256, O_LAN, O_BYPASS, O_WANPATH, O_MESH, O_LEND, O_ENDPOINTS, O_PROBE,
+	O_FALLBACK, O_BLOCK_QUIC, O_NO_BLOCK_QUIC, O_PORT, O_MARK, O_TABLE, O_CONNECT_TIMEOUT,
+	O_REPLY_TIMEOUT, O_KEEPALIVE, O_RCVBUF, O_IDLE_TIMEOUT, O_WORKERS, O_BUFFERS,
+	O_BUFFER_SIZE, O_MAX_PER_HOST, O_KEY_FILE, O_CONTROL, O_LOG_LEVEL, O_METRICS, O_CONFIG,
+	O_CHECK_CONFIG, O_VERSION, O_HELP, O_MAX,
+};
+
+#define AT(field) OPT_AT(struct agent_config, field)
+
+static const char *const path_fields[] = { "interface", "mode", "gateway", NULL };
+
+static const struct opt_spec agent_opts[] = {
+	{ "concentrator", O_CONC, "ADDR[:PORT]", "concentrators", CONFIG_LIST, .reload = OPT_LIVE,
+	  .help = "the concentrator (port 5124 if not given); repeat for backups, tried in "
+		  "order" },
+	{ "lan", O_LAN, "IFACE", "lan", CONFIG_LIST, .reload = OPT_LIVE,
+	  .help = "a LAN interface whose TCP is intercepted; repeatable" },
+	{ "bypass", O_BYPASS, "CIDR", "bypass", CONFIG_LIST, .reload = OPT_LIVE,
+	  .help = "destinations never intercepted, besides the LAN's own prefixes; "
+		  "repeatable" },
+	{ "path", O_WANPATH, "IFACE[,mode=MODE][,gateway=ADDR]", "paths", CONFIG_SPEC_LIST,
+	  .fields = path_fields, .reload = OPT_LIVE, .deflt = "none: the main routing table",
+	  .help = "a WAN or mesh path for subflows, MODE on, master, backup, handover or off; "
+		  "repeatable; in a file a string or {\"interface\", \"mode\", \"gateway\"}" },
+	{ "path", O_WANPATH, NULL, "network_multipath", CONFIG_UCI_MULTIPATH, .hidden = true,
+	  .key_only = true, .reload = OPT_LIVE,
+	  .help = "on, master, backup, handover or off: the interface's device is a path in "
+		  "that mode (what OpenWrt's multipath scripts read)" },
+	{ "mesh", O_MESH, "IFACE[,mode=on|backup][,neighbour=ADDR]...", "mesh", CONFIG_STRING,
+	  .reload = OPT_RESTART,
+	  .help = "borrow the lines of neighbours on this mesh interface: one path per lending "
+		  "neighbour, announced or given" },
+	{ "lend", O_LEND, "IFACE[,flows=N][,uplink=RATE[,rate=RATE][,wan=IFACE]]", "lend",
+	  CONFIG_STRING, .reload = OPT_RESTART, .deflt = "off",
+	  .help = "lend our line to the mesh on IFACE: TCP to the concentrator only, N flows "
+		  "per borrower (256); with uplink= our own upload goes first and the lent "
+		  "traffic gets the rest (at most rate=)" },
+	{ "endpoints", O_ENDPOINTS, "kernel|mptcpd", "endpoints", CONFIG_STRING,
+	  .reload = OPT_RESTART, .deflt = "kernel",
+	  .help = "manage MPTCP endpoints here, or leave them to mptcpd and only do routing" },
+	{ "probe-interval", O_PROBE, "SEC", "probe_interval", CONFIG_NUMBER, .reload = OPT_LIVE,
+	  .deflt = "1",
+	  .help = "probe each path's reach to the concentrator this often (0 = off); two "
+		  "failures mark it down" },
+	{ "fallback", O_FALLBACK, "direct|reset", "fallback", CONFIG_STRING, .reload = OPT_LIVE,
+	  .deflt = "direct",
+	  .help = "with no concentrator reachable, connect directly, or reset the LAN "
+		  "connection (fail closed)" },
+	{ "block-quic", O_BLOCK_QUIC, NULL, "block_quic", CONFIG_BOOL, O_NO_BLOCK_QUIC,
+	  .type = OT_TRUE, AT(block_quic), .reload = OPT_LIVE, .deflt = "on",
+	  .help = "answer LAN UDP to port 443 with ICMP port-unreachable, so browsers use TCP" },
+	{ "no-block-quic", O_NO_BLOCK_QUIC, NULL, NULL, 0, .type = OT_FALSE, AT(block_quic),
+	  .reload = OPT_LIVE, .help = "let LAN QUIC through (not carried over MPTCP)" },
+	{ "port", O_PORT, "N", "port", CONFIG_NUMBER, .type = OT_UINT, .min = 1, .max = 65535,
+	  AT(port), .reload = OPT_RESTART, .deflt = "5125", .help = "the TPROXY listener's port" },
+	{ "mark", O_MARK, "N", "mark", CONFIG_NUMBER, .type = OT_UINT, .min = 1,
+	  .max = 0x7fffffff, AT(mark), .reload = OPT_RESTART, .deflt = "19792",
+	  .help = "fwmark of intercepted packets" },
+	{ "table", O_TABLE, "N", "table", CONFIG_NUMBER, .type = OT_UINT, .min = 1,
+	  .max = 0x7fffffff, AT(table), .reload = OPT_RESTART, .deflt = "19792",
+	  .help = "routing table for TPROXY; the paths' tables follow it" },
+	{ "connect-timeout", O_CONNECT_TIMEOUT, "SEC", "timeouts.connect", CONFIG_NUMBER,
+	  .type = OT_MS_NONZERO, .max = 3600, AT(connect_timeout_ms), .reload = OPT_LIVE,
+	  .deflt = "3", .help = "connecting to a concentrator" },
+	{ "reply-timeout", O_REPLY_TIMEOUT, "SEC", "timeouts.reply", CONFIG_NUMBER,
+	  .type = OT_MS_NONZERO, .max = 3600, AT(reply_timeout_ms), .reload = OPT_LIVE,
+	  .deflt = "15", .help = "waiting for its Convert reply" },
+	{ "keepalive", O_KEEPALIVE, "SEC", "timeouts.keepalive", CONFIG_NUMBER, .type = OT_UINT,
+	  .min = 0, .max = 7200, AT(keepalive_s), .reload = OPT_LIVE, .deflt = "60",
+	  .help = "TCP keepalive idle time (0 = off)" },
+	{ "rcvbuf", O_RCVBUF, "BYTES", "rcvbuf", CONFIG_NUMBER, .type = OT_UINT, .min = 0,
+	  .max = 256 << 20, AT(rcvbuf), .reload = OPT_LIVE, .deflt = "4194304",
+	  .help = "receive buffer of each MPTCP connection (0 = kernel autotuning, which "
+		  "starts small and costs MPTCP retransmissions on slow paths)" },
+	{ "idle-timeout", O_IDLE_TIMEOUT, "SEC", "timeouts.idle", CONFIG_NUMBER, .type = OT_UINT,
+	  .min = 0, .max = 30 * 86400, AT(idle_timeout_s), .reload = OPT_LIVE, .deflt = "7200",
+	  .help = "close flows idle this long (0 = never)" },
+	{ "workers", O_WORKERS, "N", "workers", CONFIG_NUMBER, .type = OT_UINT, .min = 1,
+	  .max = 64, AT(workers), .reload = OPT_RESTART, .deflt = "the CPU count",
+	  .help = "worker threads" },
+	{ "buffers", O_BUFFERS, "N", "buffers.count", CONFIG_NUMBER, .type = OT_POW2, .min = 2,
+	  .max = 32768, AT(nbufs), .reload = OPT_RESTART, .deflt = "256",
+	  .help = "receive buffers per worker, a power of 2" },
+	{ "buffer-size", O_BUFFER_SIZE, "BYTES", "buffers.size", CONFIG_NUMBER, .type = OT_UINT,
+	  .min = 1024, .max = 4 << 20, AT(bufsize), .reload = OPT_RESTART, .deflt = "32768",
+	  .help = "size of each buffer" },
+	{ "max-flows-per-host", O_MAX_PER_HOST, "N", "max_flows_per_host", CONFIG_NUMBER,
+	  .type = OT_UINT, .min = 0, .max = 10000000, AT(max_per_host), .reload = OPT_LIVE,
+	  .deflt = "1024",
+	  .help = "flows at once per LAN device address (0 = unlimited): one device cannot use "
+		  "up the home's quota at the concentrator" },
+	{ "key-file", O_KEY_FILE, "FILE", "key_file", CONFIG_STRING, .type = OT_STRING,
+	  AT(key_path), .reload = OPT_LIVE,
+	  .help = "this gateway's key (a line ID SECRET [nat]; mode 600): every request "
+		  "carries an authenticator in its Cookie TLV" },
+	{ "control", O_CONTROL, "PATH", "control", CONFIG_STRING, .type = OT_ABSPATH,
+	  AT(control_path), .reload = OPT_RESTART, .deflt = AGENT_CONTROL_PATH,
+	  .help = "status socket for `gw-agent status` (\"\" = none)" },
+	{ "log-level", O_LOG_LEVEL, "LEVEL", "log_level", CONFIG_STRING, .type = OT_LOG_LEVEL,
+	  AT(log_level), .reload = OPT_LIVE, .deflt = "info",
+	  .help = "error, warning, info or debug" },
+	{ "metrics-listen", O_METRICS, "ADDR:PORT", "metrics_listen", CONFIG_STRING,
+	  .reload = OPT_RESTART, .deflt = "off",
+	  .help = "serve Prometheus metrics at /metrics (a bare PORT binds 127.0.0.1)" },
+	{ "config", O_CONFIG, "FILE", NULL, 0, .type = OT_META, .reload = OPT_NA,
+	  .deflt = AGENT_CONFIG_PATH ", read if it exists",
+	  .help = "the configuration file, JSON or uci; the command line wins over it" },
+	{ "check-config", O_CHECK_CONFIG, NULL, NULL, 0, .type = OT_META, .reload = OPT_NA,
+	  .help = "check the configuration (and key file) and exit: 0 when good" },
+	{ "version", O_VERSION, NULL, NULL, 0, .type = OT_META, .reload = OPT_NA,
+	  .help = "print the version and exit" },
+	{ "help", O_HELP, NULL, NULL, 0, .type = OT_META, .reload = OPT_NA,
+	  .help = "this help; --help=man8, man5 or markdown print the reference as the man "
+		  "pages and README carry it" },
+	{ .name = NULL },
+};
+
+const struct optable agent_optable = {
+	.program = "gw-agent",
+	.synopsis = "gw-agent --concentrator ADDR[:PORT] --lan IFACE [OPTIONS]\n"
+		    "       gw-agent status [--control PATH]",
+	.summary = "Carries LAN TCP flows over MPTCP to an RFC 8803 concentrator.",
+	.opts = agent_opts,
+};
+
+struct parse {
+	struct agent_config *cfg;
+	struct paths *paths;
+	bool cmdline;
+	bool cleared[O_MAX - O_CONC];
+};
+
+/* Command-line values replace a config file's list, not add to it. */
+static void clear_list_once(struct parse *p, int c)
+{
+	if (!p->cmdline || c < O_CONC || c >= O_MAX || p->cleared[c - O_CONC])
+		return;
+	p->cleared[c - O_CONC] = true;
+	switch (c) {
+	case O_CONC: p->cfg->nconc = 0; break;
+	case O_LAN: p->cfg->nlan = 0; break;
+	case O_BYPASS: p->cfg->nbypass = 0; break;
+	case O_WANPATH: p->paths->n = 0; break;
+	case O_MESH:
+		memset(p->cfg->mesh.borrow_if, 0, sizeof(p->cfg->mesh.borrow_if));
+		p->cfg->mesh.nstatic = 0;
+		break;
+	}
+}
+
+/* One setting, from the command line or a config file (config.c turns
+ * JSON and uci values into this same text): the table's simple types in
+ * optable.c, the rest here. */
+static int apply_opt(void *ctx, int c, const char *arg)
+{
+	struct parse *p = ctx;
+	struct agent_config *cfg = p->cfg;
+	const struct opt_spec *s = optable_find(&agent_optable, c);
+	const char *name = s ? s->name : "";
+	const char *why = "";
+	unsigned ms;
+	int r;
+
+	if (!s)
+		return -EINVAL;  /* getopt has said what was wrong */
+	clear_list_once(p, c);
+	r = optable_apply(&agent_optable, cfg, c, arg);
+	if (r <= 0)
+		return r;
+	switch (c) {
+	case O_CONC:
+		if (cfg->nconc == AGENT_MAX_CONC)
+			return opt_error(name, arg, "is one concentrator too many");
+		if (addr_parse_hostport(arg, CONVERT_DEFAULT_PORT, &cfg->conc[cfg->nconc],
+					&cfg->conc_len[cfg->nconc]) < 0)
+			return opt_error(name, arg, "is not ADDR[:PORT] or [ADDR6][:PORT]");
+		cfg->nconc++;
+		return 0;
+	case O_LAN:
+		if (cfg->nlan == AGENT_MAX_LAN)
+			return opt_error(name, arg, "is one LAN interface too many");
+		if (!*arg || strlen(arg) >= sizeof(cfg->lan[0]) || strpbrk(arg, "\"\\ /{}"))
+			return opt_error(name, arg, "is not an interface name");
+		strcpy(cfg->lan[cfg->nlan++], arg);
+		return 0;
+	case O_BYPASS:
+		if (cfg->nbypass >= AGENT_MAX_BYPASS - AGENT_MAX_LAN * 4)
+			return opt_error(name, arg, "is one bypass prefix too many");
+		if (addr_parse_prefix(arg, &cfg->bypass[cfg->nbypass]) < 0)
+			return opt_error(name, arg, "is not a prefix (ADDR/LEN with host bits zero)");
+		cfg->nbypass++;
+		return 0;
+	case O_WANPATH:
+		if (paths_parse(p->paths, arg, &why) < 0)
+			return opt_error(name, arg, why);
+		return 0;
+	case O_MESH:
+		if (mesh_parse_borrow(&cfg->mesh, arg, &why) < 0)
+			return opt_error(name, arg, why);
+		return 0;
+	case O_LEND:
+		if (mesh_parse_lend(&cfg->mesh, arg, &why) < 0)
+			return opt_error(name, arg, why);
+		return 0;
+	case O_METRICS:
+		return metrics_opt_listen(name, arg, &cfg->metrics, &cfg->metrics_len);
+	case O_PROBE:
+		if ((r = opt_seconds_ms(name, arg, 3600, &ms)) < 0)
+			return r;
+		p->paths->probe_interval_ms = ms;
+		return 0;
+	case O_ENDPOINTS:
+		if (!strcmp(arg, "kernel"))
+			p->paths->manage_endpoints = true;
+		else if (!strcmp(arg, "mptcpd"))
+			p->paths->manage_endpoints = false;
+		else
+			return opt_error(name, arg, "is not kernel or mptcpd");
+		return 0;
+	case O_FALLBACK:
+		if (!strcmp(arg, "direct"))
+			cfg->fallback = FALLBACK_DIRECT;
+		else if (!strcmp(arg, "reset"))
+			cfg->fallback = FALLBACK_RESET;
+		else
+			return opt_error(name, arg, "is not direct or reset");
+		return 0;
+	case O_CONFIG:
+	case O_CHECK_CONFIG:
+		return 0;  /* handled before parsing */
+	case O_VERSION:
+		printf("gw-agent " AGENT_VERSION "\n");
+		exit(0);
+	case O_HELP:
+		if (optable_print(&agent_optable, stdout, arg) < 0)
+			return opt_error(name, arg, "is not a help format (man8, man5, markdown)");
+		exit(0);
+	}
+	return -EINVAL;
+}
+
+static void config_defaults(struct agent_config *cfg, struct paths *ps)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->fallback = FALLBACK_DIRECT;
+	cfg->block_quic = true;
+	cfg->port = 5125;
+	cfg->mark = 0x4d50;
+	cfg->table = 0x4d50;
+	cfg->connect_timeout_ms = 3000;
+	cfg->reply_timeout_ms = 15000;
+	cfg->keepalive_s = 60;
+	cfg->idle_timeout_s = 7200;
+	cfg->max_per_host = 1024;
+	cfg->nbufs = 256;
+	cfg->bufsize = 32768;
+	cfg->rcvbuf = 4 << 20;
+	cfg->log_level = LOG_INFO;
+	strcpy(cfg->control_path, AGENT_CONTROL_PATH);
+	cfg->workers = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	if (cfg->workers < 1)
+		cfg->workers = 1;
+	ps->n = 0;
+	ps->manage_endpoints = true;
+	ps->probe_interval_ms = 1000;
+}
+
+/* This gateway's key (the first in --key-file; "nat" there: behind NAT),
+ * read at start and at each reload, so a rotated key takes effect with a
+ * reload. Only the key is kept; the file's other lines are the
+ * concentrator's business. */
+static int load_key(struct agent_config *cfg)
+{
+	struct cookie_keys ks = { 0 };
+	char errs[2048];
+	int r;
+
+	cfg->keyed = false;
+	if (!cfg->key_path[0])
+		return 0;
+	r = cookie_keys_load(cfg->key_path, &ks, errs, sizeof(errs));
+	if (r < 0) {
+		fputs(errs[0] ? errs : "key file: out of memory\n", stderr);
+		return r;
+	}
+	cfg->key = ks.k[0];
+	cfg->key.scope = NULL;
+	cfg->key.nscope = 0;
+	cfg->keyed = true;
+	cookie_keys_free(&ks);
+	return 0;
+}
+
+int agent_load_settings(int argc, char **argv, struct agent_config *cfg, struct paths *ps)
+{
+	struct parse p = { .cfg = cfg, .paths = ps };
+	bool explicit_file, check;
+	/* The file's name, for messages (config_load_all reads it). */
+	const char *file = config_prescan(argc, argv, AGENT_CONFIG_PATH, &explicit_file, &check);
+
+	config_defaults(cfg, ps);
+	static struct option *long_opts;
+	static struct config_key *keys;
+
+	/* Made once from the table; kept for the process's life (reloads). */
+	if (!long_opts && !(long_opts = optable_getopt(&agent_optable)))
+		return -ENOMEM;
+	if (!keys && !(keys = optable_keys(&agent_optable)))
+		return -ENOMEM;
+	if (config_load_all(argc, argv, file, long_opts, keys, apply_opt, &p, &p.cmdline,
+			    cfg->config_path, sizeof(cfg->config_path)) < 0)
+		return -EINVAL;
+	if (!cfg->nconc) {
+		fprintf(stderr, "gw-agent: no concentrator: --concentrator ADDR:PORT or \"concentrators\" in %s\n",
+			file);
+		return -EINVAL;
+	}
+	if (!cfg->nlan) {
+		fprintf(stderr, "gw-agent: no LAN interface to intercept: --lan IFACE or \"lan\" in %s\n",
+			file);
+		return -EINVAL;
+	}
+	return load_key(cfg);
+}
+
