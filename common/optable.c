@@ -270,6 +270,10 @@ static void print_man8(const struct optable *t, FILE *f)
 		fputc('\n', f);
 		roff(f, s->help);
 		fputs(".", f);
+		if (s->more) {
+			fputc(' ', f);
+			roff(f, s->more);
+		}
 		if (s->deflt) {
 			fputs(" Default: ", f);
 			roff(f, s->deflt);
@@ -329,6 +333,10 @@ static void print_man5(const struct optable *t, FILE *f)
 		fputs("\\fR) ", f);
 		roff(f, s->help);
 		fputs(".", f);
+		if (s->more) {
+			fputc(' ', f);
+			roff(f, s->more);
+		}
 		if (s->deflt) {
 			fputs(" Default: ", f);
 			roff(f, s->deflt);
@@ -369,12 +377,20 @@ static void print_markdown(const struct optable *t, FILE *f)
 			fputc('`', f);
 			md(f, s->key);
 			fputc('`', f);
+			if (s->kind == CONFIG_LIST || s->kind == CONFIG_SPEC_LIST)
+				fputs(" (list)", f);
+			else if (s->kind == CONFIG_BOOL)
+				fputs(" (bool)", f);
 		}
 		fputs(" | ", f);
 		md(f, s->deflt ? s->deflt : "");
 		fprintf(f, " | %s | ", s->reload == OPT_LIVE ? "applied" :
 			s->reload == OPT_RESTART ? "restart" : "");
 		md(f, s->help);
+		if (s->more) {
+			fputs(". ", f);
+			md(f, s->more);
+		}
 		fputs(" |\n", f);
 	}
 }

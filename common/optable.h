@@ -53,7 +53,8 @@ struct opt_spec {
 	size_t off, size;          /* OT_* other than CUSTOM/META: where, how big */
 	enum opt_reload reload;
 	const char *deflt;         /* the default, as the docs say it; NULL: none */
-	const char *help;          /* what it does; the docs wrap it */
+	const char *help;          /* what it does, for --help; the docs wrap it */
+	const char *more;          /* further sentences for the man pages and README */
 	bool hidden;               /* an alias or negation: not listed on its own */
 	bool key_only;             /* a second config key for the option above it
 				    * (not a command-line option) */

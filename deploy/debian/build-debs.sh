@@ -36,6 +36,10 @@ pkg() {
 	install -D -m 644 "deploy/sysctl/$sysctl" "$root/usr/lib/sysctl.d/$sysctl"
 	install -D -m 644 "$csrc" "$root/etc/$cdir/$cname"
 	install -D -m 644 README.md "$root/usr/share/doc/$name/README.md"
+	gzip -9n "$root/usr/share/doc/$name/README.md"
+	install -D -m 644 "docs/man/$name.8" "$root/usr/share/man/man8/$name.8"
+	install -D -m 644 "docs/man/$name.conf.5" "$root/usr/share/man/man5/$name.conf.5"
+	gzip -9n "$root/usr/share/man/man8/$name.8" "$root/usr/share/man/man5/$name.conf.5"
 	install -D -m 644 /dev/stdin "$root/usr/share/doc/$name/copyright" <<COPY
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: mptcp-hybrid-access
