@@ -118,12 +118,18 @@ async def open_conn(conc, proto=IPPROTO_MPTCP, src=None):
 
 # ---------------------------------------------------------------- servers
 
+DUMP_DIR = os.environ.get("NETTOOL_DUMP")  # echo server: keep what each flow sent
+
+
 async def srv_echo(reader, writer):
+    got = bytearray() if DUMP_DIR else None
     try:
         while True:
             d = await reader.read(65536)
             if not d:
                 break
+            if got is not None and len(got) < 4 << 20:
+                got += d
             writer.write(d)
             await writer.drain()
         writer.write_eof()
@@ -132,6 +138,11 @@ async def srv_echo(reader, writer):
         pass
     finally:
         writer.close()
+        if got:
+            # Named by the flow's first bytes (random): the client finds
+            # what the server received, to tell which direction went wrong.
+            with open(os.path.join(DUMP_DIR, bytes(got[:8]).hex()), "wb") as f:
+                f.write(got)
 
 
 async def srv_reset(reader, writer):
@@ -224,7 +235,10 @@ async def echo_flow(conc, dst, nbytes, proto=IPPROTO_MPTCP, split=False, chunk=1
     the agent): no Convert message, no reply."""
     host, port = split_hostport(dst)
     if plain:
-        reader, writer = await open_conn(dst, socket.IPPROTO_TCP, src)
+        # A LAN device speaks TCP; "mptcp" is the kernel-only reference
+        # (an MPTCP client straight to an MPTCP server, no proxy).
+        reader, writer = await open_conn(dst, IPPROTO_MPTCP if plain == "mptcp" else
+                                         socket.IPPROTO_TCP, src)
         msg = b""
     else:
         reader, writer = await open_conn(conc, proto, src)
@@ -259,23 +273,59 @@ async def echo_flow(conc, dst, nbytes, proto=IPPROTO_MPTCP, split=False, chunk=1
         writer.close()
         return False, f"error {code}"
     h, n = hashlib.sha256(), 0
+    got = bytearray() if nbytes <= 4 << 20 else None
     while True:
         d = await reader.read(1 << 18)
         if not d:
             break
         h.update(d)
         n += len(d)
+        if got is not None:
+            got += d
     await sender
     writer.close()
     ok = n == nbytes and h.digest() == hashlib.sha256(data).digest()
-    return ok, f"{n} of {nbytes} bytes, hash {'equal' if ok else 'DIFFERENT'}"
+    detail = f"{n} of {nbytes} bytes, hash {'equal' if ok else 'DIFFERENT'}"
+    if not ok and got is not None:
+        detail += "; " + describe_mismatch(data, bytes(got))
+        if DUMP_DIR:
+            name = os.path.join(DUMP_DIR, data[:8].hex())
+            with open(name + ".sent", "wb") as f:
+                f.write(data)
+            with open(name + ".echo", "wb") as f:
+                f.write(got)
+            if os.path.exists(name):
+                detail += "; at the server: " + describe_mismatch(data, open(name, "rb").read())
+    return ok, detail
+
+
+def describe_mismatch(sent, got):
+    """Where a stream went wrong: the first differing byte, how long the
+    wrong run is, and where in the sent stream those bytes came from (a
+    displaced segment points at reassembly, bytes from nowhere at memory)."""
+    n = min(len(sent), len(got))
+    first = next((i for i in range(n) if sent[i] != got[i]), n)
+    if first == n and len(sent) == len(got):
+        return "streams equal"
+    last = max((i for i in range(first, n) if sent[i] != got[i]), default=first)
+    probe = got[first:first + 32]
+    src = sent.find(probe) if len(probe) == 32 else -1
+    if src >= 0:
+        k = 0
+        while first + k < len(got) and src + k < len(sent) and got[first + k] == sent[src + k]:
+            k += 1
+        where = f"{k} bytes from sent offset {src} ({src - first:+d})"
+    else:
+        where = "bytes not sent in this flow"
+    return f"first wrong byte {first}, last wrong byte {last}: {where}"
 
 
 async def cmd_echo(args):
     proto = socket.IPPROTO_TCP if args.tcp else IPPROTO_MPTCP
     t0 = time.monotonic()
     res = await asyncio.gather(*(echo_flow(args.conc, args.dst, args.bytes, proto, args.split,
-                                           pace=args.pace, plain=args.plain, src=args.src)
+                                           pace=args.pace, plain="mptcp" if args.plain and args.mptcp else args.plain,
+                                           src=args.src)
                                  for _ in range(args.flows)), return_exceptions=True)
     dt = time.monotonic() - t0
     good = sum(1 for r in res if not isinstance(r, BaseException) and r[0])
@@ -998,6 +1048,8 @@ def main():
         c.add_argument("--pace", type=float, default=0.0,
                        help="spread the sending over this many seconds")
         c.add_argument("--tcp", action="store_true", help="plain TCP client (fallback)")
+        c.add_argument("--mptcp", action="store_true",
+                       help="with --plain: MPTCP straight to --dst (the kernel alone)")
         c.add_argument("--code", type=int)
         c.add_argument("--raw")
         c.add_argument("--src")
