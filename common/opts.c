@@ -1,6 +1,7 @@
 #include "opts.h"
 
 #include "log.h"
+#include "sock.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -8,6 +9,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 
 extern char *program_invocation_short_name;
@@ -136,4 +138,19 @@ uint32_t opt_fit_fd_limit(void)
 	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 20000000)
 		return 10000000;
 	return rl.rlim_cur > 256 ? (uint32_t)(rl.rlim_cur - 128) / 2 : 64;
+}
+
+int opt_congestion(const char *opt, const char *s, char *ret, size_t len)
+{
+	char avail[256], why[320];
+
+	if (strlen(s) >= len || strpbrk(s, " /"))
+		return opt_error(opt, s, "is not a congestion control name");
+	if (*s && sock_congestion_check(s, avail, sizeof(avail)) < 0) {
+		snprintf(why, sizeof(why), "is not a congestion control this kernel has (%s%s)",
+			 avail[0] ? "available: " : "", avail[0] ? avail : "none listed");
+		return opt_error(opt, s, why);
+	}
+	strcpy(ret, s);
+	return 0;
 }

@@ -4,6 +4,7 @@
 #ifndef COMMON_OPTS_H
 #define COMMON_OPTS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct option;
@@ -27,6 +28,8 @@ int opt_pow2(const char *opt, const char *s, unsigned long min, unsigned long ma
 int opt_log_level(const char *opt, const char *s, int *ret_level);
 /* Seconds, fractions allowed ("0.5"), at most max_s, into milliseconds. */
 int opt_seconds_ms(const char *opt, const char *s, unsigned max_s, unsigned *ret_ms);
+/* A TCP congestion control this kernel has, into ret (len bytes). */
+int opt_congestion(const char *opt, const char *s, char *ret, size_t len);
 /* Raise the soft open-file limit to the hard one; the number of flows (two
  * sockets each) that then fit, with some room for everything else. */
 uint32_t opt_fit_fd_limit(void);

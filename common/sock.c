@@ -36,6 +36,35 @@ int sock_keepalive(int fd, unsigned idle_s)
 	return 0;
 }
 
+int sock_congestion(int fd, const char *name)
+{
+	if (!name[0])
+		return 0;
+	if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, (socklen_t)strlen(name)) < 0)
+		return -errno;
+	return 0;
+}
+
+int sock_congestion_check(const char *name, char *avail, size_t len)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP), r, afd;
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	r = sock_congestion(fd, name);
+	close(fd);
+	avail[0] = 0;
+	afd = open("/proc/sys/net/ipv4/tcp_available_congestion_control", O_RDONLY | O_CLOEXEC);
+	if (afd >= 0) {
+		n = read(afd, avail, len - 1);
+		avail[n > 0 ? n : 0] = 0;
+		avail[strcspn(avail, "\n")] = 0;
+		close(afd);
+	}
+	return r;
+}
+
 int sock_nodelay(int fd)
 {
 	int one = 1;

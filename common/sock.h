@@ -12,6 +12,12 @@
  * these (and pass them to every subflow) but not TCP_USER_TIMEOUT, so this
  * is how a flow whose gateway lost power gets freed. idle_s 0: off. */
 int sock_keepalive(int fd, unsigned idle_s);
+/* TCP congestion control by name. On an MPTCP socket the kernel applies it
+ * to every subflow, those that join later too. "" leaves the system's. */
+int sock_congestion(int fd, const char *name);
+/* Whether this kernel has (or can load) that congestion control: 0, or
+ * -errno with the available ones in avail. */
+int sock_congestion_check(const char *name, char *avail, size_t len);
 int sock_nodelay(int fd);
 /* All of buf to a socket (EINTR retried); -errno, or -EPIPE when the peer
  * stops taking bytes. */

@@ -45,6 +45,7 @@ struct conc_config {
 	socklen_t metrics_len;
 	char config_path[256];        /* the file read, "" = none */
 	char tfo_key_path[256];       /* "" = the kernel's key */
+	char congestion[16];          /* --congestion, "" = the system's */
 	uint8_t tfo_key[32];          /* primary, then backup */
 	unsigned tfo_key_len;         /* 0, 16 or 32 */
 	/* Changed by a reload (main thread, under conc.live_lock): policy,

@@ -621,6 +621,7 @@ void session_accept(struct conc_worker *cw, int fd)
 	sock_nodelay(fd);
 	pthread_rwlock_rdlock(&cw->c->live_lock);
 	sock_keepalive(fd, cw->c->cfg.keepalive_s);
+	sock_congestion(fd, cw->c->cfg.congestion);  /* restart-only: no lock */
 	allowed = policy_client_allowed(&cw->c->cfg.policy, &r->peer);
 	pthread_rwlock_unlock(&cw->c->live_lock);
 	if (!allowed) {

@@ -21,7 +21,7 @@ enum {
 	O_OWN, O_NAT64, O_TFO_KEY, O_KEYS, O_WORKERS, O_MAX_FLOWS, O_MAX_PER_CLIENT, O_MAX_HS,
 	O_MAX_HS_PER_CLIENT, O_CLIENT_PREFIX6, O_HS_TIMEOUT, O_CONNECT_TIMEOUT, O_IDLE_TIMEOUT,
 	O_DRAIN_TIMEOUT, O_KEEPALIVE, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL, O_METRICS,
-	O_CONFIG, O_CHECK_CONFIG, O_VERSION, O_HELP, O_END,
+	O_CONFIG, O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_END,
 };
 
 #define AT(field) OPT_AT(struct conc_config, field)
@@ -118,6 +118,11 @@ static const struct opt_spec conc_opts[] = {
 	  .help = "TCP keepalive idle time on both sockets of a flow; a dead peer is found in "
 		  "about twice that (0 = off)",
 	  .more = "MPTCP has no TCP_USER_TIMEOUT. An idle MPTCP flow left with no subflow gets one more such period to re-join over another path, then is reset." },
+	{ "congestion", O_CONGESTION, "NAME", "congestion", CONFIG_STRING, .reload = OPT_RESTART,
+	  .deflt = "the system's (net.ipv4.tcp_congestion_control)",
+	  .help = "TCP congestion control of every subflow of the gateways' MPTCP connections "
+		  "(what downloads are sent with)",
+	  .more = "See gw-agent's congestion: cubic where the system default is BBR." },
 	{ "buffers", O_BUFFERS, "N", "buffers.count", CONFIG_NUMBER, .type = OT_POW2, .min = 2,
 	  .max = 32768, AT(nbufs), .reload = OPT_RESTART, .deflt = "1024",
 	  .help = "receive buffers per worker, a power of 2",
@@ -245,6 +250,8 @@ static int apply_opt(void *ctx, int c, const char *arg)
 	}
 	case O_METRICS:
 		return metrics_opt_listen(name, arg, &cfg->metrics, &cfg->metrics_len);
+	case O_CONGESTION:
+		return opt_congestion(name, arg, cfg->congestion, sizeof(cfg->congestion));
 	case O_CONFIG:
 	case O_CHECK_CONFIG:
 		return 0;  /* handled before parsing */

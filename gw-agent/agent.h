@@ -61,6 +61,7 @@ struct agent_config {
 	socklen_t metrics_len;
 	char config_path[256];         /* the file read, "" = none */
 	char key_path[256];            /* --key-file, "" = none */
+	char congestion[16];           /* --congestion, "" = the system's */
 	bool keyed;                    /* key holds this gateway's key */
 	struct cookie_key key;         /* (its scope is unused: NULL) */
 	struct mesh_config mesh;       /* --mesh, --lend (restart only) */

@@ -256,6 +256,7 @@ static void try_concentrator(struct agent_worker *aw, struct relay *r)
 		if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)) < 0)
 			setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
 	}
+	sock_congestion(fd, cfg->congestion);
 	r->fd[1] = fd;
 	f->out_off = 0;
 	f->in_len = 0;

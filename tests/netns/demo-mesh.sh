@@ -21,7 +21,7 @@ start_concentrator conc conc --listen 192.0.2.1:5124 --allow-client 198.51.100.0
 wait_listen srv 5201 && wait_listen conc 5124 || exit 1
 mesh_agent b agent-b --lan b-lanb --path b-dsl --lend b-mesh,uplink=19mbit || exit 1
 mesh_agent c agent-c --lan c-lan --path c-dsl --lend c-mesh || exit 1
-mesh_agent a agent-a --lan a-lan --path a-dsl --mesh a-mesh || exit 1
+mesh_agent a agent-a --lan a-lan --path a-dsl --mesh a-mesh --congestion cubic || exit 1
 status_a() { ip netns exec "$(ns a)" "$AGENT" status --control "$WORKDIR/agent-a.sock" | sed -n '/^PATH/,/^$/p'; }
 for i in $(seq 1 80); do
 	[ "$(status_a | grep -c ' up ')" -eq 3 ] && break
