@@ -105,10 +105,9 @@ int optable_apply(const struct optable *t, void *cfg, int id, const char *arg)
 		*(unsigned *)at = s->type == OT_SECONDS_UP ? (ms + 999) / 1000 : ms;
 		return 0;
 	case OT_ABSPATH:
-		if (*arg && *arg != '/')
-			return opt_error(s->name, arg, "is not an absolute path");
-		/* fall through */
 	case OT_STRING:
+		if (s->type == OT_ABSPATH && *arg && *arg != '/')
+			return opt_error(s->name, arg, "is not an absolute path");
 		if (strlen(arg) >= s->size)
 			return opt_error(s->name, arg, "is too long");
 		strcpy(at, arg);

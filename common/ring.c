@@ -1,5 +1,9 @@
 #include "ring.h"
 
+#include <unistd.h>
+
+#include <fcntl.h>
+
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -33,6 +37,31 @@ int ring_init(struct io_uring *ring, unsigned entries, unsigned *ret_flags)
 			return r;
 	}
 	return r;
+}
+
+const char *ring_setup_why(int err)
+{
+	char v[8] = "";
+	int fd;
+
+	if (err == -ENOSYS)
+		return ": this kernel has no io_uring (CONFIG_IO_URING)";
+	if (err == -EINVAL)
+		return ": this kernel's io_uring lacks what is used here (provided-buffer rings, 5.19+)";
+	if (err != -EPERM && err != -EACCES)
+		return "";
+	fd = open("/proc/sys/kernel/io_uring_disabled", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (read(fd, v, sizeof(v) - 1) < 0)
+			v[0] = 0;
+		close(fd);
+	}
+	if (v[0] == '2')
+		return ": io_uring is disabled (sysctl kernel.io_uring_disabled = 2; set it to 0)";
+	if (v[0] == '1')
+		return ": io_uring is restricted (sysctl kernel.io_uring_disabled = 1): set it to 0, "
+		       "or run in the group kernel.io_uring_group names";
+	return ": not permitted (a seccomp filter or container policy blocking io_uring?)";
 }
 
 int ring_bufs_setup(struct io_uring *ring, struct ring_bufs *b, uint16_t bgid,

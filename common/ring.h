@@ -38,6 +38,10 @@ struct ring_bufs {
 
 #define RING_BUFS_START 32
 
+/* What an io_uring setup error means here, for its message ("" if nothing
+ * more to say): disabled by sysctl, missing from the kernel, too old. */
+const char *ring_setup_why(int err);
+
 int ring_bufs_setup(struct io_uring *ring, struct ring_bufs *b, uint16_t bgid,
 		    unsigned count, unsigned size);
 void ring_bufs_free(struct io_uring *ring, struct ring_bufs *b);

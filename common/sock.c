@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 /* From linux/tcp.h (5.16+); the libc headers here do not have it. */
@@ -43,6 +44,42 @@ int sock_congestion(int fd, const char *name)
 	if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, (socklen_t)strlen(name)) < 0)
 		return -errno;
 	return 0;
+}
+
+const char *kernel_release(void)
+{
+	static struct utsname u;
+
+	if (!u.release[0] && uname(&u) < 0)
+		return "unknown";
+	return u.release;
+}
+
+const char *sock_mptcp_why(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_MPTCP), e = errno;
+
+	if (fd >= 0) {
+		close(fd);
+		return "";
+	}
+	if (e == ENOPROTOOPT)
+		return "MPTCP is disabled (sysctl net.mptcp.enabled = 0)";
+	if (e == EPROTONOSUPPORT || e == EINVAL)
+		return "this kernel has no MPTCP (CONFIG_MPTCP, Linux 5.6+)";
+	return strerror(e);
+}
+
+bool sock_mptcp_fastopen(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_MPTCP), on = 1, r;
+
+	if (fd < 0)
+		return false;
+	/* Added to MPTCP with the rest of its TFO support (6.2). */
+	r = setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &on, sizeof(on));
+	close(fd);
+	return r == 0;
 }
 
 int sock_congestion_check(const char *name, char *avail, size_t len)

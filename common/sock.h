@@ -15,6 +15,14 @@ int sock_keepalive(int fd, unsigned idle_s);
 /* TCP congestion control by name. On an MPTCP socket the kernel applies it
  * to every subflow, those that join later too. "" leaves the system's. */
 int sock_congestion(int fd, const char *name);
+/* Whether this kernel has TCP Fast Open for MPTCP (Linux 6.2+; Debian 12's
+ * 6.1 has not): without it a Convert message waits for the handshake. */
+bool sock_mptcp_fastopen(void);
+/* Why this host cannot make MPTCP sockets ("" if it can): no MPTCP in the
+ * kernel, or net.mptcp.enabled = 0. */
+const char *sock_mptcp_why(void);
+/* uname's release ("6.1.0-18-amd64"), for messages. */
+const char *kernel_release(void);
 /* Whether this kernel has (or can load) that congestion control: 0, or
  * -errno with the available ones in avail. */
 int sock_congestion_check(const char *name, char *avail, size_t len);

@@ -130,6 +130,9 @@ void ownaddr_stop(struct conc *c);
 /* tfokey.c: the listeners' TCP Fast Open key. Load creates a missing file
  * with a random key; errors are printed naming the file. */
 int tfokey_load(const char *path, uint8_t ret[32], unsigned *ret_len);
+/* Once per process: the kernel refused TCP Fast Open on an MPTCP listener
+ * (Linux before 6.2): 0-RTT clients take one more round trip. */
+void warn_no_mptcp_tfo(void);
 int tfokey_apply(int fd, const uint8_t *key, unsigned len);
 
 /* worker.c */

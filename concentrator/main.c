@@ -187,7 +187,9 @@ static int take_activated_sockets(struct conc *c)
 		getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl);
 		/* 0-RTT needs TFO on the listener; systemd sets it only with
 		 * FastOpen=yes. */
-		setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN, &qlen, sizeof(qlen));
+		if (setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN, &qlen, sizeof(qlen)) < 0 &&
+		    proto == IPPROTO_MPTCP)
+			warn_no_mptcp_tfo();
 		if (proto != IPPROTO_MPTCP)
 			log_warn("socket activation: %s is a plain TCP socket: gateways will fall back "
 				 "to TCP on it (SocketProtocol=mptcp in the .socket unit needs systemd 257)",

@@ -2,6 +2,7 @@
  * listener per listen address, so workers share nothing on the data path.
  * The kernel spreads new connections over the listeners. */
 #include "concentrator.h"
+#include "sock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -41,7 +42,8 @@ static int listener_open(const struct conc_config *cfg, const struct sockaddr_st
 	}
 	/* Accept data in the SYN (0-RTT Convert). Best effort: without it,
 	 * clients still work with one more round trip. */
-	setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN, &qlen, sizeof(qlen));
+	if (setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN, &qlen, sizeof(qlen)) < 0)
+		warn_no_mptcp_tfo();
 	if (cfg->tfo_key_len && tfokey_apply(fd, cfg->tfo_key, cfg->tfo_key_len) < 0)
 		goto fail;
 	if (bind(fd, (const struct sockaddr *)addr, len) < 0)
@@ -56,6 +58,16 @@ fail:
 		close(fd);
 		return e;
 	}
+}
+
+void warn_no_mptcp_tfo(void)
+{
+	static atomic_bool said;
+
+	if (!atomic_exchange(&said, true))
+		log_warn("this kernel (%s) has no TCP Fast Open for MPTCP (Linux 6.2+): a gateway's "
+			 "Convert message follows the handshake, one round trip more per flow",
+			 kernel_release());
 }
 
 void worker_arm_accept(struct conc_worker *cw, unsigned li)
@@ -144,7 +156,7 @@ void *worker_main(void *arg)
 	r = relay_worker_init(&cw->rw, &conc_relay_ops, cw, 4096, cfg->nbufs,
 			      cfg->bufsize, cfg->max_flows + cfg->max_handshakes);
 	if (r < 0) {
-		log_errno(r, "worker %u: io_uring setup: %m", cw->id);
+		log_errno(r, "worker %u: io_uring setup: %m%s", cw->id, ring_setup_why(r));
 		report_ready(cw, r);
 		return NULL;
 	}
@@ -168,8 +180,8 @@ void *worker_main(void *arg)
 			goto out;
 		}
 		if (!mptcp && cw->id == 0)
-			log_warn("MPTCP unavailable (net.mptcp.enabled=0?): listening with plain TCP on %s",
-				 addr_format((const struct sockaddr *)&cfg->listen[i], a));
+			log_warn("%s: listening with plain TCP on %s (gateways fall back to one path)",
+				 sock_mptcp_why(), addr_format((const struct sockaddr *)&cfg->listen[i], a));
 		cw->lfd[i] = r;
 		worker_arm_accept(cw, i);
 	}

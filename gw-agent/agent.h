@@ -62,6 +62,7 @@ struct agent_config {
 	char config_path[256];         /* the file read, "" = none */
 	char key_path[256];            /* --key-file, "" = none */
 	char congestion[16];           /* --congestion, "" = the system's */
+	bool fast_open;                /* --fast-open: Convert message in the SYN */
 	bool keyed;                    /* key holds this gateway's key */
 	struct cookie_key key;         /* (its scope is unused: NULL) */
 	struct mesh_config mesh;       /* --mesh, --lend (restart only) */
@@ -119,6 +120,7 @@ struct path_metric {
 
 struct agent {
 	struct agent_config cfg;       /* main thread; writes under cfg_lock */
+	bool mptcp_tfo;                /* the kernel has TFO for MPTCP (6.2+) */
 	unsigned nworkers;             /* cfg.workers at start; never changes */
 	pthread_mutex_t cfg_lock;
 	atomic_uint cfg_gen;

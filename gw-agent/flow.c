@@ -273,8 +273,11 @@ static void try_concentrator(struct agent_worker *aw, struct relay *r)
 	 * data; without a cookie or TFO it sends a plain SYN and returns
 	 * EINPROGRESS, and the message follows the handshake. The message
 	 * only: the client's bytes wait for the reply (top of file). */
-	n = sendto(fd, f->out, f->msg_len, MSG_FASTOPEN | MSG_NOSIGNAL,
-		   (const struct sockaddr *)ca, cfg->conc_len[f->conc_idx]);
+	if (cfg->fast_open && aw->a->mptcp_tfo)
+		n = sendto(fd, f->out, f->msg_len, MSG_FASTOPEN | MSG_NOSIGNAL,
+			   (const struct sockaddr *)ca, cfg->conc_len[f->conc_idx]);
+	else  /* off, or no TFO for MPTCP (6.1): the message after the handshake */
+		n = connect(fd, (const struct sockaddr *)ca, cfg->conc_len[f->conc_idx]) < 0 ? -1 : 0;
 	if (n >= 0) {
 		f->out_off = (uint32_t)n;
 	} else if (errno != EINPROGRESS && errno != EAGAIN) {

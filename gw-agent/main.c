@@ -186,7 +186,7 @@ static void *worker_main(void *arg)
 	r = relay_worker_init(&aw->rw, &agent_relay_ops, aw, 1024, cfg->nbufs,
 			      cfg->bufsize, cfg->max_flows);
 	if (r < 0) {
-		log_errno(r, "worker %u: io_uring setup: %m", aw->id);
+		log_errno(r, "worker %u: io_uring setup: %m%s", aw->id, ring_setup_why(r));
 		report_ready(aw, r);
 		return NULL;
 	}
@@ -706,6 +706,16 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level(a->cfg.log_level);
+	if (*sock_mptcp_why()) {
+		log_error("cannot carry flows over MPTCP: %s", sock_mptcp_why());
+		free(a);
+		return 1;
+	}
+	a->mptcp_tfo = sock_mptcp_fastopen();
+	if (!a->mptcp_tfo)
+		log_warn("this kernel (%s) has no TCP Fast Open for MPTCP (Linux 6.2+): each flow's "
+			 "Convert message follows the handshake, one round trip more",
+			 kernel_release());
 	a->cfg.max_flows = opt_fit_fd_limit();
 	if (quota_init(&a->hosts, 128) < 0)
 		return 1;

@@ -21,7 +21,7 @@ enum {
 	O_FALLBACK, O_BLOCK_QUIC, O_NO_BLOCK_QUIC, O_PORT, O_MARK, O_TABLE, O_CONNECT_TIMEOUT,
 	O_REPLY_TIMEOUT, O_KEEPALIVE, O_RCVBUF, O_IDLE_TIMEOUT, O_WORKERS, O_BUFFERS,
 	O_BUFFER_SIZE, O_MAX_PER_HOST, O_KEY_FILE, O_CONTROL, O_LOG_LEVEL, O_METRICS, O_CONFIG,
-	O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_MAX,
+	O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_FAST_OPEN, O_NO_FAST_OPEN, O_MAX,
 };
 
 #define AT(field) OPT_AT(struct agent_config, field)
@@ -77,6 +77,15 @@ static const struct opt_spec agent_opts[] = {
 	  .help = "answer LAN UDP to port 443 with ICMP port-unreachable, so browsers use TCP" },
 	{ "no-block-quic", O_NO_BLOCK_QUIC, NULL, NULL, 0, .type = OT_FALSE, AT(block_quic),
 	  .reload = OPT_LIVE, .help = "let LAN QUIC through (not carried over MPTCP)" },
+	{ "fast-open", O_FAST_OPEN, NULL, "fast_open", CONFIG_BOOL, O_NO_FAST_OPEN,
+	  .type = OT_TRUE, AT(fast_open), .reload = OPT_LIVE, .deflt = "on",
+	  .help = "send the Convert message in a TCP Fast Open SYN (0-RTT), where the kernel "
+		  "has TFO for MPTCP (Linux 6.2+)",
+	  .more = "Off, or on an older kernel (said at start), the message follows the "
+		  "handshake: one round trip more per flow. Off helps behind a middlebox that "
+		  "drops SYNs carrying data." },
+	{ "no-fast-open", O_NO_FAST_OPEN, NULL, NULL, 0, .type = OT_FALSE, AT(fast_open),
+	  .reload = OPT_LIVE, .help = "the Convert message after the handshake" },
 	{ "port", O_PORT, "N", "port", CONFIG_NUMBER, .type = OT_UINT, .min = 1, .max = 65535,
 	  AT(port), .reload = OPT_RESTART, .deflt = "5125", .help = "the TPROXY listener's port",
 	  .more = "The IP_TRANSPARENT listener TPROXY delivers to." },
@@ -282,6 +291,7 @@ static void config_defaults(struct agent_config *cfg, struct paths *ps)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->fallback = FALLBACK_DIRECT;
 	cfg->block_quic = true;
+	cfg->fast_open = true;
 	cfg->port = 5125;
 	cfg->mark = 0x4d50;
 	cfg->table = 0x4d50;

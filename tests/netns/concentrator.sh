@@ -59,7 +59,7 @@ tfo_check() {
 	capture_stop
 	"$PY" ./nettool.py pcap-tfo "$cap" --port 5124 --min 1
 }
-check "0-RTT: Convert message and payload in the SYN (TFO) accepted and relayed" tfo_check
+check_0rtt "0-RTT: Convert message and payload in the SYN (TFO) accepted and relayed" tfo_check
 # The same with the client's third ACK lost (conntrack's second packet of
 # the connection, dropped once). The concentrator has the message from the
 # SYN and could answer at once, but the kernel does not transmit MPTCP data
@@ -84,7 +84,7 @@ NFT
 	echo "third ACKs dropped: $n; reply and echo after $(( (t1 - t0) / 1000000 )) ms"
 	[ $rc -eq 0 ] && [ "$n" -ge 1 ]
 }
-check "0-RTT with the client's third ACK lost: the reply still arrives (after the SYN-ACK retransmit)" tfo_lost_ack
+check_0rtt "0-RTT with the client's third ACK lost: the reply still arrives (after the SYN-ACK retransmit)" tfo_lost_ack
 check "Convert message split over three segments, payload behind it" \
 	$C echo --conc $CONC --dst $DST --bytes $((1 << 20)) --split
 check "IPv6 client and IPv6 destination" \

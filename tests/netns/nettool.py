@@ -651,6 +651,12 @@ def cmd_pcap_syn(args):
             if t["dport"] == args.port and (t["flags"] & 0x12) == 0x02]
     convert = [x for x in syns if 30 in x["option_kinds"] and x["payload_head"][:2] == "01"
                and x["payload_head"][4:8] == "2263" and x["payload_head"][8:10] == "0a"]
+    if args.no_data:
+        # Fast Open off (or a kernel without it for MPTCP): bare SYNs.
+        print(json.dumps({"syns": len(syns), "with_mptcp": sum(30 in x["option_kinds"] for x in syns),
+                          "with_payload": sum(x["payload_len"] > 0 for x in syns)}))
+        return (len(syns) >= args.min and all(30 in x["option_kinds"] for x in syns)
+                and not any(x["payload_len"] for x in syns))
     if args.only_message:
         # Each SYN carries its Convert message and nothing behind it.
         extra = [x for x in convert if x["payload_len"] != x["message_len"]]
@@ -999,6 +1005,7 @@ def main():
     pc.add_argument("--only-message", action="store_true",
                     help="every Convert SYN carries its message and nothing more (at least --min)")
     pc.add_argument("--min", type=int, default=1)
+    pc.add_argument("--no-data", action="store_true", help="every SYN: MPTCP, no payload")
     rt = sub.add_parser("rtt")
     rt.add_argument("--dst", required=True)
     rt.add_argument("--count", type=int, default=200)

@@ -47,7 +47,7 @@ key_created() {
 	[ -f "$KEYFILE" ] && [ "$(stat -c %a "$KEYFILE")" = 600 ] && grep -qE '^[0-9a-f]{32}$' "$KEYFILE"
 }
 check "a missing key file is created (mode 600, 16 random bytes)" key_created
-check "warm-up: the gateway gets its cookie" flows 3
+check_0rtt "warm-up: the gateway gets its cookie" flows 3
 
 # A reboot: the kernel's own key changes; the daemon restarts with its file.
 reboot() {
@@ -61,7 +61,7 @@ reboot() {
 	echo "{\"fallbacks\": $((fb1 - fb0)), \"agent_counted\": $((ag1 - ag0)), \"requests_in_the_syn\": $((tfo1 - tfo0))}"
 	[ $((fb1 - fb0)) -eq 0 ] && [ $((tfo1 - tfo0)) -ge 5 ]
 }
-check "restart after the kernel's key changed: 5 flows, 0-RTT, none fell back to one path" reboot
+check_0rtt "restart after the kernel's key changed: 5 flows, 0-RTT, none fell back to one path" reboot
 
 # Rotation: a new primary in the file and a reload; the old key stays valid.
 rotate() {
@@ -76,7 +76,7 @@ rotate() {
 	echo "{\"fallbacks\": $((fb1 - fb0)), \"requests_in_the_syn\": $((tfo1 - tfo0))}"
 	[ $((fb1 - fb0)) -eq 0 ] && [ $((tfo1 - tfo0)) -ge 5 ]
 }
-check "key rotated by reload: 5 flows, 0-RTT with the old cookie, none fell back" rotate
+check_0rtt "key rotated by reload: 5 flows, 0-RTT with the old cookie, none fell back" rotate
 
 # The concentrator stops accepting TFO (server side off): the cookie the
 # gateway holds is refused every time. The agent forgets it after the first
@@ -91,7 +91,7 @@ tfo_off() {
 	echo "{\"fallbacks\": $((fb1 - fb0)), \"agent_counted\": $((ag1 - ag0))}"
 	[ $((fb1 - fb0)) -le 1 ] && [ $((ag1 - ag0)) -eq $((fb1 - fb0)) ]
 }
-check "TFO refused by the concentrator: at most 1 of 5 flows falls back, and the agent counted it" tfo_off
+check_0rtt "TFO refused by the concentrator: at most 1 of 5 flows falls back, and the agent counted it" tfo_off
 check "agent exits cleanly" stop_agent_log $AGENT_PID "$WORKDIR/agent.log"
 check "concentrator exits cleanly" stop_concentrator "$CONC_MAIN" conc2
 finish
