@@ -122,6 +122,13 @@ struct conc {
 	unsigned ninherited;
 };
 
+/* stats.c: the workers' counters and relay stats summed (read without
+ * locks: each is written by its worker only); the metrics page; the
+ * summary logged at stop. */
+void conc_totals(const struct conc *c, struct conc_counters *ret_n, struct relay_stats *ret_s);
+void conc_render_metrics(void *ctx, struct mbuf *b);
+void conc_log_summary(struct conc *c);
+
 /* ownaddr.c: 0 or -errno (then own addresses are the start's list). */
 struct mnl_socket;
 int ownaddr_start(struct conc *c);

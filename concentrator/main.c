@@ -7,6 +7,7 @@
 #include "concentrator.h"
 #include "settings.h"
 #include "config.h"
+#include "daemon.h"
 #include "metrics.h"
 #include "opts.h"
 #include "sock.h"
@@ -62,13 +63,13 @@ static void reload(struct conc *c, int argc, char **argv)
 	struct conc_config *cur = &c->cfg;
 	char changed[256] = "";
 
-	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)log_now_us());
+	daemon_reload_begin();
 	if (conc_load_settings(argc, argv, &n) < 0) {
 		policy_free(&n.policy);
 		c->reloads_failed++;
 		log_error("reload: %s has errors (above); still running with the previous configuration",
 			  cur->config_path[0] ? cur->config_path : "the command line");
-		sd_notify(0, "READY=1");
+		daemon_reload_end();
 		return;
 	}
 	conc_restart_changes(cur, &n, c->ninherited > 0, changed, sizeof(changed));
@@ -101,68 +102,9 @@ static void reload(struct conc *c, int argc, char **argv)
 		 cur->config_path[0] ? cur->config_path : "(no file; command line)",
 		 cur->policy.nclients, cur->policy.allow_any_client ? " (any client)" : "",
 		 cur->policy.nrules, cur->max_per_client, cur->policy.keys.n);
-	sd_notify(0, "READY=1");
+	daemon_reload_end();
 }
 
-/* The workers' counters and relay stats summed. Each is written by its
- * worker only and read here without locks (aligned 64-bit: never torn). */
-static void conc_totals(const struct conc *c, struct conc_counters *ret_n,
-			struct relay_stats *ret_s)
-{
-	memset(ret_n, 0, sizeof(*ret_n));
-	memset(ret_s, 0, sizeof(*ret_s));
-	for (unsigned i = 0; i < c->cfg.workers; i++) {
-		const struct conc_counters *n = &c->workers[i].n;
-		const struct relay_stats *st = &c->workers[i].rw.stats;
-
-		ret_n->accepted += n->accepted;
-		ret_n->mptcp += n->mptcp;
-		ret_n->fallback += n->fallback;
-		ret_n->connected += n->connected;
-		ret_n->handshake_timeouts += n->handshake_timeouts;
-		ret_n->limit_hits += n->limit_hits;
-		ret_n->hs_limit_hits += n->hs_limit_hits;
-		ret_n->hs_evictions += n->hs_evictions;
-		for (int k = 0; k < COOKIE_REASON_MAX; k++)
-			ret_n->cookie[k] += n->cookie[k];
-		ret_n->accept_paused += n->accept_paused;
-		ret_n->orphans += n->orphans;
-		ret_n->tfo_key_waits += n->tfo_key_waits;
-		ret_n->unverified_waits += n->unverified_waits;
-		ret_n->unverified_dropped += n->unverified_dropped;
-		ret_n->fell_back += n->fell_back;
-		for (int k = 0; k < 256; k++)
-			ret_n->refused[k] += n->refused[k];
-		metrics_hist_add(&ret_n->connect_latency, &n->connect_latency, CONC_CONNECT_BUCKETS);
-		metrics_hist_add(&ret_n->subflows, &n->subflows, CONC_SUBFLOW_BUCKETS);
-		relay_stats_add(ret_s, st);
-	}
-}
-
-static void log_summary(struct conc *c)
-{
-	struct conc_counters t;
-	struct relay_stats s;
-
-	conc_totals(c, &t, &s);
-	log_info("accepted %llu (mptcp %llu, tcp fallback %llu), connected %llu, "
-		 "handshake timeouts %llu, limit hits %llu, flows without subflows %llu, "
-		 "bytes up %llu down %llu",
-		 (unsigned long long)t.accepted, (unsigned long long)t.mptcp,
-		 (unsigned long long)t.fallback, (unsigned long long)t.connected,
-		 (unsigned long long)t.handshake_timeouts,
-		 (unsigned long long)t.limit_hits, (unsigned long long)t.orphans,
-		 (unsigned long long)s.bytes[0], (unsigned long long)s.bytes[1]);
-	for (int k = 0; k < 256; k++)
-		if (t.refused[k])
-			log_info("refused with error %d %s: %llu", k,
-				 convert_error_name((unsigned)k),
-				 (unsigned long long)t.refused[k]);
-}
-
-/* Socket activation: systemd created the listeners (a .socket unit; with
- * SocketProtocol=mptcp from systemd 257 on, plain TCP before). They replace
- * --listen; their addresses are read back for the logs and the deny list. */
 static int take_activated_sockets(struct conc *c)
 {
 	int n = sd_listen_fds(1);
@@ -204,152 +146,6 @@ static int take_activated_sockets(struct conc *c)
 	return 0;
 }
 
-/* Histogram bounds: upstream connect latency (seconds) and subflows. */
-const double conc_connect_bounds[CONC_CONNECT_BUCKETS] = {
-	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-};
-const double conc_subflow_bounds[CONC_SUBFLOW_BUCKETS] = { 0, 1, 2, 3, 4, 6, 8 };
-
-static void render_metrics(void *ctx, struct mbuf *b)
-{
-	struct conc *c = ctx;
-	struct conc_counters t;
-	struct relay_stats s;
-	static const char *const outcome[RELAY_END_MAX] = {
-		"done", "reset", "idle", "refused", "handshake_failed", "shutdown",
-	};
-	char l[128];
-
-	conc_totals(c, &t, &s);
-	metrics_head(b, "mptcp_concentrator_info", "gauge", "Version of the running concentrator.");
-	metrics_u64(b, "mptcp_concentrator_info", "version=\"" CONC_VERSION "\"", 1);
-	metrics_one(b, "mptcp_concentrator_start_time_seconds", "gauge",
-		    "When the concentrator started (Unix time).",
-		    c->started_unix);
-	metrics_one(b, "mptcp_concentrator_flows_active", "gauge",
-		    "Flows open now (handshaking or relaying).",
-		    s.active);
-	metrics_one(b, "mptcp_concentrator_flows_max", "gauge", "Flows allowed at once.",
-		    c->cfg.max_flows);
-	metrics_head(b, "mptcp_concentrator_connections_accepted_total", "counter",
-		     "Client connections accepted, by kind: MPTCP, or plain TCP (MPTCP fallback).");
-	metrics_u64(b, "mptcp_concentrator_connections_accepted_total", "kind=\"mptcp\"", t.mptcp);
-	metrics_u64(b, "mptcp_concentrator_connections_accepted_total", "kind=\"tcp_fallback\"",
-		    t.fallback);
-	metrics_head(b, "mptcp_concentrator_flows_closed_total", "counter",
-		     "Flows ended, by outcome.");
-	for (int k = 0; k < RELAY_END_MAX; k++) {
-		snprintf(l, sizeof(l), "outcome=\"%s\"", outcome[k]);
-		metrics_u64(b, "mptcp_concentrator_flows_closed_total", l, s.closed[k]);
-	}
-	metrics_head(b, "mptcp_concentrator_refusals_total", "counter",
-		     "Convert requests refused, by the RFC 8803 Error code sent.");
-	for (unsigned k = 0; k < 256; k++) {
-		const char *name = convert_error_name(k);
-
-		if (!strcmp(name, "unknown") && !t.refused[k])
-			continue;
-		snprintf(l, sizeof(l), "code=\"%u\",reason=\"%s\"", k, name);
-		metrics_u64(b, "mptcp_concentrator_refusals_total", l, t.refused[k]);
-	}
-	pthread_rwlock_rdlock(&c->live_lock);
-	metrics_head(b, "mptcp_concentrator_own_addresses", "gauge",
-		     "This host's addresses, denied as destinations: its interfaces' (kept current) "
-		     "and the operator's own_addresses.");
-	metrics_u64(b, "mptcp_concentrator_own_addresses", "",
-		    c->cfg.policy.nown + c->cfg.policy.nown_extra);
-	pthread_rwlock_unlock(&c->live_lock);
-	metrics_head(b, "mptcp_concentrator_own_address_refreshes_total", "counter",
-		     "Times the interfaces' addresses were listed again after an address change.");
-	metrics_u64(b, "mptcp_concentrator_own_address_refreshes_total", "",
-		    atomic_load(&c->own_refreshes));
-	metrics_one(b, "mptcp_concentrator_gateway_keys", "gauge",
-		    "Per-gateway keys loaded (0: no Cookie asked of clients).",
-		    c->cfg.policy.keys.n);
-	metrics_head(b, "mptcp_concentrator_cookies_total", "counter",
-		     "Cookie TLVs checked, by result: ok, or why the request was refused "
-		     "(missing: Error 3; the others: Error 32).");
-	for (int k = 0; k < COOKIE_REASON_MAX; k++) {
-		snprintf(l, sizeof(l), "result=\"%s\"", cookie_reason_name((enum cookie_reason)k));
-		metrics_u64(b, "mptcp_concentrator_cookies_total", l, t.cookie[k]);
-	}
-	metrics_one(b, "mptcp_concentrator_handshake_timeouts_total", "counter",
-		    "Clients that did not complete a Convert message in time.",
-		    t.handshake_timeouts);
-	metrics_head(b, "mptcp_concentrator_limit_hits_total", "counter",
-		     "Connections refused or reset by a limit: flows (total or per client, or for "
-		     "want of sockets; answered with Error 64) and handshakes in progress (total "
-		     "or per client; reset at once).");
-	metrics_u64(b, "mptcp_concentrator_limit_hits_total", "limit=\"flows\"", t.limit_hits);
-	metrics_u64(b, "mptcp_concentrator_limit_hits_total", "limit=\"handshakes\"",
-		    t.hs_limit_hits);
-	metrics_one(b, "mptcp_concentrator_handshake_evictions_total", "counter",
-		    "Handshakes still waiting for their request closed to make room for a new "
-		    "connection, the total of handshakes being reached.",
-		    t.hs_evictions);
-	metrics_one(b, "mptcp_concentrator_handshakes_active", "gauge",
-		    "Connections not yet relaying: reading the request, connecting, or refusing.",
-		    c->limits.count[QUOTA_HANDSHAKE]);
-	metrics_one(b, "mptcp_concentrator_handshakes_max", "gauge", "Handshakes allowed at once.",
-		    c->cfg.max_handshakes);
-	metrics_one(b, "mptcp_concentrator_orphaned_flows_total", "counter",
-		    "MPTCP flows reset because no subflow was left (gateway gone).",
-		    t.orphans);
-	metrics_one(b, "mptcp_concentrator_tfo_reply_waits_total", "counter",
-		    "2 ms waits holding a reply until a TFO client's third ACK arrived.",
-		    t.tfo_key_waits);
-	metrics_one(b, "mptcp_concentrator_flows_fallen_back_total", "counter",
-		    "MPTCP flows that had fallen back to plain TCP by their end (one path): "
-		    "typically a TFO cookie made with another key.",
-		    t.fell_back);
-	metrics_head(b, "mptcp_concentrator_unverified_syn_requests_total", "counter",
-		     "Requests taken from a SYN without a TFO cookie (net.ipv4.tcp_fastopen has "
-		     "0x200), held until the client completed its handshake, by result.");
-	metrics_u64(b, "mptcp_concentrator_unverified_syn_requests_total", "result=\"held\"",
-		    t.unverified_waits);
-	metrics_u64(b, "mptcp_concentrator_unverified_syn_requests_total",
-		    "result=\"never_completed\"", t.unverified_dropped);
-	metrics_head(b, "mptcp_concentrator_bytes_total", "counter",
-		     "Bytes relayed: up = client to server, down = server to client.");
-	metrics_u64(b, "mptcp_concentrator_bytes_total", "direction=\"up\"", s.bytes[0]);
-	metrics_u64(b, "mptcp_concentrator_bytes_total", "direction=\"down\"", s.bytes[1]);
-	metrics_parked(b, "mptcp_concentrator", s.parked, s.parked_bytes);
-	metrics_head(b, "mptcp_concentrator_upstream_connect_seconds", "histogram",
-		     "Time to connect to the destination, for connects that succeeded.");
-	metrics_hist_write(b, "mptcp_concentrator_upstream_connect_seconds", "",
-			   conc_connect_bounds, CONC_CONNECT_BUCKETS, &t.connect_latency);
-	metrics_head(b, "mptcp_concentrator_subflows_per_flow", "histogram",
-		     "Subflows an MPTCP flow had when it ended.");
-	metrics_hist_write(b, "mptcp_concentrator_subflows_per_flow", "",
-			   conc_subflow_bounds, CONC_SUBFLOW_BUCKETS, &t.subflows);
-	metrics_head(b, "mptcp_concentrator_worker_flows_active", "gauge", "Flows per worker.");
-	for (unsigned i = 0; i < c->cfg.workers; i++) {
-		snprintf(l, sizeof(l), "worker=\"%u\"", i);
-		metrics_u64(b, "mptcp_concentrator_worker_flows_active", l,
-			    c->workers[i].rw.stats.active);
-	}
-	metrics_head(b, "mptcp_concentrator_worker_buffer_waits_total", "counter",
-		     "Receives that found the worker's buffer ring empty and waited.");
-	for (unsigned i = 0; i < c->cfg.workers; i++) {
-		snprintf(l, sizeof(l), "worker=\"%u\"", i);
-		metrics_u64(b, "mptcp_concentrator_worker_buffer_waits_total", l,
-			    c->workers[i].rw.stats.nobufs);
-	}
-	metrics_head(b, "mptcp_concentrator_worker_accept_pauses_total", "counter",
-		     "Times a worker paused accepting for want of file descriptors.");
-	for (unsigned i = 0; i < c->cfg.workers; i++) {
-		snprintf(l, sizeof(l), "worker=\"%u\"", i);
-		metrics_u64(b, "mptcp_concentrator_worker_accept_pauses_total", l,
-			    c->workers[i].n.accept_paused);
-	}
-	metrics_head(b, "mptcp_concentrator_config_reloads_total", "counter",
-		     "SIGHUP reloads, by result.");
-	metrics_u64(b, "mptcp_concentrator_config_reloads_total", "result=\"ok\"", c->reloads_ok);
-	metrics_u64(b, "mptcp_concentrator_config_reloads_total", "result=\"failed\"",
-		    c->reloads_failed);
-}
-
-/* One line for `systemctl status`. */
 static void notify_status(struct conc *c)
 {
 	struct conc_counters t;
@@ -362,22 +158,6 @@ static void notify_status(struct conc *c)
 	sd_notifyf(0, "STATUS=%llu flows active, %llu accepted, %llu refused; %.1f GB up, %.1f GB down",
 		   (unsigned long long)s.active, (unsigned long long)t.accepted,
 		   (unsigned long long)refused, s.bytes[0] / 1e9, s.bytes[1] / 1e9);
-}
-
-/* The watchdog is fed only while every worker's loop is turning (each bumps
- * its heartbeat every tick), so a stuck worker gets the daemon restarted. */
-static bool workers_alive(struct conc *c, uint64_t *seen)
-{
-	bool ok = true;
-
-	for (unsigned i = 0; i < c->cfg.workers; i++) {
-		uint64_t h = atomic_load_explicit(&c->workers[i].heartbeat, memory_order_relaxed);
-
-		if (h == seen[i])
-			ok = false;
-		seen[i] = h;
-	}
-	return ok;
 }
 
 /* net.ipv4.tcp_fastopen may change under us; a change is logged once. */
@@ -403,11 +183,11 @@ static void check_tfo_sysctl(struct conc *c)
  * watchdog at half its interval. Returns when told to stop. */
 static void run_main(struct conc *c, int argc, char **argv, const sigset_t *sigs)
 {
-	uint64_t wd_usec = 0, *seen = calloc(c->cfg.workers, sizeof(*seen));
-	uint64_t period_ms = 5000, next_status = 0;
+	uint64_t *seen = calloc(c->cfg.workers, sizeof(*seen));
+	uint64_t wd_ms = daemon_watchdog_ms(), period_ms = 5000, next_status = 0;
 
-	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec / 2000 < period_ms)
-		period_ms = wd_usec / 2000 ? wd_usec / 2000 : 1;
+	if (wd_ms && wd_ms < period_ms)
+		period_ms = wd_ms;
 	for (;;) {
 		struct timespec ts = { .tv_sec = (time_t)(period_ms / 1000),
 				       .tv_nsec = (long)(period_ms % 1000) * 1000000 };
@@ -423,7 +203,11 @@ static void run_main(struct conc *c, int argc, char **argv, const sigset_t *sigs
 			sd_notify(0, "STOPPING=1");
 			break;
 		}
-		if (wd_usec && seen && workers_alive(c, seen))
+		/* The watchdog is fed only while every worker's loop turns
+		 * (each bumps its heartbeat every tick): a stuck worker gets the
+		 * daemon restarted. */
+		if (wd_ms && seen && daemon_workers_alive(&c->workers[0].heartbeat,
+							  sizeof(c->workers[0]), c->cfg.workers, seen))
 			sd_notify(0, "WATCHDOG=1");
 		if (now >= next_status) {
 			check_tfo_sysctl(c);
@@ -488,12 +272,7 @@ int main(int argc, char **argv)
 	quota_set(&c->limits, QUOTA_HANDSHAKE, c->cfg.max_handshakes, c->cfg.max_hs_per_client);
 
 	/* Signals go to the main thread only, through sigtimedwait(). */
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	daemon_signals(&sigs);
 
 	c->tfo_sysctl_fd = sock_tfo_sysctl_open();
 	if (c->tfo_sysctl_fd >= 0 && sock_tfo_cookieless(c->tfo_sysctl_fd) > 0)
@@ -531,7 +310,7 @@ int main(int argc, char **argv)
 		char a[ADDR_STRLEN];
 
 		r = metrics_server_start(&c->metrics, &c->cfg.metrics, c->cfg.metrics_len,
-					 render_metrics, c);
+					 conc_render_metrics, c);
 		if (r < 0)
 			log_errno(r, "metrics on %s: %m",
 				  addr_format((struct sockaddr *)&c->cfg.metrics, a));
@@ -558,7 +337,7 @@ int main(int argc, char **argv)
 	ownaddr_stop(c);
 	metrics_server_stop(&c->metrics);
 	if (r == 0)
-		log_summary(c);
+		conc_log_summary(c);
 
 	for (unsigned i = 0; i < c->ninherited; i++)
 		close(c->inherited[i]);

@@ -160,6 +160,11 @@ struct agent {
 void agent_worker_refresh(struct agent_worker *aw);
 /* The workers' counters and relay stats summed. Each is written by its
  * worker only and read here without locks (aligned 64-bit: never torn). */
+/* stats.c: the paths as metrics show them (main thread, under snap_lock),
+ * the Prometheus page, the summary logged at stop. */
+void agent_paths_snapshot(struct agent *a);
+void agent_render_metrics(void *ctx, struct mbuf *b);
+void agent_log_summary(struct agent *a);
 void agent_totals(const struct agent *a, struct agent_counters *ret_n,
 		  struct relay_stats *ret_s);
 

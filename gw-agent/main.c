@@ -8,6 +8,7 @@
 #include "agent.h"
 #include "settings.h"
 #include "config.h"
+#include "daemon.h"
 #include "metrics.h"
 #include "opts.h"
 #include "sock.h"
@@ -95,32 +96,6 @@ static void resume_accepting(struct relay_worker *w)
 
 	if (!aw->accept_armed)
 		agent_arm_accept(aw);
-}
-
-void agent_totals(const struct agent *a, struct agent_counters *ret_n,
-		  struct relay_stats *ret_s)
-{
-	memset(ret_n, 0, sizeof(*ret_n));
-	memset(ret_s, 0, sizeof(*ret_s));
-	for (unsigned i = 0; i < a->nworkers; i++) {
-		const struct agent_counters *n = &a->workers[i].n;
-		const struct relay_stats *st = &a->workers[i].rw.stats;
-
-		ret_n->intercepted += n->intercepted;
-		ret_n->via_concentrator += n->via_concentrator;
-		ret_n->fallback_direct += n->fallback_direct;
-		ret_n->failed += n->failed;
-		ret_n->host_limit_hits += n->host_limit_hits;
-		ret_n->fell_back += n->fell_back;
-		ret_n->accept_paused += n->accept_paused;
-		for (int k = 0; k < 256; k++)
-			ret_n->conc_errors[k] += n->conc_errors[k];
-		for (int k = 0; k < AGENT_MAX_CONC; k++) {
-			ret_n->conc_ok[k] += n->conc_ok[k];
-			ret_n->conc_failed[k] += n->conc_failed[k];
-		}
-		relay_stats_add(ret_s, st);
-	}
 }
 
 void agent_worker_refresh(struct agent_worker *aw)
@@ -213,208 +188,6 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-/* Main thread: copy what metrics show of the paths (they are ours). */
-static void paths_snapshot(struct agent *a)
-{
-	struct paths *ps = &a->paths;
-	unsigned n = 0;
-	bool conc0_seen = false, conc0_up = false;
-
-	pthread_mutex_lock(&a->snap_lock);
-	for (unsigned i = 0; i < ps->n; i++)
-		for (int fi = 0; fi < 2; fi++) {
-			const struct path *p = &ps->p[i];
-			const struct path_fam *f = &p->f[fi];
-			struct path_metric *m;
-
-			/* IPv6 on a path that never had an address: not a path. */
-			if (fi == 1 && !f->have_addr && IN6_IS_ADDR_UNSPECIFIED(&f->addr))
-				continue;
-			m = &a->pm[n++];
-
-			memcpy(m->ifname, p->ifname, IFNAMSIZ);
-			m->neighbour = p->neighbour;
-			m->src = p->nb_src;
-			{
-				const char *nm = path_name(p);
-				size_t k = strnlen(nm, sizeof(m->name) - 1);
-
-				memcpy(m->name, nm, k);
-				m->name[k] = 0;
-			}
-			m->mode = path_mode_name(p->mode);
-			m->state = control_path_state(p, fi);
-			m->family = fi ? AF_INET6 : AF_INET;
-			m->usable = f->usable && p->mode != PATH_OFF;
-			m->endpoint = f->ep_id != 0;
-			m->probe_rtt_us = f->usable ? f->probe_rtt_us : 0;
-			m->mptcp = f->mptcp;
-			/* The probes talk to the first concentrator. */
-			if ((a->paths.probe_to.ss_family == AF_INET6) == (fi == 1) &&
-			    f->have_addr && p->mode != PATH_OFF && ps->probe_interval_ms) {
-				conc0_seen = true;
-				conc0_up |= f->usable && f->probe_rtt_us;
-			}
-		}
-	a->npm = n;
-	pthread_mutex_unlock(&a->snap_lock);
-	if (conc0_seen)
-		atomic_store_explicit(&a->conc_up[0], conc0_up ? 1 : 0, memory_order_relaxed);
-}
-
-static void render_metrics(void *ctx, struct mbuf *b)
-{
-	struct agent *a = ctx;
-	struct agent_counters t;
-	struct relay_stats st;
-	uint64_t up, down, active;
-	struct path_metric pm[2 * PATHS_MAX];
-	struct agent_config cfg;
-	unsigned npm;
-	char l[256], e1[64], e2[64];
-	struct control_counts cc = { .read = false };
-
-	pthread_mutex_lock(&a->snap_lock);
-	npm = a->npm;
-	memcpy(pm, a->pm, sizeof(pm));
-	pthread_mutex_unlock(&a->snap_lock);
-	pthread_mutex_lock(&a->cfg_lock);
-	cfg = a->cfg;
-	pthread_mutex_unlock(&a->cfg_lock);
-	agent_totals(a, &t, &st);
-	up = st.bytes[0];
-	down = st.bytes[1];
-	active = st.active;
-	metrics_head(b, "gw_agent_info", "gauge", "Version of the running agent.");
-	metrics_u64(b, "gw_agent_info", "version=\"" AGENT_VERSION "\"", 1);
-	metrics_head(b, "gw_agent_path_up", "gauge",
-		     "1 when the path can carry subflows (carrier, address, gateway, probes).");
-	for (unsigned i = 0; i < npm; i++) {
-		snprintf(l, sizeof(l), "path=\"%s\",family=\"%s\",mode=\"%s\"",
-			 metrics_label(pm[i].name, e1, sizeof(e1)),
-			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4", pm[i].mode);
-		metrics_u64(b, "gw_agent_path_up", l, pm[i].usable);
-	}
-	metrics_head(b, "gw_agent_path_state", "gauge",
-		     "The path's state as gw-agent status shows it (value always 1).");
-	for (unsigned i = 0; i < npm; i++) {
-		snprintf(l, sizeof(l), "path=\"%s\",family=\"%s\",state=\"%s\"",
-			 metrics_label(pm[i].name, e1, sizeof(e1)),
-			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4",
-			 metrics_label(pm[i].state, e2, sizeof(e2)));
-		metrics_u64(b, "gw_agent_path_state", l, 1);
-	}
-	metrics_head(b, "gw_agent_path_endpoint", "gauge",
-		     "1 when the agent keeps an MPTCP endpoint on the path's address.");
-	for (unsigned i = 0; i < npm; i++) {
-		snprintf(l, sizeof(l), "path=\"%s\",family=\"%s\"",
-			 metrics_label(pm[i].name, e1, sizeof(e1)),
-			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4");
-		metrics_u64(b, "gw_agent_path_endpoint", l, pm[i].endpoint);
-	}
-	metrics_head(b, "gw_agent_path_mptcp", "gauge",
-		     "1 when MPTCP probes get through the path's network, 0 when it strips or "
-		     "drops MPTCP (no subflows there); absent until known.");
-	for (unsigned i = 0; i < npm; i++) {
-		if (pm[i].mptcp == PATH_MPTCP_UNKNOWN)
-			continue;
-		snprintf(l, sizeof(l), "path=\"%s\",family=\"%s\"",
-			 metrics_label(pm[i].name, e1, sizeof(e1)),
-			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4");
-		metrics_u64(b, "gw_agent_path_mptcp", l, pm[i].mptcp == PATH_MPTCP_YES);
-	}
-	metrics_head(b, "gw_agent_path_reconciles_total", "counter",
-		     "Times the paths' routes, rules and endpoints were brought in line with the "
-		     "links and addresses (after events, and every 2 s).");
-	metrics_u64(b, "gw_agent_path_reconciles_total", "",
-		    atomic_load_explicit(&a->paths.reconciles, memory_order_relaxed));
-	metrics_head(b, "gw_agent_path_probe_rtt_seconds", "gauge",
-		     "Round trip of the last successful probe to the concentrator (live paths).");
-	for (unsigned i = 0; i < npm; i++) {
-		if (!pm[i].probe_rtt_us)
-			continue;
-		snprintf(l, sizeof(l), "path=\"%s\",family=\"%s\"",
-			 metrics_label(pm[i].name, e1, sizeof(e1)),
-			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4");
-		metrics_f64(b, "gw_agent_path_probe_rtt_seconds", l, pm[i].probe_rtt_us / 1e6);
-	}
-	metrics_head(b, "gw_agent_path_bytes_total", "counter",
-		     "Bytes through the path's interface (all traffic, as the kernel counts it); "
-		     "a neighbour's path: what went through that neighbour.");
-	for (unsigned i = 0; i < npm; i++) {
-		uint64_t rx, tx;
-
-		if (i && !strcmp(pm[i].name, pm[i - 1].name))
-			continue;  /* one interface, two families */
-		control_path_bytes(pm[i].ifname, pm[i].neighbour, &pm[i].src, &cc, &rx, &tx);
-		metrics_label(pm[i].name, e1, sizeof(e1));
-		snprintf(l, sizeof(l), "path=\"%s\",direction=\"rx\"", e1);
-		metrics_u64(b, "gw_agent_path_bytes_total", l, rx);
-		snprintf(l, sizeof(l), "path=\"%s\",direction=\"tx\"", e1);
-		metrics_u64(b, "gw_agent_path_bytes_total", l, tx);
-	}
-	metrics_one(b, "gw_agent_flows_active", "gauge", "LAN flows open now.",
-		    active);
-	metrics_one(b, "gw_agent_flows_intercepted_total", "counter", "LAN TCP connections intercepted.",
-		    t.intercepted);
-	metrics_head(b, "gw_agent_flows_total", "counter",
-		     "Intercepted flows by how they were carried: via a concentrator, directly "
-		     "(no concentrator reachable), or failed (reset).");
-	metrics_u64(b, "gw_agent_flows_total", "via=\"concentrator\"", t.via_concentrator);
-	metrics_u64(b, "gw_agent_flows_total", "via=\"direct\"", t.fallback_direct);
-	metrics_u64(b, "gw_agent_flows_total", "via=\"failed\"", t.failed);
-	metrics_one(b, "gw_agent_flows_fallen_back_total", "counter",
-		    "Flows whose MPTCP connection fell back to plain TCP (one path, no failover); "
-		    "each makes the kernel forget the concentrator's TFO cookie.",
-		    t.fell_back);
-	metrics_head(b, "gw_agent_accept_pauses_total", "counter",
-		     "Times accepting paused for want of descriptors, by socket.");
-	metrics_u64(b, "gw_agent_accept_pauses_total", "socket=\"lan\"", t.accept_paused);
-	metrics_u64(b, "gw_agent_accept_pauses_total", "socket=\"status\"",
-		    atomic_load(&a->control_pauses));
-	metrics_one(b, "gw_agent_host_limit_hits_total", "counter",
-		    "LAN connections reset because their device had max_flows_per_host open.",
-		    t.host_limit_hits);
-	metrics_one(b, "gw_agent_fallbacks_direct_total", "counter",
-		    "Flows that went directly because no concentrator answered.",
-		    t.fallback_direct);
-	metrics_head(b, "gw_agent_concentrator_up", "gauge",
-		     "Concentrator reachability: 1 reached, 0 not, from the last connect or probe.");
-	metrics_head(b, "gw_agent_concentrator_connects_total", "counter",
-		     "Connections to each concentrator, by result.");
-	for (unsigned k = 0; k < cfg.nconc; k++) {
-		char ca[ADDR_STRLEN];
-		int up_state = atomic_load_explicit(&a->conc_up[k], memory_order_relaxed);
-
-		addr_format((const struct sockaddr *)&cfg.conc[k], ca);
-		snprintf(l, sizeof(l), "concentrator=\"%s\"", ca);
-		if (up_state >= 0)
-			metrics_u64(b, "gw_agent_concentrator_up", l, (uint64_t)up_state);
-		snprintf(l, sizeof(l), "concentrator=\"%s\",result=\"ok\"", ca);
-		metrics_u64(b, "gw_agent_concentrator_connects_total", l, t.conc_ok[k]);
-		snprintf(l, sizeof(l), "concentrator=\"%s\",result=\"failed\"", ca);
-		metrics_u64(b, "gw_agent_concentrator_connects_total", l, t.conc_failed[k]);
-	}
-	metrics_head(b, "gw_agent_concentrator_errors_total", "counter",
-		     "RFC 8803 Error replies received, by code.");
-	for (unsigned k = 0; k < 256; k++) {
-		const char *name = convert_error_name(k);
-
-		if (!strcmp(name, "unknown") && !t.conc_errors[k])
-			continue;
-		snprintf(l, sizeof(l), "code=\"%u\",reason=\"%s\"", k, name);
-		metrics_u64(b, "gw_agent_concentrator_errors_total", l, t.conc_errors[k]);
-	}
-	metrics_head(b, "gw_agent_bytes_total", "counter",
-		     "Bytes relayed: up = LAN to Internet, down = Internet to LAN.");
-	metrics_u64(b, "gw_agent_bytes_total", "direction=\"up\"", up);
-	metrics_u64(b, "gw_agent_bytes_total", "direction=\"down\"", down);
-	metrics_parked(b, "gw_agent", st.parked, st.parked_bytes);
-	metrics_head(b, "gw_agent_config_reloads_total", "counter", "SIGHUP reloads, by result.");
-	metrics_u64(b, "gw_agent_config_reloads_total", "result=\"ok\"", a->reloads_ok);
-	metrics_u64(b, "gw_agent_config_reloads_total", "result=\"failed\"", a->reloads_failed);
-}
-
 static void notify_status(struct agent *a)
 {
 	char paths[256] = "";
@@ -438,20 +211,6 @@ static void notify_status(struct agent *a)
 		   a->paths.n ? paths : "none configured");
 }
 
-static bool workers_alive(struct agent *a, uint64_t *seen)
-{
-	bool ok = true;
-
-	for (unsigned i = 0; i < a->cfg.workers; i++) {
-		uint64_t h = atomic_load_explicit(&a->workers[i].heartbeat, memory_order_relaxed);
-
-		if (h == seen[i])
-			ok = false;
-		seen[i] = h;
-	}
-	return ok;
-}
-
 static bool same_addr(const struct sockaddr_storage *x, socklen_t xl,
 		      const struct sockaddr_storage *y, socklen_t yl)
 {
@@ -469,13 +228,13 @@ static void reload(struct agent *a, int argc, char **argv)
 	bool nft;
 	int pc;
 
-	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)log_now_us());
+	daemon_reload_begin();
 	if (!want || agent_load_settings(argc, argv, &n, want) < 0) {
 		a->reloads_failed++;
 		log_error("reload: %s has errors (above); still running with the previous configuration",
 			  cur->config_path[0] ? cur->config_path : "the command line");
 		free(want);
-		sd_notify(0, "READY=1");
+		daemon_reload_end();
 		return;
 	}
 	intercept_add_lan_prefixes(&n);
@@ -534,7 +293,7 @@ static void reload(struct agent *a, int argc, char **argv)
 		 cur->config_path[0] ? cur->config_path : "(no file; command line)",
 		 cur->nconc, cur->nconc == 1 ? "" : "s", a->paths.n, pc,
 		 nft ? ", interception table replaced" : "");
-	sd_notify(0, "READY=1");
+	daemon_reload_end();
 }
 
 /* Our own line, for lending: one of our own (not borrowed) paths can carry
@@ -563,11 +322,9 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 {
 	int sfd = signalfd(-1, sigs, SFD_CLOEXEC);
 	uint64_t due = 0, periodic = log_now_ms() + 2000, probe_next = 0, mesh_next = 0;
-	uint64_t wd_usec = 0, wd_every = 0, wd_next = 0, status_next = 0;
+	uint64_t wd_every = daemon_watchdog_ms(), wd_next = 0, status_next = 0;
 	uint64_t *seen = calloc(a->cfg.workers, sizeof(*seen));
 
-	if (sd_watchdog_enabled(0, &wd_usec) > 0)
-		wd_every = wd_usec / 2000 ? wd_usec / 2000 : 1;
 	for (;;) {
 		struct pollfd pf[4 + 2 * PATHS_MAX] = {
 			{ .fd = sfd, .events = POLLIN },
@@ -624,9 +381,11 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 			due = 0;
 			periodic = now + 2000;
 		}
-		paths_snapshot(a);
+		agent_paths_snapshot(a);
 		if (wd_every && now >= wd_next) {
-			if (seen && workers_alive(a, seen))
+			/* Fed only while every worker's loop turns. */
+			if (seen && daemon_workers_alive(&a->workers[0].heartbeat,
+							 sizeof(a->workers[0]), a->cfg.workers, seen))
 				sd_notify(0, "WATCHDOG=1");
 			wd_next = now + wd_every;
 		}
@@ -638,28 +397,6 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 	free(seen);
 	if (sfd >= 0)
 		close(sfd);
-}
-
-static void log_summary(struct agent *a)
-{
-	struct agent_counters t;
-	struct relay_stats st;
-	uint64_t up, down;
-
-	agent_totals(a, &t, &st);
-	up = st.bytes[0];
-	down = st.bytes[1];
-	log_info("intercepted %llu: via concentrator %llu, direct fallback %llu, failed %llu; "
-		 "bytes up %llu down %llu",
-		 (unsigned long long)t.intercepted, (unsigned long long)t.via_concentrator,
-		 (unsigned long long)t.fallback_direct, (unsigned long long)t.failed,
-		 (unsigned long long)up,
-		 (unsigned long long)down);
-	for (int k = 0; k < 256; k++)
-		if (t.conc_errors[k])
-			log_info("concentrator error %d %s: %llu", k,
-				 convert_error_name((unsigned)k),
-				 (unsigned long long)t.conc_errors[k]);
 }
 
 int main(int argc, char **argv)
@@ -724,12 +461,8 @@ int main(int argc, char **argv)
 	if (r < 0)
 		log_errno(r, "cannot read LAN addresses: %m");
 
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	/* Signals go to the main thread only, through a signalfd. */
+	daemon_signals(&sigs);
 
 	pthread_mutex_init(&a->ready_lock, NULL);
 	pthread_cond_init(&a->ready_cond, NULL);
@@ -791,9 +524,9 @@ int main(int argc, char **argv)
 	if (r == 0 && a->cfg.metrics_len) {
 		char m[ADDR_STRLEN];
 
-		paths_snapshot(a);
+		agent_paths_snapshot(a);
 		r = metrics_server_start(&a->metrics, &a->cfg.metrics, a->cfg.metrics_len,
-					 render_metrics, a);
+					 agent_render_metrics, a);
 		if (r < 0)
 			log_errno(r, "metrics on %s: %m", addr_format((struct sockaddr *)&a->cfg.metrics, m));
 		else
@@ -822,7 +555,7 @@ int main(int argc, char **argv)
 		free(a->workers[i].snap);  /* the last status snapshot */
 	}
 	if (r == 0)
-		log_summary(a);
+		agent_log_summary(a);
 	free(a->workers);
 	quota_free(&a->hosts);
 	free(a);

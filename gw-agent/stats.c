@@ -1,0 +1,262 @@
+/* The agent's counters: summed over workers, the paths as metrics show
+ * them, the Prometheus page, the summary logged at stop (stats.c). */
+#include "agent.h"
+#include "metrics.h"
+#include "sock.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <string.h>
+
+void agent_totals(const struct agent *a, struct agent_counters *ret_n,
+		  struct relay_stats *ret_s)
+{
+	memset(ret_n, 0, sizeof(*ret_n));
+	memset(ret_s, 0, sizeof(*ret_s));
+	for (unsigned i = 0; i < a->nworkers; i++) {
+		const struct agent_counters *n = &a->workers[i].n;
+		const struct relay_stats *st = &a->workers[i].rw.stats;
+
+		ret_n->intercepted += n->intercepted;
+		ret_n->via_concentrator += n->via_concentrator;
+		ret_n->fallback_direct += n->fallback_direct;
+		ret_n->failed += n->failed;
+		ret_n->host_limit_hits += n->host_limit_hits;
+		ret_n->fell_back += n->fell_back;
+		ret_n->accept_paused += n->accept_paused;
+		for (int k = 0; k < 256; k++)
+			ret_n->conc_errors[k] += n->conc_errors[k];
+		for (int k = 0; k < AGENT_MAX_CONC; k++) {
+			ret_n->conc_ok[k] += n->conc_ok[k];
+			ret_n->conc_failed[k] += n->conc_failed[k];
+		}
+		relay_stats_add(ret_s, st);
+	}
+}
+
+/* Main thread: copy what metrics show of the paths (they are ours). */
+void agent_paths_snapshot(struct agent *a)
+{
+	struct paths *ps = &a->paths;
+	unsigned n = 0;
+	bool conc0_seen = false, conc0_up = false;
+
+	pthread_mutex_lock(&a->snap_lock);
+	for (unsigned i = 0; i < ps->n; i++)
+		for (int fi = 0; fi < 2; fi++) {
+			const struct path *p = &ps->p[i];
+			const struct path_fam *f = &p->f[fi];
+			struct path_metric *m;
+
+			/* IPv6 on a path that never had an address: not a path. */
+			if (fi == 1 && !f->have_addr && IN6_IS_ADDR_UNSPECIFIED(&f->addr))
+				continue;
+			m = &a->pm[n++];
+
+			memcpy(m->ifname, p->ifname, IFNAMSIZ);
+			m->neighbour = p->neighbour;
+			m->src = p->nb_src;
+			{
+				const char *nm = path_name(p);
+				size_t k = strnlen(nm, sizeof(m->name) - 1);
+
+				memcpy(m->name, nm, k);
+				m->name[k] = 0;
+			}
+			m->mode = path_mode_name(p->mode);
+			m->state = control_path_state(p, fi);
+			m->family = fi ? AF_INET6 : AF_INET;
+			m->usable = f->usable && p->mode != PATH_OFF;
+			m->endpoint = f->ep_id != 0;
+			m->probe_rtt_us = f->usable ? f->probe_rtt_us : 0;
+			m->mptcp = f->mptcp;
+			/* The probes talk to the first concentrator. */
+			if ((a->paths.probe_to.ss_family == AF_INET6) == (fi == 1) &&
+			    f->have_addr && p->mode != PATH_OFF && ps->probe_interval_ms) {
+				conc0_seen = true;
+				conc0_up |= f->usable && f->probe_rtt_us;
+			}
+		}
+	a->npm = n;
+	pthread_mutex_unlock(&a->snap_lock);
+	if (conc0_seen)
+		atomic_store_explicit(&a->conc_up[0], conc0_up ? 1 : 0, memory_order_relaxed);
+}
+
+void agent_render_metrics(void *ctx, struct mbuf *b)
+{
+	struct agent *a = ctx;
+	struct agent_counters t;
+	struct relay_stats st;
+	uint64_t up, down, active;
+	struct path_metric pm[2 * PATHS_MAX];
+	struct agent_config cfg;
+	unsigned npm;
+	char l[256], e1[64], e2[64];
+	struct control_counts cc = { .read = false };
+
+	pthread_mutex_lock(&a->snap_lock);
+	npm = a->npm;
+	memcpy(pm, a->pm, sizeof(pm));
+	pthread_mutex_unlock(&a->snap_lock);
+	pthread_mutex_lock(&a->cfg_lock);
+	cfg = a->cfg;
+	pthread_mutex_unlock(&a->cfg_lock);
+	agent_totals(a, &t, &st);
+	up = st.bytes[0];
+	down = st.bytes[1];
+	active = st.active;
+	metrics_head(b, "gw_agent_info", "gauge", "Version of the running agent.");
+	metrics_u64(b, "gw_agent_info", "version=\"" AGENT_VERSION "\"", 1);
+	metrics_head(b, "gw_agent_path_up", "gauge",
+		     "1 when the path can carry subflows (carrier, address, gateway, probes).");
+	for (unsigned i = 0; i < npm; i++) {
+		snprintf(l, sizeof(l), "path=\"%s\",family=\"%s\",mode=\"%s\"",
+			 metrics_label(pm[i].name, e1, sizeof(e1)),
+			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4", pm[i].mode);
+		metrics_u64(b, "gw_agent_path_up", l, pm[i].usable);
+	}
+	metrics_head(b, "gw_agent_path_state", "gauge",
+		     "The path's state as gw-agent status shows it (value always 1).");
+	for (unsigned i = 0; i < npm; i++) {
+		snprintf(l, sizeof(l), "path=\"%s\",family=\"%s\",state=\"%s\"",
+			 metrics_label(pm[i].name, e1, sizeof(e1)),
+			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4",
+			 metrics_label(pm[i].state, e2, sizeof(e2)));
+		metrics_u64(b, "gw_agent_path_state", l, 1);
+	}
+	metrics_head(b, "gw_agent_path_endpoint", "gauge",
+		     "1 when the agent keeps an MPTCP endpoint on the path's address.");
+	for (unsigned i = 0; i < npm; i++) {
+		snprintf(l, sizeof(l), "path=\"%s\",family=\"%s\"",
+			 metrics_label(pm[i].name, e1, sizeof(e1)),
+			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4");
+		metrics_u64(b, "gw_agent_path_endpoint", l, pm[i].endpoint);
+	}
+	metrics_head(b, "gw_agent_path_mptcp", "gauge",
+		     "1 when MPTCP probes get through the path's network, 0 when it strips or "
+		     "drops MPTCP (no subflows there); absent until known.");
+	for (unsigned i = 0; i < npm; i++) {
+		if (pm[i].mptcp == PATH_MPTCP_UNKNOWN)
+			continue;
+		snprintf(l, sizeof(l), "path=\"%s\",family=\"%s\"",
+			 metrics_label(pm[i].name, e1, sizeof(e1)),
+			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4");
+		metrics_u64(b, "gw_agent_path_mptcp", l, pm[i].mptcp == PATH_MPTCP_YES);
+	}
+	metrics_head(b, "gw_agent_path_reconciles_total", "counter",
+		     "Times the paths' routes, rules and endpoints were brought in line with the "
+		     "links and addresses (after events, and every 2 s).");
+	metrics_u64(b, "gw_agent_path_reconciles_total", "",
+		    atomic_load_explicit(&a->paths.reconciles, memory_order_relaxed));
+	metrics_head(b, "gw_agent_path_probe_rtt_seconds", "gauge",
+		     "Round trip of the last successful probe to the concentrator (live paths).");
+	for (unsigned i = 0; i < npm; i++) {
+		if (!pm[i].probe_rtt_us)
+			continue;
+		snprintf(l, sizeof(l), "path=\"%s\",family=\"%s\"",
+			 metrics_label(pm[i].name, e1, sizeof(e1)),
+			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4");
+		metrics_f64(b, "gw_agent_path_probe_rtt_seconds", l, pm[i].probe_rtt_us / 1e6);
+	}
+	metrics_head(b, "gw_agent_path_bytes_total", "counter",
+		     "Bytes through the path's interface (all traffic, as the kernel counts it); "
+		     "a neighbour's path: what went through that neighbour.");
+	for (unsigned i = 0; i < npm; i++) {
+		uint64_t rx, tx;
+
+		if (i && !strcmp(pm[i].name, pm[i - 1].name))
+			continue;  /* one interface, two families */
+		control_path_bytes(pm[i].ifname, pm[i].neighbour, &pm[i].src, &cc, &rx, &tx);
+		metrics_label(pm[i].name, e1, sizeof(e1));
+		snprintf(l, sizeof(l), "path=\"%s\",direction=\"rx\"", e1);
+		metrics_u64(b, "gw_agent_path_bytes_total", l, rx);
+		snprintf(l, sizeof(l), "path=\"%s\",direction=\"tx\"", e1);
+		metrics_u64(b, "gw_agent_path_bytes_total", l, tx);
+	}
+	metrics_one(b, "gw_agent_flows_active", "gauge", "LAN flows open now.",
+		    active);
+	metrics_one(b, "gw_agent_flows_intercepted_total", "counter", "LAN TCP connections intercepted.",
+		    t.intercepted);
+	metrics_head(b, "gw_agent_flows_total", "counter",
+		     "Intercepted flows by how they were carried: via a concentrator, directly "
+		     "(no concentrator reachable), or failed (reset).");
+	metrics_u64(b, "gw_agent_flows_total", "via=\"concentrator\"", t.via_concentrator);
+	metrics_u64(b, "gw_agent_flows_total", "via=\"direct\"", t.fallback_direct);
+	metrics_u64(b, "gw_agent_flows_total", "via=\"failed\"", t.failed);
+	metrics_one(b, "gw_agent_flows_fallen_back_total", "counter",
+		    "Flows whose MPTCP connection fell back to plain TCP (one path, no failover); "
+		    "each makes the kernel forget the concentrator's TFO cookie.",
+		    t.fell_back);
+	metrics_head(b, "gw_agent_accept_pauses_total", "counter",
+		     "Times accepting paused for want of descriptors, by socket.");
+	metrics_u64(b, "gw_agent_accept_pauses_total", "socket=\"lan\"", t.accept_paused);
+	metrics_u64(b, "gw_agent_accept_pauses_total", "socket=\"status\"",
+		    atomic_load(&a->control_pauses));
+	metrics_one(b, "gw_agent_host_limit_hits_total", "counter",
+		    "LAN connections reset because their device had max_flows_per_host open.",
+		    t.host_limit_hits);
+	metrics_one(b, "gw_agent_fallbacks_direct_total", "counter",
+		    "Flows that went directly because no concentrator answered.",
+		    t.fallback_direct);
+	metrics_head(b, "gw_agent_concentrator_up", "gauge",
+		     "Concentrator reachability: 1 reached, 0 not, from the last connect or probe.");
+	metrics_head(b, "gw_agent_concentrator_connects_total", "counter",
+		     "Connections to each concentrator, by result.");
+	for (unsigned k = 0; k < cfg.nconc; k++) {
+		char ca[ADDR_STRLEN];
+		int up_state = atomic_load_explicit(&a->conc_up[k], memory_order_relaxed);
+
+		addr_format((const struct sockaddr *)&cfg.conc[k], ca);
+		snprintf(l, sizeof(l), "concentrator=\"%s\"", ca);
+		if (up_state >= 0)
+			metrics_u64(b, "gw_agent_concentrator_up", l, (uint64_t)up_state);
+		snprintf(l, sizeof(l), "concentrator=\"%s\",result=\"ok\"", ca);
+		metrics_u64(b, "gw_agent_concentrator_connects_total", l, t.conc_ok[k]);
+		snprintf(l, sizeof(l), "concentrator=\"%s\",result=\"failed\"", ca);
+		metrics_u64(b, "gw_agent_concentrator_connects_total", l, t.conc_failed[k]);
+	}
+	metrics_head(b, "gw_agent_concentrator_errors_total", "counter",
+		     "RFC 8803 Error replies received, by code.");
+	for (unsigned k = 0; k < 256; k++) {
+		const char *name = convert_error_name(k);
+
+		if (!strcmp(name, "unknown") && !t.conc_errors[k])
+			continue;
+		snprintf(l, sizeof(l), "code=\"%u\",reason=\"%s\"", k, name);
+		metrics_u64(b, "gw_agent_concentrator_errors_total", l, t.conc_errors[k]);
+	}
+	metrics_head(b, "gw_agent_bytes_total", "counter",
+		     "Bytes relayed: up = LAN to Internet, down = Internet to LAN.");
+	metrics_u64(b, "gw_agent_bytes_total", "direction=\"up\"", up);
+	metrics_u64(b, "gw_agent_bytes_total", "direction=\"down\"", down);
+	metrics_parked(b, "gw_agent", st.parked, st.parked_bytes);
+	metrics_head(b, "gw_agent_config_reloads_total", "counter", "SIGHUP reloads, by result.");
+	metrics_u64(b, "gw_agent_config_reloads_total", "result=\"ok\"", a->reloads_ok);
+	metrics_u64(b, "gw_agent_config_reloads_total", "result=\"failed\"", a->reloads_failed);
+}
+
+void agent_log_summary(struct agent *a)
+{
+	struct agent_counters t;
+	struct relay_stats st;
+	uint64_t up, down;
+
+	agent_totals(a, &t, &st);
+	up = st.bytes[0];
+	down = st.bytes[1];
+	log_info("intercepted %llu: via concentrator %llu, direct fallback %llu, failed %llu; "
+		 "bytes up %llu down %llu",
+		 (unsigned long long)t.intercepted, (unsigned long long)t.via_concentrator,
+		 (unsigned long long)t.fallback_direct, (unsigned long long)t.failed,
+		 (unsigned long long)up,
+		 (unsigned long long)down);
+	for (int k = 0; k < 256; k++)
+		if (t.conc_errors[k])
+			log_info("concentrator error %d %s: %llu", k,
+				 convert_error_name((unsigned)k),
+				 (unsigned long long)t.conc_errors[k]);
+}
+
