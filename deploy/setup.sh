@@ -19,7 +19,13 @@ build_pkgs=(
 # Tests and demo: namespaces, nftables, MPTCP tooling, traffic and capture.
 test_pkgs=(
   iproute2 nftables mptcpd mptcpize iperf3 curl nginx-light tcpdump python3 procps
-  gnuplot-nox systemd python3-scapy
+  gnuplot-nox systemd python3-scapy lintian file
+)
+# Cross builds (tests/cross/cross.sh): toolchains, qemu-user, and Debian's
+# arm64 libraries beside the host's (multiarch: dpkg --add-architecture).
+cross_pkgs=(
+  gcc-aarch64-linux-gnu gcc-mips-linux-gnu libc6-dev-arm64-cross libc6-dev-mips-cross qemu-user-static
+  liburing-dev:arm64 libmnl-dev:arm64 libssl-dev:arm64 libjansson-dev:arm64
 )
 
 # promtool, Prometheus' own checker for the metrics exposition, ships in the
@@ -46,7 +52,7 @@ bench=0
 [ "${1:-}" = "--bench" ] && { bench=1; test_pkgs+=("${bench_pkgs[@]}"); }
 
 missing=()
-for p in "${build_pkgs[@]}" "${test_pkgs[@]}"; do
+for p in "${build_pkgs[@]}" "${test_pkgs[@]}" "${cross_pkgs[@]}"; do
   # dpkg-query prints "install ok installed" only for a fully installed package.
   st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
   [ "$st" = "install ok installed" ] || missing+=("$p")
@@ -59,7 +65,7 @@ if [ "${1:-}" = "--check" ]; then
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "setup: all ${#build_pkgs[@]}+${#test_pkgs[@]} packages present"
+  echo "setup: all ${#build_pkgs[@]}+${#test_pkgs[@]}+${#cross_pkgs[@]} packages present"
   if [ "$(id -u)" -eq 0 ]; then promtool_setup; fi
   exit 0
 fi
@@ -71,6 +77,7 @@ fi
 
 echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
 apt-get update -qq
 # nginx-light's postinst starts the system nginx on port 80; the tests run their
 # own nginx in namespaces, so keep the package's service from starting.

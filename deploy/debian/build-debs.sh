@@ -22,7 +22,9 @@ VERSION=${VERSION:-0.1.0}
 ARCH=$(dpkg --print-architecture)
 rm -rf "$STAGE"
 mkdir -p "$OUT"
+# Debian's hardening: fortified libc calls, full RELRO and immediate binding.
 [ -f "$B/build.ninja" ] || meson setup "$B" --prefix=/usr --sysconfdir=/etc --buildtype=release \
+	-Dc_args=-D_FORTIFY_SOURCE=2 -Dc_link_args=-Wl,-z,relro,-z,now \
 	-Dsystemd=enabled > "$OUT/meson-setup.log"
 # (The units are written at setup, with /usr/sbin in them.)
 ninja -C "$B" gw-agent/gw-agent concentrator/mptcp-concentrator > "$OUT/ninja.log"
@@ -37,6 +39,7 @@ pkg() {
 	install -D -m 644 "$csrc" "$root/etc/$cdir/$cname"
 	install -D -m 644 README.md "$root/usr/share/doc/$name/README.md"
 	gzip -9n "$root/usr/share/doc/$name/README.md"
+	gzip -9nc deploy/debian/changelog > "$root/usr/share/doc/$name/changelog.gz"
 	install -D -m 644 "docs/man/$name.8" "$root/usr/share/man/man8/$name.8"
 	install -D -m 644 "docs/man/$name.conf.5" "$root/usr/share/man/man5/$name.conf.5"
 	gzip -9n "$root/usr/share/man/man8/$name.8" "$root/usr/share/man/man5/$name.conf.5"
@@ -44,7 +47,7 @@ pkg() {
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: mptcp-hybrid-access
 Files: *
-Copyright: mptcp-hybrid-access developers
+Copyright: 2026 mptcp-hybrid-access developers
 License: MIT
  Permission is hereby granted, free of charge, to any person obtaining a
  copy of this software and associated documentation files (the "Software"),
@@ -64,7 +67,7 @@ License: MIT
  FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER
  DEALINGS IN THE SOFTWARE.
 COPY
-	strip --strip-unneeded "$root/usr/sbin/$name"
+	strip --strip-unneeded --remove-section=.comment --remove-section=.note "$root/usr/sbin/$name"
 	mkdir -p "$root/DEBIAN"
 	echo "/etc/$cdir/$cname" > "$root/DEBIAN/conffiles"
 	cat > "$root/DEBIAN/control" <<CTRL
@@ -78,9 +81,10 @@ Section: net
 Priority: optional
 Homepage: https://www.rfc-editor.org/rfc/rfc8803
 Description: $desc
- Part of mptcp-hybrid-access: an RFC 8803 (0-RTT TCP Convert) hybrid-access
- system over the kernel's MPTCP. Configure /etc/$cdir/$cname, then
- systemctl enable --now $name.
+ Part of mptcp-hybrid-access: an RFC 8803 (0-RTT TCP Convert)
+ hybrid-access system over the kernel's MPTCP. Configure
+ /etc/$cdir/$cname first, then start the service:
+ systemctl enable --now $name
 CTRL
 	# The drop-in takes effect at the next boot or sysctl --system; the
 	# unit is known to systemd at once. Nothing is started.
@@ -93,6 +97,8 @@ if [ "$1" = configure ] && [ -z "${DPKG_ROOT:-}" ] && [ -d /run/systemd/system ]
 fi
 POST
 	chmod 755 "$root/DEBIAN/postinst"
+	( cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z |
+		xargs -0 md5sum ) > "$root/DEBIAN/md5sums"
 	dpkg-deb --root-owner-group --build "$root" "$OUT/${name}_${VERSION}_${ARCH}.deb" > /dev/null
 	echo "$OUT/${name}_${VERSION}_${ARCH}.deb"
 }

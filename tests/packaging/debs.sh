@@ -36,11 +36,12 @@ placed() {  # placed NAME CONFIG: unit, binary, sysctl, conffile, docs
 	[ -f "$R/usr/lib/sysctl.d/90-$n.conf" ] && [ -f "$R$c" ] &&
 	grep -qx "$c" "$R/var/lib/dpkg/info/$n.conffiles" &&
 	[ -f "$R/usr/share/doc/$n/copyright" ] &&
+	[ -f "$R/usr/share/man/man8/$n.8.gz" ] && [ -f "$R/usr/share/man/man5/$n.conf.5.gz" ] &&
 	dpkg-deb -f "$T/out/${n}_"*.deb Depends | grep -q liburing2
 }
-check "mptcp-concentrator: unit, binary, sysctl drop-in, conffile, docs where expected" \
+check "mptcp-concentrator: unit, binary, sysctl drop-in, conffile, docs and man pages where expected" \
 	placed mptcp-concentrator /etc/mptcp-concentrator/concentrator.json
-check "gw-agent: unit, binary, sysctl drop-in, conffile, docs where expected" \
+check "gw-agent: unit, binary, sysctl drop-in, conffile, docs and man pages where expected" \
 	placed gw-agent /etc/gw-agent/gw-agent.json
 check "the installed mptcp-concentrator accepts its installed default configuration" \
 	"$R/usr/sbin/mptcp-concentrator" --check-config --config "$R/etc/mptcp-concentrator/concentrator.json"
@@ -51,5 +52,14 @@ check "removing them leaves the conffiles (dpkg -r), purging removes them" \
 		[ -f '$R/etc/gw-agent/gw-agent.json' ] && [ ! -e '$R/usr/sbin/gw-agent' ] &&
 		dpkg --root='$R' --force-script-chrootless --log=/dev/null -P gw-agent mptcp-concentrator >/dev/null &&
 		[ ! -e '$R/etc/gw-agent/gw-agent.json' ]"
+# lintian: no error or warning but those in deploy/debian/lintian-overrides,
+# each with the reason it does not apply.
+lint() {
+	command -v lintian >/dev/null || { echo "lintian not installed (deploy/setup.sh installs it)"; return 1; }
+	local tags
+	tags=$(grep -v '^#' deploy/debian/lintian-overrides | awk 'NF {print $1}' | paste -sd, -)
+	lintian --no-cfg --fail-on error,warning ${tags:+--suppress-tags "$tags"} $debs
+}
+check "lintian: no errors or warnings beyond the justified overrides" lint
 echo "[debs] $CHECKS checks, $FAILS failed"
 [ "$FAILS" -eq 0 ]
