@@ -13,64 +13,23 @@
  * previous run crashed. The nft and ip programs are driven through their
  * script interfaces: the kernel's own tools validate what we ask for. */
 #include "agent.h"
+#include "runcmd.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <ifaddrs.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-extern char **environ;
 
 #define NFT_TABLE "gw_agent"
 
-/* Run argv with input on stdin (may be NULL); output goes to /dev/null
- * unless show_errors. Returns the exit status or -errno. */
-static int run(char *const argv[], const char *input, bool show_errors)
-{
-	posix_spawn_file_actions_t fa;
-	int in[2] = { -1, -1 }, st, r;
-	pid_t pid;
-
-	if (pipe2(in, O_CLOEXEC) < 0)
-		return -errno;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-	if (!show_errors)
-		posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	close(in[0]);
-	if (r) {
-		close(in[1]);
-		return -r;
-	}
-	if (input) {
-		size_t len = strlen(input), off = 0;
-
-		while (off < len) {
-			ssize_t k = write(in[1], input + off, len - off);
-			if (k <= 0)
-				break;
-			off += (size_t)k;
-		}
-	}
-	close(in[1]);
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -ECHILD;
-}
-
 int agent_cmd(char *const argv[], const char *input, bool show_errors)
 {
-	return run(argv, input, show_errors);
+	return spawn_run(argv, input, show_errors);
 }
 
 static int ip(bool show, const char *fam, const char *a, const char *b,
@@ -80,7 +39,7 @@ static int ip(bool show, const char *fam, const char *a, const char *b,
 	char *argv[] = { "ip", (char *)fam, (char *)a, (char *)b, (char *)c,
 			 (char *)d, (char *)e, (char *)f, (char *)g, (char *)h, NULL };
 
-	return run(argv, NULL, show);
+	return spawn_run(argv, NULL, show);
 }
 
 void intercept_remove(const struct agent_config *cfg)
@@ -91,7 +50,7 @@ void intercept_remove(const struct agent_config *cfg)
 
 	snprintf(mark, sizeof(mark), "%u", cfg->mark);
 	snprintf(table, sizeof(table), "%u", cfg->table);
-	run(del, NULL, false);
+	spawn_run(del, NULL, false);
 	for (int i = 0; i < 2; i++) {
 		/* Every copy of the rule, in case several runs left one. */
 		for (int k = 0; k < 16; k++)
@@ -171,7 +130,7 @@ int intercept_update(const struct agent_config *cfg)
 
 	if (r < 0)
 		return r;
-	r = run(nft, script, true);
+	r = spawn_run(nft, script, true);
 	if (r != 0) {
 		log_error("nft refused the new interception table (exit %d); the old one stays", r);
 		return r < 0 ? r : -EINVAL;
@@ -191,7 +150,7 @@ int intercept_install(const struct agent_config *cfg)
 	r = nft_script(cfg, false, script, sizeof(script));
 	if (r < 0)
 		return r;
-	r = run(nft, script, true);
+	r = spawn_run(nft, script, true);
 	if (r != 0) {
 		log_error("nft refused the interception table (exit %d); script was:\n%s", r, script);
 		return r < 0 ? r : -EINVAL;

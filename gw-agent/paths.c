@@ -133,8 +133,13 @@ static void raise_limits(struct paths *ps, unsigned users)
 
 	if (!ps->pm_open)
 		return;
-	if (pm_get_limits(&ps->pm, &sf, &aa) == 0 && sf < users) {
-		r = pm_set_limits(&ps->pm, users > 8 ? 8 : users, aa > users ? aa : users);
+	/* add_addr_accepted: a concentrator that is one of several announces
+	 * its own address (IPv4 and IPv6: 2); the subflows to it come from
+	 * our fullmesh endpoints. */
+	if (pm_get_limits(&ps->pm, &sf, &aa) == 0 && (sf < users || aa < 2)) {
+		uint32_t want_sf = users > 8 ? 8 : users;
+
+		r = pm_set_limits(&ps->pm, sf > want_sf ? sf : want_sf, aa > 2 ? aa : 2);
 		if (r < 0)
 			log_errno(r, "cannot raise MPTCP subflow limit to %u: %m", users);
 	}
@@ -244,7 +249,13 @@ static void fam_apply(struct paths *ps, struct path *p, int fi, bool primary_up)
 	 * arrive as plain TCP connections or not at all. */
 	bool want_ep = want_route && ps->manage_endpoints && f->mptcp != PATH_MPTCP_NO &&
 		(p->mode != PATH_HANDOVER || !primary_up);
-	uint32_t flags = PM_FLAG_SUBFLOW |
+	/* fullmesh: a subflow from this path to every address the
+	 * concentrator announces as well (ADD_ADDR): a box that is one of
+	 * several behind a shared address takes joins only on its own
+	 * address (MP_CAPABLE's C flag), and plain subflow endpoints then
+	 * open one join in all, from the default path (seen on 6.18). With
+	 * nothing announced it is one subflow per path, as before. */
+	uint32_t flags = PM_FLAG_SUBFLOW | PM_FLAG_FULLMESH |
 		((p->mode == PATH_BACKUP || p->mode == PATH_HANDOVER) ? PM_FLAG_BACKUP : 0);
 	bool bounced = f->usable && !f->was_usable;
 	int r;
