@@ -283,7 +283,7 @@ prom_check() {
 		../../deploy/grafana/mptcp-hybrid-access.json || { echo "the Grafana dashboard is not valid"; return 1; }
 	for m in $(grep -ohE '(mptcp_concentrator|gw_agent)_[a-z_]+' ../../deploy/prometheus/alerts.yml \
 			../../deploy/grafana/mptcp-hybrid-access.json | sed 's/_bucket$//' | sort -u); do
-		grep -q "\"$m\"" ../../concentrator/main.c ../../gw-agent/main.c || { echo "not exported: $m"; missing=1; }
+		grep -q "\"$m\"" ../../concentrator/*.c ../../gw-agent/*.c || { echo "not exported: $m"; missing=1; }
 	done
 	return $missing
 }
