@@ -13,6 +13,7 @@ void daemon_signals(sigset_t *ret)
 	sigaddset(ret, SIGTERM);
 	sigaddset(ret, SIGINT);
 	sigaddset(ret, SIGHUP);
+	sigaddset(ret, SIGUSR1);  /* the concentrator's drain */
 	pthread_sigmask(SIG_BLOCK, ret, NULL);
 }
 

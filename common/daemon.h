@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 /* Before any thread starts: SIGPIPE ignored (a peer's reset is an errno),
- * SIGTERM, SIGINT and SIGHUP blocked in every thread, so only the main
+ * SIGTERM, SIGINT, SIGHUP and SIGUSR1 blocked in every thread, so only the main
  * thread takes them (sigtimedwait or a signalfd on *ret). */
 void daemon_signals(sigset_t *ret);
 

@@ -368,3 +368,41 @@ void metrics_server_stop(struct metrics_server *m)
 	m->fd = -1;
 	m->running = false;
 }
+
+void metrics_label_all(struct mbuf *b, const char *label, const char *value)
+{
+	struct mbuf out = { 0 };
+	char esc[192];
+	size_t i = 0;
+
+	if (b->failed || !b->s)
+		return;
+	metrics_label(value, esc, sizeof(esc));
+	while (i < b->len) {
+		size_t end = i, name;
+
+		while (end < b->len && b->s[end] != '\n')
+			end++;
+		if (b->s[i] == '#' || end == i) {
+			mbuf_printf(&out, "%.*s\n", (int)(end - i), b->s + i);
+		} else {
+			/* name{labels} value, or name value */
+			for (name = i; name < end && b->s[name] != '{' && b->s[name] != ' '; name++)
+				;
+			if (name < end && b->s[name] == '{')
+				mbuf_printf(&out, "%.*s%s=\"%s\",%.*s\n", (int)(name + 1 - i), b->s + i,
+					    label, esc, (int)(end - name - 1), b->s + name + 1);
+			else
+				mbuf_printf(&out, "%.*s{%s=\"%s\"}%.*s\n", (int)(name - i), b->s + i,
+					    label, esc, (int)(end - name), b->s + name);
+		}
+		i = end + 1;
+	}
+	if (out.failed) {
+		mbuf_free(&out);
+		b->failed = true;
+		return;
+	}
+	mbuf_free(b);
+	*b = out;
+}

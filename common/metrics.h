@@ -25,6 +25,9 @@ struct mbuf {
 
 void mbuf_printf(struct mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void mbuf_free(struct mbuf *b);
+/* Adds label="value" (value escaped) to every sample of the page in b, so
+ * pages from several boxes stay apart in one Prometheus. */
+void metrics_label_all(struct mbuf *b, const char *label, const char *value);
 
 /* "# HELP name help\n# TYPE name type\n" */
 void metrics_head(struct mbuf *b, const char *name, const char *type, const char *help);

@@ -15,6 +15,7 @@
 #include "relay.h"
 
 #define CONC_MAX_LISTEN 16
+#define CONC_MAX_SERVICE 4
 #define CONC_CONFIG_PATH "/etc/mptcp-concentrator/concentrator.json"
 #define CONC_CONNECT_BUCKETS 13
 #define CONC_SUBFLOW_BUCKETS 7
@@ -46,6 +47,14 @@ struct conc_config {
 	char config_path[256];        /* the file read, "" = none */
 	char tfo_key_path[256];       /* "" = the kernel's key */
 	char congestion[16];          /* --congestion, "" = the system's */
+	/* One of several boxes behind a shared service address (cluster.c). */
+	struct in6_addr join_addr;    /* --join-address (mapped for IPv4) */
+	bool have_join_addr;
+	struct addr_prefix service[CONC_MAX_SERVICE];  /* --service-route */
+	unsigned nservice;
+	unsigned route_table;         /* --route-table */
+	unsigned drain_deadline_s;    /* SIGUSR1: flows get this long */
+	char box[64];                 /* --box: the metrics' box label */
 	uint8_t tfo_key[32];          /* primary, then backup */
 	unsigned tfo_key_len;         /* 0, 16 or 32 */
 	/* Changed by a reload (main thread, under conc.live_lock): policy,
@@ -120,7 +129,23 @@ struct conc {
 	 * instead of --listen. Workers accept on duplicates of them. */
 	int inherited[CONC_MAX_LISTEN];
 	unsigned ninherited;
+	/* cluster.c: what we added to the kernel, removed at stop. */
+	uint8_t join_ep_id;           /* our signal endpoint, 0 = none */
+	atomic_bool service_up;       /* the service routes are in */
+	atomic_uint_fast64_t draining_since_ms;  /* SIGUSR1, 0 = not draining */
 };
+
+/* cluster.c: one box of several behind a shared service address. At
+ * start (after the workers listen): joins kept off the service address
+ * (net.mptcp.allow_join_initial_addr_port=0), our own --join-address
+ * announced to gateways (a signal endpoint), the service routes put in
+ * --route-table for the routing daemon to announce. 0 or -errno after
+ * saying what is missing. */
+int cluster_start(struct conc *c);
+/* The routes out (drain, stop): the routing daemon withdraws the address. */
+void cluster_withdraw(struct conc *c);
+/* At exit: the endpoint we added. */
+void cluster_stop(struct conc *c);
 
 /* stats.c: the workers' counters and relay stats summed (read without
  * locks: each is written by its worker only); the metrics page; the

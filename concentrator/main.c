@@ -189,8 +189,9 @@ static void run_main(struct conc *c, int argc, char **argv, const sigset_t *sigs
 	if (wd_ms && wd_ms < period_ms)
 		period_ms = wd_ms;
 	for (;;) {
-		struct timespec ts = { .tv_sec = (time_t)(period_ms / 1000),
-				       .tv_nsec = (long)(period_ms % 1000) * 1000000 };
+		uint64_t wait_ms = c->draining_since_ms && period_ms > 200 ? 200 : period_ms;
+		struct timespec ts = { .tv_sec = (time_t)(wait_ms / 1000),
+				       .tv_nsec = (long)(wait_ms % 1000) * 1000000 };
 		int sig = sigtimedwait(sigs, NULL, &ts);
 		uint64_t now = log_now_ms();
 
@@ -202,6 +203,30 @@ static void run_main(struct conc *c, int argc, char **argv, const sigset_t *sigs
 				 sig == SIGTERM ? "SIGTERM" : "SIGINT", c->cfg.drain_timeout_ms);
 			sd_notify(0, "STOPPING=1");
 			break;
+		} else if (sig == SIGUSR1 && !c->draining_since_ms) {
+			/* Drain (a box of a cluster out for maintenance): the
+			 * service address is withdrawn, running flows go on, and
+			 * when they are done (or at the deadline) the daemon stops
+			 * as at SIGTERM, with a clean exit. */
+			cluster_withdraw(c);
+			c->draining_since_ms = now;
+			log_info("SIGUSR1: draining: no new flows are routed here; stopping when the "
+				 "running flows end, at most %u s", c->cfg.drain_deadline_s);
+			sd_notify(0, "STATUS=draining");
+		}
+		if (c->draining_since_ms) {
+			struct conc_counters t;
+			struct relay_stats st;
+
+			conc_totals(c, &t, &st);
+			if (st.active == 0 ||
+			    now - c->draining_since_ms >= (uint64_t)c->cfg.drain_deadline_s * 1000) {
+				log_info("drained: %llu flows left after %.1f s; stopping",
+					 (unsigned long long)st.active,
+					 (double)(now - c->draining_since_ms) / 1000);
+				sd_notify(0, "STOPPING=1");
+				break;
+			}
 		}
 		/* The watchdog is fed only while every worker's loop turns
 		 * (each bumps its heartbeat every tick): a stuck worker gets the
@@ -318,6 +343,8 @@ int main(int argc, char **argv)
 			log_info("metrics at http://%s/metrics",
 				 addr_format((struct sockaddr *)&c->cfg.metrics, a));
 	}
+	if (r == 0)
+		r = cluster_start(c);
 	if (r < 0) {
 		atomic_store(&c->stopping, 1);
 	} else {
@@ -330,12 +357,16 @@ int main(int argc, char **argv)
 		sd_notify(0, "READY=1");
 		notify_status(c);
 		run_main(c, argc, argv, &sigs);
+		/* The routing daemon withdraws the address first, then flows
+		 * drain. */
+		cluster_withdraw(c);
 		atomic_store(&c->stopping, 1);
 	}
 	for (unsigned i = 0; i < c->cfg.workers; i++)
 		pthread_join(c->workers[i].thread, NULL);
 	ownaddr_stop(c);
 	metrics_server_stop(&c->metrics);
+	cluster_stop(c);
 	if (r == 0)
 		conc_log_summary(c);
 

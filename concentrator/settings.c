@@ -21,7 +21,8 @@ enum {
 	O_OWN, O_NAT64, O_TFO_KEY, O_KEYS, O_WORKERS, O_MAX_FLOWS, O_MAX_PER_CLIENT, O_MAX_HS,
 	O_MAX_HS_PER_CLIENT, O_CLIENT_PREFIX6, O_HS_TIMEOUT, O_CONNECT_TIMEOUT, O_IDLE_TIMEOUT,
 	O_DRAIN_TIMEOUT, O_KEEPALIVE, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL, O_METRICS,
-	O_CONFIG, O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_END,
+	O_CONFIG, O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_JOIN_ADDR, O_SERVICE,
+	O_ROUTE_TABLE, O_DRAIN_DEADLINE, O_BOX, O_END,
 };
 
 #define AT(field) OPT_AT(struct conc_config, field)
@@ -123,6 +124,31 @@ static const struct opt_spec conc_opts[] = {
 	  .help = "TCP congestion control of every subflow of the gateways' MPTCP connections "
 		  "(what downloads are sent with)",
 	  .more = "See gw-agent's congestion: cubic where the system default is BBR." },
+	{ "join-address", O_JOIN_ADDR, "ADDR", "cluster.join_address", CONFIG_STRING,
+	  .reload = OPT_RESTART, .deflt = "none: a box on its own",
+	  .help = "this box's own unicast address, for one of several boxes behind a shared "
+		  "service address: announced to gateways (ADD_ADDR) for their extra subflows, "
+		  "which then never go to the shared address",
+	  .more = "Sets net.mptcp.allow_join_initial_addr_port=0 and adds a signal endpoint; "
+		  "needs CAP_NET_ADMIN (deploy/examples/mptcp-concentrator-cluster.conf). A listen "
+		  "address must cover it (the default [::] does)." },
+	{ "service-route", O_SERVICE, "PREFIX", "cluster.service_routes", CONFIG_LIST,
+	  .reload = OPT_RESTART,
+	  .help = "the shared service address: routed to lo in route-table while this box is "
+		  "ready and not draining, for the routing daemon (BIRD, FRR) to announce; "
+		  "repeatable, 4 at most" },
+	{ "route-table", O_ROUTE_TABLE, "N", "cluster.route_table", CONFIG_NUMBER,
+	  .type = OT_UINT, .min = 1, .max = 0x7fffffff, AT(route_table), .reload = OPT_RESTART,
+	  .deflt = "5124", .help = "the routing table the service routes go into" },
+	{ "drain-deadline", O_DRAIN_DEADLINE, "SEC", "cluster.drain_deadline", CONFIG_NUMBER,
+	  .type = OT_SECONDS_UP, .max = 7 * 86400, AT(drain_deadline_s), .reload = OPT_LIVE,
+	  .deflt = "600",
+	  .help = "at SIGUSR1 (drain) the service routes are withdrawn and running flows get "
+		  "this long; then the daemon stops as at SIGTERM and exits 0" },
+	{ "box", O_BOX, "NAME", "cluster.box", CONFIG_STRING, .type = OT_STRING, AT(box),
+	  .reload = OPT_RESTART, .deflt = "none",
+	  .help = "a label box=\"NAME\" on every metric, to tell the boxes of a service apart "
+		  "in one Prometheus" },
 	{ "buffers", O_BUFFERS, "N", "buffers.count", CONFIG_NUMBER, .type = OT_POW2, .min = 2,
 	  .max = 32768, AT(nbufs), .reload = OPT_RESTART, .deflt = "1024",
 	  .help = "receive buffers per worker, a power of 2",
@@ -183,6 +209,7 @@ static void clear_list_once(struct parse *p, int c)
 	p->cleared[c - O_LISTEN] = true;
 	switch (c) {
 	case O_LISTEN: cfg->nlisten = 0; break;
+	case O_SERVICE: cfg->nservice = 0; break;
 	case O_ALLOW_CLIENT: policy_clear_operator(&cfg->policy, true, false, false); break;
 	case O_ALLOW_DEST: policy_clear_operator(&cfg->policy, false, true, false); break;
 	case O_DENY_DEST: policy_clear_operator(&cfg->policy, false, false, true); break;
@@ -252,6 +279,23 @@ static int apply_opt(void *ctx, int c, const char *arg)
 		return metrics_opt_listen(name, arg, &cfg->metrics, &cfg->metrics_len);
 	case O_CONGESTION:
 		return opt_congestion(name, arg, cfg->congestion, sizeof(cfg->congestion));
+	case O_JOIN_ADDR: {
+		struct addr_prefix pfx;
+
+		/* A bare address: /32 and /128 are both 128 bits here (mapped IPv4). */
+		if (addr_parse_prefix(arg, &pfx) < 0 || pfx.len != 128)
+			return opt_error(name, arg, "is not an address");
+		cfg->join_addr = pfx.addr;
+		cfg->have_join_addr = true;
+		return 0;
+	}
+	case O_SERVICE:
+		if (cfg->nservice == CONC_MAX_SERVICE)
+			return opt_error(name, arg, "is one service route too many (4 at most)");
+		if ((r = parse_prefix_opt(name, arg, &cfg->service[cfg->nservice])) < 0)
+			return r;
+		cfg->nservice++;
+		return 0;
 	case O_CONFIG:
 	case O_CHECK_CONFIG:
 		return 0;  /* handled before parsing */
@@ -278,6 +322,8 @@ static void config_defaults(struct conc_config *cfg)
 	cfg->client_prefix6 = 64;
 	cfg->nbufs = 1024;
 	cfg->bufsize = 65536;
+	cfg->route_table = 5124;
+	cfg->drain_deadline_s = 600;
 	cfg->log_level = LOG_INFO;
 	cfg->workers = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
 	if (cfg->workers < 1)

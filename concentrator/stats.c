@@ -213,6 +213,14 @@ void conc_render_metrics(void *ctx, struct mbuf *b)
 	metrics_u64(b, "mptcp_concentrator_config_reloads_total", "result=\"ok\"", c->reloads_ok);
 	metrics_u64(b, "mptcp_concentrator_config_reloads_total", "result=\"failed\"",
 		    c->reloads_failed);
+	metrics_head(b, "mptcp_concentrator_draining", "gauge",
+		     "1 while draining (SIGUSR1): the service address withdrawn, flows finishing.");
+	metrics_u64(b, "mptcp_concentrator_draining", "", c->draining_since_ms != 0);
+	metrics_head(b, "mptcp_concentrator_service_announced", "gauge",
+		     "1 while the service routes are in the route table (the address is announced).");
+	metrics_u64(b, "mptcp_concentrator_service_announced", "", c->service_up);
+	if (c->cfg.box[0])
+		metrics_label_all(b, "box", c->cfg.box);
 }
 
 /* One line for `systemctl status`. */

@@ -19,7 +19,7 @@ build_pkgs=(
 # Tests and demo: namespaces, nftables, MPTCP tooling, traffic and capture.
 test_pkgs=(
   iproute2 nftables mptcpd mptcpize iperf3 curl nginx-light tcpdump python3 procps
-  gnuplot-nox systemd python3-scapy lintian file
+  gnuplot-nox systemd python3-scapy lintian file bird2
 )
 # Cross builds (tests/cross/cross.sh): toolchains, qemu-user, and Debian's
 # arm64 libraries beside the host's (multiarch: dpkg --add-architecture).
@@ -95,5 +95,9 @@ if [ $bench -eq 1 ]; then
     deb-systemd-helper disable "$u.service" >/dev/null 2>&1 || true
   done
 fi
+# bird2 enables its system service: the tests start their own BIRD in
+# namespaces, none should run on the host.
+systemctl stop bird >/dev/null 2>&1 || true
+systemctl disable bird >/dev/null 2>&1 || true
 promtool_setup
 echo "setup: done"

@@ -245,6 +245,7 @@ static void reload(struct agent *a, int argc, char **argv)
 	RESTART_ONLY(!same_addr(&n.metrics, n.metrics_len, &cur->metrics, cur->metrics_len),
 		     "metrics_listen");
 	RESTART_ONLY(want->manage_endpoints != a->paths.manage_endpoints, "endpoints");
+	RESTART_ONLY(want->fullmesh != a->paths.fullmesh, "cluster");
 	RESTART_ONLY(memcmp(&n.mesh, &cur->mesh, sizeof(n.mesh)), "mesh/lend");
 #undef RESTART_ONLY
 	if (changed[0])
@@ -365,6 +366,8 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 				if (si.ssi_signo == SIGHUP) {
 					reload(a, argc, argv);
+				} else if (si.ssi_signo == SIGUSR1) {
+					/* The concentrator's drain; nothing here. */
 				} else {
 					log_info("%s: stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 					sd_notify(0, "STOPPING=1");

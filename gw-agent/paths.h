@@ -86,6 +86,7 @@ struct paths {
 	struct path p[PATHS_MAX];
 	unsigned n;
 	bool manage_endpoints;     /* false: --endpoints mptcpd */
+	bool fullmesh;             /* --cluster: subflows to announced addresses */
 	struct pm pm;
 	struct rt rt;
 	struct rt ev;

@@ -21,7 +21,7 @@ enum {
 	O_FALLBACK, O_BLOCK_QUIC, O_NO_BLOCK_QUIC, O_PORT, O_MARK, O_TABLE, O_CONNECT_TIMEOUT,
 	O_REPLY_TIMEOUT, O_KEEPALIVE, O_RCVBUF, O_IDLE_TIMEOUT, O_WORKERS, O_BUFFERS,
 	O_BUFFER_SIZE, O_MAX_PER_HOST, O_KEY_FILE, O_CONTROL, O_LOG_LEVEL, O_METRICS, O_CONFIG,
-	O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_FAST_OPEN, O_NO_FAST_OPEN, O_MAX,
+	O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_FAST_OPEN, O_NO_FAST_OPEN, O_CLUSTER, O_MAX,
 };
 
 #define AT(field) OPT_AT(struct agent_config, field)
@@ -62,6 +62,12 @@ static const struct opt_spec agent_opts[] = {
 	  .reload = OPT_RESTART, .deflt = "kernel",
 	  .help = "manage MPTCP endpoints here, or leave them to mptcpd and only do routing",
 	  .more = "Endpoints are set over generic netlink." },
+	{ "cluster", O_CLUSTER, NULL, "cluster", CONFIG_BOOL, .reload = OPT_RESTART,
+	  .deflt = "off",
+	  .help = "the concentrator is one of several behind a shared address: every path also "
+		  "opens a subflow to the address the box announces (fullmesh endpoints)",
+	  .more = "Such a box takes extra subflows only on its own address (README, \"Several "
+		  "concentrators\"); without this option a flow gets one extra subflow in all." },
 	{ "probe-interval", O_PROBE, "SEC", "probe_interval", CONFIG_NUMBER, .reload = OPT_LIVE,
 	  .deflt = "1",
 	  .help = "probe each path's reach to the concentrator this often (0 = off); two "
@@ -264,6 +270,9 @@ static int apply_opt(void *ctx, int c, const char *arg)
 		else
 			return opt_error(name, arg, "is not kernel or mptcpd");
 		return 0;
+	case O_CLUSTER:
+		p->paths->fullmesh = true;
+		return 0;
 	case O_FALLBACK:
 		if (!strcmp(arg, "direct"))
 			cfg->fallback = FALLBACK_DIRECT;
@@ -310,6 +319,7 @@ static void config_defaults(struct agent_config *cfg, struct paths *ps)
 		cfg->workers = 1;
 	ps->n = 0;
 	ps->manage_endpoints = true;
+	ps->fullmesh = false;
 	ps->probe_interval_ms = 1000;
 }
 

@@ -108,7 +108,7 @@ agent_counted() {
 	for r in missing malformed scope nat stale bad_mac replayed; do
 		others=$((others + $(metric "mptcp_concentrator_cookies_total{result=\"$r\"}")))
 	done
-	echo "{\"ok\": $ok, \"unknown_key\": $unknown, \"other_refusals\": $others}"
+	echo "{\"ok\": $ok, \"unknown_key\": $unknown, \"other_refusals\": $others}"; for r in missing malformed scope nat stale bad_mac replayed; do echo "$r $(metric "mptcp_concentrator_cookies_total{result=\"$r\"}")"; done
 	[ "$ok" -ge $((3 + 20 + 12)) ] && [ "$unknown" -eq 2 ] && [ "$others" -eq $((1 + 4 + 1 + 1 + 2 + 1)) ]
 }
 check "the gateway's flows and probes were all accepted" agent_counted
