@@ -253,6 +253,33 @@ static void roff(FILE *f, const char *s)
 	}
 }
 
+/* An entry's text in both man pages: what it does, the default, (the config
+ * key,) whether a reload applies it. */
+static void roff_entry(FILE *f, const struct opt_spec *s, bool with_key)
+{
+	roff(f, s->help);
+	fputs(".", f);
+	if (s->more) {
+		fputc(' ', f);
+		roff(f, s->more);
+	}
+	if (s->deflt) {
+		fputs(" Default: ", f);
+		roff(f, s->deflt);
+		fputs(".", f);
+	}
+	if (with_key && s->key) {
+		fputs(" Config key: \\fB", f);
+		roff(f, s->key);
+		fputs("\\fR.", f);
+	}
+	if (s->reload == OPT_LIVE)
+		fputs(" A reload applies it.", f);
+	else if (s->reload == OPT_RESTART)
+		fputs(" Takes effect at a restart.", f);
+	fputc('\n', f);
+}
+
 static void print_man8(const struct optable *t, FILE *f)
 {
 	for (const struct opt_spec *s = t->opts; s->name; s++) {
@@ -267,27 +294,7 @@ static void print_man8(const struct optable *t, FILE *f)
 			fputs("\"", f);
 		}
 		fputc('\n', f);
-		roff(f, s->help);
-		fputs(".", f);
-		if (s->more) {
-			fputc(' ', f);
-			roff(f, s->more);
-		}
-		if (s->deflt) {
-			fputs(" Default: ", f);
-			roff(f, s->deflt);
-			fputs(".", f);
-		}
-		if (s->key) {
-			fputs(" Config key: \\fB", f);
-			roff(f, s->key);
-			fputs("\\fR.", f);
-		}
-		if (s->reload == OPT_LIVE)
-			fputs(" A reload applies it.", f);
-		else if (s->reload == OPT_RESTART)
-			fputs(" Takes effect at a restart.", f);
-		fputc('\n', f);
+		roff_entry(f, s, true);
 	}
 }
 
@@ -330,22 +337,7 @@ static void print_man5(const struct optable *t, FILE *f)
 		fputs("; as \\fB\\-\\-", f);
 		roff(f, s->name);
 		fputs("\\fR) ", f);
-		roff(f, s->help);
-		fputs(".", f);
-		if (s->more) {
-			fputc(' ', f);
-			roff(f, s->more);
-		}
-		if (s->deflt) {
-			fputs(" Default: ", f);
-			roff(f, s->deflt);
-			fputs(".", f);
-		}
-		if (s->reload == OPT_LIVE)
-			fputs(" A reload applies it.", f);
-		else if (s->reload == OPT_RESTART)
-			fputs(" Takes effect at a restart.", f);
-		fputc('\n', f);
+		roff_entry(f, s, false);
 	}
 }
 

@@ -62,6 +62,28 @@ struct opt_spec {
 
 #define OPT_AT(type, field) .off = offsetof(type, field), .size = sizeof(((type *)0)->field)
 
+/* The entries both daemons have, meaning the same in both: the log level,
+ * the metrics address, the config file, --check-config, --version, --help.
+ * cfgtype has int log_level; files names what --check-config also reads. */
+#define OPTABLE_COMMON_ENTRIES(cfgtype, o_log, o_metrics, o_config, o_check, o_version, o_help, \
+			       config_path, files) \
+	{ "log-level", o_log, "LEVEL", "log_level", CONFIG_STRING, .type = OT_LOG_LEVEL, \
+	  OPT_AT(cfgtype, log_level), .reload = OPT_LIVE, .deflt = "info", \
+	  .help = "error, warning, info or debug" }, \
+	{ "metrics-listen", o_metrics, "ADDR:PORT", "metrics_listen", CONFIG_STRING, \
+	  .reload = OPT_RESTART, .deflt = "off", \
+	  .help = "serve Prometheus metrics at /metrics (a bare PORT binds 127.0.0.1)" }, \
+	{ "config", o_config, "FILE", NULL, 0, .type = OT_META, .reload = OPT_NA, \
+	  .deflt = config_path ", read if it exists", \
+	  .help = "the configuration file, JSON or uci; the command line wins over it" }, \
+	{ "check-config", o_check, NULL, NULL, 0, .type = OT_META, .reload = OPT_NA, \
+	  .help = "check the configuration (and " files ") and exit: 0 when good" }, \
+	{ "version", o_version, NULL, NULL, 0, .type = OT_META, .reload = OPT_NA, \
+	  .help = "print the version and exit" }, \
+	{ "help", o_help, NULL, NULL, 0, .type = OT_META, .reload = OPT_NA, \
+	  .help = "this help; --help=man8, man5 or markdown print the reference as the man " \
+		  "pages and README carry it" }
+
 struct optable {
 	const char *program;       /* "gw-agent" */
 	const char *synopsis;      /* the usage lines after "Usage: " */
