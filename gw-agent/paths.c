@@ -234,6 +234,8 @@ static void fam_observe(struct paths *ps, struct path *p, int fi)
 		f->probe_fails = 0;
 		f->mptcp = PATH_MPTCP_UNKNOWN;
 		f->mptcp_suspect = false;
+		f->mptcp_strikes = 0;
+		f->mptcp_retry = false;
 		f->probe_count = 0;
 	}
 }
@@ -422,11 +424,13 @@ static void probe_end(struct path *p, struct path_fam *f, bool ok, uint64_t now,
 		 * a reply on a fallen-back connection means the option was
 		 * stripped; no reply at all is judged by a plain probe, at
 		 * once (SYNs carrying the option dropped, or the path down). */
-		if (ok)
+		if (ok) {
 			mptcp_verdict(p, f, sock_is_mptcp(f->probe_fd) ? PATH_MPTCP_YES : PATH_MPTCP_NO,
 				      "the probe's connection fell back to TCP", changed);
-		else
+			f->mptcp_strikes = 0;
+		} else {
 			f->mptcp_suspect = true;
+		}
 		if (f->probe_fd >= 0)
 			close(f->probe_fd);
 		f->probe_fd = -1;
@@ -435,10 +439,17 @@ static void probe_end(struct path *p, struct path_fam *f, bool ok, uint64_t now,
 		if (!ok)
 			return;
 	} else if (f->mptcp_suspect) {
+		/* Twice in a row: an MPTCP probe unanswered, the plain one
+		 * right after answered. Once is not enough: a path that was
+		 * just coming up (a route still being learned) fails the one
+		 * and answers the other, and would lose its subflows until the
+		 * next recheck (tests/netns/cluster.sh caught it). */
 		f->mptcp_suspect = false;
-		if (ok)
+		if (ok && ++f->mptcp_strikes >= 2)
 			mptcp_verdict(p, f, PATH_MPTCP_NO,
 				      "plain TCP is answered, connections carrying MPTCP are not", changed);
+		else if (ok)
+			f->mptcp_retry = true;
 	}
 	if (f->probe_fd >= 0)
 		close(f->probe_fd);
@@ -478,7 +489,9 @@ static void probe_start(struct paths *ps, struct path *p, struct path_fam *f,
 	 * it (an MPTCP probe costs the concentrator a connection with joins
 	 * from the other paths, so not every time). */
 	f->probe_mptcp = !f->mptcp_suspect &&
-		(f->mptcp == PATH_MPTCP_UNKNOWN || f->probe_count % MPTCP_RECHECK == 0);
+		(f->mptcp == PATH_MPTCP_UNKNOWN || f->mptcp_retry ||
+		 f->probe_count % MPTCP_RECHECK == 0);
+	f->mptcp_retry = false;
 	f->probe_count++;
 	fd = socket(src.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 		    f->probe_mptcp ? IPPROTO_MPTCP : IPPROTO_TCP);

@@ -50,6 +50,8 @@ struct path_fam {
 	uint16_t probe_err;        /* last probe's Error code + 1, 0 = none */
 	bool probe_mptcp;          /* the probe in progress is an MPTCP one */
 	bool mptcp_suspect;        /* an MPTCP probe failed: a plain one decides */
+	uint8_t mptcp_strikes;     /* MPTCP probes failed with plain ones answered */
+	bool mptcp_retry;          /* probe with MPTCP again next */
 	unsigned probe_count;
 	enum path_mptcp mptcp;
 	bool was_usable;

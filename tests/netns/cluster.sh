@@ -141,6 +141,13 @@ spread() {
 	# both paths).
 	s1=$(nstat_of 1 MPTcpExtMPJoinNoTokenFound); s2=$(nstat_of 2 MPTcpExtMPJoinNoTokenFound)
 	echo "{\"flows_box1\": $f1, \"flows_box2\": $f2, \"two_subflows_or_fewer\": $((o1 + o2)), \"joins_without_connection\": $(( ${s1:-0} + ${s2:-0} ))}"
+	if [ $((o1 + o2)) -gt 0 ]; then  # what the kernels were told
+		ip -n "$(ns g1)" mptcp limits show; ip -n "$(ns g1)" mptcp endpoint show
+		for b in 1 2; do ip -n "$(ns "b$b")" mptcp endpoint show; ip -n "$(ns "b$b")" mptcp limits show
+			ip netns exec "$(ns "b$b")" sysctl net.mptcp.allow_join_initial_addr_port; done
+		ip netns exec "$(ns g1)" nstat -az | grep -E "Join|AddAddr|Echo" | awk '$2 > 0'
+		grep -v "intercepting" "$WORKDIR/agent-g1.log" | tail -8
+	fi
 	[ "$f1" -gt 0 ] && [ "$f2" -gt 0 ] && [ $((f1 + f2)) -ge $((8 * G)) ] &&
 		[ $((o1 + o2)) -eq 0 ] && [ $(( ${s1:-0} + ${s2:-0} )) -eq 0 ]
 }
