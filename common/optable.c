@@ -63,6 +63,27 @@ const struct opt_spec *optable_find(const struct optable *t, int id)
 	return NULL;
 }
 
+int optable_load_all(const struct optable *t, int argc, char **argv, const char *default_file,
+		     config_apply_fn apply, void *ctx, bool *cmdline, char *ret_path,
+		     size_t path_len)
+{
+	static const struct optable *made_for;
+	static struct option *long_opts;
+	static struct config_key *keys;
+
+	if (made_for != t) {
+		free(long_opts);
+		free(keys);
+		long_opts = optable_getopt(t);
+		keys = optable_keys(t);
+		made_for = long_opts && keys ? t : NULL;
+		if (!made_for)
+			return -ENOMEM;
+	}
+	return config_load_all(argc, argv, default_file, long_opts, keys, apply, ctx, cmdline,
+			       ret_path, path_len);
+}
+
 static void store_uint(void *p, size_t size, unsigned long v)
 {
 	if (size == sizeof(uint16_t))
@@ -81,8 +102,20 @@ int optable_apply(const struct optable *t, void *cfg, int id, const char *arg)
 	unsigned ms, u;
 	int r;
 
-	if (!s || s->type == OT_CUSTOM || s->type == OT_META)
+	if (!s || s->type == OT_CUSTOM)
 		return 1;
+	if (s->type == OT_META) {
+		if (!strcmp(s->name, "version")) {
+			printf("%s %s\n", t->program, t->version);
+			exit(0);
+		}
+		if (!strcmp(s->name, "help")) {
+			if (optable_print(t, stdout, arg) < 0)
+				return opt_error(s->name, arg, "is not a help format (man8, man5, markdown)");
+			exit(0);
+		}
+		return 0;  /* --config, --check-config: read before parsing */
+	}
 	at = (char *)cfg + s->off;
 	switch (s->type) {
 	case OT_UINT:

@@ -88,6 +88,7 @@ struct optable {
 	const char *program;       /* "gw-agent" */
 	const char *synopsis;      /* the usage lines after "Usage: " */
 	const char *summary;       /* one line */
+	const char *version;       /* --version prints "program version" */
 	const struct opt_spec *opts;   /* ends with name NULL */
 };
 
@@ -97,9 +98,17 @@ struct option *optable_getopt(const struct optable *t);
 struct config_key *optable_keys(const struct optable *t);
 const struct opt_spec *optable_find(const struct optable *t, int id);
 
-/* Parses and stores a simple setting into cfg. Returns 0, -EINVAL after
+/* Parses and stores a simple setting into cfg, and does what the common
+ * entries do (--version and --help print and exit; --config and
+ * --check-config were read before parsing). Returns 0, -EINVAL after
  * reporting (opts.c), or 1 when the entry is the daemon's to parse. */
 int optable_apply(const struct optable *t, void *cfg, int id, const char *arg);
+
+/* config_load_all (config.h) with getopt's array and the key list made from
+ * the table, once per process (they are kept for reloads). */
+int optable_load_all(const struct optable *t, int argc, char **argv, const char *default_file,
+		     config_apply_fn apply, void *ctx, bool *cmdline, char *ret_path,
+		     size_t path_len);
 
 /* Appends to buf (", "-separated) the config key, or option name, of each
  * stored OPT_RESTART setting whose value differs between a and b. */

@@ -165,6 +165,7 @@ const struct optable conc_optable = {
 	.program = "mptcp-concentrator",
 	.synopsis = "mptcp-concentrator [OPTIONS]",
 	.summary = "Terminates MPTCP (RFC 8803 Convert) connections and re-originates TCP.",
+	.version = CONC_VERSION,
 	.opts = conc_opts,
 };
 
@@ -282,16 +283,6 @@ static int apply_opt(void *ctx, int c, const char *arg)
 			return r;
 		cfg->nservice++;
 		return 0;
-	case O_CONFIG:
-	case O_CHECK_CONFIG:
-		return 0;  /* handled before parsing */
-	case O_VERSION:
-		printf("mptcp-concentrator " CONC_VERSION "\n");
-		exit(0);
-	case O_HELP:
-		if (optable_print(&conc_optable, stdout, arg) < 0)
-			return opt_error(name, arg, "is not a help format (man8, man5, markdown)");
-		exit(0);
 	}
 	return -EINVAL;
 }
@@ -357,15 +348,7 @@ int conc_load_settings(int argc, char **argv, struct conc_config *cfg)
 	config_defaults(cfg);
 	if (policy_init(&cfg->policy) < 0)
 		return -ENOMEM;
-	static struct option *long_opts;
-	static struct config_key *keys;
-
-	/* Made once from the table; kept for the process's life (reloads). */
-	if (!long_opts && !(long_opts = optable_getopt(&conc_optable)))
-		return -ENOMEM;
-	if (!keys && !(keys = optable_keys(&conc_optable)))
-		return -ENOMEM;
-	if (config_load_all(argc, argv, file, long_opts, keys, apply_opt, &p, &p.cmdline,
+	if (optable_load_all(&conc_optable, argc, argv, file, apply_opt, &p, &p.cmdline,
 			    cfg->config_path, sizeof(cfg->config_path)) < 0)
 		return -EINVAL;
 	if (!cfg->policy.allow_any_client && cfg->policy.nclients == 0) {

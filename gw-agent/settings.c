@@ -157,6 +157,7 @@ const struct optable agent_optable = {
 	.synopsis = "gw-agent --concentrator ADDR[:PORT] --lan IFACE [OPTIONS]\n"
 		    "       gw-agent status [--control PATH]",
 	.summary = "Carries LAN TCP flows over MPTCP to an RFC 8803 concentrator.",
+	.version = AGENT_VERSION,
 	.opts = agent_opts,
 };
 
@@ -267,16 +268,6 @@ static int apply_opt(void *ctx, int c, const char *arg)
 		else
 			return opt_error(name, arg, "is not direct or reset");
 		return 0;
-	case O_CONFIG:
-	case O_CHECK_CONFIG:
-		return 0;  /* handled before parsing */
-	case O_VERSION:
-		printf("gw-agent " AGENT_VERSION "\n");
-		exit(0);
-	case O_HELP:
-		if (optable_print(&agent_optable, stdout, arg) < 0)
-			return opt_error(name, arg, "is not a help format (man8, man5, markdown)");
-		exit(0);
 	}
 	return -EINVAL;
 }
@@ -343,15 +334,7 @@ int agent_load_settings(int argc, char **argv, struct agent_config *cfg, struct 
 	const char *file = config_prescan(argc, argv, AGENT_CONFIG_PATH, &explicit_file, &check);
 
 	config_defaults(cfg, ps);
-	static struct option *long_opts;
-	static struct config_key *keys;
-
-	/* Made once from the table; kept for the process's life (reloads). */
-	if (!long_opts && !(long_opts = optable_getopt(&agent_optable)))
-		return -ENOMEM;
-	if (!keys && !(keys = optable_keys(&agent_optable)))
-		return -ENOMEM;
-	if (config_load_all(argc, argv, file, long_opts, keys, apply_opt, &p, &p.cmdline,
+	if (optable_load_all(&agent_optable, argc, argv, file, apply_opt, &p, &p.cmdline,
 			    cfg->config_path, sizeof(cfg->config_path)) < 0)
 		return -EINVAL;
 	if (!cfg->nconc) {
