@@ -40,30 +40,58 @@ passed=0; failed=0; skipped=0; cases=0
 suite_args=()
 for s in ${TEST_SUITES:-}; do suite_args+=(--suite "$s"); done
 
+# Under CI=true a skipped test is a failure unless it is named here, with
+# the reason it may skip on CI's machine. Keep this list short.
+CI_SKIP_ALLOWED=(
+	# (none: every test can run as root on CI's Debian 12 machine)
+)
+
 run_meson_tests() {
-	local dir=$1 rc=0
+	local dir=$1 rc=0 log=$dir/meson-logs/testlog.json
 	echo "== meson test in $dir"
+	# The counts below come from meson's log: never from an earlier run's.
+	rm -f "$log"
 	# ASan: fail on leaks too; UBSan already aborts (-fno-sanitize-recover).
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1 \
 	meson test -C "$dir" --num-processes "$JOBS" --print-errorlogs \
 		"${suite_args[@]}" || rc=$?
-	# Count from meson's machine-readable log rather than its exit code,
-	# so the closing line says what ran.
-	read -r p f s c < <(/usr/bin/python3 - "$dir/meson-logs/testlog.json" <<'PY'
-import json, sys, re
-p = f = s = c = 0
+	if [ ! -s "$log" ]; then
+		echo "meson test in $dir wrote no test log (exit $rc): nothing ran"
+		failed=$((failed + 1)); return 0
+	fi
+	# Count from meson's machine-readable log, so the closing line says
+	# what ran; meson's own status is a failure of its own when the log
+	# shows none (a rebuild failure, an unknown suite).
+	read -r p f s c n sk < <(CI="${CI:-}" /usr/bin/python3 - "$log" "${CI_SKIP_ALLOWED[@]}" <<'PY'
+import json, os, sys, re
+p = f = s = c = n = 0
+allowed = set(sys.argv[2:])
+bad_skips = []
 for line in open(sys.argv[1]):
     t = json.loads(line)
+    n += 1
     r = t["result"]
     if r in ("OK", "EXPECTEDFAIL"): p += 1
-    elif r == "SKIP": s += 1
+    elif r == "SKIP":
+        if os.environ.get("CI") == "true" and t["name"] not in allowed:
+            f += 1; bad_skips.append(t["name"])
+        else:
+            s += 1
     else: f += 1
     # TAP tests: count their cases as well.
     c += len(re.findall(r"^(?:not )?ok \d+", t.get("stdout") or "", re.M))
-print(p, f, s, c)
+print(p, f, s, c, n, ",".join(bad_skips) or "-")
 PY
 )
+	[ "$sk" != "-" ] && echo "skipped under CI=true and not on CI_SKIP_ALLOWED (a failure): $sk"
+	if [ "$n" -eq 0 ]; then
+		echo "meson test in $dir ran no test (TEST_SUITES='${TEST_SUITES:-}')"
+		f=$((f + 1))
+	elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		echo "meson test in $dir exited $rc with no failed test in its log"
+		f=$((f + 1))
+	fi
 	passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
 	cases=$((cases + c))
 	return 0
@@ -75,6 +103,10 @@ run_meson_tests build-asan
 fuzz_failed=0
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
 	mkdir -p build-fuzz/artifacts
+	if ! compgen -G "build-fuzz/tests/fuzz/fuzz-*" > /dev/null; then
+		echo "no libFuzzer harness in build-fuzz/tests/fuzz: nothing fuzzed"
+		failed=$((failed + 1))
+	fi
 	for fz in build-fuzz/tests/fuzz/fuzz-*; do
 		[ -f "$fz" ] && [ -x "$fz" ] || continue
 		name=${fz##*/fuzz-}

@@ -112,7 +112,7 @@ check "the server sees the concentrator's address (IPv6)" saw "[2001:db8:2::2]:9
 check "100 MiB each way from an unmodified LAN client (sha256)" \
 	$T echo --plain --dst 203.0.113.2:9000 --bytes $((100 << 20))
 check "server half-closes first; LAN client keeps sending (sha256)" \
-	$T halfclose --plain --dst 203.0.113.2:9002 --bytes $((1 << 20))
+	$T halfclose --plain --dst 203.0.113.2:9002 --bytes $((1 << 20)) --server-log "$WORKDIR/servers.log"
 check "500 concurrent LAN flows, all complete (sha256 each)" \
 	$T echo --plain --dst 203.0.113.2:9000 --bytes 65536 --flows 500
 check "after 100 MiB and 500 flows, the agent's RSS is back within 4 MiB and descriptors at their start" \
@@ -133,7 +133,7 @@ check_0rtt "capture: the SYN to the concentrator carries MPTCP and the Convert m
 # A client that sends nothing until the server greets it (SMTP's 25 here):
 # nothing of the client's is waited for.
 check "server-first client (port 25): the server's bytes first, then the client's (sha256)" \
-	$T halfclose --plain --dst 203.0.113.2:25 --bytes 1000
+	$T halfclose --plain --dst 203.0.113.2:25 --bytes 1000 --server-log "$WORKDIR/servers23.log"
 
 check "bypassed destination is routed, not intercepted" saw 203.0.113.3:9003 192.168.77.2
 check "traffic to the router itself is not intercepted" saw 192.168.77.1:9103 192.168.77.2

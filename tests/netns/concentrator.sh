@@ -92,15 +92,8 @@ check "IPv6 client and IPv6 destination" \
 check "IPv6 client to an IPv4 destination" \
 	$C echo --conc "[2001:db8:1::1]:5124" --dst $DST --bytes $((1 << 20))
 
-halfclose_check() {
-	local out sha
-	out=$($C halfclose --conc $CONC --dst 203.0.113.2:9002 --bytes $((2 << 20))) || { echo "$out"; return 1; }
-	echo "client: $out"
-	sha=$(echo "$out" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["sha256"])')
-	sleep 0.3
-	grep -q "\"sha256\": \"$sha\"" "$WORKDIR/servers.log" || { echo "server did not receive the same bytes"; cat "$WORKDIR/servers.log"; return 1; }
-}
-check "server half-closes first; client->server keeps flowing (sha256)" halfclose_check
+check "server half-closes first; client->server keeps flowing (sha256 at the server)" \
+	$C halfclose --conc $CONC --dst 203.0.113.2:9002 --bytes $((2 << 20)) --server-log "$WORKDIR/servers.log"
 check "server reset arrives at the client as a reset" \
 	$C reset --conc $CONC --dst 203.0.113.2:9001
 check "the reset relayed flow is logged with both ends" \

@@ -412,9 +412,39 @@ async def cmd_halfclose(args):
     # The server closes after our FIN; wait for the full close.
     await asyncio.wait_for(reader.read(), 10)
     writer.close()
-    print(json.dumps({"code": code, "got": got.decode(errors="replace"),
-                      "sent": len(data), "sha256": hashlib.sha256(data).hexdigest()}))
-    return code is None and got == b"bye"
+    sha = hashlib.sha256(data).hexdigest()
+    out = {"code": code, "got": got.decode(errors="replace"), "sent": len(data), "sha256": sha}
+    server_ok = True
+    if args.server_log:
+        # The server logs what it received once it has read our FIN; the
+        # check is that line, with our byte count and our hash.
+        out["server"] = await server_logged(args.server_log, len(data), sha)
+        server_ok = out["server"] == "same bytes"
+    print(json.dumps(out))
+    return code is None and got == b"bye" and server_ok
+
+
+async def server_logged(path, nbytes, sha, deadline=10.0):
+    """What the half-close server logged for a flow whose bytes hash to
+    sha: 'same bytes', or what it saw instead (a hash that is not ours
+    cannot be told apart from another flow's, so only the count and the
+    hash together are a match)."""
+    want = {"halfclose_received": nbytes, "sha256": sha}
+    t_end = time.monotonic() + deadline
+    while True:
+        try:
+            with open(path) as f:
+                for line in f:
+                    try:
+                        if json.loads(line) == want:
+                            return "same bytes"
+                    except ValueError:
+                        continue
+        except OSError:
+            pass
+        if time.monotonic() > t_end:
+            return f"no line {json.dumps(want)} in {path} within {deadline:.0f} s"
+        await asyncio.sleep(0.05)
 
 
 async def cmd_stall(args):
@@ -1067,6 +1097,8 @@ def main():
         c.add_argument("--unroutable")
         c.add_argument("--self-addr")
         c.add_argument("--bad-src")
+        c.add_argument("--server-log",
+                       help="halfclose: the server's log, which must show our bytes' hash")
     args = p.parse_args()
     sync = {"tfo": cmd_tfo, "whoami": cmd_whoami, "quic": cmd_quic, "pcap-syn": cmd_pcap_syn,
             "pcap-tfo": cmd_pcap_tfo, "trickle": cmd_trickle, "hold": cmd_hold,
