@@ -29,6 +29,18 @@ table inet count {
 	counter upstream_syns { }
 }
 NFT
+# conc counts the forged source's SYNs: the forgery reached it.
+ip netns exec "$(ns conc)" nft -f - <<'NFT'
+table inet count {
+	chain input { type filter hook input priority 0;
+		ip saddr 198.51.100.9 tcp flags & (syn | ack) == syn counter name forged_syns; }
+	counter forged_syns { }
+}
+NFT
+forged_syns() {
+	ip netns exec "$(ns conc)" nft list counter inet count forged_syns |
+		awk '/packets/ { for (i = 1; i < NF; i++) if ($i == "packets") print $(i + 1) }'
+}
 upstream_syns() {
 	ip netns exec "$(ns srv)" nft list counter inet count upstream_syns |
 		awk '/packets/ { for (i = 1; i < NF; i++) if ($i == "packets") print $(i + 1) }'
@@ -55,13 +67,15 @@ DST=203.0.113.2:9000
 # cookieless TFO (0x200), where the kernel hands the connection over at the
 # SYN and only the daemon stands in the way.
 forged_syn() {
-	local before after
-	before=$(upstream_syns)
+	local before after f0 f1
+	before=$(upstream_syns); f0=$(forged_syns)
 	$F syn-data --src 198.51.100.9 --dst $CONC --to $DST --count 20 || return 1
 	$F syn-data --src 198.51.100.9 --dst $CONC --to $DST --count 20 --mptcp || return 1
 	sleep 3  # past the handshake timeout: whatever would happen has happened
-	after=$(upstream_syns)
-	echo "{\"upstream_syns_from_forged\": $((after - before)), \"tfo_passive\": $(nstat_conc TcpExtTCPFastOpenPassive)}"
+	after=$(upstream_syns); f1=$(forged_syns)
+	echo "{\"forged_syns_at_concentrator\": $((f1 - f0)), \"upstream_syns_from_forged\": $((after - before)), \"tfo_passive\": $(nstat_conc TcpExtTCPFastOpenPassive)}"
+	# All 40 forged SYNs reached the concentrator (else nothing is shown).
+	[ $((f1 - f0)) -ge 40 ] || { echo "the forged SYNs did not reach the concentrator"; return 1; }
 	[ "$after" -eq "$before" ] || return 1
 	# The counter works: a real client's flow is one upstream SYN.
 	$C echo --conc $CONC --dst $DST --bytes 1000 || return 1
@@ -161,26 +175,32 @@ check "metrics: out of descriptors, the accept loop waits instead of spinning" e
 ip -n "$(ns cli)" addr add 198.51.100.3/24 dev cli-conc
 ip -n "$(ns cli)" addr add 198.51.100.4/24 dev cli-conc
 flood() {
-	local pid fd0 fdmax=0 n rc=0 holder
+	local pid fd0 fdmax=0 n rc=0 holder hits
 	ip netns exec "$(ns conc)" prlimit --nofile=1024:1024 "$CONCENTRATOR" --listen 198.51.100.1:5131 \
 		--allow-client 198.51.100.2/32 --allow-client 198.51.100.4/32 --workers 1 \
-		--handshake-timeout 30 --max-handshakes-per-client 64 > "$WORKDIR/flood.log" 2>&1 &
+		--handshake-timeout 30 --max-handshakes-per-client 64 \
+		--metrics-listen 198.51.100.1:9193 > "$WORKDIR/flood.log" 2>&1 &
 	pid=$!
 	wait_listen conc 5131 || return 1
 	sleep 0.3
 	fd0=$(fds $pid)
 	for src in 198.51.100.3:1500 198.51.100.4:1000; do
 		ip netns exec "$(ns cli)" bash -c "ulimit -n 8192; exec $PY ./nettool.py hold \
-			--dst 198.51.100.1:5131 --src ${src%:*} --count ${src#*:} --seconds 6" \
+			--dst 198.51.100.1:5131 --src ${src%:*} --count ${src#*:} --at-least $((${src#*:} * 9 / 10)) --seconds 6" \
 			> "$WORKDIR/hold-${src%:*}.out" &
 		holder=$!
 		sleep 3  # the connections are open now (a count, not a timing, is checked below)
 		n=$(fds $pid); [ "$n" -gt "$fdmax" ] && fdmax=$n
 		$C echo --conc 198.51.100.1:5131 --dst $DST --bytes 100000 --src 198.51.100.2 || rc=1
 		n=$(fds $pid); [ "$n" -gt "$fdmax" ] && fdmax=$n
-		wait $holder
+		wait $holder || { echo "the flood from ${src%:*} did not open 90% of its ${src#*:} connections"; rc=1; }
 		cat "$WORKDIR/hold-${src%:*}.out"
 	done
+	# The silent ones met the per-client handshake limit (else the check
+	# above did not load what it claims to).
+	hits=$(metric_at cli 198.51.100.1:9193 'mptcp_concentrator_limit_hits_total{limit="handshakes"}')
+	echo "{\"handshake_limit_hits\": ${hits:-none}}"
+	[ "${hits:-0}" -gt 0 ] || rc=1
 	sleep 1.5  # refused ones linger 1 s
 	n=$(fds $pid)
 	echo "{\"fds_start\": $fd0, \"fds_max_during\": $fdmax, \"fds_after\": $n}"
@@ -197,26 +217,32 @@ check "floods of refused and silent connections: a valid flow completes, descrip
 # they stall, a valid 8 MiB echo completes (sha256): stalled sends hold no
 # shared buffer.
 noread() {
-	local pid rc=0 holder what wmem
+	local pid rc=0 holder what wmem parked
 	# Small socket buffers, so a stalled peer stalls the daemon's sends
 	# after 64 KiB rather than after the kernel's 4 MiB.
 	wmem=$(ip netns exec "$(ns conc)" sysctl -n net.ipv4.tcp_wmem)
 	ip netns exec "$(ns conc)" sysctl -qw net.ipv4.tcp_wmem="4096 16384 65536"
 	ip netns exec "$(ns srv)" sysctl -qw net.ipv4.tcp_rmem="4096 65536 65536"
 	ip netns exec "$(ns conc)" "$CONCENTRATOR" --listen 198.51.100.1:5132 \
-		--allow-client 198.51.100.0/24 --workers 1 --buffers 32 > "$WORKDIR/noread.log" 2>&1 &
+		--allow-client 198.51.100.0/24 --workers 1 --buffers 32 \
+		--metrics-listen 198.51.100.1:9194 > "$WORKDIR/noread.log" 2>&1 &
 	pid=$!
 	wait_listen conc 5132 || return 1
 	for what in 9000:clients 9004:servers; do
 		$C noread --conc 198.51.100.1:5132 --dst 203.0.113.2:${what%:*} --count 100 \
-			--bytes $((1 << 20)) --seconds 60 > "$WORKDIR/noread-${what#*:}.out" &
+			--bytes $((1 << 20)) --min-bytes 65536 --seconds 60 > "$WORKDIR/noread-${what#*:}.out" &
 		holder=$!
 		sleep 6  # they are stalled now; their sends are parked after 2 s
 		timeout 20 $C echo --conc 198.51.100.1:5132 --dst $DST --bytes $((8 << 20)) ||
 			{ echo "valid flow did not complete beside 100 never-reading ${what#*:}"; rc=1; }
 		kill $holder 2>/dev/null; wait $holder 2>/dev/null
 		cat "$WORKDIR/noread-${what#*:}.out"
+		grep -q '"load_ok": true' "$WORKDIR/noread-${what#*:}.out" ||
+			{ echo "the never-reading ${what#*:} did not open and fill their connections"; rc=1; }
 	done
+	parked=$(metric_at cli 198.51.100.1:9194 mptcp_concentrator_parked_sends_total)
+	echo "{\"parked_sends\": ${parked:-none}}"
+	[ "${parked:-0}" -gt 0 ] || { echo "no send was parked: the stall never happened"; rc=1; }
 	ip netns exec "$(ns conc)" sysctl -qw net.ipv4.tcp_wmem="$wmem"
 	grep -h "parked" "$WORKDIR/noread.log" | tail -1
 	stop_concentrator "$pid" noread || rc=1
@@ -235,14 +261,14 @@ crowd() {
 	rss0=$(rss_kib $MAIN_PID); fd0=$(fds $MAIN_PID)
 	for spec in "5:" "6:" "7:--trickle" "8:--trickle"; do
 		ip netns exec "$(ns cli)" bash -c "ulimit -n 8192; exec $PY ./nettool.py hold --dst $CONC \
-			--src 198.51.100.${spec%%:*} --count 1000 --seconds 4 ${spec#*:}" > "$WORKDIR/crowd-${spec%%:*}.out" &
+			--src 198.51.100.${spec%%:*} --count 1000 --expect 1000 --seconds 4 ${spec#*:}" > "$WORKDIR/crowd-${spec%%:*}.out" &
 		pids+=($!)
 	done
-	$C hold --dst $CONC --src 198.51.100.4 --count 2000 --churn > "$WORKDIR/churn.out" &
+	$C hold --dst $CONC --src 198.51.100.4 --count 2000 --expect 2000 --churn > "$WORKDIR/churn.out" &
 	pids+=($!)
 	sleep 2
 	$C echo --conc $CONC --dst $DST --bytes $((4 << 20)) --src 198.51.100.2 || rc=1
-	for p in "${pids[@]}"; do wait $p; done
+	for p in "${pids[@]}"; do wait $p || { echo "a crowd did not open all its connections"; rc=1; }; done
 	cat "$WORKDIR"/crowd-*.out "$WORKDIR/churn.out" | tr '\n' ' '; echo
 	back_to_start $MAIN_PID "$rss0" "$fd0" 4096 || rc=1
 	return $rc

@@ -90,24 +90,41 @@ check "the home over its concentrator quota: every flow works (direct past it), 
 # a restart with --max-flows 1 and one held flow. For 3 s (six probes per
 # path), no path may go down: the concentrator's trouble is not the path's.
 probes_at_limit() {
-	local holder down=0 i
+	local holder down=0 i lines0 lines1 refused rc=0
 	stop_concentrator "$CONC_MAIN" conc || return 1
 	start_concentrator conc conc2 --listen 192.0.2.1:5124 --allow-client 198.51.100.0/24 \
-		--max-flows 1 --workers 1
+		--max-flows 1 --workers 1 --metrics-listen 198.51.100.1:9191
 	CONC_MAIN=$CONC_PID
 	wait_listen conc 5124 || return 1
-	$T hold --dst 203.0.113.2:9000 --src 192.168.77.2 --count 1 --seconds 5 > /dev/null &
+	# The agent says so once per change: a line more than before proves
+	# these probes, not the quota check's, met the limit.
+	lines0=$(grep -c "answers probes with error 64" "$WORKDIR/agent.log")
+	$T hold --dst 203.0.113.2:9000 --src 192.168.77.2 --count 1 --seconds 5 --verify 1 \
+		> "$WORKDIR/hold-limit.out" &
 	holder=$!
-	sleep 1
+	# The held flow takes the concentrator's one place before sampling.
+	wait_for 5 conc_metric 'mptcp_concentrator_flows_active' 1 || { echo "the held flow never reached the concentrator"; rc=1; }
 	for i in $(seq 1 15); do
-		ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/control.sock" > "$WORKDIR/st"
+		ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/control.sock" > "$WORKDIR/st" || rc=1
+		grep -q "^gw-p[12] " "$WORKDIR/st" || { echo "status lists no path"; rc=1; }
 		grep -q "^gw-p[12] .*down" "$WORKDIR/st" && down=$((down + 1))
 		sleep 0.2
 	done
-	wait $holder
-	echo "{\"samples_with_a_path_down\": $down}"
-	grep -q "answers probes with error 64" "$WORKDIR/agent.log" || { echo "no probe got Error 64"; return 1; }
-	[ $down -eq 0 ]
+	refused=$(conc_metric 'mptcp_concentrator_refusals_total{code="64",reason="resource_exceeded"}')
+	wait $holder || { echo "the held flow failed"; rc=1; }
+	cat "$WORKDIR/hold-limit.out"
+	lines1=$(grep -c "answers probes with error 64" "$WORKDIR/agent.log")
+	echo "{\"samples_with_a_path_down\": $down, \"error_64_sent\": ${refused:-none}, \"agent_lines\": [$lines0, $lines1]}"
+	[ "$lines1" -gt "$lines0" ] || { echo "no probe got Error 64 during this check"; rc=1; }
+	# Two paths, a probe each every 0.5 s for 3 s: at least 6 refusals.
+	[ "${refused:-0}" -ge 6 ] || { echo "the concentrator refused too few probes for the check to mean anything"; rc=1; }
+	[ $rc -eq 0 ] && [ $down -eq 0 ]
+}
+conc_metric() {  # conc_metric NAME{LABELS} [WANT]: the value; with WANT, succeeds when equal
+	local v
+	v=$(metric_at gw 198.51.100.1:9191 "$1") || return 1
+	[ $# -lt 2 ] && { echo "$v"; return 0; }
+	[ "$v" = "$2" ]
 }
 check "probes answered with Error 64 (the concentrator at its limit) keep the paths up" probes_at_limit
 # Out of descriptors, the agent's status socket must wait, not spin: its

@@ -30,6 +30,27 @@ skip() {
 	exit 77
 }
 
+# wait_for SECONDS CMD [ARGS...]: runs CMD every 0.1 s until it succeeds
+# (status 0) or SECONDS pass (status 1): a condition, never a fixed sleep.
+wait_for() {
+	local deadline=$(( $(date +%s%N) + ${1%.*} * 1000000000 ))
+	shift
+	while :; do
+		"$@" > /dev/null 2>&1 && return 0
+		[ "$(date +%s%N)" -ge "$deadline" ] && return 1
+		sleep 0.1
+	done
+}
+
+# metric_at NS ADDR:PORT NAME{LABELS}: a metric's value as NS scrapes it;
+# fails (and prints nothing) when the page is unreachable or lacks the
+# series: a missing value is never read as 0.
+metric_at() {
+	local page
+	page=$(ip netns exec "$(ns "$1")" curl -sf --max-time 5 "http://$2/metrics") || return 1
+	awk -v k="$3" '$1 == k { print $2; found = 1 } END { exit !found }' <<< "$page"
+}
+
 cleanup() {
 	local rc=$? ns pid
 	# A backgrounded function runs in a subshell that may run this trap
@@ -65,7 +86,8 @@ require_netns() {
 	ip netns del "${NS_PREFIX}probe"
 	ip netns exec "${NS_PREFIX}probe" true 2>/dev/null || true
 	[ -r /proc/sys/net/mptcp/enabled ] || skip "kernel without MPTCP"
-	[ -x "${CONCENTRATOR:-}" ] || skip "CONCENTRATOR not built"
+	# tests/kernel/repro.sh runs on this testbed with no daemon at all.
+	[ "${NO_DAEMONS:-0}" = 1 ] || [ -x "${CONCENTRATOR:-}" ] || skip "CONCENTRATOR not built"
 }
 
 ns_add() {

@@ -948,11 +948,14 @@ def cmd_noread(args):
             except BlockingIOError:
                 pass
         time.sleep(0.01)
-    print(json.dumps({"connections": len(socks), "bytes_sent": sent}), flush=True)
+    # The load happened, or the check it stands behind means nothing: every
+    # connection open and each with at least --min-bytes sent on average.
+    ok = len(socks) == args.count and sent >= args.count * args.min_bytes
+    print(json.dumps({"connections": len(socks), "bytes_sent": sent, "load_ok": ok}), flush=True)
     time.sleep(args.seconds)
     for s in socks:
         s.close()
-    return True
+    return ok
 
 
 def cmd_hold(args):
@@ -971,7 +974,7 @@ def cmd_hold(args):
             except OSError:
                 failed += 1
         print(json.dumps({"connected_and_closed": done, "failed": failed}), flush=True)
-        return True
+        return args.expect is None or done == args.expect
     for _ in range(args.count):
         try:
             socks.append(socket.create_connection((host, port), timeout=2,
@@ -979,6 +982,8 @@ def cmd_hold(args):
         except OSError:
             failed += 1
     print(json.dumps({"held": len(socks), "failed": failed}), flush=True)
+    held_ok = ((args.expect is None or len(socks) == args.expect) and
+               len(socks) >= args.at_least)
     if args.trickle:
         # One byte a second on each (a Convert header that never ends).
         end = time.monotonic() + args.seconds
@@ -1007,7 +1012,7 @@ def cmd_hold(args):
             return False
     for x in socks:
         x.close()
-    return True
+    return held_ok
 
 
 def main():
@@ -1060,6 +1065,8 @@ def main():
     nr.add_argument("--seconds", type=float, default=10)
     nr.add_argument("--src")
     nr.add_argument("--key", help="ID:HEXSECRET: put a valid cookie in each request")
+    nr.add_argument("--min-bytes", type=int, default=1,
+                    help="fail unless this many bytes per connection were sent on average")
     ho = sub.add_parser("hold")
     ho.add_argument("--dst", required=True)
     ho.add_argument("--count", type=int, default=100)
@@ -1069,6 +1076,11 @@ def main():
     ho.add_argument("--churn", action="store_true", help="connect and close at once, --count times")
     ho.add_argument("--verify", type=int, default=0,
                     help="expect this many to still echo a byte after --seconds")
+    ho.add_argument("--expect", type=int,
+                    help="fail unless exactly this many connected (with --churn: connected and closed)")
+    ho.add_argument("--at-least", type=int, default=0,
+                    help="fail unless at least this many connected (a flood, where the "
+                         "listener's backlog may drop a few SYNs)")
     pt = sub.add_parser("pcap-tfo")
     pt.add_argument("file")
     pt.add_argument("--port", type=int, required=True)
