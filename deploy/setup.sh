@@ -18,7 +18,7 @@ build_pkgs=(
 )
 # Tests and demo: namespaces, nftables, MPTCP tooling, traffic and capture.
 test_pkgs=(
-  iproute2 nftables mptcpd mptcpize iperf3 curl nginx-light tcpdump python3 procps
+  iproute2 iputils-ping nftables mptcpd mptcpize iperf3 curl nginx-light tcpdump python3 procps
   gnuplot-nox systemd python3-scapy lintian file bird2
 )
 # Cross builds (tests/cross/cross.sh): toolchains, qemu-user, and Debian's

@@ -38,14 +38,30 @@ check() {  # check DESCRIPTION COMMAND...
 		tail -30 "$OUT/check.log" | sed 's/^/    /'
 	fi
 }
-# tests DIR NAMES...: run these meson tests under qemu; print the counts.
+# tests DIR NAMES...: run these meson tests under qemu; every name must
+# have run and passed (meson runs what matches and drops a name that
+# matches nothing, so its status alone would pass a misspelt list).
 tests() {
-	local dir=$1; shift
+	local dir=$1 r ok; shift
+	rm -f "$dir/meson-logs/testlog.json"
 	meson test -C "$dir" --print-errorlogs "$@" > "$dir/test.log" 2>&1
-	local r=$?
+	r=$?
 	grep -E "^ *[0-9]+/[0-9]+ " "$dir/test.log"
-	echo "{\"ok\": $(grep -c ' OK ' "$dir/test.log"), \"tests\": $#}"
-	return $r
+	ok=$(/usr/bin/python3 - "$dir/meson-logs/testlog.json" "$@" <<'PY'
+import json, sys
+try:
+    ran = {json.loads(l)["name"]: json.loads(l)["result"] for l in open(sys.argv[1])}
+except OSError:
+    ran = {}
+want = sys.argv[2:]
+missing = [n for n in want if n not in ran]
+bad = [n for n in want if n in ran and ran[n] != "OK"]
+print(json.dumps({"ok": sum(1 for n in want if ran.get(n) == "OK"), "tests": len(want),
+                  "did_not_run": missing, "not_ok": bad}))
+PY
+)
+	echo "$ok"
+	[ $r -eq 0 ] && echo "$ok" | grep -q '"did_not_run": \[\], "not_ok": \[\]'
 }
 is_arch() {  # is_arch FILE PATTERN: file(1) says so
 	file -L "$1" | tee /dev/stderr | grep -q "$2"

@@ -24,6 +24,7 @@ stdout, or --log), then the client a summary line. Exit 0 even when flows
 were damaged: counting them is the job; exit 1 on a usage or setup error."""
 import argparse
 import asyncio
+import errno
 import hashlib
 import json
 import os
@@ -36,6 +37,8 @@ IPPROTO_MPTCP = getattr(socket, "IPPROTO_MPTCP", 262)
 SOL_MPTCP = 284
 MPTCP_INFO = 1
 TCP_FASTOPEN_CONNECT = 30
+SO_RCVBUFFORCE = 33
+MSG_FASTOPEN = getattr(socket, "MSG_FASTOPEN", 0x20000000)
 MAGIC = b"KDMG"
 HDR = 24
 SYN_BYTES = 1000
@@ -146,6 +149,7 @@ async def serve(args):
     while True:
         c, _ = await loop.sock_accept(ls)
         c.setblocking(False)
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as the concentrator
         t = asyncio.create_task(serve_one(c, args, log))
         tasks.add(t)
         t.add_done_callback(tasks.discard)
@@ -153,44 +157,61 @@ async def serve(args):
 
 # ------------------------------------------------------------------ client
 
-def open_flow(args, first):
-    """Connects (blocking, in a thread): in syn mode the first bytes go
-    into the SYN (TCP_FASTOPEN_CONNECT: connect() returns at once and the
-    first send() carries them)."""
-    host, port = split(args.dst)
-    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
-                      socket.SOCK_STREAM, IPPROTO_MPTCP)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    if args.src:
-        s.bind((args.src, 0))
-    if args.mode == "syn":
-        s.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)
-    s.settimeout(30)
-    s.connect((host, port))
-    s.sendall(first)
-    s.setblocking(False)
-    return s
+async def writable(loop, s, timeout):
+    fut = loop.create_future()
+    loop.add_writer(s.fileno(), lambda: fut.done() or fut.set_result(None))
+    try:
+        await asyncio.wait_for(fut, timeout)
+    finally:
+        loop.remove_writer(s.fileno())
+    err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, os.strerror(err))
 
 
 async def flow(args):
     loop = asyncio.get_running_loop()
     seed = os.urandom(16)
     payload = expected(seed, args.bytes)
-    head = MAGIC + struct.pack("!I", args.bytes) + seed
+    stream = MAGIC + struct.pack("!I", args.bytes) + seed + payload
     rec = {"seed": seed.hex()}
-    s = None
+    host, port = split(args.dst)
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                      socket.SOCK_STREAM, IPPROTO_MPTCP)
     try:
-        first = head + payload[:SYN_BYTES] if args.mode == "syn" else head
-        s = await loop.run_in_executor(None, open_flow, args, first)
-        off = SYN_BYTES if args.mode == "syn" else 0
+        s.setblocking(False)
+        # As gw-agent's MPTCP sockets: no Nagle, a fixed 4 MiB receive buffer.
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 4 << 20)
+        except OSError:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        if args.src:
+            s.bind((args.src, 0))
+        # What leaves with (syn) or right after (plain, reply) the handshake.
+        first = {"syn": stream[:HDR + SYN_BYTES], "reply": stream[:HDR], "plain": b""}[args.mode]
+        if args.mode == "syn":
+            try:
+                n = s.sendto(first, MSG_FASTOPEN, (host, port))
+            except BlockingIOError:
+                n = 0
+            await writable(loop, s, 30)
+            await loop.sock_sendall(s, first[n:])
+        else:
+            err = s.connect_ex((host, port))
+            if err not in (0, errno.EINPROGRESS):
+                raise OSError(err, os.strerror(err))
+            await writable(loop, s, 30)
+            await loop.sock_sendall(s, first)
         if args.mode == "reply":
             g = await asyncio.wait_for(loop.sock_recv(s, 1), 30)
             if g != b"G":
                 raise ConnectionError(f"reply {g!r}")
 
         async def send_rest():
-            for i in range(off, len(payload), 32768):
-                await loop.sock_sendall(s, payload[i:i + 32768])
+            # 32 KiB send()s, as the relays write.
+            for i in range(len(first), len(stream), 32768):
+                await loop.sock_sendall(s, stream[i:i + 32768])
             s.shutdown(socket.SHUT_WR)
 
         sender = asyncio.create_task(send_rest())
@@ -209,8 +230,7 @@ async def flow(args):
     except (OSError, asyncio.TimeoutError, ConnectionError) as e:
         rec.update(echo="failed", error=type(e).__name__ + ": " + str(e))
     finally:
-        if s is not None:
-            s.close()
+        s.close()
     return rec
 
 

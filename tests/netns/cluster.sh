@@ -82,9 +82,12 @@ box() {  # box N: start box N's concentrator; pid in BOX_PID[N]
 	wait_listen "b$1" 5124
 }
 box 1 && box 2 || exit 1
+AGENT_PIDS=()
 for n in $(seq 1 $G); do
 	ip netns exec "$(ns "g$n")" "$AGENT" --concentrator 192.0.2.1:5124 --lan "g$n-l$n" --workers 1 \
-		--path "g$n-p1,mode=master" --path "g$n-p2" --cluster --control "" > "$WORKDIR/agent-g$n.log" 2>&1 &
+		--path "g$n-p1,mode=master" --path "g$n-p2" --cluster --control "$WORKDIR/agent-g$n.sock" \
+		> "$WORKDIR/agent-g$n.log" 2>&1 &
+	AGENT_PIDS[$n]=$!
 done
 
 hops() { ip -n "$(ns rtr)" route show 192.0.2.1 | grep -c "nexthop via\|via 10.0"; }
@@ -99,15 +102,28 @@ route_hops() {
 	ip -n "$(ns rtr)" route show 192.0.2.1; return 1
 }
 check "both boxes announce 192.0.2.1: rtr has an ECMP route over both" route_hops 2
-sleep 2  # the agents' paths up
+# Every agent running, with both its paths up (each probes the service
+# address, which either box may answer).
+agents_up() {
+	local n
+	for n in $(seq 1 $G); do
+		kill -0 "${AGENT_PIDS[$n]}" 2>/dev/null || { echo "agent g$n is not running"; tail -5 "$WORKDIR/agent-g$n.log"; return 1; }
+		[ "$(ip netns exec "$(ns "g$n")" "$AGENT" status --control "$WORKDIR/agent-g$n.sock" |
+			grep -c "^g$n-p[12] .* up ")" -eq 2 ] || return 1
+	done
+}
+check "every gateway's agent runs, both its paths up" wait_for 15 agents_up
 
-metric() {  # metric BOX NAME-AND-LABELS: the value, summed over matching series
-	ip netns exec "$(ns "b$1")" curl -s http://127.0.0.1:9189/metrics |
-		awk -v m="$2" 'index($0, m) == 1 {s += $NF} END {print s + 0}'
+metric() {  # metric BOX NAME-AND-LABELS: the value, summed over matching series; fails if none or unreachable
+	local page
+	page=$(ip netns exec "$(ns "b$1")" curl -sf --max-time 5 http://127.0.0.1:9189/metrics) ||
+		{ echo "box $1: metrics unreachable" >&2; return 1; }
+	awk -v m="$2" 'index($0, m) == 1 {s += $NF; f = 1} END {if (!f) exit 1; print s + 0}' <<< "$page" ||
+		{ echo "box $1: no series $2" >&2; return 1; }
 }
 accepted() { metric "$1" "mptcp_concentrator_connections_accepted_total{box=\"b$1\""; }
 fallbacks() { metric "$1" "mptcp_concentrator_connections_accepted_total{box=\"b$1\",kind=\"tcp_fallback\"}"; }
-nstat_of() { ip netns exec "$(ns "b$1")" nstat -az "$2" | awk -v k="$2" '$1 == k {print $2}'; }
+nstat_of() { ip netns exec "$(ns "b$1")" nstat -az "$2" | awk -v k="$2" '$1 == k {print $2; f = 1} END {exit !f}'; }
 
 # echo_all N BYTES [PACE]: N flows from every gateway's LAN at once, the
 # sending spread over PACE seconds; all intact.
@@ -128,19 +144,19 @@ echo_all() {
 relayed() { metric "$1" "mptcp_concentrator_subflows_per_flow_count{box=\"b$1\""; }
 single() { metric "$1" "mptcp_concentrator_subflows_per_flow_bucket{box=\"b$1\",le=\"2\""; }
 spread() {
-	local f1 f2 o1 o2 s1 s2
-	f1=$(relayed 1); f2=$(relayed 2); o1=$(single 1); o2=$(single 2)
+	local f1 f2 o1 o2 s1 s2 g1 g2 p1 p2
+	f1=$(relayed 1) && f2=$(relayed 2) && o1=$(single 1) && o2=$(single 2) || return 1
 	# Spread over 1 s: the joins are up before a flow ends (the histogram
 	# counts a flow's subflows at its first FIN).
 	echo_all 8 300000 1 || return 1
-	f1=$(( $(relayed 1) - f1 )); f2=$(( $(relayed 2) - f2 ))
-	o1=$(( $(single 1) - o1 )); o2=$(( $(single 2) - o2 ))
+	g1=$(relayed 1) && g2=$(relayed 2) && p1=$(single 1) && p2=$(single 2) || return 1
+	f1=$((g1 - f1)); f2=$((g2 - f2)); o1=$((p1 - o1)); o2=$((p2 - o2))
 	# Every subflow on the box of its flow: no box saw a join for a
 	# connection it does not have, and every flow had more than one
 	# subflow per path (its joins went to the box's own address, from
 	# both paths).
-	s1=$(nstat_of 1 MPTcpExtMPJoinNoTokenFound); s2=$(nstat_of 2 MPTcpExtMPJoinNoTokenFound)
-	echo "{\"flows_box1\": $f1, \"flows_box2\": $f2, \"two_subflows_or_fewer\": $((o1 + o2)), \"joins_without_connection\": $(( ${s1:-0} + ${s2:-0} ))}"
+	s1=$(nstat_of 1 MPTcpExtMPJoinNoTokenFound) && s2=$(nstat_of 2 MPTcpExtMPJoinNoTokenFound) || return 1
+	echo "{\"flows_box1\": $f1, \"flows_box2\": $f2, \"two_subflows_or_fewer\": $((o1 + o2)), \"joins_without_connection\": $(( s1 + s2 ))}"
 	if [ $((o1 + o2)) -gt 0 ]; then  # what the kernels were told
 		ip -n "$(ns g1)" mptcp limits show; ip -n "$(ns g1)" mptcp endpoint show
 		for b in 1 2; do ip -n "$(ns "b$b")" mptcp endpoint show; ip -n "$(ns "b$b")" mptcp limits show
@@ -149,7 +165,7 @@ spread() {
 		grep -v "intercepting" "$WORKDIR/agent-g1.log" | tail -8
 	fi
 	[ "$f1" -gt 0 ] && [ "$f2" -gt 0 ] && [ $((f1 + f2)) -ge $((8 * G)) ] &&
-		[ $((o1 + o2)) -eq 0 ] && [ $(( ${s1:-0} + ${s2:-0} )) -eq 0 ]
+		[ $((o1 + o2)) -eq 0 ] && [ $(( s1 + s2 )) -eq 0 ]
 }
 check "32 flows from 4 gateways (2 paths each) complete; both boxes carry flows; every flow has a join per path, all on the box of its flow" spread
 
@@ -166,9 +182,11 @@ drain() {
 	kill -USR1 "${BOX_PID[1]}"
 	route_hops 1 > /dev/null || { echo "route not withdrawn"; return 1; }
 	tg=$(date +%s%N)
-	a1=$(accepted 1); a2=$(accepted 2)
+	local b1 b2
+	a1=$(accepted 1) && a2=$(accepted 2) || return 1
 	echo_all 4 50000 > /dev/null || { echo "new flows failed during the drain"; rc=1; }
-	a1=$(( $(accepted 1) - a1 )); a2=$(( $(accepted 2) - a2 ))
+	b1=$(accepted 1) && b2=$(accepted 2) || return 1
+	a1=$((b1 - a1)); a2=$((b2 - a2))
 	for i in $long; do wait "$i" || rc=1; done
 	cat "$WORKDIR"/long-*.out
 	for i in $(seq 1 200); do kill -0 "${BOX_PID[1]}" 2>/dev/null || break; sleep 0.05; done
@@ -182,7 +200,7 @@ check "drain box 1 (SIGUSR1): route withdrawn, new flows all to box 2, running f
 
 back() {
 	box 1 || return 1
-	route_hops 2 && sleep 1 && spread
+	route_hops 2 && wait_for 15 agents_up && spread
 }
 check "box 1 back: announced again and taking new flows" back
 
@@ -196,12 +214,20 @@ kill_box() {
 	kill -KILL "${BOX_PID[1]}"; wait "${BOX_PID[1]}" 2>/dev/null
 	kill -KILL "$(cat "$WORKDIR/bird-b1.pid")"
 	route_hops 1 > /dev/null || { echo "route not withdrawn"; return 1; }
-	a2=$(accepted 2)
+	local b2
+	a2=$(accepted 2) || return 1
 	echo_all 4 50000 || rc=1
 	wait $long2
-	echo "{\"flows_on_the_killed_box_failed_or_not\": \"$(tail -1 "$WORKDIR/kill-long.out" | cut -c1-120)\", \"new_flows_box2\": $(( $(accepted 2) - a2 ))}"
-	[ $rc -eq 0 ] && [ $(( $(accepted 2) - a2 )) -ge $((4 * G)) ]
+	b2=$(accepted 2) || return 1
+	echo "{\"flows_on_the_killed_box_failed_or_not\": \"$(tail -1 "$WORKDIR/kill-long.out" | cut -c1-120)\", \"new_flows_box2\": $((b2 - a2))}"
+	[ $rc -eq 0 ] && [ $((b2 - a2)) -ge $((4 * G)) ]
 }
 check "box 1 killed: route withdrawn, every new flow completes on box 2" kill_box
 check "box 2 exits cleanly" stop_concentrator "${BOX_PID[2]}" conc-b2
+agents_stop() {
+	local n rc=0
+	for n in $(seq 1 $G); do stop_agent_log "${AGENT_PIDS[$n]}" "$WORKDIR/agent-g$n.log" || rc=1; done
+	return $rc
+}
+check "every gateway's agent exits cleanly" agents_stop
 finish

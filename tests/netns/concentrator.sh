@@ -129,9 +129,13 @@ drain_check() {
 	# Paced over 3 s, so it is mid-transfer when SIGTERM arrives at 0.5 s.
 	$C echo --conc 198.51.100.1:5125 --dst $DST --bytes $((8 << 20)) --pace 3 > "$WORKDIR/drain.out" 2>&1 &
 	local cpid=$!
-	sleep 0.5
+	# Mid-transfer: its upstream connection is open when SIGTERM comes;
+	# and the listener is closed before the new connection is tried.
+	wait_for 10 eval "[ \$(ip netns exec $(ns conc) ss -Htn state established '( dport = :9000 )' | wc -l) -ge 1 ]" ||
+		{ echo "the flow never reached the server"; return 1; }
 	kill -TERM "$PC_PID"
-	sleep 0.5
+	wait_for 10 eval "[ -z \"\$(ip netns exec $(ns conc) ss -Hltn '( sport = :5125 )')\" ]" ||
+		{ echo "still listening 10 s after SIGTERM"; return 1; }
 	if $C echo --conc 198.51.100.1:5125 --dst $DST --bytes 10 >/dev/null 2>&1; then
 		echo "new flow accepted after SIGTERM"; return 1
 	fi

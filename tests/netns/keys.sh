@@ -108,8 +108,13 @@ agent_counted() {
 	for r in missing malformed scope nat stale bad_mac replayed; do
 		others=$((others + $(metric "mptcp_concentrator_cookies_total{result=\"$r\"}")))
 	done
-	echo "{\"ok\": $ok, \"unknown_key\": $unknown, \"other_refusals\": $others}"; for r in missing malformed scope nat stale bad_mac replayed; do echo "$r $(metric "mptcp_concentrator_cookies_total{result=\"$r\"}")"; done
-	[ "$ok" -ge $((3 + 20 + 12)) ] && [ "$unknown" -eq 2 ] && [ "$others" -eq $((1 + 4 + 1 + 1 + 2 + 1)) ]
+	echo "{\"ok\": $ok, \"unknown_key\": $unknown, \"other_refusals\": $others}"
+	[ "$ok" -ge $((3 + 20 + 12)) ] && [ "$unknown" -eq 2 ] && [ "$others" -eq $((1 + 4 + 1 + 1 + 2 + 1)) ] && return 0
+	# Which requests were refused, and when against the reloads: the
+	# concentrator's refusal lines (source, destination, reason).
+	grep -h -E "refused|reloaded" "$WORKDIR/conc.log" | tail -20
+	grep -h -E "reloaded|error" "$WORKDIR/agent.log" | tail -5
+	return 1
 }
 check "the gateway's flows and probes were all accepted" agent_counted
 

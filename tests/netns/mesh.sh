@@ -22,9 +22,9 @@ RATE=${RATE:-20mbit}
 mesh_topology "$RATE"
 ip netns exec "$(ns srv)" iperf3 -s -J -p 5201 > /dev/null 2>&1 &  # -J: clients get its intervals
 ip netns exec "$(ns srv)" iperf3 -s -p 5203 > /dev/null 2>&1 &
-ip netns exec "$(ns srv)" "$PY" ./nettool.py serve --bind 203.0.113.2 --base 9000 > /dev/null 2>&1 &
+ip netns exec "$(ns srv)" "$PY" ./nettool.py serve --bind 203.0.113.2 --base 9000 --udp443 > /dev/null 2>&1 &
 ip netns exec "$(ns conc)" "$PY" ./nettool.py serve --bind 192.0.2.1 --base 9000 > /dev/null 2>&1 &
-ip netns exec "$(ns lanb)" "$PY" ./nettool.py serve --bind 192.168.78.2 --base 9000 > /dev/null 2>&1 &
+ip netns exec "$(ns lanb)" "$PY" ./nettool.py serve --bind 192.168.78.2 --base 9000 --udp443 > /dev/null 2>&1 &
 # A line alone: iperf3 from each router to the concentrator host.
 ip netns exec "$(ns conc)" iperf3 -s -p 5202 > /dev/null 2>&1 &
 start_concentrator conc conc --listen 192.0.2.1:5124 --allow-client 198.51.100.0/24 --workers 1
@@ -159,26 +159,53 @@ else
 fi
 
 # A lender forwards nothing from the mesh but TCP to the concentrator:
-# tried from A's own address through B.
-via_b() {  # via_b DST PORT: can A's mesh address reach DST:PORT through B?
-	ip -n "$(ns a)" route replace "$1/32" via 10.77.0.2 dev a-mesh
-	ip netns exec "$(ns a)" timeout 2 "$PY" -c '
+# tried from A's own mesh address, routed through B (a host route via B's
+# mesh address), by TCP, UDP and ICMP. The same probes from B itself (its
+# own traffic, not forwarded) must get through: they show the targets answer
+# and that a refusal below is the lender's firewall, not a missing route.
+reach() {  # reach NS SRC tcp|udp|icmp DST [PORT]: does DST answer SRC?
+	local n=$1 src=$2 kind=$3 dst=$4 port=${5:-0}
+	if [ "$kind" = icmp ]; then
+		ip netns exec "$(ns "$n")" ping -c 2 -W 1 -I "$src" "$dst" > /dev/null 2>&1
+		return
+	fi
+	ip netns exec "$(ns "$n")" timeout 3 "$PY" -c '
 import socket, sys
-s = socket.socket(); s.settimeout(1.5); s.bind(("10.77.0.1", 0))
+src, kind, dst, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+s = socket.socket(type=socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM)
+s.settimeout(1.5); s.bind((src, 0))
 try:
-    s.connect((sys.argv[1], int(sys.argv[2]))); print("open")
-except OSError as e:
-    print("closed:", e); sys.exit(1)' "$1" "$2"
+    if kind == "tcp":
+        s.connect((dst, port))
+    else:
+        s.sendto(b"ping", (dst, port))
+        assert s.recvfrom(64)[0] == b"ping"
+    print("open")
+except (OSError, AssertionError) as e:
+    print("closed:", e); sys.exit(1)' "$src" "$kind" "$dst" "$port"
+}
+via_b() {  # via_b KIND DST [PORT]: from A's mesh address through B
+	ip -n "$(ns a)" route replace "$2/32" via 10.77.0.2 dev a-mesh
+	reach a 10.77.0.1 "$@"
 	local r=$?
-	ip -n "$(ns a)" route del "$1/32" via 10.77.0.2 dev a-mesh
+	ip -n "$(ns a)" route del "$2/32" via 10.77.0.2 dev a-mesh
 	return $r
 }
 lend_firewall() {
-	via_b 192.0.2.1 5124 || { echo "the concentrator is not reachable through the lender"; return 1; }
-	! via_b 192.0.2.1 9000 && ! via_b 203.0.113.2 9000 && ! via_b 192.168.78.2 9000 &&
-	! ip netns exec "$(ns a)" ping -c 1 -W 1 -I 10.77.0.1 192.168.78.2 > /dev/null 2>&1
+	local rc=0 t
+	for t in "tcp 192.168.78.2 9000" "udp 192.168.78.2 443" "icmp 192.168.78.2"; do
+		reach b 10.77.0.2 $t > /dev/null || { echo "control: B itself cannot reach $t"; rc=1; }
+	done
+	reach conc 192.0.2.1 udp 203.0.113.2 443 > /dev/null || { echo "control: the server's UDP echo does not answer"; rc=1; }
+	via_b tcp 192.0.2.1 5124 > /dev/null || { echo "the concentrator is not reachable through the lender"; rc=1; }
+	for t in "tcp 192.0.2.1 9000" "tcp 203.0.113.2 9000" "tcp 192.168.78.2 9000" \
+		 "udp 192.168.78.2 443" "udp 203.0.113.2 443" \
+		 "icmp 192.168.78.2" "icmp 203.0.113.2"; do
+		via_b $t > /dev/null && { echo "forwarded from the mesh: $t"; rc=1; }
+	done
+	return $rc
 }
-check "a lender forwards only TCP to the concentrator (not another port, not the Internet, not its LAN)" lend_firewall
+check "a lender forwards only TCP to the concentrator (not another port, not UDP or ICMP, not the Internet, not its LAN)" lend_firewall
 
 # C leaves the mesh mid-flow (its mesh link goes down), and comes back.
 c_leaves() {

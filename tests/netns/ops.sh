@@ -64,9 +64,15 @@ ip netns exec "$(ns gw)" env NOTIFY_SOCKET="$WORKDIR/agent.sock" WATCHDOG_USEC=1
 AGENT_PID=$!
 wait_listen srv 9000 && wait_listen conc 5124 || exit 1
 for i in $(seq 1 100); do grep -q "READY=1" "$WORKDIR/agent.notify" 2>/dev/null && break; sleep 0.05; done
-sleep 1.5  # a few probes and watchdog rounds
-
 scrape() { ip netns exec "$(ns "$1")" curl -sf "http://127.0.0.1:$2/metrics"; }
+# Started: two watchdog rounds from each daemon and a probe answered on
+# path 1 (what the checks below read).
+settled() {
+	[ "$(grep -c " WATCHDOG=1$" "$WORKDIR/conc.notify")" -ge 2 ] &&
+	[ "$(grep -c " WATCHDOG=1$" "$WORKDIR/agent.notify")" -ge 2 ] &&
+	scrape gw 9125 | grep -q '^gw_agent_path_probe_rtt_seconds{path="gw-p1",family="ipv4"}'
+}
+wait_for 10 settled || log "the daemons did not settle in 10 s (the checks below say what is missing)"
 # metric FILE NAME{LABELS}: the sample's value (empty when absent)
 metric() { awk -v k="$2" '$1 == k { print $2 }' "$1"; }
 
@@ -96,7 +102,14 @@ traffic() {
 		--bytes $FLOW_BYTES --flows 3
 }
 check "3 LAN flows of 4 MiB each way through agent and concentrator" traffic
-sleep 0.5
+# Bytes are counted when a flow closes, which both daemons see a moment
+# after the client does: wait for the count, then read it exactly.
+accounted() {
+	local want=$((3 * FLOW_BYTES))
+	scrape conc 9124 | grep -q "^mptcp_concentrator_bytes_total{direction=\"down\"} $want\$" &&
+	scrape gw 9125 | grep -q "^gw_agent_bytes_total{direction=\"down\"} $want\$"
+}
+wait_for 10 accounted || log "the traffic was not accounted within 10 s (the checks below say how)"
 
 metrics_valid() {
 	scrape conc 9124 > "$WORKDIR/conc.prom" && scrape gw 9125 > "$WORKDIR/agent.prom" || return 1
@@ -164,7 +177,9 @@ check "agent metrics match (3 flows via the concentrator, bytes exact, paths up,
 ip netns exec "$(ns lan)" "$PY" ./nettool.py echo --plain --dst 203.0.113.2:9000 \
 	--bytes $((8 << 20)) --pace 6 > "$WORKDIR/long.out" 2>&1 &
 LONG=$!
-sleep 1
+# The flow is running (its upstream connection open) before the reload.
+upstream_open() { [ "$(ip netns exec "$(ns conc)" ss -Htn state established '( dport = :9000 )' | wc -l)" -ge 1 ]; }
+wait_for 10 upstream_open || log "the long flow never reached the server"
 write_conc_config ', "deny_destinations": ["203.0.113.0/24"], "max_flows_per_client": 100'
 reload "$CONC_PID" "$WORKDIR/conc.log"
 reload_applies() {

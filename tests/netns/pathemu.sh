@@ -96,6 +96,11 @@ d = json.load(sys.stdin); sys.exit(0 if d["lost"] == 0 and d["min_ms"] >= 20 and
 }
 check "inside a link (TAP, bridged): 10 ms each way, no reply under 20 ms, median under 25" tap_link
 
-stop_emu() { kill "$EMU_PID"; wait "$EMU_PID"; grep '^{' "$WORKDIR/emu.log"; }
+stop_emu() {  # SIGTERM: a clean exit (status 0) and the counts line
+	local rc=0
+	kill "$EMU_PID"; wait "$EMU_PID" || { rc=$?; echo "pathemu exited $rc"; }
+	grep "^{" "$WORKDIR/emu.log" || { echo "no counts line"; rc=1; }
+	return $rc
+}
 check "pathemu stops on SIGTERM and reports its counts" stop_emu
 finish

@@ -273,14 +273,16 @@ renew() {
 	ip netns exec "$(ns lan)" "$PY" ./nettool.py echo --plain --dst 203.0.113.2:9000 \
 		--bytes $((4 << 20)) --pace 6 > "$WORKDIR/renew.out" 2>&1 &
 	local cp=$!
-	sleep 1
+	# The flow is running (through the agent to the concentrator) first.
+	wait_for 10 eval "[ \$(ip netns exec $(ns gw) ss -Htn state established '( dport = :5124 )' | wc -l) -ge 1 ]" ||
+		{ echo "the flow never started"; return 1; }
 	ip -n "$(ns gw)" addr del 198.51.100.66/26 dev gw-p2
-	sleep 1
+	wait_for 5 eval "! ip -n $(ns gw) mptcp endpoint show | grep -q 198.51.100.66"
 	local eps; eps=$(ip -n "$(ns gw)" mptcp endpoint show)
 	echo "while gone: $eps"
-	echo "$eps" | grep -q 198.51.100.66 && { echo "endpoint kept without its address"; return 1; }
+	echo "$eps" | grep -q 198.51.100.66 && { echo "endpoint kept without its address (5 s)"; return 1; }
 	ip -n "$(ns gw)" addr add 198.51.100.66/26 dev gw-p2
-	sleep 1
+	wait_for 5 eval "ip -n $(ns gw) mptcp endpoint show | grep -q '198.51.100.66 .*backup' && ip -n $(ns gw) rule show | grep -q 'from 198.51.100.66 lookup 19794'"
 	eps=$(ip -n "$(ns gw)" mptcp endpoint show)
 	echo "after renew: $eps"
 	echo "$eps" | grep -q "198.51.100.66 .*backup" || return 1

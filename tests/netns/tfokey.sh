@@ -32,10 +32,12 @@ AGENT_PID=$!
 for i in $(seq 1 100); do grep -q "intercepting TCP" "$WORKDIR/agent.log" && break; sleep 0.05; done
 
 L="ip netns exec $(ns lan) $PY ./nettool.py"
-gw_nstat() { ip netns exec "$(ns gw)" nstat -az MPTcpExtMPCapableDataFallback | awk '$1 ~ /Fallback/ {print $2}'; }
-conc_nstat() { ip netns exec "$(ns conc)" nstat -az "$1" | awk -v k="$1" '$1 == k {print $2}'; }
-agent_fell_back() { ip netns exec "$(ns gw)" curl -s http://127.0.0.1:9125/metrics |
-	awk '$1 == "gw_agent_flows_fallen_back_total" {print $2}'; }
+# Each reader prints a number or fails: a counter that cannot be read is an
+# error, never a 0 (a check of differences would pass on two empty reads).
+num() { local v; v=$(awk -v k="$1" '$1 == k { print $2; f = 1 } END { exit !f }') && [ -n "$v" ] && echo "$v"; }
+gw_nstat() { ip netns exec "$(ns gw)" nstat -az MPTcpExtMPCapableDataFallback | num MPTcpExtMPCapableDataFallback; }
+conc_nstat() { ip netns exec "$(ns conc)" nstat -az "$1" | num "$1"; }
+agent_fell_back() { metric_at gw 127.0.0.1:9125 gw_agent_flows_fallen_back_total; }
 flows() {  # flows N: N LAN flows one after another, 256 KiB each way
 	local i
 	for i in $(seq 1 "$1"); do
@@ -55,9 +57,9 @@ reboot() {
 	stop_concentrator "$CONC_MAIN" conc1 || return 1
 	ip netns exec "$(ns conc)" sysctl -qw net.ipv4.tcp_fastopen_key="$(od -An -tx4 -N16 /dev/urandom | tr -s ' ' | sed 's/^ //; s/ /-/g')"
 	conc_start 2 || return 1
-	fb0=$(gw_nstat); ag0=$(agent_fell_back); tfo0=$(conc_nstat TcpExtTCPFastOpenPassive)
+	fb0=$(gw_nstat) && ag0=$(agent_fell_back) && tfo0=$(conc_nstat TcpExtTCPFastOpenPassive) || return 1
 	flows 5 || return 1
-	fb1=$(gw_nstat); ag1=$(agent_fell_back); tfo1=$(conc_nstat TcpExtTCPFastOpenPassive)
+	fb1=$(gw_nstat) && ag1=$(agent_fell_back) && tfo1=$(conc_nstat TcpExtTCPFastOpenPassive) || return 1
 	echo "{\"fallbacks\": $((fb1 - fb0)), \"agent_counted\": $((ag1 - ag0)), \"requests_in_the_syn\": $((tfo1 - tfo0))}"
 	[ $((fb1 - fb0)) -eq 0 ] && [ $((tfo1 - tfo0)) -ge 5 ]
 }
@@ -70,28 +72,32 @@ rotate() {
 	chmod 600 "$KEYFILE.new"; mv "$KEYFILE.new" "$KEYFILE"
 	reload "$CONC_MAIN" "$WORKDIR/conc2.log" || return 1
 	grep -h "TCP Fast Open key" "$WORKDIR/conc2.log" | tail -1 | cut -c14-
-	fb0=$(gw_nstat); tfo0=$(conc_nstat TcpExtTCPFastOpenPassive)
+	fb0=$(gw_nstat) && tfo0=$(conc_nstat TcpExtTCPFastOpenPassive) || return 1
 	flows 5 || return 1
-	fb1=$(gw_nstat); tfo1=$(conc_nstat TcpExtTCPFastOpenPassive)
+	fb1=$(gw_nstat) && tfo1=$(conc_nstat TcpExtTCPFastOpenPassive) || return 1
 	echo "{\"fallbacks\": $((fb1 - fb0)), \"requests_in_the_syn\": $((tfo1 - tfo0))}"
 	[ $((fb1 - fb0)) -eq 0 ] && [ $((tfo1 - tfo0)) -ge 5 ]
 }
 check_0rtt "key rotated by reload: 5 flows, 0-RTT with the old cookie, none fell back" rotate
 
 # The concentrator stops accepting TFO (server side off): the cookie the
-# gateway holds is refused every time. The agent forgets it after the first
-# fallen-back flow; the rest are whole.
+# gateway holds is refused every time. The first flow sends it and falls
+# back to one path (the kernel's doing, which the agent cannot prevent);
+# the agent counts it and makes the kernel forget the cookie, so the other
+# four are whole MPTCP flows. Exactly one: zero would mean the cookie was
+# never sent, and the forgetting never ran.
 tfo_off() {
-	local fb0 fb1 ag0 ag1
+	local fb0 fb1 ag0 ag1 rc=0
 	ip netns exec "$(ns conc)" sysctl -qw net.ipv4.tcp_fastopen=1
-	fb0=$(gw_nstat); ag0=$(agent_fell_back)
-	flows 5 || return 1
-	fb1=$(gw_nstat); ag1=$(agent_fell_back)
+	fb0=$(gw_nstat) && ag0=$(agent_fell_back) || rc=1
+	flows 5 || rc=1
+	fb1=$(gw_nstat) && ag1=$(agent_fell_back) || rc=1
 	ip netns exec "$(ns conc)" sysctl -qw net.ipv4.tcp_fastopen=3
+	[ $rc -eq 0 ] || return 1
 	echo "{\"fallbacks\": $((fb1 - fb0)), \"agent_counted\": $((ag1 - ag0))}"
-	[ $((fb1 - fb0)) -le 1 ] && [ $((ag1 - ag0)) -eq $((fb1 - fb0)) ]
+	[ $((fb1 - fb0)) -eq 1 ] && [ $((ag1 - ag0)) -eq 1 ]
 }
-check_0rtt "TFO refused by the concentrator: at most 1 of 5 flows falls back, and the agent counted it" tfo_off
+check_0rtt "TFO refused by the concentrator: exactly the first of 5 flows falls back, the agent counts it and forgets the cookie" tfo_off
 check "agent exits cleanly" stop_agent_log $AGENT_PID "$WORKDIR/agent.log"
 check "concentrator exits cleanly" stop_concentrator "$CONC_MAIN" conc2
 finish

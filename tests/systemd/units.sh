@@ -6,7 +6,7 @@
 # unprivileged with no capabilities, the agent with CAP_NET_ADMIN and
 # CAP_NET_RAW only; both Type=notify with a watchdog and SIGHUP reload.
 set -u
-command -v systemd-analyze >/dev/null || { echo "SKIP: no systemd-analyze"; exit 77; }
+command -v systemd-analyze >/dev/null || { echo "SKIP (a failure under CI=true): no systemd-analyze"; [ "${CI:-}" = true ] && exit 1; exit 77; }
 T=$(mktemp -d /tmp/units-test.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 FAILS=0 CHECKS=0

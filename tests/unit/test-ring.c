@@ -46,8 +46,11 @@ static void test_timed_with_full_sq(void)
 
 	rc = relay_worker_init(&w, &ops, NULL, 4, 2, 4096, 256);
 	if (rc < 0) {
+		const char *ci = getenv("CI");
+
 		printf("# io_uring unavailable: %s\n", strerror(-rc));
-		exit(77);
+		/* CI's machine has io_uring: there this is a failure, not a skip. */
+		exit(ci && !strcmp(ci, "true") ? 1 : 77);
 	}
 	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
 	r = relay_new(&w, sv[0]);
