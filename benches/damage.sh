@@ -43,6 +43,7 @@ umask 077
 KID=100; KEY=$(hex)
 echo "$KID $KEY any" > "$WORKDIR/conc.keys"
 echo "$KID $KEY" > "$WORKDIR/gw.keys"
+umask 022
 start_concentrator conc conc --listen 192.0.2.1:5124 --allow-any-client --keys "$WORKDIR/conc.keys" \
 	--workers 1 --metrics-listen 198.51.100.1:9190
 CONC=$CONC_PID
@@ -70,6 +71,7 @@ for pat in $PATTERNS; do
 		reload)
 			$L echo --plain --dst 203.0.113.2:9000 --bytes 100000 --flows "$FLOWS" --pace 0.5 >> "$OUT/$pat.jsonl" &
 			NKEY=$(hex)
+			umask 077
 			printf '%s %s any\n%s %s any\n' "$KID" "$KEY" $((KID + 1)) "$NKEY" > "$WORKDIR/conc.keys"
 			reload "$CONC" "$WORKDIR/conc.log" > /dev/null
 			KID=$((KID + 1)); KEY=$NKEY
@@ -77,6 +79,7 @@ for pat in $PATTERNS; do
 			reload "$AGENT_PID" "$WORKDIR/agent.log" > /dev/null
 			echo "$KID $KEY any" > "$WORKDIR/conc.keys"
 			reload "$CONC" "$WORKDIR/conc.log" > /dev/null
+			umask 022
 			wait $! ;;
 		*) log "unknown pattern $pat (busy, reload)"; exit 1 ;;
 		esac

@@ -7,6 +7,11 @@
 _Static_assert(CONVERT_MAX_LEN == 1020, "total length is 8 bits of words");
 _Static_assert(sizeof(struct in6_addr) == 16, "Connect carries 16 bytes");
 
+static uint32_t rd32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
 static uint16_t rd16(const uint8_t *p)
 {
 	return (uint16_t)((p[0] << 8) | p[1]);
@@ -75,6 +80,8 @@ static int tlv_allowed(enum convert_role role, uint8_t type)
 	case CONVERT_TLV_SUPPORTED_EXT:
 	case CONVERT_TLV_ERROR:
 		return role == CONVERT_FROM_CONVERTER;
+	case CONVERT_TLV_VERIFIED:
+		return 1;
 	default:
 		return 0;
 	}
@@ -164,6 +171,22 @@ static int decode_tlv(const uint8_t *p, size_t tlen, size_t off,
 		m->error.value.p = p + 3;
 		m->error.value.len = (uint16_t)(tlen - 3);
 		m->present |= CONVERT_HAS_ERROR;
+		return 0;
+
+	case CONVERT_TLV_VERIFIED:
+		if (m->present & CONVERT_HAS_VERIFIED)
+			return fail(d, CONVERT_E_MALFORMED, off, "duplicate Verified Stream TLV");
+		if (tlen != 2 + CONVERT_VERIFIED_VALUE_LEN)
+			return fail(d, CONVERT_E_MALFORMED, off, "Verified Stream TLV length is not 2");
+		/* Another version is not ours to speak: as if not offered (the
+		 * converter then does not echo it and the stream stays plain). */
+		if (p[2] != CONVERT_VERIFIED_VERSION)
+			return 0;
+		m->verified.max_record = rd32(p + 4);
+		if (m->verified.max_record < CONVERT_VERIFIED_MIN_RECORD)
+			return fail(d, CONVERT_E_MALFORMED, off + 4,
+				    "Verified Stream record size below 1024");
+		m->present |= CONVERT_HAS_VERIFIED;
 		return 0;
 	}
 	/* tlv_allowed() admits only the types above. */
@@ -325,6 +348,19 @@ int convert_put_connect(struct convert_writer *w, const struct in6_addr *addr,
 		       opts_len);
 }
 
+int convert_put_verified(struct convert_writer *w, uint32_t max_record)
+{
+	uint8_t v[CONVERT_VERIFIED_VALUE_LEN] = {
+		CONVERT_VERIFIED_VERSION, 0,
+		(uint8_t)(max_record >> 24), (uint8_t)(max_record >> 16),
+		(uint8_t)(max_record >> 8), (uint8_t)max_record,
+	};
+
+	if (!w->err && max_record < CONVERT_VERIFIED_MIN_RECORD)
+		return w->err = -EINVAL;
+	return put_tlv(w, CONVERT_TLV_VERIFIED, v, sizeof(v), NULL, 0);
+}
+
 int convert_put_cookie(struct convert_writer *w, const void *data, size_t len)
 {
 	return put_tlv(w, CONVERT_TLV_COOKIE, zero2, 2, data, len);
@@ -415,6 +451,7 @@ const char *convert_tlv_name(unsigned type)
 	case CONVERT_TLV_SUPPORTED_EXT: return "supported_tcp_extensions";
 	case CONVERT_TLV_COOKIE: return "cookie";
 	case CONVERT_TLV_ERROR: return "error";
+	case CONVERT_TLV_VERIFIED: return "verified_stream";
 	}
 	return "unknown";
 }

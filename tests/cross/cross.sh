@@ -71,7 +71,7 @@ mips() {
 	meson setup --cross-file deploy/cross/mips-linux-gnu.ini -Dpure=true "$OUT/mips" > "$OUT/mips-setup.log" 2>&1 || { tail -20 "$OUT/mips-setup.log"; return 1; }
 	ninja -C "$OUT/mips" > "$OUT/mips-build.log" 2>&1 || { tail -20 "$OUT/mips-build.log"; return 1; }
 	is_arch "$OUT/mips/test-convert" "32-bit MSB.*MIPS" &&
-	tests "$OUT/mips" convert addr uci corpus-convert corpus-uci corpus-mesh
+	tests "$OUT/mips" convert addr uci vstream corpus-convert corpus-uci corpus-mesh
 }
 check "big-endian MIPS: codec, addresses, uci and mesh announcements built; unit tests and corpus replays pass under qemu" mips
 
@@ -81,7 +81,7 @@ arm64() {
 	ninja -C "$OUT/arm64" > "$OUT/arm64-build.log" 2>&1 || { tail -20 "$OUT/arm64-build.log"; return 1; }
 	is_arch "$OUT/arm64/gw-agent/gw-agent" "64-bit LSB.*ARM aarch64" &&
 	is_arch "$OUT/arm64/concentrator/mptcp-concentrator" "64-bit LSB.*ARM aarch64" &&
-	tests "$OUT/arm64" convert addr uci policy corpus-convert corpus-uci corpus-mesh \
+	tests "$OUT/arm64" convert addr uci policy vstream corpus-convert corpus-uci corpus-mesh \
 		corpus-http corpus-handshake &&
 	qemu-aarch64-static -L /usr/aarch64-linux-gnu "$OUT/arm64/gw-agent/gw-agent" \
 		--concentrator 192.0.2.1 --lan br-lan --path wan,mode=master --check-config

@@ -51,6 +51,8 @@ static void reencode(const struct convert_msg *m, enum convert_role role)
 		convert_put_supported_ext(&w, m->supported_ext.p, m->supported_ext.len);
 	if (m->present & CONVERT_HAS_ERROR)
 		convert_put_error(&w, m->error.code, m->error.value.p, m->error.value.len);
+	if (m->present & CONVERT_HAS_VERIFIED)
+		convert_put_verified(&w, m->verified.max_record);
 	n = convert_writer_finish(&w);
 	/* Re-encoding never grows a message: padding is only ever removed. */
 	REQUIRE(n > 0 && n <= m->len);
@@ -74,6 +76,9 @@ static void reencode(const struct convert_msg *m, enum convert_role role)
 	if (m->present & CONVERT_HAS_ERROR)
 		REQUIRE(m2.error.code == m->error.code &&
 			m2.error.value.len == m->error.value.len);
+	if (m->present & CONVERT_HAS_VERIFIED)
+		REQUIRE(m2.verified.max_record == m->verified.max_record &&
+			m->verified.max_record >= CONVERT_VERIFIED_MIN_RECORD);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

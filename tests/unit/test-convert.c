@@ -412,7 +412,8 @@ static void test_bad_tlvs(void)
  * the wrong direction. */
 static void test_unknown_tlvs(void)
 {
-	static const uint8_t types[] = { 2, 9, 11, 19, 23, 29, 31, 127, 128, 191, 192, 255 };
+	/* 192 is ours (Verified Stream); the rest of private use is not. */
+	static const uint8_t types[] = { 2, 9, 11, 19, 23, 29, 31, 127, 128, 191, 193, 255 };
 	uint8_t b[32];
 	struct convert_diag d;
 
@@ -444,6 +445,59 @@ static void test_unknown_tlvs(void)
 		d = EXPECT_BAD(connect_v4, 24, &from_conv, CONVERT_E_UNSUPPORTED_MESSAGE);
 		CHECK_INT(d.value[0], 10);
 	}
+}
+
+/* Verified Stream (private use 192): wire bytes, both directions, and every
+ * way it can be wrong. */
+static void test_verified(void)
+{
+	/* Connect to 192.0.2.1:80 + Verified Stream v1, records up to 65536. */
+	static const uint8_t req[] = {
+		1, 8, 0x22, 0x63,
+		10, 5, 0, 80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1,
+		192, 2, 1, 0, 0, 1, 0, 0,
+	};
+	uint8_t b[64];
+	struct convert_writer w;
+	struct convert_msg m;
+	struct convert_diag d;
+	struct in6_addr a;
+
+	convert_addr_from_v4(&a, htonl(0xc0000201));
+	convert_writer_init(&w, b, sizeof(b));
+	convert_put_connect(&w, &a, 80, NULL, 0);
+	convert_put_verified(&w, 65536);
+	CHECK_INT(convert_writer_finish(&w), (int)sizeof(req));
+	CHECK(!memcmp(b, req, sizeof(req)));
+	CHECK_INT(decode(req, sizeof(req), &from_client, &m, &d), (int)sizeof(req));
+	CHECK(m.present & CONVERT_HAS_VERIFIED);
+	CHECK_INT((int)m.verified.max_record, 65536);
+	/* The converter's agreement: header + the same TLV. */
+	convert_writer_init(&w, b, sizeof(b));
+	convert_put_verified(&w, 32768);
+	CHECK_INT(convert_writer_finish(&w), 12);
+	CHECK_INT(decode(b, 12, &from_conv, &m, &d), 12);
+	CHECK((m.present & CONVERT_HAS_VERIFIED) && m.verified.max_record == 32768);
+	/* Another version: not offered, no error. */
+	memcpy(b, req, sizeof(req));
+	b[26] = 2;
+	CHECK_INT(decode(b, sizeof(req), &from_client, &m, &d), (int)sizeof(req));
+	CHECK(!(m.present & CONVERT_HAS_VERIFIED));
+	/* Records below 1024, a wrong length, twice: malformed. */
+	memcpy(b, req, sizeof(req));
+	b[30] = 3; b[31] = 0xff; b[29] = 0;
+	d = EXPECT_BAD(b, sizeof(req), &from_client, CONVERT_E_MALFORMED);
+	memcpy(b, req, sizeof(req));
+	b[1] = 7; b[25] = 1;
+	EXPECT_BAD(b, 28, &from_client, CONVERT_E_MALFORMED);
+	memcpy(b, req, sizeof(req));
+	memcpy(b + 32, req + 24, 8);
+	b[1] = 10;
+	EXPECT_BAD(b, 40, &from_client, CONVERT_E_MALFORMED);
+	/* The writer refuses a record size under the minimum. */
+	convert_writer_init(&w, b, sizeof(b));
+	CHECK_INT(convert_put_verified(&w, 1023), -EINVAL);
+	CHECK(!strcmp(convert_tlv_name(192), "verified_stream"));
 }
 
 static void test_writer_errors(void)
@@ -518,6 +572,7 @@ int main(void)
 	RUN(test_bad_header);
 	RUN(test_bad_tlvs);
 	RUN(test_unknown_tlvs);
+	RUN(test_verified);
 	RUN(test_writer_errors);
 	RUN(test_bad_args);
 	RUN(test_names);
