@@ -1,5 +1,8 @@
 #include "relay.h"
+#include "log.h"
+#include "vstream.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <malloc.h>
 #include <sys/mman.h>
@@ -180,10 +183,32 @@ static void arm_recv(struct relay_worker *w, struct relay *r, int d)
 		relay_close(w, r, RELAY_END_RESET, true);
 		return;
 	}
-	io_uring_prep_recv(sqe, r->fd[d], NULL, w->bufs.size, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = w->bufs.bgid;
+	if (r->vs && d == r->vs->side && r->vs->rx_len == 0) {
+		/* A record's header, into the flow's own bytes: no buffer is
+		 * held while a verified flow is idle. */
+		io_uring_prep_recv(sqe, r->fd[d], r->vs->rx_hdr, VSTREAM_HDR, MSG_WAITALL);
+	} else {
+		unsigned len = w->bufs.size;
+		int flags = 0;
+
+		if (r->vs && d == r->vs->side) {
+			/* The record's data and tag, whole, in one buffer. */
+			len = r->vs->rx_len + VSTREAM_TAG;
+			flags = MSG_WAITALL;
+		} else if (r->vs && len > r->vs->peer_max) {
+			len = r->vs->peer_max;   /* records the peer can take */
+		}
+		io_uring_prep_recv(sqe, r->fd[d], NULL, len, flags);
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = w->bufs.bgid;
+	}
 	r->half[d].state = HALF_RECV;
+}
+
+/* The half that frames records for fd[vs->side]. */
+static bool vs_framing(const struct relay *r, int d)
+{
+	return r->vs && d != r->vs->side;
 }
 
 static void arm_send(struct relay_worker *w, struct relay *r, int d)
@@ -195,9 +220,37 @@ static void arm_send(struct relay_worker *w, struct relay *r, int d)
 		relay_close(w, r, RELAY_END_RESET, true);
 		return;
 	}
-	io_uring_prep_send(sqe, r->fd[!d],
-			   (h->parked ? h->parked : ring_bufs_ptr(&w->bufs, h->bid)) + h->off,
-			   h->len - h->off, MSG_NOSIGNAL);
+	if (vs_framing(r, d) && !h->parked) {
+		/* Header, data (in the ring buffer) and tag, from where the
+		 * last partial send stopped. */
+		struct relay_vs *vs = r->vs;
+		uint32_t dlen = h->len - VSTREAM_OVERHEAD, off = h->off;
+		struct { uint8_t *p; uint32_t n; } part[3] = {
+			{ vs->tx_hdr, VSTREAM_HDR },
+			{ ring_bufs_ptr(&w->bufs, h->bid), dlen },
+			{ vs->tx_tag, VSTREAM_TAG },
+		};
+		unsigned n = 0;
+
+		for (int i = 0; i < 3; i++) {
+			if (off >= part[i].n) {
+				off -= part[i].n;
+				continue;
+			}
+			vs->tx_iov[n].iov_base = part[i].p + off;
+			vs->tx_iov[n].iov_len = part[i].n - off;
+			off = 0;
+			n++;
+		}
+		memset(&vs->tx_msg, 0, sizeof(vs->tx_msg));
+		vs->tx_msg.msg_iov = vs->tx_iov;
+		vs->tx_msg.msg_iovlen = n;
+		io_uring_prep_sendmsg(sqe, r->fd[!d], &vs->tx_msg, MSG_NOSIGNAL);
+	} else {
+		io_uring_prep_send(sqe, r->fd[!d],
+				   (h->parked ? h->parked : ring_bufs_ptr(&w->bufs, h->bid)) + h->off,
+				   h->len - h->off, MSG_NOSIGNAL);
+	}
 	if (h->state != HALF_SEND)
 		h->send_s = w->now_s;
 	h->state = HALF_SEND;
@@ -337,14 +390,40 @@ static void half_release(struct relay_worker *w, struct relay_half *h)
 
 /* Move the unsent bytes of h off the ring (RELAY_PARK_S). -ENOMEM keeps
  * them where they are. */
-static int half_park(struct relay_worker *w, struct relay_half *h)
+static int half_park(struct relay_worker *w, struct relay *r, int d)
 {
+	struct relay_half *h = &r->half[d];
 	uint32_t n = h->len - h->off;
 	uint8_t *p = malloc(n ? n : 1);
 
 	if (!p)
 		return -ENOMEM;
-	memcpy(p, ring_bufs_ptr(&w->bufs, h->bid) + h->off, n);
+	if (vs_framing(r, d)) {
+		/* The rest of the record as it goes on the wire. */
+		uint32_t dlen = h->len - VSTREAM_OVERHEAD;
+		uint8_t *rec = malloc(h->len);
+
+		if (!rec) {
+			free(p);
+			return -ENOMEM;
+		}
+		memcpy(rec, r->vs->tx_hdr, VSTREAM_HDR);
+		memcpy(rec + VSTREAM_HDR, ring_bufs_ptr(&w->bufs, h->bid), dlen);
+		memcpy(rec + VSTREAM_HDR + dlen, r->vs->tx_tag, VSTREAM_TAG);
+		memcpy(p, rec + h->off, n);
+		free(rec);
+		/* Its data counts as relayed now (the parked sends count none). */
+		{
+			uint32_t lo = h->off > VSTREAM_HDR ? h->off : VSTREAM_HDR;
+			uint32_t hi = h->len - VSTREAM_TAG;
+			uint64_t data = hi > lo ? hi - lo : 0;
+
+			h->bytes += data;
+			w->stats.bytes[d] += data;
+		}
+	} else {
+		memcpy(p, ring_bufs_ptr(&w->bufs, h->bid) + h->off, n);
+	}
 	buf_put(w, h->bid);
 	h->parked = p;
 	h->off = 0;
@@ -377,6 +456,97 @@ static void park_stalled(struct relay_worker *w)
 	}
 }
 
+int relay_verify(struct relay_worker *w, struct relay *r, int side, uint32_t peer_max)
+{
+	struct relay_vs *vs = calloc(1, sizeof(*vs));
+
+	if (!vs)
+		return -ENOMEM;
+	vs->side = (uint8_t)side;
+	vs->own_max = relay_vs_max(w);
+	vs->peer_max = peer_max < VSTREAM_MAX_DATA ? peer_max : VSTREAM_MAX_DATA;
+	r->vs = vs;
+	w->stats.verified++;
+	return 0;
+}
+
+/* Damage or a broken stream: reset the flow (both sides), never pass on. */
+static void vs_fail(struct relay_worker *w, struct relay *r, bool damaged, const char *why)
+{
+	static __thread struct log_ratelimit rl = LOG_RATELIMIT_INIT(10, 10000);
+	char peer[INET6_ADDRSTRLEN] = "?";
+
+	if (damaged)
+		w->stats.vs_damaged++;
+	else
+		w->stats.vs_broken++;
+	if (log_ratelimit_ok(&rl, w->now_ms)) {
+		inet_ntop(AF_INET6, &r->peer, peer, sizeof(peer));
+		log_warn("verified stream from %s: %s after %llu bytes; flow reset, nothing of it passed on",
+			 peer, why, (unsigned long long)r->half[r->vs->side].bytes);
+	}
+	relay_close(w, r, RELAY_END_RESET, true);
+}
+
+/* The deframing half's receive: a header, or a record's data and tag. */
+static void vs_on_recv(struct relay_worker *w, struct relay *r, const struct io_uring_cqe *cqe)
+{
+	struct relay_vs *vs = r->vs;
+	int d = vs->side;
+	struct relay_half *h = &r->half[d];
+	int res = cqe->res;
+
+	if (vs->rx_len == 0) {
+		int n;
+
+		if (res == VSTREAM_HDR) {
+			n = vstream_hdr_len(vs->rx_hdr, vs->own_max);
+			if (n < 0) {
+				vs_fail(w, r, false, "not a record header (or a record too large)");
+				return;
+			}
+			vs->rx_len = (uint32_t)n;
+			r->active_s = w->now_s;
+			arm_recv(w, r, d);
+			return;
+		}
+		/* on_recv hands over only res > 0 here: a short header. */
+		vs_fail(w, r, false, "the stream ended inside a record header");
+		return;
+	}
+	if (res > 0) {
+		uint8_t *p;
+		uint32_t crc;
+
+		h->bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		w->bufs.avail--;
+		if ((uint32_t)res != vs->rx_len + VSTREAM_TAG) {
+			/* MSG_WAITALL: short only at the stream's end. */
+			buf_put(w, h->bid);
+			vs_fail(w, r, false, "the stream ended inside a record");
+			return;
+		}
+		p = ring_bufs_ptr(&w->bufs, h->bid);
+		crc = vstream_crc(vs->rx_crc, p, vs->rx_len);
+		if (crc != vstream_get_tag(p + vs->rx_len)) {
+			buf_put(w, h->bid);
+			vs_fail(w, r, true, "a record's bytes do not match its CRC (damaged in transit)");
+			return;
+		}
+		vs->rx_crc = crc;
+		h->off = 0;
+		h->len = vs->rx_len;
+		vs->rx_len = 0;
+		r->active_s = w->now_s;
+		arm_send(w, r, d);
+		return;
+	}
+	if (res == 0) {
+		vs_fail(w, r, false, "the stream ended inside a record");
+		return;
+	}
+}
+
 void relay_start(struct relay_worker *w, struct relay *r)
 {
 	r->state = RELAY_PUMP;
@@ -399,6 +569,8 @@ static void relay_free(struct relay_worker *w, struct relay *r)
 	}
 	if (w->ops->on_free)
 		w->ops->on_free(w, r);
+	free(r->vs);
+	r->vs = NULL;
 	r->priv = NULL;
 	r->state = RELAY_FREE;
 	r->gen = (r->gen + 1) & 0xffffff;
@@ -456,12 +628,27 @@ static void on_recv(struct relay_worker *w, struct relay *r, int d,
 {
 	struct relay_half *h = &r->half[d];
 
+	if (r->vs && d == r->vs->side && (cqe->res > 0 || r->vs->rx_len)) {
+		vs_on_recv(w, r, cqe);
+		if (cqe->res > 0 || r->state != RELAY_PUMP)
+			return;
+		/* -ENOBUFS and errors while reading a record's body: below. */
+	}
 	if (cqe->res > 0) {
 		h->bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
 		h->off = 0;
 		h->len = (uint32_t)cqe->res;
 		w->bufs.avail--;
 		r->active_s = w->now_s;
+		if (vs_framing(r, d)) {
+			struct relay_vs *vs = r->vs;
+			uint32_t n = h->len;
+
+			vs->tx_crc = vstream_crc(vs->tx_crc, ring_bufs_ptr(&w->bufs, h->bid), n);
+			vstream_put_hdr(vs->tx_hdr, n);
+			vstream_put_tag(vs->tx_tag, vs->tx_crc);
+			h->len = n + VSTREAM_OVERHEAD;
+		}
 		arm_send(w, r, d);
 		return;
 	}
@@ -511,13 +698,26 @@ static void on_send(struct relay_worker *w, struct relay *r, int d,
 
 	h->parking = 0;
 	if (cqe->res > 0) {
+		uint64_t data = (uint64_t)cqe->res;
+
+		if (vs_framing(r, d) && !h->parked) {
+			/* Relayed bytes are the data; the framing is ours. */
+			uint32_t lo = h->off, hi = h->off + (uint32_t)cqe->res;
+			uint32_t d0 = VSTREAM_HDR, d1 = h->len - VSTREAM_TAG;
+
+			lo = lo > d0 ? lo : d0;
+			hi = hi < d1 ? hi : d1;
+			data = hi > lo ? hi - lo : 0;
+		} else if (vs_framing(r, d)) {
+			data = 0;   /* a parked record: counted when it was parked */
+		}
 		h->off += (uint32_t)cqe->res;
-		h->bytes += (uint64_t)cqe->res;
-		w->stats.bytes[d] += (uint64_t)cqe->res;
+		h->bytes += data;
+		w->stats.bytes[d] += data;
 		h->send_s = w->now_s;
 		if (h->off < h->len) {
 			if (parking && !h->parked)
-				half_park(w, h);
+				half_park(w, r, d);
 			arm_send(w, r, d);
 			return;
 		}
@@ -531,7 +731,7 @@ static void on_send(struct relay_worker *w, struct relay *r, int d,
 	if (cqe->res == -ECANCELED && parking) {
 		/* Our own cancel of a stalled send: same bytes, off the ring. */
 		if (!h->parked)
-			half_park(w, h);
+			half_park(w, r, d);
 		arm_send(w, r, d);
 		return;
 	}

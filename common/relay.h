@@ -23,6 +23,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "ring.h"
 
@@ -80,6 +81,23 @@ struct relay_half {
  * most one buffer's worth of heap and never a shared buffer. */
 #define RELAY_PARK_S 2
 
+/* A verified stream (common/vstream.h) on one of the flow's sockets: the
+ * half that sends into it frames what it received as records, the half
+ * that receives from it takes one whole record per buffer (a header, then
+ * its data and tag with MSG_WAITALL) and passes the data on only once its
+ * CRC matches. Allocated only for flows that negotiated it. */
+struct relay_vs {
+	uint8_t side;                /* fd index that speaks records */
+	uint8_t rx_hdr[4];           /* the header being read */
+	uint8_t tx_hdr[4], tx_tag[4];
+	uint32_t rx_len;             /* data bytes of the record being read; 0: a header */
+	uint32_t rx_crc, tx_crc;     /* each direction's chained CRC so far */
+	uint32_t peer_max;           /* largest record data the peer takes */
+	uint32_t own_max;            /* largest record data we take (buffer - tag) */
+	struct msghdr tx_msg;        /* the record being sent, from the half's off */
+	struct iovec tx_iov[3];
+};
+
 struct relay {
 	int fd[2];                   /* 0: the client side, 1: the far side */
 	struct relay_half half[2];   /* half[d] moves fd[d] -> fd[!d] */
@@ -99,6 +117,7 @@ struct relay {
 	struct in6_addr far;         /* far-side address, for logs */
 	uint16_t far_port;
 	void *priv;                  /* daemon state during the handshake */
+	struct relay_vs *vs;         /* verified stream, or NULL (relay_verify) */
 };
 
 struct relay_stats {
@@ -109,6 +128,9 @@ struct relay_stats {
 	uint64_t parked;             /* stalled sends moved off the ring */
 	uint64_t parked_bytes;       /* heap held by parked sends now */
 	uint64_t active;
+	uint64_t verified;           /* flows that ran as a verified stream */
+	uint64_t vs_damaged;         /* records whose CRC did not match: reset */
+	uint64_t vs_broken;          /* malformed or truncated records: reset */
 };
 
 struct relay_worker;
@@ -180,6 +202,15 @@ void relay_worker_free(struct relay_worker *w);
 struct relay *relay_new(struct relay_worker *w, int fd);
 /* Start relaying both ways; both fds must be set. */
 void relay_start(struct relay_worker *w, struct relay *r);
+/* Before relay_start: fd[side] speaks the verified stream, whose peer takes
+ * records of up to peer_max data bytes. -ENOMEM if its state cannot be had
+ * (the flow stays plain; the caller resets it: the peer expects records). */
+int relay_verify(struct relay_worker *w, struct relay *r, int side, uint32_t peer_max);
+/* The largest record data a worker takes: what to offer in the TLV. */
+static inline uint32_t relay_vs_max(const struct relay_worker *w)
+{
+	return w->bufs.size - 4;
+}
 /* The one teardown path. reset: close with RST (SO_LINGER 0). */
 void relay_close(struct relay_worker *w, struct relay *r, enum relay_end end,
 		 bool reset);
