@@ -204,6 +204,23 @@ void metrics_parked(struct mbuf *b, const char *prefix, uint64_t parked, uint64_
 	metrics_one(b, name, "gauge", "Heap held now by parked sends (at most one buffer each).", bytes);
 }
 
+void metrics_verified(struct mbuf *b, const char *prefix, uint64_t flows, uint64_t damaged,
+		      uint64_t broken)
+{
+	char name[96];
+
+	snprintf(name, sizeof(name), "%s_verified_flows_total", prefix);
+	metrics_one(b, name, "counter",
+		    "Flows carried as a verified stream (records with a CRC-32C over MPTCP).", flows);
+	snprintf(name, sizeof(name), "%s_stream_integrity_failures_total", prefix);
+	metrics_head(b, name, "counter",
+		     "Verified flows reset because what arrived over MPTCP was wrong: damaged = a "
+		     "record's bytes did not match its CRC (nothing of it passed on), broken = not "
+		     "a record at all, or cut inside one.");
+	metrics_u64(b, name, "kind=\"damaged\"", damaged);
+	metrics_u64(b, name, "kind=\"broken\"", broken);
+}
+
 int metrics_http_parse(const char *req, size_t len, char method[8], char path[256])
 {
 	size_t i = 0, m = 0, p = 0;

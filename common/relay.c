@@ -845,6 +845,9 @@ void relay_stats_add(struct relay_stats *sum, const struct relay_stats *st)
 	sum->parked += st->parked;
 	sum->parked_bytes += st->parked_bytes;
 	sum->active += st->active;
+	sum->verified += st->verified;
+	sum->vs_damaged += st->vs_damaged;
+	sum->vs_broken += st->vs_broken;
 }
 
 #define RELAY_TICK_MS 250

@@ -41,6 +41,7 @@ struct conc_config {
 	uint32_t max_hs_per_client;   /* 0: unlimited */
 	unsigned client_prefix6;      /* IPv6 clients counted per this prefix */
 	unsigned nbufs, bufsize;      /* per worker buffer ring */
+	bool verify_stream;           /* --verify-stream: agree to records */
 	int log_level;
 	struct sockaddr_storage metrics;  /* --metrics-listen; metrics_len 0 = off */
 	socklen_t metrics_len;

@@ -114,6 +114,17 @@ void decide(const struct policy *p, const struct in6_addr *peer, const uint8_t *
 		refuse(d, CONVERT_E_NOT_AUTHORIZED, reason);
 		return;
 	}
+	if (m.present & CONVERT_HAS_VERIFIED) {
+		/* From the reply on, the client's bytes are records: bytes
+		 * already behind its request cannot be (it must wait for the
+		 * reply, as our agent does). */
+		if (len > (size_t)n) {
+			refuse(d, CONVERT_E_MALFORMED,
+			       "bytes behind a request that asks for a verified stream");
+			return;
+		}
+		d->verified_max = m.verified.max_record;
+	}
 	d->kind = DECIDE_CONNECT;
 	d->dst = m.connect.addr;
 	d->port = m.connect.port;

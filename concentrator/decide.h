@@ -32,6 +32,8 @@ struct decision {
 	struct in6_addr dst;          /* CONNECT */
 	uint16_t port;
 	int mss;
+	uint32_t verified_max;        /* CONNECT: the client offers a verified
+				       * stream, taking records this large; 0 = not */
 };
 
 /* The TCP option kinds a Connect TLV may ask for. */

@@ -61,6 +61,7 @@ struct session {
 	struct sockaddr_storage dst;
 	socklen_t dst_len;
 	uint8_t code;                 /* Error code being sent, if refusing */
+	uint32_t vmax;                /* verified stream agreed: the client's record size */
 	uint8_t out[64];              /* reply being sent */
 	uint8_t buf[CONVERT_MAX_LEN + 2048]; /* message + early payload */
 };
@@ -278,6 +279,8 @@ static void act(struct conc_worker *cw, struct relay *r, struct decision *d, boo
 		return;
 	}
 	case DECIDE_CONNECT:
+		if (cw->c->cfg.verify_stream)
+			s->vmax = d->verified_max;
 		start_connect(cw, r, d);
 		return;
 	}
@@ -392,7 +395,16 @@ static void on_connect(struct conc_worker *cw, struct relay *r,
 	cw->n.connected++;
 	metrics_hist_observe(&cw->n.connect_latency, conc_connect_bounds, CONC_CONNECT_BUCKETS,
 			     (double)(log_now_us() - s->connect_us) / 1e6);
-	n = convert_encode_success(s->out, sizeof(s->out));
+	if (s->vmax) {
+		/* Agreed: the same TLV back, with the records we take. */
+		struct convert_writer wr;
+
+		convert_writer_init(&wr, s->out, sizeof(s->out));
+		convert_put_verified(&wr, relay_vs_max(w));
+		n = convert_writer_finish(&wr);
+	} else {
+		n = convert_encode_success(s->out, sizeof(s->out));
+	}
 	if (n < 0) {
 		relay_close(w, r, RELAY_END_HANDSHAKE, true);
 		return;
@@ -411,10 +423,18 @@ static void start_relay(struct relay_worker *w, struct relay *r)
 		r->flags &= (uint8_t)~FLAG_HS;
 		quota_release(&cw->c->limits, QUOTA_HANDSHAKE, &r->peer);
 	}
+	uint32_t vmax = S(r)->vmax;
+
 	r->flags |= FLAG_RELAYED;
 	free(r->priv);
 	r->priv = NULL;
 	r->phase = 0;
+	if (vmax && relay_verify(w, r, 0, vmax) < 0) {
+		/* The client now sends records: without the state to read
+		 * them, the flow cannot go on. */
+		relay_close(w, r, RELAY_END_RESET, true);
+		return;
+	}
 	relay_start(w, r);
 }
 

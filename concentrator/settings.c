@@ -22,7 +22,7 @@ enum {
 	O_MAX_HS_PER_CLIENT, O_CLIENT_PREFIX6, O_HS_TIMEOUT, O_CONNECT_TIMEOUT, O_IDLE_TIMEOUT,
 	O_DRAIN_TIMEOUT, O_KEEPALIVE, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL, O_METRICS,
 	O_CONFIG, O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_JOIN_ADDR, O_SERVICE,
-	O_ROUTE_TABLE, O_DRAIN_DEADLINE, O_BOX, O_END,
+	O_ROUTE_TABLE, O_DRAIN_DEADLINE, O_BOX, O_VERIFY, O_NO_VERIFY, O_END,
 };
 
 #define AT(field) OPT_AT(struct conc_config, field)
@@ -149,6 +149,17 @@ static const struct opt_spec conc_opts[] = {
 	  .reload = OPT_RESTART, .deflt = "none",
 	  .help = "a label box=\"NAME\" on every metric, to tell the boxes of a service apart "
 		  "in one Prometheus" },
+	{ "verify-stream", O_VERIFY, NULL, "verify_stream", CONFIG_BOOL, O_NO_VERIFY,
+	  .type = OT_TRUE, AT(verify_stream), .reload = OPT_RESTART, .deflt = "on",
+	  .help = "agree to a gateway's offer of a verified stream: records with a CRC-32C both "
+		  "ways, so bytes the kernel's MPTCP damaged reset the flow instead of being "
+		  "passed on",
+	  .more = "Our gw-agent offers it in the Convert message (a private-use TLV); clients "
+		  "that do not offer it are served as before. Costs 8 bytes per record and a "
+		  "CRC pass over the data at each end (docs/kernel-defects.md)." },
+	{ "no-verify-stream", O_NO_VERIFY, NULL, NULL, 0, .type = OT_FALSE, AT(verify_stream),
+	  .reload = OPT_RESTART, .help = "answer an offer of a verified stream by not echoing it: "
+		  "plain RFC 8803 streams only" },
 	{ "buffers", O_BUFFERS, "N", "buffers.count", CONFIG_NUMBER, .type = OT_POW2, .min = 2,
 	  .max = 32768, AT(nbufs), .reload = OPT_RESTART, .deflt = "1024",
 	  .help = "receive buffers per worker, a power of 2",
@@ -299,6 +310,7 @@ static void config_defaults(struct conc_config *cfg)
 	cfg->client_prefix6 = 64;
 	cfg->nbufs = 1024;
 	cfg->bufsize = 65536;
+	cfg->verify_stream = true;
 	cfg->route_table = 5124;
 	cfg->drain_deadline_s = 600;
 	cfg->log_level = LOG_INFO;

@@ -60,6 +60,10 @@ void conc_log_summary(struct conc *c)
 		 (unsigned long long)t.handshake_timeouts,
 		 (unsigned long long)t.limit_hits, (unsigned long long)t.orphans,
 		 (unsigned long long)s.bytes[0], (unsigned long long)s.bytes[1]);
+	if (s.vs_damaged || s.vs_broken)
+		log_warn("verified streams reset: %llu damaged, %llu broken (of %llu)",
+			 (unsigned long long)s.vs_damaged, (unsigned long long)s.vs_broken,
+			 (unsigned long long)s.verified);
 	for (int k = 0; k < 256; k++)
 		if (t.refused[k])
 			log_info("refused with error %d %s: %llu", k,
@@ -180,6 +184,7 @@ void conc_render_metrics(void *ctx, struct mbuf *b)
 	metrics_u64(b, "mptcp_concentrator_bytes_total", "direction=\"up\"", s.bytes[0]);
 	metrics_u64(b, "mptcp_concentrator_bytes_total", "direction=\"down\"", s.bytes[1]);
 	metrics_parked(b, "mptcp_concentrator", s.parked, s.parked_bytes);
+	metrics_verified(b, "mptcp_concentrator", s.verified, s.vs_damaged, s.vs_broken);
 	metrics_head(b, "mptcp_concentrator_upstream_connect_seconds", "histogram",
 		     "Time to connect to the destination, for connects that succeeded.");
 	metrics_hist_write(b, "mptcp_concentrator_upstream_connect_seconds", "",

@@ -63,6 +63,7 @@ struct agent_config {
 	char key_path[256];            /* --key-file, "" = none */
 	char congestion[16];           /* --congestion, "" = the system's */
 	bool fast_open;                /* --fast-open: Convert message in the SYN */
+	bool verify_stream;            /* --verify-stream: offer records */
 	bool keyed;                    /* key holds this gateway's key */
 	struct cookie_key key;         /* (its scope is unused: NULL) */
 	struct mesh_config mesh;       /* --mesh, --lend (restart only) */
@@ -152,6 +153,9 @@ struct agent {
 	/* Concentrator reachability: 1 ok, 0 failed, -1 not tried yet; set by
 	 * workers (last connect) and for the first one by the probes. */
 	atomic_int conc_up[AGENT_MAX_CONC];
+	/* A concentrator that answered our Verified Stream TLV with
+	 * Unsupported Message: not offered it again (cleared at reload). */
+	atomic_bool conc_plain[AGENT_MAX_CONC];
 	struct metrics_server metrics;
 	uint64_t reloads_ok, reloads_failed;
 };

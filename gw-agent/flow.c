@@ -59,6 +59,7 @@ struct flow {
 	uint32_t lan_off, lan_len;    /* server bytes behind the reply */
 	struct __kernel_timespec ts;
 	uint32_t cookie_at;           /* Cookie value in out, 0 = none */
+	bool vs_offered;              /* the message in out offers a verified stream */
 	uint8_t out[128];
 	uint8_t in[CONVERT_MAX_LEN + 2048];
 };
@@ -189,8 +190,19 @@ static void arm_reply(struct agent_worker *aw, struct relay *r)
 	struct flow *f = F(r);
 	struct io_uring_sqe tmpl;
 
+	uint32_t want = sizeof(f->in) - f->in_len;
+
+	if (f->vs_offered) {
+		/* The reply and not a byte more: what follows it may be
+		 * records, which the relay reads. Its header first, then the
+		 * length the header gives. */
+		uint32_t total = f->in_len < CONVERT_HDR_LEN ? CONVERT_HDR_LEN :
+				 (uint32_t)f->in[1] * CONVERT_WORD;
+
+		want = total > f->in_len ? total - f->in_len : 1;
+	}
 	memset(&tmpl, 0, sizeof(tmpl));
-	io_uring_prep_recv(&tmpl, r->fd[1], f->in + f->in_len, sizeof(f->in) - f->in_len, 0);
+	io_uring_prep_recv(&tmpl, r->fd[1], f->in + f->in_len, want, 0);
 	if (!submit_with_timeout(w, r, &tmpl, AOP_REPLY, aw->cfg.reply_timeout_ms))
 		relay_close(w, r, RELAY_END_RESET, true);
 	r->phase = PH_REPLY;
@@ -216,6 +228,34 @@ static void start_relay(struct agent_worker *aw, struct relay *r)
 	relay_start(&aw->rw, r);
 }
 
+/* The Convert message for this flow into out: Connect, a Cookie to fill in
+ * per attempt (it covers the source address) when keyed, and the offer of
+ * a verified stream when vs. */
+static int build_message(struct agent_worker *aw, struct relay *r, bool vs)
+{
+	struct flow *f = F(r);
+	struct convert_writer cw;
+	int len;
+
+	convert_writer_init(&cw, f->out, sizeof(f->out));
+	convert_put_connect(&cw, &r->far, r->far_port, NULL, 0);
+	f->cookie_at = 0;
+	if (aw->cfg.keyed) {
+		static const uint8_t zero[COOKIE_LEN];
+
+		f->cookie_at = (uint32_t)cw.len + 4;
+		convert_put_cookie(&cw, zero, sizeof(zero));
+	}
+	if (vs)
+		convert_put_verified(&cw, relay_vs_max(&aw->rw));
+	len = convert_writer_finish(&cw);
+	if (len < 0)
+		return len;
+	f->msg_len = (uint32_t)len;
+	f->vs_offered = vs;
+	return 0;
+}
+
 /* Open an MPTCP connection to concentrator conc_idx with the Convert
  * message in its SYN. */
 static void try_concentrator(struct agent_worker *aw, struct relay *r)
@@ -234,6 +274,12 @@ static void try_concentrator(struct agent_worker *aw, struct relay *r)
 	}
 	if (f->conc_idx >= cfg->nconc) {
 		give_up(aw, r, "no concentrator reachable");
+		return;
+	}
+	if (f->vs_offered && f->conc_idx < AGENT_MAX_CONC &&
+	    atomic_load_explicit(&aw->a->conc_plain[f->conc_idx], memory_order_relaxed) &&
+	    build_message(aw, r, false) < 0) {
+		relay_close(w, r, RELAY_END_RESET, true);
 		return;
 	}
 	ca = &cfg->conc[f->conc_idx];
@@ -414,6 +460,26 @@ static void on_reply(struct agent_worker *aw, struct relay *r,
 		relay_close(w, r, RELAY_END_RESET, true);
 		return;
 	}
+	if ((m.present & CONVERT_HAS_ERROR) && f->vs_offered &&
+	    m.error.code == CONVERT_E_UNSUPPORTED_MESSAGE && m.error.value.len >= 1 &&
+	    m.error.value.p[0] == CONVERT_TLV_VERIFIED && f->conc_idx < AGENT_MAX_CONC) {
+		/* A converter that does not know our TLV (any RFC 8803 one
+		 * but ours): ask again without it, and stop offering it there
+		 * (until a reload). Its bytes were never sent on: the client's
+		 * wait for the reply. */
+		if (!atomic_exchange(&aw->a->conc_plain[f->conc_idx], true))
+			log_warn("concentrator %u does not speak the verified stream (Unsupported "
+				 "Message 192): plain RFC 8803 streams to it from now on", f->conc_idx + 1);
+		aw->n.conc_errors[m.error.code]++;
+		if (build_message(aw, r, false) < 0) {
+			relay_close(w, r, RELAY_END_RESET, true);
+			return;
+		}
+		f->ntried = 0;
+		f->in_len = 0;
+		try_concentrator(aw, r);
+		return;
+	}
 	if (m.present & CONVERT_HAS_ERROR) {
 		char why[64];
 
@@ -441,6 +507,19 @@ static void on_reply(struct agent_worker *aw, struct relay *r,
 		atomic_store_explicit(&aw->a->conc_up[f->conc_idx], 1, memory_order_relaxed);
 	}
 	aw->n.via_concentrator++;
+	if (f->vs_offered && (m.present & CONVERT_HAS_VERIFIED)) {
+		/* Agreed: records both ways from here (the reply was read to
+		 * its last byte, so nothing of them is in f->in). */
+		if (relay_verify(w, r, 1, m.verified.max_record) < 0) {
+			relay_close(w, r, RELAY_END_RESET, true);
+			return;
+		}
+	} else if (m.present & CONVERT_HAS_VERIFIED) {
+		aw->n.failed++;
+		log_flow(aw, r, "the concentrator agreed to a verified stream we did not offer");
+		relay_close(w, r, RELAY_END_RESET, true);
+		return;
+	}
 	if ((uint32_t)n < f->in_len) {
 		f->lan_off = (uint32_t)n;
 		f->lan_len = f->in_len;
@@ -530,14 +609,12 @@ void flow_accept(struct agent_worker *aw, int fd)
 	const struct agent_config *cfg = &aw->cfg;
 	struct sockaddr_storage peer;
 	socklen_t pl = sizeof(peer);
-	struct convert_writer cw;
 	struct in6_addr dst;
 	uint16_t port;
 	struct relay *r;
 	struct flow *f;
 	ssize_t n;
 	char c;
-	int len;
 
 	aw->n.intercepted++;
 	r = relay_new(w, fd);
@@ -591,22 +668,10 @@ void flow_accept(struct agent_worker *aw, int fd)
 	sock_nodelay(fd);
 	sock_keepalive(fd, cfg->keepalive_s);
 
-	convert_writer_init(&cw, f->out, sizeof(f->out));
-	convert_put_connect(&cw, &dst, port, NULL, 0);
-	f->cookie_at = 0;
-	if (cfg->keyed) {
-		/* Filled in per attempt: it covers the source address. */
-		static const uint8_t zero[COOKIE_LEN];
-
-		f->cookie_at = (uint32_t)cw.len + 4;
-		convert_put_cookie(&cw, zero, sizeof(zero));
-	}
-	len = convert_writer_finish(&cw);
-	if (len < 0) {
+	if (build_message(aw, r, cfg->verify_stream) < 0) {
 		relay_close(w, r, RELAY_END_RESET, true);
 		return;
 	}
-	f->msg_len = (uint32_t)len;
 	/* A client that connected and closed without a byte: nothing to
 	 * carry. (Only a peek: its bytes stay for the relay.) */
 	n = recv(fd, &c, 1, MSG_DONTWAIT | MSG_PEEK);

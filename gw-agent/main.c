@@ -274,6 +274,10 @@ static void reload(struct agent *a, int argc, char **argv)
 	*cur = n;
 	pthread_mutex_unlock(&a->cfg_lock);
 	quota_set(&a->hosts, QUOTA_FLOW, 0, n.max_per_host);
+	/* The concentrators may have changed, or been upgraded: offer the
+	 * verified stream to each again. */
+	for (unsigned k = 0; k < AGENT_MAX_CONC; k++)
+		atomic_store(&a->conc_plain[k], false);
 	atomic_fetch_add(&a->cfg_gen, 1);
 	wait_workers_refreshed(a);
 	log_set_level(n.log_level);
@@ -428,8 +432,10 @@ int main(int argc, char **argv)
 		return 1;
 	a->started_ms = log_now_ms();
 	a->control_fd = -1;
-	for (unsigned k = 0; k < AGENT_MAX_CONC; k++)
+	for (unsigned k = 0; k < AGENT_MAX_CONC; k++) {
 		atomic_init(&a->conc_up[k], -1);
+		atomic_init(&a->conc_plain[k], false);
+	}
 	pthread_mutex_init(&a->snap_lock, NULL);
 	pthread_cond_init(&a->snap_cond, NULL);
 	pthread_mutex_init(&a->cfg_lock, NULL);

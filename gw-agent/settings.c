@@ -21,7 +21,7 @@ enum {
 	O_FALLBACK, O_BLOCK_QUIC, O_NO_BLOCK_QUIC, O_PORT, O_MARK, O_TABLE, O_CONNECT_TIMEOUT,
 	O_REPLY_TIMEOUT, O_KEEPALIVE, O_RCVBUF, O_IDLE_TIMEOUT, O_WORKERS, O_BUFFERS,
 	O_BUFFER_SIZE, O_MAX_PER_HOST, O_KEY_FILE, O_CONTROL, O_LOG_LEVEL, O_METRICS, O_CONFIG,
-	O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_FAST_OPEN, O_NO_FAST_OPEN, O_CLUSTER, O_MAX,
+	O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_FAST_OPEN, O_NO_FAST_OPEN, O_VERIFY, O_NO_VERIFY, O_CLUSTER, O_MAX,
 };
 
 #define AT(field) OPT_AT(struct agent_config, field)
@@ -92,6 +92,17 @@ static const struct opt_spec agent_opts[] = {
 		  "drops SYNs carrying data." },
 	{ "no-fast-open", O_NO_FAST_OPEN, NULL, NULL, 0, .type = OT_FALSE, AT(fast_open),
 	  .reload = OPT_LIVE, .help = "the Convert message after the handshake" },
+	{ "verify-stream", O_VERIFY, NULL, "verify_stream", CONFIG_BOOL, O_NO_VERIFY,
+	  .type = OT_TRUE, AT(verify_stream), .reload = OPT_LIVE, .deflt = "on",
+	  .help = "offer the concentrator a verified stream: records with a CRC-32C both ways, "
+		  "so bytes the kernel's MPTCP damaged reset the flow instead of reaching the "
+		  "LAN device or the server",
+	  .more = "A private-use TLV in the Convert message; a concentrator that does not know "
+		  "it answers Unsupported Message, and the agent then asks it again without "
+		  "(and keeps not offering it there until a restart or reload). See "
+		  "docs/kernel-defects.md." },
+	{ "no-verify-stream", O_NO_VERIFY, NULL, NULL, 0, .type = OT_FALSE, AT(verify_stream),
+	  .reload = OPT_LIVE, .help = "plain RFC 8803 streams only" },
 	{ "port", O_PORT, "N", "port", CONFIG_NUMBER, .type = OT_UINT, .min = 1, .max = 65535,
 	  AT(port), .reload = OPT_RESTART, .deflt = "5125", .help = "the TPROXY listener's port",
 	  .more = "The IP_TRANSPARENT listener TPROXY delivers to." },
@@ -278,6 +289,7 @@ static void config_defaults(struct agent_config *cfg, struct paths *ps)
 	cfg->fallback = FALLBACK_DIRECT;
 	cfg->block_quic = true;
 	cfg->fast_open = true;
+	cfg->verify_stream = true;
 	cfg->port = 5125;
 	cfg->mark = 0x4d50;
 	cfg->table = 0x4d50;

@@ -185,7 +185,7 @@ static int decode_tlv(const uint8_t *p, size_t tlen, size_t off,
 		m->verified.max_record = rd32(p + 4);
 		if (m->verified.max_record < CONVERT_VERIFIED_MIN_RECORD)
 			return fail(d, CONVERT_E_MALFORMED, off + 4,
-				    "Verified Stream record size below 1024");
+				    "Verified Stream record size below 256");
 		m->present |= CONVERT_HAS_VERIFIED;
 		return 0;
 	}

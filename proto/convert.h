@@ -61,7 +61,7 @@ enum convert_tlv_type {
 #define CONVERT_VERIFIED_VALUE_LEN 6
 #define CONVERT_VERIFIED_VERSION   1
 /* Records smaller than this are not worth their 8 bytes of framing. */
-#define CONVERT_VERIFIED_MIN_RECORD 1024
+#define CONVERT_VERIFIED_MIN_RECORD 256
 
 /* Error codes. Ranges (IANA registry): 0-31 message validation, 32-63
  * client-side, 64-95 converter-side, 96-127 caused by the destination. */

@@ -50,7 +50,7 @@ tests() {
 	ok=$(/usr/bin/python3 - "$dir/meson-logs/testlog.json" "$@" <<'PY'
 import json, sys
 try:
-    ran = {json.loads(l)["name"]: json.loads(l)["result"] for l in open(sys.argv[1])}
+    ran = {json.loads(l)["name"].split(" / ")[-1]: json.loads(l)["result"] for l in open(sys.argv[1])}
 except OSError:
     ran = {}
 want = sys.argv[2:]

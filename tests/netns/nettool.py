@@ -202,7 +202,53 @@ async def srv_sink(reader, writer):
         writer.close()
 
 
+async def stub_converter(reader, writer):
+    """An RFC 8803 converter that knows only the RFC's TLVs (as a third
+    party's would): a request carrying a private-use TLV gets Error 2
+    (Unsupported Message) naming its type; any other request is answered
+    with success and its bytes echoed (the stub is its own server)."""
+    try:
+        head = await asyncio.wait_for(reader.readexactly(4), 10)
+        body = await asyncio.wait_for(reader.readexactly(head[1] * 4 - 4), 10)
+        i = 0
+        while i + 2 <= len(body):
+            t, ln = body[i], body[i + 1] * 4
+            if t >= 192:
+                writer.write(convert_msg(tlv(30, bytes([2, t]))))
+                await writer.drain()
+                print(json.dumps({"stub": "refused", "tlv": t}), flush=True)
+                writer.close()
+                return
+            i += max(ln, 4)
+        writer.write(convert_msg())
+        print(json.dumps({"stub": "accepted"}), flush=True)
+        while True:
+            d = await reader.read(65536)
+            if not d:
+                break
+            writer.write(d)
+            await writer.drain()
+        writer.write_eof()
+        await writer.drain()
+    except (ConnectionError, OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+        pass
+    writer.close()
+
+
+async def serve_stub(args):
+    host, port = split_hostport(args.bind[0])
+    ls = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
+                       IPPROTO_MPTCP)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((host, port))
+    srv = await asyncio.start_server(stub_converter, sock=ls)
+    print("serving", flush=True)
+    await srv.serve_forever()
+
+
 async def serve(args):
+    if args.stub_converter:
+        return await serve_stub(args)
     servers = []
     loop = asyncio.get_running_loop()
     for b in args.bind:
@@ -274,14 +320,38 @@ async def echo_flow(conc, dst, nbytes, proto=IPPROTO_MPTCP, split=False, chunk=1
         return False, f"error {code}"
     h, n = hashlib.sha256(), 0
     got = bytearray() if nbytes <= 4 << 20 else None
-    while True:
-        d = await reader.read(1 << 18)
-        if not d:
-            break
-        h.update(d)
-        n += len(d)
+    try:
+        while True:
+            d = await reader.read(1 << 18)
+            if not d:
+                break
+            h.update(d)
+            n += len(d)
+            if got is not None:
+                got += d
+    except ConnectionError:
+        # Reset: what came before it must still be the sent bytes, here
+        # and (with NETTOOL_DUMP) at the server.
+        sender.cancel()
+        writer.close()
+        detail = f"reset after {n} of {nbytes} bytes"
         if got is not None:
-            got += d
+            detail += ", echo " + ("a prefix of the sent bytes" if data[:n] == got
+                                   else "NOT a prefix: " + describe_mismatch(data, bytes(got)))
+        if DUMP_DIR:
+            at = os.path.join(DUMP_DIR, data[:8].hex())
+            for _ in range(40):   # the server writes it when its side closes
+                if os.path.exists(at):
+                    break
+                await asyncio.sleep(0.05)
+            if os.path.exists(at):
+                srv = open(at, "rb").read()
+                detail += (f"; the server got {len(srv)} bytes, " +
+                           ("a prefix of the sent bytes" if data[:len(srv)] == srv
+                            else "NOT a prefix: " + describe_mismatch(data, srv)))
+            else:
+                detail += "; the server kept nothing"
+        return False, detail
     await sender
     writer.close()
     ok = n == nbytes and h.digest() == hashlib.sha256(data).digest()
@@ -1023,6 +1093,8 @@ def main():
     s.add_argument("--base", type=int, default=9000)
     s.add_argument("--udp443", action="store_true", help="also echo UDP on port 443")
     s.add_argument("--mptcp", action="store_true", help="MPTCP listeners")
+    s.add_argument("--stub-converter", action="store_true",
+                   help="an RFC 8803 converter without our private TLV, on --bind ADDR:PORT")
     tp = sub.add_parser("tcpping")
     tp.add_argument("--dst", required=True)
     tp.add_argument("--count", type=int, default=50)

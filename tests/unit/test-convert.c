@@ -483,9 +483,9 @@ static void test_verified(void)
 	b[26] = 2;
 	CHECK_INT(decode(b, sizeof(req), &from_client, &m, &d), (int)sizeof(req));
 	CHECK(!(m.present & CONVERT_HAS_VERIFIED));
-	/* Records below 1024, a wrong length, twice: malformed. */
+	/* Records below 256, a wrong length, twice: malformed. */
 	memcpy(b, req, sizeof(req));
-	b[30] = 3; b[31] = 0xff; b[29] = 0;
+	b[30] = 0; b[31] = 0xff; b[29] = 0;
 	d = EXPECT_BAD(b, sizeof(req), &from_client, CONVERT_E_MALFORMED);
 	memcpy(b, req, sizeof(req));
 	b[1] = 7; b[25] = 1;
@@ -496,7 +496,7 @@ static void test_verified(void)
 	EXPECT_BAD(b, 40, &from_client, CONVERT_E_MALFORMED);
 	/* The writer refuses a record size under the minimum. */
 	convert_writer_init(&w, b, sizeof(b));
-	CHECK_INT(convert_put_verified(&w, 1023), -EINVAL);
+	CHECK_INT(convert_put_verified(&w, 255), -EINVAL);
 	CHECK(!strcmp(convert_tlv_name(192), "verified_stream"));
 }
 
