@@ -13,10 +13,13 @@
 #   sudo BUILD=build-asan ROUNDS=100 benches/damage.sh busy
 #
 # Every flow is 100,000 random bytes each way, sha256-checked by the client
-# (nettool echo); a flow is damaged when its echo differs, failed when it
-# does not complete. Knobs: BUILD (build), ROUNDS (250), FLOWS (40),
-# RATE (50mbit). Prints one line per pattern, writes $OUT/damage.jsonl
-# (OUT: $BUILD/damage); exit 1 when any flow was damaged or failed.
+# (nettool echo). A flow is damaged when wrong bytes reached the client (its
+# echo differs), caught when the verified stream found wrong bytes and
+# reset it (the daemons' *_stream_integrity_failures_total), failed when it
+# did not complete otherwise. Knobs: BUILD (build), ROUNDS (250), FLOWS
+# (40), RATE (50mbit), AGENT_ARGS (e.g. --no-verify-stream: the plain
+# stream). Prints one line per pattern, writes $OUT/damage.jsonl (OUT:
+# $BUILD/damage); exit 1 when any flow was damaged, caught or failed.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -50,16 +53,27 @@ CONC=$CONC_PID
 wait_listen srv 9000 && wait_listen conc 5124 || exit 1
 ip netns exec "$(ns gw)" "$AGENT" --concentrator 192.0.2.1:5124 --lan gw-lan --workers 1 \
 	--path gw-p1 --path gw-p2 --probe-interval 0.5 --control "$WORKDIR/control.sock" --key-file "$WORKDIR/gw.keys" \
-	> "$WORKDIR/agent.log" 2>&1 &
+	--metrics-listen 127.0.0.1:9125 ${AGENT_ARGS:-} > "$WORKDIR/agent.log" 2>&1 &
 AGENT_PID=$!
 wait_for 10 grep -q "intercepting TCP" "$WORKDIR/agent.log" || { cat "$WORKDIR/agent.log"; exit 1; }
 agent_paths_up "$WORKDIR/control.sock" > /dev/null || { log "paths not up"; exit 1; }
 
 L="ip netns exec $(ns lan) $PY ./nettool.py"
+caught() {  # integrity failures counted by both daemons so far
+	local n=0 k v
+	for k in damaged broken; do
+		v=$(metric_at gw 127.0.0.1:9125 "gw_agent_stream_integrity_failures_total{kind=\"$k\"}") || return 1
+		n=$((n + v))
+		v=$(metric_at gw 198.51.100.1:9190 "mptcp_concentrator_stream_integrity_failures_total{kind=\"$k\"}") || return 1
+		n=$((n + v))
+	done
+	echo $n
+}
 rc=0
 for pat in $PATTERNS; do
 	: > "$OUT/$pat.jsonl"
 	t0=$(date +%s)
+	c0=$(caught) || { log "metrics unreachable"; exit 1; }
 	for r in $(seq 1 "$ROUNDS"); do
 		case $pat in
 		busy)
@@ -84,17 +98,20 @@ for pat in $PATTERNS; do
 		*) log "unknown pattern $pat (busy, reload)"; exit 1 ;;
 		esac
 	done
-	"$PY" - "$OUT/$pat.jsonl" "$pat" "$BUILD" "$(( $(date +%s) - t0 ))" <<'PY' | tee -a "$OUT/damage.jsonl"
+	c1=$(caught) || { log "metrics unreachable"; exit 1; }
+	"$PY" - "$OUT/$pat.jsonl" "$pat" "$BUILD" "$(( $(date +%s) - t0 ))" "$((c1 - c0))" "${AGENT_ARGS:-}" <<'PY' | tee -a "$OUT/damage.jsonl"
 import json, re, sys
 rounds = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 fails = [f for r in rounds for f in r["failures"]]
-damaged = [f for f in fails if "hash DIFFERENT" in f]
-print(json.dumps({"pattern": sys.argv[2], "build": sys.argv[3], "seconds": int(sys.argv[4]),
-                  "flows": sum(r["flows"] for r in rounds), "intact": sum(r["ok"] for r in rounds),
-                  "damaged": len(damaged), "failed": len(fails) - len(damaged),
+damaged = [f for f in fails if "hash DIFFERENT" in f or "NOT a prefix" in f]
+caught = int(sys.argv[5])
+print(json.dumps({"pattern": sys.argv[2], "build": sys.argv[3], "agent_args": sys.argv[6],
+                  "seconds": int(sys.argv[4]), "flows": sum(r["flows"] for r in rounds),
+                  "intact": sum(r["ok"] for r in rounds), "damaged": len(damaged),
+                  "caught": caught, "failed": len(fails) - len(damaged) - caught,
                   "examples": fails[:3]}))
 PY
-	tail -1 "$OUT/damage.jsonl" | grep -q '"damaged": 0, "failed": 0' || rc=1
+	tail -1 "$OUT/damage.jsonl" | grep -q '"damaged": 0, "caught": 0, "failed": 0' || rc=1
 done
 for k in ok unknown_key stale replayed bad_mac; do
 	echo "concentrator cookies $k $(metric_at gw 198.51.100.1:9190 "mptcp_concentrator_cookies_total{result=\"$k\"}")"

@@ -187,18 +187,23 @@ static void arm_recv(struct relay_worker *w, struct relay *r, int d)
 		/* A record's header, into the flow's own bytes: no buffer is
 		 * held while a verified flow is idle. */
 		io_uring_prep_recv(sqe, r->fd[d], r->vs->rx_hdr, VSTREAM_HDR, MSG_WAITALL);
+	} else if (r->vs && d == r->vs->side && r->vs->rx_buf) {
+		/* The rest of a record that came in pieces, into its heap. */
+		struct relay_vs *vs = r->vs;
+
+		io_uring_prep_recv(sqe, r->fd[d], vs->rx_buf + vs->rx_got,
+				   vs->rx_len + VSTREAM_TAG - vs->rx_got, 0);
 	} else {
 		unsigned len = w->bufs.size;
-		int flags = 0;
 
-		if (r->vs && d == r->vs->side) {
-			/* The record's data and tag, whole, in one buffer. */
-			len = r->vs->rx_len + VSTREAM_TAG;
-			flags = MSG_WAITALL;
-		} else if (r->vs && len > r->vs->peer_max) {
+		if (r->vs && d == r->vs->side)
+			len = r->vs->rx_len + VSTREAM_TAG;   /* this record, no more */
+		else if (r->vs && len > r->vs->peer_max)
 			len = r->vs->peer_max;   /* records the peer can take */
-		}
-		io_uring_prep_recv(sqe, r->fd[d], NULL, len, flags);
+		/* Never MSG_WAITALL with a ring buffer: the buffer would wait on
+		 * the peer, and the ring's accounting (and its release of idle
+		 * pages) assumes a receive fills its buffer in one go. */
+		io_uring_prep_recv(sqe, r->fd[d], NULL, len, 0);
 		sqe->flags |= IOSQE_BUFFER_SELECT;
 		sqe->buf_group = w->bufs.bgid;
 	}
@@ -488,6 +493,21 @@ static void vs_fail(struct relay_worker *w, struct relay *r, bool damaged, const
 	relay_close(w, r, RELAY_END_RESET, true);
 }
 
+/* A whole record's data and tag at p: true when its CRC matches (the
+ * chain moves on), else the flow is reset. */
+static bool vs_check(struct relay_worker *w, struct relay *r, const uint8_t *p)
+{
+	struct relay_vs *vs = r->vs;
+	uint32_t crc = vstream_crc(vs->rx_crc, p, vs->rx_len);
+
+	if (crc != vstream_get_tag(p + vs->rx_len)) {
+		vs_fail(w, r, true, "a record's bytes do not match its CRC (damaged in transit)");
+		return false;
+	}
+	vs->rx_crc = crc;
+	return true;
+}
+
 /* The deframing half's receive: a header, or a record's data and tag. */
 static void vs_on_recv(struct relay_worker *w, struct relay *r, const struct io_uring_cqe *cqe)
 {
@@ -514,30 +534,58 @@ static void vs_on_recv(struct relay_worker *w, struct relay *r, const struct io_
 		vs_fail(w, r, false, "the stream ended inside a record header");
 		return;
 	}
-	if (res > 0) {
-		uint8_t *p;
-		uint32_t crc;
-
-		h->bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-		w->bufs.avail--;
-		if ((uint32_t)res != vs->rx_len + VSTREAM_TAG) {
-			/* MSG_WAITALL: short only at the stream's end. */
-			buf_put(w, h->bid);
-			vs_fail(w, r, false, "the stream ended inside a record");
+	if (res > 0 && vs->rx_buf) {
+		/* More of a record that came in pieces. */
+		vs->rx_got += (uint32_t)res;
+		r->active_s = w->now_s;
+		if (vs->rx_got < vs->rx_len + VSTREAM_TAG) {
+			arm_recv(w, r, d);
 			return;
 		}
-		p = ring_bufs_ptr(&w->bufs, h->bid);
-		crc = vstream_crc(vs->rx_crc, p, vs->rx_len);
-		if (crc != vstream_get_tag(p + vs->rx_len)) {
-			buf_put(w, h->bid);
-			vs_fail(w, r, true, "a record's bytes do not match its CRC (damaged in transit)");
+		if (!vs_check(w, r, vs->rx_buf))
 			return;
-		}
-		vs->rx_crc = crc;
+		/* Sent from the heap, as a parked send is (half_release frees
+		 * it); only the data counts as held now. */
+		w->stats.parked_bytes -= VSTREAM_TAG;
+		h->parked = vs->rx_buf;
+		vs->rx_buf = NULL;
 		h->off = 0;
 		h->len = vs->rx_len;
 		vs->rx_len = 0;
+		arm_send(w, r, d);
+		return;
+	}
+	if (res > 0) {
+		uint8_t *p;
+
+		h->bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		w->bufs.avail--;
+		p = ring_bufs_ptr(&w->bufs, h->bid);
 		r->active_s = w->now_s;
+		if ((uint32_t)res < vs->rx_len + VSTREAM_TAG) {
+			/* Part of the record: gather it on the heap and give the
+			 * ring buffer back, so a slow peer holds no shared
+			 * buffer (at most one record of heap, as a parked send). */
+			vs->rx_buf = malloc(vs->rx_len + VSTREAM_TAG);
+			if (!vs->rx_buf) {
+				buf_put(w, h->bid);
+				relay_close(w, r, RELAY_END_RESET, true);
+				return;
+			}
+			memcpy(vs->rx_buf, p, (size_t)res);
+			vs->rx_got = (uint32_t)res;
+			w->stats.parked_bytes += vs->rx_len + VSTREAM_TAG;
+			buf_put(w, h->bid);
+			arm_recv(w, r, d);
+			return;
+		}
+		if (!vs_check(w, r, p)) {
+			buf_put(w, h->bid);
+			return;
+		}
+		h->off = 0;
+		h->len = vs->rx_len;
+		vs->rx_len = 0;
 		arm_send(w, r, d);
 		return;
 	}
@@ -569,6 +617,10 @@ static void relay_free(struct relay_worker *w, struct relay *r)
 	}
 	if (w->ops->on_free)
 		w->ops->on_free(w, r);
+	if (r->vs && r->vs->rx_buf) {
+		w->stats.parked_bytes -= r->vs->rx_len + VSTREAM_TAG;
+		free(r->vs->rx_buf);
+	}
 	free(r->vs);
 	r->vs = NULL;
 	r->priv = NULL;

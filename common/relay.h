@@ -82,15 +82,19 @@ struct relay_half {
 #define RELAY_PARK_S 2
 
 /* A verified stream (common/vstream.h) on one of the flow's sockets: the
- * half that sends into it frames what it received as records, the half
- * that receives from it takes one whole record per buffer (a header, then
- * its data and tag with MSG_WAITALL) and passes the data on only once its
- * CRC matches. Allocated only for flows that negotiated it. */
+ * half that sends into it frames what it received as records; the half
+ * that receives from it reads a record's header (4 bytes, into rx_hdr),
+ * then its data and tag: into a ring buffer when they come in one receive
+ * (the usual case), else gathered in rx_buf on the heap, so no shared
+ * buffer waits on a slow peer. The data is passed on only once its CRC
+ * matches. Allocated only for flows that negotiated it. */
 struct relay_vs {
 	uint8_t side;                /* fd index that speaks records */
 	uint8_t rx_hdr[4];           /* the header being read */
 	uint8_t tx_hdr[4], tx_tag[4];
 	uint32_t rx_len;             /* data bytes of the record being read; 0: a header */
+	uint32_t rx_got;             /* bytes of data + tag gathered in rx_buf */
+	uint8_t *rx_buf;             /* a record that came in pieces (rx_len + 4) */
 	uint32_t rx_crc, tx_crc;     /* each direction's chained CRC so far */
 	uint32_t peer_max;           /* largest record data the peer takes */
 	uint32_t own_max;            /* largest record data we take (buffer - tag) */

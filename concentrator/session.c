@@ -279,7 +279,8 @@ static void act(struct conc_worker *cw, struct relay *r, struct decision *d, boo
 		return;
 	}
 	case DECIDE_CONNECT:
-		if (cw->c->cfg.verify_stream)
+		/* Agreed when on and our buffers make records big enough. */
+		if (cw->c->cfg.verify_stream && relay_vs_max(&cw->rw) >= CONVERT_VERIFIED_MIN_RECORD)
 			s->vmax = d->verified_max;
 		start_connect(cw, r, d);
 		return;
@@ -628,6 +629,7 @@ void session_accept(struct conc_worker *cw, int fd)
 	s->since_ms = w->now_ms;
 	s->len = s->msg_len = 0;
 	s->dst_len = 0;
+	s->vmax = 0;   /* not calloc: the 3 KiB buffer needs no zeroing */
 	r->priv = s;
 	r->phase = PH_READ;
 

@@ -461,16 +461,17 @@ static void on_reply(struct agent_worker *aw, struct relay *r,
 		return;
 	}
 	if ((m.present & CONVERT_HAS_ERROR) && f->vs_offered &&
-	    m.error.code == CONVERT_E_UNSUPPORTED_MESSAGE && m.error.value.len >= 1 &&
-	    m.error.value.p[0] == CONVERT_TLV_VERIFIED && f->conc_idx < AGENT_MAX_CONC) {
+	    (m.error.code == CONVERT_E_MALFORMED || m.error.code == CONVERT_E_UNSUPPORTED_MESSAGE) &&
+	    f->conc_idx < AGENT_MAX_CONC) {
 		/* A converter that does not know our TLV (any RFC 8803 one
-		 * but ours): ask again without it, and stop offering it there
-		 * (until a reload). Its bytes were never sent on: the client's
-		 * wait for the reply. */
+		 * but ours) answers Unsupported Message naming it, or calls
+		 * the message malformed: ask again without it, and stop
+		 * offering it there (until a reload). No byte of the client's
+		 * was sent: it waits for the reply. */
 		if (!atomic_exchange(&aw->a->conc_plain[f->conc_idx], true))
-			log_warn("concentrator %u does not speak the verified stream (Unsupported "
-				 "Message 192): plain RFC 8803 streams to it from now on", f->conc_idx + 1);
-		aw->n.conc_errors[m.error.code]++;
+			log_warn("concentrator %u refused our offer of a verified stream (error %u %s): "
+				 "plain RFC 8803 streams to it from now on", f->conc_idx + 1,
+				 m.error.code, convert_error_name(m.error.code));
 		if (build_message(aw, r, false) < 0) {
 			relay_close(w, r, RELAY_END_RESET, true);
 			return;
@@ -668,7 +669,9 @@ void flow_accept(struct agent_worker *aw, int fd)
 	sock_nodelay(fd);
 	sock_keepalive(fd, cfg->keepalive_s);
 
-	if (build_message(aw, r, cfg->verify_stream) < 0) {
+	if (build_message(aw, r, cfg->verify_stream &&
+			  relay_vs_max(&aw->rw) >= CONVERT_VERIFIED_MIN_RECORD &&
+			  !atomic_load_explicit(&aw->a->conc_plain[0], memory_order_relaxed)) < 0) {
 		relay_close(w, r, RELAY_END_RESET, true);
 		return;
 	}

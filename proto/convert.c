@@ -178,14 +178,20 @@ static int decode_tlv(const uint8_t *p, size_t tlen, size_t off,
 			return fail(d, CONVERT_E_MALFORMED, off, "duplicate Verified Stream TLV");
 		if (tlen != 2 + CONVERT_VERIFIED_VALUE_LEN)
 			return fail(d, CONVERT_E_MALFORMED, off, "Verified Stream TLV length is not 2");
-		/* Another version is not ours to speak: as if not offered (the
-		 * converter then does not echo it and the stream stays plain). */
-		if (p[2] != CONVERT_VERIFIED_VERSION)
+		/* Another version offered is not ours to speak: as if not
+		 * offered (the converter does not echo it, the stream stays
+		 * plain). In a reply it can only be an answer to our offer of
+		 * version 1: anything else is wrong. */
+		if (p[2] != CONVERT_VERIFIED_VERSION) {
+			if (role == CONVERT_FROM_CONVERTER)
+				return fail(d, CONVERT_E_MALFORMED, off + 2,
+					    "Verified Stream TLV of another version in a reply");
 			return 0;
+		}
 		m->verified.max_record = rd32(p + 4);
 		if (m->verified.max_record < CONVERT_VERIFIED_MIN_RECORD)
 			return fail(d, CONVERT_E_MALFORMED, off + 4,
-				    "Verified Stream record size below 256");
+				    "Verified Stream record size below 16384");
 		m->present |= CONVERT_HAS_VERIFIED;
 		return 0;
 	}

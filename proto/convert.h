@@ -60,8 +60,9 @@ enum convert_tlv_type {
 /* Verified Stream TLV: the length of its value, and the version we speak. */
 #define CONVERT_VERIFIED_VALUE_LEN 6
 #define CONVERT_VERIFIED_VERSION   1
-/* Records smaller than this are not worth their 8 bytes of framing. */
-#define CONVERT_VERIFIED_MIN_RECORD 256
+/* The smallest record size a side may ask for: smaller records would let a
+ * peer multiply the other side's receives and completions per byte. */
+#define CONVERT_VERIFIED_MIN_RECORD 16384
 
 /* Error codes. Ranges (IANA registry): 0-31 message validation, 32-63
  * client-side, 64-95 converter-side, 96-127 caused by the destination. */

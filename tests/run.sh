@@ -47,7 +47,8 @@ CI_SKIP_ALLOWED=(
 )
 
 run_meson_tests() {
-	local dir=$1 rc=0 log=$dir/meson-logs/testlog.json
+	local dir=$1 rc=0 log
+	log=$dir/meson-logs/testlog.json
 	echo "== meson test in $dir"
 	# The counts below come from meson's log: never from an earlier run's.
 	rm -f "$log"

@@ -148,15 +148,36 @@ stub_fallback() {
 	$L echo --plain --dst 203.0.113.2:9000 --bytes 100000 --flows 3 || return 1
 	$L echo --plain --dst 203.0.113.2:9000 --bytes 100000 --flows 3 || return 1
 	grep -c '"refused"' "$WORKDIR/stub.log" | sed 's/^/{"refused_by_the_stub": /; s/$/}/'
-	grep -h "does not speak the verified stream" "$WORKDIR/agent.log" | cut -c14-
+	grep -h "refused our offer of a verified stream" "$WORKDIR/agent.log" | cut -c14-
 	# Probes (not offering it) and the first flows' offers: refused at
 	# most once per flow that offered before the agent learnt; the three
 	# later flows offer nothing.
 	[ "$(grep -c '"refused"' "$WORKDIR/stub.log")" -ge 1 ] &&
 	[ "$(grep -c '"refused"' "$WORKDIR/stub.log")" -le 3 ] &&
-	[ "$(grep -c "does not speak the verified stream" "$WORKDIR/agent.log")" -eq 1 ]
+	[ "$(grep -c "refused our offer of a verified stream" "$WORKDIR/agent.log")" -eq 1 ]
 }
 check "a converter without our TLV (Error 2 naming it): the agent asks again without it, flows intact" stub_fallback
 check "agent exits cleanly" stop_agent_log $A3 "$WORKDIR/agent.log"
+
+# Our concentrator with --no-verify-stream: the offer is not echoed, the
+# flows run plain at both ends (the agent would reset a flow whose reply
+# agreed to what it did not offer, and the other way round).
+start_concentrator conc conc-plain --listen 192.0.2.1:5125 --allow-client 198.51.100.0/24 \
+	--workers 1 --no-verify-stream --metrics-listen 198.51.100.1:9191
+CONC_PLAIN=$CONC_PID
+wait_listen conc 5125 || exit 1
+agent --concentrator 192.0.2.1:5125 || exit 1
+A4=$AGENT_PID
+declined() {
+	local a0 a1 c
+	a0=$(am gw_agent_verified_flows_total) || return 1
+	$L echo --plain --dst 203.0.113.2:9000 --bytes $((1 << 20)) --flows 20 || return 1
+	a1=$(am gw_agent_verified_flows_total) && c=$(metric_at gw 198.51.100.1:9191 mptcp_concentrator_verified_flows_total) || return 1
+	echo "{\"verified_at_agent\": $((a1 - a0)), \"verified_at_concentrator\": $c}"
+	[ $((a1 - a0)) -eq 0 ] && [ "$c" -eq 0 ]
+}
+check "a concentrator with --no-verify-stream: 20 flows intact, plain at both ends" declined
+check "agent exits cleanly" stop_agent_log $A4 "$WORKDIR/agent.log"
+check "concentrator (--no-verify-stream) exits cleanly" stop_concentrator "$CONC_PLAIN" conc-plain
 check "concentrator exits cleanly" stop_concentrator "$CONC_MAIN" conc
 finish

@@ -478,14 +478,21 @@ static void test_verified(void)
 	CHECK_INT(convert_writer_finish(&w), 12);
 	CHECK_INT(decode(b, 12, &from_conv, &m, &d), 12);
 	CHECK((m.present & CONVERT_HAS_VERIFIED) && m.verified.max_record == 32768);
-	/* Another version: not offered, no error. */
+	/* Another version: not offered, no error; in a reply, malformed. */
 	memcpy(b, req, sizeof(req));
 	b[26] = 2;
 	CHECK_INT(decode(b, sizeof(req), &from_client, &m, &d), (int)sizeof(req));
 	CHECK(!(m.present & CONVERT_HAS_VERIFIED));
-	/* Records below 256, a wrong length, twice: malformed. */
+	{
+		uint8_t rep[12] = { 1, 3, 0x22, 0x63, 192, 2, 2, 0, 0, 1, 0, 0 };
+
+		EXPECT_BAD(rep, 12, &from_conv, CONVERT_E_MALFORMED);
+		rep[6] = 1;
+		CHECK_INT(decode(rep, 12, &from_conv, &m, &d), 12);
+	}
+	/* Records below 16384, a wrong length, twice: malformed. */
 	memcpy(b, req, sizeof(req));
-	b[30] = 0; b[31] = 0xff; b[29] = 0;
+	b[29] = 0; b[30] = 0x3f; b[31] = 0xff;
 	d = EXPECT_BAD(b, sizeof(req), &from_client, CONVERT_E_MALFORMED);
 	memcpy(b, req, sizeof(req));
 	b[1] = 7; b[25] = 1;
@@ -496,7 +503,7 @@ static void test_verified(void)
 	EXPECT_BAD(b, 40, &from_client, CONVERT_E_MALFORMED);
 	/* The writer refuses a record size under the minimum. */
 	convert_writer_init(&w, b, sizeof(b));
-	CHECK_INT(convert_put_verified(&w, 255), -EINVAL);
+	CHECK_INT(convert_put_verified(&w, 16383), -EINVAL);
 	CHECK(!strcmp(convert_tlv_name(192), "verified_stream"));
 }
 

@@ -226,11 +226,50 @@ static void test_wrong_streams(void)
 	}
 }
 
+/* A record that comes slowly holds heap (one record at most), never a ring
+ * buffer: a peer that announces a record and stalls cannot starve the
+ * worker's other flows of buffers. */
+static void test_slow_record(void)
+{
+	struct rig g;
+	size_t n, got = 0;
+	unsigned avail0;
+
+	rig_open(&g, 65536);
+	/* One record of 10,000 bytes. */
+	vstream_put_hdr(wire, 10000);
+	memcpy(wire + 4, data, 10000);
+	vstream_put_tag(wire + 4 + 10000, vstream_crc(0, data, 10000));
+	n = 10008;
+	for (int i = 0; i < 20; i++)
+		relay_worker_poll(&g.w, 1);
+	avail0 = g.w.bufs.avail;
+	CHECK_INT(write(g.vpeer, wire, 104), 104);
+	for (int i = 0; i < 50; i++)
+		relay_worker_poll(&g.w, 1);
+	CHECK_INT(g.w.bufs.avail, avail0);              /* the ring buffer went back */
+	CHECK_INT(g.w.stats.parked_bytes, 10004);       /* the record is on the heap */
+	CHECK(read(g.plain, back, sizeof(back)) < 0);  /* nothing passed on yet */
+	CHECK_INT(write(g.vpeer, wire + 104, n - 104), (long long)(n - 104));
+	for (int i = 0; i < 200 && got < 10000; i++) {
+		ssize_t k;
+
+		relay_worker_poll(&g.w, 1);
+		while ((k = read(g.plain, back + got, sizeof(back) - got)) > 0)
+			got += (size_t)k;
+	}
+	CHECK_INT(got, 10000);
+	CHECK(!memcmp(back, data, 10000));
+	CHECK_INT(g.w.stats.parked_bytes, 0);
+	rig_close(&g);
+}
+
 int main(void)
 {
 	fill();
 	RUN(test_framing);
 	RUN(test_deframing);
 	RUN(test_wrong_streams);
+	RUN(test_slow_record);
 	return check_finish();
 }
