@@ -52,6 +52,20 @@ uint32_t vstream_crc_sw(uint32_t crc, const void *data, size_t len)
 	return ~crc;
 }
 
+/* The loop both instruction sets share: 8 bytes a step, then single bytes. */
+#define CRC_HW_LOOP(T, c, p, len, step8, step1) do {	\
+	while ((len) >= 8) {					\
+		uint64_t v_;					\
+								\
+		memcpy(&v_, (p), 8);				\
+		(c) = (T)step8((c), v_);			\
+		(p) += 8;					\
+		(len) -= 8;					\
+	}							\
+	while ((len)--)						\
+		(c) = (T)step1((uint32_t)(c), *(p)++);		\
+} while (0)
+
 #if defined(__x86_64__)
 #include <string.h>
 __attribute__((target("sse4.2")))
@@ -59,16 +73,7 @@ static uint32_t crc_hw(uint32_t crc, const uint8_t *p, size_t len)
 {
 	uint64_t c = ~crc;
 
-	while (len >= 8) {
-		uint64_t v;
-
-		memcpy(&v, p, 8);
-		c = __builtin_ia32_crc32di(c, v);
-		p += 8;
-		len -= 8;
-	}
-	while (len--)
-		c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+	CRC_HW_LOOP(uint64_t, c, p, len, __builtin_ia32_crc32di, __builtin_ia32_crc32qi);
 	return ~(uint32_t)c;
 }
 
@@ -87,16 +92,7 @@ static uint32_t crc_hw(uint32_t crc, const uint8_t *p, size_t len)
 {
 	uint32_t c = ~crc;
 
-	while (len >= 8) {
-		uint64_t v;
-
-		memcpy(&v, p, 8);
-		c = __builtin_aarch64_crc32cx(c, v);
-		p += 8;
-		len -= 8;
-	}
-	while (len--)
-		c = __builtin_aarch64_crc32cb(c, *p++);
+	CRC_HW_LOOP(uint32_t, c, p, len, __builtin_aarch64_crc32cx, __builtin_aarch64_crc32cb);
 	return ~c;
 }
 

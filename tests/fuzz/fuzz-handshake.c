@@ -13,10 +13,19 @@
  *  - bytes after the message (0-RTT payload) never change the decision,
  *    and no prefix of the message is already a CONNECT or an INFO.
  * The fixed key 7 (any address) and time let seeds carry valid cookies
- * (gen-corpus.py makes them). */
+ * (gen-corpus.py makes them).
+ *
+ * The verdict is also judged by an oracle written apart from the code under
+ * test (it calls none of policy.c, cookie.c or the codec): its own reading
+ * of the Connect and Cookie TLVs from the raw bytes, its own table of the
+ * address ranges never to be reached (bytes compared, not prefixes
+ * parsed), its own HMAC-SHA256 (from SHA-256 digests, not HMAC()). A
+ * CONNECT must be one the oracle allows; a request the oracle allows must
+ * not be refused as Not Authorized (32). */
 #include "decide.h"
 
 #include <arpa/inet.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,6 +69,172 @@ static void setup(void)
 	for (int i = 0; i < 4; i++) {
 		REQUIRE(inet_pton(AF_INET6, peer_text[i], &peer_store[i]) == 1);
 		peers[i] = &peer_store[i];
+	}
+}
+
+/* ---- the oracle ---- */
+
+/* Is the IPv4 address a.b.c.d one a concentrator must never connect to
+ * (this network, RFC 1918, CGNAT, loopback, link-local, multicast,
+ * reserved)? */
+static int o_bad4(const uint8_t a[4])
+{
+	return a[0] == 0 || a[0] == 10 || a[0] == 127 || a[0] >= 224 ||
+	       (a[0] == 100 && (a[1] & 0xc0) == 64) || (a[0] == 169 && a[1] == 254) ||
+	       (a[0] == 172 && (a[1] & 0xf0) == 16) || (a[0] == 192 && a[1] == 168);
+}
+
+static int o_zero(const uint8_t *p, size_t n)
+{
+	while (n--)
+		if (*p++)
+			return 0;
+	return 1;
+}
+
+/* The harness's operator rules: 10.20.0.0/16 allowed (past the RFC 1918
+ * deny), 203.0.113.128/25 denied. */
+static int o_dest_ok(const uint8_t a[16], uint16_t port)
+{
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	static const uint8_t wkp[12] = { 0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0 };
+
+	if (port == 0)
+		return 0;
+	if (!memcmp(a, mapped, 12)) {
+		const uint8_t *v = a + 12;
+
+		if (v[0] == 10 && v[1] == 20)
+			return 1;
+		if (v[0] == 203 && v[1] == 0 && v[2] == 113 && v[3] >= 128)
+			return 0;
+		return !o_bad4(v);
+	}
+	if (o_zero(a, 12))                      /* ::/96 (and :: and ::1) */
+		return 0;
+	if (a[0] == 0xff || (a[0] & 0xfe) == 0xfc || (a[0] == 0xfe && (a[1] & 0x80) == 0x80))
+		return 0;                       /* multicast, ULA, link/site-local */
+	if (a[0] == 0x01 && o_zero(a + 1, 7))   /* 100::/64 */
+		return 0;
+	if (!memcmp(a, "\x00\x64\xff\x9b\x00\x01", 6))   /* 64:ff9b:1::/48 */
+		return 0;
+	if (!memcmp(a, wkp, 12))                /* NAT64: the embedded IPv4 */
+		return o_dest_ok((const uint8_t[16]){ [10] = 0xff, [11] = 0xff, a[12], a[13], a[14], a[15] }, port);
+	if (a[0] == 0x20 && a[1] == 0x02)       /* 6to4 */
+		return o_dest_ok((const uint8_t[16]){ [10] = 0xff, [11] = 0xff, a[2], a[3], a[4], a[5] }, port);
+	return 1;
+}
+
+static void o_sha256(const uint8_t *a, size_t an, const uint8_t *b, size_t bn, uint8_t out[32])
+{
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	unsigned n = 32;
+
+	REQUIRE(c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 &&
+		EVP_DigestUpdate(c, a, an) == 1 && EVP_DigestUpdate(c, b, bn) == 1 &&
+		EVP_DigestFinal_ex(c, out, &n) == 1 && n == 32);
+	EVP_MD_CTX_free(c);
+}
+
+/* HMAC-SHA256 (RFC 2104) from two digests: H(K^opad || H(K^ipad || m)). */
+static void o_hmac(const uint8_t key[32], const uint8_t *m, size_t n, uint8_t out[32])
+{
+	uint8_t ipad[64], opad[64], inner[32];
+
+	for (int i = 0; i < 64; i++) {
+		uint8_t k = i < 32 ? key[i] : 0;
+
+		ipad[i] = k ^ 0x36;
+		opad[i] = k ^ 0x5c;
+	}
+	o_sha256(ipad, 64, m, n, inner);
+	o_sha256(opad, 64, inner, 32, out);
+}
+
+static uint32_t o_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The oracle's verdict on a request of len bytes (a whole message): 1 when
+ * a concentrator with this policy may connect (destination allowed, and
+ * with keys a good cookie from this peer), 0 when it must not, -1 when the
+ * oracle cannot tell (not a Connect request it can read). The keys are the
+ * harness's: id 7 (any address) and 9 (any address, NAT), secret 1..32. */
+static int o_verdict(const uint8_t *m, size_t len, int keyed, const struct in6_addr *peer)
+{
+	const uint8_t *conn = NULL, *cookie = NULL;
+	size_t conn_len = 0, cookie_len = 0;
+
+	if (len < 4 || m[0] != 1 || m[2] != 0x22 || m[3] != 0x63 || (size_t)m[1] * 4 != len)
+		return -1;
+	for (size_t i = 4; i + 2 <= len;) {
+		size_t tl = (size_t)m[i + 1] * 4;
+
+		if (tl < 4 || i + tl > len)
+			return -1;
+		if (m[i] == 10 && !conn) {
+			conn = m + i;
+			conn_len = tl;
+		} else if (m[i] == 22 && !cookie) {
+			cookie = m + i;
+			cookie_len = tl;
+		}
+		i += tl;
+	}
+	if (!conn || conn_len < 20)
+		return -1;
+	if (!o_dest_ok(conn + 4, (uint16_t)(conn[2] << 8 | conn[3])))
+		return 0;
+	if (!keyed)
+		return 1;
+	{
+		/* value: 2 reserved, format, flags, id, time, nonce, mac */
+		const uint8_t *c = cookie ? cookie + 4 : NULL;
+		uint8_t msg[17 + 18 + 16 + 18 + 40], want[32], secret[32];
+		size_t n = 0, opts = 0;
+		uint32_t id, t;
+
+		if (!c || cookie_len < 4 + 50 || c[0] != 1 || (c[1] & ~1))
+			return 0;
+		for (size_t i = 4 + 50; i < cookie_len; i++)
+			if (cookie[i])
+				return 0;
+		id = o_be32(c + 2);
+		t = o_be32(c + 6);
+		if ((id != 7 && id != 9) || ((c[1] & 1) && id != 9))
+			return 0;
+		if (t + 90u < NOW || t > NOW + 90u)
+			return 0;
+		/* TCP options up to the first EOL, as a Connect carries them. */
+		while (20 + opts < conn_len && conn[20 + opts] != 0) {
+			if (conn[20 + opts] == 1) {
+				opts++;
+				continue;
+			}
+			if (20 + opts + 1 >= conn_len || conn[20 + opts + 1] < 2)
+				return -1;
+			opts += conn[20 + opts + 1];
+		}
+		if (20 + opts > conn_len || opts > 40)
+			return -1;
+		memcpy(msg, "mptcp-ha cookie 1", 17);
+		n = 17;
+		memcpy(msg + n, c, 18);
+		n += 18;
+		if (c[1] & 1)
+			memset(msg + n, 0, 16);
+		else
+			memcpy(msg + n, peer, 16);
+		n += 16;
+		memcpy(msg + n, conn + 2, 18);
+		n += 18;
+		memcpy(msg + n, conn + 20, opts);
+		n += opts;
+		for (int i = 0; i < 32; i++)
+			secret[i] = (uint8_t)(i + 1);
+		o_hmac(secret, msg, n, want);
+		return !memcmp(want, c + 18, 32);
 	}
 }
 
@@ -145,6 +320,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			REQUIRE(cookie_check(&p->keys, m.cookie.p, m.cookie.len, peer, &cd, NOW, &f) ==
 				COOKIE_OK);
 		}
+	}
+	/* The independent oracle agrees. */
+	if (d.msg_len && (d.kind == DECIDE_CONNECT || (d.kind == DECIDE_REFUSE && d.code == 32))) {
+		int v = o_verdict(buf, d.msg_len, p->keys.n > 0, peer);
+
+		if (d.kind == DECIDE_CONNECT)
+			REQUIRE(v == 1);
+		else
+			REQUIRE(v != 1);
 	}
 	/* The payload behind the message does not change the decision. */
 	if (d.msg_len && d.msg_len < len) {

@@ -175,7 +175,7 @@ check "metrics: out of descriptors, the accept loop waits instead of spinning" e
 ip -n "$(ns cli)" addr add 198.51.100.3/24 dev cli-conc
 ip -n "$(ns cli)" addr add 198.51.100.4/24 dev cli-conc
 flood() {
-	local pid fd0 fdmax=0 n rc=0 holder hits
+	local pid fd0 fdmax=0 n rc=0 holder hits acc
 	ip netns exec "$(ns conc)" prlimit --nofile=1024:1024 "$CONCENTRATOR" --listen 198.51.100.1:5131 \
 		--allow-client 198.51.100.2/32 --allow-client 198.51.100.4/32 --workers 1 \
 		--handshake-timeout 30 --max-handshakes-per-client 64 \
@@ -186,18 +186,20 @@ flood() {
 	fd0=$(fds $pid)
 	for src in 198.51.100.3:1500 198.51.100.4:1000; do
 		ip netns exec "$(ns cli)" bash -c "ulimit -n 8192; exec $PY ./nettool.py hold \
-			--dst 198.51.100.1:5131 --src ${src%:*} --count ${src#*:} --at-least $((${src#*:} * 9 / 10)) --seconds 6" \
+			--dst 198.51.100.1:5131 --src ${src%:*} --count ${src#*:} --seconds 6" \
 			> "$WORKDIR/hold-${src%:*}.out" &
 		holder=$!
 		sleep 3  # the connections are open now (a count, not a timing, is checked below)
 		n=$(fds $pid); [ "$n" -gt "$fdmax" ] && fdmax=$n
 		$C echo --conc 198.51.100.1:5131 --dst $DST --bytes 100000 --src 198.51.100.2 || rc=1
 		n=$(fds $pid); [ "$n" -gt "$fdmax" ] && fdmax=$n
-		wait $holder || { echo "the flood from ${src%:*} did not open 90% of its ${src#*:} connections"; rc=1; }
+		wait $holder
 		cat "$WORKDIR/hold-${src%:*}.out"
 	done
-	# The silent ones met the per-client handshake limit (else the check
-	# above did not load what it claims to).
+	# The load happened (else the checks above mean nothing): the
+	# instance accepted at least 90% of the 2,500 connections (the client
+	# side cannot count them: many are reset as they open, by design), and
+	# the silent ones met the per-client handshake limit.
 	hits=$(metric_at cli 198.51.100.1:9193 'mptcp_concentrator_limit_hits_total{limit="handshakes"}')
 	echo "{\"handshake_limit_hits\": ${hits:-none}}"
 	[ "${hits:-0}" -gt 0 ] || rc=1
@@ -207,6 +209,9 @@ flood() {
 	grep -h -E "too many handshakes|refused" "$WORKDIR/flood.log" | head -3
 	stop_concentrator "$pid" flood || rc=1
 	grep -E "accepted" "$WORKDIR/flood.log" | tail -1
+	# Its stop summary counts every connection it accepted, refused or not.
+	acc=$(sed -n 's/.*info: accepted \([0-9]*\) .*/\1/p' "$WORKDIR/flood.log" | tail -1)
+	[ "${acc:-0}" -ge 2250 ] || { echo "accepted ${acc:-none} of the 2,500 flood connections: the load did not happen"; rc=1; }
 	[ $rc -eq 0 ] && [ "$fdmax" -lt 300 ] && [ "$n" -le $((fd0 + 2)) ]
 }
 check "floods of refused and silent connections: a valid flow completes, descriptors stay bounded and return" flood
