@@ -10,8 +10,9 @@
  *  - CONNECT only to a destination the policy allows, on a port, and with
  *    keys only when the request's cookie checks out (checked again here);
  *  - INFO or CONNECT with keys only after a valid cookie;
- *  - bytes after the message (0-RTT payload) never change the decision,
- *    and no prefix of the message is already a CONNECT or an INFO.
+ *  - bytes after the message (0-RTT payload) never change the decision
+ *    (but for one offering a verified stream: refused, Error 1), and no
+ *    prefix of the message is already a CONNECT or an INFO.
  * The fixed key 7 (any address) and time let seeds carry valid cookies
  * (gen-corpus.py makes them).
  *
@@ -330,10 +331,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		else
 			REQUIRE(v != 1);
 	}
-	/* The payload behind the message does not change the decision. */
+	/* The payload behind the message does not change the decision, but
+	 * for a request offering a verified stream: bytes may not follow it
+	 * before the reply, so with them it is refused as malformed. */
 	if (d.msg_len && d.msg_len < len) {
+		struct convert_decode_opts o = { .role = CONVERT_FROM_CLIENT };
+		struct convert_msg m;
+		struct convert_diag dg;
+
 		decide(p, peer, buf, d.msg_len, eof, NOW, &d2);
-		same(&d, &d2);
+		if (convert_decode(buf, d.msg_len, &o, &m, &dg) == (int)d.msg_len &&
+		    (m.present & CONVERT_HAS_VERIFIED) && d2.kind == DECIDE_CONNECT)
+			REQUIRE(d.kind == DECIDE_REFUSE && d.code == CONVERT_E_MALFORMED);
+		else
+			same(&d, &d2);
 	}
 	/* No shorter prefix is already a request to act on. */
 	if (d.msg_len > 1 && (d.kind == DECIDE_INFO || d.kind == DECIDE_CONNECT)) {
