@@ -334,9 +334,11 @@ no_mptcp_check() {
 	a2=$(txbytes gw-p2)
 	out=$(ip netns exec "$(ns lan)" iperf3 -c 203.0.113.2 -p 5201 -t 4 -J)
 	b2=$(txbytes gw-p2)
-	kill -TERM "$pid"; wait "$pid"
+	local stop_rc=0
+	kill -TERM "$pid"; wait "$pid" || stop_rc=$?
 	strip none
 	grep "does not carry MPTCP" "$WORKDIR/agent-$kind.log" | head -1
+	[ "$stop_rc" -eq 0 ] || { echo "the agent exited $stop_rc"; tail -5 "$WORKDIR/agent-$kind.log"; return 1; }
 	echo "$st" | grep -q "^gw-p2 .*up (no MPTCP)" && echo "$st" | grep -q "^gw-p1 .* up " &&
 	echo "$metric" | grep -q 'path="gw-p2",family="ipv4"} 0' &&
 	echo "$metric" | grep -q 'path="gw-p1",family="ipv4"} 1' &&
