@@ -671,8 +671,13 @@ void relay_close(struct relay_worker *w, struct relay *r, enum relay_end end,
 
 void relay_close_all(struct relay_worker *w, enum relay_end end)
 {
+	/* With a reset: a flow cut short must not look finished. A FIN in
+	 * the middle of a transfer tells the peer that the other side has
+	 * said all it had to say (a response without a length would be
+	 * taken as complete, and a verified stream cut between records
+	 * would end cleanly). */
 	for (struct relay *r = NULL; (r = relay_next(w, r));)
-		relay_close(w, r, end, false);
+		relay_close(w, r, end, true);
 }
 
 static void on_recv(struct relay_worker *w, struct relay *r, int d,

@@ -218,7 +218,7 @@ static inline uint32_t relay_vs_max(const struct relay_worker *w)
 /* The one teardown path. reset: close with RST (SO_LINGER 0). */
 void relay_close(struct relay_worker *w, struct relay *r, enum relay_end end,
 		 bool reset);
-/* Close every flow (shutdown). */
+/* Close every flow (shutdown), with a reset: none of them had finished. */
 void relay_close_all(struct relay_worker *w, enum relay_end end);
 
 /* An SQE for op on flow r (r may be NULL with slot RELAY_NO_SLOT): sets

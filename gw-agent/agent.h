@@ -180,6 +180,9 @@ int intercept_install(const struct agent_config *cfg);
  * bypass prefixes, QUIC blocking), never leaving a moment without it. */
 int intercept_update(const struct agent_config *cfg);
 void intercept_remove(const struct agent_config *cfg);
+/* Stopping: the same table, but new connections are no longer taken (their
+ * SYNs go the routed way) while intercepted flows keep going. */
+int intercept_drain(const struct agent_config *cfg);
 /* LAN interface prefixes, appended to cfg->bypass. */
 int intercept_add_lan_prefixes(struct agent_config *cfg);
 

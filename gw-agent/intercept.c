@@ -78,7 +78,8 @@ static void append(char *buf, size_t cap, const char *fmt, ...)
 
 /* The whole table as one nft script; replace: first empty and delete the
  * old one in the same transaction, so the swap is atomic. */
-static int nft_script(const struct agent_config *cfg, bool replace, char *script, size_t cap)
+static int nft_script(const struct agent_config *cfg, bool replace, bool drain, char *script,
+		      size_t cap)
 {
 	char lans[512] = "", p[ADDR_STRLEN];
 
@@ -108,8 +109,13 @@ static int nft_script(const struct agent_config *cfg, bool replace, char *script
 	       "\t\tfib daddr type local return\n"
 	       "\t\tip daddr @bypass4 return\n"
 	       "\t\tip6 daddr @bypass6 return\n"
+	       "%s"
 	       "\t\tmeta l4proto tcp tproxy to :%u meta mark set %u accept\n"
-	       "\t}\n", lans, cfg->port, cfg->mark);
+	       "\t}\n", lans,
+	       /* Stopping: a new connection's SYN goes the routed way; the
+		* flows being drained keep theirs (tproxy finds their sockets). */
+	       drain ? "\t\ttcp flags & (syn | ack) == syn return\n" : "",
+	       cfg->port, cfg->mark);
 	if (cfg->block_quic)
 		append(script, cap,
 		       "\tchain forward {\n"
@@ -126,13 +132,29 @@ int intercept_update(const struct agent_config *cfg)
 {
 	char *nft[] = { "nft", "-f", "-", NULL };
 	static char script[16384];
-	int r = nft_script(cfg, true, script, sizeof(script));
+	int r = nft_script(cfg, true, false, script, sizeof(script));
 
 	if (r < 0)
 		return r;
 	r = spawn_run(nft, script, true);
 	if (r != 0) {
 		log_error("nft refused the new interception table (exit %d); the old one stays", r);
+		return r < 0 ? r : -EINVAL;
+	}
+	return 0;
+}
+
+int intercept_drain(const struct agent_config *cfg)
+{
+	char *nft[] = { "nft", "-f", "-", NULL };
+	static char script[16384];
+	int r = nft_script(cfg, true, true, script, sizeof(script));
+
+	if (r < 0)
+		return r;
+	r = spawn_run(nft, script, true);
+	if (r != 0) {
+		log_error("nft refused the draining interception table (exit %d)", r);
 		return r < 0 ? r : -EINVAL;
 	}
 	return 0;
@@ -147,7 +169,7 @@ int intercept_install(const struct agent_config *cfg)
 	int r;
 
 	intercept_remove(cfg);
-	r = nft_script(cfg, false, script, sizeof(script));
+	r = nft_script(cfg, false, false, script, sizeof(script));
 	if (r < 0)
 		return r;
 	r = spawn_run(nft, script, true);

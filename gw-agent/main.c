@@ -545,24 +545,23 @@ int main(int argc, char **argv)
 	if (r == 0) {
 		sd_notify(0, "READY=1");
 		run_loop(a, argc, argv, &sigs);
-		control_close(a);
-		/* Stop intercepting before the listeners close: new LAN
-		 * connections go the normal routed way meanwhile. */
-		mesh_stop(&a->mesh, &a->paths);
-		paths_cleanup(&a->paths);
-		intercept_remove(&a->cfg);
-	} else {
-		mesh_stop(&a->mesh, &a->paths);
-		paths_cleanup(&a->paths);
-		intercept_remove(&a->cfg);
-		control_close(a);
+		/* New LAN connections go the normal routed way from now (they
+		 * are no longer intercepted); the running flows keep their
+		 * interception, paths, routes and endpoints while the workers
+		 * drain them, and only then are those removed. Removing them
+		 * first stalled every running flow for the whole drain. */
+		intercept_drain(&a->cfg);
 	}
+	control_close(a);
 	metrics_server_stop(&a->metrics);
 	atomic_store(&a->stopping, 1);
 	for (unsigned i = 0; i < a->cfg.workers; i++) {
 		pthread_join(a->workers[i].thread, NULL);
 		free(a->workers[i].snap);  /* the last status snapshot */
 	}
+	mesh_stop(&a->mesh, &a->paths);
+	paths_cleanup(&a->paths);
+	intercept_remove(&a->cfg);
 	if (r == 0)
 		agent_log_summary(a);
 	free(a->workers);

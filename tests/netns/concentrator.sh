@@ -147,6 +147,65 @@ drain_check() {
 }
 check "SIGTERM: stops accepting, the running flow drains and completes" drain_check
 
+# Timeouts that end flows, each on an instance of its own. A client sends
+# its request and 1,000 bytes (the echo comes back), then nothing: idle.
+idle_client() {  # idle_client PORT SECONDS: one such flow, held SECONDS
+	$C noread --conc 198.51.100.1:$1 --dst $DST --count 1 --bytes 1000 --seconds "$2" > /dev/null 2>&1 &
+}
+upstream_flows() { ip netns exec "$(ns conc)" ss -Htn state established '( dport = :9000 )' | wc -l; }
+idle_timeout_check() {
+	local pid c rc=0
+	start_concentrator conc idle --listen 198.51.100.1:5127 --allow-client 198.51.100.0/24 \
+		--workers 1 --idle-timeout 2 --metrics-listen 198.51.100.1:9195
+	pid=$CONC_PID
+	wait_listen conc 5127 || return 1
+	idle_client 5127 30; c=$!
+	wait_for 10 eval '[ "$(upstream_flows)" -ge 1 ]' || { echo "the flow never reached the server"; rc=1; }
+	# 2 s idle (checked once a second): closed within 10 s, counted as idle.
+	wait_for 10 eval '[ "$(upstream_flows)" -eq 0 ]' || { echo "the idle flow is still open after 10 s"; rc=1; }
+	echo "{\"closed_idle\": $(metric_at cli 198.51.100.1:9195 'mptcp_concentrator_flows_closed_total{outcome="idle"}')}"
+	[ "$(metric_at cli 198.51.100.1:9195 'mptcp_concentrator_flows_closed_total{outcome="idle"}')" = 1 ] || rc=1
+	kill $c 2>/dev/null; wait $c 2>/dev/null
+	stop_concentrator "$pid" idle || rc=1
+	return $rc
+}
+check "--idle-timeout 2: a silent flow is closed and counted as idle" idle_timeout_check
+drain_timeout_check() {
+	local pid c t0 t1 rc=0 code
+	start_concentrator conc drainto --listen 198.51.100.1:5128 --allow-client 198.51.100.0/24 \
+		--workers 1 --drain-timeout 2
+	pid=$CONC_PID
+	wait_listen conc 5128 || return 1
+	idle_client 5128 30; c=$!
+	wait_for 10 eval '[ "$(upstream_flows)" -ge 1 ]' || { echo "the flow never reached the server"; rc=1; }
+	t0=$(date +%s%N)
+	kill -TERM "$pid"
+	for i in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+	wait "$pid"; code=$?
+	t1=$(date +%s%N)
+	kill $c 2>/dev/null; wait $c 2>/dev/null
+	echo "{\"exit\": $code, \"exited_after_ms\": $(( (t1 - t0) / 1000000 )), \"upstream_flows_left\": $(upstream_flows)}"
+	grep -h "shutdown" "$WORKDIR/drainto.log" | tail -2
+	# Gone within the 10 s the loop allows (2 s of drain, then the flow is
+	# closed), exit 0, nothing left open upstream.
+	[ $rc -eq 0 ] && [ "$code" -eq 0 ] && ! kill -0 "$pid" 2>/dev/null && [ "$(upstream_flows)" -eq 0 ]
+}
+check "--drain-timeout 2: SIGTERM with a flow that never ends: closed after the drain, exit 0" drain_timeout_check
+# MPTCP switched off in the namespace (sysctl net.mptcp.enabled=0): the
+# concentrator says so and serves plain TCP clients.
+mptcp_off_check() {
+	local pid rc=0
+	ip netns exec "$(ns conc)" sysctl -qw net.mptcp.enabled=0
+	start_concentrator conc nomptcp --listen 198.51.100.1:5129 --allow-client 198.51.100.0/24 --workers 1
+	pid=$CONC_PID
+	wait_listen conc 5129 || rc=1
+	ip netns exec "$(ns conc)" sysctl -qw net.mptcp.enabled=1
+	grep -h "MPTCP is disabled (sysctl net.mptcp.enabled = 0): listening with plain TCP" "$WORKDIR/nomptcp.log" || rc=1
+	$C echo --conc 198.51.100.1:5129 --dst $DST --bytes $((1 << 20)) || rc=1
+	stop_concentrator "$pid" nomptcp || rc=1
+	return $rc
+}
+check "net.mptcp.enabled=0: the concentrator says so, listens with plain TCP and relays" mptcp_off_check
 # A gateway that vanishes (power cut): no FIN, no RST. Keepalive must find
 # it and free both sockets of its flow. Last, as it takes the client link down.
 keepalive_check() {
@@ -181,4 +240,5 @@ counts_check() {
 	grep -E "accepted .*mptcp [1-9].*tcp fallback [1-9]" "$WORKDIR/main.log" || { tail -20 "$WORKDIR/main.log"; return 1; }
 }
 check "MPTCP and TCP-fallback clients are counted apart" counts_check
+
 finish

@@ -179,5 +179,31 @@ declined() {
 check "a concentrator with --no-verify-stream: 20 flows intact, plain at both ends" declined
 check "agent exits cleanly" stop_agent_log $A4 "$WORKDIR/agent.log"
 check "concentrator (--no-verify-stream) exits cleanly" stop_concentrator "$CONC_PLAIN" conc-plain
+# The agent stopped (SIGTERM) with flows running: one that ends within the
+# 2 s it gives them completes; one paced over 8 s is reset after that with
+# only good bytes delivered; the agent exits 0 and leaves no interception
+# table and no endpoint behind.
+agent --concentrator 192.0.2.1:5124 || exit 1
+A5=$AGENT_PID
+sigterm_with_flows() {
+	local s l code rc=0
+	MOVED0=$(am 'gw_agent_bytes_total{direction="up"}') || return 1
+	$L echo --plain --dst 203.0.113.2:9000 --bytes $((1 << 20)) --pace 0.5 > "$WORKDIR/short.out" &
+	s=$!
+	$L echo --plain --dst 203.0.113.2:9000 --bytes $((4 << 20)) --pace 8 > "$WORKDIR/long.out" &
+	l=$!
+	wait_for 10 moved agent up $((128 << 10)) || { echo "the flows did not start"; rc=1; }
+	kill -TERM $A5
+	wait $A5; code=$?
+	wait $s || { echo "the short flow failed"; rc=1; }
+	wait $l && { echo "the long flow was not stopped"; rc=1; }
+	cat "$WORKDIR/short.out" "$WORKDIR/long.out"
+	grep -q "reset after [1-9][0-9]* of" "$WORKDIR/long.out" && ! grep -q "NOT a prefix" "$WORKDIR/long.out" || rc=1
+	[ "$code" -eq 0 ] || { echo "agent exit $code"; tail -5 "$WORKDIR/agent.log"; rc=1; }
+	ip netns exec "$(ns gw)" nft list tables | grep -q gw_agent && { echo "interception table left behind"; rc=1; }
+	[ -z "$(ip -n "$(ns gw)" mptcp endpoint show)" ] || { echo "endpoints left behind"; rc=1; }
+	return $rc
+}
+check "agent SIGTERM with flows running: the short one completes, the long one is reset with only good bytes, exit 0, table and endpoints gone" sigterm_with_flows
 check "concentrator exits cleanly" stop_concentrator "$CONC_MAIN" conc
 finish
