@@ -985,5 +985,9 @@ void relay_worker_abandon(struct relay_worker *w)
 		x->fd[0] = x->fd[1] = -1;
 		if (w->ops->on_free)
 			w->ops->on_free(w, x);
+		if (x->vs)
+			free(x->vs->rx_buf);
+		free(x->vs);
+		x->vs = NULL;
 	}
 }

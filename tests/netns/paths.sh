@@ -138,6 +138,11 @@ bad = [f for r in rounds for f in r["failures"]]
 print(json.dumps({"flows": flows, "intact": sum(r["ok"] for r in rounds), "failures": bad}))
 sys.exit(0 if len(rounds) == 10 and flows == 400 and not bad else 1)
 PY
+	local rc=$?
+	# What the daemons said about any flow that failed: a verified stream
+	# that caught damage, a refusal, a reset.
+	[ $rc -eq 0 ] || grep -h -E "verified stream|refused|reset after|error" "$WORKDIR/conc.log" "$WORKDIR/agent1.log" | tail -8
+	return $rc
 }
 check "busy agent: the clients' first bytes wait at accept; none rides in the SYN, 400 echo flows intact (sha256)" busy_agent
 # The throughput ratios are the same code in both builds, and the ASan build
