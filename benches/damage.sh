@@ -59,6 +59,12 @@ wait_for 10 grep -q "intercepting TCP" "$WORKDIR/agent.log" || { cat "$WORKDIR/a
 agent_paths_up "$WORKDIR/control.sock" > /dev/null || { log "paths not up"; exit 1; }
 
 L="ip netns exec $(ns lan) $PY ./nettool.py"
+# TAP=1: a tcpdump on the gateway (all interfaces, SYNs to the concentrator
+# only) while the flows run, as paths.sh's busy-agent check has: the
+# packet tap clones every transmitted skb.
+if [ "${TAP:-0}" = 1 ]; then
+	capture_start gw any "$WORKDIR/tap.pcap" 'tcp dst port 5124 and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn' || exit 1
+fi
 caught() {  # integrity failures counted by both daemons so far
 	local n=0 k v
 	for k in damaged broken; do

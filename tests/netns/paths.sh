@@ -119,9 +119,15 @@ check "one subflow endpoint, table and rules per path (ip mptcp endpoint / ip ru
 # most one flow in the 400; see the check's own comment).
 busy_agent() {
 	local round bad=0
-	capture_start gw any "$WORKDIR/busy.pcap" 'tcp dst port 5124 and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn' || return 1
 	: > "$WORKDIR/busy.all"
 	for round in $(seq 1 10); do
+		# The SYNs are captured in the first round only: a packet tap on
+		# the sending gateway (tcpdump clones every transmitted skb)
+		# raises the kernel's damage rate from 0 in 10,000 flows to
+		# 2-3 in 4,000 (benches/damage.sh TAP=1, docs/kernel-defects.md),
+		# which no router in service runs.
+		[ "$round" = 1 ] && { capture_start gw any "$WORKDIR/busy.pcap" \
+			'tcp dst port 5124 and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn' || return 1; }
 		kill -STOP "$A1"
 		ip netns exec "$(ns lan)" "$PY" ./nettool.py echo --plain --dst 203.0.113.2:9000 \
 			--bytes 100000 --flows 40 > "$WORKDIR/busy.out" &
@@ -129,15 +135,15 @@ busy_agent() {
 		kill -CONT "$A1"
 		wait $! || { bad=$((bad + 1)); cat "$WORKDIR/busy.out"; }
 		cat "$WORKDIR/busy.out" >> "$WORKDIR/busy.all"
+		[ "$round" = 1 ] && capture_stop
 	done
-	capture_stop
 	echo "{\"rounds_with_failures\": $bad}"
 	# Flows a daemon's verified stream found damaged (and reset).
 	local caught
 	caught=$(grep -h -c "a record's bytes do not match its CRC" "$WORKDIR/conc.log" "$WORKDIR/agent1.log" |
 		awk '{ n += $1 } END { print n + 0 }')
 	grep -h "failures" "$WORKDIR/busy.all" | grep -v '"failures": \[\]' > "$WORKDIR/busy.fail"
-	$PY ./nettool.py pcap-syn "$WORKDIR/busy.pcap" --port 5124 --only-message --min 380 &&
+	$PY ./nettool.py pcap-syn "$WORKDIR/busy.pcap" --port 5124 --only-message --min 38 &&
 		"$PY" - "$WORKDIR/busy.all" "$caught" <<'PY'
 import json, re, sys
 rounds = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
