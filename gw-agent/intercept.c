@@ -128,36 +128,32 @@ static int nft_script(const struct agent_config *cfg, bool replace, bool drain, 
 	return 0;
 }
 
-int intercept_update(const struct agent_config *cfg)
+/* Replace the table in one nft transaction: the running one, or (drain)
+ * the one that takes no new connection. */
+static int intercept_replace(const struct agent_config *cfg, bool drain, const char *what)
 {
 	char *nft[] = { "nft", "-f", "-", NULL };
 	static char script[16384];
-	int r = nft_script(cfg, true, false, script, sizeof(script));
+	int r = nft_script(cfg, true, drain, script, sizeof(script));
 
 	if (r < 0)
 		return r;
 	r = spawn_run(nft, script, true);
 	if (r != 0) {
-		log_error("nft refused the new interception table (exit %d); the old one stays", r);
+		log_error("nft refused the %s interception table (exit %d)", what, r);
 		return r < 0 ? r : -EINVAL;
 	}
 	return 0;
 }
 
+int intercept_update(const struct agent_config *cfg)
+{
+	return intercept_replace(cfg, false, "new (the old one stays)");
+}
+
 int intercept_drain(const struct agent_config *cfg)
 {
-	char *nft[] = { "nft", "-f", "-", NULL };
-	static char script[16384];
-	int r = nft_script(cfg, true, true, script, sizeof(script));
-
-	if (r < 0)
-		return r;
-	r = spawn_run(nft, script, true);
-	if (r != 0) {
-		log_error("nft refused the draining interception table (exit %d)", r);
-		return r < 0 ? r : -EINVAL;
-	}
-	return 0;
+	return intercept_replace(cfg, true, "draining");
 }
 
 int intercept_install(const struct agent_config *cfg)
