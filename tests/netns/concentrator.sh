@@ -180,7 +180,7 @@ drain_timeout_check() {
 	wait_for 10 eval '[ "$(upstream_flows)" -ge 1 ]' || { echo "the flow never reached the server"; rc=1; }
 	t0=$(date +%s%N)
 	kill -TERM "$pid"
-	for i in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+	wait_for 10 eval '! kill -0 "$pid" 2>/dev/null'
 	wait "$pid"; code=$?
 	t1=$(date +%s%N)
 	kill $c 2>/dev/null; wait $c 2>/dev/null
