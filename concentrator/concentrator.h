@@ -40,6 +40,7 @@ struct conc_config {
 	uint32_t max_handshakes;      /* in progress at once; 0: default */
 	uint32_t max_hs_per_client;   /* 0: unlimited */
 	unsigned client_prefix6;      /* IPv6 clients counted per this prefix */
+	uint32_t replay_entries;      /* replay cache size */
 	unsigned nbufs, bufsize;      /* per worker buffer ring */
 	bool verify_stream;           /* --verify-stream: agree to records */
 	int log_level;

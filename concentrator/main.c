@@ -291,7 +291,7 @@ int main(int argc, char **argv)
 			 c->cfg.max_flows, fit);
 
 	if (quota_init(&c->limits, (uint8_t)c->cfg.client_prefix6) < 0 ||
-	    replay_init(&c->replay, CONC_REPLAY_ENTRIES) < 0)
+	    replay_init(&c->replay, c->cfg.replay_entries) < 0)
 		return 1;
 	quota_set(&c->limits, QUOTA_FLOW, c->cfg.max_flows, c->cfg.max_per_client);
 	quota_set(&c->limits, QUOTA_HANDSHAKE, c->cfg.max_handshakes, c->cfg.max_hs_per_client);

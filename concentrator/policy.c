@@ -271,6 +271,8 @@ int replay_init(struct replay *rp, uint32_t cap)
 	int r;
 
 	memset(rp, 0, sizeof(*rp));
+	if (!cap)
+		return -EINVAL;
 	r = hash_key_random(&rp->key);
 	if (r < 0)
 		return r;
@@ -280,11 +282,16 @@ int replay_init(struct replay *rp, uint32_t cap)
 		rp->nbuckets <<= 1;
 	rp->e = calloc(cap, sizeof(*rp->e));
 	rp->bucket = calloc(rp->nbuckets, sizeof(*rp->bucket));
-	if (!rp->e || !rp->bucket) {
+	rp->k = calloc(cap, sizeof(*rp->k));
+	rp->kbucket = calloc(rp->nbuckets, sizeof(*rp->kbucket));
+	rp->heap = calloc(cap, sizeof(*rp->heap));
+	if (!rp->e || !rp->bucket || !rp->k || !rp->kbucket || !rp->heap) {
 		free(rp->e);
 		free(rp->bucket);
-		rp->e = NULL;
-		rp->bucket = NULL;
+		free(rp->k);
+		free(rp->kbucket);
+		free(rp->heap);
+		memset(rp, 0, sizeof(*rp));
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&rp->lock, NULL);
@@ -298,8 +305,10 @@ void replay_free(struct replay *rp)
 	pthread_mutex_destroy(&rp->lock);
 	free(rp->e);
 	free(rp->bucket);
-	rp->e = NULL;
-	rp->bucket = NULL;
+	free(rp->k);
+	free(rp->kbucket);
+	free(rp->heap);
+	memset(rp, 0, sizeof(*rp));
 }
 
 static uint32_t replay_bucket(const struct replay *rp, uint32_t kid, uint64_t nonce)
@@ -309,57 +318,262 @@ static uint32_t replay_bucket(const struct replay *rp, uint32_t kid, uint64_t no
 	return (uint32_t)hash_siphash24(&rp->key, &key, 12) & (rp->nbuckets - 1);
 }
 
-/* Drop the oldest entry (the FIFO head) from its chain. */
-static void replay_drop_oldest(struct replay *rp)
+static uint32_t replay_kbucket(const struct replay *rp, uint32_t kid)
 {
-	struct replay_entry *old = &rp->e[rp->head];
-	uint32_t *link = &rp->bucket[replay_bucket(rp, old->kid, old->nonce)];
+	return (uint32_t)hash_siphash24(&rp->key, &kid, sizeof(kid)) & (rp->nbuckets - 1);
+}
 
-	while (*link && *link != rp->head + 1)
+/* An entry at time t can be replayed until cookie_check refuses t; kept
+ * twice that long, so a step of the clock does not bring it back. */
+static bool replay_live(uint32_t t, uint32_t now)
+{
+	return (uint64_t)t + 2 * COOKIE_MAX_AGE_S >= now;
+}
+
+/* The heap orders records by entries held, most first: its top gives up an
+ * entry when the table is full. */
+static void heap_set(struct replay *rp, uint32_t pos, uint32_t ki)
+{
+	rp->heap[pos] = ki;
+	rp->k[ki].heap = pos;
+}
+
+static void heap_up(struct replay *rp, uint32_t pos)
+{
+	uint32_t ki = rp->heap[pos];
+
+	while (pos) {
+		uint32_t parent = (pos - 1) / 2;
+
+		if (rp->k[rp->heap[parent]].count >= rp->k[ki].count)
+			break;
+		heap_set(rp, pos, rp->heap[parent]);
+		pos = parent;
+	}
+	heap_set(rp, pos, ki);
+}
+
+static void heap_down(struct replay *rp, uint32_t pos)
+{
+	uint32_t ki = rp->heap[pos];
+
+	for (;;) {
+		uint32_t c = 2 * pos + 1;
+
+		if (c >= rp->nheap)
+			break;
+		if (c + 1 < rp->nheap && rp->k[rp->heap[c + 1]].count > rp->k[rp->heap[c]].count)
+			c++;
+		if (rp->k[rp->heap[c]].count <= rp->k[ki].count)
+			break;
+		heap_set(rp, pos, rp->heap[c]);
+		pos = c;
+	}
+	heap_set(rp, pos, ki);
+}
+
+static void idle_unlink(struct replay *rp, uint32_t ki)
+{
+	struct replay_key *k = &rp->k[ki];
+
+	if (k->iprev)
+		rp->k[k->iprev - 1].inext = k->inext;
+	else
+		rp->ihead = k->inext;
+	if (k->inext)
+		rp->k[k->inext - 1].iprev = k->iprev;
+	else
+		rp->itail = k->iprev;
+	k->iprev = k->inext = 0;
+	k->idle = false;
+}
+
+/* Forget a record: out of its kid chain, the heap and the idle list. */
+static void key_release(struct replay *rp, uint32_t ki)
+{
+	struct replay_key *k = &rp->k[ki];
+	uint32_t *link = &rp->kbucket[replay_kbucket(rp, k->kid)];
+	uint32_t pos = k->heap, last;
+
+	while (*link && *link != ki + 1)
+		link = &rp->k[*link - 1].next;
+	if (*link)
+		*link = k->next;
+	if (k->idle)
+		idle_unlink(rp, ki);
+	last = rp->heap[--rp->nheap];
+	if (pos < rp->nheap) {
+		heap_set(rp, pos, last);
+		heap_up(rp, pos);
+		heap_down(rp, rp->k[last].heap);
+	}
+	memset(k, 0, sizeof(*k));
+	k->next = rp->kfree;
+	rp->kfree = ki + 1;
+}
+
+/* A record left with no entries: kept (idle) while its floor can still
+ * refuse a cookie, else forgotten. */
+static void key_settle(struct replay *rp, uint32_t ki, uint32_t now)
+{
+	struct replay_key *k = &rp->k[ki];
+
+	if (k->count || k->idle)
+		return;
+	if (!k->floor || !replay_live(k->floor, now)) {
+		key_release(rp, ki);
+		return;
+	}
+	k->idle = true;
+	k->iprev = rp->itail;
+	k->inext = 0;
+	if (rp->itail)
+		rp->k[rp->itail - 1].inext = ki + 1;
+	else
+		rp->ihead = ki + 1;
+	rp->itail = ki + 1;
+}
+
+/* Drop record ki's oldest entry; evicted (not expired): its time becomes
+ * the record's floor. */
+static void entry_drop_oldest(struct replay *rp, uint32_t ki, bool evicted)
+{
+	struct replay_key *k = &rp->k[ki];
+	uint32_t ei = k->head - 1;
+	struct replay_entry *e = &rp->e[ei];
+	uint32_t *link = &rp->bucket[replay_bucket(rp, k->kid, e->nonce)];
+
+	while (*link && *link != ei + 1)
 		link = &rp->e[*link - 1].next;
 	if (*link)
-		*link = old->next;
-	rp->head = (rp->head + 1) % rp->cap;
+		*link = e->next;
+	if (evicted && e->time > k->floor)
+		k->floor = e->time;
+	k->head = e->knext;
+	if (!k->head)
+		k->tail = 0;
+	k->count--;
+	heap_down(rp, k->heap);
+	memset(e, 0, sizeof(*e));
+	e->next = rp->efree;
+	rp->efree = ei + 1;
 	rp->len--;
+}
+
+static void key_expire(struct replay *rp, uint32_t ki, uint32_t now)
+{
+	while (rp->k[ki].head && !replay_live(rp->e[rp->k[ki].head - 1].time, now))
+		entry_drop_oldest(rp, ki, false);
+	key_settle(rp, ki, now);
+}
+
+static int64_t key_find(struct replay *rp, uint32_t kid)
+{
+	for (uint32_t i = rp->kbucket[replay_kbucket(rp, kid)]; i; i = rp->k[i - 1].next)
+		if (rp->k[i - 1].kid == kid)
+			return i - 1;
+	return -1;
+}
+
+static int64_t key_new(struct replay *rp, uint32_t kid, uint32_t now)
+{
+	uint32_t ki, b;
+
+	/* Idle records whose floor has passed are no longer needed. */
+	while (rp->ihead && !replay_live(rp->k[rp->ihead - 1].floor, now))
+		key_release(rp, rp->ihead - 1);
+	if (rp->kfree) {
+		ki = rp->kfree - 1;
+		rp->kfree = rp->k[ki].next;
+	} else if (rp->kused < rp->cap) {
+		ki = rp->kused++;  /* pages never used stay unbacked */
+	} else {
+		return -ENOSPC;
+	}
+	b = replay_kbucket(rp, kid);
+	rp->k[ki] = (struct replay_key){ .kid = kid, .used = true, .next = rp->kbucket[b] };
+	rp->kbucket[b] = ki + 1;
+	heap_set(rp, rp->nheap++, ki);
+	return ki;
 }
 
 int replay_check(struct replay *rp, uint32_t kid, uint64_t nonce, uint32_t time, uint32_t now)
 {
-	uint32_t b, i;
+	struct replay_key *k;
+	int64_t found;
+	uint32_t b, ki, ei;
 	int r = 0;
 
 	pthread_mutex_lock(&rp->lock);
-	/* Entries past their window can never be replayed: forget them. */
-	while (rp->len && rp->e[rp->head].time + 2 * COOKIE_MAX_AGE_S < now)
-		replay_drop_oldest(rp);
-	if (time <= rp->floor) {
-		r = -ESTALE;
-		goto out;
-	}
-	b = replay_bucket(rp, kid, nonce);
-	for (i = rp->bucket[b]; i; i = rp->e[i - 1].next)
-		if (rp->e[i - 1].nonce == nonce && rp->e[i - 1].kid == kid) {
-			r = -EALREADY;
+	/* One record's expired entries a call, round robin, so keys that went
+	 * quiet give their room back. */
+	if (rp->sweep < rp->kused && rp->k[rp->sweep].used)
+		key_expire(rp, rp->sweep, now);
+	if (++rp->sweep >= rp->kused)
+		rp->sweep = 0;
+
+	found = key_find(rp, kid);
+	if (found >= 0) {
+		ki = (uint32_t)found;
+		k = &rp->k[ki];
+		if (time <= k->floor) {
+			r = -ESTALE;
 			goto out;
 		}
-	if (rp->len == rp->cap) {
-		/* Full of live entries: forget the oldest, and refuse anything
-		 * as old as it from now on. */
-		if (rp->e[rp->head].time > rp->floor)
-			rp->floor = rp->e[rp->head].time;
-		replay_drop_oldest(rp);
-		if (time <= rp->floor) {
+		b = replay_bucket(rp, kid, nonce);
+		for (uint32_t i = rp->bucket[b]; i; i = rp->e[i - 1].next)
+			if (rp->e[i - 1].nonce == nonce && rp->e[i - 1].rec == ki) {
+				r = -EALREADY;
+				goto out;
+			}
+		key_expire(rp, ki, now);
+		found = key_find(rp, kid);  /* expiry may have forgotten it */
+	}
+	if (found < 0) {
+		found = key_new(rp, kid, now);
+		if (found < 0) {
 			r = -ESTALE;
 			goto out;
 		}
 	}
-	i = (rp->head + rp->len) % rp->cap;
-	rp->e[i] = (struct replay_entry){ .nonce = nonce, .kid = kid, .time = time,
-					  .next = rp->bucket[b] };
-	rp->bucket[b] = i + 1;
+	ki = (uint32_t)found;
+	k = &rp->k[ki];
+	if (k->idle)
+		idle_unlink(rp, ki);
+	if (rp->len == rp->cap) {
+		/* Full: the key holding the most gives up its oldest (this
+		 * key, when that is this key), and refuses anything as old
+		 * from now on. */
+		uint32_t top = rp->heap[0];
+
+		entry_drop_oldest(rp, top, true);
+		if (top != ki)
+			key_settle(rp, top, now);
+		if (time <= k->floor) {
+			key_settle(rp, ki, now);
+			r = -ESTALE;
+			goto out;
+		}
+	}
+	if (rp->efree) {
+		ei = rp->efree - 1;
+		rp->efree = rp->e[ei].next;
+	} else {
+		ei = rp->eused++;  /* len < cap: never past cap */
+	}
+	b = replay_bucket(rp, kid, nonce);
+	rp->e[ei] = (struct replay_entry){ .nonce = nonce, .rec = ki, .time = time,
+					   .next = rp->bucket[b] };
+	rp->bucket[b] = ei + 1;
+	if (k->tail)
+		rp->e[k->tail - 1].knext = ei + 1;
+	else
+		k->head = ei + 1;
+	k->tail = ei + 1;
+	k->count++;
+	heap_up(rp, k->heap);
 	rp->len++;
 out:
 	pthread_mutex_unlock(&rp->lock);
 	return r;
 }
-

@@ -74,28 +74,53 @@ int policy_check_dest(const struct policy *p, const struct in6_addr *a,
 		      uint16_t port, const char **ret_reason);
 
 /* Cookies seen (key id and nonce) while they are within their time window,
- * so each is good once. Bounded: when full, the oldest entry is dropped and
- * every cookie not newer than it is refused as stale from then on, so the
- * window shrinks under load rather than letting a replay through. */
+ * so each is good once. Bounded (cap entries) and fair between keys: each
+ * key has its own entries, in arrival order, and its own floor. When the
+ * table is full, the key holding the most entries gives up its oldest, and
+ * from then on that key's cookies not newer than it are refused as stale
+ * (the window shrinks rather than a nonce being forgotten early). So what
+ * one key sends, how many and how dated, costs that key alone: a key that
+ * holds no more than its share (the table divided among the keys using it)
+ * is never refused a new cookie. One record per key in use, at most cap. */
 struct replay_entry {
 	uint64_t nonce;
-	uint32_t kid, time;
-	uint32_t next;               /* bucket chain, index + 1; 0 = end */
+	uint32_t rec;                /* its key's record */
+	uint32_t time;
+	uint32_t next;               /* hash chain or free list, index + 1 */
+	uint32_t knext;              /* its key's list (arrival order), index + 1 */
+};
+
+struct replay_key {
+	uint32_t kid, floor;         /* cookies with time <= floor are stale */
+	uint32_t count;              /* entries held */
+	uint32_t head, tail;         /* entries, oldest first, index + 1 */
+	uint32_t heap;               /* position in the heap */
+	uint32_t next;               /* key hash chain or free list, index + 1 */
+	uint32_t iprev, inext;       /* idle list (no entries, floor live) */
+	bool used, idle;
 };
 
 struct replay {
 	pthread_mutex_t lock;
 	struct hash_key key;
-	struct replay_entry *e;      /* FIFO of cap entries */
-	uint32_t *bucket;            /* nbuckets heads, index + 1 */
-	uint32_t cap, nbuckets, head, len;
-	uint32_t floor;              /* cookies with time <= floor are stale */
+	struct replay_entry *e;      /* cap entries */
+	uint32_t *bucket;            /* nbuckets heads of (kid, nonce) chains */
+	struct replay_key *k;        /* cap key records */
+	uint32_t *kbucket;           /* nbuckets heads of kid chains */
+	uint32_t *heap;              /* records in use, most entries first */
+	uint32_t cap, nbuckets, len, nheap;
+	uint32_t efree, kfree;       /* free lists, index + 1 */
+	uint32_t eused, kused;       /* entries, records ever used */
+	uint32_t ihead, itail;       /* idle records, oldest first */
+	uint32_t sweep;              /* next record to expire entries of */
 };
 
 int replay_init(struct replay *rp, uint32_t cap);
 void replay_free(struct replay *rp);
 /* 0 when (kid, nonce) is new (and now remembered), -EALREADY when seen,
- * -ESTALE when time is at or below the floor. now: Unix seconds. */
+ * -ESTALE when time is at or below the key's floor (or the table has no
+ * record left for a new key). The window itself is cookie_check's: entries
+ * are kept until 2 * COOKIE_MAX_AGE_S past their time. now: Unix seconds. */
 int replay_check(struct replay *rp, uint32_t kid, uint64_t nonce, uint32_t time, uint32_t now);
 
 #endif

@@ -233,13 +233,16 @@ static bool decide_now(struct conc_worker *cw, struct relay *r, bool eof, struct
 }
 
 /* A complete request and its decision: act on it. A valid cookie is good
- * once: its nonce is checked against the replay cache here, at the last
- * moment, so a request held for verification does not use it up. */
+ * once for a connection: its nonce is checked against the replay cache
+ * here, at the last moment, so a request held for verification does not
+ * use it up. Info-only requests (the gateways' probes, one per path a
+ * second) and refused ones take no entry: a replay of either gets an answer
+ * and nothing else, and they would crowd out the connections' cookies. */
 static void act(struct conc_worker *cw, struct relay *r, struct decision *d, bool keyed)
 {
 	struct session *s = S(r);
 
-	if (d->keyed) {
+	if (d->keyed && d->kind == DECIDE_CONNECT) {
 		int rc = replay_check(&cw->c->replay, d->fields.kid, d->fields.nonce,
 				      d->fields.time, (uint32_t)time(NULL));
 

@@ -19,7 +19,7 @@
 enum {
 	O_LISTEN = 256, O_ALLOW_CLIENT, O_ALLOW_ANY, O_NO_ALLOW_ANY, O_ALLOW_DEST, O_DENY_DEST,
 	O_OWN, O_NAT64, O_TFO_KEY, O_KEYS, O_WORKERS, O_MAX_FLOWS, O_MAX_PER_CLIENT, O_MAX_HS,
-	O_MAX_HS_PER_CLIENT, O_CLIENT_PREFIX6, O_HS_TIMEOUT, O_CONNECT_TIMEOUT, O_IDLE_TIMEOUT,
+	O_MAX_HS_PER_CLIENT, O_CLIENT_PREFIX6, O_REPLAY_CACHE, O_HS_TIMEOUT, O_CONNECT_TIMEOUT, O_IDLE_TIMEOUT,
 	O_DRAIN_TIMEOUT, O_KEEPALIVE, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL, O_METRICS,
 	O_CONFIG, O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_JOIN_ADDR, O_SERVICE,
 	O_ROUTE_TABLE, O_DRAIN_DEADLINE, O_BOX, O_VERIFY, O_NO_VERIFY, O_END,
@@ -101,6 +101,11 @@ static const struct opt_spec conc_opts[] = {
 	  .type = OT_UINT, .min = 1, .max = 128, AT(client_prefix6), .reload = OPT_RESTART,
 	  .deflt = "64", .help = "IPv6 clients are counted per /LEN (IPv4 per address)",
 	  .more = "A subscriber picks any address from its /64." },
+	{ "replay-cache", O_REPLAY_CACHE, "N", "policy.replay_cache", CONFIG_NUMBER,
+	  .type = OT_UINT, .min = 16, .max = 1u << 26, AT(replay_entries), .reload = OPT_RESTART,
+	  .deflt = "262144",
+	  .help = "cookies remembered (each is good once), shared fairly between keys",
+	  .more = "When full, the key holding the most gives up its oldest cookie and refuses cookies as old from then on: one key's traffic or clock costs that key alone. Size it to the connections all gateways open in three minutes; each entry takes about 70 bytes when used." },
 	{ "handshake-timeout", O_HS_TIMEOUT, "SEC", "timeouts.handshake", CONFIG_NUMBER,
 	  .type = OT_MS_NONZERO, .max = 3600, AT(handshake_timeout_ms), .reload = OPT_LIVE,
 	  .deflt = "5", .help = "time a client has to send its Convert message" },
@@ -308,6 +313,7 @@ static void config_defaults(struct conc_config *cfg)
 	cfg->max_per_client = 4096;
 	cfg->max_hs_per_client = 1024;
 	cfg->client_prefix6 = 64;
+	cfg->replay_entries = CONC_REPLAY_ENTRIES;
 	cfg->nbufs = 1024;
 	cfg->bufsize = 65536;
 	cfg->verify_stream = true;

@@ -5,7 +5,8 @@
 #   lan -- gw (gw-agent, two paths, keyed) -- conc (any client, keys required) -- srv
 #
 # The concentrator allows any client address and requires a key: how a VPS
-# serves gateways whose addresses change. Cookies are built here by
+# serves gateways whose addresses change. Its replay cache is small (512),
+# so that one key holder's flood fills it in seconds. Cookies are built here by
 # nettool.py from the format in common/cookie.h (Python's hmac, not our C).
 cd "$(dirname "$0")"
 . ./lib.sh
@@ -16,7 +17,7 @@ two_path_topology 200mbit
 ip netns exec "$(ns srv)" "$PY" ./nettool.py serve --bind 203.0.113.2 --base 9000 > /dev/null 2>&1 &
 
 hex() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
-K7=$(hex); K8=$(hex); K9=$(hex); K10=$(hex)
+K7=$(hex); K8=$(hex); K9=$(hex); K10=$(hex); K12=$(hex)
 umask 077
 cat > "$WORKDIR/conc.keys" <<KEYS
 # id secret scope
@@ -29,15 +30,14 @@ umask 022
 
 METRICS=198.51.100.1:9190
 start_concentrator conc conc --listen 192.0.2.1:5124 --allow-any-client --keys "$WORKDIR/conc.keys" \
-	--metrics-listen $METRICS --workers 1
+	--metrics-listen $METRICS --workers 1 --replay-cache 512
 CONC_MAIN=$CONC_PID
 wait_listen srv 9000 && wait_listen conc 5124 || exit 1
 
 G="ip netns exec $(ns gw) $PY ./nettool.py"
 CK="$G cookie --conc 192.0.2.1:5124 --dst 203.0.113.2:9000 --src 198.51.100.2"
-metric() {  # metric NAME{LABELS}: its value at the concentrator
-	ip netns exec "$(ns gw)" curl -s --max-time 5 "http://$METRICS/metrics" |
-		awk -v k="$1" '$1 == k { print $2 }'
+metric() {  # metric NAME{LABELS}: its value at the concentrator (fails when absent)
+	metric_at gw $METRICS "$1"
 }
 
 check "no Cookie: Error 3 (Missing Cookie)" $CK --key 7:$K7 --case none --expect 3
@@ -70,7 +70,7 @@ check "refusals are counted by reason" counted
 # probes (which must carry the cookie too, or every path goes down).
 ip netns exec "$(ns gw)" "$AGENT" --concentrator 192.0.2.1:5124 --lan gw-lan --workers 1 \
 	--path gw-p1 --path gw-p2 --probe-interval 0.5 --key-file "$WORKDIR/gw.keys" \
-	--control "$WORKDIR/control.sock" > "$WORKDIR/agent.log" 2>&1 &
+	--control "$WORKDIR/control.sock" --metrics-listen 127.0.0.1:9125 > "$WORKDIR/agent.log" 2>&1 &
 AGENT_PID=$!
 for i in $(seq 1 100); do grep -q "intercepting TCP" "$WORKDIR/agent.log" && break; sleep 0.05; done
 L="ip netns exec $(ns lan) $PY ./nettool.py"
@@ -118,6 +118,40 @@ agent_counted() {
 }
 check "the gateway's flows and probes were all accepted" agent_counted
 
+# One key holder (key 12, from the server's side of the Internet) floods the
+# concentrator with valid cookies dated at the far end of the window, Info
+# alone and Connect, while the gateway runs flows: the cache fills, and the
+# key holder pays for it alone (its own cookies are refused as stale); the
+# gateway gets no Error 32 and every flow completes.
+rejected32() {
+	metric_at gw 127.0.0.1:9125 'gw_agent_concentrator_errors_total{code="32",reason="not_authorized"}'
+}
+future_flood() {
+	local before after stale fp batches=0
+	umask 077
+	printf '10 %s any\n12 %s any\n' "$K10" "$K12" > "$WORKDIR/conc.keys"
+	umask 022
+	reload $CONC_MAIN "$WORKDIR/conc.log" || return 1
+	before=$(rejected32) || return 1
+	ip netns exec "$(ns srv)" "$PY" ./nettool.py cookieflood --conc 192.0.2.1:5124 \
+		--dst 203.0.113.2:9000 --key 12:$K12 --src 203.0.113.2 --count 1500 --info \
+		> "$WORKDIR/flood.json" 2>&1 &
+	fp=$!
+	while kill -0 $fp 2>/dev/null || [ $batches -lt 2 ]; do
+		$L echo --plain --dst 203.0.113.2:9000 --bytes 100000 --flows 10 > /dev/null || {
+			echo "an honest batch failed during the flood"; return 1; }
+		batches=$((batches + 1))
+	done
+	wait $fp || { cat "$WORKDIR/flood.json"; echo "the flood did not happen"; return 1; }
+	paths_up > /dev/null || { echo "the gateway's paths went down"; return 1; }
+	after=$(rejected32) || return 1
+	stale=$(metric 'mptcp_concentrator_cookies_total{result="stale"}')
+	echo "{\"flood\": $(cat "$WORKDIR/flood.json"), \"honest_batches_of_10\": $batches," \
+		"\"gateway_error32\": [$before, $after], \"concentrator_stale\": $stale}"
+	[ "$after" -eq "$before" ] && [ "${stale:-0}" -gt 0 ]
+}
+check "a key holder's future-dated flood fills the replay cache: the gateway keeps every flow and probe" future_flood
+
 # Key files hold secrets: readable by others, they are refused by name.
 perms() {
 	local out
@@ -129,7 +163,7 @@ perms() {
 }
 check "a key file readable by others is refused, naming the file and mode" perms
 never_logged() {
-	! grep -l -i -E "$K7|$K8|$K9|$K10" "$WORKDIR"/*.log
+	! grep -l -i -E "$K7|$K8|$K9|$K10|$K12" "$WORKDIR"/*.log
 }
 check "no secret appears in any log" never_logged
 

@@ -860,6 +860,56 @@ async def cmd_cookie(args):
     return results == want
 
 
+async def cmd_cookieflood(args):
+    """A key holder's flood of valid cookies dated --ahead seconds in the
+    future (the end of the window), --count requests, --parallel at once,
+    from --src: Connect requests to --dst (each one makes the concentrator
+    connect there) and, with --info, as many Info-only requests. Prints the
+    answers by code; fails unless every request was answered (the flood
+    happened), whatever the answers were."""
+    host, port = split_hostport(args.dst)
+    kid, hexsecret = args.key.split(":")
+    kid, secret = int(kid), bytes.fromhex(hexsecret)
+    codes = {}
+    sem = asyncio.Semaphore(args.parallel)
+
+    async def one(info):
+        ts = int(time.time()) + args.ahead
+        nonce = int.from_bytes(os.urandom(8), "big")
+        if info:
+            msg = convert_msg(tlv(1, b"\0\0"), tlv(22, b"\0\0" + cookie_value(
+                kid, secret, ts, nonce, args.src, None, 0)))
+        else:
+            msg = convert_msg(connect_tlv(host, port), tlv(22, b"\0\0" + cookie_value(
+                kid, secret, ts, nonce, args.src, host, port)))
+        async with sem:
+            writer = None
+            try:
+                reader, writer = await open_conn(args.conc, IPPROTO_MPTCP, args.src)
+                writer.write(msg)
+                await writer.drain()
+                code, _ = await asyncio.wait_for(read_reply(reader), 10)
+                key = "ok" if code is None else str(code)
+            except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError,
+                    ValueError, OSError) as e:
+                key = type(e).__name__
+            finally:
+                if writer:
+                    writer.close()
+            codes[key] = codes.get(key, 0) + 1
+
+    t0 = time.monotonic()
+    jobs = [one(False) for _ in range(args.count)]
+    if args.info:
+        jobs += [one(True) for _ in range(args.count)]
+    await asyncio.gather(*jobs)
+    sent = len(jobs)
+    answered = sum(n for k, n in codes.items() if k == "ok" or k.isdigit())
+    print(json.dumps({"sent": sent, "answered": answered, "codes": codes,
+                      "seconds": round(time.monotonic() - t0, 1)}))
+    return answered == sent
+
+
 def cmd_rtt(args):
     """--count UDP probes to an echo server (serve --udp443), --interval s
     apart: round-trip times, losses and whether replies came in order.
@@ -1129,6 +1179,15 @@ def main():
     ck.add_argument("--case", required=True)
     ck.add_argument("--expect", type=int, required=True)
     ck.add_argument("--src", required=True)
+    cf = sub.add_parser("cookieflood")
+    cf.add_argument("--conc", required=True)
+    cf.add_argument("--dst", required=True)
+    cf.add_argument("--key", required=True, help="ID:HEXSECRET")
+    cf.add_argument("--src", required=True)
+    cf.add_argument("--count", type=int, default=1000)
+    cf.add_argument("--parallel", type=int, default=32)
+    cf.add_argument("--ahead", type=int, default=89)
+    cf.add_argument("--info", action="store_true")
     nr = sub.add_parser("noread")
     nr.add_argument("--conc", required=True)
     nr.add_argument("--dst", required=True)
@@ -1191,7 +1250,8 @@ def main():
         sys.exit(0 if sync[args.cmd](args) else 1)
     fn = {"serve": serve, "echo": cmd_echo, "error": cmd_error, "reset": cmd_reset,
           "halfclose": cmd_halfclose, "stall": cmd_stall, "errors": cmd_errors,
-          "limit": cmd_limit, "cookie": cmd_cookie}[args.cmd]
+          "limit": cmd_limit, "cookie": cmd_cookie,
+           "cookieflood": cmd_cookieflood}[args.cmd]
     ok = asyncio.run(fn(args))
     sys.exit(0 if ok else 1)
 
