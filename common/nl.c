@@ -3,6 +3,7 @@
 #include <linux/genetlink.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 #include <time.h>
 
@@ -34,20 +35,45 @@ void nl_close(struct nl *nl)
 	nl->sock = NULL;
 }
 
+/* The answers to one request are the messages with its sequence number, up
+ * to its ACK or error, the end of its dump, or (asked without an ACK) its
+ * one reply. Messages of an earlier request that was given up are skipped,
+ * and a request is read to its end even when a callback fails or the dump
+ * was interrupted (the kernel marks it NLM_F_DUMP_INTR when the table
+ * changed under it): one failed exchange must never leave the next one
+ * reading another's answers, which used to fail every later request with
+ * EPROTO until a restart. */
 int nl_talk(struct nl *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *data)
 {
 	char buf[NL_BUF];
-	int r;
+	uint32_t seq = nlh->nlmsg_seq;
+	bool acked = nlh->nlmsg_flags & NLM_F_ACK;
+	int err = 0;
 
 	if (mnl_socket_sendto(nl->sock, nlh, nlh->nlmsg_len) < 0)
 		return -errno;
 	for (;;) {
-		r = (int)mnl_socket_recvfrom(nl->sock, buf, sizeof(buf));
-		if (r < 0)
+		ssize_t n = mnl_socket_recvfrom(nl->sock, buf, sizeof(buf));
+		int len;
+
+		if (n < 0)
 			return -errno;
-		r = mnl_cb_run(buf, (size_t)r, nlh->nlmsg_seq, nl->portid, cb, data);
-		if (r <= 0)
-			return r < 0 ? -errno : 0;
+		len = (int)n;
+		for (struct nlmsghdr *m = (struct nlmsghdr *)buf; mnl_nlmsg_ok(m, len);
+		     m = mnl_nlmsg_next(m, &len)) {
+			bool end = m->nlmsg_type == NLMSG_DONE || m->nlmsg_type == NLMSG_ERROR ||
+				   (!(m->nlmsg_flags & NLM_F_MULTI) && !acked);
+			int r;
+
+			if (m->nlmsg_seq != seq || (m->nlmsg_pid && m->nlmsg_pid != nl->portid))
+				continue;  /* not this request's */
+			/* After a failure, only the end is looked for. */
+			r = mnl_cb_run(m, m->nlmsg_len, seq, nl->portid, err ? NULL : cb, data);
+			if (r < 0 && !err)
+				err = errno ? -errno : -EPROTO;
+			if (end)
+				return err;
+		}
 	}
 }
 
