@@ -6,6 +6,10 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 static int parse(const char *text, struct uci_file *f, char *err)
 {
@@ -146,11 +150,122 @@ static void test_limits(void)
 	CHECK(!strcmp(err, "/nonexistent/uci: No such file or directory"));
 }
 
+/* 1 MiB (the largest file read) of the shapes that cost the most per byte:
+ * the memory a parse takes at its peak is bounded by the file's size (it
+ * used to take 463 MiB: every word allocated at 4,097 bytes), and the time
+ * by a small multiple of it (the duplicate checks were quadratic). Each
+ * parse runs in a child, whose peak RSS is its own. */
+#if defined(__SANITIZE_ADDRESS__)
+#define PER_BYTE 64
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PER_BYTE 64
+#endif
+#endif
+#ifndef PER_BYTE
+#define PER_BYTE 24
+#endif
+
+static char *fill(const char *(*line)(unsigned i, char *buf), size_t *len)
+{
+	char *t = malloc(UCI_MAX_FILE + 1), lb[128];
+	size_t n = 0;
+
+	for (unsigned i = 0;; i++) {
+		const char *l = line(i, lb);
+		size_t ll = strlen(l);
+
+		if (n + ll > UCI_MAX_FILE)
+			break;
+		memcpy(t + n, l, ll);
+		n += ll;
+	}
+	t[n] = 0;
+	*len = n;
+	return t;
+}
+
+static const char *many_sections(unsigned i, char *b)
+{
+	sprintf(b, "config t s%u\n", i);
+	return b;
+}
+
+static const char *anonymous_sections(unsigned i, char *b)
+{
+	(void)i;
+	return strcpy(b, "config t\n");
+}
+
+static const char *many_options(unsigned i, char *b)
+{
+	if (!i)
+		return strcpy(b, "config t s\n");
+	sprintf(b, "option o%u v\n", i);
+	return b;
+}
+
+static const char *long_list(unsigned i, char *b)
+{
+	return strcpy(b, i ? "list l v\n" : "config t s\n");
+}
+
+static void bounded(const char *what, const char *(*line)(unsigned, char *))
+{
+	size_t len;
+	char *text = fill(line, &len);
+	int fds[2];
+	pid_t pid;
+
+	CHECK(pipe(fds) == 0);
+	pid = fork();
+	if (pid == 0) {
+		struct rusage before, after;
+		struct uci_file f;
+		char err[256];
+		long out[2];
+		struct timespec t0, t1;
+		int r;
+
+		getrusage(RUSAGE_SELF, &before);
+		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+		r = uci_parse(text, len, "big", &f, err, sizeof(err));
+		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
+		getrusage(RUSAGE_SELF, &after);
+		out[0] = r < 0 ? r : after.ru_maxrss - before.ru_maxrss;  /* KiB */
+		out[1] = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+		if (write(fds[1], out, sizeof(out)) != sizeof(out))
+			_exit(1);
+		_exit(0);
+	}
+	close(fds[1]);
+	long got[2] = { -1, -1 };
+	CHECK(read(fds[0], got, sizeof(got)) == sizeof(got));
+	close(fds[0]);
+	waitpid(pid, NULL, 0);
+	printf("# %s: %zu bytes parsed, peak memory +%ld KiB, %ld ms CPU\n", what, len, got[0], got[1]);
+	CHECK(got[0] >= 0);
+	/* The structures are a few words per line: at most 24 bytes of
+	 * memory per byte of file (64 under AddressSanitizer, whose allocator
+	 * puts redzones around every allocation). */
+	CHECK(got[0] <= (long)(PER_BYTE * len / 1024));
+	free(text);
+}
+
+static void test_big_files(void)
+{
+	bounded("named sections", many_sections);
+	bounded("anonymous sections", anonymous_sections);
+	bounded("options", many_options);
+	bounded("one long list", long_list);
+}
+
 int main(void)
 {
 	RUN(test_router_files);
 	RUN(test_words);
 	RUN(test_mistakes);
 	RUN(test_limits);
+	RUN(test_big_files);
 	return check_finish();
 }
