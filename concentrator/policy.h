@@ -47,6 +47,7 @@ struct policy {
 	struct addr_prefix *clients;
 	unsigned nclients;
 	bool allow_any_client;
+	bool open_proxy;              /* allow_any_client without keys: meant */
 	struct policy_rule *rules;
 	unsigned nrules;
 };

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 enum {
-	O_LISTEN = 256, O_ALLOW_CLIENT, O_ALLOW_ANY, O_NO_ALLOW_ANY, O_ALLOW_DEST, O_DENY_DEST,
+	O_LISTEN = 256, O_ALLOW_CLIENT, O_ALLOW_ANY, O_NO_ALLOW_ANY, O_OPEN_PROXY, O_ALLOW_DEST, O_DENY_DEST,
 	O_OWN, O_NAT64, O_TFO_KEY, O_KEYS, O_WORKERS, O_MAX_FLOWS, O_MAX_PER_CLIENT, O_MAX_HS,
 	O_MAX_HS_PER_CLIENT, O_CLIENT_PREFIX6, O_REPLAY_CACHE, O_HS_TIMEOUT, O_CONNECT_TIMEOUT, O_IDLE_TIMEOUT,
 	O_DRAIN_TIMEOUT, O_KEEPALIVE, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL, O_METRICS,
@@ -39,8 +39,14 @@ static const struct opt_spec conc_opts[] = {
 	{ "allow-any-client", O_ALLOW_ANY, NULL, "policy.allow_any_client", CONFIG_BOOL,
 	  O_NO_ALLOW_ANY, .type = OT_TRUE, .reload = OPT_LIVE, .deflt = "off",
 	  .off = offsetof(struct conc_config, policy.allow_any_client), .size = sizeof(bool),
-	  .help = "allow every client address: an open proxy for the whole Internet",
-	  .more = "Without it and without allow-client the daemon refuses to start: it is never an open proxy by accident." },
+	  .help = "allow every client address; with keys (--keys), every gateway that holds one",
+	  .more = "Without it and without allow-client the daemon refuses to start. Without keys it is an open proxy for the whole Internet: then it refuses to start unless open-proxy says so too." },
+	{ "open-proxy", O_OPEN_PROXY, NULL, "policy.open_proxy", CONFIG_BOOL, .type = OT_TRUE,
+	  .reload = OPT_LIVE, .deflt = "off",
+	  .off = offsetof(struct conc_config, policy.open_proxy), .size = sizeof(bool),
+	  .help = "yes, allow-any-client without keys: anyone on the Internet may use this "
+		  "concentrator to reach any allowed destination from its address",
+	  .more = "Only behind a filter of your own that lets gateways alone reach the listening port." },
 	{ "no-allow-any-client", O_NO_ALLOW_ANY, NULL, NULL, 0, .type = OT_FALSE,
 	  .off = offsetof(struct conc_config, policy.allow_any_client), .size = sizeof(bool),
 	  .reload = OPT_LIVE, .hidden = true, .help = "" },
@@ -380,6 +386,15 @@ int conc_load_settings(int argc, char **argv, struct conc_config *cfg)
 	r = load_keys(&cfg->policy);
 	if (r < 0)
 		return r;
+	if (cfg->policy.allow_any_client && !cfg->policy.keys.n && !cfg->policy.open_proxy) {
+		fprintf(stderr,
+			"mptcp-concentrator: allow-any-client without gateway keys (--keys, or\n"
+			"policy.keys_file in %s) makes an open proxy for the whole Internet:\n"
+			"refusing to start. Give the gateways keys, or name their prefixes\n"
+			"(--allow-client), or set --open-proxy / policy.open_proxy as well if\n"
+			"a filter of your own keeps everyone else out.\n", file);
+		return -EINVAL;
+	}
 	if (!cfg->tfo_key_path[0] && getenv("STATE_DIRECTORY")) {
 		/* systemd's StateDirectory=: kept across restarts. */
 		const char *d = getenv("STATE_DIRECTORY");

@@ -89,6 +89,16 @@ printf '{"policy": {"allow_any_client": false}}\n' > "$T/open.json"
 expect "no client allowed: refuses, naming both ways to allow some" 2 \
 	"$C" --check-config --config "$T/open.json" \
 	<<< "mptcp-concentrator: no client allowed (--allow-client, or policy.allow_clients"
+expect "any client without keys (an open proxy): refused, naming keys, prefixes and --open-proxy" 2 \
+	"$C" --check-config --allow-any-client <<'E'
+mptcp-concentrator: allow-any-client without gateway keys (--keys, or
+refusing to start. Give the gateways keys, or name their prefixes
+(--allow-client), or set --open-proxy / policy.open_proxy as well if
+E
+printf '{"policy": {"allow_any_client": true, "open_proxy": true}}\n' > "$T/openproxy.json"
+expect "any client without keys, with policy.open_proxy: accepted" 0 \
+	"$C" --check-config --config "$T/openproxy.json" \
+	<<< "mptcp-concentrator: configuration OK ($T/openproxy.json and the command line)"
 
 cat > "$T/agent.json" <<'J'
 {
@@ -150,9 +160,9 @@ if journal_errors > "$T/j.log"; then ok "config errors under systemd carry <3> (
 daemon_log() {  # daemon_log JOURNAL(0|1): run the concentrator briefly on loopback
 	local port=$((20000 + RANDOM % 20000)) pid
 	if [ "$1" = 1 ]; then
-		JOURNAL_STREAM=8:12345 "$C" --allow-any-client --listen "127.0.0.1:$port" --workers 1 > "$T/d.out" 2>&1 &
+		JOURNAL_STREAM=8:12345 "$C" --allow-any-client --open-proxy --listen "127.0.0.1:$port" --workers 1 > "$T/d.out" 2>&1 &
 	else
-		env -u JOURNAL_STREAM "$C" --allow-any-client --listen "127.0.0.1:$port" --workers 1 > "$T/d.out" 2>&1 &
+		env -u JOURNAL_STREAM "$C" --allow-any-client --open-proxy --listen "127.0.0.1:$port" --workers 1 > "$T/d.out" 2>&1 &
 	fi
 	pid=$!
 	for i in $(seq 1 100); do grep -q "listening on" "$T/d.out" && break; sleep 0.05; done
