@@ -1,4 +1,5 @@
 #include "cookie.h"
+#include "opts.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -147,17 +148,6 @@ void cookie_keys_free(struct cookie_keys *k)
 	k->n = 0;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 struct errs {
 	char *buf;
 	size_t len, used;
@@ -222,14 +212,9 @@ static int parse_line(char *s, const char *path, unsigned line, struct cookie_ke
 			"(32 random bytes: openssl rand -hex 32)", n);
 		return -EINVAL;
 	}
-	for (size_t i = 0; i < COOKIE_SECRET_LEN; i++) {
-		int hi = hexval(tok[2 * i]), lo = hexval(tok[2 * i + 1]);
-
-		if (hi < 0 || lo < 0) {
-			err_add(e, path, line, "%s", "the secret has a character that is not a hex digit");
-			return -EINVAL;
-		}
-		k->secret[i] = (uint8_t)(hi << 4 | lo);
+	if (opt_hex_bytes(tok, k->secret, COOKIE_SECRET_LEN) < 0) {
+		err_add(e, path, line, "%s", "the secret has a character that is not a hex digit");
+		return -EINVAL;
 	}
 	OPENSSL_cleanse(tok, n);
 	while ((tok = strtok_r(NULL, " \t\r", &save))) {

@@ -18,6 +18,9 @@ void opt_source(const char *file, const char *key);
 /* A message about the source itself (unknown key, wrong JSON type), in the
  * same form as opt_error's. Returns -EINVAL. */
 int opt_source_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Exactly 2 * n hex digits at s into out[0..n): 0, or -EINVAL at anything
+ * else (a sign, a space, "0x", a short string). Secrets are read with it. */
+int opt_hex_bytes(const char *s, uint8_t *out, size_t n);
 /* A whole number in [min, max]; decimal, or 0x... hexadecimal. */
 int opt_uint(const char *opt, const char *s, unsigned long min, unsigned long max,
 	     unsigned long *ret);

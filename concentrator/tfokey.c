@@ -11,6 +11,7 @@
  * The file: one line of 32 hex digits (the primary), optionally a second
  * (the backup); mode 600. */
 #include "concentrator.h"
+#include "opts.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,15 +23,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* 32 hex digits, then the end of the line: nothing else (sscanf's %2x took
+ * "-1", spaces and "0x" as digits). */
 static int hex16(const char *s, uint8_t out[16])
 {
-	for (int i = 0; i < 16; i++) {
-		unsigned v;
-
-		if (sscanf(s + 2 * i, "%2x", &v) != 1)
-			return -EINVAL;
-		out[i] = (uint8_t)v;
-	}
+	if (opt_hex_bytes(s, out, 16) < 0)
+		return -EINVAL;
 	return s[32] == 0 || s[32] == '\n' ? 0 : -EINVAL;
 }
 

@@ -99,6 +99,24 @@ printf '{"policy": {"allow_any_client": true, "open_proxy": true}}\n' > "$T/open
 expect "any client without keys, with policy.open_proxy: accepted" 0 \
 	"$C" --check-config --config "$T/openproxy.json" \
 	<<< "mptcp-concentrator: configuration OK ($T/openproxy.json and the command line)"
+# TCP Fast Open key files: 32 hex digits a line, nothing else (sscanf's %2x
+# took a sign, spaces and 0x as digits).
+tfo_bad() {  # tfo_bad NAME LINE: the key file is refused
+	printf '%s\n' "$2" > "$T/tfo-$1"
+	chmod 600 "$T/tfo-$1"
+	expect "a TFO key file with $1 is refused" 2 \
+		"$C" --check-config --allow-client 10.0.0.0/8 --tfo-key-file "$T/tfo-$1" \
+		<<< "$T/tfo-$1: a TCP Fast Open key is a line of 32 hex digits (16 random bytes), optionally a second line with the previous key"
+}
+tfo_bad "a minus sign" "-1$(printf '0%.0s' $(seq 1 30))"
+tfo_bad "spaces" " 1 2$(printf '0%.0s' $(seq 1 28))"
+tfo_bad "0x" "0x0x$(printf '0%.0s' $(seq 1 28))"
+tfo_bad "31 digits" "$(printf 'a%.0s' $(seq 1 31))"
+printf '%s\n' "$(printf 'aB%.0s' $(seq 1 16))" > "$T/tfo-good"
+chmod 600 "$T/tfo-good"
+expect "a TFO key file of 32 hex digits is accepted" 0 \
+	"$C" --check-config --allow-client 10.0.0.0/8 --tfo-key-file "$T/tfo-good" \
+	<<< "mptcp-concentrator: configuration OK (no config file, command line only)"
 
 cat > "$T/agent.json" <<'J'
 {
