@@ -4,9 +4,15 @@
 
 #include <stdbool.h>
 
-/* Run argv (looked up in PATH) with input on stdin (may be NULL); its
- * output goes to /dev/null, its errors too unless show_errors. Returns the
- * exit status or -errno. */
+/* A helper that has not finished by then is killed (SIGKILL). */
+#define SPAWN_TIMEOUT_MS 15000
+
+/* Run argv (looked up in PATH) with input on stdin (may be NULL), no signal
+ * blocked and every signal at its default; its output goes to /dev/null,
+ * its errors too unless show_errors. Returns the exit status, -ETIMEDOUT
+ * when it was killed at the deadline, -ECHILD when a signal ended it, or
+ * -errno. */
 int spawn_run(char *const argv[], const char *input, bool show_errors);
+int spawn_run_timeout(char *const argv[], const char *input, bool show_errors, int timeout_ms);
 
 #endif
