@@ -146,6 +146,8 @@ struct agent {
 	pthread_mutex_t snap_lock;
 	pthread_cond_t snap_cond;
 	unsigned control_clients;
+	int control_cfd[4];            /* their sockets (-1: free), for control_close */
+	bool control_closing;          /* control_close: clients stop at once */
 	uint64_t control_paused_until;  /* accept failed for want of fds */
 	atomic_uint_fast64_t control_pauses;
 	struct path_metric pm[2 * PATHS_MAX];  /* under snap_lock */

@@ -31,7 +31,7 @@
 #define SOL_MPTCP 284
 #endif
 
-#define CONTROL_MAX_CLIENTS 4
+#define CONTROL_MAX_CLIENTS 4  /* a->control_cfd's size */
 #define SNAP_MAX_SUBFLOWS 16
 
 /* "12.3 MiB": for people, not for parsers (metrics are for parsers). */
@@ -366,7 +366,7 @@ static void *client_main(void *arg)
 	for (unsigned i = 0; i < a->cfg.workers; i++) {
 		struct agent_worker *aw = &a->workers[i];
 
-		while ((int)(aw->snap_gen - req) < 0 &&
+		while ((int)(aw->snap_gen - req) < 0 && !a->control_closing &&
 		       pthread_cond_timedwait(&a->snap_cond, &a->snap_lock, &until) == 0)
 			;
 		if ((int)(aw->snap_gen - req) < 0)
@@ -378,6 +378,11 @@ static void *client_main(void *arg)
 	if (c->t.s)
 		sock_write_all_until(c->fd, c->t.s, c->t.len, log_now_ms() + 5000);
 out:
+	pthread_mutex_lock(&a->snap_lock);
+	for (unsigned i = 0; i < CONTROL_MAX_CLIENTS; i++)
+		if (a->control_cfd[i] == c->fd)
+			a->control_cfd[i] = -1;
+	pthread_mutex_unlock(&a->snap_lock);
 	close(c->fd);
 	free(c->t.s);
 	pthread_mutex_lock(&a->snap_lock);
@@ -397,6 +402,8 @@ int control_open(struct agent *a)
 	int fd;
 
 	a->control_fd = -1;
+	for (unsigned i = 0; i < CONTROL_MAX_CLIENTS; i++)
+		a->control_cfd[i] = -1;
 	if (!*path)
 		return 0;
 	if (strlen(path) >= sizeof(sun.sun_path))
@@ -453,6 +460,11 @@ void control_accept(struct agent *a)
 		return;
 	}
 	a->control_clients++;
+	for (unsigned i = 0; i < CONTROL_MAX_CLIENTS; i++)
+		if (a->control_cfd[i] < 0) {
+			a->control_cfd[i] = fd;
+			break;
+		}
 	pathmap_fill(&a->paths, &a->snap_map);
 	pthread_mutex_unlock(&a->snap_lock);
 	c = calloc(1, sizeof(*c));
@@ -470,28 +482,34 @@ void control_accept(struct agent *a)
 		free(c->t.s);
 		free(c);
 	}
-	close(fd);
 	pthread_mutex_lock(&a->snap_lock);
+	for (unsigned i = 0; i < CONTROL_MAX_CLIENTS; i++)
+		if (a->control_cfd[i] == fd)
+			a->control_cfd[i] = -1;
 	a->control_clients--;
 	pthread_mutex_unlock(&a->snap_lock);
+	close(fd);
 }
 
 void control_close(struct agent *a)
 {
-	struct timespec until;
-
 	if (a->control_fd < 0)
 		return;
 	close(a->control_fd);
 	a->control_fd = -1;
 	unlink(a->cfg.control_path);
-	/* Clients still being answered use a; they finish within seconds. */
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 5;
+	/* Clients still being answered use a, which goes after this: they
+	 * are stopped (their sockets shut, their wait for the workers ended)
+	 * and waited for to the last, however long their own deadlines
+	 * (up to 8 s) would have let them live. */
 	pthread_mutex_lock(&a->snap_lock);
-	while (a->control_clients > 0 &&
-	       pthread_cond_timedwait(&a->snap_cond, &a->snap_lock, &until) == 0)
-		;
+	a->control_closing = true;
+	for (unsigned i = 0; i < CONTROL_MAX_CLIENTS; i++)
+		if (a->control_cfd[i] >= 0)
+			shutdown(a->control_cfd[i], SHUT_RDWR);
+	pthread_cond_broadcast(&a->snap_cond);
+	while (a->control_clients > 0)
+		pthread_cond_wait(&a->snap_cond, &a->snap_lock);
 	pthread_mutex_unlock(&a->snap_lock);
 }
 
