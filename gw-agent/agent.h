@@ -151,6 +151,7 @@ struct agent {
 	uint64_t control_paused_until;  /* accept failed for want of fds */
 	atomic_uint_fast64_t control_pauses;
 	struct path_metric pm[2 * PATHS_MAX];  /* under snap_lock */
+	uint64_t mesh_results[MESH_R_MAX];     /* under snap_lock: mesh.results */
 	unsigned npm;
 	/* Concentrator reachability: 1 ok, 0 failed, -1 not tried yet; set by
 	 * workers (last connect) and for the first one by the probes. */
@@ -169,6 +170,8 @@ void agent_worker_refresh(struct agent_worker *aw);
 /* stats.c: the paths as metrics show them (main thread, under snap_lock),
  * the Prometheus page, the summary logged at stop. */
 void agent_paths_snapshot(struct agent *a);
+/* The mesh's announcement counters, for metrics (main thread). */
+void agent_mesh_snapshot(struct agent *a);
 void agent_render_metrics(void *ctx, struct mbuf *b);
 void agent_log_summary(struct agent *a);
 void agent_totals(const struct agent *a, struct agent_counters *ret_n,

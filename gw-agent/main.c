@@ -357,8 +357,11 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 			break;
 		if (pf[2].revents & POLLIN)
 			control_accept(a);
-		if (pf[3].fd >= 0 && (pf[3].revents & POLLIN) && mesh_receive(&a->mesh))
-			mesh_next = log_now_ms();  /* a neighbour came or withdrew: now */
+		if (pf[3].fd >= 0 && (pf[3].revents & POLLIN)) {
+			if (mesh_receive(&a->mesh))
+				mesh_next = log_now_ms();  /* a neighbour came or withdrew: now */
+			agent_mesh_snapshot(a);
+		}
 		if ((a->mesh.rx_fd >= 0 || a->mesh.tx_fd >= 0) && log_now_ms() >= mesh_next &&
 		    mesh_tick(&a->mesh, &a->paths, own_line_up(&a->paths), log_now_ms(), &mesh_next))
 			due = log_now_ms();

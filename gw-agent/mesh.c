@@ -11,7 +11,13 @@
  * nothing else: not the Internet, not our LAN, not another port; a cap on
  * flows per borrower. A route puts 100.64.L.0/24 on the mesh link so the
  * translated replies find the borrowers. We announce while one of our own
- * paths can carry flows, and withdraw at once when none can. */
+ * paths can carry flows, and withdraw at once when none can.
+ *
+ * Announcements are signed (meshmsg.h) with a mesh key (--mesh-key), and a
+ * borrower takes one only when it is signed with a key it holds, for the
+ * address it comes from, from an address on the mesh's own subnet, with a
+ * sequence above the last one from there and near our clock. Without a
+ * key, none is sent or taken: static neighbours only. */
 #include "mesh.h"
 #include "agent.h"
 
@@ -23,6 +29,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <time.h>
 #include <unistd.h>
 
 #define NFT_LEND "gw_agent_lend"
@@ -155,8 +165,9 @@ int mesh_parse_lend(struct mesh_config *cfg, const char *spec, const char **why)
 	return 0;
 }
 
-/* The interface's first IPv4 address. */
-static int if_addr4(const char *ifname, struct in6_addr *ret)
+/* The interface's first IPv4 address, and its prefix length (plen may be
+ * NULL). */
+static int if_addr4(const char *ifname, struct in6_addr *ret, unsigned *plen)
 {
 	struct ifaddrs *ifa, *i;
 	int r = -EADDRNOTAVAIL;
@@ -166,11 +177,137 @@ static int if_addr4(const char *ifname, struct in6_addr *ret)
 	for (i = ifa; i; i = i->ifa_next)
 		if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && !strcmp(i->ifa_name, ifname)) {
 			addr_to_in6(i->ifa_addr, ret, NULL);
+			if (plen) {
+				uint32_t mask = i->ifa_netmask ?
+					ntohl(((struct sockaddr_in *)i->ifa_netmask)->sin_addr.s_addr) : ~0u;
+
+				*plen = (unsigned)__builtin_popcount(mask);
+			}
 			r = 0;
 			break;
 		}
 	freeifaddrs(ifa);
 	return r;
+}
+
+const char *mesh_result_name(enum mesh_result r)
+{
+	static const char *const names[MESH_R_MAX] = {
+		[MESH_R_OK] = "ok", [MESH_R_MALFORMED] = "malformed",
+		[MESH_R_UNAUTHENTICATED] = "unauthenticated", [MESH_R_NO_KEY] = "no_key",
+		[MESH_R_SENDER] = "sender", [MESH_R_OFF_LINK] = "off_link",
+		[MESH_R_UNKNOWN_KEY] = "unknown_key", [MESH_R_BAD_TAG] = "bad_tag",
+		[MESH_R_SCOPE] = "scope", [MESH_R_CLOCK] = "clock",
+		[MESH_R_REPLAYED] = "replayed", [MESH_R_FULL] = "full",
+	};
+
+	return (unsigned)r < MESH_R_MAX ? names[r] : "unknown";
+}
+
+int mesh_load_keys(const char *path, struct cookie_keys *ret)
+{
+	char errs[2048] = "";
+	int r = cookie_keys_load(path, ret, errs, sizeof(errs));
+
+	if (r < 0) {
+		fprintf(stderr, "%s", errs[0] ? errs : "mesh key file: out of memory\n");
+		return r;
+	}
+	return 0;
+}
+
+static uint64_t realtime_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* HMAC-SHA256 with k's secret over the label and the signed bytes,
+ * truncated to the tag's length. */
+static void announce_tag(const struct cookie_key *k, const uint8_t *msg, uint8_t tag[MESH_TAG_LEN])
+{
+	static const char label[] = "mptcp-ha mesh 2";
+	uint8_t buf[sizeof(label) - 1 + MESH_ANNOUNCE_SIGNED], mac[EVP_MAX_MD_SIZE];
+	unsigned ml = 0;
+
+	memcpy(buf, label, sizeof(label) - 1);
+	memcpy(buf + sizeof(label) - 1, msg, MESH_ANNOUNCE_SIGNED);
+	HMAC(EVP_sha256(), k->secret, COOKIE_SECRET_LEN, buf, sizeof(buf), mac, &ml);
+	memcpy(tag, mac, MESH_TAG_LEN);
+}
+
+/* Say on the segment whether we lend: signed with our first key, as our
+ * lending interface's address, with a sequence above the last one. Without
+ * a key we say nothing (no borrower would take it). */
+static int announce(struct mesh *m, bool lending)
+{
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(MESH_PORT),
+				  .sin_addr.s_addr = htonl(INADDR_BROADCAST) };
+	struct mesh_announce an = { .lending = lending };
+	uint8_t msg[MESH_ANNOUNCE_LEN];
+	uint64_t now = realtime_ms();
+
+	if (!m->keys.n)
+		return 0;
+	an.kid = m->keys.k[0].id;
+	an.seq = now > m->last_tx_seq ? now : m->last_tx_seq + 1;
+	an.sender = m->lend_own;
+	mesh_announce_build(msg, &an);
+	announce_tag(&m->keys.k[0], msg, msg + MESH_ANNOUNCE_SIGNED);
+	if (sendto(m->tx_fd, msg, sizeof(msg), 0, (struct sockaddr *)&to, sizeof(to)) < 0)
+		return -errno;
+	m->last_tx_seq = an.seq;
+	return 0;
+}
+
+static bool on_link(const struct mesh *m, const struct in6_addr *a)
+{
+	uint32_t x, y, mask = m->own_plen ? ~0u << (32 - m->own_plen) : 0;
+
+	memcpy(&x, &a->s6_addr[12], 4);
+	memcpy(&y, &m->own.s6_addr[12], 4);
+	return m->have_own && ((ntohl(x) ^ ntohl(y)) & mask) == 0;
+}
+
+/* Everything about an announcement but its sequence against the last one
+ * (that is the neighbour's): from src, its bytes buf[0..len). */
+static enum mesh_result check_announce(const struct mesh *m, const uint8_t *buf, size_t len,
+				       const struct in6_addr *src, struct mesh_announce *an)
+{
+	const struct cookie_key *k;
+	uint8_t tag[MESH_TAG_LEN];
+	const char *why;
+	uint64_t now;
+
+	if (mesh_announce_parse(buf, len, an, &why) < 0)
+		return len >= 5 && !memcmp(buf, "gwml", 4) && buf[4] == 1 ?
+			MESH_R_UNAUTHENTICATED : MESH_R_MALFORMED;
+	if (!m->keys.n)
+		return MESH_R_NO_KEY;
+	if (memcmp(&an->sender, src, sizeof(*src)))
+		return MESH_R_SENDER;
+	if (!on_link(m, src))
+		return MESH_R_OFF_LINK;
+	k = cookie_keys_find(&m->keys, an->kid);
+	if (!k)
+		return MESH_R_UNKNOWN_KEY;
+	announce_tag(k, buf, tag);
+	if (CRYPTO_memcmp(tag, an->tag, MESH_TAG_LEN))
+		return MESH_R_BAD_TAG;
+	if (!k->any && k->nscope) {
+		bool in = false;
+
+		for (unsigned i = 0; i < k->nscope && !in; i++)
+			in = addr_prefix_match(&k->scope[i], src);
+		if (!in)
+			return MESH_R_SCOPE;
+	}
+	now = realtime_ms();
+	if (an->seq > now + MESH_CLOCK_MS || an->seq + MESH_CLOCK_MS < now)
+		return MESH_R_CLOCK;
+	return MESH_R_OK;
 }
 
 static int udp_socket(const char *ifname, bool bind_port)
@@ -454,6 +591,8 @@ int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, socklen_t co
 	m->rx_fd = m->tx_fd = -1;
 	m->conc = *conc;
 	m->conc_len = conc_len;
+	if (m->cfg.key_path[0] && mesh_load_keys(m->cfg.key_path, &m->keys) < 0)
+		return -EINVAL;
 	if (m->cfg.lend_uplink[0] && !m->cfg.lend_wan[0]) {
 		if (!wan) {
 			log_error("--lend %s,uplink=%s: which interface is our line? Give wan= "
@@ -463,7 +602,7 @@ int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, socklen_t co
 		snprintf(m->cfg.lend_wan, sizeof(m->cfg.lend_wan), "%s", wan);
 	}
 	if (m->cfg.lend_if[0]) {
-		r = if_addr4(m->cfg.lend_if, &m->lend_own);
+		r = if_addr4(m->cfg.lend_if, &m->lend_own, NULL);
 		if (r < 0)
 			return log_errno(r, "--lend %s: no IPv4 address on it: %m", m->cfg.lend_if);
 		r = lend_install(m);
@@ -475,6 +614,9 @@ int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, socklen_t co
 			return log_errno(r, "--lend %s: announcement socket: %m", m->cfg.lend_if);
 		}
 		m->tx_fd = r;
+		if (!m->keys.n)
+			log_warn("--lend %s without --mesh-key: no announcements (only borrowers "
+				 "that name us as a neighbour= use our line)", m->cfg.lend_if);
 		log_info("lending our line to the mesh on %s: TCP to %s only, %u flows per borrower%s%s%s%s%s%s",
 			 m->cfg.lend_if, addr_format((struct sockaddr *)conc, a), m->cfg.lend_flows,
 			 m->cfg.lend_flows ? "" : " (no cap)",
@@ -502,10 +644,40 @@ int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, socklen_t co
 			n->is_static = true;
 			n->lending = true;
 		}
-		log_info("borrowing neighbours' lines through %s (%u static)", m->cfg.borrow_if,
-			 m->cfg.nstatic);
+		log_info("borrowing neighbours' lines through %s (%u static%s)", m->cfg.borrow_if,
+			 m->cfg.nstatic, m->keys.n ? "; announcements signed with our mesh keys" :
+			 "; no --mesh-key: announcements ignored");
 	}
 	return 0;
+}
+
+/* Another neighbour's path already uses borrow address b (two lenders with
+ * the same last byte on a mesh larger than a /24): n gets none, said once,
+ * rather than share it and take it away from the other when n leaves. */
+static bool borrow_taken(struct mesh *m, struct mesh_neighbour *n, const struct in6_addr *b)
+{
+	for (unsigned i = 0; i < m->nnb; i++) {
+		struct mesh_neighbour *o = &m->nb[i];
+		struct in6_addr ob;
+
+		if (o == n || !o->addr_added)
+			continue;
+		mesh_borrow_addr(&o->addr, &m->own, &ob);
+		if (!memcmp(&ob, b, sizeof(ob))) {
+			if (!n->conflict) {
+				char x[ADDR_STRLEN], y[ADDR_STRLEN];
+
+				log_warn("mesh %s: neighbour %s not used: its borrow address is %s's "
+					 "(lenders on one mesh need different last bytes)",
+					 m->cfg.borrow_if, addr_format_in6(&n->addr, 0, x),
+					 addr_format_in6(&o->addr, 0, y));
+			}
+			n->conflict = true;
+			return true;
+		}
+	}
+	n->conflict = false;
+	return false;
 }
 
 static void borrow_addr_set(struct mesh *m, struct mesh_neighbour *n, bool add)
@@ -528,12 +700,7 @@ void mesh_stop(struct mesh *m, struct paths *ps)
 {
 	if (m->tx_fd >= 0) {
 		/* Borrowers stop sending here now, not in MESH_EXPIRE_MS. */
-		uint8_t msg[MESH_ANNOUNCE_LEN];
-		struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(MESH_PORT),
-					  .sin_addr.s_addr = htonl(INADDR_BROADCAST) };
-
-		mesh_announce_build(msg, false);
-		sendto(m->tx_fd, msg, sizeof(msg), 0, (struct sockaddr *)&to, sizeof(to));
+		announce(m, false);
 		close(m->tx_fd);
 		m->tx_fd = -1;
 	}
@@ -548,6 +715,7 @@ void mesh_stop(struct mesh *m, struct paths *ps)
 		close(m->rx_fd);
 	m->rx_fd = -1;
 	count_remove(m);
+	cookie_keys_free(&m->keys);
 }
 
 int mesh_fd(const struct mesh *m)
@@ -565,8 +733,8 @@ bool mesh_receive(struct mesh *m)
 		socklen_t fl = sizeof(from);
 		struct mesh_announce an;
 		struct mesh_neighbour *n = NULL;
+		enum mesh_result res;
 		struct in6_addr a;
-		const char *why;
 		ssize_t k = recvfrom(m->rx_fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
 
 		if (k < 0)
@@ -575,36 +743,46 @@ bool mesh_receive(struct mesh *m)
 			continue;
 		if (m->have_own && !memcmp(&a, &m->own, sizeof(a)))
 			continue;  /* our own, when we lend on the same interface */
-		if (mesh_announce_parse(buf, (size_t)k, &an, &why) < 0) {
-			m->announces_bad++;
-			continue;
-		}
-		m->announces_rx++;
-		for (unsigned i = 0; i < m->nnb; i++)
+		res = check_announce(m, buf, (size_t)k, &a, &an);
+		for (unsigned i = 0; i < m->nnb && res == MESH_R_OK; i++)
 			if (!memcmp(&m->nb[i].addr, &a, sizeof(a)))
 				n = &m->nb[i];
-		if (!n) {
+		if (n && an.seq <= n->last_seq)
+			res = MESH_R_REPLAYED;
+		if (res == MESH_R_OK && !n) {
 			if (!an.lending)
-				continue;
+				goto counted;  /* a stranger's withdrawal: nothing to do */
+			/* Room is made by mesh_tick, once a departed neighbour's
+			 * path, address and sequence are of no more use. */
 			if (m->nnb == MESH_MAX_NEIGHBOURS) {
-				/* Reuse a departed neighbour's place. */
-				for (unsigned i = 0; i < m->nnb && !n; i++)
-					if (!m->nb[i].lending && !m->nb[i].is_static)
-						n = &m->nb[i];
-				if (!n)
-					continue;
-				if (n->path)
-					n->path = NULL;  /* the slot in paths stays, OFF */
+				res = MESH_R_FULL;
 			} else {
 				n = &m->nb[m->nnb++];
+				memset(n, 0, sizeof(*n));
+				n->addr = a;
 			}
-			memset(n, 0, sizeof(*n));
-			n->addr = a;
 		}
+		if (res != MESH_R_OK) {
+			uint64_t now = log_now_ms();
+
+			m->results[res]++;
+			if (now >= m->next_refusal_log_ms) {
+				char sa[ADDR_STRLEN];
+
+				log_warn("mesh %s: announcement from %s refused: %s (more are counted, "
+					 "not logged, for 10 s)", m->cfg.borrow_if,
+					 addr_format_in6(&a, 0, sa), mesh_result_name(res));
+				m->next_refusal_log_ms = now + 10000;
+			}
+			continue;
+		}
+		n->last_seq = an.seq;
 		n->seen_ms = log_now_ms();
 		if (n->lending != an.lending)
 			changed = true;
 		n->lending = an.lending;
+counted:
+		m->results[MESH_R_OK]++;
 	}
 	return changed;
 }
@@ -616,18 +794,16 @@ bool mesh_tick(struct mesh *m, struct paths *ps, bool own_line_up, uint64_t now,
 	uint64_t next = now + 500;
 
 	if (m->tx_fd >= 0 && (now >= m->next_announce_ms || own_line_up != m->lending)) {
-		uint8_t msg[MESH_ANNOUNCE_LEN];
-		struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(MESH_PORT),
-					  .sin_addr.s_addr = htonl(INADDR_BROADCAST) };
+		int r;
 
 		if (own_line_up != m->lending)
 			log_info("mesh %s: %s", m->cfg.lend_if, own_line_up ?
 				 "lending our line" : "our line is down: lending withdrawn");
 		m->lending = own_line_up;
-		mesh_announce_build(msg, own_line_up);
-		if (sendto(m->tx_fd, msg, sizeof(msg), 0, (struct sockaddr *)&to, sizeof(to)) < 0) {
-			if (errno != ENETDOWN && errno != ENETUNREACH)
-				log_debug("mesh announcement: %m");
+		r = announce(m, own_line_up);
+		if (r < 0) {
+			if (r != -ENETDOWN && r != -ENETUNREACH)
+				log_errno(r, "mesh announcement: %m");
 			m->tx_failed = true;
 		} else if (m->tx_failed || now >= m->next_route_ms) {
 			/* The kernel drops our borrowers' route with the mesh
@@ -642,7 +818,7 @@ bool mesh_tick(struct mesh *m, struct paths *ps, bool own_line_up, uint64_t now,
 	if (m->tx_fd >= 0 && m->next_announce_ms < next)
 		next = m->next_announce_ms;
 	if (m->rx_fd >= 0) {
-		m->have_own = if_addr4(m->cfg.borrow_if, &m->own) == 0;
+		m->have_own = if_addr4(m->cfg.borrow_if, &m->own, &m->own_plen) == 0;
 		for (unsigned i = 0; i < m->nnb; i++) {
 			struct mesh_neighbour *n = &m->nb[i];
 			bool want = m->have_own && n->lending &&
@@ -659,14 +835,34 @@ bool mesh_tick(struct mesh *m, struct paths *ps, bool own_line_up, uint64_t now,
 				struct in6_addr b;
 
 				mesh_borrow_addr(&n->addr, &m->own, &b);
-				borrow_addr_set(m, n, true);
+				if (borrow_taken(m, n, &b))
+					continue;
 				n->path = paths_neighbour_up(ps, m->cfg.borrow_if, &n->addr, &b, m->cfg.mode);
+				if (n->path)
+					borrow_addr_set(m, n, true);
 				changed = true;
 			} else if (!want && n->path && n->path->mode != PATH_OFF) {
+				/* The slot, off now, may go to another neighbour:
+				 * n lets go of it (paths_neighbour_up finds n's
+				 * own again by address if it is still free). */
 				paths_neighbour_down(ps, n->path);
+				n->path = NULL;
 				borrow_addr_set(m, n, false);
 				changed = true;
 			}
+		}
+		/* A departed neighbour's place is free once its path is down, its
+		 * address gone, and its last sequence too old to be replayed
+		 * (the clock check refuses it): a new lender may have it. */
+		for (unsigned i = 0; i < m->nnb;) {
+			struct mesh_neighbour *n = &m->nb[i];
+
+			if (!n->is_static && !n->lending && !n->addr_added && !n->path &&
+			    n->last_seq + MESH_CLOCK_MS < realtime_ms()) {
+				m->nb[i] = m->nb[--m->nnb];
+				continue;
+			}
+			i++;
 		}
 	}
 	*next_ms = next;

@@ -13,17 +13,41 @@
 #include "meshmsg.h"
 #include "paths.h"
 
-#define MESH_MAX_NEIGHBOURS 8
+#include "cookie.h"
+
+#define MESH_MAX_NEIGHBOURS PATHS_MAX_NEIGHBOURS
 #define MESH_STATIC_MAX 8
 #define MESH_ANNOUNCE_MS 1000     /* a lender says so this often */
 #define MESH_EXPIRE_MS 3500       /* a neighbour silent this long is gone */
+#define MESH_CLOCK_MS 120000      /* an announcement's sequence (its sender's
+				   * clock) this far from ours is refused */
+
+/* What became of an announcement (metrics: gw_agent_mesh_announcements_total). */
+enum mesh_result {
+	MESH_R_OK,
+	MESH_R_MALFORMED,
+	MESH_R_UNAUTHENTICATED,        /* version 1, no key */
+	MESH_R_NO_KEY,                 /* we hold no mesh key: none accepted */
+	MESH_R_SENDER,                 /* its sender field is not its source */
+	MESH_R_OFF_LINK,               /* source not on the mesh's subnet */
+	MESH_R_UNKNOWN_KEY,
+	MESH_R_BAD_TAG,
+	MESH_R_SCOPE,                  /* the key is not for that address */
+	MESH_R_CLOCK,                  /* sequence too far from our clock */
+	MESH_R_REPLAYED,               /* sequence not above the last one */
+	MESH_R_FULL,                   /* MESH_MAX_NEIGHBOURS known already */
+	MESH_R_MAX,
+};
+const char *mesh_result_name(enum mesh_result r);
 
 struct mesh_neighbour {
 	struct in6_addr addr;          /* its IPv4 mesh address (mapped) */
 	uint64_t seen_ms;              /* last announcement; 0 = static */
+	uint64_t last_seq;             /* its last accepted sequence */
 	bool lending;
 	bool is_static;
 	bool addr_added;               /* our borrow address is on the interface */
+	bool conflict;                 /* its borrow address is another's: not used */
 	struct path *path;
 };
 
@@ -40,6 +64,10 @@ struct mesh_config {
 	 * rate=. tc syntax ("19mbit"), "" = not shaped. */
 	char lend_uplink[16], lend_rate[16];
 	char lend_wan[IFNAMSIZ];       /* "" = our first own path */
+	/* --mesh-key: lenders sign announcements with the first key,
+	 * borrowers accept those signed with any (within its prefixes). ""
+	 * = no announcements sent or accepted: static neighbours only. */
+	char key_path[256];
 };
 
 struct mesh {
@@ -48,9 +76,13 @@ struct mesh {
 	int rx_fd;
 	struct in6_addr own;           /* our IPv4 mesh address */
 	bool have_own;
+	unsigned own_plen;             /* its prefix length: what is on-link */
 	struct mesh_neighbour nb[MESH_MAX_NEIGHBOURS];
 	unsigned nnb;
-	uint64_t announces_rx, announces_bad;
+	uint64_t results[MESH_R_MAX];  /* announcements received, by result */
+	uint64_t next_refusal_log_ms;
+	struct cookie_keys keys;       /* --mesh-key; keys.n == 0: none */
+	uint64_t last_tx_seq;
 	/* lending */
 	int tx_fd;
 	bool lend_installed;
@@ -77,6 +109,9 @@ int mesh_counters(struct mesh_count *ret, unsigned max);
 void mesh_count_find(const struct mesh_count *c, int n, const struct in6_addr *addr,
 		     uint64_t *rx, uint64_t *tx);
 
+/* The mesh key file path: its keys into ret (caller frees); 0 or -EINVAL
+ * with the errors on stderr. For --check-config and mesh_start. */
+int mesh_load_keys(const char *path, struct cookie_keys *ret);
 /* "IFACE[,mode=on|backup][,neighbour=ADDR]...": into cfg (borrowing). */
 int mesh_parse_borrow(struct mesh_config *cfg, const char *spec, const char **why);
 /* "IFACE[,flows=N][,uplink=RATE[,rate=RATE][,wan=IFACE]]": into cfg. */

@@ -6,18 +6,37 @@
 
 static const uint8_t magic[4] = { 'g', 'w', 'm', 'l' };
 
+static uint64_t get_be(const uint8_t *p, unsigned n)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static void put_be(uint8_t *p, uint64_t v, unsigned n)
+{
+	for (unsigned i = n; i-- > 0; v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
 int mesh_announce_parse(const uint8_t *buf, size_t len, struct mesh_announce *ret,
 			const char **why)
 {
+	if (len >= 5 && !memcmp(buf, magic, 4) && buf[4] == 1) {
+		*why = "version 1 (no key): unauthenticated";
+		return -EBADMSG;
+	}
 	if (len != MESH_ANNOUNCE_LEN) {
-		*why = "not 8 bytes";
+		*why = "not 40 bytes";
 		return -EBADMSG;
 	}
 	if (memcmp(buf, magic, 4)) {
 		*why = "no gwml magic";
 		return -EBADMSG;
 	}
-	if (buf[4] != 1) {
+	if (buf[4] != 2) {
 		*why = "unknown version";
 		return -EBADMSG;
 	}
@@ -25,16 +44,26 @@ int mesh_announce_parse(const uint8_t *buf, size_t len, struct mesh_announce *re
 		*why = "unknown flags";
 		return -EBADMSG;
 	}
+	memset(ret, 0, sizeof(*ret));
 	ret->lending = buf[5] & 1;
+	ret->kid = (uint32_t)get_be(buf + 8, 4);
+	ret->seq = get_be(buf + 12, 8);
+	ret->sender.s6_addr[10] = ret->sender.s6_addr[11] = 0xff;
+	memcpy(&ret->sender.s6_addr[12], buf + 20, 4);
+	memcpy(ret->tag, buf + MESH_ANNOUNCE_SIGNED, MESH_TAG_LEN);
 	return 0;
 }
 
-void mesh_announce_build(uint8_t out[MESH_ANNOUNCE_LEN], bool lending)
+void mesh_announce_build(uint8_t out[MESH_ANNOUNCE_LEN], const struct mesh_announce *a)
 {
 	memcpy(out, magic, 4);
-	out[4] = 1;
-	out[5] = lending ? 1 : 0;
+	out[4] = 2;
+	out[5] = a->lending ? 1 : 0;
 	out[6] = out[7] = 0;
+	put_be(out + 8, a->kid, 4);
+	put_be(out + 12, a->seq, 8);
+	memcpy(out + 20, &a->sender.s6_addr[12], 4);
+	memcpy(out + MESH_ANNOUNCE_SIGNED, a->tag, MESH_TAG_LEN);
 }
 
 void mesh_borrow_addr(const struct in6_addr *lender, const struct in6_addr *borrower,
@@ -47,4 +76,3 @@ void mesh_borrow_addr(const struct in6_addr *lender, const struct in6_addr *borr
 	ret->s6_addr[14] = lender->s6_addr[15];
 	ret->s6_addr[15] = borrower->s6_addr[15];
 }
-

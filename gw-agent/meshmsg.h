@@ -9,26 +9,45 @@
 #include <stdint.h>
 
 #define MESH_PORT 5126            /* UDP, announcements on the segment */
-#define MESH_ANNOUNCE_LEN 8
+#define MESH_ANNOUNCE_LEN 40
+#define MESH_ANNOUNCE_SIGNED 24   /* bytes the tag covers */
+#define MESH_TAG_LEN 16
 
-/* The announcement, 8 bytes: "gwml", version 1, flags (bit 0: lending now;
- * 0 = withdrawn, its line is down), two bytes zero. The lender is the
- * datagram's source address. */
+/* The announcement, 40 bytes, in network order:
+ *
+ *   "gwml" | version 2 | flags (bit 0: lending now; 0 = withdrawn, its line
+ *   is down) | 2 bytes zero | key id (u32) | sequence (u64: the sender's
+ *   clock, ms since 1970, strictly increasing) | the sender's IPv4 mesh
+ *   address (4 bytes) | tag (16 bytes)
+ *
+ * The tag is HMAC-SHA256, truncated to 16 bytes, with the mesh key's
+ * secret over "mptcp-ha mesh 2" and the 24 bytes before it (mesh.c). Any
+ * household that holds a key the borrower accepts can announce, as the
+ * address the key is for, and nothing it sent can be replayed: the
+ * sequence must grow and be near the borrower's clock. Version 1 (8 bytes,
+ * no key) is refused. */
 struct mesh_announce {
 	bool lending;
+	uint32_t kid;
+	uint64_t seq;
+	struct in6_addr sender;        /* v4-mapped */
+	uint8_t tag[MESH_TAG_LEN];
 };
-/* 0, or -EBADMSG with *why set (never crashes, any bytes). */
+/* 0, or -EBADMSG with *why set (never crashes, any bytes). The tag is not
+ * checked here (mesh.c has the keys). */
 int mesh_announce_parse(const uint8_t *buf, size_t len, struct mesh_announce *ret,
 			const char **why);
-void mesh_announce_build(uint8_t out[MESH_ANNOUNCE_LEN], bool lending);
+/* The first MESH_ANNOUNCE_SIGNED bytes; the caller appends the tag. sender
+ * must be v4-mapped. */
+void mesh_announce_build(uint8_t out[MESH_ANNOUNCE_LEN], const struct mesh_announce *a);
 
 /* The address a borrower uses for the neighbour `lender`: 100.64.L.B,
  * with L and B the last bytes of the lender's and the borrower's IPv4
  * mesh addresses. One address per neighbour is what makes the kernel open
  * one subflow per neighbour; the lender routes 100.64.L.0/24 on-link on
  * its mesh interface, so replies find the borrower with no per-borrower
- * state. (Unique as long as mesh addresses differ in their last byte: a
- * segment of up to 254 routers.) */
+ * state. Unique on a mesh of /24 or smaller; on a larger one two lenders
+ * with the same last byte would share it, and mesh.c refuses the second. */
 void mesh_borrow_addr(const struct in6_addr *lender, const struct in6_addr *borrower,
 		      struct in6_addr *ret);
 

@@ -765,24 +765,45 @@ struct path *paths_neighbour_up(struct paths *ps, const char *ifname, const stru
 				const struct in6_addr *src, enum path_mode mode)
 {
 	char v[ADDR_STRLEN];
-	struct path *p = NULL;
+	struct path *p = NULL, *off = NULL;
+	unsigned nb = 0;
 
-	for (unsigned i = 0; i < ps->n; i++)
-		if (ps->p[i].neighbour && !memcmp(&ps->p[i].nb_via, via, sizeof(*via)))
+	for (unsigned i = 0; i < ps->n; i++) {
+		if (!ps->p[i].neighbour)
+			continue;
+		nb++;
+		if (!memcmp(&ps->p[i].nb_via, via, sizeof(*via)))
 			p = &ps->p[i];
+		else if (ps->p[i].mode == PATH_OFF && !off)
+			off = &ps->p[i];
+	}
 	if (!p) {
-		if (ps->n == PATHS_MAX)
+		uint32_t table, prio;
+
+		/* A departed neighbour's slot (torn down when it went off) is
+		 * reused; a new one only up to PATHS_MAX_NEIGHBOURS, so
+		 * neighbours coming and going never use up the slots a reload
+		 * needs for WAN paths. */
+		if (off) {
+			p = off;
+			table = p->table;
+			prio = p->prio;
+		} else if (ps->n == PATHS_MAX || nb >= PATHS_MAX_NEIGHBOURS) {
 			return NULL;
-		p = &ps->p[ps->n];
+		} else {
+			p = &ps->p[ps->n];
+			table = ps->table_base + 1 + ps->n;
+			prio = ps->prio_base + ps->n;
+			ps->n++;
+		}
 		memset(p, 0, sizeof(*p));
 		p->f[0].probe_fd = p->f[1].probe_fd = -1;
-		p->table = ps->table_base + 1 + ps->n;
-		p->prio = ps->prio_base + ps->n;
+		p->table = table;
+		p->prio = prio;
 		p->neighbour = true;
 		p->nb_via = *via;
 		snprintf(p->ifname, sizeof(p->ifname), "%s", ifname);
 		snprintf(p->name, sizeof(p->name), "%s~%s", ifname, addr_format_in6(via, 0, v));
-		ps->n++;
 		set_loose_rp_filter(ifname);
 		raise_limits(ps, ps->n);
 	}

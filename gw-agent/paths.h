@@ -17,6 +17,9 @@
 #include "routes.h"
 
 #define PATHS_MAX 16
+/* Of those, at most this many neighbours' (the mesh's): the rest stay for
+ * WAN paths, which a reload can add. */
+#define PATHS_MAX_NEIGHBOURS 8
 
 enum path_mode {
 	PATH_ON = 0,      /* use it */

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 enum {
-	O_CONC = 256, O_LAN, O_BYPASS, O_WANPATH, O_MESH, O_LEND, O_ENDPOINTS, O_PROBE,
+	O_CONC = 256, O_LAN, O_BYPASS, O_WANPATH, O_MESH, O_LEND, O_MESH_KEY, O_ENDPOINTS, O_PROBE,
 	O_FALLBACK, O_BLOCK_QUIC, O_NO_BLOCK_QUIC, O_PORT, O_MARK, O_TABLE, O_CONNECT_TIMEOUT,
 	O_REPLY_TIMEOUT, O_KEEPALIVE, O_RCVBUF, O_IDLE_TIMEOUT, O_WORKERS, O_BUFFERS,
 	O_BUFFER_SIZE, O_MAX_PER_HOST, O_KEY_FILE, O_CONTROL, O_LOG_LEVEL, O_METRICS, O_CONFIG,
@@ -58,6 +58,13 @@ static const struct opt_spec agent_opts[] = {
 		  "per borrower (256); with uplink= our own upload goes first and the lent "
 		  "traffic gets the rest (at most rate=)",
 	  .more = "Only TCP to the first concentrator is forwarded, with NAT. uplink= is our line's upload rate, a little under the line (19mbit); wan= defaults to the first path." },
+	{ "mesh-key", O_MESH_KEY, "FILE", "mesh_key_file", CONFIG_STRING, .type = OT_STRING,
+	  .off = offsetof(struct agent_config, mesh.key_path),
+	  .size = sizeof(((struct agent_config *)0)->mesh.key_path), .reload = OPT_RESTART,
+	  .help = "the mesh's keys (lines ID SECRET [PREFIX...]; mode 600): a lender signs its "
+		  "announcements with the first, a borrower takes only announcements signed with "
+		  "one of them, from an address it is for",
+	  .more = "Without it no announcement is sent or taken: a borrower uses only the neighbour= it names. See \"Mesh\" in the README." },
 	{ "endpoints", O_ENDPOINTS, "kernel|mptcpd", "endpoints", CONFIG_STRING,
 	  .reload = OPT_RESTART, .deflt = "kernel",
 	  .help = "manage MPTCP endpoints here, or leave them to mptcpd and only do routing",
@@ -358,6 +365,18 @@ int agent_load_settings(int argc, char **argv, struct agent_config *cfg, struct 
 		fprintf(stderr, "gw-agent: no LAN interface to intercept: --lan IFACE or \"lan\" in %s\n",
 			file);
 		return -EINVAL;
+	}
+	if (cfg->mesh.key_path[0]) {
+		/* Read at start; checked here so --check-config names its errors. */
+		struct cookie_keys mk = { 0 };
+		int r = mesh_load_keys(cfg->mesh.key_path, &mk);
+
+		cookie_keys_free(&mk);
+		if (r < 0)
+			return r;
+		if (!cfg->mesh.borrow_if[0] && !cfg->mesh.lend_if[0])
+			fprintf(stderr, "gw-agent: warning: --mesh-key without --mesh or --lend: "
+				"not used\n");
 	}
 	return load_key(cfg);
 }

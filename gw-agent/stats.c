@@ -37,6 +37,13 @@ void agent_totals(const struct agent *a, struct agent_counters *ret_n,
 }
 
 /* Main thread: copy what metrics show of the paths (they are ours). */
+void agent_mesh_snapshot(struct agent *a)
+{
+	pthread_mutex_lock(&a->snap_lock);
+	memcpy(a->mesh_results, a->mesh.results, sizeof(a->mesh_results));
+	pthread_mutex_unlock(&a->snap_lock);
+}
+
 void agent_paths_snapshot(struct agent *a)
 {
 	struct paths *ps = &a->paths;
@@ -80,6 +87,7 @@ void agent_paths_snapshot(struct agent *a)
 			}
 		}
 	a->npm = n;
+	memcpy(a->mesh_results, a->mesh.results, sizeof(a->mesh_results));
 	pthread_mutex_unlock(&a->snap_lock);
 	if (conc0_seen)
 		atomic_store_explicit(&a->conc_up[0], conc0_up ? 1 : 0, memory_order_relaxed);
@@ -97,9 +105,12 @@ void agent_render_metrics(void *ctx, struct mbuf *b)
 	char l[256], e1[64], e2[64];
 	struct control_counts cc = { .read = false };
 
+	uint64_t mesh_results[MESH_R_MAX];
+
 	pthread_mutex_lock(&a->snap_lock);
 	npm = a->npm;
 	memcpy(pm, a->pm, sizeof(pm));
+	memcpy(mesh_results, a->mesh_results, sizeof(mesh_results));
 	pthread_mutex_unlock(&a->snap_lock);
 	pthread_mutex_lock(&a->cfg_lock);
 	cfg = a->cfg;
@@ -190,6 +201,15 @@ void agent_render_metrics(void *ctx, struct mbuf *b)
 		    "Flows whose MPTCP connection fell back to plain TCP (one path, no failover); "
 		    "each makes the kernel forget the concentrator's TFO cookie.",
 		    t.fell_back);
+	if (cfg.mesh.borrow_if[0]) {
+		metrics_head(b, "gw_agent_mesh_announcements_total", "counter",
+			     "Mesh announcements received, by what became of them (ok, or why "
+			     "refused).");
+		for (unsigned k = 0; k < MESH_R_MAX; k++) {
+			snprintf(l, sizeof(l), "result=\"%s\"", mesh_result_name(k));
+			metrics_u64(b, "gw_agent_mesh_announcements_total", l, mesh_results[k]);
+		}
+	}
 	metrics_head(b, "gw_agent_accept_pauses_total", "counter",
 		     "Times accepting paused for want of descriptors, by socket.");
 	metrics_u64(b, "gw_agent_accept_pauses_total", "socket=\"lan\"", t.accept_paused);

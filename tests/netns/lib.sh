@@ -466,13 +466,19 @@ mesh_topology() {
 	ip -n "$(ns srv)" route add default via 203.0.113.1
 	ip netns exec "$(ns conc)" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.tcp_fastopen=3
 	ip -n "$(ns conc)" mptcp limits set subflows 8 add_addr_accepted 0
+	# The mesh key the households share (--mesh-key): key 5, any address.
+	MESH_SECRET=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+	MESH_KEYS=$WORKDIR/mesh.keys
+	(umask 077; echo "5 $MESH_SECRET any" > "$MESH_KEYS")
 }
-# mesh_agent NS LOGNAME ARGS...: a gw-agent on a mesh_topology router,
-# status socket $WORKDIR/LOGNAME.sock; AGENT_PID.
+# mesh_agent NS LOGNAME ARGS...: a gw-agent on a mesh_topology router, with
+# the mesh key ($MESH_KEYS, unless empty), status socket
+# $WORKDIR/LOGNAME.sock; AGENT_PID.
 mesh_agent() {
 	local g=$1 name=$2 i; shift 2
 	ip netns exec "$(ns "$g")" "$AGENT" --concentrator 192.0.2.1:5124 --workers 1 \
-		--control "$WORKDIR/$name.sock" "$@" > "$WORKDIR/$name.log" 2>&1 &
+		--control "$WORKDIR/$name.sock" ${MESH_KEYS:+--mesh-key "$MESH_KEYS"} "$@" \
+		> "$WORKDIR/$name.log" 2>&1 &
 	AGENT_PID=$!
 	for i in $(seq 1 100); do
 		grep -q "intercepting TCP" "$WORKDIR/$name.log" && return 0
