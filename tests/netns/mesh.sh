@@ -31,15 +31,25 @@ start_concentrator conc conc --listen 192.0.2.1:5124 --allow-client 198.51.100.0
 wait_listen srv 5201 && wait_listen conc 5124 && wait_listen conc 9000 && wait_listen lanb 9000 &&
 	wait_listen conc 5202 || exit 1
 
-mesh_agent b agent-b --lan b-lanb --path b-dsl ${LEND_B:---lend b-mesh,uplink=$(( ${RATE%mbit} * 95 / 100 ))mbit,flows=64} || exit 1
+# Mesh keys, one per lending household, bound to its address in A's file
+# (so B and C cannot speak for each other), and key 8, which A takes from
+# any address of the mesh (a key the households share).
+hex() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
+S5=$(hex); S6=$(hex); S8=$(hex)
+(umask 077
+ echo "5 $S5" > "$WORKDIR/b.mkeys"; echo "6 $S6" > "$WORKDIR/c.mkeys"
+ printf '5 %s 10.77.0.2/32\n6 %s 10.77.0.3/32\n8 %s 10.77.0.0/24\n' "$S5" "$S6" "$S8" > "$WORKDIR/a.mkeys")
+MESH_KEYS=
+mesh_agent b agent-b --lan b-lanb --path b-dsl --mesh-key "$WORKDIR/b.mkeys" \
+	${LEND_B:---lend b-mesh,uplink=$(( ${RATE%mbit} * 95 / 100 ))mbit,flows=64} || exit 1
 B=$AGENT_PID
-mesh_agent c agent-c --lan c-lan --path c-dsl --lend c-mesh || exit 1
+mesh_agent c agent-c --lan c-lan --path c-dsl --lend c-mesh --mesh-key "$WORKDIR/c.mkeys" || exit 1
 C=$AGENT_PID
 # cubic, as on a home router: this machine's default is BBR, which left each
 # subflow over the shaped lines about 8% idle (0.88-0.92 of the sum; cubic
 # 0.975; README, --congestion).
 mesh_agent a agent-a --lan a-lan --path a-dsl --mesh a-mesh --metrics-listen 127.0.0.1:9190 \
-	--congestion cubic || exit 1
+	--congestion cubic --mesh-key "$WORKDIR/a.mkeys" || exit 1
 A=$AGENT_PID
 
 status_a() { ip netns exec "$(ns a)" "$AGENT" status --control "$WORKDIR/agent-a.sock"; }
@@ -266,6 +276,62 @@ withdraw() {
 	wait_paths 3
 }
 check "B's line down: B withdraws and A drops it within 2 s; back: lent again" withdraw
+
+# Hostile devices on the segment (C's namespace, besides C's agent, can
+# send anything from any address; issue 20). Each kind of announcement, 20
+# times: A counts it refused for its own reason, B's path stays up, and no
+# other neighbour appears.
+M="ip netns exec $(ns c) $PY ./nettool.py meshannounce --dev c-mesh"
+mesh_result() { metric_at a 127.0.0.1:9190 "gw_agent_mesh_announcements_total{result=\"$1\"}"; }
+at_least() { [ "$(mesh_result "$1")" -ge "$2" ]; }
+spoof() {  # spoof RESULT ANNOUNCE-ARGS...
+	local want=$1 before after; shift
+	before=$(mesh_result "$want") || return 1
+	$M "$@" > /dev/null || return 1
+	eventually 5 at_least "$want" $((before + 20)) || { status_a | grep "^a-"; return 1; }
+	after=$(mesh_result "$want")
+	echo "{\"refused_as\": \"$want\", \"counted\": $((after - before))}"
+	status_a | grep -q "^a-mesh~10.77.0.2 .* up " || { echo "B's path went down"; return 1; }
+	[ "$(status_a | grep -cE '^a-mesh~.* up ')" -eq 2 ] || { status_a | grep "^a-"; return 1; }
+}
+check "a lender announcing without a key (version 1): refused" \
+	spoof unauthenticated --src 10.77.0.9 --version 1
+check "signed with a key A does not hold: refused" spoof unknown_key --src 10.77.0.9 --key "9:$(hex)"
+check "B's key id with another secret: refused" spoof bad_tag --src 10.77.0.9 --key "5:$(hex)"
+check "B's withdrawal forged from B's address, unsigned: B stays" \
+	spoof unauthenticated --src 10.77.0.2 --version 1 --lending 0
+check "B's withdrawal forged from B's address with a guessed secret: B stays" \
+	spoof bad_tag --src 10.77.0.2 --key "5:$(hex)" --lending 0
+check "B's withdrawal forged by C, a key holder, with its own key: B stays (the key is for C's address)" \
+	spoof scope --src 10.77.0.2 --key "6:$S6" --lending 0
+check "a key holder from off the mesh's subnet: refused" spoof off_link --src 10.99.0.9 --key "8:$S8"
+check "a key holder naming another sender than its source: refused" \
+	spoof sender --src 10.77.0.9 --sender 10.77.0.10 --key "8:$S8"
+check "a key holder's announcement dated 10 min ahead: refused" \
+	spoof clock --src 10.77.0.9 --key "8:$S8" --seq-offset 600000
+replay_b() {
+	ip netns exec "$(ns c)" "$PY" ./nettool.py meshcapture --dev c-mesh --src 10.77.0.2 \
+		--out "$WORKDIR/b.announce" || return 1
+	spoof replayed --src 10.77.0.2 --replay "$WORKDIR/b.announce"
+}
+check "B's own signed announcement recorded and replayed: refused" replay_b
+# A key holder announcing from 20 addresses of the mesh: A knows 8
+# neighbours at most (B, C and 6 of them), the rest are refused, and A's
+# flows go on.
+many_lenders() {
+	local before i
+	before=$(mesh_result full) || return 1
+	for i in $(seq 100 119); do
+		$M --src "10.77.0.$i" --key "8:$S8" --count 2 --interval 0.01 > /dev/null || return 1
+	done
+	eventually 5 at_least full $((before + 1)) || return 1
+	echo "{\"refused_full\": $(( $(mesh_result full) - before )), \"neighbour_paths\": $(status_a | grep -c '^a-mesh~')}"
+	[ "$(status_a | grep -c '^a-mesh~')" -le 8 ] &&
+		status_a | grep -q "^a-mesh~10.77.0.2 .* up " &&
+		ip netns exec "$(ns lan)" "$PY" ./nettool.py echo --plain --dst 203.0.113.2:9000 \
+			--bytes 1000000 --flows 4
+}
+check "a key holder announcing from 20 addresses: 8 neighbours at most, A's flows go on" many_lenders
 
 stop_check() {
 	kill -TERM "$A" "$B" "$C"

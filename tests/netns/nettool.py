@@ -910,6 +910,73 @@ async def cmd_cookieflood(args):
     return answered == sent
 
 
+# ------------------------------------------------------- mesh announcements
+
+MESH_LABEL = b"mptcp-ha mesh 2"
+
+
+def mesh_announce(lending, kid, secret, seq, sender, version=2):
+    """A mesh announcement as gw-agent/meshmsg.h describes it, written here
+    from that description: version 1 is the old unsigned 8 bytes."""
+    if version == 1:
+        return b"gwml" + bytes([1, 1 if lending else 0, 0, 0])
+    import hmac
+    body = (b"gwml" + bytes([version, 1 if lending else 0, 0, 0]) +
+            struct.pack("!IQ", kid, seq) + socket.inet_aton(sender))
+    tag = hmac.new(secret, MESH_LABEL + body, hashlib.sha256).digest()[:16]
+    return body + tag
+
+
+def send_spoofed_udp(dev, src, payload, dport=5126):
+    """One UDP broadcast from src (any address: a raw socket writes the IP
+    header) out of dev."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.encode())
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    udp = struct.pack("!HHHH", 40000, dport, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0,
+                     socket.inet_aton(src), socket.inet_aton("255.255.255.255"))
+    s.sendto(ip + udp, ("255.255.255.255", 0))
+    s.close()
+
+
+def cmd_meshannounce(args):
+    """--count announcements out of --dev from --src (spoofed as needed),
+    --interval s apart: signed with --key ID:HEX (as --sender, default
+    --src, sequence = our clock in ms + --seq-offset), or --version 1
+    (unsigned), or the bytes of --replay FILE as they are."""
+    for i in range(args.count):
+        if args.replay:
+            msg = open(args.replay, "rb").read()
+        elif args.version == 1:
+            msg = mesh_announce(args.lending, 0, b"", 0, args.src, version=1)
+        else:
+            kid, hexsecret = args.key.split(":")
+            seq = int(time.time() * 1000) + args.seq_offset + i
+            msg = mesh_announce(args.lending, int(kid), bytes.fromhex(hexsecret), seq,
+                                args.sender or args.src)
+        send_spoofed_udp(args.dev, args.src, msg)
+        time.sleep(args.interval)
+    print(json.dumps({"sent": args.count, "src": args.src}))
+    return True
+
+
+def cmd_meshcapture(args):
+    """The first announcement from --from (lending) heard on --dev, into
+    --out: what anyone on the segment can record."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, args.dev.encode())
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", 5126))
+    s.settimeout(5)
+    while True:
+        data, (host, _) = s.recvfrom(64)
+        if host == args.src and len(data) == 40 and data[5] == 1:
+            open(args.out, "wb").write(data)
+            print(json.dumps({"captured": len(data), "from": host}))
+            return True
+
+
 def cmd_rtt(args):
     """--count UDP probes to an echo server (serve --udp443), --interval s
     apart: round-trip times, losses and whether replies came in order.
@@ -1188,6 +1255,21 @@ def main():
     cf.add_argument("--parallel", type=int, default=32)
     cf.add_argument("--ahead", type=int, default=89)
     cf.add_argument("--info", action="store_true")
+    ma = sub.add_parser("meshannounce")
+    ma.add_argument("--dev", required=True)
+    ma.add_argument("--src", required=True)
+    ma.add_argument("--sender")
+    ma.add_argument("--key", help="ID:HEXSECRET")
+    ma.add_argument("--version", type=int, default=2)
+    ma.add_argument("--lending", type=int, default=1)
+    ma.add_argument("--count", type=int, default=20)
+    ma.add_argument("--interval", type=float, default=0.02)
+    ma.add_argument("--seq-offset", type=int, default=0)
+    ma.add_argument("--replay")
+    mc = sub.add_parser("meshcapture")
+    mc.add_argument("--dev", required=True)
+    mc.add_argument("--src", required=True)
+    mc.add_argument("--out", required=True)
     nr = sub.add_parser("noread")
     nr.add_argument("--conc", required=True)
     nr.add_argument("--dst", required=True)
@@ -1245,13 +1327,13 @@ def main():
     args = p.parse_args()
     sync = {"tfo": cmd_tfo, "whoami": cmd_whoami, "quic": cmd_quic, "pcap-syn": cmd_pcap_syn,
             "pcap-tfo": cmd_pcap_tfo, "trickle": cmd_trickle, "hold": cmd_hold,
-            "noread": cmd_noread, "rtt": cmd_rtt, "tcpping": cmd_tcpping}
+            "noread": cmd_noread, "rtt": cmd_rtt, "tcpping": cmd_tcpping,
+            "meshannounce": cmd_meshannounce, "meshcapture": cmd_meshcapture}
     if args.cmd in sync:
         sys.exit(0 if sync[args.cmd](args) else 1)
     fn = {"serve": serve, "echo": cmd_echo, "error": cmd_error, "reset": cmd_reset,
           "halfclose": cmd_halfclose, "stall": cmd_stall, "errors": cmd_errors,
-          "limit": cmd_limit, "cookie": cmd_cookie,
-           "cookieflood": cmd_cookieflood}[args.cmd]
+          "limit": cmd_limit, "cookie": cmd_cookie, "cookieflood": cmd_cookieflood}[args.cmd]
     ok = asyncio.run(fn(args))
     sys.exit(0 if ok else 1)
 
