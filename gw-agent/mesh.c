@@ -123,6 +123,7 @@ int mesh_parse_lend(struct mesh_config *cfg, const char *spec, const char **why)
 	if (parse_ifname(strtok_r(buf, ",", &save), cfg->lend_if, why) < 0)
 		return -EINVAL;
 	cfg->lend_flows = 256;
+	cfg->lend_total = 1024;
 	cfg->lend_uplink[0] = cfg->lend_rate[0] = cfg->lend_wan[0] = 0;
 	while ((tok = strtok_r(NULL, ",", &save))) {
 		char *end;
@@ -148,9 +149,20 @@ int mesh_parse_lend(struct mesh_config *cfg, const char *spec, const char **why)
 			}
 			continue;
 		}
+		if (!strncmp(tok, "total=", 6)) {
+			errno = 0;
+			v = strtoul(tok + 6, &end, 10);
+			if (errno || *end || end == tok + 6 || v < 1 || v > 100000) {
+				cfg->lend_if[0] = 0;
+				*why = "has total= that is not a number from 1 to 100000";
+				return -EINVAL;
+			}
+			cfg->lend_total = (unsigned)v;
+			continue;
+		}
 		if (strncmp(tok, "flows=", 6)) {
 			cfg->lend_if[0] = 0;
-			*why = "has an option other than flows=, uplink=, rate=, wan=";
+			*why = "has an option other than flows=, total=, uplink=, rate=, wan=";
 			return -EINVAL;
 		}
 		errno = 0;
@@ -423,19 +435,27 @@ static int lend_install(struct mesh *m)
 			 m->cfg.lend_if);
 	/* Between mesh nodes (a multi-hop mesh routed through us) is the
 	 * mesh's business; from the mesh to anywhere else only TCP to the
-	 * concentrator, of its family; replies come back through conntrack's
-	 * translation. The flow cap counts new connections per borrower
-	 * address (only those to the concentrator get that far). */
+	 * concentrator, of its family, from a borrow address for us
+	 * (100.64.L.0/24, L our last byte: what borrowers use for us, at most
+	 * 254 of them); replies come back through conntrack's translation.
+	 * The flow cap counts new connections per borrower address (only
+	 * those to the concentrator get that far), and all of them together
+	 * are capped too, so no number of borrowers fills our conntrack table
+	 * or the concentrator's limits for our address. */
 	snprintf(script, sizeof(script),
 		 "table inet " NFT_LEND " {\n"
-		 "\tset borrowers { type %s; size 4096; flags dynamic; }\n"
+		 "\tset borrowers { type %s; size 256; flags dynamic; }\n"
+		 "\tset lent { type %s; size 1; flags dynamic; }\n"
 		 "\tchain forward {\n"
 		 "\t\ttype filter hook forward priority filter - 1; policy accept;\n"
 		 "\t\tiifname \"%s\" oifname \"%s\" accept\n"
 		 "\t\tiifname \"%s\" meta nfproto != %s drop\n"
+		 "\t\tiifname \"%s\" ip saddr != 100.64.%u.0/24 drop\n"
 		 "\t\tiifname \"%s\" %s daddr != %s drop\n"
 		 "\t\tiifname \"%s\" meta l4proto != tcp drop\n"
 		 "\t\tiifname \"%s\" tcp dport != %u drop\n"
+		 "\t\tiifname \"%s\" ct state new add @lent { %s daddr ct count over %u } "
+		 "reject with tcp reset\n"
 		 "%s"
 		 "%s"
 		 "\t}\n"
@@ -444,11 +464,14 @@ static int lend_install(struct mesh *m)
 		 "\t\tiifname \"%s\" oifname != \"%s\" masquerade\n"
 		 "\t}\n"
 		 "}\n",
-		 v4 ? "ipv4_addr" : "ipv6_addr",
+		 v4 ? "ipv4_addr" : "ipv6_addr", v4 ? "ipv4_addr" : "ipv6_addr",
 		 m->cfg.lend_if, m->cfg.lend_if,
 		 m->cfg.lend_if, v4 ? "ipv4" : "ipv6",
+		 m->cfg.lend_if, m->lend_own.s6_addr[15],
 		 m->cfg.lend_if, v4 ? "ip" : "ip6", ca,
-		 m->cfg.lend_if, m->cfg.lend_if, port, cap, prio, m->cfg.lend_if, m->cfg.lend_if);
+		 m->cfg.lend_if, m->cfg.lend_if, port,
+		 m->cfg.lend_if, v4 ? "ip" : "ip6", m->cfg.lend_total,
+		 cap, prio, m->cfg.lend_if, m->cfg.lend_if);
 	r = cmd(nft, script);
 	if (r != 0) {
 		log_error("nft refused the lending table (exit %d); script was:\n%s", r, script);
@@ -617,8 +640,9 @@ int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, socklen_t co
 		if (!m->keys.n)
 			log_warn("--lend %s without --mesh-key: no announcements (only borrowers "
 				 "that name us as a neighbour= use our line)", m->cfg.lend_if);
-		log_info("lending our line to the mesh on %s: TCP to %s only, %u flows per borrower%s%s%s%s%s%s",
-			 m->cfg.lend_if, addr_format((struct sockaddr *)conc, a), m->cfg.lend_flows,
+		log_info("lending our line to the mesh on %s: TCP to %s only, %u flows in all, %u per borrower%s%s%s%s%s%s",
+			 m->cfg.lend_if, addr_format((struct sockaddr *)conc, a), m->cfg.lend_total,
+			 m->cfg.lend_flows,
 			 m->cfg.lend_flows ? "" : " (no cap)",
 			 m->shaped ? "; our own traffic first on " : "", m->shaped ? m->cfg.lend_wan : "",
 			 m->shaped ? " (uplink " : "", m->shaped ? m->cfg.lend_uplink : "",

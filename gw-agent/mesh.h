@@ -58,6 +58,7 @@ struct mesh_config {
 	unsigned nstatic;
 	char lend_if[IFNAMSIZ];        /* --lend; "" = not lending */
 	unsigned lend_flows;           /* per borrower, 0 = any */
+	unsigned lend_total;           /* all borrowers together */
 	/* Yielding to our own household: with uplink= our line's upload is
 	 * shaped (HTB on wan) just under the line's own rate, so the queue
 	 * is ours, and lent traffic only gets what our own leaves, at most
@@ -114,7 +115,7 @@ void mesh_count_find(const struct mesh_count *c, int n, const struct in6_addr *a
 int mesh_load_keys(const char *path, struct cookie_keys *ret);
 /* "IFACE[,mode=on|backup][,neighbour=ADDR]...": into cfg (borrowing). */
 int mesh_parse_borrow(struct mesh_config *cfg, const char *spec, const char **why);
-/* "IFACE[,flows=N][,uplink=RATE[,rate=RATE][,wan=IFACE]]": into cfg. */
+/* "IFACE[,flows=N][,total=N][,uplink=RATE[,rate=RATE][,wan=IFACE]]": into cfg. */
 int mesh_parse_lend(struct mesh_config *cfg, const char *spec, const char **why);
 
 /* wan: our first own path's interface, for uplink= without wan= (NULL:

@@ -194,9 +194,13 @@ try:
 except (OSError, AssertionError) as e:
     print("closed:", e); sys.exit(1)' "$src" "$kind" "$dst" "$port"
 }
-via_b() {  # via_b KIND DST [PORT]: from A's mesh address through B
+via_b() {  # via_b KIND DST [PORT]: from A's borrow address for B, through B
+	via_b_from 100.64.2.1 "$@"
+}
+via_b_from() {  # via_b_from SRC KIND DST [PORT]
+	local src=$1; shift
 	ip -n "$(ns a)" route replace "$2/32" via 10.77.0.2 dev a-mesh
-	reach a 10.77.0.1 "$@"
+	reach a "$src" "$@"
 	local r=$?
 	ip -n "$(ns a)" route del "$2/32" via 10.77.0.2 dev a-mesh
 	return $r
@@ -208,6 +212,10 @@ lend_firewall() {
 	done
 	reach conc 192.0.2.1 udp 203.0.113.2 443 > /dev/null || { echo "control: the server's UDP echo does not answer"; rc=1; }
 	via_b tcp 192.0.2.1 5124 > /dev/null || { echo "the concentrator is not reachable through the lender"; rc=1; }
+	# Only borrow addresses for B (100.64.2.0/24) are forwarded, not A's
+	# mesh address (which B's replies would reach: before the source check
+	# this connected).
+	via_b_from 10.77.0.1 tcp 192.0.2.1 5124 > /dev/null && { echo "forwarded from a mesh address"; rc=1; }
 	for t in "tcp 192.0.2.1 9000" "tcp 203.0.113.2 9000" "tcp 192.168.78.2 9000" \
 		 "udp 192.168.78.2 443" "udp 203.0.113.2 443" \
 		 "icmp 192.168.78.2" "icmp 203.0.113.2"; do
@@ -215,7 +223,7 @@ lend_firewall() {
 	done
 	return $rc
 }
-check "a lender forwards only TCP to the concentrator (not another port, not UDP or ICMP, not the Internet, not its LAN)" lend_firewall
+check "a lender forwards only TCP to the concentrator from its borrow addresses (not another port, not UDP or ICMP, not the Internet, not its LAN, not other sources)" lend_firewall
 
 # C leaves the mesh mid-flow (its mesh link goes down), and comes back.
 c_leaves() {
