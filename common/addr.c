@@ -264,3 +264,56 @@ const char *addr_format_prefix(const struct addr_prefix *p,
 	}
 	return buf;
 }
+
+const char *const addr_special_ranges[] = {
+	/* IPv4 (matched as ::ffff:a.b.c.d) */
+	"0.0.0.0/8",        /* this network, unspecified */
+	"10.0.0.0/8",       /* RFC 1918 */
+	"100.64.0.0/10",    /* CGNAT, RFC 6598 */
+	"127.0.0.0/8",      /* loopback */
+	"169.254.0.0/16",   /* link-local */
+	"172.16.0.0/12",    /* RFC 1918 */
+	"192.168.0.0/16",   /* RFC 1918 */
+	"224.0.0.0/4",      /* multicast */
+	"240.0.0.0/4",      /* reserved, includes 255.255.255.255 */
+	/* IPv6 */
+	"::/128",           /* unspecified */
+	"::1/128",          /* loopback */
+	"::/96",            /* IPv4-compatible (deprecated) */
+	"100::/64",         /* discard-only */
+	"64:ff9b:1::/48",   /* local-use NAT64 */
+	"fc00::/7",         /* unique local */
+	"fe80::/10",        /* link-local */
+	"fec0::/10",        /* site-local (deprecated) */
+	"ff00::/8",         /* multicast */
+};
+const unsigned addr_nspecial_ranges = sizeof(addr_special_ranges) / sizeof(addr_special_ranges[0]);
+
+static bool in_special(const struct in6_addr *a)
+{
+	for (unsigned i = 0; i < addr_nspecial_ranges; i++) {
+		struct addr_prefix p;
+
+		if (addr_parse_prefix(addr_special_ranges[i], &p) == 0 && addr_prefix_match(&p, a))
+			return true;
+	}
+	return false;
+}
+
+bool addr_is_special(const struct in6_addr *a)
+{
+	static const uint8_t nat64[12] = { 0x00, 0x64, 0xff, 0x9b };
+	struct in6_addr v4 = { .s6_addr = { [10] = 0xff, [11] = 0xff } };
+
+	if (in_special(a))
+		return true;
+	if (!memcmp(a->s6_addr, nat64, 12)) {
+		memcpy(v4.s6_addr + 12, a->s6_addr + 12, 4);
+		return in_special(&v4);
+	}
+	if (a->s6_addr[0] == 0x20 && a->s6_addr[1] == 0x02) {
+		memcpy(v4.s6_addr + 12, a->s6_addr + 2, 4);
+		return in_special(&v4);
+	}
+	return false;
+}

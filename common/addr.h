@@ -39,6 +39,16 @@ socklen_t addr_from_in6(const struct in6_addr *a, uint16_t port,
 
 bool addr_is_v4mapped(const struct in6_addr *a);
 
+/* Destinations that are not the public Internet: private, CGNAT,
+ * loopback, link-local, multicast, reserved, unique-local and the like
+ * (IPv4 as ::ffff:a.b.c.d). The concentrator denies them unless its
+ * operator allows them; the agent never connects to them itself. */
+extern const char *const addr_special_ranges[];
+extern const unsigned addr_nspecial_ranges;
+/* Whether a is in one of them, or embeds (NAT64 64:ff9b::/96, 6to4
+ * 2002::/16) an IPv4 address that is. */
+bool addr_is_special(const struct in6_addr *a);
+
 #define ADDR_STRLEN (INET6_ADDRSTRLEN + 8)
 /* "203.0.113.2:80" or "[2001:db8::1]:443"; port 0 prints no port. */
 const char *addr_format_in6(const struct in6_addr *a, uint16_t port,

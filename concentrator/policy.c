@@ -6,35 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const builtin_deny[] = {
-	/* IPv4 (matched as ::ffff:a.b.c.d) */
-	"0.0.0.0/8",        /* this network, unspecified */
-	"10.0.0.0/8",       /* RFC 1918 */
-	"100.64.0.0/10",    /* CGNAT, RFC 6598 */
-	"127.0.0.0/8",      /* loopback */
-	"169.254.0.0/16",   /* link-local */
-	"172.16.0.0/12",    /* RFC 1918 */
-	"192.168.0.0/16",   /* RFC 1918 */
-	"224.0.0.0/4",      /* multicast */
-	"240.0.0.0/4",      /* reserved, includes 255.255.255.255 */
-	/* IPv6 */
-	"::/128",           /* unspecified */
-	"::1/128",          /* loopback */
-	"::/96",            /* IPv4-compatible (deprecated) */
-	"100::/64",         /* discard-only */
-	"64:ff9b:1::/48",   /* local-use NAT64 */
-	"fc00::/7",         /* unique local */
-	"fe80::/10",        /* link-local */
-	"fec0::/10",        /* site-local (deprecated) */
-	"ff00::/8",         /* multicast */
-};
 
 int policy_init(struct policy *p)
 {
 	memset(p, 0, sizeof(*p));
-	for (size_t i = 0; i < sizeof(builtin_deny) / sizeof(builtin_deny[0]); i++) {
+	/* The built-in denials: everything that is not the public Internet
+	 * (addr.h); the operator's allow-dest can open a part. */
+	for (unsigned i = 0; i < addr_nspecial_ranges; i++) {
 		struct addr_prefix pfx;
-		int r = addr_parse_prefix(builtin_deny[i], &pfx);
+		int r = addr_parse_prefix(addr_special_ranges[i], &pfx);
 
 		if (r < 0)
 			return r;

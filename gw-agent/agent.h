@@ -73,6 +73,7 @@ struct agent_counters {
 	uint64_t intercepted;
 	uint64_t via_concentrator;
 	uint64_t fallback_direct;
+	uint64_t fallback_refused;     /* reset: the fallback would escape the firewall */
 	uint64_t failed;               /* reset: no concentrator and no fallback */
 	uint64_t host_limit_hits;      /* LAN connections reset: host at its cap */
 	uint64_t fell_back;            /* MPTCP connections fallen back to TCP */

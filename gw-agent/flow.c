@@ -31,6 +31,7 @@
 #include "sock.h"
 
 #include <errno.h>
+#include <ifaddrs.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
@@ -337,6 +338,55 @@ static void try_concentrator(struct agent_worker *aw, struct relay *r)
 	r->phase = PH_POLL;
 }
 
+/* Without --path the main table decides where flows leave: our line is
+ * the interface the route to a concentrator leaves by (one of family's
+ * when there is one: then *src is the address to start from). */
+static bool route_wan(const struct agent_config *cfg, int family, struct in6_addr *src,
+		      bool *have_src, char ifname[IFNAMSIZ])
+{
+	for (int pass = 0; pass < 2; pass++)
+		for (unsigned k = 0; k < cfg->nconc; k++) {
+			struct sockaddr_storage ss;
+			socklen_t sl = sizeof(ss);
+			struct ifaddrs *ifa, *i;
+			struct in6_addr a;
+			bool found = false;
+			int u;
+
+			if ((cfg->conc[k].ss_family == family) != (pass == 0))
+				continue;
+			u = socket(cfg->conc[k].ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+			if (u < 0)
+				continue;
+			if (connect(u, (const struct sockaddr *)&cfg->conc[k], cfg->conc_len[k]) < 0 ||
+			    getsockname(u, (struct sockaddr *)&ss, &sl) < 0 ||
+			    addr_to_in6((struct sockaddr *)&ss, &a, NULL) < 0) {
+				close(u);
+				continue;
+			}
+			close(u);
+			if (getifaddrs(&ifa) < 0)
+				continue;
+			for (i = ifa; i && !found; i = i->ifa_next) {
+				struct in6_addr x;
+
+				if (i->ifa_addr && (i->ifa_addr->sa_family == AF_INET ||
+						    i->ifa_addr->sa_family == AF_INET6) &&
+				    addr_to_in6(i->ifa_addr, &x, NULL) == 0 && !memcmp(&x, &a, sizeof(x))) {
+					snprintf(ifname, IFNAMSIZ, "%s", i->ifa_name);
+					found = true;
+				}
+			}
+			freeifaddrs(ifa);
+			if (found) {
+				*src = a;
+				*have_src = pass == 0;
+				return true;
+			}
+		}
+	return false;
+}
+
 /* No concentrator: connect to the destination directly, or reset. */
 static void give_up(struct agent_worker *aw, struct relay *r, const char *why)
 {
@@ -344,6 +394,9 @@ static void give_up(struct agent_worker *aw, struct relay *r, const char *why)
 	const struct agent_config *cfg = &aw->cfg;
 	struct flow *f = F(r);
 	struct io_uring_sqe tmpl;
+	struct in6_addr dst, src;
+	char ifname[IFNAMSIZ];
+	bool have_src = false, have_if;
 	int fd;
 
 	if (r->fd[1] >= 0) {
@@ -356,6 +409,30 @@ static void give_up(struct agent_worker *aw, struct relay *r, const char *why)
 		relay_close(w, r, RELAY_END_REFUSED, true);
 		return;
 	}
+	/* The direct connection is the router's own, which its forwarding
+	 * firewall never sees: it may go only where a LAN device's forwarded
+	 * packets would be let through anyway, the public Internet through one
+	 * of our own lines. Not to a private or special range (a management
+	 * network, the modem, a VPN's), and only out of a WAN path's interface
+	 * (so no route to a VPN or another LAN takes it). */
+	if (aw->a->paths.n) {
+		struct in6_addr other;
+
+		have_src = paths_wan_source(&aw->a->paths, f->dst.ss_family, &src, ifname);
+		have_if = have_src || paths_wan_source(&aw->a->paths, f->dst.ss_family == AF_INET ?
+						       AF_INET6 : AF_INET, &other, ifname);
+	} else {
+		have_if = route_wan(cfg, f->dst.ss_family, &src, &have_src, ifname);
+	}
+	if (addr_to_in6((struct sockaddr *)&f->dst, &dst, NULL) < 0 || addr_is_special(&dst) ||
+	    !have_if) {
+		aw->n.fallback_refused++;
+		log_flow(aw, r, addr_is_special(&dst) ?
+			 "no direct fallback: the destination is not the public Internet" :
+			 "no direct fallback: none of our own lines is up");
+		relay_close(w, r, RELAY_END_REFUSED, true);
+		return;
+	}
 	fd = socket(f->dst.ss_family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
 	if (fd < 0) {
 		aw->n.failed++;
@@ -364,7 +441,19 @@ static void give_up(struct agent_worker *aw, struct relay *r, const char *why)
 	}
 	sock_nodelay(fd);
 	sock_keepalive(fd, cfg->keepalive_s);
-	bind_source(aw, f, fd, f->dst.ss_family, false);
+	{
+		struct sockaddr_storage ss;
+		socklen_t sl = addr_from_in6(&src, 0, &ss);
+
+		if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, ifname, (socklen_t)strlen(ifname)) < 0 ||
+		    (have_src && bind(fd, (struct sockaddr *)&ss, sl) < 0)) {
+			close(fd);
+			aw->n.failed++;
+			log_flow(aw, r, "direct fallback: cannot bind to our line");
+			relay_close(w, r, RELAY_END_REFUSED, true);
+			return;
+		}
+	}
 	r->fd[1] = fd;
 	r->flags |= AGENT_FLOW_DIRECT;
 	memset(&tmpl, 0, sizeof(tmpl));

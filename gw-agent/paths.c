@@ -373,6 +373,8 @@ int paths_reconcile(struct paths *ps)
 				if (p->mode == PATH_OFF || !p->f[fi].usable ||
 				    primary != !(pass & 1) || no_mptcp != (pass >= 2))
 					continue;
+				memcpy(ps->srcif[fi][ps->nsrc[fi]], p->ifname, IFNAMSIZ);
+				ps->srcnb[fi][ps->nsrc[fi]] = p->neighbour;
 				ps->srcs[fi][ps->nsrc[fi]++] = p->f[fi].addr;
 			}
 	}
@@ -392,6 +394,23 @@ unsigned paths_sources(struct paths *ps, int family, struct in6_addr *ret, unsig
 	memcpy(ret, ps->srcs[fi], n * sizeof(*ret));
 	pthread_mutex_unlock(&ps->src_lock);
 	return n;
+}
+
+bool paths_wan_source(struct paths *ps, int family, struct in6_addr *ret,
+		      char ifname[IFNAMSIZ])
+{
+	int fi = family == AF_INET6 ? 1 : 0;
+	bool found = false;
+
+	pthread_mutex_lock(&ps->src_lock);
+	for (unsigned i = 0; i < ps->nsrc[fi] && !found; i++)
+		if (!ps->srcnb[fi][i]) {
+			*ret = ps->srcs[fi][i];
+			memcpy(ifname, ps->srcif[fi][i], IFNAMSIZ);
+			found = true;
+		}
+	pthread_mutex_unlock(&ps->src_lock);
+	return found;
 }
 
 /* ---- probes ---- */

@@ -110,6 +110,8 @@ struct paths {
 	pthread_mutex_t src_lock;
 	unsigned nsrc[2];
 	struct in6_addr srcs[2][PATHS_MAX];
+	char srcif[2][PATHS_MAX][IFNAMSIZ];   /* their interfaces */
+	bool srcnb[2][PATHS_MAX];             /* a neighbour's (the mesh's) */
 };
 
 /* "IFACE[,mode=on|master|backup|handover|off][,gateway=ADDR]". On error
@@ -154,6 +156,10 @@ static inline const char *path_name(const struct path *p)
 /* The addresses new flows of family (AF_INET/AF_INET6) should start from,
  * best first; 0 when there are no paths (use the main table). */
 unsigned paths_sources(struct paths *ps, int family, struct in6_addr *ret, unsigned max);
+/* The first usable own (WAN, not a neighbour's) path's address and
+ * interface, in the order flows start: for the direct fallback. */
+bool paths_wan_source(struct paths *ps, int family, struct in6_addr *ret,
+		      char ifname[IFNAMSIZ]);
 
 /* The Cookie value for a request on socket fd, bound or connected (its
  * local address is what the concentrator sees, unless the key says NAT),

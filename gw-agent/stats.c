@@ -22,6 +22,7 @@ void agent_totals(const struct agent *a, struct agent_counters *ret_n,
 		ret_n->intercepted += n->intercepted;
 		ret_n->via_concentrator += n->via_concentrator;
 		ret_n->fallback_direct += n->fallback_direct;
+		ret_n->fallback_refused += n->fallback_refused;
 		ret_n->failed += n->failed;
 		ret_n->host_limit_hits += n->host_limit_hits;
 		ret_n->fell_back += n->fell_back;
@@ -221,6 +222,11 @@ void agent_render_metrics(void *ctx, struct mbuf *b)
 	metrics_one(b, "gw_agent_fallbacks_direct_total", "counter",
 		    "Flows that went directly because no concentrator answered.",
 		    t.fallback_direct);
+	metrics_one(b, "gw_agent_fallbacks_refused_total", "counter",
+		    "Flows reset instead of going directly: their destination is not the public "
+		    "Internet, or no own path is up (the router's own connection would pass by "
+		    "its forwarding firewall).",
+		    t.fallback_refused);
 	metrics_head(b, "gw_agent_concentrator_up", "gauge",
 		     "Concentrator reachability: 1 reached, 0 not, from the last connect or probe.");
 	metrics_head(b, "gw_agent_concentrator_connects_total", "counter",

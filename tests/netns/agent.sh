@@ -169,7 +169,7 @@ check "agent exits cleanly on SIGTERM (first instance)" stop_agent_pid $A1 agent
 # kernel without TCP Fast Open for MPTCP (Debian 12's 6.1): bare SYNs, the
 # Convert message after the handshake.
 CONCS="--concentrator 198.51.100.1:5199 --concentrator 198.51.100.1:5124" start_agent agent1b \
-	--no-fast-open || exit 1
+	--no-fast-open --metrics-listen 127.0.0.1:9191 || exit 1
 A1=$AGENT_PID
 check "first concentrator refuses: the backup carries the flow" saw 203.0.113.2:9003 203.0.113.1
 no_fast_open() {
@@ -186,6 +186,44 @@ check "fallback direct: LAN still reaches the server, from the router's address"
 	saw 203.0.113.2:9003 198.51.100.2
 check "fallback direct: 8 MiB each way intact" \
 	$T echo --plain --dst 203.0.113.2:9000 --bytes $((8 << 20))
+
+# The direct fallback is the router's own connection, which its forwarding
+# firewall never sees: it must reach nothing the LAN could not. gw gets a
+# management network (10.99.0.0/24) and a VPN-like route (192.0.2.128/25)
+# on another interface, and a firewall that keeps the LAN out of both; gw
+# itself reaches both (the control).
+ns_add mgmt; link gw mgmt
+addr gw gw-mgmt 10.99.0.1/24; addr mgmt mgmt-gw 10.99.0.2/24; addr mgmt mgmt-gw 192.0.2.130/25
+ip -n "$(ns gw)" route add 192.0.2.128/25 dev gw-mgmt
+ip -n "$(ns mgmt)" route add default via 10.99.0.1
+ip netns exec "$(ns mgmt)" "$PY" ./nettool.py serve --bind 10.99.0.2 --bind 192.0.2.130 --base 9000 \
+	> /dev/null 2>&1 &
+ip netns exec "$(ns gw)" nft -f - <<'NFT'
+table inet homefw {
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		iifname "gw-lan" oifname "gw-mgmt" drop
+	}
+}
+NFT
+wait_listen mgmt 9000 || exit 1
+G="ip netns exec $(ns gw) $PY ./nettool.py"
+no_escape() {
+	local d refused
+	for d in 10.99.0.2 192.0.2.130; do
+		$G echo --plain --dst $d:9000 --bytes 1000 > /dev/null || { echo "control: gw cannot reach $d"; return 1; }
+	done
+	for d in 10.99.0.2 192.0.2.130; do
+		$T echo --plain --dst $d:9000 --bytes 1000 > /dev/null 2>&1 && { echo "the LAN reached $d"; return 1; }
+	done
+	# The private one is refused by the agent (this instance's first
+	# refusal); the other left by the line (its route there goes nowhere)
+	# instead of the VPN-like interface.
+	refused=$(metric_at gw 127.0.0.1:9191 gw_agent_fallbacks_refused_total) || return 1
+	echo "{\"fallbacks_refused\": $refused}"
+	[ "$refused" -ge 1 ]
+}
+check "fallback direct reaches nothing the router's firewall keeps the LAN from (a private network, a VPN's route)" no_escape
 
 # Crash: SIGKILL leaves the table behind; the next start must clean it up.
 kill -KILL $A1; wait $A1 2>/dev/null
