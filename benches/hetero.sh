@@ -27,7 +27,7 @@ PATH1_PROFILE=$P1 PATH2_PROFILE=$P2 two_path_topology 100mbit || exit 1
 ip netns exec "$(ns srv)" iperf3 -s -p 5201 > /dev/null 2>&1 &
 start_concentrator conc conc --listen 192.0.2.1:5124 --allow-client 198.51.100.0/24
 wait_listen conc 5124 && wait_listen srv 5201 || exit 1
-ip netns exec "$(ns gw)" "$AGENT" --concentrator 192.0.2.1:5124 --lan gw-lan \
+ip netns exec "$(ns gw)" "$AGENT" --concentrator 192.0.2.1:5124 --lan gw-lan --control "$WORKDIR/control.sock" \
 	--path gw-p1 --path gw-p2 > "$WORKDIR/agent.log" 2>&1 &
 for i in $(seq 1 100); do grep -q "intercepting TCP" "$WORKDIR/agent.log" && break; sleep 0.05; done
 sleep 2

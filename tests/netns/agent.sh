@@ -71,6 +71,7 @@ CONC_MAIN=$CONC_PID
 start_agent() {  # start_agent LOGNAME ARGS...
 	local name=$1; shift
 	ip netns exec "$(ns gw)" "$AGENT" ${CONCS:---concentrator 198.51.100.1:5124} --lan gw-lan \
+		--control "$WORKDIR/$name.sock" \
 		--bypass 203.0.113.3/32 --workers 1 --connect-timeout 1 "$@" > "$WORKDIR/$name.log" 2>&1 &
 	AGENT_PID=$!
 	local i

@@ -25,6 +25,7 @@ start_concentrator conc conc --allow-client 198.51.100.0/24 --workers 1
 wait_listen conc 5124 || exit 1
 agent() {
 	ip netns exec "$(ns gw)" "$AGENT" --concentrator 192.0.2.1:5124 --lan gw-lan --workers 1 \
+		--control "$WORKDIR/control.sock" \
 		--path gw-p1,mode=master --path gw-p2 > "$WORKDIR/agent.log" 2>&1 &
 	A1=$!
 	sleep 0.6

@@ -27,6 +27,7 @@ conc_start() {
 conc_start 1
 wait_listen srv 9000 || exit 1
 ip netns exec "$(ns gw)" "$AGENT" --concentrator 192.0.2.1:5124 --lan gw-lan --workers 1 \
+	--control "$WORKDIR/control.sock" \
 	--path gw-p1 --path gw-p2 --metrics-listen 127.0.0.1:9125 > "$WORKDIR/agent.log" 2>&1 &
 AGENT_PID=$!
 for i in $(seq 1 100); do grep -q "intercepting TCP" "$WORKDIR/agent.log" && break; sleep 0.05; done
