@@ -268,6 +268,7 @@ const char *addr_format_prefix(const struct addr_prefix *p,
 const char *const addr_special_ranges[] = {
 	/* IPv4 (matched as ::ffff:a.b.c.d) */
 	"0.0.0.0/8",        /* this network, unspecified */
+	"168.63.129.16/32", /* a cloud platform's host service (Azure's) */
 	"10.0.0.0/8",       /* RFC 1918 */
 	"100.64.0.0/10",    /* CGNAT, RFC 6598 */
 	"127.0.0.0/8",      /* loopback */

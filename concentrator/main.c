@@ -82,6 +82,15 @@ static void reload(struct conc *c, int argc, char **argv)
 		rotate_tfo_key(c, &n);
 	}
 	pthread_rwlock_wrlock(&c->live_lock);
+	/* The own-address list is the watcher's (ownaddr.c), which may have
+	 * refreshed it since this reload listed it: keep the live one. Without
+	 * a watcher, the reload's listing, unless it failed. */
+	if (c->own_nl || !n.policy.own_known) {
+		policy_set_own(&n.policy, cur->policy.own, cur->policy.nown);
+		n.policy.own_known = cur->policy.own_known;
+		cur->policy.own = NULL;
+		cur->policy.nown = 0;
+	}
 	policy_free(&cur->policy);
 	cur->policy = n.policy;
 	cur->handshake_timeout_ms = n.handshake_timeout_ms;

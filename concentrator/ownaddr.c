@@ -1,8 +1,13 @@
 /* The concentrator's own addresses are never destinations. They change
  * while it runs: keepalived moves a VIP in, IPv6 makes a new temporary
- * address, DHCP renews. A thread listens for rtnetlink address events and,
- * 50 ms after a burst of them, lists the addresses again and swaps the list
- * into the live policy. */
+ * address, DHCP renews, an AnyIP prefix is routed to lo. A thread listens
+ * for rtnetlink address events and local-table route events and, 50 ms
+ * after a burst of them, lists the addresses again and swaps the list into
+ * the live policy. A listing that fails (EMFILE, ENOMEM) keeps the last
+ * list and is tried again every second until it works; while none ever
+ * worked, every destination is refused (policy.c). This thread owns the
+ * list: a reload keeps it (main.c), so a change between a reload's own
+ * listing and its swap is not lost. */
 #include "concentrator.h"
 
 #include <errno.h>
@@ -14,21 +19,43 @@
 #include <string.h>
 #include <unistd.h>
 
-static void refresh(struct conc *c)
+/* 0, or -errno when the listing failed (the last list stays). */
+static int refresh(struct conc *c)
 {
 	struct addr_prefix *own;
 	unsigned n;
 	int r = policy_list_own(&own, &n);
 
 	if (r < 0) {
-		log_errno(r, "own addresses: cannot list them, keeping the last list: %m");
-		return;
+		log_errno(r, "own addresses: cannot list them, keeping the last list and trying "
+			  "again in a second: %m");
+		return r;
 	}
 	pthread_rwlock_wrlock(&c->live_lock);
 	policy_set_own(&c->cfg.policy, own, n);
 	pthread_rwlock_unlock(&c->live_lock);
 	atomic_fetch_add(&c->own_refreshes, 1);
 	log_debug("own addresses: %u, refreshed", n);
+	return 0;
+}
+
+/* Whether a burst of rtnetlink messages holds news for the own list: an
+ * address change, or a route change in the local table (routes elsewhere,
+ * a full BGP table among them, are not ours to follow). */
+static bool news(const char *buf, ssize_t len)
+{
+	int left = (int)len;
+
+	for (const struct nlmsghdr *m = (const struct nlmsghdr *)buf; mnl_nlmsg_ok(m, left);
+	     m = mnl_nlmsg_next(m, &left)) {
+		if (m->nlmsg_type == RTM_NEWADDR || m->nlmsg_type == RTM_DELADDR)
+			return true;
+		if ((m->nlmsg_type == RTM_NEWROUTE || m->nlmsg_type == RTM_DELROUTE) &&
+		    m->nlmsg_len >= NLMSG_LENGTH(sizeof(struct rtmsg)) &&
+		    ((const struct rtmsg *)NLMSG_DATA(m))->rtm_table == RT_TABLE_LOCAL)
+			return true;
+	}
+	return false;
 }
 
 static void *watch_main(void *arg)
@@ -37,14 +64,19 @@ static void *watch_main(void *arg)
 	char buf[8192];
 	int fd = mnl_socket_get_fd(c->own_nl);
 
+	/* "failed" at first: one more listing a second after start, so one
+	 * that failed at start (or in ownaddr_start) is tried again. */
+	bool failed = true;
+
 	for (;;) {
 		struct pollfd pf[2] = {
 			{ .fd = fd, .events = POLLIN },
 			{ .fd = c->own_stop[0], .events = POLLIN },
 		};
-		bool events = false;
+		bool events = failed;
+		int k = poll(pf, 2, failed ? 1000 : -1);
 
-		if (poll(pf, 2, -1) < 0 && errno != EINTR)
+		if (k < 0 && errno != EINTR)
 			break;
 		if (pf[1].revents)
 			break;
@@ -52,13 +84,15 @@ static void *watch_main(void *arg)
 		 * refresh: drain, wait 50 ms, drain again. Overflow (ENOBUFS)
 		 * loses events, not the refresh. */
 		for (int round = 0; round < 2; round++) {
-			while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0 || errno == ENOBUFS)
-				events = true;
-			if (!round)
+			ssize_t n;
+
+			while ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0 || errno == ENOBUFS)
+				events |= n <= 0 || news(buf, n);
+			if (!round && events)
 				poll(pf + 1, 1, 50);
 		}
 		if (events)
-			refresh(c);
+			failed = refresh(c) < 0;
 	}
 	return NULL;
 }
@@ -70,7 +104,8 @@ int ownaddr_start(struct conc *c)
 	c->own_nl = mnl_socket_open(NETLINK_ROUTE);
 	if (!c->own_nl)
 		return -errno;
-	if (mnl_socket_bind(c->own_nl, RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR, MNL_SOCKET_AUTOPID) < 0 ||
+	if (mnl_socket_bind(c->own_nl, RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE |
+			    RTMGRP_IPV6_ROUTE, MNL_SOCKET_AUTOPID) < 0 ||
 	    pipe2(c->own_stop, O_CLOEXEC) < 0) {
 		r = -errno;
 		mnl_socket_close(c->own_nl);
@@ -87,7 +122,9 @@ int ownaddr_start(struct conc *c)
 	}
 	pthread_setname_np(c->own_thread, "ownaddr");
 	/* Addresses that changed between the first listing and the
-	 * subscription are caught by listing once more now. */
+	 * subscription are caught by listing once more now. (A failure here
+	 * is retried by the thread at its next event; an unknown list already
+	 * refuses every destination.) */
 	refresh(c);
 	return 0;
 }
@@ -103,3 +140,4 @@ void ownaddr_stop(struct conc *c)
 	mnl_socket_close(c->own_nl);
 	c->own_nl = NULL;
 }
+

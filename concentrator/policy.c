@@ -1,8 +1,11 @@
 #include "policy.h"
+#include "nl.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ifaddrs.h>
+#include <linux/rtnetlink.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,11 +82,93 @@ int policy_add_dest(struct policy *p, const struct addr_prefix *pfx, bool allow,
 	return 0;
 }
 
+struct own_list {
+	struct addr_prefix *a;
+	unsigned n, cap;
+	int err;
+};
+
+static void own_add(struct own_list *l, const struct addr_prefix *pfx)
+{
+	if (l->err)
+		return;
+	if (l->n == l->cap) {
+		unsigned nc = l->cap ? 2 * l->cap : 16;
+		struct addr_prefix *na = realloc(l->a, nc * sizeof(*na));
+
+		if (!na) {
+			l->err = -ENOMEM;
+			return;
+		}
+		l->a = na;
+		l->cap = nc;
+	}
+	l->a[l->n++] = *pfx;
+}
+
+static int local_route_cb(const struct nlmsghdr *nlh, void *data)
+{
+	const struct rtmsg *rtm = mnl_nlmsg_get_payload(nlh);
+	struct own_list *l = data;
+	const struct nlattr *attr;
+	struct addr_prefix pfx = { .len = 0 };
+	bool have = false;
+
+	if (rtm->rtm_type != RTN_LOCAL || (rtm->rtm_family != AF_INET && rtm->rtm_family != AF_INET6))
+		return MNL_CB_OK;
+	mnl_attr_for_each(attr, nlh, sizeof(*rtm)) {
+		if (mnl_attr_get_type(attr) != RTA_DST)
+			continue;
+		if (rtm->rtm_family == AF_INET && mnl_attr_get_payload_len(attr) == 4) {
+			pfx.addr.s6_addr[10] = pfx.addr.s6_addr[11] = 0xff;
+			memcpy(pfx.addr.s6_addr + 12, mnl_attr_get_payload(attr), 4);
+			pfx.len = (uint8_t)(96 + rtm->rtm_dst_len);
+			have = rtm->rtm_dst_len <= 32;
+		} else if (rtm->rtm_family == AF_INET6 && mnl_attr_get_payload_len(attr) == 16) {
+			memcpy(pfx.addr.s6_addr, mnl_attr_get_payload(attr), 16);
+			pfx.len = rtm->rtm_dst_len;
+			have = rtm->rtm_dst_len <= 128;
+		}
+	}
+	if (have)
+		own_add(l, &pfx);
+	return MNL_CB_OK;
+}
+
+/* The local table's routes of type local, both families. */
+static int list_local_routes(struct own_list *l)
+{
+	struct nl nl;
+	int r = nl_open(&nl, NETLINK_ROUTE), one = 1;
+
+	if (r < 0)
+		return r;
+	/* Only the local table is dumped (strict checking filters by table):
+	 * a box that carries a full routing table must not dump it here. */
+	setsockopt(mnl_socket_get_fd(nl.sock), SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one, sizeof(one));
+	for (int fam = 0; fam < 2 && r >= 0; fam++) {
+		char buf[256];
+		struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+		struct rtmsg *rtm;
+
+		nlh->nlmsg_type = RTM_GETROUTE;
+		nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+		nlh->nlmsg_seq = nl_next_seq(&nl);
+		rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+		rtm->rtm_family = fam ? AF_INET6 : AF_INET;
+		rtm->rtm_table = RT_TABLE_LOCAL;
+		mnl_attr_put_u32(nlh, RTA_TABLE, RT_TABLE_LOCAL);
+		r = nl_talk(&nl, nlh, local_route_cb, l);
+	}
+	nl_close(&nl);
+	return r < 0 ? r : l->err;
+}
+
 int policy_list_own(struct addr_prefix **ret, unsigned *ret_n)
 {
 	struct ifaddrs *ifa, *i;
-	struct addr_prefix *own = NULL, *o;
-	unsigned n = 0;
+	struct own_list l = { 0 };
+	int r;
 
 	if (getifaddrs(&ifa) < 0)
 		return -errno;
@@ -96,18 +181,16 @@ int policy_list_own(struct addr_prefix **ret, unsigned *ret_n)
 		if (addr_to_in6(i->ifa_addr, &pfx.addr, NULL) < 0)
 			continue;
 		pfx.len = 128;
-		o = realloc(own, (n + 1) * sizeof(*o));
-		if (!o) {
-			free(own);
-			freeifaddrs(ifa);
-			return -ENOMEM;
-		}
-		own = o;
-		own[n++] = pfx;
+		own_add(&l, &pfx);
 	}
 	freeifaddrs(ifa);
-	*ret = own;
-	*ret_n = n;
+	r = l.err ? l.err : list_local_routes(&l);
+	if (r < 0) {
+		free(l.a);
+		return r;
+	}
+	*ret = l.a;
+	*ret_n = l.n;
 	return 0;
 }
 
@@ -116,6 +199,7 @@ void policy_set_own(struct policy *p, struct addr_prefix *own, unsigned n)
 	free(p->own);
 	p->own = own;
 	p->nown = n;
+	p->own_known = true;
 }
 
 int policy_add_own_addresses(struct policy *p)
@@ -198,6 +282,8 @@ static const char *dest_denied(const struct policy *p, const struct in6_addr *a)
 {
 	const struct policy_rule *r;
 
+	if (!p->own_known)
+		return "this box's own addresses are not known yet (cannot list them)";
 	if (is_own(p, a))
 		return "destination is the concentrator itself";
 	r = best_rule(p, a);

@@ -36,8 +36,11 @@ struct policy_rule {
 #define POLICY_MAX_NAT64 8
 
 struct policy {
-	struct addr_prefix *own;   /* this host's addresses (interfaces) */
+	struct addr_prefix *own;   /* this host's addresses (interfaces, and the
+				    * local table's routes: AnyIP prefixes) */
 	unsigned nown;
+	bool own_known;             /* listed at least once: until then every
+				     * destination is refused (fail closed) */
 	struct addr_prefix *own_extra;  /* the operator's (--own-address) */
 	unsigned nown_extra;
 	struct addr_prefix nat64[POLICY_MAX_NAT64];  /* operator's /96 prefixes */
@@ -60,8 +63,10 @@ int policy_add_dest(struct policy *p, const struct addr_prefix *pfx, bool allow,
 		    bool builtin);
 /* Forget operator entries (command-line values replace a config file's). */
 void policy_clear_operator(struct policy *p, bool clients, bool allow_rules, bool deny_rules);
-/* This host's addresses, now (getifaddrs), into a fresh array: 0 or -errno.
- * The caller swaps it into p->own (policy_set_own) under its lock. */
+/* This host's addresses, now (getifaddrs, and the routes of type local in
+ * the local table: `ip route add local 192.0.2.0/24 dev lo` makes the box
+ * answer every address in it), into a fresh array: 0 or -errno. The
+ * caller swaps it into p->own (policy_set_own) under its lock. */
 int policy_list_own(struct addr_prefix **ret, unsigned *ret_n);
 void policy_set_own(struct policy *p, struct addr_prefix *own, unsigned n);
 int policy_add_own_addresses(struct policy *p);

@@ -416,7 +416,7 @@ int conc_load_settings(int argc, char **argv, struct conc_config *cfg)
 	}
 	r = policy_add_own_addresses(&cfg->policy);
 	if (r < 0)
-		log_errno(r, "cannot list local addresses, they are not denied: %m");
+		log_errno(r, "cannot list local addresses: every destination is refused until they can be: %m");
 	return 0;
 }
 

@@ -51,6 +51,7 @@ static void setup(void)
 		return;
 	done = 1;
 	REQUIRE(policy_init(&open_policy) == 0);
+	policy_set_own(&open_policy, NULL, 0);  /* listed: none (fail-closed otherwise) */
 	REQUIRE(addr_parse_prefix("203.0.113.128/25", &pfx) == 0);
 	REQUIRE(policy_add_dest(&open_policy, &pfx, false, false) == 0);
 	REQUIRE(addr_parse_prefix("10.20.0.0/16", &pfx) == 0);
@@ -77,10 +78,11 @@ static void setup(void)
 
 /* Is the IPv4 address a.b.c.d one a concentrator must never connect to
  * (this network, RFC 1918, CGNAT, loopback, link-local, multicast,
- * reserved)? */
+ * reserved, the cloud host service 168.63.129.16)? */
 static int o_bad4(const uint8_t a[4])
 {
 	return a[0] == 0 || a[0] == 10 || a[0] == 127 || a[0] >= 224 ||
+	       (a[0] == 168 && a[1] == 63 && a[2] == 129 && a[3] == 16) ||
 	       (a[0] == 100 && (a[1] & 0xc0) == 64) || (a[0] == 169 && a[1] == 254) ||
 	       (a[0] == 172 && (a[1] & 0xf0) == 16) || (a[0] == 192 && a[1] == 168);
 }

@@ -106,24 +106,30 @@ add_addr() {
 check "a client's ADD_ADDR for a denied address: no MP_JOIN SYN from the concentrator" add_addr
 
 # 3a. The concentrator's own addresses, as they are now: one added after
-# start (a VIP moving in), one the operator names (a 1:1 NAT's public
-# address), and IPv4 reached through the operator's NAT64 prefix.
+# start (a VIP moving in), a prefix routed to lo after start (AnyIP: the
+# box answers every address in it), one the operator names (a 1:1 NAT's
+# public address), and IPv4 reached through the operator's NAT64 prefix.
+refreshes() {
+	metric_at cli 198.51.100.1:9190 mptcp_concentrator_own_address_refreshes_total
+}
+refreshed_since() { [ "$(refreshes)" -gt "$1" ]; }
 own_addresses() {
-	local i rc=0
+	local rc=0 r0
+	r0=$(refreshes) || return 1
 	ip -n "$(ns conc)" addr add 203.0.113.50/32 dev lo
-	for i in $(seq 1 40); do  # the refresh follows the event within ~50 ms
-		[ "$(ip netns exec "$(ns cli)" curl -s http://198.51.100.1:9190/metrics |
-			awk '$1 == "mptcp_concentrator_own_address_refreshes_total" {print $2}')" -ge 1 ] && break
-		sleep 0.05
-	done
+	ip -n "$(ns conc)" route add local 203.0.113.64/26 dev lo
+	# The refresh follows the events within ~50 ms.
+	wait_for 5 refreshed_since "$r0" || { echo "no refresh after the changes"; rc=1; }
 	$C error --conc $CONC --dst 203.0.113.50:9190 --code 32 || rc=1
+	$C error --conc $CONC --dst 203.0.113.77:9190 --code 32 || rc=1
 	$C error --conc $CONC --dst 198.18.5.5:80 --code 32 || rc=1
 	$C error --conc $CONC --dst "[2001:db8:64::7f00:1]:80" --code 32 || rc=1
 	$C error --conc $CONC --dst "[2001:db8:64::cb00:7102]:9000" --code 97 || rc=1  # allowed: no route
+	ip -n "$(ns conc)" route del local 203.0.113.64/26 dev lo
 	ip -n "$(ns conc)" addr del 203.0.113.50/32 dev lo
 	return $rc
 }
-check "own addresses: one added after start, the operator's, IPv4 behind its NAT64 prefix: Error 32" own_addresses
+check "own addresses: one added after start, an AnyIP prefix, the operator's, IPv4 behind its NAT64 prefix: Error 32" own_addresses
 
 # 3. The metrics server answers one scrape at a time: a client trickling
 # its request (a byte every 0.5 s; each read alone is within a per-read

@@ -1,5 +1,6 @@
 /* concentrator/policy: client allow-list, destination rules, limits. */
 #include "check.h"
+#include <sched.h>
 #include "policy.h"
 
 #include <arpa/inet.h>
@@ -45,7 +46,7 @@ static void test_default_denies(void)
 {
 	struct policy p;
 	static const char *const deny[] = {
-		"127.0.0.1", "0.0.0.0", "10.1.2.3", "172.16.0.1", "172.31.255.255",
+		"127.0.0.1", "0.0.0.0", "10.1.2.3", "172.16.0.1", "172.31.255.255", "168.63.129.16",
 		"192.168.1.1", "100.64.0.1", "100.127.255.254", "169.254.1.1",
 		"224.0.0.1", "239.255.255.250", "240.0.0.1", "255.255.255.255",
 		"::", "::1", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1",
@@ -57,12 +58,13 @@ static void test_default_denies(void)
 	};
 	static const char *const allow[] = {
 		"192.0.2.1", "198.51.100.1", "203.0.113.1", "198.18.0.1", "198.19.255.255",
-		"2001:db8::1", "8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1",
+		"2001:db8::1", "8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "168.63.129.17",
 		"64:ff9b::808:808",       /* NAT64 of 8.8.8.8 */
 		"2606:4700::1111",
 	};
 
 	CHECK_INT(policy_init(&p), 0);
+	policy_set_own(&p, NULL, 0);
 	for (size_t i = 0; i < sizeof(deny) / sizeof(deny[0]); i++)
 		if (denied(&p, deny[i]) != 1) {
 			check_failed++;
@@ -88,6 +90,7 @@ static void test_overrides(void)
 	struct addr_prefix x;
 
 	CHECK_INT(policy_init(&p), 0);
+	policy_set_own(&p, NULL, 0);
 	/* Longer operator allow carves a hole in a built-in deny. */
 	x = P("10.20.0.0/16");
 	CHECK_INT(policy_add_dest(&p, &x, true, false), 0);
@@ -121,6 +124,7 @@ static void test_clients(void)
 	struct in6_addr a;
 
 	CHECK_INT(policy_init(&p), 0);
+	policy_set_own(&p, NULL, 0);
 	a = A("198.51.100.2");
 	CHECK(!policy_client_allowed(&p, &a));  /* nobody by default */
 	x = P("198.51.100.0/30");
@@ -267,6 +271,35 @@ static void test_limits_chosen_collisions(void)
 	quota_free(&l);
 }
 
+/* The box's own addresses: until they are listed every destination is
+ * refused (a listing that failed at start must not leave them open); a
+ * listing has the local table's routes of type local (AnyIP: the box
+ * answers every address of `ip route add local PREFIX dev lo`). The
+ * second half runs in a network namespace of its own (root). */
+static void test_own(void)
+{
+	struct addr_prefix *own = NULL;
+	struct policy p;
+	unsigned n = 0;
+
+	CHECK_INT(policy_init(&p), 0);
+	CHECK_INT(denied(&p, "8.8.8.8"), 1);
+	CHECK_INT(denied(&p, "2606:4700::1111"), 1);
+	if (unshare(CLONE_NEWNET) == 0) {
+		CHECK_INT(system("ip link set lo up && ip route add local 192.0.2.0/24 dev lo && "
+				 "ip -6 route add local 2001:db8:5::/64 dev lo"), 0);
+		CHECK_INT(policy_list_own(&own, &n), 0);
+		policy_set_own(&p, own, n);
+		CHECK_INT(denied(&p, "192.0.2.77"), 1);
+		CHECK_INT(denied(&p, "2001:db8:5::9"), 1);
+		CHECK_INT(denied(&p, "192.0.3.1"), 0);
+		CHECK_INT(denied(&p, "2001:db8:6::9"), 0);
+	} else {
+		printf("# no network namespace of our own (not root): AnyIP listing not tried\n");
+	}
+	policy_free(&p);
+}
+
 int main(void)
 {
 	RUN(test_default_denies);
@@ -275,5 +308,6 @@ int main(void)
 	RUN(test_limits);
 	RUN(test_limits_v6_prefix);
 	RUN(test_limits_chosen_collisions);
+	RUN(test_own);  /* last: it moves the process to a namespace of its own */
 	return check_finish();
 }
