@@ -192,7 +192,8 @@ void metrics_one(struct mbuf *b, const char *name, const char *type, const char 
 	metrics_u64(b, name, "", v);
 }
 
-void metrics_parked(struct mbuf *b, const char *prefix, uint64_t parked, uint64_t bytes)
+void metrics_parked(struct mbuf *b, const char *prefix, uint64_t parked, uint64_t bytes,
+		    uint64_t refused)
 {
 	char name[96];
 
@@ -202,6 +203,10 @@ void metrics_parked(struct mbuf *b, const char *prefix, uint64_t parked, uint64_
 		    parked);
 	snprintf(name, sizeof(name), "%s_parked_bytes", prefix);
 	metrics_one(b, name, "gauge", "Heap held now by parked sends (at most one buffer each).", bytes);
+	snprintf(name, sizeof(name), "%s_parked_refused_total", prefix);
+	metrics_one(b, name, "counter",
+		    "Flows reset because parking their stalled send would pass max_parked_memory.",
+		    refused);
 }
 
 void metrics_verified(struct mbuf *b, const char *prefix, uint64_t flows, uint64_t damaged,

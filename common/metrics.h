@@ -71,7 +71,8 @@ int metrics_opt_listen(const char *opt, const char *arg, struct sockaddr_storage
 
 /* PREFIX_parked_sends_total and PREFIX_parked_bytes: sends to peers that
  * stopped reading, moved off the shared buffers (relay.h, RELAY_PARK_S). */
-void metrics_parked(struct mbuf *b, const char *prefix, uint64_t parked, uint64_t bytes);
+void metrics_parked(struct mbuf *b, const char *prefix, uint64_t parked, uint64_t bytes,
+		    uint64_t refused);
 /* Verified streams: flows, and resets for damaged or broken records. */
 void metrics_verified(struct mbuf *b, const char *prefix, uint64_t flows, uint64_t damaged,
 		      uint64_t broken);

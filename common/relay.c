@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <malloc.h>
 #include <sys/mman.h>
 #include <stdlib.h>
@@ -380,12 +381,44 @@ static unsigned bufs_refill(struct relay_worker *w)
 	return n;
 }
 
+/* Heap held by parked sends and gathered records, every worker of the
+ * process together, and its bound (0: none). Each flow holds at most one
+ * buffer's worth, but flows are many: 4,096 per client at the concentrator
+ * would be half a GiB for one client whose peers never read. */
+static atomic_uint_fast64_t parked_total, parked_limit;
+
+void relay_set_parked_limit(uint64_t bytes)
+{
+	atomic_store(&parked_limit, bytes);
+}
+
+/* n more bytes of heap for a stalled flow, within the bound: false (and
+ * counted) when it would pass it, and the caller resets that flow. */
+static bool parked_take(struct relay_worker *w, uint64_t n)
+{
+	uint64_t lim = atomic_load(&parked_limit);
+
+	if (atomic_fetch_add(&parked_total, n) + n > lim && lim) {
+		atomic_fetch_sub(&parked_total, n);
+		w->stats.parked_refused++;
+		return false;
+	}
+	w->stats.parked_bytes += n;
+	return true;
+}
+
+static void parked_give(struct relay_worker *w, uint64_t n)
+{
+	atomic_fetch_sub(&parked_total, n);
+	w->stats.parked_bytes -= n;
+}
+
 /* The half's data is sent (or the flow is gone): give back whatever holds
  * it, the ring buffer or the parked copy. */
 static void half_release(struct relay_worker *w, struct relay_half *h)
 {
 	if (h->parked) {
-		w->stats.parked_bytes -= h->len;
+		parked_give(w, h->len);
 		free(h->parked);
 		h->parked = NULL;
 	} else {
@@ -394,15 +427,21 @@ static void half_release(struct relay_worker *w, struct relay_half *h)
 }
 
 /* Move the unsent bytes of h off the ring (RELAY_PARK_S). -ENOMEM keeps
- * them where they are. */
+ * them where they are; -ENOBUFS: the bound on parked memory would be
+ * passed (the caller resets the flow). */
 static int half_park(struct relay_worker *w, struct relay *r, int d)
 {
 	struct relay_half *h = &r->half[d];
 	uint32_t n = h->len - h->off;
-	uint8_t *p = malloc(n ? n : 1);
+	uint8_t *p;
 
-	if (!p)
+	if (!parked_take(w, n))
+		return -ENOBUFS;
+	p = malloc(n ? n : 1);
+	if (!p) {
+		parked_give(w, n);
 		return -ENOMEM;
+	}
 	if (vs_framing(r, d)) {
 		/* The rest of the record as it goes on the wire. */
 		uint32_t dlen = h->len - VSTREAM_OVERHEAD;
@@ -410,6 +449,7 @@ static int half_park(struct relay_worker *w, struct relay *r, int d)
 
 		if (!rec) {
 			free(p);
+			parked_give(w, n);
 			return -ENOMEM;
 		}
 		memcpy(rec, r->vs->tx_hdr, VSTREAM_HDR);
@@ -434,7 +474,6 @@ static int half_park(struct relay_worker *w, struct relay *r, int d)
 	h->off = 0;
 	h->len = n;
 	w->stats.parked++;
-	w->stats.parked_bytes += n;
 	return 0;
 }
 
@@ -546,7 +585,7 @@ static void vs_on_recv(struct relay_worker *w, struct relay *r, const struct io_
 			return;
 		/* Sent from the heap, as a parked send is (half_release frees
 		 * it); only the data counts as held now. */
-		w->stats.parked_bytes -= VSTREAM_TAG;
+		parked_give(w, VSTREAM_TAG);
 		h->parked = vs->rx_buf;
 		vs->rx_buf = NULL;
 		h->off = 0;
@@ -566,15 +605,20 @@ static void vs_on_recv(struct relay_worker *w, struct relay *r, const struct io_
 			/* Part of the record: gather it on the heap and give the
 			 * ring buffer back, so a slow peer holds no shared
 			 * buffer (at most one record of heap, as a parked send). */
+			if (!parked_take(w, vs->rx_len + VSTREAM_TAG)) {
+				buf_put(w, h->bid);
+				relay_close(w, r, RELAY_END_RESET, true);
+				return;
+			}
 			vs->rx_buf = malloc(vs->rx_len + VSTREAM_TAG);
 			if (!vs->rx_buf) {
+				parked_give(w, vs->rx_len + VSTREAM_TAG);
 				buf_put(w, h->bid);
 				relay_close(w, r, RELAY_END_RESET, true);
 				return;
 			}
 			memcpy(vs->rx_buf, p, (size_t)res);
 			vs->rx_got = (uint32_t)res;
-			w->stats.parked_bytes += vs->rx_len + VSTREAM_TAG;
 			buf_put(w, h->bid);
 			arm_recv(w, r, d);
 			return;
@@ -618,7 +662,7 @@ static void relay_free(struct relay_worker *w, struct relay *r)
 	if (w->ops->on_free)
 		w->ops->on_free(w, r);
 	if (r->vs && r->vs->rx_buf) {
-		w->stats.parked_bytes -= r->vs->rx_len + VSTREAM_TAG;
+		parked_give(w, r->vs->rx_len + VSTREAM_TAG);
 		free(r->vs->rx_buf);
 	}
 	free(r->vs);
@@ -773,8 +817,10 @@ static void on_send(struct relay_worker *w, struct relay *r, int d,
 		w->stats.bytes[d] += data;
 		h->send_s = w->now_s;
 		if (h->off < h->len) {
-			if (parking && !h->parked)
-				half_park(w, r, d);
+			if (parking && !h->parked && half_park(w, r, d) == -ENOBUFS) {
+				relay_close(w, r, RELAY_END_RESET, true);
+				return;
+			}
 			arm_send(w, r, d);
 			return;
 		}
@@ -786,9 +832,13 @@ static void on_send(struct relay_worker *w, struct relay *r, int d,
 		return;
 	}
 	if (cqe->res == -ECANCELED && parking) {
-		/* Our own cancel of a stalled send: same bytes, off the ring. */
-		if (!h->parked)
-			half_park(w, r, d);
+		/* Our own cancel of a stalled send: same bytes, off the ring;
+		 * past the bound on parked memory, the flow is reset instead
+		 * (the peer that does not read is the one that waits). */
+		if (!h->parked && half_park(w, r, d) == -ENOBUFS) {
+			relay_close(w, r, RELAY_END_RESET, true);
+			return;
+		}
 		arm_send(w, r, d);
 		return;
 	}
@@ -901,6 +951,7 @@ void relay_stats_add(struct relay_stats *sum, const struct relay_stats *st)
 	sum->nobufs += st->nobufs;
 	sum->parked += st->parked;
 	sum->parked_bytes += st->parked_bytes;
+	sum->parked_refused += st->parked_refused;
 	sum->active += st->active;
 	sum->verified += st->verified;
 	sum->vs_damaged += st->vs_damaged;

@@ -80,6 +80,11 @@ struct relay_half {
  * waits for that send before it receives again, so a parked flow costs at
  * most one buffer's worth of heap and never a shared buffer. */
 #define RELAY_PARK_S 2
+/* The bound on that heap for the whole process (every worker's flows
+ * together), 0 = none: a flow whose stall would pass it is reset and
+ * counted (relay_stats.parked_refused). Both daemons set it from their
+ * --max-parked-memory. */
+void relay_set_parked_limit(uint64_t bytes);
 
 /* A verified stream (common/vstream.h) on one of the flow's sockets: the
  * half that sends into it frames what it received as records; the half
@@ -131,6 +136,7 @@ struct relay_stats {
 	uint64_t nobufs;             /* receives that found the buffer ring empty */
 	uint64_t parked;             /* stalled sends moved off the ring */
 	uint64_t parked_bytes;       /* heap held by parked sends now */
+	uint64_t parked_refused;     /* flows reset: parking would pass the bound */
 	uint64_t active;
 	uint64_t verified;           /* flows that ran as a verified stream */
 	uint64_t vs_damaged;         /* records whose CRC did not match: reset */

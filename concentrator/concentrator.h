@@ -36,6 +36,7 @@ struct conc_config {
 	unsigned drain_timeout_ms;
 	unsigned keepalive_s;         /* 0: off */
 	uint32_t max_flows;
+	uint32_t max_parked_mib;       /* relay_set_parked_limit, 0 = none */
 	uint32_t max_per_client;      /* 0: unlimited */
 	uint32_t max_handshakes;      /* in progress at once; 0: default */
 	uint32_t max_hs_per_client;   /* 0: unlimited */

@@ -18,7 +18,7 @@
 
 enum {
 	O_LISTEN = 256, O_ALLOW_CLIENT, O_ALLOW_ANY, O_NO_ALLOW_ANY, O_OPEN_PROXY, O_ALLOW_DEST, O_DENY_DEST,
-	O_OWN, O_NAT64, O_TFO_KEY, O_KEYS, O_WORKERS, O_MAX_FLOWS, O_MAX_PER_CLIENT, O_MAX_HS,
+	O_OWN, O_NAT64, O_TFO_KEY, O_KEYS, O_WORKERS, O_MAX_PARKED, O_MAX_FLOWS, O_MAX_PER_CLIENT, O_MAX_HS,
 	O_MAX_HS_PER_CLIENT, O_CLIENT_PREFIX6, O_REPLAY_CACHE, O_HS_TIMEOUT, O_CONNECT_TIMEOUT, O_IDLE_TIMEOUT,
 	O_DRAIN_TIMEOUT, O_KEEPALIVE, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL, O_METRICS,
 	O_CONFIG, O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_JOIN_ADDR, O_SERVICE,
@@ -82,6 +82,12 @@ static const struct opt_spec conc_opts[] = {
 	{ "workers", O_WORKERS, "N", "workers", CONFIG_NUMBER, .type = OT_UINT, .min = 1,
 	  .max = 256, AT(workers), .reload = OPT_RESTART, .deflt = "the CPU count",
 	  .help = "worker threads, each with its own io_uring and listeners" },
+	{ "max-parked-memory", O_MAX_PARKED, "MIB", "max_parked_memory", CONFIG_NUMBER,
+	  .type = OT_UINT, .min = 0, .max = 1 << 20, AT(max_parked_mib), .reload = OPT_LIVE,
+	  .deflt = "256",
+	  .help = "heap for the sends of peers that stopped reading, all flows together "
+		  "(0 = no bound); past it such a flow is reset (counted)",
+	  .more = "Each stalled flow parks at most one buffer (64 KiB); a client with 4,096 such flows would otherwise hold half a GiB." },
 	{ "max-flows", O_MAX_FLOWS, "N", "max_flows", CONFIG_NUMBER, .type = OT_UINT, .min = 1,
 	  .max = 10000000, AT(max_flows), .reload = OPT_RESTART,
 	  .deflt = "what the open-file limit allows",
@@ -320,6 +326,7 @@ static void config_defaults(struct conc_config *cfg)
 	cfg->max_hs_per_client = 1024;
 	cfg->client_prefix6 = 64;
 	cfg->replay_entries = CONC_REPLAY_ENTRIES;
+	cfg->max_parked_mib = 256;
 	cfg->nbufs = 1024;
 	cfg->bufsize = 65536;
 	cfg->verify_stream = true;

@@ -183,7 +183,7 @@ void conc_render_metrics(void *ctx, struct mbuf *b)
 		     "Bytes relayed: up = client to server, down = server to client.");
 	metrics_u64(b, "mptcp_concentrator_bytes_total", "direction=\"up\"", s.bytes[0]);
 	metrics_u64(b, "mptcp_concentrator_bytes_total", "direction=\"down\"", s.bytes[1]);
-	metrics_parked(b, "mptcp_concentrator", s.parked, s.parked_bytes);
+	metrics_parked(b, "mptcp_concentrator", s.parked, s.parked_bytes, s.parked_refused);
 	metrics_verified(b, "mptcp_concentrator", s.verified, s.vs_damaged, s.vs_broken);
 	metrics_head(b, "mptcp_concentrator_upstream_connect_seconds", "histogram",
 		     "Time to connect to the destination, for connects that succeeded.");

@@ -54,6 +54,7 @@ struct agent_config {
 	unsigned nbufs, bufsize;
 	uint32_t max_flows;
 	uint32_t max_per_host;         /* flows at once per LAN host, 0 = any */
+	uint32_t max_parked_mib;       /* relay_set_parked_limit, 0 = none */
 	unsigned rcvbuf;               /* MPTCP receive buffer, 0 = autotune */
 	char control_path[108];        /* status socket, "" = none */
 	int log_level;

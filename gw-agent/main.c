@@ -281,6 +281,7 @@ static void reload(struct agent *a, int argc, char **argv)
 	atomic_fetch_add(&a->cfg_gen, 1);
 	wait_workers_refreshed(a);
 	log_set_level(n.log_level);
+	relay_set_parked_limit((uint64_t)n.max_parked_mib << 20);
 
 	pc = 0;
 	a->paths.key = cur->keyed ? &cur->key : NULL;
@@ -469,6 +470,7 @@ int main(int argc, char **argv)
 	if (quota_init(&a->hosts, 128) < 0)
 		return 1;
 	quota_set(&a->hosts, QUOTA_FLOW, 0, a->cfg.max_per_host);
+	relay_set_parked_limit((uint64_t)a->cfg.max_parked_mib << 20);
 	r = intercept_add_lan_prefixes(&a->cfg);
 	if (r < 0)
 		log_errno(r, "cannot read LAN addresses: %m");

@@ -20,7 +20,7 @@ enum {
 	O_CONC = 256, O_LAN, O_BYPASS, O_WANPATH, O_MESH, O_LEND, O_MESH_KEY, O_ENDPOINTS, O_PROBE,
 	O_FALLBACK, O_BLOCK_QUIC, O_NO_BLOCK_QUIC, O_PORT, O_MARK, O_TABLE, O_CONNECT_TIMEOUT,
 	O_REPLY_TIMEOUT, O_KEEPALIVE, O_RCVBUF, O_IDLE_TIMEOUT, O_WORKERS, O_BUFFERS,
-	O_BUFFER_SIZE, O_MAX_PER_HOST, O_KEY_FILE, O_CONTROL, O_LOG_LEVEL, O_METRICS, O_CONFIG,
+	O_BUFFER_SIZE, O_MAX_PARKED, O_MAX_PER_HOST, O_KEY_FILE, O_CONTROL, O_LOG_LEVEL, O_METRICS, O_CONFIG,
 	O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_FAST_OPEN, O_NO_FAST_OPEN, O_VERIFY, O_NO_VERIFY, O_CLUSTER, O_MAX,
 };
 
@@ -152,6 +152,12 @@ static const struct opt_spec agent_opts[] = {
 	{ "buffer-size", O_BUFFER_SIZE, "BYTES", "buffers.size", CONFIG_NUMBER, .type = OT_UINT,
 	  .min = 1024, .max = 4 << 20, AT(bufsize), .reload = OPT_RESTART, .deflt = "32768",
 	  .help = "size of each buffer" },
+	{ "max-parked-memory", O_MAX_PARKED, "MIB", "max_parked_memory", CONFIG_NUMBER,
+	  .type = OT_UINT, .min = 0, .max = 1 << 20, AT(max_parked_mib), .reload = OPT_LIVE,
+	  .deflt = "32",
+	  .help = "heap for the sends of peers that stopped reading, all flows together "
+		  "(0 = no bound); past it such a flow is reset (counted)",
+	  .more = "Each stalled flow parks at most one buffer; on a router with little memory the bound keeps LAN devices that never read from taking it." },
 	{ "max-flows-per-host", O_MAX_PER_HOST, "N", "max_flows_per_host", CONFIG_NUMBER,
 	  .type = OT_UINT, .min = 0, .max = 10000000, AT(max_per_host), .reload = OPT_LIVE,
 	  .deflt = "1024",
@@ -306,6 +312,7 @@ static void config_defaults(struct agent_config *cfg, struct paths *ps)
 	cfg->keepalive_s = 60;
 	cfg->idle_timeout_s = 7200;
 	cfg->max_per_host = 1024;
+	cfg->max_parked_mib = 32;
 	cfg->nbufs = 256;
 	cfg->bufsize = 32768;
 	cfg->rcvbuf = 4 << 20;

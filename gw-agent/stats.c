@@ -258,7 +258,7 @@ void agent_render_metrics(void *ctx, struct mbuf *b)
 		     "Bytes relayed: up = LAN to Internet, down = Internet to LAN.");
 	metrics_u64(b, "gw_agent_bytes_total", "direction=\"up\"", up);
 	metrics_u64(b, "gw_agent_bytes_total", "direction=\"down\"", down);
-	metrics_parked(b, "gw_agent", st.parked, st.parked_bytes);
+	metrics_parked(b, "gw_agent", st.parked, st.parked_bytes, st.parked_refused);
 	metrics_verified(b, "gw_agent", st.verified, st.vs_damaged, st.vs_broken);
 	metrics_head(b, "gw_agent_config_reloads_total", "counter", "SIGHUP reloads, by result.");
 	metrics_u64(b, "gw_agent_config_reloads_total", "result=\"ok\"", a->reloads_ok);
