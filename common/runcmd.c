@@ -34,7 +34,11 @@ static void spawn_attr(posix_spawnattr_t *at)
 	posix_spawnattr_init(at);
 	posix_spawnattr_setsigmask(at, &none);
 	posix_spawnattr_setsigdefault(at, &all);
-	posix_spawnattr_setflags(at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	/* A process group of its own, so the deadline kills what it started
+	 * too (a shell's children would otherwise live on). */
+	posix_spawnattr_setpgroup(at, 0);
+	posix_spawnattr_setflags(at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+				 POSIX_SPAWN_SETPGROUP);
 }
 
 int spawn_run_timeout(char *const argv[], const char *input, bool show_errors, int timeout_ms)
@@ -87,7 +91,7 @@ int spawn_run_timeout(char *const argv[], const char *input, bool show_errors, i
 		}
 		left = deadline - now_ms();
 		if (left <= 0) {
-			kill(pid, SIGKILL);
+			kill(-pid, SIGKILL);
 			while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 				;
 			r = -ETIMEDOUT;
