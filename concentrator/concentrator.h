@@ -103,6 +103,7 @@ struct conc_worker {
 	int init_result;              /* reported to main before the loop */
 	atomic_uint_fast64_t heartbeat;  /* every tick: the watchdog checks it */
 	unsigned keepalive_s;         /* this tick's copy of cfg.keepalive_s */
+	struct relay *hs_head, *hs_tail;  /* handshakes, oldest first (session.c) */
 };
 
 struct conc {

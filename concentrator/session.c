@@ -56,13 +56,17 @@ struct session {
 	uint32_t msg_len;             /* Convert message length, once known */
 	uint32_t out_off, out_len;    /* what is being sent from out/buf */
 	struct __kernel_timespec connect_ts;
-	struct __kernel_timespec key_ts;  /* re-check for the client's key */
+	struct __kernel_timespec key_ts;  /* re-check for the client's key (2 ms, doubling) */
 	struct __kernel_timespec verify_ts;  /* re-check the client's handshake */
 	struct sockaddr_storage dst;
 	socklen_t dst_len;
 	uint8_t code;                 /* Error code being sent, if refusing */
 	uint32_t vmax;                /* verified stream agreed: the client's record size */
 	uint8_t out[64];              /* reply being sent */
+	/* The worker's handshakes in the order they were accepted (those
+	 * with FLAG_HS): at the limit the oldest gives way, whatever it is
+	 * doing, found without a scan. */
+	struct relay *hs_prev, *hs_next;
 	uint8_t buf[CONVERT_MAX_LEN + 2048]; /* message + early payload */
 };
 
@@ -111,8 +115,13 @@ static void hs_send(struct relay_worker *w, struct relay *r, int fd,
 				relay_close(w, r, RELAY_END_HANDSHAKE, true);
 				return;
 			}
+			/* 2 ms, doubling to 128 ms: a real client's key
+			 * arrives within a round trip; one that never sends
+			 * its final ACK costs a few wakeups a second, not
+			 * 500, until the handshake timeout. */
 			s->key_ts.tv_sec = 0;
-			s->key_ts.tv_nsec = 2000000;
+			s->key_ts.tv_nsec = !s->key_ts.tv_nsec ? 2000000 :
+				s->key_ts.tv_nsec < 128000000 ? s->key_ts.tv_nsec * 2 : 128000000;
 			io_uring_prep_timeout(sqe, &s->key_ts, 0, 0);
 			return;
 		}
@@ -419,14 +428,46 @@ static void on_connect(struct conc_worker *cw, struct relay *r,
 	hs_send(w, r, r->fd[0], s->out);
 }
 
+/* r takes a handshake slot: the newest of the worker's. */
+static void hs_hold(struct conc_worker *cw, struct relay *r)
+{
+	struct session *s = S(r);
+
+	r->flags |= FLAG_HS;
+	s->hs_prev = cw->hs_tail;
+	s->hs_next = NULL;
+	if (cw->hs_tail)
+		S(cw->hs_tail)->hs_next = r;
+	else
+		cw->hs_head = r;
+	cw->hs_tail = r;
+}
+
+/* r's handshake slot goes back (its flow relays now, or it closes). */
+static void hs_release(struct conc_worker *cw, struct relay *r)
+{
+	struct session *s = S(r);
+
+	if (!(r->flags & FLAG_HS))
+		return;
+	r->flags &= (uint8_t)~FLAG_HS;
+	quota_release(&cw->c->limits, QUOTA_HANDSHAKE, &r->peer);
+	if (s->hs_prev)
+		S(s->hs_prev)->hs_next = s->hs_next;
+	else
+		cw->hs_head = s->hs_next;
+	if (s->hs_next)
+		S(s->hs_next)->hs_prev = s->hs_prev;
+	else
+		cw->hs_tail = s->hs_prev;
+	s->hs_prev = s->hs_next = NULL;
+}
+
 static void start_relay(struct relay_worker *w, struct relay *r)
 {
 	struct conc_worker *cw = w->owner;
 
-	if (r->flags & FLAG_HS) {
-		r->flags &= (uint8_t)~FLAG_HS;
-		quota_release(&cw->c->limits, QUOTA_HANDSHAKE, &r->peer);
-	}
+	hs_release(cw, r);
 	uint32_t vmax = S(r)->vmax;
 
 	r->flags |= FLAG_RELAYED;
@@ -557,24 +598,24 @@ static void reset_now(int fd)
 	close(fd);
 }
 
-/* The handshake of this worker that has waited longest for its request
- * (PH_READ) is closed, and its slot handed back at once. false when there
- * is none. A scan of the worker's flows: only when the total is reached. */
+/* The oldest handshake of this worker, whatever it is doing (reading its
+ * request, waiting for the client's handshake or key, connecting upstream,
+ * sending its refusal), is closed and its slot handed back at once: so a
+ * handshake gets at least as long as the limit's worth of newer ones take
+ * to arrive, and one that completes within a round trip is never locked
+ * out by connections held open, refused or connecting to a blackhole.
+ * false when this worker holds none. O(1): the list is in accept order. */
 static bool evict_oldest_handshake(struct conc_worker *cw)
 {
-	struct relay_worker *w = &cw->rw;
-	struct relay *old = NULL;
+	struct relay *old = cw->hs_head;
+	bool refusing;
 
-	for (struct relay *r = NULL; (r = relay_next(w, r));)
-		if (r->state == RELAY_HANDSHAKE && r->phase == PH_READ && r->priv &&
-		    (r->flags & FLAG_HS) && (!old || S(r)->since_ms < S(old)->since_ms))
-			old = r;
 	if (!old)
 		return false;
-	old->flags &= (uint8_t)~FLAG_HS;
-	quota_release(&cw->c->limits, QUOTA_HANDSHAKE, &old->peer);
+	refusing = old->phase == PH_ERR_REPLY || old->phase == PH_DRAIN;
+	hs_release(cw, old);
 	cw->n.hs_evictions++;
-	relay_close(w, old, RELAY_END_HANDSHAKE, true);
+	relay_close(&cw->rw, old, refusing ? RELAY_END_REFUSED : RELAY_END_HANDSHAKE, true);
 	return true;
 }
 
@@ -623,18 +664,20 @@ void session_accept(struct conc_worker *cw, int fd)
 		return;
 	}
 	r->peer = peer;
-	r->flags |= FLAG_HS;
 	s = malloc(sizeof(*s));
 	if (!s) {
+		quota_release(&cw->c->limits, QUOTA_HANDSHAKE, &peer);
 		relay_close(w, r, RELAY_END_REFUSED, true);
 		return;
 	}
 	s->since_ms = w->now_ms;
+	s->key_ts.tv_nsec = 0;
 	s->len = s->msg_len = 0;
 	s->dst_len = 0;
 	s->vmax = 0;   /* not calloc: the 3 KiB buffer needs no zeroing */
 	r->priv = s;
 	r->phase = PH_READ;
+	hs_hold(cw, r);
 
 	/* A plain-TCP client reaches an MPTCP listener as a fallback socket. */
 	if (sock_is_mptcp(fd)) {
@@ -713,8 +756,8 @@ void session_free(struct relay_worker *w, struct relay *r)
 
 	if (r->flags & FLAG_LIMITED)
 		quota_release(&cw->c->limits, QUOTA_FLOW, &r->peer);
-	if (r->flags & FLAG_HS)
-		quota_release(&cw->c->limits, QUOTA_HANDSHAKE, &r->peer);
+	if (r->priv)
+		hs_release(cw, r);
 	free(r->priv);
 	r->priv = NULL;
 }

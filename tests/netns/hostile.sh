@@ -222,6 +222,48 @@ flood() {
 }
 check "floods of refused and silent connections: a valid flow completes, descriptors stay bounded and return" flood
 
+# 5b. Handshakes that hold their slot past reading the request: connects
+# in progress to a blackholed destination (up to the connect timeout) from
+# two clients fill every slot of an instance (64, 32 per client); a third
+# client's flow still completes: the oldest handshake gives way, whatever
+# it is doing (it used to be only those still reading their request, so
+# everyone was reset until the connects timed out).
+pending() {
+	local pid rc=0 h1 h2 ev
+	ip netns exec "$(ns srv)" nft -f - <<'NFT' || return 1
+table inet blackhole {
+	chain input { type filter hook input priority 0; tcp dport 9009 drop; }
+}
+NFT
+	ip netns exec "$(ns conc)" "$CONCENTRATOR" --listen 198.51.100.1:5134 \
+		--allow-client 198.51.100.0/24 --workers 1 --max-handshakes 64 \
+		--max-handshakes-per-client 32 --connect-timeout 10 \
+		--metrics-listen 198.51.100.1:9196 > "$WORKDIR/pending.log" 2>&1 &
+	pid=$!
+	wait_listen conc 5134 || return 1
+	$C hold --dst 198.51.100.1:5134 --src 198.51.100.3 --count 32 --request 203.0.113.2:9009 \
+		--seconds 6 > "$WORKDIR/pending-3.out" &
+	h1=$!
+	$C hold --dst 198.51.100.1:5134 --src 198.51.100.4 --count 32 --request 203.0.113.2:9009 \
+		--seconds 6 > "$WORKDIR/pending-4.out" &
+	h2=$!
+	full() {
+		[ "$(metric_at cli 198.51.100.1:9196 mptcp_concentrator_handshakes_active)" -ge 64 ]
+	}
+	wait_for 5 full || { echo "the slots never filled"; rc=1; }
+	$C echo --conc 198.51.100.1:5134 --dst $DST --bytes 100000 --src 198.51.100.2 ||
+		{ echo "a third client was locked out"; rc=1; }
+	ev=$(metric_at cli 198.51.100.1:9196 mptcp_concentrator_handshake_evictions_total)
+	echo "{\"evictions\": ${ev:-none}}"
+	[ "${ev:-0}" -ge 1 ] || rc=1
+	wait $h1 $h2
+	cat "$WORKDIR/pending-3.out" "$WORKDIR/pending-4.out" | tr '\n' ' '; echo
+	stop_concentrator "$pid" pending || rc=1
+	ip netns exec "$(ns srv)" nft delete table inet blackhole
+	return $rc
+}
+check "connects in progress to a blackhole fill every handshake slot: a third client's flow completes" pending
+
 # 6. Peers that never read: 100 clients whose downloads are never read
 # (the echo's bytes pile up toward them), then 100 uploads into a server
 # that never reads, each more flows than the worker's 32 buffers. While

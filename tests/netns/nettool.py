@@ -1162,10 +1162,19 @@ def cmd_hold(args):
                 failed += 1
         print(json.dumps({"connected_and_closed": done, "failed": failed}), flush=True)
         return args.expect is None or done == args.expect
+    request = None
+    if args.request:
+        # A Convert request on each: the concentrator connects there (a
+        # blackholed destination keeps it connecting).
+        rh, rp = split_hostport(args.request)
+        request = convert_msg(connect_tlv(rh, rp))
     for _ in range(args.count):
         try:
-            socks.append(socket.create_connection((host, port), timeout=2,
-                                                  source_address=(args.src, 0) if args.src else None))
+            c = socket.create_connection((host, port), timeout=2,
+                                         source_address=(args.src, 0) if args.src else None)
+            if request:
+                c.sendall(request)
+            socks.append(c)
         except OSError:
             failed += 1
     print(json.dumps({"held": len(socks), "failed": failed}), flush=True)
@@ -1281,6 +1290,7 @@ def main():
     nr.add_argument("--min-bytes", type=int, default=1,
                     help="fail unless this many bytes per connection were sent on average")
     ho = sub.add_parser("hold")
+    ho.add_argument("--request", help="HOST:PORT: send a Convert request for it on each")
     ho.add_argument("--dst", required=True)
     ho.add_argument("--count", type=int, default=100)
     ho.add_argument("--seconds", type=float, default=5)
