@@ -71,7 +71,7 @@ mips() {
 	meson setup --cross-file deploy/cross/mips-linux-gnu.ini -Dpure=true "$OUT/mips" > "$OUT/mips-setup.log" 2>&1 || { tail -20 "$OUT/mips-setup.log"; return 1; }
 	ninja -C "$OUT/mips" > "$OUT/mips-build.log" 2>&1 || { tail -20 "$OUT/mips-build.log"; return 1; }
 	is_arch "$OUT/mips/test-convert" "32-bit MSB.*MIPS" &&
-	tests "$OUT/mips" convert addr uci vstream corpus-convert corpus-uci corpus-mesh
+	tests "$OUT/mips" convert addr uci vstream hash corpus-convert corpus-uci corpus-mesh
 }
 check "big-endian MIPS: codec, addresses, uci and mesh announcements built; unit tests and corpus replays pass under qemu" mips
 
