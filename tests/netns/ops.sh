@@ -264,6 +264,43 @@ agent_bad_reload() {
 }
 check "agent SIGHUP with a bad file: named, nothing changed" agent_bad_reload
 
+# Its concentrators and bypass list follow the file too: a reload puts a
+# concentrator that refuses (nothing listens on 5999) first, and bypasses
+# 192.0.2.1, where a whoami server runs. Before the reload that address is
+# intercepted, and the concentrator refuses its own address; after it the
+# LAN client reaches the server around the agent (the server sees the
+# client's own address), and flows go through the second concentrator.
+ip netns exec "$(ns conc)" "$PY" ./nettool.py serve --bind 192.0.2.1 --base 9100 > /dev/null 2>&1 &
+ip -n "$(ns conc)" route add 192.168.77.0/24 via 198.51.100.2
+wait_listen conc 9103 || exit 1
+W="ip netns exec $(ns lan) $PY ./nettool.py whoami --dst 192.0.2.1:9103"
+agent_reload_lists() {
+	local out failed
+	$W > /dev/null 2>&1 && { echo "192.0.2.1 reached before the bypass: not intercepted?"; return 1; }
+	cat > "$WORKDIR/agent.json" <<EOF
+{
+  "concentrators": ["192.0.2.1:5999", "192.0.2.1:5124"],
+  "lan": ["gw-lan"],
+  "bypass": ["192.0.2.1/32"],
+  "paths": [{"interface": "gw-p1", "mode": "master"}],
+  "workers": 1,
+  "control": "$WORKDIR/control.sock",
+  "metrics_listen": "9125"
+}
+EOF
+	reload "$AGENT_PID" "$WORKDIR/agent.log" || return 1
+	out=$($W) || { echo "the bypassed address is not reached"; return 1; }
+	echo "$out"
+	echo "$out" | grep -q '"server_saw": "192.168.77.2"' || return 1
+	ip netns exec "$(ns lan)" "$PY" ./nettool.py echo --plain --dst 203.0.113.2:9000 --bytes 100000 ||
+		return 1
+	failed=$(metric_at gw 127.0.0.1:9125 \
+		'gw_agent_concentrator_connects_total{concentrator="192.0.2.1:5999",result="failed"}') || return 1
+	echo "{\"connects_to_the_refusing_first\": $failed}"
+	[ "$failed" -ge 1 ]
+}
+check "agent SIGHUP: a new concentrator list and bypass list apply to new flows" agent_reload_lists
+
 sysctl_files() {
 	local f
 	for f in ../../deploy/sysctl/*.conf; do
