@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Soak: the concentrator under mixed valid and hostile load for a while
-# (not a test; it reports). Default 600 s.
+# Soak: the concentrator under mixed valid and hostile load for a while,
+# with a verdict: no valid flow failed, no upstream connect beyond the
+# expected ones, memory and descriptors back where they started. Default
+# 600 s; exit 0 on pass, 1 on fail.
 #
 #   sudo benches/soak.sh [SECONDS]
 #
@@ -13,6 +15,12 @@
 #   stalled   100 handshakes that never finish
 #   noread    20 keyed clients that never read their echo, held 5 s
 #   badkeys   replayed, stale and forged cookies
+#   future    a second key holder (.4) floods 300 Connect and 300 Info-only
+#             cookies dated 89 s ahead (the replay cache is small: 4,096)
+#   blackhole 64 keyed connects to a destination that drops SYNs: they hold
+#             handshake slots until the connect timeout (3 s)
+# The parked heap is bounded at 8 MiB (--max-parked-memory), below what the
+# never-reading clients would park.
 # Sampled every second: the daemon's RSS and open descriptors. Forged SYNs
 # must cause no upstream connect: upstream_connects is the valid flows plus
 # the keyed never-reading clients and the first of each replayed pair,
@@ -34,6 +42,7 @@ cd tests/netns
 
 cli_conc_srv
 addr cli cli-conc 198.51.100.3/24
+addr cli cli-conc 198.51.100.4/24
 ip netns exec "$(ns conc)" sysctl -q -p ../../deploy/sysctl/90-mptcp-concentrator.conf
 ip -n "$(ns conc)" mptcp limits set $(sed -n 's/^ExecStartPre=+-\/usr\/bin\/ip mptcp limits set //p' ../../systemd/mptcp-concentrator.service.in)
 ip netns exec "$(ns cli)" sysctl -qw net.ipv4.tcp_fastopen=1
@@ -41,17 +50,24 @@ ip netns exec "$(ns cli)" sysctl -qw net.ipv4.tcp_fastopen=1
 # sends after 64 KiB (and get them parked), as on a busy box.
 ip netns exec "$(ns conc)" sysctl -qw net.ipv4.tcp_wmem="4096 16384 65536"
 ip netns exec "$(ns srv)" "$PY" ./nettool.py serve --bind 203.0.113.2 --base 9000 > /dev/null 2>&1 &
+ip netns exec "$(ns srv)" nft -f - <<'NFT'
+table inet blackhole {
+	chain input { type filter hook input priority 0; tcp dport 9009 drop; }
+}
+NFT
 K=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
-umask 077; echo "7 $K any" > "$WORKDIR/keys"; umask 022
-start_concentrator conc soak --allow-client 198.51.100.2/32 --keys "$WORKDIR/keys" \
-	--metrics-listen 198.51.100.1:9190 --handshake-timeout 3
+K8=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+umask 077; printf '7 %s any\n8 %s any\n' "$K" "$K8" > "$WORKDIR/keys"; umask 022
+start_concentrator conc soak --allow-client 198.51.100.2/32 --allow-client 198.51.100.4/32 \
+	--keys "$WORKDIR/keys" --metrics-listen 198.51.100.1:9190 --handshake-timeout 3 \
+	--connect-timeout 3 --replay-cache 4096 --max-parked-memory 8
 PID=$CONC_PID
 wait_listen srv 9000 && wait_listen conc 5124 || exit 1
 sleep 0.5
 
 C="ip netns exec $(ns cli) $PY ./nettool.py"
 CK="$C cookie --conc 198.51.100.1:5124 --dst 203.0.113.2:9000 --src 198.51.100.2 --key 7:$K"
-valid_ok=0 valid_failed=0
+valid_ok=0 valid_failed=0 future_ok=0
 echo "t,rss_kib,fds" > "$OUT/samples.csv"
 t0=$(date +%s)
 sampler() {
@@ -75,6 +91,12 @@ while [ $(( $(date +%s) - t0 )) -lt "$DURATION" ]; do
 	$C noread --conc 198.51.100.1:5124 --dst 203.0.113.2:9000 --count 20 --bytes $((1 << 20)) \
 		--seconds 5 --src 198.51.100.2 --key 7:$K > /dev/null 2>&1 &
 	pids+=($!)
+	$C cookieflood --conc 198.51.100.1:5124 --dst 203.0.113.2:9000 --key 8:$K8 --src 198.51.100.4 \
+		--count 300 --info > "$WORKDIR/future.json" 2>&1 &
+	pids+=($!)
+	$C noread --conc 198.51.100.1:5124 --dst 203.0.113.2:9009 --count 64 --bytes 1 --min-bytes 0 \
+		--seconds 4 --src 198.51.100.4 --key 8:$K8 > /dev/null 2>&1 &
+	pids+=($!)
 	for c in replay stale badmac; do $CK --case $c --expect 32 > /dev/null 2>&1; done
 	for i in $(seq 1 20); do
 		if $CK --case good --expect=-1 > /dev/null 2>&1; then
@@ -84,6 +106,8 @@ while [ $(( $(date +%s) - t0 )) -lt "$DURATION" ]; do
 		fi
 	done
 	wait "${pids[@]}" 2>/dev/null
+	# The flood's accepted Connect requests are upstream connects too.
+	future_ok=$((future_ok + $("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["codes"].get("ok", 0))' "$WORKDIR/future.json" 2>/dev/null || echo 0)))
 done
 sleep 15  # refusals and stalls drain; buffers go back to the kernel after 10 s quiet
 metrics=$(ip netns exec "$(ns cli)" curl -s http://198.51.100.1:9190/metrics)
@@ -101,7 +125,10 @@ cat > "$OUT/summary.json" <<JSON
  "cookies_ok": $(m 'mptcp_concentrator_cookies_total{result="ok"}'),
  "forged_syns_sent": $((round * 50)),
  "upstream_connects": $(m mptcp_concentrator_upstream_connect_seconds_count),
- "upstream_connects_expected": $((valid_ok + round * 21)),
+ "upstream_connects_expected_at_most": $((valid_ok + round * (21 + 64) + future_ok)),
+ "future_dated_accepted": $future_ok,
+ "parked_refused": $(m mptcp_concentrator_parked_refused_total),
+ "handshake_evictions": $(m mptcp_concentrator_handshake_evictions_total),
  "handshake_limit_resets": $(m 'mptcp_concentrator_limit_hits_total{limit="handshakes"}'),
  "parked_sends": $(m mptcp_concentrator_parked_sends_total),
  "rss_kib": {"start": $rss0, "max": $rssmax, "end": $rss1},
@@ -124,3 +151,15 @@ plot "$OUT/samples.csv" using 1:(\$2/1024) every ::1 with lines title "RSS", \
 GP
 	echo "plot: $OUT/soak.png"
 fi
+# The verdict. Upstream connects: the valid flows, the never-reading and
+# blackholed keyed clients, the first of each replayed pair and the
+# future-dated flood's accepted ones, nothing more (forged SYNs none).
+up=$(m mptcp_concentrator_upstream_connect_seconds_count)
+verdict=pass
+[ "$valid_failed" -eq 0 ] || { echo "FAIL: $valid_failed valid flows failed"; verdict=fail; }
+[ "${up:-0}" -le $((valid_ok + round * (21 + 64) + future_ok)) ] ||
+	{ echo "FAIL: $up upstream connects, more than expected"; verdict=fail; }
+[ "$rss1" -le $((rss0 + 4096)) ] || { echo "FAIL: RSS $rss0 -> $rss1 KiB"; verdict=fail; }
+[ "$fd1" -le $((fd0 + 2)) ] || { echo "FAIL: descriptors $fd0 -> $fd1"; verdict=fail; }
+echo "verdict: $verdict"
+[ $verdict = pass ]
