@@ -84,6 +84,18 @@ struct opt_spec {
 	  .help = "this help; --help=man8, man5 or markdown print the reference as the man " \
 		  "pages and README carry it" }
 
+/* The bound on parked sends' heap (relay.h), the same in both daemons but
+ * for its default: cfgtype has uint32_t max_parked_mib. */
+#define OPTABLE_MAX_PARKED(cfgtype, o_id, deflt_text) \
+	{ "max-parked-memory", o_id, "MIB", "max_parked_memory", CONFIG_NUMBER, \
+	  .type = OT_UINT, .min = 0, .max = 1 << 20, OPT_AT(cfgtype, max_parked_mib), \
+	  .reload = OPT_LIVE, .deflt = deflt_text, \
+	  .help = "heap for the sends of peers that stopped reading, all flows together " \
+		  "(0 = no bound); past it such a flow is reset (counted)", \
+	  .more = "Each stalled flow parks at most one buffer; without the bound many flows " \
+		  "whose peers never read (4,096 of one client at a concentrator) could take " \
+		  "the box's memory." }
+
 struct optable {
 	const char *program;       /* "gw-agent" */
 	const char *synopsis;      /* the usage lines after "Usage: " */

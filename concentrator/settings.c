@@ -82,12 +82,7 @@ static const struct opt_spec conc_opts[] = {
 	{ "workers", O_WORKERS, "N", "workers", CONFIG_NUMBER, .type = OT_UINT, .min = 1,
 	  .max = 256, AT(workers), .reload = OPT_RESTART, .deflt = "the CPU count",
 	  .help = "worker threads, each with its own io_uring and listeners" },
-	{ "max-parked-memory", O_MAX_PARKED, "MIB", "max_parked_memory", CONFIG_NUMBER,
-	  .type = OT_UINT, .min = 0, .max = 1 << 20, AT(max_parked_mib), .reload = OPT_LIVE,
-	  .deflt = "256",
-	  .help = "heap for the sends of peers that stopped reading, all flows together "
-		  "(0 = no bound); past it such a flow is reset (counted)",
-	  .more = "Each stalled flow parks at most one buffer (64 KiB); a client with 4,096 such flows would otherwise hold half a GiB." },
+	OPTABLE_MAX_PARKED(struct conc_config, O_MAX_PARKED, "256"),
 	{ "max-flows", O_MAX_FLOWS, "N", "max_flows", CONFIG_NUMBER, .type = OT_UINT, .min = 1,
 	  .max = 10000000, AT(max_flows), .reload = OPT_RESTART,
 	  .deflt = "what the open-file limit allows",

@@ -152,12 +152,7 @@ static const struct opt_spec agent_opts[] = {
 	{ "buffer-size", O_BUFFER_SIZE, "BYTES", "buffers.size", CONFIG_NUMBER, .type = OT_UINT,
 	  .min = 1024, .max = 4 << 20, AT(bufsize), .reload = OPT_RESTART, .deflt = "32768",
 	  .help = "size of each buffer" },
-	{ "max-parked-memory", O_MAX_PARKED, "MIB", "max_parked_memory", CONFIG_NUMBER,
-	  .type = OT_UINT, .min = 0, .max = 1 << 20, AT(max_parked_mib), .reload = OPT_LIVE,
-	  .deflt = "32",
-	  .help = "heap for the sends of peers that stopped reading, all flows together "
-		  "(0 = no bound); past it such a flow is reset (counted)",
-	  .more = "Each stalled flow parks at most one buffer; on a router with little memory the bound keeps LAN devices that never read from taking it." },
+	OPTABLE_MAX_PARKED(struct agent_config, O_MAX_PARKED, "32"),
 	{ "max-flows-per-host", O_MAX_PER_HOST, "N", "max_flows_per_host", CONFIG_NUMBER,
 	  .type = OT_UINT, .min = 0, .max = 10000000, AT(max_per_host), .reload = OPT_LIVE,
 	  .deflt = "1024",
