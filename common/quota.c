@@ -65,7 +65,10 @@ static uint32_t slot_of(const struct quota *l, const struct in6_addr *k)
 
 static bool entry_used(const struct quota_entry *e)
 {
-	return e->n[0] || e->n[1];
+	for (unsigned k = 0; k < QUOTA_KINDS; k++)
+		if (e->n[k])
+			return true;
+	return false;
 }
 
 /* Entry for key k, or the empty slot where it would go. Linear probing; an

@@ -22,17 +22,19 @@
 enum quota_kind {
 	QUOTA_HANDSHAKE = 0,
 	QUOTA_FLOW = 1,
+	QUOTA_PARKED = 2,      /* flows holding parked heap (relay.c) */
+	QUOTA_KINDS
 };
 
 struct quota_entry {
 	struct in6_addr a;     /* the client key (prefix-cut) */
-	uint32_t n[2];         /* by enum quota_kind */
+	uint32_t n[QUOTA_KINDS];  /* by enum quota_kind */
 };
 
 struct quota {
 	pthread_mutex_t lock;
-	uint32_t max[2], max_per_client[2];
-	uint32_t count[2];
+	uint32_t max[QUOTA_KINDS], max_per_client[QUOTA_KINDS];
+	uint32_t count[QUOTA_KINDS];
 	uint8_t v6_prefix;
 	struct hash_key key;
 	struct quota_entry *tab;

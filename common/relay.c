@@ -392,33 +392,53 @@ void relay_set_parked_limit(uint64_t bytes)
 	atomic_store(&parked_limit, bytes);
 }
 
-/* n more bytes of heap for a stalled flow, within the bound: false (and
- * counted) when it would pass it, and the caller resets that flow. */
-static bool parked_take(struct relay_worker *w, uint64_t n)
+void relay_set_parked_share(struct quota *q, uint64_t bytes, uint32_t bufsize)
+{
+	uint64_t share = bufsize ? bytes / 8 / bufsize : 0;
+
+	relay_set_parked_limit(bytes);
+	quota_set(q, QUOTA_PARKED, 0, !bytes ? 0 : share < 16 ? 16 : (uint32_t)share);
+}
+
+/* n more bytes of heap for r, stalled, within the bound and within r's
+ * client's share: false (and counted) when it would pass either, and the
+ * caller resets that flow. */
+static bool parked_take(struct relay_worker *w, struct relay *r, uint64_t n)
 {
 	uint64_t lim = atomic_load(&parked_limit);
 
-	if (atomic_fetch_add(&parked_total, n) + n > lim && lim) {
-		atomic_fetch_sub(&parked_total, n);
+	if (!r->parked_held && w->parked_quota &&
+	    quota_take(w->parked_quota, QUOTA_PARKED, &r->peer) < 0) {
 		w->stats.parked_refused++;
 		return false;
 	}
+	if (atomic_fetch_add(&parked_total, n) + n > lim && lim) {
+		atomic_fetch_sub(&parked_total, n);
+		if (!r->parked_held && w->parked_quota)
+			quota_release(w->parked_quota, QUOTA_PARKED, &r->peer);
+		w->stats.parked_refused++;
+		return false;
+	}
+	r->parked_held += (uint32_t)n;
 	w->stats.parked_bytes += n;
 	return true;
 }
 
-static void parked_give(struct relay_worker *w, uint64_t n)
+static void parked_give(struct relay_worker *w, struct relay *r, uint64_t n)
 {
 	atomic_fetch_sub(&parked_total, n);
 	w->stats.parked_bytes -= n;
+	r->parked_held -= (uint32_t)n;
+	if (!r->parked_held && w->parked_quota)
+		quota_release(w->parked_quota, QUOTA_PARKED, &r->peer);
 }
 
 /* The half's data is sent (or the flow is gone): give back whatever holds
  * it, the ring buffer or the parked copy. */
-static void half_release(struct relay_worker *w, struct relay_half *h)
+static void half_release(struct relay_worker *w, struct relay *r, struct relay_half *h)
 {
 	if (h->parked) {
-		parked_give(w, h->len);
+		parked_give(w, r, h->len);
 		free(h->parked);
 		h->parked = NULL;
 	} else {
@@ -435,11 +455,11 @@ static int half_park(struct relay_worker *w, struct relay *r, int d)
 	uint32_t n = h->len - h->off;
 	uint8_t *p;
 
-	if (!parked_take(w, n))
+	if (!parked_take(w, r, n))
 		return -ENOBUFS;
 	p = malloc(n ? n : 1);
 	if (!p) {
-		parked_give(w, n);
+		parked_give(w, r, n);
 		return -ENOMEM;
 	}
 	if (vs_framing(r, d)) {
@@ -449,7 +469,7 @@ static int half_park(struct relay_worker *w, struct relay *r, int d)
 
 		if (!rec) {
 			free(p);
-			parked_give(w, n);
+			parked_give(w, r, n);
 			return -ENOMEM;
 		}
 		memcpy(rec, r->vs->tx_hdr, VSTREAM_HDR);
@@ -585,7 +605,7 @@ static void vs_on_recv(struct relay_worker *w, struct relay *r, const struct io_
 			return;
 		/* Sent from the heap, as a parked send is (half_release frees
 		 * it); only the data counts as held now. */
-		parked_give(w, VSTREAM_TAG);
+		parked_give(w, r, VSTREAM_TAG);
 		h->parked = vs->rx_buf;
 		vs->rx_buf = NULL;
 		h->off = 0;
@@ -605,14 +625,14 @@ static void vs_on_recv(struct relay_worker *w, struct relay *r, const struct io_
 			/* Part of the record: gather it on the heap and give the
 			 * ring buffer back, so a slow peer holds no shared
 			 * buffer (at most one record of heap, as a parked send). */
-			if (!parked_take(w, vs->rx_len + VSTREAM_TAG)) {
+			if (!parked_take(w, r, vs->rx_len + VSTREAM_TAG)) {
 				buf_put(w, h->bid);
 				relay_close(w, r, RELAY_END_RESET, true);
 				return;
 			}
 			vs->rx_buf = malloc(vs->rx_len + VSTREAM_TAG);
 			if (!vs->rx_buf) {
-				parked_give(w, vs->rx_len + VSTREAM_TAG);
+				parked_give(w, r, vs->rx_len + VSTREAM_TAG);
 				buf_put(w, h->bid);
 				relay_close(w, r, RELAY_END_RESET, true);
 				return;
@@ -654,7 +674,7 @@ static void relay_free(struct relay_worker *w, struct relay *r)
 		/* A buffer (or parked copy) still held by a cancelled send
 		 * goes back. */
 		if (r->half[d].state == HALF_SEND)
-			half_release(w, &r->half[d]);
+			half_release(w, r, &r->half[d]);
 		if (r->fd[d] >= 0)
 			close(r->fd[d]);
 		r->fd[d] = -1;
@@ -662,7 +682,7 @@ static void relay_free(struct relay_worker *w, struct relay *r)
 	if (w->ops->on_free)
 		w->ops->on_free(w, r);
 	if (r->vs && r->vs->rx_buf) {
-		parked_give(w, r->vs->rx_len + VSTREAM_TAG);
+		parked_give(w, r, r->vs->rx_len + VSTREAM_TAG);
 		free(r->vs->rx_buf);
 	}
 	free(r->vs);
@@ -825,7 +845,7 @@ static void on_send(struct relay_worker *w, struct relay *r, int d,
 			return;
 		}
 		h->state = HALF_IDLE;
-		half_release(w, h);
+		half_release(w, r, h);
 		/* buf_put may have re-armed another flow only; this half
 		 * receives again right away. */
 		arm_recv(w, r, d);

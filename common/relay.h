@@ -26,6 +26,7 @@
 #include <sys/socket.h>
 
 #include "ring.h"
+#include "quota.h"
 
 enum relay_state {
 	RELAY_FREE = 0,
@@ -85,6 +86,13 @@ struct relay_half {
  * counted (relay_stats.parked_refused). Both daemons set it from their
  * --max-parked-memory. */
 void relay_set_parked_limit(uint64_t bytes);
+/* And the share of it one client may hold: a flow that parks anything
+ * takes one QUOTA_PARKED unit of w->parked_quota for its peer (if set),
+ * so a client that stalls many flows meets its own bound (an eighth of
+ * the total's worth of buffers, 16 at least) long before the total, and
+ * never resets another client's flows. The daemons call it with their
+ * quota and buffer size whenever the bound is set. */
+void relay_set_parked_share(struct quota *q, uint64_t bytes, uint32_t bufsize);
 
 /* A verified stream (common/vstream.h) on one of the flow's sockets: the
  * half that sends into it frames what it received as records; the half
@@ -127,6 +135,7 @@ struct relay {
 	uint16_t far_port;
 	void *priv;                  /* daemon state during the handshake */
 	struct relay_vs *vs;         /* verified stream, or NULL (relay_verify) */
+	uint32_t parked_held;        /* heap this flow holds off the ring */
 };
 
 struct relay_stats {
@@ -182,6 +191,7 @@ struct relay_worker {
 	unsigned ring_flags;
 	const struct relay_ops *ops;
 	void *owner;                 /* the daemon's per-worker state */
+	struct quota *parked_quota;  /* per-client share of parked heap, or NULL */
 
 	struct relay **chunks;       /* pool: chunks of RELAY_CHUNK flows */
 	uint32_t nchunks;

@@ -106,7 +106,7 @@ static void reload(struct conc *c, int argc, char **argv)
 	quota_set(&c->limits, QUOTA_HANDSHAKE, cur->max_handshakes, n.max_hs_per_client);
 	log_set_level(n.log_level);
 	cur->max_parked_mib = n.max_parked_mib;
-	relay_set_parked_limit((uint64_t)n.max_parked_mib << 20);
+	relay_set_parked_share(&c->limits, (uint64_t)n.max_parked_mib << 20, cur->bufsize);
 	c->reloads_ok++;
 	log_info("reloaded %s: %u client prefixes%s, %u destination rules, %u flows per client, "
 		 "%u gateway keys",
@@ -306,7 +306,7 @@ int main(int argc, char **argv)
 		return 1;
 	quota_set(&c->limits, QUOTA_FLOW, c->cfg.max_flows, c->cfg.max_per_client);
 	quota_set(&c->limits, QUOTA_HANDSHAKE, c->cfg.max_handshakes, c->cfg.max_hs_per_client);
-	relay_set_parked_limit((uint64_t)c->cfg.max_parked_mib << 20);
+	relay_set_parked_share(&c->limits, (uint64_t)c->cfg.max_parked_mib << 20, c->cfg.bufsize);
 
 	/* Signals go to the main thread only, through sigtimedwait(). */
 	daemon_signals(&sigs);

@@ -155,6 +155,7 @@ void *worker_main(void *arg)
 	 * pool never needs more than the two together. */
 	r = relay_worker_init(&cw->rw, &conc_relay_ops, cw, 4096, cfg->nbufs,
 			      cfg->bufsize, cfg->max_flows + cfg->max_handshakes);
+	cw->rw.parked_quota = &cw->c->limits;
 	if (r < 0) {
 		log_errno(r, "worker %u: io_uring setup: %m%s", cw->id, ring_setup_why(r));
 		report_ready(cw, r);

@@ -160,6 +160,7 @@ static void *worker_main(void *arg)
 	agent_worker_refresh(aw);
 	r = relay_worker_init(&aw->rw, &agent_relay_ops, aw, 1024, cfg->nbufs,
 			      cfg->bufsize, cfg->max_flows);
+	aw->rw.parked_quota = &aw->a->hosts;
 	if (r < 0) {
 		log_errno(r, "worker %u: io_uring setup: %m%s", aw->id, ring_setup_why(r));
 		report_ready(aw, r);
@@ -281,7 +282,7 @@ static void reload(struct agent *a, int argc, char **argv)
 	atomic_fetch_add(&a->cfg_gen, 1);
 	wait_workers_refreshed(a);
 	log_set_level(n.log_level);
-	relay_set_parked_limit((uint64_t)n.max_parked_mib << 20);
+	relay_set_parked_share(&a->hosts, (uint64_t)n.max_parked_mib << 20, cur->bufsize);
 
 	pc = 0;
 	a->paths.key = cur->keyed ? &cur->key : NULL;
@@ -470,7 +471,7 @@ int main(int argc, char **argv)
 	if (quota_init(&a->hosts, 128) < 0)
 		return 1;
 	quota_set(&a->hosts, QUOTA_FLOW, 0, a->cfg.max_per_host);
-	relay_set_parked_limit((uint64_t)a->cfg.max_parked_mib << 20);
+	relay_set_parked_share(&a->hosts, (uint64_t)a->cfg.max_parked_mib << 20, a->cfg.bufsize);
 	r = intercept_add_lan_prefixes(&a->cfg);
 	if (r < 0)
 		log_errno(r, "cannot read LAN addresses: %m");
