@@ -387,6 +387,46 @@ static bool route_wan(const struct agent_config *cfg, int family, struct in6_add
 	return false;
 }
 
+/* Not for the router's own fallback connection, beyond addr_is_special:
+ * the benchmarking and protocol-assignment ranges (where CPE and ISP
+ * equipment sits), and whatever is on-link on our line's interface (the
+ * modem, the ISP's neighbours), which the LAN reaches only through the
+ * router's forwarding, and its firewall. */
+static bool fallback_forbidden(const struct in6_addr *dst, const char *ifname)
+{
+	static const char *const extra[] = { "198.18.0.0/15", "192.0.0.0/24" };
+	struct ifaddrs *ifa, *i;
+	bool on_link = false;
+
+	if (addr_is_special(dst))
+		return true;
+	for (unsigned k = 0; k < sizeof(extra) / sizeof(extra[0]); k++) {
+		struct addr_prefix p;
+
+		if (addr_parse_prefix(extra[k], &p) == 0 && addr_prefix_match(&p, dst))
+			return true;
+	}
+	if (getifaddrs(&ifa) < 0)
+		return true;  /* cannot tell: not from the router's own address */
+	for (i = ifa; i && !on_link; i = i->ifa_next) {
+		struct addr_prefix p;
+		struct in6_addr mask;
+		unsigned bits = 0;
+
+		if (!i->ifa_addr || !i->ifa_netmask || strcmp(i->ifa_name, ifname) ||
+		    (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6) ||
+		    addr_to_in6(i->ifa_addr, &p.addr, NULL) < 0 ||
+		    addr_to_in6(i->ifa_netmask, &mask, NULL) < 0)
+			continue;
+		for (unsigned b = i->ifa_addr->sa_family == AF_INET ? 12 : 0; b < 16; b++)
+			bits += (unsigned)__builtin_popcount(mask.s6_addr[b]);
+		p.len = (uint8_t)(bits + (i->ifa_addr->sa_family == AF_INET ? 96 : 0));
+		on_link = addr_prefix_match(&p, dst);
+	}
+	freeifaddrs(ifa);
+	return on_link;
+}
+
 /* No concentrator: connect to the destination directly, or reset. */
 static void give_up(struct agent_worker *aw, struct relay *r, const char *why)
 {
@@ -424,12 +464,12 @@ static void give_up(struct agent_worker *aw, struct relay *r, const char *why)
 	} else {
 		have_if = route_wan(cfg, f->dst.ss_family, &src, &have_src, ifname);
 	}
-	if (addr_to_in6((struct sockaddr *)&f->dst, &dst, NULL) < 0 || addr_is_special(&dst) ||
-	    !have_if) {
+	if (addr_to_in6((struct sockaddr *)&f->dst, &dst, NULL) < 0 || !have_if ||
+	    fallback_forbidden(&dst, ifname)) {
 		aw->n.fallback_refused++;
-		log_flow(aw, r, addr_is_special(&dst) ?
-			 "no direct fallback: the destination is not the public Internet" :
-			 "no direct fallback: none of our own lines is up");
+		log_flow(aw, r, !have_if ? "no direct fallback: none of our own lines is up" :
+			 "no direct fallback: the destination is not the public Internet "
+			 "beyond our line");
 		relay_close(w, r, RELAY_END_REFUSED, true);
 		return;
 	}

@@ -123,7 +123,7 @@ int mesh_parse_lend(struct mesh_config *cfg, const char *spec, const char **why)
 	if (parse_ifname(strtok_r(buf, ",", &save), cfg->lend_if, why) < 0)
 		return -EINVAL;
 	cfg->lend_flows = 256;
-	cfg->lend_total = 1024;
+	cfg->lend_total = 256;
 	cfg->lend_uplink[0] = cfg->lend_rate[0] = cfg->lend_wan[0] = 0;
 	while ((tok = strtok_r(NULL, ",", &save))) {
 		char *end;
@@ -414,7 +414,7 @@ static int lend_shape(struct mesh *m)
 
 static int lend_install(struct mesh *m)
 {
-	char script[2048], ca[ADDR_STRLEN], cap[160] = "", prio[96] = "";
+	char script[2048], ca[ADDR_STRLEN], cap[160] = "", prio[96] = "", src_rule[64];
 	char *nft[] = { "nft", "-f", "-", NULL };
 	struct in6_addr c;
 	uint16_t port;
@@ -426,6 +426,13 @@ static int lend_install(struct mesh *m)
 		return -EINVAL;
 	v4 = addr_is_v4mapped(&c);
 	addr_format_in6(&c, 0, ca);
+	/* Borrow addresses are IPv4 (100.64.L.B): towards an IPv6
+	 * concentrator no source would be one, so nothing is forwarded. */
+	if (v4)
+		snprintf(src_rule, sizeof(src_rule), "ip saddr != 100.64.%u.0/24 drop",
+			 m->lend_own.s6_addr[15]);
+	else
+		snprintf(src_rule, sizeof(src_rule), "drop");
 	if (m->cfg.lend_flows)
 		snprintf(cap, sizeof(cap),
 			 "\t\tiifname \"%s\" ct state new add @borrowers { %s saddr ct count over %u } "
@@ -450,7 +457,7 @@ static int lend_install(struct mesh *m)
 		 "\t\ttype filter hook forward priority filter - 1; policy accept;\n"
 		 "\t\tiifname \"%s\" oifname \"%s\" accept\n"
 		 "\t\tiifname \"%s\" meta nfproto != %s drop\n"
-		 "\t\tiifname \"%s\" ip saddr != 100.64.%u.0/24 drop\n"
+		 "\t\tiifname \"%s\" %s\n"
 		 "\t\tiifname \"%s\" %s daddr != %s drop\n"
 		 "\t\tiifname \"%s\" meta l4proto != tcp drop\n"
 		 "\t\tiifname \"%s\" tcp dport != %u drop\n"
@@ -467,7 +474,7 @@ static int lend_install(struct mesh *m)
 		 v4 ? "ipv4_addr" : "ipv6_addr", v4 ? "ipv4_addr" : "ipv6_addr",
 		 m->cfg.lend_if, m->cfg.lend_if,
 		 m->cfg.lend_if, v4 ? "ipv4" : "ipv6",
-		 m->cfg.lend_if, m->lend_own.s6_addr[15],
+		 m->cfg.lend_if, src_rule,
 		 m->cfg.lend_if, v4 ? "ip" : "ip6", ca,
 		 m->cfg.lend_if, m->cfg.lend_if, port,
 		 m->cfg.lend_if, v4 ? "ip" : "ip6", m->cfg.lend_total,

@@ -19,7 +19,7 @@
 #define MESH_STATIC_MAX 8
 #define MESH_ANNOUNCE_MS 1000     /* a lender says so this often */
 #define MESH_EXPIRE_MS 3500       /* a neighbour silent this long is gone */
-#define MESH_CLOCK_MS 120000      /* an announcement's sequence (its sender's
+#define MESH_CLOCK_MS 30000       /* an announcement's sequence (its sender's
 				   * clock) this far from ours is refused */
 
 /* What became of an announcement (metrics: gw_agent_mesh_announcements_total). */

@@ -56,7 +56,7 @@ static const struct opt_spec agent_opts[] = {
 	  CONFIG_STRING, .reload = OPT_RESTART, .deflt = "off",
 	  .help = "lend our line to the mesh on IFACE: TCP to the concentrator only, from "
 		  "borrow addresses for us only, N flows per borrower (256) and total= for all "
-		  "(1024); with uplink= our own upload goes first and the lent traffic gets the "
+		  "(256, a quarter of the concentrator's handshakes per client); with uplink= our own upload goes first and the lent traffic gets the "
 		  "rest (at most rate=)",
 	  .more = "Only TCP to the first concentrator is forwarded, with NAT. uplink= is our line's upload rate, a little under the line (19mbit); wan= defaults to the first path." },
 	{ "mesh-key", O_MESH_KEY, "FILE", "mesh_key_file", CONFIG_STRING, .type = OT_STRING,

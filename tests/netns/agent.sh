@@ -204,18 +204,22 @@ table inet homefw {
 	chain forward {
 		type filter hook forward priority filter; policy accept;
 		iifname "gw-lan" oifname "gw-mgmt" drop
+		iifname "gw-lan" ip daddr 198.51.100.1 drop
 	}
 }
 NFT
-wait_listen mgmt 9000 || exit 1
+# And a "modem" on the line's own link (198.51.100.1, beside the stopped
+# concentrator), which the firewall keeps the LAN from too.
+ip netns exec "$(ns conc)" "$PY" ./nettool.py serve --bind 198.51.100.1 --base 9200 > /dev/null 2>&1 &
+wait_listen mgmt 9000 && wait_listen conc 9200 || exit 1
 G="ip netns exec $(ns gw) $PY ./nettool.py"
 no_escape() {
 	local d refused
-	for d in 10.99.0.2 192.0.2.130; do
-		$G echo --plain --dst $d:9000 --bytes 1000 > /dev/null || { echo "control: gw cannot reach $d"; return 1; }
+	for d in 10.99.0.2:9000 192.0.2.130:9000 198.51.100.1:9200; do
+		$G echo --plain --dst $d --bytes 1000 > /dev/null || { echo "control: gw cannot reach $d"; return 1; }
 	done
-	for d in 10.99.0.2 192.0.2.130; do
-		$T echo --plain --dst $d:9000 --bytes 1000 > /dev/null 2>&1 && { echo "the LAN reached $d"; return 1; }
+	for d in 10.99.0.2:9000 192.0.2.130:9000 198.51.100.1:9200; do
+		$T echo --plain --dst $d --bytes 1000 > /dev/null 2>&1 && { echo "the LAN reached $d"; return 1; }
 	done
 	# The private one is refused by the agent (this instance's first
 	# refusal); the other left by the line (its route there goes nowhere)
@@ -224,7 +228,7 @@ no_escape() {
 	echo "{\"fallbacks_refused\": $refused}"
 	[ "$refused" -ge 1 ]
 }
-check "fallback direct reaches nothing the router's firewall keeps the LAN from (a private network, a VPN's route)" no_escape
+check "fallback direct reaches nothing the router's firewall keeps the LAN from (a private network, a VPN's route, the line's own link)" no_escape
 
 # Crash: SIGKILL leaves the table behind; the next start must clean it up.
 kill -KILL $A1; wait $A1 2>/dev/null
