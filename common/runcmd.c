@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -41,35 +42,51 @@ static void spawn_attr(posix_spawnattr_t *at)
 				 POSIX_SPAWN_SETPGROUP);
 }
 
-int spawn_run_timeout(char *const argv[], const char *input, bool show_errors, int timeout_ms)
+/* Runs argv with input on stdin; its stdout into out[0..out_cap) (*out_len
+ * set) when out is given, else to /dev/null. The exit status, or -errno. */
+static int spawn_io(char *const argv[], const char *input, bool show_errors, char *out,
+		    size_t out_cap, size_t *out_len, int timeout_ms)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
-	int in[2] = { -1, -1 }, st = 0, r, pidfd;
-	size_t len = input ? strlen(input) : 0, off = 0;
+	int in[2] = { -1, -1 }, op[2] = { -1, -1 }, st = 0, r, pidfd;
+	size_t len = input ? strlen(input) : 0, off = 0, got = 0;
 	int64_t deadline = now_ms() + timeout_ms;
 	pid_t pid;
 
 	if (pipe2(in, O_CLOEXEC) < 0)
 		return -errno;
+	if (out && pipe2(op, O_CLOEXEC) < 0) {
+		r = -errno;
+		close(in[0]);
+		close(in[1]);
+		return r;
+	}
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
 	if (!show_errors)
 		posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	if (out)
+		posix_spawn_file_actions_adddup2(&fa, op[1], 1);
+	else
+		posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
 	spawn_attr(&at);
 	r = posix_spawnp(&pid, argv[0], &fa, &at, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);
 	close(in[0]);
+	if (out)
+		close(op[1]);
 	if (r) {
 		close(in[1]);
+		if (out)
+			close(op[0]);
 		return -r;
 	}
-	/* Wait for the exit and feed stdin, both against the deadline: a
-	 * helper that hangs, or never reads its input, is killed. A pidfd
-	 * wakes us at the exit; without one (kernels before 5.3), 10 ms
-	 * polls. */
+	/* Wait for the exit, feed stdin and read stdout, all against the
+	 * deadline: a helper that hangs, never reads its input or never stops
+	 * writing is killed with its whole group. A pidfd wakes us at the
+	 * exit; without one (kernels before 5.3), 10 ms polls. */
 	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (!len) {
 		close(in[1]);
@@ -77,11 +94,14 @@ int spawn_run_timeout(char *const argv[], const char *input, bool show_errors, i
 	} else {
 		fcntl(in[1], F_SETFL, O_NONBLOCK);
 	}
+	if (out)
+		fcntl(op[0], F_SETFL, O_NONBLOCK);
 	for (;;) {
-		struct pollfd p[2];
+		struct pollfd p[3];
 		nfds_t n = 0;
 		int64_t left;
-		pid_t w = waitpid(pid, &st, WNOHANG);
+		int ipos = -1, opos = -1;
+		pid_t w = out && op[0] >= 0 ? 0 : waitpid(pid, &st, WNOHANG);
 
 		if (w == pid)
 			break;
@@ -97,13 +117,21 @@ int spawn_run_timeout(char *const argv[], const char *input, bool show_errors, i
 			r = -ETIMEDOUT;
 			goto out;
 		}
-		if (pidfd >= 0)
+		/* While its output is open, that (its end) is what we wait for:
+		 * the exit comes after (a pidfd would stay readable meanwhile). */
+		if (pidfd >= 0 && !(out && op[0] >= 0))
 			p[n++] = (struct pollfd){ .fd = pidfd, .events = POLLIN };
-		if (in[1] >= 0)
+		if (in[1] >= 0) {
+			ipos = (int)n;
 			p[n++] = (struct pollfd){ .fd = in[1], .events = POLLOUT };
-		if (poll(p, n, (int)(pidfd >= 0 ? left : (left < 10 ? left : 10))) <= 0)
+		}
+		if (out && op[0] >= 0) {
+			opos = (int)n;
+			p[n++] = (struct pollfd){ .fd = op[0], .events = POLLIN };
+		}
+		if (poll(p, n, (int)(pidfd >= 0 || opos >= 0 ? left : (left < 10 ? left : 10))) <= 0)
 			continue;
-		if (in[1] >= 0 && p[n - 1].revents) {
+		if (ipos >= 0 && p[ipos].revents) {
 			ssize_t k = write(in[1], input + off, len - off);
 
 			if (k > 0)
@@ -114,14 +142,40 @@ int spawn_run_timeout(char *const argv[], const char *input, bool show_errors, i
 				in[1] = -1;
 			}
 		}
+		if (opos >= 0 && p[opos].revents) {
+			char sink[512];
+			ssize_t k = got < out_cap ? read(op[0], out + got, out_cap - got) :
+				read(op[0], sink, sizeof(sink));  /* past the buffer: dropped */
+
+			if (k > 0 && got < out_cap)
+				got += (size_t)k;
+			if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR)) {
+				close(op[0]);  /* its end of output: now its exit */
+				op[0] = -1;
+			}
+		}
 	}
 	r = WIFEXITED(st) ? WEXITSTATUS(st) : -ECHILD;
 out:
 	if (in[1] >= 0)
 		close(in[1]);
+	if (out && op[0] >= 0)
+		close(op[0]);
 	if (pidfd >= 0)
 		close(pidfd);
+	if (out_len)
+		*out_len = got;
 	return r;
+}
+
+int spawn_run_timeout(char *const argv[], const char *input, bool show_errors, int timeout_ms)
+{
+	return spawn_io(argv, input, show_errors, NULL, 0, NULL, timeout_ms);
+}
+
+int spawn_output(char *const argv[], char *out, size_t cap, size_t *len, int timeout_ms)
+{
+	return spawn_io(argv, NULL, false, out, cap, len, timeout_ms);
 }
 
 int spawn_run(char *const argv[], const char *input, bool show_errors)

@@ -3,6 +3,7 @@
 #define COMMON_RUNCMD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* A helper that has not finished by then is killed (SIGKILL). */
 #define SPAWN_TIMEOUT_MS 15000
@@ -14,5 +15,8 @@
  * -errno. */
 int spawn_run(char *const argv[], const char *input, bool show_errors);
 int spawn_run_timeout(char *const argv[], const char *input, bool show_errors, int timeout_ms);
+/* The same, with no input and its stdout read into out[0..cap) (*len set;
+ * more than cap is read and dropped); its errors to /dev/null. */
+int spawn_output(char *const argv[], char *out, size_t cap, size_t *len, int timeout_ms);
 
 #endif

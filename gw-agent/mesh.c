@@ -20,6 +20,7 @@
  * key, none is sent or taken: static neighbours only. */
 #include "mesh.h"
 #include "agent.h"
+#include "runcmd.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -577,18 +578,24 @@ static int count_elems(json_t *set, bool is_tx, struct mesh_count *ret, int n, u
 
 int mesh_counters(struct mesh_count *ret, unsigned max)
 {
-	FILE *f = popen("nft -j list table inet " NFT_MESH " 2>/dev/null", "re");
+	/* Two sets of at most 512 elements each: well within 256 KiB. A
+	 * helper run as every other (clean signals, a deadline: a stuck nft
+	 * must not hang the status socket or a scrape). */
+	char *argv[] = { "nft", "-j", "list", "table", "inet", NFT_MESH, NULL };
+	size_t cap = 256 << 10, len = 0;
+	char *buf = malloc(cap);
 	json_error_t err;
 	json_t *root, *arr, *o;
 	size_t i;
-	int n = 0;
+	int n = 0, r;
 
-	if (!f)
-		return -errno;
-	root = json_loadf(f, 0, &err);
-	pclose(f);
+	if (!buf)
+		return -ENOMEM;
+	r = spawn_output(argv, buf, cap, &len, 5000);
+	root = r == 0 ? json_loadb(buf, len, 0, &err) : NULL;
+	free(buf);
 	if (!root)
-		return -ENOENT;
+		return r < 0 ? r : -ENOENT;
 	arr = json_object_get(root, "nftables");
 	json_array_foreach(arr, i, o) {
 		json_t *set = json_object_get(o, "set");

@@ -72,10 +72,31 @@ static void test_deadline(void)
 	free(big);
 }
 
+static void test_output(void)
+{
+	char buf[64];
+	size_t n = 0;
+
+	CHECK_INT(spawn_output((char *const *)(void *)sh("echo hello; exit 2"), buf, sizeof(buf), &n,
+			       10000), 2);
+	CHECK_INT(n, 6);
+	CHECK(!memcmp(buf, "hello\n", 6));
+	/* A megabyte of output: the first 64 bytes kept, the rest read and
+	 * dropped, so the helper is not stuck on a full pipe. */
+	CHECK_INT(spawn_output((char *const *)(void *)sh("head -c 1048576 /dev/zero"), buf,
+			       sizeof(buf), &n, 10000), 0);
+	CHECK_INT(n, 64);
+	/* Writes a little, then hangs: killed at the deadline. */
+	CHECK_INT(spawn_output((char *const *)(void *)sh("echo x; sleep 30 & wait"), buf, sizeof(buf),
+			       &n, 300), -ETIMEDOUT);
+	CHECK_INT(n, 2);
+}
+
 int main(void)
 {
 	RUN(test_status_and_input);
 	RUN(test_signals);
 	RUN(test_deadline);
+	RUN(test_output);
 	return check_finish();
 }
