@@ -108,15 +108,28 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
 		echo "no libFuzzer harness in build-fuzz/tests/fuzz: nothing fuzzed"
 		failed=$((failed + 1))
 	fi
+	# The harnesses run JOBS at a time (each for FUZZ_SECONDS on one core):
+	# the same fuzzing, in a fraction of the suite's time.
+	names=()
 	for fz in build-fuzz/tests/fuzz/fuzz-*; do
 		[ -f "$fz" ] && [ -x "$fz" ] || continue
 		name=${fz##*/fuzz-}
-		seeds=tests/fuzz/corpus/$name
-		work=$(mktemp -d)
+		while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
 		echo "== fuzzing $name for ${FUZZ_SECONDS}s"
-		if "$fz" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 \
-			-max_len=2048 -artifact_prefix="$top/build-fuzz/artifacts/$name-" \
-			"$work" "$seeds" > "build-fuzz/fuzz-$name.log" 2>&1; then
+		rm -f "build-fuzz/fuzz-$name.rc"
+		(
+			work=$(mktemp -d)
+			"$fz" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 \
+				-max_len=2048 -artifact_prefix="$top/build-fuzz/artifacts/$name-" \
+				"$work" "tests/fuzz/corpus/$name" > "build-fuzz/fuzz-$name.log" 2>&1
+			echo $? > "build-fuzz/fuzz-$name.rc"
+			rm -rf "$work"
+		) &
+		names+=("$name")
+	done
+	wait
+	for name in "${names[@]}"; do
+		if [ "$(cat "build-fuzz/fuzz-$name.rc" 2>/dev/null)" = 0 ]; then
 			execs=$(awk '/stat::number_of_executed_units/ {print $2}' "build-fuzz/fuzz-$name.log")
 			rate=$(awk '/stat::average_exec_per_sec/ {print $2}' "build-fuzz/fuzz-$name.log")
 			echo "fuzz $name: $execs executions, $rate/s, no findings"
@@ -126,7 +139,6 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
 			grep -E "ERROR|SUMMARY|Test unit written" "build-fuzz/fuzz-$name.log" | head -20
 			failed=$((failed + 1)); fuzz_failed=1
 		fi
-		rm -rf "$work"
 	done
 fi
 
