@@ -327,11 +327,10 @@ check "B's own signed announcement recorded and replayed: refused" replay_b
 # neighbours at most (B, C and 6 of them), the rest are refused, and A's
 # flows go on.
 many_lenders() {
-	local before i
+	local before
 	before=$(mesh_result full) || return 1
-	for i in $(seq 100 119); do
-		$M --src "10.77.0.$i" --key "8:$S8" --count 2 --interval 0.01 > /dev/null || return 1
-	done
+	$M --src "$(seq -s, -f '10.77.0.%g' 100 119)" --key "8:$S8" --count 2 --interval 0.01 \
+		> /dev/null || return 1
 	eventually 5 at_least full $((before + 1)) || return 1
 	echo "{\"refused_full\": $(( $(mesh_result full) - before )), \"neighbour_paths\": $(status_a | grep -c '^a-mesh~')}"
 	[ "$(status_a | grep -c '^a-mesh~')" -le 8 ] &&

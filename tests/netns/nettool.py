@@ -941,23 +941,26 @@ def send_spoofed_udp(dev, src, payload, dport=5126):
 
 
 def cmd_meshannounce(args):
-    """--count announcements out of --dev from --src (spoofed as needed),
-    --interval s apart: signed with --key ID:HEX (as --sender, default
-    --src, sequence = our clock in ms + --seq-offset), or --version 1
-    (unsigned), or the bytes of --replay FILE as they are."""
+    """--count announcements out of --dev from each --src (comma-separated;
+    spoofed as needed), --interval s apart: signed with --key ID:HEX (as
+    --sender, default the source, sequence = our clock in ms +
+    --seq-offset), or --version 1 (unsigned), or the bytes of --replay FILE
+    as they are."""
+    srcs = args.src.split(",")
     for i in range(args.count):
-        if args.replay:
-            msg = open(args.replay, "rb").read()
-        elif args.version == 1:
-            msg = mesh_announce(args.lending, 0, b"", 0, args.src, version=1)
-        else:
-            kid, hexsecret = args.key.split(":")
-            seq = int(time.time() * 1000) + args.seq_offset + i
-            msg = mesh_announce(args.lending, int(kid), bytes.fromhex(hexsecret), seq,
-                                args.sender or args.src)
-        send_spoofed_udp(args.dev, args.src, msg)
+        for src in srcs:
+            if args.replay:
+                msg = open(args.replay, "rb").read()
+            elif args.version == 1:
+                msg = mesh_announce(args.lending, 0, b"", 0, src, version=1)
+            else:
+                kid, hexsecret = args.key.split(":")
+                seq = int(time.time() * 1000) + args.seq_offset + i
+                msg = mesh_announce(args.lending, int(kid), bytes.fromhex(hexsecret), seq,
+                                    args.sender or src)
+            send_spoofed_udp(args.dev, src, msg)
         time.sleep(args.interval)
-    print(json.dumps({"sent": args.count, "src": args.src}))
+    print(json.dumps({"sent": args.count * len(srcs), "src": args.src}))
     return True
 
 
