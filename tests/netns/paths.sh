@@ -353,8 +353,10 @@ NFT
 no_mptcp_check() {
 	local kind=$1 i st out a2 b2 metric
 	strip "$kind" || return 1
+	# Probes every 0.2 s: the MPTCP recheck (every 30th probe) comes
+	# within 6 s, so the path's recovery is seen below.
 	start_agent "agent-$kind" --path gw-p1 --path gw-p2,gateway=198.51.100.65 --control "$WORKDIR/ctl-$kind.sock" \
-		--metrics-listen 127.0.0.1:9191 || { strip none; return 1; }
+		--metrics-listen 127.0.0.1:9191 --probe-interval 0.2 || { strip none; return 1; }
 	local pid=$AGENT_PID
 	for i in $(seq 1 50); do
 		st=$(ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/ctl-$kind.sock")
@@ -367,11 +369,24 @@ no_mptcp_check() {
 	a2=$(txbytes gw-p2)
 	out=$(ip netns exec "$(ns lan)" iperf3 -c 203.0.113.2 -p 5201 -t 4 -J)
 	b2=$(txbytes gw-p2)
+	# The network carries MPTCP again: the next MPTCP recheck finds it,
+	# and the path's endpoint comes back.
+	local recovered_rc=0
+	strip none
+	recovered() {
+		local s; s=$(ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/ctl-$kind.sock" | grep "^gw-p2")
+		echo "$s" | grep -q " up " && ! echo "$s" | grep -q "no MPTCP" &&
+			ip -n "$(ns gw)" mptcp endpoint show | grep -q 198.51.100.66
+	}
+	if [ "$kind" = reset ]; then
+		wait_for 15 recovered || { echo "path 2 did not recover from 'no MPTCP'"; recovered_rc=1; }
+		ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/ctl-$kind.sock" | grep "^gw-p2"
+	fi
 	local stop_rc=0
 	kill -TERM "$pid"; wait "$pid" || stop_rc=$?
-	strip none
 	grep "does not carry MPTCP" "$WORKDIR/agent-$kind.log" | head -1
 	[ "$stop_rc" -eq 0 ] || { echo "the agent exited $stop_rc"; tail -5 "$WORKDIR/agent-$kind.log"; return 1; }
+	[ "$recovered_rc" -eq 0 ] || return 1
 	echo "$st" | grep -q "^gw-p2 .*up (no MPTCP)" && echo "$st" | grep -q "^gw-p1 .* up " &&
 	echo "$metric" | grep -q 'path="gw-p2",family="ipv4"} 0' &&
 	echo "$metric" | grep -q 'path="gw-p1",family="ipv4"} 1' &&
@@ -384,7 +399,7 @@ got = d["end"]["sum_received"]["bits_per_second"] / 1e6
 print(json.dumps({"mbit_s": round(got, 1), "path2_bytes": p2}))
 sys.exit(0 if got > 0.85 * rate and p2 < 0.02 * d["end"]["sum_sent"]["bytes"] else 1)' $((b2 - a2)) "${RATE%mbit}"
 }
-check "path 2's network strips the MPTCP option: reported (status, metric, log), no subflow there, a flow gets path 1's rate" \
+check "path 2's network strips the MPTCP option: reported (status, metric, log), no subflow there, a flow gets path 1's rate; once it carries MPTCP again, the path recovers" \
 	no_mptcp_check reset
 check "path 2's network drops SYNs carrying MPTCP: reported, no subflow there, a flow gets path 1's rate" \
 	no_mptcp_check drop
