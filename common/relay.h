@@ -188,6 +188,7 @@ struct relay_worker {
 	unsigned ring_target;
 	bool ring_released;          /* free ring buffers' pages given back */
 	uint64_t last_nobufs_ms, last_shrink_ms;
+	uint64_t quiet_bytes, quiet_since_ms;  /* bytes relayed, unchanged since */
 	unsigned ring_flags;
 	const struct relay_ops *ops;
 	void *owner;                 /* the daemon's per-worker state */
