@@ -1143,6 +1143,17 @@ def cmd_noread(args):
     ok = len(socks) == args.count and sent >= args.count * args.min_bytes
     print(json.dumps({"connections": len(socks), "bytes_sent": sent, "load_ok": ok}), flush=True)
     time.sleep(args.seconds)
+    # How many the far side reset meanwhile (the unread bytes are dropped
+    # with the reset, so a peek says so).
+    resets = 0
+    for s in socks:
+        try:
+            s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
+        except OSError:
+            resets += 1
+    print(json.dumps({"reset_by_the_far_side": resets}), flush=True)
     for s in socks:
         s.close()
     return ok
