@@ -19,15 +19,26 @@ Modes (when the client's bytes leave, relative to the handshake):
          one byte back (how gw-agent sends after the RFC 8803 Convert reply)
   syn    TCP Fast Open: header and the first 1,000 payload bytes in the SYN
 
+serve --hold-ms N: after a flow's header, the server makes one recv(MSG_PEEK)
+into a page that userfaultfd holds missing for N ms, so that recv() keeps
+the MPTCP socket's lock (it is owned by the user) for N ms while the
+client's bytes and its MP_JOIN keep arriving: what a receiver preempted in
+the middle of a recv() does, made deterministic.
+
 Both ends print one JSON line per flow (the server to --log, the client to
 stdout, or --log), then the client a summary line. Exit 0 even when flows
 were damaged: counting them is the job; exit 1 on a usage or setup error."""
 import argparse
 import asyncio
+import concurrent.futures
+import ctypes
+import mmap
+import threading
 import errno
 import hashlib
 import json
 import os
+import select
 import socket
 import struct
 import sys
@@ -95,6 +106,77 @@ async def recv_exactly(loop, c, n, buf):
     return buf
 
 
+# ------------------------------------------------------------ lock holder
+
+class LockHolder:
+    """recv(MSG_PEEK) into pages that userfaultfd keeps missing for hold_ms:
+    the kernel's copy to user space faults with the socket's lock owned and
+    waits for us (x86_64 only; root)."""
+    PAGES = 1024
+    UFFDIO_API, UFFDIO_REGISTER, UFFDIO_ZEROPAGE = 0xC018AA3F, 0xC020AA00, 0xC020AA04
+
+    def __init__(self, hold_ms):
+        self.hold = hold_ms / 1000.0
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.libc = libc
+        libc.syscall.restype = ctypes.c_long
+        self.fd = libc.syscall(323, os.O_CLOEXEC)  # userfaultfd(2)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "userfaultfd")
+        api = (ctypes.c_uint64 * 3)(0xAA, 0, 0)
+        self._ioctl(self.UFFDIO_API, api)
+        self.map = mmap.mmap(-1, self.PAGES * 4096)
+        self.base = ctypes.addressof(ctypes.c_char.from_buffer(self.map))
+        reg = (ctypes.c_uint64 * 4)(self.base, self.PAGES * 4096, 1, 0)  # MODE_MISSING
+        self._ioctl(self.UFFDIO_REGISTER, reg)
+        self.next = 0
+        self.lock = threading.Lock()
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=64)
+        threading.Thread(target=self._faults, daemon=True).start()
+
+    def _ioctl(self, req, arg):
+        if self.libc.ioctl(self.fd, ctypes.c_ulong(req), ctypes.byref(arg)) < 0:
+            raise OSError(ctypes.get_errno(), "userfaultfd ioctl %#x" % req)
+
+    def _faults(self):
+        while True:
+            msg = os.read(self.fd, 32)
+            if len(msg) < 32 or msg[0] != 0x12:  # UFFD_EVENT_PAGEFAULT
+                continue
+            addr = struct.unpack_from("=Q", msg, 16)[0] & ~4095
+            threading.Timer(self.hold, self._fill, (addr,)).start()
+
+    def _fill(self, addr):
+        zp = (ctypes.c_int64 * 4)(addr, 4096, 0, 0)
+        try:
+            self._ioctl(self.UFFDIO_ZEROPAGE, zp)
+        except OSError:
+            pass
+
+    def _peek(self, c):
+        with self.lock:
+            i = self.next
+            self.next = (self.next + 1) % self.PAGES
+        off = i * 4096
+        buf = (ctypes.c_char * 4096).from_buffer(self.map, off)
+        t0 = time.monotonic()
+        try:
+            p = select.poll()
+            p.register(c.fileno(), select.POLLIN)
+            p.poll(1000)  # the client's bytes are there (reply mode sends them after "G")
+            t0 = time.monotonic()
+            c.recv_into(buf, 4096, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except OSError:
+            pass
+        finally:
+            del buf
+            self.map.madvise(mmap.MADV_DONTNEED, off, 4096)  # missing again for its next use
+        return round((time.monotonic() - t0) * 1000, 1)
+
+    async def hold_once(self, c):
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self._peek, c)
+
+
 async def serve_one(c, args, log):
     loop = asyncio.get_running_loop()
     rec = {"t": round(time.time(), 3)}
@@ -108,7 +190,11 @@ async def serve_one(c, args, log):
         rec["seed"] = seed.hex()
         got = bytearray(head[HDR:])
         if args.mode == "reply":
+            if args.settle_ms:
+                await asyncio.sleep(args.settle_ms / 1000.0)  # joins come up while nobody owns the socket
             await loop.sock_sendall(c, b"G")
+        if args.holder:
+            rec["held_ms"] = await args.holder.hold_once(c)
         sent = 0
         # Echo as it arrives (both directions busy at once, as in a relay).
         while True:
@@ -250,6 +336,8 @@ def main():
     s = sub.add_parser("serve")
     s.add_argument("--bind", required=True)
     s.add_argument("--log", required=True)
+    s.add_argument("--hold-ms", type=float, default=0)
+    s.add_argument("--settle-ms", type=float, default=0)
     c = sub.add_parser("client")
     c.add_argument("--dst", required=True)
     c.add_argument("--src")
@@ -260,6 +348,7 @@ def main():
         x.add_argument("--mode", choices=("plain", "reply", "syn"), default="plain")
     args = p.parse_args()
     if args.cmd == "serve":
+        args.holder = LockHolder(args.hold_ms) if args.hold_ms > 0 else None
         asyncio.run(serve(args))
     else:
         asyncio.run(client(args))

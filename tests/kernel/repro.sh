@@ -19,7 +19,15 @@
 # Convert reply), syn (header + 1,000 bytes in a TFO SYN). CSUM:
 # net.mptcp.checksum_enabled on both ends (DSS checksums).
 # Knobs: ROUNDS (100) FLOWS (40) BYTES (100000) RATE (50mbit) FULLMESH (0;
-# 1 = subflow+fullmesh endpoints) CAPTURE (0) OUT (/tmp/kernel-repro-DATE).
+# 1 = subflow+fullmesh endpoints) CAPTURE (0) OUT (/tmp/kernel-repro-DATE)
+# HOG (0; 1 = the server runs on the last CPU at nice 5 beside a busy loop
+# at nice 0 on that CPU, so the scheduler often preempts it in the middle
+# of a recv()/send() on an MPTCP socket, i.e. while it owns that socket's
+# lock: a passive MP_JOIN that completes then is finalised late)
+# HOLD_MS (0; N = after each flow's header the server owns the socket's lock
+# for N ms: one recv(MSG_PEEK) into a page userfaultfd keeps missing that
+# long, see mptcp-damage.py) SETTLE_MS (0; reply mode: the server waits N
+# ms before its answer, so the joins come up while nobody owns the socket).
 # Results: $OUT/summary.txt and, per variant, flows (server.jsonl,
 # client.jsonl) and the MPTCP MIB counters of both ends before and after.
 # Exit 0 when it ran (damage is what it counts, not a failure), 1 if not.
@@ -39,6 +47,9 @@ BYTES=${BYTES:-100000}
 RATE=${RATE:-50mbit}
 FULLMESH=${FULLMESH:-0}
 CAPTURE=${CAPTURE:-0}
+HOG=${HOG:-0}
+HOLD_MS=${HOLD_MS:-0}
+SETTLE_MS=${SETTLE_MS:-0}
 OUT=${OUT:-/tmp/kernel-repro-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT" || exit 1
 [ "$CAPTURE" = 1 ] && ! command -v tcpdump > /dev/null && { log "CAPTURE=1 needs tcpdump"; exit 1; }
@@ -59,14 +70,21 @@ mib() {  # mib NS FILE: the MPTCP and TCP extended counters now
 }
 
 run_variant() {
-	local mode=$1 csum=$2 vd r srvpid cap1 cap2 line bad
-	vd=$OUT/$mode-csum$csum$([ "$FULLMESH" = 1 ] && echo -fullmesh)
+	local mode=$1 csum=$2 vd r srvpid cap1 cap2 line bad hogpid= pin=() cpu
+	vd=$OUT/$mode-csum$csum$([ "$FULLMESH" = 1 ] && echo -fullmesh)$([ "$HOG" = 1 ] && echo -hog)$([ "$HOLD_MS" != 0 ] && echo "-hold$HOLD_MS")$([ "$SETTLE_MS" != 0 ] && echo "-settle$SETTLE_MS")
 	mkdir -p "$vd"
 	for n in gw conc; do ip netns exec "$(ns "$n")" sysctl -qw net.mptcp.checksum_enabled="$csum"; done
-	ip netns exec "$(ns conc)" "$PY" "$TOOL" serve --bind 192.0.2.1:7000 --mode "$mode" \
-		--log "$vd/server.jsonl" > "$vd/server.out" 2>&1 &
+	if [ "$HOG" = 1 ]; then
+		cpu=$(($(nproc) - 1))
+		pin=(taskset -c "$cpu" nice -n 5)
+		# Bounded: killed at the variant's end, and by timeout in any case.
+		timeout 3600 taskset -c "$cpu" sh -c 'while :; do :; done' &
+		hogpid=$!
+	fi
+	ip netns exec "$(ns conc)" "${pin[@]}" "$PY" "$TOOL" serve --bind 192.0.2.1:7000 --mode "$mode" \
+		--hold-ms "$HOLD_MS" --settle-ms "$SETTLE_MS" --log "$vd/server.jsonl" > "$vd/server.out" 2>&1 &
 	srvpid=$!
-	wait_for 10 grep -q listening "$vd/server.out" || { log "server did not start"; cat "$vd/server.out"; return 1; }
+	wait_for 10 grep -q listening "$vd/server.out" || { log "server did not start"; cat "$vd/server.out"; [ -n "$hogpid" ] && kill "$hogpid"; return 1; }
 	mib gw "$vd/mib-client-before.txt"; mib conc "$vd/mib-server-before.txt"
 	log "$(basename "$vd"): $ROUNDS rounds x $FLOWS flows x $BYTES bytes, two paths of $RATE"
 	for r in $(seq 1 "$ROUNDS"); do
@@ -95,6 +113,7 @@ except Exception: print("?")')
 	wait_for 20 test "$(wc -l < "$vd/server.jsonl")" -ge $((ROUNDS * FLOWS))
 	mib gw "$vd/mib-client-after.txt"; mib conc "$vd/mib-server-after.txt"
 	kill "$srvpid"; wait "$srvpid" 2>/dev/null
+	[ -n "$hogpid" ] && { kill "$hogpid"; wait "$hogpid" 2>/dev/null; }
 	"$PY" - "$vd" <<'PY' | tee -a "$OUT/summary.txt"
 import json, os, sys
 vd = sys.argv[1]
@@ -132,7 +151,7 @@ PY
 
 {
 	echo "# tests/kernel/repro.sh on $(uname -r), $(date -Is)"
-	echo "# ROUNDS=$ROUNDS FLOWS=$FLOWS BYTES=$BYTES RATE=$RATE FULLMESH=$FULLMESH"
+	echo "# ROUNDS=$ROUNDS FLOWS=$FLOWS BYTES=$BYTES RATE=$RATE FULLMESH=$FULLMESH HOG=$HOG HOLD_MS=$HOLD_MS SETTLE_MS=$SETTLE_MS"
 } > "$OUT/summary.txt"
 log "kernel $(uname -r); results in $OUT"
 for v in $VARIANTS; do
