@@ -192,6 +192,11 @@ void intercept_remove(const struct agent_config *cfg);
 int intercept_drain(const struct agent_config *cfg);
 /* LAN interface prefixes, appended to cfg->bypass. */
 int intercept_add_lan_prefixes(struct agent_config *cfg);
+/* LAN devices (MAC addresses) whose flows nftables counts against
+ * max_flows_per_host; and the new connections it reset over the cap
+ * (-errno when the table cannot be read). */
+#define INTERCEPT_MAX_DEVICES 4096
+int64_t intercept_device_limit_hits(void);
 
 /* control.c: the status socket and `gw-agent status`. */
 int control_open(struct agent *a);

@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <ifaddrs.h>
 #include <stdio.h>
@@ -102,6 +103,17 @@ static int nft_script(const struct agent_config *cfg, bool replace, bool drain, 
 		if (!addr_is_v4mapped(&cfg->bypass[i].addr))
 			append(script, cap, ", %s", addr_format_prefix(&cfg->bypass[i], p));
 	append(script, cap, " } }\n");
+	/* max_flows_per_host per device, not per address: a device picks as
+	 * many IPv6 (or IPv4) addresses on the LAN as it likes, but its
+	 * frames carry its MAC address. nftables counts each MAC's
+	 * connections in conntrack and resets a new one over the cap; the
+	 * agent's own count per address stays for LANs without Ethernet
+	 * headers. The set is bounded: a device that forges MAC addresses
+	 * fills it, after which new MACs go uncounted here and meet the
+	 * per-address cap and the total. */
+	append(script, cap,
+	       "\tset lan_dev { type ether_addr; size %u; flags dynamic; }\n"
+	       "\tcounter device_limit { }\n", INTERCEPT_MAX_DEVICES);
 	append(script, cap,
 	       "\tchain prerouting {\n"
 	       "\t\ttype filter hook prerouting priority mangle; policy accept;\n"
@@ -109,13 +121,18 @@ static int nft_script(const struct agent_config *cfg, bool replace, bool drain, 
 	       "\t\tfib daddr type local return\n"
 	       "\t\tip daddr @bypass4 return\n"
 	       "\t\tip6 daddr @bypass6 return\n"
-	       "%s"
-	       "\t\tmeta l4proto tcp tproxy to :%u meta mark set %u accept\n"
-	       "\t}\n", lans,
+	       "%s", lans,
 	       /* Stopping: a new connection's SYN goes the routed way; the
 		* flows being drained keep theirs (tproxy finds their sockets). */
-	       drain ? "\t\ttcp flags & (syn | ack) == syn return\n" : "",
-	       cfg->port, cfg->mark);
+	       drain ? "\t\ttcp flags & (syn | ack) == syn return\n" : "");
+	if (cfg->max_per_host)
+		append(script, cap,
+		       "\t\ttcp flags & (syn | ack) == syn ct state new "
+		       "add @lan_dev { ether saddr ct count over %u } "
+		       "counter name device_limit reject with tcp reset\n", cfg->max_per_host);
+	append(script, cap,
+	       "\t\tmeta l4proto tcp tproxy to :%u meta mark set %u accept\n"
+	       "\t}\n", cfg->port, cfg->mark);
 	if (cfg->block_quic)
 		append(script, cap,
 		       "\tchain forward {\n"
@@ -187,6 +204,32 @@ int intercept_install(const struct agent_config *cfg)
 		}
 	}
 	return 0;
+}
+
+int64_t intercept_device_limit_hits(void)
+{
+	char *argv[] = { "nft", "-j", "list", "counter", "inet", NFT_TABLE, "device_limit", NULL };
+	char buf[4096];
+	size_t len = 0;
+	json_error_t err;
+	json_t *root, *o;
+	size_t i;
+	int64_t n = -ENOENT;
+	int r = spawn_output(argv, buf, sizeof(buf), &len, 5000);
+
+	if (r != 0)
+		return r < 0 ? r : -EIO;
+	root = json_loadb(buf, len, 0, &err);
+	if (!root)
+		return -EBADMSG;
+	json_array_foreach(json_object_get(root, "nftables"), i, o) {
+		json_t *c = json_object_get(o, "counter");
+
+		if (c && json_is_integer(json_object_get(c, "packets")))
+			n = json_integer_value(json_object_get(c, "packets"));
+	}
+	json_decref(root);
+	return n;
 }
 
 int intercept_add_lan_prefixes(struct agent_config *cfg)

@@ -262,7 +262,7 @@ static void reload(struct agent *a, int argc, char **argv)
 	nft = n.nlan != cur->nlan || memcmp(n.lan, cur->lan, sizeof(n.lan)) ||
 	      n.nbypass != cur->nbypass ||
 	      memcmp(n.bypass, cur->bypass, n.nbypass * sizeof(n.bypass[0])) ||
-	      n.block_quic != cur->block_quic;
+	      n.block_quic != cur->block_quic || n.max_per_host != cur->max_per_host;
 	if (nft && intercept_update(&n) < 0) {
 		/* Keep the old interception settings with the old table. */
 		n.nlan = cur->nlan;
@@ -270,6 +270,7 @@ static void reload(struct agent *a, int argc, char **argv)
 		n.nbypass = cur->nbypass;
 		memcpy(n.bypass, cur->bypass, sizeof(n.bypass));
 		n.block_quic = cur->block_quic;
+		n.max_per_host = cur->max_per_host;
 	}
 	pthread_mutex_lock(&a->cfg_lock);
 	*cur = n;

@@ -156,8 +156,10 @@ static const struct opt_spec agent_opts[] = {
 	{ "max-flows-per-host", O_MAX_PER_HOST, "N", "max_flows_per_host", CONFIG_NUMBER,
 	  .type = OT_UINT, .min = 0, .max = 10000000, AT(max_per_host), .reload = OPT_LIVE,
 	  .deflt = "1024",
-	  .help = "flows at once per LAN device address (0 = unlimited): one device cannot use "
-		  "up the home's quota at the concentrator" },
+	  .help = "flows at once per LAN device (0 = unlimited): one device cannot use up the "
+		  "home's quota at the concentrator. Counted per MAC address by nftables (so a "
+		  "device's many IPv6 addresses count as one; new flows over it are reset), and "
+		  "per address by the agent" },
 	{ "key-file", O_KEY_FILE, "FILE", "key_file", CONFIG_STRING, .type = OT_STRING,
 	  AT(key_path), .reload = OPT_LIVE,
 	  .help = "this gateway's key (a line ID SECRET [nat]; mode 600): every request "

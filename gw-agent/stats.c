@@ -217,8 +217,17 @@ void agent_render_metrics(void *ctx, struct mbuf *b)
 	metrics_u64(b, "gw_agent_accept_pauses_total", "socket=\"status\"",
 		    atomic_load(&a->control_pauses));
 	metrics_one(b, "gw_agent_host_limit_hits_total", "counter",
-		    "LAN connections reset because their device had max_flows_per_host open.",
+		    "LAN connections reset because their address had max_flows_per_host open.",
 		    t.host_limit_hits);
+	{
+		int64_t dev = intercept_device_limit_hits();
+
+		if (dev >= 0)
+			metrics_one(b, "gw_agent_device_limit_hits_total", "counter",
+				    "New LAN connections reset by nftables because their device (MAC "
+				    "address) had max_flows_per_host open, whatever its addresses.",
+				    (uint64_t)dev);
+	}
 	metrics_one(b, "gw_agent_fallbacks_direct_total", "counter",
 		    "Flows that went directly because no concentrator answered.",
 		    t.fallback_direct);

@@ -12,11 +12,34 @@ require_netns
 [ -x "${AGENT:-}" ] || skip "AGENT not built"
 
 two_path_topology 200mbit
+two_path_v6
 # The ISP's router forwards, so a flow the agent sends direct (fallback)
 # reaches the server without the concentrator.
 ip netns exec "$(ns conc)" sysctl -qw net.ipv4.ip_forward=1
-for a in 192.168.77.3/24 192.168.77.4/24; do addr lan lan-gw $a; done
-ip netns exec "$(ns srv)" "$PY" ./nettool.py serve --bind 203.0.113.2 --base 9000 > /dev/null 2>&1 &
+# Three LAN devices, each with its own MAC address (the agent's cap is per
+# device): .2 on a bridge in the lan namespace, .3 and .4 each on a veth of
+# its own plugged into that bridge, with a source rule to leave by it.
+LN=$(ns lan)
+ip netns exec "$LN" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
+	net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+ip -n "$LN" link add lanbr type bridge
+ip -n "$LN" addr flush dev lan-gw
+ip -n "$LN" link set lan-gw master lanbr
+ip -n "$LN" link set lanbr up
+ip -n "$LN" addr add 192.168.77.2/24 dev lanbr
+ip -n "$LN" addr add 2001:db8:77::2/64 dev lanbr nodad
+ip -n "$LN" route replace default via 192.168.77.1 dev lanbr
+ip -n "$LN" -6 route replace default via 2001:db8:77::1 dev lanbr
+for h in 3 4; do
+	ip -n "$LN" link add "lan-d$h" type veth peer name "lan-b$h"
+	ip -n "$LN" link set "lan-b$h" master lanbr up
+	ip -n "$LN" link set "lan-d$h" up
+	ip -n "$LN" addr add "192.168.77.$h/24" dev "lan-d$h"
+	ip -n "$LN" rule add from "192.168.77.$h" lookup "20$h"
+	ip -n "$LN" route add 192.168.77.0/24 dev "lan-d$h" table "20$h"
+	ip -n "$LN" route add default via 192.168.77.1 dev "lan-d$h" table "20$h"
+done
+ip netns exec "$(ns srv)" "$PY" ./nettool.py serve --bind 203.0.113.2 --bind 2001:db8:3::2 --base 9000 > /dev/null 2>&1 &
 start_concentrator conc conc --listen 192.0.2.1:5124 --allow-client 198.51.100.0/24 \
 	--max-flows 200 --workers 1
 CONC_MAIN=$CONC_PID
@@ -49,10 +72,38 @@ one_device() {
 		{ echo "the other device's flow did not go through the concentrator"; rc=1; }
 	wait $holder || rc=1
 	cat "$WORKDIR/hold1.out"
-	echo "{\"host_limit_hits\": $(agent_metric gw_agent_host_limit_hits_total)}"
-	[ $rc -eq 0 ] && [ "$(agent_metric gw_agent_host_limit_hits_total)" -ge 200 ]
+	# Reset by nftables (per device) or by the agent (per address).
+	local hits=$(( $(agent_metric gw_agent_device_limit_hits_total) + $(agent_metric gw_agent_host_limit_hits_total) ))
+	echo "{\"limit_hits\": $hits}"
+	[ $rc -eq 0 ] && [ $hits -ge 200 ]
 }
 check "one device with 300 connections is capped at 100; another device's flow goes through" one_device
+
+# One device with 30 IPv6 addresses (privacy addresses, or picked to get
+# round a cap), 10 connections from each: still one device, capped at 100
+# in all (its MAC address), while another device's flow goes through.
+many_addresses() {
+	local holder srcs= i before rc=0 hits0 hits
+	for i in $(seq 100 129); do
+		ip -n "$LN" addr add "2001:db8:77::$i/64" dev lanbr nodad || return 1
+		srcs="$srcs${srcs:+,}2001:db8:77::$i"
+	done
+	hits0=$(agent_metric gw_agent_device_limit_hits_total)
+	$L bash -c "ulimit -n 4096; exec $PY ./nettool.py hold --dst [2001:db8:3::2]:9000 --src $srcs \
+		--count 300 --seconds 4 --verify 100" > "$WORKDIR/hold-v6.out" &
+	holder=$!
+	sleep 2
+	before=$(agent_metric 'gw_agent_flows_total{via="concentrator"}')
+	$T echo --plain --dst 203.0.113.2:9000 --src 192.168.77.3 --bytes 100000 || rc=1
+	[ "$(agent_metric 'gw_agent_flows_total{via="concentrator"}')" -gt "$before" ] ||
+		{ echo "the other device's flow did not go through the concentrator"; rc=1; }
+	wait $holder || rc=1
+	cat "$WORKDIR/hold-v6.out"
+	hits=$(( $(agent_metric gw_agent_device_limit_hits_total) - hits0 ))
+	echo "{\"device_limit_hits\": $hits}"
+	[ $rc -eq 0 ] && [ $hits -ge 200 ]
+}
+check "one device with 30 IPv6 addresses is capped at 100 in all; another device's flow goes through" many_addresses
 
 # Three devices, 100 each: the home's quota (200) is exceeded. The flows
 # past it are answered with Error 64 and fall back direct (--fallback

@@ -1182,10 +1182,12 @@ def cmd_hold(args):
         # blackholed destination keeps it connecting).
         rh, rp = split_hostport(args.request)
         request = convert_msg(connect_tlv(rh, rp))
-    for _ in range(args.count):
+    srcs = args.src.split(",") if args.src else [None]
+    for i in range(args.count):
+        src = srcs[i % len(srcs)]  # a comma-separated --src: the addresses in turn
         try:
             c = socket.create_connection((host, port), timeout=2,
-                                         source_address=(args.src, 0) if args.src else None)
+                                         source_address=(src, 0) if src else None)
             if request:
                 c.sendall(request)
             socks.append(c)
@@ -1308,7 +1310,7 @@ def main():
     ho.add_argument("--dst", required=True)
     ho.add_argument("--count", type=int, default=100)
     ho.add_argument("--seconds", type=float, default=5)
-    ho.add_argument("--src")
+    ho.add_argument("--src", help="ADDR[,ADDR...]: bind each connection to the next one")
     ho.add_argument("--trickle", action="store_true", help="send a byte a second on each")
     ho.add_argument("--churn", action="store_true", help="connect and close at once, --count times")
     ho.add_argument("--verify", type=int, default=0,
