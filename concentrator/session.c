@@ -252,8 +252,16 @@ static void act(struct conc_worker *cw, struct relay *r, struct decision *d, boo
 	struct session *s = S(r);
 
 	if (d->keyed && d->kind == DECIDE_CONNECT) {
-		int rc = replay_check(&cw->c->replay, d->fields.kid, d->fields.nonce,
-				      d->fields.time, (uint32_t)time(NULL));
+		/* The replay cache starts empty at every start: a NAT cookie
+		 * (tied to no address) seen before a restart could be used
+		 * again within its window. So NAT cookies dated before this
+		 * start are stale; a gateway makes a fresh one per connection,
+		 * so only requests in flight across the restart (or a clock
+		 * behind by as much) meet this. */
+		int rc = (d->fields.flags & COOKIE_F_NAT) && d->fields.time < cw->c->started_unix
+				 ? -ESTALE
+				 : replay_check(&cw->c->replay, d->fields.kid, d->fields.nonce,
+						d->fields.time, (uint32_t)time(NULL));
 
 		if (rc < 0) {
 			d->cookie = rc == -EALREADY ? COOKIE_REPLAYED : COOKIE_STALE;

@@ -822,6 +822,8 @@ async def cmd_cookie(args):
     nonce = int.from_bytes(os.urandom(8), "big")
     client = args.src
     ts, chost, nat = now, host, args.case == "nat"
+    if args.time is not None:
+        ts = args.time
     if args.case == "stale":
         ts = now - 200
     elif args.case == "future":
@@ -1270,6 +1272,7 @@ def main():
     ck.add_argument("--key", required=True, help="ID:HEXSECRET")
     ck.add_argument("--case", required=True)
     ck.add_argument("--expect", type=int, required=True)
+    ck.add_argument("--time", type=int, help="the cookie's time (Unix seconds) instead of now")
     ck.add_argument("--src", required=True)
     cf = sub.add_parser("cookieflood")
     cf.add_argument("--conc", required=True)
