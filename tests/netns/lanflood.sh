@@ -58,12 +58,13 @@ agent_metric() {
 paths_up() { agent_paths_up "$WORKDIR/control.sock"; }
 check "both paths up" paths_up
 
-# One device opens 300 connections: 100 go through, the rest are reset at
-# once; another device's flow goes through the concentrator meanwhile.
-one_device() {
+# capped_device DST SRCS OUT: one device opens 300 connections to DST from
+# SRCS (comma-separated, in turn): exactly 100 must still carry bytes after
+# 4 s; another device's flow goes through the concentrator meanwhile.
+capped_device() {
 	local holder before rc=0
-	$L bash -c "ulimit -n 4096; exec $PY ./nettool.py hold --dst 203.0.113.2:9000 --src 192.168.77.2 \
-		--count 300 --seconds 4 --verify 100" > "$WORKDIR/hold1.out" &
+	$L bash -c "ulimit -n 4096; exec $PY ./nettool.py hold --dst $1 --src $2 \
+		--count 300 --seconds 4 --verify 100" > "$3" &
 	holder=$!
 	sleep 2
 	before=$(agent_metric 'gw_agent_flows_total{via="concentrator"}')
@@ -71,9 +72,17 @@ one_device() {
 	[ "$(agent_metric 'gw_agent_flows_total{via="concentrator"}')" -gt "$before" ] ||
 		{ echo "the other device's flow did not go through the concentrator"; rc=1; }
 	wait $holder || rc=1
-	cat "$WORKDIR/hold1.out"
+	cat "$3"
+	return $rc
+}
+
+# One device opens 300 connections: 100 go through, the rest are reset at
+# once.
+one_device() {
+	local rc=0 hits
+	capped_device 203.0.113.2:9000 192.168.77.2 "$WORKDIR/hold1.out" || rc=1
 	# Reset by nftables (per device) or by the agent (per address).
-	local hits=$(( $(agent_metric gw_agent_device_limit_hits_total) + $(agent_metric gw_agent_host_limit_hits_total) ))
+	hits=$(( $(agent_metric gw_agent_device_limit_hits_total) + $(agent_metric gw_agent_host_limit_hits_total) ))
 	echo "{\"limit_hits\": $hits}"
 	[ $rc -eq 0 ] && [ $hits -ge 200 ]
 }
@@ -81,24 +90,15 @@ check "one device with 300 connections is capped at 100; another device's flow g
 
 # One device with 30 IPv6 addresses (privacy addresses, or picked to get
 # round a cap), 10 connections from each: still one device, capped at 100
-# in all (its MAC address), while another device's flow goes through.
+# in all (its MAC address).
 many_addresses() {
-	local holder srcs= i before rc=0 hits0 hits
+	local srcs= i rc=0 hits0 hits
 	for i in $(seq 100 129); do
 		ip -n "$LN" addr add "2001:db8:77::$i/64" dev lanbr nodad || return 1
 		srcs="$srcs${srcs:+,}2001:db8:77::$i"
 	done
 	hits0=$(agent_metric gw_agent_device_limit_hits_total)
-	$L bash -c "ulimit -n 4096; exec $PY ./nettool.py hold --dst [2001:db8:3::2]:9000 --src $srcs \
-		--count 300 --seconds 4 --verify 100" > "$WORKDIR/hold-v6.out" &
-	holder=$!
-	sleep 2
-	before=$(agent_metric 'gw_agent_flows_total{via="concentrator"}')
-	$T echo --plain --dst 203.0.113.2:9000 --src 192.168.77.3 --bytes 100000 || rc=1
-	[ "$(agent_metric 'gw_agent_flows_total{via="concentrator"}')" -gt "$before" ] ||
-		{ echo "the other device's flow did not go through the concentrator"; rc=1; }
-	wait $holder || rc=1
-	cat "$WORKDIR/hold-v6.out"
+	capped_device "[2001:db8:3::2]:9000" "$srcs" "$WORKDIR/hold-v6.out" || rc=1
 	hits=$(( $(agent_metric gw_agent_device_limit_hits_total) - hits0 ))
 	echo "{\"device_limit_hits\": $hits}"
 	[ $rc -eq 0 ] && [ $hits -ge 200 ]
