@@ -79,8 +79,8 @@ static void append(char *buf, size_t cap, const char *fmt, ...)
 
 /* The whole table as one nft script; replace: first empty and delete the
  * old one in the same transaction, so the swap is atomic. */
-static int nft_script(const struct agent_config *cfg, bool replace, bool drain, char *script,
-		      size_t cap)
+static int nft_script(const struct agent_config *cfg, bool replace, bool drain, bool devlimit,
+		      char *script, size_t cap)
 {
 	char lans[512] = "", p[ADDR_STRLEN];
 
@@ -112,7 +112,7 @@ static int nft_script(const struct agent_config *cfg, bool replace, bool drain, 
 	 * fills it, after which new MACs go uncounted here and meet the
 	 * per-address cap and the total. */
 	append(script, cap,
-	       "\tset lan_dev { type ether_addr; size %u; flags dynamic; }\n"
+	       "\tset lan_dev { type ifname . ether_addr; size %u; flags dynamic; }\n"
 	       "\tcounter device_limit { }\n", INTERCEPT_MAX_DEVICES);
 	append(script, cap,
 	       "\tchain prerouting {\n"
@@ -125,10 +125,10 @@ static int nft_script(const struct agent_config *cfg, bool replace, bool drain, 
 	       /* Stopping: a new connection's SYN goes the routed way; the
 		* flows being drained keep theirs (tproxy finds their sockets). */
 	       drain ? "\t\ttcp flags & (syn | ack) == syn return\n" : "");
-	if (cfg->max_per_host)
+	if (devlimit && cfg->max_per_host)
 		append(script, cap,
 		       "\t\ttcp flags & (syn | ack) == syn ct state new "
-		       "add @lan_dev { ether saddr ct count over %u } "
+		       "add @lan_dev { iifname . ether saddr ct count over %u } "
 		       "counter name device_limit reject with tcp reset\n", cfg->max_per_host);
 	append(script, cap,
 	       "\t\tmeta l4proto tcp tproxy to :%u meta mark set %u accept\n"
@@ -147,20 +147,42 @@ static int nft_script(const struct agent_config *cfg, bool replace, bool drain, 
 
 /* Replace the table in one nft transaction: the running one, or (drain)
  * the one that takes no new connection. */
-static int intercept_replace(const struct agent_config *cfg, bool drain, const char *what)
+/* Whether this kernel's nftables can count connections (nft_connlimit,
+ * `ct count`); a router without the module still intercepts, with the
+ * per-device cap left to the agent's per-address count. */
+static bool devlimit_ok = true;
+
+/* Install (replace: in place of the running one) the table; the script is
+ * logged on failure. 0, or -errno / nft's exit status. */
+static int run_table(const struct agent_config *cfg, bool replace, bool drain, const char *what)
 {
 	char *nft[] = { "nft", "-f", "-", NULL };
 	static char script[16384];
-	int r = nft_script(cfg, true, drain, script, sizeof(script));
+	int r = nft_script(cfg, replace, drain, devlimit_ok, script, sizeof(script));
 
 	if (r < 0)
 		return r;
 	r = spawn_run(nft, script, true);
+	if (r != 0 && devlimit_ok && cfg->max_per_host &&
+	    nft_script(cfg, replace, drain, false, script, sizeof(script)) == 0 &&
+	    spawn_run(nft, script, true) == 0) {
+		devlimit_ok = false;
+		log_warn("nftables cannot count connections per LAN device here (is the "
+			    "nft_connlimit module missing?): max_flows_per_host is counted per "
+			    "address only");
+		return 0;
+	}
 	if (r != 0) {
-		log_error("nft refused the %s interception table (exit %d)", what, r);
+		log_error("nft refused the %s interception table (exit %d); script was:\n%s", what, r,
+			  script);
 		return r < 0 ? r : -EINVAL;
 	}
 	return 0;
+}
+
+static int intercept_replace(const struct agent_config *cfg, bool drain, const char *what)
+{
+	return run_table(cfg, true, drain, what);
 }
 
 int intercept_update(const struct agent_config *cfg)
@@ -175,21 +197,14 @@ int intercept_drain(const struct agent_config *cfg)
 
 int intercept_install(const struct agent_config *cfg)
 {
-	char *nft[] = { "nft", "-f", "-", NULL };
-	static char script[16384];
 	char mark[16], table[16];
 	static const char *const fams[] = { "-4", "-6" };
 	int r;
 
 	intercept_remove(cfg);
-	r = nft_script(cfg, false, false, script, sizeof(script));
-	if (r < 0)
+	r = run_table(cfg, false, false, "first");
+	if (r != 0)
 		return r;
-	r = spawn_run(nft, script, true);
-	if (r != 0) {
-		log_error("nft refused the interception table (exit %d); script was:\n%s", r, script);
-		return r < 0 ? r : -EINVAL;
-	}
 	snprintf(mark, sizeof(mark), "%u", cfg->mark);
 	snprintf(table, sizeof(table), "%u", cfg->table);
 	for (int i = 0; i < 2; i++) {
