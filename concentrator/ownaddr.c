@@ -1,7 +1,8 @@
 /* The concentrator's own addresses are never destinations. They change
  * while it runs: keepalived moves a VIP in, IPv6 makes a new temporary
- * address, DHCP renews, an AnyIP prefix is routed to lo. A thread listens
- * for rtnetlink address events and local-table route events and, 50 ms
+ * address, DHCP renews, an AnyIP prefix is routed to lo, a default route's
+ * next hop (the box's router, policy.c) changes. A thread listens for
+ * rtnetlink address events, local-table and default route events and, 50 ms
  * after a burst of them, lists the addresses again and swaps the list into
  * the live policy. A listing that fails (EMFILE, ENOMEM) keeps the last
  * list and is tried again every second until it works; while none ever
@@ -40,8 +41,9 @@ static int refresh(struct conc *c)
 }
 
 /* Whether a burst of rtnetlink messages holds news for the own list: an
- * address change, or a route change in the local table (routes elsewhere,
- * a full BGP table among them, are not ours to follow). */
+ * address change, a route change in the local table, or a default route's
+ * (its next hops are the box's routers); other routes, a full BGP table
+ * among them, are not ours to follow. */
 static bool news(const char *buf, ssize_t len)
 {
 	int left = (int)len;
@@ -51,9 +53,13 @@ static bool news(const char *buf, ssize_t len)
 		if (m->nlmsg_type == RTM_NEWADDR || m->nlmsg_type == RTM_DELADDR)
 			return true;
 		if ((m->nlmsg_type == RTM_NEWROUTE || m->nlmsg_type == RTM_DELROUTE) &&
-		    m->nlmsg_len >= NLMSG_LENGTH(sizeof(struct rtmsg)) &&
-		    ((const struct rtmsg *)NLMSG_DATA(m))->rtm_table == RT_TABLE_LOCAL)
-			return true;
+		    m->nlmsg_len >= NLMSG_LENGTH(sizeof(struct rtmsg))) {
+			const struct rtmsg *rtm = NLMSG_DATA(m);
+
+			/* Local routes, and default routes (the routers). */
+			if (rtm->rtm_table == RT_TABLE_LOCAL || rtm->rtm_dst_len == 0)
+				return true;
+		}
 	}
 	return false;
 }

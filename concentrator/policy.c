@@ -164,6 +164,108 @@ static int list_local_routes(struct own_list *l)
 	return r < 0 ? r : l->err;
 }
 
+static void own_add_gateway(struct own_list *l, int family, const void *a, size_t len)
+{
+	struct addr_prefix pfx = { .len = 128 };
+
+	if (family == AF_INET && len == 4) {
+		pfx.addr.s6_addr[10] = pfx.addr.s6_addr[11] = 0xff;
+		memcpy(pfx.addr.s6_addr + 12, a, 4);
+	} else if (family == AF_INET6 && len == 16) {
+		memcpy(pfx.addr.s6_addr, a, 16);
+	} else {
+		return;
+	}
+	own_add(l, &pfx);
+}
+
+/* RTA_GATEWAY or RTA_VIA (which names its own family) of a route or of one
+ * of its next hops. */
+static void gateway_attr(struct own_list *l, int family, const struct nlattr *attr)
+{
+	const uint8_t *p = mnl_attr_get_payload(attr);
+	size_t len = mnl_attr_get_payload_len(attr);
+
+	if (mnl_attr_get_type(attr) == RTA_GATEWAY) {
+		own_add_gateway(l, family, p, len);
+	} else if (mnl_attr_get_type(attr) == RTA_VIA && len >= sizeof(struct rtvia)) {
+		const struct rtvia *v = (const struct rtvia *)p;
+
+		own_add_gateway(l, v->rtvia_family, v->rtvia_addr, len - sizeof(*v));
+	}
+}
+
+static int router_cb(const struct nlmsghdr *nlh, void *data)
+{
+	const struct rtmsg *rtm = mnl_nlmsg_get_payload(nlh);
+	struct own_list *l = data;
+	const struct nlattr *attr;
+
+	if (rtm->rtm_type != RTN_UNICAST)
+		return MNL_CB_OK;
+	mnl_attr_for_each(attr, nlh, sizeof(*rtm)) {
+		if (mnl_attr_get_type(attr) == RTA_MULTIPATH) {
+			const struct rtnexthop *nh = mnl_attr_get_payload(attr);
+			int left = (int)mnl_attr_get_payload_len(attr);
+
+			while (left >= (int)sizeof(*nh) && nh->rtnh_len >= sizeof(*nh) &&
+			       nh->rtnh_len <= left) {
+				const struct nlattr *a = (const struct nlattr *)RTNH_DATA(nh);
+				int alen = nh->rtnh_len - (int)sizeof(*nh);
+
+				for (; mnl_attr_ok(a, alen);
+				     alen -= MNL_ALIGN(a->nla_len), a = mnl_attr_next(a))
+					gateway_attr(l, rtm->rtm_family, a);
+				left -= RTNH_ALIGN(nh->rtnh_len);
+				nh = RTNH_NEXT(nh);
+			}
+		} else {
+			gateway_attr(l, rtm->rtm_family, attr);
+		}
+	}
+	return MNL_CB_OK;
+}
+
+/* The box's routers: the next hops of the route it would use towards the
+ * Internet, one lookup per family (RTM_F_FIB_MATCH returns the route
+ * itself, so every next hop of a multipath default), never a dump (a box
+ * may carry a full table). IPv4 asks for 1.0.0.1, an address nobody routes
+ * locally; IPv6 for "::", which only a default route covers. A router's
+ * management may trust the box's address: it is no destination. Next hops
+ * given as nexthop objects (RTA_NH_ID) are not followed. */
+static int list_routers(struct own_list *l)
+{
+	static const uint8_t v4[4] = { 1, 0, 0, 1 };
+	static const uint8_t v6[16] = { 0 };
+	struct nl nl;
+	int r = nl_open(&nl, NETLINK_ROUTE);
+
+	if (r < 0)
+		return r;
+	for (int fam = 0; fam < 2; fam++) {
+		char buf[256];
+		struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+		struct rtmsg *rtm;
+
+		nlh->nlmsg_type = RTM_GETROUTE;
+		nlh->nlmsg_flags = NLM_F_REQUEST;
+		nlh->nlmsg_seq = nl_next_seq(&nl);
+		rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+		rtm->rtm_family = fam ? AF_INET6 : AF_INET;
+		rtm->rtm_flags = RTM_F_FIB_MATCH;
+		rtm->rtm_dst_len = fam ? 128 : 32;
+		mnl_attr_put(nlh, RTA_DST, fam ? 16 : 4, fam ? (const void *)v6 : (const void *)v4);
+		r = nl_talk(&nl, nlh, router_cb, l);
+		/* No route (a box that reaches nothing that way): no router. */
+		if (r == -ENETUNREACH || r == -EHOSTUNREACH || r == -ESRCH)
+			r = 0;
+		if (r < 0)
+			break;
+	}
+	nl_close(&nl);
+	return r < 0 ? r : l->err;
+}
+
 int policy_list_own(struct addr_prefix **ret, unsigned *ret_n)
 {
 	struct ifaddrs *ifa, *i;
@@ -185,6 +287,8 @@ int policy_list_own(struct addr_prefix **ret, unsigned *ret_n)
 	}
 	freeifaddrs(ifa);
 	r = l.err ? l.err : list_local_routes(&l);
+	if (r >= 0)
+		r = list_routers(&l);
 	if (r < 0) {
 		free(l.a);
 		return r;
@@ -285,7 +389,7 @@ static const char *dest_denied(const struct policy *p, const struct in6_addr *a)
 	if (!p->own_known)
 		return "this box's own addresses are not known yet (cannot list them)";
 	if (is_own(p, a))
-		return "destination is the concentrator itself";
+		return "destination is the concentrator itself or its router";
 	r = best_rule(p, a);
 	return r && !r->allow ? "destination denied by policy" : NULL;
 }

@@ -1165,18 +1165,19 @@ def cmd_hold(args):
     """Opens --count plain TCP connections to --dst, sends nothing, holds
     them --seconds, then closes them. Prints how many connected."""
     host, port = split_hostport(args.dst)
-    socks, failed = [], 0
+    socks, failed, why = [], 0, {}
     if args.churn:
         done = 0
         for _ in range(args.count):
             try:
-                c = socket.create_connection((host, port), timeout=2,
+                c = socket.create_connection((host, port), timeout=args.connect_timeout,
                                              source_address=(args.src, 0) if args.src else None)
                 c.close()
                 done += 1
-            except OSError:
+            except OSError as e:
                 failed += 1
-        print(json.dumps({"connected_and_closed": done, "failed": failed}), flush=True)
+                why[type(e).__name__] = why.get(type(e).__name__, 0) + 1
+        print(json.dumps({"connected_and_closed": done, "failed": failed, "why": why}), flush=True)
         return args.expect is None or done == args.expect
     request = None
     if args.request:
@@ -1188,14 +1189,15 @@ def cmd_hold(args):
     for i in range(args.count):
         src = srcs[i % len(srcs)]  # a comma-separated --src: the addresses in turn
         try:
-            c = socket.create_connection((host, port), timeout=2,
+            c = socket.create_connection((host, port), timeout=args.connect_timeout,
                                          source_address=(src, 0) if src else None)
             if request:
                 c.sendall(request)
             socks.append(c)
-        except OSError:
+        except OSError as e:
             failed += 1
-    print(json.dumps({"held": len(socks), "failed": failed}), flush=True)
+            why[type(e).__name__] = why.get(type(e).__name__, 0) + 1
+    print(json.dumps({"held": len(socks), "failed": failed, "why": why}), flush=True)
     held_ok = ((args.expect is None or len(socks) == args.expect) and
                len(socks) >= args.at_least)
     if args.trickle:
@@ -1314,6 +1316,9 @@ def main():
     ho.add_argument("--count", type=int, default=100)
     ho.add_argument("--seconds", type=float, default=5)
     ho.add_argument("--src", help="ADDR[,ADDR...]: bind each connection to the next one")
+    ho.add_argument("--connect-timeout", type=float, default=2,
+                    help="seconds a connect may take (a SYN dropped at a full accept queue "
+                         "is sent again after 1, 3 and 7 s)")
     ho.add_argument("--trickle", action="store_true", help="send a byte a second on each")
     ho.add_argument("--churn", action="store_true", help="connect and close at once, --count times")
     ho.add_argument("--verify", type=int, default=0,
