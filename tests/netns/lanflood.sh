@@ -67,14 +67,16 @@ paths_up() { agent_paths_up "$WORKDIR/control.sock"; }
 check "both paths up" paths_up
 
 # capped_device DST SRCS OUT: one device opens 300 connections to DST from
-# SRCS (comma-separated, in turn): exactly 100 must still carry bytes after
-# 4 s; another device's flow goes through the concentrator meanwhile.
+# SRCS (comma-separated, in turn): exactly 100 must still carry bytes 2 s
+# later; another device's flow goes through the concentrator meanwhile.
 capped_device() {
 	local holder before rc=0
 	$L bash -c "ulimit -n 4096; exec $PY ./nettool.py hold --dst $1 --src $2 \
-		--count 300 --seconds 4 --verify 100" > "$3" &
+		--count 300 --seconds 2 --verify 100" > "$3" &
 	holder=$!
-	sleep 2
+	# Its connections are all made (it says how many) before the other
+	# device tries.
+	wait_for 20 grep -q held "$3" || { echo "the device did not open its connections"; rc=1; }
 	before=$(agent_metric 'gw_agent_flows_total{via="concentrator"}')
 	$T echo --plain --dst 203.0.113.2:9000 --src 192.168.77.3 --bytes 100000 || rc=1
 	[ "$(agent_metric 'gw_agent_flows_total{via="concentrator"}')" -gt "$before" ] ||
