@@ -276,6 +276,11 @@ static void reload(struct agent *a, int argc, char **argv)
 	*cur = n;
 	pthread_mutex_unlock(&a->cfg_lock);
 	quota_set(&a->hosts, QUOTA_FLOW, 0, n.max_per_host);
+	/* A lender forwards borrowers to the concentrators as they are now. */
+	if (a->mesh.lend_installed &&
+	    mesh_set_concentrators(&a->mesh, cur->conc, cur->conc_len, cur->nconc) < 0)
+		log_error("--lend %s: the lending table could not follow the new concentrators",
+			  a->mesh.cfg.lend_if);
 	/* The concentrators may have changed, or been upgraded: offer the
 	 * verified stream to each again. */
 	for (unsigned k = 0; k < AGENT_MAX_CONC; k++)
@@ -529,8 +534,8 @@ int main(int argc, char **argv)
 		a->mesh.cfg = a->cfg.mesh;
 		a->mesh.rx_fd = a->mesh.tx_fd = -1;
 		if (r == 0 && (a->cfg.mesh.borrow_if[0] || a->cfg.mesh.lend_if[0]))
-			r = mesh_start(&a->mesh, &a->cfg.conc[0], a->cfg.conc_len[0],
-				       a->paths.n ? a->paths.p[0].ifname : NULL);
+			r = mesh_start(&a->mesh, a->cfg.conc, a->cfg.conc_len, a->cfg.nconc,
+				       a->paths.fullmesh, a->paths.n ? a->paths.p[0].ifname : NULL);
 	}
 	if (r == 0) {
 		r = control_open(a);

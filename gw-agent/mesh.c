@@ -24,6 +24,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <ifaddrs.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -413,56 +414,104 @@ static int lend_shape(struct mesh *m)
 	return 0;
 }
 
+/* append to buf (bounded, like snprintf) */
+static void lend_append(char *buf, size_t cap, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void lend_append(char *buf, size_t cap, const char *fmt, ...)
+{
+	size_t len = strlen(buf);
+	va_list ap;
+
+	if (len >= cap)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf + len, cap - len, fmt, ap);
+	va_end(ap);
+}
+
+/* Where borrowers may go: rules for the forward chain (each starting with
+ * the mesh interface). Borrow addresses are IPv4 (100.64.L.B), so only
+ * IPv4 concentrators can be reached; with none, nothing is forwarded. */
+static void lend_dest_rules(const struct mesh *m, char *out, size_t cap)
+{
+	char dests[MESH_MAX_CONC * (ADDR_STRLEN + 12)] = "", ports[MESH_MAX_CONC * 8] = "";
+	unsigned n = 0;
+
+	out[0] = '\0';
+	for (unsigned i = 0; i < m->nconc; i++) {
+		char ca[ADDR_STRLEN], pn[8];
+		struct in6_addr c;
+		uint16_t port;
+
+		if (addr_to_in6((const struct sockaddr *)&m->conc[i], &c, &port) < 0 ||
+		    !addr_is_v4mapped(&c))
+			continue;
+		addr_format_in6(&c, 0, ca);
+		lend_append(dests, sizeof(dests), "%s%s . %u", n ? ", " : "", ca, port);
+		snprintf(pn, sizeof(pn), "%u", port);
+		if (!strstr(ports, pn))  /* the same port for every box, mostly */
+			lend_append(ports, sizeof(ports), "%s%s", ports[0] ? ", " : "", pn);
+		n++;
+	}
+	if (!n) {
+		lend_append(out, cap, "\t\tiifname \"%s\" drop\n", m->cfg.lend_if);
+		return;
+	}
+	if (!m->cluster) {
+		/* Our concentrators, each at its own port. */
+		lend_append(out, cap, "\t\tiifname \"%s\" ip daddr . tcp dport != { %s } drop\n",
+			    m->cfg.lend_if, dests);
+		return;
+	}
+	/* A cluster: each box announces its own address to every connection,
+	 * which borrowers join (fullmesh), so no list of addresses can be
+	 * kept here: the concentrators' ports, to public addresses only. */
+	lend_append(out, cap, "\t\tiifname \"%s\" tcp dport != { %s } drop\n", m->cfg.lend_if,
+		    ports);
+	lend_append(out, cap, "\t\tiifname \"%s\" ip daddr { ", m->cfg.lend_if);
+	for (unsigned i = 0, k = 0; i < addr_nspecial_ranges; i++)
+		if (!strchr(addr_special_ranges[i], ':'))
+			lend_append(out, cap, "%s%s", k++ ? ", " : "", addr_special_ranges[i]);
+	lend_append(out, cap, " } drop\n");
+}
+
 static int lend_install(struct mesh *m)
 {
-	char script[2048], ca[ADDR_STRLEN], cap[160] = "", prio[96] = "", src_rule[64];
+	char script[4096], dest_rules[1536], cap[160] = "", prio[96] = "";
 	char *nft[] = { "nft", "-f", "-", NULL };
-	struct in6_addr c;
-	uint16_t port;
-	bool v4;
 	int r;
 
 	lend_remove(m);
-	if (addr_to_in6((struct sockaddr *)&m->conc, &c, &port) < 0)
-		return -EINVAL;
-	v4 = addr_is_v4mapped(&c);
-	addr_format_in6(&c, 0, ca);
-	/* Borrow addresses are IPv4 (100.64.L.B): towards an IPv6
-	 * concentrator no source would be one, so nothing is forwarded. */
-	if (v4)
-		snprintf(src_rule, sizeof(src_rule), "ip saddr != 100.64.%u.0/24 drop",
-			 m->lend_own.s6_addr[15]);
-	else
-		snprintf(src_rule, sizeof(src_rule), "drop");
+	lend_dest_rules(m, dest_rules, sizeof(dest_rules));
 	if (m->cfg.lend_flows)
 		snprintf(cap, sizeof(cap),
-			 "\t\tiifname \"%s\" ct state new add @borrowers { %s saddr ct count over %u } "
-			 "reject with tcp reset\n", m->cfg.lend_if, v4 ? "ip" : "ip6", m->cfg.lend_flows);
+			 "\t\tiifname \"%s\" ct state new add @borrowers { ip saddr ct count over %u } "
+			 "reject with tcp reset\n", m->cfg.lend_if, m->cfg.lend_flows);
 	if (m->cfg.lend_uplink[0])
 		snprintf(prio, sizeof(prio), "\t\tiifname \"%s\" meta priority set 4d4c:20\n",
 			 m->cfg.lend_if);
 	/* Between mesh nodes (a multi-hop mesh routed through us) is the
-	 * mesh's business; from the mesh to anywhere else only TCP to the
-	 * concentrator, of its family, from a borrow address for us
+	 * mesh's business; from the mesh to anywhere else only TCP to our
+	 * concentrators (lend_dest_rules) from a borrow address for us
 	 * (100.64.L.0/24, L our last byte: what borrowers use for us, at most
 	 * 254 of them); replies come back through conntrack's translation.
 	 * The flow cap counts new connections per borrower address (only
-	 * those to the concentrator get that far), and all of them together
+	 * those to a concentrator get that far), and all of them together
 	 * are capped too, so no number of borrowers fills our conntrack table
-	 * or the concentrator's limits for our address. */
+	 * or the concentrators' limits for our address. */
 	snprintf(script, sizeof(script),
 		 "table inet " NFT_LEND " {\n"
-		 "\tset borrowers { type %s; size 256; flags dynamic; }\n"
-		 "\tset lent { type %s; size 1; flags dynamic; }\n"
+		 "\tset borrowers { type ipv4_addr; size 256; flags dynamic; }\n"
+		 "\tset lent { type ifname; size 1; flags dynamic; }\n"
 		 "\tchain forward {\n"
 		 "\t\ttype filter hook forward priority filter - 1; policy accept;\n"
 		 "\t\tiifname \"%s\" oifname \"%s\" accept\n"
-		 "\t\tiifname \"%s\" meta nfproto != %s drop\n"
-		 "\t\tiifname \"%s\" %s\n"
-		 "\t\tiifname \"%s\" %s daddr != %s drop\n"
+		 "\t\tiifname \"%s\" meta nfproto != ipv4 drop\n"
+		 "\t\tiifname \"%s\" ip saddr != 100.64.%u.0/24 drop\n"
 		 "\t\tiifname \"%s\" meta l4proto != tcp drop\n"
-		 "\t\tiifname \"%s\" tcp dport != %u drop\n"
-		 "\t\tiifname \"%s\" ct state new add @lent { %s daddr ct count over %u } "
+		 "%s"
+		 "\t\tiifname \"%s\" ct state new add @lent { iifname ct count over %u } "
 		 "reject with tcp reset\n"
 		 "%s"
 		 "%s"
@@ -472,14 +521,15 @@ static int lend_install(struct mesh *m)
 		 "\t\tiifname \"%s\" oifname != \"%s\" masquerade\n"
 		 "\t}\n"
 		 "}\n",
-		 v4 ? "ipv4_addr" : "ipv6_addr", v4 ? "ipv4_addr" : "ipv6_addr",
 		 m->cfg.lend_if, m->cfg.lend_if,
-		 m->cfg.lend_if, v4 ? "ipv4" : "ipv6",
-		 m->cfg.lend_if, src_rule,
-		 m->cfg.lend_if, v4 ? "ip" : "ip6", ca,
-		 m->cfg.lend_if, m->cfg.lend_if, port,
-		 m->cfg.lend_if, v4 ? "ip" : "ip6", m->cfg.lend_total,
+		 m->cfg.lend_if,
+		 m->cfg.lend_if, m->lend_own.s6_addr[15],
+		 m->cfg.lend_if,
+		 dest_rules,
+		 m->cfg.lend_if, m->cfg.lend_total,
 		 cap, prio, m->cfg.lend_if, m->cfg.lend_if);
+	if (strlen(script) >= sizeof(script) - 1)
+		return log_errno(-E2BIG, "the lending table's script is too long");
 	r = cmd(nft, script);
 	if (r != 0) {
 		log_error("nft refused the lending table (exit %d); script was:\n%s", r, script);
@@ -619,15 +669,40 @@ void mesh_count_find(const struct mesh_count *c, int n, const struct in6_addr *a
 		}
 }
 
-int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, socklen_t conc_len,
-	       const char *wan)
+static void set_concentrators(struct mesh *m, const struct sockaddr_storage *conc,
+			      const socklen_t *conc_len, unsigned nconc)
 {
-	char a[ADDR_STRLEN];
+	m->nconc = nconc < MESH_MAX_CONC ? nconc : MESH_MAX_CONC;
+	for (unsigned i = 0; i < m->nconc; i++) {
+		m->conc[i] = conc[i];
+		m->conc_len[i] = conc_len[i];
+	}
+}
+
+int mesh_set_concentrators(struct mesh *m, const struct sockaddr_storage *conc,
+			   const socklen_t *conc_len, unsigned nconc)
+{
+	bool same = nconc == m->nconc;
+
+	for (unsigned i = 0; same && i < nconc; i++)
+		same = conc_len[i] == m->conc_len[i] && !memcmp(&conc[i], &m->conc[i], conc_len[i]);
+	if (same)
+		return 0;
+	set_concentrators(m, conc, conc_len, nconc);
+	if (!m->lend_installed)
+		return 0;
+	log_info("--lend %s: the concentrators changed; lending to them", m->cfg.lend_if);
+	return lend_install(m);
+}
+
+int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, const socklen_t *conc_len,
+	       unsigned nconc, bool cluster, const char *wan)
+{
 	int r;
 
 	m->rx_fd = m->tx_fd = -1;
-	m->conc = *conc;
-	m->conc_len = conc_len;
+	set_concentrators(m, conc, conc_len, nconc);
+	m->cluster = cluster;
 	if (m->cfg.key_path[0] && mesh_load_keys(m->cfg.key_path, &m->keys) < 0)
 		return -EINVAL;
 	if (m->cfg.lend_uplink[0] && !m->cfg.lend_wan[0]) {
@@ -655,7 +730,9 @@ int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, socklen_t co
 			log_warn("--lend %s without --mesh-key: no announcements (only borrowers "
 				 "that name us as a neighbour= use our line)", m->cfg.lend_if);
 		log_info("lending our line to the mesh on %s: TCP to %s only, %u flows in all, %u per borrower%s%s%s%s%s%s",
-			 m->cfg.lend_if, addr_format((struct sockaddr *)conc, a), m->cfg.lend_total,
+			 m->cfg.lend_if,
+			 cluster ? "the concentrators' ports (a cluster)" : "our concentrators",
+			 m->cfg.lend_total,
 			 m->cfg.lend_flows,
 			 m->cfg.lend_flows ? "" : " (no cap)",
 			 m->shaped ? "; our own traffic first on " : "", m->shaped ? m->cfg.lend_wan : "",

@@ -19,6 +19,7 @@
 #define MESH_STATIC_MAX 8
 #define MESH_ANNOUNCE_MS 1000     /* a lender says so this often */
 #define MESH_EXPIRE_MS 3500       /* a neighbour silent this long is gone */
+#define MESH_MAX_CONC 8            /* concentrators a lender forwards to */
 #define MESH_CLOCK_MS 30000       /* an announcement's sequence (its sender's
 				   * clock) this far from ours is refused */
 
@@ -91,8 +92,12 @@ struct mesh {
 	bool tx_failed;                /* the last announcement could not leave */
 	uint64_t next_announce_ms, next_route_ms;
 	struct in6_addr lend_own;
-	struct sockaddr_storage conc;  /* what borrowers may reach */
-	socklen_t conc_len;
+	/* what borrowers may reach: our concentrators (cluster: any public
+	 * address at their ports, the boxes' announced join addresses) */
+	struct sockaddr_storage conc[MESH_MAX_CONC];
+	socklen_t conc_len[MESH_MAX_CONC];
+	unsigned nconc;
+	bool cluster;
 	bool shaped;                   /* our HTB is on lend_wan */
 	bool counting;                 /* the gw_agent_mesh table is ours */
 };
@@ -118,10 +123,14 @@ int mesh_parse_borrow(struct mesh_config *cfg, const char *spec, const char **wh
 /* "IFACE[,flows=N][,total=N][,uplink=RATE[,rate=RATE][,wan=IFACE]]": into cfg. */
 int mesh_parse_lend(struct mesh_config *cfg, const char *spec, const char **why);
 
-/* wan: our first own path's interface, for uplink= without wan= (NULL:
- * none configured). */
-int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, socklen_t conc_len,
-	       const char *wan);
+/* conc[0..nconc): our concentrators (a lender forwards borrowers to them;
+ * cluster: to any public address at their ports). wan: our first own
+ * path's interface, for uplink= without wan= (NULL: none configured). */
+int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, const socklen_t *conc_len,
+	       unsigned nconc, bool cluster, const char *wan);
+/* A reload's concentrators: the lending table follows. 0 or -errno. */
+int mesh_set_concentrators(struct mesh *m, const struct sockaddr_storage *conc,
+			   const socklen_t *conc_len, unsigned nconc);
 void mesh_stop(struct mesh *m, struct paths *ps);
 /* The descriptor to poll for announcements, -1 = none. */
 int mesh_fd(const struct mesh *m);
