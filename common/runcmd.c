@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <spawn.h>
 #include <stdint.h>
 #include <string.h>
@@ -181,4 +183,16 @@ int spawn_output(char *const argv[], char *out, size_t cap, size_t *len, int tim
 int spawn_run(char *const argv[], const char *input, bool show_errors)
 {
 	return spawn_run_timeout(argv, input, show_errors, SPAWN_TIMEOUT_MS);
+}
+
+void script_append(char *buf, size_t cap, const char *fmt, ...)
+{
+	size_t len = strlen(buf);
+	va_list ap;
+
+	if (len >= cap)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf + len, cap - len, fmt, ap);
+	va_end(ap);
 }

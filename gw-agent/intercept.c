@@ -62,21 +62,6 @@ void intercept_remove(const struct agent_config *cfg)
 	}
 }
 
-static void append(char *buf, size_t cap, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void append(char *buf, size_t cap, const char *fmt, ...)
-{
-	size_t len = strlen(buf);
-	va_list ap;
-
-	if (len >= cap)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(buf + len, cap - len, fmt, ap);
-	va_end(ap);
-}
-
 /* The whole table as one nft script; replace: first empty and delete the
  * old one in the same transaction, so the swap is atomic. */
 static int nft_script(const struct agent_config *cfg, bool replace, bool drain, bool devlimit,
@@ -85,24 +70,24 @@ static int nft_script(const struct agent_config *cfg, bool replace, bool drain, 
 	char lans[512] = "", p[ADDR_STRLEN];
 
 	for (unsigned i = 0; i < cfg->nlan; i++)
-		append(lans, sizeof(lans), "%s\"%s\"", i ? ", " : "", cfg->lan[i]);
+		script_append(lans, sizeof(lans), "%s\"%s\"", i ? ", " : "", cfg->lan[i]);
 
 	script[0] = '\0';
 	if (replace)
-		append(script, cap, "table inet " NFT_TABLE " {}\ndelete table inet " NFT_TABLE "\n");
-	append(script, cap, "table inet " NFT_TABLE " {\n");
-	append(script, cap,
+		script_append(script, cap, "table inet " NFT_TABLE " {}\ndelete table inet " NFT_TABLE "\n");
+	script_append(script, cap, "table inet " NFT_TABLE " {\n");
+	script_append(script, cap,
 	       "\tset bypass4 { type ipv4_addr; flags interval; auto-merge; elements = { 127.0.0.0/8, 169.254.0.0/16, 224.0.0.0/4, 255.255.255.255/32");
 	for (unsigned i = 0; i < cfg->nbypass; i++)
 		if (addr_is_v4mapped(&cfg->bypass[i].addr) && cfg->bypass[i].len >= 96)
-			append(script, cap, ", %s", addr_format_prefix(&cfg->bypass[i], p));
-	append(script, cap, " } }\n");
-	append(script, cap,
+			script_append(script, cap, ", %s", addr_format_prefix(&cfg->bypass[i], p));
+	script_append(script, cap, " } }\n");
+	script_append(script, cap,
 	       "\tset bypass6 { type ipv6_addr; flags interval; auto-merge; elements = { ::1/128, fe80::/10, ff00::/8");
 	for (unsigned i = 0; i < cfg->nbypass; i++)
 		if (!addr_is_v4mapped(&cfg->bypass[i].addr))
-			append(script, cap, ", %s", addr_format_prefix(&cfg->bypass[i], p));
-	append(script, cap, " } }\n");
+			script_append(script, cap, ", %s", addr_format_prefix(&cfg->bypass[i], p));
+	script_append(script, cap, " } }\n");
 	/* max_flows_per_host per device, not per address: a device picks as
 	 * many IPv6 (or IPv4) addresses on the LAN as it likes, but its
 	 * frames carry its MAC address. nftables counts each MAC's
@@ -111,10 +96,10 @@ static int nft_script(const struct agent_config *cfg, bool replace, bool drain, 
 	 * headers. The set is bounded: a device that forges MAC addresses
 	 * fills it, after which new MACs go uncounted here and meet the
 	 * per-address cap and the total. */
-	append(script, cap,
+	script_append(script, cap,
 	       "\tset lan_dev { type ifname . ether_addr; size %u; flags dynamic; }\n"
 	       "\tcounter device_limit { }\n", INTERCEPT_MAX_DEVICES);
-	append(script, cap,
+	script_append(script, cap,
 	       "\tchain prerouting {\n"
 	       "\t\ttype filter hook prerouting priority mangle; policy accept;\n"
 	       "\t\tiifname != { %s } return\n"
@@ -126,20 +111,20 @@ static int nft_script(const struct agent_config *cfg, bool replace, bool drain, 
 		* flows being drained keep theirs (tproxy finds their sockets). */
 	       drain ? "\t\ttcp flags & (syn | ack) == syn return\n" : "");
 	if (devlimit && cfg->max_per_host)
-		append(script, cap,
+		script_append(script, cap,
 		       "\t\ttcp flags & (syn | ack) == syn ct state new "
 		       "add @lan_dev { iifname . ether saddr ct count over %u } "
 		       "counter name device_limit reject with tcp reset\n", cfg->max_per_host);
-	append(script, cap,
+	script_append(script, cap,
 	       "\t\tmeta l4proto tcp tproxy to :%u meta mark set %u accept\n"
 	       "\t}\n", cfg->port, cfg->mark);
 	if (cfg->block_quic)
-		append(script, cap,
+		script_append(script, cap,
 		       "\tchain forward {\n"
 		       "\t\ttype filter hook forward priority filter; policy accept;\n"
 		       "\t\tiifname { %s } udp dport 443 reject with icmpx type port-unreachable\n"
 		       "\t}\n", lans);
-	append(script, cap, "}\n");
+	script_append(script, cap, "}\n");
 	if (strlen(script) >= cap - 1)
 		return log_errno(-E2BIG, "nftables script too long (too many --bypass)");
 	return 0;

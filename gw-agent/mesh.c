@@ -414,22 +414,6 @@ static int lend_shape(struct mesh *m)
 	return 0;
 }
 
-/* append to buf (bounded, like snprintf) */
-static void lend_append(char *buf, size_t cap, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void lend_append(char *buf, size_t cap, const char *fmt, ...)
-{
-	size_t len = strlen(buf);
-	va_list ap;
-
-	if (len >= cap)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(buf + len, cap - len, fmt, ap);
-	va_end(ap);
-}
-
 /* Where borrowers may go: rules for the forward chain (each starting with
  * the mesh interface). Borrow addresses are IPv4 (100.64.L.B), so only
  * IPv4 concentrators can be reached; with none, nothing is forwarded. */
@@ -448,32 +432,32 @@ static void lend_dest_rules(const struct mesh *m, char *out, size_t cap)
 		    !addr_is_v4mapped(&c))
 			continue;
 		addr_format_in6(&c, 0, ca);
-		lend_append(dests, sizeof(dests), "%s%s . %u", n ? ", " : "", ca, port);
+		script_append(dests, sizeof(dests), "%s%s . %u", n ? ", " : "", ca, port);
 		snprintf(pn, sizeof(pn), "%u", port);
 		if (!strstr(ports, pn))  /* the same port for every box, mostly */
-			lend_append(ports, sizeof(ports), "%s%s", ports[0] ? ", " : "", pn);
+			script_append(ports, sizeof(ports), "%s%s", ports[0] ? ", " : "", pn);
 		n++;
 	}
 	if (!n) {
-		lend_append(out, cap, "\t\tiifname \"%s\" drop\n", m->cfg.lend_if);
+		script_append(out, cap, "\t\tiifname \"%s\" drop\n", m->cfg.lend_if);
 		return;
 	}
 	if (!m->cluster) {
 		/* Our concentrators, each at its own port. */
-		lend_append(out, cap, "\t\tiifname \"%s\" ip daddr . tcp dport != { %s } drop\n",
+		script_append(out, cap, "\t\tiifname \"%s\" ip daddr . tcp dport != { %s } drop\n",
 			    m->cfg.lend_if, dests);
 		return;
 	}
 	/* A cluster: each box announces its own address to every connection,
 	 * which borrowers join (fullmesh), so no list of addresses can be
 	 * kept here: the concentrators' ports, to public addresses only. */
-	lend_append(out, cap, "\t\tiifname \"%s\" tcp dport != { %s } drop\n", m->cfg.lend_if,
+	script_append(out, cap, "\t\tiifname \"%s\" tcp dport != { %s } drop\n", m->cfg.lend_if,
 		    ports);
-	lend_append(out, cap, "\t\tiifname \"%s\" ip daddr { ", m->cfg.lend_if);
+	script_append(out, cap, "\t\tiifname \"%s\" ip daddr { ", m->cfg.lend_if);
 	for (unsigned i = 0, k = 0; i < addr_nspecial_ranges; i++)
 		if (!strchr(addr_special_ranges[i], ':'))
-			lend_append(out, cap, "%s%s", k++ ? ", " : "", addr_special_ranges[i]);
-	lend_append(out, cap, " } drop\n");
+			script_append(out, cap, "%s%s", k++ ? ", " : "", addr_special_ranges[i]);
+	script_append(out, cap, " } drop\n");
 }
 
 static int lend_install(struct mesh *m)
