@@ -18,7 +18,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <ifaddrs.h>
 #include <stdio.h>
 #include <stdlib.h>

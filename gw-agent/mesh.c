@@ -24,7 +24,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <ifaddrs.h>
 #include <stdio.h>
 #include <stdlib.h>
