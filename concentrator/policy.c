@@ -1,4 +1,5 @@
 #include "policy.h"
+#include "log.h"
 #include "nl.h"
 
 #include <arpa/inet.h>
@@ -240,8 +241,10 @@ static int list_routers(struct own_list *l)
 	struct nl nl;
 	int r = nl_open(&nl, NETLINK_ROUTE);
 
-	if (r < 0)
-		return r;
+	if (r < 0) {
+		log_debug("own addresses: cannot look up the routers: %s", strerror(-r));
+		return 0;
+	}
 	for (int fam = 0; fam < 2; fam++) {
 		char buf[256];
 		struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
@@ -255,15 +258,16 @@ static int list_routers(struct own_list *l)
 		rtm->rtm_flags = RTM_F_FIB_MATCH;
 		rtm->rtm_dst_len = fam ? 128 : 32;
 		mnl_attr_put(nlh, RTA_DST, fam ? 16 : 4, fam ? (const void *)v6 : (const void *)v4);
+		/* Best effort: no route, a blackhole or prohibit route, a
+		 * family disabled at boot (ipv6.disable=1) all mean no router
+		 * here, and must not cost the list of own addresses. */
 		r = nl_talk(&nl, nlh, router_cb, l);
-		/* No route (a box that reaches nothing that way): no router. */
-		if (r == -ENETUNREACH || r == -EHOSTUNREACH || r == -ESRCH)
-			r = 0;
 		if (r < 0)
-			break;
+			log_debug("own addresses: no IPv%c router found: %s", fam ? '6' : '4',
+				  strerror(-r));
 	}
 	nl_close(&nl);
-	return r < 0 ? r : l->err;
+	return l->err;
 }
 
 int policy_list_own(struct addr_prefix **ret, unsigned *ret_n)

@@ -241,6 +241,27 @@ static bool decide_now(struct conc_worker *cw, struct relay *r, bool eof, struct
 	return keyed;
 }
 
+/* The replay cache starts empty at every start, and a NAT cookie is tied
+ * to no address: one seen before a restart could be used again, from
+ * anywhere, within its window. So a NAT cookie must be dated from this
+ * start on (or from now, if the clock was stepped back since) and at most
+ * NAT_COOKIE_AHEAD_S ahead: then one used before the start can only come
+ * back from a gateway whose clock runs ahead, and only from the last
+ * NAT_COOKIE_AHEAD_S before the start. A gateway makes a fresh cookie per
+ * connection, so only requests in flight across a restart meet this. */
+#define NAT_COOKIE_AHEAD_S 10
+
+static bool nat_cookie_stale(const struct conc *c, const struct cookie_fields *f, uint32_t now)
+{
+	uint32_t start = (uint32_t)c->started_unix;
+
+	if (!(f->flags & COOKIE_F_NAT))
+		return false;
+	if (now < start)
+		start = now;
+	return f->time < start || f->time > now + NAT_COOKIE_AHEAD_S;
+}
+
 /* A complete request and its decision: act on it. A valid cookie is good
  * once for a connection: its nonce is checked against the replay cache
  * here, at the last moment, so a request held for verification does not
@@ -252,16 +273,11 @@ static void act(struct conc_worker *cw, struct relay *r, struct decision *d, boo
 	struct session *s = S(r);
 
 	if (d->keyed && d->kind == DECIDE_CONNECT) {
-		/* The replay cache starts empty at every start: a NAT cookie
-		 * (tied to no address) seen before a restart could be used
-		 * again within its window. So NAT cookies dated before this
-		 * start are stale; a gateway makes a fresh one per connection,
-		 * so only requests in flight across the restart (or a clock
-		 * behind by as much) meet this. */
-		int rc = (d->fields.flags & COOKIE_F_NAT) && d->fields.time < cw->c->started_unix
+		uint32_t now = (uint32_t)time(NULL);
+		int rc = nat_cookie_stale(cw->c, &d->fields, now)
 				 ? -ESTALE
 				 : replay_check(&cw->c->replay, d->fields.kid, d->fields.nonce,
-						d->fields.time, (uint32_t)time(NULL));
+						d->fields.time, now);
 
 		if (rc < 0) {
 			d->cookie = rc == -EALREADY ? COOKIE_REPLAYED : COOKIE_STALE;

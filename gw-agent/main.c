@@ -535,7 +535,7 @@ int main(int argc, char **argv)
 		a->mesh.rx_fd = a->mesh.tx_fd = -1;
 		if (r == 0 && (a->cfg.mesh.borrow_if[0] || a->cfg.mesh.lend_if[0]))
 			r = mesh_start(&a->mesh, a->cfg.conc, a->cfg.conc_len, a->cfg.nconc,
-				       a->paths.fullmesh, a->paths.n ? a->paths.p[0].ifname : NULL);
+				       a->paths.n ? a->paths.p[0].ifname : NULL);
 	}
 	if (r == 0) {
 		r = control_open(a);

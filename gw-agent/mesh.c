@@ -126,6 +126,7 @@ int mesh_parse_lend(struct mesh_config *cfg, const char *spec, const char **why)
 	cfg->lend_flows = 256;
 	cfg->lend_total = 256;
 	cfg->lend_uplink[0] = cfg->lend_rate[0] = cfg->lend_wan[0] = 0;
+	cfg->nlend_joins = 0;
 	while ((tok = strtok_r(NULL, ",", &save))) {
 		char *end;
 		unsigned long v;
@@ -150,6 +151,23 @@ int mesh_parse_lend(struct mesh_config *cfg, const char *spec, const char **why)
 			}
 			continue;
 		}
+		if (!strncmp(tok, "joins=", 6)) {
+			struct addr_prefix pfx;
+
+			if (addr_parse_prefix(tok + 6, &pfx) < 0 || !addr_is_v4mapped(&pfx.addr) ||
+			    pfx.len < 96 + 8) {
+				cfg->lend_if[0] = 0;
+				*why = "has joins= that is not an IPv4 prefix of /8 or longer";
+				return -EINVAL;
+			}
+			if (cfg->nlend_joins == MESH_MAX_JOINS) {
+				cfg->lend_if[0] = 0;
+				*why = "has more than 4 joins=";
+				return -EINVAL;
+			}
+			cfg->lend_joins[cfg->nlend_joins++] = pfx;
+			continue;
+		}
 		if (!strncmp(tok, "total=", 6)) {
 			errno = 0;
 			v = strtoul(tok + 6, &end, 10);
@@ -163,7 +181,7 @@ int mesh_parse_lend(struct mesh_config *cfg, const char *spec, const char **why)
 		}
 		if (strncmp(tok, "flows=", 6)) {
 			cfg->lend_if[0] = 0;
-			*why = "has an option other than flows=, total=, uplink=, rate=, wan=";
+			*why = "has an option other than flows=, total=, uplink=, rate=, wan=, joins=";
 			return -EINVAL;
 		}
 		errno = 0;
@@ -413,60 +431,65 @@ static int lend_shape(struct mesh *m)
 	return 0;
 }
 
-/* Where borrowers may go: rules for the forward chain (each starting with
- * the mesh interface). Borrow addresses are IPv4 (100.64.L.B), so only
- * IPv4 concentrators can be reached; with none, nothing is forwarded. */
-static void lend_dest_rules(const struct mesh *m, char *out, size_t cap)
+/* Where borrowers may go: the forward chain's rule (starting with the mesh
+ * interface) that drops everything else. Borrow addresses are IPv4
+ * (100.64.L.B), so only IPv4 concentrators can be reached; with none,
+ * nothing is forwarded. A cluster's boxes announce their own addresses to
+ * each connection, which borrowers then join: those are reached at the
+ * concentrators' ports within the joins= prefixes the operator gives. */
+static int lend_dest_rule(const struct mesh *m, const struct sockaddr_storage *conc,
+			  const socklen_t *conc_len, unsigned nconc, char *out, size_t cap)
 {
-	char dests[MESH_MAX_CONC * (ADDR_STRLEN + 12)] = "", ports[MESH_MAX_CONC * 8] = "";
-	unsigned n = 0;
+	char elems[(MESH_MAX_CONC + MESH_MAX_CONC * MESH_MAX_JOINS) * (ADDR_STRLEN + 12)] = "";
+	uint16_t ports[MESH_MAX_CONC];
+	unsigned n = 0, np = 0;
 
 	out[0] = '\0';
-	for (unsigned i = 0; i < m->nconc; i++) {
-		char ca[ADDR_STRLEN], pn[8];
+	for (unsigned i = 0; i < nconc && i < MESH_MAX_CONC; i++) {
+		char ca[ADDR_STRLEN];
 		struct in6_addr c;
 		uint16_t port;
+		unsigned k;
 
-		if (addr_to_in6((const struct sockaddr *)&m->conc[i], &c, &port) < 0 ||
+		if (addr_to_in6((const struct sockaddr *)&conc[i], &c, &port) < 0 ||
 		    !addr_is_v4mapped(&c))
 			continue;
 		addr_format_in6(&c, 0, ca);
-		script_append(dests, sizeof(dests), "%s%s . %u", n ? ", " : "", ca, port);
-		snprintf(pn, sizeof(pn), "%u", port);
-		if (!strstr(ports, pn))  /* the same port for every box, mostly */
-			script_append(ports, sizeof(ports), "%s%s", ports[0] ? ", " : "", pn);
-		n++;
+		script_append(elems, sizeof(elems), "%s%s . %u", n++ ? ", " : "", ca, port);
+		for (k = 0; k < np && ports[k] != port; k++)
+			;
+		if (k == np)
+			ports[np++] = port;
 	}
-	if (!n) {
+	for (unsigned j = 0; n && j < m->cfg.nlend_joins; j++)
+		for (unsigned k = 0; k < np; k++) {
+			char pa[ADDR_STRLEN + 4];
+
+			script_append(elems, sizeof(elems), ", %s . %u",
+				      addr_format_prefix(&m->cfg.lend_joins[j], pa), ports[k]);
+		}
+	if (strlen(elems) >= sizeof(elems) - 1)
+		return -E2BIG;
+	if (!n)
 		script_append(out, cap, "\t\tiifname \"%s\" drop\n", m->cfg.lend_if);
-		return;
-	}
-	if (!m->cluster) {
-		/* Our concentrators, each at its own port. */
+	else
 		script_append(out, cap, "\t\tiifname \"%s\" ip daddr . tcp dport != { %s } drop\n",
-			    m->cfg.lend_if, dests);
-		return;
-	}
-	/* A cluster: each box announces its own address to every connection,
-	 * which borrowers join (fullmesh), so no list of addresses can be
-	 * kept here: the concentrators' ports, to public addresses only. */
-	script_append(out, cap, "\t\tiifname \"%s\" tcp dport != { %s } drop\n", m->cfg.lend_if,
-		    ports);
-	script_append(out, cap, "\t\tiifname \"%s\" ip daddr { ", m->cfg.lend_if);
-	for (unsigned i = 0, k = 0; i < addr_nspecial_ranges; i++)
-		if (!strchr(addr_special_ranges[i], ':'))
-			script_append(out, cap, "%s%s", k++ ? ", " : "", addr_special_ranges[i]);
-	script_append(out, cap, " } drop\n");
+			      m->cfg.lend_if, elems);
+	return strlen(out) >= cap - 1 ? -E2BIG : 0;
 }
 
-static int lend_install(struct mesh *m)
+/* The lending table as one nft script; replace: in place of the running
+ * one, in the same transaction (nothing unfiltered in between). */
+static int lend_script(const struct mesh *m, const struct sockaddr_storage *conc,
+		       const socklen_t *conc_len, unsigned nconc, bool replace, char *script,
+		       size_t size)
 {
-	char script[4096], dest_rules[1536], cap[160] = "", prio[96] = "";
-	char *nft[] = { "nft", "-f", "-", NULL };
-	int r;
+	char dest_rule[2048], cap[160] = "", prio[96] = "";
+	int r = lend_dest_rule(m, conc, conc_len, nconc, dest_rule, sizeof(dest_rule));
 
-	lend_remove(m);
-	lend_dest_rules(m, dest_rules, sizeof(dest_rules));
+	if (r < 0)
+		return log_errno(r, "--lend %s: too many concentrators and joins= for the lending table",
+				 m->cfg.lend_if);
 	if (m->cfg.lend_flows)
 		snprintf(cap, sizeof(cap),
 			 "\t\tiifname \"%s\" ct state new add @borrowers { ip saddr ct count over %u } "
@@ -474,45 +497,61 @@ static int lend_install(struct mesh *m)
 	if (m->cfg.lend_uplink[0])
 		snprintf(prio, sizeof(prio), "\t\tiifname \"%s\" meta priority set 4d4c:20\n",
 			 m->cfg.lend_if);
+	script[0] = '\0';
+	if (replace)
+		script_append(script, size, "table inet " NFT_LEND " {}\ndelete table inet " NFT_LEND "\n");
 	/* Between mesh nodes (a multi-hop mesh routed through us) is the
 	 * mesh's business; from the mesh to anywhere else only TCP to our
-	 * concentrators (lend_dest_rules) from a borrow address for us
+	 * concentrators (lend_dest_rule) from a borrow address for us
 	 * (100.64.L.0/24, L our last byte: what borrowers use for us, at most
 	 * 254 of them); replies come back through conntrack's translation.
 	 * The flow cap counts new connections per borrower address (only
 	 * those to a concentrator get that far), and all of them together
 	 * are capped too, so no number of borrowers fills our conntrack table
 	 * or the concentrators' limits for our address. */
-	snprintf(script, sizeof(script),
-		 "table inet " NFT_LEND " {\n"
-		 "\tset borrowers { type ipv4_addr; size 256; flags dynamic; }\n"
-		 "\tset lent { type ifname; size 1; flags dynamic; }\n"
-		 "\tchain forward {\n"
-		 "\t\ttype filter hook forward priority filter - 1; policy accept;\n"
-		 "\t\tiifname \"%s\" oifname \"%s\" accept\n"
-		 "\t\tiifname \"%s\" meta nfproto != ipv4 drop\n"
-		 "\t\tiifname \"%s\" ip saddr != 100.64.%u.0/24 drop\n"
-		 "\t\tiifname \"%s\" meta l4proto != tcp drop\n"
-		 "%s"
-		 "\t\tiifname \"%s\" ct state new add @lent { iifname ct count over %u } "
-		 "reject with tcp reset\n"
-		 "%s"
-		 "%s"
-		 "\t}\n"
-		 "\tchain postrouting {\n"
-		 "\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
-		 "\t\tiifname \"%s\" oifname != \"%s\" masquerade\n"
-		 "\t}\n"
-		 "}\n",
-		 m->cfg.lend_if, m->cfg.lend_if,
-		 m->cfg.lend_if,
-		 m->cfg.lend_if, m->lend_own.s6_addr[15],
-		 m->cfg.lend_if,
-		 dest_rules,
-		 m->cfg.lend_if, m->cfg.lend_total,
-		 cap, prio, m->cfg.lend_if, m->cfg.lend_if);
-	if (strlen(script) >= sizeof(script) - 1)
+	script_append(script, size,
+		      "table inet " NFT_LEND " {\n"
+		      "\tset borrowers { type ipv4_addr; size 256; flags dynamic; }\n"
+		      "\tset lent { type ifname; size 1; flags dynamic; }\n"
+		      "\tchain forward {\n"
+		      "\t\ttype filter hook forward priority filter - 1; policy accept;\n"
+		      "\t\tiifname \"%s\" oifname \"%s\" accept\n"
+		      "\t\tiifname \"%s\" meta nfproto != ipv4 drop\n"
+		      "\t\tiifname \"%s\" ip saddr != 100.64.%u.0/24 drop\n"
+		      "\t\tiifname \"%s\" meta l4proto != tcp drop\n"
+		      "%s"
+		      "\t\tiifname \"%s\" ct state new add @lent { iifname ct count over %u } "
+		      "reject with tcp reset\n"
+		      "%s"
+		      "%s"
+		      "\t}\n"
+		      "\tchain postrouting {\n"
+		      "\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
+		      "\t\tiifname \"%s\" oifname != \"%s\" masquerade\n"
+		      "\t}\n"
+		      "}\n",
+		      m->cfg.lend_if, m->cfg.lend_if,
+		      m->cfg.lend_if,
+		      m->cfg.lend_if, m->lend_own.s6_addr[15],
+		      m->cfg.lend_if,
+		      dest_rule,
+		      m->cfg.lend_if, m->cfg.lend_total,
+		      cap, prio, m->cfg.lend_if, m->cfg.lend_if);
+	if (strlen(script) >= size - 1)
 		return log_errno(-E2BIG, "the lending table's script is too long");
+	return 0;
+}
+
+static int lend_install(struct mesh *m)
+{
+	char script[6144];
+	char *nft[] = { "nft", "-f", "-", NULL };
+	int r;
+
+	lend_remove(m);
+	r = lend_script(m, m->conc, m->conc_len, m->nconc, false, script, sizeof(script));
+	if (r < 0)
+		return r;
 	r = cmd(nft, script);
 	if (r != 0) {
 		log_error("nft refused the lending table (exit %d); script was:\n%s", r, script);
@@ -665,27 +704,39 @@ static void set_concentrators(struct mesh *m, const struct sockaddr_storage *con
 int mesh_set_concentrators(struct mesh *m, const struct sockaddr_storage *conc,
 			   const socklen_t *conc_len, unsigned nconc)
 {
+	char *nft[] = { "nft", "-f", "-", NULL };
+	char script[6144];
 	bool same = nconc == m->nconc;
+	int r;
 
 	for (unsigned i = 0; same && i < nconc; i++)
 		same = conc_len[i] == m->conc_len[i] && !memcmp(&conc[i], &m->conc[i], conc_len[i]);
 	if (same)
 		return 0;
+	if (m->lend_installed) {
+		/* The table alone, in one transaction: the route and the
+		 * shaping stay, and the old table stays if nft refuses. */
+		r = lend_script(m, conc, conc_len, nconc, true, script, sizeof(script));
+		if (r == 0 && (r = cmd(nft, script)) != 0) {
+			log_error("nft refused the lending table for the new concentrators (exit %d); "
+				  "the old one stays", r);
+			r = r < 0 ? r : -EINVAL;
+		}
+		if (r < 0)
+			return r;
+		log_info("--lend %s: lending to the new concentrators", m->cfg.lend_if);
+	}
 	set_concentrators(m, conc, conc_len, nconc);
-	if (!m->lend_installed)
-		return 0;
-	log_info("--lend %s: the concentrators changed; lending to them", m->cfg.lend_if);
-	return lend_install(m);
+	return 0;
 }
 
 int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, const socklen_t *conc_len,
-	       unsigned nconc, bool cluster, const char *wan)
+	       unsigned nconc, const char *wan)
 {
 	int r;
 
 	m->rx_fd = m->tx_fd = -1;
 	set_concentrators(m, conc, conc_len, nconc);
-	m->cluster = cluster;
 	if (m->cfg.key_path[0] && mesh_load_keys(m->cfg.key_path, &m->keys) < 0)
 		return -EINVAL;
 	if (m->cfg.lend_uplink[0] && !m->cfg.lend_wan[0]) {
@@ -714,7 +765,7 @@ int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, const sockle
 				 "that name us as a neighbour= use our line)", m->cfg.lend_if);
 		log_info("lending our line to the mesh on %s: TCP to %s only, %u flows in all, %u per borrower%s%s%s%s%s%s",
 			 m->cfg.lend_if,
-			 cluster ? "the concentrators' ports (a cluster)" : "our concentrators",
+			 m->cfg.nlend_joins ? "our concentrators and joins= at their ports" : "our concentrators",
 			 m->cfg.lend_total,
 			 m->cfg.lend_flows,
 			 m->cfg.lend_flows ? "" : " (no cap)",

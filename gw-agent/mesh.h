@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "meshmsg.h"
+#include "addr.h"
 #include "paths.h"
 
 #include "cookie.h"
@@ -20,6 +21,7 @@
 #define MESH_ANNOUNCE_MS 1000     /* a lender says so this often */
 #define MESH_EXPIRE_MS 3500       /* a neighbour silent this long is gone */
 #define MESH_MAX_CONC 8            /* concentrators a lender forwards to */
+#define MESH_MAX_JOINS 4           /* joins= prefixes of a lender */
 #define MESH_CLOCK_MS 30000       /* an announcement's sequence (its sender's
 				   * clock) this far from ours is refused */
 
@@ -66,6 +68,10 @@ struct mesh_config {
 	 * rate=. tc syntax ("19mbit"), "" = not shaped. */
 	char lend_uplink[16], lend_rate[16];
 	char lend_wan[IFNAMSIZ];       /* "" = our first own path */
+	/* joins=PREFIX: where a cluster's boxes have their own (join)
+	 * addresses, which borrowers reach at the concentrators' ports. */
+	struct addr_prefix lend_joins[MESH_MAX_JOINS];
+	unsigned nlend_joins;
 	/* --mesh-key: lenders sign announcements with the first key,
 	 * borrowers accept those signed with any (within its prefixes). ""
 	 * = no announcements sent or accepted: static neighbours only. */
@@ -92,12 +98,11 @@ struct mesh {
 	bool tx_failed;                /* the last announcement could not leave */
 	uint64_t next_announce_ms, next_route_ms;
 	struct in6_addr lend_own;
-	/* what borrowers may reach: our concentrators (cluster: any public
-	 * address at their ports, the boxes' announced join addresses) */
+	/* what borrowers may reach: our concentrators, and joins= prefixes
+	 * at their ports */
 	struct sockaddr_storage conc[MESH_MAX_CONC];
 	socklen_t conc_len[MESH_MAX_CONC];
 	unsigned nconc;
-	bool cluster;
 	bool shaped;                   /* our HTB is on lend_wan */
 	bool counting;                 /* the gw_agent_mesh table is ours */
 };
@@ -120,15 +125,17 @@ void mesh_count_find(const struct mesh_count *c, int n, const struct in6_addr *a
 int mesh_load_keys(const char *path, struct cookie_keys *ret);
 /* "IFACE[,mode=on|backup][,neighbour=ADDR]...": into cfg (borrowing). */
 int mesh_parse_borrow(struct mesh_config *cfg, const char *spec, const char **why);
-/* "IFACE[,flows=N][,total=N][,uplink=RATE[,rate=RATE][,wan=IFACE]]": into cfg. */
+/* "IFACE[,flows=N][,total=N][,uplink=RATE[,rate=RATE][,wan=IFACE]][,joins=PREFIX]...":
+ * into cfg. */
 int mesh_parse_lend(struct mesh_config *cfg, const char *spec, const char **why);
 
-/* conc[0..nconc): our concentrators (a lender forwards borrowers to them;
- * cluster: to any public address at their ports). wan: our first own
- * path's interface, for uplink= without wan= (NULL: none configured). */
+/* conc[0..nconc): our concentrators (a lender forwards borrowers to them,
+ * and to its joins= prefixes at their ports). wan: our first own path's
+ * interface, for uplink= without wan= (NULL: none configured). */
 int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, const socklen_t *conc_len,
-	       unsigned nconc, bool cluster, const char *wan);
-/* A reload's concentrators: the lending table follows. 0 or -errno. */
+	       unsigned nconc, const char *wan);
+/* A reload's concentrators: the lending table follows, replaced in one
+ * transaction (the old one stays if nft refuses the new). 0 or -errno. */
 int mesh_set_concentrators(struct mesh *m, const struct sockaddr_storage *conc,
 			   const socklen_t *conc_len, unsigned nconc);
 void mesh_stop(struct mesh *m, struct paths *ps);

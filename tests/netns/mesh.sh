@@ -41,7 +41,8 @@ S5=$(hex); S6=$(hex); S8=$(hex)
  printf '5 %s 10.77.0.2/32\n6 %s 10.77.0.3/32\n8 %s 10.77.0.0/24\n' "$S5" "$S6" "$S8" > "$WORKDIR/a.mkeys")
 MESH_KEYS=
 # B knows a second concentrator (192.0.2.3: a listener on conc's loopback)
-# and C is in cluster mode, for what a lender forwards to (lend_each).
+# and C lends to a cluster's join addresses (joins=192.0.2.0/29), for what
+# a lender forwards to (lend_each).
 addr conc lo 192.0.2.3/32
 ip netns exec "$(ns conc)" "$PY" ./nettool.py serve --bind 192.0.2.3 --base 5124 > /dev/null 2>&1 &
 wait_listen conc 5125 || exit 1  # nettool's second port (5124 is the concentrator's too)
@@ -49,7 +50,8 @@ mesh_agent b agent-b --lan b-lanb --path b-dsl --mesh-key "$WORKDIR/b.mkeys" \
 	--concentrator 192.0.2.3:5124 \
 	${LEND_B:---lend b-mesh,uplink=$(( ${RATE%mbit} * 95 / 100 ))mbit,flows=64} || exit 1
 B=$AGENT_PID
-mesh_agent c agent-c --lan c-lan --path c-dsl --lend c-mesh --mesh-key "$WORKDIR/c.mkeys" --cluster || exit 1
+mesh_agent c agent-c --lan c-lan --path c-dsl --lend c-mesh,joins=192.0.2.0/29 \
+	--mesh-key "$WORKDIR/c.mkeys" || exit 1
 C=$AGENT_PID
 # cubic, as on a home router: this machine's default is BBR, which left each
 # subflow over the shaped lines about 8% idle (0.88-0.92 of the sum; cubic
@@ -238,18 +240,18 @@ lend_firewall() {
 check "a lender forwards only TCP to the concentrator from its borrow addresses (not another port, not UDP or ICMP, not the Internet, not its LAN, not other sources)" lend_firewall
 
 # A lender forwards to each of its concentrators (B has a second one,
-# 192.0.2.3), and in a cluster (C, --cluster) to any public address at the
-# concentrators' port: the boxes' own addresses, which each box announces
-# to each connection, cannot be listed beforehand.
+# 192.0.2.3), and to a cluster's join addresses (C's joins=192.0.2.0/29)
+# at the concentrators' port, nowhere else (both have listeners).
 lend_each() {
 	local rc=0
 	via_b tcp 192.0.2.3 5124 > /dev/null || { echo "B's second concentrator is not reachable through B"; rc=1; }
 	via_c tcp 192.0.2.3 5124 > /dev/null ||
-		{ echo "C (a cluster) did not forward to another address at the concentrators' port"; rc=1; }
+		{ echo "C did not forward to a join address (joins=) at the concentrators' port"; rc=1; }
+	via_c tcp 192.0.2.3 5125 > /dev/null && { echo "C forwarded a join address's other port"; rc=1; }
 	via_c tcp 192.0.2.1 9000 > /dev/null && { echo "C forwarded another port"; rc=1; }
 	return $rc
 }
-check "a lender forwards to each of its concentrators, and in a cluster to any public address at their port" lend_each
+check "a lender forwards to each of its concentrators and to joins= addresses at their port, nothing else" lend_each
 
 # C leaves the mesh mid-flow (its mesh link goes down), and comes back.
 c_leaves() {
