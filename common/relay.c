@@ -984,6 +984,7 @@ int relay_worker_run(struct relay_worker *w, const struct relay_loop_ops *ops,
 		     atomic_int *stopping, unsigned drain_ms, bool *accept_paused)
 {
 	uint64_t last_tick = 0, deadline = 0, trim_at = 0, trim_first = 0, trim_churn = 0;
+	uint64_t parked_peak = 0;
 	bool accepting = true, closed_all = false;
 	int r;
 
@@ -1049,6 +1050,18 @@ int relay_worker_run(struct relay_worker *w, const struct relay_loop_ops *ops,
 			if (!trim_first)
 				trim_first = w->now_ms;
 			trim_at = w->now_ms + 1000;
+		}
+		/* Parked copies (peers that never read) come and go in bursts,
+		 * up to --max-parked-memory: once this worker's have fallen by
+		 * 1 MiB from their peak, the freed heap goes back as well (the
+		 * soak met a burst that left 8 MiB resident for good). */
+		if (w->stats.parked_bytes > parked_peak)
+			parked_peak = w->stats.parked_bytes;
+		if (parked_peak - w->stats.parked_bytes >= (1u << 20)) {
+			parked_peak = w->stats.parked_bytes;
+			if (!trim_first)
+				trim_first = w->now_ms;
+			trim_at = w->now_ms;
 		}
 		if (trim_first && (w->now_ms >= trim_at || w->now_ms - trim_first >= 5000)) {
 			trim_first = 0;
