@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
+#include <stdlib.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -195,4 +197,24 @@ void script_append(char *buf, size_t cap, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf + len, cap - len, fmt, ap);
 	va_end(ap);
+}
+
+json_t *spawn_nft_json(char *const argv[], size_t cap, int timeout_ms, int *ret_err)
+{
+	char *buf = malloc(cap);
+	size_t len = 0;
+	json_error_t err;
+	json_t *root = NULL;
+	int r;
+
+	if (!buf) {
+		*ret_err = -ENOMEM;
+		return NULL;
+	}
+	r = spawn_output(argv, buf, cap, &len, timeout_ms);
+	if (r == 0 && !(root = json_loadb(buf, len, 0, &err)))
+		r = -EBADMSG;
+	free(buf);
+	*ret_err = r;
+	return root;
 }

@@ -129,8 +129,6 @@ static int nft_script(const struct agent_config *cfg, bool replace, bool drain, 
 	return 0;
 }
 
-/* Replace the table in one nft transaction: the running one, or (drain)
- * the one that takes no new connection. */
 /* Whether this kernel's nftables can count connections (nft_connlimit,
  * `ct count`); a router without the module still intercepts, with the
  * per-device cap left to the agent's per-address count. */
@@ -164,19 +162,16 @@ static int run_table(const struct agent_config *cfg, bool replace, bool drain, c
 	return 0;
 }
 
-static int intercept_replace(const struct agent_config *cfg, bool drain, const char *what)
-{
-	return run_table(cfg, true, drain, what);
-}
-
+/* Replace the table in one nft transaction: the running one, or (drain)
+ * the one that takes no new connection. */
 int intercept_update(const struct agent_config *cfg)
 {
-	return intercept_replace(cfg, false, "new (the old one stays)");
+	return run_table(cfg, true, false, "new (the old one stays)");
 }
 
 int intercept_drain(const struct agent_config *cfg)
 {
-	return intercept_replace(cfg, true, "draining");
+	return run_table(cfg, true, true, "draining");
 }
 
 int intercept_install(const struct agent_config *cfg)
@@ -208,19 +203,14 @@ int intercept_install(const struct agent_config *cfg)
 int64_t intercept_device_limit_hits(void)
 {
 	char *argv[] = { "nft", "-j", "list", "counter", "inet", NFT_TABLE, "device_limit", NULL };
-	char buf[4096];
-	size_t len = 0;
-	json_error_t err;
 	json_t *root, *o;
 	size_t i;
 	int64_t n = -ENOENT;
-	int r = spawn_output(argv, buf, sizeof(buf), &len, 5000);
+	int r;
 
-	if (r != 0)
-		return r < 0 ? r : -EIO;
-	root = json_loadb(buf, len, 0, &err);
+	root = spawn_nft_json(argv, 4096, 5000, &r);
 	if (!root)
-		return -EBADMSG;
+		return r < 0 ? r : -EIO;
 	json_array_foreach(json_object_get(root, "nftables"), i, o) {
 		json_t *c = json_object_get(o, "counter");
 

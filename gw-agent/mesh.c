@@ -438,7 +438,7 @@ static int lend_shape(struct mesh *m)
  * each connection, which borrowers then join: those are reached at the
  * concentrators' ports within the joins= prefixes the operator gives. */
 static int lend_dest_rule(const struct mesh *m, const struct sockaddr_storage *conc,
-			  const socklen_t *conc_len, unsigned nconc, char *out, size_t cap)
+			  unsigned nconc, char *out, size_t cap)
 {
 	char elems[(MESH_MAX_CONC + MESH_MAX_CONC * MESH_MAX_JOINS) * (ADDR_STRLEN + 12)] = "";
 	uint16_t ports[MESH_MAX_CONC];
@@ -481,11 +481,10 @@ static int lend_dest_rule(const struct mesh *m, const struct sockaddr_storage *c
 /* The lending table as one nft script; replace: in place of the running
  * one, in the same transaction (nothing unfiltered in between). */
 static int lend_script(const struct mesh *m, const struct sockaddr_storage *conc,
-		       const socklen_t *conc_len, unsigned nconc, bool replace, char *script,
-		       size_t size)
+		       unsigned nconc, bool replace, char *script, size_t size)
 {
 	char dest_rule[2048], cap[160] = "", prio[96] = "";
-	int r = lend_dest_rule(m, conc, conc_len, nconc, dest_rule, sizeof(dest_rule));
+	int r = lend_dest_rule(m, conc, nconc, dest_rule, sizeof(dest_rule));
 
 	if (r < 0)
 		return log_errno(r, "--lend %s: too many concentrators and joins= for the lending table",
@@ -549,7 +548,7 @@ static int lend_install(struct mesh *m)
 	int r;
 
 	lend_remove(m);
-	r = lend_script(m, m->conc, m->conc_len, m->nconc, false, script, sizeof(script));
+	r = lend_script(m, m->conc, m->nconc, false, script, sizeof(script));
 	if (r < 0)
 		return r;
 	r = cmd(nft, script);
@@ -654,18 +653,11 @@ int mesh_counters(struct mesh_count *ret, unsigned max)
 	 * helper run as every other (clean signals, a deadline: a stuck nft
 	 * must not hang the status socket or a scrape). */
 	char *argv[] = { "nft", "-j", "list", "table", "inet", NFT_MESH, NULL };
-	size_t cap = 256 << 10, len = 0;
-	char *buf = malloc(cap);
-	json_error_t err;
 	json_t *root, *arr, *o;
 	size_t i;
 	int n = 0, r;
 
-	if (!buf)
-		return -ENOMEM;
-	r = spawn_output(argv, buf, cap, &len, 5000);
-	root = r == 0 ? json_loadb(buf, len, 0, &err) : NULL;
-	free(buf);
+	root = spawn_nft_json(argv, 256 << 10, 5000, &r);
 	if (!root)
 		return r < 0 ? r : -ENOENT;
 	arr = json_object_get(root, "nftables");
@@ -716,7 +708,7 @@ int mesh_set_concentrators(struct mesh *m, const struct sockaddr_storage *conc,
 	if (m->lend_installed) {
 		/* The table alone, in one transaction: the route and the
 		 * shaping stay, and the old table stays if nft refuses. */
-		r = lend_script(m, conc, conc_len, nconc, true, script, sizeof(script));
+		r = lend_script(m, conc, nconc, true, script, sizeof(script));
 		if (r == 0 && (r = cmd(nft, script)) != 0) {
 			log_error("nft refused the lending table for the new concentrators (exit %d); "
 				  "the old one stays", r);
