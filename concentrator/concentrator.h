@@ -104,6 +104,10 @@ struct conc_worker {
 	atomic_uint_fast64_t heartbeat;  /* every tick: the watchdog checks it */
 	unsigned keepalive_s;         /* this tick's copy of cfg.keepalive_s */
 	struct relay *hs_head, *hs_tail;  /* handshakes, oldest first (session.c) */
+	/* Handshakes this worker holds, and its share of max_handshakes: at
+	 * the share it evicts its own oldest, so a slot freed for a new
+	 * connection is never taken by another worker first. */
+	unsigned hs_n, hs_max;
 };
 
 struct conc {

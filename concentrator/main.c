@@ -103,7 +103,7 @@ static void reload(struct conc *c, int argc, char **argv)
 	memcpy(cur->config_path, n.config_path, sizeof(cur->config_path));
 	pthread_rwlock_unlock(&c->live_lock);
 	quota_set(&c->limits, QUOTA_FLOW, cur->max_flows, n.max_per_client);
-	quota_set(&c->limits, QUOTA_HANDSHAKE, cur->max_handshakes, n.max_hs_per_client);
+	quota_set(&c->limits, QUOTA_HANDSHAKE, 0, n.max_hs_per_client);  /* total: per worker */
 	log_set_level(n.log_level);
 	cur->max_parked_mib = n.max_parked_mib;
 	relay_set_parked_share(&c->limits, (uint64_t)n.max_parked_mib << 20, cur->bufsize);
@@ -305,7 +305,9 @@ int main(int argc, char **argv)
 	    replay_init(&c->replay, c->cfg.replay_entries) < 0)
 		return 1;
 	quota_set(&c->limits, QUOTA_FLOW, c->cfg.max_flows, c->cfg.max_per_client);
-	quota_set(&c->limits, QUOTA_HANDSHAKE, c->cfg.max_handshakes, c->cfg.max_hs_per_client);
+	/* Handshakes in total are counted by each worker against its share
+	 * (worker.c); the table holds only the per-client limit. */
+	quota_set(&c->limits, QUOTA_HANDSHAKE, 0, c->cfg.max_hs_per_client);
 	relay_set_parked_share(&c->limits, (uint64_t)c->cfg.max_parked_mib << 20, c->cfg.bufsize);
 
 	/* Signals go to the main thread only, through sigtimedwait(). */

@@ -458,6 +458,7 @@ static void hs_hold(struct conc_worker *cw, struct relay *r)
 	struct session *s = S(r);
 
 	r->flags |= FLAG_HS;
+	cw->hs_n++;
 	s->hs_prev = cw->hs_tail;
 	s->hs_next = NULL;
 	if (cw->hs_tail)
@@ -475,6 +476,7 @@ static void hs_release(struct conc_worker *cw, struct relay *r)
 	if (!(r->flags & FLAG_HS))
 		return;
 	r->flags &= (uint8_t)~FLAG_HS;
+	cw->hs_n--;
 	quota_release(&cw->c->limits, QUOTA_HANDSHAKE, &r->peer);
 	if (s->hs_prev)
 		S(s->hs_prev)->hs_next = s->hs_next;
@@ -660,15 +662,20 @@ void session_accept(struct conc_worker *cw, int fd)
 		reset_now(fd);
 		return;
 	}
-	/* First of all, before any memory: handshakes in progress, in total
-	 * and from this client (its /64 for IPv6). Whoever opens connections
-	 * faster than it completes them is reset, allowed or not. At the
-	 * total, the oldest handshake still waiting for its request gives way
-	 * first: many addresses holding connections open must not lock out a
-	 * client that completes its request within a round trip. */
+	/* First of all, before any memory: handshakes in progress from this
+	 * client (its /64 for IPv6). Whoever opens connections faster than it
+	 * completes them is reset, allowed or not. Then the total: at this
+	 * worker's share of it, its oldest handshake gives way, whatever it
+	 * is doing: many addresses holding connections open must not lock
+	 * out a client that completes its request within a round trip. The
+	 * share is the worker's own (the table counts only per client), so
+	 * no other worker can take the slot between the eviction and this
+	 * connection, and a full worker always has one to evict. */
 	rc = quota_take(&cw->c->limits, QUOTA_HANDSHAKE, &peer);
-	if (rc == -EUSERS && evict_oldest_handshake(cw))
-		rc = quota_take(&cw->c->limits, QUOTA_HANDSHAKE, &peer);
+	if (rc == 0 && cw->hs_n >= cw->hs_max && !evict_oldest_handshake(cw)) {
+		quota_release(&cw->c->limits, QUOTA_HANDSHAKE, &peer);
+		rc = -EUSERS;
+	}
 	if (rc < 0) {
 		cw->n.hs_limit_hits++;
 		if (log_ratelimit_ok(&cw->rl, w->now_ms)) {

@@ -98,7 +98,9 @@ static const struct opt_spec conc_opts[] = {
 	  .deflt = "4096, or a quarter of what the open-file limit allows",
 	  .help = "connections not yet relaying (reading the request, connecting, refusing) "
 		  "at once",
-	  .more = "Over it a new connection is reset at once, before any memory is spent on it." },
+	  .more = "Each worker holds an equal share (rounded up). At its share a worker closes "
+		  "its oldest handshake to make room for a new connection, so connections held "
+		  "open cannot lock out a client that sends its request at once." },
 	{ "max-handshakes-per-client", O_MAX_HS_PER_CLIENT, "N",
 	  "policy.max_handshakes_per_client", CONFIG_NUMBER, .type = OT_UINT, .min = 0,
 	  .max = 10000000, AT(max_hs_per_client), .reload = OPT_LIVE, .deflt = "1024",

@@ -148,6 +148,8 @@ void *worker_main(void *arg)
 	int r;
 
 	cw->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(20, 1000);
+	/* An equal share of the handshakes, rounded up (so at least one). */
+	cw->hs_max = (cfg->max_handshakes + cfg->workers - 1) / cfg->workers;
 	for (unsigned i = 0; i < CONC_MAX_LISTEN; i++)
 		cw->lfd[i] = -1;
 

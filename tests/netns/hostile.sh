@@ -378,6 +378,11 @@ crowd() {
 	$C echo --conc $CONC --dst $DST --bytes $((4 << 20)) --src 198.51.100.2 || rc=1
 	for p in "${pids[@]}"; do wait $p || { echo "a crowd did not open all its connections"; rc=1; }; done
 	cat "$WORKDIR"/crowd-*.out "$WORKDIR/churn.out" | tr '\n' ' '; echo
+	local m=198.51.100.1:9190
+	echo "{\"handshakes_max\": $(metric_at cli $m mptcp_concentrator_handshakes_max)," \
+		"\"evictions\": $(metric_at cli $m mptcp_concentrator_handshake_evictions_total)," \
+		"\"limit_hits\": $(metric_at cli $m 'mptcp_concentrator_limit_hits_total{limit="handshakes"}')," \
+		"\"timeouts\": $(metric_at cli $m mptcp_concentrator_handshake_timeouts_total)}"
 	back_to_start $MAIN_PID "$rss0" "$fd0" 4096 || rc=1
 	return $rc
 }
