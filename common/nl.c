@@ -101,36 +101,75 @@ static int family_attr_cb(const struct nlattr *attr, void *data)
 		return MNL_CB_OK;  /* newer kernel: skip what we do not know */
 	if (type == CTRL_ATTR_FAMILY_ID && mnl_attr_validate(attr, MNL_TYPE_U16) < 0)
 		return MNL_CB_ERROR;
+	if (type == CTRL_ATTR_MCAST_GROUPS && mnl_attr_validate(attr, MNL_TYPE_NESTED) < 0)
+		return MNL_CB_ERROR;
 	tb[type] = attr;
 	return MNL_CB_OK;
+}
+
+struct family_ctx {
+	uint16_t id;
+	const char *group;     /* the multicast group wanted, or NULL */
+	uint32_t group_id;
+};
+
+/* One entry of CTRL_ATTR_MCAST_GROUPS: its name and id. */
+static void family_group(const struct nlattr *grp, struct family_ctx *c)
+{
+	const struct nlattr *a;
+	const char *name = NULL;
+	uint32_t id = 0;
+
+	mnl_attr_for_each_nested(a, grp) {
+		if (mnl_attr_get_type(a) == CTRL_ATTR_MCAST_GRP_NAME &&
+		    mnl_attr_validate(a, MNL_TYPE_NUL_STRING) == 0)
+			name = mnl_attr_get_str(a);
+		else if (mnl_attr_get_type(a) == CTRL_ATTR_MCAST_GRP_ID &&
+			 mnl_attr_validate(a, MNL_TYPE_U32) == 0)
+			id = mnl_attr_get_u32(a);
+	}
+	if (name && id && c->group && !strcmp(name, c->group))
+		c->group_id = id;
 }
 
 static int family_cb(const struct nlmsghdr *nlh, void *data)
 {
 	const struct nlattr *tb[CTRL_ATTR_MAX + 1] = { 0 };
-	uint16_t *id = data;
+	struct family_ctx *c = data;
+	const struct nlattr *g;
 
 	if (mnl_attr_parse(nlh, sizeof(struct genlmsghdr), family_attr_cb, tb) != MNL_CB_OK)
 		return MNL_CB_ERROR;
 	if (tb[CTRL_ATTR_FAMILY_ID])
-		*id = mnl_attr_get_u16(tb[CTRL_ATTR_FAMILY_ID]);
+		c->id = mnl_attr_get_u16(tb[CTRL_ATTR_FAMILY_ID]);
+	if (tb[CTRL_ATTR_MCAST_GROUPS])
+		mnl_attr_for_each_nested(g, tb[CTRL_ATTR_MCAST_GROUPS])
+			family_group(g, c);
 	return MNL_CB_OK;
 }
 
-int nl_genl_family(struct nl *nl, const char *name, uint16_t *ret_id)
+int nl_genl_family_group(struct nl *nl, const char *name, uint16_t *ret_id,
+			 const char *group, uint32_t *ret_group)
 {
 	char buf[256];
 	struct nlmsghdr *nlh = nl_genl_put(buf, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, NLM_F_ACK,
 					   nl_next_seq(nl), 1);
-	uint16_t id = 0;
+	struct family_ctx c = { .group = group };
 	int r;
 
 	mnl_attr_put_strz(nlh, CTRL_ATTR_FAMILY_NAME, name);
-	r = nl_talk(nl, nlh, family_cb, &id);
+	r = nl_talk(nl, nlh, family_cb, &c);
 	if (r < 0)
 		return r;
-	if (!id)
+	if (!c.id || (group && !c.group_id))
 		return -ENOENT;
-	*ret_id = id;
+	*ret_id = c.id;
+	if (ret_group)
+		*ret_group = c.group_id;
 	return 0;
+}
+
+int nl_genl_family(struct nl *nl, const char *name, uint16_t *ret_id)
+{
+	return nl_genl_family_group(nl, name, ret_id, NULL, NULL);
 }

@@ -26,6 +26,10 @@ struct nlmsghdr *nl_genl_put(char *buf, uint16_t type, uint8_t cmd, uint16_t fla
 /* The id of generic-netlink family name: 0, -ENOENT (not in this
  * kernel) or -errno. */
 int nl_genl_family(struct nl *nl, const char *name, uint16_t *ret_id);
+/* The same, and the id of its multicast group `group` (-ENOENT when the
+ * family or the group is not there). */
+int nl_genl_family_group(struct nl *nl, const char *name, uint16_t *ret_id,
+			 const char *group, uint32_t *ret_group);
 
 static inline uint32_t nl_next_seq(struct nl *nl)
 {

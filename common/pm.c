@@ -4,6 +4,9 @@
 #include <libmnl/libmnl.h>
 #include <linux/genetlink.h>
 #include <linux/mptcp.h>
+#include <linux/netlink.h>
+#include <sys/socket.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +65,31 @@ static void put_addr(struct nlmsghdr *nlh, const struct in6_addr *a, int ifindex
 			mnl_attr_put(nlh, MPTCP_PM_ADDR_ATTR_ADDR6, 16, a);
 		}
 	}
+	if (flags)
+		mnl_attr_put_u32(nlh, MPTCP_PM_ADDR_ATTR_FLAGS, flags);
+	if (ifindex > 0)
+		mnl_attr_put_u32(nlh, MPTCP_PM_ADDR_ATTR_IF_IDX, (uint32_t)ifindex);
+	mnl_attr_nest_end(nlh, nest);
+}
+
+/* A nested address (local MPTCP_PM_ATTR_ADDR or MPTCP_PM_ATTR_ADDR_REMOTE)
+ * with a port, for the userspace PM's subflow commands. */
+static void put_addr_port(struct nlmsghdr *nlh, uint16_t attr, const struct in6_addr *a,
+			  uint16_t port, int with_id, uint8_t id, uint32_t flags, int ifindex)
+{
+	struct nlattr *nest = mnl_attr_nest_start(nlh, attr);
+
+	if (with_id)
+		mnl_attr_put_u8(nlh, MPTCP_PM_ADDR_ATTR_ID, id);
+	if (v4mapped(a)) {
+		mnl_attr_put_u16(nlh, MPTCP_PM_ADDR_ATTR_FAMILY, AF_INET);
+		mnl_attr_put(nlh, MPTCP_PM_ADDR_ATTR_ADDR4, 4, a->s6_addr + 12);
+	} else {
+		mnl_attr_put_u16(nlh, MPTCP_PM_ADDR_ATTR_FAMILY, AF_INET6);
+		mnl_attr_put(nlh, MPTCP_PM_ADDR_ATTR_ADDR6, 16, a);
+	}
+	if (port)
+		mnl_attr_put_u16(nlh, MPTCP_PM_ADDR_ATTR_PORT, port);
 	if (flags)
 		mnl_attr_put_u32(nlh, MPTCP_PM_ADDR_ATTR_FLAGS, flags);
 	if (ifindex > 0)
@@ -266,4 +294,203 @@ const char *pm_flags_str(uint32_t flags, char *buf, size_t len)
 			off += (size_t)snprintf(buf + off, off < len ? len - off : 0, "%s%s",
 						off ? " " : "", names[i].name);
 	return buf;
+}
+
+int pm_subflow_create(struct pm *pm, uint32_t token, const struct in6_addr *loc, uint8_t loc_id,
+		      int ifindex, uint32_t flags, const struct in6_addr *rem, uint16_t rem_port)
+{
+	char buf[PM_BUF];
+	struct nlmsghdr *nlh = nl_genl_put(buf, pm->family, MPTCP_PM_CMD_SUBFLOW_CREATE,
+					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
+
+	mnl_attr_put_u32(nlh, MPTCP_PM_ATTR_TOKEN, token);
+	put_addr_port(nlh, MPTCP_PM_ATTR_ADDR, loc, 0, 1, loc_id, flags, ifindex);
+	put_addr_port(nlh, MPTCP_PM_ATTR_ADDR_REMOTE, rem, rem_port, 0, 0, 0, 0);
+	return nl_talk(&pm->nl, nlh, NULL, NULL);
+}
+
+int pm_subflow_destroy(struct pm *pm, uint32_t token, const struct in6_addr *loc,
+		       uint16_t loc_port, const struct in6_addr *rem, uint16_t rem_port)
+{
+	char buf[PM_BUF];
+	struct nlmsghdr *nlh = nl_genl_put(buf, pm->family, MPTCP_PM_CMD_SUBFLOW_DESTROY,
+					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
+
+	mnl_attr_put_u32(nlh, MPTCP_PM_ATTR_TOKEN, token);
+	put_addr_port(nlh, MPTCP_PM_ATTR_ADDR, loc, loc_port, 0, 0, 0, 0);
+	put_addr_port(nlh, MPTCP_PM_ATTR_ADDR_REMOTE, rem, rem_port, 0, 0, 0, 0);
+	return nl_talk(&pm->nl, nlh, NULL, NULL);
+}
+
+int pm_subflow_set_flags(struct pm *pm, uint32_t token, const struct in6_addr *loc,
+			 uint16_t loc_port, const struct in6_addr *rem, uint16_t rem_port,
+			 uint32_t flags)
+{
+	char buf[PM_BUF];
+	struct nlmsghdr *nlh = nl_genl_put(buf, pm->family, MPTCP_PM_CMD_SET_FLAGS,
+					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
+	struct nlattr *nest;
+
+	mnl_attr_put_u32(nlh, MPTCP_PM_ATTR_TOKEN, token);
+	/* The flags go in the local address; an explicit 0 clears backup. */
+	nest = mnl_attr_nest_start(nlh, MPTCP_PM_ATTR_ADDR);
+	if (v4mapped(loc)) {
+		mnl_attr_put_u16(nlh, MPTCP_PM_ADDR_ATTR_FAMILY, AF_INET);
+		mnl_attr_put(nlh, MPTCP_PM_ADDR_ATTR_ADDR4, 4, loc->s6_addr + 12);
+	} else {
+		mnl_attr_put_u16(nlh, MPTCP_PM_ADDR_ATTR_FAMILY, AF_INET6);
+		mnl_attr_put(nlh, MPTCP_PM_ADDR_ATTR_ADDR6, 16, loc);
+	}
+	if (loc_port)
+		mnl_attr_put_u16(nlh, MPTCP_PM_ADDR_ATTR_PORT, loc_port);
+	mnl_attr_put_u32(nlh, MPTCP_PM_ADDR_ATTR_FLAGS, flags);
+	mnl_attr_nest_end(nlh, nest);
+	put_addr_port(nlh, MPTCP_PM_ATTR_ADDR_REMOTE, rem, rem_port, 0, 0, 0, 0);
+	return nl_talk(&pm->nl, nlh, NULL, NULL);
+}
+
+int pm_events_open(struct pm *ev)
+{
+	uint32_t grp = 0;
+	int r, fd, sz = 4 << 20;
+
+	memset(ev, 0, sizeof(*ev));
+	r = nl_open(&ev->nl, NETLINK_GENERIC);
+	if (r < 0)
+		return r;
+	r = nl_genl_family_group(&ev->nl, MPTCP_PM_NAME, &ev->family, MPTCP_PM_EV_GRP_NAME, &grp);
+	if (r < 0)
+		goto fail;
+	fd = mnl_socket_get_fd(ev->nl.sock);
+	/* A burst of connections is a burst of events: room for ~20,000
+	 * (RCVBUFFORCE: past rmem_max, as root). */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	if (mnl_socket_setsockopt(ev->nl.sock, NETLINK_ADD_MEMBERSHIP, &grp, sizeof(grp)) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	return 0;
+fail:
+	pm_close(ev);
+	return r == -ENOENT ? -EPROTONOSUPPORT : r;
+}
+
+static int event_attr_cb(const struct nlattr *attr, void *data)
+{
+	const struct nlattr **tb = data;
+	int type = mnl_attr_get_type(attr);
+	static const enum mnl_attr_data_type want[MPTCP_ATTR_SERVER_SIDE + 1] = {
+		[MPTCP_ATTR_TOKEN] = MNL_TYPE_U32,
+		[MPTCP_ATTR_FAMILY] = MNL_TYPE_U16,
+		[MPTCP_ATTR_LOC_ID] = MNL_TYPE_U8,
+		[MPTCP_ATTR_REM_ID] = MNL_TYPE_U8,
+		[MPTCP_ATTR_SADDR4] = MNL_TYPE_U32,
+		[MPTCP_ATTR_DADDR4] = MNL_TYPE_U32,
+		[MPTCP_ATTR_SPORT] = MNL_TYPE_U16,
+		[MPTCP_ATTR_DPORT] = MNL_TYPE_U16,
+		[MPTCP_ATTR_BACKUP] = MNL_TYPE_U8,
+		[MPTCP_ATTR_ERROR] = MNL_TYPE_U8,
+		[MPTCP_ATTR_IF_IDX] = MNL_TYPE_U32,
+		[MPTCP_ATTR_SERVER_SIDE] = MNL_TYPE_U8,
+	};
+
+	if (type > MPTCP_ATTR_SERVER_SIDE)
+		return MNL_CB_OK;  /* newer kernel: skip what we do not know */
+	if (type == MPTCP_ATTR_SADDR6 || type == MPTCP_ATTR_DADDR6) {
+		if (mnl_attr_validate2(attr, MNL_TYPE_BINARY, 16) < 0)
+			return MNL_CB_ERROR;
+	} else if (want[type] && mnl_attr_validate(attr, want[type]) < 0) {
+		return MNL_CB_ERROR;
+	}
+	tb[type] = attr;
+	return MNL_CB_OK;
+}
+
+static void event_addr(const struct nlattr *a4, const struct nlattr *a6, struct in6_addr *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	if (a4) {
+		ret->s6_addr[10] = ret->s6_addr[11] = 0xff;
+		memcpy(ret->s6_addr + 12, mnl_attr_get_payload(a4), 4);
+	} else if (a6) {
+		memcpy(ret, mnl_attr_get_payload(a6), 16);
+	}
+}
+
+int pm_event_parse(const struct nlmsghdr *nlh, struct pm_event *e)
+{
+	const struct nlattr *tb[MPTCP_ATTR_SERVER_SIDE + 1] = { 0 };
+	const struct genlmsghdr *g;
+
+	memset(e, 0, sizeof(*e));
+	if (nlh->nlmsg_len < MNL_NLMSG_HDRLEN + sizeof(*g))
+		return -EINVAL;
+	g = mnl_nlmsg_get_payload(nlh);
+	if (mnl_attr_parse(nlh, sizeof(*g), event_attr_cb, tb) != MNL_CB_OK)
+		return -EINVAL;
+	if (!tb[MPTCP_ATTR_TOKEN])
+		return -EINVAL;
+	e->type = g->cmd;
+	e->token = mnl_attr_get_u32(tb[MPTCP_ATTR_TOKEN]);
+	if (tb[MPTCP_ATTR_LOC_ID])
+		e->loc_id = mnl_attr_get_u8(tb[MPTCP_ATTR_LOC_ID]);
+	if (tb[MPTCP_ATTR_REM_ID])
+		e->rem_id = mnl_attr_get_u8(tb[MPTCP_ATTR_REM_ID]);
+	/* Both ends of one family, or none. */
+	if ((tb[MPTCP_ATTR_SADDR4] || tb[MPTCP_ATTR_SADDR6]) &&
+	    (tb[MPTCP_ATTR_DADDR4] || tb[MPTCP_ATTR_DADDR6])) {
+		if (!tb[MPTCP_ATTR_SADDR4] != !tb[MPTCP_ATTR_DADDR4])
+			return -EINVAL;
+		e->has_addrs = true;
+		event_addr(tb[MPTCP_ATTR_SADDR4], tb[MPTCP_ATTR_SADDR6], &e->saddr);
+		event_addr(tb[MPTCP_ATTR_DADDR4], tb[MPTCP_ATTR_DADDR6], &e->daddr);
+	} else if (tb[MPTCP_ATTR_DADDR4] || tb[MPTCP_ATTR_DADDR6]) {
+		/* ANNOUNCED: the peer's address only. */
+		event_addr(tb[MPTCP_ATTR_DADDR4], tb[MPTCP_ATTR_DADDR6], &e->daddr);
+	}
+	if (tb[MPTCP_ATTR_SPORT])
+		e->sport = ntohs(mnl_attr_get_u16(tb[MPTCP_ATTR_SPORT]));
+	if (tb[MPTCP_ATTR_DPORT])
+		e->dport = ntohs(mnl_attr_get_u16(tb[MPTCP_ATTR_DPORT]));
+	if (tb[MPTCP_ATTR_BACKUP])
+		e->backup = mnl_attr_get_u8(tb[MPTCP_ATTR_BACKUP]) != 0;
+	if (tb[MPTCP_ATTR_SERVER_SIDE])
+		e->server_side = mnl_attr_get_u8(tb[MPTCP_ATTR_SERVER_SIDE]) != 0;
+	if (tb[MPTCP_ATTR_IF_IDX])
+		e->ifindex = (int32_t)mnl_attr_get_u32(tb[MPTCP_ATTR_IF_IDX]);
+	if (tb[MPTCP_ATTR_ERROR])
+		e->error = mnl_attr_get_u8(tb[MPTCP_ATTR_ERROR]);
+	return 0;
+}
+
+int pm_events_read(struct pm *ev, void (*cb)(const struct pm_event *e, void *data), void *data)
+{
+	char buf[16384];
+	int n = 0;
+
+	for (;;) {
+		ssize_t got = mnl_socket_recvfrom(ev->nl.sock, buf, sizeof(buf));
+		int len;
+
+		if (got < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+				return n;
+			return -errno;  /* ENOBUFS: the kernel dropped events */
+		}
+		len = (int)got;
+		for (struct nlmsghdr *m = (struct nlmsghdr *)buf; mnl_nlmsg_ok(m, len);
+		     m = mnl_nlmsg_next(m, &len)) {
+			struct pm_event e;
+
+			if (m->nlmsg_type != ev->family || pm_event_parse(m, &e) < 0)
+				continue;
+			cb(&e, data);
+			n++;
+		}
+	}
 }

@@ -7,6 +7,8 @@
 #define GW_AGENT_PM_H
 
 #include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "nl.h"
@@ -39,5 +41,38 @@ int pm_get_limits(struct pm *pm, uint32_t *ret_subflows, uint32_t *ret_add_addr_
 /* Up to max endpoints into ret; returns how many there are. */
 int pm_dump(struct pm *pm, struct pm_endpoint *ret, unsigned max);
 const char *pm_flags_str(uint32_t flags, char *buf, size_t len);
+
+/* The userspace path manager (net.mptcp.path_manager=userspace): subflows
+ * of one connection, named by its token. loc_port/rem_port in host order;
+ * loc_port 0 = any (create), rem_port is the connection's. */
+int pm_subflow_create(struct pm *pm, uint32_t token, const struct in6_addr *loc, uint8_t loc_id,
+		      int ifindex, uint32_t flags, const struct in6_addr *rem, uint16_t rem_port);
+int pm_subflow_destroy(struct pm *pm, uint32_t token, const struct in6_addr *loc,
+		       uint16_t loc_port, const struct in6_addr *rem, uint16_t rem_port);
+/* MP_PRIO on that one subflow: flags PM_FLAG_BACKUP or 0. */
+int pm_subflow_set_flags(struct pm *pm, uint32_t token, const struct in6_addr *loc,
+			 uint16_t loc_port, const struct in6_addr *rem, uint16_t rem_port,
+			 uint32_t flags);
+
+/* Events (MPTCP_EVENT_*) of every MPTCP connection in this namespace, on a
+ * socket of their own: pm_events_open joins the multicast group. */
+struct pm_event {
+	uint8_t type;              /* MPTCP_EVENT_* */
+	uint32_t token;
+	uint8_t loc_id, rem_id;
+	bool has_addrs;            /* saddr/daddr present */
+	struct in6_addr saddr, daddr;  /* IPv4 mapped */
+	uint16_t sport, dport;     /* host order, 0 = absent */
+	bool backup, server_side;
+	int32_t ifindex;
+	uint8_t error;
+};
+int pm_events_open(struct pm *ev);
+/* What is queued, without blocking: cb for each event. Returns how many,
+ * or -ENOBUFS when the kernel dropped some (the socket overran: whoever
+ * keeps state from events must look again). */
+int pm_events_read(struct pm *ev, void (*cb)(const struct pm_event *e, void *data), void *data);
+/* The parser alone (fuzzed): 0, or -EINVAL for a malformed message. */
+int pm_event_parse(const struct nlmsghdr *nlh, struct pm_event *ret);
 
 #endif

@@ -245,7 +245,8 @@ static void reload(struct agent *a, int argc, char **argv)
 			   changed[0] ? ", " : "", what)
 	RESTART_ONLY(!same_addr(&n.metrics, n.metrics_len, &cur->metrics, cur->metrics_len),
 		     "metrics_listen");
-	RESTART_ONLY(want->manage_endpoints != a->paths.manage_endpoints, "endpoints");
+	RESTART_ONLY(want->manage_endpoints != a->paths.manage_endpoints ||
+		     want->userspace_pm != a->paths.userspace_pm, "endpoints");
 	RESTART_ONLY(want->fullmesh != a->paths.fullmesh, "cluster");
 	RESTART_ONLY(memcmp(&n.mesh, &cur->mesh, sizeof(n.mesh)), "mesh/lend");
 #undef RESTART_ONLY
@@ -339,16 +340,22 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 	uint64_t *seen = calloc(a->cfg.workers, sizeof(*seen));
 
 	for (;;) {
-		struct pollfd pf[4 + 2 * PATHS_MAX] = {
+		struct pollfd pf[5 + 2 * PATHS_MAX] = {
 			{ .fd = sfd, .events = POLLIN },
 			{ .fd = paths_event_fd(&a->paths), .events = POLLIN },
 			{ .fd = log_now_ms() < a->control_paused_until ? -1 : a->control_fd,
 			  .events = POLLIN },
 			{ .fd = mesh_fd(&a->mesh), .events = POLLIN },
+			{ .fd = upm_event_fd(&a->paths.upm), .events = POLLIN },
 		};
-		unsigned np = paths_probe_fds(&a->paths, pf + 4, 2 * PATHS_MAX);
+		unsigned np = paths_probe_fds(&a->paths, pf + 5, 2 * PATHS_MAX);
 		uint64_t now = log_now_ms(), next = due ? due : periodic;
 		int timeout;
+
+		/* The path manager first: joins for new connections, and the
+		 * promotions due (next lowered to the one after). */
+		if (a->paths.upm.open)
+			upm_tick(&a->paths.upm, &a->paths, now, &next);
 
 		if (a->paths.n && probe_next && probe_next < next)
 			next = probe_next;
@@ -361,8 +368,10 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 		if (mesh_next && mesh_next < next)
 			next = mesh_next;
 		timeout = next > now ? (int)(next - now) : 0;
-		if (poll(pf, 4 + np, timeout) < 0 && errno != EINTR)
+		if (poll(pf, 5 + np, timeout) < 0 && errno != EINTR)
 			break;
+		if (pf[4].fd >= 0 && (pf[4].revents & POLLIN))
+			upm_events(&a->paths.upm, &a->paths, log_now_ms());
 		if (pf[2].revents & POLLIN)
 			control_accept(a);
 		if (pf[3].fd >= 0 && (pf[3].revents & POLLIN)) {
@@ -373,7 +382,7 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 		if ((a->mesh.rx_fd >= 0 || a->mesh.tx_fd >= 0) && log_now_ms() >= mesh_next &&
 		    mesh_tick(&a->mesh, &a->paths, own_line_up(&a->paths), log_now_ms(), &mesh_next))
 			due = log_now_ms();
-		if (a->paths.n && paths_probe_run(&a->paths, pf + 4, np, log_now_ms(), &probe_next))
+		if (a->paths.n && paths_probe_run(&a->paths, pf + 5, np, log_now_ms(), &probe_next))
 			due = log_now_ms();  /* a path died or came back: now */
 		if (pf[0].revents & POLLIN) {
 			struct signalfd_siginfo si;

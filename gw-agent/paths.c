@@ -174,7 +174,18 @@ int paths_init(struct paths *ps, uint32_t table_base, uint32_t prio_base)
 	if (r < 0)
 		return log_errno(r, "rtnetlink events: %m");
 	ps->ev_open = true;
-	if (ps->manage_endpoints) {
+	if (ps->manage_endpoints && ps->userspace_pm) {
+		r = upm_open(&ps->upm, ps->fullmesh);
+		if (r == 0) {
+			log_info("path manager: the agent's (joins open as backup, active after "
+				 "%u ms)", UPM_PROMOTE_MS);
+		} else {
+			log_errno_at(LOG_WARNING, r, "the kernel's userspace path manager cannot be "
+				     "used (%m): MPTCP endpoints instead, exposed to the kernel defect "
+				     "in docs/kernel-defects.md");
+		}
+	}
+	if (ps->manage_endpoints && !ps->upm.open) {
 		r = pm_open(&ps->pm);
 		if (r < 0)
 			return log_errno(r, "generic netlink family mptcp_pm: %m");
@@ -240,6 +251,45 @@ static void fam_observe(struct paths *ps, struct path *p, int fi)
 	}
 }
 
+/* The agent as path manager: the same decisions as for an endpoint, made
+ * on each connection's joins (upm.c). ep_id is the path's local id while
+ * joins are opened from it. */
+static void upm_apply(struct paths *ps, struct path *p, int fi, bool want, uint32_t flags,
+		      bool bounced)
+{
+	struct path_fam *f = &p->f[fi];
+	unsigned pi = (unsigned)(p - ps->p);
+	uint64_t now = log_now_ms();
+	char a[ADDR_STRLEN];
+
+	if (f->ep_id && (!want || bounced || memcmp(&f->ep_addr, &f->addr, 16))) {
+		upm_path_off(&ps->upm, ps, pi, fi);  /* from the old address */
+		f->ep_id = 0;
+		ps->changes++;
+		if (!want)
+			log_info("path %s: joins closed (%s)", path_name(p),
+				 !f->usable ? "path down" :
+				 f->mptcp == PATH_MPTCP_NO ? "its network does not carry MPTCP" :
+				 "not needed");
+	}
+	if (!want)
+		return;
+	if (f->ep_id && f->ep_flags != flags) {
+		f->ep_flags = flags;
+		upm_path_prio(&ps->upm, ps, pi, fi, flags & PM_FLAG_BACKUP, now);
+		ps->changes++;
+	}
+	if (!f->ep_id) {
+		f->ep_id = (uint8_t)(pi + 1);
+		f->ep_flags = flags;
+		f->ep_addr = f->addr;
+		ps->changes++;
+		log_info("path %s: joins from %s%s", path_name(p), addr_format_in6(&f->addr, 0, a),
+			 (flags & PM_FLAG_BACKUP) ? " (backup)" : "");
+		upm_path_on(&ps->upm, ps, pi, fi, now);
+	}
+}
+
 static void fam_apply(struct paths *ps, struct path *p, int fi, bool primary_up)
 {
 	struct path_fam *f = &p->f[fi];
@@ -296,8 +346,10 @@ static void fam_apply(struct paths *ps, struct path *p, int fi, bool primary_up)
 		f->rule_from = false;
 	}
 
-	if (want_ep && (!f->ep_id || f->ep_flags != flags || bounced ||
-			memcmp(&f->ep_addr, &f->addr, 16))) {
+	if (ps->upm.open) {
+		upm_apply(ps, p, fi, want_ep, flags, bounced);
+	} else if (want_ep && (!f->ep_id || f->ep_flags != flags || bounced ||
+			       memcmp(&f->ep_addr, &f->addr, 16))) {
 		if (f->ep_id)
 			pm_del(&ps->pm, f->ep_id);
 		f->ep_id = 0;
@@ -676,6 +728,8 @@ static void path_teardown(struct paths *ps, struct path *p)
 		f->probe_fd = -1;
 		if (f->ep_id && ps->pm_open)
 			pm_del(&ps->pm, f->ep_id);
+		if (f->ep_id && ps->upm.open)
+			upm_path_off(&ps->upm, ps, (unsigned)(p - ps->p), fi);
 		f->ep_id = 0;
 		if (!ps->rt_open)
 			continue;
@@ -697,6 +751,7 @@ void paths_cleanup(struct paths *ps)
 		path_teardown(ps, &ps->p[i]);
 	if (ps->pm_open)
 		pm_close(&ps->pm);
+	upm_close(&ps->upm);
 	if (ps->ev_open)
 		rt_close(&ps->ev);
 	if (ps->rt_open)

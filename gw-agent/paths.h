@@ -15,6 +15,7 @@
 
 #include "pm.h"
 #include "routes.h"
+#include "upm.h"
 
 #define PATHS_MAX 16
 /* Of those, at most this many neighbours' (the mesh's): the rest stay for
@@ -62,7 +63,8 @@ struct path_fam {
 	struct in6_addr addr, gw;
 	bool gw_given;
 	struct in6_addr gw_cfg;
-	uint8_t ep_id;             /* our endpoint, 0 = none */
+	uint8_t ep_id;             /* our endpoint, 0 = none (agent PM: path index + 1
+				    * while joins are opened from this path) */
 	uint32_t ep_flags;
 	struct in6_addr ep_addr;
 	bool rule_from;            /* "from addr" rule installed for rule_addr */
@@ -91,6 +93,8 @@ struct paths {
 	struct path p[PATHS_MAX];
 	unsigned n;
 	bool manage_endpoints;     /* false: --endpoints mptcpd */
+	bool userspace_pm;         /* --endpoints agent: joins by upm.c, no endpoints */
+	struct upm upm;
 	bool fullmesh;             /* --cluster: subflows to announced addresses */
 	struct pm pm;
 	struct rt rt;

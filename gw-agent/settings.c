@@ -66,10 +66,19 @@ static const struct opt_spec agent_opts[] = {
 		  "announcements with the first, a borrower takes only announcements signed with "
 		  "one of them, from an address it is for",
 	  .more = "Without it no announcement is sent or taken: a borrower uses only the neighbour= it names. See \"Mesh\" in the README." },
-	{ "endpoints", O_ENDPOINTS, "kernel|mptcpd", "endpoints", CONFIG_STRING,
-	  .reload = OPT_RESTART, .deflt = "kernel",
-	  .help = "manage MPTCP endpoints here, or leave them to mptcpd and only do routing",
-	  .more = "Endpoints are set over generic netlink." },
+	{ "endpoints", O_ENDPOINTS, "agent|kernel|mptcpd", "endpoints", CONFIG_STRING,
+	  .reload = OPT_RESTART, .deflt = "agent",
+	  .help = "who opens each flow's subflows: the agent, as the kernel's userspace path "
+		  "manager; the kernel's path manager, from endpoints the agent sets; or mptcpd "
+		  "(the agent only does routing)",
+	  .more = "agent opens every join as a backup subflow and makes it active 100 ms after "
+		  "it is established: kernel 6.18 can misplace the first bytes of a join that "
+		  "carries data before the concentrator has finished adding it (see "
+		  "docs/kernel-defects.md), and kernel endpoints cannot prevent that. agent sets "
+		  "net.mptcp.path_manager=userspace in its network namespace (every MPTCP "
+		  "connection made there after start: others get one subflow) and puts back "
+		  "what was there when it stops; on a kernel without it (before 6.15), kernel is "
+		  "used. All three talk to the kernel over generic netlink." },
 	{ "cluster", O_CLUSTER, NULL, "cluster", CONFIG_BOOL, .reload = OPT_RESTART,
 	  .deflt = "off",
 	  .help = "the concentrator is one of several behind a shared address: every path also "
@@ -272,12 +281,10 @@ static int apply_opt(void *ctx, int c, const char *arg)
 		p->paths->probe_interval_ms = ms;
 		return 0;
 	case O_ENDPOINTS:
-		if (!strcmp(arg, "kernel"))
-			p->paths->manage_endpoints = true;
-		else if (!strcmp(arg, "mptcpd"))
-			p->paths->manage_endpoints = false;
-		else
-			return opt_error(name, arg, "is not kernel or mptcpd");
+		p->paths->manage_endpoints = strcmp(arg, "mptcpd") != 0;
+		p->paths->userspace_pm = !strcmp(arg, "agent");
+		if (strcmp(arg, "agent") && strcmp(arg, "kernel") && strcmp(arg, "mptcpd"))
+			return opt_error(name, arg, "is not agent, kernel or mptcpd");
 		return 0;
 	case O_CLUSTER:
 		p->paths->fullmesh = true;
@@ -320,6 +327,7 @@ static void config_defaults(struct agent_config *cfg, struct paths *ps)
 		cfg->workers = 1;
 	ps->n = 0;
 	ps->manage_endpoints = true;
+	ps->userspace_pm = true;
 	ps->fullmesh = false;
 	ps->probe_interval_ms = 1000;
 }

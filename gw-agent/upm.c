@@ -1,0 +1,484 @@
+#include "upm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/mptcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "log.h"
+#include "paths.h"
+
+_Static_assert(UPM_PATHS == PATHS_MAX, "a join bit per path");
+
+#define PM_SYSCTL "/proc/sys/net/mptcp/path_manager"
+
+static int sysctl_read(char *buf, size_t len)
+{
+	int fd = open(PM_SYSCTL, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
+static int sysctl_write(const char *v)
+{
+	int fd = open(PM_SYSCTL, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, v, strlen(v));
+	close(fd);
+	return n < 0 ? -errno : 0;
+}
+
+static void promo_free(struct upm *u)
+{
+	free(u->q);
+	u->q = NULL;
+	u->qcap = u->qhead = u->qlen = 0;
+}
+
+void upm_close(struct upm *u)
+{
+	if (!u->open)
+		return;
+	/* Connections keep the manager they were made with (the kernel
+	 * copies it into each): only new ones go back to the kernel's. */
+	if (u->saved_pm[0] && strcmp(u->saved_pm, "userspace"))
+		sysctl_write(u->saved_pm);
+	pm_close(&u->ev);
+	pm_close(&u->cmd);
+	free(u->tab);
+	u->tab = NULL;
+	u->cap = u->used = 0;
+	promo_free(u);
+	u->open = false;
+}
+
+int upm_open(struct upm *u, bool fullmesh)
+{
+	int r;
+
+	memset(u, 0, sizeof(*u));
+	u->fullmesh = fullmesh;
+	u->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(10, 10000);
+	r = sysctl_read(u->saved_pm, sizeof(u->saved_pm));
+	if (r < 0)
+		return r == -ENOENT ? -EPROTONOSUPPORT : r;  /* before 6.15: pm_type only */
+	r = pm_open(&u->cmd);
+	if (r < 0)
+		return r;
+	r = pm_events_open(&u->ev);
+	if (r < 0) {
+		pm_close(&u->cmd);
+		return r;
+	}
+	u->open = true;
+	/* Listening first: a connection made in between gets its events. */
+	r = sysctl_write("userspace");
+	if (r < 0) {
+		upm_close(u);
+		return r == -EINVAL ? -EPROTONOSUPPORT : r;
+	}
+	return 0;
+}
+
+int upm_event_fd(const struct upm *u)
+{
+	return u->open ? mnl_socket_get_fd(u->ev.nl.sock) : -1;
+}
+
+/* The table: open addressing on the token (random, from the kernel),
+ * linear probing, backward-shift deletion. */
+static struct upm_conn *conn_find(struct upm *u, uint32_t token)
+{
+	if (!u->cap || !token)
+		return NULL;
+	for (uint32_t i = token & (u->cap - 1);; i = (i + 1) & (u->cap - 1)) {
+		if (u->tab[i].token == token)
+			return &u->tab[i];
+		if (!u->tab[i].token)
+			return NULL;
+	}
+}
+
+static struct upm_conn *slot_for(struct upm_conn *tab, uint32_t cap, uint32_t token)
+{
+	uint32_t i = token & (cap - 1);
+
+	while (tab[i].token && tab[i].token != token)
+		i = (i + 1) & (cap - 1);
+	return &tab[i];
+}
+
+static int grow(struct upm *u)
+{
+	uint32_t cap = u->cap ? u->cap * 2 : 64;
+	struct upm_conn *tab;
+
+	if (cap > UPM_MAX_CONNS)
+		return -ENOSPC;
+	tab = calloc(cap, sizeof(*tab));
+	if (!tab)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < u->cap; i++)
+		if (u->tab[i].token)
+			*slot_for(tab, cap, u->tab[i].token) = u->tab[i];
+	free(u->tab);
+	u->tab = tab;
+	u->cap = cap;
+	return 0;
+}
+
+static struct upm_conn *conn_add(struct upm *u, uint32_t token)
+{
+	struct upm_conn *c;
+
+	if ((u->used + 1) * 2 > u->cap && grow(u) < 0)
+		return NULL;
+	c = slot_for(u->tab, u->cap, token);
+	if (!c->token) {
+		memset(c, 0, sizeof(*c));
+		c->token = token;
+		u->used++;
+	}
+	return c;
+}
+
+static void conn_del(struct upm *u, struct upm_conn *c)
+{
+	uint32_t i = (uint32_t)(c - u->tab), j = i, mask = u->cap - 1;
+
+	u->tab[i].token = 0;
+	u->used--;
+	for (;;) {
+		uint32_t home;
+
+		j = (j + 1) & mask;
+		if (!u->tab[j].token)
+			break;
+		home = u->tab[j].token & mask;
+		/* Move j back to i when its home is not in (i, j]. */
+		if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+			u->tab[i] = u->tab[j];
+			u->tab[j].token = 0;
+			i = j;
+		}
+	}
+	/* Shrink back when a burst is over (the router's memory). */
+	if (u->cap > 64 && u->used * 8 < u->cap) {
+		uint32_t cap = u->cap / 2;
+		struct upm_conn *tab = calloc(cap, sizeof(*tab));
+
+		if (!tab)
+			return;
+		for (uint32_t k = 0; k < u->cap; k++)
+			if (u->tab[k].token)
+				*slot_for(tab, cap, u->tab[k].token) = u->tab[k];
+		free(u->tab);
+		u->tab = tab;
+		u->cap = cap;
+	}
+}
+
+static void promo_push(struct upm *u, uint32_t token, uint8_t path, uint64_t due)
+{
+	if (u->qlen == u->qcap) {
+		uint32_t cap = u->qcap ? u->qcap * 2 : 64;
+		struct upm_promo *q = cap > UPM_PATHS * UPM_MAX_CONNS ? NULL : malloc(cap * sizeof(*q));
+
+		if (!q)
+			return;  /* the join stays backup: slower, never wrong */
+		for (uint32_t k = 0; k < u->qlen; k++)
+			q[k] = u->q[(u->qhead + k) % u->qcap];
+		free(u->q);
+		u->q = q;
+		u->qcap = cap;
+		u->qhead = 0;
+	}
+	u->q[(u->qhead + u->qlen) % u->qcap] = (struct upm_promo){ token, path, due };
+	u->qlen++;
+}
+
+/* Whether path pi's family fi is one joins are opened from now (paths.c
+ * sets ep_id while it wants one), and its local id for the kernel. */
+static bool path_enabled(const struct paths *ps, unsigned pi, int fi)
+{
+	return pi < ps->n && ps->p[pi].f[fi].ep_id;
+}
+
+static int path_of_addr(const struct paths *ps, int fi, const struct in6_addr *a, bool ep)
+{
+	for (unsigned i = 0; i < ps->n; i++) {
+		const struct path_fam *f = &ps->p[i].f[fi];
+
+		if (ep ? (f->ep_id && !memcmp(&f->ep_addr, a, 16))
+		       : (f->have_addr && !memcmp(&f->addr, a, 16)))
+			return (int)i;
+	}
+	return -1;
+}
+
+static void join_open(struct upm *u, struct paths *ps, struct upm_conn *c, unsigned pi)
+{
+	const struct path *p = &ps->p[pi];
+	const struct path_fam *f = &p->f[c->fam];
+	char a[ADDR_STRLEN];
+	/* Every join starts as backup (see upm.h); the initial subflow's
+	 * own address is known to the kernel under id 0. */
+	uint8_t id = pi == c->init_path ? 0 : (uint8_t)(pi + 1);
+	int r;
+
+	if ((c->sub & (1u << pi)) || !c->remote_set)
+		return;
+	if (pi == c->init_path && !u->fullmesh)
+		return;
+	r = pm_subflow_create(&u->cmd, c->token, &f->ep_addr, id, p->neighbour ? 0 : p->ifindex,
+			      PM_FLAG_SUBFLOW | PM_FLAG_BACKUP, &c->rem, c->rport);
+	if (r < 0) {
+		atomic_fetch_add_explicit(&u->st.join_errors, 1, memory_order_relaxed);
+		/* -EINVAL: the connection is gone (its CLOSED is queued). */
+		if (r != -EINVAL && log_ratelimit_ok(&u->rl, log_now_ms()))
+			log_info("path %s: join for connection %08x from %s: %s",
+					path_name(p), c->token, addr_format_in6(&f->ep_addr, 0, a),
+					strerror(-r));
+		return;
+	}
+	c->sub |= (uint16_t)(1u << pi);
+	c->active &= (uint16_t)~(1u << pi);
+	c->sport[pi] = 0;
+	atomic_fetch_add_explicit(&u->st.joins, 1, memory_order_relaxed);
+}
+
+static void join_close(struct upm *u, struct paths *ps, struct upm_conn *c, unsigned pi)
+{
+	const struct path_fam *f = &ps->p[pi].f[c->fam];
+
+	if (!(c->sub & (1u << pi)))
+		return;
+	/* Not yet established: nothing to name it by; its SUB_ESTABLISHED
+	 * (if it comes) finds no bit and closes it then. */
+	if (c->sport[pi] &&
+	    pm_subflow_destroy(&u->cmd, c->token, &f->ep_addr, c->sport[pi], &c->rem, c->rport) == 0)
+		atomic_fetch_add_explicit(&u->st.destroyed, 1, memory_order_relaxed);
+	c->sub &= (uint16_t)~(1u << pi);
+	c->active &= (uint16_t)~(1u << pi);
+	c->sport[pi] = 0;
+}
+
+static void joins_open_all(struct upm *u, struct paths *ps, struct upm_conn *c)
+{
+	for (unsigned pi = 0; pi < ps->n; pi++)
+		if (path_enabled(ps, pi, c->fam))
+			join_open(u, ps, c, pi);
+}
+
+struct ev_ctx {
+	struct upm *u;
+	struct paths *ps;
+	uint64_t now;
+};
+
+static void on_event(const struct pm_event *e, void *data)
+{
+	struct ev_ctx *x = data;
+	struct upm *u = x->u;
+	struct paths *ps = x->ps;
+	struct upm_conn *c = conn_find(u, e->token);
+	int fi = IN6_IS_ADDR_V4MAPPED(&e->saddr) ? 0 : 1, pi;
+
+	switch (e->type) {
+	case MPTCP_EVENT_ESTABLISHED:
+		if (e->server_side || !e->has_addrs || c)
+			return;
+		/* Ours: from one of the paths' addresses. Anyone else's
+		 * MPTCP connection on the router keeps its one subflow. */
+		pi = path_of_addr(ps, fi, &e->saddr, false);
+		if (pi < 0)
+			return;
+		c = conn_add(u, e->token);
+		if (!c) {
+			if (log_ratelimit_ok(&u->rl, x->now))
+				log_warn("path manager: %u connections tracked, "
+					"no joins for more", u->used);
+			return;
+		}
+		atomic_fetch_add_explicit(&u->st.conns, 1, memory_order_relaxed);
+		c->fam = (uint8_t)fi;
+		c->init_path = (uint8_t)pi;
+		/* --cluster: the shared address takes no joins (MP_CAPABLE's
+		 * C flag); they go where the box announces itself. */
+		c->remote_set = !u->fullmesh;
+		c->rem = e->daddr;
+		c->rport = e->dport;
+		joins_open_all(u, ps, c);
+		return;
+	case MPTCP_EVENT_ANNOUNCED:
+		if (!c || c->remote_set || !u->fullmesh)
+			return;
+		if ((IN6_IS_ADDR_V4MAPPED(&e->daddr) ? 0 : 1) != c->fam)
+			return;
+		c->rem = e->daddr;
+		if (e->dport)
+			c->rport = e->dport;
+		c->remote_set = true;
+		joins_open_all(u, ps, c);
+		return;
+	case MPTCP_EVENT_SUB_ESTABLISHED:
+		if (!c || !e->has_addrs || (uint8_t)fi != c->fam)
+			return;
+		pi = path_of_addr(ps, fi, &e->saddr, true);
+		if (pi < 0 || (pi == c->init_path && !u->fullmesh && !(c->sub & (1u << pi))))
+			return;  /* the initial subflow, or not from a path of ours */
+		if (!(c->sub & (1u << pi))) {
+			/* Closed while it was connecting: close it now. */
+			pm_subflow_destroy(&u->cmd, c->token, &e->saddr, e->sport, &e->daddr, e->dport);
+			return;
+		}
+		c->sport[pi] = e->sport;
+		if (!(ps->p[pi].f[fi].ep_flags & PM_FLAG_BACKUP))
+			promo_push(u, c->token, (uint8_t)pi, x->now + UPM_PROMOTE_MS);
+		return;
+	case MPTCP_EVENT_SUB_CLOSED:
+		if (!c || !e->has_addrs || (uint8_t)fi != c->fam)
+			return;
+		pi = path_of_addr(ps, fi, &e->saddr, true);
+		if (pi >= 0 && (c->sub & (1u << pi)) &&
+		    (!c->sport[pi] || c->sport[pi] == e->sport)) {
+			c->sub &= (uint16_t)~(1u << pi);
+			c->active &= (uint16_t)~(1u << pi);
+			c->sport[pi] = 0;
+		}
+		return;
+	case MPTCP_EVENT_CLOSED:
+		if (c)
+			conn_del(u, c);
+		return;
+	default:
+		return;
+	}
+}
+
+int upm_events(struct upm *u, struct paths *ps, uint64_t now_ms)
+{
+	struct ev_ctx x = { u, ps, now_ms };
+	int r;
+
+	if (!u->open)
+		return 0;
+	r = pm_events_read(&u->ev, on_event, &x);
+	if (r == -ENOBUFS) {
+		/* Lost: some connections may have no joins, some joins stay
+		 * backup, some closed connections stay in the table until
+		 * their token fails a command. All slower, none wrong. */
+		atomic_fetch_add_explicit(&u->st.events_lost, 1, memory_order_relaxed);
+		if (log_ratelimit_ok(&u->rl, now_ms))
+			log_warn("path manager: MPTCP events lost (the kernel's "
+				"queue overran); some connections may use fewer paths");
+		r = pm_events_read(&u->ev, on_event, &x);
+	}
+	return r;
+}
+
+/* MP_PRIO: backup or not, on path pi's join of c. */
+static int join_prio(struct upm *u, struct paths *ps, struct upm_conn *c, unsigned pi, bool backup)
+{
+	const struct path_fam *f = &ps->p[pi].f[c->fam];
+	int r = pm_subflow_set_flags(&u->cmd, c->token, &f->ep_addr, c->sport[pi], &c->rem,
+				     c->rport, backup ? PM_FLAG_BACKUP : 0);
+
+	if (r == 0 && !backup) {
+		c->active |= (uint16_t)(1u << pi);
+		atomic_fetch_add_explicit(&u->st.promoted, 1, memory_order_relaxed);
+	} else if (r == 0) {
+		c->active &= (uint16_t)~(1u << pi);
+	} else if (r == -EINVAL) {
+		/* Gone, with its SUB_CLOSED or CLOSED on the way (or lost). */
+		c->sub &= (uint16_t)~(1u << pi);
+		c->active &= (uint16_t)~(1u << pi);
+		c->sport[pi] = 0;
+	}
+	return r;
+}
+
+void upm_tick(struct upm *u, struct paths *ps, uint64_t now_ms, uint64_t *next_ms)
+{
+	while (u->qlen) {
+		struct upm_promo *q = &u->q[u->qhead];
+		struct upm_conn *c;
+
+		if (q->due_ms > now_ms) {
+			if (q->due_ms < *next_ms)
+				*next_ms = q->due_ms;
+			return;
+		}
+		c = conn_find(u, q->token);
+		/* Still there, still a join of ours, established, and its path
+		 * still wants it active. */
+		if (c && q->path < ps->n && (c->sub & (1u << q->path)) && c->sport[q->path] &&
+		    !(c->active & (1u << q->path)) && path_enabled(ps, q->path, c->fam) &&
+		    !(ps->p[q->path].f[c->fam].ep_flags & PM_FLAG_BACKUP))
+			join_prio(u, ps, c, q->path, false);
+		u->qhead = (u->qhead + 1) % u->qcap;
+		u->qlen--;
+	}
+	if (!u->qlen)
+		u->qhead = 0;
+}
+
+void upm_path_on(struct upm *u, struct paths *ps, unsigned pi, int fi, uint64_t now_ms)
+{
+	(void)now_ms;
+	if (!u->open)
+		return;
+	for (uint32_t i = 0; i < u->cap; i++) {
+		struct upm_conn *c = &u->tab[i];
+
+		if (c->token && c->fam == fi)
+			join_open(u, ps, c, pi);
+	}
+}
+
+void upm_path_off(struct upm *u, struct paths *ps, unsigned pi, int fi)
+{
+	if (!u->open)
+		return;
+	for (uint32_t i = 0; i < u->cap; i++) {
+		struct upm_conn *c = &u->tab[i];
+
+		if (c->token && c->fam == fi)
+			join_close(u, ps, c, pi);
+	}
+}
+
+void upm_path_prio(struct upm *u, struct paths *ps, unsigned pi, int fi, bool backup,
+		   uint64_t now_ms)
+{
+	if (!u->open)
+		return;
+	for (uint32_t i = 0; i < u->cap; i++) {
+		struct upm_conn *c = &u->tab[i];
+
+		if (!c->token || c->fam != fi || !(c->sub & (1u << pi)) || !c->sport[pi])
+			continue;
+		if (backup)
+			join_prio(u, ps, c, pi, true);
+		else if (!(c->active & (1u << pi)))
+			/* Established a while ago, most likely; the same wait
+			 * as a new one either way. */
+			promo_push(u, c->token, (uint8_t)pi, now_ms + UPM_PROMOTE_MS);
+	}
+}
