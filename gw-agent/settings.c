@@ -77,12 +77,14 @@ static const struct opt_spec agent_opts[] = {
 		  "docs/kernel-defects.md), and kernel endpoints cannot prevent that. agent sets "
 		  "net.mptcp.path_manager=userspace in its network namespace (every MPTCP "
 		  "connection made there after start: others get one subflow) and puts back "
-		  "what was there when it stops; on a kernel without it (before 6.15), kernel is "
+		  "what was there when it stops (pm_type=1 on kernels before 6.15); on a kernel "
+		  "without a userspace path manager (before 5.19), kernel is "
 		  "used. All three talk to the kernel over generic netlink." },
 	{ "cluster", O_CLUSTER, NULL, "cluster", CONFIG_BOOL, .reload = OPT_RESTART,
 	  .deflt = "off",
 	  .help = "the concentrator is one of several behind a shared address: every path also "
-		  "opens a subflow to the address the box announces (fullmesh endpoints)",
+		  "opens a subflow to the address the box announces (with --endpoints kernel: "
+		  "fullmesh endpoints)",
 	  .more = "Such a box takes extra subflows only on its own address (README, \"Several "
 		  "concentrators\"); without this option a flow gets one extra subflow in all." },
 	{ "probe-interval", O_PROBE, "SEC", "probe_interval", CONFIG_NUMBER, .reload = OPT_LIVE,

@@ -140,12 +140,36 @@ void agent_render_metrics(void *ctx, struct mbuf *b)
 		metrics_u64(b, "gw_agent_path_state", l, 1);
 	}
 	metrics_head(b, "gw_agent_path_endpoint", "gauge",
-		     "1 when the agent keeps an MPTCP endpoint on the path's address.");
+		     "1 when the agent keeps an MPTCP endpoint on the path's address (--endpoints "
+		     "agent: when it opens joins from it).");
 	for (unsigned i = 0; i < npm; i++) {
 		snprintf(l, sizeof(l), "path=\"%s\",family=\"%s\"",
 			 metrics_label(pm[i].name, e1, sizeof(e1)),
 			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4");
 		metrics_u64(b, "gw_agent_path_endpoint", l, pm[i].endpoint);
+	}
+	metrics_head(b, "gw_agent_path_manager_joins_total", "counter",
+		     "Joins the agent opened as the path manager (--endpoints agent), by outcome: "
+		     "opened (as backup), promoted (made active 100 ms after established), "
+		     "failed (the kernel refused to open), closed (path down or gone).");
+	{
+		const struct upm_stats *u = &a->paths.upm.st;
+		static const char *const what[] = { "opened", "promoted", "failed", "closed" };
+		const atomic_uint_fast64_t *v[] = { &u->joins, &u->promoted, &u->join_errors,
+						    &u->destroyed };
+
+		for (unsigned k = 0; k < 4; k++) {
+			snprintf(l, sizeof(l), "outcome=\"%s\"", what[k]);
+			metrics_u64(b, "gw_agent_path_manager_joins_total", l,
+				    atomic_load_explicit(v[k], memory_order_relaxed));
+		}
+		metrics_one(b, "gw_agent_path_manager_connections_total", "counter",
+			    "MPTCP connections from the paths' addresses the agent has managed.",
+			    atomic_load_explicit(&u->conns, memory_order_relaxed));
+		metrics_one(b, "gw_agent_path_manager_event_losses_total", "counter",
+			    "Times the kernel dropped MPTCP events for the agent (its queue "
+			    "overran): connections then may use fewer paths, never wrong bytes.",
+			    atomic_load_explicit(&u->events_lost, memory_order_relaxed));
 	}
 	metrics_head(b, "gw_agent_path_mptcp", "gauge",
 		     "1 when MPTCP probes get through the path's network, 0 when it strips or "

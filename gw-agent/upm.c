@@ -14,11 +14,15 @@
 
 _Static_assert(UPM_PATHS == PATHS_MAX, "a join bit per path");
 
-#define PM_SYSCTL "/proc/sys/net/mptcp/path_manager"
+/* path_manager ("kernel", "userspace") since 6.15; before it pm_type
+ * ("0", "1", since 5.19), which 6.15+ keeps in step. */
+static const char *const pm_sysctl[2] = {
+	"/proc/sys/net/mptcp/path_manager", "/proc/sys/net/mptcp/pm_type",
+};
 
-static int sysctl_read(char *buf, size_t len)
+static int sysctl_read(const char *path, char *buf, size_t len)
 {
-	int fd = open(PM_SYSCTL, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	ssize_t n;
 
 	if (fd < 0)
@@ -32,9 +36,9 @@ static int sysctl_read(char *buf, size_t len)
 	return 0;
 }
 
-static int sysctl_write(const char *v)
+static int sysctl_write(const char *path, const char *v)
 {
-	int fd = open(PM_SYSCTL, O_WRONLY | O_CLOEXEC);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
 	ssize_t n;
 
 	if (fd < 0)
@@ -57,8 +61,8 @@ void upm_close(struct upm *u)
 		return;
 	/* Connections keep the manager they were made with (the kernel
 	 * copies it into each): only new ones go back to the kernel's. */
-	if (u->saved_pm[0] && strcmp(u->saved_pm, "userspace"))
-		sysctl_write(u->saved_pm);
+	if (u->saved_pm[0] && strcmp(u->saved_pm, u->sysctl ? "1" : "userspace"))
+		sysctl_write(pm_sysctl[u->sysctl], u->saved_pm);
 	pm_close(&u->ev);
 	pm_close(&u->cmd);
 	free(u->tab);
@@ -75,9 +79,13 @@ int upm_open(struct upm *u, bool fullmesh)
 	memset(u, 0, sizeof(*u));
 	u->fullmesh = fullmesh;
 	u->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(10, 10000);
-	r = sysctl_read(u->saved_pm, sizeof(u->saved_pm));
+	r = sysctl_read(pm_sysctl[0], u->saved_pm, sizeof(u->saved_pm));
+	if (r == -ENOENT) {
+		u->sysctl = 1;
+		r = sysctl_read(pm_sysctl[1], u->saved_pm, sizeof(u->saved_pm));
+	}
 	if (r < 0)
-		return r == -ENOENT ? -EPROTONOSUPPORT : r;  /* before 6.15: pm_type only */
+		return r == -ENOENT ? -EPROTONOSUPPORT : r;  /* before 5.19 */
 	r = pm_open(&u->cmd);
 	if (r < 0)
 		return r;
@@ -88,7 +96,7 @@ int upm_open(struct upm *u, bool fullmesh)
 	}
 	u->open = true;
 	/* Listening first: a connection made in between gets its events. */
-	r = sysctl_write("userspace");
+	r = sysctl_write(pm_sysctl[u->sysctl], u->sysctl ? "1" : "userspace");
 	if (r < 0) {
 		upm_close(u);
 		return r == -EINVAL ? -EPROTONOSUPPORT : r;

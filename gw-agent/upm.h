@@ -58,7 +58,8 @@ struct upm {
 	uint32_t cap, used;              /* power of two; used < cap / 2 */
 	struct upm_promo *q;             /* promotions, due order (FIFO) */
 	uint32_t qcap, qhead, qlen;
-	char saved_pm[32];               /* net.mptcp.path_manager before us */
+	char saved_pm[32];               /* the sysctl's value before us */
+	uint8_t sysctl;                  /* 0: path_manager, 1: pm_type (before 6.15) */
 	bool fullmesh;                   /* --cluster: joins to the announced address */
 	struct upm_stats st;
 	struct log_ratelimit rl;

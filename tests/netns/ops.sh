@@ -158,7 +158,7 @@ conc_values() {
 check "concentrator metrics match the traffic (bytes exact, 3 connects, subflows per flow)" conc_values
 
 agent_values() {
-	local f=$WORKDIR/agent.prom via up down p1 p2 ep rtt cup
+	local f=$WORKDIR/agent.prom via up down p1 p2 ep rtt cup joins
 	via=$(metric "$f" 'gw_agent_flows_total{via="concentrator"}')
 	up=$(metric "$f" 'gw_agent_bytes_total{direction="up"}')
 	down=$(metric "$f" 'gw_agent_bytes_total{direction="down"}')
@@ -167,9 +167,11 @@ agent_values() {
 	ep=$(metric "$f" 'gw_agent_path_endpoint{path="gw-p2",family="ipv4"}')
 	rtt=$(metric "$f" 'gw_agent_path_probe_rtt_seconds{path="gw-p1",family="ipv4"}')
 	cup=$(metric "$f" 'gw_agent_concentrator_up{concentrator="192.0.2.1:5124"}')
-	echo "{\"via_concentrator\": $via, \"bytes_up\": $up, \"bytes_down\": $down, \"p1_up\": $p1, \"p2_up\": $p2, \"p2_endpoint\": $ep, \"p1_probe_rtt_s\": ${rtt:-null}, \"concentrator_up\": $cup}"
+	joins=$(metric "$f" 'gw_agent_path_manager_joins_total{outcome="opened"}')
+	echo "{\"via_concentrator\": $via, \"bytes_up\": $up, \"bytes_down\": $down, \"p1_up\": $p1, \"p2_up\": $p2, \"p2_endpoint\": $ep, \"p1_probe_rtt_s\": ${rtt:-null}, \"concentrator_up\": $cup, \"joins_opened\": ${joins:-null}}"
 	[ "$via" -eq 3 ] && [ "$up" -eq $((3 * FLOW_BYTES)) ] && [ "$down" -eq $((3 * FLOW_BYTES)) ] &&
-	[ "$p1" = 1 ] && [ "$p2" = 1 ] && [ "$ep" = 1 ] && [ -n "$rtt" ] && [ "$cup" = 1 ]
+	[ "$p1" = 1 ] && [ "$p2" = 1 ] && [ "$ep" = 1 ] && [ -n "$rtt" ] && [ "$cup" = 1 ] &&
+	[ "${joins:-0}" -ge 3 ]
 }
 check "agent metrics match (3 flows via the concentrator, bytes exact, paths up, probe RTT)" agent_values
 
@@ -237,30 +239,31 @@ check "each reload: RELOADING=1 then READY=1; reloads counted by result (2 ok, 1
 # The agent follows its file: path 2 to backup, then removed.
 write_agent_config '[{"interface": "gw-p1", "mode": "master"}, {"interface": "gw-p2", "mode": "backup"}]'
 reload "$AGENT_PID" "$WORKDIR/agent.log"
+# The status' last column: the path's local id while the agent (the path
+# manager) opens joins from it, "backup" when they stay backup.
+agent_paths() { ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/control.sock" | grep "^gw-p"; }
 agent_backup() {
-	local e; e=$(ip -n "$(ns gw)" mptcp endpoint show); echo "$e"
-	echo "$e" | grep -q "198.51.100.66 .*subflow backup" && echo "$e" | grep -q "198.51.100.2 .*subflow" &&
+	local s; s=$(agent_paths); echo "$s"
+	echo "$s" | grep -qE "^gw-p2 .* 2 backup$" && echo "$s" | grep -qE "^gw-p1 .* 1$" &&
 	grep -q "reload: path gw-p2: mode on -> backup" "$WORKDIR/agent.log"
 }
-check "agent SIGHUP: path 2 switched to backup (endpoint flag follows)" agent_backup
+check "agent SIGHUP: path 2 switched to backup (its joins' flag follows)" eventually 5 agent_backup
 write_agent_config '[{"interface": "gw-p1", "mode": "master"}]'
 reload "$AGENT_PID" "$WORKDIR/agent.log"
 agent_removed() {
-	local e s; e=$(ip -n "$(ns gw)" mptcp endpoint show); echo "$e"
-	s=$(ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/control.sock" | grep "^gw-p")
-	echo "$s"
-	! echo "$e" | grep -q 198.51.100.66 && ! ip -n "$(ns gw)" rule show | grep -q "198.51.100.66" &&
+	local s; s=$(agent_paths); echo "$s"
+	! ip -n "$(ns gw)" rule show | grep -q "198.51.100.66" &&
 	echo "$s" | grep -qE "^gw-p2 +off +off" &&
 	ip netns exec "$(ns lan)" "$PY" ./nettool.py echo --plain --dst 203.0.113.2:9000 --bytes $((1 << 20))
 }
-check "agent SIGHUP: path 2 removed from the file is turned off (endpoint and rule gone); flows go on" agent_removed
+check "agent SIGHUP: path 2 removed from the file is turned off (joins and rule gone); flows go on" agent_removed
 printf '{"concentrators": ["192.0.2.1:5124"], "lan": ["gw-lan"], "port": 6000, "paths": [{"interface": "gw-p1", "colour": "red"}]}\n' > "$WORKDIR/agent.json"
 reload "$AGENT_PID" "$WORKDIR/agent.log"
 agent_bad_reload() {
 	grep -E "agent.json: |reload:" "$WORKDIR/agent.log" | tail -3 | cut -c14-
 	grep -q "$WORKDIR/agent.json: paths\[0\].colour: unknown key" "$WORKDIR/agent.log" &&
 	grep -q "reload: $WORKDIR/agent.json has errors (above); still running" "$WORKDIR/agent.log" &&
-	ip -n "$(ns gw)" mptcp endpoint show | grep -q "198.51.100.2 "
+	agent_paths | grep -qE "^gw-p1 .* 1$"
 }
 check "agent SIGHUP with a bad file: named, nothing changed" agent_bad_reload
 
