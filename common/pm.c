@@ -322,6 +322,17 @@ int pm_subflow_destroy(struct pm *pm, uint32_t token, const struct in6_addr *loc
 	return nl_talk(&pm->nl, nlh, NULL, NULL);
 }
 
+int pm_remove_id(struct pm *pm, uint32_t token, uint8_t loc_id)
+{
+	char buf[PM_BUF];
+	struct nlmsghdr *nlh = nl_genl_put(buf, pm->family, MPTCP_PM_CMD_REMOVE,
+					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
+
+	mnl_attr_put_u32(nlh, MPTCP_PM_ATTR_TOKEN, token);
+	mnl_attr_put_u8(nlh, MPTCP_PM_ATTR_LOC_ID, loc_id);
+	return nl_talk(&pm->nl, nlh, NULL, NULL);
+}
+
 int pm_subflow_set_flags(struct pm *pm, uint32_t token, const struct in6_addr *loc,
 			 uint16_t loc_port, const struct in6_addr *rem, uint16_t rem_port,
 			 uint32_t flags)
@@ -468,12 +479,13 @@ int pm_event_parse(const struct nlmsghdr *nlh, struct pm_event *e)
 	return 0;
 }
 
-int pm_events_read(struct pm *ev, void (*cb)(const struct pm_event *e, void *data), void *data)
+int pm_events_read(struct pm *ev, unsigned max,
+		   void (*cb)(const struct pm_event *e, void *data), void *data)
 {
 	char buf[16384];
 	int n = 0;
 
-	for (;;) {
+	while ((unsigned)n < max) {
 		ssize_t got = mnl_socket_recvfrom(ev->nl.sock, buf, sizeof(buf));
 		int len;
 
@@ -493,4 +505,5 @@ int pm_events_read(struct pm *ev, void (*cb)(const struct pm_event *e, void *dat
 			n++;
 		}
 	}
+	return n;
 }

@@ -49,6 +49,9 @@ int pm_subflow_create(struct pm *pm, uint32_t token, const struct in6_addr *loc,
 		      int ifindex, uint32_t flags, const struct in6_addr *rem, uint16_t rem_port);
 int pm_subflow_destroy(struct pm *pm, uint32_t token, const struct in6_addr *loc,
 		       uint16_t loc_port, const struct in6_addr *rem, uint16_t rem_port);
+/* The local address id of one connection withdrawn (REMOVE): its
+ * subflows closed, connecting or up, the id free again, RM_ADDR sent. */
+int pm_remove_id(struct pm *pm, uint32_t token, uint8_t loc_id);
 /* MP_PRIO on that one subflow: flags PM_FLAG_BACKUP or 0. */
 int pm_subflow_set_flags(struct pm *pm, uint32_t token, const struct in6_addr *loc,
 			 uint16_t loc_port, const struct in6_addr *rem, uint16_t rem_port,
@@ -68,10 +71,12 @@ struct pm_event {
 	uint8_t error;
 };
 int pm_events_open(struct pm *ev);
-/* What is queued, without blocking: cb for each event. Returns how many,
- * or -ENOBUFS when the kernel dropped some (the socket overran: whoever
- * keeps state from events must look again). */
-int pm_events_read(struct pm *ev, void (*cb)(const struct pm_event *e, void *data), void *data);
+/* What is queued, without blocking, up to about max events (whole
+ * datagrams): cb for each. Returns how many, or -ENOBUFS when the kernel
+ * dropped some (the socket overran: whoever keeps state from events must
+ * look again). */
+int pm_events_read(struct pm *ev, unsigned max,
+		   void (*cb)(const struct pm_event *e, void *data), void *data);
 /* The parser alone (fuzzed): 0, or -EINVAL for a malformed message. */
 int pm_event_parse(const struct nlmsghdr *nlh, struct pm_event *ret);
 

@@ -240,6 +240,7 @@ static void reload(struct agent *a, int argc, char **argv)
 	}
 	intercept_add_lan_prefixes(&n);
 	optable_restart_changes(&agent_optable, cur, &n, changed, sizeof(changed));
+_Static_assert(UPM_MAX_CONC == AGENT_MAX_CONC, "the path manager knows every concentrator");
 #define RESTART_ONLY(cond, what) \
 	if (cond) snprintf(changed + strlen(changed), sizeof(changed) - strlen(changed), "%s%s", \
 			   changed[0] ? ", " : "", what)
@@ -293,6 +294,7 @@ static void reload(struct agent *a, int argc, char **argv)
 
 	pc = 0;
 	a->paths.key = cur->keyed ? &cur->key : NULL;
+	upm_set_concentrators(&a->paths.upm, cur->conc, cur->nconc);
 	if (a->paths.n || want->n) {
 		a->paths.probe_to = cur->conc[0];
 		a->paths.probe_to_len = cur->conc_len[0];
@@ -537,6 +539,7 @@ int main(int argc, char **argv)
 			a->paths.key = a->cfg.keyed ? &a->cfg.key : NULL;
 			a->paths.probe_timeout_ms = a->paths.probe_interval_ms * 3 / 4;
 			r = paths_init(&a->paths, a->cfg.table, 10000);
+			upm_set_concentrators(&a->paths.upm, a->cfg.conc, a->cfg.nconc);
 			if (r == 0)
 				paths_reconcile(&a->paths);
 		}

@@ -186,6 +186,11 @@ int paths_init(struct paths *ps, uint32_t table_base, uint32_t prio_base)
 		}
 	}
 	if (ps->manage_endpoints && !ps->upm.open) {
+		r = upm_kernel_pm_ensure();
+		if (r)
+			log_warn("net.mptcp.path_manager was userspace (a stopped agent's?): %s",
+				 r > 0 ? "the kernel's is back, for the endpoints to work" :
+				 "could not put the kernel's back; endpoints will do nothing");
 		r = pm_open(&ps->pm);
 		if (r < 0)
 			return log_errno(r, "generic netlink family mptcp_pm: %m");

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include <arpa/inet.h>
 #include "log.h"
 #include "paths.h"
 
@@ -57,14 +58,19 @@ static void promo_free(struct upm *u)
 
 void upm_close(struct upm *u)
 {
-	if (!u->open)
-		return;
-	/* Connections keep the manager they were made with (the kernel
-	 * copies it into each): only new ones go back to the kernel's. */
-	if (u->saved_pm[0] && strcmp(u->saved_pm, u->sysctl ? "1" : "userspace"))
-		sysctl_write(pm_sysctl[u->sysctl], u->saved_pm);
-	pm_close(&u->ev);
-	pm_close(&u->cmd);
+	if (u->open) {
+		/* Connections keep the manager they were made with (the
+		 * kernel copies it into each): only new ones go back. What
+		 * was there, unless it was the userspace one: that is a
+		 * killed agent's leftover (mptcpd users run --endpoints
+		 * mptcpd, which never changes it). */
+		bool leftover = !strcmp(u->saved_pm, u->sysctl ? "1" : "userspace");
+
+		sysctl_write(pm_sysctl[u->sysctl],
+			     leftover || !u->saved_pm[0] ? (u->sysctl ? "0" : "kernel") : u->saved_pm);
+		pm_close(&u->ev);
+		pm_close(&u->cmd);
+	}
 	free(u->tab);
 	u->tab = NULL;
 	u->cap = u->used = 0;
@@ -104,6 +110,46 @@ int upm_open(struct upm *u, bool fullmesh)
 	return 0;
 }
 
+int upm_kernel_pm_ensure(void)
+{
+	char v[32];
+
+	for (int i = 0; i < 2; i++)
+		if (sysctl_read(pm_sysctl[i], v, sizeof(v)) == 0) {
+			if (strcmp(v, i ? "1" : "userspace"))
+				return 0;
+			return sysctl_write(pm_sysctl[i], i ? "0" : "kernel") < 0 ? -EPERM : 1;
+		}
+	return 0;
+}
+
+void upm_set_concentrators(struct upm *u, const struct sockaddr_storage *conc, unsigned n)
+{
+	u->nconc = 0;
+	for (unsigned i = 0; i < n && u->nconc < UPM_MAX_CONC; i++) {
+		uint16_t port;
+
+		if (addr_to_in6((const struct sockaddr *)&conc[i], &u->conc[u->nconc], &port) == 0)
+			u->conc_port[u->nconc++] = port;
+	}
+}
+
+static bool is_concentrator(const struct upm *u, const struct in6_addr *a, uint16_t port)
+{
+	for (unsigned i = 0; i < u->nconc; i++)
+		if (u->conc_port[i] == port && !memcmp(&u->conc[i], a, 16))
+			return true;
+	return false;
+}
+
+/* Not unspecified, loopback or multicast (IPv4 mapped or IPv6). */
+static bool unicast(const struct in6_addr *a)
+{
+	if (IN6_IS_ADDR_V4MAPPED(a))
+		return a->s6_addr[12] != 0 && a->s6_addr[12] != 127 && a->s6_addr[12] < 224;
+	return !IN6_IS_ADDR_UNSPECIFIED(a) && !IN6_IS_ADDR_LOOPBACK(a) && !IN6_IS_ADDR_MULTICAST(a);
+}
+
 int upm_event_fd(const struct upm *u)
 {
 	return u->open ? mnl_socket_get_fd(u->ev.nl.sock) : -1;
@@ -111,7 +157,7 @@ int upm_event_fd(const struct upm *u)
 
 /* The table: open addressing on the token (random, from the kernel),
  * linear probing, backward-shift deletion. */
-static struct upm_conn *conn_find(struct upm *u, uint32_t token)
+struct upm_conn *upm_conn_find(struct upm *u, uint32_t token)
 {
 	if (!u->cap || !token)
 		return NULL;
@@ -202,7 +248,7 @@ static void conn_del(struct upm *u, struct upm_conn *c)
 	}
 }
 
-static void promo_push(struct upm *u, uint32_t token, uint8_t path, uint64_t due)
+static void promo_push(struct upm *u, struct upm_conn *c, uint8_t path, uint64_t due)
 {
 	if (u->qlen == u->qcap) {
 		uint32_t cap = u->qcap ? u->qcap * 2 : 64;
@@ -217,8 +263,10 @@ static void promo_push(struct upm *u, uint32_t token, uint8_t path, uint64_t due
 		u->qcap = cap;
 		u->qhead = 0;
 	}
-	u->q[(u->qhead + u->qlen) % u->qcap] = (struct upm_promo){ token, path, due };
+	u->q[(u->qhead + u->qlen) % u->qcap] =
+		(struct upm_promo){ c->token, path, c->sport[path], due };
 	u->qlen++;
+	c->queued |= (uint16_t)(1u << path);
 }
 
 /* Whether path pi's family fi is one joins are opened from now (paths.c
@@ -240,18 +288,35 @@ static int path_of_addr(const struct paths *ps, int fi, const struct in6_addr *a
 	return -1;
 }
 
+/* A join's local id: the path's, freed again by REMOVE when the path goes
+ * (so a new address may take it); the initial subflow's own address is
+ * known to the kernel under id 0 (--cluster's join from it). */
+static uint8_t join_id(const struct upm_conn *c, unsigned pi)
+{
+	return pi == c->init_path ? 0 : (uint8_t)(pi + 1);
+}
+
+static void join_forget(struct upm_conn *c, unsigned pi)
+{
+	uint16_t bit = (uint16_t)(1u << pi);
+
+	c->sub &= (uint16_t)~bit;
+	c->active &= (uint16_t)~bit;
+	c->sport[pi] = 0;
+	/* a queued promotion names the old port: it finds nothing */
+}
+
 static void join_open(struct upm *u, struct paths *ps, struct upm_conn *c, unsigned pi)
 {
 	const struct path *p = &ps->p[pi];
 	const struct path_fam *f = &p->f[c->fam];
 	char a[ADDR_STRLEN];
-	/* Every join starts as backup (see upm.h); the initial subflow's
-	 * own address is known to the kernel under id 0. */
-	uint8_t id = pi == c->init_path ? 0 : (uint8_t)(pi + 1);
+	/* Every join starts as backup (see upm.h). */
+	uint8_t id = join_id(c, pi);
 	int r;
 
-	if ((c->sub & (1u << pi)) || !c->remote_set)
-		return;
+	if ((c->sub & (1u << pi)) || !c->remote_set || !u->open)
+		return;  /* (not open: the table's unit test, no kernel) */
 	if (pi == c->init_path && !u->fullmesh)
 		return;
 	r = pm_subflow_create(&u->cmd, c->token, &f->ep_addr, id, p->neighbour ? 0 : p->ifindex,
@@ -265,9 +330,8 @@ static void join_open(struct upm *u, struct paths *ps, struct upm_conn *c, unsig
 					strerror(-r));
 		return;
 	}
+	join_forget(c, pi);
 	c->sub |= (uint16_t)(1u << pi);
-	c->active &= (uint16_t)~(1u << pi);
-	c->sport[pi] = 0;
 	atomic_fetch_add_explicit(&u->st.joins, 1, memory_order_relaxed);
 }
 
@@ -275,16 +339,23 @@ static void join_close(struct upm *u, struct paths *ps, struct upm_conn *c, unsi
 {
 	const struct path_fam *f = &ps->p[pi].f[c->fam];
 
+	uint8_t id = join_id(c, pi);
+	int r = -ENOENT;
+
 	if (!(c->sub & (1u << pi)))
 		return;
-	/* Not yet established: nothing to name it by; its SUB_ESTABLISHED
-	 * (if it comes) finds no bit and closes it then. */
-	if (c->sport[pi] &&
-	    pm_subflow_destroy(&u->cmd, c->token, &f->ep_addr, c->sport[pi], &c->rem, c->rport) == 0)
+	/* By its id: connecting or up, the join goes, and the id is free
+	 * for the path's next address. Id 0 is the initial subflow's
+	 * address: only this join is closed, by its port (a join still
+	 * connecting there finds no bit when it comes up, and is closed). */
+	if (id)
+		r = pm_remove_id(&u->cmd, c->token, id);
+	else if (c->sport[pi])
+		r = pm_subflow_destroy(&u->cmd, c->token, &f->ep_addr, c->sport[pi], &c->rem,
+				       c->rport);
+	if (r == 0)
 		atomic_fetch_add_explicit(&u->st.destroyed, 1, memory_order_relaxed);
-	c->sub &= (uint16_t)~(1u << pi);
-	c->active &= (uint16_t)~(1u << pi);
-	c->sport[pi] = 0;
+	join_forget(c, pi);
 }
 
 static void joins_open_all(struct upm *u, struct paths *ps, struct upm_conn *c)
@@ -303,25 +374,46 @@ struct ev_ctx {
 static void on_event(const struct pm_event *e, void *data)
 {
 	struct ev_ctx *x = data;
-	struct upm *u = x->u;
-	struct paths *ps = x->ps;
-	struct upm_conn *c = conn_find(u, e->token);
+
+	/* Each event's own time: a turn of many events (each ESTABLISHED
+	 * asks the kernel for joins) must not shorten a join's 100 ms. */
+	upm_event(x->u, x->ps, e, log_now_ms());
+}
+
+/* MP_PRIO on the initial subflow (the kernel's endpoints did this for a
+ * backup address): a flow that began on a backup path while the others
+ * were down moves off it once they are back. */
+static void initial_prio(struct upm *u, struct paths *ps, struct upm_conn *c, bool backup)
+{
+	const struct path_fam *f = &ps->p[c->init_path].f[c->fam];
+
+	if (c->init_sport && f->have_addr)
+		pm_subflow_set_flags(&u->cmd, c->token, &f->addr, c->init_sport, &c->rem0,
+				     c->rport0, backup ? PM_FLAG_BACKUP : 0);
+}
+
+void upm_event(struct upm *u, struct paths *ps, const struct pm_event *e, uint64_t now_ms)
+{
+	struct upm_conn *c = upm_conn_find(u, e->token);
 	int fi = IN6_IS_ADDR_V4MAPPED(&e->saddr) ? 0 : 1, pi;
 
 	switch (e->type) {
 	case MPTCP_EVENT_ESTABLISHED:
-		if (e->server_side || !e->has_addrs || c)
+		if (e->server_side || !e->has_addrs)
 			return;
-		/* Ours: from one of the paths' addresses. Anyone else's
-		 * MPTCP connection on the router keeps its one subflow. */
+		if (c)
+			conn_del(u, c);  /* a token the kernel gave again: its CLOSED was lost */
+		/* Ours: from one of the paths' addresses to a concentrator.
+		 * Anyone else's MPTCP connection on the router keeps its one
+		 * subflow. */
 		pi = path_of_addr(ps, fi, &e->saddr, false);
-		if (pi < 0)
+		if (pi < 0 || !is_concentrator(u, &e->daddr, e->dport))
 			return;
 		c = conn_add(u, e->token);
 		if (!c) {
-			if (log_ratelimit_ok(&u->rl, x->now))
-				log_warn("path manager: %u connections tracked, "
-					"no joins for more", u->used);
+			if (log_ratelimit_ok(&u->rl, now_ms))
+				log_warn("path manager: no room for more connections (%u tracked): "
+					 "no joins for new ones", u->used);
 			return;
 		}
 		atomic_fetch_add_explicit(&u->st.conns, 1, memory_order_relaxed);
@@ -330,15 +422,18 @@ static void on_event(const struct pm_event *e, void *data)
 		/* --cluster: the shared address takes no joins (MP_CAPABLE's
 		 * C flag); they go where the box announces itself. */
 		c->remote_set = !u->fullmesh;
-		c->rem = e->daddr;
-		c->rport = e->dport;
+		c->rem = c->rem0 = e->daddr;
+		c->rport = c->rport0 = e->dport;
+		c->init_sport = e->sport;
+		if (ps->p[pi].f[fi].ep_id && (ps->p[pi].f[fi].ep_flags & PM_FLAG_BACKUP))
+			initial_prio(u, ps, c, true);
 		joins_open_all(u, ps, c);
 		return;
 	case MPTCP_EVENT_ANNOUNCED:
 		if (!c || c->remote_set || !u->fullmesh)
 			return;
-		if ((IN6_IS_ADDR_V4MAPPED(&e->daddr) ? 0 : 1) != c->fam)
-			return;
+		if ((IN6_IS_ADDR_V4MAPPED(&e->daddr) ? 0 : 1) != c->fam || !unicast(&e->daddr))
+			return;  /* a box announces an address of its own */
 		c->rem = e->daddr;
 		if (e->dport)
 			c->rport = e->dport;
@@ -351,25 +446,24 @@ static void on_event(const struct pm_event *e, void *data)
 		pi = path_of_addr(ps, fi, &e->saddr, true);
 		if (pi < 0 || (pi == c->init_path && !u->fullmesh && !(c->sub & (1u << pi))))
 			return;  /* the initial subflow, or not from a path of ours */
-		if (!(c->sub & (1u << pi))) {
-			/* Closed while it was connecting: close it now. */
+		if (!(c->sub & (1u << pi)) || (c->sport[pi] && c->sport[pi] != e->sport)) {
+			/* Not the join we keep for this path (one that was
+			 * connecting when its path went, or a second one):
+			 * closed now, by its port. */
 			pm_subflow_destroy(&u->cmd, c->token, &e->saddr, e->sport, &e->daddr, e->dport);
 			return;
 		}
 		c->sport[pi] = e->sport;
-		if (!(ps->p[pi].f[fi].ep_flags & PM_FLAG_BACKUP))
-			promo_push(u, c->token, (uint8_t)pi, x->now + UPM_PROMOTE_MS);
+		if (!(ps->p[pi].f[fi].ep_flags & PM_FLAG_BACKUP) && !(c->queued & (1u << pi)))
+			promo_push(u, c, (uint8_t)pi, now_ms + UPM_PROMOTE_MS);
 		return;
 	case MPTCP_EVENT_SUB_CLOSED:
 		if (!c || !e->has_addrs || (uint8_t)fi != c->fam)
 			return;
 		pi = path_of_addr(ps, fi, &e->saddr, true);
 		if (pi >= 0 && (c->sub & (1u << pi)) &&
-		    (!c->sport[pi] || c->sport[pi] == e->sport)) {
-			c->sub &= (uint16_t)~(1u << pi);
-			c->active &= (uint16_t)~(1u << pi);
-			c->sport[pi] = 0;
-		}
+		    (!c->sport[pi] || c->sport[pi] == e->sport))
+			join_forget(c, pi);
 		return;
 	case MPTCP_EVENT_CLOSED:
 		if (c)
@@ -387,7 +481,7 @@ int upm_events(struct upm *u, struct paths *ps, uint64_t now_ms)
 
 	if (!u->open)
 		return 0;
-	r = pm_events_read(&u->ev, on_event, &x);
+	r = pm_events_read(&u->ev, UPM_EVENTS_PER_TURN, on_event, &x);
 	if (r == -ENOBUFS) {
 		/* Lost: some connections may have no joins, some joins stay
 		 * backup, some closed connections stay in the table until
@@ -396,7 +490,7 @@ int upm_events(struct upm *u, struct paths *ps, uint64_t now_ms)
 		if (log_ratelimit_ok(&u->rl, now_ms))
 			log_warn("path manager: MPTCP events lost (the kernel's "
 				"queue overran); some connections may use fewer paths");
-		r = pm_events_read(&u->ev, on_event, &x);
+		r = pm_events_read(&u->ev, UPM_EVENTS_PER_TURN, on_event, &x);
 	}
 	return r;
 }
@@ -415,9 +509,7 @@ static int join_prio(struct upm *u, struct paths *ps, struct upm_conn *c, unsign
 		c->active &= (uint16_t)~(1u << pi);
 	} else if (r == -EINVAL) {
 		/* Gone, with its SUB_CLOSED or CLOSED on the way (or lost). */
-		c->sub &= (uint16_t)~(1u << pi);
-		c->active &= (uint16_t)~(1u << pi);
-		c->sport[pi] = 0;
+		join_forget(c, pi);
 	}
 	return r;
 }
@@ -433,10 +525,13 @@ void upm_tick(struct upm *u, struct paths *ps, uint64_t now_ms, uint64_t *next_m
 				*next_ms = q->due_ms;
 			return;
 		}
-		c = conn_find(u, q->token);
-		/* Still there, still a join of ours, established, and its path
-		 * still wants it active. */
-		if (c && q->path < ps->n && (c->sub & (1u << q->path)) && c->sport[q->path] &&
+		c = upm_conn_find(u, q->token);
+		if (c && q->path < UPM_PATHS)
+			c->queued &= (uint16_t)~(1u << q->path);
+		/* Still there, still the same join of ours (its port), and its
+		 * path still wants it active. */
+		if (c && q->path < ps->n && (c->sub & (1u << q->path)) &&
+		    c->sport[q->path] == q->sport && q->sport &&
 		    !(c->active & (1u << q->path)) && path_enabled(ps, q->path, c->fam) &&
 		    !(ps->p[q->path].f[c->fam].ep_flags & PM_FLAG_BACKUP))
 			join_prio(u, ps, c, q->path, false);
@@ -480,13 +575,17 @@ void upm_path_prio(struct upm *u, struct paths *ps, unsigned pi, int fi, bool ba
 	for (uint32_t i = 0; i < u->cap; i++) {
 		struct upm_conn *c = &u->tab[i];
 
-		if (!c->token || c->fam != fi || !(c->sub & (1u << pi)) || !c->sport[pi])
+		if (!c->token || c->fam != fi)
+			continue;
+		if (c->init_path == pi)
+			initial_prio(u, ps, c, backup);
+		if (!(c->sub & (1u << pi)) || !c->sport[pi])
 			continue;
 		if (backup)
 			join_prio(u, ps, c, pi, true);
-		else if (!(c->active & (1u << pi)))
+		else if (!(c->active & (1u << pi)) && !(c->queued & (1u << pi)))
 			/* Established a while ago, most likely; the same wait
 			 * as a new one either way. */
-			promo_push(u, c->token, (uint8_t)pi, now_ms + UPM_PROMOTE_MS);
+			promo_push(u, c, (uint8_t)pi, now_ms + UPM_PROMOTE_MS);
 	}
 }

@@ -18,6 +18,7 @@
 #define GW_AGENT_UPM_H
 
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -27,7 +28,9 @@
 
 #define UPM_PROMOTE_MS 100
 #define UPM_PATHS 16                 /* = PATHS_MAX (paths.h checks) */
-#define UPM_MAX_CONNS (1u << 17)     /* table slots at most: 8 MiB, 65,536 connections */
+#define UPM_MAX_CONNS (1u << 15)     /* table slots at most: 2.6 MiB, 16,384 connections */
+#define UPM_MAX_CONC 4               /* = AGENT_MAX_CONC */
+#define UPM_EVENTS_PER_TURN 512      /* then the main loop's other work */
 
 struct upm_conn {
 	uint32_t token;                  /* 0: free slot */
@@ -35,15 +38,21 @@ struct upm_conn {
 	uint8_t init_path;               /* the first subflow's path, 0xff: none */
 	bool remote_set;                 /* rem/rport known (cluster: once announced) */
 	uint16_t rport;
-	uint16_t sub;                    /* paths with a join of ours */
-	uint16_t active;                 /* of those, made active or asked to be */
-	struct in6_addr rem;
+	uint16_t init_sport;             /* the first subflow's local port */
+	uint16_t sub;                    /* paths with a join of ours (connecting or up) */
+	uint16_t active;                 /* of those, made active */
+	uint16_t queued;                 /* of those, a promotion is queued */
+	struct in6_addr rem;              /* where joins go */
+	struct in6_addr rem0;             /* the first subflow's far end (the shared
+					   * address in a cluster) */
+	uint16_t rport0;
 	uint16_t sport[UPM_PATHS];       /* each join's local port, 0 until established */
 };
 
 struct upm_promo {
 	uint32_t token;
 	uint8_t path;
+	uint16_t sport;                  /* the join it is for (a path's next one is another) */
 	uint64_t due_ms;
 };
 
@@ -61,6 +70,11 @@ struct upm {
 	char saved_pm[32];               /* the sysctl's value before us */
 	uint8_t sysctl;                  /* 0: path_manager, 1: pm_type (before 6.15) */
 	bool fullmesh;                   /* --cluster: joins to the announced address */
+	/* Only connections to these are managed (anyone on the router can
+	 * make MPTCP connections from a path's address). */
+	struct in6_addr conc[UPM_MAX_CONC];
+	uint16_t conc_port[UPM_MAX_CONC];
+	unsigned nconc;
 	struct upm_stats st;
 	struct log_ratelimit rl;
 };
@@ -73,9 +87,19 @@ int upm_open(struct upm *u, bool fullmesh);
 /* Back to the path manager there was before (one teardown). */
 void upm_close(struct upm *u);
 int upm_event_fd(const struct upm *u);
+/* --endpoints kernel: the kernel's path manager must be the namespace's
+ * (a killed agent may have left the userspace one): 1 when it was put
+ * back, 0 when it was already, -EPERM when it could not be. */
+int upm_kernel_pm_ensure(void);
+/* The concentrators (start, reload): connections to others are not ours. */
+void upm_set_concentrators(struct upm *u, const struct sockaddr_storage *conc, unsigned n);
 /* Events queued: the table follows; joins opened for new connections.
  * Returns how many events, or -ENOBUFS after a loss (logged). */
 int upm_events(struct upm *u, struct paths *ps, uint64_t now_ms);
+/* One event (what upm_events does with each; tests). */
+void upm_event(struct upm *u, struct paths *ps, const struct pm_event *e, uint64_t now_ms);
+/* The connection with this token, or NULL. */
+struct upm_conn *upm_conn_find(struct upm *u, uint32_t token);
 /* Promotions due: made; *next_ms lowered to the next one's time. */
 void upm_tick(struct upm *u, struct paths *ps, uint64_t now_ms, uint64_t *next_ms);
 /* A path's family was enabled (or its address or flags changed): joins

@@ -101,10 +101,10 @@ say "Metrics scraped from /metrics at the end (a selection; Prometheus text form
 {
 	ip netns exec "$(ns conc)" curl -sf http://127.0.0.1:9124/metrics
 	ip netns exec "$(ns gw)" curl -sf http://127.0.0.1:9125/metrics
-} | grep -E '^(mptcp_concentrator_(connections_accepted_total|flows_closed_total\{outcome="done"|bytes_total|subflows_per_flow_(count|sum)|upstream_connect_seconds_(count|sum))|gw_agent_(path_up|path_bytes_total|path_probe_rtt_seconds|flows_total\{via="concentrator"|bytes_total|concentrator_up))' |
+} | grep -E '^(mptcp_concentrator_(connections_accepted_total|flows_closed_total\{outcome="done"|bytes_total|subflows_per_flow_(count|sum)|upstream_connect_seconds_(count|sum))|gw_agent_(path_up|path_bytes_total|path_probe_rtt_seconds|flows_total\{via="concentrator"|bytes_total|concentrator_up|path_manager_joins_total))' |
 	sed 's/^/    /'
-say "Endpoints the agent keeps (ip mptcp endpoint show):"
-ip -n "$(ns gw)" mptcp endpoint show | sed 's/^/    /'
+say "The agent is the path manager: each join opened as backup, made active 100 ms after it is up"
+say "(net.mptcp.path_manager in the gateway: $(ip netns exec "$(ns gw)" sysctl -n net.mptcp.path_manager))."
 
 if command -v gnuplot >/dev/null; then
 	gnuplot <<GP
