@@ -282,8 +282,18 @@ gone_check() {
 check "nothing of the agent's is left in the kernel" gone_check
 
 # Backup: path 2 only carries traffic when path 1 is down. This run uses
-# the kernel's path manager (MPTCP endpoints), so that mode stays tested.
+# the kernel's path manager (MPTCP endpoints), so that mode stays tested,
+# after an agent killed outright left the userspace one in place (its
+# endpoints would do nothing: path 2 would never take over below).
+ip netns exec "$(ns gw)" sysctl -qw net.mptcp.path_manager=userspace
 start_agent agent2 --path gw-p1 --path gw-p2,mode=backup --endpoints kernel || exit 1
+leftover_check() {
+	local pm; pm=$(ip netns exec "$(ns gw)" sysctl -n net.mptcp.path_manager)
+	grep "path_manager was userspace" "$WORKDIR/agent2.log"
+	echo "path_manager: $pm"
+	[ "$pm" = kernel ] && grep -q "path_manager was userspace" "$WORKDIR/agent2.log"
+}
+check "a killed agent's userspace path manager is put back for the endpoints (warned)" leftover_check
 A2=$AGENT_PID
 sleep 0.5
 backup_check() {
