@@ -147,7 +147,7 @@ $T/agent.json: fallback: "maybe" is not direct or reset
 $T/agent.json: block_quic: is a string, expected true or false
 $T/agent.json: timeouts.connect: "-1" is out of range (0..3600 seconds)
 $T/agent.json: timeouts.keepalive: "7201" is out of range (0..7200)
-$T/agent.json: endpoints: "networkmanager" is not kernel or mptcpd
+$T/agent.json: endpoints: "networkmanager" is not agent, kernel or mptcpd
 END
 cat > "$T/agent-ok.json" <<'J'
 {
