@@ -1,16 +1,21 @@
 #include "upm.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libmnl/libmnl.h>
+#include <linux/inet_diag.h>
 #include <linux/mptcp.h>
+#include <linux/sock_diag.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "addr.h"
-#include <arpa/inet.h>
 #include "log.h"
+#include "nl.h"
 #include "paths.h"
 
 _Static_assert(UPM_PATHS == PATHS_MAX, "a join bit per path");
@@ -474,6 +479,128 @@ void upm_event(struct upm *u, struct paths *ps, const struct pm_event *e, uint64
 	}
 }
 
+/* After lost events: the kernel's MPTCP sockets as they are now (sock_diag,
+ * both families), each as the ESTABLISHED event that might have been lost,
+ * and the table's connections that are gone, deleted (a lost CLOSED would
+ * keep them until the table is full). Bounded by the sockets there are. */
+struct live {
+	uint32_t *tok;
+	size_t n, cap;
+	struct upm *u;
+	struct paths *ps;
+	uint64_t now;
+};
+
+static int diag_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct live *l = data;
+	const struct inet_diag_msg *m = mnl_nlmsg_get_payload(nlh);
+	const struct nlattr *a;
+	struct mptcp_info mi;
+	struct pm_event e = { .type = MPTCP_EVENT_ESTABLISHED, .has_addrs = true };
+
+	if (nlh->nlmsg_len < MNL_NLMSG_HDRLEN + sizeof(*m))
+		return MNL_CB_OK;
+	memset(&mi, 0, sizeof(mi));
+	mnl_attr_for_each(a, nlh, sizeof(*m))
+		if (mnl_attr_get_type(a) == INET_DIAG_INFO)
+			memcpy(&mi, mnl_attr_get_payload(a),
+			       mnl_attr_get_payload_len(a) < sizeof(mi) ? mnl_attr_get_payload_len(a)
+									: sizeof(mi));
+	if (!mi.mptcpi_token || m->idiag_state == 10 /* TCP_LISTEN */)
+		return MNL_CB_OK;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 256;
+		uint32_t *t = realloc(l->tok, cap * sizeof(*t));
+
+		if (!t)
+			return MNL_CB_ERROR;
+		l->tok = t;
+		l->cap = cap;
+	}
+	l->tok[l->n++] = mi.mptcpi_token;
+	if (m->idiag_state != 1 /* TCP_ESTABLISHED */ || upm_conn_find(l->u, mi.mptcpi_token))
+		return MNL_CB_OK;
+	/* Established and not in the table: its ESTABLISHED may be lost. */
+	e.token = mi.mptcpi_token;
+	if (m->idiag_family == AF_INET) {
+		e.saddr.s6_addr[10] = e.saddr.s6_addr[11] = 0xff;
+		e.daddr.s6_addr[10] = e.daddr.s6_addr[11] = 0xff;
+		memcpy(e.saddr.s6_addr + 12, m->id.idiag_src, 4);
+		memcpy(e.daddr.s6_addr + 12, m->id.idiag_dst, 4);
+	} else {
+		memcpy(&e.saddr, m->id.idiag_src, 16);
+		memcpy(&e.daddr, m->id.idiag_dst, 16);
+	}
+	e.sport = ntohs(m->id.idiag_sport);
+	e.dport = ntohs(m->id.idiag_dport);
+	upm_event(l->u, l->ps, &e, l->now);
+	return MNL_CB_OK;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int upm_resync(struct upm *u, struct paths *ps, uint64_t now_ms)
+{
+	struct live l = { .u = u, .ps = ps, .now = now_ms };
+	struct nl nl;
+	int r = nl_open(&nl, NETLINK_SOCK_DIAG);
+	unsigned dropped = 0;
+
+	if (r < 0)
+		return r;
+	for (int fam = 0; fam < 2 && r >= 0; fam++) {
+		char buf[256];
+		struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+		struct inet_diag_req_v2 *req;
+
+		nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
+		nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+		nlh->nlmsg_seq = nl_next_seq(&nl);
+		req = mnl_nlmsg_put_extra_header(nlh, sizeof(*req));
+		req->sdiag_family = fam ? AF_INET6 : AF_INET;
+		req->idiag_ext = 1 << (INET_DIAG_INFO - 1);
+		req->idiag_states = ~0u;
+		/* IPPROTO_MPTCP (262) does not fit sdiag_protocol. */
+		mnl_attr_put_u32(nlh, INET_DIAG_REQ_PROTOCOL, IPPROTO_MPTCP);
+		r = nl_talk(&nl, nlh, diag_cb, &l);
+	}
+	nl_close(&nl);
+	if (r < 0) {
+		free(l.tok);
+		return r;
+	}
+	qsort(l.tok, l.n, sizeof(*l.tok), cmp_u32);
+	/* The gone ones first (deleting moves entries and may shrink the
+	 * table), then each found again and deleted. */
+	uint32_t *gone = malloc((u->used ? u->used : 1) * sizeof(*gone));
+
+	if (!gone) {
+		free(l.tok);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < u->cap; i++) {
+		uint32_t t = u->tab[i].token;
+
+		if (t && !bsearch(&t, l.tok, l.n, sizeof(t), cmp_u32))
+			gone[dropped++] = t;
+	}
+	for (unsigned k = 0; k < dropped; k++) {
+		struct upm_conn *c = upm_conn_find(u, gone[k]);
+
+		if (c)
+			conn_del(u, c);
+	}
+	free(gone);
+	free(l.tok);
+	return (int)dropped;
+}
+
 int upm_events(struct upm *u, struct paths *ps, uint64_t now_ms)
 {
 	struct ev_ctx x = { u, ps, now_ms };
@@ -483,13 +610,16 @@ int upm_events(struct upm *u, struct paths *ps, uint64_t now_ms)
 		return 0;
 	r = pm_events_read(&u->ev, UPM_EVENTS_PER_TURN, on_event, &x);
 	if (r == -ENOBUFS) {
-		/* Lost: some connections may have no joins, some joins stay
-		 * backup, some closed connections stay in the table until
-		 * their token fails a command. All slower, none wrong. */
+		/* Lost: connections seen again from the kernel's sockets;
+		 * a lost SUB_ESTABLISHED still leaves its join backup (slower,
+		 * never wrong), counted. */
 		atomic_fetch_add_explicit(&u->st.events_lost, 1, memory_order_relaxed);
+		int d = upm_resync(u, ps, now_ms);
+
 		if (log_ratelimit_ok(&u->rl, now_ms))
-			log_warn("path manager: MPTCP events lost (the kernel's "
-				"queue overran); some connections may use fewer paths");
+			log_warn("path manager: MPTCP events lost (the kernel's queue overran): "
+				 "looked again at the kernel's connections (%d gone%s)", d < 0 ? 0 : d,
+				 d < 0 ? ", the look failed" : "");
 		r = pm_events_read(&u->ev, UPM_EVENTS_PER_TURN, on_event, &x);
 	}
 	return r;

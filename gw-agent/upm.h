@@ -98,6 +98,10 @@ void upm_set_concentrators(struct upm *u, const struct sockaddr_storage *conc, u
 int upm_events(struct upm *u, struct paths *ps, uint64_t now_ms);
 /* One event (what upm_events does with each; tests). */
 void upm_event(struct upm *u, struct paths *ps, const struct pm_event *e, uint64_t now_ms);
+/* After lost events: the table brought in line with the kernel's MPTCP
+ * sockets (sock_diag): gone ones deleted, established ones of ours added
+ * (their joins opened). Returns how many were deleted, or -errno. */
+int upm_resync(struct upm *u, struct paths *ps, uint64_t now_ms);
 /* The connection with this token, or NULL. */
 struct upm_conn *upm_conn_find(struct upm *u, uint32_t token);
 /* Promotions due: made; *next_ms lowered to the next one's time. */

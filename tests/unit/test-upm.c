@@ -11,6 +11,13 @@
 
 #include <arpa/inet.h>
 #include <linux/mptcp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#ifndef SOL_MPTCP
+#define SOL_MPTCP 284
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -147,12 +154,64 @@ static void test_not_ours(void)
 	CHECK_INT(u.used, 0);
 }
 
+/* Lost events: a connection the table never saw (a real MPTCP one, on
+ * loopback, from "path 3"'s address to a "concentrator" there) is found
+ * in the kernel's sockets and added; a token the kernel no longer has
+ * (its CLOSED lost) is deleted. */
+static void test_resync(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_storage conc = { 0 };
+	socklen_t al = sizeof(a);
+	int l = socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP), c = -1, s = -1;
+	struct mptcp_info mi;
+	socklen_t ml = sizeof(mi);
+
+	CHECK(l >= 0);
+	if (l < 0)
+		return;
+	CHECK_INT(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	CHECK_INT(listen(l, 4), 0);
+	getsockname(l, (struct sockaddr *)&a, &al);
+	memcpy(&conc, &a, sizeof(a));
+	upm_set_concentrators(&u, &conc, 1);
+	c = socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP);
+	CHECK_INT(connect(c, (struct sockaddr *)&a, sizeof(a)), 0);
+	s = accept(l, NULL, NULL);
+	CHECK(s >= 0);
+	memset(&mi, 0, sizeof(mi));
+	CHECK_INT(getsockopt(c, SOL_MPTCP, MPTCP_INFO, &mi, &ml), 0);
+	CHECK(mi.mptcpi_token != 0);
+	/* a stale entry: ESTABLISHED seen, CLOSED lost */
+	ev(MPTCP_EVENT_ESTABLISHED, 0x5eed, "127.0.0.1", false);
+	{
+		struct pm_event e = { .type = MPTCP_EVENT_ESTABLISHED, .token = 0x5eed,
+				      .has_addrs = true, .sport = 1, .dport = ntohs(a.sin_port) };
+
+		e.saddr = v4("127.0.0.1");
+		e.daddr = v4("127.0.0.1");
+		upm_event(&u, &ps, &e, 1000);
+	}
+	CHECK(upm_conn_find(&u, 0x5eed) != NULL);
+	CHECK(upm_conn_find(&u, mi.mptcpi_token) == NULL);
+	CHECK_INT(upm_resync(&u, &ps, 2000), 1);
+	CHECK(upm_conn_find(&u, 0x5eed) == NULL);
+	CHECK(upm_conn_find(&u, mi.mptcpi_token) != NULL);
+	CHECK(upm_conn_find(&u, mi.mptcpi_token) &&
+	      upm_conn_find(&u, mi.mptcpi_token)->init_path == 2);
+	close(s);
+	close(c);
+	close(l);
+}
+
 int main(void)
 {
-	ps.n = 2;
+	ps.n = 3;
 	strcpy(ps.p[0].ifname, "gw-p1");
 	strcpy(ps.p[1].ifname, "gw-p2");
-	for (int i = 0; i < 2; i++) {
+	strcpy(ps.p[2].ifname, "lo");
+	ps.p[2].f[0].addr = ps.p[2].f[0].ep_addr = v4("127.0.0.1");
+	for (int i = 0; i < 3; i++) {
 		ps.p[i].up = true;
 		ps.p[i].f[0].have_addr = true;
 		ps.p[i].f[0].ep_id = (uint8_t)(i + 1);
@@ -172,6 +231,7 @@ int main(void)
 	RUN(test_random);
 	RUN(test_clustered);
 	RUN(test_not_ours);
+	RUN(test_resync);
 	upm_close(&u);
 	return check_finish();
 }
