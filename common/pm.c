@@ -28,6 +28,12 @@ static int v4mapped(const struct in6_addr *a)
 	return IN6_IS_ADDR_V4MAPPED(a);
 }
 
+/* A request to the mptcp_pm family in buf (PM_BUF bytes). */
+static struct nlmsghdr *request(struct pm *pm, char *buf, uint8_t cmd, uint16_t flags)
+{
+	return nl_genl_put(buf, pm->family, cmd, flags, nl_next_seq(&pm->nl), MPTCP_PM_VER);
+}
+
 int pm_open(struct pm *pm)
 {
 	int r;
@@ -49,48 +55,29 @@ void pm_close(struct pm *pm)
 	nl_close(&pm->nl);
 }
 
-static void put_addr(struct nlmsghdr *nlh, const struct in6_addr *a, int ifindex,
-		     uint32_t flags, int with_id, uint8_t id)
-{
-	struct nlattr *nest = mnl_attr_nest_start(nlh, MPTCP_PM_ATTR_ADDR);
+/* No flags attribute (FLAGS_NONE), or this value even when 0 (SET_FLAGS
+ * clears backup with an explicit 0). */
+#define FLAGS_NONE UINT32_MAX
 
-	if (with_id)
-		mnl_attr_put_u8(nlh, MPTCP_PM_ADDR_ATTR_ID, id);
-	if (a) {
-		if (v4mapped(a)) {
-			mnl_attr_put_u16(nlh, MPTCP_PM_ADDR_ATTR_FAMILY, AF_INET);
-			mnl_attr_put(nlh, MPTCP_PM_ADDR_ATTR_ADDR4, 4, a->s6_addr + 12);
-		} else {
-			mnl_attr_put_u16(nlh, MPTCP_PM_ADDR_ATTR_FAMILY, AF_INET6);
-			mnl_attr_put(nlh, MPTCP_PM_ADDR_ATTR_ADDR6, 16, a);
-		}
-	}
-	if (flags)
-		mnl_attr_put_u32(nlh, MPTCP_PM_ADDR_ATTR_FLAGS, flags);
-	if (ifindex > 0)
-		mnl_attr_put_u32(nlh, MPTCP_PM_ADDR_ATTR_IF_IDX, (uint32_t)ifindex);
-	mnl_attr_nest_end(nlh, nest);
-}
-
-/* A nested address (local MPTCP_PM_ATTR_ADDR or MPTCP_PM_ATTR_ADDR_REMOTE)
- * with a port, for the userspace PM's subflow commands. */
-static void put_addr_port(struct nlmsghdr *nlh, uint16_t attr, const struct in6_addr *a,
-			  uint16_t port, int with_id, uint8_t id, uint32_t flags, int ifindex)
+/* A nested address: MPTCP_PM_ATTR_ADDR (local, or an endpoint) or
+ * MPTCP_PM_ATTR_ADDR_REMOTE. a NULL: the id alone (DEL_ADDR). */
+static void put_addr(struct nlmsghdr *nlh, uint16_t attr, const struct in6_addr *a,
+		     uint16_t port, int with_id, uint8_t id, uint32_t flags, int ifindex)
 {
 	struct nlattr *nest = mnl_attr_nest_start(nlh, attr);
 
 	if (with_id)
 		mnl_attr_put_u8(nlh, MPTCP_PM_ADDR_ATTR_ID, id);
-	if (v4mapped(a)) {
+	if (a && v4mapped(a)) {
 		mnl_attr_put_u16(nlh, MPTCP_PM_ADDR_ATTR_FAMILY, AF_INET);
 		mnl_attr_put(nlh, MPTCP_PM_ADDR_ATTR_ADDR4, 4, a->s6_addr + 12);
-	} else {
+	} else if (a) {
 		mnl_attr_put_u16(nlh, MPTCP_PM_ADDR_ATTR_FAMILY, AF_INET6);
 		mnl_attr_put(nlh, MPTCP_PM_ADDR_ATTR_ADDR6, 16, a);
 	}
 	if (port)
 		mnl_attr_put_u16(nlh, MPTCP_PM_ADDR_ATTR_PORT, port);
-	if (flags)
+	if (flags != FLAGS_NONE)
 		mnl_attr_put_u32(nlh, MPTCP_PM_ADDR_ATTR_FLAGS, flags);
 	if (ifindex > 0)
 		mnl_attr_put_u32(nlh, MPTCP_PM_ADDR_ATTR_IF_IDX, (uint32_t)ifindex);
@@ -184,8 +171,7 @@ static int endpoint_cb(const struct nlmsghdr *nlh, void *data)
 static int dump(struct pm *pm, struct dump_ctx *c)
 {
 	char buf[PM_BUF];
-	struct nlmsghdr *nlh = nl_genl_put(buf, pm->family, MPTCP_PM_CMD_GET_ADDR,
-					NLM_F_DUMP, nl_next_seq(&pm->nl), MPTCP_PM_VER);
+	struct nlmsghdr *nlh = request(pm, buf, MPTCP_PM_CMD_GET_ADDR, NLM_F_DUMP);
 
 	return nl_talk(&pm->nl, nlh, endpoint_cb, c);
 }
@@ -201,12 +187,11 @@ int pm_dump(struct pm *pm, struct pm_endpoint *ret, unsigned max)
 int pm_add(struct pm *pm, const struct in6_addr *a, int ifindex, uint32_t flags)
 {
 	char buf[PM_BUF];
-	struct nlmsghdr *nlh = nl_genl_put(buf, pm->family, MPTCP_PM_CMD_ADD_ADDR,
-					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
+	struct nlmsghdr *nlh = request(pm, buf, MPTCP_PM_CMD_ADD_ADDR, NLM_F_ACK);
 	struct dump_ctx c = { .matching = 1, .match = *a };
 	int r;
 
-	put_addr(nlh, a, ifindex, flags, 0, 0);
+	put_addr(nlh, MPTCP_PM_ATTR_ADDR, a, 0, 0, 0, flags ? flags : FLAGS_NONE, ifindex);
 	r = nl_talk(&pm->nl, nlh, NULL, NULL);
 	if (r < 0)
 		return r;
@@ -220,18 +205,16 @@ int pm_add(struct pm *pm, const struct in6_addr *a, int ifindex, uint32_t flags)
 int pm_del(struct pm *pm, uint8_t id)
 {
 	char buf[PM_BUF];
-	struct nlmsghdr *nlh = nl_genl_put(buf, pm->family, MPTCP_PM_CMD_DEL_ADDR,
-					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
+	struct nlmsghdr *nlh = request(pm, buf, MPTCP_PM_CMD_DEL_ADDR, NLM_F_ACK);
 
-	put_addr(nlh, NULL, 0, 0, 1, id);
+	put_addr(nlh, MPTCP_PM_ATTR_ADDR, NULL, 0, 1, id, FLAGS_NONE, 0);
 	return nl_talk(&pm->nl, nlh, NULL, NULL);
 }
 
 int pm_flush(struct pm *pm)
 {
 	char buf[PM_BUF];
-	struct nlmsghdr *nlh = nl_genl_put(buf, pm->family, MPTCP_PM_CMD_FLUSH_ADDRS,
-					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
+	struct nlmsghdr *nlh = request(pm, buf, MPTCP_PM_CMD_FLUSH_ADDRS, NLM_F_ACK);
 
 	return nl_talk(&pm->nl, nlh, NULL, NULL);
 }
@@ -239,8 +222,7 @@ int pm_flush(struct pm *pm)
 int pm_set_limits(struct pm *pm, uint32_t subflows, uint32_t add_addr_accepted)
 {
 	char buf[PM_BUF];
-	struct nlmsghdr *nlh = nl_genl_put(buf, pm->family, MPTCP_PM_CMD_SET_LIMITS,
-					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
+	struct nlmsghdr *nlh = request(pm, buf, MPTCP_PM_CMD_SET_LIMITS, NLM_F_ACK);
 
 	mnl_attr_put_u32(nlh, MPTCP_PM_ATTR_SUBFLOWS, subflows);
 	mnl_attr_put_u32(nlh, MPTCP_PM_ATTR_RCV_ADD_ADDRS, add_addr_accepted);
@@ -268,8 +250,7 @@ static int limits_cb(const struct nlmsghdr *nlh, void *data)
 int pm_get_limits(struct pm *pm, uint32_t *ret_subflows, uint32_t *ret_add_addr_accepted)
 {
 	char buf[PM_BUF];
-	struct nlmsghdr *nlh = nl_genl_put(buf, pm->family, MPTCP_PM_CMD_GET_LIMITS,
-					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
+	struct nlmsghdr *nlh = request(pm, buf, MPTCP_PM_CMD_GET_LIMITS, NLM_F_ACK);
 	struct limits_ctx c = { 0 };
 	int r = nl_talk(&pm->nl, nlh, limits_cb, &c);
 
@@ -300,12 +281,11 @@ int pm_subflow_create(struct pm *pm, uint32_t token, const struct in6_addr *loc,
 		      int ifindex, uint32_t flags, const struct in6_addr *rem, uint16_t rem_port)
 {
 	char buf[PM_BUF];
-	struct nlmsghdr *nlh = nl_genl_put(buf, pm->family, MPTCP_PM_CMD_SUBFLOW_CREATE,
-					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
+	struct nlmsghdr *nlh = request(pm, buf, MPTCP_PM_CMD_SUBFLOW_CREATE, NLM_F_ACK);
 
 	mnl_attr_put_u32(nlh, MPTCP_PM_ATTR_TOKEN, token);
-	put_addr_port(nlh, MPTCP_PM_ATTR_ADDR, loc, 0, 1, loc_id, flags, ifindex);
-	put_addr_port(nlh, MPTCP_PM_ATTR_ADDR_REMOTE, rem, rem_port, 0, 0, 0, 0);
+	put_addr(nlh, MPTCP_PM_ATTR_ADDR, loc, 0, 1, loc_id, flags, ifindex);
+	put_addr(nlh, MPTCP_PM_ATTR_ADDR_REMOTE, rem, rem_port, 0, 0, FLAGS_NONE, 0);
 	return nl_talk(&pm->nl, nlh, NULL, NULL);
 }
 
@@ -313,20 +293,18 @@ int pm_subflow_destroy(struct pm *pm, uint32_t token, const struct in6_addr *loc
 		       uint16_t loc_port, const struct in6_addr *rem, uint16_t rem_port)
 {
 	char buf[PM_BUF];
-	struct nlmsghdr *nlh = nl_genl_put(buf, pm->family, MPTCP_PM_CMD_SUBFLOW_DESTROY,
-					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
+	struct nlmsghdr *nlh = request(pm, buf, MPTCP_PM_CMD_SUBFLOW_DESTROY, NLM_F_ACK);
 
 	mnl_attr_put_u32(nlh, MPTCP_PM_ATTR_TOKEN, token);
-	put_addr_port(nlh, MPTCP_PM_ATTR_ADDR, loc, loc_port, 0, 0, 0, 0);
-	put_addr_port(nlh, MPTCP_PM_ATTR_ADDR_REMOTE, rem, rem_port, 0, 0, 0, 0);
+	put_addr(nlh, MPTCP_PM_ATTR_ADDR, loc, loc_port, 0, 0, FLAGS_NONE, 0);
+	put_addr(nlh, MPTCP_PM_ATTR_ADDR_REMOTE, rem, rem_port, 0, 0, FLAGS_NONE, 0);
 	return nl_talk(&pm->nl, nlh, NULL, NULL);
 }
 
 int pm_remove_id(struct pm *pm, uint32_t token, uint8_t loc_id)
 {
 	char buf[PM_BUF];
-	struct nlmsghdr *nlh = nl_genl_put(buf, pm->family, MPTCP_PM_CMD_REMOVE,
-					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
+	struct nlmsghdr *nlh = request(pm, buf, MPTCP_PM_CMD_REMOVE, NLM_F_ACK);
 
 	mnl_attr_put_u32(nlh, MPTCP_PM_ATTR_TOKEN, token);
 	mnl_attr_put_u8(nlh, MPTCP_PM_ATTR_LOC_ID, loc_id);
@@ -338,25 +316,12 @@ int pm_subflow_set_flags(struct pm *pm, uint32_t token, const struct in6_addr *l
 			 uint32_t flags)
 {
 	char buf[PM_BUF];
-	struct nlmsghdr *nlh = nl_genl_put(buf, pm->family, MPTCP_PM_CMD_SET_FLAGS,
-					NLM_F_ACK, nl_next_seq(&pm->nl), MPTCP_PM_VER);
-	struct nlattr *nest;
+	struct nlmsghdr *nlh = request(pm, buf, MPTCP_PM_CMD_SET_FLAGS, NLM_F_ACK);
 
 	mnl_attr_put_u32(nlh, MPTCP_PM_ATTR_TOKEN, token);
 	/* The flags go in the local address; an explicit 0 clears backup. */
-	nest = mnl_attr_nest_start(nlh, MPTCP_PM_ATTR_ADDR);
-	if (v4mapped(loc)) {
-		mnl_attr_put_u16(nlh, MPTCP_PM_ADDR_ATTR_FAMILY, AF_INET);
-		mnl_attr_put(nlh, MPTCP_PM_ADDR_ATTR_ADDR4, 4, loc->s6_addr + 12);
-	} else {
-		mnl_attr_put_u16(nlh, MPTCP_PM_ADDR_ATTR_FAMILY, AF_INET6);
-		mnl_attr_put(nlh, MPTCP_PM_ADDR_ATTR_ADDR6, 16, loc);
-	}
-	if (loc_port)
-		mnl_attr_put_u16(nlh, MPTCP_PM_ADDR_ATTR_PORT, loc_port);
-	mnl_attr_put_u32(nlh, MPTCP_PM_ADDR_ATTR_FLAGS, flags);
-	mnl_attr_nest_end(nlh, nest);
-	put_addr_port(nlh, MPTCP_PM_ATTR_ADDR_REMOTE, rem, rem_port, 0, 0, 0, 0);
+	put_addr(nlh, MPTCP_PM_ATTR_ADDR, loc, loc_port, 0, 0, flags, 0);
+	put_addr(nlh, MPTCP_PM_ATTR_ADDR_REMOTE, rem, rem_port, 0, 0, FLAGS_NONE, 0);
 	return nl_talk(&pm->nl, nlh, NULL, NULL);
 }
 

@@ -459,7 +459,9 @@ void upm_event(struct upm *u, struct paths *ps, const struct pm_event *e, uint64
 			return;
 		}
 		c->sport[pi] = e->sport;
-		if (!(ps->p[pi].f[fi].ep_flags & PM_FLAG_BACKUP) && !(c->queued & (1u << pi)))
+		/* Always queued: a promotion still queued for the path's
+		 * previous join names that one's port and will find nothing. */
+		if (!(ps->p[pi].f[fi].ep_flags & PM_FLAG_BACKUP))
 			promo_push(u, c, (uint8_t)pi, now_ms + UPM_PROMOTE_MS);
 		return;
 	case MPTCP_EVENT_SUB_CLOSED:

@@ -111,10 +111,14 @@ damaged_flow() {
 }
 # An upload damaged on its way to the concentrator: the concentrator finds
 # the record wrong and resets; the server has a prefix of what was sent,
-# never a wrong byte.
+# never a wrong byte. The prefix may be empty: the concentrator's reset
+# (RST) makes the server's kernel drop what its application had not read
+# yet, and a slow server (the sanitizer build, once in 4 runs) had read
+# none of the 256 KiB or more relayed to it before the damage (the
+# moved check in damaged_flow shows they were).
 upload_damaged() {
 	damaged_flow conc conc "tcp dport 5124" up || return 1
-	grep -q "the server got [1-9][0-9]* bytes, a prefix" "$WORKDIR/dmg.out"
+	grep -q "the server got [0-9][0-9]* bytes, a prefix" "$WORKDIR/dmg.out"
 }
 check "upload damaged on the wire mid-flow: reset by the concentrator, the server has only the good prefix, counted" upload_damaged
 # A download damaged on its way to the gateway: the agent resets; the LAN
