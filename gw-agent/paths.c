@@ -291,7 +291,7 @@ static void upm_apply(struct paths *ps, struct path *p, int fi, bool want, uint3
 		ps->changes++;
 		log_info("path %s: joins from %s%s", path_name(p), addr_format_in6(&f->addr, 0, a),
 			 (flags & PM_FLAG_BACKUP) ? " (backup)" : "");
-		upm_path_on(&ps->upm, ps, pi, fi, now);
+		upm_path_on(&ps->upm, ps, pi, fi);
 	}
 }
 

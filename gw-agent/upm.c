@@ -674,29 +674,25 @@ void upm_tick(struct upm *u, struct paths *ps, uint64_t now_ms, uint64_t *next_m
 		u->qhead = 0;
 }
 
-void upm_path_on(struct upm *u, struct paths *ps, unsigned pi, int fi, uint64_t now_ms)
+/* fn on path pi's join of every connection of family fi. */
+static void each_conn(struct upm *u, struct paths *ps, unsigned pi, int fi,
+		      void (*fn)(struct upm *, struct paths *, struct upm_conn *, unsigned))
 {
-	(void)now_ms;
 	if (!u->open)
 		return;
-	for (uint32_t i = 0; i < u->cap; i++) {
-		struct upm_conn *c = &u->tab[i];
+	for (uint32_t i = 0; i < u->cap; i++)
+		if (u->tab[i].token && u->tab[i].fam == fi)
+			fn(u, ps, &u->tab[i], pi);
+}
 
-		if (c->token && c->fam == fi)
-			join_open(u, ps, c, pi);
-	}
+void upm_path_on(struct upm *u, struct paths *ps, unsigned pi, int fi)
+{
+	each_conn(u, ps, pi, fi, join_open);
 }
 
 void upm_path_off(struct upm *u, struct paths *ps, unsigned pi, int fi)
 {
-	if (!u->open)
-		return;
-	for (uint32_t i = 0; i < u->cap; i++) {
-		struct upm_conn *c = &u->tab[i];
-
-		if (c->token && c->fam == fi)
-			join_close(u, ps, c, pi);
-	}
+	each_conn(u, ps, pi, fi, join_close);
 }
 
 void upm_path_prio(struct upm *u, struct paths *ps, unsigned pi, int fi, bool backup,

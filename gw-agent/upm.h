@@ -109,7 +109,7 @@ void upm_tick(struct upm *u, struct paths *ps, uint64_t now_ms, uint64_t *next_m
 /* A path's family was enabled (or its address or flags changed): joins
  * from it on every connection that lacks one; backup or active as flags
  * say. */
-void upm_path_on(struct upm *u, struct paths *ps, unsigned pi, int fi, uint64_t now_ms);
+void upm_path_on(struct upm *u, struct paths *ps, unsigned pi, int fi);
 /* Disabled: its joins are closed on every connection. */
 void upm_path_off(struct upm *u, struct paths *ps, unsigned pi, int fi);
 /* Its backup flag changed: MP_PRIO on its joins. */
