@@ -58,6 +58,12 @@ struct conc_config {
 	unsigned route_table;         /* --route-table */
 	unsigned drain_deadline_s;    /* SIGUSR1: flows get this long */
 	char box[64];                 /* --box: the metrics' box label */
+	/* The UDP carrier (udp.c). */
+	bool udp;                     /* --udp */
+	uint32_t udp_max_flows;       /* --udp-max-flows */
+	uint32_t udp_per_gateway;     /* --udp-max-flows-per-gateway (reload) */
+	unsigned udp_timeout_s;       /* until a flow's first answer (reload) */
+	unsigned udp_stream_timeout_s;  /* after it (reload) */
 	uint8_t tfo_key[32];          /* primary, then backup */
 	unsigned tfo_key_len;         /* 0, 16 or 32 */
 	/* Changed by a reload (main thread, under conc.live_lock): policy,
@@ -141,6 +147,7 @@ struct conc {
 	uint8_t join_ep_id;           /* our signal endpoint, 0 = none */
 	atomic_bool service_up;       /* the service routes are in */
 	atomic_uint_fast64_t draining_since_ms;  /* SIGUSR1, 0 = not draining */
+	struct udp_srv *udp;          /* udp.c; NULL: not carrying UDP */
 };
 
 /* cluster.c: one box of several behind a shared service address. At

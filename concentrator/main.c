@@ -5,6 +5,7 @@
  * SIGTERM/SIGINT; then workers stop accepting, let flows drain for
  * --drain-timeout, and close what is left. */
 #include "concentrator.h"
+#include "udp.h"
 #include "settings.h"
 #include "config.h"
 #include "daemon.h"
@@ -358,6 +359,8 @@ int main(int argc, char **argv)
 				 addr_format((struct sockaddr *)&c->cfg.metrics, a));
 	}
 	if (r == 0)
+		r = udp_start(c);
+	if (r == 0)
 		r = cluster_start(c);
 	if (r < 0) {
 		atomic_store(&c->stopping, 1);
@@ -378,6 +381,7 @@ int main(int argc, char **argv)
 	}
 	for (unsigned i = 0; i < c->cfg.workers; i++)
 		pthread_join(c->workers[i].thread, NULL);
+	udp_stop(c);
 	ownaddr_stop(c);
 	metrics_server_stop(&c->metrics);
 	cluster_stop(c);

@@ -22,7 +22,8 @@ enum {
 	O_MAX_HS_PER_CLIENT, O_CLIENT_PREFIX6, O_REPLAY_CACHE, O_HS_TIMEOUT, O_CONNECT_TIMEOUT, O_IDLE_TIMEOUT,
 	O_DRAIN_TIMEOUT, O_KEEPALIVE, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL, O_METRICS,
 	O_CONFIG, O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_JOIN_ADDR, O_SERVICE,
-	O_ROUTE_TABLE, O_DRAIN_DEADLINE, O_BOX, O_VERIFY, O_NO_VERIFY, O_END,
+	O_ROUTE_TABLE, O_DRAIN_DEADLINE, O_BOX, O_VERIFY, O_NO_VERIFY, O_UDP, O_NO_UDP, O_UDP_MAX_FLOWS,
+	O_UDP_PER_GW, O_UDP_TIMEOUT, O_UDP_STREAM_TIMEOUT, O_END,
 };
 
 #define AT(field) OPT_AT(struct conc_config, field)
@@ -174,6 +175,32 @@ static const struct opt_spec conc_opts[] = {
 	{ "no-verify-stream", O_NO_VERIFY, NULL, NULL, 0, .type = OT_FALSE, AT(verify_stream),
 	  .reload = OPT_RESTART, .help = "answer an offer of a verified stream by not echoing it: "
 		  "plain RFC 8803 streams only" },
+	{ "udp", O_UDP, NULL, "udp.enabled", CONFIG_BOOL, O_NO_UDP, .type = OT_TRUE, AT(udp),
+	  .reload = OPT_RESTART, .deflt = "on",
+	  .help = "carry gateways' LAN UDP: the UDP carrier (docs/udp-carrier.md) on each listen "
+		  "address's port, in UDP",
+	  .more = "Sessions are opened with the same keys (or allow-client prefixes) as TCP; every "
+		  "datagram after that is sealed (ChaCha20-Poly1305) and taken once. Each LAN UDP "
+		  "source gets a socket of its own here: endpoint-independent mapping, "
+		  "address-dependent filtering (RFC 4787)." },
+	{ "no-udp", O_NO_UDP, NULL, NULL, 0, .type = OT_FALSE, AT(udp), .reload = OPT_RESTART,
+	  .help = "TCP only: no UDP socket is opened" },
+	{ "udp-max-flows", O_UDP_MAX_FLOWS, "N", "udp.max_flows", CONFIG_NUMBER, .type = OT_UINT,
+	  .min = 16, .max = 1000000, AT(udp_max_flows), .reload = OPT_RESTART, .deflt = "8192",
+	  .help = "LAN UDP flows (sources) at once, all gateways together; each holds a socket",
+	  .more = "A quarter as many sessions (gateways), plus 64, can be open." },
+	{ "udp-max-flows-per-gateway", O_UDP_PER_GW, "N", "udp.max_flows_per_gateway",
+	  CONFIG_NUMBER, .type = OT_UINT, .min = 0, .max = 1000000, AT(udp_per_gateway),
+	  .reload = OPT_LIVE, .deflt = "2048",
+	  .help = "of those, per gateway session (0 = no limit); over it a new flow's datagrams "
+		  "are dropped and counted" },
+	{ "udp-timeout", O_UDP_TIMEOUT, "SEC", "udp.timeout", CONFIG_NUMBER, .type = OT_SECONDS_UP,
+	  .max = 86400, AT(udp_timeout_s), .reload = OPT_LIVE, .deflt = "30",
+	  .help = "a UDP flow that never got an answer is closed after this long idle "
+		  "(conntrack's udp_timeout)" },
+	{ "udp-stream-timeout", O_UDP_STREAM_TIMEOUT, "SEC", "udp.stream_timeout", CONFIG_NUMBER,
+	  .type = OT_SECONDS_UP, .max = 86400, AT(udp_stream_timeout_s), .reload = OPT_LIVE,
+	  .deflt = "180", .help = "one that did, after this long idle" },
 	{ "buffers", O_BUFFERS, "N", "buffers.count", CONFIG_NUMBER, .type = OT_POW2, .min = 2,
 	  .max = 32768, AT(nbufs), .reload = OPT_RESTART, .deflt = "1024",
 	  .help = "receive buffers per worker, a power of 2",
@@ -327,6 +354,11 @@ static void config_defaults(struct conc_config *cfg)
 	cfg->nbufs = 1024;
 	cfg->bufsize = 65536;
 	cfg->verify_stream = true;
+	cfg->udp = true;
+	cfg->udp_max_flows = 8192;
+	cfg->udp_per_gateway = 2048;
+	cfg->udp_timeout_s = 30;
+	cfg->udp_stream_timeout_s = 180;
 	cfg->route_table = 5124;
 	cfg->drain_deadline_s = 600;
 	cfg->log_level = LOG_INFO;

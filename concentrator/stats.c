@@ -1,6 +1,7 @@
 /* The concentrator's counters: summed over workers, as Prometheus metrics
  * and as the summary line logged at stop (stats.c). */
 #include "concentrator.h"
+#include "udp.h"
 #include "metrics.h"
 #include "settings.h"
 #include "sock.h"
@@ -224,6 +225,7 @@ void conc_render_metrics(void *ctx, struct mbuf *b)
 	metrics_head(b, "mptcp_concentrator_service_announced", "gauge",
 		     "1 while the service routes are in the route table (the address is announced).");
 	metrics_u64(b, "mptcp_concentrator_service_announced", "", c->service_up);
+	udp_render_metrics(c, b);
 	if (c->cfg.box[0])
 		metrics_label_all(b, "box", c->cfg.box);
 }

@@ -7,7 +7,8 @@
  * Every carrier datagram starts with a 16-byte header, network order:
  *
  *   0  version (high 4 bits, 1) | type (low 4 bits)
- *   1  flags (0; ignored by receivers)
+ *   1  flags: DATA from an agent may set UDPC_F_STEER; others send 0 and
+ *      receivers ignore the bits they do not know
  *   2  reserved (u16, 0)
  *   4  session id (u32; 0 in HELLO)
  *   8  packet number (u64; 0 in HELLO and ACCEPT)
@@ -56,6 +57,9 @@
 /* The largest LAN datagram carried: what IPv4 can hold, less our overhead. */
 #define UDPC_MAX_PAYLOAD (65507 - UDPC_DATA_OVERHEAD)
 #define UDPC_WINDOW      1024
+/* A DATA with no datagram to forward: the flow's answers should come by
+ * the path this arrived on (the agent moved the flow). */
+#define UDPC_F_STEER     0x01
 
 enum udpc_type {
 	UDPC_HELLO = 1,

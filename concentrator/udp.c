@@ -1,0 +1,922 @@
+/* The concentrator's end of the UDP carrier.
+ *
+ * One thread (UDP is a small share of a household's bytes; one core carries
+ * several hundred thousand datagrams a second) with an epoll loop over the
+ * carrier sockets (one per listen address, the TCP port's number in UDP)
+ * and one socket per LAN flow.
+ *
+ * Sessions. A gateway opens one with a HELLO authenticated with its key
+ * (or, without keys, from an allowed address); we answer with an ACCEPT no
+ * larger than the HELLO and keep nothing for a HELLO that fails. After
+ * that every datagram is sealed with the session's keys and carries a
+ * packet number that is taken once: forged, altered, replayed and
+ * duplicated (redundant mode) datagrams are dropped, counted, unanswered.
+ * A session's datagrams may come from any of the gateway's paths; each
+ * path id is remembered with the address it last came from (that is where
+ * answers go).
+ *
+ * Flows. A flow is one LAN source (address and port) of one session: its
+ * own socket, bound to an ephemeral port, sends to every destination the
+ * LAN source sends to, so the mapping is endpoint-independent (RFC 4787
+ * REQ-1: what games and WebRTC need). Answers are accepted from any port
+ * of an address the flow has sent to (address-dependent filtering, REQ-8's
+ * stricter choice): a household's devices get nothing from hosts they never
+ * contacted, and hole punching still works. Every new destination address
+ * passes the same policy as TCP. Answers go back by the path of the flow's
+ * latest upstream datagram, and in redundant mode by the one before it too.
+ *
+ * Bounds: sessions (8 per key or keyless client, the oldest makes way),
+ * flows per session and in all, datagram sizes, replies (a RESET for an
+ * unknown session is 16 bytes, less than any datagram that causes it, and
+ * at most 100 a second). Idle flows expire like conntrack's: 30 s until an
+ * answer came, 180 s after. */
+#include "concentrator.h"
+#include "udp.h"
+#include "udpcrypt.h"
+#include "hash.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#define UDP_BATCH 16
+#define UDP_BUFSZ 65536
+#define UDP_PATHS 16               /* path ids remembered per session */
+#define UDP_PEERS 8                /* addresses a flow accepts answers from */
+#define UDP_SESS_PER_OWNER 8
+#define UDP_SESSION_IDLE_MS 180000
+#define UDP_RESETS_PER_S 100
+#define TAG_CARRIER (1ull << 63)
+
+struct upath {
+	struct sockaddr_storage to;
+	socklen_t tolen;
+	struct in6_addr local;         /* the address it was sent to (our reply's source) */
+	unsigned carrier;              /* which carrier socket */
+	uint64_t last_ms;              /* 0: never seen */
+};
+
+struct usess {
+	uint32_t sid;                  /* 0: free slot */
+	uint32_t kid;
+	struct in6_addr owner;         /* keyless: the HELLO's source */
+	struct udpc_aead rx, tx;
+	struct udpc_window win;
+	uint64_t pn_out;
+	uint64_t created_ms, last_ms;
+	struct upath path[UDP_PATHS];
+	uint32_t nflows;
+	uint32_t next;                 /* sid chain, index + 1 */
+};
+
+struct uflow {
+	int fd;                        /* -1: free */
+	uint32_t gen;
+	uint32_t sess;                 /* index */
+	uint32_t id;
+	uint8_t mode, p0, p1;          /* latest path, and the one before */
+	bool replied;
+	uint64_t last_ms;
+	struct in6_addr peer[UDP_PEERS];
+	unsigned npeer, peer_next;
+	uint32_t next;                 /* (session, id) chain, index + 1 */
+	uint32_t free_next;
+};
+
+struct carrier {
+	int fd;
+	int family;
+};
+
+struct udp_srv {
+	struct conc *c;
+	pthread_t thread;
+	int ep, stop_fd;
+	struct carrier car[CONC_MAX_LISTEN];
+	unsigned ncar;
+	struct usess *s;
+	uint32_t scap, *sbucket, snb;
+	struct uflow *f;
+	uint32_t fcap, *fbucket, fnb, ffree, nflows;
+	uint64_t reset_window_ms;
+	unsigned resets_in_window;
+	struct hash_key hk;
+	struct log_ratelimit rl;
+	struct udp_stats st;
+	uint8_t *buf[UDP_BATCH];
+	uint8_t out[UDP_BUFSZ + 64];
+};
+
+static const char *const refusal_names[UDPR_MAX] = {
+	"malformed", "client", "key", "stale", "sessions", "unknown_session", "bad_tag",
+	"replay", "old", "policy", "flow_limit", "filtered", "socket",
+};
+
+const char *udp_refusal_name(unsigned r)
+{
+	return r < UDPR_MAX ? refusal_names[r] : "unknown";
+}
+
+/* ---- sessions ---- */
+
+static uint32_t sid_bucket(const struct udp_srv *u, uint32_t sid)
+{
+	return (uint32_t)(hash_siphash24(&u->hk, &sid, sizeof(sid)) & (u->snb - 1));
+}
+
+static struct usess *sess_find(struct udp_srv *u, uint32_t sid)
+{
+	for (uint32_t i = u->sbucket[sid_bucket(u, sid)]; i; i = u->s[i - 1].next)
+		if (u->s[i - 1].sid == sid)
+			return &u->s[i - 1];
+	return NULL;
+}
+
+static void flow_free(struct udp_srv *u, struct uflow *f);
+
+static void sess_free(struct udp_srv *u, struct usess *s)
+{
+	uint32_t idx = (uint32_t)(s - u->s), *pp;
+
+	if (!s->sid)
+		return;
+	/* Its flows first (they point at it). */
+	for (uint32_t i = 0; i < u->fcap && s->nflows; i++)
+		if (u->f[i].fd >= 0 && u->f[i].sess == idx)
+			flow_free(u, &u->f[i]);
+	for (pp = &u->sbucket[sid_bucket(u, s->sid)]; *pp; pp = &u->s[*pp - 1].next)
+		if (*pp == idx + 1) {
+			*pp = s->next;
+			break;
+		}
+	udpc_aead_free(&s->rx);
+	udpc_aead_free(&s->tx);
+	memset(s, 0, sizeof(*s));
+	u->st.sessions_active--;
+}
+
+/* A slot for a new session of this owner (key id, or keyless address):
+ * the owner's oldest when it holds UDP_SESS_PER_OWNER, else a free one,
+ * else NULL. */
+static struct usess *sess_slot(struct udp_srv *u, uint32_t kid, const struct in6_addr *owner)
+{
+	struct usess *oldest = NULL, *free_slot = NULL;
+	unsigned held = 0;
+
+	for (uint32_t i = 0; i < u->scap; i++) {
+		struct usess *s = &u->s[i];
+
+		if (!s->sid) {
+			if (!free_slot)
+				free_slot = s;
+			continue;
+		}
+		if (s->kid != kid || (!kid && memcmp(&s->owner, owner, sizeof(*owner))))
+			continue;
+		held++;
+		if (!oldest || s->created_ms < oldest->created_ms)
+			oldest = s;
+	}
+	if (held >= UDP_SESS_PER_OWNER) {
+		sess_free(u, oldest);
+		return oldest;
+	}
+	return free_slot;
+}
+
+/* ---- flows ---- */
+
+static uint32_t flow_bucket(const struct udp_srv *u, uint32_t sess, uint32_t id)
+{
+	uint32_t k[2] = { sess, id };
+
+	return (uint32_t)(hash_siphash24(&u->hk, k, sizeof(k)) & (u->fnb - 1));
+}
+
+static struct uflow *flow_find(struct udp_srv *u, uint32_t sess, uint32_t id)
+{
+	for (uint32_t i = u->fbucket[flow_bucket(u, sess, id)]; i; i = u->f[i - 1].next)
+		if (u->f[i - 1].sess == sess && u->f[i - 1].id == id)
+			return &u->f[i - 1];
+	return NULL;
+}
+
+static void flow_free(struct udp_srv *u, struct uflow *f)
+{
+	uint32_t idx = (uint32_t)(f - u->f), *pp;
+
+	if (f->fd < 0)
+		return;
+	for (pp = &u->fbucket[flow_bucket(u, f->sess, f->id)]; *pp; pp = &u->f[*pp - 1].next)
+		if (*pp == idx + 1) {
+			*pp = f->next;
+			break;
+		}
+	close(f->fd);   /* leaves the epoll set with it */
+	f->fd = -1;
+	f->gen++;
+	u->s[f->sess].nflows--;
+	u->nflows--;
+	u->st.flows_active--;
+	f->free_next = u->ffree;
+	u->ffree = idx + 1;
+}
+
+static bool flow_knows(const struct uflow *f, const struct in6_addr *a)
+{
+	for (unsigned i = 0; i < f->npeer; i++)
+		if (!memcmp(&f->peer[i], a, sizeof(*a)))
+			return true;
+	return false;
+}
+
+static void flow_learn(struct uflow *f, const struct in6_addr *a)
+{
+	if (f->npeer < UDP_PEERS) {
+		f->peer[f->npeer++] = *a;
+		return;
+	}
+	f->peer[f->peer_next] = *a;
+	f->peer_next = (f->peer_next + 1) % UDP_PEERS;
+}
+
+static struct uflow *flow_new(struct udp_srv *u, uint32_t sidx, uint32_t id, enum udp_refusal *why)
+{
+	struct conc *c = u->c;
+	struct sockaddr_in6 any = { .sin6_family = AF_INET6 };
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct uflow *f;
+	uint32_t per_gw;
+	int fd, zero = 0;
+
+	pthread_rwlock_rdlock(&c->live_lock);
+	per_gw = c->cfg.udp_per_gateway;
+	pthread_rwlock_unlock(&c->live_lock);
+	if (!u->ffree || (per_gw && u->s[sidx].nflows >= per_gw)) {
+		*why = UDPR_FLOW_LIMIT;
+		return NULL;
+	}
+	fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0 ||
+	    bind(fd, (struct sockaddr *)&any, sizeof(any)) < 0) {
+		if (fd >= 0)
+			close(fd);
+		*why = UDPR_SOCKET;
+		return NULL;
+	}
+	f = &u->f[u->ffree - 1];
+	u->ffree = f->free_next;
+	f->fd = fd;
+	f->sess = sidx;
+	f->id = id;
+	f->replied = false;
+	f->npeer = f->peer_next = 0;
+	f->p0 = f->p1 = 0xff;
+	ev.data.u64 = (uint64_t)f->gen << 32 | (uint32_t)(f - u->f);
+	if (epoll_ctl(u->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		close(fd);
+		f->fd = -1;
+		f->free_next = u->ffree;
+		u->ffree = (uint32_t)(f - u->f) + 1;
+		*why = UDPR_SOCKET;
+		return NULL;
+	}
+	{
+		uint32_t b = flow_bucket(u, sidx, id);
+
+		f->next = u->fbucket[b];
+		u->fbucket[b] = (uint32_t)(f - u->f) + 1;
+	}
+	u->s[sidx].nflows++;
+	u->nflows++;
+	u->st.flows_active++;
+	u->st.flows_total++;
+	return f;
+}
+
+/* ---- sending ---- */
+
+/* buf[0..len) to a session's path, from the address the path wrote to. */
+static void send_path(struct udp_srv *u, const struct upath *p, const void *buf, size_t len)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	union {
+		char b[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+		struct cmsghdr align;
+	} cm;
+	struct msghdr mh = { .msg_name = (void *)&p->to, .msg_namelen = p->tolen,
+			     .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *c;
+
+	memset(&cm, 0, sizeof(cm));
+	mh.msg_control = cm.b;
+	c = (struct cmsghdr *)cm.b;
+	if (addr_is_v4mapped(&p->local)) {
+		struct in_pktinfo pi = { 0 };
+
+		memcpy(&pi.ipi_spec_dst, &p->local.s6_addr[12], 4);
+		c->cmsg_level = IPPROTO_IP;
+		c->cmsg_type = IP_PKTINFO;
+		c->cmsg_len = CMSG_LEN(sizeof(pi));
+		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+		mh.msg_controllen = CMSG_SPACE(sizeof(pi));
+	} else {
+		struct in6_pktinfo pi = { .ipi6_addr = p->local };
+
+		c->cmsg_level = IPPROTO_IPV6;
+		c->cmsg_type = IPV6_PKTINFO;
+		c->cmsg_len = CMSG_LEN(sizeof(pi));
+		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+		mh.msg_controllen = CMSG_SPACE(sizeof(pi));
+	}
+	if (u->car[p->carrier].family == AF_INET && !addr_is_v4mapped(&p->local))
+		mh.msg_controllen = 0;
+	sendmsg(u->car[p->carrier].fd, &mh, MSG_DONTWAIT);
+}
+
+/* RESET for an unknown session: the header alone, at most
+ * UDP_RESETS_PER_S a second in all. */
+static void send_reset(struct udp_srv *u, const struct upath *to, const struct udpc_hdr *h,
+		       uint64_t now)
+{
+	struct udpc_hdr r = { .type = UDPC_RESET, .sid = h->sid, .pn = h->pn };
+	uint8_t b[UDPC_HDR_LEN];
+
+	if (now - u->reset_window_ms >= 1000) {
+		u->reset_window_ms = now;
+		u->resets_in_window = 0;
+	}
+	if (u->resets_in_window++ >= UDP_RESETS_PER_S)
+		return;
+	udpc_put_hdr(b, &r);
+	send_path(u, to, b, sizeof(b));
+	u->st.resets_sent++;
+}
+
+/* ---- from gateways ---- */
+
+static void refuse(struct udp_srv *u, enum udp_refusal why, const struct sockaddr *from,
+		   uint64_t now)
+{
+	char a[ADDR_STRLEN];
+
+	u->st.refused[why]++;
+	if (why != UDPR_REPLAY && log_ratelimit_ok(&u->rl, now))
+		log_info("udp: %s: datagram refused (%s)", addr_format(from, a), udp_refusal_name(why));
+}
+
+static void on_hello(struct udp_srv *u, uint8_t *buf, const struct upath *from, uint64_t now)
+{
+	struct conc *c = u->c;
+	struct udpc_hello h;
+	uint8_t secret[COOKIE_SECRET_LEN] = { 0 }, mac[UDPC_MAC_LEN], ns[UDPC_NONCE_LEN];
+	uint8_t up[UDPC_KEY_LEN], down[UDPC_KEY_LEN], acc[UDPC_ACCEPT_LEN];
+	struct in6_addr src;
+	enum udp_refusal why = UDPR_MAX;
+	uint32_t unow = (uint32_t)time(NULL), sid;
+	struct usess *s;
+	struct udpc_hdr ah = { .type = UDPC_ACCEPT };
+
+	addr_to_in6((const struct sockaddr *)&from->to, &src, NULL);
+	udpc_parse_hello(buf, &h);
+	pthread_rwlock_rdlock(&c->live_lock);
+	if (!policy_client_allowed(&c->cfg.policy, &src)) {
+		why = UDPR_CLIENT;
+	} else if (c->cfg.policy.keys.n) {
+		const struct cookie_key *k = cookie_keys_find(&c->cfg.policy.keys, h.kid);
+		bool in_scope = k && (k->any || k->nat);
+
+		for (unsigned i = 0; k && i < k->nscope && !in_scope; i++)
+			in_scope = addr_prefix_match(&k->scope[i], &src);
+		if (!k || !in_scope)
+			why = UDPR_KEY;
+		else
+			memcpy(secret, k->secret, sizeof(secret));
+	} else if (h.kid) {
+		why = UDPR_KEY;
+	}
+	pthread_rwlock_unlock(&c->live_lock);
+	if (why == UDPR_MAX) {
+		udpcrypt_hello_mac(secret, buf, mac);
+		if (!udpcrypt_mac_equal(mac, h.mac))
+			why = UDPR_KEY;
+		else if (h.time + COOKIE_MAX_AGE_S < unow || h.time > unow + COOKIE_MAX_AGE_S)
+			why = UDPR_STALE;
+	}
+	if (why == UDPR_MAX && h.kid) {
+		uint64_t n64;
+
+		memcpy(&n64, h.nonce, sizeof(n64));
+		if (replay_check(&c->replay, h.kid, n64, h.time, unow) < 0)
+			why = UDPR_STALE;
+	}
+	if (why == UDPR_MAX && !(s = sess_slot(u, h.kid, &src)))
+		why = UDPR_SESSIONS;
+	if (why != UDPR_MAX) {
+		explicit_bzero(secret, sizeof(secret));
+		refuse(u, why, (const struct sockaddr *)&from->to, now);
+		return;
+	}
+	do {
+		if (udpcrypt_random(&sid, sizeof(sid)) < 0 || udpcrypt_random(ns, sizeof(ns)) < 0)
+			goto out;
+	} while (!sid || sess_find(u, sid));
+	udpcrypt_session_keys(secret, h.nonce, ns, sid, up, down);
+	memset(s, 0, sizeof(*s));
+	if (udpc_aead_init(&s->rx, up, 0) < 0 || udpc_aead_init(&s->tx, down, 1) < 0) {
+		udpc_aead_free(&s->rx);
+		udpc_aead_free(&s->tx);
+		goto out;
+	}
+	s->sid = sid;
+	s->kid = h.kid;
+	s->owner = src;
+	s->created_ms = s->last_ms = now;
+	{
+		uint32_t b = sid_bucket(u, sid);
+
+		s->next = u->sbucket[b];
+		u->sbucket[b] = (uint32_t)(s - u->s) + 1;
+	}
+	u->st.sessions_active++;
+	u->st.sessions_total++;
+	ah.sid = sid;
+	udpc_put_hdr(acc, &ah);
+	memcpy(acc + UDPC_HDR_LEN, ns, UDPC_NONCE_LEN);
+	udpcrypt_accept_mac(secret, acc, h.nonce, acc + UDPC_HDR_LEN + UDPC_NONCE_LEN);
+	send_path(u, from, acc, sizeof(acc));
+	{
+		char a[ADDR_STRLEN];
+
+		log_info("udp: session %08x for %s (key %u)", sid,
+			 addr_format((const struct sockaddr *)&from->to, a), h.kid);
+	}
+out:
+	explicit_bzero(secret, sizeof(secret));
+	explicit_bzero(up, sizeof(up));
+	explicit_bzero(down, sizeof(down));
+}
+
+static void on_data(struct udp_srv *u, struct usess *s, uint8_t *plain, size_t len, uint8_t flags,
+		    const struct upath *from, uint64_t now)
+{
+	struct conc *c = u->c;
+	struct udpc_data d;
+	struct uflow *f;
+	enum udp_refusal why;
+	struct sockaddr_storage to;
+	socklen_t tolen;
+	uint32_t sidx = (uint32_t)(s - u->s);
+
+	if (udpc_parse_data(plain, len, &d, NULL) < 0) {
+		refuse(u, UDPR_MALFORMED, (const struct sockaddr *)&from->to, now);
+		return;
+	}
+	if (d.path < UDP_PATHS) {
+		s->path[d.path] = *from;
+		s->path[d.path].last_ms = now;
+	}
+	f = flow_find(u, sidx, d.flow);
+	if (!f && (flags & UDPC_F_STEER))
+		return;
+	if (!f) {
+		f = flow_new(u, sidx, d.flow, &why);
+		if (!f) {
+			refuse(u, why, (const struct sockaddr *)&from->to, now);
+			return;
+		}
+		if (d.mode < UDPC_MODE_MAX)
+			u->st.flows_by_mode[d.mode]++;
+	}
+	f->last_ms = now;
+	f->mode = d.mode;
+	if (d.path < UDP_PATHS && d.path != f->p0) {
+		f->p1 = f->p0;
+		f->p0 = d.path;
+	}
+	if (flags & UDPC_F_STEER)
+		return;
+	if (!flow_knows(f, &d.addr)) {
+		const char *reason = NULL;
+		int r;
+
+		pthread_rwlock_rdlock(&c->live_lock);
+		r = policy_check_dest(&c->cfg.policy, &d.addr, d.port, &reason);
+		pthread_rwlock_unlock(&c->live_lock);
+		if (r < 0) {
+			refuse(u, UDPR_POLICY, (const struct sockaddr *)&from->to, now);
+			return;
+		}
+		flow_learn(f, &d.addr);
+	}
+	tolen = addr_from_in6(&d.addr, d.port, &to);
+	if (to.ss_family == AF_INET) {
+		/* The flow's socket is IPv6 (dual-stack): the mapped form. */
+		struct sockaddr_in6 *m = (struct sockaddr_in6 *)&to;
+
+		memset(m, 0, sizeof(*m));
+		m->sin6_family = AF_INET6;
+		m->sin6_port = htons(d.port);
+		m->sin6_addr = d.addr;
+		tolen = sizeof(*m);
+	}
+	if (sendto(f->fd, d.payload, d.len, MSG_DONTWAIT, (struct sockaddr *)&to, tolen) >= 0) {
+		u->st.dgrams_up++;
+		u->st.bytes_up += d.len;
+	}
+}
+
+static void on_carrier(struct udp_srv *u, unsigned ci, uint8_t *buf, size_t len,
+		       const struct sockaddr_storage *src, socklen_t srclen,
+		       const struct in6_addr *local, uint64_t now)
+{
+	struct upath from = { .tolen = srclen, .local = *local, .carrier = ci };
+	struct udpc_hdr h;
+	struct usess *s;
+	int n, r;
+
+	memcpy(&from.to, src, srclen);
+	if (udpc_parse_hdr(buf, len, UDPC_TO_CONC, &h, NULL) < 0) {
+		refuse(u, UDPR_MALFORMED, (const struct sockaddr *)src, now);
+		return;
+	}
+	if (h.type == UDPC_HELLO) {
+		on_hello(u, buf, &from, now);
+		return;
+	}
+	s = sess_find(u, h.sid);
+	if (!s) {
+		u->st.refused[UDPR_UNKNOWN_SESSION]++;
+		send_reset(u, &from, &h, now);
+		return;
+	}
+	r = udpc_window_check(&s->win, h.pn);
+	if (r < 0) {
+		refuse(u, r == -EALREADY ? UDPR_REPLAY : UDPR_OLD, (const struct sockaddr *)src, now);
+		return;
+	}
+	n = udpc_open(&s->rx, h.pn, buf, len);
+	if (n < 0) {
+		refuse(u, UDPR_BAD_TAG, (const struct sockaddr *)src, now);
+		return;
+	}
+	udpc_window_mark(&s->win, h.pn);
+	s->last_ms = now;
+	if (h.type == UDPC_PING) {
+		uint8_t path = buf[UDPC_HDR_LEN];
+		struct udpc_hdr ph = { .type = UDPC_PONG, .sid = s->sid, .pn = ++s->pn_out };
+
+		if (path < UDP_PATHS) {
+			s->path[path] = from;
+			s->path[path].last_ms = now;
+		}
+		u->st.pings++;
+		/* The same inner bytes back: the same size as the PING. */
+		udpc_put_hdr(u->out, &ph);
+		memcpy(u->out + UDPC_HDR_LEN, buf + UDPC_HDR_LEN, UDPC_PING_INNER);
+		n = udpc_seal(&s->tx, ph.pn, u->out, UDPC_HDR_LEN + UDPC_PING_INNER);
+		if (n > 0)
+			send_path(u, &from, u->out, (size_t)n);
+		return;
+	}
+	on_data(u, s, buf + UDPC_HDR_LEN, (size_t)n, h.flags, &from, now);
+}
+
+static void read_carrier(struct udp_srv *u, unsigned ci)
+{
+	struct mmsghdr mm[UDP_BATCH];
+	struct iovec iov[UDP_BATCH];
+	struct sockaddr_storage src[UDP_BATCH];
+	union {
+		char b[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo))];
+		struct cmsghdr align;
+	} cm[UDP_BATCH];
+	uint64_t now = log_now_ms();
+	int n;
+
+	for (unsigned i = 0; i < UDP_BATCH; i++) {
+		iov[i] = (struct iovec){ .iov_base = u->buf[i], .iov_len = UDP_BUFSZ };
+		mm[i].msg_hdr = (struct msghdr){ .msg_name = &src[i], .msg_namelen = sizeof(src[i]),
+						 .msg_iov = &iov[i], .msg_iovlen = 1,
+						 .msg_control = cm[i].b,
+						 .msg_controllen = sizeof(cm[i].b) };
+	}
+	n = recvmmsg(u->car[ci].fd, mm, UDP_BATCH, MSG_DONTWAIT, NULL);
+	for (int i = 0; i < n; i++) {
+		struct in6_addr local = IN6ADDR_ANY_INIT;
+		struct cmsghdr *c;
+
+		if (mm[i].msg_hdr.msg_flags & MSG_TRUNC) {
+			refuse(u, UDPR_MALFORMED, (struct sockaddr *)&src[i], now);
+			continue;
+		}
+		for (c = CMSG_FIRSTHDR(&mm[i].msg_hdr); c; c = CMSG_NXTHDR(&mm[i].msg_hdr, c)) {
+			if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+				struct in6_pktinfo pi;
+
+				memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+				local = pi.ipi6_addr;
+			} else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+				struct in_pktinfo pi;
+
+				memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+				convert_addr_from_v4(&local, pi.ipi_addr.s_addr);
+			}
+		}
+		on_carrier(u, ci, u->buf[i], mm[i].msg_len, &src[i], mm[i].msg_hdr.msg_namelen,
+			   &local, now);
+	}
+}
+
+/* ---- from the Internet ---- */
+
+static void read_flow(struct udp_srv *u, struct uflow *f)
+{
+	struct usess *s = &u->s[f->sess];
+	uint64_t now = log_now_ms();
+
+	for (int k = 0; k < UDP_BATCH; k++) {
+		struct sockaddr_storage src;
+		socklen_t sl = sizeof(src);
+		struct udpc_hdr h = { .type = UDPC_DATA, .sid = s->sid };
+		struct udpc_data d = { .flow = f->id, .mode = f->mode, .path = f->p0 };
+		uint8_t *p = u->out + UDPC_HDR_LEN + UDPC_DATA_INNER;
+		ssize_t n = recvfrom(f->fd, p, UDPC_MAX_PAYLOAD, MSG_DONTWAIT | MSG_TRUNC,
+				     (struct sockaddr *)&src, &sl);
+		int len;
+
+		if (n < 0)
+			return;
+		if ((size_t)n > UDPC_MAX_PAYLOAD)
+			continue;
+		addr_to_in6((struct sockaddr *)&src, &d.addr, &d.port);
+		if (!flow_knows(f, &d.addr)) {
+			u->st.refused[UDPR_FILTERED]++;
+			continue;
+		}
+		if (f->p0 >= UDP_PATHS || !s->path[f->p0].last_ms)
+			continue;
+		f->replied = true;
+		f->last_ms = now;
+		h.pn = ++s->pn_out;
+		udpc_put_hdr(u->out, &h);
+		udpc_put_data_inner(u->out + UDPC_HDR_LEN, &d);
+		len = udpc_seal(&s->tx, h.pn, u->out, UDPC_HDR_LEN + UDPC_DATA_INNER + (size_t)n);
+		if (len < 0)
+			continue;
+		send_path(u, &s->path[f->p0], u->out, (size_t)len);
+		/* Redundant: the same sealed bytes by the path before too; the
+		 * gateway takes whichever comes first, once. */
+		if (f->mode == UDPC_REDUNDANT && f->p1 < UDP_PATHS && f->p1 != f->p0 &&
+		    s->path[f->p1].last_ms && now - s->path[f->p1].last_ms < 5000)
+			send_path(u, &s->path[f->p1], u->out, (size_t)len);
+		u->st.dgrams_down++;
+		u->st.bytes_down += (uint64_t)n;
+	}
+}
+
+/* ---- expiry ---- */
+
+static void sweep(struct udp_srv *u, uint64_t now)
+{
+	unsigned t1, t2;
+
+	pthread_rwlock_rdlock(&u->c->live_lock);
+	t1 = u->c->cfg.udp_timeout_s;
+	t2 = u->c->cfg.udp_stream_timeout_s;
+	pthread_rwlock_unlock(&u->c->live_lock);
+	for (uint32_t i = 0; i < u->fcap; i++) {
+		struct uflow *f = &u->f[i];
+
+		if (f->fd >= 0 && now - f->last_ms >= (uint64_t)(f->replied ? t2 : t1) * 1000) {
+			flow_free(u, f);
+			u->st.flows_expired++;
+		}
+	}
+	for (uint32_t i = 0; i < u->scap; i++)
+		if (u->s[i].sid && now - u->s[i].last_ms >= UDP_SESSION_IDLE_MS) {
+			log_info("udp: session %08x idle, closed", u->s[i].sid);
+			sess_free(u, &u->s[i]);
+		}
+}
+
+static void *udp_main(void *arg)
+{
+	struct udp_srv *u = arg;
+	uint64_t next_sweep = log_now_ms() + 1000;
+
+	while (!atomic_load(&u->c->stopping)) {
+		struct epoll_event ev[64];
+		int n = epoll_wait(u->ep, ev, 64, 250);
+		uint64_t now;
+
+		for (int i = 0; i < n; i++) {
+			uint64_t t = ev[i].data.u64;
+
+			if (t & TAG_CARRIER) {
+				if ((t & 0xffff) == 0xffff)
+					continue;   /* the stop eventfd */
+				read_carrier(u, (unsigned)(t & 0xffff));
+			} else {
+				struct uflow *f = &u->f[(uint32_t)t];
+
+				if (f->fd >= 0 && f->gen == (uint32_t)(t >> 32))
+					read_flow(u, f);
+			}
+		}
+		now = log_now_ms();
+		if (now >= next_sweep) {
+			sweep(u, now);
+			next_sweep = now + 1000;
+		}
+	}
+	return NULL;
+}
+
+/* ---- start, stop, metrics ---- */
+
+static struct udp_srv *srv_of(const struct conc *c)
+{
+	return c->udp;
+}
+
+static int carrier_open(const struct sockaddr_storage *a, socklen_t len)
+{
+	int fd = socket(a->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+	int big = 4 << 20;
+
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+	setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+	if (a->ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)a, len) < 0) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+static void srv_free(struct udp_srv *u)
+{
+	if (!u)
+		return;
+	for (uint32_t i = 0; u->s && i < u->scap; i++)
+		sess_free(u, &u->s[i]);
+	for (unsigned i = 0; i < u->ncar; i++)
+		close(u->car[i].fd);
+	if (u->ep >= 0)
+		close(u->ep);
+	if (u->stop_fd >= 0)
+		close(u->stop_fd);
+	for (unsigned i = 0; i < UDP_BATCH; i++)
+		free(u->buf[i]);
+	free(u->s);
+	free(u->sbucket);
+	free(u->f);
+	free(u->fbucket);
+	free(u);
+}
+
+static uint32_t pow2_at_least(uint32_t n)
+{
+	uint32_t p = 1;
+
+	while (p < n && p < (1u << 30))
+		p <<= 1;
+	return p;
+}
+
+int udp_start(struct conc *c)
+{
+	struct udp_srv *u;
+	char a[ADDR_STRLEN];
+	int r;
+
+	if (!c->cfg.udp)
+		return 0;
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	u->c = c;
+	u->ep = u->stop_fd = -1;
+	u->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(10, 10000);
+	if (hash_key_random(&u->hk) < 0) {
+		free(u);
+		return log_errno(-EIO, "udp: no random key for its tables");
+	}
+	u->fcap = c->cfg.udp_max_flows;
+	u->scap = c->cfg.udp_max_flows / 4 + 64;
+	u->fnb = pow2_at_least(u->fcap);
+	u->snb = pow2_at_least(u->scap);
+	u->s = calloc(u->scap, sizeof(*u->s));
+	u->sbucket = calloc(u->snb, sizeof(*u->sbucket));
+	u->f = calloc(u->fcap, sizeof(*u->f));
+	u->fbucket = calloc(u->fnb, sizeof(*u->fbucket));
+	for (unsigned i = 0; i < UDP_BATCH; i++)
+		if (!(u->buf[i] = malloc(UDP_BUFSZ)))
+			r = -ENOMEM;
+	if (!u->s || !u->sbucket || !u->f || !u->fbucket || !u->buf[UDP_BATCH - 1]) {
+		srv_free(u);
+		return log_errno(-ENOMEM, "udp: out of memory");
+	}
+	for (uint32_t i = 0; i < u->fcap; i++) {
+		u->f[i].fd = -1;
+		u->f[i].free_next = i + 2 <= u->fcap ? i + 2 : 0;
+	}
+	u->ffree = u->fcap ? 1 : 0;
+	u->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (u->ep < 0) {
+		r = -errno;
+		srv_free(u);
+		return log_errno(r, "udp: epoll: %m");
+	}
+	for (unsigned i = 0; i < c->cfg.nlisten; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_CARRIER | i };
+		int fd = carrier_open(&c->cfg.listen[i], c->cfg.listen_len[i]);
+
+		if (fd < 0) {
+			srv_free(u);
+			return log_errno(fd, "udp: cannot bind %s: %m",
+					 addr_format((struct sockaddr *)&c->cfg.listen[i], a));
+		}
+		u->car[u->ncar].fd = fd;
+		u->car[u->ncar++].family = c->cfg.listen[i].ss_family;
+		epoll_ctl(u->ep, EPOLL_CTL_ADD, fd, &ev);
+	}
+	c->udp = u;
+	r = pthread_create(&u->thread, NULL, udp_main, u);
+	if (r) {
+		c->udp = NULL;
+		srv_free(u);
+		return log_errno(-r, "udp: cannot start its thread: %m");
+	}
+	log_info("udp: carrying gateways' UDP on the listen ports (%u flows at most, %u per "
+		 "gateway)", u->fcap, c->cfg.udp_per_gateway);
+	return 0;
+}
+
+void udp_stop(struct conc *c)
+{
+	struct udp_srv *u = c->udp;
+
+	if (!u)
+		return;
+	pthread_join(u->thread, NULL);   /* c->stopping is set: within 250 ms */
+	c->udp = NULL;
+	srv_free(u);
+}
+
+void udp_render_metrics(const struct conc *c, struct mbuf *b)
+{
+	const struct udp_srv *u = srv_of(c);
+	const struct udp_stats *s;
+	char l[64];
+
+	if (!u)
+		return;
+	s = &u->st;
+	metrics_one(b, "mptcp_concentrator_udp_sessions_active", "gauge",
+		    "Gateways' UDP carrier sessions open.", s->sessions_active);
+	metrics_one(b, "mptcp_concentrator_udp_sessions_total", "counter",
+		    "UDP carrier sessions opened.", s->sessions_total);
+	metrics_one(b, "mptcp_concentrator_udp_flows_active", "gauge",
+		    "LAN UDP flows (sources) with a socket here.", s->flows_active);
+	metrics_head(b, "mptcp_concentrator_udp_flows_total", "counter",
+		     "LAN UDP flows opened, by the steering mode of their first datagram.");
+	for (unsigned m = 0; m < UDPC_MODE_MAX; m++) {
+		snprintf(l, sizeof(l), "mode=\"%s\"", udpc_mode_name(m));
+		metrics_u64(b, "mptcp_concentrator_udp_flows_total", l, s->flows_by_mode[m]);
+	}
+	metrics_one(b, "mptcp_concentrator_udp_flows_expired_total", "counter",
+		    "LAN UDP flows closed for idleness.", s->flows_expired);
+	metrics_head(b, "mptcp_concentrator_udp_datagrams_total", "counter",
+		     "LAN datagrams carried, by direction.");
+	metrics_u64(b, "mptcp_concentrator_udp_datagrams_total", "direction=\"up\"", s->dgrams_up);
+	metrics_u64(b, "mptcp_concentrator_udp_datagrams_total", "direction=\"down\"", s->dgrams_down);
+	metrics_head(b, "mptcp_concentrator_udp_bytes_total", "counter",
+		     "LAN datagram bytes carried (payload), by direction.");
+	metrics_u64(b, "mptcp_concentrator_udp_bytes_total", "direction=\"up\"", s->bytes_up);
+	metrics_u64(b, "mptcp_concentrator_udp_bytes_total", "direction=\"down\"", s->bytes_down);
+	metrics_one(b, "mptcp_concentrator_udp_pings_total", "counter",
+		    "Path pings answered.", s->pings);
+	metrics_one(b, "mptcp_concentrator_udp_resets_sent_total", "counter",
+		    "RESETs sent for datagrams of unknown sessions (at most 100 a second).",
+		    s->resets_sent);
+	metrics_head(b, "mptcp_concentrator_udp_refused_total", "counter",
+		     "Carrier datagrams dropped, by reason (replay: also redundant copies).");
+	for (unsigned k = 0; k < UDPR_MAX; k++) {
+		snprintf(l, sizeof(l), "reason=\"%s\"", udp_refusal_name(k));
+		metrics_u64(b, "mptcp_concentrator_udp_refused_total", l, s->refused[k]);
+	}
+}
