@@ -22,8 +22,8 @@
  * of an address the flow has sent to (address-dependent filtering, REQ-8's
  * stricter choice): a household's devices get nothing from hosts they never
  * contacted, and hole punching still works. Every new destination address
- * passes the same policy as TCP. Answers go back by the path of the flow's
- * latest upstream datagram, and in redundant mode by the one before it too.
+ * passes the same policy as TCP. Answers go back by the path the flow's
+ * latest datagram names (and in redundant mode by its second one too).
  *
  * Bounds: sessions (8 per key or keyless client, the oldest makes way),
  * flows per session and in all, datagram sizes, replies (a RESET for an
@@ -478,9 +478,11 @@ static void on_data(struct udp_srv *u, struct usess *s, uint8_t *plain, size_t l
 		refuse(u, UDPR_MALFORMED, (const struct sockaddr *)&from->to, now);
 		return;
 	}
-	if (d.path < UDP_PATHS) {
-		s->path[d.path] = *from;
-		s->path[d.path].last_ms = now;
+	/* Where a path is: from its PINGs, and from DATA sent on it alone (a
+	 * redundant datagram's copies are the same bytes, on two paths). */
+	if (d.mode != UDPC_REDUNDANT && !(d.path >> 4)) {
+		s->path[d.path & 15] = *from;
+		s->path[d.path & 15].last_ms = now;
 	}
 	f = flow_find(u, sidx, d.flow);
 	if (!f && (flags & UDPC_F_STEER))
@@ -496,10 +498,8 @@ static void on_data(struct udp_srv *u, struct usess *s, uint8_t *plain, size_t l
 	}
 	f->last_ms = now;
 	f->mode = d.mode;
-	if (d.path < UDP_PATHS && d.path != f->p0) {
-		f->p1 = f->p0;
-		f->p0 = d.path;
-	}
+	f->p0 = d.path & 15;
+	f->p1 = d.path >> 4 ? (uint8_t)((d.path >> 4) - 1) : 0xff;
 	if (flags & UDPC_F_STEER)
 		return;
 	if (!flow_knows(f, &d.addr)) {
@@ -756,8 +756,14 @@ static int carrier_open(const struct sockaddr_storage *a, socklen_t len)
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
 	setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
-	if (a->ss_family == AF_INET6)
+	/* A 1,472-byte LAN datagram is 1,528 bytes carried: over a 1,500-byte
+	 * path it goes as two IP fragments rather than not at all. */
+	setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &(int){ IP_PMTUDISC_DONT }, sizeof(int));
+	if (a->ss_family == AF_INET6) {
 		setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &(int){ IPV6_PMTUDISC_DONT },
+			   sizeof(int));
+	}
 	if (bind(fd, (const struct sockaddr *)a, len) < 0) {
 		int e = -errno;
 

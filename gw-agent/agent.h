@@ -17,6 +17,7 @@
 #include "cookie.h"
 #include "quota.h"
 #include "relay.h"
+#include "udp.h"
 
 #define AGENT_MAX_CONC 4
 #define AGENT_MAX_LAN 8
@@ -68,6 +69,12 @@ struct agent_config {
 	bool keyed;                    /* key holds this gateway's key */
 	struct cookie_key key;         /* (its scope is unused: NULL) */
 	struct mesh_config mesh;       /* --mesh, --lend (restart only) */
+	/* LAN UDP (udp.c). */
+	int udp_mode;                  /* AGENT_UDP_OFF or enum udpc_mode */
+	struct udp_class udp_class[AGENT_UDP_MAX_CLASSES];
+	unsigned nudp_class;
+	uint32_t udp_max_flows;
+	unsigned udp_timeout_s, udp_stream_timeout_s;
 };
 
 struct agent_counters {
@@ -163,6 +170,8 @@ struct agent {
 	atomic_bool conc_plain[AGENT_MAX_CONC];
 	struct metrics_server metrics;
 	uint64_t reloads_ok, reloads_failed;
+	struct agent_udp *udp;         /* udp.c; NULL: UDP not carried */
+	atomic_bool paths_ready;       /* paths_init ran (the UDP thread may read them) */
 };
 
 /* main.c: the reload-safe view of the settings a worker uses. */

@@ -375,6 +375,13 @@ static void *client_main(void *arg)
 			mbuf_printf(&c->t, "%s", aw->snap ? aw->snap : "");
 	}
 	pthread_mutex_unlock(&a->snap_lock);
+	{
+		char *u = agent_udp_status(a);
+
+		if (u)
+			mbuf_printf(&c->t, "\nUDP (LAN source, mode, path)\n%s", u);
+		free(u);
+	}
 	if (c->t.s)
 		sock_write_all_until(c->fd, c->t.s, c->t.len, log_now_ms() + 5000);
 out:

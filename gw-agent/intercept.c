@@ -115,9 +115,19 @@ static int nft_script(const struct agent_config *cfg, bool replace, bool drain, 
 		       "add @lan_dev { iifname . ether saddr ct count over %u } "
 		       "counter name device_limit reject with tcp reset\n", cfg->max_per_host);
 	script_append(script, cap,
-	       "\t\tmeta l4proto tcp tproxy to :%u meta mark set %u accept\n"
-	       "\t}\n", cfg->port, cfg->mark);
-	if (cfg->block_quic)
+	       "\t\tmeta l4proto tcp tproxy to :%u meta mark set %u accept\n", cfg->port, cfg->mark);
+	/* LAN UDP to the agent's UDP socket (the same port number), but QUIC
+	 * unless carried (the forward chain below refuses it), and none while
+	 * stopping. */
+	if (cfg->udp_mode != AGENT_UDP_OFF && !drain) {
+		if (!agent_udp_quic_carried(cfg))
+			script_append(script, cap, "\t\tudp dport 443 return\n");
+		script_append(script, cap,
+		       "\t\tmeta l4proto udp tproxy to :%u meta mark set %u accept\n", cfg->port,
+		       cfg->mark);
+	}
+	script_append(script, cap, "\t}\n");
+	if (cfg->block_quic && !agent_udp_quic_carried(cfg))
 		script_append(script, cap,
 		       "\tchain forward {\n"
 		       "\t\ttype filter hook forward priority filter; policy accept;\n"

@@ -250,6 +250,7 @@ _Static_assert(UPM_MAX_CONC == AGENT_MAX_CONC, "the path manager knows every con
 		     want->userspace_pm != a->paths.userspace_pm, "endpoints");
 	RESTART_ONLY(want->fullmesh != a->paths.fullmesh, "cluster");
 	RESTART_ONLY(memcmp(&n.mesh, &cur->mesh, sizeof(n.mesh)), "mesh/lend");
+	RESTART_ONLY((n.udp_mode == AGENT_UDP_OFF) != (cur->udp_mode == AGENT_UDP_OFF), "udp on/off");
 #undef RESTART_ONLY
 	if (changed[0])
 		log_warn("reload: %s changed but take%s effect only after a restart",
@@ -260,11 +261,14 @@ _Static_assert(UPM_MAX_CONC == AGENT_MAX_CONC, "the path manager knows every con
 	n.metrics = cur->metrics;
 	n.metrics_len = cur->metrics_len;
 	n.mesh = cur->mesh;
+	if ((n.udp_mode == AGENT_UDP_OFF) != (cur->udp_mode == AGENT_UDP_OFF))
+		n.udp_mode = cur->udp_mode;
 
 	nft = n.nlan != cur->nlan || memcmp(n.lan, cur->lan, sizeof(n.lan)) ||
 	      n.nbypass != cur->nbypass ||
 	      memcmp(n.bypass, cur->bypass, n.nbypass * sizeof(n.bypass[0])) ||
-	      n.block_quic != cur->block_quic || n.max_per_host != cur->max_per_host;
+	      n.block_quic != cur->block_quic || n.max_per_host != cur->max_per_host ||
+	      agent_udp_quic_carried(&n) != agent_udp_quic_carried(cur);
 	if (nft && intercept_update(&n) < 0) {
 		/* Keep the old interception settings with the old table. */
 		n.nlan = cur->nlan;
@@ -273,6 +277,8 @@ _Static_assert(UPM_MAX_CONC == AGENT_MAX_CONC, "the path manager knows every con
 		memcpy(n.bypass, cur->bypass, sizeof(n.bypass));
 		n.block_quic = cur->block_quic;
 		n.max_per_host = cur->max_per_host;
+		n.nudp_class = cur->nudp_class;
+		memcpy(n.udp_class, cur->udp_class, sizeof(n.udp_class));
 	}
 	pthread_mutex_lock(&a->cfg_lock);
 	*cur = n;
@@ -521,6 +527,8 @@ int main(int argc, char **argv)
 	/* Listeners first, then the rules that feed them, so no intercepted
 	 * connection ever finds nobody listening. */
 	if (r == 0)
+		r = agent_udp_start(a);
+	if (r == 0)
 		r = intercept_install(&a->cfg);
 	if (r == 0) {
 		char c0[ADDR_STRLEN];
@@ -543,6 +551,7 @@ int main(int argc, char **argv)
 			if (r == 0)
 				paths_reconcile(&a->paths);
 		}
+		atomic_store(&a->paths_ready, true);
 		a->mesh.cfg = a->cfg.mesh;
 		a->mesh.rx_fd = a->mesh.tx_fd = -1;
 		if (r == 0 && (a->cfg.mesh.borrow_if[0] || a->cfg.mesh.lend_if[0]))
@@ -583,6 +592,7 @@ int main(int argc, char **argv)
 		pthread_join(a->workers[i].thread, NULL);
 		free(a->workers[i].snap);  /* the last status snapshot */
 	}
+	agent_udp_stop(a);
 	mesh_stop(&a->mesh, &a->paths);
 	paths_cleanup(&a->paths);
 	intercept_remove(&a->cfg);

@@ -432,9 +432,12 @@ int paths_reconcile(struct paths *ps)
 					continue;
 				memcpy(ps->srcif[fi][ps->nsrc[fi]], p->ifname, IFNAMSIZ);
 				ps->srcnb[fi][ps->nsrc[fi]] = p->neighbour;
+				ps->srcid[fi][ps->nsrc[fi]] = (uint8_t)i;
+				ps->srcprimary[fi][ps->nsrc[fi]] = primary;
 				ps->srcs[fi][ps->nsrc[fi]++] = p->f[fi].addr;
 			}
 	}
+	atomic_fetch_add(&ps->srcgen, 1);
 	pthread_mutex_unlock(&ps->src_lock);
 	return 0;
 }
@@ -449,6 +452,26 @@ unsigned paths_sources(struct paths *ps, int family, struct in6_addr *ret, unsig
 	pthread_mutex_lock(&ps->src_lock);
 	n = ps->nsrc[fi] < max ? ps->nsrc[fi] : max;
 	memcpy(ret, ps->srcs[fi], n * sizeof(*ret));
+	pthread_mutex_unlock(&ps->src_lock);
+	return n;
+}
+
+unsigned paths_sources_ex(struct paths *ps, int family, struct path_src *ret, unsigned max)
+{
+	int fi = family == AF_INET6 ? 1 : 0;
+	unsigned n;
+
+	if (!ps->n)
+		return 0;
+	pthread_mutex_lock(&ps->src_lock);
+	n = ps->nsrc[fi] < max ? ps->nsrc[fi] : max;
+	for (unsigned i = 0; i < n; i++) {
+		ret[i].addr = ps->srcs[fi][i];
+		memcpy(ret[i].ifname, ps->srcif[fi][i], IFNAMSIZ);
+		ret[i].id = ps->srcid[fi][i];
+		ret[i].neighbour = ps->srcnb[fi][i];
+		ret[i].primary = ps->srcprimary[fi][i];
+	}
 	pthread_mutex_unlock(&ps->src_lock);
 	return n;
 }

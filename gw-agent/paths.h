@@ -116,6 +116,9 @@ struct paths {
 	struct in6_addr srcs[2][PATHS_MAX];
 	char srcif[2][PATHS_MAX][IFNAMSIZ];   /* their interfaces */
 	bool srcnb[2][PATHS_MAX];             /* a neighbour's (the mesh's) */
+	uint8_t srcid[2][PATHS_MAX];          /* their index in p[] */
+	bool srcprimary[2][PATHS_MAX];        /* on/master (else backup/handover) */
+	atomic_uint srcgen;                   /* bumped at each change of the lists */
 };
 
 /* "IFACE[,mode=on|master|backup|handover|off][,gateway=ADDR]". On error
@@ -160,6 +163,15 @@ static inline const char *path_name(const struct path *p)
 /* The addresses new flows of family (AF_INET/AF_INET6) should start from,
  * best first; 0 when there are no paths (use the main table). */
 unsigned paths_sources(struct paths *ps, int family, struct in6_addr *ret, unsigned max);
+/* The same with what the UDP carrier needs: which path (its index, a
+ * stable id while the agent runs), its interface and kind. */
+struct path_src {
+	struct in6_addr addr;
+	char ifname[IFNAMSIZ];
+	uint8_t id;
+	bool neighbour, primary;
+};
+unsigned paths_sources_ex(struct paths *ps, int family, struct path_src *ret, unsigned max);
 /* The first usable own (WAN, not a neighbour's) path's address and
  * interface, in the order flows start: for the direct fallback. */
 bool paths_wan_source(struct paths *ps, int family, struct in6_addr *ret,

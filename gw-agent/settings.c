@@ -21,7 +21,8 @@ enum {
 	O_FALLBACK, O_BLOCK_QUIC, O_NO_BLOCK_QUIC, O_PORT, O_MARK, O_TABLE, O_CONNECT_TIMEOUT,
 	O_REPLY_TIMEOUT, O_KEEPALIVE, O_RCVBUF, O_IDLE_TIMEOUT, O_WORKERS, O_BUFFERS,
 	O_BUFFER_SIZE, O_MAX_PARKED, O_MAX_PER_HOST, O_KEY_FILE, O_CONTROL, O_LOG_LEVEL, O_METRICS, O_CONFIG,
-	O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_FAST_OPEN, O_NO_FAST_OPEN, O_VERIFY, O_NO_VERIFY, O_CLUSTER, O_MAX,
+	O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_FAST_OPEN, O_NO_FAST_OPEN, O_VERIFY, O_NO_VERIFY, O_CLUSTER,
+	O_UDP, O_UDP_CLASS, O_UDP_MAX_FLOWS, O_UDP_TIMEOUT, O_UDP_STREAM_TIMEOUT, O_MAX,
 };
 
 #define AT(field) OPT_AT(struct agent_config, field)
@@ -102,6 +103,33 @@ static const struct opt_spec agent_opts[] = {
 	  .help = "answer LAN UDP to port 443 with ICMP port-unreachable, so browsers use TCP" },
 	{ "no-block-quic", O_NO_BLOCK_QUIC, NULL, NULL, 0, .type = OT_FALSE, AT(block_quic),
 	  .reload = OPT_LIVE, .help = "let LAN QUIC through (not carried over MPTCP)" },
+	{ "udp", O_UDP, "MODE|off", "udp.mode", CONFIG_STRING, .reload = OPT_LIVE,
+	  .deflt = "failover",
+	  .help = "carry LAN UDP to the first concentrator, by default in MODE: failover (the "
+		  "best live path), lowest-delay or redundant (every datagram on two paths); off: "
+		  "UDP is routed as without the agent",
+	  .more = "UDP to the router itself (DNS, DHCP), to the LAN, to bypass prefixes and "
+		  "multicast is never taken. A LAN device's UDP leaves from the concentrator's "
+		  "address, one public port per device port, whatever line carries it. UDP 443 "
+		  "(QUIC) is refused while block-quic is on and no udp-class names port 443: "
+		  "browsers then use TCP, whose flows get the sum of the lines. A reload changes "
+		  "the mode; turning UDP on or off takes a restart." },
+	{ "udp-class", O_UDP_CLASS, "PORT[-PORT]=MODE", "udp.classes", CONFIG_LIST,
+	  .reload = OPT_LIVE, .deflt = "none",
+	  .help = "UDP to these destination ports in MODE instead; repeatable, the first match "
+		  "wins, 16 at most",
+	  .more = "Examples: 3478-3481=redundant (calls), 27000-27100=lowest-delay (games), "
+		  "443=failover (carry QUIC: one line per flow, no aggregation). redundant doubles "
+		  "the upstream bytes of what it matches." },
+	{ "udp-max-flows", O_UDP_MAX_FLOWS, "N", "udp.max_flows", CONFIG_NUMBER, .type = OT_UINT,
+	  .min = 16, .max = 65536, AT(udp_max_flows), .reload = OPT_RESTART, .deflt = "4096",
+	  .help = "LAN UDP sources carried at once; a new one over it is dropped (counted)" },
+	{ "udp-timeout", O_UDP_TIMEOUT, "SEC", "udp.timeout", CONFIG_NUMBER, .type = OT_SECONDS_UP,
+	  .max = 86400, AT(udp_timeout_s), .reload = OPT_LIVE, .deflt = "30",
+	  .help = "a UDP flow that never got an answer is forgotten after this long idle" },
+	{ "udp-stream-timeout", O_UDP_STREAM_TIMEOUT, "SEC", "udp.stream_timeout", CONFIG_NUMBER,
+	  .type = OT_SECONDS_UP, .max = 86400, AT(udp_stream_timeout_s), .reload = OPT_LIVE,
+	  .deflt = "180", .help = "one that did, after this long idle" },
 	{ "fast-open", O_FAST_OPEN, NULL, "fast_open", CONFIG_BOOL, O_NO_FAST_OPEN,
 	  .type = OT_TRUE, AT(fast_open), .reload = OPT_LIVE, .deflt = "on",
 	  .help = "send the Convert message in a TCP Fast Open SYN (0-RTT), where the kernel "
@@ -211,6 +239,7 @@ static void clear_list_once(struct parse *p, int c)
 	case O_CONC: p->cfg->nconc = 0; break;
 	case O_LAN: p->cfg->nlan = 0; break;
 	case O_BYPASS: p->cfg->nbypass = 0; break;
+	case O_UDP_CLASS: p->cfg->nudp_class = 0; break;
 	case O_WANPATH: p->paths->n = 0; break;
 	case O_MESH:
 		memset(p->cfg->mesh.borrow_if, 0, sizeof(p->cfg->mesh.borrow_if));
@@ -291,6 +320,25 @@ static int apply_opt(void *ctx, int c, const char *arg)
 	case O_CLUSTER:
 		p->paths->fullmesh = true;
 		return 0;
+	case O_UDP: {
+		enum udpc_mode m;
+
+		if (!strcmp(arg, "off")) {
+			cfg->udp_mode = AGENT_UDP_OFF;
+			return 0;
+		}
+		if (udpc_mode_parse(arg, &m) < 0)
+			return opt_error(name, arg, "is not failover, lowest-delay, redundant or off");
+		cfg->udp_mode = (int)m;
+		return 0;
+	}
+	case O_UDP_CLASS:
+		if (cfg->nudp_class >= AGENT_UDP_MAX_CLASSES)
+			return opt_error(name, arg, "is one class too many (16 at most)");
+		if (agent_udp_class_parse(arg, &cfg->udp_class[cfg->nudp_class], &why) < 0)
+			return opt_error(name, arg, why);
+		cfg->nudp_class++;
+		return 0;
 	case O_FALLBACK:
 		if (!strcmp(arg, "direct"))
 			cfg->fallback = FALLBACK_DIRECT;
@@ -308,6 +356,10 @@ static void config_defaults(struct agent_config *cfg, struct paths *ps)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->fallback = FALLBACK_DIRECT;
 	cfg->block_quic = true;
+	cfg->udp_mode = UDPC_FAILOVER;
+	cfg->udp_max_flows = 4096;
+	cfg->udp_timeout_s = 30;
+	cfg->udp_stream_timeout_s = 180;
 	cfg->fast_open = true;
 	cfg->verify_stream = true;
 	cfg->port = 5125;

@@ -296,6 +296,7 @@ void agent_render_metrics(void *ctx, struct mbuf *b)
 	metrics_head(b, "gw_agent_config_reloads_total", "counter", "SIGHUP reloads, by result.");
 	metrics_u64(b, "gw_agent_config_reloads_total", "result=\"ok\"", a->reloads_ok);
 	metrics_u64(b, "gw_agent_config_reloads_total", "result=\"failed\"", a->reloads_failed);
+	agent_udp_render_metrics(a, b);
 }
 
 void agent_log_summary(struct agent *a)

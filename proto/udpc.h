@@ -22,7 +22,9 @@
  *         client nonce and the server nonce.
  * DATA    both ways, sealed (ChaCha20-Poly1305, key of its direction,
  *         nonce = 4 zero bytes | packet number, the header authenticated):
- *         flow id (u32), mode (u8), path id (u8), remote port (u16), remote
+ *         flow id (u32), mode (u8), paths (u8: the id (0-15) of the path
+ *         answers should take in the low nibble; in redundant mode the
+ *         second one's id plus 1 in the high nibble), remote port (u16), remote
  *         address (16, IPv4 as ::ffff:a.b.c.d), then the LAN datagram; a
  *         16-byte tag at the end. Upstream the remote is the destination,
  *         downstream the source.

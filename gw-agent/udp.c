@@ -1,0 +1,1181 @@
+/* The agent's end of the UDP carrier.
+ *
+ * One thread, an epoll loop over: the TPROXY socket that receives every
+ * intercepted LAN datagram with its original destination; one carrier
+ * socket per path, bound to the path's address (its "from" rule routes it
+ * out of that line, as the MPTCP subflows are) and connected to the first
+ * concentrator; a raw socket per family that hands answers to LAN devices
+ * from the address and port they wrote to.
+ *
+ * Why raw sockets for the answers: a UDP socket bound to a remote address
+ * and port (IP_TRANSPARENT) would do it too, but it collides with the
+ * router's own services bound to the wildcard address (dnsmasq on port 53
+ * makes every bind to 8.8.8.8:53 fail), costs a descriptor per remote, and
+ * TPROXY then delivers that remote's later datagrams to it. With raw
+ * sockets nothing is bound; we write the IP and UDP headers and, for
+ * answers larger than the LAN's MTU, the fragments.
+ *
+ * A flow is a LAN source (address, port): its id travels in every
+ * datagram, and the concentrator keeps one socket per flow, so a source
+ * keeps one public address and port whatever line carries it. Each
+ * datagram is steered by its class's mode over the live paths (the main
+ * thread's list, read every 20 ms); when a flow's path changes without a
+ * datagram to carry the news, a STEER datagram tells the concentrator
+ * where its answers should now go. */
+#include "agent.h"
+#include "udp.h"
+#include "udpcrypt.h"
+#include "hash.h"
+
+#include <errno.h>
+#include <net/if.h>
+#include <netinet/ip.h>
+#include <netinet/ip6.h>
+#include <netinet/udp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#define UDP_BATCH 16
+#define UDP_BUFSZ 65536
+#define TICK_MS 20
+#define PING_MS 1000
+#define HELLO_MS 1000
+#define SESSION_DEAD_MS 10000     /* no answer at all for this long: a new HELLO */
+#define PATH_PONG_DEAD_MS 3500    /* a path whose pings go unanswered this long is not used */
+#define TAG_LAN 1ull
+#define TAG_CAR 2ull
+
+_Static_assert(PATHS_MAX <= 32, "path ids index stats arrays of 32");
+
+struct ucar {
+	int fd;                      /* -1: none */
+	struct in6_addr addr;
+	char ifname[IFNAMSIZ];
+	bool live, primary;
+	uint32_t rtt_us;             /* smoothed, from PONGs; 0 = none yet */
+	uint64_t last_ping_ms, last_pong_ms, opened_ms;
+};
+
+struct uflow {
+	struct in6_addr lan;
+	uint16_t lport;
+	uint16_t gen;
+	bool used, replied;
+	uint8_t mode, p0, p1;        /* paths of the last datagram (0xff: none) */
+	uint64_t last_ms;
+	uint32_t next;               /* hash chain, index + 1 */
+};
+
+struct agent_udp {
+	struct agent *a;
+	pthread_t thread;
+	int ep, lfd, raw4, raw6;
+	int family;                  /* the concentrator's */
+	struct sockaddr_storage conc;
+	socklen_t conc_len;
+	/* The session. */
+	uint32_t kid;
+	uint8_t secret[COOKIE_SECRET_LEN];
+	uint32_t sid;                /* 0: none */
+	uint8_t nonce_c[UDPC_NONCE_LEN];
+	uint64_t hello_ms;
+	unsigned hello_n;
+	struct udpc_aead tx, rx;
+	struct udpc_window win;
+	uint64_t pn_out;
+	uint64_t last_rx_ms;
+	/* Paths, by id (the index in paths.p[]). */
+	struct ucar car[PATHS_MAX];
+	unsigned srcgen;
+	uint8_t order[PATHS_MAX];    /* live paths, primary first */
+	unsigned norder;
+	/* Flows. */
+	struct uflow *f;
+	uint32_t fcap, *fb, fnb, nflows;
+	struct hash_key hk;
+	/* Settings, copied at each tick. */
+	int mode;
+	struct udp_class cls[AGENT_UDP_MAX_CLASSES];
+	unsigned ncls;
+	unsigned timeout_s, stream_timeout_s;
+	unsigned lan_mtu;
+	pthread_mutex_t lock;        /* st, and the flow table for status */
+	struct agent_udp_stats st;
+	struct log_ratelimit rl;
+	uint8_t *buf[UDP_BATCH];
+	uint8_t out[UDP_BUFSZ + 128];
+};
+
+static const char *const drop_names[AUD_MAX] = {
+	"no_session", "no_path", "flow_limit", "malformed", "bad_tag", "replay", "old",
+	"unknown_flow", "send",
+};
+
+const char *agent_udp_drop_name(unsigned d)
+{
+	return d < AUD_MAX ? drop_names[d] : "unknown";
+}
+
+int agent_udp_class_parse(const char *s, struct udp_class *ret, const char **ret_why)
+{
+	const char *eq = strchr(s, '=');
+	char *end;
+	unsigned long lo, hi;
+	enum udpc_mode m;
+
+	if (!eq) {
+		*ret_why = "is not PORT[-PORT]=MODE";
+		return -EINVAL;
+	}
+	lo = strtoul(s, &end, 10);
+	hi = lo;
+	if (end != s && *end == '-')
+		hi = strtoul(end + 1, &end, 10);
+	if (end == s || end != eq || lo < 1 || hi > 65535 || lo > hi) {
+		*ret_why = "has no port range of 1-65535 before '='";
+		return -EINVAL;
+	}
+	if (udpc_mode_parse(eq + 1, &m) < 0) {
+		*ret_why = "names no mode (failover, lowest-delay or redundant)";
+		return -EINVAL;
+	}
+	ret->lo = (uint16_t)lo;
+	ret->hi = (uint16_t)hi;
+	ret->mode = (uint8_t)m;
+	return 0;
+}
+
+bool agent_udp_quic_carried(const struct agent_config *cfg)
+{
+	if (!cfg->block_quic)
+		return true;
+	for (unsigned i = 0; i < cfg->nudp_class; i++)
+		if (cfg->udp_class[i].lo <= 443 && cfg->udp_class[i].hi >= 443)
+			return true;
+	return false;
+}
+
+int agent_udp_mode_for(const struct udp_class *c, unsigned n, int deflt, uint16_t port)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (port >= c[i].lo && port <= c[i].hi)
+			return c[i].mode;
+	return deflt;
+}
+
+/* ---- flows ---- */
+
+static uint32_t fbucket(const struct agent_udp *u, const struct in6_addr *a, uint16_t port)
+{
+	uint8_t k[18];
+
+	memcpy(k, a, 16);
+	k[16] = (uint8_t)(port >> 8);
+	k[17] = (uint8_t)port;
+	return (uint32_t)(hash_siphash24(&u->hk, k, sizeof(k)) & (u->fnb - 1));
+}
+
+static uint32_t flow_id(const struct agent_udp *u, const struct uflow *f)
+{
+	return (uint32_t)f->gen << 16 | (uint32_t)(f - u->f);
+}
+
+static struct uflow *flow_by_id(struct agent_udp *u, uint32_t id)
+{
+	uint32_t idx = id & 0xffff;
+
+	if (idx >= u->fcap || !u->f[idx].used || u->f[idx].gen != id >> 16)
+		return NULL;
+	return &u->f[idx];
+}
+
+static void flow_unlink(struct agent_udp *u, struct uflow *f)
+{
+	uint32_t idx = (uint32_t)(f - u->f), *pp;
+
+	for (pp = &u->fb[fbucket(u, &f->lan, f->lport)]; *pp; pp = &u->f[*pp - 1].next)
+		if (*pp == idx + 1) {
+			*pp = f->next;
+			break;
+		}
+	f->used = false;
+	f->gen++;
+	u->nflows--;
+}
+
+static struct uflow *flow_get(struct agent_udp *u, const struct in6_addr *lan, uint16_t lport,
+			      uint64_t now)
+{
+	uint32_t b = fbucket(u, lan, lport);
+	struct uflow *f;
+
+	for (uint32_t i = u->fb[b]; i; i = u->f[i - 1].next) {
+		f = &u->f[i - 1];
+		if (f->lport == lport && !memcmp(&f->lan, lan, sizeof(*lan)))
+			return f;
+	}
+	if (u->nflows >= u->fcap)
+		return NULL;
+	for (uint32_t i = 0; i < u->fcap; i++) {
+		f = &u->f[i];
+		if (f->used)
+			continue;
+		f->used = true;
+		f->replied = false;
+		f->lan = *lan;
+		f->lport = lport;
+		f->p0 = f->p1 = 0xff;
+		f->last_ms = now;
+		f->next = u->fb[b];
+		u->fb[b] = i + 1;
+		u->nflows++;
+		u->st.flows_total++;
+		return f;
+	}
+	return NULL;
+}
+
+/* ---- carrier ---- */
+
+static void drop(struct agent_udp *u, enum agent_udp_drop why)
+{
+	u->st.drops[why]++;
+}
+
+static int car_open(struct agent_udp *u, struct ucar *c)
+{
+	struct sockaddr_storage src;
+	socklen_t sl = addr_from_in6(&c->addr, 0, &src);
+	struct epoll_event ev = { .events = EPOLLIN };
+	int fd = socket(u->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	if (u->family == AF_INET6 && src.ss_family == AF_INET) {
+		close(fd);
+		return -EAFNOSUPPORT;
+	}
+	if (IN6_IS_ADDR_UNSPECIFIED(&c->addr) ||
+	    (addr_is_v4mapped(&c->addr) && !memcmp(&c->addr.s6_addr[12], "\0\0\0\0", 4)))
+		sl = 0;   /* the main table's path: the kernel picks the source */
+	/* Carried datagrams may be up to 56 bytes over the path's MTU: sent
+	 * as fragments, not refused. */
+	setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &(int){ IP_PMTUDISC_DONT }, sizeof(int));
+	if (u->family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &(int){ IPV6_PMTUDISC_DONT },
+			   sizeof(int));
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &(int){ 1 << 20 }, sizeof(int));
+	if ((sl && bind(fd, (struct sockaddr *)&src, sl) < 0) ||
+	    connect(fd, (struct sockaddr *)&u->conc, u->conc_len) < 0) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	ev.data.u64 = TAG_CAR << 32 | (uint32_t)(c - u->car);
+	if (epoll_ctl(u->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	c->fd = fd;
+	return 0;
+}
+
+static void car_close(struct ucar *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	c->rtt_us = 0;
+	c->last_pong_ms = 0;
+}
+
+static bool car_usable(const struct ucar *c, uint64_t now)
+{
+	/* Live by the main thread's probes and links, and (once it has been
+	 * open a while) answering our pings. */
+	return c->live && c->fd >= 0 &&
+	       (now - c->opened_ms < PATH_PONG_DEAD_MS || now - c->last_pong_ms < PATH_PONG_DEAD_MS);
+}
+
+static void car_send(struct agent_udp *u, uint8_t id, const void *buf, size_t len)
+{
+	struct ucar *c = &u->car[id];
+
+	if (c->fd < 0 || send(c->fd, buf, len, MSG_DONTWAIT) < 0) {
+		drop(u, AUD_SEND);
+		return;
+	}
+	u->st.path_dgrams[id]++;
+	u->st.path_bytes[id] += len;
+}
+
+static void session_reset(struct agent_udp *u)
+{
+	udpc_aead_free(&u->tx);
+	udpc_aead_free(&u->rx);
+	u->sid = 0;
+	u->st.session_up = false;
+	memset(&u->win, 0, sizeof(u->win));
+	u->pn_out = 0;
+	u->hello_ms = 0;
+}
+
+static void send_hello(struct agent_udp *u, uint64_t now)
+{
+	uint8_t b[UDPC_HELLO_LEN];
+	struct udpc_hdr h = { .type = UDPC_HELLO };
+	struct udpc_hello hv = { .kid = u->kid, .time = (uint32_t)time(NULL) };
+	uint8_t id;
+
+	if (!u->norder)
+		return;
+	/* A fresh nonce each time: the concentrator takes each once. The
+	 * paths in turn, in case the first one's far side is what is dead. */
+	if (udpcrypt_random(u->nonce_c, sizeof(u->nonce_c)) < 0)
+		return;
+	memcpy(hv.nonce, u->nonce_c, sizeof(hv.nonce));
+	udpc_put_hdr(b, &h);
+	udpc_put_hello(b, &hv);
+	udpcrypt_hello_mac(u->secret, b, b + UDPC_HELLO_LEN - UDPC_MAC_LEN);
+	id = u->order[u->hello_n++ % u->norder];
+	car_send(u, id, b, sizeof(b));
+	u->hello_ms = now;
+}
+
+static void on_accept(struct agent_udp *u, const uint8_t *b, uint64_t now)
+{
+	struct udpc_hdr h;
+	uint8_t mac[UDPC_MAC_LEN], up[UDPC_KEY_LEN], down[UDPC_KEY_LEN];
+
+	if (u->sid || !u->hello_ms || udpc_parse_hdr(b, UDPC_ACCEPT_LEN, UDPC_TO_AGENT, &h, NULL) < 0)
+		return;
+	udpcrypt_accept_mac(u->secret, b, u->nonce_c, mac);
+	if (!udpcrypt_mac_equal(mac, b + UDPC_HDR_LEN + UDPC_NONCE_LEN))
+		return;   /* not for our last HELLO (or forged) */
+	udpcrypt_session_keys(u->secret, u->nonce_c, b + UDPC_HDR_LEN, h.sid, up, down);
+	if (udpc_aead_init(&u->tx, up, 1) < 0 || udpc_aead_init(&u->rx, down, 0) < 0) {
+		udpc_aead_free(&u->tx);
+		udpc_aead_free(&u->rx);
+		return;
+	}
+	explicit_bzero(up, sizeof(up));
+	explicit_bzero(down, sizeof(down));
+	u->sid = h.sid;
+	u->pn_out = 0;
+	memset(&u->win, 0, sizeof(u->win));
+	u->last_rx_ms = now;
+	u->st.sessions++;
+	u->st.session_up = true;
+	/* Every flow's path is news to the new session. */
+	for (uint32_t i = 0; i < u->fcap; i++)
+		u->f[i].p0 = u->f[i].p1 = 0xff;
+	log_info("udp: session %08x with the concentrator", h.sid);
+}
+
+static void send_ping(struct agent_udp *u, uint8_t id, uint64_t now)
+{
+	struct udpc_hdr h = { .type = UDPC_PING, .sid = u->sid, .pn = ++u->pn_out };
+	uint64_t us = now * 1000;
+	uint8_t *p = u->out + UDPC_HDR_LEN;
+	int n;
+
+	if (!u->sid)
+		return;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	udpc_put_hdr(u->out, &h);
+	memset(p, 0, UDPC_PING_INNER);
+	p[0] = id;
+	for (int i = 0; i < 8; i++)
+		p[4 + i] = (uint8_t)(us >> (56 - 8 * i));
+	n = udpc_seal(&u->tx, h.pn, u->out, UDPC_HDR_LEN + UDPC_PING_INNER);
+	if (n > 0)
+		car_send(u, id, u->out, (size_t)n);
+	u->car[id].last_ping_ms = now;
+}
+
+static void on_pong(struct agent_udp *u, const uint8_t *p, uint64_t now)
+{
+	uint8_t id = p[0];
+	uint64_t sent = 0, us;
+	struct timespec ts;
+	uint32_t rtt;
+
+	if (id >= PATHS_MAX)
+		return;
+	for (int i = 0; i < 8; i++)
+		sent = sent << 8 | p[4 + i];
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	if (sent > us || us - sent > 60000000)
+		return;
+	rtt = (uint32_t)(us - sent);
+	u->car[id].rtt_us = u->car[id].rtt_us ? (u->car[id].rtt_us * 7 + rtt) / 8 : rtt;
+	u->car[id].last_pong_ms = now;
+}
+
+/* ---- to the LAN ---- */
+
+static uint16_t csum_add(uint32_t sum, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	for (size_t i = 0; i + 1 < n; i += 2)
+		sum += (uint32_t)(b[i] << 8 | b[i + 1]);
+	if (n & 1)
+		sum += (uint32_t)(b[n - 1] << 8);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)sum;
+}
+
+/* The UDP checksum over the pseudo-header, header and payload. */
+static uint16_t udp_csum(const struct in6_addr *src, const struct in6_addr *dst, bool v4,
+			 const struct udphdr *uh, const uint8_t *payload, size_t len)
+{
+	uint32_t sum = 0;
+	uint8_t ph[40];
+	size_t pl;
+	uint32_t ulen = (uint32_t)(sizeof(*uh) + len);
+	uint16_t s;
+
+	if (v4) {
+		memcpy(ph, &src->s6_addr[12], 4);
+		memcpy(ph + 4, &dst->s6_addr[12], 4);
+		ph[8] = 0;
+		ph[9] = IPPROTO_UDP;
+		ph[10] = (uint8_t)(ulen >> 8);
+		ph[11] = (uint8_t)ulen;
+		pl = 12;
+	} else {
+		memcpy(ph, src, 16);
+		memcpy(ph + 16, dst, 16);
+		ph[32] = (uint8_t)(ulen >> 24);
+		ph[33] = (uint8_t)(ulen >> 16);
+		ph[34] = (uint8_t)(ulen >> 8);
+		ph[35] = (uint8_t)ulen;
+		ph[36] = ph[37] = ph[38] = 0;
+		ph[39] = IPPROTO_UDP;
+		pl = 40;
+	}
+	sum = csum_add(sum, ph, pl);
+	sum = csum_add(sum, uh, sizeof(*uh));
+	sum = csum_add(sum, payload, len);
+	s = (uint16_t)~sum;
+	return htons(s ? s : 0xffff);
+}
+
+/* payload from remote (raddr, rport) to the LAN device (laddr, lport),
+ * as one packet or, over the LAN's MTU, as fragments. */
+static int lan_send(struct agent_udp *u, const struct in6_addr *raddr, uint16_t rport,
+		    const struct in6_addr *laddr, uint16_t lport, const uint8_t *payload, size_t len)
+{
+	bool v4 = addr_is_v4mapped(laddr);
+	uint8_t pkt[1600 + 64];
+	struct udphdr uh = { .source = htons(rport), .dest = htons(lport),
+			     .len = htons((uint16_t)(sizeof(uh) + len)) };
+	struct sockaddr_storage to;
+	socklen_t tl = addr_from_in6(laddr, 0, &to);
+	size_t total = sizeof(uh) + len, off = 0, mtu = u->lan_mtu;
+	uint32_t ident;
+	int fd = v4 ? u->raw4 : u->raw6;
+
+	if (fd < 0 || v4 != addr_is_v4mapped(raddr) || total > 65535 - 48)
+		return -EINVAL;
+	uh.check = udp_csum(raddr, laddr, v4, &uh, payload, len);
+	if (udpcrypt_random(&ident, sizeof(ident)) < 0)
+		ident = (uint32_t)log_now_ms();
+	if (mtu < 1280)
+		mtu = 1280;
+	if (mtu > 1600)
+		mtu = 1600;
+	while (off < total) {
+		size_t hl = v4 ? 20 : 40 + 8, room = mtu - hl, chunk = total - off;
+		bool more;
+		uint8_t *d = pkt + hl;
+		size_t taken = 0;
+
+		if (!v4 && total + 40 <= mtu)
+			hl = 40;  /* no fragment header when it fits */
+		room = mtu - hl;
+		if (chunk > room)
+			chunk = room & ~(size_t)7;
+		more = off + chunk < total;
+		/* The UDP header is the first 8 bytes of the whole. */
+		d = pkt + hl;
+		if (off < sizeof(uh)) {
+			size_t h = sizeof(uh) - off < chunk ? sizeof(uh) - off : chunk;
+
+			memcpy(d, (uint8_t *)&uh + off, h);
+			taken = h;
+		}
+		memcpy(d + taken, payload + (off + taken - sizeof(uh)), chunk - taken);
+		if (v4) {
+			struct iphdr *ip = (struct iphdr *)pkt;
+
+			memset(ip, 0, sizeof(*ip));
+			ip->version = 4;
+			ip->ihl = 5;
+			ip->ttl = 64;
+			ip->protocol = IPPROTO_UDP;
+			ip->tot_len = htons((uint16_t)(hl + chunk));
+			ip->id = htons((uint16_t)ident ? (uint16_t)ident : 1);
+			ip->frag_off = htons((uint16_t)((more ? IP_MF : 0) | (off / 8)));
+			memcpy(&ip->saddr, &raddr->s6_addr[12], 4);
+			memcpy(&ip->daddr, &laddr->s6_addr[12], 4);
+		} else {
+			struct ip6_hdr *ip = (struct ip6_hdr *)pkt;
+
+			memset(ip, 0, 40);
+			ip->ip6_flow = htonl(6u << 28);
+			ip->ip6_hlim = 64;
+			ip->ip6_src = *raddr;
+			ip->ip6_dst = *laddr;
+			ip->ip6_plen = htons((uint16_t)(hl - 40 + chunk));
+			if (hl == 40) {
+				ip->ip6_nxt = IPPROTO_UDP;
+			} else {
+				struct ip6_frag *fh = (struct ip6_frag *)(pkt + 40);
+
+				ip->ip6_nxt = IPPROTO_FRAGMENT;
+				fh->ip6f_nxt = IPPROTO_UDP;
+				fh->ip6f_reserved = 0;
+				fh->ip6f_offlg = htons((uint16_t)(off | (more ? 1 : 0)));
+				fh->ip6f_ident = htonl(ident);
+			}
+		}
+		if (sendto(fd, pkt, hl + chunk, MSG_DONTWAIT, (struct sockaddr *)&to, tl) < 0)
+			return -errno;
+		off += chunk;
+	}
+	return 0;
+}
+
+/* ---- from the concentrator ---- */
+
+static void on_car(struct agent_udp *u, uint8_t *b, size_t len, uint64_t now)
+{
+	struct udpc_hdr h;
+	struct udpc_data d;
+	struct uflow *f;
+	int n, r;
+
+	if (udpc_parse_hdr(b, len, UDPC_TO_AGENT, &h, NULL) < 0) {
+		drop(u, AUD_MALFORMED);
+		return;
+	}
+	if (h.type == UDPC_ACCEPT) {
+		on_accept(u, b, now);
+		return;
+	}
+	if (!u->sid || h.sid != u->sid)
+		return;
+	if (h.type == UDPC_RESET) {
+		/* Only for a packet number we sent lately: an off-path forger
+		 * knows neither the session nor the numbers. */
+		if (h.pn <= u->pn_out && u->pn_out - h.pn < 65536) {
+			log_info("udp: the concentrator does not know session %08x (restarted?): "
+				 "opening a new one", u->sid);
+			u->st.resets_taken++;
+			session_reset(u);
+		}
+		return;
+	}
+	r = udpc_window_check(&u->win, h.pn);
+	if (r < 0) {
+		drop(u, r == -EALREADY ? AUD_REPLAY : AUD_OLD);
+		return;
+	}
+	n = udpc_open(&u->rx, h.pn, b, len);
+	if (n < 0) {
+		drop(u, AUD_BAD_TAG);
+		return;
+	}
+	udpc_window_mark(&u->win, h.pn);
+	u->last_rx_ms = now;
+	if (h.type == UDPC_PONG) {
+		on_pong(u, b + UDPC_HDR_LEN, now);
+		return;
+	}
+	if (udpc_parse_data(b + UDPC_HDR_LEN, (size_t)n, &d, NULL) < 0) {
+		drop(u, AUD_MALFORMED);
+		return;
+	}
+	f = flow_by_id(u, d.flow);
+	if (!f) {
+		drop(u, AUD_UNKNOWN_FLOW);
+		return;
+	}
+	f->replied = true;
+	f->last_ms = now;
+	if (lan_send(u, &d.addr, d.port, &f->lan, f->lport, d.payload, d.len) < 0) {
+		drop(u, AUD_SEND);
+		return;
+	}
+	u->st.dgrams_down++;
+	u->st.bytes_down += d.len;
+}
+
+static void read_car(struct agent_udp *u, unsigned id)
+{
+	uint64_t now = log_now_ms();
+
+	for (int k = 0; k < UDP_BATCH; k++) {
+		ssize_t n = recv(u->car[id].fd, u->buf[0], UDP_BUFSZ, MSG_DONTWAIT);
+
+		if (n < 0)
+			return;
+		on_car(u, u->buf[0], (size_t)n, now);
+	}
+}
+
+/* ---- from the LAN ---- */
+
+/* The paths for a datagram of mode on flow f: how many (0..2) in ret. */
+static unsigned choose(struct agent_udp *u, struct uflow *f, int mode, uint8_t ret[2])
+{
+	if (!u->norder)
+		return 0;
+	switch (mode) {
+	case UDPC_REDUNDANT:
+		ret[0] = u->order[0];
+		if (u->norder < 2)
+			return 1;
+		ret[1] = u->order[1];
+		return 2;
+	case UDPC_LOWEST_DELAY: {
+		uint8_t best = u->order[0];
+
+		for (unsigned i = 1; i < u->norder; i++) {
+			const struct ucar *c = &u->car[u->order[i]];
+
+			if (c->rtt_us && (!u->car[best].rtt_us || c->rtt_us < u->car[best].rtt_us))
+				best = u->order[i];
+		}
+		/* Hysteresis: stay on the flow's path while it is live and
+		 * within 20% + 2 ms of the best. */
+		for (unsigned i = 0; i < u->norder; i++)
+			if (u->order[i] == f->p0 && u->car[f->p0].rtt_us &&
+			    u->car[f->p0].rtt_us <= u->car[best].rtt_us * 6 / 5 + 2000)
+				best = f->p0;
+		ret[0] = best;
+		return 1;
+	}
+	default:
+		ret[0] = u->order[0];
+		return 1;
+	}
+}
+
+/* Seal and send one DATA for f (payload may be empty with STEER). */
+static void send_data(struct agent_udp *u, struct uflow *f, int mode, uint8_t flags,
+		      const struct in6_addr *raddr, uint16_t rport, const uint8_t *payload,
+		      size_t len, const uint8_t *paths, unsigned np)
+{
+	struct udpc_hdr h = { .type = UDPC_DATA, .flags = flags, .sid = u->sid };
+	struct udpc_data d = { .flow = flow_id(u, f), .mode = (uint8_t)mode, .port = rport };
+	int n;
+
+	if (raddr)
+		d.addr = *raddr;
+	/* One sealing for all copies: the same packet number, so the far end
+	 * takes whichever copy comes first and drops the other. The path
+	 * byte names where answers go: the first path, and in redundant
+	 * mode the second one too (plus 1, in the high nibble). */
+	d.path = (uint8_t)(paths[0] | (np > 1 ? (paths[1] + 1) << 4 : 0));
+	h.pn = ++u->pn_out;
+	udpc_put_hdr(u->out, &h);
+	udpc_put_data_inner(u->out + UDPC_HDR_LEN, &d);
+	if (len)
+		memcpy(u->out + UDPC_HDR_LEN + UDPC_DATA_INNER, payload, len);
+	n = udpc_seal(&u->tx, h.pn, u->out, UDPC_HDR_LEN + UDPC_DATA_INNER + len);
+	if (n < 0)
+		return;
+	for (unsigned i = 0; i < np; i++)
+		car_send(u, paths[i], u->out, (size_t)n);
+	f->p1 = np > 1 ? paths[1] : 0xff;
+	f->p0 = paths[0];
+	f->mode = (uint8_t)mode;
+}
+
+static void on_lan(struct agent_udp *u, const struct in6_addr *src, uint16_t sport,
+		   const struct in6_addr *dst, uint16_t dport, const uint8_t *p, size_t len,
+		   uint64_t now)
+{
+	int mode = agent_udp_mode_for(u->cls, u->ncls, u->mode, dport);
+	struct uflow *f;
+	uint8_t paths[2];
+	unsigned np;
+
+	if (!u->sid) {
+		drop(u, AUD_NO_SESSION);
+		return;
+	}
+	f = flow_get(u, src, sport, now);
+	if (!f) {
+		drop(u, AUD_FLOW_LIMIT);
+		return;
+	}
+	np = choose(u, f, mode, paths);
+	if (!np) {
+		drop(u, AUD_NO_PATH);
+		return;
+	}
+	if (f->p0 == 0xff && mode < UDPC_MODE_MAX)
+		u->st.flows_by_mode[mode]++;
+	f->last_ms = now;
+	send_data(u, f, mode, 0, dst, dport, p, len, paths, np);
+	u->st.dgrams_up++;
+	u->st.bytes_up += len;
+}
+
+static void read_lan(struct agent_udp *u)
+{
+	uint64_t now = log_now_ms();
+
+	for (int k = 0; k < UDP_BATCH; k++) {
+		struct sockaddr_storage src;
+		union {
+			char b[CMSG_SPACE(sizeof(struct sockaddr_in6))];
+			struct cmsghdr align;
+		} cm;
+		struct iovec iov = { .iov_base = u->buf[0], .iov_len = UDPC_MAX_PAYLOAD };
+		struct msghdr mh = { .msg_name = &src, .msg_namelen = sizeof(src), .msg_iov = &iov,
+				     .msg_iovlen = 1, .msg_control = cm.b,
+				     .msg_controllen = sizeof(cm.b) };
+		struct in6_addr sa, da = IN6ADDR_ANY_INIT;
+		uint16_t sp, dp = 0;
+		struct cmsghdr *c;
+		ssize_t n = recvmsg(u->lfd, &mh, MSG_DONTWAIT);
+
+		if (n < 0)
+			return;
+		if (mh.msg_flags & MSG_TRUNC)
+			continue;
+		for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+			if ((c->cmsg_level == SOL_IP && c->cmsg_type == IP_ORIGDSTADDR) ||
+			    (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_ORIGDSTADDR)) {
+				struct sockaddr_storage o;
+
+				memset(&o, 0, sizeof(o));
+				memcpy(&o, CMSG_DATA(c), c->cmsg_len - CMSG_LEN(0) < sizeof(o)
+							 ? c->cmsg_len - CMSG_LEN(0) : sizeof(o));
+				addr_to_in6((struct sockaddr *)&o, &da, &dp);
+			}
+		if (!dp || addr_to_in6((struct sockaddr *)&src, &sa, &sp) < 0)
+			continue;
+		on_lan(u, &sa, sp, &da, dp, u->buf[0], (size_t)n, now);
+	}
+}
+
+/* ---- the paths, the session, expiry ---- */
+
+static void refresh_paths(struct agent_udp *u, uint64_t now)
+{
+	struct path_src src[PATHS_MAX];
+	unsigned n = 0;
+	bool seen[PATHS_MAX] = { false };
+	uint8_t old[PATHS_MAX];
+	unsigned nold = u->norder;
+
+	memcpy(old, u->order, sizeof(old));
+	if (!atomic_load(&u->a->paths_ready))
+		return;
+	if (u->a->paths.n) {
+		n = paths_sources_ex(&u->a->paths, u->family, src, PATHS_MAX);
+	} else {
+		/* No paths configured: one, by the main routing table. */
+		memset(&src[0], 0, sizeof(src[0]));
+		if (u->family == AF_INET)
+			convert_addr_from_v4(&src[0].addr, 0);
+		strcpy(src[0].ifname, "default");
+		src[0].primary = true;
+		n = 1;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct ucar *c;
+
+		/* A neighbour's line lends MPTCP to the concentrators only. */
+		if (src[i].neighbour || src[i].id >= PATHS_MAX)
+			continue;
+		c = &u->car[src[i].id];
+		seen[src[i].id] = true;
+		if (c->fd >= 0 && memcmp(&c->addr, &src[i].addr, sizeof(c->addr)))
+			car_close(c);   /* the path's address changed */
+		c->addr = src[i].addr;
+		memcpy(c->ifname, src[i].ifname, IFNAMSIZ);
+		c->primary = src[i].primary;
+		if (c->fd < 0) {
+			int r = car_open(u, c);
+
+			if (r < 0) {
+				if (log_ratelimit_ok(&u->rl, now))
+					log_errno(r, "udp: no carrier socket on %s: %m", c->ifname);
+				continue;
+			}
+			c->opened_ms = now;
+			c->last_pong_ms = 0;
+			c->last_ping_ms = 0;
+		}
+		c->live = true;
+	}
+	for (unsigned i = 0; i < PATHS_MAX; i++)
+		if (!seen[i] && u->car[i].fd >= 0) {
+			u->car[i].live = false;
+			car_close(&u->car[i]);
+		}
+	/* Live paths, primary first, in the main thread's order. */
+	u->norder = 0;
+	for (int pass = 0; pass < 2; pass++)
+		for (unsigned i = 0; i < n; i++) {
+			uint8_t id = src[i].id;
+
+			if (id < PATHS_MAX && seen[id] && u->car[id].primary == (pass == 0) &&
+			    car_usable(&u->car[id], now))
+				u->order[u->norder++] = id;
+		}
+	if (nold && (nold != u->norder || memcmp(old, u->order, nold)) && u->sid) {
+		/* Flows whose path is gone or no longer first: tell the
+		 * concentrator now, not at their next datagram. */
+		unsigned moved = 0;
+
+		for (uint32_t i = 0; i < u->fcap; i++) {
+			struct uflow *f = &u->f[i];
+			uint8_t paths[2];
+			unsigned np;
+
+			if (!f->used || f->p0 == 0xff)
+				continue;
+			np = choose(u, f, f->mode, paths);
+			if (!np || (paths[0] == f->p0 && (np < 2 || paths[1] == f->p1)))
+				continue;
+			send_data(u, f, f->mode, UDPC_F_STEER, NULL, 0, NULL, 0, paths, np);
+			u->st.steers++;
+			moved++;
+		}
+		if (moved) {
+			u->st.failovers++;
+			log_info("udp: %u flow%s moved to %s", moved, moved == 1 ? "" : "s",
+				 u->norder ? u->car[u->order[0]].ifname : "no path");
+		}
+	}
+}
+
+static void tick(struct agent_udp *u, uint64_t now)
+{
+	struct agent *a = u->a;
+
+	pthread_mutex_lock(&a->cfg_lock);
+	u->mode = a->cfg.udp_mode;
+	u->ncls = a->cfg.nudp_class;
+	memcpy(u->cls, a->cfg.udp_class, sizeof(u->cls));
+	u->timeout_s = a->cfg.udp_timeout_s;
+	u->stream_timeout_s = a->cfg.udp_stream_timeout_s;
+	pthread_mutex_unlock(&a->cfg_lock);
+
+	pthread_mutex_lock(&u->lock);
+	refresh_paths(u, now);
+	if (u->sid && now - u->last_rx_ms > SESSION_DEAD_MS) {
+		log_info("udp: no answer from the concentrator for %u s: a new session",
+			 SESSION_DEAD_MS / 1000);
+		session_reset(u);
+	}
+	if (!u->sid && now - u->hello_ms >= HELLO_MS)
+		send_hello(u, now);
+	for (unsigned i = 0; i < PATHS_MAX && u->sid; i++)
+		if (u->car[i].fd >= 0 && u->car[i].live && now - u->car[i].last_ping_ms >= PING_MS)
+			send_ping(u, (uint8_t)i, now);
+	for (uint32_t i = 0; i < u->fcap; i++) {
+		struct uflow *f = &u->f[i];
+
+		if (f->used &&
+		    now - f->last_ms >= (uint64_t)(f->replied ? u->stream_timeout_s : u->timeout_s) * 1000) {
+			flow_unlink(u, f);
+			u->st.flows_expired++;
+		}
+	}
+	u->st.flows_active = u->nflows;
+	pthread_mutex_unlock(&u->lock);
+}
+
+static unsigned lan_mtu(const struct agent_config *cfg)
+{
+	unsigned mtu = 0;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	for (unsigned i = 0; fd >= 0 && i < cfg->nlan; i++) {
+		struct ifreq ifr = { 0 };
+
+		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", cfg->lan[i]);
+		if (ioctl(fd, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0 &&
+		    (!mtu || (unsigned)ifr.ifr_mtu < mtu))
+			mtu = (unsigned)ifr.ifr_mtu;
+	}
+	if (fd >= 0)
+		close(fd);
+	return mtu ? mtu : 1500;
+}
+
+static void *udp_main(void *arg)
+{
+	struct agent_udp *u = arg;
+	uint64_t next_tick = 0, next_mtu = 0;
+
+	while (!atomic_load(&u->a->stopping)) {
+		struct epoll_event ev[32];
+		uint64_t now = log_now_ms();
+		int n, timeout = next_tick > now ? (int)(next_tick - now) : 0;
+
+		n = epoll_wait(u->ep, ev, 32, timeout);
+		pthread_mutex_lock(&u->lock);
+		for (int i = 0; i < n; i++) {
+			uint64_t t = ev[i].data.u64;
+
+			if (t >> 32 == TAG_LAN)
+				read_lan(u);
+			else if (t >> 32 == TAG_CAR && (uint32_t)t < PATHS_MAX &&
+				 u->car[(uint32_t)t].fd >= 0)
+				read_car(u, (uint32_t)t);
+		}
+		pthread_mutex_unlock(&u->lock);
+		now = log_now_ms();
+		if (now >= next_mtu) {
+			u->lan_mtu = lan_mtu(&u->a->cfg);
+			next_mtu = now + 10000;
+		}
+		if (now >= next_tick) {
+			tick(u, now);
+			next_tick = now + TICK_MS;
+		}
+	}
+	return NULL;
+}
+
+/* ---- start, stop, status, metrics ---- */
+
+static int lan_open(uint16_t port)
+{
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_port = htons(port),
+				  .sin6_addr = IN6ADDR_ANY_INIT };
+	int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1, zero = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0 ||
+	    setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_IP, IP_RECVORIGDSTADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_IPV6, IPV6_RECVORIGDSTADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &(int){ 1 << 20 }, sizeof(int));
+	return fd;
+}
+
+static void udp_free(struct agent_udp *u)
+{
+	if (!u)
+		return;
+	for (unsigned i = 0; i < PATHS_MAX; i++)
+		car_close(&u->car[i]);
+	session_reset(u);
+	if (u->lfd >= 0)
+		close(u->lfd);
+	if (u->raw4 >= 0)
+		close(u->raw4);
+	if (u->raw6 >= 0)
+		close(u->raw6);
+	if (u->ep >= 0)
+		close(u->ep);
+	for (unsigned i = 0; i < UDP_BATCH; i++)
+		free(u->buf[i]);
+	explicit_bzero(u->secret, sizeof(u->secret));
+	free(u->f);
+	free(u->fb);
+	pthread_mutex_destroy(&u->lock);
+	free(u);
+}
+
+int agent_udp_start(struct agent *a)
+{
+	struct agent_udp *u;
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_LAN << 32 };
+	int r;
+
+	if (a->cfg.udp_mode == AGENT_UDP_OFF)
+		return 0;
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	u->a = a;
+	u->ep = u->lfd = u->raw4 = u->raw6 = -1;
+	pthread_mutex_init(&u->lock, NULL);
+	for (unsigned i = 0; i < PATHS_MAX; i++)
+		u->car[i].fd = -1;
+	u->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(5, 10000);
+	u->fcap = a->cfg.udp_max_flows;
+	u->fnb = 1;
+	while (u->fnb < u->fcap)
+		u->fnb <<= 1;
+	u->f = calloc(u->fcap, sizeof(*u->f));
+	u->fb = calloc(u->fnb, sizeof(*u->fb));
+	for (unsigned i = 0; i < UDP_BATCH; i++)
+		u->buf[i] = malloc(UDP_BUFSZ);
+	if (!u->f || !u->fb || !u->buf[UDP_BATCH - 1] || hash_key_random(&u->hk) < 0) {
+		udp_free(u);
+		return log_errno(-ENOMEM, "udp: out of memory");
+	}
+	u->conc = a->cfg.conc[0];
+	u->conc_len = a->cfg.conc_len[0];
+	u->family = u->conc.ss_family;
+	u->kid = a->cfg.keyed ? a->cfg.key.id : 0;
+	if (a->cfg.keyed)
+		memcpy(u->secret, a->cfg.key.secret, sizeof(u->secret));
+	u->lan_mtu = 1500;
+	u->ep = epoll_create1(EPOLL_CLOEXEC);
+	u->lfd = lan_open(a->cfg.port);
+	u->raw4 = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+	u->raw6 = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+	if (u->raw6 >= 0 && setsockopt(u->raw6, IPPROTO_IPV6, IPV6_HDRINCL, &(int){ 1 }, sizeof(int)) < 0) {
+		close(u->raw6);
+		u->raw6 = -1;
+	}
+	if (u->ep < 0 || u->lfd < 0 || u->raw4 < 0) {
+		r = u->lfd < 0 ? u->lfd : -errno;
+		udp_free(u);
+		return log_errno(r, "udp: cannot open the LAN sockets (port %u): %m", a->cfg.port);
+	}
+	if (u->raw6 < 0)
+		log_warn("udp: no raw IPv6 socket here: LAN IPv6 UDP gets no answers");
+	epoll_ctl(u->ep, EPOLL_CTL_ADD, u->lfd, &ev);
+	a->udp = u;
+	r = pthread_create(&u->thread, NULL, udp_main, u);
+	if (r) {
+		a->udp = NULL;
+		udp_free(u);
+		return log_errno(-r, "udp: cannot start its thread: %m");
+	}
+	log_info("udp: carrying LAN UDP (%s by default, %u classes, QUIC %s; %u flows at most)",
+		 udpc_mode_name((unsigned)a->cfg.udp_mode), a->cfg.nudp_class,
+		 agent_udp_quic_carried(&a->cfg) ? "carried" : "to TCP", u->fcap);
+	return 0;
+}
+
+void agent_udp_stop(struct agent *a)
+{
+	struct agent_udp *u = a->udp;
+
+	if (!u)
+		return;
+	atomic_store(&a->stopping, 1);
+	pthread_join(u->thread, NULL);
+	a->udp = NULL;
+	udp_free(u);
+}
+
+char *agent_udp_status(struct agent *a)
+{
+	struct agent_udp *u = a->udp;
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	if (!u || !(f = open_memstream(&out, &len)))
+		return NULL;
+	pthread_mutex_lock(&u->lock);
+	fprintf(f, "udp: session %s, %u flow%s\n", u->sid ? "up" : "down", u->nflows,
+		u->nflows == 1 ? "" : "s");
+	for (unsigned i = 0; i < PATHS_MAX; i++) {
+		const struct ucar *c = &u->car[i];
+
+		if (c->fd >= 0)
+			fprintf(f, "  path %-12s %s rtt %.1f ms\n", c->ifname,
+				car_usable(c, log_now_ms()) ? "usable" : "unusable", c->rtt_us / 1000.0);
+	}
+	for (uint32_t i = 0, shown = 0; i < u->fcap && shown < 200; i++) {
+		const struct uflow *fl = &u->f[i];
+		char s[ADDR_STRLEN];
+
+		if (!fl->used)
+			continue;
+		shown++;
+		fprintf(f, "  %s %s via %s%s%s\n", addr_format_in6(&fl->lan, fl->lport, s),
+			udpc_mode_name(fl->mode), fl->p0 < PATHS_MAX ? u->car[fl->p0].ifname : "-",
+			fl->p1 < PATHS_MAX ? "+" : "", fl->p1 < PATHS_MAX ? u->car[fl->p1].ifname : "");
+	}
+	pthread_mutex_unlock(&u->lock);
+	fclose(f);
+	return out;
+}
+
+void agent_udp_render_metrics(struct agent *a, struct mbuf *b)
+{
+	struct agent_udp *u = a->udp;
+	struct agent_udp_stats s;
+	char l[96];
+
+	if (!u)
+		return;
+	pthread_mutex_lock(&u->lock);
+	s = u->st;
+	pthread_mutex_unlock(&u->lock);
+	metrics_one(b, "gw_agent_udp_session_up", "gauge",
+		    "1 while the UDP carrier session with the concentrator is open.", s.session_up);
+	metrics_one(b, "gw_agent_udp_sessions_total", "counter", "UDP carrier sessions opened.",
+		    s.sessions);
+	metrics_one(b, "gw_agent_udp_flows_active", "gauge", "LAN UDP flows (sources) carried.",
+		    s.flows_active);
+	metrics_head(b, "gw_agent_udp_flows_total", "counter",
+		     "LAN UDP flows started, by the steering mode of their first datagram.");
+	for (unsigned m = 0; m < UDPC_MODE_MAX; m++) {
+		snprintf(l, sizeof(l), "mode=\"%s\"", udpc_mode_name(m));
+		metrics_u64(b, "gw_agent_udp_flows_total", l, s.flows_by_mode[m]);
+	}
+	metrics_one(b, "gw_agent_udp_flows_expired_total", "counter",
+		    "LAN UDP flows forgotten after being idle.", s.flows_expired);
+	metrics_head(b, "gw_agent_udp_datagrams_total", "counter", "LAN datagrams carried.");
+	metrics_u64(b, "gw_agent_udp_datagrams_total", "direction=\"up\"", s.dgrams_up);
+	metrics_u64(b, "gw_agent_udp_datagrams_total", "direction=\"down\"", s.dgrams_down);
+	metrics_head(b, "gw_agent_udp_bytes_total", "counter", "LAN datagram bytes carried.");
+	metrics_u64(b, "gw_agent_udp_bytes_total", "direction=\"up\"", s.bytes_up);
+	metrics_u64(b, "gw_agent_udp_bytes_total", "direction=\"down\"", s.bytes_down);
+	metrics_head(b, "gw_agent_udp_path_datagrams_total", "counter",
+		     "Carrier datagrams sent by path (copies included).");
+	metrics_head(b, "gw_agent_udp_path_bytes_total", "counter",
+		     "Carrier bytes sent by path (copies included).");
+	for (unsigned i = 0; i < PATHS_MAX && i < a->paths.n; i++) {
+		char name[64];
+
+		snprintf(l, sizeof(l), "path=\"%s\"",
+			 metrics_label(path_name(&a->paths.p[i]), name, sizeof(name)));
+		metrics_u64(b, "gw_agent_udp_path_datagrams_total", l, s.path_dgrams[i]);
+		metrics_u64(b, "gw_agent_udp_path_bytes_total", l, s.path_bytes[i]);
+	}
+	metrics_one(b, "gw_agent_udp_steers_total", "counter",
+		    "STEER datagrams sent: flows moved to another path without a datagram of theirs.",
+		    s.steers);
+	metrics_one(b, "gw_agent_udp_failovers_total", "counter",
+		    "Changes of the live paths that moved UDP flows.", s.failovers);
+	metrics_one(b, "gw_agent_udp_session_resets_total", "counter",
+		    "Sessions the concentrator no longer knew (RESET), reopened.", s.resets_taken);
+	metrics_head(b, "gw_agent_udp_dropped_total", "counter",
+		     "Datagrams not carried or not delivered, by reason (replay: redundant copies).");
+	for (unsigned k = 0; k < AUD_MAX; k++) {
+		snprintf(l, sizeof(l), "reason=\"%s\"", agent_udp_drop_name(k));
+		metrics_u64(b, "gw_agent_udp_dropped_total", l, s.drops[k]);
+	}
+}

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# LAN UDP carried over the paths (gw-agent/udp.c, concentrator/udp.c):
+# answers, a path cut under a call-like stream (failover and redundant, both
+# ways), many sources, the MTU, IPv6, NAT behaviour (RFC 4787), QUIC
+# steering, expiry and limits, and hostile carrier datagrams.
+cd "$(dirname "$0")" || exit 1
+. ./lib.sh
+require_netns
+[ -x "${AGENT:-}" ] || skip "AGENT not built"
+
+two_path_topology 20mbit || exit 1
+two_path_v6
+# A second address on srv, for the filtering check (never contacted).
+addr srv srv-conc 203.0.113.3/24
+U="$PY ./udptool.py"
+ip netns exec "$(ns srv)" $U echo --bind 203.0.113.2 --port 7000 --port 443 > /dev/null 2>&1 &
+ip netns exec "$(ns srv)" $U echo --bind 2001:db8:3::2 --port 7000 > /dev/null 2>&1 &
+ip netns exec "$(ns srv)" $U reflect --bind 203.0.113.2 --port 7100 --alt-port 7101 \
+	--other 203.0.113.3 > /dev/null 2>&1 &
+ip netns exec "$(ns srv)" $U reflect --bind 203.0.113.3 --port 7100 --alt-port 7102 > /dev/null 2>&1 &
+# Keyed, as on the Internet: a session needs the gateway's key.
+printf '1 %s 198.51.100.0/24 2001:db8::/32\n' "$(openssl rand -hex 32)" > "$WORKDIR/keys"
+chmod 600 "$WORKDIR/keys"
+start_concentrator conc conc --allow-client 198.51.100.0/24 --allow-client 2001:db8::/32 \
+	--keys "$WORKDIR/keys" --workers 1 --metrics-listen 127.0.0.1:9180 \
+	--udp-timeout 3 --udp-stream-timeout 4
+wait_listen conc 5124 || exit 1
+
+start_agent() {  # start_agent LOGNAME ARGS...
+	local name=$1 i; shift
+	ip netns exec "$(ns gw)" "$AGENT" --concentrator 192.0.2.1:5124 --lan gw-lan \
+		--workers 1 --control "$WORKDIR/$name.sock" --metrics-listen 127.0.0.1:9181 \
+		--path gw-p1,mode=master --path gw-p2 --key-file "$WORKDIR/keys" \
+		--udp-timeout 3 --udp-stream-timeout 4 "$@" > "$WORKDIR/$name.log" 2>&1 &
+	AGENT_PID=$!
+	for i in $(seq 1 100); do
+		grep -q "intercepting TCP" "$WORKDIR/$name.log" && break
+		sleep 0.05
+	done
+	wait_for 10 session_up || { cat "$WORKDIR/$name.log"; return 1; }
+}
+session_up() { [ "$(metric_at gw 127.0.0.1:9181 gw_agent_udp_session_up)" = 1 ]; }
+am() { metric_at gw 127.0.0.1:9181 "$1"; }
+cm() { metric_at conc 127.0.0.1:9180 "$1"; }
+lan() { ip netns exec "$(ns lan)" "$@"; }
+
+# ---- answers, sources, MTU ----
+start_agent agent || exit 1
+check "1,000 queries from 1,000 source ports, each answered with its own bytes (IPv4)" \
+	lan $U burst --to 203.0.113.2:7000 --count 1000 --size 64
+check "1,472-byte datagrams at 1,500-byte MTU, both ways (IPv4)" \
+	lan $U burst --to 203.0.113.2:7000 --count 20 --size 1472
+check "IPv6: 1,452-byte datagrams (the most a 1,500-byte link holds), both ways" \
+	lan $U burst --to "[2001:db8:3::2]:7000" --count 20 --size 1452
+check "IPv6: 4,000-byte datagrams (fragmented on the LAN both ways)" \
+	lan $U burst --to "[2001:db8:3::2]:7000" --count 10 --size 4000
+
+# ---- NAT behaviour (RFC 4787) ----
+nat_check() {
+	local out
+	out=$(lan $U mapping --to 203.0.113.2:7100 --to2 203.0.113.3:7100 --probe 40000)
+	echo "$out"
+	# Endpoint-independent mapping: both servers see the same public
+	# address and port. Address-dependent filtering: answers to the probe
+	# from another port of .2 ("alt") and from .3 (contacted too) arrive.
+	grep -q '"same_mapping": true' <<< "$out" && grep -q '"alt"' <<< "$out" &&
+		grep -q '"main"' <<< "$out"
+}
+check "RFC 4787: endpoint-independent mapping; answers from another port of a contacted address arrive" nat_check
+nat_filter() {
+	local before after out
+	before=$(cm 'mptcp_concentrator_udp_refused_total{reason="filtered"}') || return 1
+	# From a fresh source port: contacts .2 only; .3 answers too (never
+	# contacted from this port): filtered.
+	out=$(lan $U mapping --to 203.0.113.2:7100 --to2 203.0.113.2:7100 --probe 40001)
+	echo "$out"
+	after=$(cm 'mptcp_concentrator_udp_refused_total{reason="filtered"}') || return 1
+	echo "{\"filtered\": $((after - before))}"
+	! grep -q '"other"' <<< "$out" && [ $((after - before)) -ge 1 ]
+}
+check "RFC 4787: address-dependent filtering: an address never contacted gets nothing through" nat_filter
+
+# ---- QUIC ----
+check "QUIC: by default UDP 443 is refused at the router (browsers take TCP)" \
+	lan $U quic --to 203.0.113.2:443 --expect refused
+
+# ---- expiry ----
+idle() {
+	local a c
+	a=$(am gw_agent_udp_flows_active) && c=$(cm mptcp_concentrator_udp_flows_active) || return 1
+	echo "{\"agent_flows\": $a, \"concentrator_flows\": $c}"
+	[ "$a" = 0 ] && [ "$c" = 0 ]
+}
+check "idle flows expire at both ends (4 s after their answers here)" eventually 15 idle
+
+# ---- hostile carrier datagrams ----
+check "garbage, truncated and unknown-session datagrams: only 16-byte RESETs come back" \
+	ip netns exec "$(ns gw)" $U hostile --to 192.0.2.1:5124
+forged_hello() {
+	local s0 k0 s1 k1
+	s0=$(cm mptcp_concentrator_udp_sessions_total) && k0=$(cm 'mptcp_concentrator_udp_refused_total{reason="key"}') || return 1
+	# A well-formed HELLO for key 1 without the key, from a forged source.
+	ip netns exec "$(ns gw)" "$PY" -c '
+import os, struct, time
+from scapy.all import IP, UDP, send, conf
+conf.verb = 0
+for i in range(20):
+    h = bytes([0x11, 0, 0, 0]) + bytes(12) + struct.pack("!II", 1, int(time.time())) + os.urandom(48)
+    send(IP(src="198.51.100.9", dst="192.0.2.1") / UDP(sport=40000 + i, dport=5124) / h)
+'
+	s1=$(cm mptcp_concentrator_udp_sessions_total) && k1=$(cm 'mptcp_concentrator_udp_refused_total{reason="key"}') || return 1
+	echo "{\"sessions_opened\": $((s1 - s0)), \"refused_key\": $((k1 - k0))}"
+	[ "$s1" = "$s0" ] && [ $((k1 - k0)) -ge 20 ]
+}
+check "HELLOs without the key from a forged source: refused, counted, no session" forged_hello
+replayed() {
+	local r0 u0 r1 u1
+	capture_start conc conc-p1 "$WORKDIR/carrier.pcap" "udp dst port 5124" || return 1
+	lan $U burst --to 203.0.113.2:7000 --count 5 --size 100 || return 1
+	capture_stop
+	r0=$(cm 'mptcp_concentrator_udp_refused_total{reason="replay"}') &&
+		u0=$(cm 'mptcp_concentrator_udp_datagrams_total{direction="up"}') || return 1
+	ip netns exec "$(ns gw)" $U replay --pcap "$WORKDIR/carrier.pcap" || return 1
+	r1=$(cm 'mptcp_concentrator_udp_refused_total{reason="replay"}') &&
+		u1=$(cm 'mptcp_concentrator_udp_datagrams_total{direction="up"}') || return 1
+	echo "{\"refused_as_replays\": $((r1 - r0)), \"forwarded\": $((u1 - u0))}"
+	[ $((r1 - r0)) -ge 5 ] && [ "$u1" = "$u0" ]
+}
+check "replayed carrier datagrams: refused, nothing forwarded" replayed
+
+# ---- a path cut under a call-like stream ----
+cut_call() {  # cut_call MODE MAX_LOST: 50 datagrams/s of 200 bytes, path 1 cut at 2 s
+	local out
+	lan $U call --to 203.0.113.2:7000 --rate 50 --size 200 --seconds 6 > "$WORKDIR/call.json" &
+	local pid=$!
+	sleep 2
+	ip -n "$(ns conc)" link set conc-p1 down
+	wait $pid
+	ip -n "$(ns conc)" link set conc-p1 up
+	out=$(cat "$WORKDIR/call.json")
+	echo "$out"
+	"$PY" -c '
+import json, sys
+r = json.loads(sys.argv[1])
+lim = int(sys.argv[2])
+sys.exit(0 if r["sent"] >= 250 and r["lost_up"] <= lim and r["lost_down"] <= lim else 1)' "$out" "$2"
+}
+# Failover: the cut is seen at once (the link goes down); the promise is
+# 300 ms from the cut to the first datagram on the other path: 15 datagrams
+# at 50 a second, each way.
+check "failover: a path cut under a call loses at most 15 datagrams each way" cut_call failover 15
+wait_for 10 agent_paths_up "$WORKDIR/agent.sock"
+check "the agent stops cleanly" stop_agent_log "$AGENT_PID" "$WORKDIR/agent.log"
+
+start_agent agent2 --udp redundant --udp-class 443=failover --udp-max-flows 16 || exit 1
+check "QUIC carried when a class names port 443" lan $U quic --to 203.0.113.2:443 --expect answered
+limits() {
+	local d0 d1 out
+	d0=$(am 'gw_agent_udp_dropped_total{reason="flow_limit"}') || return 1
+	out=$(lan $U burst --to 203.0.113.2:7000 --count 30 --size 64 --timeout 0.5)
+	echo "$out"
+	d1=$(am 'gw_agent_udp_dropped_total{reason="flow_limit"}') || return 1
+	echo "{\"dropped_at_limit\": $((d1 - d0))}"
+	# 16 sources at most (one is the QUIC check's): the rest are dropped.
+	# Flows expire 4 s after their answers, so late queries may find room
+	# again: every query was answered or dropped at the limit, and some were.
+	"$PY" -c 'import json, sys; r = json.loads(sys.argv[1]); sys.exit(not (r["answered"] >= 14 and r["answered"] + int(sys.argv[2]) == 30))' "$out" "$((d1 - d0))" &&
+		[ $((d1 - d0)) -ge 1 ]
+}
+check "flow limit: sources over it are dropped and counted" limits
+check "after expiry the limit has room again" eventually 15 idle
+check "redundant: a path cut under a call loses nothing, either way" cut_call redundant 0
+dups() {
+	local n
+	n=$(am 'gw_agent_udp_dropped_total{reason="replay"}') || return 1
+	echo "{\"agent_duplicates_dropped\": $n}"
+	[ "$n" -ge 50 ]
+}
+check "redundant: the second copies were dropped at the agent" dups
+wait_for 10 agent_paths_up "$WORKDIR/agent2.sock"
+check "the agent stops cleanly (no leak under ASan)" stop_agent_log "$AGENT_PID" "$WORKDIR/agent2.log"
+check "the concentrator stops cleanly (no leak under ASan)" stop_concentrator "$CONC_PID" conc
+
+finish
