@@ -62,6 +62,7 @@ struct conc_config {
 	bool udp;                     /* --udp */
 	uint32_t udp_max_flows;       /* --udp-max-flows */
 	uint32_t udp_per_gateway;     /* --udp-max-flows-per-gateway (reload) */
+	uint32_t udp_rate_per_gateway;  /* datagrams a second per session (reload) */
 	unsigned udp_timeout_s;       /* until a flow's first answer (reload) */
 	unsigned udp_stream_timeout_s;  /* after it (reload) */
 	uint8_t tfo_key[32];          /* primary, then backup */

@@ -71,6 +71,7 @@ struct usess {
 	uint64_t pn_out;
 	uint64_t created_ms, last_ms;
 	struct upath path[UDP_PATHS];
+	uint64_t tokens, tokens_ms;    /* datagram rate: thousandths of a datagram */
 	uint32_t nflows;
 	uint32_t next;                 /* sid chain, index + 1 */
 };
@@ -115,7 +116,7 @@ struct udp_srv {
 
 static const char *const refusal_names[UDPR_MAX] = {
 	"malformed", "client", "key", "stale", "sessions", "unknown_session", "bad_tag",
-	"replay", "old", "policy", "flow_limit", "filtered", "socket",
+	"replay", "old", "policy", "flow_limit", "filtered", "socket", "rate",
 };
 
 const char *udp_refusal_name(unsigned r)
@@ -532,6 +533,32 @@ static void on_data(struct udp_srv *u, struct usess *s, uint8_t *plain, size_t l
 	}
 }
 
+/* A token bucket per session: up to udp_rate_per_gateway datagrams a
+ * second, bursts of a quarter second of it. */
+static bool rate_ok(struct udp_srv *u, struct usess *s, uint64_t now)
+{
+	uint64_t rate, cap;
+
+	pthread_rwlock_rdlock(&u->c->live_lock);
+	rate = u->c->cfg.udp_rate_per_gateway;
+	pthread_rwlock_unlock(&u->c->live_lock);
+	if (!rate)
+		return true;
+	cap = rate * 1000 / 4 + 1000;
+	if (!s->tokens_ms) {
+		s->tokens = cap;
+	} else if (now > s->tokens_ms) {
+		s->tokens += (now - s->tokens_ms) * rate;
+		if (s->tokens > cap)
+			s->tokens = cap;
+	}
+	s->tokens_ms = now;
+	if (s->tokens < 1000)
+		return false;
+	s->tokens -= 1000;
+	return true;
+}
+
 static void on_carrier(struct udp_srv *u, unsigned ci, uint8_t *buf, size_t len,
 		       const struct sockaddr_storage *src, socklen_t srclen,
 		       const struct in6_addr *local, uint64_t now)
@@ -568,6 +595,12 @@ static void on_carrier(struct udp_srv *u, unsigned ci, uint8_t *buf, size_t len,
 	}
 	udpc_window_mark(&s->win, h.pn);
 	s->last_ms = now;
+	/* The gateway's rate, counted after authentication so forged
+	 * datagrams cannot spend an honest session's share. */
+	if (!rate_ok(u, s, now)) {
+		refuse(u, UDPR_RATE, (const struct sockaddr *)src, now);
+		return;
+	}
 	if (h.type == UDPC_PING) {
 		uint8_t path = buf[UDPC_HDR_LEN];
 		struct udpc_hdr ph = { .type = UDPC_PONG, .sid = s->sid, .pn = ++s->pn_out };

@@ -27,6 +27,7 @@ enum udp_refusal {
 	UDPR_FLOW_LIMIT,      /* flows per gateway or in all */
 	UDPR_FILTERED,        /* an answer from an address the flow never sent to */
 	UDPR_SOCKET,          /* no socket for a new flow (descriptors) */
+	UDPR_RATE,            /* over the gateway's datagram rate */
 	UDPR_MAX,
 };
 

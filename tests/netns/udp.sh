@@ -18,12 +18,17 @@ ip netns exec "$(ns srv)" $U echo --bind 2001:db8:3::2 --port 7000 > /dev/null 2
 ip netns exec "$(ns srv)" $U reflect --bind 203.0.113.2 --port 7100 --alt-port 7101 \
 	--other 203.0.113.3 > /dev/null 2>&1 &
 ip netns exec "$(ns srv)" $U reflect --bind 203.0.113.3 --port 7100 --alt-port 7102 > /dev/null 2>&1 &
+# A resolver behind the concentrator (dnsmasq, answering a test zone itself).
+ip netns exec "$(ns srv)" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
+	--bind-interfaces --listen-address=203.0.113.2 --port=53 --user=root \
+	--pid-file="$WORKDIR/dnsmasq.pid" --address=/example.test/192.0.2.77 --cache-size=0 \
+	> "$WORKDIR/dnsmasq.log" 2>&1 &
 # Keyed, as on the Internet: a session needs the gateway's key.
 printf '1 %s 198.51.100.0/24 2001:db8::/32\n' "$(openssl rand -hex 32)" > "$WORKDIR/keys"
 chmod 600 "$WORKDIR/keys"
 start_concentrator conc conc --allow-client 198.51.100.0/24 --allow-client 2001:db8::/32 \
 	--keys "$WORKDIR/keys" --workers 1 --metrics-listen 127.0.0.1:9180 \
-	--udp-timeout 3 --udp-stream-timeout 4
+	--udp-timeout 3 --udp-stream-timeout 4 --udp-rate-per-gateway 5000
 wait_listen conc 5124 || exit 1
 
 start_agent() {  # start_agent LOGNAME ARGS...
@@ -46,8 +51,10 @@ lan() { ip netns exec "$(ns lan)" "$@"; }
 
 # ---- answers, sources, MTU ----
 start_agent agent || exit 1
-check "1,000 queries from 1,000 source ports, each answered with its own bytes (IPv4)" \
-	lan $U burst --to 203.0.113.2:7000 --count 1000 --size 64
+check "DNS: 1,000 queries to a resolver behind the concentrator, from 1,000 source ports, all answered" \
+	lan $U dns --to 203.0.113.2:53 --count 1000 --expect 192.0.2.77
+check "200 datagrams from 200 source ports, each answered with its own bytes" \
+	lan $U burst --to 203.0.113.2:7000 --count 200 --size 64
 check "1,472-byte datagrams at 1,500-byte MTU, both ways (IPv4)" \
 	lan $U burst --to 203.0.113.2:7000 --count 20 --size 1472
 check "IPv6: 1,452-byte datagrams (the most a 1,500-byte link holds), both ways" \
@@ -127,6 +134,17 @@ replayed() {
 	[ $((r1 - r0)) -ge 5 ] && [ "$u1" = "$u0" ]
 }
 check "replayed carrier datagrams: refused, nothing forwarded" replayed
+
+rate() {
+	local r0 r1 out
+	r0=$(cm 'mptcp_concentrator_udp_refused_total{reason="rate"}') || return 1
+	out=$(lan $U flood --to 203.0.113.2:7000 --seconds 1.5 --size 64)
+	echo "$out"
+	r1=$(cm 'mptcp_concentrator_udp_refused_total{reason="rate"}') || return 1
+	echo "{\"refused_over_rate\": $((r1 - r0))}"
+	[ $((r1 - r0)) -gt 0 ] && lan $U burst --to 203.0.113.2:7000 --count 20 --size 64
+}
+check "a LAN flood over the gateway's rate (5,000/s here) is dropped and counted; queries after it answered" rate
 
 # ---- a path cut under a call-like stream ----
 cut_call() {  # cut_call MODE MAX_LOST: 50 datagrams/s of 200 bytes, path 1 cut at 2 s

@@ -176,6 +176,52 @@ def mapping(a):
     print(json.dumps(out))
 
 
+def dns(a):
+    """count DNS queries (hN.example.test, type A) to a resolver, each from a
+    new socket (a new source port), each waiting up to 2 s for its answer:
+    answered when the reply has the query's id and the expected address."""
+    from scapy.all import DNS, DNSQR
+    host, port = sockaddr(a.to)
+    ok = 0
+    ports = set()
+    for i in range(a.count):
+        s = socket.socket(family(host), socket.SOCK_DGRAM)
+        s.settimeout(2.0)
+        s.connect((host, port))
+        qid = (i * 7919 + 1) & 0xffff
+        s.send(bytes(DNS(id=qid, rd=1, qd=DNSQR(qname="h%d.example.test" % i, qtype="A"))))
+        try:
+            r = DNS(s.recv(4096))
+            if r.id == qid and r.ancount >= 1 and r.an.rdata == a.expect:
+                ok += 1
+        except OSError:
+            pass
+        ports.add(s.getsockname()[1])
+        s.close()
+    print(json.dumps({"queries": a.count, "answered": ok, "source_ports": len(ports)}))
+    return 0 if ok == a.count else 1
+
+
+def flood(a):
+    """Datagrams of size bytes as fast as one socket sends them, for
+    seconds."""
+    host, port = sockaddr(a.to)
+    s = socket.socket(family(host), socket.SOCK_DGRAM)
+    s.connect((host, port))
+    body = bytes(a.size)
+    t0 = time.monotonic()
+    sent = 0
+    while time.monotonic() - t0 < a.seconds:
+        for _ in range(1000):
+            try:
+                s.send(body)
+                sent += 1
+            except OSError:
+                pass
+    dt = time.monotonic() - t0
+    print(json.dumps({"sent": sent, "per_second": round(sent / dt) if dt else None}))
+
+
 def hostile(a):
     """Hostile carrier datagrams from one real socket: garbage, a truncated
     HELLO, DATA and PING naming sessions that do not exist. Every answer
@@ -273,6 +319,10 @@ def main():
     m = sub.add_parser("mapping"); m.add_argument("--to", required=True)
     m.add_argument("--to2", required=True); m.add_argument("--probe", type=int, required=True)
     h = sub.add_parser("hostile"); h.add_argument("--to", required=True)
+    dn = sub.add_parser("dns"); dn.add_argument("--to", required=True)
+    dn.add_argument("--count", type=int, default=100); dn.add_argument("--expect", required=True)
+    fl = sub.add_parser("flood"); fl.add_argument("--to", required=True)
+    fl.add_argument("--seconds", type=float, default=1.5); fl.add_argument("--size", type=int, default=64)
     rp = sub.add_parser("replay"); rp.add_argument("--pcap", required=True)
     rp.add_argument("--port", type=int, default=5124)
     q = sub.add_parser("quic"); q.add_argument("--to", required=True)
@@ -280,7 +330,7 @@ def main():
     a = ap.parse_args()
     return {"echo": echo, "call": call, "burst": burst, "reflect": reflect,
             "mapping": mapping, "hostile": hostile, "replay": replay,
-            "quic": quic}[a.cmd](a) or 0
+            "quic": quic, "flood": flood, "dns": dns}[a.cmd](a) or 0
 
 
 if __name__ == "__main__":
