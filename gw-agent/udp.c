@@ -89,6 +89,7 @@ struct agent_udp {
 	struct udpc_window win;
 	uint64_t pn_out;
 	uint64_t last_rx_ms;
+	uint64_t session_ms;         /* when the session opened */
 	/* Paths, by id (the index in paths.p[]). */
 	struct ucar car[PATHS_MAX];
 	unsigned srcgen;
@@ -297,12 +298,17 @@ static void car_close(struct ucar *c)
 	c->last_pong_ms = 0;
 }
 
-static bool car_usable(const struct ucar *c, uint64_t now)
+/* Live by the main thread's probes and links, and answering our pings
+ * (judged only while a session has been up a while: without one there are
+ * no pings, and the HELLO still needs a path). */
+static bool car_usable(const struct agent_udp *u, const struct ucar *c, uint64_t now)
 {
-	/* Live by the main thread's probes and links, and (once it has been
-	 * open a while) answering our pings. */
-	return c->live && c->fd >= 0 &&
-	       (now - c->opened_ms < PATH_PONG_DEAD_MS || now - c->last_pong_ms < PATH_PONG_DEAD_MS);
+	if (!c->live || c->fd < 0)
+		return false;
+	if (!u->sid || now - u->session_ms < PATH_PONG_DEAD_MS ||
+	    now - c->opened_ms < PATH_PONG_DEAD_MS)
+		return true;
+	return now - c->last_pong_ms < PATH_PONG_DEAD_MS;
 }
 
 static void car_send(struct agent_udp *u, uint8_t id, const void *buf, size_t len)
@@ -372,6 +378,7 @@ static void on_accept(struct agent_udp *u, const uint8_t *b, uint64_t now)
 	u->pn_out = 0;
 	memset(&u->win, 0, sizeof(u->win));
 	u->last_rx_ms = now;
+	u->session_ms = now;
 	u->st.sessions++;
 	u->st.session_up = true;
 	/* Every flow's path is news to the new session. */
@@ -841,7 +848,7 @@ static void refresh_paths(struct agent_udp *u, uint64_t now)
 			uint8_t id = src[i].id;
 
 			if (id < PATHS_MAX && seen[id] && u->car[id].primary == (pass == 0) &&
-			    car_usable(&u->car[id], now))
+			    car_usable(u, &u->car[id], now))
 				u->order[u->norder++] = id;
 		}
 	if (nold && (nold != u->norder || memcmp(old, u->order, nold)) && u->sid) {
@@ -1104,7 +1111,7 @@ char *agent_udp_status(struct agent *a)
 
 		if (c->fd >= 0)
 			fprintf(f, "  path %-12s %s rtt %.1f ms\n", c->ifname,
-				car_usable(c, log_now_ms()) ? "usable" : "unusable", c->rtt_us / 1000.0);
+				car_usable(u, c, log_now_ms()) ? "usable" : "unusable", c->rtt_us / 1000.0);
 	}
 	for (uint32_t i = 0, shown = 0; i < u->fcap && shown < 200; i++) {
 		const struct uflow *fl = &u->f[i];

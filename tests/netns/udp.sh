@@ -26,10 +26,13 @@ ip netns exec "$(ns srv)" dnsmasq --keep-in-foreground --conf-file=/dev/null --n
 # Keyed, as on the Internet: a session needs the gateway's key.
 printf '1 %s 198.51.100.0/24 2001:db8::/32\n' "$(openssl rand -hex 32)" > "$WORKDIR/keys"
 chmod 600 "$WORKDIR/keys"
-start_concentrator conc conc --allow-client 198.51.100.0/24 --allow-client 2001:db8::/32 \
-	--keys "$WORKDIR/keys" --workers 1 --metrics-listen 127.0.0.1:9180 \
-	--udp-timeout 3 --udp-stream-timeout 4 --udp-rate-per-gateway 5000
-wait_listen conc 5124 || exit 1
+conc_start() {
+	start_concentrator conc "$1" --allow-client 198.51.100.0/24 --allow-client 2001:db8::/32 \
+		--keys "$WORKDIR/keys" --workers 1 --metrics-listen 127.0.0.1:9180 \
+		--udp-timeout 3 --udp-stream-timeout 4 --udp-rate-per-gateway 5000
+	wait_listen conc 5124
+}
+conc_start conc || exit 1
 
 start_agent() {  # start_agent LOGNAME ARGS...
 	local name=$1 i; shift
@@ -168,6 +171,20 @@ sys.exit(0 if r["sent"] >= 250 and r["lost_up"] <= lim and r["lost_down"] <= lim
 # at 50 a second, each way.
 check "failover: a path cut under a call loses at most 15 datagrams each way" cut_call failover 15
 wait_for 10 agent_paths_up "$WORKDIR/agent.sock"
+
+# The concentrator restarts: it answers the agent's next datagram with a
+# RESET, and the agent opens a new session at once.
+restarted() {
+	local r
+	stop_concentrator "$CONC_PID" conc || return 1
+	conc_start conc-2 || return 1
+	wait_for 5 session_reset_seen || { echo "no RESET taken"; return 1; }
+	r=$(am gw_agent_udp_session_resets_total) || return 1
+	echo "{\"resets_taken\": $r}"
+	wait_for 5 session_up && lan $U burst --to 203.0.113.2:7000 --count 20 --size 64
+}
+session_reset_seen() { [ "$(am gw_agent_udp_session_resets_total)" -ge 1 ]; }
+check "the concentrator restarts: the agent takes its RESET and opens a new session; datagrams flow again" restarted
 check "the agent stops cleanly" stop_agent_log "$AGENT_PID" "$WORKDIR/agent.log"
 
 start_agent agent2 --udp redundant --udp-class 443=failover --udp-max-flows 16 || exit 1
@@ -197,6 +214,6 @@ dups() {
 check "redundant: the second copies were dropped at the agent" dups
 wait_for 10 agent_paths_up "$WORKDIR/agent2.sock"
 check "the agent stops cleanly (no leak under ASan)" stop_agent_log "$AGENT_PID" "$WORKDIR/agent2.log"
-check "the concentrator stops cleanly (no leak under ASan)" stop_concentrator "$CONC_PID" conc
+check "the concentrator stops cleanly (no leak under ASan)" stop_concentrator "$CONC_PID" conc-2
 
 finish
