@@ -149,6 +149,9 @@ struct conc {
 	atomic_bool service_up;       /* the service routes are in */
 	atomic_uint_fast64_t draining_since_ms;  /* SIGUSR1, 0 = not draining */
 	struct udp_srv *udp;          /* udp.c; NULL: not carrying UDP */
+	/* Bumped when destinations or keys may have changed (reload, own
+	 * addresses): UDP flows and sessions are checked again. */
+	atomic_uint policy_gen;
 };
 
 /* cluster.c: one box of several behind a shared service address. At

@@ -100,7 +100,13 @@ static void reload(struct conc *c, int argc, char **argv)
 	cur->keepalive_s = n.keepalive_s;
 	cur->max_per_client = n.max_per_client;
 	cur->max_hs_per_client = n.max_hs_per_client;
+	cur->udp_per_gateway = n.udp_per_gateway;
+	cur->udp_rate_per_gateway = n.udp_rate_per_gateway;
+	cur->udp_timeout_s = n.udp_timeout_s;
+	cur->udp_stream_timeout_s = n.udp_stream_timeout_s;
 	cur->log_level = n.log_level;
+	/* UDP flows check their destinations again, sessions their keys. */
+	atomic_fetch_add(&c->policy_gen, 1);
 	memcpy(cur->config_path, n.config_path, sizeof(cur->config_path));
 	pthread_rwlock_unlock(&c->live_lock);
 	quota_set(&c->limits, QUOTA_FLOW, cur->max_flows, n.max_per_client);
@@ -296,8 +302,16 @@ int main(int argc, char **argv)
 	fit = opt_fit_fd_limit();
 	if (!c->cfg.max_handshakes)
 		c->cfg.max_handshakes = fit / 4 < 4096 ? (fit / 4 ? fit / 4 : 1) : 4096;
+	/* UDP flows hold one descriptor each: at most half the descriptors
+	 * (fit pairs), taken before TCP's share. */
+	if (c->cfg.udp && c->cfg.udp_max_flows > fit) {
+		log_warn("--udp-max-flows %u lowered to %u: the open-file limit allows no more",
+			 c->cfg.udp_max_flows, fit);
+		c->cfg.udp_max_flows = fit;
+	}
 	if (!c->cfg.max_flows)
-		c->cfg.max_flows = fit - c->cfg.max_handshakes / 2;
+		c->cfg.max_flows = fit - c->cfg.max_handshakes / 2 -
+				   (c->cfg.udp ? (c->cfg.udp_max_flows + 1) / 2 : 0);
 	else if (c->cfg.max_flows > fit)
 		log_warn("--max-flows %u exceeds what the open-file limit allows (%u)",
 			 c->cfg.max_flows, fit);
@@ -381,9 +395,10 @@ int main(int argc, char **argv)
 	}
 	for (unsigned i = 0; i < c->cfg.workers; i++)
 		pthread_join(c->workers[i].thread, NULL);
+	/* Metrics first: a scrape reads the UDP thread's counters. */
+	metrics_server_stop(&c->metrics);
 	udp_stop(c);
 	ownaddr_stop(c);
-	metrics_server_stop(&c->metrics);
 	cluster_stop(c);
 	if (r == 0)
 		conc_log_summary(c);

@@ -35,6 +35,7 @@ static int refresh(struct conc *c)
 	pthread_rwlock_wrlock(&c->live_lock);
 	policy_set_own(&c->cfg.policy, own, n);
 	pthread_rwlock_unlock(&c->live_lock);
+	atomic_fetch_add(&c->policy_gen, 1);
 	atomic_fetch_add(&c->own_refreshes, 1);
 	log_debug("own addresses: %u, refreshed", n);
 	return 0;

@@ -186,19 +186,21 @@ static const struct opt_spec conc_opts[] = {
 	{ "no-udp", O_NO_UDP, NULL, NULL, 0, .type = OT_FALSE, AT(udp), .reload = OPT_RESTART,
 	  .help = "TCP only: no UDP socket is opened" },
 	{ "udp-max-flows", O_UDP_MAX_FLOWS, "N", "udp.max_flows", CONFIG_NUMBER, .type = OT_UINT,
-	  .min = 16, .max = 1000000, AT(udp_max_flows), .reload = OPT_RESTART, .deflt = "8192",
+	  .min = 16, .max = 1000000, AT(udp_max_flows), .reload = OPT_RESTART, .deflt = "4096",
 	  .help = "LAN UDP flows (sources) at once, all gateways together; each holds a socket",
-	  .more = "A quarter as many sessions (gateways), plus 64, can be open." },
+	  .more = "Their descriptors are set aside before max-flows' default is worked out (at most "
+		  "half the open-file limit). A quarter as many sessions (gateways), plus 64, can be "
+		  "open." },
 	{ "udp-max-flows-per-gateway", O_UDP_PER_GW, "N", "udp.max_flows_per_gateway",
 	  CONFIG_NUMBER, .type = OT_UINT, .min = 0, .max = 1000000, AT(udp_per_gateway),
 	  .reload = OPT_LIVE, .deflt = "2048",
-	  .help = "of those, per gateway session (0 = no limit); over it a new flow's datagrams "
-		  "are dropped and counted" },
+	  .help = "of those, per gateway (its key, or without keys its address or IPv6 prefix; 0 = "
+		  "no limit); over it a new flow's datagrams are dropped and counted" },
 	{ "udp-rate-per-gateway", O_UDP_RATE, "N", "udp.rate_per_gateway", CONFIG_NUMBER,
 	  .type = OT_UINT, .min = 0, .max = 100000000, AT(udp_rate_per_gateway),
 	  .reload = OPT_LIVE, .deflt = "50000",
-	  .help = "datagrams a second a gateway's session may send (0 = no limit); over it "
-		  "they are dropped and counted",
+	  .help = "datagrams a second a gateway (its key, or address) may send (0 = no limit); "
+		  "over it they are dropped and counted",
 	  .more = "Bursts of a quarter second of it pass. 50,000 datagrams of 1,400 bytes are "
 		  "560 Mbit/s." },
 	{ "udp-timeout", O_UDP_TIMEOUT, "SEC", "udp.timeout", CONFIG_NUMBER, .type = OT_SECONDS_UP,
@@ -362,7 +364,7 @@ static void config_defaults(struct conc_config *cfg)
 	cfg->bufsize = 65536;
 	cfg->verify_stream = true;
 	cfg->udp = true;
-	cfg->udp_max_flows = 8192;
+	cfg->udp_max_flows = 4096;
 	cfg->udp_per_gateway = 2048;
 	cfg->udp_rate_per_gateway = 50000;
 	cfg->udp_timeout_s = 30;

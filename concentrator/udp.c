@@ -11,9 +11,7 @@
  * that every datagram is sealed with the session's keys and carries a
  * packet number that is taken once: forged, altered, replayed and
  * duplicated (redundant mode) datagrams are dropped, counted, unanswered.
- * A session's datagrams may come from any of the gateway's paths; each
- * path id is remembered with the address it last came from (that is where
- * answers go).
+ * A session's datagrams may come from any of the gateway's paths.
  *
  * Flows. A flow is one LAN source (address and port) of one session: its
  * own socket, bound to an ephemeral port, sends to every destination the
@@ -25,11 +23,20 @@
  * passes the same policy as TCP. Answers go back by the path the flow's
  * latest datagram names (and in redundant mode by its second one too).
  *
- * Bounds: sessions (8 per key or keyless client, the oldest makes way),
- * flows per session and in all, datagram sizes, replies (a RESET for an
- * unknown session is 16 bytes, less than any datagram that causes it, and
- * at most 100 a second). Idle flows expire like conntrack's: 30 s until an
- * answer came, 180 s after. */
+ * Paths. A path's answers go to an address only once a PING from it has
+ * echoed a challenge sent there sealed (struct upath): an observer who
+ * resends a gateway's datagram from a forged source cannot steer answers
+ * to its victim.
+ *
+ * Bounds, per owner (a key, or without keys an address or IPv6 /64):
+ * 8 sessions (a ninth HELLO makes way only for one silent for 10 s, so a
+ * replayed or forged HELLO cannot evict a talking gateway), flows and a
+ * datagram rate; in all: sessions, flows (and so descriptors, set aside at
+ * start), replies (a RESET for an unknown session is 16 bytes, less than any
+ * datagram that causes it, 20 a second per source /24 or /56). Idle flows
+ * expire like conntrack's: 30 s until an answer came, 180 s after. After a
+ * reload, sessions whose key or client is gone are closed and flows check
+ * their destinations again. */
 #include "concentrator.h"
 #include "udp.h"
 #include "udpcrypt.h"
@@ -47,44 +54,70 @@
 
 #define UDP_BATCH 16
 #define UDP_BUFSZ 65536
-#define UDP_PATHS 16               /* path ids remembered per session */
-#define UDP_PEERS 8                /* addresses a flow accepts answers from */
+#define UDP_PATHS 15               /* path ids 0-14 (a DATA names two in one byte) */
+#define UDP_PEERS 32               /* addresses a flow accepts answers from */
 #define UDP_SESS_PER_OWNER 8
 #define UDP_SESSION_IDLE_MS 180000
-#define UDP_RESETS_PER_S 100
+#define UDP_STALE_SESSION_MS 10000 /* a session silent this long may make way */
+#define UDP_PINGS_PER_S 100        /* per session, beside the datagram rate */
+#define UDP_RESET_BUCKETS 1024     /* RESET budgets, by source prefix */
+#define UDP_RESETS_PER_S 20        /* per /24 (IPv4) or /56 (IPv6) */
 #define TAG_CARRIER (1ull << 63)
 
+/* Where a path's answers go. A new address for a path is used only once a
+ * PING from it has echoed the challenge the concentrator sent there in a
+ * (sealed) PONG: a datagram copied by an observer and resent from a forged
+ * source cannot steer answers to that source. */
 struct upath {
 	struct sockaddr_storage to;
 	socklen_t tolen;
 	struct in6_addr local;         /* the address it was sent to (our reply's source) */
 	unsigned carrier;              /* which carrier socket */
-	uint64_t last_ms;              /* 0: never seen */
+	uint64_t last_ms;              /* 0: not validated yet */
+	struct sockaddr_storage cand;  /* a new address, being validated */
+	socklen_t candlen;
+	uint64_t challenge;
+};
+
+/* Who a session belongs to: its key, or without keys the client address
+ * (IPv6: its /64). Limits are the owner's, whatever its sessions. */
+struct uowner {
+	uint32_t kid;
+	struct in6_addr addr;
+	uint32_t nsess, nflows;
+	uint64_t tokens, tokens_ms;    /* datagram rate: thousandths of a datagram */
 };
 
 struct usess {
 	uint32_t sid;                  /* 0: free slot */
-	uint32_t kid;
-	struct in6_addr owner;         /* keyless: the HELLO's source */
+	uint32_t owner;                /* index into owners */
 	struct udpc_aead rx, tx;
 	struct udpc_window win;
 	uint64_t pn_out;
 	uint64_t created_ms, last_ms;
+	bool confirmed;                /* a sealed datagram came: the gateway holds the keys */
+	/* The HELLO's path (its flags byte) and source: the ACCEPT went there,
+	 * so the first sealed datagram proves the gateway is there. */
+	uint8_t hello_path;
+	struct upath hello_from;
+	unsigned gen;                  /* policy generation its key was checked at */
 	struct upath path[UDP_PATHS];
-	uint64_t tokens, tokens_ms;    /* datagram rate: thousandths of a datagram */
+	uint64_t ping_tokens, ping_ms;
 	uint32_t nflows;
 	uint32_t next;                 /* sid chain, index + 1 */
 };
 
 struct uflow {
 	int fd;                        /* -1: free */
-	uint32_t gen;
+	uint32_t gen;                  /* 31 bits: epoll tags keep bit 63 for carriers */
 	uint32_t sess;                 /* index */
 	uint32_t id;
-	uint8_t mode, p0, p1;          /* latest path, and the one before */
+	uint8_t mode, p0, p1;          /* answer paths (0xff: none) */
 	bool replied;
+	unsigned pgen;                 /* policy generation its peers were checked at */
 	uint64_t last_ms;
 	struct in6_addr peer[UDP_PEERS];
+	uint16_t peer_port[UDP_PEERS]; /* the last port, to check the policy again */
 	unsigned npeer, peer_next;
 	uint32_t next;                 /* (session, id) chain, index + 1 */
 	uint32_t free_next;
@@ -98,17 +131,17 @@ struct carrier {
 struct udp_srv {
 	struct conc *c;
 	pthread_t thread;
-	int ep, stop_fd;
+	int ep;
 	struct carrier car[CONC_MAX_LISTEN];
 	unsigned ncar;
 	struct usess *s;
+	struct uowner *o;              /* scap owners at most (one per session) */
 	uint32_t scap, *sbucket, snb;
 	struct uflow *f;
 	uint32_t fcap, *fbucket, fnb, ffree, nflows;
-	uint64_t reset_window_ms;
-	unsigned resets_in_window;
+	struct { uint64_t window_ms; unsigned n; } resets[UDP_RESET_BUCKETS];
 	struct hash_key hk;
-	struct log_ratelimit rl;
+	struct log_ratelimit rl, rl_sess;
 	struct udp_stats st;
 	uint8_t *buf[UDP_BATCH];
 	uint8_t out[UDP_BUFSZ + 64];
@@ -122,6 +155,18 @@ static const char *const refusal_names[UDPR_MAX] = {
 const char *udp_refusal_name(unsigned r)
 {
 	return r < UDPR_MAX ? refusal_names[r] : "unknown";
+}
+
+static bool same_sockaddr(const struct sockaddr_storage *a, socklen_t al,
+			  const struct sockaddr_storage *b, socklen_t bl)
+{
+	struct in6_addr x, y;
+	uint16_t xp, yp;
+
+	if (!al || !bl || addr_to_in6((const struct sockaddr *)a, &x, &xp) < 0 ||
+	    addr_to_in6((const struct sockaddr *)b, &y, &yp) < 0)
+		return false;
+	return xp == yp && !memcmp(&x, &y, sizeof(x));
 }
 
 /* ---- sessions ---- */
@@ -158,37 +203,75 @@ static void sess_free(struct udp_srv *u, struct usess *s)
 		}
 	udpc_aead_free(&s->rx);
 	udpc_aead_free(&s->tx);
+	u->o[s->owner].nsess--;
 	memset(s, 0, sizeof(*s));
 	u->st.sessions_active--;
 }
 
-/* A slot for a new session of this owner (key id, or keyless address):
- * the owner's oldest when it holds UDP_SESS_PER_OWNER, else a free one,
- * else NULL. */
-static struct usess *sess_slot(struct udp_srv *u, uint32_t kid, const struct in6_addr *owner)
+/* The owner record for (kid, addr): found, or a free one (nsess 0 and no
+ * flows), or NULL. */
+static struct uowner *owner_get(struct udp_srv *u, uint32_t kid, const struct in6_addr *addr)
 {
-	struct usess *oldest = NULL, *free_slot = NULL;
-	unsigned held = 0;
+	struct uowner *free_o = NULL;
+
+	for (uint32_t i = 0; i < u->scap; i++) {
+		struct uowner *o = &u->o[i];
+
+		if (!o->nsess && !o->nflows) {
+			if (!free_o)
+				free_o = o;
+			continue;
+		}
+		if (o->kid == kid && (kid || !memcmp(&o->addr, addr, sizeof(*addr))))
+			return o;
+	}
+	if (free_o) {
+		memset(free_o, 0, sizeof(*free_o));
+		free_o->kid = kid;
+		free_o->addr = *addr;
+	}
+	return free_o;
+}
+
+/* A slot for a new session of owner o, or NULL. At the owner's limit only
+ * a session silent for UDP_STALE_SESSION_MS (or never confirmed) makes
+ * way: a forged or replayed HELLO cannot evict a gateway that is talking.
+ * With the table full, the oldest unconfirmed session older than that
+ * makes way. */
+static struct usess *sess_slot(struct udp_srv *u, struct uowner *o, uint64_t now)
+{
+	struct usess *victim = NULL, *free_slot = NULL, *unconf = NULL;
+	uint32_t oi = (uint32_t)(o - u->o);
 
 	for (uint32_t i = 0; i < u->scap; i++) {
 		struct usess *s = &u->s[i];
+		bool stale;
 
 		if (!s->sid) {
 			if (!free_slot)
 				free_slot = s;
 			continue;
 		}
-		if (s->kid != kid || (!kid && memcmp(&s->owner, owner, sizeof(*owner))))
-			continue;
-		held++;
-		if (!oldest || s->created_ms < oldest->created_ms)
-			oldest = s;
+		stale = now - s->last_ms >= UDP_STALE_SESSION_MS;
+		if (!s->confirmed && stale && (!unconf || s->created_ms < unconf->created_ms))
+			unconf = s;
+		if (s->owner == oi && (stale || !s->confirmed) &&
+		    (!victim || s->last_ms < victim->last_ms))
+			victim = s;
 	}
-	if (held >= UDP_SESS_PER_OWNER) {
-		sess_free(u, oldest);
-		return oldest;
+	if (o->nsess >= UDP_SESS_PER_OWNER) {
+		if (!victim)
+			return NULL;
+		sess_free(u, victim);
+		return victim;
 	}
-	return free_slot;
+	if (free_slot)
+		return free_slot;
+	if (unconf) {
+		sess_free(u, unconf);
+		return unconf;
+	}
+	return NULL;
 }
 
 /* ---- flows ---- */
@@ -221,8 +304,9 @@ static void flow_free(struct udp_srv *u, struct uflow *f)
 		}
 	close(f->fd);   /* leaves the epoll set with it */
 	f->fd = -1;
-	f->gen++;
+	f->gen = (f->gen + 1) & 0x7fffffff;
 	u->s[f->sess].nflows--;
+	u->o[u->s[f->sess].owner].nflows--;
 	u->nflows--;
 	u->st.flows_active--;
 	f->free_next = u->ffree;
@@ -237,14 +321,36 @@ static bool flow_knows(const struct uflow *f, const struct in6_addr *a)
 	return false;
 }
 
-static void flow_learn(struct uflow *f, const struct in6_addr *a)
+static void flow_learn(struct uflow *f, const struct in6_addr *a, uint16_t port)
 {
-	if (f->npeer < UDP_PEERS) {
-		f->peer[f->npeer++] = *a;
-		return;
+	unsigned i = f->npeer < UDP_PEERS ? f->npeer++ : f->peer_next;
+
+	if (f->npeer == UDP_PEERS && i == f->peer_next)
+		f->peer_next = (f->peer_next + 1) % UDP_PEERS;
+	f->peer[i] = *a;
+	f->peer_port[i] = port;
+}
+
+/* After a reload or an own-address change: the addresses a flow learned
+ * pass the policy again, or are forgotten (their answers filtered, the
+ * flow's next datagram to them checked anew). */
+static void flow_recheck(struct udp_srv *u, struct uflow *f, unsigned gen)
+{
+	unsigned k = 0;
+
+	pthread_rwlock_rdlock(&u->c->live_lock);
+	for (unsigned i = 0; i < f->npeer; i++) {
+		const char *reason;
+
+		if (policy_check_dest(&u->c->cfg.policy, &f->peer[i], f->peer_port[i], &reason) < 0)
+			continue;
+		f->peer[k] = f->peer[i];
+		f->peer_port[k++] = f->peer_port[i];
 	}
-	f->peer[f->peer_next] = *a;
-	f->peer_next = (f->peer_next + 1) % UDP_PEERS;
+	pthread_rwlock_unlock(&u->c->live_lock);
+	f->npeer = k;
+	f->peer_next = 0;
+	f->pgen = gen;
 }
 
 static struct uflow *flow_new(struct udp_srv *u, uint32_t sidx, uint32_t id, enum udp_refusal *why)
@@ -252,6 +358,7 @@ static struct uflow *flow_new(struct udp_srv *u, uint32_t sidx, uint32_t id, enu
 	struct conc *c = u->c;
 	struct sockaddr_in6 any = { .sin6_family = AF_INET6 };
 	struct epoll_event ev = { .events = EPOLLIN };
+	struct uowner *o = &u->o[u->s[sidx].owner];
 	struct uflow *f;
 	uint32_t per_gw;
 	int fd, zero = 0;
@@ -259,7 +366,7 @@ static struct uflow *flow_new(struct udp_srv *u, uint32_t sidx, uint32_t id, enu
 	pthread_rwlock_rdlock(&c->live_lock);
 	per_gw = c->cfg.udp_per_gateway;
 	pthread_rwlock_unlock(&c->live_lock);
-	if (!u->ffree || (per_gw && u->s[sidx].nflows >= per_gw)) {
+	if (!u->ffree || (per_gw && o->nflows >= per_gw)) {
 		*why = UDPR_FLOW_LIMIT;
 		return NULL;
 	}
@@ -272,6 +379,12 @@ static struct uflow *flow_new(struct udp_srv *u, uint32_t sidx, uint32_t id, enu
 		return NULL;
 	}
 	f = &u->f[u->ffree - 1];
+	ev.data.u64 = (uint64_t)f->gen << 32 | (uint32_t)(f - u->f);
+	if (epoll_ctl(u->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		close(fd);
+		*why = UDPR_SOCKET;
+		return NULL;
+	}
 	u->ffree = f->free_next;
 	f->fd = fd;
 	f->sess = sidx;
@@ -279,15 +392,7 @@ static struct uflow *flow_new(struct udp_srv *u, uint32_t sidx, uint32_t id, enu
 	f->replied = false;
 	f->npeer = f->peer_next = 0;
 	f->p0 = f->p1 = 0xff;
-	ev.data.u64 = (uint64_t)f->gen << 32 | (uint32_t)(f - u->f);
-	if (epoll_ctl(u->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
-		close(fd);
-		f->fd = -1;
-		f->free_next = u->ffree;
-		u->ffree = (uint32_t)(f - u->f) + 1;
-		*why = UDPR_SOCKET;
-		return NULL;
-	}
+	f->pgen = atomic_load(&c->policy_gen);
 	{
 		uint32_t b = flow_bucket(u, sidx, id);
 
@@ -295,6 +400,7 @@ static struct uflow *flow_new(struct udp_srv *u, uint32_t sidx, uint32_t id, enu
 		u->fbucket[b] = (uint32_t)(f - u->f) + 1;
 	}
 	u->s[sidx].nflows++;
+	o->nflows++;
 	u->nflows++;
 	u->st.flows_active++;
 	u->st.flows_total++;
@@ -303,32 +409,33 @@ static struct uflow *flow_new(struct udp_srv *u, uint32_t sidx, uint32_t id, enu
 
 /* ---- sending ---- */
 
-/* buf[0..len) to a session's path, from the address the path wrote to. */
-static void send_path(struct udp_srv *u, const struct upath *p, const void *buf, size_t len)
+/* buf[0..len) to addr, from local (the address the gateway wrote to). */
+static void send_to(struct udp_srv *u, unsigned carrier, const struct sockaddr_storage *to,
+		    socklen_t tolen, const struct in6_addr *local, const void *buf, size_t len)
 {
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 	union {
 		char b[CMSG_SPACE(sizeof(struct in6_pktinfo))];
 		struct cmsghdr align;
 	} cm;
-	struct msghdr mh = { .msg_name = (void *)&p->to, .msg_namelen = p->tolen,
+	struct msghdr mh = { .msg_name = (void *)to, .msg_namelen = tolen,
 			     .msg_iov = &iov, .msg_iovlen = 1 };
 	struct cmsghdr *c;
 
 	memset(&cm, 0, sizeof(cm));
 	mh.msg_control = cm.b;
 	c = (struct cmsghdr *)cm.b;
-	if (addr_is_v4mapped(&p->local)) {
+	if (addr_is_v4mapped(local)) {
 		struct in_pktinfo pi = { 0 };
 
-		memcpy(&pi.ipi_spec_dst, &p->local.s6_addr[12], 4);
+		memcpy(&pi.ipi_spec_dst, &local->s6_addr[12], 4);
 		c->cmsg_level = IPPROTO_IP;
 		c->cmsg_type = IP_PKTINFO;
 		c->cmsg_len = CMSG_LEN(sizeof(pi));
 		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
 		mh.msg_controllen = CMSG_SPACE(sizeof(pi));
 	} else {
-		struct in6_pktinfo pi = { .ipi6_addr = p->local };
+		struct in6_pktinfo pi = { .ipi6_addr = *local };
 
 		c->cmsg_level = IPPROTO_IPV6;
 		c->cmsg_type = IPV6_PKTINFO;
@@ -336,27 +443,50 @@ static void send_path(struct udp_srv *u, const struct upath *p, const void *buf,
 		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
 		mh.msg_controllen = CMSG_SPACE(sizeof(pi));
 	}
-	if (u->car[p->carrier].family == AF_INET && !addr_is_v4mapped(&p->local))
+	if ((u->car[carrier].family == AF_INET && !addr_is_v4mapped(local)) ||
+	    IN6_IS_ADDR_UNSPECIFIED(local))
 		mh.msg_controllen = 0;
-	sendmsg(u->car[p->carrier].fd, &mh, MSG_DONTWAIT);
+	sendmsg(u->car[carrier].fd, &mh, MSG_DONTWAIT);
 }
 
-/* RESET for an unknown session: the header alone, at most
- * UDP_RESETS_PER_S a second in all. */
-static void send_reset(struct udp_srv *u, const struct upath *to, const struct udpc_hdr *h,
+static void send_path(struct udp_srv *u, const struct upath *p, const void *buf, size_t len)
+{
+	send_to(u, p->carrier, &p->to, p->tolen, &p->local, buf, len);
+}
+
+/* The budget of RESETs for a source's prefix (/24, /56). */
+static bool reset_ok(struct udp_srv *u, const struct sockaddr_storage *src, uint64_t now)
+{
+	struct in6_addr a;
+	unsigned b;
+
+	if (addr_to_in6((const struct sockaddr *)src, &a, NULL) < 0)
+		return false;
+	if (addr_is_v4mapped(&a))
+		a.s6_addr[15] = 0;
+	else
+		memset(&a.s6_addr[7], 0, 9);
+	b = (unsigned)(hash_siphash24(&u->hk, &a, sizeof(a)) % UDP_RESET_BUCKETS);
+	if (now - u->resets[b].window_ms >= 1000) {
+		u->resets[b].window_ms = now;
+		u->resets[b].n = 0;
+	}
+	return u->resets[b].n++ < UDP_RESETS_PER_S;
+}
+
+/* RESET for an unknown session: the header alone (16 bytes, less than any
+ * datagram that can cause it), within the source prefix's budget. */
+static void send_reset(struct udp_srv *u, unsigned ci, const struct sockaddr_storage *src,
+		       socklen_t srclen, const struct in6_addr *local, const struct udpc_hdr *h,
 		       uint64_t now)
 {
 	struct udpc_hdr r = { .type = UDPC_RESET, .sid = h->sid, .pn = h->pn };
 	uint8_t b[UDPC_HDR_LEN];
 
-	if (now - u->reset_window_ms >= 1000) {
-		u->reset_window_ms = now;
-		u->resets_in_window = 0;
-	}
-	if (u->resets_in_window++ >= UDP_RESETS_PER_S)
+	if (!reset_ok(u, src, now))
 		return;
 	udpc_put_hdr(b, &r);
-	send_path(u, to, b, sizeof(b));
+	send_to(u, ci, src, srclen, local, b, sizeof(b));
 	u->st.resets_sent++;
 }
 
@@ -368,33 +498,55 @@ static void refuse(struct udp_srv *u, enum udp_refusal why, const struct sockadd
 	char a[ADDR_STRLEN];
 
 	u->st.refused[why]++;
-	if (why != UDPR_REPLAY && log_ratelimit_ok(&u->rl, now))
+	if (why != UDPR_REPLAY && why != UDPR_RATE && log_ratelimit_ok(&u->rl, now))
 		log_info("udp: %s: datagram refused (%s)", addr_format(from, a), udp_refusal_name(why));
 }
 
-static void on_hello(struct udp_srv *u, uint8_t *buf, const struct upath *from, uint64_t now)
+/* Whether the session's key (or, keyless, its client) is still allowed:
+ * checked again after each reload. */
+static bool sess_still_allowed(struct udp_srv *u, struct usess *s)
 {
+	const struct policy *p = &u->c->cfg.policy;
+	const struct uowner *o = &u->o[s->owner];
+	bool ok;
+
+	pthread_rwlock_rdlock(&u->c->live_lock);
+	if (!policy_client_allowed(p, &o->addr))
+		ok = false;
+	else if (!p->keys.n)
+		ok = o->kid == 0;
+	else
+		ok = o->kid && cookie_keys_find(&p->keys, o->kid) != NULL;
+	pthread_rwlock_unlock(&u->c->live_lock);
+	return ok;
+}
+
+static void on_hello(struct udp_srv *u, uint8_t *buf, unsigned ci, const struct sockaddr_storage *src,
+		     socklen_t srclen, const struct in6_addr *local, uint64_t now)
+{
+	uint8_t hdr_flags = buf[1];
 	struct conc *c = u->c;
 	struct udpc_hello h;
 	uint8_t secret[COOKIE_SECRET_LEN] = { 0 }, mac[UDPC_MAC_LEN], ns[UDPC_NONCE_LEN];
 	uint8_t up[UDPC_KEY_LEN], down[UDPC_KEY_LEN], acc[UDPC_ACCEPT_LEN];
-	struct in6_addr src;
+	struct in6_addr addr, owner_addr;
 	enum udp_refusal why = UDPR_MAX;
 	uint32_t unow = (uint32_t)time(NULL), sid;
-	struct usess *s;
+	struct usess *s = NULL;
+	struct uowner *o = NULL;
 	struct udpc_hdr ah = { .type = UDPC_ACCEPT };
 
-	addr_to_in6((const struct sockaddr *)&from->to, &src, NULL);
+	addr_to_in6((const struct sockaddr *)src, &addr, NULL);
 	udpc_parse_hello(buf, &h);
 	pthread_rwlock_rdlock(&c->live_lock);
-	if (!policy_client_allowed(&c->cfg.policy, &src)) {
+	if (!policy_client_allowed(&c->cfg.policy, &addr)) {
 		why = UDPR_CLIENT;
 	} else if (c->cfg.policy.keys.n) {
 		const struct cookie_key *k = cookie_keys_find(&c->cfg.policy.keys, h.kid);
 		bool in_scope = k && (k->any || k->nat);
 
 		for (unsigned i = 0; k && i < k->nscope && !in_scope; i++)
-			in_scope = addr_prefix_match(&k->scope[i], &src);
+			in_scope = addr_prefix_match(&k->scope[i], &addr);
 		if (!k || !in_scope)
 			why = UDPR_KEY;
 		else
@@ -417,11 +569,15 @@ static void on_hello(struct udp_srv *u, uint8_t *buf, const struct upath *from, 
 		if (replay_check(&c->replay, h.kid, n64, h.time, unow) < 0)
 			why = UDPR_STALE;
 	}
-	if (why == UDPR_MAX && !(s = sess_slot(u, h.kid, &src)))
+	/* Keyless, the owner is the address (IPv6: its /64). */
+	owner_addr = addr;
+	if (!h.kid && !addr_is_v4mapped(&owner_addr))
+		memset(&owner_addr.s6_addr[8], 0, 8);
+	if (why == UDPR_MAX && (!(o = owner_get(u, h.kid, &owner_addr)) || !(s = sess_slot(u, o, now))))
 		why = UDPR_SESSIONS;
 	if (why != UDPR_MAX) {
 		explicit_bzero(secret, sizeof(secret));
-		refuse(u, why, (const struct sockaddr *)&from->to, now);
+		refuse(u, why, (const struct sockaddr *)src, now);
 		return;
 	}
 	do {
@@ -436,9 +592,15 @@ static void on_hello(struct udp_srv *u, uint8_t *buf, const struct upath *from, 
 		goto out;
 	}
 	s->sid = sid;
-	s->kid = h.kid;
-	s->owner = src;
+	s->owner = (uint32_t)(o - u->o);
+	s->hello_path = hdr_flags;
+	memcpy(&s->hello_from.to, src, srclen);
+	s->hello_from.tolen = srclen;
+	s->hello_from.local = *local;
+	s->hello_from.carrier = ci;
+	o->nsess++;
 	s->created_ms = s->last_ms = now;
+	s->gen = atomic_load(&c->policy_gen);
 	{
 		uint32_t b = sid_bucket(u, sid);
 
@@ -451,12 +613,12 @@ static void on_hello(struct udp_srv *u, uint8_t *buf, const struct upath *from, 
 	udpc_put_hdr(acc, &ah);
 	memcpy(acc + UDPC_HDR_LEN, ns, UDPC_NONCE_LEN);
 	udpcrypt_accept_mac(secret, acc, h.nonce, acc + UDPC_HDR_LEN + UDPC_NONCE_LEN);
-	send_path(u, from, acc, sizeof(acc));
-	{
+	send_to(u, ci, src, srclen, local, acc, sizeof(acc));
+	if (log_ratelimit_ok(&u->rl_sess, now)) {
 		char a[ADDR_STRLEN];
 
 		log_info("udp: session %08x for %s (key %u)", sid,
-			 addr_format((const struct sockaddr *)&from->to, a), h.kid);
+			 addr_format((const struct sockaddr *)src, a), h.kid);
 	}
 out:
 	explicit_bzero(secret, sizeof(secret));
@@ -464,8 +626,117 @@ out:
 	explicit_bzero(down, sizeof(down));
 }
 
+/* A token bucket per owner: up to udp_rate_per_gateway datagrams a
+ * second, bursts of a quarter second of it. */
+static bool rate_ok(struct udp_srv *u, struct uowner *o, uint64_t now)
+{
+	uint64_t rate, cap;
+
+	pthread_rwlock_rdlock(&u->c->live_lock);
+	rate = u->c->cfg.udp_rate_per_gateway;
+	pthread_rwlock_unlock(&u->c->live_lock);
+	if (!rate)
+		return true;
+	cap = rate * 1000 / 4 + 1000;
+	if (!o->tokens_ms) {
+		o->tokens = cap;
+	} else if (now > o->tokens_ms) {
+		o->tokens += (now - o->tokens_ms) * rate;
+		if (o->tokens > cap)
+			o->tokens = cap;
+	}
+	o->tokens_ms = now;
+	if (o->tokens < 1000)
+		return false;
+	o->tokens -= 1000;
+	return true;
+}
+
+/* PINGs have a bucket of their own per session (UDP_PINGS_PER_S): a
+ * gateway at its datagram rate still gets its PONGs, and its paths stay. */
+static bool ping_ok(struct usess *s, uint64_t now)
+{
+	uint64_t cap = UDP_PINGS_PER_S * 1000;
+
+	if (!s->ping_ms)
+		s->ping_tokens = cap;
+	else if (now > s->ping_ms)
+		s->ping_tokens += (now - s->ping_ms) * UDP_PINGS_PER_S;
+	if (s->ping_tokens > cap)
+		s->ping_tokens = cap;
+	s->ping_ms = now;
+	if (s->ping_tokens < 1000)
+		return false;
+	s->ping_tokens -= 1000;
+	return true;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+/* A PING on path id from src: validates the path's address (see struct
+ * upath) and answers with a PONG of the same size, to src. */
+static void on_ping(struct udp_srv *u, struct usess *s, const uint8_t *in, unsigned ci,
+		    const struct sockaddr_storage *src, socklen_t srclen,
+		    const struct in6_addr *local, uint64_t now)
+{
+	struct udpc_hdr ph = { .type = UDPC_PONG, .sid = s->sid };
+	uint8_t id = in[0], *p = u->out + UDPC_HDR_LEN;
+	uint64_t echo = get64(in + 12), challenge = 0;
+	struct upath *pa;
+	int n;
+
+	if (id >= UDP_PATHS)
+		return;
+	pa = &s->path[id];
+	if (pa->last_ms && same_sockaddr(&pa->to, pa->tolen, src, srclen)) {
+		pa->last_ms = now;
+		pa->carrier = ci;
+		pa->local = *local;
+	} else if (pa->challenge && echo == pa->challenge &&
+		   same_sockaddr(&pa->cand, pa->candlen, src, srclen)) {
+		/* The gateway read our sealed PONG at this address: it is the
+		 * path's now. */
+		memcpy(&pa->to, src, srclen);
+		pa->tolen = srclen;
+		pa->local = *local;
+		pa->carrier = ci;
+		pa->last_ms = now;
+		pa->challenge = 0;
+		pa->candlen = 0;
+	} else {
+		if (udpcrypt_random(&challenge, sizeof(challenge)) < 0 || !challenge)
+			challenge = now | 1;
+		memcpy(&pa->cand, src, srclen);
+		pa->candlen = srclen;
+		pa->challenge = challenge;
+	}
+	u->st.pings++;
+	ph.pn = ++s->pn_out;
+	udpc_put_hdr(u->out, &ph);
+	memset(p, 0, UDPC_PING_INNER);
+	p[0] = id;
+	memcpy(p + 4, in + 4, 8);         /* the agent's opaque value */
+	put64(p + 12, challenge);
+	n = udpc_seal(&s->tx, ph.pn, u->out, UDPC_HDR_LEN + UDPC_PING_INNER);
+	if (n > 0)
+		send_to(u, ci, src, srclen, local, u->out, (size_t)n);
+}
+
 static void on_data(struct udp_srv *u, struct usess *s, uint8_t *plain, size_t len, uint8_t flags,
-		    const struct upath *from, uint64_t now)
+		    const struct sockaddr *from, uint64_t now)
 {
 	struct conc *c = u->c;
 	struct udpc_data d;
@@ -474,16 +745,11 @@ static void on_data(struct udp_srv *u, struct usess *s, uint8_t *plain, size_t l
 	struct sockaddr_storage to;
 	socklen_t tolen;
 	uint32_t sidx = (uint32_t)(s - u->s);
+	unsigned gen = atomic_load(&c->policy_gen);
 
 	if (udpc_parse_data(plain, len, &d, NULL) < 0) {
-		refuse(u, UDPR_MALFORMED, (const struct sockaddr *)&from->to, now);
+		refuse(u, UDPR_MALFORMED, from, now);
 		return;
-	}
-	/* Where a path is: from its PINGs, and from DATA sent on it alone (a
-	 * redundant datagram's copies are the same bytes, on two paths). */
-	if (d.mode != UDPC_REDUNDANT && !(d.path >> 4)) {
-		s->path[d.path & 15] = *from;
-		s->path[d.path & 15].last_ms = now;
 	}
 	f = flow_find(u, sidx, d.flow);
 	if (!f && (flags & UDPC_F_STEER))
@@ -491,7 +757,7 @@ static void on_data(struct udp_srv *u, struct usess *s, uint8_t *plain, size_t l
 	if (!f) {
 		f = flow_new(u, sidx, d.flow, &why);
 		if (!f) {
-			refuse(u, why, (const struct sockaddr *)&from->to, now);
+			refuse(u, why, from, now);
 			return;
 		}
 		if (d.mode < UDPC_MODE_MAX)
@@ -499,10 +765,14 @@ static void on_data(struct udp_srv *u, struct usess *s, uint8_t *plain, size_t l
 	}
 	f->last_ms = now;
 	f->mode = d.mode;
-	f->p0 = d.path & 15;
-	f->p1 = d.path >> 4 ? (uint8_t)((d.path >> 4) - 1) : 0xff;
+	/* Where answers go: paths the gateway names (addresses come from
+	 * validated PINGs only). */
+	f->p0 = (d.path & 15) < UDP_PATHS ? d.path & 15 : 0xff;
+	f->p1 = d.path >> 4 && (d.path >> 4) - 1 < UDP_PATHS ? (uint8_t)((d.path >> 4) - 1) : 0xff;
 	if (flags & UDPC_F_STEER)
 		return;
+	if (f->pgen != gen)
+		flow_recheck(u, f, gen);
 	if (!flow_knows(f, &d.addr)) {
 		const char *reason = NULL;
 		int r;
@@ -511,10 +781,10 @@ static void on_data(struct udp_srv *u, struct usess *s, uint8_t *plain, size_t l
 		r = policy_check_dest(&c->cfg.policy, &d.addr, d.port, &reason);
 		pthread_rwlock_unlock(&c->live_lock);
 		if (r < 0) {
-			refuse(u, UDPR_POLICY, (const struct sockaddr *)&from->to, now);
+			refuse(u, UDPR_POLICY, from, now);
 			return;
 		}
-		flow_learn(f, &d.addr);
+		flow_learn(f, &d.addr, d.port);
 	}
 	tolen = addr_from_in6(&d.addr, d.port, &to);
 	if (to.ss_family == AF_INET) {
@@ -533,54 +803,26 @@ static void on_data(struct udp_srv *u, struct usess *s, uint8_t *plain, size_t l
 	}
 }
 
-/* A token bucket per session: up to udp_rate_per_gateway datagrams a
- * second, bursts of a quarter second of it. */
-static bool rate_ok(struct udp_srv *u, struct usess *s, uint64_t now)
-{
-	uint64_t rate, cap;
-
-	pthread_rwlock_rdlock(&u->c->live_lock);
-	rate = u->c->cfg.udp_rate_per_gateway;
-	pthread_rwlock_unlock(&u->c->live_lock);
-	if (!rate)
-		return true;
-	cap = rate * 1000 / 4 + 1000;
-	if (!s->tokens_ms) {
-		s->tokens = cap;
-	} else if (now > s->tokens_ms) {
-		s->tokens += (now - s->tokens_ms) * rate;
-		if (s->tokens > cap)
-			s->tokens = cap;
-	}
-	s->tokens_ms = now;
-	if (s->tokens < 1000)
-		return false;
-	s->tokens -= 1000;
-	return true;
-}
-
 static void on_carrier(struct udp_srv *u, unsigned ci, uint8_t *buf, size_t len,
 		       const struct sockaddr_storage *src, socklen_t srclen,
 		       const struct in6_addr *local, uint64_t now)
 {
-	struct upath from = { .tolen = srclen, .local = *local, .carrier = ci };
 	struct udpc_hdr h;
 	struct usess *s;
 	int n, r;
 
-	memcpy(&from.to, src, srclen);
 	if (udpc_parse_hdr(buf, len, UDPC_TO_CONC, &h, NULL) < 0) {
 		refuse(u, UDPR_MALFORMED, (const struct sockaddr *)src, now);
 		return;
 	}
 	if (h.type == UDPC_HELLO) {
-		on_hello(u, buf, &from, now);
+		on_hello(u, buf, ci, src, srclen, local, now);
 		return;
 	}
 	s = sess_find(u, h.sid);
 	if (!s) {
 		u->st.refused[UDPR_UNKNOWN_SESSION]++;
-		send_reset(u, &from, &h, now);
+		send_reset(u, ci, src, srclen, local, &h, now);
 		return;
 	}
 	r = udpc_window_check(&s->win, h.pn);
@@ -595,30 +837,28 @@ static void on_carrier(struct udp_srv *u, unsigned ci, uint8_t *buf, size_t len,
 	}
 	udpc_window_mark(&s->win, h.pn);
 	s->last_ms = now;
+	if (!s->confirmed) {
+		s->confirmed = true;
+		if (s->hello_path < UDP_PATHS && !s->path[s->hello_path].last_ms) {
+			s->path[s->hello_path] = s->hello_from;
+			s->path[s->hello_path].last_ms = now;
+		}
+	}
+	if (h.type == UDPC_PING) {
+		if (!ping_ok(s, now)) {
+			refuse(u, UDPR_RATE, (const struct sockaddr *)src, now);
+			return;
+		}
+		on_ping(u, s, buf + UDPC_HDR_LEN, ci, src, srclen, local, now);
+		return;
+	}
 	/* The gateway's rate, counted after authentication so forged
-	 * datagrams cannot spend an honest session's share. */
-	if (!rate_ok(u, s, now)) {
+	 * datagrams cannot spend an honest gateway's share. */
+	if (!rate_ok(u, &u->o[s->owner], now)) {
 		refuse(u, UDPR_RATE, (const struct sockaddr *)src, now);
 		return;
 	}
-	if (h.type == UDPC_PING) {
-		uint8_t path = buf[UDPC_HDR_LEN];
-		struct udpc_hdr ph = { .type = UDPC_PONG, .sid = s->sid, .pn = ++s->pn_out };
-
-		if (path < UDP_PATHS) {
-			s->path[path] = from;
-			s->path[path].last_ms = now;
-		}
-		u->st.pings++;
-		/* The same inner bytes back: the same size as the PING. */
-		udpc_put_hdr(u->out, &ph);
-		memcpy(u->out + UDPC_HDR_LEN, buf + UDPC_HDR_LEN, UDPC_PING_INNER);
-		n = udpc_seal(&s->tx, ph.pn, u->out, UDPC_HDR_LEN + UDPC_PING_INNER);
-		if (n > 0)
-			send_path(u, &from, u->out, (size_t)n);
-		return;
-	}
-	on_data(u, s, buf + UDPC_HDR_LEN, (size_t)n, h.flags, &from, now);
+	on_data(u, s, buf + UDPC_HDR_LEN, (size_t)n, h.flags, (const struct sockaddr *)src, now);
 }
 
 static void read_carrier(struct udp_srv *u, unsigned ci)
@@ -669,11 +909,30 @@ static void read_carrier(struct udp_srv *u, unsigned ci)
 
 /* ---- from the Internet ---- */
 
+/* The path for a flow's answers: the one it names if that is validated,
+ * else its second, else any validated path of the session (a gateway's
+ * proven address beats a lost answer: right after a new session, or a
+ * path's new NAT mapping, until its PING has echoed our challenge). */
+static const struct upath *answer_path(const struct usess *s, uint8_t p0, uint8_t p1)
+{
+	if (p0 < UDP_PATHS && s->path[p0].last_ms)
+		return &s->path[p0];
+	if (p1 < UDP_PATHS && s->path[p1].last_ms)
+		return &s->path[p1];
+	for (unsigned i = 0; i < UDP_PATHS; i++)
+		if (s->path[i].last_ms)
+			return &s->path[i];
+	return NULL;
+}
+
 static void read_flow(struct udp_srv *u, struct uflow *f)
 {
 	struct usess *s = &u->s[f->sess];
 	uint64_t now = log_now_ms();
+	unsigned gen = atomic_load(&u->c->policy_gen);
 
+	if (f->pgen != gen)
+		flow_recheck(u, f, gen);
 	for (int k = 0; k < UDP_BATCH; k++) {
 		struct sockaddr_storage src;
 		socklen_t sl = sizeof(src);
@@ -682,19 +941,25 @@ static void read_flow(struct udp_srv *u, struct uflow *f)
 		uint8_t *p = u->out + UDPC_HDR_LEN + UDPC_DATA_INNER;
 		ssize_t n = recvfrom(f->fd, p, UDPC_MAX_PAYLOAD, MSG_DONTWAIT | MSG_TRUNC,
 				     (struct sockaddr *)&src, &sl);
+		const struct upath *to;
 		int len;
 
 		if (n < 0)
 			return;
-		if ((size_t)n > UDPC_MAX_PAYLOAD)
+		if ((size_t)n > UDPC_MAX_PAYLOAD) {
+			u->st.down_unsent++;
 			continue;
+		}
 		addr_to_in6((struct sockaddr *)&src, &d.addr, &d.port);
 		if (!flow_knows(f, &d.addr)) {
 			u->st.refused[UDPR_FILTERED]++;
 			continue;
 		}
-		if (f->p0 >= UDP_PATHS || !s->path[f->p0].last_ms)
+		to = answer_path(s, f->p0, f->p1);
+		if (!to) {
+			u->st.down_unsent++;    /* no validated path to send it by yet */
 			continue;
+		}
 		f->replied = true;
 		f->last_ms = now;
 		h.pn = ++s->pn_out;
@@ -703,10 +968,10 @@ static void read_flow(struct udp_srv *u, struct uflow *f)
 		len = udpc_seal(&s->tx, h.pn, u->out, UDPC_HDR_LEN + UDPC_DATA_INNER + (size_t)n);
 		if (len < 0)
 			continue;
-		send_path(u, &s->path[f->p0], u->out, (size_t)len);
-		/* Redundant: the same sealed bytes by the path before too; the
+		send_path(u, to, u->out, (size_t)len);
+		/* Redundant: the same sealed bytes by the second path too; the
 		 * gateway takes whichever comes first, once. */
-		if (f->mode == UDPC_REDUNDANT && f->p1 < UDP_PATHS && f->p1 != f->p0 &&
+		if (f->mode == UDPC_REDUNDANT && f->p1 < UDP_PATHS && &s->path[f->p1] != to &&
 		    s->path[f->p1].last_ms && now - s->path[f->p1].last_ms < 5000)
 			send_path(u, &s->path[f->p1], u->out, (size_t)len);
 		u->st.dgrams_down++;
@@ -718,7 +983,7 @@ static void read_flow(struct udp_srv *u, struct uflow *f)
 
 static void sweep(struct udp_srv *u, uint64_t now)
 {
-	unsigned t1, t2;
+	unsigned t1, t2, gen = atomic_load(&u->c->policy_gen);
 
 	pthread_rwlock_rdlock(&u->c->live_lock);
 	t1 = u->c->cfg.udp_timeout_s;
@@ -732,11 +997,27 @@ static void sweep(struct udp_srv *u, uint64_t now)
 			u->st.flows_expired++;
 		}
 	}
-	for (uint32_t i = 0; i < u->scap; i++)
-		if (u->s[i].sid && now - u->s[i].last_ms >= UDP_SESSION_IDLE_MS) {
-			log_info("udp: session %08x idle, closed", u->s[i].sid);
-			sess_free(u, &u->s[i]);
+	for (uint32_t i = 0; i < u->scap; i++) {
+		struct usess *s = &u->s[i];
+
+		if (!s->sid)
+			continue;
+		if (s->gen != gen) {
+			/* A reload: is its key (or client) still allowed? */
+			s->gen = gen;
+			if (!sess_still_allowed(u, s)) {
+				log_info("udp: session %08x closed: its key or address is no longer "
+					 "allowed", s->sid);
+				sess_free(u, s);
+				continue;
+			}
 		}
+		if (now - s->last_ms >= UDP_SESSION_IDLE_MS) {
+			if (log_ratelimit_ok(&u->rl_sess, now))
+				log_info("udp: session %08x idle, closed", s->sid);
+			sess_free(u, s);
+		}
+	}
 }
 
 static void *udp_main(void *arg)
@@ -753,10 +1034,9 @@ static void *udp_main(void *arg)
 			uint64_t t = ev[i].data.u64;
 
 			if (t & TAG_CARRIER) {
-				if ((t & 0xffff) == 0xffff)
-					continue;   /* the stop eventfd */
-				read_carrier(u, (unsigned)(t & 0xffff));
-			} else {
+				if ((t & 0xffff) < u->ncar)
+					read_carrier(u, (unsigned)(t & 0xffff));
+			} else if ((uint32_t)t < u->fcap) {
 				struct uflow *f = &u->f[(uint32_t)t];
 
 				if (f->fd >= 0 && f->gen == (uint32_t)(t >> 32))
@@ -816,11 +1096,10 @@ static void srv_free(struct udp_srv *u)
 		close(u->car[i].fd);
 	if (u->ep >= 0)
 		close(u->ep);
-	if (u->stop_fd >= 0)
-		close(u->stop_fd);
 	for (unsigned i = 0; i < UDP_BATCH; i++)
 		free(u->buf[i]);
 	free(u->s);
+	free(u->o);
 	free(u->sbucket);
 	free(u->f);
 	free(u->fbucket);
@@ -848,8 +1127,9 @@ int udp_start(struct conc *c)
 	if (!u)
 		return -ENOMEM;
 	u->c = c;
-	u->ep = u->stop_fd = -1;
+	u->ep = -1;
 	u->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(10, 10000);
+	u->rl_sess = (struct log_ratelimit)LOG_RATELIMIT_INIT(20, 10000);
 	if (hash_key_random(&u->hk) < 0) {
 		free(u);
 		return log_errno(-EIO, "udp: no random key for its tables");
@@ -859,13 +1139,15 @@ int udp_start(struct conc *c)
 	u->fnb = pow2_at_least(u->fcap);
 	u->snb = pow2_at_least(u->scap);
 	u->s = calloc(u->scap, sizeof(*u->s));
+	u->o = calloc(u->scap, sizeof(*u->o));
 	u->sbucket = calloc(u->snb, sizeof(*u->sbucket));
 	u->f = calloc(u->fcap, sizeof(*u->f));
 	u->fbucket = calloc(u->fnb, sizeof(*u->fbucket));
+	r = 0;
 	for (unsigned i = 0; i < UDP_BATCH; i++)
 		if (!(u->buf[i] = malloc(UDP_BUFSZ)))
 			r = -ENOMEM;
-	if (!u->s || !u->sbucket || !u->f || !u->fbucket || !u->buf[UDP_BATCH - 1]) {
+	if (r < 0 || !u->s || !u->o || !u->sbucket || !u->f || !u->fbucket) {
 		srv_free(u);
 		return log_errno(-ENOMEM, "udp: out of memory");
 	}
@@ -891,7 +1173,11 @@ int udp_start(struct conc *c)
 		}
 		u->car[u->ncar].fd = fd;
 		u->car[u->ncar++].family = c->cfg.listen[i].ss_family;
-		epoll_ctl(u->ep, EPOLL_CTL_ADD, fd, &ev);
+		if (epoll_ctl(u->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			r = -errno;
+			srv_free(u);
+			return log_errno(r, "udp: epoll: %m");
+		}
 	}
 	c->udp = u;
 	r = pthread_create(&u->thread, NULL, udp_main, u);
@@ -949,8 +1235,11 @@ void udp_render_metrics(const struct conc *c, struct mbuf *b)
 	metrics_u64(b, "mptcp_concentrator_udp_bytes_total", "direction=\"down\"", s->bytes_down);
 	metrics_one(b, "mptcp_concentrator_udp_pings_total", "counter",
 		    "Path pings answered.", s->pings);
+	metrics_one(b, "mptcp_concentrator_udp_down_unsent_total", "counter",
+		    "Answers from the Internet not sent on: no validated path yet, or too large.",
+		    s->down_unsent);
 	metrics_one(b, "mptcp_concentrator_udp_resets_sent_total", "counter",
-		    "RESETs sent for datagrams of unknown sessions (at most 100 a second).",
+		    "RESETs sent for datagrams of unknown sessions (at most 20 a second per /24 or /56).",
 		    s->resets_sent);
 	metrics_head(b, "mptcp_concentrator_udp_refused_total", "counter",
 		     "Carrier datagrams dropped, by reason (replay: also redundant copies).");

@@ -122,6 +122,10 @@ static int nft_script(const struct agent_config *cfg, bool replace, bool drain, 
 	if (cfg->udp_mode != AGENT_UDP_OFF && !drain) {
 		if (!agent_udp_quic_carried(cfg))
 			script_append(script, cap, "\t\tudp dport 443 return\n");
+		/* Only sources the LAN interface could answer (a reverse-path
+		 * check): a device forging an Internet host's address would
+		 * otherwise have the concentrator's answers sent to that host. */
+		script_append(script, cap, "\t\tmeta l4proto udp fib saddr . iif oif missing return\n");
 		script_append(script, cap,
 		       "\t\tmeta l4proto udp tproxy to :%u meta mark set %u accept\n", cfg->port,
 		       cfg->mark);

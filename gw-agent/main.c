@@ -250,7 +250,8 @@ _Static_assert(UPM_MAX_CONC == AGENT_MAX_CONC, "the path manager knows every con
 		     want->userspace_pm != a->paths.userspace_pm, "endpoints");
 	RESTART_ONLY(want->fullmesh != a->paths.fullmesh, "cluster");
 	RESTART_ONLY(memcmp(&n.mesh, &cur->mesh, sizeof(n.mesh)), "mesh/lend");
-	RESTART_ONLY((n.udp_mode == AGENT_UDP_OFF) != (cur->udp_mode == AGENT_UDP_OFF), "udp on/off");
+	RESTART_ONLY((n.udp_mode == AGENT_UDP_OFF) != (cur->udp_mode == AGENT_UDP_OFF) &&
+		     !a->paths.fullmesh, "udp on/off");
 #undef RESTART_ONLY
 	if (changed[0])
 		log_warn("reload: %s changed but take%s effect only after a restart",
@@ -261,7 +262,7 @@ _Static_assert(UPM_MAX_CONC == AGENT_MAX_CONC, "the path manager knows every con
 	n.metrics = cur->metrics;
 	n.metrics_len = cur->metrics_len;
 	n.mesh = cur->mesh;
-	if ((n.udp_mode == AGENT_UDP_OFF) != (cur->udp_mode == AGENT_UDP_OFF))
+	if ((n.udp_mode == AGENT_UDP_OFF) != (cur->udp_mode == AGENT_UDP_OFF) || a->paths.fullmesh)
 		n.udp_mode = cur->udp_mode;
 
 	nft = n.nlan != cur->nlan || memcmp(n.lan, cur->lan, sizeof(n.lan)) ||
@@ -338,7 +339,7 @@ static bool own_line_up(const struct paths *ps)
 }
 
 /* The main thread: signals, link/address/route events for the paths (a
- * burst is reconciled 50 ms after its last event, and everything every 2 s
+ * burst is reconciled 50 ms after its first event, and everything every 2 s
  * regardless), probes, status requests, the STATUS line and the watchdog. */
 static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sigs)
 {
@@ -407,8 +408,13 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 				}
 			}
 		}
+		/* 50 ms after the first event of a burst, not the last: events
+		 * that keep coming (routes, addresses, neighbours of a link
+		 * going down) must not hold back the reconcile that moves flows
+		 * off a dead path. A reconcile is idempotent: the rest of a
+		 * long burst gets the next one. */
 		if (pf[1].fd >= 0 && (pf[1].revents & POLLIN) &&
-		    paths_events_drain(&a->paths) > 0)
+		    paths_events_drain(&a->paths) > 0 && !due)
 			due = log_now_ms() + 50;
 		now = log_now_ms();
 		if (a->paths.n && ((due && now >= due) || now >= periodic)) {
@@ -526,6 +532,15 @@ int main(int argc, char **argv)
 			r = a->workers[i].init_result;
 	/* Listeners first, then the rules that feed them, so no intercepted
 	 * connection ever finds nobody listening. */
+	/* Behind one address several concentrators share (--cluster), each
+	 * path's carrier datagrams may reach another box, which does not know
+	 * the session: UDP is not carried there (yet). */
+	if (a->paths.fullmesh && a->cfg.udp_mode != AGENT_UDP_OFF) {
+		log_warn("udp: not carried with --cluster (a session lives on one box, and the "
+			 "boxes' shared address spreads a gateway's paths over them): LAN UDP is "
+			 "routed as without the agent");
+		a->cfg.udp_mode = AGENT_UDP_OFF;
+	}
 	if (r == 0)
 		r = agent_udp_start(a);
 	if (r == 0)

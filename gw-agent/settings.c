@@ -122,8 +122,10 @@ static const struct opt_spec agent_opts[] = {
 		  "443=failover (carry QUIC: one line per flow, no aggregation). redundant doubles "
 		  "the upstream bytes of what it matches." },
 	{ "udp-max-flows", O_UDP_MAX_FLOWS, "N", "udp.max_flows", CONFIG_NUMBER, .type = OT_UINT,
-	  .min = 16, .max = 65536, AT(udp_max_flows), .reload = OPT_RESTART, .deflt = "4096",
-	  .help = "LAN UDP sources carried at once; a new one over it is dropped (counted)" },
+	  .min = 16, .max = 65536, AT(udp_max_flows), .reload = OPT_RESTART, .deflt = "2048",
+	  .help = "LAN UDP sources carried at once; a new one over it is dropped (counted)",
+	  .more = "The concentrator's udp-max-flows-per-gateway (2048 by default) should be at "
+		  "least this." },
 	{ "udp-timeout", O_UDP_TIMEOUT, "SEC", "udp.timeout", CONFIG_NUMBER, .type = OT_SECONDS_UP,
 	  .max = 86400, AT(udp_timeout_s), .reload = OPT_LIVE, .deflt = "30",
 	  .help = "a UDP flow that never got an answer is forgotten after this long idle" },
@@ -357,7 +359,7 @@ static void config_defaults(struct agent_config *cfg, struct paths *ps)
 	cfg->fallback = FALLBACK_DIRECT;
 	cfg->block_quic = true;
 	cfg->udp_mode = UDPC_FAILOVER;
-	cfg->udp_max_flows = 4096;
+	cfg->udp_max_flows = 2048;
 	cfg->udp_timeout_s = 30;
 	cfg->udp_stream_timeout_s = 180;
 	cfg->fast_open = true;

@@ -43,10 +43,13 @@
 #define UDP_BATCH 16
 #define UDP_BUFSZ 65536
 #define TICK_MS 20
-#define PING_MS 1000
+#define PING_MS 1000              /* per path, while no UDP flow is busy */
+#define PING_BUSY_MS 80           /* ... while one is (a datagram in the last 2 s) */
+#define BUSY_MS 2000
 #define HELLO_MS 1000
 #define SESSION_DEAD_MS 10000     /* no answer at all for this long: a new HELLO */
 #define PATH_PONG_DEAD_MS 3500    /* a path whose pings go unanswered this long is not used */
+#define PATH_PONG_DEAD_BUSY_MS 220  /* ... while UDP is busy: plus twice its round trip */
 #define TAG_LAN 1ull
 #define TAG_CAR 2ull
 
@@ -59,6 +62,8 @@ struct ucar {
 	bool live, primary;
 	uint32_t rtt_us;             /* smoothed, from PONGs; 0 = none yet */
 	uint64_t last_ping_ms, last_pong_ms, opened_ms;
+	uint64_t challenge;          /* the last PONG's: our next PING echoes it */
+	uint64_t echo_ms;            /* the last PING sent at once to echo one */
 };
 
 struct uflow {
@@ -68,7 +73,7 @@ struct uflow {
 	bool used, replied;
 	uint8_t mode, p0, p1;        /* paths of the last datagram (0xff: none) */
 	uint64_t last_ms;
-	uint32_t next;               /* hash chain, index + 1 */
+	uint32_t next;               /* hash chain or free list, index + 1 */
 };
 
 struct agent_udp {
@@ -90,6 +95,7 @@ struct agent_udp {
 	uint64_t pn_out;
 	uint64_t last_rx_ms;
 	uint64_t session_ms;         /* when the session opened */
+	uint64_t busy_ms;            /* a LAN datagram carried, either way */
 	/* Paths, by id (the index in paths.p[]). */
 	struct ucar car[PATHS_MAX];
 	unsigned srcgen;
@@ -97,7 +103,7 @@ struct agent_udp {
 	unsigned norder;
 	/* Flows. */
 	struct uflow *f;
-	uint32_t fcap, *fb, fnb, nflows;
+	uint32_t fcap, *fb, fnb, nflows, ffree;
 	struct hash_key hk;
 	/* Settings, copied at each tick. */
 	int mode;
@@ -105,10 +111,12 @@ struct agent_udp {
 	unsigned ncls;
 	unsigned timeout_s, stream_timeout_s;
 	unsigned lan_mtu;
+	uint16_t port;               /* the agent's own (TPROXY) port */
+	uint64_t next_expiry_ms;
 	pthread_mutex_t lock;        /* st, and the flow table for status */
 	struct agent_udp_stats st;
 	struct log_ratelimit rl;
-	uint8_t *buf[UDP_BATCH];
+	uint8_t buf[UDP_BUFSZ];
 	uint8_t out[UDP_BUFSZ + 128];
 };
 
@@ -206,6 +214,8 @@ static void flow_unlink(struct agent_udp *u, struct uflow *f)
 		}
 	f->used = false;
 	f->gen++;
+	f->next = u->ffree;
+	u->ffree = idx + 1;
 	u->nflows--;
 }
 
@@ -220,25 +230,21 @@ static struct uflow *flow_get(struct agent_udp *u, const struct in6_addr *lan, u
 		if (f->lport == lport && !memcmp(&f->lan, lan, sizeof(*lan)))
 			return f;
 	}
-	if (u->nflows >= u->fcap)
+	if (!u->ffree)
 		return NULL;
-	for (uint32_t i = 0; i < u->fcap; i++) {
-		f = &u->f[i];
-		if (f->used)
-			continue;
-		f->used = true;
-		f->replied = false;
-		f->lan = *lan;
-		f->lport = lport;
-		f->p0 = f->p1 = 0xff;
-		f->last_ms = now;
-		f->next = u->fb[b];
-		u->fb[b] = i + 1;
-		u->nflows++;
-		u->st.flows_total++;
-		return f;
-	}
-	return NULL;
+	f = &u->f[u->ffree - 1];
+	u->ffree = f->next;
+	f->used = true;
+	f->replied = false;
+	f->lan = *lan;
+	f->lport = lport;
+	f->p0 = f->p1 = 0xff;
+	f->last_ms = now;
+	f->next = u->fb[b];
+	u->fb[b] = (uint32_t)(f - u->f) + 1;
+	u->nflows++;
+	u->st.flows_total++;
+	return f;
 }
 
 /* ---- carrier ---- */
@@ -296,19 +302,31 @@ static void car_close(struct ucar *c)
 	c->fd = -1;
 	c->rtt_us = 0;
 	c->last_pong_ms = 0;
+	c->challenge = 0;
+}
+
+static bool busy(const struct agent_udp *u, uint64_t now)
+{
+	return now - u->busy_ms < BUSY_MS;
 }
 
 /* Live by the main thread's probes and links, and answering our pings
  * (judged only while a session has been up a while: without one there are
- * no pings, and the HELLO still needs a path). */
+ * no pings, and the HELLO still needs a path). While UDP is busy, pings go
+ * every 80 ms and three unanswered (220 ms plus twice the path's round
+ * trip, so a queue on a loaded line is not taken for a cut) take the path
+ * out: a cut the links do not show (the far side's, or a carrier loss the
+ * kernel reports up to a second late) is left within about 300 ms. */
 static bool car_usable(const struct agent_udp *u, const struct ucar *c, uint64_t now)
 {
+	uint64_t dead = busy(u, now) ? PATH_PONG_DEAD_BUSY_MS + 2 * (uint64_t)c->rtt_us / 1000
+				     : PATH_PONG_DEAD_MS;
+
 	if (!c->live || c->fd < 0)
 		return false;
-	if (!u->sid || now - u->session_ms < PATH_PONG_DEAD_MS ||
-	    now - c->opened_ms < PATH_PONG_DEAD_MS)
+	if (!u->sid || now - u->session_ms < PATH_PONG_DEAD_MS || now - c->opened_ms < dead)
 		return true;
-	return now - c->last_pong_ms < PATH_PONG_DEAD_MS;
+	return now - c->last_pong_ms < dead;
 }
 
 static void car_send(struct agent_udp *u, uint8_t id, const void *buf, size_t len)
@@ -332,6 +350,7 @@ static void session_reset(struct agent_udp *u)
 	memset(&u->win, 0, sizeof(u->win));
 	u->pn_out = 0;
 	u->hello_ms = 0;
+	u->hello_n = 0;   /* the first HELLO by the best path */
 }
 
 static void send_hello(struct agent_udp *u, uint64_t now)
@@ -348,10 +367,11 @@ static void send_hello(struct agent_udp *u, uint64_t now)
 	if (udpcrypt_random(u->nonce_c, sizeof(u->nonce_c)) < 0)
 		return;
 	memcpy(hv.nonce, u->nonce_c, sizeof(hv.nonce));
+	id = u->order[u->hello_n++ % u->norder];
+	h.flags = id;   /* the path it goes by: answers may use it at once */
 	udpc_put_hdr(b, &h);
 	udpc_put_hello(b, &hv);
 	udpcrypt_hello_mac(u->secret, b, b + UDPC_HELLO_LEN - UDPC_MAC_LEN);
-	id = u->order[u->hello_n++ % u->norder];
 	car_send(u, id, b, sizeof(b));
 	u->hello_ms = now;
 }
@@ -360,6 +380,7 @@ static void on_accept(struct agent_udp *u, const uint8_t *b, uint64_t now)
 {
 	struct udpc_hdr h;
 	uint8_t mac[UDPC_MAC_LEN], up[UDPC_KEY_LEN], down[UDPC_KEY_LEN];
+	int r;
 
 	if (u->sid || !u->hello_ms || udpc_parse_hdr(b, UDPC_ACCEPT_LEN, UDPC_TO_AGENT, &h, NULL) < 0)
 		return;
@@ -367,13 +388,16 @@ static void on_accept(struct agent_udp *u, const uint8_t *b, uint64_t now)
 	if (!udpcrypt_mac_equal(mac, b + UDPC_HDR_LEN + UDPC_NONCE_LEN))
 		return;   /* not for our last HELLO (or forged) */
 	udpcrypt_session_keys(u->secret, u->nonce_c, b + UDPC_HDR_LEN, h.sid, up, down);
-	if (udpc_aead_init(&u->tx, up, 1) < 0 || udpc_aead_init(&u->rx, down, 0) < 0) {
+	r = udpc_aead_init(&u->tx, up, 1);
+	if (r == 0)
+		r = udpc_aead_init(&u->rx, down, 0);
+	explicit_bzero(up, sizeof(up));
+	explicit_bzero(down, sizeof(down));
+	if (r < 0) {
 		udpc_aead_free(&u->tx);
 		udpc_aead_free(&u->rx);
 		return;
 	}
-	explicit_bzero(up, sizeof(up));
-	explicit_bzero(down, sizeof(down));
 	u->sid = h.sid;
 	u->pn_out = 0;
 	memset(&u->win, 0, sizeof(u->win));
@@ -381,30 +405,45 @@ static void on_accept(struct agent_udp *u, const uint8_t *b, uint64_t now)
 	u->session_ms = now;
 	u->st.sessions++;
 	u->st.session_up = true;
-	/* Every flow's path is news to the new session. */
+	/* Every flow's path is news to the new session, and every path: PING
+	 * them now (the concentrator sends answers only by paths it has
+	 * validated). */
 	for (uint32_t i = 0; i < u->fcap; i++)
 		u->f[i].p0 = u->f[i].p1 = 0xff;
+	for (unsigned i = 0; i < PATHS_MAX; i++) {
+		u->car[i].last_ping_ms = 0;
+		u->car[i].challenge = 0;
+	}
 	log_info("udp: session %08x with the concentrator", h.sid);
 }
 
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* PING on path id: its send time (for the round trip) and the challenge
+ * of the path's last PONG, which validates the address it comes from. */
 static void send_ping(struct agent_udp *u, uint8_t id, uint64_t now)
 {
-	struct udpc_hdr h = { .type = UDPC_PING, .sid = u->sid, .pn = ++u->pn_out };
-	uint64_t us = now * 1000;
+	struct udpc_hdr h = { .type = UDPC_PING, .sid = u->sid };
+	uint64_t us = now_us(), ch = u->car[id].challenge;
 	uint8_t *p = u->out + UDPC_HDR_LEN;
 	int n;
 
 	if (!u->sid)
 		return;
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	h.pn = ++u->pn_out;
 	udpc_put_hdr(u->out, &h);
 	memset(p, 0, UDPC_PING_INNER);
 	p[0] = id;
-	for (int i = 0; i < 8; i++)
+	for (int i = 0; i < 8; i++) {
 		p[4 + i] = (uint8_t)(us >> (56 - 8 * i));
+		p[12 + i] = (uint8_t)(ch >> (56 - 8 * i));
+	}
 	n = udpc_seal(&u->tx, h.pn, u->out, UDPC_HDR_LEN + UDPC_PING_INNER);
 	if (n > 0)
 		car_send(u, id, u->out, (size_t)n);
@@ -414,21 +453,31 @@ static void send_ping(struct agent_udp *u, uint8_t id, uint64_t now)
 static void on_pong(struct agent_udp *u, const uint8_t *p, uint64_t now)
 {
 	uint8_t id = p[0];
-	uint64_t sent = 0, us;
-	struct timespec ts;
+	uint64_t sent = 0, ch = 0, us = now_us();
 	uint32_t rtt;
 
-	if (id >= PATHS_MAX)
+	if (id >= PATHS_MAX || u->car[id].fd < 0)
 		return;
-	for (int i = 0; i < 8; i++)
+	for (int i = 0; i < 8; i++) {
 		sent = sent << 8 | p[4 + i];
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-	if (sent > us || us - sent > 60000000)
-		return;
-	rtt = (uint32_t)(us - sent);
-	u->car[id].rtt_us = u->car[id].rtt_us ? (u->car[id].rtt_us * 7 + rtt) / 8 : rtt;
+		ch = ch << 8 | p[12 + i];
+	}
+	if (sent <= us && us - sent < 60000000) {
+		rtt = (uint32_t)(us - sent);
+		u->car[id].rtt_us = u->car[id].rtt_us ? (u->car[id].rtt_us * 7 + rtt) / 8 : rtt;
+	}
 	u->car[id].last_pong_ms = now;
+	/* A challenge: the concentrator has not validated this path's
+	 * address (new session, or the path's NAT mapping changed). Echo a
+	 * new one at once, at most 10 a second (a NAT that changes ports on
+	 * every packet would otherwise keep the two ends busy). */
+	if (ch && ch != u->car[id].challenge) {
+		u->car[id].challenge = ch;
+		if (now - u->car[id].echo_ms >= 100) {
+			u->car[id].echo_ms = now;
+			send_ping(u, id, now);
+		}
+	}
 }
 
 /* ---- to the LAN ---- */
@@ -625,6 +674,7 @@ static void on_car(struct agent_udp *u, uint8_t *b, size_t len, uint64_t now)
 	}
 	f->replied = true;
 	f->last_ms = now;
+	u->busy_ms = now;
 	if (lan_send(u, &d.addr, d.port, &f->lan, f->lport, d.payload, d.len) < 0) {
 		drop(u, AUD_SEND);
 		return;
@@ -638,11 +688,11 @@ static void read_car(struct agent_udp *u, unsigned id)
 	uint64_t now = log_now_ms();
 
 	for (int k = 0; k < UDP_BATCH; k++) {
-		ssize_t n = recv(u->car[id].fd, u->buf[0], UDP_BUFSZ, MSG_DONTWAIT);
+		ssize_t n = recv(u->car[id].fd, u->buf, UDP_BUFSZ, MSG_DONTWAIT);
 
 		if (n < 0)
 			return;
-		on_car(u, u->buf[0], (size_t)n, now);
+		on_car(u, u->buf, (size_t)n, now);
 	}
 }
 
@@ -724,6 +774,13 @@ static void on_lan(struct agent_udp *u, const struct in6_addr *src, uint16_t spo
 	uint8_t paths[2];
 	unsigned np;
 
+	/* Sent to the agent's own port: not intercepted but addressed to the
+	 * router (TPROXY never hands us its own port's traffic otherwise).
+	 * Carried, it could come back to this port: a loop. */
+	if (dport == u->port) {
+		drop(u, AUD_MALFORMED);
+		return;
+	}
 	if (!u->sid) {
 		drop(u, AUD_NO_SESSION);
 		return;
@@ -741,6 +798,7 @@ static void on_lan(struct agent_udp *u, const struct in6_addr *src, uint16_t spo
 	if (f->p0 == 0xff && mode < UDPC_MODE_MAX)
 		u->st.flows_by_mode[mode]++;
 	f->last_ms = now;
+	u->busy_ms = now;
 	send_data(u, f, mode, 0, dst, dport, p, len, paths, np);
 	u->st.dgrams_up++;
 	u->st.bytes_up += len;
@@ -756,7 +814,7 @@ static void read_lan(struct agent_udp *u)
 			char b[CMSG_SPACE(sizeof(struct sockaddr_in6))];
 			struct cmsghdr align;
 		} cm;
-		struct iovec iov = { .iov_base = u->buf[0], .iov_len = UDPC_MAX_PAYLOAD };
+		struct iovec iov = { .iov_base = u->buf, .iov_len = UDPC_MAX_PAYLOAD };
 		struct msghdr mh = { .msg_name = &src, .msg_namelen = sizeof(src), .msg_iov = &iov,
 				     .msg_iovlen = 1, .msg_control = cm.b,
 				     .msg_controllen = sizeof(cm.b) };
@@ -781,7 +839,7 @@ static void read_lan(struct agent_udp *u)
 			}
 		if (!dp || addr_to_in6((struct sockaddr *)&src, &sa, &sp) < 0)
 			continue;
-		on_lan(u, &sa, sp, &da, dp, u->buf[0], (size_t)n, now);
+		on_lan(u, &sa, sp, &da, dp, u->buf, (size_t)n, now);
 	}
 }
 
@@ -812,8 +870,9 @@ static void refresh_paths(struct agent_udp *u, uint64_t now)
 	for (unsigned i = 0; i < n; i++) {
 		struct ucar *c;
 
-		/* A neighbour's line lends MPTCP to the concentrators only. */
-		if (src[i].neighbour || src[i].id >= PATHS_MAX)
+		/* A neighbour's line lends MPTCP to the concentrators only;
+		 * ids above 14 do not fit a DATA's paths byte. */
+		if (src[i].neighbour || src[i].id >= UDPC_MAX_PATH_ID + 1)
 			continue;
 		c = &u->car[src[i].id];
 		seen[src[i].id] = true;
@@ -833,25 +892,30 @@ static void refresh_paths(struct agent_udp *u, uint64_t now)
 			c->opened_ms = now;
 			c->last_pong_ms = 0;
 			c->last_ping_ms = 0;
+		} else if (!c->live) {
+			/* Back up: PING it now, and use it meanwhile. */
+			c->opened_ms = now;
+			c->last_ping_ms = 0;
 		}
 		c->live = true;
 	}
+	/* A path gone down keeps its socket (and so its source port): when it
+	 * comes back, the concentrator still knows its address and need not
+	 * validate it again. */
 	for (unsigned i = 0; i < PATHS_MAX; i++)
-		if (!seen[i] && u->car[i].fd >= 0) {
+		if (!seen[i])
 			u->car[i].live = false;
-			car_close(&u->car[i]);
-		}
 	/* Live paths, primary first, in the main thread's order. */
 	u->norder = 0;
 	for (int pass = 0; pass < 2; pass++)
 		for (unsigned i = 0; i < n; i++) {
 			uint8_t id = src[i].id;
 
-			if (id < PATHS_MAX && seen[id] && u->car[id].primary == (pass == 0) &&
+			if (id <= UDPC_MAX_PATH_ID && seen[id] && u->car[id].primary == (pass == 0) &&
 			    car_usable(u, &u->car[id], now))
 				u->order[u->norder++] = id;
 		}
-	if (nold && (nold != u->norder || memcmp(old, u->order, nold)) && u->sid) {
+	if ((nold != u->norder || memcmp(old, u->order, nold)) && u->sid) {
 		/* Flows whose path is gone or no longer first: tell the
 		 * concentrator now, not at their next datagram. */
 		unsigned moved = 0;
@@ -881,6 +945,10 @@ static void refresh_paths(struct agent_udp *u, uint64_t now)
 static void tick(struct agent_udp *u, uint64_t now)
 {
 	struct agent *a = u->a;
+	struct sockaddr_storage conc;
+	socklen_t conc_len;
+	uint32_t kid;
+	uint8_t secret[COOKIE_SECRET_LEN] = { 0 };
 
 	pthread_mutex_lock(&a->cfg_lock);
 	u->mode = a->cfg.udp_mode;
@@ -888,9 +956,29 @@ static void tick(struct agent_udp *u, uint64_t now)
 	memcpy(u->cls, a->cfg.udp_class, sizeof(u->cls));
 	u->timeout_s = a->cfg.udp_timeout_s;
 	u->stream_timeout_s = a->cfg.udp_stream_timeout_s;
+	conc = a->cfg.conc[0];
+	conc_len = a->cfg.conc_len[0];
+	kid = a->cfg.keyed ? a->cfg.key.id : 0;
+	if (a->cfg.keyed)
+		memcpy(secret, a->cfg.key.secret, sizeof(secret));
 	pthread_mutex_unlock(&a->cfg_lock);
 
 	pthread_mutex_lock(&u->lock);
+	/* A reload gave another concentrator or key: a new session, on new
+	 * sockets (connected to the new address). */
+	if (conc_len != u->conc_len || memcmp(&conc, &u->conc, conc_len) || kid != u->kid ||
+	    memcmp(secret, u->secret, sizeof(secret))) {
+		log_info("udp: the concentrator or the key changed: a new session");
+		session_reset(u);
+		for (unsigned i = 0; i < PATHS_MAX; i++)
+			car_close(&u->car[i]);
+		u->conc = conc;
+		u->conc_len = conc_len;
+		u->family = conc.ss_family;
+		u->kid = kid;
+		memcpy(u->secret, secret, sizeof(secret));
+	}
+	explicit_bzero(secret, sizeof(secret));
 	refresh_paths(u, now);
 	if (u->sid && now - u->last_rx_ms > SESSION_DEAD_MS) {
 		log_info("udp: no answer from the concentrator for %u s: a new session",
@@ -900,9 +988,10 @@ static void tick(struct agent_udp *u, uint64_t now)
 	if (!u->sid && now - u->hello_ms >= HELLO_MS)
 		send_hello(u, now);
 	for (unsigned i = 0; i < PATHS_MAX && u->sid; i++)
-		if (u->car[i].fd >= 0 && u->car[i].live && now - u->car[i].last_ping_ms >= PING_MS)
+		if (u->car[i].fd >= 0 && u->car[i].live &&
+		    now - u->car[i].last_ping_ms >= (busy(u, now) ? PING_BUSY_MS : PING_MS))
 			send_ping(u, (uint8_t)i, now);
-	for (uint32_t i = 0; i < u->fcap; i++) {
+	for (uint32_t i = 0; i < u->fcap && now >= u->next_expiry_ms; i++) {
 		struct uflow *f = &u->f[i];
 
 		if (f->used &&
@@ -911,19 +1000,31 @@ static void tick(struct agent_udp *u, uint64_t now)
 			u->st.flows_expired++;
 		}
 	}
+	if (now >= u->next_expiry_ms)
+		u->next_expiry_ms = now + 1000;
 	u->st.flows_active = u->nflows;
 	pthread_mutex_unlock(&u->lock);
 }
 
-static unsigned lan_mtu(const struct agent_config *cfg)
+/* The smallest MTU of the LAN interfaces (a reload may change them). */
+static unsigned lan_mtu(struct agent *a)
 {
-	unsigned mtu = 0;
+	char lan[AGENT_MAX_LAN][32];
+	unsigned mtu = 0, nlan;
 	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
-	for (unsigned i = 0; fd >= 0 && i < cfg->nlan; i++) {
+	pthread_mutex_lock(&a->cfg_lock);
+	nlan = a->cfg.nlan;
+	memcpy(lan, a->cfg.lan, sizeof(lan));
+	pthread_mutex_unlock(&a->cfg_lock);
+	for (unsigned i = 0; fd >= 0 && i < nlan; i++) {
 		struct ifreq ifr = { 0 };
 
-		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", cfg->lan[i]);
+		size_t l = strnlen(lan[i], sizeof(lan[i]));
+
+		if (l >= sizeof(ifr.ifr_name))
+			continue;
+		memcpy(ifr.ifr_name, lan[i], l);
 		if (ioctl(fd, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0 &&
 		    (!mtu || (unsigned)ifr.ifr_mtu < mtu))
 			mtu = (unsigned)ifr.ifr_mtu;
@@ -957,7 +1058,7 @@ static void *udp_main(void *arg)
 		pthread_mutex_unlock(&u->lock);
 		now = log_now_ms();
 		if (now >= next_mtu) {
-			u->lan_mtu = lan_mtu(&u->a->cfg);
+			u->lan_mtu = lan_mtu(u->a);
 			next_mtu = now + 10000;
 		}
 		if (now >= next_tick) {
@@ -1008,8 +1109,6 @@ static void udp_free(struct agent_udp *u)
 		close(u->raw6);
 	if (u->ep >= 0)
 		close(u->ep);
-	for (unsigned i = 0; i < UDP_BATCH; i++)
-		free(u->buf[i]);
 	explicit_bzero(u->secret, sizeof(u->secret));
 	free(u->f);
 	free(u->fb);
@@ -1040,12 +1139,14 @@ int agent_udp_start(struct agent *a)
 		u->fnb <<= 1;
 	u->f = calloc(u->fcap, sizeof(*u->f));
 	u->fb = calloc(u->fnb, sizeof(*u->fb));
-	for (unsigned i = 0; i < UDP_BATCH; i++)
-		u->buf[i] = malloc(UDP_BUFSZ);
-	if (!u->f || !u->fb || !u->buf[UDP_BATCH - 1] || hash_key_random(&u->hk) < 0) {
+	if (!u->f || !u->fb || hash_key_random(&u->hk) < 0) {
 		udp_free(u);
 		return log_errno(-ENOMEM, "udp: out of memory");
 	}
+	for (uint32_t i = 0; i < u->fcap; i++)
+		u->f[i].next = i + 2 <= u->fcap ? i + 2 : 0;
+	u->ffree = u->fcap ? 1 : 0;
+	u->port = a->cfg.port;
 	u->conc = a->cfg.conc[0];
 	u->conc_len = a->cfg.conc_len[0];
 	u->family = u->conc.ss_family;
@@ -1068,7 +1169,11 @@ int agent_udp_start(struct agent *a)
 	}
 	if (u->raw6 < 0)
 		log_warn("udp: no raw IPv6 socket here: LAN IPv6 UDP gets no answers");
-	epoll_ctl(u->ep, EPOLL_CTL_ADD, u->lfd, &ev);
+	if (epoll_ctl(u->ep, EPOLL_CTL_ADD, u->lfd, &ev) < 0) {
+		r = -errno;
+		udp_free(u);
+		return log_errno(r, "udp: epoll: %m");
+	}
 	a->udp = u;
 	r = pthread_create(&u->thread, NULL, udp_main, u);
 	if (r) {

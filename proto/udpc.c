@@ -186,8 +186,16 @@ void udpc_window_mark(struct udpc_window *w, uint64_t pn)
 		if (pn - w->top >= UDPC_WINDOW) {
 			memset(w->bits, 0, sizeof(w->bits));
 		} else {
-			for (uint64_t n = w->top + 1; n < pn; n++)
-				w->bits[WBIT(n) / 64] &= ~(1ull << (WBIT(n) % 64));
+			/* Whole words where they fit: at most ~260 steps. */
+			for (uint64_t n = w->top + 1; n < pn;) {
+				if (WBIT(n) % 64 == 0 && pn - n >= 64) {
+					w->bits[WBIT(n) / 64] = 0;
+					n += 64;
+				} else {
+					w->bits[WBIT(n) / 64] &= ~(1ull << (WBIT(n) % 64));
+					n++;
+				}
+			}
 		}
 		w->top = pn;
 	}

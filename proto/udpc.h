@@ -7,8 +7,9 @@
  * Every carrier datagram starts with a 16-byte header, network order:
  *
  *   0  version (high 4 bits, 1) | type (low 4 bits)
- *   1  flags: DATA from an agent may set UDPC_F_STEER; others send 0 and
- *      receivers ignore the bits they do not know
+ *   1  flags: in HELLO the id of the path it is sent by; DATA from an
+ *      agent may set UDPC_F_STEER; others send 0 and receivers ignore the
+ *      bits they do not know
  *   2  reserved (u16, 0)
  *   4  session id (u32; 0 in HELLO)
  *   8  packet number (u64; 0 in HELLO and ACCEPT)
@@ -29,7 +30,13 @@
  *         16-byte tag at the end. Upstream the remote is the destination,
  *         downstream the source.
  * PING    agent -> concentrator, sealed: path id (u8), 3 zero bytes, an
- *         opaque u64 the answer echoes. PONG: the same, back, the same size.
+ *         opaque u64 the answer echoes, the challenge (u64) of the last PONG
+ *         on that path (0: none). PONG: the same size back: path id, 3 zero
+ *         bytes, the opaque u64, and a challenge (u64, 0: none) that the
+ *         next PING from that path must echo before the concentrator sends
+ *         anything but PONGs to a new address for it (path validation: an
+ *         observer resending a datagram from a forged source cannot steer
+ *         a path's answers to its victim).
  * RESET   concentrator -> agent, the header alone, echoing the session id
  *         and packet number of a datagram whose session it does not know
  *         (16 bytes: less than any datagram that can cause it).
@@ -54,11 +61,12 @@
 #define UDPC_ACCEPT_LEN  (UDPC_HDR_LEN + UDPC_NONCE_LEN + UDPC_MAC_LEN)        /* 64 */
 #define UDPC_DATA_INNER  24   /* flow, mode, path, port, address */
 #define UDPC_DATA_OVERHEAD (UDPC_HDR_LEN + UDPC_DATA_INNER + UDPC_TAG_LEN)   /* 56 */
-#define UDPC_PING_INNER  12
-#define UDPC_PING_LEN    (UDPC_HDR_LEN + UDPC_PING_INNER + UDPC_TAG_LEN)     /* 44 */
+#define UDPC_PING_INNER  20
+#define UDPC_PING_LEN    (UDPC_HDR_LEN + UDPC_PING_INNER + UDPC_TAG_LEN)     /* 52 */
 /* The largest LAN datagram carried: what IPv4 can hold, less our overhead. */
 #define UDPC_MAX_PAYLOAD (65507 - UDPC_DATA_OVERHEAD)
-#define UDPC_WINDOW      1024
+#define UDPC_WINDOW      8192
+#define UDPC_MAX_PATH_ID 14
 /* A DATA with no datagram to forward: the flow's answers should come by
  * the path this arrived on (the agent moved the flow). */
 #define UDPC_F_STEER     0x01

@@ -289,11 +289,17 @@ noread() {
 		--metrics-listen 198.51.100.1:9194 > "$WORKDIR/noread.log" 2>&1 &
 	pid=$!
 	wait_listen conc 5132 || return 1
+	parked_more() { [ "$(metric_at cli 198.51.100.1:9194 mptcp_concentrator_parked_sends_total)" -ge "$1" ]; }
 	for what in 9000:clients 9004:servers; do
+		local p0
+		p0=$(metric_at cli 198.51.100.1:9194 mptcp_concentrator_parked_sends_total) || p0=0
 		$C noread --conc 198.51.100.1:5132 --dst 203.0.113.2:${what%:*} --count 100 \
 			--bytes $((1 << 20)) --min-bytes 65536 --seconds 60 > "$WORKDIR/noread-${what#*:}.out" &
 		holder=$!
-		sleep 6  # they are stalled now; their sends are parked after 2 s
+		# They are stalled once the concentrator parks their sends (after
+		# 2 s without progress): half of them at least.
+		wait_for 20 parked_more $((p0 + 50)) ||
+			{ echo "the never-reading ${what#*:} did not stall"; rc=1; }
 		timeout 20 $C echo --conc 198.51.100.1:5132 --dst $DST --bytes $((8 << 20)) ||
 			{ echo "valid flow did not complete beside 100 never-reading ${what#*:}"; rc=1; }
 		kill $holder 2>/dev/null; wait $holder 2>/dev/null

@@ -27,9 +27,11 @@ ip netns exec "$(ns conc)" "$PY" ./nettool.py serve --bind 192.0.2.1 --base 9000
 ip netns exec "$(ns lanb)" "$PY" ./nettool.py serve --bind 192.168.78.2 --base 9000 --udp443 > /dev/null 2>&1 &
 # A line alone: iperf3 from each router to the concentrator host.
 ip netns exec "$(ns conc)" iperf3 -s -p 5202 > /dev/null 2>&1 &
+ip netns exec "$(ns conc)" iperf3 -s -p 5204 > /dev/null 2>&1 &
+ip netns exec "$(ns conc)" iperf3 -s -p 5205 > /dev/null 2>&1 &
 start_concentrator conc conc --listen 192.0.2.1:5124 --allow-client 198.51.100.0/24 --workers 1
 wait_listen srv 5201 && wait_listen conc 5124 && wait_listen conc 9000 && wait_listen lanb 9000 &&
-	wait_listen conc 5202 || exit 1
+	wait_listen conc 5202 && wait_listen conc 5204 && wait_listen conc 5205 || exit 1
 
 # Mesh keys, one per lending household, bound to its address in A's file
 # (so B and C cannot speak for each other), and key 8, which A takes from
@@ -74,8 +76,8 @@ wait_paths() {
 check "A borrows: its line and both neighbours' are paths, up" wait_paths 3
 
 # What each line carries alone, then one flow from A's LAN over all three.
-line_alone() {  # line_alone NS SRC
-	ip netns exec "$(ns "$1")" iperf3 -c 192.0.2.1 -B "198.51.100.$2" -p 5202 -t 3 -J |
+line_alone() {  # line_alone NS SRC PORT
+	ip netns exec "$(ns "$1")" iperf3 -c 192.0.2.1 -B "198.51.100.$2" -p "$3" -t 3 -J |
 		"$PY" -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e6)'
 }
 # What went out on each line (A's, B's behind its modem, C's).
@@ -86,7 +88,12 @@ line_tx() {
 }
 aggregate_once() {
 	local la lb lc out t0 t1
-	la=$(line_alone a 2) && lb=$(line_alone b 6) && lc=$(line_alone c 10) || return 1
+	# The three lines alone, at once: they share no link.
+	line_alone a 2 5202 > "$WORKDIR/la" & local pa=$!
+	line_alone b 6 5204 > "$WORKDIR/lb" & local pb=$!
+	line_alone c 10 5205 > "$WORKDIR/lc" || return 1
+	wait $pa && wait $pb || return 1
+	la=$(cat "$WORKDIR/la"); lb=$(cat "$WORKDIR/lb"); lc=$(cat "$WORKDIR/lc")
 	sleep 0.5
 	t0=$(line_tx)
 	out=$(ip netns exec "$(ns lan)" iperf3 -c 203.0.113.2 -p 5201 -t 10 -J --get-server-output) || return 1

@@ -22,9 +22,10 @@ ip netns exec "$(ns srv)" iperf3 -s -p 5201 > /dev/null 2>&1 &
 # Reference: what each path alone carries for one TCP flow, measured from
 # the gateway bound to the path's address, against an iperf3 on conc.
 ip netns exec "$(ns conc)" iperf3 -s -p 5202 > /dev/null 2>&1 &
+ip netns exec "$(ns conc)" iperf3 -s -p 5204 > /dev/null 2>&1 &
 ip netns exec "$(ns srv)" "$PY" ./nettool.py serve --bind 203.0.113.2 --base 9000 > /dev/null 2>&1 &
 start_concentrator conc conc --allow-client 198.51.100.0/24 --workers 1
-wait_listen srv 5201 && wait_listen conc 5124 && wait_listen conc 5202 || exit 1
+wait_listen srv 5201 && wait_listen conc 5124 && wait_listen conc 5202 && wait_listen conc 5204 || exit 1
 
 
 start_agent() {  # start_agent LOGNAME PATH-ARGS... (control socket: $WORKDIR/LOGNAME.sock)
@@ -57,8 +58,8 @@ d = json.load(sys.stdin)
 iv = [i["sum"]["bits_per_second"] for i in d["intervals"]][2:]
 print(round(sum(iv) / len(iv) / 1e6, 2))'
 }
-path_rate() {  # path_rate ADDR [-R]: one plain TCP flow over one path
-	ip netns exec "$(ns gw)" iperf3 -c 192.0.2.1 -p 5202 -B "$1" -t 5 -J ${2:-} | steady
+path_rate() {  # path_rate ADDR PORT [-R]: one plain TCP flow over one path
+	ip netns exec "$(ns gw)" iperf3 -c 192.0.2.1 -p "$2" -B "$1" -t 5 -J ${3:-} | steady
 }
 
 # iperf3 from the LAN client (plain TCP) against the sum of the two paths'
@@ -78,7 +79,12 @@ aggregate() {  # aggregate up|down MIN_RATIO
 aggregate_once() {
 	local dir=$1 min=$2 a1 a2 b1 b2 r1 r2 flow rev=""
 	[ "$dir" = down ] && rev=-R
-	r1=$(path_rate 198.51.100.2 $rev) && r2=$(path_rate 198.51.100.66 $rev) || return 1
+	# Each path alone, both at once: they share no link (two iperf3
+	# servers, one per path).
+	path_rate 198.51.100.2 5202 $rev > "$WORKDIR/rate1" & local p1=$!
+	path_rate 198.51.100.66 5204 $rev > "$WORKDIR/rate2" || return 1
+	wait $p1 || return 1
+	r1=$(cat "$WORKDIR/rate1"); r2=$(cat "$WORKDIR/rate2")
 	if [ "$dir" = up ]; then a1=$(txbytes gw-p1); a2=$(txbytes gw-p2); else a1=$(rxbytes gw-p1); a2=$(rxbytes gw-p2); fi
 	flow=$(ip netns exec "$(ns lan)" iperf3 -c 203.0.113.2 -p 5201 -t "$IPERF_SECS" $rev -J | steady) || return 1
 	if [ "$dir" = up ]; then b1=$(txbytes gw-p1); b2=$(txbytes gw-p2); else b1=$(rxbytes gw-p1); b2=$(rxbytes gw-p2); fi

@@ -29,7 +29,7 @@ chmod 600 "$WORKDIR/keys"
 conc_start() {
 	start_concentrator conc "$1" --allow-client 198.51.100.0/24 --allow-client 2001:db8::/32 \
 		--keys "$WORKDIR/keys" --workers 1 --metrics-listen 127.0.0.1:9180 \
-		--udp-timeout 3 --udp-stream-timeout 4 --udp-rate-per-gateway 5000
+		--udp-timeout 2 --udp-stream-timeout 3 --udp-rate-per-gateway 5000
 	wait_listen conc 5124
 }
 conc_start conc || exit 1
@@ -39,7 +39,7 @@ start_agent() {  # start_agent LOGNAME ARGS...
 	ip netns exec "$(ns gw)" "$AGENT" --concentrator 192.0.2.1:5124 --lan gw-lan \
 		--workers 1 --control "$WORKDIR/$name.sock" --metrics-listen 127.0.0.1:9181 \
 		--path gw-p1,mode=master --path gw-p2 --key-file "$WORKDIR/keys" \
-		--udp-timeout 3 --udp-stream-timeout 4 "$@" > "$WORKDIR/$name.log" 2>&1 &
+		--udp-timeout 2 --udp-stream-timeout 3 "$@" > "$WORKDIR/$name.log" 2>&1 &
 	AGENT_PID=$!
 	for i in $(seq 1 100); do
 		grep -q "intercepting TCP" "$WORKDIR/$name.log" && break
@@ -101,7 +101,7 @@ idle() {
 	echo "{\"agent_flows\": $a, \"concentrator_flows\": $c}"
 	[ "$a" = 0 ] && [ "$c" = 0 ]
 }
-check "idle flows expire at both ends (4 s after their answers here)" eventually 15 idle
+check "idle flows expire at both ends (3 s after their answers here)" eventually 15 idle
 
 # ---- hostile carrier datagrams ----
 check "garbage, truncated and unknown-session datagrams: only 16-byte RESETs come back" \
@@ -141,7 +141,7 @@ check "replayed carrier datagrams: refused, nothing forwarded" replayed
 rate() {
 	local r0 r1 out
 	r0=$(cm 'mptcp_concentrator_udp_refused_total{reason="rate"}') || return 1
-	out=$(lan $U flood --to 203.0.113.2:7000 --seconds 1.5 --size 64)
+	out=$(lan $U flood --to 203.0.113.2:7000 --seconds 1 --size 64)
 	echo "$out"
 	r1=$(cm 'mptcp_concentrator_udp_refused_total{reason="rate"}') || return 1
 	echo "{\"refused_over_rate\": $((r1 - r0))}"
@@ -150,26 +150,48 @@ rate() {
 check "a LAN flood over the gateway's rate (5,000/s here) is dropped and counted; queries after it answered" rate
 
 # ---- a path cut under a call-like stream ----
-cut_call() {  # cut_call MODE MAX_LOST: 50 datagrams/s of 200 bytes, path 1 cut at 2 s
+cut_call() {  # cut_call link|far MAX_LOST: 50 datagrams/s of 200 bytes for 4 s, path 1 cut at 1.5 s
 	local out
-	lan $U call --to 203.0.113.2:7000 --rate 50 --size 200 --seconds 6 > "$WORKDIR/call.json" &
+	lan $U call --to 203.0.113.2:7000 --rate 50 --size 200 --seconds 4 > "$WORKDIR/call.json" &
 	local pid=$!
-	sleep 2
-	ip -n "$(ns conc)" link set conc-p1 down
+	sleep 1.5
+	echo "cut ($1) at $(date +%T.%N | cut -c1-12)"
+	if [ "$1" = link ]; then
+		ip -n "$(ns conc)" link set conc-p1 down
+	else
+		# The far side: the link stays up, path 1's packets vanish at
+		# the concentrator (only the pings can tell).
+		ip netns exec "$(ns conc)" nft -f - <<'NFT' || { wait $pid; return 1; }
+table inet udpcut {
+	chain in {
+		type filter hook prerouting priority -300;
+		ip saddr 198.51.100.2 drop
+	}
+}
+NFT
+	fi
 	wait $pid
-	ip -n "$(ns conc)" link set conc-p1 up
+	if [ "$1" = link ]; then
+		ip -n "$(ns conc)" link set conc-p1 up
+	else
+		ip netns exec "$(ns conc)" nft delete table inet udpcut
+	fi
 	out=$(cat "$WORKDIR/call.json")
 	echo "$out"
+	grep -E "gw-p1|udp: " "$WORKDIR"/agent*.log | tail -4
 	"$PY" -c '
 import json, sys
 r = json.loads(sys.argv[1])
 lim = int(sys.argv[2])
-sys.exit(0 if r["sent"] >= 250 and r["lost_up"] <= lim and r["lost_down"] <= lim else 1)' "$out" "$2"
+sys.exit(0 if r["sent"] >= 180 and r["lost_up"] <= lim and r["lost_down"] <= lim else 1)' "$out" "$2"
 }
-# Failover: the cut is seen at once (the link goes down); the promise is
-# 300 ms from the cut to the first datagram on the other path: 15 datagrams
-# at 50 a second, each way.
-check "failover: a path cut under a call loses at most 15 datagrams each way" cut_call failover 15
+# Failover: a cut the link shows, and one it does not (the far side's).
+# Either way the promise is 300 ms from the cut to the first datagram on
+# the other path (pings every 80 ms while UDP is busy; three unanswered take
+# the path out): at most 15 datagrams at 50 a second, each way.
+check "failover: a path cut (link down) under a call loses at most 15 datagrams each way" cut_call link 15
+wait_for 10 agent_paths_up "$WORKDIR/agent.sock"
+check "failover: a path cut on the far side (link up) under a call loses at most 15 datagrams each way" cut_call far 15
 wait_for 10 agent_paths_up "$WORKDIR/agent.sock"
 
 # The concentrator restarts: it answers the agent's next datagram with a
@@ -197,19 +219,19 @@ limits() {
 	d1=$(am 'gw_agent_udp_dropped_total{reason="flow_limit"}') || return 1
 	echo "{\"dropped_at_limit\": $((d1 - d0))}"
 	# 16 sources at most (one is the QUIC check's): the rest are dropped.
-	# Flows expire 4 s after their answers, so late queries may find room
+	# Flows expire 3 s after their answers, so late queries may find room
 	# again: every query was answered or dropped at the limit, and some were.
 	"$PY" -c 'import json, sys; r = json.loads(sys.argv[1]); sys.exit(not (r["answered"] >= 14 and r["answered"] + int(sys.argv[2]) == 30))' "$out" "$((d1 - d0))" &&
 		[ $((d1 - d0)) -ge 1 ]
 }
 check "flow limit: sources over it are dropped and counted" limits
 check "after expiry the limit has room again" eventually 15 idle
-check "redundant: a path cut under a call loses nothing, either way" cut_call redundant 0
+check "redundant: a path cut (far side) under a call loses nothing, either way" cut_call far 0
 dups() {
 	local n
 	n=$(am 'gw_agent_udp_dropped_total{reason="replay"}') || return 1
 	echo "{\"agent_duplicates_dropped\": $n}"
-	[ "$n" -ge 50 ]
+	[ "$n" -ge 30 ]
 }
 check "redundant: the second copies were dropped at the agent" dups
 wait_for 10 agent_paths_up "$WORKDIR/agent2.sock"

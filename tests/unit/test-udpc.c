@@ -93,7 +93,7 @@ static void test_data_inner(void)
 /* The oracle: every number ever accepted, and the highest. */
 static void test_window_oracle(void)
 {
-	enum { N = 8000000 };
+	enum { N = 40000000 };
 	static bool seen[N + 4096];
 	struct udpc_window w = { 0 };
 	uint64_t top = 0, x = 12345;
@@ -108,11 +108,11 @@ static void test_window_oracle(void)
 		/* Mostly near the top, sometimes far ahead or far behind. */
 		switch ((x >> 33) % 16) {
 		case 0:
-			pn = top + 1 + (x >> 40) % 3000;
+			pn = top + 1 + (x >> 40) % 20000;
 			break;
 		case 1:
 		case 2:
-			pn = top > 2000 ? top - (x >> 40) % 2000 : (x >> 40) % 50;
+			pn = top > 10000 ? top - (x >> 40) % 10000 : (x >> 40) % 50;
 			break;
 		default:
 			pn = top + 3 - (uint64_t)((x >> 40) % 40 > top ? top : (x >> 40) % 40);
