@@ -134,7 +134,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		REQUIRE(udpc_window_check(&w, h.pn) == 0);
 		udpc_window_mark(&w, h.pn);
 		REQUIRE(udpc_window_check(&w, h.pn) == -EALREADY);
-		REQUIRE(udpc_window_check(&w, h.pn + 1) == 0);
+		if (h.pn != UINT64_MAX)   /* the next number (none after the last) */
+			REQUIRE(udpc_window_check(&w, h.pn + 1) == 0);
 		if (h.pn > UDPC_WINDOW)
 			REQUIRE(udpc_window_check(&w, h.pn - UDPC_WINDOW) == -ESTALE);
 	}
