@@ -176,6 +176,34 @@ def mapping(a):
     print(json.dumps(out))
 
 
+def pingpong(a):
+    """count round trips of size bytes to an echo server, one at a time:
+    p50/p99/max in microseconds, and how many got no answer in 1 s."""
+    host, port = sockaddr(a.to)
+    s = socket.socket(family(host), socket.SOCK_DGRAM)
+    if a.bind:
+        s.bind((a.bind, 0))
+    s.connect((host, port))
+    s.settimeout(1.0)
+    rtts, lost = [], 0
+    pad = bytes(max(0, a.size - 16))
+    for i in range(a.count):
+        t0 = time.perf_counter_ns()
+        s.send(struct.pack("!QQ", i, 0) + pad)
+        try:
+            while True:
+                d = s.recv(65535)
+                if d[:8] == struct.pack("!Q", i):
+                    break
+            rtts.append((time.perf_counter_ns() - t0) / 1000)
+        except OSError:
+            lost += 1
+    rtts.sort()
+    pick = lambda q: round(rtts[min(len(rtts) - 1, int(q * len(rtts)))], 1) if rtts else None
+    print(json.dumps({"count": a.count, "lost": lost, "p50_us": pick(0.5), "p99_us": pick(0.99),
+                      "max_us": round(rtts[-1], 1) if rtts else None}))
+
+
 def dns(a):
     """count DNS queries (hN.example.test, type A) to a resolver, each from a
     new socket (a new source port), each waiting up to 2 s for its answer:
@@ -319,6 +347,9 @@ def main():
     m = sub.add_parser("mapping"); m.add_argument("--to", required=True)
     m.add_argument("--to2", required=True); m.add_argument("--probe", type=int, required=True)
     h = sub.add_parser("hostile"); h.add_argument("--to", required=True)
+    pp = sub.add_parser("pingpong"); pp.add_argument("--to", required=True)
+    pp.add_argument("--count", type=int, default=1000); pp.add_argument("--size", type=int, default=100)
+    pp.add_argument("--bind")
     dn = sub.add_parser("dns"); dn.add_argument("--to", required=True)
     dn.add_argument("--count", type=int, default=100); dn.add_argument("--expect", required=True)
     fl = sub.add_parser("flood"); fl.add_argument("--to", required=True)
@@ -330,7 +361,7 @@ def main():
     a = ap.parse_args()
     return {"echo": echo, "call": call, "burst": burst, "reflect": reflect,
             "mapping": mapping, "hostile": hostile, "replay": replay,
-            "quic": quic, "flood": flood, "dns": dns}[a.cmd](a) or 0
+            "quic": quic, "flood": flood, "dns": dns, "pingpong": pingpong}[a.cmd](a) or 0
 
 
 if __name__ == "__main__":
