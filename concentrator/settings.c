@@ -205,11 +205,12 @@ static const struct opt_spec conc_opts[] = {
 		  "560 Mbit/s." },
 	{ "udp-timeout", O_UDP_TIMEOUT, "SEC", "udp.timeout", CONFIG_NUMBER, .type = OT_SECONDS_UP,
 	  .max = 86400, AT(udp_timeout_s), .reload = OPT_LIVE, .deflt = "30",
-	  .help = "a UDP flow that never got an answer is closed after this long idle "
-		  "(conntrack's udp_timeout)" },
+	  .help = "a UDP flow is closed after this long idle (conntrack's udp_timeout)" },
 	{ "udp-stream-timeout", O_UDP_STREAM_TIMEOUT, "SEC", "udp.stream_timeout", CONFIG_NUMBER,
 	  .type = OT_SECONDS_UP, .max = 86400, AT(udp_stream_timeout_s), .reload = OPT_LIVE,
-	  .deflt = "180", .help = "one that did, after this long idle" },
+	  .deflt = "180",
+	  .help = "one that is assured (an answer, then another datagram from the LAN: a DNS "
+		  "query and its answer are not), after this long idle" },
 	{ "buffers", O_BUFFERS, "N", "buffers.count", CONFIG_NUMBER, .type = OT_POW2, .min = 2,
 	  .max = 32768, AT(nbufs), .reload = OPT_RESTART, .deflt = "1024",
 	  .help = "receive buffers per worker, a power of 2",

@@ -34,7 +34,8 @@
  * datagram rate; in all: sessions, flows (and so descriptors, set aside at
  * start), replies (a RESET for an unknown session is 16 bytes, less than any
  * datagram that causes it, 20 a second per source /24 or /56). Idle flows
- * expire like conntrack's: 30 s until an answer came, 180 s after. After a
+ * expire like conntrack's: 30 s, or 180 s once "assured" (an answer, then
+ * another datagram from the LAN: a DNS query and its answer are not). After a
  * reload, sessions whose key or client is gone are closed and flows check
  * their destinations again. */
 #include "concentrator.h"
@@ -113,7 +114,8 @@ struct uflow {
 	uint32_t sess;                 /* index */
 	uint32_t id;
 	uint8_t mode, p0, p1;          /* answer paths (0xff: none) */
-	bool replied;
+	bool replied;                  /* an answer came */
+	bool assured;                  /* ... and then another datagram from the LAN */
 	unsigned pgen;                 /* policy generation its peers were checked at */
 	uint64_t last_ms;
 	struct in6_addr peer[UDP_PEERS];
@@ -389,7 +391,7 @@ static struct uflow *flow_new(struct udp_srv *u, uint32_t sidx, uint32_t id, enu
 	f->fd = fd;
 	f->sess = sidx;
 	f->id = id;
-	f->replied = false;
+	f->replied = f->assured = false;
 	f->npeer = f->peer_next = 0;
 	f->p0 = f->p1 = 0xff;
 	f->pgen = atomic_load(&c->policy_gen);
@@ -765,6 +767,8 @@ static void on_data(struct udp_srv *u, struct usess *s, uint8_t *plain, size_t l
 	}
 	f->last_ms = now;
 	f->mode = d.mode;
+	if (f->replied)
+		f->assured = true;
 	/* Where answers go: paths the gateway names (addresses come from
 	 * validated PINGs only). */
 	f->p0 = (d.path & 15) < UDP_PATHS ? d.path & 15 : 0xff;
@@ -992,7 +996,7 @@ static void sweep(struct udp_srv *u, uint64_t now)
 	for (uint32_t i = 0; i < u->fcap; i++) {
 		struct uflow *f = &u->f[i];
 
-		if (f->fd >= 0 && now - f->last_ms >= (uint64_t)(f->replied ? t2 : t1) * 1000) {
+		if (f->fd >= 0 && now - f->last_ms >= (uint64_t)(f->assured ? t2 : t1) * 1000) {
 			flow_free(u, f);
 			u->st.flows_expired++;
 		}

@@ -74,6 +74,7 @@ struct agent_config {
 	struct udp_class udp_class[AGENT_UDP_MAX_CLASSES];
 	unsigned nudp_class;
 	uint32_t udp_max_flows;
+	uint32_t udp_per_host;         /* LAN sources per device (address, IPv6 /64) */
 	unsigned udp_timeout_s, udp_stream_timeout_s;
 };
 

@@ -22,7 +22,7 @@ enum {
 	O_REPLY_TIMEOUT, O_KEEPALIVE, O_RCVBUF, O_IDLE_TIMEOUT, O_WORKERS, O_BUFFERS,
 	O_BUFFER_SIZE, O_MAX_PARKED, O_MAX_PER_HOST, O_KEY_FILE, O_CONTROL, O_LOG_LEVEL, O_METRICS, O_CONFIG,
 	O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_FAST_OPEN, O_NO_FAST_OPEN, O_VERIFY, O_NO_VERIFY, O_CLUSTER,
-	O_UDP, O_UDP_CLASS, O_UDP_MAX_FLOWS, O_UDP_TIMEOUT, O_UDP_STREAM_TIMEOUT, O_MAX,
+	O_UDP, O_UDP_CLASS, O_UDP_MAX_FLOWS, O_UDP_PER_HOST, O_UDP_TIMEOUT, O_UDP_STREAM_TIMEOUT, O_MAX,
 };
 
 #define AT(field) OPT_AT(struct agent_config, field)
@@ -126,12 +126,22 @@ static const struct opt_spec agent_opts[] = {
 	  .help = "LAN UDP sources carried at once; a new one over it is dropped (counted)",
 	  .more = "The concentrator's udp-max-flows-per-gateway (2048 by default) should be at "
 		  "least this." },
+	{ "udp-max-flows-per-host", O_UDP_PER_HOST, "N", "udp.max_flows_per_host", CONFIG_NUMBER,
+	  .type = OT_UINT, .min = 0, .max = 65536, AT(udp_per_host), .reload = OPT_LIVE,
+	  .deflt = "1024",
+	  .help = "of those, per LAN device (an IPv4 address or an IPv6 /64; 0 = no limit); its "
+		  "sources over it are dropped (counted)",
+	  .more = "A device's sockets each count once, whatever they send to (a BitTorrent "
+		  "client's DHT is one); a resolver that asks from a new port each time holds one "
+		  "per query for udp-timeout." },
 	{ "udp-timeout", O_UDP_TIMEOUT, "SEC", "udp.timeout", CONFIG_NUMBER, .type = OT_SECONDS_UP,
 	  .max = 86400, AT(udp_timeout_s), .reload = OPT_LIVE, .deflt = "30",
-	  .help = "a UDP flow that never got an answer is forgotten after this long idle" },
+	  .help = "a UDP flow is forgotten after this long idle (conntrack's udp_timeout)" },
 	{ "udp-stream-timeout", O_UDP_STREAM_TIMEOUT, "SEC", "udp.stream_timeout", CONFIG_NUMBER,
 	  .type = OT_SECONDS_UP, .max = 86400, AT(udp_stream_timeout_s), .reload = OPT_LIVE,
-	  .deflt = "180", .help = "one that did, after this long idle" },
+	  .deflt = "180",
+	  .help = "one that is assured (an answer, then another datagram from the LAN: a DNS "
+		  "query and its answer are not), after this long idle" },
 	{ "fast-open", O_FAST_OPEN, NULL, "fast_open", CONFIG_BOOL, O_NO_FAST_OPEN,
 	  .type = OT_TRUE, AT(fast_open), .reload = OPT_LIVE, .deflt = "on",
 	  .help = "send the Convert message in a TCP Fast Open SYN (0-RTT), where the kernel "
@@ -360,6 +370,7 @@ static void config_defaults(struct agent_config *cfg, struct paths *ps)
 	cfg->block_quic = true;
 	cfg->udp_mode = UDPC_FAILOVER;
 	cfg->udp_max_flows = 2048;
+	cfg->udp_per_host = 1024;
 	cfg->udp_timeout_s = 30;
 	cfg->udp_stream_timeout_s = 180;
 	cfg->fast_open = true;

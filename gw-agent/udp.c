@@ -26,6 +26,7 @@
 #include "udp.h"
 #include "udpcrypt.h"
 #include "hash.h"
+#include "quota.h"
 
 #include <errno.h>
 #include <net/if.h>
@@ -49,7 +50,7 @@
 #define HELLO_MS 1000
 #define SESSION_DEAD_MS 10000     /* no answer at all for this long: a new HELLO */
 #define PATH_PONG_DEAD_MS 3500    /* a path whose pings go unanswered this long is not used */
-#define PATH_PONG_DEAD_BUSY_MS 220  /* ... while UDP is busy: plus twice its round trip */
+#define PATH_PONG_DEAD_BUSY_MS 160  /* ... while UDP is busy: plus twice its round trip */
 #define TAG_LAN 1ull
 #define TAG_CAR 2ull
 
@@ -61,16 +62,17 @@ struct ucar {
 	char ifname[IFNAMSIZ];
 	bool live, primary;
 	uint32_t rtt_us;             /* smoothed, from PONGs; 0 = none yet */
-	uint64_t last_ping_ms, last_pong_ms, opened_ms;
+	uint64_t last_ping_ms, last_pong_ms;
 	uint64_t challenge;          /* the last PONG's: our next PING echoes it */
 	uint64_t echo_ms;            /* the last PING sent at once to echo one */
+	uint64_t unanswered_ms;      /* the first PING since the last PONG, 0: none */
 };
 
 struct uflow {
 	struct in6_addr lan;
 	uint16_t lport;
 	uint16_t gen;
-	bool used, replied;
+	bool used, replied, assured;   /* an answer came; then another datagram */
 	uint8_t mode, p0, p1;        /* paths of the last datagram (0xff: none) */
 	uint64_t last_ms;
 	uint32_t next;               /* hash chain or free list, index + 1 */
@@ -94,7 +96,6 @@ struct agent_udp {
 	struct udpc_window win;
 	uint64_t pn_out;
 	uint64_t last_rx_ms;
-	uint64_t session_ms;         /* when the session opened */
 	uint64_t busy_ms;            /* a LAN datagram carried, either way */
 	/* Paths, by id (the index in paths.p[]). */
 	struct ucar car[PATHS_MAX];
@@ -105,6 +106,7 @@ struct agent_udp {
 	struct uflow *f;
 	uint32_t fcap, *fb, fnb, nflows, ffree;
 	struct hash_key hk;
+	struct quota hosts;          /* LAN sources per device (address, IPv6 /64) */
 	/* Settings, copied at each tick. */
 	int mode;
 	struct udp_class cls[AGENT_UDP_MAX_CLASSES];
@@ -121,8 +123,8 @@ struct agent_udp {
 };
 
 static const char *const drop_names[AUD_MAX] = {
-	"no_session", "no_path", "flow_limit", "malformed", "bad_tag", "replay", "old",
-	"unknown_flow", "send",
+	"no_session", "no_path", "flow_limit", "host_limit", "malformed", "bad_tag", "replay",
+	"old", "unknown_flow", "send",
 };
 
 const char *agent_udp_drop_name(unsigned d)
@@ -207,6 +209,7 @@ static void flow_unlink(struct agent_udp *u, struct uflow *f)
 {
 	uint32_t idx = (uint32_t)(f - u->f), *pp;
 
+	quota_release(&u->hosts, QUOTA_FLOW, &f->lan);
 	for (pp = &u->fb[fbucket(u, &f->lan, f->lport)]; *pp; pp = &u->f[*pp - 1].next)
 		if (*pp == idx + 1) {
 			*pp = f->next;
@@ -232,10 +235,16 @@ static struct uflow *flow_get(struct agent_udp *u, const struct in6_addr *lan, u
 	}
 	if (!u->ffree)
 		return NULL;
+	/* One device's share: its sources beyond it are dropped, so it
+	 * cannot take the household's whole table. */
+	if (quota_take(&u->hosts, QUOTA_FLOW, lan) < 0) {
+		u->st.drops[AUD_HOST_LIMIT]++;
+		return NULL;
+	}
 	f = &u->f[u->ffree - 1];
 	u->ffree = f->next;
 	f->used = true;
-	f->replied = false;
+	f->replied = f->assured = false;
 	f->lan = *lan;
 	f->lport = lport;
 	f->p0 = f->p1 = 0xff;
@@ -303,6 +312,7 @@ static void car_close(struct ucar *c)
 	c->rtt_us = 0;
 	c->last_pong_ms = 0;
 	c->challenge = 0;
+	c->unanswered_ms = 0;
 }
 
 static bool busy(const struct agent_udp *u, uint64_t now)
@@ -310,13 +320,15 @@ static bool busy(const struct agent_udp *u, uint64_t now)
 	return now - u->busy_ms < BUSY_MS;
 }
 
-/* Live by the main thread's probes and links, and answering our pings
- * (judged only while a session has been up a while: without one there are
- * no pings, and the HELLO still needs a path). While UDP is busy, pings go
- * every 80 ms and three unanswered (220 ms plus twice the path's round
- * trip, so a queue on a loaded line is not taken for a cut) take the path
- * out: a cut the links do not show (the far side's, or a carrier loss the
- * kernel reports up to a second late) is left within about 300 ms. */
+/* Live by the main thread's probes and links, and answering our pings: a
+ * path is out once a PING has gone unanswered for 3.5 s, or while UDP is
+ * busy (pings every 80 ms) for 160 ms plus twice the path's round trip (so
+ * a queue on a loaded line is not taken for a cut). A cut the links do not
+ * show (the far side's, or a carrier loss the kernel reports up to a
+ * second late) is left within about 300 ms. Judged from unanswered PINGs,
+ * not from the last PONG: when UDP turns busy after a quiet while, the
+ * last PONG is old but nothing is wrong. Without a session there are no
+ * PINGs, and the HELLO still needs a path. */
 static bool car_usable(const struct agent_udp *u, const struct ucar *c, uint64_t now)
 {
 	uint64_t dead = busy(u, now) ? PATH_PONG_DEAD_BUSY_MS + 2 * (uint64_t)c->rtt_us / 1000
@@ -324,9 +336,7 @@ static bool car_usable(const struct agent_udp *u, const struct ucar *c, uint64_t
 
 	if (!c->live || c->fd < 0)
 		return false;
-	if (!u->sid || now - u->session_ms < PATH_PONG_DEAD_MS || now - c->opened_ms < dead)
-		return true;
-	return now - c->last_pong_ms < dead;
+	return !u->sid || !c->unanswered_ms || now - c->unanswered_ms < dead;
 }
 
 static void car_send(struct agent_udp *u, uint8_t id, const void *buf, size_t len)
@@ -351,6 +361,8 @@ static void session_reset(struct agent_udp *u)
 	u->pn_out = 0;
 	u->hello_ms = 0;
 	u->hello_n = 0;   /* the first HELLO by the best path */
+	for (unsigned i = 0; i < PATHS_MAX; i++)
+		u->car[i].unanswered_ms = 0;
 }
 
 static void send_hello(struct agent_udp *u, uint64_t now)
@@ -402,7 +414,6 @@ static void on_accept(struct agent_udp *u, const uint8_t *b, uint64_t now)
 	u->pn_out = 0;
 	memset(&u->win, 0, sizeof(u->win));
 	u->last_rx_ms = now;
-	u->session_ms = now;
 	u->st.sessions++;
 	u->st.session_up = true;
 	/* Every flow's path is news to the new session, and every path: PING
@@ -448,6 +459,8 @@ static void send_ping(struct agent_udp *u, uint8_t id, uint64_t now)
 	if (n > 0)
 		car_send(u, id, u->out, (size_t)n);
 	u->car[id].last_ping_ms = now;
+	if (!u->car[id].unanswered_ms)
+		u->car[id].unanswered_ms = now;
 }
 
 static void on_pong(struct agent_udp *u, const uint8_t *p, uint64_t now)
@@ -467,6 +480,7 @@ static void on_pong(struct agent_udp *u, const uint8_t *p, uint64_t now)
 		u->car[id].rtt_us = u->car[id].rtt_us ? (u->car[id].rtt_us * 7 + rtt) / 8 : rtt;
 	}
 	u->car[id].last_pong_ms = now;
+	u->car[id].unanswered_ms = 0;
 	/* A challenge: the concentrator has not validated this path's
 	 * address (new session, or the path's NAT mapping changed). Echo a
 	 * new one at once, at most 10 a second (a NAT that changes ports on
@@ -787,7 +801,8 @@ static void on_lan(struct agent_udp *u, const struct in6_addr *src, uint16_t spo
 	}
 	f = flow_get(u, src, sport, now);
 	if (!f) {
-		drop(u, AUD_FLOW_LIMIT);
+		if (u->nflows >= u->fcap)
+			drop(u, AUD_FLOW_LIMIT);
 		return;
 	}
 	np = choose(u, f, mode, paths);
@@ -798,6 +813,8 @@ static void on_lan(struct agent_udp *u, const struct in6_addr *src, uint16_t spo
 	if (f->p0 == 0xff && mode < UDPC_MODE_MAX)
 		u->st.flows_by_mode[mode]++;
 	f->last_ms = now;
+	if (f->replied)
+		f->assured = true;
 	u->busy_ms = now;
 	send_data(u, f, mode, 0, dst, dport, p, len, paths, np);
 	u->st.dgrams_up++;
@@ -889,13 +906,12 @@ static void refresh_paths(struct agent_udp *u, uint64_t now)
 					log_errno(r, "udp: no carrier socket on %s: %m", c->ifname);
 				continue;
 			}
-			c->opened_ms = now;
 			c->last_pong_ms = 0;
 			c->last_ping_ms = 0;
 		} else if (!c->live) {
 			/* Back up: PING it now, and use it meanwhile. */
-			c->opened_ms = now;
 			c->last_ping_ms = 0;
+			c->unanswered_ms = 0;
 		}
 		c->live = true;
 	}
@@ -956,6 +972,7 @@ static void tick(struct agent_udp *u, uint64_t now)
 	memcpy(u->cls, a->cfg.udp_class, sizeof(u->cls));
 	u->timeout_s = a->cfg.udp_timeout_s;
 	u->stream_timeout_s = a->cfg.udp_stream_timeout_s;
+	quota_set(&u->hosts, QUOTA_FLOW, 0, a->cfg.udp_per_host);
 	conc = a->cfg.conc[0];
 	conc_len = a->cfg.conc_len[0];
 	kid = a->cfg.keyed ? a->cfg.key.id : 0;
@@ -995,7 +1012,7 @@ static void tick(struct agent_udp *u, uint64_t now)
 		struct uflow *f = &u->f[i];
 
 		if (f->used &&
-		    now - f->last_ms >= (uint64_t)(f->replied ? u->stream_timeout_s : u->timeout_s) * 1000) {
+		    now - f->last_ms >= (uint64_t)(f->assured ? u->stream_timeout_s : u->timeout_s) * 1000) {
 			flow_unlink(u, f);
 			u->st.flows_expired++;
 		}
@@ -1110,6 +1127,7 @@ static void udp_free(struct agent_udp *u)
 	if (u->ep >= 0)
 		close(u->ep);
 	explicit_bzero(u->secret, sizeof(u->secret));
+	quota_free(&u->hosts);
 	free(u->f);
 	free(u->fb);
 	pthread_mutex_destroy(&u->lock);
@@ -1139,7 +1157,7 @@ int agent_udp_start(struct agent *a)
 		u->fnb <<= 1;
 	u->f = calloc(u->fcap, sizeof(*u->f));
 	u->fb = calloc(u->fnb, sizeof(*u->fb));
-	if (!u->f || !u->fb || hash_key_random(&u->hk) < 0) {
+	if (!u->f || !u->fb || hash_key_random(&u->hk) < 0 || quota_init(&u->hosts, 64) < 0) {
 		udp_free(u);
 		return log_errno(-ENOMEM, "udp: out of memory");
 	}

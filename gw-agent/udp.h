@@ -23,6 +23,7 @@ enum agent_udp_drop {
 	AUD_NO_SESSION = 0,   /* no session with the concentrator yet */
 	AUD_NO_PATH,          /* no live path */
 	AUD_FLOW_LIMIT,
+	AUD_HOST_LIMIT,       /* the LAN device holds its share of sources */
 	AUD_MALFORMED,        /* from the concentrator: codec refused */
 	AUD_BAD_TAG,
 	AUD_REPLAY,           /* seen (redundant copies land here) */

@@ -94,9 +94,11 @@ def call(a):
         except BlockingIOError:
             pass
         time.sleep(min(0.002, max(0.0, nxt - time.monotonic())))
+    missing = [n for n in range(seq) if n not in got]
     print(json.dumps({"sent": seq, "server_got": server_count, "answers": len(got),
                       "lost_up": seq - server_count, "lost_down": server_count - len(got),
-                      "max_gap_ms": round(max_gap * 1000, 1)}))
+                      "max_gap_ms": round(max_gap * 1000, 1),
+                      "unanswered_ms": [round(n * interval * 1000) for n in missing[:20]]}))
 
 
 def burst(a):
@@ -106,6 +108,8 @@ def burst(a):
     for i in range(a.count):
         s = socket.socket(family(host), socket.SOCK_DGRAM)
         s.settimeout(a.timeout)
+        if a.bind:
+            s.bind((a.bind, 0))
         s.connect((host, port))
         body = os.urandom(max(16, a.size))
         s.send(struct.pack("!Q", i) + body[8:])
@@ -340,7 +344,7 @@ def main():
     c.add_argument("--seconds", type=float, default=6)
     b = sub.add_parser("burst"); b.add_argument("--to", required=True)
     b.add_argument("--count", type=int, default=100); b.add_argument("--size", type=int, default=64)
-    b.add_argument("--timeout", type=float, default=2.0)
+    b.add_argument("--timeout", type=float, default=2.0); b.add_argument("--bind")
     r = sub.add_parser("reflect"); r.add_argument("--bind", required=True)
     r.add_argument("--port", type=int, required=True); r.add_argument("--alt-port", type=int, required=True)
     r.add_argument("--other")
