@@ -110,8 +110,19 @@ idle() {
 check "idle flows expire at both ends (2 s here; 3 s once assured)" eventually 15 idle
 
 # ---- hostile carrier datagrams ----
-check "garbage, truncated and unknown-session datagrams: only 16-byte RESETs come back" \
-	ip netns exec "$(ns gw)" $U hostile --to 192.0.2.1:5124
+hostile_dgrams() {
+	local m0 u0 m1 u1
+	m0=$(cm 'mptcp_concentrator_udp_refused_total{reason="malformed"}') &&
+		u0=$(cm 'mptcp_concentrator_udp_refused_total{reason="unknown_session"}') || return 1
+	ip netns exec "$(ns gw)" $U hostile --to 192.0.2.1:5124 || return 1
+	m1=$(cm 'mptcp_concentrator_udp_refused_total{reason="malformed"}') &&
+		u1=$(cm 'mptcp_concentrator_udp_refused_total{reason="unknown_session"}') || return 1
+	echo "{\"counted_malformed\": $((m1 - m0)), \"counted_unknown_session\": $((u1 - u0))}"
+	# 50 garbage (a few may parse as a short type: counted there too) and
+	# 20 truncated HELLOs; 40 for sessions that do not exist.
+	[ $((m1 - m0)) -ge 60 ] && [ $((u1 - u0)) -ge 40 ]
+}
+check "garbage, truncated and unknown-session datagrams: counted; only 16-byte RESETs come back" hostile_dgrams
 forged_hello() {
 	local s0 k0 s1 k1
 	s0=$(cm mptcp_concentrator_udp_sessions_total) && k0=$(cm 'mptcp_concentrator_udp_refused_total{reason="key"}') || return 1
@@ -215,7 +226,9 @@ session_reset_seen() { [ "$(am gw_agent_udp_session_resets_total)" -ge 1 ]; }
 check "the concentrator restarts: the agent takes its RESET and opens a new session; datagrams flow again" restarted
 check "the agent stops cleanly" stop_agent_log "$AGENT_PID" "$WORKDIR/agent.log"
 
-start_agent agent2 --udp redundant --udp-class 443=failover --udp-max-flows 16 \
+# Classes from a file, so that a reload can change them.
+echo '{"udp": {"classes": ["443=failover"]}}' > "$WORKDIR/agent2.json"
+start_agent agent2 --config "$WORKDIR/agent2.json" --udp redundant --udp-max-flows 16 \
 	--udp-max-flows-per-host 12 || exit 1
 check "QUIC carried when a class names port 443" lan $U quic --to 203.0.113.2:443 --expect answered
 limits() {
@@ -239,6 +252,23 @@ limits() {
 check "limits: one device's sources over its share are dropped and counted; another device's pass" limits
 check "after expiry the limit has room again" eventually 15 idle
 check "redundant: a path cut (far side) under a call loses nothing, either way" cut_call far 0
+# A reload with a new class: the running call takes its mode, nothing lost.
+reload_class() {
+	local out st
+	lan $U call --to 203.0.113.2:7000 --rate 50 --size 200 --seconds 3 > "$WORKDIR/call.json" &
+	local pid=$!
+	sleep 1
+	echo '{"udp": {"classes": ["443=failover", "7000=lowest-delay"]}}' > "$WORKDIR/agent2.json"
+	reload "$AGENT_PID" "$WORKDIR/agent2.log" || { wait $pid; return 1; }
+	sleep 0.5
+	st=$(ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/agent2.sock" | grep "^  192.168.77.2:")
+	echo "$st"
+	wait $pid
+	out=$(cat "$WORKDIR/call.json")
+	echo "$out"
+	grep -q "lowest-delay" <<< "$st" && grep -q '"lost_up": 0, "lost_down": 0' <<< "$out"
+}
+check "a reload adds a class: the running call takes its mode, loses nothing" reload_class
 dups() {
 	local n
 	n=$(am 'gw_agent_udp_dropped_total{reason="replay"}') || return 1
