@@ -96,6 +96,18 @@ struct opt_spec {
 		  "whose peers never read (4,096 of one client at a concentrator) could take " \
 		  "the box's memory." }
 
+/* The UDP carrier's idle timeouts, the same in both daemons: cfgtype has
+ * unsigned udp_timeout_s, udp_stream_timeout_s. */
+#define OPTABLE_UDP_TIMEOUTS(cfgtype, o_t, o_st) \
+	{ "udp-timeout", o_t, "SEC", "udp.timeout", CONFIG_NUMBER, .type = OT_SECONDS_UP, \
+	  .max = 86400, OPT_AT(cfgtype, udp_timeout_s), .reload = OPT_LIVE, .deflt = "30", \
+	  .help = "a UDP flow is closed after this long idle (conntrack's udp_timeout)" }, \
+	{ "udp-stream-timeout", o_st, "SEC", "udp.stream_timeout", CONFIG_NUMBER, \
+	  .type = OT_SECONDS_UP, .max = 86400, OPT_AT(cfgtype, udp_stream_timeout_s), \
+	  .reload = OPT_LIVE, .deflt = "180", \
+	  .help = "one that is assured (an answer, then another datagram from the LAN: a DNS " \
+		  "query and its answer are not), after this long idle" }
+
 struct optable {
 	const char *program;       /* "gw-agent" */
 	const char *synopsis;      /* the usage lines after "Usage: " */

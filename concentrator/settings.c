@@ -203,14 +203,7 @@ static const struct opt_spec conc_opts[] = {
 		  "over it they are dropped and counted",
 	  .more = "Bursts of a quarter second of it pass. 50,000 datagrams of 1,400 bytes are "
 		  "560 Mbit/s." },
-	{ "udp-timeout", O_UDP_TIMEOUT, "SEC", "udp.timeout", CONFIG_NUMBER, .type = OT_SECONDS_UP,
-	  .max = 86400, AT(udp_timeout_s), .reload = OPT_LIVE, .deflt = "30",
-	  .help = "a UDP flow is closed after this long idle (conntrack's udp_timeout)" },
-	{ "udp-stream-timeout", O_UDP_STREAM_TIMEOUT, "SEC", "udp.stream_timeout", CONFIG_NUMBER,
-	  .type = OT_SECONDS_UP, .max = 86400, AT(udp_stream_timeout_s), .reload = OPT_LIVE,
-	  .deflt = "180",
-	  .help = "one that is assured (an answer, then another datagram from the LAN: a DNS "
-		  "query and its answer are not), after this long idle" },
+	OPTABLE_UDP_TIMEOUTS(struct conc_config, O_UDP_TIMEOUT, O_UDP_STREAM_TIMEOUT),
 	{ "buffers", O_BUFFERS, "N", "buffers.count", CONFIG_NUMBER, .type = OT_POW2, .min = 2,
 	  .max = 32768, AT(nbufs), .reload = OPT_RESTART, .deflt = "1024",
 	  .help = "receive buffers per worker, a power of 2",

@@ -437,22 +437,17 @@ int paths_reconcile(struct paths *ps)
 				ps->srcs[fi][ps->nsrc[fi]++] = p->f[fi].addr;
 			}
 	}
-	atomic_fetch_add(&ps->srcgen, 1);
 	pthread_mutex_unlock(&ps->src_lock);
 	return 0;
 }
 
 unsigned paths_sources(struct paths *ps, int family, struct in6_addr *ret, unsigned max)
 {
-	int fi = family == AF_INET6 ? 1 : 0;
-	unsigned n;
+	struct path_src src[PATHS_MAX];
+	unsigned n = paths_sources_ex(ps, family, src, max < PATHS_MAX ? max : PATHS_MAX);
 
-	if (!ps->n)
-		return 0;
-	pthread_mutex_lock(&ps->src_lock);
-	n = ps->nsrc[fi] < max ? ps->nsrc[fi] : max;
-	memcpy(ret, ps->srcs[fi], n * sizeof(*ret));
-	pthread_mutex_unlock(&ps->src_lock);
+	for (unsigned i = 0; i < n; i++)
+		ret[i] = src[i].addr;
 	return n;
 }
 

@@ -118,7 +118,6 @@ struct paths {
 	bool srcnb[2][PATHS_MAX];             /* a neighbour's (the mesh's) */
 	uint8_t srcid[2][PATHS_MAX];          /* their index in p[] */
 	bool srcprimary[2][PATHS_MAX];        /* on/master (else backup/handover) */
-	atomic_uint srcgen;                   /* bumped at each change of the lists */
 };
 
 /* "IFACE[,mode=on|master|backup|handover|off][,gateway=ADDR]". On error

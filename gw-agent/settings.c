@@ -134,14 +134,7 @@ static const struct opt_spec agent_opts[] = {
 	  .more = "A device's sockets each count once, whatever they send to (a BitTorrent "
 		  "client's DHT is one); a resolver that asks from a new port each time holds one "
 		  "per query for udp-timeout." },
-	{ "udp-timeout", O_UDP_TIMEOUT, "SEC", "udp.timeout", CONFIG_NUMBER, .type = OT_SECONDS_UP,
-	  .max = 86400, AT(udp_timeout_s), .reload = OPT_LIVE, .deflt = "30",
-	  .help = "a UDP flow is forgotten after this long idle (conntrack's udp_timeout)" },
-	{ "udp-stream-timeout", O_UDP_STREAM_TIMEOUT, "SEC", "udp.stream_timeout", CONFIG_NUMBER,
-	  .type = OT_SECONDS_UP, .max = 86400, AT(udp_stream_timeout_s), .reload = OPT_LIVE,
-	  .deflt = "180",
-	  .help = "one that is assured (an answer, then another datagram from the LAN: a DNS "
-		  "query and its answer are not), after this long idle" },
+	OPTABLE_UDP_TIMEOUTS(struct agent_config, O_UDP_TIMEOUT, O_UDP_STREAM_TIMEOUT),
 	{ "fast-open", O_FAST_OPEN, NULL, "fast_open", CONFIG_BOOL, O_NO_FAST_OPEN,
 	  .type = OT_TRUE, AT(fast_open), .reload = OPT_LIVE, .deflt = "on",
 	  .help = "send the Convert message in a TCP Fast Open SYN (0-RTT), where the kernel "
