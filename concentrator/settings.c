@@ -193,7 +193,7 @@ static const struct opt_spec conc_opts[] = {
 		  "open." },
 	{ "udp-max-flows-per-gateway", O_UDP_PER_GW, "N", "udp.max_flows_per_gateway",
 	  CONFIG_NUMBER, .type = OT_UINT, .min = 0, .max = 1000000, AT(udp_per_gateway),
-	  .reload = OPT_LIVE, .deflt = "2048",
+	  .reload = OPT_LIVE, .deflt = "1024",
 	  .help = "of those, per gateway (its key, or without keys its address or IPv6 prefix; 0 = "
 		  "no limit); over it a new flow's datagrams are dropped and counted" },
 	{ "udp-rate-per-gateway", O_UDP_RATE, "N", "udp.rate_per_gateway", CONFIG_NUMBER,
@@ -359,7 +359,7 @@ static void config_defaults(struct conc_config *cfg)
 	cfg->verify_stream = true;
 	cfg->udp = true;
 	cfg->udp_max_flows = 4096;
-	cfg->udp_per_gateway = 2048;
+	cfg->udp_per_gateway = 1024;
 	cfg->udp_rate_per_gateway = 50000;
 	cfg->udp_timeout_s = 30;
 	cfg->udp_stream_timeout_s = 180;

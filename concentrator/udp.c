@@ -60,9 +60,12 @@
 #define UDP_SESS_PER_OWNER 8
 #define UDP_SESSION_IDLE_MS 180000
 #define UDP_STALE_SESSION_MS 10000 /* a session silent this long may make way */
-#define UDP_PINGS_PER_S 100        /* per session, beside the datagram rate */
-#define UDP_RESET_BUCKETS 1024     /* RESET budgets, by source prefix */
-#define UDP_RESETS_PER_S 20        /* per /24 (IPv4) or /56 (IPv6) */
+#define UDP_UNCONFIRMED_MS 2000    /* one never confirmed, this long after its ACCEPT */
+#define UDP_PINGS_PER_S 200        /* per session, beside the datagram rate */
+#define UDP_RESET_BUCKETS 1024     /* RESET and HELLO budgets, by source prefix */
+#define UDP_RESETS_PER_S 100       /* per /24 (IPv4) or /56 (IPv6) */
+#define UDP_HELLOS_PER_S 20        /* the same, before any MAC is computed */
+#define UDP_CHALLENGE_MS 5000      /* a path's challenge stands this long */
 #define TAG_CARRIER (1ull << 63)
 
 /* Where a path's answers go. A new address for a path is used only once a
@@ -77,7 +80,7 @@ struct upath {
 	uint64_t last_ms;              /* 0: not validated yet */
 	struct sockaddr_storage cand;  /* a new address, being validated */
 	socklen_t candlen;
-	uint64_t challenge;
+	uint64_t challenge, challenge_ms;
 };
 
 /* Who a session belongs to: its key, or without keys the client address
@@ -102,6 +105,8 @@ struct usess {
 	uint8_t hello_path;
 	struct upath hello_from;
 	unsigned gen;                  /* policy generation its key was checked at */
+	uint64_t key_fp;               /* its key's secret, hashed: a reload that changes it
+					* under the same id closes the session */
 	struct upath path[UDP_PATHS];
 	uint64_t ping_tokens, ping_ms;
 	uint32_t nflows;
@@ -119,7 +124,7 @@ struct uflow {
 	unsigned pgen;                 /* policy generation its peers were checked at */
 	uint64_t last_ms;
 	struct in6_addr peer[UDP_PEERS];
-	uint16_t peer_port[UDP_PEERS]; /* the last port, to check the policy again */
+	uint16_t peer_port[UDP_PEERS]; /* the port first sent to, to check the policy again */
 	unsigned npeer, peer_next;
 	uint32_t next;                 /* (session, id) chain, index + 1 */
 	uint32_t free_next;
@@ -141,7 +146,8 @@ struct udp_srv {
 	uint32_t scap, *sbucket, snb;
 	struct uflow *f;
 	uint32_t fcap, *fbucket, fnb, ffree, nflows;
-	struct { uint64_t window_ms; unsigned n; } resets[UDP_RESET_BUCKETS];
+	struct budget { uint64_t window_ms; unsigned n; } resets[UDP_RESET_BUCKETS],
+		hellos[UDP_RESET_BUCKETS];
 	struct hash_key hk;
 	struct log_ratelimit rl, rl_sess;
 	struct udp_stats st;
@@ -216,7 +222,7 @@ static struct uowner *owner_get(struct udp_srv *u, uint32_t kid, const struct in
 {
 	struct uowner *free_o = NULL;
 
-	for (uint32_t i = 0; i < u->scap; i++) {
+	for (uint32_t i = 0; i <= u->scap; i++) {
 		struct uowner *o = &u->o[i];
 
 		if (!o->nsess && !o->nflows) {
@@ -254,11 +260,15 @@ static struct usess *sess_slot(struct udp_srv *u, struct uowner *o, uint64_t now
 				free_slot = s;
 			continue;
 		}
-		stale = now - s->last_ms >= UDP_STALE_SESSION_MS;
+		/* Silent for 10 s, or never confirmed 2 s after its ACCEPT
+		 * (an agent sends its PINGs at once): a younger one is not
+		 * evicted, so HELLOs forged from a keyless gateway's address
+		 * cannot keep taking its new session away. */
+		stale = now - s->last_ms >= UDP_STALE_SESSION_MS ||
+			(!s->confirmed && now - s->created_ms >= UDP_UNCONFIRMED_MS);
 		if (!s->confirmed && stale && (!unconf || s->created_ms < unconf->created_ms))
 			unconf = s;
-		if (s->owner == oi && (stale || !s->confirmed) &&
-		    (!victim || s->last_ms < victim->last_ms))
+		if (s->owner == oi && stale && (!victim || s->last_ms < victim->last_ms))
 			victim = s;
 	}
 	if (o->nsess >= UDP_SESS_PER_OWNER) {
@@ -456,8 +466,9 @@ static void send_path(struct udp_srv *u, const struct upath *p, const void *buf,
 	send_to(u, p->carrier, &p->to, p->tolen, &p->local, buf, len);
 }
 
-/* The budget of RESETs for a source's prefix (/24, /56). */
-static bool reset_ok(struct udp_srv *u, const struct sockaddr_storage *src, uint64_t now)
+/* A budget per source prefix (/24, /56) and second, in table t. */
+static bool budget_ok(struct udp_srv *u, struct budget *t, unsigned per_s,
+		      const struct sockaddr_storage *src, uint64_t now)
 {
 	struct in6_addr a;
 	unsigned b;
@@ -469,11 +480,11 @@ static bool reset_ok(struct udp_srv *u, const struct sockaddr_storage *src, uint
 	else
 		memset(&a.s6_addr[7], 0, 9);
 	b = (unsigned)(hash_siphash24(&u->hk, &a, sizeof(a)) % UDP_RESET_BUCKETS);
-	if (now - u->resets[b].window_ms >= 1000) {
-		u->resets[b].window_ms = now;
-		u->resets[b].n = 0;
+	if (now - t[b].window_ms >= 1000) {
+		t[b].window_ms = now;
+		t[b].n = 0;
 	}
-	return u->resets[b].n++ < UDP_RESETS_PER_S;
+	return t[b].n++ < per_s;
 }
 
 /* RESET for an unknown session: the header alone (16 bytes, less than any
@@ -485,7 +496,7 @@ static void send_reset(struct udp_srv *u, unsigned ci, const struct sockaddr_sto
 	struct udpc_hdr r = { .type = UDPC_RESET, .sid = h->sid, .pn = h->pn };
 	uint8_t b[UDPC_HDR_LEN];
 
-	if (!reset_ok(u, src, now))
+	if (!budget_ok(u, u->resets, UDP_RESETS_PER_S, src, now))
 		return;
 	udpc_put_hdr(b, &r);
 	send_to(u, ci, src, srclen, local, b, sizeof(b));
@@ -505,20 +516,32 @@ static void refuse(struct udp_srv *u, enum udp_refusal why, const struct sockadd
 }
 
 /* Whether the session's key (or, keyless, its client) is still allowed:
- * checked again after each reload. */
+ * checked again after each reload, against the HELLO's own source (not the
+ * owner's /64) and the key's secret and scope as they are now. */
 static bool sess_still_allowed(struct udp_srv *u, struct usess *s)
 {
 	const struct policy *p = &u->c->cfg.policy;
 	const struct uowner *o = &u->o[s->owner];
+	struct in6_addr src;
 	bool ok;
 
+	if (addr_to_in6((const struct sockaddr *)&s->hello_from.to, &src, NULL) < 0)
+		return false;
 	pthread_rwlock_rdlock(&u->c->live_lock);
-	if (!policy_client_allowed(p, &o->addr))
+	if (!policy_client_allowed(p, &src)) {
 		ok = false;
-	else if (!p->keys.n)
+	} else if (!p->keys.n) {
 		ok = o->kid == 0;
-	else
-		ok = o->kid && cookie_keys_find(&p->keys, o->kid) != NULL;
+	} else {
+		const struct cookie_key *k = o->kid ? cookie_keys_find(&p->keys, o->kid) : NULL;
+
+		ok = k && hash_siphash24(&u->hk, k->secret, sizeof(k->secret)) == s->key_fp;
+		if (ok && !k->any && !k->nat) {
+			ok = false;
+			for (unsigned i = 0; i < k->nscope && !ok; i++)
+				ok = addr_prefix_match(&k->scope[i], &src);
+		}
+	}
 	pthread_rwlock_unlock(&u->c->live_lock);
 	return ok;
 }
@@ -538,6 +561,12 @@ static void on_hello(struct udp_srv *u, uint8_t *buf, unsigned ci, const struct 
 	struct uowner *o = NULL;
 	struct udpc_hdr ah = { .type = UDPC_ACCEPT };
 
+	/* Each HELLO costs MACs, a table scan and the replay cache: a budget
+	 * per source prefix first. */
+	if (!budget_ok(u, u->hellos, UDP_HELLOS_PER_S, src, now)) {
+		refuse(u, UDPR_RATE, (const struct sockaddr *)src, now);
+		return;
+	}
 	addr_to_in6((const struct sockaddr *)src, &addr, NULL);
 	udpc_parse_hello(buf, &h);
 	pthread_rwlock_rdlock(&c->live_lock);
@@ -603,6 +632,7 @@ static void on_hello(struct udp_srv *u, uint8_t *buf, unsigned ci, const struct 
 	o->nsess++;
 	s->created_ms = s->last_ms = now;
 	s->gen = atomic_load(&c->policy_gen);
+	s->key_fp = h.kid ? hash_siphash24(&u->hk, secret, sizeof(secret)) : 0;
 	{
 		uint32_t b = sid_bucket(u, sid);
 
@@ -707,6 +737,10 @@ static void on_ping(struct udp_srv *u, struct usess *s, const uint8_t *in, unsig
 		pa->last_ms = now;
 		pa->carrier = ci;
 		pa->local = *local;
+		if (pa->candlen && now - pa->challenge_ms >= UDP_CHALLENGE_MS) {
+			pa->candlen = 0;   /* a candidate that never answered */
+			pa->challenge = 0;
+		}
 	} else if (pa->challenge && echo == pa->challenge &&
 		   same_sockaddr(&pa->cand, pa->candlen, src, srclen)) {
 		/* The gateway read our sealed PONG at this address: it is the
@@ -718,12 +752,19 @@ static void on_ping(struct udp_srv *u, struct usess *s, const uint8_t *in, unsig
 		pa->last_ms = now;
 		pa->challenge = 0;
 		pa->candlen = 0;
+	} else if (pa->challenge && same_sockaddr(&pa->cand, pa->candlen, src, srclen) &&
+		   now - pa->challenge_ms < UDP_CHALLENGE_MS) {
+		/* The same candidate, its challenge in flight (PINGs go every
+		 * 80 ms, answers take a round trip): the same challenge again,
+		 * or none would ever be echoed on a slow line. */
+		challenge = pa->challenge;
 	} else {
 		if (udpcrypt_random(&challenge, sizeof(challenge)) < 0 || !challenge)
-			challenge = now | 1;
+			return;
 		memcpy(&pa->cand, src, srclen);
 		pa->candlen = srclen;
 		pa->challenge = challenge;
+		pa->challenge_ms = now;
 	}
 	u->st.pings++;
 	ph.pn = ++s->pn_out;
@@ -767,7 +808,7 @@ static void on_data(struct udp_srv *u, struct usess *s, uint8_t *plain, size_t l
 	}
 	f->last_ms = now;
 	f->mode = d.mode;
-	if (f->replied)
+	if (f->replied && !(flags & UDPC_F_STEER))
 		f->assured = true;
 	/* Where answers go: paths the gateway names (addresses come from
 	 * validated PINGs only). */
@@ -804,6 +845,22 @@ static void on_data(struct udp_srv *u, struct usess *s, uint8_t *plain, size_t l
 	if (sendto(f->fd, d.payload, d.len, MSG_DONTWAIT, (struct sockaddr *)&to, tolen) >= 0) {
 		u->st.dgrams_up++;
 		u->st.bytes_up += d.len;
+	}
+}
+
+/* A keyed gateway's new session is confirmed: its sessions silent for 2 s
+ * are an earlier run's (it restarted, or took a RESET), and their flows
+ * would hold its share of flows for minutes. A keyless owner is an address
+ * several gateways may share (CGNAT): its sessions stay. */
+static void sess_supersede(struct udp_srv *u, struct usess *s, uint64_t now)
+{
+	if (!u->o[s->owner].kid)
+		return;
+	for (uint32_t i = 0; i < u->scap; i++) {
+		struct usess *o = &u->s[i];
+
+		if (o != s && o->sid && o->owner == s->owner && now - o->last_ms >= 2000)
+			sess_free(u, o);
 	}
 }
 
@@ -847,6 +904,7 @@ static void on_carrier(struct udp_srv *u, unsigned ci, uint8_t *buf, size_t len,
 			s->path[s->hello_path] = s->hello_from;
 			s->path[s->hello_path].last_ms = now;
 		}
+		sess_supersede(u, s, now);
 	}
 	if (h.type == UDPC_PING) {
 		if (!ping_ok(s, now)) {
@@ -913,20 +971,24 @@ static void read_carrier(struct udp_srv *u, unsigned ci)
 
 /* ---- from the Internet ---- */
 
-/* The path for a flow's answers: the one it names if that is validated,
- * else its second, else any validated path of the session (a gateway's
- * proven address beats a lost answer: right after a new session, or a
- * path's new NAT mapping, until its PING has echoed our challenge). */
+/* The path for a flow's answers: the one it names if that is validated
+ * and not moving (a PING from another address for it is being validated:
+ * its NAT mapping or address likely changed), else its second, else the
+ * session's validated path heard from last (a gateway's proven address
+ * beats a lost answer: right after a new session, or while a path's new
+ * address is being validated). */
 static const struct upath *answer_path(const struct usess *s, uint8_t p0, uint8_t p1)
 {
-	if (p0 < UDP_PATHS && s->path[p0].last_ms)
+	const struct upath *best = NULL;
+
+	if (p0 < UDP_PATHS && s->path[p0].last_ms && !s->path[p0].candlen)
 		return &s->path[p0];
-	if (p1 < UDP_PATHS && s->path[p1].last_ms)
+	if (p1 < UDP_PATHS && s->path[p1].last_ms && !s->path[p1].candlen)
 		return &s->path[p1];
 	for (unsigned i = 0; i < UDP_PATHS; i++)
-		if (s->path[i].last_ms)
-			return &s->path[i];
-	return NULL;
+		if (s->path[i].last_ms && (!best || s->path[i].last_ms > best->last_ms))
+			best = &s->path[i];
+	return best;
 }
 
 static void read_flow(struct udp_srv *u, struct uflow *f)
@@ -1143,7 +1205,9 @@ int udp_start(struct conc *c)
 	u->fnb = pow2_at_least(u->fcap);
 	u->snb = pow2_at_least(u->scap);
 	u->s = calloc(u->scap, sizeof(*u->s));
-	u->o = calloc(u->scap, sizeof(*u->o));
+	/* Owners in use never outnumber sessions: one more record means a
+	 * new owner always finds one (and then a session slot may make way). */
+	u->o = calloc(u->scap + 1, sizeof(*u->o));
 	u->sbucket = calloc(u->snb, sizeof(*u->sbucket));
 	u->f = calloc(u->fcap, sizeof(*u->f));
 	u->fbucket = calloc(u->fnb, sizeof(*u->fbucket));

@@ -122,15 +122,15 @@ static const struct opt_spec agent_opts[] = {
 		  "443=failover (carry QUIC: one line per flow, no aggregation). redundant doubles "
 		  "the upstream bytes of what it matches." },
 	{ "udp-max-flows", O_UDP_MAX_FLOWS, "N", "udp.max_flows", CONFIG_NUMBER, .type = OT_UINT,
-	  .min = 16, .max = 65536, AT(udp_max_flows), .reload = OPT_RESTART, .deflt = "2048",
+	  .min = 16, .max = 65536, AT(udp_max_flows), .reload = OPT_RESTART, .deflt = "1024",
 	  .help = "LAN UDP sources carried at once; a new one over it is dropped (counted)",
-	  .more = "The concentrator's udp-max-flows-per-gateway (2048 by default) should be at "
+	  .more = "The concentrator's udp-max-flows-per-gateway (1024 by default) should be at "
 		  "least this." },
 	{ "udp-max-flows-per-host", O_UDP_PER_HOST, "N", "udp.max_flows_per_host", CONFIG_NUMBER,
 	  .type = OT_UINT, .min = 0, .max = 65536, AT(udp_per_host), .reload = OPT_LIVE,
-	  .deflt = "1024",
-	  .help = "of those, per LAN device (an IPv4 address or an IPv6 /64; 0 = no limit); its "
-		  "sources over it are dropped (counted)",
+	  .deflt = "512",
+	  .help = "of those, per LAN device address (0 = no limit); its sources over it are "
+		  "dropped (counted)",
 	  .more = "A device's sockets each count once, whatever they send to (a BitTorrent "
 		  "client's DHT is one); a resolver that asks from a new port each time holds one "
 		  "per query for udp-timeout." },
@@ -362,8 +362,8 @@ static void config_defaults(struct agent_config *cfg, struct paths *ps)
 	cfg->fallback = FALLBACK_DIRECT;
 	cfg->block_quic = true;
 	cfg->udp_mode = UDPC_FAILOVER;
-	cfg->udp_max_flows = 2048;
-	cfg->udp_per_host = 1024;
+	cfg->udp_max_flows = 1024;
+	cfg->udp_per_host = 512;
 	cfg->udp_timeout_s = 30;
 	cfg->udp_stream_timeout_s = 180;
 	cfg->fast_open = true;

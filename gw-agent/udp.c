@@ -66,6 +66,7 @@ struct ucar {
 	uint64_t challenge;          /* the last PONG's: our next PING echoes it */
 	uint64_t echo_ms;            /* the last PING sent at once to echo one */
 	uint64_t unanswered_ms;      /* the first PING since the last PONG, 0: none */
+	bool dead;                   /* judged so by its PINGs: until a PONG comes */
 };
 
 struct uflow {
@@ -97,6 +98,7 @@ struct agent_udp {
 	uint64_t pn_out;
 	uint64_t last_rx_ms;
 	uint64_t busy_ms;            /* a LAN datagram carried, either way */
+	uint64_t busy_since;         /* when UDP last turned busy */
 	/* Paths, by id (the index in paths.p[]). */
 	struct ucar car[PATHS_MAX];
 	unsigned srcgen;
@@ -106,7 +108,7 @@ struct agent_udp {
 	struct uflow *f;
 	uint32_t fcap, *fb, fnb, nflows, ffree;
 	struct hash_key hk;
-	struct quota hosts;          /* LAN sources per device (address, IPv6 /64) */
+	struct quota hosts;          /* LAN sources per device address */
 	/* Settings, copied at each tick. */
 	int mode;
 	struct udp_class cls[AGENT_UDP_MAX_CLASSES];
@@ -313,11 +315,19 @@ static void car_close(struct ucar *c)
 	c->last_pong_ms = 0;
 	c->challenge = 0;
 	c->unanswered_ms = 0;
+	c->dead = false;
 }
 
 static bool busy(const struct agent_udp *u, uint64_t now)
 {
 	return now - u->busy_ms < BUSY_MS;
+}
+
+static void mark_busy(struct agent_udp *u, uint64_t now)
+{
+	if (!busy(u, now))
+		u->busy_since = now;
+	u->busy_ms = now;
 }
 
 /* Live by the main thread's probes and links, and answering our pings: a
@@ -329,14 +339,27 @@ static bool busy(const struct agent_udp *u, uint64_t now)
  * not from the last PONG: when UDP turns busy after a quiet while, the
  * last PONG is old but nothing is wrong. Without a session there are no
  * PINGs, and the HELLO still needs a path. */
-static bool car_usable(const struct agent_udp *u, const struct ucar *c, uint64_t now)
+static bool car_usable(struct agent_udp *u, struct ucar *c, uint64_t now)
 {
-	uint64_t dead = busy(u, now) ? PATH_PONG_DEAD_BUSY_MS + 2 * (uint64_t)c->rtt_us / 1000
-				     : PATH_PONG_DEAD_MS;
+	bool b = busy(u, now);
+	uint64_t dead = b ? PATH_PONG_DEAD_BUSY_MS + 2 * (uint64_t)c->rtt_us / 1000
+			  : PATH_PONG_DEAD_MS;
+	uint64_t since = c->unanswered_ms;
 
 	if (!c->live || c->fd < 0)
 		return false;
-	return !u->sid || !c->unanswered_ms || now - c->unanswered_ms < dead;
+	if (!u->sid || !since)
+		return true;
+	if (c->dead)
+		return false;   /* until a PONG: no flapping back as UDP turns quiet */
+	/* A PING left unanswered in a quiet while is not judged by the busy
+	 * threshold from before UDP turned busy. */
+	if (b && since < u->busy_since)
+		since = u->busy_since;
+	if (now - since < dead)
+		return true;
+	c->dead = true;
+	return false;
 }
 
 static void car_send(struct agent_udp *u, uint8_t id, const void *buf, size_t len)
@@ -361,8 +384,10 @@ static void session_reset(struct agent_udp *u)
 	u->pn_out = 0;
 	u->hello_ms = 0;
 	u->hello_n = 0;   /* the first HELLO by the best path */
-	for (unsigned i = 0; i < PATHS_MAX; i++)
+	for (unsigned i = 0; i < PATHS_MAX; i++) {
 		u->car[i].unanswered_ms = 0;
+		u->car[i].dead = false;
+	}
 }
 
 static void send_hello(struct agent_udp *u, uint64_t now)
@@ -481,6 +506,9 @@ static void on_pong(struct agent_udp *u, const uint8_t *p, uint64_t now)
 	}
 	u->car[id].last_pong_ms = now;
 	u->car[id].unanswered_ms = 0;
+	u->car[id].dead = false;
+	if (!ch)
+		u->car[id].challenge = 0;
 	/* A challenge: the concentrator has not validated this path's
 	 * address (new session, or the path's NAT mapping changed). Echo a
 	 * new one at once, at most 10 a second (a NAT that changes ports on
@@ -688,7 +716,7 @@ static void on_car(struct agent_udp *u, uint8_t *b, size_t len, uint64_t now)
 	}
 	f->replied = true;
 	f->last_ms = now;
-	u->busy_ms = now;
+	mark_busy(u, now);
 	if (lan_send(u, &d.addr, d.port, &f->lan, f->lport, d.payload, d.len) < 0) {
 		drop(u, AUD_SEND);
 		return;
@@ -815,7 +843,7 @@ static void on_lan(struct agent_udp *u, const struct in6_addr *src, uint16_t spo
 	f->last_ms = now;
 	if (f->replied)
 		f->assured = true;
-	u->busy_ms = now;
+	mark_busy(u, now);
 	send_data(u, f, mode, 0, dst, dport, p, len, paths, np);
 	u->st.dgrams_up++;
 	u->st.bytes_up += len;
@@ -912,6 +940,7 @@ static void refresh_paths(struct agent_udp *u, uint64_t now)
 			/* Back up: PING it now, and use it meanwhile. */
 			c->last_ping_ms = 0;
 			c->unanswered_ms = 0;
+			c->dead = false;
 		}
 		c->live = true;
 	}
@@ -1004,10 +1033,18 @@ static void tick(struct agent_udp *u, uint64_t now)
 	}
 	if (!u->sid && now - u->hello_ms >= HELLO_MS)
 		send_hello(u, now);
-	for (unsigned i = 0; i < PATHS_MAX && u->sid; i++)
+	/* Fast pings only on the lines flows use or would fail over to (the
+	 * first two usable): a metered backup line further down is not pinged
+	 * 12 times a second all day because a console keeps UDP busy. */
+	for (unsigned i = 0; i < PATHS_MAX && u->sid; i++) {
+		bool fast = busy(u, now) &&
+			    ((u->norder > 0 && u->order[0] == i) || (u->norder > 1 && u->order[1] == i) ||
+			     u->car[i].dead);
+
 		if (u->car[i].fd >= 0 && u->car[i].live &&
-		    now - u->car[i].last_ping_ms >= (busy(u, now) ? PING_BUSY_MS : PING_MS))
+		    now - u->car[i].last_ping_ms >= (fast ? PING_BUSY_MS : PING_MS))
 			send_ping(u, (uint8_t)i, now);
+	}
 	for (uint32_t i = 0; i < u->fcap && now >= u->next_expiry_ms; i++) {
 		struct uflow *f = &u->f[i];
 
@@ -1157,7 +1194,8 @@ int agent_udp_start(struct agent *a)
 		u->fnb <<= 1;
 	u->f = calloc(u->fcap, sizeof(*u->f));
 	u->fb = calloc(u->fnb, sizeof(*u->fb));
-	if (!u->f || !u->fb || hash_key_random(&u->hk) < 0 || quota_init(&u->hosts, 64) < 0) {
+	/* Per address (IPv6 too: a home LAN is one /64), as the TCP cap. */
+	if (!u->f || !u->fb || hash_key_random(&u->hk) < 0 || quota_init(&u->hosts, 128) < 0) {
 		udp_free(u);
 		return log_errno(-ENOMEM, "udp: out of memory");
 	}
@@ -1234,7 +1272,7 @@ char *agent_udp_status(struct agent *a)
 
 		if (c->fd >= 0)
 			fprintf(f, "  path %-12s %s rtt %.1f ms\n", c->ifname,
-				car_usable(u, c, log_now_ms()) ? "usable" : "unusable", c->rtt_us / 1000.0);
+				c->live && !c->dead ? "usable" : "unusable", c->rtt_us / 1000.0);
 	}
 	for (uint32_t i = 0, shown = 0; i < u->fcap && shown < 200; i++) {
 		const struct uflow *fl = &u->f[i];

@@ -67,8 +67,8 @@
 #define UDPC_MAX_PAYLOAD (65507 - UDPC_DATA_OVERHEAD)
 #define UDPC_WINDOW      8192
 #define UDPC_MAX_PATH_ID 14
-/* A DATA with no datagram to forward: the flow's answers should come by
- * the path this arrived on (the agent moved the flow). */
+/* A DATA with no datagram to forward: the flow's answers should take the
+ * paths its paths byte names (the agent moved the flow). */
 #define UDPC_F_STEER     0x01
 
 enum udpc_type {

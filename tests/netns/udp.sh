@@ -8,14 +8,16 @@ cd "$(dirname "$0")" || exit 1
 require_netns
 [ -x "${AGENT:-}" ] || skip "AGENT not built"
 
-two_path_topology 20mbit || exit 1
+# Path 2 is a DSL line (the project's delay line: 6 ms each way), path 1 a
+# plain 20 Mbit/s link: lowest-delay has a choice to make.
+PATH2_PROFILE=dsl two_path_topology 20mbit || exit 1
 two_path_v6
 # A second address on srv, for the filtering check (never contacted).
 addr srv srv-conc 203.0.113.3/24
 # A second LAN device, for the per-device limit.
 addr lan lan-gw 192.168.77.3/24
 U="$PY ./udptool.py"
-ip netns exec "$(ns srv)" $U echo --bind 203.0.113.2 --port 7000 --port 443 > /dev/null 2>&1 &
+ip netns exec "$(ns srv)" $U echo --bind 203.0.113.2 --port 7000 --port 7001 --port 443 > /dev/null 2>&1 &
 ip netns exec "$(ns srv)" $U echo --bind 2001:db8:3::2 --port 7000 > /dev/null 2>&1 &
 ip netns exec "$(ns srv)" $U reflect --bind 203.0.113.2 --port 7100 --alt-port 7101 \
 	--other 203.0.113.3 > /dev/null 2>&1 &
@@ -31,7 +33,8 @@ chmod 600 "$WORKDIR/keys"
 conc_start() {
 	start_concentrator conc "$1" --allow-client 198.51.100.0/24 --allow-client 2001:db8::/32 \
 		--keys "$WORKDIR/keys" --workers 1 --metrics-listen 127.0.0.1:9180 \
-		--udp-timeout 2 --udp-stream-timeout 3 --udp-rate-per-gateway 5000
+		--udp-timeout 2 --udp-stream-timeout 3 --udp-rate-per-gateway 5000 \
+		--udp-max-flows-per-gateway 3000
 	wait_listen conc 5124
 }
 conc_start conc || exit 1
@@ -40,7 +43,7 @@ start_agent() {  # start_agent LOGNAME ARGS...
 	local name=$1 i; shift
 	ip netns exec "$(ns gw)" "$AGENT" --concentrator 192.0.2.1:5124 --lan gw-lan \
 		--workers 1 --control "$WORKDIR/$name.sock" --metrics-listen 127.0.0.1:9181 \
-		--path gw-p1,mode=master --path gw-p2 --key-file "$WORKDIR/keys" \
+		${PATH_ARGS:---path gw-p1,mode=master --path gw-p2} --key-file "$WORKDIR/keys" \
 		--udp-timeout 2 --udp-stream-timeout 3 "$@" > "$WORKDIR/$name.log" 2>&1 &
 	AGENT_PID=$!
 	for i in $(seq 1 100); do
@@ -55,9 +58,9 @@ cm() { metric_at conc 127.0.0.1:9180 "$1"; }
 lan() { ip netns exec "$(ns lan)" "$@"; }
 
 # ---- answers, sources, MTU ----
-# One device opens 1,000 sources here in a few seconds: no per-device cap
-# for this agent (the second one has one).
-start_agent agent --udp-max-flows-per-host 0 || exit 1
+# One device opens 1,000 sources here in a few seconds: room for them in
+# this agent (the second one has tight limits).
+start_agent agent --udp-max-flows 3000 --udp-max-flows-per-host 0 || exit 1
 # The sanitizer build checks memory, not counts: fewer queries there.
 NQ=1000; [ "${BUILD_KIND:-plain}" = asan ] && NQ=300
 check "DNS: $NQ queries to a resolver behind the concentrator, from as many source ports, all answered" \
@@ -227,10 +230,28 @@ check "the concentrator restarts: the agent takes its RESET and opens a new sess
 check "the agent stops cleanly" stop_agent_log "$AGENT_PID" "$WORKDIR/agent.log"
 
 # Classes from a file, so that a reload can change them.
-echo '{"udp": {"classes": ["443=failover"]}}' > "$WORKDIR/agent2.json"
-start_agent agent2 --config "$WORKDIR/agent2.json" --udp redundant --udp-max-flows 16 \
+echo '{"udp": {"classes": ["443=failover", "7001=lowest-delay"]}}' > "$WORKDIR/agent2.json"
+# Path 2 (the DSL line, 12 ms round trip) is the first line here, path 1 a backup.
+PATH_ARGS="--path gw-p1,mode=backup --path gw-p2" start_agent agent2 --config "$WORKDIR/agent2.json" --udp redundant --udp-max-flows 16 \
 	--udp-max-flows-per-host 12 || exit 1
 check "QUIC carried when a class names port 443" lan $U quic --to 203.0.113.2:443 --expect answered
+# failover takes the first line (path 2, 12 ms); a lowest-delay class the
+# line with the lower measured round trip (path 1).
+modes() {
+	local st a b
+	lan $U pingpong --to 203.0.113.2:7000 --count 40 > "$WORKDIR/fo.json" &
+	local p1=$!
+	lan $U pingpong --to 203.0.113.2:7001 --count 40 > "$WORKDIR/ld.json" &
+	local p2=$!
+	sleep 0.3
+	st=$(ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/agent2.sock" | sed -n '/^UDP/,$p')
+	wait $p1; wait $p2
+	a=$(cat "$WORKDIR/fo.json"); b=$(cat "$WORKDIR/ld.json")
+	echo "$st"; echo "{\"failover\": $a, \"lowest_delay\": $b}"
+	grep -q "failover via gw-p2" <<< "$st" && grep -q "lowest-delay via gw-p1" <<< "$st" &&
+		"$PY" -c 'import json, sys; a, b = (json.loads(x) for x in sys.argv[1:3]); sys.exit(not (a["lost"] == 0 and b["lost"] == 0 and b["p50_us"] < a["p50_us"]))' "$a" "$b"
+}
+check "modes: failover takes the first line, lowest-delay the line with the lower round trip" modes
 limits() {
 	local d0 d1 h0 h1 out other
 	d0=$(am 'gw_agent_udp_dropped_total{reason="flow_limit"}') &&
@@ -251,7 +272,7 @@ limits() {
 }
 check "limits: one device's sources over its share are dropped and counted; another device's pass" limits
 check "after expiry the limit has room again" eventually 15 idle
-check "redundant: a path cut (far side) under a call loses nothing, either way" cut_call far 0
+check "redundant: a path cut (far side of path 1) under a call loses nothing, either way" cut_call far 0
 # A reload with a new class: the running call takes its mode, nothing lost.
 reload_class() {
 	local out st
