@@ -257,7 +257,7 @@ limits() {
 	d0=$(am 'gw_agent_udp_dropped_total{reason="flow_limit"}') &&
 		h0=$(am 'gw_agent_udp_dropped_total{reason="host_limit"}') || return 1
 	# One device (192.168.77.2) opens 30 sources: 12 at most are its.
-	out=$(lan $U burst --to 203.0.113.2:7000 --count 30 --size 64 --timeout 0.5)
+	out=$(lan $U burst --to 203.0.113.2:7000 --count 30 --size 64 --timeout 0.2)
 	echo "$out"
 	# Another device still gets its own (the table holds 16).
 	other=$(lan $U burst --to 203.0.113.2:7000 --count 3 --size 64 --bind 192.168.77.3)
@@ -276,9 +276,9 @@ check "redundant: a path cut (far side of path 1) under a call loses nothing, ei
 # A reload with a new class: the running call takes its mode, nothing lost.
 reload_class() {
 	local out st
-	lan $U call --to 203.0.113.2:7000 --rate 50 --size 200 --seconds 3 > "$WORKDIR/call.json" &
+	lan $U call --to 203.0.113.2:7000 --rate 50 --size 200 --seconds 2 > "$WORKDIR/call.json" &
 	local pid=$!
-	sleep 1
+	sleep 0.5
 	echo '{"udp": {"classes": ["443=failover", "7000=lowest-delay"]}}' > "$WORKDIR/agent2.json"
 	reload "$AGENT_PID" "$WORKDIR/agent2.log" || { wait $pid; return 1; }
 	sleep 0.5

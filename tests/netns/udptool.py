@@ -167,7 +167,7 @@ def mapping(a):
                 pass
     kinds = set()
     s.sendto(b"probe", (h1, p1))
-    end = time.monotonic() + 2.0
+    end = time.monotonic() + 1.0
     while time.monotonic() < end:
         try:
             d, peer = s.recvfrom(65535)
