@@ -19,7 +19,7 @@ build_pkgs=(
 # Tests and demo: namespaces, nftables, MPTCP tooling, traffic and capture.
 test_pkgs=(
   iproute2 iputils-ping nftables mptcpd mptcpize iperf3 curl nginx-light tcpdump python3 procps
-  gnuplot-nox systemd python3-scapy python3-cryptography dnsmasq-base bind9-dnsutils lintian file bird2
+  gnuplot-nox systemd python3-scapy dnsmasq-base lintian file bird2
 )
 # Cross builds (tests/cross/cross.sh): toolchains, qemu-user, and Debian's
 # arm64 libraries beside the host's (multiarch: dpkg --add-architecture).
