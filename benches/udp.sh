@@ -42,7 +42,7 @@ U="$PY ./udptool.py"
 ip netns exec "$(ns srv)" $U echo --bind 203.0.113.2 --port 7000 > /dev/null 2>&1 &
 ip netns exec "$(ns srv)" iperf3 -s -p 5201 > /dev/null 2>&1 &
 ip netns exec "$(ns conc)" sysctl -qw net.ipv4.ip_forward=1
-printf '1 %s any\n' "$(openssl rand -hex 32)" > "$WORKDIR/keys"; chmod 600 "$WORKDIR/keys"
+printf '1 %s any\n' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" > "$WORKDIR/keys"; chmod 600 "$WORKDIR/keys"
 start_concentrator conc conc --allow-client 198.51.100.0/24 --keys "$WORKDIR/keys" --workers 1 \
 	--metrics-listen 127.0.0.1:9180 --udp-rate-per-gateway 0
 CONC=$CONC_PID

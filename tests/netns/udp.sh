@@ -28,7 +28,7 @@ ip netns exec "$(ns srv)" dnsmasq --keep-in-foreground --conf-file=/dev/null --n
 	--pid-file="$WORKDIR/dnsmasq.pid" --address=/example.test/192.0.2.77 --cache-size=0 \
 	> "$WORKDIR/dnsmasq.log" 2>&1 &
 # Keyed, as on the Internet: a session needs the gateway's key.
-printf '1 %s 198.51.100.0/24 2001:db8::/32\n' "$(openssl rand -hex 32)" > "$WORKDIR/keys"
+printf '1 %s 198.51.100.0/24 2001:db8::/32\n' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" > "$WORKDIR/keys"
 chmod 600 "$WORKDIR/keys"
 conc_start() {
 	start_concentrator conc "$1" --allow-client 198.51.100.0/24 --allow-client 2001:db8::/32 \
