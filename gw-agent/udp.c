@@ -74,6 +74,7 @@ struct uflow {
 	uint16_t lport;
 	uint16_t gen;
 	bool used, replied, assured;   /* an answer came; then another datagram */
+	bool counted;                /* in flows_by_mode */
 	uint8_t mode, p0, p1;        /* paths of the last datagram (0xff: none) */
 	uint64_t last_ms;
 	uint32_t next;               /* hash chain or free list, index + 1 */
@@ -125,8 +126,8 @@ struct agent_udp {
 };
 
 static const char *const drop_names[AUD_MAX] = {
-	"no_session", "no_path", "flow_limit", "host_limit", "malformed", "bad_tag", "replay",
-	"old", "unknown_flow", "send",
+	"no_session", "no_path", "flow_limit", "host_limit", "own_port", "malformed", "bad_tag",
+	"replay", "old", "unknown_flow", "send",
 };
 
 const char *agent_udp_drop_name(unsigned d)
@@ -246,7 +247,7 @@ static struct uflow *flow_get(struct agent_udp *u, const struct in6_addr *lan, u
 	f = &u->f[u->ffree - 1];
 	u->ffree = f->next;
 	f->used = true;
-	f->replied = f->assured = false;
+	f->replied = f->assured = f->counted = false;
 	f->lan = *lan;
 	f->lport = lport;
 	f->p0 = f->p1 = 0xff;
@@ -820,7 +821,7 @@ static void on_lan(struct agent_udp *u, const struct in6_addr *src, uint16_t spo
 	 * router (TPROXY never hands us its own port's traffic otherwise).
 	 * Carried, it could come back to this port: a loop. */
 	if (dport == u->port) {
-		drop(u, AUD_MALFORMED);
+		drop(u, AUD_OWN_PORT);
 		return;
 	}
 	if (!u->sid) {
@@ -838,8 +839,10 @@ static void on_lan(struct agent_udp *u, const struct in6_addr *src, uint16_t spo
 		drop(u, AUD_NO_PATH);
 		return;
 	}
-	if (f->p0 == 0xff && mode < UDPC_MODE_MAX)
+	if (!f->counted && mode < UDPC_MODE_MAX) {
+		f->counted = true;
 		u->st.flows_by_mode[mode]++;
+	}
 	f->last_ms = now;
 	if (f->replied)
 		f->assured = true;

@@ -24,6 +24,7 @@ enum agent_udp_drop {
 	AUD_NO_PATH,          /* no live path */
 	AUD_FLOW_LIMIT,
 	AUD_HOST_LIMIT,       /* the LAN device holds its share of sources */
+	AUD_OWN_PORT,         /* addressed to the agent's own port (a loop) */
 	AUD_MALFORMED,        /* from the concentrator: codec refused */
 	AUD_BAD_TAG,
 	AUD_REPLAY,           /* seen (redundant copies land here) */
