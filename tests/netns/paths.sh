@@ -275,7 +275,14 @@ PY
 	grep -q "unreachable from 198.51.100.2" "$WORKDIR/agent1.log" &&
 		grep -q "reachable again" "$WORKDIR/agent1.log"
 }
-check "far-side cut (carrier up): the transfer survives, a new flow starts on path 2, probes mark path 1 down and back up" farside
+# A 20-s transfer, in the plain build only (the suite's time budget): the
+# sanitizer build runs the probes in every agent test, but not their
+# far-side down-and-up transitions, which only this check drives.
+if [ "${BUILD_KIND:-plain}" = asan ]; then
+	log "far-side cut: in the plain build only (not repeated under ASan)"
+else
+	check "far-side cut (carrier up): the transfer survives, a new flow starts on path 2, probes mark path 1 down and back up" farside
+fi
 
 check "agent exits cleanly and removes its endpoints, rules and tables" stop_agent $A1
 gone_check() {

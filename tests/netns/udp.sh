@@ -209,8 +209,14 @@ sys.exit(0 if r["sent"] >= 180 and r["lost_up"] <= lim and r["lost_down"] <= lim
 # Either way the promise is 300 ms from the cut to the first datagram on
 # the other path (pings every 80 ms while UDP is busy; three unanswered take
 # the path out): at most 15 datagrams at 50 a second, each way.
-check "failover: a path cut (link down) under a call loses at most 15 datagrams each way" cut_call link 15
-wait_for 10 agent_paths_up "$WORKDIR/agent.sock"
+# The link cut times the kernel's link events: the plain build only (the
+# sanitizer build runs the same UDP code in the far-side cuts).
+if [ "${BUILD_KIND:-plain}" = asan ]; then
+	log "failover with a link cut: in the plain build only"
+else
+	check "failover: a path cut (link down) under a call loses at most 15 datagrams each way" cut_call link 15
+	wait_for 10 agent_paths_up "$WORKDIR/agent.sock"
+fi
 check "failover: a path cut on the far side (link up) under a call loses at most 15 datagrams each way" cut_call far 15
 wait_for 10 agent_paths_up "$WORKDIR/agent.sock"
 
