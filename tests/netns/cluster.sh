@@ -170,6 +170,7 @@ spread() {
 check "32 flows from 4 gateways (2 paths each) complete; both boxes carry flows; every flow has a join per path, all on the box of its flow" spread
 
 # Drain box 1 while long flows run on both boxes.
+box1_busy() { [ "$(metric 1 'mptcp_concentrator_flows_active{')" -gt 0 ]; }
 drain() {
 	local t0 tw tg long="" rc=0 a1 a2 i batch
 	# Long flows until box 1 carries some (the shared address spreads
@@ -181,8 +182,7 @@ drain() {
 				--bytes 2000000 --pace 4 --flows 2 > "$WORKDIR/long-$batch-$n.out" 2>&1 &
 			long="$long $!"
 		done
-		sleep 1
-		[ "$(metric 1 'mptcp_concentrator_flows_active{')" -gt 0 ] && break
+		wait_for 2 box1_busy && break
 	done
 	echo "{\"long_flow_batches\": $batch}"
 	t0=$(date +%s%N)

@@ -40,16 +40,13 @@ conc_start() {
 conc_start conc || exit 1
 
 start_agent() {  # start_agent LOGNAME ARGS...
-	local name=$1 i; shift
+	local name=$1; shift
 	ip netns exec "$(ns gw)" "$AGENT" --concentrator 192.0.2.1:5124 --lan gw-lan \
 		--workers 1 --control "$WORKDIR/$name.sock" --metrics-listen 127.0.0.1:9181 \
 		${PATH_ARGS:---path gw-p1,mode=master --path gw-p2} --key-file "$WORKDIR/keys" \
 		--udp-timeout 2 --udp-stream-timeout 3 "$@" > "$WORKDIR/$name.log" 2>&1 &
 	AGENT_PID=$!
-	for i in $(seq 1 100); do
-		grep -q "intercepting TCP" "$WORKDIR/$name.log" && break
-		sleep 0.05
-	done
+	wait_for 5 grep -q "intercepting TCP" "$WORKDIR/$name.log"
 	wait_for 10 session_up || { cat "$WORKDIR/$name.log"; return 1; }
 }
 session_up() { [ "$(metric_at gw 127.0.0.1:9181 gw_agent_udp_session_up)" = 1 ]; }
