@@ -171,7 +171,7 @@ cut_call() {  # cut_call link|far MAX_LOST: 50 datagrams/s of 200 bytes for 4 s,
 	local out
 	lan $U call --to 203.0.113.2:7000 --rate 50 --size 200 --seconds 4 > "$WORKDIR/call.json" &
 	local pid=$!
-	sleep 1.5
+	sleep 1.5   # the cut comes 1.5 s into the call (the scenario, not a wait)
 	echo "cut ($1) at $(date +%T.%N | cut -c1-12)"
 	if [ "$1" = link ]; then
 		ip -n "$(ns conc)" link set conc-p1 down
@@ -240,13 +240,14 @@ PATH_ARGS="--path gw-p1,mode=backup --path gw-p2" start_agent agent2 --config "$
 check "QUIC carried when a class names port 443" lan $U quic --to 203.0.113.2:443 --expect answered
 # failover takes the first line (path 2, 12 ms); a lowest-delay class the
 # line with the lower measured round trip (path 1).
+status2_has() { ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/agent2.sock" | grep -q "$1"; }
 modes() {
 	local st a b
 	lan $U pingpong --to 203.0.113.2:7002 --count 40 > "$WORKDIR/fo.json" &
 	local p1=$!
 	lan $U pingpong --to 203.0.113.2:7001 --count 40 > "$WORKDIR/ld.json" &
 	local p2=$!
-	sleep 0.3
+	wait_for 3 status2_has "lowest-delay via"
 	st=$(ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/agent2.sock" | sed -n '/^UDP/,$p')
 	wait $p1; wait $p2
 	a=$(cat "$WORKDIR/fo.json"); b=$(cat "$WORKDIR/ld.json")
@@ -281,10 +282,10 @@ reload_class() {
 	local out st
 	lan $U call --to 203.0.113.2:7000 --rate 50 --size 200 --seconds 2 > "$WORKDIR/call.json" &
 	local pid=$!
-	sleep 0.5
+	sleep 0.5   # the reload comes mid-call (the scenario, not a wait)
 	echo '{"udp": {"classes": ["443=failover", "7000=lowest-delay"]}}' > "$WORKDIR/agent2.json"
 	reload "$AGENT_PID" "$WORKDIR/agent2.log" || { wait $pid; return 1; }
-	sleep 0.5
+	wait_for 1 status2_has "lowest-delay via"
 	st=$(ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/agent2.sock" | grep "^  192.168.77.2:")
 	echo "$st"
 	wait $pid
