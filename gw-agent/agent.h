@@ -162,6 +162,8 @@ struct agent {
 	atomic_uint_fast64_t control_pauses;
 	struct path_metric pm[2 * PATHS_MAX];  /* under snap_lock */
 	uint64_t mesh_results[MESH_R_MAX];     /* under snap_lock: mesh.results */
+	uint64_t mesh_req_results[MESH_R_MAX]; /* under snap_lock: mesh.req_results */
+	unsigned mesh_borrowers;               /* under snap_lock: mesh.nallowed */
 	unsigned npm;
 	/* Concentrator reachability: 1 ok, 0 failed, -1 not tried yet; set by
 	 * workers (last connect) and for the first one by the probes. */

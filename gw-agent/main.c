@@ -349,15 +349,16 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 	uint64_t *seen = calloc(a->cfg.workers, sizeof(*seen));
 
 	for (;;) {
-		struct pollfd pf[5 + 2 * PATHS_MAX] = {
+		struct pollfd pf[6 + 2 * PATHS_MAX] = {
 			{ .fd = sfd, .events = POLLIN },
 			{ .fd = paths_event_fd(&a->paths), .events = POLLIN },
 			{ .fd = log_now_ms() < a->control_paused_until ? -1 : a->control_fd,
 			  .events = POLLIN },
 			{ .fd = mesh_fd(&a->mesh), .events = POLLIN },
 			{ .fd = upm_event_fd(&a->paths.upm), .events = POLLIN },
+			{ .fd = mesh_lend_fd(&a->mesh), .events = POLLIN },
 		};
-		unsigned np = paths_probe_fds(&a->paths, pf + 5, 2 * PATHS_MAX);
+		unsigned np = paths_probe_fds(&a->paths, pf + 6, 2 * PATHS_MAX);
 		uint64_t now = log_now_ms(), next = due ? due : periodic;
 		int timeout;
 
@@ -377,13 +378,14 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 		if (mesh_next && mesh_next < next)
 			next = mesh_next;
 		timeout = next > now ? (int)(next - now) : 0;
-		if (poll(pf, 5 + np, timeout) < 0 && errno != EINTR)
+		if (poll(pf, 6 + np, timeout) < 0 && errno != EINTR)
 			break;
 		if (pf[4].fd >= 0 && (pf[4].revents & POLLIN))
 			upm_events(&a->paths.upm, &a->paths, log_now_ms());
 		if (pf[2].revents & POLLIN)
 			control_accept(a);
-		if (pf[3].fd >= 0 && (pf[3].revents & POLLIN)) {
+		if ((pf[3].fd >= 0 && (pf[3].revents & POLLIN)) ||
+		    (pf[5].fd >= 0 && (pf[5].revents & POLLIN))) {
 			if (mesh_receive(&a->mesh))
 				mesh_next = log_now_ms();  /* a neighbour came or withdrew: now */
 			agent_mesh_snapshot(a);
@@ -391,7 +393,7 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 		if ((a->mesh.rx_fd >= 0 || a->mesh.tx_fd >= 0) && log_now_ms() >= mesh_next &&
 		    mesh_tick(&a->mesh, &a->paths, own_line_up(&a->paths), log_now_ms(), &mesh_next))
 			due = log_now_ms();
-		if (a->paths.n && paths_probe_run(&a->paths, pf + 5, np, log_now_ms(), &probe_next))
+		if (a->paths.n && paths_probe_run(&a->paths, pf + 6, np, log_now_ms(), &probe_next))
 			due = log_now_ms();  /* a path died or came back: now */
 		if (pf[0].revents & POLLIN) {
 			struct signalfd_siginfo si;

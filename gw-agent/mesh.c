@@ -17,7 +17,14 @@
  * borrower takes one only when it is signed with a key it holds, for the
  * address it comes from, from an address on the mesh's own subnet, with a
  * sequence above the last one from there and near our clock. Without a
- * key, none is sent or taken: static neighbours only. */
+ * key, none is sent or taken: static neighbours only.
+ *
+ * Borrow requests: a borrower with a key asks each lender it uses, every
+ * second, signed the same way for that lender alone; a lender with a key
+ * forwards only the borrow addresses of borrowers whose requests it
+ * verified in the last MESH_BORROW_EXPIRE_MS (an nftables set), so a
+ * device on the segment without a key cannot use its line by taking a
+ * borrow address for itself. */
 #include "mesh.h"
 #include "agent.h"
 #include "runcmd.h"
@@ -230,6 +237,7 @@ const char *mesh_result_name(enum mesh_result r)
 		[MESH_R_UNKNOWN_KEY] = "unknown_key", [MESH_R_BAD_TAG] = "bad_tag",
 		[MESH_R_SCOPE] = "scope", [MESH_R_CLOCK] = "clock",
 		[MESH_R_REPLAYED] = "replayed", [MESH_R_FULL] = "full",
+		[MESH_R_TAKEN] = "taken",
 	};
 
 	return (unsigned)r < MESH_R_MAX ? names[r] : "unknown";
@@ -256,17 +264,37 @@ static uint64_t realtime_ms(void)
 }
 
 /* HMAC-SHA256 with k's secret over the label and the signed bytes,
- * truncated to the tag's length. */
-static void announce_tag(const struct cookie_key *k, const uint8_t *msg, uint8_t tag[MESH_TAG_LEN])
+ * truncated to the tag's length. A borrow request (lender non-NULL) has
+ * its own label and the lender's address before the bytes (meshmsg.h). */
+static void announce_tag(const struct cookie_key *k, const uint8_t *msg,
+			 const struct in6_addr *lender, uint8_t tag[MESH_TAG_LEN])
 {
-	static const char label[] = "mptcp-ha mesh 2";
-	uint8_t buf[sizeof(label) - 1 + MESH_ANNOUNCE_SIGNED], mac[EVP_MAX_MD_SIZE];
+	static const char label[] = "mptcp-ha mesh 2", blabel[] = "mptcp-ha borrow 2";
+	uint8_t buf[sizeof(blabel) - 1 + 4 + MESH_ANNOUNCE_SIGNED], mac[EVP_MAX_MD_SIZE];
+	size_t n = 0;
 	unsigned ml = 0;
 
-	memcpy(buf, label, sizeof(label) - 1);
-	memcpy(buf + sizeof(label) - 1, msg, MESH_ANNOUNCE_SIGNED);
-	HMAC(EVP_sha256(), k->secret, COOKIE_SECRET_LEN, buf, sizeof(buf), mac, &ml);
+	if (lender) {
+		memcpy(buf, blabel, sizeof(blabel) - 1);
+		n = sizeof(blabel) - 1;
+		memcpy(buf + n, &lender->s6_addr[12], 4);
+		n += 4;
+	} else {
+		memcpy(buf, label, sizeof(label) - 1);
+		n = sizeof(label) - 1;
+	}
+	memcpy(buf + n, msg, MESH_ANNOUNCE_SIGNED);
+	n += MESH_ANNOUNCE_SIGNED;
+	HMAC(EVP_sha256(), k->secret, COOKIE_SECRET_LEN, buf, n, mac, &ml);
 	memcpy(tag, mac, MESH_TAG_LEN);
+}
+
+static uint64_t next_seq(struct mesh *m)
+{
+	uint64_t now = realtime_ms();
+
+	m->last_tx_seq = now > m->last_tx_seq ? now : m->last_tx_seq + 1;
+	return m->last_tx_seq;
 }
 
 /* Say on the segment whether we lend: signed with our first key, as our
@@ -278,34 +306,70 @@ static int announce(struct mesh *m, bool lending)
 				  .sin_addr.s_addr = htonl(INADDR_BROADCAST) };
 	struct mesh_announce an = { .lending = lending };
 	uint8_t msg[MESH_ANNOUNCE_LEN];
-	uint64_t now = realtime_ms();
 
 	if (!m->keys.n)
 		return 0;
 	an.kid = m->keys.k[0].id;
-	an.seq = now > m->last_tx_seq ? now : m->last_tx_seq + 1;
+	an.seq = next_seq(m);
 	an.sender = m->lend_own;
 	mesh_announce_build(msg, &an);
-	announce_tag(&m->keys.k[0], msg, msg + MESH_ANNOUNCE_SIGNED);
+	announce_tag(&m->keys.k[0], msg, NULL, msg + MESH_ANNOUNCE_SIGNED);
 	if (sendto(m->tx_fd, msg, sizeof(msg), 0, (struct sockaddr *)&to, sizeof(to)) < 0)
 		return -errno;
-	m->last_tx_seq = an.seq;
 	return 0;
 }
 
-static bool on_link(const struct mesh *m, const struct in6_addr *a)
+/* Ask lender n to forward our borrow address for it: signed with our
+ * first key for n's address, from our mesh address (IP_PKTINFO: the
+ * interface has our borrow addresses too). */
+static int borrow_request(struct mesh *m, const struct mesh_neighbour *n)
 {
-	uint32_t x, y, mask = m->own_plen ? ~0u << (32 - m->own_plen) : 0;
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(MESH_PORT) };
+	struct mesh_announce an = { .lending = true, .borrow = true };
+	uint8_t msg[MESH_ANNOUNCE_LEN];
+	union {
+		char buf[CMSG_SPACE(sizeof(struct in_pktinfo))];
+		struct cmsghdr align;
+	} cm;
+	struct iovec iov = { .iov_base = msg, .iov_len = sizeof(msg) };
+	struct msghdr mh = { .msg_name = &to, .msg_namelen = sizeof(to), .msg_iov = &iov,
+			     .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	struct in_pktinfo pi = { 0 };
 
-	memcpy(&x, &a->s6_addr[12], 4);
-	memcpy(&y, &m->own.s6_addr[12], 4);
-	return m->have_own && ((ntohl(x) ^ ntohl(y)) & mask) == 0;
+	if (!m->keys.n || !m->have_own || m->rx_fd < 0)
+		return 0;
+	memcpy(&to.sin_addr, &n->addr.s6_addr[12], 4);
+	memcpy(&pi.ipi_spec_dst, &m->own.s6_addr[12], 4);
+	c->cmsg_level = IPPROTO_IP;
+	c->cmsg_type = IP_PKTINFO;
+	c->cmsg_len = CMSG_LEN(sizeof(pi));
+	memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+	an.kid = m->keys.k[0].id;
+	an.seq = next_seq(m);
+	an.sender = m->own;
+	mesh_announce_build(msg, &an);
+	announce_tag(&m->keys.k[0], msg, &n->addr, msg + MESH_ANNOUNCE_SIGNED);
+	return sendmsg(m->rx_fd, &mh, 0) < 0 ? -errno : 0;
 }
 
-/* Everything about an announcement but its sequence against the last one
- * (that is the neighbour's): from src, its bytes buf[0..len). */
+static bool on_link(const struct in6_addr *own, unsigned plen, const struct in6_addr *a)
+{
+	uint32_t x, y, mask = plen ? ~0u << (32 - plen) : 0;
+
+	memcpy(&x, &a->s6_addr[12], 4);
+	memcpy(&y, &own->s6_addr[12], 4);
+	return ((ntohl(x) ^ ntohl(y)) & mask) == 0;
+}
+
+/* Everything about an announcement or a borrow request but its sequence
+ * against the last one (that is the sender's): from src, its bytes
+ * buf[0..len), received on the interface whose address is own/plen (a
+ * borrow request: our lending interface's; borrow says which is wanted). */
 static enum mesh_result check_announce(const struct mesh *m, const uint8_t *buf, size_t len,
-				       const struct in6_addr *src, struct mesh_announce *an)
+				       const struct in6_addr *src, bool borrow,
+				       const struct in6_addr *own, unsigned plen,
+				       struct mesh_announce *an)
 {
 	const struct cookie_key *k;
 	uint8_t tag[MESH_TAG_LEN];
@@ -317,14 +381,16 @@ static enum mesh_result check_announce(const struct mesh *m, const uint8_t *buf,
 			MESH_R_UNAUTHENTICATED : MESH_R_MALFORMED;
 	if (!m->keys.n)
 		return MESH_R_NO_KEY;
+	if (an->borrow != borrow)
+		return MESH_R_MALFORMED;
 	if (memcmp(&an->sender, src, sizeof(*src)))
 		return MESH_R_SENDER;
-	if (!on_link(m, src))
+	if (!own || !on_link(own, plen, src))
 		return MESH_R_OFF_LINK;
 	k = cookie_keys_find(&m->keys, an->kid);
 	if (!k)
 		return MESH_R_UNKNOWN_KEY;
-	announce_tag(k, buf, tag);
+	announce_tag(k, buf, borrow ? own : NULL, tag);
 	if (CRYPTO_memcmp(tag, an->tag, MESH_TAG_LEN))
 		return MESH_R_BAD_TAG;
 	if (!k->any && k->nscope) {
@@ -382,6 +448,9 @@ static void lend_remove(struct mesh *m)
 	char *del[] = { "nft", "delete", "table", "inet", NFT_LEND, NULL };
 
 	agent_cmd(del, NULL, false);
+	for (unsigned b = 0; b < 256; b++)
+		m->br[b].allowed = false;  /* the set went with the table */
+	m->nallowed = 0;
 	if (m->have_own || m->lend_installed)
 		lend_route(m, false);
 	if (m->shaped) {
@@ -483,7 +552,8 @@ static int lend_dest_rule(const struct mesh *m, const struct sockaddr_storage *c
 static int lend_script(const struct mesh *m, const struct sockaddr_storage *conc,
 		       unsigned nconc, bool replace, char *script, size_t size)
 {
-	char dest_rule[2048], cap[160] = "", prio[96] = "";
+	char dest_rule[2048], cap[160] = "", prio[96] = "", allowed[96] = "";
+	char elems[256 * 17] = "";
 	int r = lend_dest_rule(m, conc, nconc, dest_rule, sizeof(dest_rule));
 
 	if (r < 0)
@@ -496,6 +566,16 @@ static int lend_script(const struct mesh *m, const struct sockaddr_storage *conc
 	if (m->cfg.lend_uplink[0])
 		snprintf(prio, sizeof(prio), "\t\tiifname \"%s\" meta priority set 4d4c:20\n",
 			 m->cfg.lend_if);
+	/* With a mesh key, only the borrow addresses of borrowers whose
+	 * requests we verified (borrow_allow), kept across a replacement. */
+	if (m->keys.n) {
+		snprintf(allowed, sizeof(allowed), "\t\tiifname \"%s\" ip saddr != @allowed drop\n",
+			 m->cfg.lend_if);
+		for (unsigned b = 0; b < 256; b++)
+			if (m->br[b].allowed)
+				script_append(elems, sizeof(elems), "%s100.64.%u.%u", elems[0] ? ", " : "",
+					      m->lend_own.s6_addr[15], b);
+	}
 	script[0] = '\0';
 	if (replace)
 		script_append(script, size, "table inet " NFT_LEND " {}\ndelete table inet " NFT_LEND "\n");
@@ -512,11 +592,13 @@ static int lend_script(const struct mesh *m, const struct sockaddr_storage *conc
 		      "table inet " NFT_LEND " {\n"
 		      "\tset borrowers { type ipv4_addr; size 256; flags dynamic; }\n"
 		      "\tset lent { type ifname; size 1; flags dynamic; }\n"
+		      "\tset allowed { type ipv4_addr; size 256; %s%s%s}\n"
 		      "\tchain forward {\n"
 		      "\t\ttype filter hook forward priority filter - 1; policy accept;\n"
 		      "\t\tiifname \"%s\" oifname \"%s\" accept\n"
 		      "\t\tiifname \"%s\" meta nfproto != ipv4 drop\n"
 		      "\t\tiifname \"%s\" ip saddr != 100.64.%u.0/24 drop\n"
+		      "%s"
 		      "\t\tiifname \"%s\" meta l4proto != tcp drop\n"
 		      "%s"
 		      "\t\tiifname \"%s\" ct state new add @lent { iifname ct count over %u } "
@@ -529,9 +611,11 @@ static int lend_script(const struct mesh *m, const struct sockaddr_storage *conc
 		      "\t\tiifname \"%s\" oifname != \"%s\" masquerade\n"
 		      "\t}\n"
 		      "}\n",
+		      elems[0] ? "elements = { " : "", elems, elems[0] ? " }; " : "",
 		      m->cfg.lend_if, m->cfg.lend_if,
 		      m->cfg.lend_if,
 		      m->cfg.lend_if, m->lend_own.s6_addr[15],
+		      allowed,
 		      m->cfg.lend_if,
 		      dest_rule,
 		      m->cfg.lend_if, m->cfg.lend_total,
@@ -543,7 +627,7 @@ static int lend_script(const struct mesh *m, const struct sockaddr_storage *conc
 
 static int lend_install(struct mesh *m)
 {
-	char script[6144];
+	char script[12288];
 	char *nft[] = { "nft", "-f", "-", NULL };
 	int r;
 
@@ -697,7 +781,7 @@ int mesh_set_concentrators(struct mesh *m, const struct sockaddr_storage *conc,
 			   const socklen_t *conc_len, unsigned nconc)
 {
 	char *nft[] = { "nft", "-f", "-", NULL };
-	char script[6144];
+	char script[12288];
 	bool same = nconc == m->nconc;
 	int r;
 
@@ -740,13 +824,15 @@ int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, const sockle
 		snprintf(m->cfg.lend_wan, sizeof(m->cfg.lend_wan), "%s", wan);
 	}
 	if (m->cfg.lend_if[0]) {
-		r = if_addr4(m->cfg.lend_if, &m->lend_own, NULL);
+		r = if_addr4(m->cfg.lend_if, &m->lend_own, &m->lend_plen);
 		if (r < 0)
 			return log_errno(r, "--lend %s: no IPv4 address on it: %m", m->cfg.lend_if);
 		r = lend_install(m);
 		if (r < 0)
 			return r;
-		r = udp_socket(m->cfg.lend_if, false);
+		/* Bound to the port, where borrow requests come, unless the
+		 * borrowing socket on the same interface takes them. */
+		r = udp_socket(m->cfg.lend_if, strcmp(m->cfg.lend_if, m->cfg.borrow_if) != 0);
 		if (r < 0) {
 			lend_remove(m);
 			return log_errno(r, "--lend %s: announcement socket: %m", m->cfg.lend_if);
@@ -754,7 +840,9 @@ int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, const sockle
 		m->tx_fd = r;
 		if (!m->keys.n)
 			log_warn("--lend %s without --mesh-key: no announcements (only borrowers "
-				 "that name us as a neighbour= use our line)", m->cfg.lend_if);
+				 "that name us as a neighbour= use our line), and any device on the "
+				 "mesh that takes a borrow address for us can use our line within "
+				 "flows= and total=", m->cfg.lend_if);
 		log_info("lending our line to the mesh on %s: TCP to %s only, %u flows in all, %u per borrower%s%s%s%s%s%s",
 			 m->cfg.lend_if,
 			 m->cfg.nlend_joins ? "our concentrators and joins= at their ports" : "our concentrators",
@@ -864,7 +952,132 @@ int mesh_fd(const struct mesh *m)
 	return m->rx_fd;
 }
 
-bool mesh_receive(struct mesh *m)
+/* Log a refusal at most every 10 s; counts are in results. */
+static void refused(struct mesh *m, uint64_t *next_log, const char *what, const char *ifname,
+		    const struct in6_addr *a, enum mesh_result res)
+{
+	uint64_t now = log_now_ms();
+
+	if (now >= *next_log) {
+		char sa[ADDR_STRLEN];
+
+		log_warn("mesh %s: %s from %s refused: %s (more are counted, not logged, for 10 s)",
+			 ifname, what, addr_format_in6(a, 0, sa), mesh_result_name(res));
+		*next_log = now + 10000;
+	}
+	(void)m;
+}
+
+/* Our borrow address's set element for borrower slot b, in or out. */
+static int borrow_allow(struct mesh *m, unsigned b, bool add)
+{
+	char elem[48];
+	char *argv[] = { "nft", add ? "add" : "delete", "element", "inet", NFT_LEND, "allowed",
+			 elem, NULL };
+	int r;
+
+	if (m->br[b].allowed == add)
+		return 0;
+	snprintf(elem, sizeof(elem), "{ 100.64.%u.%u }", m->lend_own.s6_addr[15], b);
+	r = agent_cmd(argv, NULL, add);
+	if (r != 0 && add)
+		return log_error("--lend %s: nft did not take borrow address 100.64.%u.%u (exit %d)",
+				 m->cfg.lend_if, m->lend_own.s6_addr[15], b, r), -EINVAL;
+	m->br[b].allowed = add;
+	if (add)
+		m->nallowed++;
+	else
+		m->nallowed--;
+	return 0;
+}
+
+/* A borrow request from a (on our lending interface): verified, its
+ * sender's borrow address is forwarded (borrow_allow) until it has been
+ * silent MESH_BORROW_EXPIRE_MS. */
+static void lend_request(struct mesh *m, const uint8_t *buf, size_t len, const struct in6_addr *a)
+{
+	struct mesh_announce an;
+	enum mesh_result res = MESH_R_OK;
+	struct mesh_borrower *br = &m->br[a->s6_addr[15]];
+
+	if (!m->lend_installed)
+		return;
+	res = check_announce(m, buf, len, a, true, &m->lend_own, m->lend_plen, &an);
+	if (res == MESH_R_OK && br->addr.s6_addr[10] && memcmp(&br->addr, a, sizeof(*a))) {
+		/* Another borrower with the same last byte (a mesh larger
+		 * than a /24) holds the slot while it is live. */
+		if (br->allowed || br->last_seq + MESH_CLOCK_MS >= realtime_ms())
+			res = MESH_R_TAKEN;
+		else
+			memset(br, 0, sizeof(*br));
+	}
+	if (res == MESH_R_OK && br->addr.s6_addr[10] && an.seq <= br->last_seq)
+		res = MESH_R_REPLAYED;
+	m->req_results[res]++;
+	if (res != MESH_R_OK) {
+		refused(m, &m->next_req_log_ms, "borrow request", m->cfg.lend_if, a, res);
+		return;
+	}
+	if (!br->addr.s6_addr[10]) {
+		char sa[ADDR_STRLEN];
+
+		log_info("mesh %s: lending to %s (borrow address 100.64.%u.%u)", m->cfg.lend_if,
+			 addr_format_in6(a, 0, sa), m->lend_own.s6_addr[15], a->s6_addr[15]);
+	}
+	br->addr = *a;
+	br->last_seq = an.seq;
+	br->seen_ms = log_now_ms();
+	borrow_allow(m, a->s6_addr[15], true);
+}
+
+/* An announcement from a (on our borrowing interface); true when the set
+ * of neighbours changed. */
+static bool borrow_announce(struct mesh *m, const uint8_t *buf, size_t len,
+			    const struct in6_addr *a)
+{
+	struct mesh_announce an;
+	struct mesh_neighbour *n = NULL;
+	enum mesh_result res;
+	bool changed = false;
+
+	res = check_announce(m, buf, len, a, false, m->have_own ? &m->own : NULL, m->own_plen, &an);
+	for (unsigned i = 0; i < m->nnb && res == MESH_R_OK; i++)
+		if (!memcmp(&m->nb[i].addr, a, sizeof(*a)))
+			n = &m->nb[i];
+	if (n && an.seq <= n->last_seq)
+		res = MESH_R_REPLAYED;
+	if (res == MESH_R_OK && !n) {
+		if (!an.lending)
+			goto counted;  /* a stranger's withdrawal: nothing to do */
+		/* Room is made by mesh_tick, once a departed neighbour's
+		 * path, address and sequence are of no more use. */
+		if (m->nnb == MESH_MAX_NEIGHBOURS) {
+			res = MESH_R_FULL;
+		} else {
+			n = &m->nb[m->nnb++];
+			memset(n, 0, sizeof(*n));
+			n->addr = *a;
+		}
+	}
+	if (res != MESH_R_OK) {
+		m->results[res]++;
+		refused(m, &m->next_refusal_log_ms, "announcement", m->cfg.borrow_if, a, res);
+		return false;
+	}
+	n->last_seq = an.seq;
+	n->seen_ms = log_now_ms();
+	if (n->lending != an.lending)
+		changed = true;
+	n->lending = an.lending;
+counted:
+	m->results[MESH_R_OK]++;
+	return changed;
+}
+
+/* Everything waiting on fd: announcements for the borrower (when fd is
+ * on the borrowing interface), borrow requests for the lender (when it
+ * is on the lending one). */
+static bool receive_on(struct mesh *m, int fd, bool borrowing, bool lending)
 {
 	bool changed = false;
 
@@ -872,59 +1085,40 @@ bool mesh_receive(struct mesh *m)
 		uint8_t buf[64];
 		struct sockaddr_storage from;
 		socklen_t fl = sizeof(from);
-		struct mesh_announce an;
-		struct mesh_neighbour *n = NULL;
-		enum mesh_result res;
 		struct in6_addr a;
-		ssize_t k = recvfrom(m->rx_fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
+		bool request;
+		ssize_t k = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
 
 		if (k < 0)
 			break;
 		if (addr_to_in6((struct sockaddr *)&from, &a, NULL) < 0 || !addr_is_v4mapped(&a))
 			continue;
-		if (m->have_own && !memcmp(&a, &m->own, sizeof(a)))
-			continue;  /* our own, when we lend on the same interface */
-		res = check_announce(m, buf, (size_t)k, &a, &an);
-		for (unsigned i = 0; i < m->nnb && res == MESH_R_OK; i++)
-			if (!memcmp(&m->nb[i].addr, &a, sizeof(a)))
-				n = &m->nb[i];
-		if (n && an.seq <= n->last_seq)
-			res = MESH_R_REPLAYED;
-		if (res == MESH_R_OK && !n) {
-			if (!an.lending)
-				goto counted;  /* a stranger's withdrawal: nothing to do */
-			/* Room is made by mesh_tick, once a departed neighbour's
-			 * path, address and sequence are of no more use. */
-			if (m->nnb == MESH_MAX_NEIGHBOURS) {
-				res = MESH_R_FULL;
-			} else {
-				n = &m->nb[m->nnb++];
-				memset(n, 0, sizeof(*n));
-				n->addr = a;
-			}
-		}
-		if (res != MESH_R_OK) {
-			uint64_t now = log_now_ms();
-
-			m->results[res]++;
-			if (now >= m->next_refusal_log_ms) {
-				char sa[ADDR_STRLEN];
-
-				log_warn("mesh %s: announcement from %s refused: %s (more are counted, "
-					 "not logged, for 10 s)", m->cfg.borrow_if,
-					 addr_format_in6(&a, 0, sa), mesh_result_name(res));
-				m->next_refusal_log_ms = now + 10000;
-			}
-			continue;
-		}
-		n->last_seq = an.seq;
-		n->seen_ms = log_now_ms();
-		if (n->lending != an.lending)
-			changed = true;
-		n->lending = an.lending;
-counted:
-		m->results[MESH_R_OK]++;
+		if ((m->have_own && !memcmp(&a, &m->own, sizeof(a))) ||
+		    (m->cfg.lend_if[0] && !memcmp(&a, &m->lend_own, sizeof(a))))
+			continue;  /* our own broadcast, looped back */
+		request = k == MESH_ANNOUNCE_LEN && buf[5] == 3;
+		if (request && lending)
+			lend_request(m, buf, (size_t)k, &a);
+		else if (!request && borrowing)
+			changed |= borrow_announce(m, buf, (size_t)k, &a);
 	}
+	return changed;
+}
+
+int mesh_lend_fd(const struct mesh *m)
+{
+	return m->cfg.lend_if[0] && strcmp(m->cfg.lend_if, m->cfg.borrow_if) ? m->tx_fd : -1;
+}
+
+bool mesh_receive(struct mesh *m)
+{
+	bool changed = false;
+	bool same = m->cfg.lend_if[0] && !strcmp(m->cfg.lend_if, m->cfg.borrow_if);
+
+	if (m->rx_fd >= 0)
+		changed = receive_on(m, m->rx_fd, true, same && m->tx_fd >= 0);
+	if (mesh_lend_fd(m) >= 0)
+		receive_on(m, m->tx_fd, false, true);
 	return changed;
 }
 
@@ -958,7 +1152,26 @@ bool mesh_tick(struct mesh *m, struct paths *ps, bool own_line_up, uint64_t now,
 	}
 	if (m->tx_fd >= 0 && m->next_announce_ms < next)
 		next = m->next_announce_ms;
+	/* Borrowers that stopped asking lose their borrow address; a slot is
+	 * free again once its last sequence is too old to be replayed. */
+	for (unsigned b = 0; m->lend_installed && b < 256; b++) {
+		struct mesh_borrower *br = &m->br[b];
+
+		if (br->allowed && now - br->seen_ms >= MESH_BORROW_EXPIRE_MS) {
+			char sa[ADDR_STRLEN];
+
+			log_info("mesh %s: %s silent for %u ms: no longer lent to", m->cfg.lend_if,
+				 addr_format_in6(&br->addr, 0, sa), MESH_BORROW_EXPIRE_MS);
+			borrow_allow(m, b, false);
+		}
+		if (!br->allowed && br->addr.s6_addr[10] && br->last_seq + MESH_CLOCK_MS < realtime_ms())
+			memset(br, 0, sizeof(*br));
+	}
 	if (m->rx_fd >= 0) {
+		bool ask = m->keys.n && now >= m->next_request_ms;
+
+		if (ask)
+			m->next_request_ms = now + MESH_ANNOUNCE_MS;
 		m->have_own = if_addr4(m->cfg.borrow_if, &m->own, &m->own_plen) == 0;
 		for (unsigned i = 0; i < m->nnb; i++) {
 			struct mesh_neighbour *n = &m->nb[i];
@@ -978,6 +1191,9 @@ bool mesh_tick(struct mesh *m, struct paths *ps, bool own_line_up, uint64_t now,
 				mesh_borrow_addr(&n->addr, &m->own, &b);
 				if (borrow_taken(m, n, &b))
 					continue;
+				/* Asked first: the lender forwards our first
+				 * subflow's SYN only once it has taken this. */
+				borrow_request(m, n);
 				n->path = paths_neighbour_up(ps, m->cfg.borrow_if, &n->addr, &b, m->cfg.mode);
 				if (n->path)
 					borrow_addr_set(m, n, true);
@@ -990,8 +1206,15 @@ bool mesh_tick(struct mesh *m, struct paths *ps, bool own_line_up, uint64_t now,
 				n->path = NULL;
 				borrow_addr_set(m, n, false);
 				changed = true;
+			} else if (ask && want && n->path && n->path->mode != PATH_OFF) {
+				int r = borrow_request(m, n);
+
+				if (r < 0 && r != -ENETDOWN && r != -ENETUNREACH)
+					log_errno(r, "mesh %s: borrow request: %m", m->cfg.borrow_if);
 			}
 		}
+		if (m->keys.n && m->next_request_ms < next)
+			next = m->next_request_ms;
 		/* A departed neighbour's place is free once its path is down, its
 		 * address gone, and its last sequence too old to be replayed
 		 * (the clock check refuses it): a new lender may have it. */

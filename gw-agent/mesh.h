@@ -24,6 +24,8 @@
 #define MESH_MAX_JOINS 4           /* joins= prefixes of a lender */
 #define MESH_CLOCK_MS 30000       /* an announcement's sequence (its sender's
 				   * clock) this far from ours is refused */
+#define MESH_BORROW_EXPIRE_MS 10000  /* a borrower silent this long loses its
+				      * borrow address at the lender */
 
 /* What became of an announcement (metrics: gw_agent_mesh_announcements_total). */
 enum mesh_result {
@@ -39,6 +41,8 @@ enum mesh_result {
 	MESH_R_CLOCK,                  /* sequence too far from our clock */
 	MESH_R_REPLAYED,               /* sequence not above the last one */
 	MESH_R_FULL,                   /* MESH_MAX_NEIGHBOURS known already */
+	MESH_R_TAKEN,                  /* a borrow request for an address another
+					* live borrower has (same last byte) */
 	MESH_R_MAX,
 };
 const char *mesh_result_name(enum mesh_result r);
@@ -52,6 +56,15 @@ struct mesh_neighbour {
 	bool addr_added;               /* our borrow address is on the interface */
 	bool conflict;                 /* its borrow address is another's: not used */
 	struct path *path;
+};
+
+/* A borrower as its lender knows it: by its borrow address for us,
+ * 100.64.L.B, so by B, its mesh address's last byte (the slot). */
+struct mesh_borrower {
+	struct in6_addr addr;          /* its mesh address (mapped); zero = free */
+	uint64_t last_seq;             /* its last accepted request's sequence */
+	uint64_t seen_ms;              /* then (log_now_ms) */
+	bool allowed;                  /* in the lending table's set */
 };
 
 struct mesh_config {
@@ -98,6 +111,15 @@ struct mesh {
 	bool tx_failed;                /* the last announcement could not leave */
 	uint64_t next_announce_ms, next_route_ms;
 	struct in6_addr lend_own;
+	unsigned lend_plen;            /* its prefix length: borrowers are on-link */
+	/* Borrowers that sent a verified borrow request, by the last byte of
+	 * their mesh address; with a mesh key only their borrow addresses are
+	 * forwarded. */
+	struct mesh_borrower br[256];
+	unsigned nallowed;
+	uint64_t req_results[MESH_R_MAX];  /* borrow requests received, by result */
+	uint64_t next_req_log_ms;
+	uint64_t next_request_ms;      /* borrower: our next round of requests */
 	/* what borrowers may reach: our concentrators, and joins= prefixes
 	 * at their ports */
 	struct sockaddr_storage conc[MESH_MAX_CONC];
@@ -139,8 +161,9 @@ int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, const sockle
 int mesh_set_concentrators(struct mesh *m, const struct sockaddr_storage *conc,
 			   const socklen_t *conc_len, unsigned nconc);
 void mesh_stop(struct mesh *m, struct paths *ps);
-/* The descriptor to poll for announcements, -1 = none. */
+/* The descriptors to poll (announcements, borrow requests), -1 = none. */
 int mesh_fd(const struct mesh *m);
+int mesh_lend_fd(const struct mesh *m);
 /* Read what arrived; returns true when the set of neighbours changed. */
 bool mesh_receive(struct mesh *m);
 /* Expire silent neighbours, bring their paths up or down, announce our

@@ -40,12 +40,13 @@ int mesh_announce_parse(const uint8_t *buf, size_t len, struct mesh_announce *re
 		*why = "unknown version";
 		return -EBADMSG;
 	}
-	if (buf[5] & ~1u || buf[6] || buf[7]) {
+	if ((buf[5] != 0 && buf[5] != 1 && buf[5] != 3) || buf[6] || buf[7]) {
 		*why = "unknown flags";
 		return -EBADMSG;
 	}
 	memset(ret, 0, sizeof(*ret));
 	ret->lending = buf[5] & 1;
+	ret->borrow = buf[5] & 2;
 	ret->kid = (uint32_t)get_be(buf + 8, 4);
 	ret->seq = get_be(buf + 12, 8);
 	ret->sender.s6_addr[10] = ret->sender.s6_addr[11] = 0xff;
@@ -58,7 +59,7 @@ void mesh_announce_build(uint8_t out[MESH_ANNOUNCE_LEN], const struct mesh_annou
 {
 	memcpy(out, magic, 4);
 	out[4] = 2;
-	out[5] = a->lending ? 1 : 0;
+	out[5] = a->borrow ? 3 : a->lending ? 1 : 0;
 	out[6] = out[7] = 0;
 	put_be(out + 8, a->kid, 4);
 	put_be(out + 12, a->seq, 8);

@@ -16,18 +16,26 @@
 /* The announcement, 40 bytes, in network order:
  *
  *   "gwml" | version 2 | flags (bit 0: lending now; 0 = withdrawn, its line
- *   is down) | 2 bytes zero | key id (u32) | sequence (u64: the sender's
- *   clock, ms since 1970, strictly increasing) | the sender's IPv4 mesh
- *   address (4 bytes) | tag (16 bytes)
+ *   is down; bit 1: a borrow request, see below) | 2 bytes zero | key id
+ *   (u32) | sequence (u64: the sender's clock, ms since 1970, strictly
+ *   increasing) | the sender's IPv4 mesh address (4 bytes) | tag (16 bytes)
  *
  * The tag is HMAC-SHA256, truncated to 16 bytes, with the mesh key's
  * secret over "mptcp-ha mesh 2" and the 24 bytes before it (mesh.c). Any
  * household that holds a key the borrower accepts can announce, as the
  * address the key is for, and nothing it sent can be replayed: the
  * sequence must grow and be near the borrower's clock. Version 1 (8 bytes,
- * no key) is refused. */
+ * no key) is refused.
+ *
+ * A borrow request (flags 3: bit 1 and bit 0) goes the other way: a
+ * borrower sends it to each lender it uses (unicast, every second), and
+ * the lender forwards only the borrow addresses of borrowers whose
+ * requests it can verify. Its tag is over "mptcp-ha borrow 2", the
+ * lender's IPv4 mesh address (4 bytes, not sent: the receiver's own) and
+ * the 24 bytes, so a request for one lender is worth nothing at another. */
 struct mesh_announce {
 	bool lending;
+	bool borrow;                   /* a borrow request (then lending too) */
 	uint32_t kid;
 	uint64_t seq;
 	struct in6_addr sender;        /* v4-mapped */

@@ -42,6 +42,8 @@ void agent_mesh_snapshot(struct agent *a)
 {
 	pthread_mutex_lock(&a->snap_lock);
 	memcpy(a->mesh_results, a->mesh.results, sizeof(a->mesh_results));
+	memcpy(a->mesh_req_results, a->mesh.req_results, sizeof(a->mesh_req_results));
+	a->mesh_borrowers = a->mesh.nallowed;
 	pthread_mutex_unlock(&a->snap_lock);
 }
 
@@ -89,6 +91,8 @@ void agent_paths_snapshot(struct agent *a)
 		}
 	a->npm = n;
 	memcpy(a->mesh_results, a->mesh.results, sizeof(a->mesh_results));
+	memcpy(a->mesh_req_results, a->mesh.req_results, sizeof(a->mesh_req_results));
+	a->mesh_borrowers = a->mesh.nallowed;
 	pthread_mutex_unlock(&a->snap_lock);
 	if (conc0_seen)
 		atomic_store_explicit(&a->conc_up[0], conc0_up ? 1 : 0, memory_order_relaxed);
@@ -106,12 +110,15 @@ void agent_render_metrics(void *ctx, struct mbuf *b)
 	char l[256], e1[64], e2[64];
 	struct control_counts cc = { .read = false };
 
-	uint64_t mesh_results[MESH_R_MAX];
+	uint64_t mesh_results[MESH_R_MAX], mesh_req_results[MESH_R_MAX];
+	unsigned mesh_borrowers;
 
 	pthread_mutex_lock(&a->snap_lock);
 	npm = a->npm;
 	memcpy(pm, a->pm, sizeof(pm));
 	memcpy(mesh_results, a->mesh_results, sizeof(mesh_results));
+	memcpy(mesh_req_results, a->mesh_req_results, sizeof(mesh_req_results));
+	mesh_borrowers = a->mesh_borrowers;
 	pthread_mutex_unlock(&a->snap_lock);
 	pthread_mutex_lock(&a->cfg_lock);
 	cfg = a->cfg;
@@ -234,6 +241,19 @@ void agent_render_metrics(void *ctx, struct mbuf *b)
 			snprintf(l, sizeof(l), "result=\"%s\"", mesh_result_name(k));
 			metrics_u64(b, "gw_agent_mesh_announcements_total", l, mesh_results[k]);
 		}
+	}
+	if (cfg.mesh.lend_if[0]) {
+		metrics_head(b, "gw_agent_mesh_borrow_requests_total", "counter",
+			     "Borrow requests received as a lender, by what became of them (ok, or "
+			     "why refused).");
+		for (unsigned k = 0; k < MESH_R_MAX; k++) {
+			snprintf(l, sizeof(l), "result=\"%s\"", mesh_result_name(k));
+			metrics_u64(b, "gw_agent_mesh_borrow_requests_total", l, mesh_req_results[k]);
+		}
+		metrics_one(b, "gw_agent_mesh_borrowers", "gauge",
+			    "Borrowers whose borrow addresses we forward now (verified requests; "
+			    "0 without a mesh key, when any borrow address is forwarded).",
+			    mesh_borrowers);
 	}
 	metrics_head(b, "gw_agent_accept_pauses_total", "counter",
 		     "Times accepting paused for want of descriptors, by socket.");

@@ -2,7 +2,7 @@
  * the bytes any device on the mesh segment can send to the agent's UDP
  * port. Beyond "no crash", checked against this file's own reading of the
  * format in meshmsg.h: 0 exactly for 40 bytes of "gwml", version 2, flags
- * 0 or 1, two zero bytes; the fields are the bytes read here (big-endian);
+ * 0, 1 or 3 (a borrow request), two zero bytes; the fields are the bytes read here (big-endian);
  * building the parsed value gives the same 40 bytes back; anything else is
  * -EBADMSG with a reason. */
 #include "meshmsg.h"
@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *why = NULL;
 	int r;
 	bool valid = size == 40 && !memcmp(data, "gwml", 4) && data[4] == 2 &&
-		data[5] <= 1 && !data[6] && !data[7];
+		(data[5] <= 1 || data[5] == 3) && !data[6] && !data[7];
 
 	memset(&a, 0xa5, sizeof(a));
 	r = mesh_announce_parse(data, size, &a, &why);
@@ -36,7 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			kid = kid << 8 | data[8 + i];
 		for (int i = 0; i < 8; i++)
 			seq = seq << 8 | data[12 + i];
-		REQUIRE(a.lending == (data[5] == 1));
+		REQUIRE(a.lending == (data[5] != 0));
+		REQUIRE(a.borrow == (data[5] == 3));
 		REQUIRE(a.kid == kid && a.seq == seq);
 		for (int i = 0; i < 10; i++)
 			REQUIRE(a.sender.s6_addr[i] == 0);

@@ -33,14 +33,17 @@ start_concentrator conc conc --listen 192.0.2.1:5124 --allow-client 198.51.100.0
 wait_listen srv 5201 && wait_listen conc 5124 && wait_listen conc 9000 && wait_listen lanb 9000 &&
 	wait_listen conc 5202 && wait_listen conc 5204 && wait_listen conc 5205 || exit 1
 
-# Mesh keys, one per lending household, bound to its address in A's file
+# Mesh keys, one per household, bound to its address in the others' files
 # (so B and C cannot speak for each other), and key 8, which A takes from
-# any address of the mesh (a key the households share).
+# any address of the mesh (a key the households share). Each signs with
+# the first key in its file: B and C their announcements, A its borrow
+# requests (key 4, which B and C hold for A's address).
 hex() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
-S5=$(hex); S6=$(hex); S8=$(hex)
+S4=$(hex); S5=$(hex); S6=$(hex); S8=$(hex)
 (umask 077
- echo "5 $S5" > "$WORKDIR/b.mkeys"; echo "6 $S6" > "$WORKDIR/c.mkeys"
- printf '5 %s 10.77.0.2/32\n6 %s 10.77.0.3/32\n8 %s 10.77.0.0/24\n' "$S5" "$S6" "$S8" > "$WORKDIR/a.mkeys")
+ printf '5 %s 10.77.0.2/32\n4 %s 10.77.0.1/32\n' "$S5" "$S4" > "$WORKDIR/b.mkeys"
+ printf '6 %s 10.77.0.3/32\n4 %s 10.77.0.1/32\n' "$S6" "$S4" > "$WORKDIR/c.mkeys"
+ printf '4 %s 10.77.0.1/32\n5 %s 10.77.0.2/32\n6 %s 10.77.0.3/32\n8 %s 10.77.0.0/24\n' "$S4" "$S5" "$S6" "$S8" > "$WORKDIR/a.mkeys")
 MESH_KEYS=
 # B knows a second concentrator (192.0.2.3: a listener on conc's loopback)
 # and C lends to a cluster's join addresses (joins=192.0.2.0/29), for what
@@ -246,6 +249,33 @@ lend_firewall() {
 }
 check "a lender forwards only TCP to the concentrator from its borrow addresses (not another port, not UDP or ICMP, not the Internet, not its LAN, not other sources)" lend_firewall
 
+M="ip netns exec $(ns c) $PY ./nettool.py meshannounce --dev c-mesh --count 10 --interval 0.01"
+# A device on the segment without a key takes a borrow address for B
+# itself (100.64.2.9, as a borrower at 10.77.0.9 would have) and routes
+# through B: B forwards only the borrow addresses of borrowers that signed
+# a borrow request with a key B holds (A's), so this gets nothing. Before
+# borrow requests, the source check alone let it connect. From C's
+# namespace, by a rule of its own (C's agent and routes are untouched).
+keyless_borrower() {
+	local rc=0
+	# Forged borrow requests for 10.77.0.9 first: signed with C's key
+	# (which B does not hold) and with A's key (B holds it for A's
+	# address only). Neither opens 100.64.2.9.
+	$M --src 10.77.0.9 --key "6:$S6" --borrow 10.77.0.2 --count 3 > /dev/null &&
+		$M --src 10.77.0.9 --key "4:$S4" --borrow 10.77.0.2 --count 3 > /dev/null || return 1
+	ip -n "$(ns c)" addr add 100.64.2.9/32 dev c-mesh
+	ip -n "$(ns c)" route replace default via 10.77.0.2 dev c-mesh table 4097
+	ip -n "$(ns c)" rule add from 100.64.2.9 lookup 4097 priority 90
+	reach c 100.64.2.9 tcp 192.0.2.1 5124 && { echo "B forwarded a keyless device's borrow address"; rc=1; }
+	ip -n "$(ns c)" rule del from 100.64.2.9 lookup 4097 priority 90
+	ip -n "$(ns c)" route flush table 4097
+	ip -n "$(ns c)" addr del 100.64.2.9/32 dev c-mesh
+	via_b tcp 192.0.2.1 5124 > /dev/null || { echo "control: A's own borrow address no longer gets through B"; rc=1; }
+	grep -h "lending to\|borrow request from" "$WORKDIR/agent-b.log" | tail -3
+	return $rc
+}
+check "a device on the segment without a key that takes a borrow address for B gets nothing through B" keyless_borrower
+
 # A lender forwards to each of its concentrators (B has a second one,
 # 192.0.2.3), and to a cluster's join addresses (C's joins=192.0.2.0/29)
 # at the concentrators' port, nowhere else (both have listeners).
@@ -324,7 +354,6 @@ check "B's line down: B withdraws and A drops it within 2 s; back: lent again" w
 # send anything from any address; issue 20). Each kind of announcement, 10
 # times: A counts it refused for its own reason, B's path stays up, and no
 # other neighbour appears.
-M="ip netns exec $(ns c) $PY ./nettool.py meshannounce --dev c-mesh --count 10 --interval 0.01"
 mesh_result() { metric_at a 127.0.0.1:9190 "gw_agent_mesh_announcements_total{result=\"$1\"}"; }
 at_least() { [ "$(mesh_result "$1")" -ge "$2" ]; }
 spoof() {  # spoof RESULT ANNOUNCE-ARGS...

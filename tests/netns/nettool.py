@@ -917,15 +917,18 @@ async def cmd_cookieflood(args):
 MESH_LABEL = b"mptcp-ha mesh 2"
 
 
-def mesh_announce(lending, kid, secret, seq, sender, version=2):
+def mesh_announce(lending, kid, secret, seq, sender, version=2, borrow_from=None):
     """A mesh announcement as gw-agent/meshmsg.h describes it, written here
-    from that description: version 1 is the old unsigned 8 bytes."""
+    from that description: version 1 is the old unsigned 8 bytes. With
+    borrow_from (a lender's address): a borrow request for that lender."""
     if version == 1:
         return b"gwml" + bytes([1, 1 if lending else 0, 0, 0])
     import hmac
-    body = (b"gwml" + bytes([version, 1 if lending else 0, 0, 0]) +
+    flags = 3 if borrow_from else 1 if lending else 0
+    body = (b"gwml" + bytes([version, flags, 0, 0]) +
             struct.pack("!IQ", kid, seq) + socket.inet_aton(sender))
-    tag = hmac.new(secret, MESH_LABEL + body, hashlib.sha256).digest()[:16]
+    label = b"mptcp-ha borrow 2" + socket.inet_aton(borrow_from) if borrow_from else MESH_LABEL
+    tag = hmac.new(secret, label + body, hashlib.sha256).digest()[:16]
     return body + tag
 
 
@@ -959,7 +962,7 @@ def cmd_meshannounce(args):
                 kid, hexsecret = args.key.split(":")
                 seq = int(time.time() * 1000) + args.seq_offset + i
                 msg = mesh_announce(args.lending, int(kid), bytes.fromhex(hexsecret), seq,
-                                    args.sender or src)
+                                    args.sender or src, borrow_from=args.borrow)
             send_spoofed_udp(args.dev, src, msg)
         time.sleep(args.interval)
     print(json.dumps({"sent": args.count * len(srcs), "src": args.src}))
@@ -1296,6 +1299,7 @@ def main():
     ma.add_argument("--interval", type=float, default=0.02)
     ma.add_argument("--seq-offset", type=int, default=0)
     ma.add_argument("--replay")
+    ma.add_argument("--borrow", help="LENDER: a borrow request for that lender instead")
     mc = sub.add_parser("meshcapture")
     mc.add_argument("--dev", required=True)
     mc.add_argument("--src", required=True)
