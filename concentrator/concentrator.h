@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "policy.h"
 #include "relay.h"
+#include "peers.h"
 
 #define CONC_MAX_LISTEN 16
 #define CONC_MAX_SERVICE 4
@@ -58,6 +59,13 @@ struct conc_config {
 	unsigned route_table;         /* --route-table */
 	unsigned drain_deadline_s;    /* SIGUSR1: flows get this long */
 	char box[64];                 /* --box: the metrics' box label */
+	/* --replay-peer, --replay-listen: cookies shared with the other
+	 * boxes (peers.c). */
+	struct sockaddr_storage peer[CONC_MAX_PEERS];
+	socklen_t peer_len[CONC_MAX_PEERS];
+	unsigned npeers;
+	struct sockaddr_storage replay_listen;
+	socklen_t replay_listen_len;
 	/* The UDP carrier (udp.c). */
 	bool udp;                     /* --udp */
 	uint32_t udp_max_flows;       /* --udp-max-flows */
@@ -121,6 +129,7 @@ struct conc {
 	struct conc_config cfg;
 	struct quota limits;
 	struct replay replay;         /* cookies seen, kept across reloads */
+	struct peers peers;           /* ... and told to the other boxes */
 	/* ownaddr.c: the thread that keeps cfg.policy.own current. */
 	struct mnl_socket *own_nl;
 	pthread_t own_thread;

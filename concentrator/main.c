@@ -81,6 +81,7 @@ static void reload(struct conc *c, int argc, char **argv)
 	if (n.tfo_key_len && (n.tfo_key_len != cur->tfo_key_len ||
 			      memcmp(n.tfo_key, cur->tfo_key, n.tfo_key_len))) {
 		rotate_tfo_key(c, &n);
+		peers_set_key(c);
 	}
 	pthread_rwlock_wrlock(&c->live_lock);
 	/* The own-address list is the watcher's (ownaddr.c), which may have
@@ -319,6 +320,9 @@ int main(int argc, char **argv)
 	if (quota_init(&c->limits, (uint8_t)c->cfg.client_prefix6) < 0 ||
 	    replay_init(&c->replay, c->cfg.replay_entries) < 0)
 		return 1;
+	/* Before the workers: they tell the peers of every cookie taken. */
+	if (peers_start(c) < 0)
+		return 1;
 	quota_set(&c->limits, QUOTA_FLOW, c->cfg.max_flows, c->cfg.max_per_client);
 	/* Handshakes in total are counted by each worker against its share
 	 * (worker.c); the table holds only the per-client limit. */
@@ -398,6 +402,7 @@ int main(int argc, char **argv)
 	/* Metrics first: a scrape reads the UDP thread's counters. */
 	metrics_server_stop(&c->metrics);
 	udp_stop(c);
+	peers_stop(c);
 	ownaddr_stop(c);
 	cluster_stop(c);
 	if (r == 0)

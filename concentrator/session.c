@@ -285,6 +285,9 @@ static void act(struct conc_worker *cw, struct relay *r, struct decision *d, boo
 			d->code = CONVERT_E_NOT_AUTHORIZED;
 			d->value_len = 0;
 			d->reason = decide_cookie_text(d->cookie);
+		} else {
+			/* The other boxes refuse it from now on (peers.c). */
+			peers_tell(cw->c, d->fields.kid, d->fields.nonce, d->fields.time);
 		}
 	}
 	if (keyed && (d->keyed || d->cookie != COOKIE_OK))

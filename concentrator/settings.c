@@ -23,7 +23,8 @@ enum {
 	O_DRAIN_TIMEOUT, O_KEEPALIVE, O_BUFFERS, O_BUFFER_SIZE, O_LOG_LEVEL, O_METRICS,
 	O_CONFIG, O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_JOIN_ADDR, O_SERVICE,
 	O_ROUTE_TABLE, O_DRAIN_DEADLINE, O_BOX, O_VERIFY, O_NO_VERIFY, O_UDP, O_NO_UDP, O_UDP_MAX_FLOWS,
-	O_UDP_PER_GW, O_UDP_RATE, O_UDP_TIMEOUT, O_UDP_STREAM_TIMEOUT, O_END,
+	O_UDP_PER_GW, O_UDP_RATE, O_UDP_TIMEOUT, O_UDP_STREAM_TIMEOUT, O_REPLAY_PEER, O_REPLAY_LISTEN,
+	O_END,
 };
 
 #define AT(field) OPT_AT(struct conc_config, field)
@@ -160,6 +161,19 @@ static const struct opt_spec conc_opts[] = {
 	  .deflt = "600",
 	  .help = "at SIGUSR1 (drain) the service routes are withdrawn and running flows get "
 		  "this long; then the daemon stops as at SIGTERM and exits 0" },
+	{ "replay-peer", O_REPLAY_PEER, "ADDR:PORT", "cluster.replay_peers", CONFIG_LIST,
+	  .reload = OPT_RESTART,
+	  .help = "another box of the cluster (its replay-listen): every cookie this box takes "
+		  "is sent there at once, and its cookies are taken here, so a cookie is good "
+		  "once in the whole cluster; repeatable, 8 at most",
+	  .more = "Needs replay-listen and the TFO key file the boxes share (tfo-key-file), "
+		  "which authenticates the messages. A replay that reaches another box before "
+		  "the message (a LAN's delay) is still taken, and counted there "
+		  "(README, \"Several concentrators\")." },
+	{ "replay-listen", O_REPLAY_LISTEN, "ADDR:PORT", "cluster.replay_listen", CONFIG_STRING,
+	  .reload = OPT_RESTART, .deflt = "none",
+	  .help = "where this box hears the other boxes' cookies (UDP), from the replay-peer "
+		  "addresses only; the peers' messages come from their own replay-listen" },
 	{ "box", O_BOX, "NAME", "cluster.box", CONFIG_STRING, .type = OT_STRING, AT(box),
 	  .reload = OPT_RESTART, .deflt = "none",
 	  .help = "a label box=\"NAME\" on every metric, to tell the boxes of a service apart "
@@ -252,6 +266,7 @@ static void clear_list_once(struct parse *p, int c)
 	switch (c) {
 	case O_LISTEN: cfg->nlisten = 0; break;
 	case O_SERVICE: cfg->nservice = 0; break;
+	case O_REPLAY_PEER: cfg->npeers = 0; break;
 	case O_ALLOW_CLIENT: policy_clear_operator(&cfg->policy, true, false, false); break;
 	case O_ALLOW_DEST: policy_clear_operator(&cfg->policy, false, true, false); break;
 	case O_DENY_DEST: policy_clear_operator(&cfg->policy, false, false, true); break;
@@ -331,6 +346,17 @@ static int apply_opt(void *ctx, int c, const char *arg)
 		cfg->have_join_addr = true;
 		return 0;
 	}
+	case O_REPLAY_PEER:
+		if (cfg->npeers == CONC_MAX_PEERS)
+			return opt_error(name, arg, "is one peer too many (8 at most)");
+		if (addr_parse_hostport(arg, -1, &cfg->peer[cfg->npeers], &cfg->peer_len[cfg->npeers]) < 0)
+			return opt_error(name, arg, "is not ADDR:PORT");
+		cfg->npeers++;
+		return 0;
+	case O_REPLAY_LISTEN:
+		if (addr_parse_hostport(arg, -1, &cfg->replay_listen, &cfg->replay_listen_len) < 0)
+			return opt_error(name, arg, "is not ADDR:PORT");
+		return 0;
 	case O_SERVICE:
 		if (cfg->nservice == CONC_MAX_SERVICE)
 			return opt_error(name, arg, "is one service route too many (4 at most)");
@@ -447,6 +473,24 @@ int conc_load_settings(int argc, char **argv, struct conc_config *cfg)
 		if (r < 0)
 			return r;
 	}
+	if (cfg->npeers && (!cfg->replay_listen_len || !cfg->tfo_key_len)) {
+		fprintf(stderr, "mptcp-concentrator: cluster.replay_peers (--replay-peer) needs %s\n",
+			!cfg->replay_listen_len ? "cluster.replay_listen (--replay-listen): where the "
+			"other boxes' messages come" : "tfo_key_file (--tfo-key-file): the key the "
+			"boxes share authenticates their messages");
+		return -EINVAL;
+	}
+	if (cfg->replay_listen_len && !cfg->npeers) {
+		fprintf(stderr, "mptcp-concentrator: cluster.replay_listen (--replay-listen) without "
+			"cluster.replay_peers (--replay-peer): no box to share cookies with\n");
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < cfg->npeers; i++)
+		if (cfg->peer[i].ss_family != cfg->replay_listen.ss_family) {
+			fprintf(stderr, "mptcp-concentrator: cluster.replay_peers: peer %u is not of "
+				"the address family of cluster.replay_listen\n", i + 1);
+			return -EINVAL;
+		}
 	if (cfg->nlisten == 0) {
 		r = addr_parse_hostport("[::]", CONVERT_DEFAULT_PORT, &cfg->listen[0],
 					&cfg->listen_len[0]);

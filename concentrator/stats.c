@@ -226,6 +226,7 @@ void conc_render_metrics(void *ctx, struct mbuf *b)
 		     "1 while the service routes are in the route table (the address is announced).");
 	metrics_u64(b, "mptcp_concentrator_service_announced", "", c->service_up);
 	udp_render_metrics(c, b);
+	peers_render_metrics(c, b);
 	if (c->cfg.box[0])
 		metrics_label_all(b, "box", c->cfg.box);
 }

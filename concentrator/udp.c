@@ -599,6 +599,8 @@ static void on_hello(struct udp_srv *u, uint8_t *buf, unsigned ci, const struct 
 		memcpy(&n64, h.nonce, sizeof(n64));
 		if (replay_check(&c->replay, h.kid, n64, h.time, unow) < 0)
 			why = UDPR_STALE;
+		else
+			peers_tell(c, h.kid, n64, h.time);
 	}
 	/* Keyless, the owner is the address (IPv6: its /64). */
 	owner_addr = addr;

@@ -29,10 +29,18 @@ echo "7 $K7" > "$WORKDIR/gw.keys"
 umask 022
 
 METRICS=198.51.100.1:9190
+# Two boxes of a cluster (the second on port 5125), sharing the TFO key and
+# the cookies they take (--replay-peer).
+(umask 077; echo "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$WORKDIR/tfo.key")
 start_concentrator conc conc --listen 192.0.2.1:5124 --allow-any-client --keys "$WORKDIR/conc.keys" \
-	--metrics-listen $METRICS --workers 1 --replay-cache 512
+	--metrics-listen $METRICS --workers 1 --replay-cache 512 --tfo-key-file "$WORKDIR/tfo.key" \
+	--replay-listen 127.0.0.1:5130 --replay-peer 127.0.0.1:5131
 CONC_MAIN=$CONC_PID
-wait_listen srv 9000 && wait_listen conc 5124 || exit 1
+start_concentrator conc conc2 --listen 192.0.2.1:5125 --allow-any-client --keys "$WORKDIR/conc.keys" \
+	--metrics-listen 198.51.100.1:9191 --workers 1 --tfo-key-file "$WORKDIR/tfo.key" \
+	--replay-listen 127.0.0.1:5131 --replay-peer 127.0.0.1:5130
+CONC2=$CONC_PID
+wait_listen srv 9000 && wait_listen conc 5124 && wait_listen conc 5125 || exit 1
 
 G="ip netns exec $(ns gw) $PY ./nettool.py"
 CK="$G cookie --conc 192.0.2.1:5124 --dst 203.0.113.2:9000 --src 198.51.100.2"
@@ -43,6 +51,39 @@ metric() {  # metric NAME{LABELS}: its value at the concentrator (fails when abs
 check "no Cookie: Error 3 (Missing Cookie)" $CK --key 7:$K7 --case none --expect 3
 check "a valid cookie: relayed (echo intact)" $CK --key 7:$K7 --case good --expect=-1
 check "the same cookie twice: the replay gets Error 32" $CK --key 7:$K7 --case replay --expect 32
+# A cookie seen on the wire at one box, replayed at the other (ECMP sends a
+# connection to any box): the first box told the second (replay-peer).
+check "a cookie used at one box of a cluster, replayed at the other: Error 32" \
+	$CK --key 7:$K7 --case replay --replay-to 192.0.2.1:5125 --expect 32
+check "a NAT cookie used at box 2, replayed at box 1: Error 32" \
+	$G cookie --conc 192.0.2.1:5125 --dst 203.0.113.2:9000 --src 198.51.100.2 --key 9:$K9 \
+	--nat --case replay --replay-to 192.0.2.1:5124 --expect 32
+# A message from elsewhere, or from a peer's address with a guessed key,
+# is counted and changes nothing.
+peer_metric() { metric_at gw 198.51.100.1:9191 "mptcp_concentrator_replay_peer_$1"; }
+bad_tags_over() { [ "$(peer_metric 'messages_total{result="bad_tag"}')" -ge "$1" ]; }
+peer_forged() {
+	local m0 e0 e1 st
+	m0=$(peer_metric 'messages_total{result="bad_tag"}') &&
+		e0=$(peer_metric 'entries_total{result="new"}') || return 1
+	# Dated now, so that a forged entry taken would count as new.
+	ip netns exec "$(ns conc)" "$PY" -c '
+import os, socket, struct, time
+body = b"gwrp" + bytes([1, 1, 0, 0]) + struct.pack("!IIQ", 7, int(time.time()), 1) + os.urandom(16)
+udp = struct.pack("!HHHH", 5130, 5131, 8 + len(body), 0) + body
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0,
+                 socket.inet_aton("127.0.0.1"), socket.inet_aton("127.0.0.1"))
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+for _ in range(5):
+    s.sendto(ip + udp, ("127.0.0.1", 0))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.sendto(body, ("127.0.0.1", 5131))' || return 1
+	eventually 5 bad_tags_over $((m0 + 5)) || return 1
+	st=$(peer_metric 'messages_total{result="stranger"}') && e1=$(peer_metric 'entries_total{result="new"}') || return 1
+	echo "{\"bad_tag\": $(( $(peer_metric 'messages_total{result="bad_tag"}') - m0 )), \"stranger\": $st, \"entries_new_before\": $e0, \"after\": $e1}"
+	[ "$st" -ge 1 ] && [ "$e0" -ge 1 ] && [ "$e1" -eq "$e0" ]
+}
+check "forged cluster messages (a guessed key from a peer's address, a stranger's): counted, nothing taken" peer_forged
 check "a cookie 200 s old: Error 32" $CK --key 7:$K7 --case stale --expect 32
 check "a cookie 200 s ahead: Error 32" $CK --key 7:$K7 --case future --expect 32
 check "a forged authenticator (one bit): Error 32" $CK --key 7:$K7 --case badmac --expect 32
@@ -74,8 +115,10 @@ counted() {
 	replayed=$(metric 'mptcp_concentrator_cookies_total{result="replayed"}')
 	scope=$(metric 'mptcp_concentrator_cookies_total{result="scope"}')
 	echo "{\"ok\": $ok, \"missing\": $missing, \"bad_mac\": $bad, \"replayed\": $replayed, \"scope\": $scope}"
-	# good, replay's first, nat: 3 ok; wrong secret, otherdst, othersrc, badmac: 4 bad_mac.
-	[ "$ok" -eq 3 ] && [ "$missing" -eq 1 ] && [ "$bad" -eq 4 ] && [ "$replayed" -eq 1 ] && [ "$scope" -eq 1 ]
+	# good, replay's first, the cluster replay's first, nat: 4 ok; wrong
+	# secret, otherdst, othersrc, badmac: 4 bad_mac; the replay and the NAT
+	# cookie's replay from box 2: 2 replayed.
+	[ "$ok" -eq 4 ] && [ "$missing" -eq 1 ] && [ "$bad" -eq 4 ] && [ "$replayed" -eq 2 ] && [ "$scope" -eq 1 ]
 }
 check "refusals are counted by reason" counted
 
@@ -128,7 +171,7 @@ agent_counted() {
 		others=$((others + $(metric "mptcp_concentrator_cookies_total{result=\"$r\"}")))
 	done
 	echo "{\"ok\": $ok, \"unknown_key\": $unknown, \"other_refusals\": $others}"
-	[ "$ok" -ge $((3 + 20 + 12)) ] && [ "$unknown" -eq 2 ] && [ "$others" -eq $((1 + 4 + 1 + 1 + 4 + 1)) ] && return 0
+	[ "$ok" -ge $((3 + 20 + 12)) ] && [ "$unknown" -eq 2 ] && [ "$others" -eq $((1 + 4 + 1 + 1 + 4 + 2)) ] && return 0
 	# Which requests were refused, and when against the reloads: the
 	# concentrator's refusal lines (source, destination, reason).
 	grep -h -E "refused|reloaded" "$WORKDIR/conc.log" | tail -20
@@ -191,4 +234,5 @@ check "no secret appears in any log" never_logged
 
 check "agent exits cleanly" stop_agent_log $AGENT_PID "$WORKDIR/agent.log"
 check "concentrator exits cleanly" stop_concentrator "$CONC_MAIN" conc
+check "the second box exits cleanly" stop_concentrator "$CONC2" conc2
 finish

@@ -812,7 +812,8 @@ def cookie_value(kid, secret, ts, nonce, client, dst_host, dst_port, nat=False, 
 async def cmd_cookie(args):
     """One request with a Cookie built for --case; expects --expect (an Error
     code, or -1 for success with the echo intact). Cases: none, good,
-    replay (the same cookie twice: the second must fail), stale, future,
+    replay (the same cookie twice: the second must fail; --replay-to: at
+    another concentrator), stale, future,
     badmac, unknownkey, otherdst (cookie for another destination),
     othersrc (cookie for another client address), nat."""
     host, port = split_hostport(args.dst)
@@ -821,7 +822,7 @@ async def cmd_cookie(args):
     now = int(time.time())
     nonce = int.from_bytes(os.urandom(8), "big")
     client = args.src
-    ts, chost, nat = now, host, args.case == "nat"
+    ts, chost, nat = now, host, args.case == "nat" or args.nat
     if args.time is not None:
         ts = args.time
     if args.case == "stale":
@@ -843,7 +844,8 @@ async def cmd_cookie(args):
     msg = convert_msg(*tlvs)
     results = []
     for attempt in range(2 if args.case == "replay" else 1):
-        reader, writer = await open_conn(args.conc, IPPROTO_MPTCP, args.src)
+        conc = args.replay_to if attempt == 1 and args.replay_to else args.conc
+        reader, writer = await open_conn(conc, IPPROTO_MPTCP, args.src)
         payload = os.urandom(4096)
         writer.write(msg + payload)
         await writer.drain()
@@ -1279,6 +1281,8 @@ def main():
     ck.add_argument("--expect", type=int, required=True)
     ck.add_argument("--time", type=int, help="the cookie's time (Unix seconds) instead of now")
     ck.add_argument("--src", required=True)
+    ck.add_argument("--replay-to", help="HOST:PORT: the replay goes to this concentrator")
+    ck.add_argument("--nat", action="store_true", help="a NAT cookie (no address), any case")
     cf = sub.add_parser("cookieflood")
     cf.add_argument("--conc", required=True)
     cf.add_argument("--dst", required=True)
