@@ -272,13 +272,13 @@ NFT
 }
 check "connects in progress to a blackhole fill every handshake slot: a third client's flow completes" pending
 
-# 6. Peers that never read: 100 clients whose downloads are never read
-# (the echo's bytes pile up toward them), then 100 uploads into a server
-# that never reads, each more flows than the worker's 32 buffers. While
+# 6. Peers that never read: 50 clients whose downloads are never read
+# (the echo's bytes pile up toward them) and 50 uploads into a server
+# that never reads, at once, each more flows than the worker's 32 buffers. While
 # they stall, a valid 8 MiB echo completes (sha256): stalled sends hold no
 # shared buffer.
 noread() {
-	local pid rc=0 holder what wmem parked
+	local pid rc=0 what wmem parked
 	# Small socket buffers, so a stalled peer stalls the daemon's sends
 	# after 64 KiB rather than after the kernel's 4 MiB.
 	wmem=$(ip netns exec "$(ns conc)" sysctl -n net.ipv4.tcp_wmem)
@@ -290,22 +290,27 @@ noread() {
 	pid=$!
 	wait_listen conc 5132 || return 1
 	parked_more() { [ "$(metric_at cli 198.51.100.1:9194 mptcp_concentrator_parked_sends_total)" -ge "$1" ]; }
+	# Both at once (they stall independently; the suite's time is short):
+	# 50 clients that never read and 50 uploads into a server that never
+	# reads, then the valid flow beside all 100.
+	local p0 holders=()
+	p0=$(metric_at cli 198.51.100.1:9194 mptcp_concentrator_parked_sends_total) || p0=0
 	for what in 9000:clients 9004:servers; do
-		local p0
-		p0=$(metric_at cli 198.51.100.1:9194 mptcp_concentrator_parked_sends_total) || p0=0
-		$C noread --conc 198.51.100.1:5132 --dst 203.0.113.2:${what%:*} --count 100 \
-			--bytes $((1 << 20)) --min-bytes 65536 --seconds 60 > "$WORKDIR/noread-${what#*:}.out" &
-		holder=$!
-		# They are stalled once the concentrator parks their sends (after
-		# 2 s without progress): half of them at least.
-		wait_for 20 parked_more $((p0 + 50)) ||
-			{ echo "the never-reading ${what#*:} did not stall"; rc=1; }
-		timeout 20 $C echo --conc 198.51.100.1:5132 --dst $DST --bytes $((8 << 20)) ||
-			{ echo "valid flow did not complete beside 100 never-reading ${what#*:}"; rc=1; }
-		kill $holder 2>/dev/null; wait $holder 2>/dev/null
-		cat "$WORKDIR/noread-${what#*:}.out"
-		grep -q '"load_ok": true' "$WORKDIR/noread-${what#*:}.out" ||
-			{ echo "the never-reading ${what#*:} did not open and fill their connections"; rc=1; }
+		$C noread --conc 198.51.100.1:5132 --dst 203.0.113.2:${what%:*} --count 50 \
+			--bytes $((512 << 10)) --min-bytes 65536 --seconds 60 > "$WORKDIR/noread-${what#*:}.out" &
+		holders+=($!)
+	done
+	# They are stalled once the concentrator parks their sends (after 2 s
+	# without progress): half of them at least.
+	wait_for 20 parked_more $((p0 + 50)) ||
+		{ echo "the never-reading clients and servers did not stall"; rc=1; }
+	timeout 20 $C echo --conc 198.51.100.1:5132 --dst $DST --bytes $((8 << 20)) ||
+		{ echo "valid flow did not complete beside 50 never-reading clients and 50 servers"; rc=1; }
+	kill "${holders[@]}" 2>/dev/null; wait "${holders[@]}" 2>/dev/null
+	for what in clients servers; do
+		cat "$WORKDIR/noread-$what.out"
+		grep -q '"load_ok": true' "$WORKDIR/noread-$what.out" ||
+			{ echo "the never-reading $what did not open and fill their connections"; rc=1; }
 	done
 	parked=$(metric_at cli 198.51.100.1:9194 mptcp_concentrator_parked_sends_total)
 	echo "{\"parked_sends\": ${parked:-none}}"
