@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -270,8 +271,8 @@ static void announce_tag(const struct cookie_key *k, const uint8_t *msg,
 			 const struct in6_addr *lender, uint8_t tag[MESH_TAG_LEN])
 {
 	static const char label[] = "mptcp-ha mesh 2", blabel[] = "mptcp-ha borrow 2";
-	uint8_t buf[sizeof(blabel) - 1 + 4 + MESH_ANNOUNCE_SIGNED], mac[EVP_MAX_MD_SIZE];
-	size_t n = 0;
+	uint8_t buf[sizeof(blabel) - 1 + 4 + MESH_REQUEST_SIGNED], mac[EVP_MAX_MD_SIZE];
+	size_t n = 0, signed_len = lender ? MESH_REQUEST_SIGNED : MESH_ANNOUNCE_SIGNED;
 	unsigned ml = 0;
 
 	if (lender) {
@@ -283,8 +284,8 @@ static void announce_tag(const struct cookie_key *k, const uint8_t *msg,
 		memcpy(buf, label, sizeof(label) - 1);
 		n = sizeof(label) - 1;
 	}
-	memcpy(buf + n, msg, MESH_ANNOUNCE_SIGNED);
-	n += MESH_ANNOUNCE_SIGNED;
+	memcpy(buf + n, msg, signed_len);
+	n += signed_len;
 	HMAC(EVP_sha256(), k->secret, COOKIE_SECRET_LEN, buf, n, mac, &ml);
 	memcpy(tag, mac, MESH_TAG_LEN);
 }
@@ -305,7 +306,7 @@ static int announce(struct mesh *m, bool lending)
 	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(MESH_PORT),
 				  .sin_addr.s_addr = htonl(INADDR_BROADCAST) };
 	struct mesh_announce an = { .lending = lending };
-	uint8_t msg[MESH_ANNOUNCE_LEN];
+	uint8_t msg[MESH_REQUEST_LEN];
 
 	if (!m->keys.n)
 		return 0;
@@ -314,19 +315,20 @@ static int announce(struct mesh *m, bool lending)
 	an.sender = m->lend_own;
 	mesh_announce_build(msg, &an);
 	announce_tag(&m->keys.k[0], msg, NULL, msg + MESH_ANNOUNCE_SIGNED);
-	if (sendto(m->tx_fd, msg, sizeof(msg), 0, (struct sockaddr *)&to, sizeof(to)) < 0)
+	if (sendto(m->tx_fd, msg, MESH_ANNOUNCE_LEN, 0, (struct sockaddr *)&to, sizeof(to)) < 0)
 		return -errno;
 	return 0;
 }
 
-/* Ask lender n to forward our borrow address for it: signed with our
- * first key for n's address, from our mesh address (IP_PKTINFO: the
- * interface has our borrow addresses too). */
+/* Ask lender n to forward our borrow address for it, from our MAC
+ * address: signed with our first key for n's address, from our mesh
+ * address (IP_PKTINFO: the interface has our borrow addresses too). */
 static int borrow_request(struct mesh *m, const struct mesh_neighbour *n)
 {
 	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(MESH_PORT) };
 	struct mesh_announce an = { .lending = true, .borrow = true };
-	uint8_t msg[MESH_ANNOUNCE_LEN];
+	uint8_t msg[MESH_REQUEST_LEN];
+	struct ifreq ifr = { 0 };
 	union {
 		char buf[CMSG_SPACE(sizeof(struct in_pktinfo))];
 		struct cmsghdr align;
@@ -339,6 +341,10 @@ static int borrow_request(struct mesh *m, const struct mesh_neighbour *n)
 
 	if (!m->keys.n || !m->have_own || m->rx_fd < 0)
 		return 0;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", m->cfg.borrow_if);
+	if (ioctl(m->rx_fd, SIOCGIFHWADDR, &ifr) < 0)
+		return -errno;
+	memcpy(an.mac, ifr.ifr_hwaddr.sa_data, 6);
 	memcpy(&to.sin_addr, &n->addr.s6_addr[12], 4);
 	memcpy(&pi.ipi_spec_dst, &m->own.s6_addr[12], 4);
 	c->cmsg_level = IPPROTO_IP;
@@ -349,7 +355,7 @@ static int borrow_request(struct mesh *m, const struct mesh_neighbour *n)
 	an.seq = next_seq(m);
 	an.sender = m->own;
 	mesh_announce_build(msg, &an);
-	announce_tag(&m->keys.k[0], msg, &n->addr, msg + MESH_ANNOUNCE_SIGNED);
+	announce_tag(&m->keys.k[0], msg, &n->addr, msg + MESH_REQUEST_SIGNED);
 	return sendmsg(m->rx_fd, &mh, 0) < 0 ? -errno : 0;
 }
 
@@ -443,13 +449,29 @@ static int lend_route(const struct mesh *m, bool add)
 	return agent_cmd(argv, NULL, add);
 }
 
+static void mac_format(const uint8_t mac[6], char out[18])
+{
+	snprintf(out, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4],
+		 mac[5]);
+}
+
 static void lend_remove(struct mesh *m)
 {
 	char *del[] = { "nft", "delete", "table", "inet", NFT_LEND, NULL };
 
 	agent_cmd(del, NULL, false);
 	for (unsigned b = 0; b < 256; b++)
-		m->br[b].allowed = false;  /* the set went with the table */
+		if (m->br[b].allowed) {
+			/* The set went with the table; the pinned
+			 * neighbour entries go one by one. */
+			char addr[20];
+			char *neigh_del[] = { "ip", "-4", "neigh", "del", addr, "dev",
+					      m->cfg.lend_if, NULL };
+
+			snprintf(addr, sizeof(addr), "100.64.%u.%u", m->lend_own.s6_addr[15], b);
+			agent_cmd(neigh_del, NULL, false);
+			m->br[b].allowed = false;
+		}
 	m->nallowed = 0;
 	if (m->have_own || m->lend_installed)
 		lend_route(m, false);
@@ -552,8 +574,8 @@ static int lend_dest_rule(const struct mesh *m, const struct sockaddr_storage *c
 static int lend_script(const struct mesh *m, const struct sockaddr_storage *conc,
 		       unsigned nconc, bool replace, char *script, size_t size)
 {
-	char dest_rule[2048], cap[160] = "", prio[96] = "", allowed[96] = "";
-	char elems[256 * 17] = "";
+	char dest_rule[2048], cap[160] = "", prio[96] = "", allowed[112] = "";
+	char elems[256 * 38] = "";
 	int r = lend_dest_rule(m, conc, nconc, dest_rule, sizeof(dest_rule));
 
 	if (r < 0)
@@ -569,12 +591,17 @@ static int lend_script(const struct mesh *m, const struct sockaddr_storage *conc
 	/* With a mesh key, only the borrow addresses of borrowers whose
 	 * requests we verified (borrow_allow), kept across a replacement. */
 	if (m->keys.n) {
-		snprintf(allowed, sizeof(allowed), "\t\tiifname \"%s\" ip saddr != @allowed drop\n",
+		snprintf(allowed, sizeof(allowed),
+			 "\t\tiifname \"%s\" ip saddr . ether saddr != @allowed drop\n",
 			 m->cfg.lend_if);
 		for (unsigned b = 0; b < 256; b++)
-			if (m->br[b].allowed)
-				script_append(elems, sizeof(elems), "%s100.64.%u.%u", elems[0] ? ", " : "",
-					      m->lend_own.s6_addr[15], b);
+			if (m->br[b].allowed) {
+				char mac[18];
+
+				mac_format(m->br[b].mac, mac);
+				script_append(elems, sizeof(elems), "%s100.64.%u.%u . %s",
+					      elems[0] ? ", " : "", m->lend_own.s6_addr[15], b, mac);
+			}
 	}
 	script[0] = '\0';
 	if (replace)
@@ -592,7 +619,7 @@ static int lend_script(const struct mesh *m, const struct sockaddr_storage *conc
 		      "table inet " NFT_LEND " {\n"
 		      "\tset borrowers { type ipv4_addr; size 256; flags dynamic; }\n"
 		      "\tset lent { type ifname; size 1; flags dynamic; }\n"
-		      "\tset allowed { type ipv4_addr; size 256; %s%s%s}\n"
+		      "\tset allowed { type ipv4_addr . ether_addr; size 256; %s%s%s}\n"
 		      "\tchain forward {\n"
 		      "\t\ttype filter hook forward priority filter - 1; policy accept;\n"
 		      "\t\tiifname \"%s\" oifname \"%s\" accept\n"
@@ -627,7 +654,7 @@ static int lend_script(const struct mesh *m, const struct sockaddr_storage *conc
 
 static int lend_install(struct mesh *m)
 {
-	char script[12288];
+	char script[20480];
 	char *nft[] = { "nft", "-f", "-", NULL };
 	int r;
 
@@ -781,7 +808,7 @@ int mesh_set_concentrators(struct mesh *m, const struct sockaddr_storage *conc,
 			   const socklen_t *conc_len, unsigned nconc)
 {
 	char *nft[] = { "nft", "-f", "-", NULL };
-	char script[12288];
+	char script[20480];
 	bool same = nconc == m->nconc;
 	int r;
 
@@ -968,37 +995,60 @@ static void refused(struct mesh *m, uint64_t *next_log, const char *what, const 
 	(void)m;
 }
 
-/* Our borrow address's set element for borrower slot b, in or out. */
+/* Borrower slot b's element (its borrow address for us and its MAC) in
+ * the lending table's set, or out; with it a permanent neighbour entry,
+ * so our replies to that address go to that MAC whatever else answers
+ * ARP for it. */
 static int borrow_allow(struct mesh *m, unsigned b, bool add)
 {
-	char elem[48];
-	char *argv[] = { "nft", add ? "add" : "delete", "element", "inet", NFT_LEND, "allowed",
-			 elem, NULL };
+	struct mesh_borrower *br = &m->br[b];
+	char elem[64], addr[20], mac[18];
+	char *nft[] = { "nft", add ? "add" : "delete", "element", "inet", NFT_LEND, "allowed",
+			elem, NULL };
+	char *neigh_add[] = { "ip", "-4", "neigh", "replace", addr, "lladdr", mac, "dev",
+			      m->cfg.lend_if, "nud", "permanent", NULL };
+	char *neigh_del[] = { "ip", "-4", "neigh", "del", addr, "dev", m->cfg.lend_if, NULL };
 	int r;
 
-	if (m->br[b].allowed == add)
+	if (br->allowed == add)
 		return 0;
-	snprintf(elem, sizeof(elem), "{ 100.64.%u.%u }", m->lend_own.s6_addr[15], b);
-	r = agent_cmd(argv, NULL, add);
-	if (r != 0 && add)
-		return log_error("--lend %s: nft did not take borrow address 100.64.%u.%u (exit %d)",
-				 m->cfg.lend_if, m->lend_own.s6_addr[15], b, r), -EINVAL;
-	m->br[b].allowed = add;
-	if (add)
-		m->nallowed++;
-	else
+	snprintf(addr, sizeof(addr), "100.64.%u.%u", m->lend_own.s6_addr[15], b);
+	mac_format(br->mac, mac);
+	snprintf(elem, sizeof(elem), "{ %s . %s }", addr, mac);
+	if (!add) {
+		agent_cmd(nft, NULL, false);
+		agent_cmd(neigh_del, NULL, false);
+		br->allowed = false;
 		m->nallowed--;
+		return 0;
+	}
+	r = agent_cmd(neigh_add, NULL, true);
+	if (r == 0)
+		r = agent_cmd(nft, NULL, true);
+	if (r != 0) {
+		agent_cmd(neigh_del, NULL, false);
+		/* Not again for every request: in 5 s. */
+		br->retry_ms = log_now_ms() + 5000;
+		return log_error("--lend %s: borrow address %s for %s not taken (exit %d); "
+				 "trying again in 5 s", m->cfg.lend_if, addr, mac, r), -EINVAL;
+	}
+	br->allowed = true;
+	m->nallowed++;
 	return 0;
 }
 
 /* A borrow request from a (on our lending interface): verified, its
- * sender's borrow address is forwarded (borrow_allow) until it has been
- * silent MESH_BORROW_EXPIRE_MS. */
+ * sender's borrow address is forwarded from the MAC address it names
+ * (borrow_allow) until it has been silent MESH_BORROW_EXPIRE_MS. New
+ * borrowers are taken at most MESH_NEW_BORROWERS a second: each costs
+ * helper programs, and a key valid for any address could otherwise have
+ * us run hundreds at once. */
 static void lend_request(struct mesh *m, const uint8_t *buf, size_t len, const struct in6_addr *a)
 {
 	struct mesh_announce an;
 	enum mesh_result res = MESH_R_OK;
 	struct mesh_borrower *br = &m->br[a->s6_addr[15]];
+	uint64_t now = log_now_ms();
 
 	if (!m->lend_installed)
 		return;
@@ -1013,21 +1063,35 @@ static void lend_request(struct mesh *m, const uint8_t *buf, size_t len, const s
 	}
 	if (res == MESH_R_OK && br->addr.s6_addr[10] && an.seq <= br->last_seq)
 		res = MESH_R_REPLAYED;
+	if (res == MESH_R_OK && !br->allowed) {
+		if (now >= m->new_window_ms + 1000) {
+			m->new_window_ms = now;
+			m->new_in_window = 0;
+		}
+		if (m->new_in_window >= MESH_NEW_BORROWERS || now < br->retry_ms)
+			res = MESH_R_FULL;
+	}
 	m->req_results[res]++;
 	if (res != MESH_R_OK) {
 		refused(m, &m->next_req_log_ms, "borrow request", m->cfg.lend_if, a, res);
 		return;
 	}
-	if (!br->addr.s6_addr[10]) {
-		char sa[ADDR_STRLEN];
-
-		log_info("mesh %s: lending to %s (borrow address 100.64.%u.%u)", m->cfg.lend_if,
-			 addr_format_in6(a, 0, sa), m->lend_own.s6_addr[15], a->s6_addr[15]);
-	}
 	br->addr = *a;
 	br->last_seq = an.seq;
-	br->seen_ms = log_now_ms();
-	borrow_allow(m, a->s6_addr[15], true);
+	br->seen_ms = now;
+	if (br->allowed && memcmp(br->mac, an.mac, 6))
+		borrow_allow(m, a->s6_addr[15], false);  /* its MAC changed */
+	if (!br->allowed) {
+		char sa[ADDR_STRLEN], mac[18];
+
+		m->new_in_window++;
+		memcpy(br->mac, an.mac, 6);
+		mac_format(an.mac, mac);
+		if (borrow_allow(m, a->s6_addr[15], true) == 0)
+			log_info("mesh %s: lending to %s (borrow address 100.64.%u.%u from %s)",
+				 m->cfg.lend_if, addr_format_in6(a, 0, sa), m->lend_own.s6_addr[15],
+				 a->s6_addr[15], mac);
+	}
 }
 
 /* An announcement from a (on our borrowing interface); true when the set
@@ -1081,7 +1145,9 @@ static bool receive_on(struct mesh *m, int fd, bool borrowing, bool lending)
 {
 	bool changed = false;
 
-	for (;;) {
+	/* At most 64 a call (a flood must not hold the main loop: the rest
+	 * wait for the next poll). */
+	for (unsigned i = 0; i < 64; i++) {
 		uint8_t buf[64];
 		struct sockaddr_storage from;
 		socklen_t fl = sizeof(from);
@@ -1096,7 +1162,7 @@ static bool receive_on(struct mesh *m, int fd, bool borrowing, bool lending)
 		if ((m->have_own && !memcmp(&a, &m->own, sizeof(a))) ||
 		    (m->cfg.lend_if[0] && !memcmp(&a, &m->lend_own, sizeof(a))))
 			continue;  /* our own broadcast, looped back */
-		request = k == MESH_ANNOUNCE_LEN && buf[5] == 3;
+		request = k == MESH_REQUEST_LEN && buf[5] == 3;
 		if (request && lending)
 			lend_request(m, buf, (size_t)k, &a);
 		else if (!request && borrowing)

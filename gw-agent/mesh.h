@@ -26,6 +26,7 @@
 				   * clock) this far from ours is refused */
 #define MESH_BORROW_EXPIRE_MS 10000  /* a borrower silent this long loses its
 				      * borrow address at the lender */
+#define MESH_NEW_BORROWERS 8      /* taken by a lender in one second at most */
 
 /* What became of an announcement (metrics: gw_agent_mesh_announcements_total). */
 enum mesh_result {
@@ -64,7 +65,10 @@ struct mesh_borrower {
 	struct in6_addr addr;          /* its mesh address (mapped); zero = free */
 	uint64_t last_seq;             /* its last accepted request's sequence */
 	uint64_t seen_ms;              /* then (log_now_ms) */
-	bool allowed;                  /* in the lending table's set */
+	uint64_t retry_ms;             /* taking it failed: not before then */
+	uint8_t mac[6];                /* what its request names */
+	bool allowed;                  /* in the lending table's set, and its
+					* neighbour entry pinned */
 };
 
 struct mesh_config {
@@ -120,6 +124,8 @@ struct mesh {
 	uint64_t req_results[MESH_R_MAX];  /* borrow requests received, by result */
 	uint64_t next_req_log_ms;
 	uint64_t next_request_ms;      /* borrower: our next round of requests */
+	uint64_t new_window_ms;        /* new borrowers taken in this second */
+	unsigned new_in_window;
 	/* what borrowers may reach: our concentrators, and joins= prefixes
 	 * at their ports */
 	struct sockaddr_storage conc[MESH_MAX_CONC];

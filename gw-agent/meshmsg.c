@@ -28,8 +28,8 @@ int mesh_announce_parse(const uint8_t *buf, size_t len, struct mesh_announce *re
 		*why = "version 1 (no key): unauthenticated";
 		return -EBADMSG;
 	}
-	if (len != MESH_ANNOUNCE_LEN) {
-		*why = "not 40 bytes";
+	if (len != MESH_ANNOUNCE_LEN && len != MESH_REQUEST_LEN) {
+		*why = "not 40 or 48 bytes";
 		return -EBADMSG;
 	}
 	if (memcmp(buf, magic, 4)) {
@@ -44,6 +44,14 @@ int mesh_announce_parse(const uint8_t *buf, size_t len, struct mesh_announce *re
 		*why = "unknown flags";
 		return -EBADMSG;
 	}
+	if ((buf[5] == 3) != (len == MESH_REQUEST_LEN)) {
+		*why = "a borrow request is 48 bytes, an announcement 40";
+		return -EBADMSG;
+	}
+	if (len == MESH_REQUEST_LEN && (buf[30] || buf[31])) {
+		*why = "reserved bytes set";
+		return -EBADMSG;
+	}
 	memset(ret, 0, sizeof(*ret));
 	ret->lending = buf[5] & 1;
 	ret->borrow = buf[5] & 2;
@@ -51,12 +59,16 @@ int mesh_announce_parse(const uint8_t *buf, size_t len, struct mesh_announce *re
 	ret->seq = get_be(buf + 12, 8);
 	ret->sender.s6_addr[10] = ret->sender.s6_addr[11] = 0xff;
 	memcpy(&ret->sender.s6_addr[12], buf + 20, 4);
-	memcpy(ret->tag, buf + MESH_ANNOUNCE_SIGNED, MESH_TAG_LEN);
+	if (ret->borrow)
+		memcpy(ret->mac, buf + MESH_ANNOUNCE_SIGNED, 6);
+	memcpy(ret->tag, buf + len - MESH_TAG_LEN, MESH_TAG_LEN);
 	return 0;
 }
 
-void mesh_announce_build(uint8_t out[MESH_ANNOUNCE_LEN], const struct mesh_announce *a)
+size_t mesh_announce_build(uint8_t *out, const struct mesh_announce *a)
 {
+	size_t signed_len = a->borrow ? MESH_REQUEST_SIGNED : MESH_ANNOUNCE_SIGNED;
+
 	memcpy(out, magic, 4);
 	out[4] = 2;
 	out[5] = a->borrow ? 3 : a->lending ? 1 : 0;
@@ -64,7 +76,12 @@ void mesh_announce_build(uint8_t out[MESH_ANNOUNCE_LEN], const struct mesh_annou
 	put_be(out + 8, a->kid, 4);
 	put_be(out + 12, a->seq, 8);
 	memcpy(out + 20, &a->sender.s6_addr[12], 4);
-	memcpy(out + MESH_ANNOUNCE_SIGNED, a->tag, MESH_TAG_LEN);
+	if (a->borrow) {
+		memcpy(out + MESH_ANNOUNCE_SIGNED, a->mac, 6);
+		out[30] = out[31] = 0;
+	}
+	memcpy(out + signed_len, a->tag, MESH_TAG_LEN);
+	return signed_len + MESH_TAG_LEN;
 }
 
 void mesh_borrow_addr(const struct in6_addr *lender, const struct in6_addr *borrower,

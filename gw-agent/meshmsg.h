@@ -11,6 +11,8 @@
 #define MESH_PORT 5126            /* UDP, announcements on the segment */
 #define MESH_ANNOUNCE_LEN 40
 #define MESH_ANNOUNCE_SIGNED 24   /* bytes the tag covers */
+#define MESH_REQUEST_LEN 48       /* a borrow request */
+#define MESH_REQUEST_SIGNED 32
 #define MESH_TAG_LEN 16
 
 /* The announcement, 40 bytes, in network order:
@@ -27,27 +29,33 @@
  * sequence must grow and be near the borrower's clock. Version 1 (8 bytes,
  * no key) is refused.
  *
- * A borrow request (flags 3: bit 1 and bit 0) goes the other way: a
- * borrower sends it to each lender it uses (unicast, every second), and
- * the lender forwards only the borrow addresses of borrowers whose
- * requests it can verify. Its tag is over "mptcp-ha borrow 2", the
- * lender's IPv4 mesh address (4 bytes, not sent: the receiver's own) and
- * the 24 bytes, so a request for one lender is worth nothing at another. */
+ * A borrow request goes the other way: a borrower sends it to each lender
+ * it uses (unicast, every second), and the lender forwards only the borrow
+ * addresses of borrowers whose requests it can verify, and only from the
+ * link-layer address the request names. 48 bytes: the 24 above with flags
+ * 3 (bit 1 and bit 0), then the borrower's MAC address on the mesh
+ * interface (6 bytes) and 2 bytes zero, then the tag, over "mptcp-ha
+ * borrow 2", the lender's IPv4 mesh address (4 bytes, not sent: the
+ * receiver's own) and the 32 bytes before it, so a request for one lender
+ * is worth nothing at another and its MAC cannot be changed. */
 struct mesh_announce {
 	bool lending;
 	bool borrow;                   /* a borrow request (then lending too) */
+	uint8_t mac[6];                /* a borrow request's: the borrower's */
 	uint32_t kid;
 	uint64_t seq;
 	struct in6_addr sender;        /* v4-mapped */
 	uint8_t tag[MESH_TAG_LEN];
 };
-/* 0, or -EBADMSG with *why set (never crashes, any bytes). The tag is not
- * checked here (mesh.c has the keys). */
+/* 0, or -EBADMSG with *why set (never crashes, any bytes): an
+ * announcement of MESH_ANNOUNCE_LEN bytes or a borrow request of
+ * MESH_REQUEST_LEN. The tag is not checked here (mesh.c has the keys). */
 int mesh_announce_parse(const uint8_t *buf, size_t len, struct mesh_announce *ret,
 			const char **why);
-/* The first MESH_ANNOUNCE_SIGNED bytes; the caller appends the tag. sender
- * must be v4-mapped. */
-void mesh_announce_build(uint8_t out[MESH_ANNOUNCE_LEN], const struct mesh_announce *a);
+/* The signed bytes (MESH_ANNOUNCE_SIGNED, or MESH_REQUEST_SIGNED for a
+ * borrow request), then the tag from a->tag; returns the whole length.
+ * out holds MESH_REQUEST_LEN bytes; sender must be v4-mapped. */
+size_t mesh_announce_build(uint8_t *out, const struct mesh_announce *a);
 
 /* The address a borrower uses for the neighbour `lender`: 100.64.L.B,
  * with L and B the last bytes of the lender's and the borrower's IPv4

@@ -254,8 +254,27 @@ M="ip netns exec $(ns c) $PY ./nettool.py meshannounce --dev c-mesh --count 10 -
 # itself (100.64.2.9, as a borrower at 10.77.0.9 would have) and routes
 # through B: B forwards only the borrow addresses of borrowers that signed
 # a borrow request with a key B holds (A's), so this gets nothing. Before
-# borrow requests, the source check alone let it connect. From C's
-# namespace, by a rule of its own (C's agent and routes are untouched).
+# borrow requests, the source check alone let it connect. Then it takes
+# A's own borrow address for B (and answers ARP for it): B forwards that
+# address only from the MAC address A's signed requests name, and its
+# replies go there (a pinned neighbour entry), so it gets nothing either,
+# and A's own traffic through B goes on. From C's namespace, by a rule of
+# its own (C's agent and routes are untouched).
+steal_from() {  # steal_from ADDR: does ADDR, taken on C's mesh link, get through B?
+	ip -n "$(ns c)" addr add "$1/32" dev c-mesh
+	ip -n "$(ns c)" route replace default via 10.77.0.2 dev c-mesh table 4097
+	ip -n "$(ns c)" rule add from "$1" lookup 4097 priority 90
+	# C's ARP request for B then comes from the stolen address (the
+	# kernel's choice, arp_announce 0): B learns that address at C's MAC,
+	# unless its entry is pinned.
+	ip -n "$(ns c)" neigh flush dev c-mesh
+	reach c "$1" tcp 192.0.2.1 5124
+	local r=$?
+	ip -n "$(ns c)" rule del from "$1" lookup 4097 priority 90
+	ip -n "$(ns c)" route flush table 4097
+	ip -n "$(ns c)" addr del "$1/32" dev c-mesh
+	return $r
+}
 keyless_borrower() {
 	local rc=0
 	# Forged borrow requests for 10.77.0.9 first: signed with C's key
@@ -263,18 +282,14 @@ keyless_borrower() {
 	# address only). Neither opens 100.64.2.9.
 	$M --src 10.77.0.9 --key "6:$S6" --borrow 10.77.0.2 --count 3 > /dev/null &&
 		$M --src 10.77.0.9 --key "4:$S4" --borrow 10.77.0.2 --count 3 > /dev/null || return 1
-	ip -n "$(ns c)" addr add 100.64.2.9/32 dev c-mesh
-	ip -n "$(ns c)" route replace default via 10.77.0.2 dev c-mesh table 4097
-	ip -n "$(ns c)" rule add from 100.64.2.9 lookup 4097 priority 90
-	reach c 100.64.2.9 tcp 192.0.2.1 5124 && { echo "B forwarded a keyless device's borrow address"; rc=1; }
-	ip -n "$(ns c)" rule del from 100.64.2.9 lookup 4097 priority 90
-	ip -n "$(ns c)" route flush table 4097
-	ip -n "$(ns c)" addr del 100.64.2.9/32 dev c-mesh
+	steal_from 100.64.2.9 && { echo "B forwarded a keyless device's borrow address"; rc=1; }
+	steal_from 100.64.2.1 && { echo "B forwarded A's borrow address from another device"; rc=1; }
 	via_b tcp 192.0.2.1 5124 > /dev/null || { echo "control: A's own borrow address no longer gets through B"; rc=1; }
-	grep -h "lending to\|borrow request from" "$WORKDIR/agent-b.log" | tail -3
+	echo "{\"b_log_lending_to\": $(grep -c "lending to" "$WORKDIR/agent-b.log")," \
+	     "\"b_log_requests_refused\": $(grep -c "borrow request from" "$WORKDIR/agent-b.log")}"
 	return $rc
 }
-check "a device on the segment without a key that takes a borrow address for B gets nothing through B" keyless_borrower
+check "a device on the segment without a key that takes a borrow address for B (its own, or A's) gets nothing through B" keyless_borrower
 
 # A lender forwards to each of its concentrators (B has a second one,
 # 192.0.2.3), and to a cluster's join addresses (C's joins=192.0.2.0/29)

@@ -919,16 +919,20 @@ async def cmd_cookieflood(args):
 MESH_LABEL = b"mptcp-ha mesh 2"
 
 
-def mesh_announce(lending, kid, secret, seq, sender, version=2, borrow_from=None):
+def mesh_announce(lending, kid, secret, seq, sender, version=2, borrow_from=None,
+                  mac="02:00:00:00:00:09"):
     """A mesh announcement as gw-agent/meshmsg.h describes it, written here
     from that description: version 1 is the old unsigned 8 bytes. With
-    borrow_from (a lender's address): a borrow request for that lender."""
+    borrow_from (a lender's address): a borrow request for that lender,
+    from mac."""
     if version == 1:
         return b"gwml" + bytes([1, 1 if lending else 0, 0, 0])
     import hmac
     flags = 3 if borrow_from else 1 if lending else 0
     body = (b"gwml" + bytes([version, flags, 0, 0]) +
             struct.pack("!IQ", kid, seq) + socket.inet_aton(sender))
+    if borrow_from:
+        body += bytes.fromhex(mac.replace(":", "")) + b"\0\0"
     label = b"mptcp-ha borrow 2" + socket.inet_aton(borrow_from) if borrow_from else MESH_LABEL
     tag = hmac.new(secret, label + body, hashlib.sha256).digest()[:16]
     return body + tag
