@@ -14,12 +14,17 @@
  * Messages (replaymsg.h) are UDP between the boxes' replay-listen
  * addresses, taken only from the configured peers' addresses and ports
  * and authenticated with the TFO key the boxes share (HMAC under a label
- * of its own, so the key's two uses do not mix). Entries are idempotent
- * (a cookie remembered twice is remembered once) and bounded by the cache
- * itself, so a recorded message sent again does nothing. */
+ * of its own, so the key's two uses do not mix; tagged with the primary
+ * and the backup, so a rotation by reload, box after box, loses nothing).
+ * Entries are idempotent (a cookie remembered twice is remembered once)
+ * and taken only within a cookie's own window, so a recorded message sent
+ * again later does nothing, and sooner only repeats what the cache has
+ * (counted as seen). */
 #include "peers.h"
 #include "concentrator.h"
 #include "replaymsg.h"
+
+#include "cookie.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -47,19 +52,21 @@ void peers_tell(struct conc *c, uint32_t kid, uint64_t nonce, uint32_t time)
 {
 	struct peers *p = &c->peers;
 	struct replaymsg_entry e = { .kid = kid, .time = time, .nonce = nonce };
-	uint8_t msg[REPLAYMSG_LEN(1)], key[16];
+	uint8_t msg[REPLAYMSG_LEN(1)], key[32];
 	struct mmsghdr mm[CONC_MAX_PEERS];
 	struct iovec iov = { .iov_base = msg, .iov_len = sizeof(msg) };
+	unsigned klen, done = 0;
 	size_t off;
-	int r;
 
 	if (p->fd < 0)
 		return;
 	pthread_mutex_lock(&p->key_lock);
-	memcpy(key, p->key, 16);
+	memcpy(key, p->key, sizeof(key));
+	klen = p->key_len;
 	pthread_mutex_unlock(&p->key_lock);
 	off = replaymsg_build(msg, &e, 1);
 	tag(key, msg, off, msg + off);
+	tag(klen >= 32 ? key + 16 : key, msg, off, msg + off + REPLAYMSG_TAG);
 	OPENSSL_cleanse(key, sizeof(key));
 	memset(mm, 0, sizeof(mm));
 	for (unsigned i = 0; i < p->n; i++) {
@@ -68,10 +75,33 @@ void peers_tell(struct conc *c, uint32_t kid, uint64_t nonce, uint32_t time)
 		mm[i].msg_hdr.msg_iov = &iov;
 		mm[i].msg_hdr.msg_iovlen = 1;
 	}
-	r = sendmmsg(p->fd, mm, p->n, MSG_DONTWAIT);
+	/* sendmmsg stops at the first message that fails (one peer
+	 * unreachable): the rest are sent on, past it. */
+	while (done < p->n) {
+		int r = sendmmsg(p->fd, mm + done, p->n - done, MSG_DONTWAIT);
+
+		if (r > 0) {
+			done += (unsigned)r;
+			continue;
+		}
+		atomic_fetch_add(&p->tell_failed, 1);
+		done++;
+	}
 	atomic_fetch_add(&p->told, 1);
-	if (r < (int)p->n)
-		atomic_fetch_add(&p->tell_failed, p->n - (r > 0 ? (unsigned)r : 0));
+}
+
+/* A refused message, logged at most every 10 s (the thread's own). */
+static void refused_log(struct peers *p, const struct sockaddr_storage *from, const char *why)
+{
+	struct timespec ts;
+	char a[ADDR_STRLEN];
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (ts.tv_sec < p->next_log_s)
+		return;
+	p->next_log_s = ts.tv_sec + 10;
+	log_warn("replay-listen: a message from %s refused: %s (more are counted, not logged, "
+		 "for 10 s)", addr_format((const struct sockaddr *)from, a), why);
 }
 
 static bool from_peer(const struct peers *p, const struct sockaddr_storage *from)
@@ -99,33 +129,47 @@ static void take(struct conc *c, const uint8_t *buf, size_t len,
 	bool ok = false;
 	int n;
 
+	uint32_t now = (uint32_t)time(NULL);
+
 	if (!from_peer(p, from)) {
 		atomic_fetch_add(&p->msgs[PEER_M_STRANGER], 1);
+		refused_log(p, from, "not from a replay-peer's address and port");
 		return;
 	}
 	n = replaymsg_parse(buf, len, e, &why);
 	if (n < 0) {
 		atomic_fetch_add(&p->msgs[PEER_M_MALFORMED], 1);
+		refused_log(p, from, why);
 		return;
 	}
 	pthread_mutex_lock(&p->key_lock);
 	memcpy(key, p->key, sizeof(key));
 	klen = p->key_len;
 	pthread_mutex_unlock(&p->key_lock);
+	/* Either of its tags under either of our keys. */
 	for (unsigned k = 0; k + 16 <= klen && !ok; k += 16) {
-		tag(key + k, buf, len - REPLAYMSG_TAG, t);
-		ok = !CRYPTO_memcmp(t, buf + len - REPLAYMSG_TAG, REPLAYMSG_TAG);
+		size_t body = len - REPLAYMSG_TAGS * REPLAYMSG_TAG;
+
+		tag(key + k, buf, body, t);
+		for (unsigned j = 0; j < REPLAYMSG_TAGS && !ok; j++)
+			ok = !CRYPTO_memcmp(t, buf + body + j * REPLAYMSG_TAG, REPLAYMSG_TAG);
 	}
 	OPENSSL_cleanse(key, sizeof(key));
 	if (!ok) {
 		atomic_fetch_add(&p->msgs[PEER_M_BAD_TAG], 1);
+		refused_log(p, from, "not authenticated with our TFO key or its backup (do the "
+			    "boxes' tfo_key_file differ?)");
 		return;
 	}
 	atomic_fetch_add(&p->msgs[PEER_M_OK], 1);
 	for (int i = 0; i < n; i++) {
-		int r = replay_check(&c->replay, e[i].kid, e[i].nonce, e[i].time,
-				     (uint32_t)time(NULL));
+		int r = -ESTALE;
 
+		/* Only within the window a cookie is good in (cookie_check's):
+		 * older entries, recorded and sent again, would only fill the
+		 * cache. */
+		if (e[i].time + COOKIE_MAX_AGE_S >= now && e[i].time <= now + COOKIE_MAX_AGE_S)
+			r = replay_check(&c->replay, e[i].kid, e[i].nonce, e[i].time, now);
 		atomic_fetch_add(&p->entries[r == 0 ? PEER_E_NEW : r == -EALREADY ? PEER_E_SEEN
 							: PEER_E_STALE], 1);
 	}

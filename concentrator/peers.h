@@ -40,6 +40,7 @@ struct peers {
 	unsigned key_len;
 	pthread_t thread;
 	int stop[2];
+	long next_log_s;                         /* the thread's: refusals logged */
 	atomic_uint_fast64_t told, tell_failed;  /* entries sent, sends failed */
 	atomic_uint_fast64_t msgs[PEER_M_MAX], entries[PEER_E_MAX];
 };

@@ -116,7 +116,7 @@ static const struct opt_spec conc_opts[] = {
 	  .type = OT_UINT, .min = 16, .max = 1u << 26, AT(replay_entries), .reload = OPT_RESTART,
 	  .deflt = "262144",
 	  .help = "cookies remembered (each is good once), shared fairly between keys",
-	  .more = "When full, the key holding the most gives up its oldest cookie and refuses cookies as old from then on: one key's traffic or clock costs that key alone. Size it to the connections all gateways open in three minutes; each entry takes about 70 bytes when used." },
+	  .more = "When full, the key holding the most gives up its oldest cookie and refuses cookies as old from then on: one key's traffic or clock costs that key alone. Size it to the connections all gateways open in three minutes (with replay-peer: at every box of the cluster together); each entry takes about 70 bytes when used." },
 	{ "handshake-timeout", O_HS_TIMEOUT, "SEC", "timeouts.handshake", CONFIG_NUMBER,
 	  .type = OT_MS_NONZERO, .max = 3600, AT(handshake_timeout_ms), .reload = OPT_LIVE,
 	  .deflt = "5", .help = "time a client has to send its Convert message" },
@@ -461,6 +461,37 @@ int conc_load_settings(int argc, char **argv, struct conc_config *cfg)
 			"a filter of your own keeps everyone else out.\n", file);
 		return -EINVAL;
 	}
+	/* The key file named by the operator, not the state directory's
+	 * (a random key per box there): the boxes must share it. */
+	if (cfg->npeers && (!cfg->replay_listen_len || !cfg->tfo_key_path[0])) {
+		fprintf(stderr, "mptcp-concentrator: cluster.replay_peers (--replay-peer) needs %s\n",
+			!cfg->replay_listen_len ? "cluster.replay_listen (--replay-listen): where the "
+			"other boxes' messages come" : "tfo_key_file (--tfo-key-file), the same file on "
+			"every box: the key the boxes share authenticates their messages");
+		return -EINVAL;
+	}
+	if (cfg->replay_listen_len) {
+		struct in6_addr la, pa;
+		uint16_t lp, pp;
+
+		addr_to_in6((const struct sockaddr *)&cfg->replay_listen, &la, &lp);
+		/* A wildcard would send from whatever address routing picks,
+		 * which the peers would not know. */
+		if (IN6_IS_ADDR_UNSPECIFIED(&la) || (addr_is_v4mapped(&la) && !la.s6_addr32[3])) {
+			fprintf(stderr, "mptcp-concentrator: cluster.replay_listen must be this box's own "
+				"address, not a wildcard: the other boxes take messages from that "
+				"address alone\n");
+			return -EINVAL;
+		}
+		for (unsigned i = 0; i < cfg->npeers; i++) {
+			addr_to_in6((const struct sockaddr *)&cfg->peer[i], &pa, &pp);
+			if (pp == lp && !memcmp(&pa, &la, sizeof(pa))) {
+				fprintf(stderr, "mptcp-concentrator: cluster.replay_peers: peer %u is "
+					"this box's own replay_listen\n", i + 1);
+				return -EINVAL;
+			}
+		}
+	}
 	if (!cfg->tfo_key_path[0] && getenv("STATE_DIRECTORY")) {
 		/* systemd's StateDirectory=: kept across restarts. */
 		const char *d = getenv("STATE_DIRECTORY");
@@ -472,13 +503,6 @@ int conc_load_settings(int argc, char **argv, struct conc_config *cfg)
 		r = tfokey_load(cfg->tfo_key_path, cfg->tfo_key, &cfg->tfo_key_len);
 		if (r < 0)
 			return r;
-	}
-	if (cfg->npeers && (!cfg->replay_listen_len || !cfg->tfo_key_len)) {
-		fprintf(stderr, "mptcp-concentrator: cluster.replay_peers (--replay-peer) needs %s\n",
-			!cfg->replay_listen_len ? "cluster.replay_listen (--replay-listen): where the "
-			"other boxes' messages come" : "tfo_key_file (--tfo-key-file): the key the "
-			"boxes share authenticates their messages");
-		return -EINVAL;
 	}
 	if (cfg->replay_listen_len && !cfg->npeers) {
 		fprintf(stderr, "mptcp-concentrator: cluster.replay_listen (--replay-listen) without "
@@ -519,4 +543,16 @@ void conc_restart_changes(const struct conc_config *cur, const struct conc_confi
 	optable_restart_changes(&conc_optable, cur, n, buf, len);
 	if (n->metrics_len != cur->metrics_len || memcmp(&n->metrics, &cur->metrics, n->metrics_len))
 		snprintf(buf + strlen(buf), len - strlen(buf), "%smetrics_listen", buf[0] ? ", " : "");
+	if (n->replay_listen_len != cur->replay_listen_len ||
+	    memcmp(&n->replay_listen, &cur->replay_listen, n->replay_listen_len))
+		snprintf(buf + strlen(buf), len - strlen(buf), "%scluster.replay_listen",
+			 buf[0] ? ", " : "");
+	bool same_peers = n->npeers == cur->npeers;
+
+	for (unsigned i = 0; same_peers && i < n->npeers; i++)
+		same_peers = n->peer_len[i] == cur->peer_len[i] &&
+			     !memcmp(&n->peer[i], &cur->peer[i], n->peer_len[i]);
+	if (!same_peers)
+		snprintf(buf + strlen(buf), len - strlen(buf), "%scluster.replay_peers",
+			 buf[0] ? ", " : "");
 }

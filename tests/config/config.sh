@@ -99,6 +99,31 @@ printf '{"policy": {"allow_any_client": true, "open_proxy": true}}\n' > "$T/open
 expect "any client without keys, with policy.open_proxy: accepted" 0 \
 	"$C" --check-config --config "$T/openproxy.json" \
 	<<< "mptcp-concentrator: configuration OK ($T/openproxy.json and the command line)"
+# Cookies shared between boxes (--replay-peer): each setting the sharing
+# depends on is named when missing or wrong.
+RP="$C --check-config --allow-client 192.0.2.0/24"
+expect "replay-peer without replay-listen: refused, naming it" 2 \
+	$RP --replay-peer 10.0.2.2:5127 \
+	<<< "mptcp-concentrator: cluster.replay_peers (--replay-peer) needs cluster.replay_listen (--replay-listen): where the other boxes' messages come"
+expect "replay-peer without a TFO key file of the operator's: refused, naming it" 2 \
+	env STATE_DIRECTORY="$T" $RP --replay-peer 10.0.2.2:5127 --replay-listen 10.0.1.2:5127 \
+	<<< "mptcp-concentrator: cluster.replay_peers (--replay-peer) needs tfo_key_file (--tfo-key-file), the same file on every box: the key the boxes share authenticates their messages"
+echo 00112233445566778899aabbccddeeff > "$T/rp.key"; chmod 600 "$T/rp.key"
+expect "replay-listen on a wildcard: refused" 2 \
+	$RP --tfo-key-file "$T/rp.key" --replay-peer 10.0.2.2:5127 --replay-listen 0.0.0.0:5127 \
+	<<< "mptcp-concentrator: cluster.replay_listen must be this box's own address, not a wildcard: the other boxes take messages from that address alone"
+expect "a box listed as its own peer: refused" 2 \
+	$RP --tfo-key-file "$T/rp.key" --replay-peer 10.0.1.2:5127 --replay-listen 10.0.1.2:5127 \
+	<<< "mptcp-concentrator: cluster.replay_peers: peer 1 is this box's own replay_listen"
+expect "a peer of another address family than replay-listen: refused" 2 \
+	$RP --tfo-key-file "$T/rp.key" --replay-peer '[2001:db8::2]:5127' --replay-listen 10.0.1.2:5127 \
+	<<< "mptcp-concentrator: cluster.replay_peers: peer 1 is not of the address family of cluster.replay_listen"
+expect "replay-listen without peers: refused" 2 \
+	$RP --tfo-key-file "$T/rp.key" --replay-listen 10.0.1.2:5127 \
+	<<< "mptcp-concentrator: cluster.replay_listen (--replay-listen) without cluster.replay_peers (--replay-peer): no box to share cookies with"
+expect "a complete replay-peer setting: accepted" 0 \
+	$RP --tfo-key-file "$T/rp.key" --replay-peer 10.0.2.2:5127 --replay-listen 10.0.1.2:5127 \
+	<<< "mptcp-concentrator: configuration OK (no config file, command line only)"
 # TCP Fast Open key files: 32 hex digits a line, nothing else (sscanf's %2x
 # took a sign, spaces and 0x as digits).
 tfo_bad() {  # tfo_bad NAME LINE: the key file is refused

@@ -3,7 +3,7 @@
  * replay-listen port can send. Beyond "no crash", checked against this
  * file's own reading of the format in replaymsg.h: n entries exactly for
  * "gwrp", version 1, a count n of 1 to 64, two zero bytes and a length of
- * 8 + 16 n + 16; the entries are the bytes read here (big-endian);
+ * 8 + 16 n + 32 (two tags); the entries are the bytes read here (big-endian);
  * building them again gives the same bytes up to the tag; anything else is
  * -EBADMSG with a reason. */
 #include "replaymsg.h"
@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *why = NULL;
 	unsigned n = size >= 6 ? data[5] : 0;
 	bool valid = size >= 8 && !memcmp(data, "gwrp", 4) && data[4] == 1 && n >= 1 &&
-		n <= 64 && !data[6] && !data[7] && size == 8 + 16 * (size_t)n + 16;
+		n <= 64 && !data[6] && !data[7] && size == 8 + 16 * (size_t)n + 32;
 	int r;
 
 	memset(e, 0xa5, sizeof(e));
@@ -49,8 +49,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			REQUIRE(e[i].kid == be(p, 4) && e[i].time == be(p + 4, 4) &&
 				e[i].nonce == be(p + 8, 8));
 		}
-		REQUIRE(replaymsg_build(out, e, n) == size - 16);
-		REQUIRE(!memcmp(out, data, size - 16));
+		REQUIRE(replaymsg_build(out, e, n) == size - 32);
+		REQUIRE(!memcmp(out, data, size - 32));
 	} else {
 		REQUIRE(why && *why);
 	}

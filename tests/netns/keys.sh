@@ -30,11 +30,14 @@ umask 022
 
 METRICS=198.51.100.1:9190
 # Two boxes of a cluster (the second on port 5125), sharing the TFO key and
-# the cookies they take (--replay-peer).
+# the cookies they take (--replay-peer). The first also lists a peer it
+# cannot send to (from loopback to a non-loopback address: EINVAL at once),
+# first, as an unreachable box would be: the second still hears of every
+# cookie.
 (umask 077; echo "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$WORKDIR/tfo.key")
 start_concentrator conc conc --listen 192.0.2.1:5124 --allow-any-client --keys "$WORKDIR/conc.keys" \
 	--metrics-listen $METRICS --workers 1 --replay-cache 512 --tfo-key-file "$WORKDIR/tfo.key" \
-	--replay-listen 127.0.0.1:5130 --replay-peer 127.0.0.1:5131
+	--replay-listen 127.0.0.1:5130 --replay-peer 192.0.2.99:5127 --replay-peer 127.0.0.1:5131
 CONC_MAIN=$CONC_PID
 start_concentrator conc conc2 --listen 192.0.2.1:5125 --allow-any-client --keys "$WORKDIR/conc.keys" \
 	--metrics-listen 198.51.100.1:9191 --workers 1 --tfo-key-file "$WORKDIR/tfo.key" \
@@ -69,7 +72,7 @@ peer_forged() {
 	# Dated now, so that a forged entry taken would count as new.
 	ip netns exec "$(ns conc)" "$PY" -c '
 import os, socket, struct, time
-body = b"gwrp" + bytes([1, 1, 0, 0]) + struct.pack("!IIQ", 7, int(time.time()), 1) + os.urandom(16)
+body = b"gwrp" + bytes([1, 1, 0, 0]) + struct.pack("!IIQ", 7, int(time.time()), 1) + os.urandom(32)
 udp = struct.pack("!HHHH", 5130, 5131, 8 + len(body), 0) + body
 ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0,
                  socket.inet_aton("127.0.0.1"), socket.inet_aton("127.0.0.1"))
