@@ -53,6 +53,9 @@ static bool news(const char *buf, ssize_t len)
 	     m = mnl_nlmsg_next(m, &left)) {
 		if (m->nlmsg_type == RTM_NEWADDR || m->nlmsg_type == RTM_DELADDR)
 			return true;
+		/* A nexthop object changed: a router may be behind it. */
+		if (m->nlmsg_type == RTM_NEWNEXTHOP || m->nlmsg_type == RTM_DELNEXTHOP)
+			return true;
 		if ((m->nlmsg_type == RTM_NEWROUTE || m->nlmsg_type == RTM_DELROUTE) &&
 		    m->nlmsg_len >= NLMSG_LENGTH(sizeof(struct rtmsg))) {
 			const struct rtmsg *rtm = NLMSG_DATA(m);
@@ -118,6 +121,15 @@ int ownaddr_start(struct conc *c)
 		mnl_socket_close(c->own_nl);
 		c->own_nl = NULL;
 		return r;
+	}
+	/* Nexthop objects (a group above 31: not in bind's bit mask). Best
+	 * effort: without it, a changed object is seen at the next route or
+	 * address event. */
+	{
+		int grp = RTNLGRP_NEXTHOP;
+
+		setsockopt(mnl_socket_get_fd(c->own_nl), SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &grp,
+			   sizeof(grp));
 	}
 	r = pthread_create(&c->own_thread, NULL, watch_main, c);
 	if (r) {

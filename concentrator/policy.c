@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ifaddrs.h>
+#include <linux/nexthop.h>
 #include <linux/rtnetlink.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -83,11 +84,26 @@ int policy_add_dest(struct policy *p, const struct addr_prefix *pfx, bool allow,
 	return 0;
 }
 
+#define OWN_MAX_NH 32  /* nexthop objects followed per lookup */
+
 struct own_list {
 	struct addr_prefix *a;
 	unsigned n, cap;
 	int err;
+	/* Nexthop objects (RTA_NH_ID, NHA_GROUP) still to look up, and
+	 * looked up: each once, at most OWN_MAX_NH. */
+	uint32_t nh[OWN_MAX_NH];
+	unsigned nnh;
 };
+
+static void own_add_nh(struct own_list *l, uint32_t id)
+{
+	for (unsigned i = 0; i < l->nnh; i++)
+		if (l->nh[i] == id)
+			return;
+	if (l->nnh < OWN_MAX_NH)
+		l->nh[l->nnh++] = id;
+}
 
 static void own_add(struct own_list *l, const struct addr_prefix *pfx)
 {
@@ -189,6 +205,8 @@ static void gateway_attr(struct own_list *l, int family, const struct nlattr *at
 
 	if (mnl_attr_get_type(attr) == RTA_GATEWAY) {
 		own_add_gateway(l, family, p, len);
+	} else if (mnl_attr_get_type(attr) == RTA_NH_ID && len == 4) {
+		own_add_nh(l, mnl_attr_get_u32(attr));
 	} else if (mnl_attr_get_type(attr) == RTA_VIA && len >= sizeof(struct rtvia)) {
 		const struct rtvia *v = (const struct rtvia *)p;
 
@@ -227,13 +245,41 @@ static int router_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
+/* A nexthop object (RTM_GETNEXTHOP): its gateway, or its group's members
+ * (looked up in turn by list_routers). */
+static int nexthop_cb(const struct nlmsghdr *nlh, void *data)
+{
+	const struct nhmsg *nhm = mnl_nlmsg_get_payload(nlh);
+	struct own_list *l = data;
+	const struct nlattr *attr;
+
+	mnl_attr_for_each(attr, nlh, sizeof(*nhm)) {
+		const uint8_t *p = mnl_attr_get_payload(attr);
+		size_t len = mnl_attr_get_payload_len(attr);
+
+		if (mnl_attr_get_type(attr) == NHA_GATEWAY) {
+			own_add_gateway(l, nhm->nh_family, p, len);
+		} else if (mnl_attr_get_type(attr) == NHA_GROUP) {
+			for (size_t o = 0; o + sizeof(struct nexthop_grp) <= len;
+			     o += sizeof(struct nexthop_grp)) {
+				struct nexthop_grp g;
+
+				memcpy(&g, p + o, sizeof(g));
+				own_add_nh(l, g.id);
+			}
+		}
+	}
+	return MNL_CB_OK;
+}
+
 /* The box's routers: the next hops of the route it would use towards the
  * Internet, one lookup per family (RTM_F_FIB_MATCH returns the route
  * itself, so every next hop of a multipath default), never a dump (a box
  * may carry a full table). IPv4 asks for 1.0.0.1, an address nobody routes
  * locally; IPv6 for "::", which only a default route covers. A router's
  * management may trust the box's address: it is no destination. Next hops
- * given as nexthop objects (RTA_NH_ID) are not followed. */
+ * given as nexthop objects (ip nexthop: RTA_NH_ID) are looked up, a
+ * group's members too, OWN_MAX_NH at most. */
 static int list_routers(struct own_list *l)
 {
 	static const uint8_t v4[4] = { 1, 0, 0, 1 };
@@ -265,6 +311,22 @@ static int list_routers(struct own_list *l)
 		if (r < 0)
 			log_debug("own addresses: no IPv%c router found: %s", fam ? '6' : '4',
 				  strerror(-r));
+	}
+	/* l->nh grows while it is walked (a group's members). */
+	for (unsigned i = 0; i < l->nnh; i++) {
+		char buf[128];
+		struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+		struct nhmsg *nhm;
+
+		nlh->nlmsg_type = RTM_GETNEXTHOP;
+		nlh->nlmsg_flags = NLM_F_REQUEST;
+		nlh->nlmsg_seq = nl_next_seq(&nl);
+		nhm = mnl_nlmsg_put_extra_header(nlh, sizeof(*nhm));
+		nhm->nh_family = AF_UNSPEC;
+		mnl_attr_put_u32(nlh, NHA_ID, l->nh[i]);
+		r = nl_talk(&nl, nlh, nexthop_cb, l);
+		if (r < 0)
+			log_debug("own addresses: nexthop %u: %s", l->nh[i], strerror(-r));
 	}
 	nl_close(&nl);
 	return l->err;

@@ -108,7 +108,7 @@ check "a client's ADD_ADDR for a denied address: no MP_JOIN SYN from the concent
 # 3a. The concentrator's own addresses, as they are now: one added after
 # start (a VIP moving in), a prefix routed to lo after start (AnyIP: the
 # box answers every address in it), its router (a default route added
-# after start), one the operator names (a 1:1 NAT's public address), and
+# after start, by gateway and then by a nexthop group), one the operator names (a 1:1 NAT's public address), and
 # IPv4 reached through the operator's NAT64 prefix.
 refreshes() {
 	metric_at cli 198.51.100.1:9190 mptcp_concentrator_own_address_refreshes_total
@@ -132,12 +132,30 @@ own_addresses() {
 		{ echo "the router was not refused"; $C error --conc $CONC --dst 203.0.113.254:22 --code 32; rc=1; }
 	$C error --conc $CONC --dst "[2001:db8:64::7f00:1]:80" --code 32 || rc=1
 	$C error --conc $CONC --dst "[2001:db8:64::cb00:7102]:9000" --code 97 || rc=1  # allowed: no route
+	# A router given as a nexthop object (ip nexthop, as FRR installs
+	# routes), in a group: followed to its gateway. Without the kernel's
+	# compatibility mode (net.ipv4.nexthop_compat_mode=0), routes name the
+	# object alone.
+	ip netns exec "$(ns conc)" sysctl -qw net.ipv4.nexthop_compat_mode=0
+	ip -n "$(ns conc)" nexthop add id 4101 via 203.0.113.253 dev conc-srv
+	ip -n "$(ns conc)" nexthop add id 4102 group 4101
+	ip -n "$(ns conc)" route replace default nhid 4102
+	wait_for 5 $C error --conc $CONC --dst 203.0.113.253:22 --code 32 > /dev/null ||
+		{ echo "a router in a nexthop group was not refused"; $C error --conc $CONC --dst 203.0.113.253:22 --code 32; rc=1; }
+	# The object changed in place (no route event): followed too.
+	ip -n "$(ns conc)" nexthop replace id 4101 via 203.0.113.252 dev conc-srv
+	wait_for 5 $C error --conc $CONC --dst 203.0.113.252:22 --code 32 > /dev/null ||
+		{ echo "a nexthop object's new gateway was not refused"; $C error --conc $CONC --dst 203.0.113.252:22 --code 32; rc=1; }
+	ip -n "$(ns conc)" route replace default via 203.0.113.254 dev conc-srv
+	ip -n "$(ns conc)" nexthop del id 4102
+	ip -n "$(ns conc)" nexthop del id 4101
+	ip netns exec "$(ns conc)" sysctl -qw net.ipv4.nexthop_compat_mode=1
 	ip -n "$(ns conc)" route del default via 203.0.113.254 dev conc-srv
 	ip -n "$(ns conc)" route del local 203.0.113.64/26 dev lo
 	ip -n "$(ns conc)" addr del 203.0.113.50/32 dev lo
 	return $rc
 }
-check "own addresses: one added after start, an AnyIP prefix, its router, the operator's, IPv4 behind its NAT64 prefix: Error 32" own_addresses
+check "own addresses: one added after start, an AnyIP prefix, its router (a gateway, a nexthop group), the operator's, IPv4 behind its NAT64 prefix: Error 32" own_addresses
 
 # 3. The metrics server answers one scrape at a time: a client trickling
 # its request (a byte every 0.5 s; each read alone is within a per-read
