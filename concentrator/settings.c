@@ -504,6 +504,16 @@ int conc_load_settings(int argc, char **argv, struct conc_config *cfg)
 		if (r < 0)
 			return r;
 	}
+	/* The other boxes are no destinations: their own addresses may trust
+	 * ours (metrics, SSH, the replay messages themselves). */
+	for (unsigned i = 0; i < cfg->npeers; i++) {
+		struct addr_prefix pfx = { .len = 128 };
+
+		addr_to_in6((const struct sockaddr *)&cfg->peer[i], &pfx.addr, NULL);
+		r = policy_add_own_extra(&cfg->policy, &pfx);
+		if (r < 0)
+			return r;
+	}
 	if (cfg->replay_listen_len && !cfg->npeers) {
 		fprintf(stderr, "mptcp-concentrator: cluster.replay_listen (--replay-listen) without "
 			"cluster.replay_peers (--replay-peer): no box to share cookies with\n");

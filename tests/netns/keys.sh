@@ -61,6 +61,10 @@ check "a cookie used at one box of a cluster, replayed at the other: Error 32" \
 check "a NAT cookie used at box 2, replayed at box 1: Error 32" \
 	$G cookie --conc 192.0.2.1:5125 --dst 203.0.113.2:9000 --src 198.51.100.2 --key 9:$K9 \
 	--nat --case replay --replay-to 192.0.2.1:5124 --expect 32
+# The other boxes are no destinations (their own addresses may trust this
+# one's): box 1's peers, the unreachable one too, are refused.
+check "a request for another box's own address (a replay-peer): Error 32" \
+	$G cookie --conc 192.0.2.1:5124 --dst 192.0.2.99:22 --src 198.51.100.2 --key 7:$K7 --case good --expect 32
 # A message from elsewhere, or from a peer's address with a guessed key,
 # is counted and changes nothing.
 peer_metric() { metric_at gw 198.51.100.1:9191 "mptcp_concentrator_replay_peer_$1"; }
@@ -118,10 +122,11 @@ counted() {
 	replayed=$(metric 'mptcp_concentrator_cookies_total{result="replayed"}')
 	scope=$(metric 'mptcp_concentrator_cookies_total{result="scope"}')
 	echo "{\"ok\": $ok, \"missing\": $missing, \"bad_mac\": $bad, \"replayed\": $replayed, \"scope\": $scope}"
-	# good, replay's first, the cluster replay's first, nat: 4 ok; wrong
-	# secret, otherdst, othersrc, badmac: 4 bad_mac; the replay and the NAT
+	# good, replay's first, the cluster replay's first, the request for a
+	# peer (refused by policy after its cookie), nat: 5 ok; wrong secret,
+	# otherdst, othersrc, badmac: 4 bad_mac; the replay and the NAT
 	# cookie's replay from box 2: 2 replayed.
-	[ "$ok" -eq 4 ] && [ "$missing" -eq 1 ] && [ "$bad" -eq 4 ] && [ "$replayed" -eq 2 ] && [ "$scope" -eq 1 ]
+	[ "$ok" -eq 5 ] && [ "$missing" -eq 1 ] && [ "$bad" -eq 4 ] && [ "$replayed" -eq 2 ] && [ "$scope" -eq 1 ]
 }
 check "refusals are counted by reason" counted
 
