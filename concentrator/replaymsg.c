@@ -1,25 +1,12 @@
 /* The boxes' cookie messages (replaymsg.h). */
 #include "replaymsg.h"
 
+#include "bytes.h"
+
 #include <errno.h>
 #include <string.h>
 
 static const uint8_t magic[4] = { 'g', 'w', 'r', 'p' };
-
-static uint64_t get_be(const uint8_t *p, unsigned n)
-{
-	uint64_t v = 0;
-
-	for (unsigned i = 0; i < n; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static void put_be(uint8_t *p, uint64_t v, unsigned n)
-{
-	for (unsigned i = n; i-- > 0; v >>= 8)
-		p[i] = (uint8_t)v;
-}
 
 int replaymsg_parse(const uint8_t *buf, size_t len, struct replaymsg_entry *out,
 		    const char **why)
@@ -54,9 +41,9 @@ int replaymsg_parse(const uint8_t *buf, size_t len, struct replaymsg_entry *out,
 	for (unsigned i = 0; i < n; i++) {
 		const uint8_t *p = buf + REPLAYMSG_HDR + i * REPLAYMSG_ENTRY;
 
-		out[i].kid = (uint32_t)get_be(p, 4);
-		out[i].time = (uint32_t)get_be(p + 4, 4);
-		out[i].nonce = get_be(p + 8, 8);
+		out[i].kid = (uint32_t)be_get(p, 4);
+		out[i].time = (uint32_t)be_get(p + 4, 4);
+		out[i].nonce = be_get(p + 8, 8);
 	}
 	return (int)n;
 }
@@ -70,9 +57,9 @@ size_t replaymsg_build(uint8_t *out, const struct replaymsg_entry *e, unsigned n
 	for (unsigned i = 0; i < n; i++) {
 		uint8_t *p = out + REPLAYMSG_HDR + i * REPLAYMSG_ENTRY;
 
-		put_be(p, e[i].kid, 4);
-		put_be(p + 4, e[i].time, 4);
-		put_be(p + 8, e[i].nonce, 8);
+		be_put(p, e[i].kid, 4);
+		be_put(p + 4, e[i].time, 4);
+		be_put(p + 8, e[i].nonce, 8);
 	}
 	return REPLAYMSG_HDR + n * REPLAYMSG_ENTRY;
 }

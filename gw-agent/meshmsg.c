@@ -1,25 +1,12 @@
 /* Mesh announcements and borrow addresses (meshmsg.h). */
 #include "meshmsg.h"
 
+#include "bytes.h"
+
 #include <errno.h>
 #include <string.h>
 
 static const uint8_t magic[4] = { 'g', 'w', 'm', 'l' };
-
-static uint64_t get_be(const uint8_t *p, unsigned n)
-{
-	uint64_t v = 0;
-
-	for (unsigned i = 0; i < n; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static void put_be(uint8_t *p, uint64_t v, unsigned n)
-{
-	for (unsigned i = n; i-- > 0; v >>= 8)
-		p[i] = (uint8_t)v;
-}
 
 int mesh_announce_parse(const uint8_t *buf, size_t len, struct mesh_announce *ret,
 			const char **why)
@@ -55,8 +42,8 @@ int mesh_announce_parse(const uint8_t *buf, size_t len, struct mesh_announce *re
 	memset(ret, 0, sizeof(*ret));
 	ret->lending = buf[5] & 1;
 	ret->borrow = buf[5] & 2;
-	ret->kid = (uint32_t)get_be(buf + 8, 4);
-	ret->seq = get_be(buf + 12, 8);
+	ret->kid = (uint32_t)be_get(buf + 8, 4);
+	ret->seq = be_get(buf + 12, 8);
 	ret->sender.s6_addr[10] = ret->sender.s6_addr[11] = 0xff;
 	memcpy(&ret->sender.s6_addr[12], buf + 20, 4);
 	if (ret->borrow)
@@ -73,8 +60,8 @@ size_t mesh_announce_build(uint8_t *out, const struct mesh_announce *a)
 	out[4] = 2;
 	out[5] = a->borrow ? 3 : a->lending ? 1 : 0;
 	out[6] = out[7] = 0;
-	put_be(out + 8, a->kid, 4);
-	put_be(out + 12, a->seq, 8);
+	be_put(out + 8, a->kid, 4);
+	be_put(out + 12, a->seq, 8);
 	memcpy(out + 20, &a->sender.s6_addr[12], 4);
 	if (a->borrow) {
 		memcpy(out + MESH_ANNOUNCE_SIGNED, a->mac, 6);

@@ -98,6 +98,19 @@ void agent_paths_snapshot(struct agent *a)
 		atomic_store_explicit(&a->conc_up[0], conc0_up ? 1 : 0, memory_order_relaxed);
 }
 
+/* One counter per mesh result (announcements, or borrow requests). */
+static void mesh_results_metric(struct mbuf *b, const char *name, const char *help,
+				const uint64_t results[MESH_R_MAX])
+{
+	char l[64];
+
+	metrics_head(b, name, "counter", help);
+	for (unsigned k = 0; k < MESH_R_MAX; k++) {
+		snprintf(l, sizeof(l), "result=\"%s\"", mesh_result_name(k));
+		metrics_u64(b, name, l, results[k]);
+	}
+}
+
 void agent_render_metrics(void *ctx, struct mbuf *b)
 {
 	struct agent *a = ctx;
@@ -233,23 +246,14 @@ void agent_render_metrics(void *ctx, struct mbuf *b)
 		    "Flows whose MPTCP connection fell back to plain TCP (one path, no failover); "
 		    "each makes the kernel forget the concentrator's TFO cookie.",
 		    t.fell_back);
-	if (cfg.mesh.borrow_if[0]) {
-		metrics_head(b, "gw_agent_mesh_announcements_total", "counter",
-			     "Mesh announcements received, by what became of them (ok, or why "
-			     "refused).");
-		for (unsigned k = 0; k < MESH_R_MAX; k++) {
-			snprintf(l, sizeof(l), "result=\"%s\"", mesh_result_name(k));
-			metrics_u64(b, "gw_agent_mesh_announcements_total", l, mesh_results[k]);
-		}
-	}
+	if (cfg.mesh.borrow_if[0])
+		mesh_results_metric(b, "gw_agent_mesh_announcements_total",
+				    "Mesh announcements received, by what became of them (ok, or why "
+				    "refused).", mesh_results);
 	if (cfg.mesh.lend_if[0]) {
-		metrics_head(b, "gw_agent_mesh_borrow_requests_total", "counter",
-			     "Borrow requests received as a lender, by what became of them (ok, or "
-			     "why refused).");
-		for (unsigned k = 0; k < MESH_R_MAX; k++) {
-			snprintf(l, sizeof(l), "result=\"%s\"", mesh_result_name(k));
-			metrics_u64(b, "gw_agent_mesh_borrow_requests_total", l, mesh_req_results[k]);
-		}
+		mesh_results_metric(b, "gw_agent_mesh_borrow_requests_total",
+				    "Borrow requests received as a lender, by what became of them (ok, "
+				    "or why refused).", mesh_req_results);
 		metrics_one(b, "gw_agent_mesh_borrowers", "gauge",
 			    "Borrowers whose borrow addresses we forward now (verified requests; "
 			    "0 without a mesh key, when any borrow address is forwarded).",
