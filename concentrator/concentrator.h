@@ -135,6 +135,8 @@ struct conc {
 	pthread_t own_thread;
 	int own_stop[2];
 	atomic_uint_fast64_t own_refreshes;
+	uint32_t own_nh[POLICY_MAX_NH];  /* nexthop objects of the routers (live_lock) */
+	unsigned own_nnh;
 	atomic_int stopping;
 	/* net.ipv4.tcp_fastopen has 0x200, as last logged by the main thread
 	 * (start, reload, every 5 s). Workers read the sysctl themselves,

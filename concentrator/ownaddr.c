@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libmnl/libmnl.h>
+#include <linux/nexthop.h>
 #include <linux/rtnetlink.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -24,8 +25,9 @@
 static int refresh(struct conc *c)
 {
 	struct addr_prefix *own;
-	unsigned n;
-	int r = policy_list_own(&own, &n);
+	uint32_t nh[POLICY_MAX_NH];
+	unsigned n, nnh = 0;
+	int r = policy_list_own_nh(&own, &n, nh, &nnh);
 
 	if (r < 0) {
 		log_errno(r, "own addresses: cannot list them, keeping the last list and trying "
@@ -34,6 +36,8 @@ static int refresh(struct conc *c)
 	}
 	pthread_rwlock_wrlock(&c->live_lock);
 	policy_set_own(&c->cfg.policy, own, n);
+	memcpy(c->own_nh, nh, nnh * sizeof(*nh));
+	c->own_nnh = nnh;
 	pthread_rwlock_unlock(&c->live_lock);
 	atomic_fetch_add(&c->policy_gen, 1);
 	atomic_fetch_add(&c->own_refreshes, 1);
@@ -45,7 +49,24 @@ static int refresh(struct conc *c)
  * address change, a route change in the local table, or a default route's
  * (its next hops are the box's routers); other routes, a full BGP table
  * among them, are not ours to follow. */
-static bool news(const char *buf, ssize_t len)
+/* Whether a nexthop message names an object the routers came from. */
+static bool nh_followed(struct conc *c, const struct nlmsghdr *m)
+{
+	const struct nlattr *attr;
+	bool r = false;
+
+	if (m->nlmsg_len < NLMSG_LENGTH(sizeof(struct nhmsg)))
+		return false;
+	pthread_rwlock_rdlock(&c->live_lock);
+	mnl_attr_for_each(attr, m, sizeof(struct nhmsg))
+		if (mnl_attr_get_type(attr) == NHA_ID && mnl_attr_get_payload_len(attr) == 4)
+			for (unsigned i = 0; i < c->own_nnh && !r; i++)
+				r = c->own_nh[i] == mnl_attr_get_u32(attr);
+	pthread_rwlock_unlock(&c->live_lock);
+	return r;
+}
+
+static bool news(struct conc *c, const char *buf, ssize_t len)
 {
 	int left = (int)len;
 
@@ -53,8 +74,11 @@ static bool news(const char *buf, ssize_t len)
 	     m = mnl_nlmsg_next(m, &left)) {
 		if (m->nlmsg_type == RTM_NEWADDR || m->nlmsg_type == RTM_DELADDR)
 			return true;
-		/* A nexthop object changed: a router may be behind it. */
-		if (m->nlmsg_type == RTM_NEWNEXTHOP || m->nlmsg_type == RTM_DELNEXTHOP)
+		/* A nexthop object the routers came from changed (others, a
+		 * routing daemon's many, are not ours to follow; a default
+		 * route moving to a new object is a route event). */
+		if ((m->nlmsg_type == RTM_NEWNEXTHOP || m->nlmsg_type == RTM_DELNEXTHOP) &&
+		    nh_followed(c, m))
 			return true;
 		if ((m->nlmsg_type == RTM_NEWROUTE || m->nlmsg_type == RTM_DELROUTE) &&
 		    m->nlmsg_len >= NLMSG_LENGTH(sizeof(struct rtmsg))) {
@@ -97,7 +121,7 @@ static void *watch_main(void *arg)
 			ssize_t n;
 
 			while ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0 || errno == ENOBUFS)
-				events |= n <= 0 || news(buf, n);
+				events |= n <= 0 || news(c, buf, n);
 			if (!round && events)
 				poll(pf + 1, 1, 50);
 		}

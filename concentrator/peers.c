@@ -38,7 +38,7 @@
 
 static void tag(const uint8_t *key, const uint8_t *msg, size_t len, uint8_t out[REPLAYMSG_TAG])
 {
-	static const char label[] = "mptcp-ha replay 1";
+	static const char label[] = "mptcp-ha replay 2";
 	uint8_t buf[sizeof(label) - 1 + REPLAYMSG_LEN(REPLAYMSG_MAX)], mac[EVP_MAX_MD_SIZE];
 	unsigned ml = 0;
 

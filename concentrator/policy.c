@@ -84,7 +84,7 @@ int policy_add_dest(struct policy *p, const struct addr_prefix *pfx, bool allow,
 	return 0;
 }
 
-#define OWN_MAX_NH 32  /* nexthop objects followed per lookup */
+#define OWN_MAX_NH POLICY_MAX_NH  /* nexthop objects followed per lookup */
 
 struct own_list {
 	struct addr_prefix *a;
@@ -94,6 +94,7 @@ struct own_list {
 	 * looked up: each once, at most OWN_MAX_NH. */
 	uint32_t nh[OWN_MAX_NH];
 	unsigned nnh;
+	bool nh_full;
 };
 
 static void own_add_nh(struct own_list *l, uint32_t id)
@@ -103,6 +104,8 @@ static void own_add_nh(struct own_list *l, uint32_t id)
 			return;
 	if (l->nnh < OWN_MAX_NH)
 		l->nh[l->nnh++] = id;
+	else
+		l->nh_full = true;
 }
 
 static void own_add(struct own_list *l, const struct addr_prefix *pfx)
@@ -328,11 +331,20 @@ static int list_routers(struct own_list *l)
 		if (r < 0)
 			log_debug("own addresses: nexthop %u: %s", l->nh[i], strerror(-r));
 	}
+	if (l->nh_full)
+		log_warn("own addresses: the default route has more than %u nexthop objects: the "
+			 "routers behind the rest are not denied as destinations (--deny-dest)",
+			 OWN_MAX_NH);
 	nl_close(&nl);
 	return l->err;
 }
 
 int policy_list_own(struct addr_prefix **ret, unsigned *ret_n)
+{
+	return policy_list_own_nh(ret, ret_n, NULL, NULL);
+}
+
+int policy_list_own_nh(struct addr_prefix **ret, unsigned *ret_n, uint32_t *nh, unsigned *nnh)
 {
 	struct ifaddrs *ifa, *i;
 	struct own_list l = { 0 };
@@ -358,6 +370,10 @@ int policy_list_own(struct addr_prefix **ret, unsigned *ret_n)
 	if (r < 0) {
 		free(l.a);
 		return r;
+	}
+	if (nh) {
+		memcpy(nh, l.nh, l.nnh * sizeof(*nh));
+		*nnh = l.nnh;
 	}
 	*ret = l.a;
 	*ret_n = l.n;

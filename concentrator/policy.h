@@ -68,6 +68,11 @@ void policy_clear_operator(struct policy *p, bool clients, bool allow_rules, boo
  * answer every address in it), into a fresh array: 0 or -errno. The
  * caller swaps it into p->own (policy_set_own) under its lock. */
 int policy_list_own(struct addr_prefix **ret, unsigned *ret_n);
+/* The same, and the nexthop objects its routers came from (up to
+ * POLICY_MAX_NH ids into nh, how many into *nnh): their changes are news
+ * (ownaddr.c). */
+#define POLICY_MAX_NH 32
+int policy_list_own_nh(struct addr_prefix **ret, unsigned *ret_n, uint32_t *nh, unsigned *nnh);
 void policy_set_own(struct policy *p, struct addr_prefix *own, unsigned n);
 int policy_add_own_addresses(struct policy *p);
 int policy_add_own_extra(struct policy *p, const struct addr_prefix *pfx);

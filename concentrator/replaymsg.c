@@ -21,8 +21,8 @@ int replaymsg_parse(const uint8_t *buf, size_t len, struct replaymsg_entry *out,
 		*why = "no gwrp magic";
 		return -EBADMSG;
 	}
-	if (buf[4] != 1) {
-		*why = "unknown version";
+	if (buf[4] != 2) {
+		*why = "unknown version (1 had one tag: a box not upgraded)";
 		return -EBADMSG;
 	}
 	n = buf[5];
@@ -51,7 +51,7 @@ int replaymsg_parse(const uint8_t *buf, size_t len, struct replaymsg_entry *out,
 size_t replaymsg_build(uint8_t *out, const struct replaymsg_entry *e, unsigned n)
 {
 	memcpy(out, magic, 4);
-	out[4] = 1;
+	out[4] = 2;
 	out[5] = (uint8_t)n;
 	out[6] = out[7] = 0;
 	for (unsigned i = 0; i < n; i++) {

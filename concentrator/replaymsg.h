@@ -16,12 +16,12 @@
 
 /* The message, in network order:
  *
- *   "gwrp" | version 1 | count (1..64) | 2 bytes zero |
+ *   "gwrp" | version 2 | count (1..64) | 2 bytes zero |
  *   count x (key id u32 | cookie time u32 | nonce u64) | 2 tags (16 bytes each)
  *
  * Each entry is a cookie the sending box took (its replay cache has it:
  * policy.h); the receiving box puts it into its own. Each tag is
- * HMAC-SHA256, truncated to 16 bytes, over "mptcp-ha replay 1" and every
+ * HMAC-SHA256, truncated to 16 bytes, over "mptcp-ha replay 2" and every
  * byte before the tags, with one of the keys the boxes share: the
  * sender's primary, then its backup (the primary again when it has none),
  * so that a box one key rotation ahead or behind still verifies it

@@ -470,6 +470,14 @@ int conc_load_settings(int argc, char **argv, struct conc_config *cfg)
 			"every box: the key the boxes share authenticates their messages");
 		return -EINVAL;
 	}
+	/* Not made here (a random key on one box is one that no other box
+	 * holds): it must come from the others. */
+	if (cfg->npeers && access(cfg->tfo_key_path, F_OK) < 0) {
+		fprintf(stderr, "mptcp-concentrator: %s: %s; with cluster.replay_peers the boxes "
+			"share one TFO key file: copy it from another box\n", cfg->tfo_key_path,
+			strerror(errno));
+		return -EINVAL;
+	}
 	if (cfg->replay_listen_len) {
 		struct in6_addr la, pa;
 		uint16_t lp, pp;

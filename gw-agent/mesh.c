@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if_arp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <jansson.h>
@@ -226,6 +227,22 @@ static int if_addr4(const char *ifname, struct in6_addr *ret, unsigned *plen)
 			break;
 		}
 	freeifaddrs(ifa);
+	return r;
+}
+
+/* Whether ifname has Ethernet (MAC) addresses: Ethernet, Wi-Fi, bridges
+ * and veth do; tun, WireGuard, PPP do not. */
+static bool if_ethernet(const char *ifname)
+{
+	struct ifreq ifr = { 0 };
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	bool r;
+
+	if (fd < 0)
+		return false;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	r = ioctl(fd, SIOCGIFHWADDR, &ifr) == 0 && ifr.ifr_hwaddr.sa_family == ARPHRD_ETHER;
+	close(fd);
 	return r;
 }
 
@@ -460,18 +477,18 @@ static void lend_remove(struct mesh *m)
 	char *del[] = { "nft", "delete", "table", "inet", NFT_LEND, NULL };
 
 	agent_cmd(del, NULL, false);
-	for (unsigned b = 0; b < 256; b++)
-		if (m->br[b].allowed) {
-			/* The set went with the table; the pinned
-			 * neighbour entries go one by one. */
-			char addr[20];
-			char *neigh_del[] = { "ip", "-4", "neigh", "del", addr, "dev",
-					      m->cfg.lend_if, NULL };
+	/* The set went with the table; the pinned neighbour entries go in one
+	 * flush (also what a killed agent left: the slots start empty). */
+	if (m->lend_own.s6_addr[10]) {
+		char pfx[24];
+		char *flush[] = { "ip", "-4", "neigh", "flush", "dev", m->cfg.lend_if, "to", pfx,
+				  "nud", "permanent", NULL };
 
-			snprintf(addr, sizeof(addr), "100.64.%u.%u", m->lend_own.s6_addr[15], b);
-			agent_cmd(neigh_del, NULL, false);
-			m->br[b].allowed = false;
-		}
+		snprintf(pfx, sizeof(pfx), "100.64.%u.0/24", m->lend_own.s6_addr[15]);
+		agent_cmd(flush, NULL, false);
+	}
+	for (unsigned b = 0; b < 256; b++)
+		m->br[b].allowed = false;
 	m->nallowed = 0;
 	if (m->have_own || m->lend_installed)
 		lend_route(m, false);
@@ -574,7 +591,7 @@ static int lend_dest_rule(const struct mesh *m, const struct sockaddr_storage *c
 static int lend_script(const struct mesh *m, const struct sockaddr_storage *conc,
 		       unsigned nconc, bool replace, char *script, size_t size)
 {
-	char dest_rule[2048], cap[160] = "", prio[96] = "", allowed[112] = "";
+	char dest_rule[2048], cap[160] = "", prio[96] = "", allowed[224] = "";
 	char elems[256 * 38] = "";
 	int r = lend_dest_rule(m, conc, nconc, dest_rule, sizeof(dest_rule));
 
@@ -591,9 +608,12 @@ static int lend_script(const struct mesh *m, const struct sockaddr_storage *conc
 	/* With a mesh key, only the borrow addresses of borrowers whose
 	 * requests we verified (borrow_allow), kept across a replacement. */
 	if (m->keys.n) {
+		/* Without an Ethernet header there is no MAC to match
+		 * (mesh_start refuses such an interface; this says it again). */
 		snprintf(allowed, sizeof(allowed),
+			 "\t\tiifname \"%s\" meta iiftype != ether drop\n"
 			 "\t\tiifname \"%s\" ip saddr . ether saddr != @allowed drop\n",
-			 m->cfg.lend_if);
+			 m->cfg.lend_if, m->cfg.lend_if);
 		for (unsigned b = 0; b < 256; b++)
 			if (m->br[b].allowed) {
 				char mac[18];
@@ -854,6 +874,10 @@ int mesh_start(struct mesh *m, const struct sockaddr_storage *conc, const sockle
 		r = if_addr4(m->cfg.lend_if, &m->lend_own, &m->lend_plen);
 		if (r < 0)
 			return log_errno(r, "--lend %s: no IPv4 address on it: %m", m->cfg.lend_if);
+		if (m->keys.n && !if_ethernet(m->cfg.lend_if))
+			return log_error("--lend %s with --mesh-key: not an Ethernet-like interface "
+					 "(Ethernet, Wi-Fi, a bridge): a lender binds each borrower to "
+					 "its MAC address", m->cfg.lend_if), -EINVAL;
 		r = lend_install(m);
 		if (r < 0)
 			return r;
@@ -1037,6 +1061,27 @@ static int borrow_allow(struct mesh *m, unsigned b, bool add)
 	return 0;
 }
 
+/* Our neighbour entries for the allowed borrow addresses again: the
+ * kernel drops even permanent ones when the link goes down. One helper
+ * for all (ip -batch). */
+static void borrow_repin(struct mesh *m)
+{
+	char script[256 * 96] = "";
+	char *argv[] = { "ip", "-4", "-batch", "-", NULL };
+
+	for (unsigned b = 0; b < 256; b++)
+		if (m->br[b].allowed) {
+			char mac[18];
+
+			mac_format(m->br[b].mac, mac);
+			script_append(script, sizeof(script),
+				      "neigh replace 100.64.%u.%u lladdr %s dev %s nud permanent\n",
+				      m->lend_own.s6_addr[15], b, mac, m->cfg.lend_if);
+		}
+	if (script[0])
+		agent_cmd(argv, script, false);
+}
+
 /* A borrow request from a (on our lending interface): verified, its
  * sender's borrow address is forwarded from the MAC address it names
  * (borrow_allow) until it has been silent MESH_BORROW_EXPIRE_MS. New
@@ -1063,7 +1108,14 @@ static void lend_request(struct mesh *m, const uint8_t *buf, size_t len, const s
 	}
 	if (res == MESH_R_OK && br->addr.s6_addr[10] && an.seq <= br->last_seq)
 		res = MESH_R_REPLAYED;
-	if (res == MESH_R_OK && !br->allowed) {
+	/* A MAC address change is a new borrower too, and at most one a
+	 * slot in MESH_BORROW_EXPIRE_MS (a key holder changing its MAC at
+	 * every request must not run helpers at our every wakeup, nor use up
+	 * the budget of new borrowers). */
+	if (res == MESH_R_OK && br->allowed && memcmp(br->mac, an.mac, 6) &&
+	    now < br->mac_since_ms + MESH_BORROW_EXPIRE_MS)
+		res = MESH_R_TAKEN;
+	if (res == MESH_R_OK && (!br->allowed || memcmp(br->mac, an.mac, 6))) {
 		if (now >= m->new_window_ms + 1000) {
 			m->new_window_ms = now;
 			m->new_in_window = 0;
@@ -1085,6 +1137,7 @@ static void lend_request(struct mesh *m, const uint8_t *buf, size_t len, const s
 		char sa[ADDR_STRLEN], mac[18];
 
 		m->new_in_window++;
+		br->mac_since_ms = now;
 		memcpy(br->mac, an.mac, 6);
 		mac_format(an.mac, mac);
 		if (borrow_allow(m, a->s6_addr[15], true) == 0)
@@ -1211,6 +1264,7 @@ bool mesh_tick(struct mesh *m, struct paths *ps, bool own_line_up, uint64_t now,
 			 * link; put it back once announcements leave again
 			 * (and now and then, whatever else removed it). */
 			lend_route(m, true);
+			borrow_repin(m);
 			m->tx_failed = false;
 			m->next_route_ms = now + 10000;
 		}

@@ -66,6 +66,7 @@ struct mesh_borrower {
 	uint64_t last_seq;             /* its last accepted request's sequence */
 	uint64_t seen_ms;              /* then (log_now_ms) */
 	uint64_t retry_ms;             /* taking it failed: not before then */
+	uint64_t mac_since_ms;         /* its MAC address taken then */
 	uint8_t mac[6];                /* what its request names */
 	bool allowed;                  /* in the lending table's set, and its
 					* neighbour entry pinned */

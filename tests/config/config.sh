@@ -121,6 +121,9 @@ expect "a peer of another address family than replay-listen: refused" 2 \
 expect "replay-listen without peers: refused" 2 \
 	$RP --tfo-key-file "$T/rp.key" --replay-listen 10.0.1.2:5127 \
 	<<< "mptcp-concentrator: cluster.replay_listen (--replay-listen) without cluster.replay_peers (--replay-peer): no box to share cookies with"
+expect "replay-peer with a TFO key file that does not exist: refused (not made: the boxes share one)" 2 \
+	$RP --tfo-key-file "$T/none.key" --replay-peer 10.0.2.2:5127 --replay-listen 10.0.1.2:5127 \
+	<<< "mptcp-concentrator: $T/none.key: No such file or directory; with cluster.replay_peers the boxes share one TFO key file: copy it from another box"
 expect "a complete replay-peer setting: accepted" 0 \
 	$RP --tfo-key-file "$T/rp.key" --replay-peer 10.0.2.2:5127 --replay-listen 10.0.1.2:5127 \
 	<<< "mptcp-concentrator: configuration OK (no config file, command line only)"

@@ -2,7 +2,7 @@
  * (concentrator/replaymsg.c): bytes anyone who can reach a box's
  * replay-listen port can send. Beyond "no crash", checked against this
  * file's own reading of the format in replaymsg.h: n entries exactly for
- * "gwrp", version 1, a count n of 1 to 64, two zero bytes and a length of
+ * "gwrp", version 2, a count n of 1 to 64, two zero bytes and a length of
  * 8 + 16 n + 32 (two tags); the entries are the bytes read here (big-endian);
  * building them again gives the same bytes up to the tag; anything else is
  * -EBADMSG with a reason. */
@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct replaymsg_entry e[REPLAYMSG_MAX];
 	const char *why = NULL;
 	unsigned n = size >= 6 ? data[5] : 0;
-	bool valid = size >= 8 && !memcmp(data, "gwrp", 4) && data[4] == 1 && n >= 1 &&
+	bool valid = size >= 8 && !memcmp(data, "gwrp", 4) && data[4] == 2 && n >= 1 &&
 		n <= 64 && !data[6] && !data[7] && size == 8 + 16 * (size_t)n + 32;
 	int r;
 

@@ -76,7 +76,7 @@ peer_forged() {
 	# Dated now, so that a forged entry taken would count as new.
 	ip netns exec "$(ns conc)" "$PY" -c '
 import os, socket, struct, time
-body = b"gwrp" + bytes([1, 1, 0, 0]) + struct.pack("!IIQ", 7, int(time.time()), 1) + os.urandom(32)
+body = b"gwrp" + bytes([2, 1, 0, 0]) + struct.pack("!IIQ", 7, int(time.time()), 1) + os.urandom(32)
 udp = struct.pack("!HHHH", 5130, 5131, 8 + len(body), 0) + body
 ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0,
                  socket.inet_aton("127.0.0.1"), socket.inet_aton("127.0.0.1"))

@@ -41,7 +41,7 @@ wait_listen srv 5201 && wait_listen conc 5124 && wait_listen conc 9000 && wait_l
 hex() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
 S4=$(hex); S5=$(hex); S6=$(hex); S8=$(hex)
 (umask 077
- printf '5 %s 10.77.0.2/32\n4 %s 10.77.0.1/32\n' "$S5" "$S4" > "$WORKDIR/b.mkeys"
+ printf '5 %s 10.77.0.2/32\n4 %s 10.77.0.1/32\n8 %s 10.77.0.0/24\n' "$S5" "$S4" "$S8" > "$WORKDIR/b.mkeys"
  printf '6 %s 10.77.0.3/32\n4 %s 10.77.0.1/32\n' "$S6" "$S4" > "$WORKDIR/c.mkeys"
  printf '4 %s 10.77.0.1/32\n5 %s 10.77.0.2/32\n6 %s 10.77.0.3/32\n8 %s 10.77.0.0/24\n' "$S4" "$S5" "$S6" "$S8" > "$WORKDIR/a.mkeys")
 MESH_KEYS=
@@ -52,6 +52,7 @@ addr conc lo 192.0.2.3/32
 ip netns exec "$(ns conc)" "$PY" ./nettool.py serve --bind 192.0.2.3 --base 5124 > /dev/null 2>&1 &
 wait_listen conc 5125 || exit 1  # nettool's second port (5124 is the concentrator's too)
 mesh_agent b agent-b --lan b-lanb --path b-dsl --mesh-key "$WORKDIR/b.mkeys" \
+	--metrics-listen 127.0.0.1:9191 \
 	--concentrator 192.0.2.3:5124 \
 	${LEND_B:---lend b-mesh,uplink=$(( ${RATE%mbit} * 95 / 100 ))mbit,flows=64} || exit 1
 B=$AGENT_PID
@@ -290,6 +291,27 @@ keyless_borrower() {
 	return $rc
 }
 check "a device on the segment without a key that takes a borrow address for B (its own, or A's) gets nothing through B" keyless_borrower
+
+# A key holder (the shared key 8, which B takes from any address of the
+# mesh) that names a new MAC address in every request: B takes one change
+# in 10 s and refuses the rest (each would run helpers and use the budget
+# of new borrowers).
+b_req() { metric_at b 127.0.0.1:9191 "gw_agent_mesh_borrow_requests_total{result=\"$1\"}"; }
+b_req_over() { [ "$(b_req "$1")" -ge "$2" ]; }
+mac_churn() {
+	local t0 ok0 i
+	t0=$(b_req taken) && ok0=$(b_req ok) || return 1
+	for i in 1 2 3 4 5 6; do
+		$M --src 10.77.0.9 --key "8:$S8" --borrow 10.77.0.2 --count 1 --mac "02:00:00:00:01:0$i" \
+			> /dev/null || return 1
+	done
+	eventually 5 b_req_over taken $((t0 + 5)) || { echo "taken: $(b_req taken), was $t0"; return 1; }
+	# (ok counts A's requests too, one a second.)
+	echo "{\"ok_meanwhile\": $(( $(b_req ok) - ok0 )), \"refused_taken\": $(( $(b_req taken) - t0 ))," \
+	     "\"borrowers\": $(metric_at b 127.0.0.1:9191 gw_agent_mesh_borrowers)}"
+	[ "$(metric_at b 127.0.0.1:9191 gw_agent_mesh_borrowers)" -eq 2 ]  # A, and the first MAC
+}
+check "a key holder naming a new MAC address in every borrow request: one taken, the rest refused" mac_churn
 
 # A lender forwards to each of its concentrators (B has a second one,
 # 192.0.2.3), and to a cluster's join addresses (C's joins=192.0.2.0/29)

@@ -968,7 +968,7 @@ def cmd_meshannounce(args):
                 kid, hexsecret = args.key.split(":")
                 seq = int(time.time() * 1000) + args.seq_offset + i
                 msg = mesh_announce(args.lending, int(kid), bytes.fromhex(hexsecret), seq,
-                                    args.sender or src, borrow_from=args.borrow)
+                                    args.sender or src, borrow_from=args.borrow, mac=args.mac)
             send_spoofed_udp(args.dev, src, msg)
         time.sleep(args.interval)
     print(json.dumps({"sent": args.count * len(srcs), "src": args.src}))
@@ -1308,6 +1308,7 @@ def main():
     ma.add_argument("--seq-offset", type=int, default=0)
     ma.add_argument("--replay")
     ma.add_argument("--borrow", help="LENDER: a borrow request for that lender instead")
+    ma.add_argument("--mac", default="02:00:00:00:00:09", help="the borrow request's MAC")
     mc = sub.add_parser("meshcapture")
     mc.add_argument("--dev", required=True)
     mc.add_argument("--src", required=True)
