@@ -6,7 +6,7 @@
 #      build-fuzz/ (clang, ASan+UBSan, libFuzzer)
 #   3. runs every meson test (unit, config, fuzz corpus, netns) in build/ and
 #      build-asan/; tests that need root or namespaces skip (77) without them
-#   4. runs each libFuzzer harness for FUZZ_SECONDS (default 10) from the
+#   4. runs each libFuzzer harness for FUZZ_SECONDS (default 5) from the
 #      checked-in seed corpus; any crash fails the run
 #
 # Environment: FUZZ_SECONDS=N (0 skips fuzzing), TEST_SUITES="unit fuzz-corpus"
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 
-FUZZ_SECONDS=${FUZZ_SECONDS:-10}
+FUZZ_SECONDS=${FUZZ_SECONDS:-5}
 JOBS=${JOBS:-$(nproc)}
 
 deploy/setup.sh

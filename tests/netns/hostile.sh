@@ -71,7 +71,7 @@ forged_syn() {
 	before=$(upstream_syns); f0=$(forged_syns)
 	$F syn-data --src 198.51.100.9 --dst $CONC --to $DST --count 20 || return 1
 	$F syn-data --src 198.51.100.9 --dst $CONC --to $DST --count 20 --mptcp || return 1
-	sleep 3  # past the handshake timeout: whatever would happen has happened
+	sleep 2.5  # past the 2 s handshake timeout: whatever would happen has happened
 	after=$(upstream_syns); f1=$(forged_syns)
 	echo "{\"forged_syns_at_concentrator\": $((f1 - f0)), \"upstream_syns_from_forged\": $((after - before)), \"tfo_passive\": $(nstat_conc TcpExtTCPFastOpenPassive)}"
 	# All 40 forged SYNs reached the concentrator (else nothing is shown).
@@ -365,10 +365,10 @@ noread_bound() {
 	refused=$(pm refused_total); sends=$(pm sends_total); bytes=$(pm bytes)
 	echo "{\"one_client\": {\"parked_sends\": $sends, \"parked_refused\": $refused, \"parked_bytes\": $bytes}}"
 	[ "$refused" -gt 0 ] && [ "$bytes" -le $((16 << 20)) ] || rc=1
-	# Held 6 s (its sends stall and park after 2 s), then it says how many
+	# Held 4 s (its sends stall and park after 2 s), then it says how many
 	# of its 4 the concentrator reset: none may be.
 	$C noread --conc 198.51.100.1:5133 --dst 203.0.113.2:9000 --count 4 --src 198.51.100.4 \
-		--bytes $((1 << 20)) --min-bytes 0 --seconds 6 > "$WORKDIR/noread-other.out" 2>&1
+		--bytes $((1 << 20)) --min-bytes 0 --seconds 4 > "$WORKDIR/noread-other.out" 2>&1
 	cat "$WORKDIR/noread-other.out"
 	grep -q '"reset_by_the_far_side": 0' "$WORKDIR/noread-other.out" ||
 		{ echo "another client's stalled flows were reset"; rc=1; }
