@@ -241,11 +241,25 @@ lend_firewall() {
 	# mesh address (which B's replies would reach: before the source check
 	# this connected).
 	via_b_from 10.77.0.1 tcp 192.0.2.1 5124 > /dev/null && { echo "forwarded from a mesh address"; rc=1; }
+	# The refused ones at once (each waits out its timeout): routes via B
+	# for their destinations first, then every probe in parallel.
+	local d t
+	for d in 192.0.2.1 203.0.113.2 192.168.78.2; do
+		ip -n "$(ns a)" route replace "$d/32" via 10.77.0.2 dev a-mesh
+	done
+	: > "$WORKDIR/forwarded"
+	local probes=()
 	for t in "tcp 192.0.2.1 9000" "tcp 203.0.113.2 9000" "tcp 192.168.78.2 9000" \
 		 "udp 192.168.78.2 443" "udp 203.0.113.2 443" \
 		 "icmp 192.168.78.2" "icmp 203.0.113.2"; do
-		via_b $t > /dev/null && { echo "forwarded from the mesh: $t"; rc=1; }
+		{ reach a 100.64.2.1 $t > /dev/null && echo "forwarded from the mesh: $t" >> "$WORKDIR/forwarded"; } &
+		probes+=($!)
 	done
+	wait "${probes[@]}"
+	for d in 192.0.2.1 203.0.113.2 192.168.78.2; do
+		ip -n "$(ns a)" route del "$d/32" via 10.77.0.2 dev a-mesh
+	done
+	[ -s "$WORKDIR/forwarded" ] && { cat "$WORKDIR/forwarded"; rc=1; }
 	return $rc
 }
 check "a lender forwards only TCP to the concentrator from its borrow addresses (not another port, not UDP or ICMP, not the Internet, not its LAN, not other sources)" lend_firewall
