@@ -20,7 +20,9 @@ static void hmac(const uint8_t secret[COOKIE_SECRET_LEN], const uint8_t *in, siz
 }
 
 static const char hello_label[] = "mptcp-ha udp hello 1";
-static const char accept_label[] = "mptcp-ha udp accept 1";
+static const char accept_label[] = "mptcp-ha udp accept 2";
+static const char reset_label[] = "mptcp-ha udp reset 1";
+static const char token_label[] = "mptcp-ha udp token 1";
 static const char up_label[] = "mptcp-ha udp up 1";
 static const char down_label[] = "mptcp-ha udp down 1";
 
@@ -35,9 +37,10 @@ void udpcrypt_hello_mac(const uint8_t secret[COOKIE_SECRET_LEN], const uint8_t *
 }
 
 void udpcrypt_accept_mac(const uint8_t secret[COOKIE_SECRET_LEN], const uint8_t *buf,
-			 const uint8_t nonce_c[UDPC_NONCE_LEN], uint8_t out[UDPC_MAC_LEN])
+			 const uint8_t nonce_c[UDPC_NONCE_LEN], uint8_t out[UDPC_ACCEPT_MAC_LEN])
 {
-	uint8_t in[sizeof(accept_label) - 1 + UDPC_HDR_LEN + 2 * UDPC_NONCE_LEN];
+	uint8_t in[sizeof(accept_label) - 1 + UDPC_HDR_LEN + 2 * UDPC_NONCE_LEN + UDPC_TOKEN_LEN];
+	uint8_t mac[UDPC_MAC_LEN];
 	size_t n = 0;
 
 	memcpy(in, accept_label, sizeof(accept_label) - 1);
@@ -46,14 +49,45 @@ void udpcrypt_accept_mac(const uint8_t secret[COOKIE_SECRET_LEN], const uint8_t 
 	n += UDPC_HDR_LEN;
 	memcpy(in + n, nonce_c, UDPC_NONCE_LEN);
 	n += UDPC_NONCE_LEN;
-	memcpy(in + n, buf + UDPC_HDR_LEN, UDPC_NONCE_LEN);
-	n += UDPC_NONCE_LEN;
-	hmac(secret, in, n, out);
+	memcpy(in + n, buf + UDPC_HDR_LEN, UDPC_NONCE_LEN + UDPC_TOKEN_LEN);
+	n += UDPC_NONCE_LEN + UDPC_TOKEN_LEN;
+	hmac(secret, in, n, mac);
+	memcpy(out, mac, UDPC_ACCEPT_MAC_LEN);
 }
 
 bool udpcrypt_mac_equal(const uint8_t *a, const uint8_t *b)
 {
 	return CRYPTO_memcmp(a, b, UDPC_MAC_LEN) == 0;
+}
+
+bool udpcrypt_equal(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	return CRYPTO_memcmp(a, b, n) == 0;
+}
+
+void udpcrypt_reset_token(const uint8_t *key, size_t klen, uint32_t sid,
+			  uint8_t out[UDPC_TOKEN_LEN])
+{
+	uint8_t in[sizeof(reset_label) - 1 + 4], mac[EVP_MAX_MD_SIZE];
+	unsigned ml = 0;
+
+	memcpy(in, reset_label, sizeof(reset_label) - 1);
+	in[sizeof(in) - 4] = (uint8_t)(sid >> 24);
+	in[sizeof(in) - 3] = (uint8_t)(sid >> 16);
+	in[sizeof(in) - 2] = (uint8_t)(sid >> 8);
+	in[sizeof(in) - 1] = (uint8_t)sid;
+	if (!HMAC(EVP_sha256(), key, (int)klen, in, sizeof(in), mac, &ml))
+		memset(mac, 0, sizeof(mac));
+	memcpy(out, mac, UDPC_TOKEN_LEN);
+}
+
+void udpcrypt_token_seal(const uint8_t down[UDPC_KEY_LEN], uint8_t token[UDPC_TOKEN_LEN])
+{
+	uint8_t pad[UDPC_MAC_LEN];
+
+	hmac(down, (const uint8_t *)token_label, sizeof(token_label) - 1, pad);
+	for (unsigned i = 0; i < UDPC_TOKEN_LEN; i++)
+		token[i] ^= pad[i];
 }
 
 static void derive(const uint8_t secret[COOKIE_SECRET_LEN], const char *label, size_t llen,

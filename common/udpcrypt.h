@@ -21,11 +21,21 @@
 /* HELLO's MAC: buf is the whole HELLO (its last 32 bytes are not read). */
 void udpcrypt_hello_mac(const uint8_t secret[COOKIE_SECRET_LEN], const uint8_t *buf,
 			uint8_t out[UDPC_MAC_LEN]);
-/* ACCEPT's MAC: buf is the whole ACCEPT; nonce_c the HELLO's nonce. */
+/* ACCEPT's MAC (UDPC_ACCEPT_MAC_LEN bytes): buf is the whole ACCEPT (its
+ * last UDPC_ACCEPT_MAC_LEN bytes are not read); nonce_c the HELLO's nonce. */
 void udpcrypt_accept_mac(const uint8_t secret[COOKIE_SECRET_LEN], const uint8_t *buf,
-			 const uint8_t nonce_c[UDPC_NONCE_LEN], uint8_t out[UDPC_MAC_LEN]);
-/* Constant-time comparison of two MACs: true when equal. */
+			 const uint8_t nonce_c[UDPC_NONCE_LEN], uint8_t out[UDPC_ACCEPT_MAC_LEN]);
+/* Constant-time comparison of two MACs (UDPC_MAC_LEN bytes): true when equal. */
 bool udpcrypt_mac_equal(const uint8_t *a, const uint8_t *b);
+/* The same for n bytes. */
+bool udpcrypt_equal(const uint8_t *a, const uint8_t *b, size_t n);
+/* A session's reset token under the concentrator's reset secret (key of
+ * klen bytes, 16 or 32). */
+void udpcrypt_reset_token(const uint8_t *key, size_t klen, uint32_t sid,
+			  uint8_t out[UDPC_TOKEN_LEN]);
+/* XORs token with what the session's down key makes of it: seals it in
+ * an ACCEPT, and opens it again. */
+void udpcrypt_token_seal(const uint8_t down[UDPC_KEY_LEN], uint8_t token[UDPC_TOKEN_LEN]);
 /* The session's keys: up (agent to concentrator) and down. */
 void udpcrypt_session_keys(const uint8_t secret[COOKIE_SECRET_LEN],
 			   const uint8_t nonce_c[UDPC_NONCE_LEN],

@@ -203,6 +203,18 @@ static void *peers_main(void *arg)
 	return NULL;
 }
 
+unsigned peers_key(struct conc *c, uint8_t out[32])
+{
+	struct peers *p = &c->peers;
+	unsigned n;
+
+	pthread_mutex_lock(&p->key_lock);
+	memcpy(out, p->key, sizeof(p->key));
+	n = p->key_len;
+	pthread_mutex_unlock(&p->key_lock);
+	return n;
+}
+
 void peers_set_key(struct conc *c)
 {
 	struct peers *p = &c->peers;
@@ -222,12 +234,12 @@ int peers_start(struct conc *c)
 
 	p->fd = -1;
 	pthread_mutex_init(&p->key_lock, NULL);
+	peers_set_key(c);  /* peers_key's, for the UDP carrier too */
 	if (!cfg->npeers)
 		return 0;
 	p->n = cfg->npeers;
 	memcpy(p->peer, cfg->peer, sizeof(p->peer));
 	memcpy(p->peer_len, cfg->peer_len, sizeof(p->peer_len));
-	peers_set_key(c);
 	p->fd = socket(cfg->replay_listen.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (p->fd < 0)
 		return log_errno(-errno, "replay-listen: %m");

@@ -57,6 +57,9 @@ void peers_tell(struct conc *c, uint32_t kid, uint64_t nonce, uint32_t time);
 /* The TFO key changed (reload): messages are signed with the new one and
  * taken with either. */
 void peers_set_key(struct conc *c);
+/* The TFO key as peers_set_key last took it (primary, then backup), and
+ * its length (0: none, 16 or 32). Any thread. */
+unsigned peers_key(struct conc *c, uint8_t out[32]);
 void peers_stop(struct conc *c);
 void peers_render_metrics(const struct conc *c, struct mbuf *b);
 

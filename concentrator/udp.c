@@ -146,6 +146,7 @@ struct udp_srv {
 	uint32_t scap, *sbucket, snb;
 	struct uflow *f;
 	uint32_t fcap, *fbucket, fnb, ffree, nflows;
+	uint8_t reset_rand[16];        /* reset secret without a TFO key file */
 	struct budget { uint64_t window_ms; unsigned n; } resets[UDP_RESET_BUCKETS],
 		hellos[UDP_RESET_BUCKETS];
 	struct hash_key hk;
@@ -487,18 +488,38 @@ static bool budget_ok(struct udp_srv *u, struct budget *t, unsigned per_s,
 	return t[b].n++ < per_s;
 }
 
-/* RESET for an unknown session: the header alone (16 bytes, less than any
- * datagram that can cause it), within the source prefix's budget. */
+/* A session's reset token (docs/udp-carrier.md, RESET): under the TFO
+ * key, which outlives a restart (the state directory's, or the operator's
+ * file; a cluster's boxes share it); which=1 under the previous one (the
+ * same without one). Without a TFO key file, under a secret of this run:
+ * after a restart the agent then waits out its 10 s instead. */
+static void reset_token(struct udp_srv *u, uint32_t sid, unsigned which, uint8_t out[UDPC_TOKEN_LEN])
+{
+	uint8_t key[32];
+	unsigned n = peers_key(u->c, key);
+
+	if (n >= 16)
+		udpcrypt_reset_token(which && n == 32 ? key + 16 : key, 16, sid, out);
+	else
+		udpcrypt_reset_token(u->reset_rand, sizeof(u->reset_rand), sid, out);
+	explicit_bzero(key, sizeof(key));
+}
+
+/* RESET for an unknown session: the header and its reset tokens (48 bytes,
+ * less than any datagram that can cause it), within the source prefix's
+ * budget. */
 static void send_reset(struct udp_srv *u, unsigned ci, const struct sockaddr_storage *src,
 		       socklen_t srclen, const struct in6_addr *local, const struct udpc_hdr *h,
 		       uint64_t now)
 {
 	struct udpc_hdr r = { .type = UDPC_RESET, .sid = h->sid, .pn = h->pn };
-	uint8_t b[UDPC_HDR_LEN];
+	uint8_t b[UDPC_RESET_LEN];
 
 	if (!budget_ok(u, u->resets, UDP_RESETS_PER_S, src, now))
 		return;
 	udpc_put_hdr(b, &r);
+	reset_token(u, h->sid, 0, b + UDPC_HDR_LEN);
+	reset_token(u, h->sid, 1, b + UDPC_HDR_LEN + UDPC_TOKEN_LEN);
 	send_to(u, ci, src, srclen, local, b, sizeof(b));
 	u->st.resets_sent++;
 }
@@ -646,7 +667,11 @@ static void on_hello(struct udp_srv *u, uint8_t *buf, unsigned ci, const struct 
 	ah.sid = sid;
 	udpc_put_hdr(acc, &ah);
 	memcpy(acc + UDPC_HDR_LEN, ns, UDPC_NONCE_LEN);
-	udpcrypt_accept_mac(secret, acc, h.nonce, acc + UDPC_HDR_LEN + UDPC_NONCE_LEN);
+	/* The reset token, sealed under the down key: the agent alone learns
+	 * it, and a RESET after a restart proves we held the session. */
+	reset_token(u, sid, 0, acc + UDPC_HDR_LEN + UDPC_NONCE_LEN);
+	udpcrypt_token_seal(down, acc + UDPC_HDR_LEN + UDPC_NONCE_LEN);
+	udpcrypt_accept_mac(secret, acc, h.nonce, acc + UDPC_ACCEPT_LEN - UDPC_ACCEPT_MAC_LEN);
 	send_to(u, ci, src, srclen, local, acc, sizeof(acc));
 	if (log_ratelimit_ok(&u->rl_sess, now)) {
 		char a[ADDR_STRLEN];
@@ -1198,7 +1223,7 @@ int udp_start(struct conc *c)
 	u->ep = -1;
 	u->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(10, 10000);
 	u->rl_sess = (struct log_ratelimit)LOG_RATELIMIT_INIT(20, 10000);
-	if (hash_key_random(&u->hk) < 0) {
+	if (hash_key_random(&u->hk) < 0 || udpcrypt_random(u->reset_rand, sizeof(u->reset_rand)) < 0) {
 		free(u);
 		return log_errno(-EIO, "udp: no random key for its tables");
 	}

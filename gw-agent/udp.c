@@ -92,6 +92,7 @@ struct agent_udp {
 	uint8_t secret[COOKIE_SECRET_LEN];
 	uint32_t sid;                /* 0: none */
 	uint8_t nonce_c[UDPC_NONCE_LEN];
+	uint8_t reset_token[UDPC_TOKEN_LEN];  /* the session's, from its ACCEPT */
 	uint64_t hello_ms;
 	unsigned hello_n;
 	struct udpc_aead tx, rx;
@@ -127,7 +128,7 @@ struct agent_udp {
 
 static const char *const drop_names[AUD_MAX] = {
 	"no_session", "no_path", "flow_limit", "host_limit", "own_port", "malformed", "bad_tag",
-	"replay", "old", "unknown_flow", "send",
+	"replay", "old", "unknown_flow", "send", "reset_token",
 };
 
 const char *agent_udp_drop_name(unsigned d)
@@ -417,15 +418,18 @@ static void send_hello(struct agent_udp *u, uint64_t now)
 static void on_accept(struct agent_udp *u, const uint8_t *b, uint64_t now)
 {
 	struct udpc_hdr h;
-	uint8_t mac[UDPC_MAC_LEN], up[UDPC_KEY_LEN], down[UDPC_KEY_LEN];
+	uint8_t mac[UDPC_ACCEPT_MAC_LEN], up[UDPC_KEY_LEN], down[UDPC_KEY_LEN];
 	int r;
 
 	if (u->sid || !u->hello_ms || udpc_parse_hdr(b, UDPC_ACCEPT_LEN, UDPC_TO_AGENT, &h, NULL) < 0)
 		return;
 	udpcrypt_accept_mac(u->secret, b, u->nonce_c, mac);
-	if (!udpcrypt_mac_equal(mac, b + UDPC_HDR_LEN + UDPC_NONCE_LEN))
+	if (!udpcrypt_equal(mac, b + UDPC_ACCEPT_LEN - UDPC_ACCEPT_MAC_LEN, UDPC_ACCEPT_MAC_LEN))
 		return;   /* not for our last HELLO (or forged) */
 	udpcrypt_session_keys(u->secret, u->nonce_c, b + UDPC_HDR_LEN, h.sid, up, down);
+	/* The reset token, sealed under the down key: only we learn it. */
+	memcpy(u->reset_token, b + UDPC_HDR_LEN + UDPC_NONCE_LEN, UDPC_TOKEN_LEN);
+	udpcrypt_token_seal(down, u->reset_token);
 	r = udpc_aead_init(&u->tx, up, 1);
 	if (r == 0)
 		r = udpc_aead_init(&u->rx, down, 0);
@@ -680,8 +684,18 @@ static void on_car(struct agent_udp *u, uint8_t *b, size_t len, uint64_t now)
 	if (!u->sid || h.sid != u->sid)
 		return;
 	if (h.type == UDPC_RESET) {
-		/* Only for a packet number we sent lately: an off-path forger
-		 * knows neither the session nor the numbers. */
+		/* Only for a packet number we sent lately (an off-path forger
+		 * knows neither the session nor the numbers), and with the
+		 * session's reset token under the concentrator's secret or
+		 * its previous one (an observer of the path knows the session
+		 * and the numbers, never the token). */
+		const uint8_t *t = b + UDPC_HDR_LEN;
+
+		if (!udpcrypt_equal(t, u->reset_token, UDPC_TOKEN_LEN) &&
+		    !udpcrypt_equal(t + UDPC_TOKEN_LEN, u->reset_token, UDPC_TOKEN_LEN)) {
+			drop(u, AUD_RESET_TOKEN);
+			return;
+		}
 		if (h.pn <= u->pn_out && u->pn_out - h.pn < 65536) {
 			log_info("udp: the concentrator does not know session %08x (restarted?): "
 				 "opening a new one", u->sid);

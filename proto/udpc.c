@@ -86,7 +86,7 @@ int udpc_parse_hdr(const uint8_t *buf, size_t len, enum udpc_dir dir, struct udp
 		min = max = UDPC_PING_LEN;
 		break;
 	case UDPC_RESET:
-		min = max = UDPC_HDR_LEN;
+		min = max = UDPC_RESET_LEN;
 		break;
 	default:
 		return fail(UDPC_E_TYPE, ret_err);

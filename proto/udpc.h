@@ -18,9 +18,11 @@
  *         (u32, Unix seconds), client nonce (16), HMAC-SHA256 (32) over the
  *         label "mptcp-ha udp hello 1", the header and the fields before it.
  * ACCEPT  concentrator -> agent, 64 bytes (never more than the HELLO that
- *         asked): the new session id in the header, server nonce (16),
- *         HMAC-SHA256 (32) over "mptcp-ha udp accept 1", the header, the
- *         client nonce and the server nonce.
+ *         asked): the new session id in the header, server nonce (16), the
+ *         session's reset token (16) XOR HMAC-SHA256(down key, "mptcp-ha udp
+ *         token 1") (so only the agent learns it), HMAC-SHA256 truncated to
+ *         16 over "mptcp-ha udp accept 2", the header, the client nonce,
+ *         the server nonce and the sealed token.
  * DATA    both ways, sealed (ChaCha20-Poly1305, key of its direction,
  *         nonce = 4 zero bytes | packet number, the header authenticated):
  *         flow id (u32), mode (u8), paths (u8: the id (0-15) of the path
@@ -37,9 +39,14 @@
  *         anything but PONGs to a new address for it (path validation: an
  *         observer resending a datagram from a forged source cannot steer
  *         a path's answers to its victim).
- * RESET   concentrator -> agent, the header alone, echoing the session id
- *         and packet number of a datagram whose session it does not know
- *         (16 bytes: less than any datagram that can cause it).
+ * RESET   concentrator -> agent, 48 bytes, echoing the session id and
+ *         packet number of a datagram whose session it does not know, then
+ *         the session's reset token under the concentrator's reset secret
+ *         and under its previous one (the same twice when there is none):
+ *         HMAC-SHA256 truncated to 16 over "mptcp-ha udp reset 1" and the
+ *         session id, with a secret the concentrator keeps across restarts
+ *         (its TFO key), so it can prove it once held the session. 48
+ *         bytes: less than any datagram that can cause it (PING, 52).
  *
  * Packet numbers count from 1 per session and direction; a receiver keeps a
  * window of UDPC_WINDOW numbers and takes each once: a replayed datagram and
@@ -58,7 +65,10 @@
 #define UDPC_MAC_LEN     32
 #define UDPC_TAG_LEN     16
 #define UDPC_HELLO_LEN   (UDPC_HDR_LEN + 8 + UDPC_NONCE_LEN + UDPC_MAC_LEN)    /* 72 */
-#define UDPC_ACCEPT_LEN  (UDPC_HDR_LEN + UDPC_NONCE_LEN + UDPC_MAC_LEN)        /* 64 */
+#define UDPC_TOKEN_LEN   16
+#define UDPC_ACCEPT_MAC_LEN 16
+#define UDPC_ACCEPT_LEN  (UDPC_HDR_LEN + UDPC_NONCE_LEN + UDPC_TOKEN_LEN + UDPC_ACCEPT_MAC_LEN) /* 64 */
+#define UDPC_RESET_LEN   (UDPC_HDR_LEN + 2 * UDPC_TOKEN_LEN)                 /* 48 */
 #define UDPC_DATA_INNER  24   /* flow, mode, path, port, address */
 #define UDPC_DATA_OVERHEAD (UDPC_HDR_LEN + UDPC_DATA_INNER + UDPC_TAG_LEN)   /* 56 */
 #define UDPC_PING_INNER  20

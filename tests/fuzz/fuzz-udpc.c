@@ -5,7 +5,7 @@
  *
  * Checked against this file's own reading of docs/udp-carrier.md, not the
  * codec's: version 1 in the high nibble; the types allowed each way and
- * their sizes (HELLO 72, ACCEPT 64, PING/PONG 52, RESET 16, DATA 56 up to
+ * their sizes (HELLO 72, ACCEPT 64, PING/PONG 52, RESET 48, DATA 56 up to
  * 65,507); session id zero exactly for HELLO; packet number zero exactly
  * for HELLO and ACCEPT; the fields are the big-endian bytes at their
  * offsets, and writing the header back gives the same bytes (but the two
@@ -49,7 +49,7 @@ static bool oracle_valid(const uint8_t *d, size_t n, bool to_agent)
 	case 3: min = 56; max = 65507; break;
 	case 4: if (to_agent) return false; min = max = 52; break;
 	case 5: if (!to_agent) return false; min = max = 52; break;
-	case 6: if (!to_agent) return false; min = max = 16; break;
+	case 6: if (!to_agent) return false; min = max = 48; break;
 	default: return false;
 	}
 	if (n < min || n > max)

@@ -31,8 +31,11 @@ ip netns exec "$(ns srv)" dnsmasq --keep-in-foreground --conf-file=/dev/null --n
 printf '1 %s 198.51.100.0/24 2001:db8::/32\n' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" > "$WORKDIR/keys"
 chmod 600 "$WORKDIR/keys"
 conc_start() {
+	# A TFO key file, as the systemd unit keeps one: it outlives a
+	# restart, and with it the sessions' reset tokens.
 	start_concentrator conc "$1" --allow-client 198.51.100.0/24 --allow-client 2001:db8::/32 \
 		--keys "$WORKDIR/keys" --workers 1 --metrics-listen 127.0.0.1:9180 \
+		--tfo-key-file "$WORKDIR/tfo.key" \
 		--udp-timeout 2 --udp-stream-timeout 3 --udp-rate-per-gateway 5000 \
 		--udp-max-flows-per-gateway 3000
 	wait_listen conc 5124
@@ -122,7 +125,7 @@ hostile_dgrams() {
 	# 20 truncated HELLOs; 40 for sessions that do not exist.
 	[ $((m1 - m0)) -ge 60 ] && [ $((u1 - u0)) -ge 40 ]
 }
-check "garbage, truncated and unknown-session datagrams: counted; only 16-byte RESETs come back" hostile_dgrams
+check "garbage, truncated and unknown-session datagrams: counted; only 48-byte RESETs come back" hostile_dgrams
 forged_hello() {
 	local s0 k0 s1 k1
 	s0=$(cm mptcp_concentrator_udp_sessions_total) && k0=$(cm 'mptcp_concentrator_udp_refused_total{reason="key"}') || return 1
@@ -154,6 +157,20 @@ replayed() {
 	[ $((r1 - r0)) -ge 5 ] && [ "$u1" = "$u0" ]
 }
 check "replayed carrier datagrams: refused, nothing forwarded" replayed
+# An observer of a path knows the session id and packet numbers (the
+# capture above): its RESETs lack the session's reset token, which only the
+# agent learnt (sealed in the ACCEPT). The session stays.
+token_drops_over() { [ "$(am 'gw_agent_udp_dropped_total{reason="reset_token"}')" -gt "$1" ]; }
+forged_reset() {
+	local t0 r0 t1 r1
+	t0=$(am 'gw_agent_udp_dropped_total{reason="reset_token"}') && r0=$(am gw_agent_udp_session_resets_total) || return 1
+	ip netns exec "$(ns conc)" $U forgereset --pcap "$WORKDIR/carrier.pcap" || return 1
+	wait_for 3 token_drops_over "$t0" || { echo "no RESET refused for its token"; return 1; }
+	t1=$(am 'gw_agent_udp_dropped_total{reason="reset_token"}') && r1=$(am gw_agent_udp_session_resets_total) || return 1
+	echo "{\"refused_without_token\": $((t1 - t0)), \"resets_taken\": $((r1 - r0))}"
+	[ "$r1" = "$r0" ] && lan $U burst --to 203.0.113.2:7000 --count 5 --size 64
+}
+check "RESETs forged by an observer of a path (session and packet number right, no token): ignored, the session stays" forged_reset
 
 rate() {
 	local r0 r1 out

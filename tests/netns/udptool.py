@@ -257,7 +257,7 @@ def flood(a):
 def hostile(a):
     """Hostile carrier datagrams from one real socket: garbage, a truncated
     HELLO, DATA and PING naming sessions that do not exist. Every answer
-    must be a 16-byte RESET, never larger than what caused it."""
+    must be a 48-byte RESET, never larger than what caused it."""
     host, port = sockaddr(a.to)
     s = socket.socket(family(host), socket.SOCK_DGRAM)
     s.connect((host, port))
@@ -285,12 +285,12 @@ def hostile(a):
             d = s.recv(65535)
             replies += 1
             biggest = max(biggest, len(d))
-            resets += len(d) == 16 and d[0] == 0x16
+            resets += len(d) == 48 and d[0] == 0x16
         except (BlockingIOError, ConnectionRefusedError):
             time.sleep(0.01)
     print(json.dumps({"sent": sent, "replies": replies, "resets": resets,
                       "biggest_reply": biggest, "smallest_that_may_be_answered": 52}))
-    return 0 if replies == resets and biggest <= 16 else 1
+    return 0 if replies == resets and biggest <= 48 else 1
 
 
 def replay(a):
@@ -308,6 +308,33 @@ def replay(a):
         n += 1
     print(json.dumps({"replayed": n}))
     return 0 if n else 1
+
+
+def forgereset(a):
+    """What an observer of a path can forge: RESETs for the session and a
+    packet number it saw in a capture (the last datagram to --port), sent to
+    the agent from the concentrator's address and port: the old 16-byte
+    form (the header alone) and the 48-byte one with made-up tokens."""
+    from scapy.all import rdpcap, IP, IPv6, UDP, send, conf
+    conf.verb = 0
+    last = None
+    for p in rdpcap(a.pcap):
+        ip = p.getlayer(IP) or p.getlayer(IPv6)
+        if ip is None or not p.haslayer(UDP) or p[UDP].dport != a.port:
+            continue
+        d = bytes(p[UDP].payload)
+        if len(d) >= 16 and d[0] in (0x13, 0x14):
+            last = (p, ip, d)
+    if last is None:
+        print(json.dumps({"error": "no DATA or PING in the capture"}))
+        return 1
+    p, ip, d = last
+    hdr = bytes([0x16, 0, 0, 0]) + d[4:16]
+    back = IP(src=ip.dst, dst=ip.src) if p.haslayer(IP) else IPv6(src=ip.dst, dst=ip.src)
+    for payload in (hdr, hdr + os.urandom(32)):
+        send(back / UDP(sport=a.port, dport=p[UDP].sport) / payload)
+    print(json.dumps({"sid": d[4:8].hex(), "pn": struct.unpack("!Q", d[8:16])[0], "sent": 2}))
+    return 0
 
 
 def quic(a):
@@ -359,12 +386,14 @@ def main():
     fl = sub.add_parser("flood"); fl.add_argument("--to", required=True)
     fl.add_argument("--seconds", type=float, default=1.5); fl.add_argument("--size", type=int, default=64)
     rp = sub.add_parser("replay"); rp.add_argument("--pcap", required=True)
+    fr = sub.add_parser("forgereset"); fr.add_argument("--pcap", required=True)
+    fr.add_argument("--port", type=int, default=5124)
     rp.add_argument("--port", type=int, default=5124)
     q = sub.add_parser("quic"); q.add_argument("--to", required=True)
     q.add_argument("--expect", choices=["answered", "refused"], required=True)
     a = ap.parse_args()
     return {"echo": echo, "call": call, "burst": burst, "reflect": reflect,
-            "mapping": mapping, "hostile": hostile, "replay": replay,
+            "mapping": mapping, "hostile": hostile, "replay": replay, "forgereset": forgereset,
             "quic": quic, "flood": flood, "dns": dns, "pingpong": pingpong}[a.cmd](a) or 0
 
 

@@ -213,11 +213,42 @@ static void test_hello_accept_macs(void)
 
 	h = (struct udpc_hdr){ .type = UDPC_ACCEPT, .sid = 99 };
 	udpc_put_hdr(acc, &h);
-	memset(acc + UDPC_HDR_LEN, 5, UDPC_NONCE_LEN);
+	memset(acc + UDPC_HDR_LEN, 5, UDPC_NONCE_LEN + UDPC_TOKEN_LEN);
 	udpcrypt_accept_mac(secret, acc, hv.nonce, mac);
+	udpcrypt_accept_mac(secret, acc, hv.nonce, mac2);
+	CHECK(udpcrypt_equal(mac, mac2, UDPC_ACCEPT_MAC_LEN));
 	hv.nonce[0] ^= 1;
 	udpcrypt_accept_mac(secret, acc, hv.nonce, mac2);
-	CHECK(!udpcrypt_mac_equal(mac, mac2));
+	CHECK(!udpcrypt_equal(mac, mac2, UDPC_ACCEPT_MAC_LEN));
+	hv.nonce[0] ^= 1;
+	acc[UDPC_HDR_LEN + UDPC_NONCE_LEN] ^= 1;   /* the sealed token is covered */
+	udpcrypt_accept_mac(secret, acc, hv.nonce, mac2);
+	CHECK(!udpcrypt_equal(mac, mac2, UDPC_ACCEPT_MAC_LEN));
+}
+
+/* Reset tokens: a function of the secret and the session id alone (so a
+ * restarted concentrator computes the same), and sealed in an ACCEPT by an
+ * XOR that the agent undoes with the same down key. */
+static void test_reset_token(void)
+{
+	uint8_t k1[16], k2[16], down[UDPC_KEY_LEN], t1[UDPC_TOKEN_LEN], t2[UDPC_TOKEN_LEN];
+	uint8_t t3[UDPC_TOKEN_LEN];
+
+	memset(k1, 1, sizeof(k1));
+	memset(k2, 2, sizeof(k2));
+	memset(down, 7, sizeof(down));
+	udpcrypt_reset_token(k1, sizeof(k1), 42, t1);
+	udpcrypt_reset_token(k1, sizeof(k1), 42, t2);
+	CHECK_MEM(t1, t2, UDPC_TOKEN_LEN);
+	udpcrypt_reset_token(k1, sizeof(k1), 43, t2);
+	CHECK(!udpcrypt_equal(t1, t2, UDPC_TOKEN_LEN));
+	udpcrypt_reset_token(k2, sizeof(k2), 42, t2);
+	CHECK(!udpcrypt_equal(t1, t2, UDPC_TOKEN_LEN));
+	memcpy(t3, t1, sizeof(t3));
+	udpcrypt_token_seal(down, t3);
+	CHECK(!udpcrypt_equal(t1, t3, UDPC_TOKEN_LEN));
+	udpcrypt_token_seal(down, t3);
+	CHECK_MEM(t1, t3, UDPC_TOKEN_LEN);
 }
 
 static void test_modes(void)
@@ -240,6 +271,7 @@ int main(void)
 	RUN(test_window_oracle);
 	RUN(test_seal_open);
 	RUN(test_hello_accept_macs);
+	RUN(test_reset_token);
 	RUN(test_modes);
 	return check_finish();
 }
