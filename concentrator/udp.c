@@ -1,9 +1,12 @@
 /* The concentrator's end of the UDP carrier.
  *
  * One thread (UDP is a small share of a household's bytes; one core carries
- * several hundred thousand datagrams a second) with an epoll loop over the
- * carrier sockets (one per listen address, the TCP port's number in UDP)
- * and one socket per LAN flow.
+ * several hundred thousand datagrams a second) with an io_uring of its own
+ * over the carrier sockets (one per listen address, the TCP port's number
+ * in UDP) and one socket per LAN flow: a multishot receive on each (into
+ * provided buffers, common/ring.h), and sends queued as they are made and
+ * submitted together with the next wait, so a burst of datagrams costs one
+ * system call, not one or two each.
  *
  * Sessions. A gateway opens one with a HELLO authenticated with its key
  * (or, without keys, from an allowed address); we answer with an ACCEPT no
@@ -32,7 +35,7 @@
  * 8 sessions (a ninth HELLO makes way only for one silent for 10 s, so a
  * replayed or forged HELLO cannot evict a talking gateway), flows and a
  * datagram rate; in all: sessions, flows (and so descriptors, set aside at
- * start), replies (a RESET for an unknown session is 16 bytes, less than any
+ * start), replies (a RESET for an unknown session is 48 bytes, less than any
  * datagram that causes it, 20 a second per source /24 or /56). Idle flows
  * expire like conntrack's: 30 s, or 180 s once "assured" (an answer, then
  * another datagram from the LAN: a DNS query and its answer are not). After a
@@ -42,6 +45,7 @@
 #include "udp.h"
 #include "udpcrypt.h"
 #include "hash.h"
+#include "ring.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -49,11 +53,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
+#include <semaphore.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#define UDP_BATCH 16
 #define UDP_BUFSZ 65536
 #define UDP_PATHS 15               /* path ids 0-14 (a DATA names two in one byte) */
 #define UDP_PEERS 32               /* addresses a flow accepts answers from */
@@ -66,7 +70,21 @@
 #define UDP_RESETS_PER_S 100       /* per /24 (IPv4) or /56 (IPv6) */
 #define UDP_HELLOS_PER_S 20        /* the same, before any MAC is computed */
 #define UDP_CHALLENGE_MS 5000      /* a path's challenge stands this long */
-#define TAG_CARRIER (1ull << 63)
+/* The ring: receives land in provided buffers of UDP_RB_SIZE (what
+ * io_uring_recvmsg_out, the source address, the packet-info control
+ * message and the largest datagram take), up to UDP_RB_COUNT of them
+ * (ring_bufs starts with a few and grows when receives find none). Sends
+ * are copied into one of UDP_SEND_SLOTS slots until their completion; a
+ * larger datagram, or one with every slot in flight, is sent at once. */
+#define UDP_RING_ENTRIES 1024
+#define UDP_RB_GID 1
+#define UDP_RB_COUNT 256
+#define UDP_CM_LEN (CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo)))
+#define UDP_RB_SIZE (sizeof(struct io_uring_recvmsg_out) + sizeof(struct sockaddr_storage) + \
+		     UDP_CM_LEN + UDP_BUFSZ)
+#define UDP_SEND_SLOTS 512
+#define UDP_SEND_INLINE 2048
+enum { UOP_CARRIER = 1, UOP_FLOW, UOP_SEND, UOP_CANCEL };
 
 /* Where a path's answers go. A new address for a path is used only once a
  * PING from it has echoed the challenge the concentrator sent there in a
@@ -115,10 +133,11 @@ struct usess {
 
 struct uflow {
 	int fd;                        /* -1: free */
-	uint32_t gen;                  /* 31 bits: epoll tags keep bit 63 for carriers */
+	uint32_t gen;                  /* 24 bits: its receive's user_data (ring_ud) */
 	uint32_t sess;                 /* index */
 	uint32_t id;
 	uint8_t mode, p0, p1;          /* answer paths (0xff: none) */
+	bool armed;                    /* its multishot receive is on the ring */
 	bool replied;                  /* an answer came */
 	bool assured;                  /* ... and then another datagram from the LAN */
 	unsigned pgen;                 /* policy generation its peers were checked at */
@@ -133,12 +152,33 @@ struct uflow {
 struct carrier {
 	int fd;
 	int family;
+	bool armed;                    /* its multishot receive is on the ring */
+};
+
+/* A send in flight: its own copy of everything sendmsg reads. */
+struct usend {
+	struct msghdr mh;
+	struct iovec iov;
+	struct sockaddr_storage to;
+	union {
+		char b[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+		struct cmsghdr align;
+	} cm;
+	uint32_t next_free;            /* index + 1 */
+	uint8_t data[UDP_SEND_INLINE];
 };
 
 struct udp_srv {
 	struct conc *c;
 	pthread_t thread;
-	int ep;
+	sem_t started;                 /* the thread's ring is up, or failed */
+	int start_result;
+	struct io_uring ring;
+	bool ring_live;                /* only the thread submits, and only then */
+	struct ring_bufs rb;
+	struct msghdr car_msg, flow_msg;  /* multishot receives: name and control room */
+	struct usend *sends;
+	uint32_t send_free;            /* free list, index + 1 */
 	struct carrier car[CONC_MAX_LISTEN];
 	unsigned ncar;
 	struct usess *s;
@@ -152,7 +192,6 @@ struct udp_srv {
 	struct hash_key hk;
 	struct log_ratelimit rl, rl_sess;
 	struct udp_stats st;
-	uint8_t *buf[UDP_BATCH];
 	uint8_t out[UDP_BUFSZ + 64];
 };
 
@@ -176,6 +215,97 @@ static bool same_sockaddr(const struct sockaddr_storage *a, socklen_t al,
 	    addr_to_in6((const struct sockaddr *)b, &y, &yp) < 0)
 		return false;
 	return xp == yp && !memcmp(&x, &y, sizeof(x));
+}
+
+/* ---- the ring ---- */
+
+/* A multishot receive on carrier socket ci. */
+static void arm_carrier(struct udp_srv *u, unsigned ci)
+{
+	struct io_uring_sqe *sqe = ring_get_sqe(&u->ring);
+
+	if (!sqe)
+		return;   /* the loop re-arms carriers that have none */
+	io_uring_prep_recvmsg_multishot(sqe, u->car[ci].fd, &u->car_msg, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = UDP_RB_GID;
+	io_uring_sqe_set_data64(sqe, ring_ud(UOP_CARRIER, ci, 0));
+	u->car[ci].armed = true;
+}
+
+/* A multishot receive on flow f's socket. */
+static void arm_flow(struct udp_srv *u, struct uflow *f)
+{
+	struct io_uring_sqe *sqe = ring_get_sqe(&u->ring);
+
+	if (!sqe) {
+		f->armed = false;   /* the sweep tries again */
+		return;
+	}
+	io_uring_prep_recvmsg_multishot(sqe, f->fd, &u->flow_msg, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = UDP_RB_GID;
+	io_uring_sqe_set_data64(sqe, ring_ud(UOP_FLOW, (uint32_t)(f - u->f), f->gen));
+	f->armed = true;
+}
+
+/* Before flow f's socket closes: its receive cancelled, and every send
+ * queued for it submitted (the kernel then holds the socket for them; a
+ * send submitted after the close could meet another socket with the same
+ * number). */
+static void disarm_flow(struct udp_srv *u, struct uflow *f)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!u->ring_live)
+		return;
+	sqe = ring_get_sqe(&u->ring);
+	if (sqe) {
+		io_uring_prep_cancel64(sqe, ring_ud(UOP_FLOW, (uint32_t)(f - u->f), f->gen), 0);
+		io_uring_sqe_set_data64(sqe, ring_ud(UOP_CANCEL, 0, 0));
+	}
+	io_uring_submit(&u->ring);
+}
+
+/* buf[0..len) by socket fd to `to` (with cm[0..cmlen) as control data):
+ * queued on the ring in a slot of its own, or, too large for one or with
+ * every slot in flight, sent at once. False when it could not be. */
+static bool tx(struct udp_srv *u, int fd, const struct sockaddr_storage *to, socklen_t tolen,
+	       const void *cm, size_t cmlen, const void *buf, size_t len)
+{
+	struct io_uring_sqe *sqe;
+	struct usend *q;
+	uint32_t i = u->send_free;
+
+	if (u->ring_live && i && len <= UDP_SEND_INLINE && (sqe = ring_get_sqe(&u->ring))) {
+		q = &u->sends[i - 1];
+		u->send_free = q->next_free;
+		memcpy(q->data, buf, len);
+		memcpy(&q->to, to, tolen);
+		q->iov = (struct iovec){ .iov_base = q->data, .iov_len = len };
+		q->mh = (struct msghdr){ .msg_name = &q->to, .msg_namelen = tolen, .msg_iov = &q->iov,
+					 .msg_iovlen = 1 };
+		if (cmlen) {
+			memcpy(q->cm.b, cm, cmlen);
+			q->mh.msg_control = q->cm.b;
+			q->mh.msg_controllen = cmlen;
+		}
+		io_uring_prep_sendmsg(sqe, fd, &q->mh, 0);
+		io_uring_sqe_set_data64(sqe, ring_ud(UOP_SEND, i - 1, 0));
+		return true;
+	}
+	{
+		struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+		struct msghdr mh = { .msg_name = (void *)to, .msg_namelen = tolen, .msg_iov = &iov,
+				     .msg_iovlen = 1, .msg_control = cmlen ? (void *)cm : NULL,
+				     .msg_controllen = cmlen };
+
+		u->st.sends_direct++;
+		if (sendmsg(fd, &mh, MSG_DONTWAIT) >= 0)
+			return true;
+		u->st.send_errors++;
+		return false;
+	}
 }
 
 /* ---- sessions ---- */
@@ -315,9 +445,11 @@ static void flow_free(struct udp_srv *u, struct uflow *f)
 			*pp = f->next;
 			break;
 		}
-	close(f->fd);   /* leaves the epoll set with it */
+	disarm_flow(u, f);
+	close(f->fd);
 	f->fd = -1;
-	f->gen = (f->gen + 1) & 0x7fffffff;
+	f->armed = false;
+	f->gen = (f->gen + 1) & 0xffffff;
 	u->s[f->sess].nflows--;
 	u->o[u->s[f->sess].owner].nflows--;
 	u->nflows--;
@@ -370,7 +502,6 @@ static struct uflow *flow_new(struct udp_srv *u, uint32_t sidx, uint32_t id, enu
 {
 	struct conc *c = u->c;
 	struct sockaddr_in6 any = { .sin6_family = AF_INET6 };
-	struct epoll_event ev = { .events = EPOLLIN };
 	struct uowner *o = &u->o[u->s[sidx].owner];
 	struct uflow *f;
 	uint32_t per_gw;
@@ -392,14 +523,9 @@ static struct uflow *flow_new(struct udp_srv *u, uint32_t sidx, uint32_t id, enu
 		return NULL;
 	}
 	f = &u->f[u->ffree - 1];
-	ev.data.u64 = (uint64_t)f->gen << 32 | (uint32_t)(f - u->f);
-	if (epoll_ctl(u->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
-		close(fd);
-		*why = UDPR_SOCKET;
-		return NULL;
-	}
 	u->ffree = f->free_next;
 	f->fd = fd;
+	arm_flow(u, f);
 	f->sess = sidx;
 	f->id = id;
 	f->replied = f->assured = false;
@@ -426,17 +552,14 @@ static struct uflow *flow_new(struct udp_srv *u, uint32_t sidx, uint32_t id, enu
 static void send_to(struct udp_srv *u, unsigned carrier, const struct sockaddr_storage *to,
 		    socklen_t tolen, const struct in6_addr *local, const void *buf, size_t len)
 {
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 	union {
 		char b[CMSG_SPACE(sizeof(struct in6_pktinfo))];
 		struct cmsghdr align;
 	} cm;
-	struct msghdr mh = { .msg_name = (void *)to, .msg_namelen = tolen,
-			     .msg_iov = &iov, .msg_iovlen = 1 };
+	size_t cmlen;
 	struct cmsghdr *c;
 
 	memset(&cm, 0, sizeof(cm));
-	mh.msg_control = cm.b;
 	c = (struct cmsghdr *)cm.b;
 	if (addr_is_v4mapped(local)) {
 		struct in_pktinfo pi = { 0 };
@@ -446,7 +569,7 @@ static void send_to(struct udp_srv *u, unsigned carrier, const struct sockaddr_s
 		c->cmsg_type = IP_PKTINFO;
 		c->cmsg_len = CMSG_LEN(sizeof(pi));
 		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-		mh.msg_controllen = CMSG_SPACE(sizeof(pi));
+		cmlen = CMSG_SPACE(sizeof(pi));
 	} else {
 		struct in6_pktinfo pi = { .ipi6_addr = *local };
 
@@ -454,12 +577,12 @@ static void send_to(struct udp_srv *u, unsigned carrier, const struct sockaddr_s
 		c->cmsg_type = IPV6_PKTINFO;
 		c->cmsg_len = CMSG_LEN(sizeof(pi));
 		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-		mh.msg_controllen = CMSG_SPACE(sizeof(pi));
+		cmlen = CMSG_SPACE(sizeof(pi));
 	}
 	if ((u->car[carrier].family == AF_INET && !addr_is_v4mapped(local)) ||
 	    IN6_IS_ADDR_UNSPECIFIED(local))
-		mh.msg_controllen = 0;
-	sendmsg(u->car[carrier].fd, &mh, MSG_DONTWAIT);
+		cmlen = 0;
+	tx(u, u->car[carrier].fd, to, tolen, cm.b, cmlen, buf, len);
 }
 
 static void send_path(struct udp_srv *u, const struct upath *p, const void *buf, size_t len)
@@ -869,7 +992,7 @@ static void on_data(struct udp_srv *u, struct usess *s, uint8_t *plain, size_t l
 		m->sin6_addr = d.addr;
 		tolen = sizeof(*m);
 	}
-	if (sendto(f->fd, d.payload, d.len, MSG_DONTWAIT, (struct sockaddr *)&to, tolen) >= 0) {
+	if (tx(u, f->fd, &to, tolen, NULL, 0, d.payload, d.len)) {
 		u->st.dgrams_up++;
 		u->st.bytes_up += d.len;
 	}
@@ -950,50 +1073,41 @@ static void on_carrier(struct udp_srv *u, unsigned ci, uint8_t *buf, size_t len,
 	on_data(u, s, buf + UDPC_HDR_LEN, (size_t)n, h.flags, (const struct sockaddr *)src, now);
 }
 
-static void read_carrier(struct udp_srv *u, unsigned ci)
+/* A datagram from a gateway, in provided buffer b (res bytes, as a
+ * multishot recvmsg writes it): its source, the address it was sent to
+ * (packet info), then on_carrier. */
+static void carrier_dgram(struct udp_srv *u, unsigned ci, uint8_t *b, int res, uint64_t now)
 {
-	struct mmsghdr mm[UDP_BATCH];
-	struct iovec iov[UDP_BATCH];
-	struct sockaddr_storage src[UDP_BATCH];
-	union {
-		char b[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo))];
-		struct cmsghdr align;
-	} cm[UDP_BATCH];
-	uint64_t now = log_now_ms();
-	int n;
+	struct io_uring_recvmsg_out *o = io_uring_recvmsg_validate(b, res, &u->car_msg);
+	struct in6_addr local = IN6ADDR_ANY_INIT;
+	struct sockaddr_storage src = { 0 };
+	struct cmsghdr *c;
 
-	for (unsigned i = 0; i < UDP_BATCH; i++) {
-		iov[i] = (struct iovec){ .iov_base = u->buf[i], .iov_len = UDP_BUFSZ };
-		mm[i].msg_hdr = (struct msghdr){ .msg_name = &src[i], .msg_namelen = sizeof(src[i]),
-						 .msg_iov = &iov[i], .msg_iovlen = 1,
-						 .msg_control = cm[i].b,
-						 .msg_controllen = sizeof(cm[i].b) };
+	if (!o)
+		return;
+	memcpy(&src, io_uring_recvmsg_name(o),
+	       o->namelen < sizeof(src) ? o->namelen : sizeof(src));
+	if (o->flags & MSG_TRUNC) {
+		refuse(u, UDPR_MALFORMED, (struct sockaddr *)&src, now);
+		return;
 	}
-	n = recvmmsg(u->car[ci].fd, mm, UDP_BATCH, MSG_DONTWAIT, NULL);
-	for (int i = 0; i < n; i++) {
-		struct in6_addr local = IN6ADDR_ANY_INIT;
-		struct cmsghdr *c;
+	for (c = io_uring_recvmsg_cmsg_firsthdr(o, &u->car_msg); c;
+	     c = io_uring_recvmsg_cmsg_nexthdr(o, &u->car_msg, c)) {
+		if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+			struct in6_pktinfo pi;
 
-		if (mm[i].msg_hdr.msg_flags & MSG_TRUNC) {
-			refuse(u, UDPR_MALFORMED, (struct sockaddr *)&src[i], now);
-			continue;
+			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			local = pi.ipi6_addr;
+		} else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+			struct in_pktinfo pi;
+
+			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			convert_addr_from_v4(&local, pi.ipi_addr.s_addr);
 		}
-		for (c = CMSG_FIRSTHDR(&mm[i].msg_hdr); c; c = CMSG_NXTHDR(&mm[i].msg_hdr, c)) {
-			if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
-				struct in6_pktinfo pi;
-
-				memcpy(&pi, CMSG_DATA(c), sizeof(pi));
-				local = pi.ipi6_addr;
-			} else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
-				struct in_pktinfo pi;
-
-				memcpy(&pi, CMSG_DATA(c), sizeof(pi));
-				convert_addr_from_v4(&local, pi.ipi_addr.s_addr);
-			}
-		}
-		on_carrier(u, ci, u->buf[i], mm[i].msg_len, &src[i], mm[i].msg_hdr.msg_namelen,
-			   &local, now);
 	}
+	on_carrier(u, ci, io_uring_recvmsg_payload(o, &u->car_msg),
+		   io_uring_recvmsg_payload_length(o, res, &u->car_msg), &src,
+		   o->namelen < sizeof(src) ? o->namelen : sizeof(src), &local, now);
 }
 
 /* ---- from the Internet ---- */
@@ -1018,58 +1132,58 @@ static const struct upath *answer_path(const struct usess *s, uint8_t p0, uint8_
 	return best;
 }
 
-static void read_flow(struct udp_srv *u, struct uflow *f)
+/* An answer for flow f from the Internet, in provided buffer b (res
+ * bytes, as a multishot recvmsg writes it): sealed for the gateway and
+ * sent by the path (or two) its latest datagram names. */
+static void flow_dgram(struct udp_srv *u, struct uflow *f, uint8_t *b, int res, uint64_t now)
 {
+	struct io_uring_recvmsg_out *o = io_uring_recvmsg_validate(b, res, &u->flow_msg);
 	struct usess *s = &u->s[f->sess];
-	uint64_t now = log_now_ms();
 	unsigned gen = atomic_load(&u->c->policy_gen);
+	struct udpc_hdr h = { .type = UDPC_DATA, .sid = s->sid };
+	struct udpc_data d = { .flow = f->id, .mode = f->mode, .path = f->p0 };
+	struct sockaddr_storage src = { 0 };
+	const struct upath *to;
+	unsigned n;
+	int len;
 
+	if (!o)
+		return;
+	n = io_uring_recvmsg_payload_length(o, res, &u->flow_msg);
+	if ((o->flags & MSG_TRUNC) || n > UDPC_MAX_PAYLOAD) {
+		u->st.down_unsent++;
+		return;
+	}
 	if (f->pgen != gen)
 		flow_recheck(u, f, gen);
-	for (int k = 0; k < UDP_BATCH; k++) {
-		struct sockaddr_storage src;
-		socklen_t sl = sizeof(src);
-		struct udpc_hdr h = { .type = UDPC_DATA, .sid = s->sid };
-		struct udpc_data d = { .flow = f->id, .mode = f->mode, .path = f->p0 };
-		uint8_t *p = u->out + UDPC_HDR_LEN + UDPC_DATA_INNER;
-		ssize_t n = recvfrom(f->fd, p, UDPC_MAX_PAYLOAD, MSG_DONTWAIT | MSG_TRUNC,
-				     (struct sockaddr *)&src, &sl);
-		const struct upath *to;
-		int len;
-
-		if (n < 0)
-			return;
-		if ((size_t)n > UDPC_MAX_PAYLOAD) {
-			u->st.down_unsent++;
-			continue;
-		}
-		addr_to_in6((struct sockaddr *)&src, &d.addr, &d.port);
-		if (!flow_knows(f, &d.addr)) {
-			u->st.refused[UDPR_FILTERED]++;
-			continue;
-		}
-		to = answer_path(s, f->p0, f->p1);
-		if (!to) {
-			u->st.down_unsent++;    /* no validated path to send it by yet */
-			continue;
-		}
-		f->replied = true;
-		f->last_ms = now;
-		h.pn = ++s->pn_out;
-		udpc_put_hdr(u->out, &h);
-		udpc_put_data_inner(u->out + UDPC_HDR_LEN, &d);
-		len = udpc_seal(&s->tx, h.pn, u->out, UDPC_HDR_LEN + UDPC_DATA_INNER + (size_t)n);
-		if (len < 0)
-			continue;
-		send_path(u, to, u->out, (size_t)len);
-		/* Redundant: the same sealed bytes by the second path too; the
-		 * gateway takes whichever comes first, once. */
-		if (f->mode == UDPC_REDUNDANT && f->p1 < UDP_PATHS && &s->path[f->p1] != to &&
-		    s->path[f->p1].last_ms && now - s->path[f->p1].last_ms < 5000)
-			send_path(u, &s->path[f->p1], u->out, (size_t)len);
-		u->st.dgrams_down++;
-		u->st.bytes_down += (uint64_t)n;
+	memcpy(&src, io_uring_recvmsg_name(o), o->namelen < sizeof(src) ? o->namelen : sizeof(src));
+	addr_to_in6((struct sockaddr *)&src, &d.addr, &d.port);
+	if (!flow_knows(f, &d.addr)) {
+		u->st.refused[UDPR_FILTERED]++;
+		return;
 	}
+	to = answer_path(s, f->p0, f->p1);
+	if (!to) {
+		u->st.down_unsent++;    /* no validated path to send it by yet */
+		return;
+	}
+	f->replied = true;
+	f->last_ms = now;
+	h.pn = ++s->pn_out;
+	udpc_put_hdr(u->out, &h);
+	udpc_put_data_inner(u->out + UDPC_HDR_LEN, &d);
+	memcpy(u->out + UDPC_HDR_LEN + UDPC_DATA_INNER, io_uring_recvmsg_payload(o, &u->flow_msg), n);
+	len = udpc_seal(&s->tx, h.pn, u->out, UDPC_HDR_LEN + UDPC_DATA_INNER + (size_t)n);
+	if (len < 0)
+		return;
+	send_path(u, to, u->out, (size_t)len);
+	/* Redundant: the same sealed bytes by the second path too; the
+	 * gateway takes whichever comes first, once. */
+	if (f->mode == UDPC_REDUNDANT && f->p1 < UDP_PATHS && &s->path[f->p1] != to &&
+	    s->path[f->p1].last_ms && now - s->path[f->p1].last_ms < 5000)
+		send_path(u, &s->path[f->p1], u->out, (size_t)len);
+	u->st.dgrams_down++;
+	u->st.bytes_down += n;
 }
 
 /* ---- expiry ---- */
@@ -1088,6 +1202,8 @@ static void sweep(struct udp_srv *u, uint64_t now)
 		if (f->fd >= 0 && now - f->last_ms >= (uint64_t)(f->assured ? t2 : t1) * 1000) {
 			flow_free(u, f);
 			u->st.flows_expired++;
+		} else if (f->fd >= 0 && !f->armed) {
+			arm_flow(u, f);   /* the ring had no room when it was made */
 		}
 	}
 	for (uint32_t i = 0; i < u->scap; i++) {
@@ -1113,35 +1229,112 @@ static void sweep(struct udp_srv *u, uint64_t now)
 	}
 }
 
+/* One completion. Receives hand their provided buffer back once the
+ * datagram is handled; a multishot receive that ends (no F_MORE: the
+ * buffers ran out, or an error) is armed again, with more buffers when
+ * they ran out. A flow's completions after it was freed carry an old
+ * generation and only give their buffer back. */
+static void on_cqe(struct udp_srv *u, const struct io_uring_cqe *cqe, uint64_t now)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	uint32_t slot = ring_ud_slot(ud);
+	bool more = cqe->flags & IORING_CQE_F_MORE;
+	bool has_buf = cqe->flags & IORING_CQE_F_BUFFER;
+	uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+	uint8_t *b = has_buf ? ring_bufs_ptr(&u->rb, bid) : NULL;
+
+	switch (ring_ud_op(ud)) {
+	case UOP_SEND:
+		if (slot < UDP_SEND_SLOTS) {
+			if (cqe->res < 0)
+				u->st.send_errors++;
+			u->sends[slot].next_free = u->send_free;
+			u->send_free = slot + 1;
+		}
+		break;
+	case UOP_CARRIER:
+		if (slot >= u->ncar)
+			break;
+		if (cqe->res >= 0 && b)
+			carrier_dgram(u, slot, b, cqe->res, now);
+		if (!more) {
+			if (cqe->res == -ENOBUFS)
+				ring_bufs_grow(&u->rb, 32);
+			u->car[slot].armed = false;
+			arm_carrier(u, slot);
+		}
+		break;
+	case UOP_FLOW: {
+		struct uflow *f = slot < u->fcap ? &u->f[slot] : NULL;
+
+		if (!f || f->fd < 0 || f->gen != ring_ud_gen(ud))
+			break;   /* freed (and perhaps reused) since */
+		if (cqe->res >= 0 && b)
+			flow_dgram(u, f, b, cqe->res, now);
+		/* flow_dgram does not free flows: f is still f. */
+		if (!more) {
+			if (cqe->res == -ENOBUFS)
+				ring_bufs_grow(&u->rb, 32);
+			arm_flow(u, f);
+		}
+		break;
+	}
+	default:
+		break;
+	}
+	if (b)
+		ring_bufs_put(&u->rb, bid);
+}
+
+/* The thread: its ring (SINGLE_ISSUER: made here, used only here), the
+ * receives, then completions until the concentrator stops, the expiry
+ * sweep every second; the ring goes with the thread. */
 static void *udp_main(void *arg)
 {
 	struct udp_srv *u = arg;
 	uint64_t next_sweep = log_now_ms() + 1000;
+	unsigned flags;
+	int r = ring_init(&u->ring, UDP_RING_ENTRIES, &flags);
 
+	if (r == 0) {
+		r = ring_bufs_setup(&u->ring, &u->rb, UDP_RB_GID, UDP_RB_COUNT, UDP_RB_SIZE);
+		if (r < 0)
+			io_uring_queue_exit(&u->ring);
+	}
+	u->start_result = r;
+	if (r < 0) {
+		sem_post(&u->started);
+		return NULL;
+	}
+	u->ring_live = true;
+	for (unsigned i = 0; i < u->ncar; i++)
+		arm_carrier(u, i);
+	sem_post(&u->started);
 	while (!atomic_load(&u->c->stopping)) {
-		struct epoll_event ev[64];
-		int n = epoll_wait(u->ep, ev, 64, 250);
+		struct __kernel_timespec ts = { .tv_nsec = 250 * 1000000 };
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
 		uint64_t now;
 
-		for (int i = 0; i < n; i++) {
-			uint64_t t = ev[i].data.u64;
-
-			if (t & TAG_CARRIER) {
-				if ((t & 0xffff) < u->ncar)
-					read_carrier(u, (unsigned)(t & 0xffff));
-			} else if ((uint32_t)t < u->fcap) {
-				struct uflow *f = &u->f[(uint32_t)t];
-
-				if (f->fd >= 0 && f->gen == (uint32_t)(t >> 32))
-					read_flow(u, f);
-			}
-		}
+		/* The sends and re-arms made since, submitted with the wait. */
+		io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
 		now = log_now_ms();
+		io_uring_for_each_cqe(&u->ring, head, cqe) {
+			on_cqe(u, cqe, now);
+			n++;
+		}
+		io_uring_cq_advance(&u->ring, n);
 		if (now >= next_sweep) {
 			sweep(u, now);
+			for (unsigned i = 0; i < u->ncar; i++)
+				if (!u->car[i].armed)
+					arm_carrier(u, i);
 			next_sweep = now + 1000;
 		}
 	}
+	u->ring_live = false;
+	ring_bufs_free(&u->ring, &u->rb);
+	io_uring_queue_exit(&u->ring);
 	return NULL;
 }
 
@@ -1187,10 +1380,7 @@ static void srv_free(struct udp_srv *u)
 		sess_free(u, &u->s[i]);
 	for (unsigned i = 0; i < u->ncar; i++)
 		close(u->car[i].fd);
-	if (u->ep >= 0)
-		close(u->ep);
-	for (unsigned i = 0; i < UDP_BATCH; i++)
-		free(u->buf[i]);
+	free(u->sends);
 	free(u->s);
 	free(u->o);
 	free(u->sbucket);
@@ -1220,7 +1410,6 @@ int udp_start(struct conc *c)
 	if (!u)
 		return -ENOMEM;
 	u->c = c;
-	u->ep = -1;
 	u->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(10, 10000);
 	u->rl_sess = (struct log_ratelimit)LOG_RATELIMIT_INIT(20, 10000);
 	if (hash_key_random(&u->hk) < 0 || udpcrypt_random(u->reset_rand, sizeof(u->reset_rand)) < 0) {
@@ -1238,11 +1427,8 @@ int udp_start(struct conc *c)
 	u->sbucket = calloc(u->snb, sizeof(*u->sbucket));
 	u->f = calloc(u->fcap, sizeof(*u->f));
 	u->fbucket = calloc(u->fnb, sizeof(*u->fbucket));
-	r = 0;
-	for (unsigned i = 0; i < UDP_BATCH; i++)
-		if (!(u->buf[i] = malloc(UDP_BUFSZ)))
-			r = -ENOMEM;
-	if (r < 0 || !u->s || !u->o || !u->sbucket || !u->f || !u->fbucket) {
+	u->sends = calloc(UDP_SEND_SLOTS, sizeof(*u->sends));
+	if (!u->s || !u->o || !u->sbucket || !u->f || !u->fbucket || !u->sends) {
 		srv_free(u);
 		return log_errno(-ENOMEM, "udp: out of memory");
 	}
@@ -1251,14 +1437,14 @@ int udp_start(struct conc *c)
 		u->f[i].free_next = i + 2 <= u->fcap ? i + 2 : 0;
 	}
 	u->ffree = u->fcap ? 1 : 0;
-	u->ep = epoll_create1(EPOLL_CLOEXEC);
-	if (u->ep < 0) {
-		r = -errno;
-		srv_free(u);
-		return log_errno(r, "udp: epoll: %m");
-	}
+	for (uint32_t i = 0; i < UDP_SEND_SLOTS; i++)
+		u->sends[i].next_free = i + 2 <= UDP_SEND_SLOTS ? i + 2 : 0;
+	u->send_free = 1;
+	/* What multishot receives leave room for before each payload. */
+	u->car_msg.msg_namelen = sizeof(struct sockaddr_storage);
+	u->car_msg.msg_controllen = UDP_CM_LEN;
+	u->flow_msg.msg_namelen = sizeof(struct sockaddr_storage);
 	for (unsigned i = 0; i < c->cfg.nlisten; i++) {
-		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_CARRIER | i };
 		int fd = carrier_open(&c->cfg.listen[i], c->cfg.listen_len[i]);
 
 		if (fd < 0) {
@@ -1268,18 +1454,24 @@ int udp_start(struct conc *c)
 		}
 		u->car[u->ncar].fd = fd;
 		u->car[u->ncar++].family = c->cfg.listen[i].ss_family;
-		if (epoll_ctl(u->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
-			r = -errno;
-			srv_free(u);
-			return log_errno(r, "udp: epoll: %m");
-		}
 	}
+	sem_init(&u->started, 0, 0);
 	c->udp = u;
 	r = pthread_create(&u->thread, NULL, udp_main, u);
 	if (r) {
 		c->udp = NULL;
+		sem_destroy(&u->started);
 		srv_free(u);
 		return log_errno(-r, "udp: cannot start its thread: %m");
+	}
+	sem_wait(&u->started);
+	sem_destroy(&u->started);
+	if (u->start_result < 0) {
+		r = u->start_result;
+		pthread_join(u->thread, NULL);
+		c->udp = NULL;
+		srv_free(u);
+		return log_errno(r, "udp: io_uring: %m%s", ring_setup_why(r));
 	}
 	log_info("udp: carrying gateways' UDP on the listen ports (%u flows at most, %u per "
 		 "gateway)", u->fcap, c->cfg.udp_per_gateway);
@@ -1333,6 +1525,11 @@ void udp_render_metrics(const struct conc *c, struct mbuf *b)
 	metrics_one(b, "mptcp_concentrator_udp_down_unsent_total", "counter",
 		    "Answers from the Internet not sent on: no validated path yet, or too large.",
 		    s->down_unsent);
+	metrics_one(b, "mptcp_concentrator_udp_send_errors_total", "counter",
+		    "Carrier and flow datagrams the kernel refused to send.", s->send_errors);
+	metrics_one(b, "mptcp_concentrator_udp_sends_direct_total", "counter",
+		    "Datagrams sent at once instead of queued on the ring (too large for a "
+		    "send slot, or every slot in flight).", s->sends_direct);
 	metrics_one(b, "mptcp_concentrator_udp_resets_sent_total", "counter",
 		    "RESETs sent for datagrams of unknown sessions (at most 20 a second per /24 or /56).",
 		    s->resets_sent);
