@@ -21,7 +21,8 @@ static void hmac(const uint8_t secret[COOKIE_SECRET_LEN], const uint8_t *in, siz
 
 static const char hello_label[] = "mptcp-ha udp hello 1";
 static const char accept_label[] = "mptcp-ha udp accept 2";
-static const char reset_label[] = "mptcp-ha udp reset 1";
+static const char reset_label[] = "mptcp-ha udp reset 2";
+static const char proof_label[] = "mptcp-ha udp reset proof 1";
 static const char token_label[] = "mptcp-ha udp token 1";
 static const char up_label[] = "mptcp-ha udp up 1";
 static const char down_label[] = "mptcp-ha udp down 1";
@@ -65,20 +66,52 @@ bool udpcrypt_equal(const uint8_t *a, const uint8_t *b, size_t n)
 	return CRYPTO_memcmp(a, b, n) == 0;
 }
 
-void udpcrypt_reset_token(const uint8_t *key, size_t klen, uint32_t sid,
-			  uint8_t out[UDPC_TOKEN_LEN])
+static void put32(uint8_t *p, uint32_t v)
 {
-	uint8_t in[sizeof(reset_label) - 1 + 4], mac[EVP_MAX_MD_SIZE];
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+int udpcrypt_reset_token(const uint8_t *key, size_t klen, const void *ident, size_t identlen,
+			 uint32_t sid, uint8_t out[UDPC_TOKEN_LEN])
+{
+	uint8_t in[sizeof(reset_label) - 1 + 128 + 4], mac[EVP_MAX_MD_SIZE];
+	size_t n = sizeof(reset_label) - 1;
 	unsigned ml = 0;
 
-	memcpy(in, reset_label, sizeof(reset_label) - 1);
-	in[sizeof(in) - 4] = (uint8_t)(sid >> 24);
-	in[sizeof(in) - 3] = (uint8_t)(sid >> 16);
-	in[sizeof(in) - 2] = (uint8_t)(sid >> 8);
-	in[sizeof(in) - 1] = (uint8_t)sid;
-	if (!HMAC(EVP_sha256(), key, (int)klen, in, sizeof(in), mac, &ml))
-		memset(mac, 0, sizeof(mac));
+	if (identlen > 128)
+		return -EINVAL;
+	memcpy(in, reset_label, n);
+	memcpy(in + n, ident, identlen);
+	n += identlen;
+	put32(in + n, sid);
+	n += 4;
+	if (!HMAC(EVP_sha256(), key, (int)klen, in, n, mac, &ml) || ml < UDPC_TOKEN_LEN)
+		return -EIO;
 	memcpy(out, mac, UDPC_TOKEN_LEN);
+	return 0;
+}
+
+int udpcrypt_reset_proof(const uint8_t token[UDPC_TOKEN_LEN], uint32_t sid, uint64_t pn,
+			 const uint8_t tag[UDPC_TAG_LEN], uint8_t out[UDPC_TOKEN_LEN])
+{
+	uint8_t in[sizeof(proof_label) - 1 + 12 + UDPC_TAG_LEN], mac[EVP_MAX_MD_SIZE];
+	size_t n = sizeof(proof_label) - 1;
+	unsigned ml = 0;
+
+	memcpy(in, proof_label, n);
+	put32(in + n, sid);
+	put32(in + n + 4, (uint32_t)(pn >> 32));
+	put32(in + n + 8, (uint32_t)pn);
+	n += 12;
+	memcpy(in + n, tag, UDPC_TAG_LEN);
+	n += UDPC_TAG_LEN;
+	if (!HMAC(EVP_sha256(), token, UDPC_TOKEN_LEN, in, n, mac, &ml) || ml < UDPC_TOKEN_LEN)
+		return -EIO;
+	memcpy(out, mac, UDPC_TOKEN_LEN);
+	return 0;
 }
 
 void udpcrypt_token_seal(const uint8_t down[UDPC_KEY_LEN], uint8_t token[UDPC_TOKEN_LEN])

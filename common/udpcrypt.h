@@ -30,9 +30,16 @@ bool udpcrypt_mac_equal(const uint8_t *a, const uint8_t *b);
 /* The same for n bytes. */
 bool udpcrypt_equal(const uint8_t *a, const uint8_t *b, size_t n);
 /* A session's reset token under the concentrator's reset secret (key of
- * klen bytes, 16 or 32). */
-void udpcrypt_reset_token(const uint8_t *key, size_t klen, uint32_t sid,
-			  uint8_t out[UDPC_TOKEN_LEN]);
+ * klen bytes) and the box's identity (ident[0..identlen), may be empty):
+ * 0, or -EIO (then nothing may be sent with it). */
+int udpcrypt_reset_token(const uint8_t *key, size_t klen, const void *ident, size_t identlen,
+			 uint32_t sid, uint8_t out[UDPC_TOKEN_LEN]);
+/* What a RESET carries instead of the token itself: a MAC under the token
+ * over the session id, packet number and tag of the datagram it answers,
+ * which only that datagram's sender can check (and nobody can collect in
+ * advance). 0 or -EIO. */
+int udpcrypt_reset_proof(const uint8_t token[UDPC_TOKEN_LEN], uint32_t sid, uint64_t pn,
+			 const uint8_t tag[UDPC_TAG_LEN], uint8_t out[UDPC_TOKEN_LEN]);
 /* XORs token with what the session's down key makes of it: seals it in
  * an ACCEPT, and opens it again. */
 void udpcrypt_token_seal(const uint8_t down[UDPC_KEY_LEN], uint8_t token[UDPC_TOKEN_LEN]);

@@ -161,7 +161,7 @@ struct usend {
 	struct iovec iov;
 	struct sockaddr_storage to;
 	union {
-		char b[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+		char b[64];                /* CMSG_SPACE(in6_pktinfo), 40: see tx() */
 		struct cmsghdr align;
 	} cm;
 	uint32_t next_free;            /* index + 1 */
@@ -187,6 +187,8 @@ struct udp_srv {
 	struct uflow *f;
 	uint32_t fcap, *fbucket, fnb, ffree, nflows;
 	uint8_t reset_rand[16];        /* reset secret without a TFO key file */
+	uint8_t ident[96];             /* this box: --box and --join-address */
+	size_t identlen;
 	struct budget { uint64_t window_ms; unsigned n; } resets[UDP_RESET_BUCKETS],
 		hellos[UDP_RESET_BUCKETS];
 	struct hash_key hk;
@@ -277,7 +279,8 @@ static bool tx(struct udp_srv *u, int fd, const struct sockaddr_storage *to, soc
 	struct usend *q;
 	uint32_t i = u->send_free;
 
-	if (u->ring_live && i && len <= UDP_SEND_INLINE && (sqe = ring_get_sqe(&u->ring))) {
+	if (u->ring_live && i && len <= UDP_SEND_INLINE && cmlen <= sizeof(u->sends[0].cm.b) &&
+	    (sqe = ring_get_sqe(&u->ring))) {
 		q = &u->sends[i - 1];
 		u->send_free = q->next_free;
 		memcpy(q->data, buf, len);
@@ -613,36 +616,48 @@ static bool budget_ok(struct udp_srv *u, struct budget *t, unsigned per_s,
 
 /* A session's reset token (docs/udp-carrier.md, RESET): under the TFO
  * key, which outlives a restart (the state directory's, or the operator's
- * file; a cluster's boxes share it); which=1 under the previous one (the
- * same without one). Without a TFO key file, under a secret of this run:
- * after a restart the agent then waits out its 10 s instead. */
-static void reset_token(struct udp_srv *u, uint32_t sid, unsigned which, uint8_t out[UDPC_TOKEN_LEN])
+ * file), and this box's identity (its --box name and join address: boxes
+ * sharing a key cannot answer for each other's sessions); which=1 under
+ * the previous key (the same without one). Without a TFO key file, under
+ * a secret of this run: after a restart the agent then waits out its 10 s
+ * instead. 0 or -EIO. */
+static int reset_token(struct udp_srv *u, uint32_t sid, unsigned which, uint8_t out[UDPC_TOKEN_LEN])
 {
 	uint8_t key[32];
 	unsigned n = peers_key(u->c, key);
+	int r;
 
 	if (n >= 16)
-		udpcrypt_reset_token(which && n == 32 ? key + 16 : key, 16, sid, out);
+		r = udpcrypt_reset_token(which && n == 32 ? key + 16 : key, 16, u->ident, u->identlen,
+					 sid, out);
 	else
-		udpcrypt_reset_token(u->reset_rand, sizeof(u->reset_rand), sid, out);
+		r = udpcrypt_reset_token(u->reset_rand, sizeof(u->reset_rand), u->ident, u->identlen,
+					 sid, out);
 	explicit_bzero(key, sizeof(key));
+	return r;
 }
 
-/* RESET for an unknown session: the header and its reset tokens (48 bytes,
- * less than any datagram that can cause it), within the source prefix's
+/* RESET for a sealed datagram (hdr h, its tag) of an unknown session: the
+ * header echoed and two proofs that we held the session (48 bytes, less
+ * than any datagram that can cause it), within the source prefix's
  * budget. */
 static void send_reset(struct udp_srv *u, unsigned ci, const struct sockaddr_storage *src,
 		       socklen_t srclen, const struct in6_addr *local, const struct udpc_hdr *h,
-		       uint64_t now)
+		       const uint8_t tag[UDPC_TAG_LEN], uint64_t now)
 {
 	struct udpc_hdr r = { .type = UDPC_RESET, .sid = h->sid, .pn = h->pn };
-	uint8_t b[UDPC_RESET_LEN];
+	uint8_t b[UDPC_RESET_LEN], tok[UDPC_TOKEN_LEN];
 
 	if (!budget_ok(u, u->resets, UDP_RESETS_PER_S, src, now))
 		return;
 	udpc_put_hdr(b, &r);
-	reset_token(u, h->sid, 0, b + UDPC_HDR_LEN);
-	reset_token(u, h->sid, 1, b + UDPC_HDR_LEN + UDPC_TOKEN_LEN);
+	for (unsigned k = 0; k < 2; k++)
+		if (reset_token(u, h->sid, k, tok) < 0 ||
+		    udpcrypt_reset_proof(tok, h->sid, h->pn, tag, b + UDPC_HDR_LEN + k * UDPC_TOKEN_LEN) < 0) {
+			explicit_bzero(tok, sizeof(tok));
+			return;
+		}
+	explicit_bzero(tok, sizeof(tok));
 	send_to(u, ci, src, srclen, local, b, sizeof(b));
 	u->st.resets_sent++;
 }
@@ -792,7 +807,8 @@ static void on_hello(struct udp_srv *u, uint8_t *buf, unsigned ci, const struct 
 	memcpy(acc + UDPC_HDR_LEN, ns, UDPC_NONCE_LEN);
 	/* The reset token, sealed under the down key: the agent alone learns
 	 * it, and a RESET after a restart proves we held the session. */
-	reset_token(u, sid, 0, acc + UDPC_HDR_LEN + UDPC_NONCE_LEN);
+	if (reset_token(u, sid, 0, acc + UDPC_HDR_LEN + UDPC_NONCE_LEN) < 0)
+		goto out;   /* no ACCEPT: the slot goes unconfirmed in 2 s */
 	udpcrypt_token_seal(down, acc + UDPC_HDR_LEN + UDPC_NONCE_LEN);
 	udpcrypt_accept_mac(secret, acc, h.nonce, acc + UDPC_ACCEPT_LEN - UDPC_ACCEPT_MAC_LEN);
 	send_to(u, ci, src, srclen, local, acc, sizeof(acc));
@@ -1033,7 +1049,8 @@ static void on_carrier(struct udp_srv *u, unsigned ci, uint8_t *buf, size_t len,
 	s = sess_find(u, h.sid);
 	if (!s) {
 		u->st.refused[UDPR_UNKNOWN_SESSION]++;
-		send_reset(u, ci, src, srclen, local, &h, now);
+		/* Sealed (a HELLO has its own branch): the tag ends it. */
+		send_reset(u, ci, src, srclen, local, &h, buf + len - UDPC_TAG_LEN, now);
 		return;
 	}
 	r = udpc_window_check(&s->win, h.pn);
@@ -1437,6 +1454,13 @@ int udp_start(struct conc *c)
 		u->f[i].free_next = i + 2 <= u->fcap ? i + 2 : 0;
 	}
 	u->ffree = u->fcap ? 1 : 0;
+	/* The box's identity in its reset tokens: its name, its own address. */
+	u->identlen = strnlen(c->cfg.box, sizeof(c->cfg.box));
+	memcpy(u->ident, c->cfg.box, u->identlen);
+	if (c->cfg.have_join_addr) {
+		memcpy(u->ident + u->identlen, &c->cfg.join_addr, sizeof(c->cfg.join_addr));
+		u->identlen += sizeof(c->cfg.join_addr);
+	}
 	for (uint32_t i = 0; i < UDP_SEND_SLOTS; i++)
 		u->sends[i].next_free = i + 2 <= UDP_SEND_SLOTS ? i + 2 : 0;
 	u->send_free = 1;

@@ -43,6 +43,7 @@
 
 #define UDP_BATCH 16
 #define UDP_BUFSZ 65536
+#define UDP_SENT_TAGS 1024       /* tags of the datagrams sent lately (RESET proofs) */
 #define TICK_MS 20
 #define PING_MS 1000              /* per path, while no UDP flow is busy */
 #define PING_BUSY_MS 80           /* ... while one is (a datagram in the last 2 s) */
@@ -93,6 +94,9 @@ struct agent_udp {
 	uint32_t sid;                /* 0: none */
 	uint8_t nonce_c[UDPC_NONCE_LEN];
 	uint8_t reset_token[UDPC_TOKEN_LEN];  /* the session's, from its ACCEPT */
+	/* The tags of the datagrams sent lately, by packet number: a RESET
+	 * proves itself over one of them. */
+	struct { uint64_t pn; uint8_t tag[UDPC_TAG_LEN]; } sent[UDP_SENT_TAGS];
 	uint64_t hello_ms;
 	unsigned hello_n;
 	struct udpc_aead tx, rx;
@@ -383,6 +387,7 @@ static void session_reset(struct agent_udp *u)
 	u->sid = 0;
 	u->st.session_up = false;
 	memset(&u->win, 0, sizeof(u->win));
+	memset(u->sent, 0, sizeof(u->sent));
 	u->pn_out = 0;
 	u->hello_ms = 0;
 	u->hello_n = 0;   /* the first HELLO by the best path */
@@ -413,6 +418,15 @@ static void send_hello(struct agent_udp *u, uint64_t now)
 	udpcrypt_hello_mac(u->secret, b, b + UDPC_HELLO_LEN - UDPC_MAC_LEN);
 	car_send(u, id, b, sizeof(b));
 	u->hello_ms = now;
+}
+
+/* The tag of the datagram numbered pn, for RESETs that answer it. */
+static void sent_tag(struct agent_udp *u, uint64_t pn, const uint8_t *tag)
+{
+	unsigned k = (unsigned)(pn % UDP_SENT_TAGS);
+
+	u->sent[k].pn = pn;
+	memcpy(u->sent[k].tag, tag, UDPC_TAG_LEN);
 }
 
 static void on_accept(struct agent_udp *u, const uint8_t *b, uint64_t now)
@@ -486,8 +500,10 @@ static void send_ping(struct agent_udp *u, uint8_t id, uint64_t now)
 		p[12 + i] = (uint8_t)(ch >> (56 - 8 * i));
 	}
 	n = udpc_seal(&u->tx, h.pn, u->out, UDPC_HDR_LEN + UDPC_PING_INNER);
-	if (n > 0)
+	if (n > 0) {
+		sent_tag(u, h.pn, u->out + n - UDPC_TAG_LEN);
 		car_send(u, id, u->out, (size_t)n);
+	}
 	u->car[id].last_ping_ms = now;
 	if (!u->car[id].unanswered_ms)
 		u->car[id].unanswered_ms = now;
@@ -684,19 +700,23 @@ static void on_car(struct agent_udp *u, uint8_t *b, size_t len, uint64_t now)
 	if (!u->sid || h.sid != u->sid)
 		return;
 	if (h.type == UDPC_RESET) {
-		/* Only for a packet number we sent lately (an off-path forger
-		 * knows neither the session nor the numbers), and with the
-		 * session's reset token under the concentrator's secret or
-		 * its previous one (an observer of the path knows the session
-		 * and the numbers, never the token). */
+		/* Only for one of the datagrams we sent lately (an off-path
+		 * forger knows neither the session nor the numbers), with a
+		 * proof under the session's reset token over that datagram's
+		 * tag (an observer of the path sees the session, the numbers
+		 * and the tags, never the token). */
 		const uint8_t *t = b + UDPC_HDR_LEN;
+		const unsigned k = (unsigned)(h.pn % UDP_SENT_TAGS);
+		uint8_t proof[UDPC_TOKEN_LEN];
 
-		if (!udpcrypt_equal(t, u->reset_token, UDPC_TOKEN_LEN) &&
-		    !udpcrypt_equal(t + UDPC_TOKEN_LEN, u->reset_token, UDPC_TOKEN_LEN)) {
+		if (u->sent[k].pn != h.pn || !h.pn ||
+		    udpcrypt_reset_proof(u->reset_token, h.sid, h.pn, u->sent[k].tag, proof) < 0 ||
+		    (!udpcrypt_equal(t, proof, UDPC_TOKEN_LEN) &&
+		     !udpcrypt_equal(t + UDPC_TOKEN_LEN, proof, UDPC_TOKEN_LEN))) {
 			drop(u, AUD_RESET_TOKEN);
 			return;
 		}
-		if (h.pn <= u->pn_out && u->pn_out - h.pn < 65536) {
+		{
 			log_info("udp: the concentrator does not know session %08x (restarted?): "
 				 "opening a new one", u->sid);
 			u->st.resets_taken++;
@@ -815,6 +835,7 @@ static void send_data(struct agent_udp *u, struct uflow *f, int mode, uint8_t fl
 	n = udpc_seal(&u->tx, h.pn, u->out, UDPC_HDR_LEN + UDPC_DATA_INNER + len);
 	if (n < 0)
 		return;
+	sent_tag(u, h.pn, u->out + n - UDPC_TAG_LEN);
 	for (unsigned i = 0; i < np; i++)
 		car_send(u, paths[i], u->out, (size_t)n);
 	f->p1 = np > 1 ? paths[1] : 0xff;

@@ -31,7 +31,7 @@ enum agent_udp_drop {
 	AUD_OLD,
 	AUD_UNKNOWN_FLOW,     /* an answer for a flow that expired */
 	AUD_SEND,             /* the LAN or a path refused a send */
-	AUD_RESET_TOKEN,      /* a RESET without the session's reset token */
+	AUD_RESET_TOKEN,      /* a RESET without a proof under the session's reset token */
 	AUD_MAX,
 };
 

@@ -1,4 +1,4 @@
-/* UDP carrier, version 1: LAN UDP between gw-agent and mptcp-concentrator
+/* UDP carrier, version 2: LAN UDP between gw-agent and mptcp-concentrator
  * (docs/udp-carrier.md is the specification; this is its codec).
  *
  * Pure: no I/O, no logging, no allocation, no cryptography (common/udpcrypt
@@ -6,7 +6,7 @@
  *
  * Every carrier datagram starts with a 16-byte header, network order:
  *
- *   0  version (high 4 bits, 1) | type (low 4 bits)
+ *   0  version (high 4 bits, 2) | type (low 4 bits)
  *   1  flags: in HELLO the id of the path it is sent by; DATA from an
  *      agent may set UDPC_F_STEER; others send 0 and receivers ignore the
  *      bits they do not know
@@ -40,12 +40,16 @@
  *         observer resending a datagram from a forged source cannot steer
  *         a path's answers to its victim).
  * RESET   concentrator -> agent, 48 bytes, echoing the session id and
- *         packet number of a datagram whose session it does not know, then
- *         the session's reset token under the concentrator's reset secret
- *         and under its previous one (the same twice when there is none):
- *         HMAC-SHA256 truncated to 16 over "mptcp-ha udp reset 1" and the
- *         session id, with a secret the concentrator keeps across restarts
- *         (its TFO key), so it can prove it once held the session. 48
+ *         packet number of a sealed datagram whose session it does not
+ *         know, then two proofs (16 each): HMAC-SHA256 truncated to 16,
+ *         keyed with the session's reset token, over "mptcp-ha udp reset
+ *         proof 1", the session id, the packet number and that datagram's
+ *         tag; the token under the concentrator's reset secret and under
+ *         its previous one. The token is HMAC-SHA256 truncated to 16 over
+ *         "mptcp-ha udp reset 2", the box's identity and the session id,
+ *         with a secret the box keeps across restarts (its TFO key): so it
+ *         can prove it once held the session, to that datagram's sender
+ *         alone, and tokens cannot be collected by asking for RESETs. 48
  *         bytes: less than any datagram that can cause it (PING, 52).
  *
  * Packet numbers count from 1 per session and direction; a receiver keeps a
@@ -59,7 +63,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define UDPC_VERSION     1
+#define UDPC_VERSION     2
 #define UDPC_HDR_LEN     16
 #define UDPC_NONCE_LEN   16
 #define UDPC_MAC_LEN     32

@@ -4,7 +4,7 @@
  * picks the direction; the rest is the datagram.
  *
  * Checked against this file's own reading of docs/udp-carrier.md, not the
- * codec's: version 1 in the high nibble; the types allowed each way and
+ * codec's: version 2 in the high nibble; the types allowed each way and
  * their sizes (HELLO 72, ACCEPT 64, PING/PONG 52, RESET 48, DATA 56 up to
  * 65,507); session id zero exactly for HELLO; packet number zero exactly
  * for HELLO and ACCEPT; the fields are the big-endian bytes at their
@@ -40,7 +40,7 @@ static bool oracle_valid(const uint8_t *d, size_t n, bool to_agent)
 	uint32_t sid;
 	uint64_t pn;
 
-	if (n < 16 || d[0] >> 4 != 1)
+	if (n < 16 || d[0] >> 4 != 2)
 		return false;
 	type = d[0] & 15;
 	switch (type) {

@@ -135,7 +135,7 @@ import os, struct, time
 from scapy.all import IP, UDP, send, conf
 conf.verb = 0
 for i in range(20):
-    h = bytes([0x11, 0, 0, 0]) + bytes(12) + struct.pack("!II", 1, int(time.time())) + os.urandom(48)
+    h = bytes([0x21, 0, 0, 0]) + bytes(12) + struct.pack("!II", 1, int(time.time())) + os.urandom(48)
     send(IP(src="198.51.100.9", dst="192.0.2.1") / UDP(sport=40000 + i, dport=5124) / h)
 '
 	s1=$(cm mptcp_concentrator_udp_sessions_total) && k1=$(cm 'mptcp_concentrator_udp_refused_total{reason="key"}') || return 1
@@ -157,20 +157,30 @@ replayed() {
 	[ $((r1 - r0)) -ge 5 ] && [ "$u1" = "$u0" ]
 }
 check "replayed carrier datagrams: refused, nothing forwarded" replayed
-# An observer of a path knows the session id and packet numbers (the
-# capture above): its RESETs lack the session's reset token, which only the
-# agent learnt (sealed in the ACCEPT). The session stays.
+# An observer of a path knows the session id, packet numbers and tags (the
+# capture above): it cannot make a RESET's proof, which needs the session's
+# reset token that only the agent learnt (sealed in the ACCEPT), nor get
+# one by sending the captured datagram to a sibling box that shares the
+# TFO key (its tokens are its own: --box). The session stays.
 token_drops_over() { [ "$(am 'gw_agent_udp_dropped_total{reason="reset_token"}')" -gt "$1" ]; }
 forged_reset() {
-	local t0 r0 t1 r1
+	local t0 r0 t1 r1 sib rc=0 main=$CONC_PID
 	t0=$(am 'gw_agent_udp_dropped_total{reason="reset_token"}') && r0=$(am gw_agent_udp_session_resets_total) || return 1
-	ip netns exec "$(ns conc)" $U forgereset --pcap "$WORKDIR/carrier.pcap" || return 1
+	start_concentrator conc conc-sib --listen 192.0.2.1:5125 --allow-client 198.51.100.0/24 \
+		--allow-client 192.0.2.0/24 --keys "$WORKDIR/keys" --workers 1 \
+		--tfo-key-file "$WORKDIR/tfo.key" --box sibling
+	sib=$CONC_PID
+	CONC_PID=$main   # the box the rest of the script stops and restarts
+	wait_listen conc 5125 || return 1
+	ip netns exec "$(ns conc)" $U forgereset --pcap "$WORKDIR/carrier.pcap" --ask 192.0.2.1:5125 || rc=1
+	stop_concentrator "$sib" conc-sib || rc=1
+	[ $rc -eq 0 ] || return 1
 	wait_for 3 token_drops_over "$t0" || { echo "no RESET refused for its token"; return 1; }
 	t1=$(am 'gw_agent_udp_dropped_total{reason="reset_token"}') && r1=$(am gw_agent_udp_session_resets_total) || return 1
 	echo "{\"refused_without_token\": $((t1 - t0)), \"resets_taken\": $((r1 - r0))}"
 	[ "$r1" = "$r0" ] && lan $U burst --to 203.0.113.2:7000 --count 5 --size 64
 }
-check "RESETs forged by an observer of a path (session and packet number right, no token): ignored, the session stays" forged_reset
+check "RESETs forged by an observer of a path (session, packet number and tag right; made-up proofs, or a sibling box's): ignored, the session stays" forged_reset
 
 rate() {
 	local r0 r1 out

@@ -271,13 +271,13 @@ def hostile(a):
         smallest = min(smallest, len(b))
     for i in range(50):
         put(os.urandom(1 + i * 3))
-    hello = bytes([0x11, 0, 0, 0]) + bytes(12)
+    hello = bytes([0x21, 0, 0, 0]) + bytes(12)
     for i in range(20):
         put(hello + os.urandom(40))          # 56 bytes: a HELLO is 72
     for i in range(20):
-        put(bytes([0x13, 0, 0, 0]) + os.urandom(4) + struct.pack("!Q", i + 1) + os.urandom(60))
+        put(bytes([0x23, 0, 0, 0]) + os.urandom(4) + struct.pack("!Q", i + 1) + os.urandom(60))
     for i in range(20):
-        put(bytes([0x14, 0, 0, 0]) + os.urandom(4) + struct.pack("!Q", i + 1) + os.urandom(36))
+        put(bytes([0x24, 0, 0, 0]) + os.urandom(4) + struct.pack("!Q", i + 1) + os.urandom(36))
     replies, biggest, resets = 0, 0, 0
     end = time.monotonic() + 1.5
     while time.monotonic() < end:
@@ -285,7 +285,7 @@ def hostile(a):
             d = s.recv(65535)
             replies += 1
             biggest = max(biggest, len(d))
-            resets += len(d) == 48 and d[0] == 0x16
+            resets += len(d) == 48 and d[0] == 0x26
         except (BlockingIOError, ConnectionRefusedError):
             time.sleep(0.01)
     print(json.dumps({"sent": sent, "replies": replies, "resets": resets,
@@ -314,7 +314,9 @@ def forgereset(a):
     """What an observer of a path can forge: RESETs for the session and a
     packet number it saw in a capture (the last datagram to --port), sent to
     the agent from the concentrator's address and port: the old 16-byte
-    form (the header alone) and the 48-byte one with made-up tokens."""
+    form (the header alone), the 48-byte one with made-up proofs and, with
+    --ask, the RESET another concentrator sharing the TFO key answers that
+    datagram with (a sibling box, for a session it does not have)."""
     from scapy.all import rdpcap, IP, IPv6, UDP, send, conf
     conf.verb = 0
     last = None
@@ -323,18 +325,33 @@ def forgereset(a):
         if ip is None or not p.haslayer(UDP) or p[UDP].dport != a.port:
             continue
         d = bytes(p[UDP].payload)
-        if len(d) >= 16 and d[0] in (0x13, 0x14):
+        if len(d) >= 16 and d[0] in (0x23, 0x24):
             last = (p, ip, d)
     if last is None:
         print(json.dumps({"error": "no DATA or PING in the capture"}))
         return 1
     p, ip, d = last
-    hdr = bytes([0x16, 0, 0, 0]) + d[4:16]
+    hdr = bytes([0x26, 0, 0, 0]) + d[4:16]
     back = IP(src=ip.dst, dst=ip.src) if p.haslayer(IP) else IPv6(src=ip.dst, dst=ip.src)
-    for payload in (hdr, hdr + os.urandom(32)):
+    forged = [hdr, hdr + os.urandom(32)]
+    asked = 0
+    if a.ask:
+        host, port = sockaddr(a.ask)
+        s = socket.socket(family(host), socket.SOCK_DGRAM)
+        s.settimeout(1.0)
+        s.sendto(d, (host, port))
+        try:
+            r = s.recv(2048)
+            if len(r) == 48 and r[0] == 0x26:
+                forged.append(r)
+                asked = 1
+        except OSError:
+            pass
+    for payload in forged:
         send(back / UDP(sport=a.port, dport=p[UDP].sport) / payload)
-    print(json.dumps({"sid": d[4:8].hex(), "pn": struct.unpack("!Q", d[8:16])[0], "sent": 2}))
-    return 0
+    print(json.dumps({"sid": d[4:8].hex(), "pn": struct.unpack("!Q", d[8:16])[0],
+                      "sent": len(forged), "asked_a_sibling": asked}))
+    return 0 if asked or not a.ask else 1
 
 
 def quic(a):
@@ -388,6 +405,7 @@ def main():
     rp = sub.add_parser("replay"); rp.add_argument("--pcap", required=True)
     fr = sub.add_parser("forgereset"); fr.add_argument("--pcap", required=True)
     fr.add_argument("--port", type=int, default=5124)
+    fr.add_argument("--ask", help="HOST:PORT of a sibling concentrator to ask for a RESET")
     rp.add_argument("--port", type=int, default=5124)
     q = sub.add_parser("quic"); q.add_argument("--to", required=True)
     q.add_argument("--expect", choices=["answered", "refused"], required=True)

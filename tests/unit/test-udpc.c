@@ -14,7 +14,7 @@ static void test_header_roundtrip(void)
 	enum udpc_error e;
 
 	udpc_put_hdr(b, &h);
-	CHECK_INT(b[0], 0x14);
+	CHECK_INT(b[0], 0x24);
 	CHECK_INT(b[4], 0xde);
 	CHECK_INT(b[15], 0x08);
 	CHECK_INT(udpc_parse_hdr(b, sizeof(b), UDPC_TO_CONC, &g, &e), 0);
@@ -48,14 +48,17 @@ static void test_header_refusals(void)
 	b[15] = 1;
 	CHECK_INT(udpc_parse_hdr(b, sizeof(b), UDPC_TO_CONC, &g, &e), -EBADMSG);
 	b[15] = 0;
-	/* Version 2, type 0, type 7. */
-	b[0] = 0x21;
+	/* Version 1 (before the reset proofs) and 3, type 0, type 7. */
+	b[0] = 0x11;
 	CHECK_INT(udpc_parse_hdr(b, sizeof(b), UDPC_TO_CONC, &g, &e), -EBADMSG);
 	CHECK_INT(e, UDPC_E_VERSION);
-	b[0] = 0x10;
+	b[0] = 0x31;
+	CHECK_INT(udpc_parse_hdr(b, sizeof(b), UDPC_TO_CONC, &g, &e), -EBADMSG);
+	CHECK_INT(e, UDPC_E_VERSION);
+	b[0] = 0x20;
 	CHECK_INT(udpc_parse_hdr(b, sizeof(b), UDPC_TO_CONC, &g, &e), -EBADMSG);
 	CHECK_INT(e, UDPC_E_TYPE);
-	b[0] = 0x17;
+	b[0] = 0x27;
 	CHECK_INT(udpc_parse_hdr(b, sizeof(b), UDPC_TO_CONC, &g, &e), -EBADMSG);
 	/* DATA with a packet number 0. */
 	h = (struct udpc_hdr){ .type = UDPC_DATA, .sid = 5, .pn = 0 };
@@ -226,29 +229,49 @@ static void test_hello_accept_macs(void)
 	CHECK(!udpcrypt_equal(mac, mac2, UDPC_ACCEPT_MAC_LEN));
 }
 
-/* Reset tokens: a function of the secret and the session id alone (so a
- * restarted concentrator computes the same), and sealed in an ACCEPT by an
- * XOR that the agent undoes with the same down key. */
+/* Reset tokens: a function of the secret, the box and the session id alone
+ * (so a restarted concentrator computes the same), sealed in an ACCEPT by
+ * an XOR that the agent undoes with the same down key; a RESET carries a
+ * proof under the token over the datagram it answers, which changes with
+ * any of the session id, the packet number and the tag. */
 static void test_reset_token(void)
 {
 	uint8_t k1[16], k2[16], down[UDPC_KEY_LEN], t1[UDPC_TOKEN_LEN], t2[UDPC_TOKEN_LEN];
-	uint8_t t3[UDPC_TOKEN_LEN];
+	uint8_t t3[UDPC_TOKEN_LEN], tag[UDPC_TAG_LEN], p1[UDPC_TOKEN_LEN], p2[UDPC_TOKEN_LEN];
 
 	memset(k1, 1, sizeof(k1));
 	memset(k2, 2, sizeof(k2));
 	memset(down, 7, sizeof(down));
-	udpcrypt_reset_token(k1, sizeof(k1), 42, t1);
-	udpcrypt_reset_token(k1, sizeof(k1), 42, t2);
+	memset(tag, 9, sizeof(tag));
+	CHECK_INT(udpcrypt_reset_token(k1, sizeof(k1), "b1", 2, 42, t1), 0);
+	CHECK_INT(udpcrypt_reset_token(k1, sizeof(k1), "b1", 2, 42, t2), 0);
 	CHECK_MEM(t1, t2, UDPC_TOKEN_LEN);
-	udpcrypt_reset_token(k1, sizeof(k1), 43, t2);
+	CHECK_INT(udpcrypt_reset_token(k1, sizeof(k1), "b1", 2, 43, t2), 0);
 	CHECK(!udpcrypt_equal(t1, t2, UDPC_TOKEN_LEN));
-	udpcrypt_reset_token(k2, sizeof(k2), 42, t2);
+	CHECK_INT(udpcrypt_reset_token(k2, sizeof(k2), "b1", 2, 42, t2), 0);
+	CHECK(!udpcrypt_equal(t1, t2, UDPC_TOKEN_LEN));
+	CHECK_INT(udpcrypt_reset_token(k1, sizeof(k1), "b2", 2, 42, t2), 0);   /* another box */
 	CHECK(!udpcrypt_equal(t1, t2, UDPC_TOKEN_LEN));
 	memcpy(t3, t1, sizeof(t3));
 	udpcrypt_token_seal(down, t3);
 	CHECK(!udpcrypt_equal(t1, t3, UDPC_TOKEN_LEN));
 	udpcrypt_token_seal(down, t3);
 	CHECK_MEM(t1, t3, UDPC_TOKEN_LEN);
+	CHECK_INT(udpcrypt_reset_proof(t1, 42, 7, tag, p1), 0);
+	CHECK_INT(udpcrypt_reset_proof(t1, 42, 7, tag, p2), 0);
+	CHECK_MEM(p1, p2, UDPC_TOKEN_LEN);
+	CHECK(!udpcrypt_equal(p1, t1, UDPC_TOKEN_LEN));          /* not the token */
+	CHECK_INT(udpcrypt_reset_proof(t1, 42, 8, tag, p2), 0);
+	CHECK(!udpcrypt_equal(p1, p2, UDPC_TOKEN_LEN));
+	CHECK_INT(udpcrypt_reset_proof(t1, 41, 7, tag, p2), 0);
+	CHECK(!udpcrypt_equal(p1, p2, UDPC_TOKEN_LEN));
+	tag[15] ^= 1;
+	CHECK_INT(udpcrypt_reset_proof(t1, 42, 7, tag, p2), 0);
+	CHECK(!udpcrypt_equal(p1, p2, UDPC_TOKEN_LEN));
+	CHECK_INT(udpcrypt_reset_proof(t2, 42, 7, tag, p2), 0);
+	tag[15] ^= 1;
+	CHECK_INT(udpcrypt_reset_proof(t2, 42, 7, tag, p2), 0);
+	CHECK(!udpcrypt_equal(p1, p2, UDPC_TOKEN_LEN));
 }
 
 static void test_modes(void)
