@@ -162,7 +162,7 @@ struct usend {
 	struct sockaddr_storage to;
 	union {
 		char b[64];                /* CMSG_SPACE(in6_pktinfo), 40: see tx() */
-		struct cmsghdr align;
+		uint64_t align;            /* struct cmsghdr's (it ends in a flexible array) */
 	} cm;
 	uint32_t next_free;            /* index + 1 */
 	uint8_t data[UDP_SEND_INLINE];
