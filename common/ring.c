@@ -5,6 +5,7 @@
 #include <fcntl.h>
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -164,4 +165,79 @@ int ring_get_sqe_pair(struct io_uring *ring, struct io_uring_sqe **ret_op,
 	*ret_op = io_uring_get_sqe(ring);
 	*ret_timeout = io_uring_get_sqe(ring);
 	return 0;
+}
+
+int ring_sendq_init(struct ring_sendq *q, uint32_t n, unsigned op)
+{
+	memset(q, 0, sizeof(*q));
+	q->slot = calloc(n, sizeof(*q->slot));
+	if (!q->slot)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++)
+		q->slot[i].next_free = i + 2 <= n ? i + 2 : 0;
+	q->n = n;
+	q->free = n ? 1 : 0;
+	q->op = op;
+	return 0;
+}
+
+void ring_sendq_free(struct ring_sendq *q)
+{
+	free(q->slot);
+	q->slot = NULL;
+	q->n = q->free = 0;
+}
+
+bool ring_sendq_send(struct ring_sendq *q, struct io_uring *ring, int fd, const void *to,
+		     socklen_t tolen, const void *cm, size_t cmlen, const void *buf, size_t len)
+{
+	struct io_uring_sqe *sqe;
+	uint32_t i = q->free;
+
+	if (ring && i && len <= RING_SEND_INLINE && cmlen <= sizeof(q->slot[0].cm.b) &&
+	    tolen <= sizeof(q->slot[0].to) && (sqe = ring_get_sqe(ring))) {
+		struct ring_send *s = &q->slot[i - 1];
+
+		q->free = s->next_free;
+		memcpy(s->data, buf, len);
+		s->iov = (struct iovec){ .iov_base = s->data, .iov_len = len };
+		s->mh = (struct msghdr){ .msg_iov = &s->iov, .msg_iovlen = 1 };
+		if (to && tolen) {
+			memcpy(&s->to, to, tolen);
+			s->mh.msg_name = &s->to;
+			s->mh.msg_namelen = tolen;
+		}
+		if (cmlen) {
+			memcpy(s->cm.b, cm, cmlen);
+			s->mh.msg_control = s->cm.b;
+			s->mh.msg_controllen = cmlen;
+		}
+		io_uring_prep_sendmsg(sqe, fd, &s->mh, 0);
+		io_uring_sqe_set_data64(sqe, ring_ud(q->op, i - 1, 0));
+		return true;
+	}
+	{
+		struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+		struct msghdr mh = { .msg_name = (void *)to, .msg_namelen = to ? tolen : 0,
+				     .msg_iov = &iov, .msg_iovlen = 1,
+				     .msg_control = cmlen ? (void *)cm : NULL, .msg_controllen = cmlen };
+
+		q->direct++;
+		if (sendmsg(fd, &mh, MSG_DONTWAIT) >= 0)
+			return true;
+		q->errors++;
+		return false;
+	}
+}
+
+void ring_sendq_done(struct ring_sendq *q, const struct io_uring_cqe *cqe)
+{
+	uint32_t slot = ring_ud_slot(io_uring_cqe_get_data64(cqe));
+
+	if (slot >= q->n)
+		return;
+	if (cqe->res < 0)
+		q->errors++;
+	q->slot[slot].next_free = q->free;
+	q->free = slot + 1;
 }

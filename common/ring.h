@@ -7,7 +7,9 @@
 #define COMMON_RING_H
 
 #include <liburing.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 /* Tries IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN (6.1+), then
  * COOP_TASKRUN, then no flags. Must be called from the thread that will use
@@ -78,5 +80,42 @@ struct io_uring_sqe *ring_get_sqe(struct io_uring *ring);
  * -EBUSY when the kernel takes no queued SQE to make room. */
 int ring_get_sqe_pair(struct io_uring *ring, struct io_uring_sqe **ret_op,
 		      struct io_uring_sqe **ret_timeout);
+
+/* Datagram sends queued on a ring, batched with whatever is submitted
+ * next (the UDP carrier at both ends): each send gets a slot holding its
+ * own copy of the datagram, its address and control data until its
+ * completion (user_data op, slot). A datagram larger than a slot, or one
+ * with every slot in flight (or no ring: ring NULL), is sent at once. */
+#define RING_SEND_INLINE 2048
+
+struct ring_send {
+	struct msghdr mh;
+	struct iovec iov;
+	struct sockaddr_storage to;
+	union {
+		char b[64];            /* control data (packet info: 40 at most) */
+		uint64_t align;        /* struct cmsghdr's (it ends in a flexible array) */
+	} cm;
+	uint32_t next_free;        /* index + 1 */
+	uint8_t data[RING_SEND_INLINE];
+};
+
+struct ring_sendq {
+	struct ring_send *slot;
+	uint32_t n, free;          /* free list, index + 1 */
+	unsigned op;               /* the completions' op */
+	uint64_t direct, errors;   /* sent at once; refused (at once or at completion) */
+};
+
+/* 0 or -ENOMEM. */
+int ring_sendq_init(struct ring_sendq *q, uint32_t n, unsigned op);
+void ring_sendq_free(struct ring_sendq *q);
+/* buf[0..len) by socket fd (to: tolen bytes, NULL for a connected socket;
+ * cm: cmlen bytes of control data): queued on ring, or sent at once.
+ * False when the kernel refused it at once. */
+bool ring_sendq_send(struct ring_sendq *q, struct io_uring *ring, int fd, const void *to,
+		     socklen_t tolen, const void *cm, size_t cmlen, const void *buf, size_t len);
+/* A completion whose op is q->op: its slot is free again. */
+void ring_sendq_done(struct ring_sendq *q, const struct io_uring_cqe *cqe);
 
 #endif

@@ -83,7 +83,6 @@
 #define UDP_RB_SIZE (sizeof(struct io_uring_recvmsg_out) + sizeof(struct sockaddr_storage) + \
 		     UDP_CM_LEN + UDP_BUFSZ)
 #define UDP_SEND_SLOTS 512
-#define UDP_SEND_INLINE 2048
 enum { UOP_CARRIER = 1, UOP_FLOW, UOP_SEND, UOP_CANCEL };
 
 /* Where a path's answers go. A new address for a path is used only once a
@@ -155,19 +154,6 @@ struct carrier {
 	bool armed;                    /* its multishot receive is on the ring */
 };
 
-/* A send in flight: its own copy of everything sendmsg reads. */
-struct usend {
-	struct msghdr mh;
-	struct iovec iov;
-	struct sockaddr_storage to;
-	union {
-		char b[64];                /* CMSG_SPACE(in6_pktinfo), 40: see tx() */
-		uint64_t align;            /* struct cmsghdr's (it ends in a flexible array) */
-	} cm;
-	uint32_t next_free;            /* index + 1 */
-	uint8_t data[UDP_SEND_INLINE];
-};
-
 struct udp_srv {
 	struct conc *c;
 	pthread_t thread;
@@ -177,8 +163,7 @@ struct udp_srv {
 	bool ring_live;                /* only the thread submits, and only then */
 	struct ring_bufs rb;
 	struct msghdr car_msg, flow_msg;  /* multishot receives: name and control room */
-	struct usend *sends;
-	uint32_t send_free;            /* free list, index + 1 */
+	struct ring_sendq sq;
 	struct carrier car[CONC_MAX_LISTEN];
 	unsigned ncar;
 	struct usess *s;
@@ -269,46 +254,13 @@ static void disarm_flow(struct udp_srv *u, struct uflow *f)
 	io_uring_submit(&u->ring);
 }
 
-/* buf[0..len) by socket fd to `to` (with cm[0..cmlen) as control data):
- * queued on the ring in a slot of its own, or, too large for one or with
- * every slot in flight, sent at once. False when it could not be. */
+/* buf[0..len) by socket fd to `to` (with cm[0..cmlen) as control data),
+ * queued on the ring while it is up (common/ring.h). */
 static bool tx(struct udp_srv *u, int fd, const struct sockaddr_storage *to, socklen_t tolen,
 	       const void *cm, size_t cmlen, const void *buf, size_t len)
 {
-	struct io_uring_sqe *sqe;
-	struct usend *q;
-	uint32_t i = u->send_free;
-
-	if (u->ring_live && i && len <= UDP_SEND_INLINE && cmlen <= sizeof(u->sends[0].cm.b) &&
-	    (sqe = ring_get_sqe(&u->ring))) {
-		q = &u->sends[i - 1];
-		u->send_free = q->next_free;
-		memcpy(q->data, buf, len);
-		memcpy(&q->to, to, tolen);
-		q->iov = (struct iovec){ .iov_base = q->data, .iov_len = len };
-		q->mh = (struct msghdr){ .msg_name = &q->to, .msg_namelen = tolen, .msg_iov = &q->iov,
-					 .msg_iovlen = 1 };
-		if (cmlen) {
-			memcpy(q->cm.b, cm, cmlen);
-			q->mh.msg_control = q->cm.b;
-			q->mh.msg_controllen = cmlen;
-		}
-		io_uring_prep_sendmsg(sqe, fd, &q->mh, 0);
-		io_uring_sqe_set_data64(sqe, ring_ud(UOP_SEND, i - 1, 0));
-		return true;
-	}
-	{
-		struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-		struct msghdr mh = { .msg_name = (void *)to, .msg_namelen = tolen, .msg_iov = &iov,
-				     .msg_iovlen = 1, .msg_control = cmlen ? (void *)cm : NULL,
-				     .msg_controllen = cmlen };
-
-		u->st.sends_direct++;
-		if (sendmsg(fd, &mh, MSG_DONTWAIT) >= 0)
-			return true;
-		u->st.send_errors++;
-		return false;
-	}
+	return ring_sendq_send(&u->sq, u->ring_live ? &u->ring : NULL, fd, to, tolen, cm, cmlen,
+			       buf, len);
 }
 
 /* ---- sessions ---- */
@@ -1262,12 +1214,7 @@ static void on_cqe(struct udp_srv *u, const struct io_uring_cqe *cqe, uint64_t n
 
 	switch (ring_ud_op(ud)) {
 	case UOP_SEND:
-		if (slot < UDP_SEND_SLOTS) {
-			if (cqe->res < 0)
-				u->st.send_errors++;
-			u->sends[slot].next_free = u->send_free;
-			u->send_free = slot + 1;
-		}
+		ring_sendq_done(&u->sq, cqe);
 		break;
 	case UOP_CARRIER:
 		if (slot >= u->ncar)
@@ -1397,7 +1344,7 @@ static void srv_free(struct udp_srv *u)
 		sess_free(u, &u->s[i]);
 	for (unsigned i = 0; i < u->ncar; i++)
 		close(u->car[i].fd);
-	free(u->sends);
+	ring_sendq_free(&u->sq);
 	free(u->s);
 	free(u->o);
 	free(u->sbucket);
@@ -1444,8 +1391,8 @@ int udp_start(struct conc *c)
 	u->sbucket = calloc(u->snb, sizeof(*u->sbucket));
 	u->f = calloc(u->fcap, sizeof(*u->f));
 	u->fbucket = calloc(u->fnb, sizeof(*u->fbucket));
-	u->sends = calloc(UDP_SEND_SLOTS, sizeof(*u->sends));
-	if (!u->s || !u->o || !u->sbucket || !u->f || !u->fbucket || !u->sends) {
+	if (!u->s || !u->o || !u->sbucket || !u->f || !u->fbucket ||
+	    ring_sendq_init(&u->sq, UDP_SEND_SLOTS, UOP_SEND) < 0) {
 		srv_free(u);
 		return log_errno(-ENOMEM, "udp: out of memory");
 	}
@@ -1461,9 +1408,6 @@ int udp_start(struct conc *c)
 		memcpy(u->ident + u->identlen, &c->cfg.join_addr, sizeof(c->cfg.join_addr));
 		u->identlen += sizeof(c->cfg.join_addr);
 	}
-	for (uint32_t i = 0; i < UDP_SEND_SLOTS; i++)
-		u->sends[i].next_free = i + 2 <= UDP_SEND_SLOTS ? i + 2 : 0;
-	u->send_free = 1;
 	/* What multishot receives leave room for before each payload. */
 	u->car_msg.msg_namelen = sizeof(struct sockaddr_storage);
 	u->car_msg.msg_controllen = UDP_CM_LEN;
@@ -1550,10 +1494,10 @@ void udp_render_metrics(const struct conc *c, struct mbuf *b)
 		    "Answers from the Internet not sent on: no validated path yet, or too large.",
 		    s->down_unsent);
 	metrics_one(b, "mptcp_concentrator_udp_send_errors_total", "counter",
-		    "Carrier and flow datagrams the kernel refused to send.", s->send_errors);
+		    "Carrier and flow datagrams the kernel refused to send.", u->sq.errors);
 	metrics_one(b, "mptcp_concentrator_udp_sends_direct_total", "counter",
 		    "Datagrams sent at once instead of queued on the ring (too large for a "
-		    "send slot, or every slot in flight).", s->sends_direct);
+		    "send slot, or every slot in flight).", u->sq.direct);
 	metrics_one(b, "mptcp_concentrator_udp_resets_sent_total", "counter",
 		    "RESETs sent for datagrams of unknown sessions (at most 20 a second per /24 or /56).",
 		    s->resets_sent);

@@ -35,7 +35,6 @@ struct udp_stats {
 	uint64_t sessions_total, flows_total, flows_expired;
 	uint64_t dgrams_up, dgrams_down, bytes_up, bytes_down;
 	uint64_t pings, resets_sent, down_unsent;
-	uint64_t sends_direct, send_errors;  /* not queued on the ring; failed */
 	uint64_t flows_by_mode[UDPC_MODE_MAX];
 	uint64_t refused[UDPR_MAX];
 	uint32_t sessions_active, flows_active;

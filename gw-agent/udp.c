@@ -1,11 +1,13 @@
 /* The agent's end of the UDP carrier.
  *
- * One thread, an epoll loop over: the TPROXY socket that receives every
- * intercepted LAN datagram with its original destination; one carrier
- * socket per path, bound to the path's address (its "from" rule routes it
- * out of that line, as the MPTCP subflows are) and connected to the first
- * concentrator; a raw socket per family that hands answers to LAN devices
- * from the address and port they wrote to.
+ * One thread with an io_uring of its own (common/ring.h: multishot
+ * receives into provided buffers, sends queued and submitted together with
+ * the next wait) over: the TPROXY socket that receives every intercepted
+ * LAN datagram with its original destination; one carrier socket per path,
+ * bound to the path's address (its "from" rule routes it out of that line,
+ * as the MPTCP subflows are) and connected to the first concentrator; a
+ * raw socket per family that hands answers to LAN devices from the address
+ * and port they wrote to.
  *
  * Why raw sockets for the answers: a UDP socket bound to a remote address
  * and port (IP_TRANSPARENT) would do it too, but it collides with the
@@ -27,6 +29,7 @@
 #include "udpcrypt.h"
 #include "hash.h"
 #include "quota.h"
+#include "ring.h"
 
 #include <errno.h>
 #include <net/if.h>
@@ -36,13 +39,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
+#include <semaphore.h>
 #include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
-#define UDP_BATCH 16
 #define UDP_BUFSZ 65536
+/* The ring: receives land in provided buffers of UDP_RB_SIZE (what
+ * io_uring_recvmsg_out, a source address, the original-destination
+ * control message and the largest datagram take), up to UDP_RB_COUNT;
+ * sends are copied into one of UDP_SEND_SLOTS slots until they complete. */
+#define UDP_RING_ENTRIES 512
+#define UDP_RB_GID 1
+#define UDP_RB_COUNT 64
+#define UDP_CM_LEN CMSG_SPACE(sizeof(struct sockaddr_in6))
+#define UDP_RB_SIZE (sizeof(struct io_uring_recvmsg_out) + sizeof(struct sockaddr_storage) + \
+		     UDP_CM_LEN + UDP_BUFSZ)
+#define UDP_SEND_SLOTS 256
+enum { UOP_LAN = 1, UOP_CAR, UOP_SEND, UOP_CANCEL };
 #define UDP_SENT_TAGS 1024       /* tags of the datagrams sent lately (RESET proofs) */
 #define TICK_MS 20
 #define PING_MS 1000              /* per path, while no UDP flow is busy */
@@ -52,13 +66,13 @@
 #define SESSION_DEAD_MS 10000     /* no answer at all for this long: a new HELLO */
 #define PATH_PONG_DEAD_MS 3500    /* a path whose pings go unanswered this long is not used */
 #define PATH_PONG_DEAD_BUSY_MS 160  /* ... while UDP is busy: plus twice its round trip */
-#define TAG_LAN 1ull
-#define TAG_CAR 2ull
 
 _Static_assert(PATHS_MAX <= 32, "path ids index stats arrays of 32");
 
 struct ucar {
 	int fd;                      /* -1: none */
+	uint32_t gen;                /* its receive's user_data: changes at each close */
+	bool armed;                  /* its multishot receive is on the ring */
 	struct in6_addr addr;
 	char ifname[IFNAMSIZ];
 	bool live, primary;
@@ -84,7 +98,15 @@ struct uflow {
 struct agent_udp {
 	struct agent *a;
 	pthread_t thread;
-	int ep, lfd, raw4, raw6;
+	sem_t started;               /* the thread's ring is up, or failed */
+	int start_result;
+	struct io_uring ring;
+	bool ring_live;              /* only the thread submits, and only then */
+	struct ring_bufs rb;
+	struct ring_sendq sq;
+	struct msghdr lan_msg, car_msg;  /* multishot receives: name and control room */
+	bool lan_armed;
+	int lfd, raw4, raw6;
 	int family;                  /* the concentrator's */
 	struct sockaddr_storage conc;
 	socklen_t conc_len;
@@ -126,7 +148,6 @@ struct agent_udp {
 	pthread_mutex_t lock;        /* st, and the flow table for status */
 	struct agent_udp_stats st;
 	struct log_ratelimit rl;
-	uint8_t buf[UDP_BUFSZ];
 	uint8_t out[UDP_BUFSZ + 128];
 };
 
@@ -271,11 +292,39 @@ static void drop(struct agent_udp *u, enum agent_udp_drop why)
 	u->st.drops[why]++;
 }
 
+/* A multishot receive on the LAN socket, or on path c's carrier socket. */
+static void arm_lan(struct agent_udp *u)
+{
+	struct io_uring_sqe *sqe = ring_get_sqe(&u->ring);
+
+	u->lan_armed = false;
+	if (!sqe)
+		return;   /* the tick tries again */
+	io_uring_prep_recvmsg_multishot(sqe, u->lfd, &u->lan_msg, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = UDP_RB_GID;
+	io_uring_sqe_set_data64(sqe, ring_ud(UOP_LAN, 0, 0));
+	u->lan_armed = true;
+}
+
+static void arm_car(struct agent_udp *u, struct ucar *c)
+{
+	struct io_uring_sqe *sqe;
+
+	c->armed = false;
+	if (!u->ring_live || c->fd < 0 || !(sqe = ring_get_sqe(&u->ring)))
+		return;
+	io_uring_prep_recvmsg_multishot(sqe, c->fd, &u->car_msg, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = UDP_RB_GID;
+	io_uring_sqe_set_data64(sqe, ring_ud(UOP_CAR, (uint32_t)(c - u->car), c->gen));
+	c->armed = true;
+}
+
 static int car_open(struct agent_udp *u, struct ucar *c)
 {
 	struct sockaddr_storage src;
 	socklen_t sl = addr_from_in6(&c->addr, 0, &src);
-	struct epoll_event ev = { .events = EPOLLIN };
 	int fd = socket(u->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
 	if (fd < 0)
@@ -301,22 +350,32 @@ static int car_open(struct agent_udp *u, struct ucar *c)
 		close(fd);
 		return e;
 	}
-	ev.data.u64 = TAG_CAR << 32 | (uint32_t)(c - u->car);
-	if (epoll_ctl(u->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
-		int e = -errno;
-
-		close(fd);
-		return e;
-	}
 	c->fd = fd;
+	arm_car(u, c);
 	return 0;
 }
 
-static void car_close(struct ucar *c)
+/* Its receive cancelled and the sends queued for it submitted before the
+ * socket closes (a send submitted after could meet another socket with the
+ * same number). */
+static void car_close(struct agent_udp *u, struct ucar *c)
 {
-	if (c->fd >= 0)
+	if (c->fd >= 0) {
+		if (u->ring_live) {
+			struct io_uring_sqe *sqe = ring_get_sqe(&u->ring);
+
+			if (sqe) {
+				io_uring_prep_cancel64(sqe, ring_ud(UOP_CAR, (uint32_t)(c - u->car),
+								    c->gen), 0);
+				io_uring_sqe_set_data64(sqe, ring_ud(UOP_CANCEL, 0, 0));
+			}
+			io_uring_submit(&u->ring);
+		}
 		close(c->fd);
+	}
 	c->fd = -1;
+	c->armed = false;
+	c->gen = (c->gen + 1) & 0xffffff;
 	c->rtt_us = 0;
 	c->last_pong_ms = 0;
 	c->challenge = 0;
@@ -372,7 +431,8 @@ static void car_send(struct agent_udp *u, uint8_t id, const void *buf, size_t le
 {
 	struct ucar *c = &u->car[id];
 
-	if (c->fd < 0 || send(c->fd, buf, len, MSG_DONTWAIT) < 0) {
+	if (c->fd < 0 || !ring_sendq_send(&u->sq, u->ring_live ? &u->ring : NULL, c->fd, NULL, 0,
+					   NULL, 0, buf, len)) {
 		drop(u, AUD_SEND);
 		return;
 	}
@@ -673,7 +733,8 @@ static int lan_send(struct agent_udp *u, const struct in6_addr *raddr, uint16_t 
 				fh->ip6f_ident = htonl(ident);
 			}
 		}
-		if (sendto(fd, pkt, hl + chunk, MSG_DONTWAIT, (struct sockaddr *)&to, tl) < 0)
+		if (!ring_sendq_send(&u->sq, u->ring_live ? &u->ring : NULL, fd, &to, tl, NULL, 0,
+				     pkt, hl + chunk))
 			return -errno;
 		off += chunk;
 	}
@@ -760,17 +821,16 @@ static void on_car(struct agent_udp *u, uint8_t *b, size_t len, uint64_t now)
 	u->st.bytes_down += d.len;
 }
 
-static void read_car(struct agent_udp *u, unsigned id)
+/* A datagram from the concentrator, in provided buffer b (res bytes, as
+ * a multishot recvmsg writes it). */
+static void car_dgram(struct agent_udp *u, uint8_t *b, int res, uint64_t now)
 {
-	uint64_t now = log_now_ms();
+	struct io_uring_recvmsg_out *o = io_uring_recvmsg_validate(b, res, &u->car_msg);
 
-	for (int k = 0; k < UDP_BATCH; k++) {
-		ssize_t n = recv(u->car[id].fd, u->buf, UDP_BUFSZ, MSG_DONTWAIT);
-
-		if (n < 0)
-			return;
-		on_car(u, u->buf, (size_t)n, now);
-	}
+	if (!o || (o->flags & MSG_TRUNC))
+		return;
+	on_car(u, io_uring_recvmsg_payload(o, &u->car_msg),
+	       io_uring_recvmsg_payload_length(o, res, &u->car_msg), now);
 }
 
 /* ---- from the LAN ---- */
@@ -887,43 +947,38 @@ static void on_lan(struct agent_udp *u, const struct in6_addr *src, uint16_t spo
 	u->st.bytes_up += len;
 }
 
-static void read_lan(struct agent_udp *u)
+/* An intercepted LAN datagram, in provided buffer b (res bytes, as a
+ * multishot recvmsg writes it): its source and its original destination
+ * (TPROXY's control message), then on_lan. */
+static void lan_dgram(struct agent_udp *u, uint8_t *b, int res, uint64_t now)
 {
-	uint64_t now = log_now_ms();
+	struct io_uring_recvmsg_out *o = io_uring_recvmsg_validate(b, res, &u->lan_msg);
+	struct sockaddr_storage src = { 0 };
+	struct in6_addr sa, da = IN6ADDR_ANY_INIT;
+	uint16_t sp, dp = 0;
+	struct cmsghdr *c;
+	unsigned n;
 
-	for (int k = 0; k < UDP_BATCH; k++) {
-		struct sockaddr_storage src;
-		union {
-			char b[CMSG_SPACE(sizeof(struct sockaddr_in6))];
-			struct cmsghdr align;
-		} cm;
-		struct iovec iov = { .iov_base = u->buf, .iov_len = UDPC_MAX_PAYLOAD };
-		struct msghdr mh = { .msg_name = &src, .msg_namelen = sizeof(src), .msg_iov = &iov,
-				     .msg_iovlen = 1, .msg_control = cm.b,
-				     .msg_controllen = sizeof(cm.b) };
-		struct in6_addr sa, da = IN6ADDR_ANY_INIT;
-		uint16_t sp, dp = 0;
-		struct cmsghdr *c;
-		ssize_t n = recvmsg(u->lfd, &mh, MSG_DONTWAIT);
+	if (!o || (o->flags & MSG_TRUNC))
+		return;
+	n = io_uring_recvmsg_payload_length(o, res, &u->lan_msg);
+	if (n > UDPC_MAX_PAYLOAD)
+		return;
+	for (c = io_uring_recvmsg_cmsg_firsthdr(o, &u->lan_msg); c;
+	     c = io_uring_recvmsg_cmsg_nexthdr(o, &u->lan_msg, c))
+		if ((c->cmsg_level == SOL_IP && c->cmsg_type == IP_ORIGDSTADDR) ||
+		    (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_ORIGDSTADDR)) {
+			struct sockaddr_storage od;
 
-		if (n < 0)
-			return;
-		if (mh.msg_flags & MSG_TRUNC)
-			continue;
-		for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-			if ((c->cmsg_level == SOL_IP && c->cmsg_type == IP_ORIGDSTADDR) ||
-			    (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_ORIGDSTADDR)) {
-				struct sockaddr_storage o;
-
-				memset(&o, 0, sizeof(o));
-				memcpy(&o, CMSG_DATA(c), c->cmsg_len - CMSG_LEN(0) < sizeof(o)
-							 ? c->cmsg_len - CMSG_LEN(0) : sizeof(o));
-				addr_to_in6((struct sockaddr *)&o, &da, &dp);
-			}
-		if (!dp || addr_to_in6((struct sockaddr *)&src, &sa, &sp) < 0)
-			continue;
-		on_lan(u, &sa, sp, &da, dp, u->buf, (size_t)n, now);
-	}
+			memset(&od, 0, sizeof(od));
+			memcpy(&od, CMSG_DATA(c), c->cmsg_len - CMSG_LEN(0) < sizeof(od)
+						  ? c->cmsg_len - CMSG_LEN(0) : sizeof(od));
+			addr_to_in6((struct sockaddr *)&od, &da, &dp);
+		}
+	memcpy(&src, io_uring_recvmsg_name(o), o->namelen < sizeof(src) ? o->namelen : sizeof(src));
+	if (!dp || addr_to_in6((struct sockaddr *)&src, &sa, &sp) < 0)
+		return;
+	on_lan(u, &sa, sp, &da, dp, io_uring_recvmsg_payload(o, &u->lan_msg), n, now);
 }
 
 /* ---- the paths, the session, expiry ---- */
@@ -960,7 +1015,7 @@ static void refresh_paths(struct agent_udp *u, uint64_t now)
 		c = &u->car[src[i].id];
 		seen[src[i].id] = true;
 		if (c->fd >= 0 && memcmp(&c->addr, &src[i].addr, sizeof(c->addr)))
-			car_close(c);   /* the path's address changed */
+			car_close(u, c);   /* the path's address changed */
 		c->addr = src[i].addr;
 		memcpy(c->ifname, src[i].ifname, IFNAMSIZ);
 		c->primary = src[i].primary;
@@ -1055,7 +1110,7 @@ static void tick(struct agent_udp *u, uint64_t now)
 		log_info("udp: the concentrator or the key changed: a new session");
 		session_reset(u);
 		for (unsigned i = 0; i < PATHS_MAX; i++)
-			car_close(&u->car[i]);
+			car_close(u, &u->car[i]);
 		u->conc = conc;
 		u->conc_len = conc_len;
 		u->family = conc.ss_family;
@@ -1126,38 +1181,110 @@ static unsigned lan_mtu(struct agent *a)
 	return mtu ? mtu : 1500;
 }
 
+/* One completion (under u->lock). Receives hand their buffer back once
+ * the datagram is handled; a multishot receive that ends (the buffers ran
+ * out, or an error) is armed again, with more buffers when they ran out.
+ * A closed path's completions carry an old generation. */
+static void on_cqe(struct agent_udp *u, const struct io_uring_cqe *cqe, uint64_t now)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	uint32_t slot = ring_ud_slot(ud);
+	bool more = cqe->flags & IORING_CQE_F_MORE;
+	uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+	uint8_t *b = (cqe->flags & IORING_CQE_F_BUFFER) ? ring_bufs_ptr(&u->rb, bid) : NULL;
+
+	switch (ring_ud_op(ud)) {
+	case UOP_SEND:
+		ring_sendq_done(&u->sq, cqe);
+		break;
+	case UOP_LAN:
+		if (cqe->res >= 0 && b)
+			lan_dgram(u, b, cqe->res, now);
+		if (!more) {
+			if (cqe->res == -ENOBUFS)
+				ring_bufs_grow(&u->rb, 16);
+			arm_lan(u);
+		}
+		break;
+	case UOP_CAR: {
+		struct ucar *c = slot < PATHS_MAX ? &u->car[slot] : NULL;
+
+		if (!c || c->fd < 0 || c->gen != ring_ud_gen(ud))
+			break;   /* closed since */
+		if (cqe->res >= 0 && b)
+			car_dgram(u, b, cqe->res, now);
+		if (!more && c->fd >= 0 && c->gen == ring_ud_gen(ud)) {
+			if (cqe->res == -ENOBUFS)
+				ring_bufs_grow(&u->rb, 16);
+			arm_car(u, c);
+		}
+		break;
+	}
+	default:
+		break;
+	}
+	if (b)
+		ring_bufs_put(&u->rb, bid);
+}
+
+/* The thread: its ring (made here, used only here), the LAN receive, then
+ * completions and the 20 ms tick until the agent stops; the ring goes with
+ * the thread. */
 static void *udp_main(void *arg)
 {
 	struct agent_udp *u = arg;
 	uint64_t next_tick = 0, next_mtu = 0;
+	unsigned flags;
+	int r = ring_init(&u->ring, UDP_RING_ENTRIES, &flags);
 
+	if (r == 0) {
+		r = ring_bufs_setup(&u->ring, &u->rb, UDP_RB_GID, UDP_RB_COUNT, UDP_RB_SIZE);
+		if (r < 0)
+			io_uring_queue_exit(&u->ring);
+	}
+	u->start_result = r;
+	if (r < 0) {
+		sem_post(&u->started);
+		return NULL;
+	}
+	u->ring_live = true;
+	arm_lan(u);
+	sem_post(&u->started);
 	while (!atomic_load(&u->a->stopping)) {
-		struct epoll_event ev[32];
-		uint64_t now = log_now_ms();
-		int n, timeout = next_tick > now ? (int)(next_tick - now) : 0;
+		uint64_t now = log_now_ms(), wait = next_tick > now ? next_tick - now : 0;
+		struct __kernel_timespec ts = { .tv_sec = (long long)(wait / 1000),
+						.tv_nsec = (long long)(wait % 1000) * 1000000 };
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
 
-		n = epoll_wait(u->ep, ev, 32, timeout);
-		pthread_mutex_lock(&u->lock);
-		for (int i = 0; i < n; i++) {
-			uint64_t t = ev[i].data.u64;
-
-			if (t >> 32 == TAG_LAN)
-				read_lan(u);
-			else if (t >> 32 == TAG_CAR && (uint32_t)t < PATHS_MAX &&
-				 u->car[(uint32_t)t].fd >= 0)
-				read_car(u, (uint32_t)t);
-		}
-		pthread_mutex_unlock(&u->lock);
+		/* The sends and re-arms made since, submitted with the wait. */
+		io_uring_submit_and_wait_timeout(&u->ring, &cqe, wait ? 1 : 0, &ts, NULL);
 		now = log_now_ms();
+		pthread_mutex_lock(&u->lock);
+		io_uring_for_each_cqe(&u->ring, head, cqe) {
+			on_cqe(u, cqe, now);
+			n++;
+		}
+		io_uring_cq_advance(&u->ring, n);
+		pthread_mutex_unlock(&u->lock);
 		if (now >= next_mtu) {
 			u->lan_mtu = lan_mtu(u->a);
 			next_mtu = now + 10000;
 		}
 		if (now >= next_tick) {
+			if (!u->lan_armed)
+				arm_lan(u);
 			tick(u, now);
 			next_tick = now + TICK_MS;
 		}
 	}
+	pthread_mutex_lock(&u->lock);
+	for (unsigned i = 0; i < PATHS_MAX; i++)
+		car_close(u, &u->car[i]);
+	u->ring_live = false;
+	pthread_mutex_unlock(&u->lock);
+	ring_bufs_free(&u->ring, &u->rb);
+	io_uring_queue_exit(&u->ring);
 	return NULL;
 }
 
@@ -1191,7 +1318,7 @@ static void udp_free(struct agent_udp *u)
 	if (!u)
 		return;
 	for (unsigned i = 0; i < PATHS_MAX; i++)
-		car_close(&u->car[i]);
+		car_close(u, &u->car[i]);
 	session_reset(u);
 	if (u->lfd >= 0)
 		close(u->lfd);
@@ -1199,8 +1326,7 @@ static void udp_free(struct agent_udp *u)
 		close(u->raw4);
 	if (u->raw6 >= 0)
 		close(u->raw6);
-	if (u->ep >= 0)
-		close(u->ep);
+	ring_sendq_free(&u->sq);
 	explicit_bzero(u->secret, sizeof(u->secret));
 	quota_free(&u->hosts);
 	free(u->f);
@@ -1212,7 +1338,6 @@ static void udp_free(struct agent_udp *u)
 int agent_udp_start(struct agent *a)
 {
 	struct agent_udp *u;
-	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_LAN << 32 };
 	int r;
 
 	if (a->cfg.udp_mode == AGENT_UDP_OFF)
@@ -1221,7 +1346,7 @@ int agent_udp_start(struct agent *a)
 	if (!u)
 		return -ENOMEM;
 	u->a = a;
-	u->ep = u->lfd = u->raw4 = u->raw6 = -1;
+	u->lfd = u->raw4 = u->raw6 = -1;
 	pthread_mutex_init(&u->lock, NULL);
 	for (unsigned i = 0; i < PATHS_MAX; i++)
 		u->car[i].fd = -1;
@@ -1233,7 +1358,8 @@ int agent_udp_start(struct agent *a)
 	u->f = calloc(u->fcap, sizeof(*u->f));
 	u->fb = calloc(u->fnb, sizeof(*u->fb));
 	/* Per address (IPv6 too: a home LAN is one /64), as the TCP cap. */
-	if (!u->f || !u->fb || hash_key_random(&u->hk) < 0 || quota_init(&u->hosts, 128) < 0) {
+	if (!u->f || !u->fb || hash_key_random(&u->hk) < 0 || quota_init(&u->hosts, 128) < 0 ||
+	    ring_sendq_init(&u->sq, UDP_SEND_SLOTS, UOP_SEND) < 0) {
 		udp_free(u);
 		return log_errno(-ENOMEM, "udp: out of memory");
 	}
@@ -1248,7 +1374,9 @@ int agent_udp_start(struct agent *a)
 	if (a->cfg.keyed)
 		memcpy(u->secret, a->cfg.key.secret, sizeof(u->secret));
 	u->lan_mtu = 1500;
-	u->ep = epoll_create1(EPOLL_CLOEXEC);
+	/* What multishot receives leave room for before each payload. */
+	u->lan_msg.msg_namelen = sizeof(struct sockaddr_storage);
+	u->lan_msg.msg_controllen = UDP_CM_LEN;
 	u->lfd = lan_open(a->cfg.port);
 	u->raw4 = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
 	u->raw6 = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
@@ -1256,24 +1384,30 @@ int agent_udp_start(struct agent *a)
 		close(u->raw6);
 		u->raw6 = -1;
 	}
-	if (u->ep < 0 || u->lfd < 0 || u->raw4 < 0) {
+	if (u->lfd < 0 || u->raw4 < 0) {
 		r = u->lfd < 0 ? u->lfd : -errno;
 		udp_free(u);
 		return log_errno(r, "udp: cannot open the LAN sockets (port %u): %m", a->cfg.port);
 	}
 	if (u->raw6 < 0)
 		log_warn("udp: no raw IPv6 socket here: LAN IPv6 UDP gets no answers");
-	if (epoll_ctl(u->ep, EPOLL_CTL_ADD, u->lfd, &ev) < 0) {
-		r = -errno;
-		udp_free(u);
-		return log_errno(r, "udp: epoll: %m");
-	}
+	sem_init(&u->started, 0, 0);
 	a->udp = u;
 	r = pthread_create(&u->thread, NULL, udp_main, u);
 	if (r) {
 		a->udp = NULL;
+		sem_destroy(&u->started);
 		udp_free(u);
 		return log_errno(-r, "udp: cannot start its thread: %m");
+	}
+	sem_wait(&u->started);
+	sem_destroy(&u->started);
+	if (u->start_result < 0) {
+		r = u->start_result;
+		pthread_join(u->thread, NULL);
+		a->udp = NULL;
+		udp_free(u);
+		return log_errno(r, "udp: io_uring: %m%s", ring_setup_why(r));
 	}
 	log_info("udp: carrying LAN UDP (%s by default, %u classes, QUIC %s; %u flows at most)",
 		 udpc_mode_name((unsigned)a->cfg.udp_mode), a->cfg.nudp_class,
