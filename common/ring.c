@@ -241,3 +241,31 @@ void ring_sendq_done(struct ring_sendq *q, const struct io_uring_cqe *cqe)
 	q->slot[slot].next_free = q->free;
 	q->free = slot + 1;
 }
+
+int ring_init_with_bufs(struct io_uring *ring, unsigned entries, struct ring_bufs *b,
+			uint16_t bgid, unsigned count, unsigned size)
+{
+	unsigned flags;
+	int r = ring_init(ring, entries, &flags);
+
+	if (r < 0)
+		return r;
+	r = ring_bufs_setup(ring, b, bgid, count, size);
+	if (r < 0)
+		io_uring_queue_exit(ring);
+	return r;
+}
+
+bool ring_recvmsg_multishot(struct io_uring *ring, int fd, struct msghdr *msg, uint16_t bgid,
+			    uint64_t ud)
+{
+	struct io_uring_sqe *sqe = ring_get_sqe(ring);
+
+	if (!sqe)
+		return false;
+	io_uring_prep_recvmsg_multishot(sqe, fd, msg, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = bgid;
+	io_uring_sqe_set_data64(sqe, ud);
+	return true;
+}

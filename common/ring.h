@@ -81,6 +81,16 @@ struct io_uring_sqe *ring_get_sqe(struct io_uring *ring);
 int ring_get_sqe_pair(struct io_uring *ring, struct io_uring_sqe **ret_op,
 		      struct io_uring_sqe **ret_timeout);
 
+/* A ring (ring_init) with a provided-buffer ring (ring_bufs_setup) on it:
+ * 0, or -errno with nothing left set up. From the thread that will use it. */
+int ring_init_with_bufs(struct io_uring *ring, unsigned entries, struct ring_bufs *b,
+			uint16_t bgid, unsigned count, unsigned size);
+/* A multishot recvmsg on fd into buffers of group bgid, msg saying how
+ * much room names and control data get (it must outlive the request),
+ * completions tagged ud. False when the SQ has no room (try later). */
+bool ring_recvmsg_multishot(struct io_uring *ring, int fd, struct msghdr *msg, uint16_t bgid,
+			    uint64_t ud);
+
 /* Datagram sends queued on a ring, batched with whatever is submitted
  * next (the UDP carrier at both ends): each send gets a slot holding its
  * own copy of the datagram, its address and control data until its

@@ -209,31 +209,17 @@ static bool same_sockaddr(const struct sockaddr_storage *a, socklen_t al,
 /* A multishot receive on carrier socket ci. */
 static void arm_carrier(struct udp_srv *u, unsigned ci)
 {
-	struct io_uring_sqe *sqe = ring_get_sqe(&u->ring);
-
-	if (!sqe)
-		return;   /* the loop re-arms carriers that have none */
-	io_uring_prep_recvmsg_multishot(sqe, u->car[ci].fd, &u->car_msg, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = UDP_RB_GID;
-	io_uring_sqe_set_data64(sqe, ring_ud(UOP_CARRIER, ci, 0));
-	u->car[ci].armed = true;
+	/* Without room, the loop re-arms it within a second. */
+	u->car[ci].armed = ring_recvmsg_multishot(&u->ring, u->car[ci].fd, &u->car_msg, UDP_RB_GID,
+						  ring_ud(UOP_CARRIER, ci, 0));
 }
 
 /* A multishot receive on flow f's socket. */
 static void arm_flow(struct udp_srv *u, struct uflow *f)
 {
-	struct io_uring_sqe *sqe = ring_get_sqe(&u->ring);
-
-	if (!sqe) {
-		f->armed = false;   /* the sweep tries again */
-		return;
-	}
-	io_uring_prep_recvmsg_multishot(sqe, f->fd, &u->flow_msg, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = UDP_RB_GID;
-	io_uring_sqe_set_data64(sqe, ring_ud(UOP_FLOW, (uint32_t)(f - u->f), f->gen));
-	f->armed = true;
+	/* Without room, the sweep tries again. */
+	f->armed = ring_recvmsg_multishot(&u->ring, f->fd, &u->flow_msg, UDP_RB_GID,
+					  ring_ud(UOP_FLOW, (uint32_t)(f - u->f), f->gen));
 }
 
 /* Before flow f's socket closes: its receive cancelled, and every send
@@ -1257,14 +1243,9 @@ static void *udp_main(void *arg)
 {
 	struct udp_srv *u = arg;
 	uint64_t next_sweep = log_now_ms() + 1000;
-	unsigned flags;
-	int r = ring_init(&u->ring, UDP_RING_ENTRIES, &flags);
+	int r = ring_init_with_bufs(&u->ring, UDP_RING_ENTRIES, &u->rb, UDP_RB_GID, UDP_RB_COUNT,
+				    UDP_RB_SIZE);
 
-	if (r == 0) {
-		r = ring_bufs_setup(&u->ring, &u->rb, UDP_RB_GID, UDP_RB_COUNT, UDP_RB_SIZE);
-		if (r < 0)
-			io_uring_queue_exit(&u->ring);
-	}
 	u->start_result = r;
 	if (r < 0) {
 		sem_post(&u->started);

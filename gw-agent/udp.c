@@ -295,30 +295,16 @@ static void drop(struct agent_udp *u, enum agent_udp_drop why)
 /* A multishot receive on the LAN socket, or on path c's carrier socket. */
 static void arm_lan(struct agent_udp *u)
 {
-	struct io_uring_sqe *sqe = ring_get_sqe(&u->ring);
-
-	u->lan_armed = false;
-	if (!sqe)
-		return;   /* the tick tries again */
-	io_uring_prep_recvmsg_multishot(sqe, u->lfd, &u->lan_msg, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = UDP_RB_GID;
-	io_uring_sqe_set_data64(sqe, ring_ud(UOP_LAN, 0, 0));
-	u->lan_armed = true;
+	/* Without room, the tick tries again. */
+	u->lan_armed = ring_recvmsg_multishot(&u->ring, u->lfd, &u->lan_msg, UDP_RB_GID,
+					      ring_ud(UOP_LAN, 0, 0));
 }
 
 static void arm_car(struct agent_udp *u, struct ucar *c)
 {
-	struct io_uring_sqe *sqe;
-
-	c->armed = false;
-	if (!u->ring_live || c->fd < 0 || !(sqe = ring_get_sqe(&u->ring)))
-		return;
-	io_uring_prep_recvmsg_multishot(sqe, c->fd, &u->car_msg, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = UDP_RB_GID;
-	io_uring_sqe_set_data64(sqe, ring_ud(UOP_CAR, (uint32_t)(c - u->car), c->gen));
-	c->armed = true;
+	c->armed = u->ring_live && c->fd >= 0 &&
+		ring_recvmsg_multishot(&u->ring, c->fd, &u->car_msg, UDP_RB_GID,
+				       ring_ud(UOP_CAR, (uint32_t)(c - u->car), c->gen));
 }
 
 static int car_open(struct agent_udp *u, struct ucar *c)
@@ -1234,14 +1220,9 @@ static void *udp_main(void *arg)
 {
 	struct agent_udp *u = arg;
 	uint64_t next_tick = 0, next_mtu = 0;
-	unsigned flags;
-	int r = ring_init(&u->ring, UDP_RING_ENTRIES, &flags);
+	int r = ring_init_with_bufs(&u->ring, UDP_RING_ENTRIES, &u->rb, UDP_RB_GID, UDP_RB_COUNT,
+				    UDP_RB_SIZE);
 
-	if (r == 0) {
-		r = ring_bufs_setup(&u->ring, &u->rb, UDP_RB_GID, UDP_RB_COUNT, UDP_RB_SIZE);
-		if (r < 0)
-			io_uring_queue_exit(&u->ring);
-	}
 	u->start_result = r;
 	if (r < 0) {
 		sem_post(&u->started);
