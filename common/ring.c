@@ -212,7 +212,9 @@ bool ring_sendq_send(struct ring_sendq *q, struct io_uring *ring, int fd, const 
 			s->mh.msg_control = s->cm.b;
 			s->mh.msg_controllen = cmlen;
 		}
-		io_uring_prep_sendmsg(sqe, fd, &s->mh, 0);
+		/* A full socket buffer drops the datagram, as a direct send
+		 * would, instead of parking it (and its slot) in the kernel. */
+		io_uring_prep_sendmsg(sqe, fd, &s->mh, MSG_DONTWAIT);
 		io_uring_sqe_set_data64(sqe, ring_ud(q->op, i - 1, 0));
 		return true;
 	}
@@ -268,4 +270,21 @@ bool ring_recvmsg_multishot(struct io_uring *ring, int fd, struct msghdr *msg, u
 	sqe->buf_group = bgid;
 	io_uring_sqe_set_data64(sqe, ud);
 	return true;
+}
+
+void ring_cancel_close(struct io_uring *ring, uint64_t ud, int fd, uint64_t done_ud)
+{
+	struct io_uring_sqe *cancel, *cl;
+
+	if (ring_get_sqe_pair(ring, &cancel, &cl) < 0) {
+		io_uring_submit(ring);
+		close(fd);
+		return;
+	}
+	io_uring_prep_cancel64(cancel, ud, 0);
+	io_uring_sqe_set_data64(cancel, done_ud);
+	cancel->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	io_uring_prep_close(cl, fd);
+	io_uring_sqe_set_data64(cl, done_ud);
+	cl->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }

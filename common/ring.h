@@ -91,6 +91,15 @@ int ring_init_with_bufs(struct io_uring *ring, unsigned entries, struct ring_buf
 bool ring_recvmsg_multishot(struct io_uring *ring, int fd, struct msghdr *msg, uint16_t bgid,
 			    uint64_t ud);
 
+/* Close fd through the ring after cancelling the request tagged ud on it
+ * (its multishot receive): both queued behind every SQE already made for
+ * fd, so its number is not free for another socket before those have run
+ * (a send queued for it would otherwise go out of the new one). Their
+ * completions are skipped unless they fail (tagged done_ud then). Without
+ * room on the SQ even after submitting, fd is closed at once once what was
+ * queued is submitted. */
+void ring_cancel_close(struct io_uring *ring, uint64_t ud, int fd, uint64_t done_ud);
+
 /* Datagram sends queued on a ring, batched with whatever is submitted
  * next (the UDP carrier at both ends): each send gets a slot holding its
  * own copy of the datagram, its address and control data until its

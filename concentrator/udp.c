@@ -222,22 +222,16 @@ static void arm_flow(struct udp_srv *u, struct uflow *f)
 					  ring_ud(UOP_FLOW, (uint32_t)(f - u->f), f->gen));
 }
 
-/* Before flow f's socket closes: its receive cancelled, and every send
- * queued for it submitted (the kernel then holds the socket for them; a
- * send submitted after the close could meet another socket with the same
- * number). */
-static void disarm_flow(struct udp_srv *u, struct uflow *f)
+/* Flow f's socket closed: through the ring while it is up (its receive
+ * cancelled, behind the sends queued for it: ring_cancel_close), else at
+ * once. */
+static void flow_close_fd(struct udp_srv *u, struct uflow *f)
 {
-	struct io_uring_sqe *sqe;
-
-	if (!u->ring_live)
-		return;
-	sqe = ring_get_sqe(&u->ring);
-	if (sqe) {
-		io_uring_prep_cancel64(sqe, ring_ud(UOP_FLOW, (uint32_t)(f - u->f), f->gen), 0);
-		io_uring_sqe_set_data64(sqe, ring_ud(UOP_CANCEL, 0, 0));
-	}
-	io_uring_submit(&u->ring);
+	if (u->ring_live)
+		ring_cancel_close(&u->ring, ring_ud(UOP_FLOW, (uint32_t)(f - u->f), f->gen), f->fd,
+				  ring_ud(UOP_CANCEL, 0, 0));
+	else
+		close(f->fd);
 }
 
 /* buf[0..len) by socket fd to `to` (with cm[0..cmlen) as control data),
@@ -386,8 +380,7 @@ static void flow_free(struct udp_srv *u, struct uflow *f)
 			*pp = f->next;
 			break;
 		}
-	disarm_flow(u, f);
-	close(f->fd);
+	flow_close_fd(u, f);
 	f->fd = -1;
 	f->armed = false;
 	f->gen = (f->gen + 1) & 0xffffff;
@@ -1208,10 +1201,15 @@ static void on_cqe(struct udp_srv *u, const struct io_uring_cqe *cqe, uint64_t n
 		if (cqe->res >= 0 && b)
 			carrier_dgram(u, slot, b, cqe->res, now);
 		if (!more) {
+			u->car[slot].armed = false;
 			if (cqe->res == -ENOBUFS)
 				ring_bufs_grow(&u->rb, 32);
-			u->car[slot].armed = false;
-			arm_carrier(u, slot);
+			/* Another error (no multishot receive in this kernel, ...)
+			 * is tried again by the loop, each second, not at once. */
+			if (cqe->res >= 0 || cqe->res == -ENOBUFS)
+				arm_carrier(u, slot);
+			else if (log_ratelimit_ok(&u->rl, now))
+				log_errno(cqe->res, "udp: receiving on a carrier socket: %m");
 		}
 		break;
 	case UOP_FLOW: {
@@ -1223,9 +1221,11 @@ static void on_cqe(struct udp_srv *u, const struct io_uring_cqe *cqe, uint64_t n
 			flow_dgram(u, f, b, cqe->res, now);
 		/* flow_dgram does not free flows: f is still f. */
 		if (!more) {
+			f->armed = false;
 			if (cqe->res == -ENOBUFS)
 				ring_bufs_grow(&u->rb, 32);
-			arm_flow(u, f);
+			if (cqe->res >= 0 || cqe->res == -ENOBUFS)
+				arm_flow(u, f);   /* else the sweep, in a second */
 		}
 		break;
 	}
@@ -1277,9 +1277,10 @@ static void *udp_main(void *arg)
 			next_sweep = now + 1000;
 		}
 	}
+	io_uring_submit(&u->ring);         /* closes the sweep queued, above all */
 	u->ring_live = false;
+	io_uring_queue_exit(&u->ring);     /* its requests first, then their buffers */
 	ring_bufs_free(&u->ring, &u->rb);
-	io_uring_queue_exit(&u->ring);
 	return NULL;
 }
 

@@ -341,24 +341,16 @@ static int car_open(struct agent_udp *u, struct ucar *c)
 	return 0;
 }
 
-/* Its receive cancelled and the sends queued for it submitted before the
- * socket closes (a send submitted after could meet another socket with the
- * same number). */
+/* Path c's socket closed: through the ring while it is up (its receive
+ * cancelled, behind the sends queued for it: ring_cancel_close), else at
+ * once. */
 static void car_close(struct agent_udp *u, struct ucar *c)
 {
-	if (c->fd >= 0) {
-		if (u->ring_live) {
-			struct io_uring_sqe *sqe = ring_get_sqe(&u->ring);
-
-			if (sqe) {
-				io_uring_prep_cancel64(sqe, ring_ud(UOP_CAR, (uint32_t)(c - u->car),
-								    c->gen), 0);
-				io_uring_sqe_set_data64(sqe, ring_ud(UOP_CANCEL, 0, 0));
-			}
-			io_uring_submit(&u->ring);
-		}
+	if (c->fd >= 0 && u->ring_live)
+		ring_cancel_close(&u->ring, ring_ud(UOP_CAR, (uint32_t)(c - u->car), c->gen), c->fd,
+				  ring_ud(UOP_CANCEL, 0, 0));
+	else if (c->fd >= 0)
 		close(c->fd);
-	}
 	c->fd = -1;
 	c->armed = false;
 	c->gen = (c->gen + 1) & 0xffffff;
@@ -1181,15 +1173,22 @@ static void on_cqe(struct agent_udp *u, const struct io_uring_cqe *cqe, uint64_t
 
 	switch (ring_ud_op(ud)) {
 	case UOP_SEND:
+		if (cqe->res < 0)
+			drop(u, AUD_SEND);
 		ring_sendq_done(&u->sq, cqe);
 		break;
 	case UOP_LAN:
 		if (cqe->res >= 0 && b)
 			lan_dgram(u, b, cqe->res, now);
 		if (!more) {
+			u->lan_armed = false;
 			if (cqe->res == -ENOBUFS)
 				ring_bufs_grow(&u->rb, 16);
-			arm_lan(u);
+			/* Another error is tried again by the tick, not at once. */
+			if (cqe->res >= 0 || cqe->res == -ENOBUFS)
+				arm_lan(u);
+			else if (log_ratelimit_ok(&u->rl, now))
+				log_errno(cqe->res, "udp: receiving on the LAN socket: %m");
 		}
 		break;
 	case UOP_CAR: {
@@ -1200,9 +1199,11 @@ static void on_cqe(struct agent_udp *u, const struct io_uring_cqe *cqe, uint64_t
 		if (cqe->res >= 0 && b)
 			car_dgram(u, b, cqe->res, now);
 		if (!more && c->fd >= 0 && c->gen == ring_ud_gen(ud)) {
+			c->armed = false;
 			if (cqe->res == -ENOBUFS)
 				ring_bufs_grow(&u->rb, 16);
-			arm_car(u, c);
+			if (cqe->res >= 0 || cqe->res == -ENOBUFS)
+				arm_car(u, c);   /* else the tick */
 		}
 		break;
 	}
@@ -1255,17 +1256,21 @@ static void *udp_main(void *arg)
 		if (now >= next_tick) {
 			if (!u->lan_armed)
 				arm_lan(u);
+			for (unsigned i = 0; i < PATHS_MAX; i++)
+				if (u->car[i].fd >= 0 && !u->car[i].armed)
+					arm_car(u, &u->car[i]);
 			tick(u, now);
 			next_tick = now + TICK_MS;
 		}
 	}
 	pthread_mutex_lock(&u->lock);
+	io_uring_submit(&u->ring);   /* what the last tick queued */
+	u->ring_live = false;        /* the sockets now close at once */
 	for (unsigned i = 0; i < PATHS_MAX; i++)
 		car_close(u, &u->car[i]);
-	u->ring_live = false;
 	pthread_mutex_unlock(&u->lock);
+	io_uring_queue_exit(&u->ring);     /* its requests first, then their buffers */
 	ring_bufs_free(&u->ring, &u->rb);
-	io_uring_queue_exit(&u->ring);
 	return NULL;
 }
 

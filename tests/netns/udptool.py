@@ -43,6 +43,9 @@ def echo(a):
         s.bind((a.bind, p))
         socks.append(s)
     import select
+    # Counted per sender and per call (a call's datagrams share their
+    # random padding): a flow socket that reuses a port an earlier flow had
+    # at the concentrator must not add that flow's datagrams to a call's.
     count = {}
     while True:
         r, _, _ = select.select(socks, [], [])
@@ -50,8 +53,9 @@ def echo(a):
             data, peer = s.recvfrom(65535)
             if len(count) > 100000:
                 count.clear()
-            count[peer] = count.get(peer, 0) + 1
-            s.sendto(data[:8] + struct.pack("!Q", count[peer]) + data[16:], peer)
+            k = (peer, data[16:32])
+            count[k] = count.get(k, 0) + 1
+            s.sendto(data[:8] + struct.pack("!Q", count[k]) + data[16:], peer)
 
 
 def call(a):
