@@ -40,7 +40,7 @@ void udpcrypt_hello_mac(const uint8_t secret[COOKIE_SECRET_LEN], const uint8_t *
 void udpcrypt_accept_mac(const uint8_t secret[COOKIE_SECRET_LEN], const uint8_t *buf,
 			 const uint8_t nonce_c[UDPC_NONCE_LEN], uint8_t out[UDPC_ACCEPT_MAC_LEN])
 {
-	uint8_t in[sizeof(accept_label) - 1 + UDPC_HDR_LEN + 2 * UDPC_NONCE_LEN + UDPC_TOKEN_LEN];
+	uint8_t in[sizeof(accept_label) - 1 + UDPC_NONCE_LEN + UDPC_ACCEPT_LEN - UDPC_ACCEPT_MAC_LEN];
 	uint8_t mac[UDPC_MAC_LEN];
 	size_t n = 0;
 
@@ -50,8 +50,9 @@ void udpcrypt_accept_mac(const uint8_t secret[COOKIE_SECRET_LEN], const uint8_t 
 	n += UDPC_HDR_LEN;
 	memcpy(in + n, nonce_c, UDPC_NONCE_LEN);
 	n += UDPC_NONCE_LEN;
-	memcpy(in + n, buf + UDPC_HDR_LEN, UDPC_NONCE_LEN + UDPC_TOKEN_LEN);
-	n += UDPC_NONCE_LEN + UDPC_TOKEN_LEN;
+	/* The server nonce, the sealed token and the box address. */
+	memcpy(in + n, buf + UDPC_HDR_LEN, UDPC_ACCEPT_LEN - UDPC_ACCEPT_MAC_LEN - UDPC_HDR_LEN);
+	n += UDPC_ACCEPT_LEN - UDPC_ACCEPT_MAC_LEN - UDPC_HDR_LEN;
 	hmac(secret, in, n, mac);
 	memcpy(out, mac, UDPC_ACCEPT_MAC_LEN);
 }

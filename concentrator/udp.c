@@ -643,7 +643,7 @@ static void on_hello(struct udp_srv *u, uint8_t *buf, unsigned ci, const struct 
 	struct conc *c = u->c;
 	struct udpc_hello h;
 	uint8_t secret[COOKIE_SECRET_LEN] = { 0 }, mac[UDPC_MAC_LEN], ns[UDPC_NONCE_LEN];
-	uint8_t up[UDPC_KEY_LEN], down[UDPC_KEY_LEN], acc[UDPC_ACCEPT_LEN];
+	uint8_t up[UDPC_KEY_LEN], down[UDPC_KEY_LEN], acc[UDPC_ACCEPT_LEN] = { 0 };
 	struct in6_addr addr, owner_addr;
 	enum udp_refusal why = UDPR_MAX;
 	uint32_t unow = (uint32_t)time(NULL), sid;
@@ -721,6 +721,15 @@ static void on_hello(struct udp_srv *u, uint8_t *buf, unsigned ci, const struct 
 	s->hello_from.tolen = srclen;
 	s->hello_from.local = *local;
 	s->hello_from.carrier = ci;
+	/* One of several boxes behind a shared address: the session's
+	 * datagrams come to this box's own address from now on (the shared
+	 * one's routing may take each path to another box), and so do the
+	 * answers go from it. Only within the family the gateway used. */
+	if (c->cfg.have_join_addr &&
+	    addr_is_v4mapped(&c->cfg.join_addr) == addr_is_v4mapped(local)) {
+		memcpy(acc + UDPC_ACCEPT_BOX, &c->cfg.join_addr, 16);
+		s->hello_from.local = c->cfg.join_addr;
+	}
 	o->nsess++;
 	s->created_ms = s->last_ms = now;
 	s->gen = atomic_load(&c->policy_gen);
@@ -738,9 +747,9 @@ static void on_hello(struct udp_srv *u, uint8_t *buf, unsigned ci, const struct 
 	memcpy(acc + UDPC_HDR_LEN, ns, UDPC_NONCE_LEN);
 	/* The reset token, sealed under the down key: the agent alone learns
 	 * it, and a RESET after a restart proves we held the session. */
-	if (reset_token(u, sid, 0, acc + UDPC_HDR_LEN + UDPC_NONCE_LEN) < 0)
+	if (reset_token(u, sid, 0, acc + UDPC_ACCEPT_TOKEN) < 0)
 		goto out;   /* no ACCEPT: the slot goes unconfirmed in 2 s */
-	udpcrypt_token_seal(down, acc + UDPC_HDR_LEN + UDPC_NONCE_LEN);
+	udpcrypt_token_seal(down, acc + UDPC_ACCEPT_TOKEN);
 	udpcrypt_accept_mac(secret, acc, h.nonce, acc + UDPC_ACCEPT_LEN - UDPC_ACCEPT_MAC_LEN);
 	send_to(u, ci, src, srclen, local, acc, sizeof(acc));
 	if (log_ratelimit_ok(&u->rl_sess, now)) {

@@ -534,15 +534,6 @@ int main(int argc, char **argv)
 			r = a->workers[i].init_result;
 	/* Listeners first, then the rules that feed them, so no intercepted
 	 * connection ever finds nobody listening. */
-	/* Behind one address several concentrators share (--cluster), each
-	 * path's carrier datagrams may reach another box, which does not know
-	 * the session: UDP is not carried there (yet). */
-	if (a->paths.fullmesh && a->cfg.udp_mode != AGENT_UDP_OFF) {
-		log_warn("udp: not carried with --cluster (a session lives on one box, and the "
-			 "boxes' shared address spreads a gateway's paths over them): LAN UDP is "
-			 "routed as without the agent");
-		a->cfg.udp_mode = AGENT_UDP_OFF;
-	}
 	if (r == 0)
 		r = agent_udp_start(a);
 	if (r == 0)

@@ -541,7 +541,8 @@ static int lend_shape(struct mesh *m)
 
 /* Where borrowers may go: the forward chain's rule (starting with the mesh
  * interface) that drops everything else. Borrow addresses are IPv4
- * (100.64.L.B), so only IPv4 concentrators can be reached; with none,
+ * (100.64.L.B), so only IPv4 concentrators can be reached, at their port
+ * by TCP (MPTCP) and UDP (the UDP carrier, same number); with none,
  * nothing is forwarded. A cluster's boxes announce their own addresses to
  * each connection, which borrowers then join: those are reached at the
  * concentrators' ports within the joins= prefixes the operator gives. */
@@ -581,7 +582,7 @@ static int lend_dest_rule(const struct mesh *m, const struct sockaddr_storage *c
 	if (!n)
 		script_append(out, cap, "\t\tiifname \"%s\" drop\n", m->cfg.lend_if);
 	else
-		script_append(out, cap, "\t\tiifname \"%s\" ip daddr . tcp dport != { %s } drop\n",
+		script_append(out, cap, "\t\tiifname \"%s\" ip daddr . th dport != { %s } drop\n",
 			      m->cfg.lend_if, elems);
 	return strlen(out) >= cap - 1 ? -E2BIG : 0;
 }
@@ -591,17 +592,22 @@ static int lend_dest_rule(const struct mesh *m, const struct sockaddr_storage *c
 static int lend_script(const struct mesh *m, const struct sockaddr_storage *conc,
 		       unsigned nconc, bool replace, char *script, size_t size)
 {
-	char dest_rule[2048], cap[160] = "", prio[96] = "", allowed[224] = "";
+	char dest_rule[2048], cap[320] = "", prio[96] = "", allowed[224] = "";
 	char elems[256 * 38] = "";
 	int r = lend_dest_rule(m, conc, nconc, dest_rule, sizeof(dest_rule));
 
 	if (r < 0)
 		return log_errno(r, "--lend %s: too many concentrators and joins= for the lending table",
 				 m->cfg.lend_if);
+	/* TCP refused with a reset, the UDP carrier's datagrams dropped; one
+	 * count per borrower for both (the element's, whichever rule made it). */
 	if (m->cfg.lend_flows)
 		snprintf(cap, sizeof(cap),
 			 "\t\tiifname \"%s\" ct state new add @borrowers { ip saddr ct count over %u } "
-			 "reject with tcp reset\n", m->cfg.lend_if, m->cfg.lend_flows);
+			 "reject with tcp reset\n"
+			 "\t\tiifname \"%s\" meta l4proto udp ct state new "
+			 "add @borrowers { ip saddr ct count over %u } drop\n",
+			 m->cfg.lend_if, m->cfg.lend_flows, m->cfg.lend_if, m->cfg.lend_flows);
 	if (m->cfg.lend_uplink[0])
 		snprintf(prio, sizeof(prio), "\t\tiifname \"%s\" meta priority set 4d4c:20\n",
 			 m->cfg.lend_if);
@@ -627,8 +633,9 @@ static int lend_script(const struct mesh *m, const struct sockaddr_storage *conc
 	if (replace)
 		script_append(script, size, "table inet " NFT_LEND " {}\ndelete table inet " NFT_LEND "\n");
 	/* Between mesh nodes (a multi-hop mesh routed through us) is the
-	 * mesh's business; from the mesh to anywhere else only TCP to our
-	 * concentrators (lend_dest_rule) from a borrow address for us
+	 * mesh's business; from the mesh to anywhere else only TCP and UDP
+	 * (MPTCP subflows and the UDP carrier) to our concentrators' ports
+	 * (lend_dest_rule) from a borrow address for us
 	 * (100.64.L.0/24, L our last byte: what borrowers use for us, at most
 	 * 254 of them); replies come back through conntrack's translation.
 	 * The flow cap counts new connections per borrower address (only
@@ -646,10 +653,12 @@ static int lend_script(const struct mesh *m, const struct sockaddr_storage *conc
 		      "\t\tiifname \"%s\" meta nfproto != ipv4 drop\n"
 		      "\t\tiifname \"%s\" ip saddr != 100.64.%u.0/24 drop\n"
 		      "%s"
-		      "\t\tiifname \"%s\" meta l4proto != tcp drop\n"
+		      "\t\tiifname \"%s\" meta l4proto != { tcp, udp } drop\n"
 		      "%s"
 		      "\t\tiifname \"%s\" ct state new add @lent { iifname ct count over %u } "
 		      "reject with tcp reset\n"
+		      "\t\tiifname \"%s\" meta l4proto udp ct state new "
+		      "add @lent { iifname ct count over %u } drop\n"
 		      "%s"
 		      "%s"
 		      "\t}\n"
@@ -665,7 +674,7 @@ static int lend_script(const struct mesh *m, const struct sockaddr_storage *conc
 		      allowed,
 		      m->cfg.lend_if,
 		      dest_rule,
-		      m->cfg.lend_if, m->cfg.lend_total,
+		      m->cfg.lend_if, m->cfg.lend_total, m->cfg.lend_if, m->cfg.lend_total,
 		      cap, prio, m->cfg.lend_if, m->cfg.lend_if);
 	if (strlen(script) >= size - 1)
 		return log_errno(-E2BIG, "the lending table's script is too long");

@@ -59,7 +59,7 @@ static const struct opt_spec agent_opts[] = {
 		  "borrow addresses for us only, N flows per borrower (256) and total= for all "
 		  "(256, a quarter of the concentrator's handshakes per client); with uplink= our own upload goes first and the lent traffic gets the "
 		  "rest (at most rate=)",
-	  .more = "Only TCP to our concentrators (each at its port, following reloads) and, for a cluster, to the boxes' own join addresses in the joins= prefixes (up to 4) at the concentrators' ports is forwarded, with NAT. uplink= is our line's upload rate, a little under the line (19mbit); wan= defaults to the first path." },
+	  .more = "Only TCP and UDP (MPTCP subflows and the UDP carrier) to our concentrators (each at its port, following reloads) and, for a cluster, to the boxes' own join addresses in the joins= prefixes (up to 4) at the concentrators' ports is forwarded, with NAT. uplink= is our line's upload rate, a little under the line (19mbit); wan= defaults to the first path." },
 	{ "mesh-key", O_MESH_KEY, "FILE", "mesh_key_file", CONFIG_STRING, .type = OT_STRING,
 	  .off = offsetof(struct agent_config, mesh.key_path),
 	  .size = sizeof(((struct agent_config *)0)->mesh.key_path), .reload = OPT_RESTART,

@@ -64,6 +64,7 @@ enum { UOP_LAN = 1, UOP_CAR, UOP_SEND, UOP_CANCEL };
 #define BUSY_MS 2000
 #define HELLO_MS 1000
 #define SESSION_DEAD_MS 10000     /* no answer at all for this long: a new HELLO */
+#define BOX_GONE_MS 2000          /* ... a box's session, with every line out */
 #define PATH_PONG_DEAD_MS 3500    /* a path whose pings go unanswered this long is not used */
 #define PATH_PONG_DEAD_BUSY_MS 160  /* ... while UDP is busy: plus twice its round trip */
 
@@ -110,6 +111,12 @@ struct agent_udp {
 	int family;                  /* the concentrator's */
 	struct sockaddr_storage conc;
 	socklen_t conc_len;
+	/* Where the paths' sockets are connected: the concentrator, or the
+	 * box address of the session's ACCEPT (one of several boxes behind
+	 * the concentrator's address). */
+	struct sockaddr_storage peer;
+	socklen_t peer_len;
+	struct in6_addr box;         /* the session's box address, or :: */
 	/* The session. */
 	uint32_t kid;
 	uint8_t secret[COOKIE_SECRET_LEN];
@@ -330,7 +337,7 @@ static int car_open(struct agent_udp *u, struct ucar *c)
 			   sizeof(int));
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &(int){ 1 << 20 }, sizeof(int));
 	if ((sl && bind(fd, (struct sockaddr *)&src, sl) < 0) ||
-	    connect(fd, (struct sockaddr *)&u->conc, u->conc_len) < 0) {
+	    connect(fd, (struct sockaddr *)&u->peer, u->peer_len) < 0) {
 		int e = -errno;
 
 		close(fd);
@@ -418,6 +425,21 @@ static void car_send(struct agent_udp *u, uint8_t id, const void *buf, size_t le
 	u->st.path_bytes[id] += len;
 }
 
+/* Every path's socket connected to addr (the concentrator's, or a box's):
+ * a connected UDP socket takes datagrams from its peer alone. A socket
+ * that cannot be is closed (refresh_paths opens it again). */
+static void car_retarget(struct agent_udp *u, const struct sockaddr_storage *addr, socklen_t len)
+{
+	if (len == u->peer_len && !memcmp(addr, &u->peer, len))
+		return;
+	memcpy(&u->peer, addr, len);
+	u->peer_len = len;
+	for (unsigned i = 0; i < PATHS_MAX; i++)
+		if (u->car[i].fd >= 0 &&
+		    connect(u->car[i].fd, (const struct sockaddr *)addr, len) < 0)
+			car_close(u, &u->car[i]);
+}
+
 static void session_reset(struct agent_udp *u)
 {
 	udpc_aead_free(&u->tx);
@@ -433,6 +455,10 @@ static void session_reset(struct agent_udp *u)
 		u->car[i].unanswered_ms = 0;
 		u->car[i].dead = false;
 	}
+	/* The next HELLO goes to the concentrator's address (a box that
+	 * went away is replaced there). */
+	car_retarget(u, &u->conc, u->conc_len);
+	memset(&u->box, 0, sizeof(u->box));
 }
 
 static void send_hello(struct agent_udp *u, uint64_t now)
@@ -471,6 +497,7 @@ static void on_accept(struct agent_udp *u, const uint8_t *b, uint64_t now)
 {
 	struct udpc_hdr h;
 	uint8_t mac[UDPC_ACCEPT_MAC_LEN], up[UDPC_KEY_LEN], down[UDPC_KEY_LEN];
+	struct in6_addr box;
 	int r;
 
 	if (u->sid || !u->hello_ms || udpc_parse_hdr(b, UDPC_ACCEPT_LEN, UDPC_TO_AGENT, &h, NULL) < 0)
@@ -480,7 +507,7 @@ static void on_accept(struct agent_udp *u, const uint8_t *b, uint64_t now)
 		return;   /* not for our last HELLO (or forged) */
 	udpcrypt_session_keys(u->secret, u->nonce_c, b + UDPC_HDR_LEN, h.sid, up, down);
 	/* The reset token, sealed under the down key: only we learn it. */
-	memcpy(u->reset_token, b + UDPC_HDR_LEN + UDPC_NONCE_LEN, UDPC_TOKEN_LEN);
+	memcpy(u->reset_token, b + UDPC_ACCEPT_TOKEN, UDPC_TOKEN_LEN);
 	udpcrypt_token_seal(down, u->reset_token);
 	r = udpc_aead_init(&u->tx, up, 1);
 	if (r == 0)
@@ -491,6 +518,23 @@ static void on_accept(struct agent_udp *u, const uint8_t *b, uint64_t now)
 		udpc_aead_free(&u->tx);
 		udpc_aead_free(&u->rx);
 		return;
+	}
+	/* A box address (the ACCEPT's MAC covers it): the session's
+	 * datagrams go there, at the concentrator's port, on every path. One
+	 * of another family than ours cannot be used: the shared address is
+	 * kept, as without one. */
+	memcpy(&box, b + UDPC_ACCEPT_BOX, sizeof(box));
+	if (!IN6_IS_ADDR_UNSPECIFIED(&box) && addr_is_v4mapped(&box) == (u->family == AF_INET)) {
+		struct sockaddr_storage to;
+		struct in6_addr ca;
+		uint16_t conc_port = 0;
+		socklen_t tl;
+
+		addr_to_in6((const struct sockaddr *)&u->conc, &ca, &conc_port);
+		tl = addr_from_in6(&box, conc_port, &to);
+
+		car_retarget(u, &to, tl);
+		u->box = box;
 	}
 	u->sid = h.sid;
 	u->pn_out = 0;
@@ -986,9 +1030,10 @@ static void refresh_paths(struct agent_udp *u, uint64_t now)
 	for (unsigned i = 0; i < n; i++) {
 		struct ucar *c;
 
-		/* A neighbour's line lends MPTCP to the concentrators only;
+		/* A neighbour's line is a path too (its lender forwards the
+		 * carrier to the concentrators' port, as MPTCP's subflows);
 		 * ids above 14 do not fit a DATA's paths byte. */
-		if (src[i].neighbour || src[i].id >= UDPC_MAX_PATH_ID + 1)
+		if (src[i].id >= UDPC_MAX_PATH_ID + 1)
 			continue;
 		c = &u->car[src[i].id];
 		seen[src[i].id] = true;
@@ -1058,9 +1103,18 @@ static void refresh_paths(struct agent_udp *u, uint64_t now)
 	}
 }
 
+static bool any_live(const struct agent_udp *u)
+{
+	for (unsigned i = 0; i < PATHS_MAX; i++)
+		if (u->car[i].live && u->car[i].fd >= 0)
+			return true;
+	return false;
+}
+
 static void tick(struct agent_udp *u, uint64_t now)
 {
 	struct agent *a = u->a;
+	char bx[ADDR_STRLEN];
 	struct sockaddr_storage conc;
 	socklen_t conc_len;
 	uint32_t kid;
@@ -1089,14 +1143,25 @@ static void tick(struct agent_udp *u, uint64_t now)
 		session_reset(u);
 		for (unsigned i = 0; i < PATHS_MAX; i++)
 			car_close(u, &u->car[i]);
-		u->conc = conc;
-		u->conc_len = conc_len;
+		u->conc = u->peer = conc;
+		u->conc_len = u->peer_len = conc_len;
 		u->family = conc.ss_family;
 		u->kid = kid;
 		memcpy(u->secret, secret, sizeof(secret));
 	}
 	explicit_bzero(secret, sizeof(secret));
 	refresh_paths(u, now);
+	/* A box (one of several behind the concentrator's address) that
+	 * answers on no line while one is up has likely gone: the shared
+	 * address routes to another by now. Not sooner than BOX_GONE_MS of
+	 * silence, so a spike on every line does not cost the flows their
+	 * mappings. */
+	if (u->sid && !IN6_IS_ADDR_UNSPECIFIED(&u->box) && !u->norder &&
+	    now - u->last_rx_ms > BOX_GONE_MS && any_live(u)) {
+		log_info("udp: box %s answers on no line: a new session by the concentrator's address",
+			 addr_format_in6(&u->box, 0, bx));
+		session_reset(u);
+	}
 	if (u->sid && now - u->last_rx_ms > SESSION_DEAD_MS) {
 		log_info("udp: no answer from the concentrator for %u s: a new session",
 			 SESSION_DEAD_MS / 1000);
@@ -1353,8 +1418,8 @@ int agent_udp_start(struct agent *a)
 		u->f[i].next = i + 2 <= u->fcap ? i + 2 : 0;
 	u->ffree = u->fcap ? 1 : 0;
 	u->port = a->cfg.port;
-	u->conc = a->cfg.conc[0];
-	u->conc_len = a->cfg.conc_len[0];
+	u->conc = u->peer = a->cfg.conc[0];
+	u->conc_len = u->peer_len = a->cfg.conc_len[0];
 	u->family = u->conc.ss_family;
 	u->kid = a->cfg.keyed ? a->cfg.key.id : 0;
 	if (a->cfg.keyed)
@@ -1416,15 +1481,17 @@ void agent_udp_stop(struct agent *a)
 char *agent_udp_status(struct agent *a)
 {
 	struct agent_udp *u = a->udp;
-	char *out = NULL;
+	char *out = NULL, bx[ADDR_STRLEN];
 	size_t len = 0;
 	FILE *f;
 
 	if (!u || !(f = open_memstream(&out, &len)))
 		return NULL;
 	pthread_mutex_lock(&u->lock);
-	fprintf(f, "udp: session %s, %u flow%s\n", u->sid ? "up" : "down", u->nflows,
-		u->nflows == 1 ? "" : "s");
+	fprintf(f, "udp: session %s%s%s%s, %u flow%s\n", u->sid ? "up" : "down",
+		IN6_IS_ADDR_UNSPECIFIED(&u->box) ? "" : " (box ",
+		IN6_IS_ADDR_UNSPECIFIED(&u->box) ? "" : addr_format_in6(&u->box, 0, bx),
+		IN6_IS_ADDR_UNSPECIFIED(&u->box) ? "" : ")", u->nflows, u->nflows == 1 ? "" : "s");
 	for (unsigned i = 0; i < PATHS_MAX; i++) {
 		const struct ucar *c = &u->car[i];
 

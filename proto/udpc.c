@@ -164,6 +164,7 @@ void udpc_put_hello(uint8_t buf[UDPC_HELLO_LEN], const struct udpc_hello *h)
 	put32(buf + UDPC_HDR_LEN, h->kid);
 	put32(buf + UDPC_HDR_LEN + 4, h->time);
 	memcpy(buf + UDPC_HDR_LEN + 8, h->nonce, UDPC_NONCE_LEN);
+	memset(buf + UDPC_HDR_LEN + 8 + UDPC_NONCE_LEN, 0, UDPC_HELLO_PAD);
 }
 
 #define WBIT(pn) ((pn) % UDPC_WINDOW)

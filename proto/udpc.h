@@ -1,4 +1,4 @@
-/* UDP carrier, version 2: LAN UDP between gw-agent and mptcp-concentrator
+/* UDP carrier, version 3: LAN UDP between gw-agent and mptcp-concentrator
  * (docs/udp-carrier.md is the specification; this is its codec).
  *
  * Pure: no I/O, no logging, no allocation, no cryptography (common/udpcrypt
@@ -6,7 +6,7 @@
  *
  * Every carrier datagram starts with a 16-byte header, network order:
  *
- *   0  version (high 4 bits, 2) | type (low 4 bits)
+ *   0  version (high 4 bits, 3) | type (low 4 bits)
  *   1  flags: in HELLO the id of the path it is sent by; DATA from an
  *      agent may set UDPC_F_STEER; others send 0 and receivers ignore the
  *      bits they do not know
@@ -14,15 +14,21 @@
  *   4  session id (u32; 0 in HELLO)
  *   8  packet number (u64; 0 in HELLO and ACCEPT)
  *
- * HELLO   agent -> concentrator, 72 bytes: key id (u32, 0 = no keys), time
- *         (u32, Unix seconds), client nonce (16), HMAC-SHA256 (32) over the
- *         label "mptcp-ha udp hello 1", the header and the fields before it.
- * ACCEPT  concentrator -> agent, 64 bytes (never more than the HELLO that
+ * HELLO   agent -> concentrator, 88 bytes: key id (u32, 0 = no keys), time
+ *         (u32, Unix seconds), client nonce (16), 16 bytes of padding (0,
+ *         ignored: room for the ACCEPT's box address), HMAC-SHA256 (32) over
+ *         the label "mptcp-ha udp hello 1", the header and the fields before
+ *         it.
+ * ACCEPT  concentrator -> agent, 80 bytes (never more than the HELLO that
  *         asked): the new session id in the header, server nonce (16), the
  *         session's reset token (16) XOR HMAC-SHA256(down key, "mptcp-ha udp
- *         token 1") (so only the agent learns it), HMAC-SHA256 truncated to
- *         16 over "mptcp-ha udp accept 2", the header, the client nonce,
- *         the server nonce and the sealed token.
+ *         token 1") (so only the agent learns it), the box address (16,
+ *         IPv4 as ::ffff:a.b.c.d; all zero: none): where the session's
+ *         datagrams go from now on, at the same port (one of several boxes
+ *         behind a shared address, whose routing may take each path to
+ *         another box), then HMAC-SHA256 truncated to 16 over "mptcp-ha udp
+ *         accept 2", the header, the client nonce, the server nonce, the
+ *         sealed token and the box address.
  * DATA    both ways, sealed (ChaCha20-Poly1305, key of its direction,
  *         nonce = 4 zero bytes | packet number, the header authenticated):
  *         flow id (u32), mode (u8), paths (u8: the id (0-15) of the path
@@ -63,15 +69,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define UDPC_VERSION     2
+#define UDPC_VERSION     3
 #define UDPC_HDR_LEN     16
 #define UDPC_NONCE_LEN   16
 #define UDPC_MAC_LEN     32
 #define UDPC_TAG_LEN     16
-#define UDPC_HELLO_LEN   (UDPC_HDR_LEN + 8 + UDPC_NONCE_LEN + UDPC_MAC_LEN)    /* 72 */
+#define UDPC_HELLO_PAD   16
+#define UDPC_HELLO_LEN   (UDPC_HDR_LEN + 8 + UDPC_NONCE_LEN + UDPC_HELLO_PAD + UDPC_MAC_LEN) /* 88 */
 #define UDPC_TOKEN_LEN   16
 #define UDPC_ACCEPT_MAC_LEN 16
-#define UDPC_ACCEPT_LEN  (UDPC_HDR_LEN + UDPC_NONCE_LEN + UDPC_TOKEN_LEN + UDPC_ACCEPT_MAC_LEN) /* 64 */
+/* ACCEPT: header, server nonce, sealed token, box address, MAC. */
+#define UDPC_ACCEPT_TOKEN (UDPC_HDR_LEN + UDPC_NONCE_LEN)
+#define UDPC_ACCEPT_BOX  (UDPC_ACCEPT_TOKEN + UDPC_TOKEN_LEN)
+#define UDPC_ACCEPT_LEN  (UDPC_ACCEPT_BOX + 16 + UDPC_ACCEPT_MAC_LEN)               /* 80 */
 #define UDPC_RESET_LEN   (UDPC_HDR_LEN + 2 * UDPC_TOKEN_LEN)                 /* 48 */
 #define UDPC_DATA_INNER  24   /* flow, mode, path, port, address */
 #define UDPC_DATA_OVERHEAD (UDPC_HDR_LEN + UDPC_DATA_INNER + UDPC_TAG_LEN)   /* 56 */

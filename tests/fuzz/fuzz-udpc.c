@@ -4,8 +4,8 @@
  * picks the direction; the rest is the datagram.
  *
  * Checked against this file's own reading of docs/udp-carrier.md, not the
- * codec's: version 2 in the high nibble; the types allowed each way and
- * their sizes (HELLO 72, ACCEPT 64, PING/PONG 52, RESET 48, DATA 56 up to
+ * codec's: version 3 in the high nibble; the types allowed each way and
+ * their sizes (HELLO 88, ACCEPT 80, PING/PONG 52, RESET 48, DATA 56 up to
  * 65,507); session id zero exactly for HELLO; packet number zero exactly
  * for HELLO and ACCEPT; the fields are the big-endian bytes at their
  * offsets, and writing the header back gives the same bytes (but the two
@@ -40,12 +40,12 @@ static bool oracle_valid(const uint8_t *d, size_t n, bool to_agent)
 	uint32_t sid;
 	uint64_t pn;
 
-	if (n < 16 || d[0] >> 4 != 2)
+	if (n < 16 || d[0] >> 4 != 3)
 		return false;
 	type = d[0] & 15;
 	switch (type) {
-	case 1: if (to_agent) return false; min = max = 72; break;
-	case 2: if (!to_agent) return false; min = max = 64; break;
+	case 1: if (to_agent) return false; min = max = 88; break;
+	case 2: if (!to_agent) return false; min = max = 80; break;
 	case 3: min = 56; max = 65507; break;
 	case 4: if (to_agent) return false; min = max = 52; break;
 	case 5: if (!to_agent) return false; min = max = 52; break;
@@ -125,7 +125,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		udpc_parse_hello(d, &hv);
 		REQUIRE(hv.kid == be(d + 16, 4) && hv.time == be(d + 20, 4));
-		REQUIRE(!memcmp(hv.nonce, d + 24, 16) && hv.mac == d + 40);
+		REQUIRE(!memcmp(hv.nonce, d + 24, 16) && hv.mac == d + 56);   /* after 16 bytes of padding */
 	}
 	if (h.pn) {
 		struct udpc_window w;

@@ -135,7 +135,7 @@ import os, struct, time
 from scapy.all import IP, UDP, send, conf
 conf.verb = 0
 for i in range(20):
-    h = bytes([0x21, 0, 0, 0]) + bytes(12) + struct.pack("!II", 1, int(time.time())) + os.urandom(48)
+    h = bytes([0x31, 0, 0, 0]) + bytes(12) + struct.pack("!II", 1, int(time.time())) + os.urandom(64)
     send(IP(src="198.51.100.9", dst="192.0.2.1") / UDP(sport=40000 + i, dport=5124) / h)
 '
 	s1=$(cm mptcp_concentrator_udp_sessions_total) && k1=$(cm 'mptcp_concentrator_udp_refused_total{reason="key"}') || return 1

@@ -275,13 +275,13 @@ def hostile(a):
         smallest = min(smallest, len(b))
     for i in range(50):
         put(os.urandom(1 + i * 3))
-    hello = bytes([0x21, 0, 0, 0]) + bytes(12)
+    hello = bytes([0x31, 0, 0, 0]) + bytes(12)
     for i in range(20):
-        put(hello + os.urandom(40))          # 56 bytes: a HELLO is 72
+        put(hello + os.urandom(40))          # 56 bytes: a HELLO is 88
     for i in range(20):
-        put(bytes([0x23, 0, 0, 0]) + os.urandom(4) + struct.pack("!Q", i + 1) + os.urandom(60))
+        put(bytes([0x33, 0, 0, 0]) + os.urandom(4) + struct.pack("!Q", i + 1) + os.urandom(60))
     for i in range(20):
-        put(bytes([0x24, 0, 0, 0]) + os.urandom(4) + struct.pack("!Q", i + 1) + os.urandom(36))
+        put(bytes([0x34, 0, 0, 0]) + os.urandom(4) + struct.pack("!Q", i + 1) + os.urandom(36))
     replies, biggest, resets = 0, 0, 0
     end = time.monotonic() + 1.5
     while time.monotonic() < end:
@@ -289,7 +289,7 @@ def hostile(a):
             d = s.recv(65535)
             replies += 1
             biggest = max(biggest, len(d))
-            resets += len(d) == 48 and d[0] == 0x26
+            resets += len(d) == 48 and d[0] == 0x36
         except (BlockingIOError, ConnectionRefusedError):
             time.sleep(0.01)
     print(json.dumps({"sent": sent, "replies": replies, "resets": resets,
@@ -329,13 +329,13 @@ def forgereset(a):
         if ip is None or not p.haslayer(UDP) or p[UDP].dport != a.port:
             continue
         d = bytes(p[UDP].payload)
-        if len(d) >= 16 and d[0] in (0x23, 0x24):
+        if len(d) >= 16 and d[0] in (0x33, 0x34):
             last = (p, ip, d)
     if last is None:
         print(json.dumps({"error": "no DATA or PING in the capture"}))
         return 1
     p, ip, d = last
-    hdr = bytes([0x26, 0, 0, 0]) + d[4:16]
+    hdr = bytes([0x36, 0, 0, 0]) + d[4:16]
     back = IP(src=ip.dst, dst=ip.src) if p.haslayer(IP) else IPv6(src=ip.dst, dst=ip.src)
     forged = [hdr, hdr + os.urandom(32)]
     asked = 0
@@ -346,7 +346,7 @@ def forgereset(a):
         s.sendto(d, (host, port))
         try:
             r = s.recv(2048)
-            if len(r) == 48 and r[0] == 0x26:
+            if len(r) == 48 and r[0] == 0x36:
                 forged.append(r)
                 asked = 1
         except OSError:

@@ -14,7 +14,7 @@ static void test_header_roundtrip(void)
 	enum udpc_error e;
 
 	udpc_put_hdr(b, &h);
-	CHECK_INT(b[0], 0x24);
+	CHECK_INT(b[0], 0x34);
 	CHECK_INT(b[4], 0xde);
 	CHECK_INT(b[15], 0x08);
 	CHECK_INT(udpc_parse_hdr(b, sizeof(b), UDPC_TO_CONC, &g, &e), 0);
@@ -48,17 +48,17 @@ static void test_header_refusals(void)
 	b[15] = 1;
 	CHECK_INT(udpc_parse_hdr(b, sizeof(b), UDPC_TO_CONC, &g, &e), -EBADMSG);
 	b[15] = 0;
-	/* Version 1 (before the reset proofs) and 3, type 0, type 7. */
-	b[0] = 0x11;
+	/* Version 2 (before the ACCEPT's box address) and 4, type 0, type 7. */
+	b[0] = 0x21;
 	CHECK_INT(udpc_parse_hdr(b, sizeof(b), UDPC_TO_CONC, &g, &e), -EBADMSG);
 	CHECK_INT(e, UDPC_E_VERSION);
-	b[0] = 0x31;
+	b[0] = 0x41;
 	CHECK_INT(udpc_parse_hdr(b, sizeof(b), UDPC_TO_CONC, &g, &e), -EBADMSG);
 	CHECK_INT(e, UDPC_E_VERSION);
-	b[0] = 0x20;
+	b[0] = 0x30;
 	CHECK_INT(udpc_parse_hdr(b, sizeof(b), UDPC_TO_CONC, &g, &e), -EBADMSG);
 	CHECK_INT(e, UDPC_E_TYPE);
-	b[0] = 0x27;
+	b[0] = 0x37;
 	CHECK_INT(udpc_parse_hdr(b, sizeof(b), UDPC_TO_CONC, &g, &e), -EBADMSG);
 	/* DATA with a packet number 0. */
 	h = (struct udpc_hdr){ .type = UDPC_DATA, .sid = 5, .pn = 0 };
@@ -227,6 +227,21 @@ static void test_hello_accept_macs(void)
 	acc[UDPC_HDR_LEN + UDPC_NONCE_LEN] ^= 1;   /* the sealed token is covered */
 	udpcrypt_accept_mac(secret, acc, hv.nonce, mac2);
 	CHECK(!udpcrypt_equal(mac, mac2, UDPC_ACCEPT_MAC_LEN));
+	acc[UDPC_HDR_LEN + UDPC_NONCE_LEN] ^= 1;
+	acc[UDPC_ACCEPT_BOX + 15] ^= 1;            /* and so is the box address */
+	udpcrypt_accept_mac(secret, acc, hv.nonce, mac2);
+	CHECK(!udpcrypt_equal(mac, mac2, UDPC_ACCEPT_MAC_LEN));
+	acc[UDPC_ACCEPT_BOX + 15] ^= 1;
+	udpcrypt_accept_mac(secret, acc, hv.nonce, mac2);
+	CHECK(udpcrypt_equal(mac, mac2, UDPC_ACCEPT_MAC_LEN));
+	/* The padding of a HELLO is written as zeros and covered. */
+	udpc_put_hello(hello, &hv);
+	for (unsigned i = 0; i < UDPC_HELLO_PAD; i++)
+		CHECK_INT(hello[UDPC_HDR_LEN + 8 + UDPC_NONCE_LEN + i], 0);
+	udpcrypt_hello_mac(secret, hello, mac);
+	hello[UDPC_HDR_LEN + 8 + UDPC_NONCE_LEN] = 1;
+	udpcrypt_hello_mac(secret, hello, mac2);
+	CHECK(!udpcrypt_mac_equal(mac, mac2));
 }
 
 /* Reset tokens: a function of the secret, the box and the session id alone
