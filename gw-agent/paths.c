@@ -432,6 +432,8 @@ int paths_reconcile(struct paths *ps)
 					continue;
 				memcpy(ps->srcif[fi][ps->nsrc[fi]], p->ifname, IFNAMSIZ);
 				ps->srcnb[fi][ps->nsrc[fi]] = p->neighbour;
+				snprintf(ps->srcname[fi][ps->nsrc[fi]], sizeof(ps->srcname[fi][0]), "%s",
+					 path_name(p));
 				ps->srcid[fi][ps->nsrc[fi]] = (uint8_t)i;
 				ps->srcprimary[fi][ps->nsrc[fi]] = primary;
 				ps->srcs[fi][ps->nsrc[fi]++] = p->f[fi].addr;
@@ -465,6 +467,7 @@ unsigned paths_sources_ex(struct paths *ps, int family, struct path_src *ret, un
 		memcpy(ret[i].ifname, ps->srcif[fi][i], IFNAMSIZ);
 		ret[i].id = ps->srcid[fi][i];
 		ret[i].neighbour = ps->srcnb[fi][i];
+		memcpy(ret[i].name, ps->srcname[fi][i], sizeof(ret[i].name));
 		ret[i].primary = ps->srcprimary[fi][i];
 	}
 	pthread_mutex_unlock(&ps->src_lock);

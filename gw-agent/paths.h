@@ -116,6 +116,7 @@ struct paths {
 	struct in6_addr srcs[2][PATHS_MAX];
 	char srcif[2][PATHS_MAX][IFNAMSIZ];   /* their interfaces */
 	bool srcnb[2][PATHS_MAX];             /* a neighbour's (the mesh's) */
+	char srcname[2][PATHS_MAX][40];       /* path_name() */
 	uint8_t srcid[2][PATHS_MAX];          /* their index in p[] */
 	bool srcprimary[2][PATHS_MAX];        /* on/master (else backup/handover) */
 };
@@ -167,6 +168,7 @@ unsigned paths_sources(struct paths *ps, int family, struct in6_addr *ret, unsig
 struct path_src {
 	struct in6_addr addr;
 	char ifname[IFNAMSIZ];
+	char name[40];           /* path_name(): a neighbour's names it */
 	uint8_t id;
 	bool neighbour, primary;
 };

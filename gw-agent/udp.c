@@ -75,7 +75,7 @@ struct ucar {
 	uint32_t gen;                /* its receive's user_data: changes at each close */
 	bool armed;                  /* its multishot receive is on the ring */
 	struct in6_addr addr;
-	char ifname[IFNAMSIZ];
+	char name[40];               /* the path's (path_name()) */
 	bool live, primary;
 	uint32_t rtt_us;             /* smoothed, from PONGs; 0 = none yet */
 	uint64_t last_ping_ms, last_pong_ms;
@@ -1024,6 +1024,7 @@ static void refresh_paths(struct agent_udp *u, uint64_t now)
 		if (u->family == AF_INET)
 			convert_addr_from_v4(&src[0].addr, 0);
 		strcpy(src[0].ifname, "default");
+		strcpy(src[0].name, "default");
 		src[0].primary = true;
 		n = 1;
 	}
@@ -1040,14 +1041,14 @@ static void refresh_paths(struct agent_udp *u, uint64_t now)
 		if (c->fd >= 0 && memcmp(&c->addr, &src[i].addr, sizeof(c->addr)))
 			car_close(u, c);   /* the path's address changed */
 		c->addr = src[i].addr;
-		memcpy(c->ifname, src[i].ifname, IFNAMSIZ);
+		memcpy(c->name, src[i].name, sizeof(c->name));
 		c->primary = src[i].primary;
 		if (c->fd < 0) {
 			int r = car_open(u, c);
 
 			if (r < 0) {
 				if (log_ratelimit_ok(&u->rl, now))
-					log_errno(r, "udp: no carrier socket on %s: %m", c->ifname);
+					log_errno(r, "udp: no carrier socket on %s: %m", c->name);
 				continue;
 			}
 			c->last_pong_ms = 0;
@@ -1098,7 +1099,7 @@ static void refresh_paths(struct agent_udp *u, uint64_t now)
 		if (moved) {
 			u->st.failovers++;
 			log_info("udp: %u flow%s moved to %s", moved, moved == 1 ? "" : "s",
-				 u->norder ? u->car[u->order[0]].ifname : "no path");
+				 u->norder ? u->car[u->order[0]].name : "no path");
 		}
 	}
 }
@@ -1496,7 +1497,7 @@ char *agent_udp_status(struct agent *a)
 		const struct ucar *c = &u->car[i];
 
 		if (c->fd >= 0)
-			fprintf(f, "  path %-12s %s rtt %.1f ms\n", c->ifname,
+			fprintf(f, "  path %-20s %s rtt %.1f ms\n", c->name,
 				c->live && !c->dead ? "usable" : "unusable", c->rtt_us / 1000.0);
 	}
 	for (uint32_t i = 0, shown = 0; i < u->fcap && shown < 200; i++) {
@@ -1507,8 +1508,8 @@ char *agent_udp_status(struct agent *a)
 			continue;
 		shown++;
 		fprintf(f, "  %s %s via %s%s%s\n", addr_format_in6(&fl->lan, fl->lport, s),
-			udpc_mode_name(fl->mode), fl->p0 < PATHS_MAX ? u->car[fl->p0].ifname : "-",
-			fl->p1 < PATHS_MAX ? "+" : "", fl->p1 < PATHS_MAX ? u->car[fl->p1].ifname : "");
+			udpc_mode_name(fl->mode), fl->p0 < PATHS_MAX ? u->car[fl->p0].name : "-",
+			fl->p1 < PATHS_MAX ? "+" : "", fl->p1 < PATHS_MAX ? u->car[fl->p1].name : "");
 	}
 	pthread_mutex_unlock(&u->lock);
 	fclose(f);

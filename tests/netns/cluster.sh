@@ -48,6 +48,7 @@ for n in $(seq 1 $G); do
 	ip netns exec "$(ns "g$n")" sysctl -q -p ../../deploy/sysctl/90-gw-agent.conf
 done
 ip netns exec "$(ns srv)" "$PY" ./nettool.py serve --bind 203.0.113.2 --base 9000 > /dev/null 2>&1 &
+ip netns exec "$(ns srv)" "$PY" ./udptool.py echo --bind 203.0.113.2 --port 7000 > /dev/null 2>&1 &
 
 # BIRD: each box exports what its concentrator puts in table 5124; rtr
 # merges equal BGP routes into one ECMP route.
@@ -169,6 +170,54 @@ spread() {
 }
 check "32 flows from 4 gateways (2 paths each) complete; both boxes carry flows; every flow has a join per path, all on the box of its flow" spread
 
+# LAN UDP: each gateway's carrier session lives on one box, and the shared
+# address would take each path to either box (its own 4-tuple): the ACCEPT
+# names the box's own address, where every path then goes. Both paths of
+# every gateway answered (a PING to the other box would get no PONG), and
+# each LAN's datagrams answered, by either path alone.
+agent_status() { ip netns exec "$(ns "g$1")" "$AGENT" status --control "$WORKDIR/agent-g$1.sock"; }
+udp_on_box() {  # udp_on_box N [BOX]: gateway N's UDP session is up on a box (BOX: that one), both paths answered
+	local st
+	st=$(agent_status "$1") || return 1
+	echo "$st" | grep -qE "^udp: session up \(box 10\.0\.${2:-[12]}\.2\)" &&
+		[ "$(echo "$st" | grep -cE "^  path g$1-p[12] +usable rtt ([1-9][0-9]*|0\.[0-9]*[1-9])")" -eq 2 ]
+}
+udp_all_on_box() {
+	local n
+	for n in $(seq 1 $G); do udp_on_box "$n" "${1:-}" || return 1; done
+}
+udp_bursts() {  # every LAN at once: 20 datagrams, each from a new source port, all answered
+	local n pids=() rc=0
+	for n in $(seq 1 $G); do
+		ip netns exec "$(ns "l$n")" "$PY" ./udptool.py burst --to 203.0.113.2:7000 --count 20 \
+			--size 300 > "$WORKDIR/udp-$n.out" 2>&1 &
+		pids+=($!)
+	done
+	for n in "${pids[@]}"; do wait "$n" || rc=1; done
+	cat "$WORKDIR"/udp-*.out
+	return $rc
+}
+p1_out() {  # every agent has taken path 1 out of UDP use (its link is down)
+	local n
+	for n in $(seq 1 $G); do agent_status "$n" | grep -qE "^  path g$n-p1 +unusable" || return 1; done
+}
+udp_cluster() {
+	local n rc=0
+	wait_for 10 udp_all_on_box || {
+		for n in $(seq 1 $G); do agent_status "$n" | grep -A3 '^udp'; done; return 1; }
+	for n in $(seq 1 $G); do agent_status "$n" | grep '^udp'; done
+	udp_bursts || return 1
+	# Path 1 of every gateway down: the same, by path 2 alone.
+	for n in $(seq 1 $G); do ip -n "$(ns "g$n")" link set "g$n-p1" down; done
+	wait_for 5 p1_out || { echo "path 1 still in use"; rc=1; }
+	udp_bursts || rc=1
+	for n in $(seq 1 $G); do ip -n "$(ns "g$n")" link set "g$n-p1" up
+		ip -n "$(ns "g$n")" route replace default via "100.64.$n.1" metric 100; done
+	wait_for 15 agents_up && wait_for 10 udp_all_on_box || { echo "paths not back"; rc=1; }
+	return $rc
+}
+check "UDP: every gateway's session on one box, reached there by both paths (the ACCEPT's box address); each LAN's datagrams answered, by path 2 alone too" udp_cluster
+
 # Drain box 1 while long flows run on both boxes.
 box1_busy() { [ "$(metric 1 'mptcp_concentrator_flows_active{')" -gt 0 ]; }
 drain() {
@@ -213,7 +262,7 @@ check "box 1 back: announced again and taking new flows" back
 
 # Box 1 dies outright (concentrator and BIRD killed, as at a power cut).
 kill_box() {
-	local pid rc=0 long2 a2
+	local pid rc=0 long2 a2 n
 	ip netns exec "$(ns l1)" "$PY" ./nettool.py echo --plain --dst 203.0.113.2:9000 \
 		--bytes 1500000 --pace 3 --flows 4 > "$WORKDIR/kill-long.out" 2>&1 &
 	long2=$!
@@ -227,9 +276,14 @@ kill_box() {
 	wait $long2
 	b2=$(accepted 2) || return 1
 	echo "{\"flows_on_the_killed_box_failed_or_not\": \"$(tail -1 "$WORKDIR/kill-long.out" | cut -c1-120)\", \"new_flows_box2\": $((b2 - a2))}"
+	# UDP: the gateways whose sessions were on box 1 open new ones on box 2
+	# (box 1 answers on no line: a new session by the shared address).
+	wait_for 15 udp_all_on_box 2 || {
+		for n in $(seq 1 $G); do agent_status "$n" | grep -A3 '^udp'; done; rc=1; }
+	udp_bursts || rc=1
 	[ $rc -eq 0 ] && [ $((b2 - a2)) -ge $((4 * G)) ]
 }
-check "box 1 killed: route withdrawn, every new flow completes on box 2" kill_box
+check "box 1 killed: route withdrawn, every new flow completes on box 2; UDP sessions move to box 2" kill_box
 check "box 2 exits cleanly" stop_concentrator "${BOX_PID[2]}" conc-b2
 agents_stop() {
 	local n rc=0

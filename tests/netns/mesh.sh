@@ -25,6 +25,7 @@ ip netns exec "$(ns srv)" iperf3 -s -p 5203 > /dev/null 2>&1 &
 ip netns exec "$(ns srv)" "$PY" ./nettool.py serve --bind 203.0.113.2 --base 9000 --udp443 > /dev/null 2>&1 &
 ip netns exec "$(ns conc)" "$PY" ./nettool.py serve --bind 192.0.2.1 --base 9000 > /dev/null 2>&1 &
 ip netns exec "$(ns lanb)" "$PY" ./nettool.py serve --bind 192.168.78.2 --base 9000 --udp443 > /dev/null 2>&1 &
+ip netns exec "$(ns srv)" "$PY" ./udptool.py echo --bind 203.0.113.2 --port 7000 > /dev/null 2>&1 &
 # A line alone: iperf3 from each router to the concentrator host.
 ip netns exec "$(ns conc)" iperf3 -s -p 5202 > /dev/null 2>&1 &
 ip netns exec "$(ns conc)" iperf3 -s -p 5204 > /dev/null 2>&1 &
@@ -262,7 +263,7 @@ lend_firewall() {
 	[ -s "$WORKDIR/forwarded" ] && { cat "$WORKDIR/forwarded"; rc=1; }
 	return $rc
 }
-check "a lender forwards only TCP to the concentrator from its borrow addresses (not another port, not UDP or ICMP, not the Internet, not its LAN, not other sources)" lend_firewall
+check "a lender forwards only TCP and UDP to the concentrator's port from its borrow addresses (not another port, not ICMP, not the Internet, not its LAN, not other sources)" lend_firewall
 
 M="ip netns exec $(ns c) $PY ./nettool.py meshannounce --dev c-mesh --count 10 --interval 0.01"
 # A device on the segment without a key takes a borrow address for B
@@ -340,6 +341,31 @@ lend_each() {
 	return $rc
 }
 check "a lender forwards to each of its concentrators and to joins= addresses at their port, nothing else" lend_each
+
+# LAN UDP through the neighbours' lines: each lender forwards the carrier to
+# the concentrator's port, so A's UDP paths are its line and both
+# neighbours' (each answered), and with A's own line down its LAN's UDP
+# still gets through.
+udp_path_ok() {  # udp_path_ok NAME: A's UDP path NAME is usable with a round trip
+	status_a | grep -qE "^  path $1 +usable rtt ([1-9][0-9]*|0\.[0-9]*[1-9])"
+}
+udp_paths_all() { udp_path_ok a-dsl && udp_path_ok "a-mesh~10\.77\.0\.2" && udp_path_ok "a-mesh~10\.77\.0\.3"; }
+a_dsl_out() { status_a | grep -qE "^  path a-dsl +unusable"; }
+mesh_udp() {
+	local rc=0
+	wait_for 10 udp_paths_all || rc=1
+	status_a | sed -n '/^udp/,/^  [0-9]/p' | grep -E '^udp|path'
+	[ $rc -eq 0 ] || return 1
+	ip -n "$(ns a)" link set a-dsl down
+	wait_for 5 a_dsl_out || { echo "a-dsl still in UDP use"; rc=1; }
+	ip netns exec "$(ns lan)" "$PY" ./udptool.py burst --to 203.0.113.2:7000 --count 20 --size 1200 || rc=1
+	status_a | grep -E '^  192\.168\.77\.2:' | head -2
+	ip -n "$(ns a)" link set a-dsl up
+	ip -n "$(ns a)" route replace default via 198.51.100.1 dev a-dsl
+	wait_paths 3 > /dev/null || { echo "A's line not back"; rc=1; }
+	return $rc
+}
+check "UDP through the neighbours: A's UDP paths are its line and both lenders' (each answered); with A's line down its LAN's datagrams are answered" mesh_udp
 
 # C leaves the mesh mid-flow (its mesh link goes down), and comes back.
 c_leaves() {
