@@ -55,7 +55,7 @@ static const struct opt_spec agent_opts[] = {
 	  .more = "See \"Mesh\" in the README." },
 	{ "lend", O_LEND, "IFACE[,flows=N][,total=N][,uplink=RATE[,rate=RATE][,wan=IFACE]][,joins=PREFIX]", "lend",
 	  CONFIG_STRING, .reload = OPT_RESTART, .deflt = "off",
-	  .help = "lend our line to the mesh on IFACE: TCP to the concentrator only, from "
+	  .help = "lend our line to the mesh on IFACE: TCP and UDP to the concentrator's port only, from "
 		  "borrow addresses for us only, N flows per borrower (256) and total= for all "
 		  "(256, a quarter of the concentrator's handshakes per client); with uplink= our own upload goes first and the lent traffic gets the "
 		  "rest (at most rate=)",
