@@ -184,7 +184,7 @@ struct udp_srv {
 
 static const char *const refusal_names[UDPR_MAX] = {
 	"malformed", "client", "key", "stale", "sessions", "unknown_session", "bad_tag",
-	"replay", "old", "policy", "flow_limit", "filtered", "socket", "rate",
+	"replay", "old", "policy", "flow_limit", "filtered", "socket", "rate", "version",
 };
 
 const char *udp_refusal_name(unsigned r)
@@ -602,7 +602,9 @@ static void refuse(struct udp_srv *u, enum udp_refusal why, const struct sockadd
 
 	u->st.refused[why]++;
 	if (why != UDPR_REPLAY && why != UDPR_RATE && log_ratelimit_ok(&u->rl, now))
-		log_info("udp: %s: datagram refused (%s)", addr_format(from, a), udp_refusal_name(why));
+		log_info("udp: %s: datagram refused (%s%s)", addr_format(from, a), udp_refusal_name(why),
+			 why == UDPR_VERSION ? ": its agent speaks another carrier version; "
+					       "upgrade agents and concentrators together" : "");
 }
 
 /* Whether the session's key (or, keyless, its client) is still allowed:
@@ -979,7 +981,10 @@ static void on_carrier(struct udp_srv *u, unsigned ci, uint8_t *buf, size_t len,
 	int n, r;
 
 	if (udpc_parse_hdr(buf, len, UDPC_TO_CONC, &h, NULL) < 0) {
-		refuse(u, UDPR_MALFORMED, (const struct sockaddr *)src, now);
+		/* A version 2 agent's HELLO (72 bytes) is told apart from
+		 * garbage: its operator is told to upgrade it. */
+		refuse(u, len == 72 && buf[0] == 0x21 ? UDPR_VERSION : UDPR_MALFORMED,
+		       (const struct sockaddr *)src, now);
 		return;
 	}
 	if (h.type == UDPC_HELLO) {
@@ -1398,6 +1403,30 @@ int udp_start(struct conc *c)
 	if (c->cfg.have_join_addr) {
 		memcpy(u->ident + u->identlen, &c->cfg.join_addr, sizeof(c->cfg.join_addr));
 		u->identlen += sizeof(c->cfg.join_addr);
+	}
+	/* Gateways send a session's datagrams to the join address once the
+	 * ACCEPT names it: a carrier socket must take them there. */
+	if (c->cfg.have_join_addr) {
+		bool covered = false;
+		char ja[ADDR_STRLEN];
+
+		for (unsigned i = 0; i < c->cfg.nlisten && !covered; i++) {
+			struct in6_addr la;
+
+			addr_to_in6((const struct sockaddr *)&c->cfg.listen[i], &la, NULL);
+			covered = !memcmp(&la, &c->cfg.join_addr, sizeof(la)) ||
+				  (c->cfg.listen[i].ss_family == AF_INET6 &&
+				   IN6_IS_ADDR_UNSPECIFIED(&la)) ||
+				  (c->cfg.listen[i].ss_family == AF_INET &&
+				   addr_is_v4mapped(&c->cfg.join_addr) && !memcmp(&la.s6_addr[12], "\0\0\0\0", 4));
+		}
+		if (!covered) {
+			srv_free(u);
+			log_error("udp: no listen address covers the join address %s: gateways "
+				  "would send their UDP there (listen on it, or on [::])",
+				  addr_format_in6(&c->cfg.join_addr, 0, ja));
+			return -EINVAL;
+		}
 	}
 	/* What multishot receives leave room for before each payload. */
 	u->car_msg.msg_namelen = sizeof(struct sockaddr_storage);

@@ -28,6 +28,7 @@ enum udp_refusal {
 	UDPR_FILTERED,        /* an answer from an address the flow never sent to */
 	UDPR_SOCKET,          /* no socket for a new flow (descriptors) */
 	UDPR_RATE,            /* over the gateway's datagram rate */
+	UDPR_VERSION,         /* another carrier version (an agent not upgraded) */
 	UDPR_MAX,
 };
 

@@ -534,6 +534,14 @@ int main(int argc, char **argv)
 			r = a->workers[i].init_result;
 	/* Listeners first, then the rules that feed them, so no intercepted
 	 * connection ever finds nobody listening. */
+	/* Behind one address several concentrators share (--cluster), a UDP
+	 * session's datagrams go to the box address its ACCEPT names, which
+	 * is trusted only under a gateway key (docs/udp-carrier.md). */
+	if (a->paths.fullmesh && !a->cfg.keyed && a->cfg.udp_mode != AGENT_UDP_OFF) {
+		log_warn("udp: not carried with --cluster and no key-file (the boxes' addresses "
+			 "are taken from a keyed ACCEPT only): LAN UDP is routed as without the agent");
+		a->cfg.udp_mode = AGENT_UDP_OFF;
+	}
 	if (r == 0)
 		r = agent_udp_start(a);
 	if (r == 0)

@@ -468,6 +468,8 @@ unsigned paths_sources_ex(struct paths *ps, int family, struct path_src *ret, un
 		ret[i].id = ps->srcid[fi][i];
 		ret[i].neighbour = ps->srcnb[fi][i];
 		memcpy(ret[i].name, ps->srcname[fi][i], sizeof(ret[i].name));
+		ret[i].probe_ok_ms = __atomic_load_n(&ps->p[ret[i].id].f[fi].probe_ok_ms,
+						     __ATOMIC_RELAXED);
 		ret[i].primary = ps->srcprimary[fi][i];
 	}
 	pthread_mutex_unlock(&ps->src_lock);
@@ -555,6 +557,8 @@ static void probe_end(struct path *p, struct path_fam *f, bool ok, uint64_t now,
 	if (ok) {
 		f->probe_rtt_us = (uint32_t)(log_now_us() - f->probe_start_us);
 		f->probe_fails = 0;
+		/* Read by the UDP thread (paths_sources_ex). */
+		__atomic_store_n(&f->probe_ok_ms, now, __ATOMIC_RELAXED);
 		if (f->probe_dead) {
 			f->probe_dead = false;
 			*changed = true;

@@ -48,6 +48,7 @@ struct path_fam {
 	uint64_t probe_start_ms, probe_next_ms;
 	uint64_t probe_start_us;   /* for the RTT: veth answers in microseconds */
 	uint32_t probe_rtt_us;     /* last successful probe */
+	uint64_t probe_ok_ms;      /* ... and when it ended (atomic: the UDP thread reads it) */
 	uint8_t probe_buf[64];
 	unsigned probe_got;
 	bool probe_sent;           /* Info sent, waiting for the reply */
@@ -169,6 +170,7 @@ struct path_src {
 	struct in6_addr addr;
 	char ifname[IFNAMSIZ];
 	char name[40];           /* path_name(): a neighbour's names it */
+	uint64_t probe_ok_ms;    /* its last probe answered by the concentrator's address */
 	uint8_t id;
 	bool neighbour, primary;
 };

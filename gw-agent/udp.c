@@ -5,7 +5,8 @@
  * the next wait) over: the TPROXY socket that receives every intercepted
  * LAN datagram with its original destination; one carrier socket per path,
  * bound to the path's address (its "from" rule routes it out of that line,
- * as the MPTCP subflows are) and connected to the first concentrator; a
+ * as the MPTCP subflows are) and connected to the first concentrator (or
+ * to the box address its session's ACCEPT named: docs/udp-carrier.md); a
  * raw socket per family that hands answers to LAN devices from the address
  * and port they wrote to.
  *
@@ -65,6 +66,7 @@ enum { UOP_LAN = 1, UOP_CAR, UOP_SEND, UOP_CANCEL };
 #define HELLO_MS 1000
 #define SESSION_DEAD_MS 10000     /* no answer at all for this long: a new HELLO */
 #define BOX_GONE_MS 2000          /* ... a box's session, with every line out */
+#define BOX_IGNORE_MS 300000      /* box addresses unused after boxes that never answered */
 #define PATH_PONG_DEAD_MS 3500    /* a path whose pings go unanswered this long is not used */
 #define PATH_PONG_DEAD_BUSY_MS 160  /* ... while UDP is busy: plus twice its round trip */
 
@@ -77,6 +79,8 @@ struct ucar {
 	struct in6_addr addr;
 	char name[40];               /* the path's (path_name()) */
 	bool live, primary;
+	bool neighbour;              /* a mesh neighbour's line: no HELLOs by it */
+	uint64_t probe_ok_ms;        /* the main thread's last probe answered on it */
 	uint32_t rtt_us;             /* smoothed, from PONGs; 0 = none yet */
 	uint64_t last_ping_ms, last_pong_ms;
 	uint64_t challenge;          /* the last PONG's: our next PING echoes it */
@@ -117,6 +121,9 @@ struct agent_udp {
 	struct sockaddr_storage peer;
 	socklen_t peer_len;
 	struct in6_addr box;         /* the session's box address, or :: */
+	bool box_answered;           /* a sealed datagram came since that ACCEPT */
+	unsigned box_strikes;        /* boxes in a row that never answered */
+	uint64_t box_ignore_until;   /* box addresses ignored until then */
 	/* The session. */
 	uint32_t kid;
 	uint8_t secret[COOKIE_SECRET_LEN];
@@ -454,6 +461,7 @@ static void session_reset(struct agent_udp *u)
 	for (unsigned i = 0; i < PATHS_MAX; i++) {
 		u->car[i].unanswered_ms = 0;
 		u->car[i].dead = false;
+		u->car[i].rtt_us = 0;   /* the next session's box measures its own */
 	}
 	/* The next HELLO goes to the concentrator's address (a box that
 	 * went away is replaced there). */
@@ -466,16 +474,24 @@ static void send_hello(struct agent_udp *u, uint64_t now)
 	uint8_t b[UDPC_HELLO_LEN];
 	struct udpc_hdr h = { .type = UDPC_HELLO };
 	struct udpc_hello hv = { .kid = u->kid, .time = (uint32_t)time(NULL) };
-	uint8_t id;
+	uint8_t own[PATHS_MAX], id;
+	unsigned nown = 0;
 
-	if (!u->norder)
+	/* Only by our own lines: through a neighbour the HELLO would come
+	 * from the lender's address, and the session would be the lender's
+	 * (its limits, keyless; refused with a key scoped to our address).
+	 * A session opened on our line goes on over the neighbours'. */
+	for (unsigned i = 0; i < u->norder; i++)
+		if (!u->car[u->order[i]].neighbour)
+			own[nown++] = u->order[i];
+	if (!nown)
 		return;
 	/* A fresh nonce each time: the concentrator takes each once. The
 	 * paths in turn, in case the first one's far side is what is dead. */
 	if (udpcrypt_random(u->nonce_c, sizeof(u->nonce_c)) < 0)
 		return;
 	memcpy(hv.nonce, u->nonce_c, sizeof(hv.nonce));
-	id = u->order[u->hello_n++ % u->norder];
+	id = own[u->hello_n++ % nown];
 	h.flags = id;   /* the path it goes by: answers may use it at once */
 	udpc_put_hdr(b, &h);
 	udpc_put_hello(b, &hv);
@@ -491,6 +507,25 @@ static void sent_tag(struct agent_udp *u, uint64_t pn, const uint8_t *tag)
 
 	u->sent[k].pn = pn;
 	memcpy(u->sent[k].tag, tag, UDPC_TAG_LEN);
+}
+
+/* A box address from an authentic ACCEPT is used only with a gateway key:
+ * keyless, the ACCEPT's MAC rests on the HELLO's nonce, which an observer
+ * of a line sees, and a forged box address would take every line's
+ * datagrams where the forger likes. And only a unicast address of our
+ * family that is not ours, loopback or link-local; not while boxes that
+ * never answered have us on the shared address. */
+static bool box_usable(struct agent_udp *u, const struct in6_addr *a, uint64_t now)
+{
+	const uint8_t *v4 = &a->s6_addr[12];
+
+	if (IN6_IS_ADDR_UNSPECIFIED(a) || !u->kid || now < u->box_ignore_until ||
+	    addr_is_v4mapped(a) != (u->family == AF_INET))
+		return false;
+	if (addr_is_v4mapped(a))
+		return v4[0] != 0 && v4[0] != 127 && v4[0] < 224 && !(v4[0] == 169 && v4[1] == 254);
+	return !IN6_IS_ADDR_LOOPBACK(a) && !IN6_IS_ADDR_MULTICAST(a) && !IN6_IS_ADDR_LINKLOCAL(a) &&
+	       !IN6_IS_ADDR_V4COMPAT(a);
 }
 
 static void on_accept(struct agent_udp *u, const uint8_t *b, uint64_t now)
@@ -524,7 +559,7 @@ static void on_accept(struct agent_udp *u, const uint8_t *b, uint64_t now)
 	 * of another family than ours cannot be used: the shared address is
 	 * kept, as without one. */
 	memcpy(&box, b + UDPC_ACCEPT_BOX, sizeof(box));
-	if (!IN6_IS_ADDR_UNSPECIFIED(&box) && addr_is_v4mapped(&box) == (u->family == AF_INET)) {
+	if (box_usable(u, &box, now)) {
 		struct sockaddr_storage to;
 		struct in6_addr ca;
 		uint16_t conc_port = 0;
@@ -535,6 +570,7 @@ static void on_accept(struct agent_udp *u, const uint8_t *b, uint64_t now)
 
 		car_retarget(u, &to, tl);
 		u->box = box;
+		u->box_answered = false;
 	}
 	u->sid = h.sid;
 	u->pn_out = 0;
@@ -819,6 +855,10 @@ static void on_car(struct agent_udp *u, uint8_t *b, size_t len, uint64_t now)
 	}
 	udpc_window_mark(&u->win, h.pn);
 	u->last_rx_ms = now;
+	if (!u->box_answered) {
+		u->box_answered = true;
+		u->box_strikes = 0;
+	}
 	if (h.type == UDPC_PONG) {
 		on_pong(u, b + UDPC_HDR_LEN, now);
 		return;
@@ -1043,6 +1083,8 @@ static void refresh_paths(struct agent_udp *u, uint64_t now)
 		c->addr = src[i].addr;
 		memcpy(c->name, src[i].name, sizeof(c->name));
 		c->primary = src[i].primary;
+		c->neighbour = src[i].neighbour;
+		c->probe_ok_ms = src[i].probe_ok_ms;
 		if (c->fd < 0) {
 			int r = car_open(u, c);
 
@@ -1104,10 +1146,13 @@ static void refresh_paths(struct agent_udp *u, uint64_t now)
 	}
 }
 
-static bool any_live(const struct agent_udp *u)
+/* The concentrator's (shared) address answered the main thread's probes
+ * on one of our lines after the box last answered us: the line works, the
+ * box does not (an outage of every line stops the probes too). */
+static bool box_silent_alone(const struct agent_udp *u)
 {
 	for (unsigned i = 0; i < PATHS_MAX; i++)
-		if (u->car[i].live && u->car[i].fd >= 0)
+		if (u->car[i].live && u->car[i].fd >= 0 && u->car[i].probe_ok_ms > u->last_rx_ms)
 			return true;
 	return false;
 }
@@ -1153,14 +1198,27 @@ static void tick(struct agent_udp *u, uint64_t now)
 	explicit_bzero(secret, sizeof(secret));
 	refresh_paths(u, now);
 	/* A box (one of several behind the concentrator's address) that
-	 * answers on no line while one is up has likely gone: the shared
-	 * address routes to another by now. Not sooner than BOX_GONE_MS of
-	 * silence, so a spike on every line does not cost the flows their
-	 * mappings. */
+	 * answers on no line while the shared address answers the probes on
+	 * one has gone: the shared address routes to another by now. Not
+	 * sooner than BOX_GONE_MS of silence; an outage of every line is not
+	 * taken for it (the probes fail too), so the flows keep their
+	 * mappings through it. A box that never answered at all (its address
+	 * unreachable from our lines, or not listened on) twice in a row:
+	 * box addresses are left unused for a while, and the shared address
+	 * is used as it is. */
 	if (u->sid && !IN6_IS_ADDR_UNSPECIFIED(&u->box) && !u->norder &&
-	    now - u->last_rx_ms > BOX_GONE_MS && any_live(u)) {
-		log_info("udp: box %s answers on no line: a new session by the concentrator's address",
-			 addr_format_in6(&u->box, 0, bx));
+	    now - u->last_rx_ms > BOX_GONE_MS && box_silent_alone(u)) {
+		if (!u->box_answered && ++u->box_strikes >= 2) {
+			u->box_ignore_until = now + BOX_IGNORE_MS;
+			u->box_strikes = 0;
+			log_warn("udp: box %s never answered, twice: its address is not reachable "
+				 "from our lines? Box addresses unused for %u s (UDP by the "
+				 "concentrator's address)", addr_format_in6(&u->box, 0, bx),
+				 BOX_IGNORE_MS / 1000);
+		} else {
+			log_info("udp: box %s answers on no line, the concentrator's address does: "
+				 "a new session there", addr_format_in6(&u->box, 0, bx));
+		}
 		session_reset(u);
 	}
 	if (u->sid && now - u->last_rx_ms > SESSION_DEAD_MS) {

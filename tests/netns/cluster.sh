@@ -75,8 +75,16 @@ protocol bgp b2 { local 10.0.2.1 as 65000; neighbor 10.0.2.2 as 65102; hold time
 # One TCP Fast Open key for the service (the first box creates the file):
 # a gateway's cookie from one box is good at the other, or its flow lands
 # there without 0-RTT and, on this kernel, falls back to one path.
+# A key per gateway, scoped to its two lines' addresses (the boxes hold
+# them all): UDP in a cluster needs keys, the box address its ACCEPT names
+# is trusted under a key only.
+(umask 077
+ for n in $(seq 1 $G); do
+	printf '%s %s 100.64.%s.0/24 100.65.%s.0/24\n' "$n" "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" "$n" "$n" > "$WORKDIR/key-g$n"
+ done
+ cat "$WORKDIR"/key-g* > "$WORKDIR/keys")
 box() {  # box N: start box N's concentrator; pid in BOX_PID[N]
-	start_concentrator "b$1" "conc-b$1" --allow-client 100.64.0.0/10 --workers 1 \
+	start_concentrator "b$1" "conc-b$1" --allow-client 100.64.0.0/10 --workers 1 --keys "$WORKDIR/keys" \
 		--join-address "10.0.$1.2" --service-route 192.0.2.1/32 --box "b$1" \
 		--drain-deadline 8 --metrics-listen 127.0.0.1:9189 --tfo-key-file "$WORKDIR/tfo.key"
 	BOX_PID[$1]=$CONC_PID
@@ -87,6 +95,7 @@ AGENT_PIDS=()
 for n in $(seq 1 $G); do
 	ip netns exec "$(ns "g$n")" "$AGENT" --concentrator 192.0.2.1:5124 --lan "g$n-l$n" --workers 1 \
 		--path "g$n-p1,mode=master" --path "g$n-p2" --cluster --control "$WORKDIR/agent-g$n.sock" \
+		--key-file "$WORKDIR/key-g$n" \
 		> "$WORKDIR/agent-g$n.log" 2>&1 &
 	AGENT_PIDS[$n]=$!
 done

@@ -23,7 +23,9 @@ mesh_topology "$RATE"
 ip netns exec "$(ns srv)" iperf3 -s -J -p 5201 > /dev/null 2>&1 &  # -J: clients get its intervals
 ip netns exec "$(ns srv)" iperf3 -s -p 5203 > /dev/null 2>&1 &
 ip netns exec "$(ns srv)" "$PY" ./nettool.py serve --bind 203.0.113.2 --base 9000 --udp443 > /dev/null 2>&1 &
-ip netns exec "$(ns conc)" "$PY" ./nettool.py serve --bind 192.0.2.1 --base 9000 > /dev/null 2>&1 &
+# (UDP 443 too: UDP at the concentrator's address on another port than its
+# own, which a lender does not forward: lend_firewall.)
+ip netns exec "$(ns conc)" "$PY" ./nettool.py serve --bind 192.0.2.1 --base 9000 --udp443 > /dev/null 2>&1 &
 ip netns exec "$(ns lanb)" "$PY" ./nettool.py serve --bind 192.168.78.2 --base 9000 --udp443 > /dev/null 2>&1 &
 ip netns exec "$(ns srv)" "$PY" ./udptool.py echo --bind 203.0.113.2 --port 7000 > /dev/null 2>&1 &
 # A line alone: iperf3 from each router to the concentrator host.
@@ -237,6 +239,7 @@ lend_firewall() {
 		reach b 10.77.0.2 $t > /dev/null || { echo "control: B itself cannot reach $t"; rc=1; }
 	done
 	reach conc 192.0.2.1 udp 203.0.113.2 443 > /dev/null || { echo "control: the server's UDP echo does not answer"; rc=1; }
+	reach b 198.51.100.6 udp 192.0.2.1 443 > /dev/null || { echo "control: the concentrator host's UDP echo does not answer B"; rc=1; }
 	via_b tcp 192.0.2.1 5124 > /dev/null || { echo "the concentrator is not reachable through the lender"; rc=1; }
 	# Only borrow addresses for B (100.64.2.0/24) are forwarded, not A's
 	# mesh address (which B's replies would reach: before the source check
@@ -251,7 +254,7 @@ lend_firewall() {
 	: > "$WORKDIR/forwarded"
 	local probes=()
 	for t in "tcp 192.0.2.1 9000" "tcp 203.0.113.2 9000" "tcp 192.168.78.2 9000" \
-		 "udp 192.168.78.2 443" "udp 203.0.113.2 443" \
+		 "udp 192.168.78.2 443" "udp 203.0.113.2 443" "udp 192.0.2.1 443" \
 		 "icmp 192.168.78.2" "icmp 203.0.113.2"; do
 		{ reach a 100.64.2.1 $t > /dev/null && echo "forwarded from the mesh: $t" >> "$WORKDIR/forwarded"; } &
 		probes+=($!)
