@@ -136,14 +136,15 @@ static int spec_text(struct walk *w, const char *path, const json_t *obj,
 			if (!strcmp(key, fields[i]))
 				known = true;
 		if (!known) {
-			char kp[400];
+			char kp[400], takes[200] = "";
+			size_t tl = 0;
 
+			for (unsigned i = 0; fields[i] && tl < sizeof(takes); i++)
+				tl += (size_t)snprintf(takes + tl, sizeof(takes) - tl, "%s%s",
+						       i ? ", " : "", fields[i]);
 			snprintf(kp, sizeof(kp), "%s.%s", path, key);
 			opt_source(w->file, kp);
-			opt_source_error("%s: unknown key (this object takes %s%s%s%s%s)", kp,
-					 fields[0], fields[1] ? ", " : "", fields[1] ? fields[1] : "",
-					 fields[1] && fields[2] ? ", " : "",
-					 fields[1] && fields[2] ? fields[2] : "");
+			opt_source_error("%s: unknown key (this object takes %s)", kp, takes);
 			w->errors++;
 			bad = 1;
 		} else if (!json_is_string(v)) {

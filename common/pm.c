@@ -211,6 +211,17 @@ int pm_del(struct pm *pm, uint8_t id)
 	return nl_talk(&pm->nl, nlh, NULL, NULL);
 }
 
+int pm_set_flags(struct pm *pm, uint8_t id, uint32_t flags)
+{
+	char buf[PM_BUF];
+	struct nlmsghdr *nlh = request(pm, buf, MPTCP_PM_CMD_SET_FLAGS, NLM_F_ACK);
+
+	/* By id; an explicit 0 clears backup. The kernel sends MP_PRIO on
+	 * every connection's subflows from that endpoint. */
+	put_addr(nlh, MPTCP_PM_ATTR_ADDR, NULL, 0, 1, id, flags, 0);
+	return nl_talk(&pm->nl, nlh, NULL, NULL);
+}
+
 int pm_flush(struct pm *pm)
 {
 	char buf[PM_BUF];

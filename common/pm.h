@@ -35,6 +35,9 @@ void pm_close(struct pm *pm);
 /* Add an endpoint; the kernel picks the id, which is returned (1..255). */
 int pm_add(struct pm *pm, const struct in6_addr *a, int ifindex, uint32_t flags);
 int pm_del(struct pm *pm, uint8_t id);
+/* An endpoint's flags changed in place (backup: MP_PRIO on its subflows
+ * of every connection): 0 or -errno. */
+int pm_set_flags(struct pm *pm, uint8_t id, uint32_t flags);
 int pm_flush(struct pm *pm);
 int pm_set_limits(struct pm *pm, uint32_t subflows, uint32_t add_addr_accepted);
 int pm_get_limits(struct pm *pm, uint32_t *ret_subflows, uint32_t *ret_add_addr_accepted);

@@ -14,6 +14,7 @@
 #include "metrics.h"
 #include "paths.h"
 #include "mesh.h"
+#include "overflow.h"
 #include "cookie.h"
 #include "quota.h"
 #include "relay.h"
@@ -74,7 +75,8 @@ struct agent_config {
 	struct udp_class udp_class[AGENT_UDP_MAX_CLASSES];
 	unsigned nudp_class;
 	uint32_t udp_max_flows;
-	uint32_t udp_per_host;         /* LAN sources per device (address, IPv6 /64) */
+	uint32_t udp_per_host;         /* LAN sources per device (address, IPv6 /128) */
+	uint32_t overflow_share;       /* percent: overflow lines active over it */
 	unsigned udp_timeout_s, udp_stream_timeout_s;
 };
 
@@ -164,6 +166,8 @@ struct agent {
 	uint64_t mesh_results[MESH_R_MAX];     /* under snap_lock: mesh.results */
 	uint64_t mesh_req_results[MESH_R_MAX]; /* under snap_lock: mesh.req_results */
 	unsigned mesh_borrowers;               /* under snap_lock: mesh.nallowed */
+	struct overflow overflow;              /* main thread */
+	struct overflow_figures ovf;           /* under snap_lock: overflow.fig */
 	unsigned npm;
 	/* Concentrator reachability: 1 ok, 0 failed, -1 not tried yet; set by
 	 * workers (last connect) and for the first one by the probes. */

@@ -148,8 +148,14 @@ static void format_paths(struct agent *a, struct mbuf *t)
 		return;
 	}
 	struct control_counts cc = { .read = false };
+	/* As wide as the longest name (a neighbour's, IFACE~ADDRESS): the
+	 * columns after it stay in line. */
+	int w = 10;
 
-	mbuf_printf(t, "\n%-10s %-8s %-18s %-28s %-26s %-10s %-11s %-11s %s\n", "PATH", "MODE",
+	for (unsigned i = 0; i < a->paths.n; i++)
+		if ((int)strlen(path_name(&a->paths.p[i])) > w)
+			w = (int)strlen(path_name(&a->paths.p[i]));
+	mbuf_printf(t, "\n%-*s %-8s %-18s %-28s %-26s %-10s %-11s %-11s %s\n", w, "PATH", "MODE",
 		 "STATE", "ADDRESS", "GATEWAY", "PROBE RTT", "RX", "TX", "ENDPOINT");
 	for (unsigned i = 0; i < a->paths.n; i++) {
 		const struct path *p = &a->paths.p[i];
@@ -172,12 +178,24 @@ static void format_paths(struct agent *a, struct mbuf *t)
 			if (f->ep_id)
 				snprintf(ep, sizeof(ep), "%u%s", f->ep_id,
 					 (f->ep_flags & PM_FLAG_BACKUP) ? " backup" : "");
-			mbuf_printf(t, "%-10s %-8s %-18s %-28s %-26s %-10s %-11s %-11s %s\n",
+			mbuf_printf(t, "%-*s %-8s %-18s %-28s %-26s %-10s %-11s %-11s %s\n", w,
 				 fi == 0 ? path_name(p) : "", fi == 0 ? path_mode_name(p->mode) : "",
 				 control_path_state(p, fi), ad, gw, rtt,
 				 fi == 0 ? human_bytes(rx, rxb) : "", fi == 0 ? human_bytes(tx, txb) : "",
 				 ep);
 		}
+	}
+	if (overflow_wanted(&a->paths)) {
+		const struct overflow_figures *o = &a->overflow.fig;
+
+		if (!o->configured)
+			mbuf_printf(t, "overflow: backup (no on or master line with down= or up= is up)\n");
+		else
+			mbuf_printf(t, "overflow: %s; on/master lines %.1f of %.1f Mbit/s down, %.1f of "
+				    "%.1f up; overflow lines %.1f down, %.1f up (active over %u%%)\n",
+				    o->active ? "active" : "backup", o->use_bps[0] / 1e6,
+				    o->cap_bps[0] / 1e6, o->use_bps[1] / 1e6, o->cap_bps[1] / 1e6,
+				    o->ovf_bps[0] / 1e6, o->ovf_bps[1] / 1e6, a->cfg.overflow_share);
 	}
 }
 

@@ -345,6 +345,7 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 {
 	int sfd = signalfd(-1, sigs, SFD_CLOEXEC);
 	uint64_t due = 0, periodic = log_now_ms() + 2000, probe_next = 0, mesh_next = 0;
+	uint64_t overflow_next = 0;
 	uint64_t wd_every = daemon_watchdog_ms(), wd_next = 0, status_next = 0;
 	uint64_t *seen = calloc(a->cfg.workers, sizeof(*seen));
 
@@ -377,6 +378,8 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 			next = status_next;
 		if (mesh_next && mesh_next < next)
 			next = mesh_next;
+		if (overflow_next && overflow_next < next)
+			next = overflow_next;
 		timeout = next > now ? (int)(next - now) : 0;
 		if (poll(pf, 6 + np, timeout) < 0 && errno != EINTR)
 			break;
@@ -395,6 +398,16 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 			due = log_now_ms();
 		if (a->paths.n && paths_probe_run(&a->paths, pf + 6, np, log_now_ms(), &probe_next))
 			due = log_now_ms();  /* a path died or came back: now */
+		if (overflow_wanted(&a->paths)) {
+			uint64_t ovf_next = UINT64_MAX;
+
+			if (overflow_tick(&a->overflow, &a->paths, a->cfg.overflow_share, log_now_ms(),
+					  &ovf_next))
+				due = log_now_ms();  /* MP_PRIO now */
+			overflow_next = ovf_next;
+		} else {
+			overflow_next = 0;
+		}
 		if (pf[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
 

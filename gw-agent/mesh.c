@@ -110,15 +110,9 @@ int mesh_parse_borrow(struct mesh_config *cfg, const char *spec, const char **wh
  * is a configuration error, not a failed tc call at start. */
 static bool rate_ok(const char *s)
 {
-	static const char *const units[] = { "kbit", "mbit", "gbit" };
-	size_t n = strspn(s, "0123456789.");
+	uint64_t bps;
 
-	if (!n || n > 8 || strlen(s) >= 16 || s[0] == '.' || strchr(s, '.') != strrchr(s, '.'))
-		return false;
-	for (unsigned i = 0; i < 3; i++)
-		if (!strcmp(s + n, units[i]))
-			return strtod(s, NULL) > 0;
-	return false;
+	return rate_parse(s, &bps) == 0;
 }
 
 int mesh_parse_lend(struct mesh_config *cfg, const char *spec, const char **why)

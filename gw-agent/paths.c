@@ -38,7 +38,7 @@
 
 static const char *const mode_names[] = {
 	[PATH_ON] = "on", [PATH_MASTER] = "master", [PATH_BACKUP] = "backup",
-	[PATH_HANDOVER] = "handover", [PATH_OFF] = "off",
+	[PATH_HANDOVER] = "handover", [PATH_OVERFLOW] = "overflow", [PATH_OFF] = "off",
 };
 
 const char *path_mode_name(enum path_mode m)
@@ -52,6 +52,23 @@ int path_mode_parse(const char *s, enum path_mode *ret)
 		if (!strcmp(s, mode_names[m])) {
 			*ret = (enum path_mode)m;
 			return 0;
+		}
+	return -EINVAL;
+}
+
+int rate_parse(const char *s, uint64_t *ret_bps)
+{
+	static const char *const units[] = { "kbit", "mbit", "gbit" };
+	size_t n = strspn(s, "0123456789.");
+	double v;
+
+	if (!n || n > 8 || strlen(s) >= 16 || s[0] == '.' || strchr(s, '.') != strrchr(s, '.'))
+		return -EINVAL;
+	v = strtod(s, NULL);
+	for (unsigned i = 0; i < 3; i++)
+		if (!strcmp(s + n, units[i]) && v > 0) {
+			*ret_bps = (uint64_t)(v * (i == 0 ? 1e3 : i == 1 ? 1e6 : 1e9));
+			return *ret_bps ? 0 : -EINVAL;
 		}
 	return -EINVAL;
 }
@@ -81,7 +98,14 @@ int paths_parse(struct paths *ps, const char *spec, const char **ret_why)
 	while ((tok = strtok_r(NULL, ",", &save))) {
 		if (!strncmp(tok, "mode=", 5)) {
 			if (path_mode_parse(tok + 5, &p->mode) < 0) {
-				*ret_why = "has a mode other than on, master, backup, handover, off";
+				*ret_why = "has a mode other than on, master, backup, handover, overflow, off";
+				return -EINVAL;
+			}
+		} else if (!strncmp(tok, "down=", 5) || !strncmp(tok, "up=", 3)) {
+			bool down = tok[0] == 'd';
+
+			if (rate_parse(tok + (down ? 5 : 3), down ? &p->down_bps : &p->up_bps) < 0) {
+				*ret_why = "has a down= or up= that is not NUMBER followed by kbit, mbit or gbit";
 				return -EINVAL;
 			}
 		} else if (!strncmp(tok, "gateway=", 8)) {
@@ -96,7 +120,7 @@ int paths_parse(struct paths *ps, const char *spec, const char **ret_why)
 			p->f[fi].gw_cfg = a.addr;
 			p->f[fi].gw_given = true;
 		} else {
-			*ret_why = "has an option other than mode= or gateway=";
+			*ret_why = "has an option other than mode=, gateway=, down= or up=";
 			return -EINVAL;
 		}
 	}
@@ -320,7 +344,8 @@ static void fam_apply(struct paths *ps, struct path *p, int fi, bool primary_up)
 	 * kernel's misplaced-mapping defect (ROADMAP) hit keys.sh's flows
 	 * after a reload in 3 runs of 3, plain subflow endpoints in 0 of 12. */
 	uint32_t flags = PM_FLAG_SUBFLOW | (ps->fullmesh ? PM_FLAG_FULLMESH : 0) |
-		((p->mode == PATH_BACKUP || p->mode == PATH_HANDOVER) ? PM_FLAG_BACKUP : 0);
+		((p->mode == PATH_BACKUP || p->mode == PATH_HANDOVER ||
+		  (p->mode == PATH_OVERFLOW && !ps->overflow_on)) ? PM_FLAG_BACKUP : 0);
 	bool bounced = f->usable && !f->was_usable;
 	int r;
 
@@ -353,6 +378,15 @@ static void fam_apply(struct paths *ps, struct path *p, int fi, bool primary_up)
 
 	if (ps->upm.open) {
 		upm_apply(ps, p, fi, want_ep, flags, bounced);
+	} else if (want_ep && f->ep_id && !bounced && !memcmp(&f->ep_addr, &f->addr, 16) &&
+		   (f->ep_flags ^ flags) == PM_FLAG_BACKUP &&
+		   pm_set_flags(&ps->pm, f->ep_id, flags) == 0) {
+		/* Backup or not (overflow, a reload): in place, by MP_PRIO,
+		 * not by a new endpoint, which would close the subflows. */
+		f->ep_flags = flags;
+		ps->changes++;
+		log_info("path %s: endpoint %u %s", path_name(p), f->ep_id,
+			 flags & PM_FLAG_BACKUP ? "backup" : "active");
 	} else if (want_ep && (!f->ep_id || f->ep_flags != flags || bounced ||
 			       memcmp(&f->ep_addr, &f->addr, 16))) {
 		if (f->ep_id)
@@ -822,6 +856,8 @@ int paths_update(struct paths *ps, const struct paths *want)
 				 path_mode_name(p->mode), path_mode_name(w->mode));
 		changed += p->mode != w->mode;
 		p->mode = w->mode;
+		p->down_bps = w->down_bps;
+		p->up_bps = w->up_bps;
 		for (int fi = 0; fi < 2; fi++) {
 			changed += p->f[fi].gw_given != w->f[fi].gw_given ||
 				memcmp(&p->f[fi].gw_cfg, &w->f[fi].gw_cfg, 16);

@@ -27,6 +27,8 @@ enum path_mode {
 	PATH_MASTER,      /* use it; it carries the default route (DHCP's job) */
 	PATH_BACKUP,      /* subflow marked backup: used when no on/master is */
 	PATH_HANDOVER,    /* no subflow at all until no on/master path is up */
+	PATH_OVERFLOW,    /* backup, made active while the on/master lines are full
+			   * (a metered line: overflow.c) */
 	PATH_OFF,         /* never */
 };
 
@@ -84,6 +86,10 @@ struct path {
 	struct in6_addr nb_via, nb_src;
 	char name[40];             /* status and metrics: ifname, or ifname~neighbour */
 	enum path_mode mode;
+	/* What the line carries at most (down=, up=; 0: not given), bits a
+	 * second: the capacity overflow.c measures the on/master lines'
+	 * use against. */
+	uint64_t down_bps, up_bps;
 	uint32_t table, prio;
 	int ifindex;
 	bool up;
@@ -97,6 +103,7 @@ struct paths {
 	bool userspace_pm;         /* --endpoints agent: joins by upm.c, no endpoints */
 	struct upm upm;
 	bool fullmesh;             /* --cluster: subflows to announced addresses */
+	bool overflow_on;          /* overflow lines active now (overflow.c) */
 	struct pm pm;
 	struct rt rt;
 	struct rt ev;
@@ -122,10 +129,14 @@ struct paths {
 	bool srcprimary[2][PATHS_MAX];        /* on/master (else backup/handover) */
 };
 
-/* "IFACE[,mode=on|master|backup|handover|off][,gateway=ADDR]". On error
- * returns -EINVAL with *ret_why set to a static reason. */
+/* "IFACE[,mode=on|master|backup|handover|overflow|off][,gateway=ADDR]
+ * [,down=RATE][,up=RATE]". On error returns -EINVAL with *ret_why set to a
+ * static reason. */
 int paths_parse(struct paths *ps, const char *spec, const char **ret_why);
 const char *path_mode_name(enum path_mode m);
+/* "19mbit", "512kbit", "1.5gbit" (what tc takes): bits a second, or
+ * -EINVAL. */
+int rate_parse(const char *s, uint64_t *ret_bps);
 /* "on", "master", ...: 0, or -EINVAL. */
 int path_mode_parse(const char *s, enum path_mode *ret);
 /* Tables table_base+1.., rule priorities prio_base+i. */

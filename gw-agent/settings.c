@@ -22,12 +22,13 @@ enum {
 	O_REPLY_TIMEOUT, O_KEEPALIVE, O_RCVBUF, O_IDLE_TIMEOUT, O_WORKERS, O_BUFFERS,
 	O_BUFFER_SIZE, O_MAX_PARKED, O_MAX_PER_HOST, O_KEY_FILE, O_CONTROL, O_LOG_LEVEL, O_METRICS, O_CONFIG,
 	O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_FAST_OPEN, O_NO_FAST_OPEN, O_VERIFY, O_NO_VERIFY, O_CLUSTER,
-	O_UDP, O_UDP_CLASS, O_UDP_MAX_FLOWS, O_UDP_PER_HOST, O_UDP_TIMEOUT, O_UDP_STREAM_TIMEOUT, O_MAX,
+	O_UDP, O_UDP_CLASS, O_UDP_MAX_FLOWS, O_UDP_PER_HOST, O_UDP_TIMEOUT, O_UDP_STREAM_TIMEOUT,
+	O_OVERFLOW_SHARE, O_MAX,
 };
 
 #define AT(field) OPT_AT(struct agent_config, field)
 
-static const char *const path_fields[] = { "interface", "mode", "gateway", NULL };
+static const char *const path_fields[] = { "interface", "mode", "gateway", "down", "up", NULL };
 
 static const struct opt_spec agent_opts[] = {
 	{ "concentrator", O_CONC, "ADDR[:PORT]", "concentrators", CONFIG_LIST, .reload = OPT_LIVE,
@@ -39,11 +40,13 @@ static const struct opt_spec agent_opts[] = {
 	{ "bypass", O_BYPASS, "CIDR", "bypass", CONFIG_LIST, .reload = OPT_LIVE,
 	  .help = "destinations never intercepted, besides the LAN's own prefixes; "
 		  "repeatable" },
-	{ "path", O_WANPATH, "IFACE[,mode=MODE][,gateway=ADDR]", "paths", CONFIG_SPEC_LIST,
+	{ "path", O_WANPATH, "IFACE[,mode=MODE][,gateway=ADDR][,down=RATE][,up=RATE]", "paths",
+	  CONFIG_SPEC_LIST,
 	  .fields = path_fields, .reload = OPT_LIVE, .deflt = "none: the main routing table",
-	  .help = "a WAN or mesh path for subflows, MODE on, master, backup, handover or off; "
-		  "repeatable; in a file a string or {\"interface\", \"mode\", \"gateway\"}",
-	  .more = "Modes (OpenWrt's multipath): on: use it; master: use it, it carries the default route; backup: a backup subflow, used when no on or master path is; handover: no subflow until no on or master path is up; off: never. Without gateway=, the one the path's DHCP client installs as its default route." },
+	  .help = "a WAN or mesh path for subflows, MODE on, master, backup, handover, overflow "
+		  "or off; down=/up= what the line carries at most (50mbit); repeatable; in a "
+		  "file a string or {\"interface\", \"mode\", \"gateway\", \"down\", \"up\"}",
+	  .more = "Modes (OpenWrt's multipath): on: use it; master: use it, it carries the default route; backup: a backup subflow, used when no on or master path is; handover: no subflow until no on or master path is up; overflow: a metered line, a backup subflow made active (MP_PRIO) while the on and master lines carry more than overflow-share of their down= or up= capacity, and backup again once the whole demand fits them (20 points under); off: never. Without gateway=, the one the path's DHCP client installs as its default route." },
 	{ "path", O_WANPATH, NULL, "network_multipath", CONFIG_UCI_MULTIPATH, .hidden = true,
 	  .key_only = true, .reload = OPT_LIVE,
 	  .help = "on, master, backup, handover or off: the interface's device is a path in "
@@ -135,6 +138,14 @@ static const struct opt_spec agent_opts[] = {
 		  "client's DHT is one); a resolver that asks from a new port each time holds one "
 		  "per query for udp-timeout." },
 	OPTABLE_UDP_TIMEOUTS(struct agent_config, O_UDP_TIMEOUT, O_UDP_STREAM_TIMEOUT),
+	{ "overflow-share", O_OVERFLOW_SHARE, "PERCENT", "overflow_share", CONFIG_NUMBER,
+	  .type = OT_UINT, .min = 30, .max = 100, AT(overflow_share), .reload = OPT_LIVE,
+	  .deflt = "85",
+	  .help = "overflow lines (path mode=overflow) carry data while the on and master lines "
+		  "carry more than this share of their capacity (down=, up=), two seconds in a row",
+	  .more = "They go back to backup after five seconds in which the whole demand, theirs "
+		  "included, fits within this share less 20 points: a 20 Mbit/s stream on a "
+		  "50 Mbit/s line never wakes a metered line; a download that fills it does." },
 	{ "fast-open", O_FAST_OPEN, NULL, "fast_open", CONFIG_BOOL, O_NO_FAST_OPEN,
 	  .type = OT_TRUE, AT(fast_open), .reload = OPT_LIVE, .deflt = "on",
 	  .help = "send the Convert message in a TCP Fast Open SYN (0-RTT), where the kernel "
@@ -364,6 +375,7 @@ static void config_defaults(struct agent_config *cfg, struct paths *ps)
 	cfg->udp_mode = UDPC_FAILOVER;
 	cfg->udp_max_flows = 1024;
 	cfg->udp_per_host = 512;
+	cfg->overflow_share = 85;
 	cfg->udp_timeout_s = 30;
 	cfg->udp_stream_timeout_s = 180;
 	cfg->fast_open = true;
@@ -438,6 +450,25 @@ int agent_load_settings(int argc, char **argv, struct agent_config *cfg, struct 
 		fprintf(stderr, "gw-agent: no LAN interface to intercept: --lan IFACE or \"lan\" in %s\n",
 			file);
 		return -EINVAL;
+	}
+	if (overflow_wanted(ps)) {
+		bool cap = false;
+
+		for (unsigned i = 0; i < ps->n; i++)
+			cap |= (ps->p[i].mode == PATH_ON || ps->p[i].mode == PATH_MASTER) &&
+			       (ps->p[i].down_bps || ps->p[i].up_bps);
+		if (!cap) {
+			fprintf(stderr, "gw-agent: paths (--path, or \"paths\" in %s): mode=overflow "
+				"needs down= or up= on an on or master path (the capacity the overflow "
+				"lines wait for)\n", file);
+			return -EINVAL;
+		}
+		if (!ps->manage_endpoints) {
+			fprintf(stderr, "gw-agent: paths (--path, or \"paths\" in %s): mode=overflow "
+				"needs endpoints agent or kernel (with mptcpd the agent cannot change a "
+				"path's priority)\n", file);
+			return -EINVAL;
+		}
 	}
 	if (cfg->mesh.key_path[0]) {
 		/* Read at start; checked here so --check-config names its errors. */

@@ -90,6 +90,7 @@ void agent_paths_snapshot(struct agent *a)
 			}
 		}
 	a->npm = n;
+	a->ovf = a->overflow.fig;
 	memcpy(a->mesh_results, a->mesh.results, sizeof(a->mesh_results));
 	memcpy(a->mesh_req_results, a->mesh.req_results, sizeof(a->mesh_req_results));
 	a->mesh_borrowers = a->mesh.nallowed;
@@ -125,8 +126,10 @@ void agent_render_metrics(void *ctx, struct mbuf *b)
 
 	uint64_t mesh_results[MESH_R_MAX], mesh_req_results[MESH_R_MAX];
 	unsigned mesh_borrowers;
+	struct overflow_figures ovf;
 
 	pthread_mutex_lock(&a->snap_lock);
+	ovf = a->ovf;
 	npm = a->npm;
 	memcpy(pm, a->pm, sizeof(pm));
 	memcpy(mesh_results, a->mesh_results, sizeof(mesh_results));
@@ -320,6 +323,29 @@ void agent_render_metrics(void *ctx, struct mbuf *b)
 	metrics_head(b, "gw_agent_config_reloads_total", "counter", "SIGHUP reloads, by result.");
 	metrics_u64(b, "gw_agent_config_reloads_total", "result=\"ok\"", a->reloads_ok);
 	metrics_u64(b, "gw_agent_config_reloads_total", "result=\"failed\"", a->reloads_failed);
+	if (ovf.configured || ovf.switches) {
+		static const char *const dir[2] = { "down", "up" };
+
+		metrics_head(b, "gw_agent_overflow_active", "gauge",
+			     "1 while the overflow lines (path mode=overflow) carry data: the on and "
+			     "master lines are full.");
+		metrics_u64(b, "gw_agent_overflow_active", "", ovf.active);
+		metrics_head(b, "gw_agent_overflow_switches_total", "counter",
+			     "Overflow lines made active, and backup again, each counted.");
+		metrics_u64(b, "gw_agent_overflow_switches_total", "", ovf.switches);
+		metrics_head(b, "gw_agent_overflow_bits_per_second", "gauge",
+			     "Last second: what the usable on and master lines carry at most "
+			     "(capacity), what they carried (unmetered), what the overflow lines "
+			     "carried (overflow).");
+		for (int d = 0; d < 2; d++) {
+			snprintf(l, sizeof(l), "lines=\"capacity\",direction=\"%s\"", dir[d]);
+			metrics_u64(b, "gw_agent_overflow_bits_per_second", l, ovf.cap_bps[d]);
+			snprintf(l, sizeof(l), "lines=\"unmetered\",direction=\"%s\"", dir[d]);
+			metrics_u64(b, "gw_agent_overflow_bits_per_second", l, ovf.use_bps[d]);
+			snprintf(l, sizeof(l), "lines=\"overflow\",direction=\"%s\"", dir[d]);
+			metrics_u64(b, "gw_agent_overflow_bits_per_second", l, ovf.ovf_bps[d]);
+		}
+	}
 	agent_udp_render_metrics(a, b);
 }
 

@@ -167,8 +167,8 @@ J
 expect "agent: errors in lists, path objects, choices and booleans" 2 \
 	"$A" --check-config --config "$T/agent.json" <<END
 $T/agent.json: concentrators[1]: "[2001:db8::1]:99999" is not ADDR[:PORT] or [ADDR6][:PORT]
-$T/agent.json: paths[2].weight: unknown key (this object takes interface, mode, gateway)
-$T/agent.json: paths[2]: "mesh,mode=sometimes" has a mode other than on, master, backup, handover, off
+$T/agent.json: paths[2].weight: unknown key (this object takes interface, mode, gateway, down, up)
+$T/agent.json: paths[2]: "mesh,mode=sometimes" has a mode other than on, master, backup, handover, overflow, off
 $T/agent.json: paths[3]: has no "interface"
 $T/agent.json: paths[4]: is a number, expected a string or an object
 $T/agent.json: fallback: "maybe" is not direct or reset
@@ -188,6 +188,26 @@ J
 expect "agent: comments outside strings only; paths as strings or objects" 0 \
 	"$A" --check-config --config "$T/agent-ok.json" \
 	<<< "gw-agent: configuration OK ($T/agent-ok.json and the command line)"
+# Overflow lines: a capacity on an on/master line, rates as tc writes them.
+cat > "$T/agent-ovf.json" <<'J'
+{
+  "concentrators": ["198.51.100.1"],
+  "lan": ["br-lan"],
+  "paths": [{"interface": "wan", "mode": "master", "down": "50mbit", "up": "10mbit"},
+            "lte,mode=overflow"],
+  "overflow_share": 80
+}
+J
+expect "agent: an overflow line with the on/master line's capacity" 0 \
+	"$A" --check-config --config "$T/agent-ovf.json" \
+	<<< "gw-agent: configuration OK ($T/agent-ovf.json and the command line)"
+expect "agent: an overflow line without any capacity given" 2 \
+	"$A" --check-config --concentrator 198.51.100.1 --lan br-lan --path wan --path lte,mode=overflow \
+	<<< "gw-agent: paths (--path, or \"paths\" in /etc/gw-agent/gw-agent.json): mode=overflow needs down= or up= on an on or master path (the capacity the overflow lines wait for)"
+expect "agent: a capacity that is not a rate" 2 \
+	"$A" --check-config --concentrator 198.51.100.1 --lan br-lan --path wan,down=50mb <<END
+gw-agent: --path: "wan,down=50mb" has a down= or up= that is not NUMBER followed by kbit, mbit or gbit
+END
 printf '{"lan": ["br-lan"]}\n' > "$T/noconc.json"
 expect "agent: no concentrator is an error naming the option and the key" 2 \
 	"$A" --check-config --config "$T/noconc.json" \
@@ -285,7 +305,7 @@ $T/uci-bad/gw-agent:4: option 'fallback': "maybe" is not direct or reset
 $T/uci-bad/gw-agent:5: option 'block_quic': "sure" is not 1/0, true/false, yes/no or on/off
 $T/uci-bad/gw-agent:6: option 'colour': unknown option
 $T/uci-bad/gw-agent:7: option 'fallback_mode': unknown option
-$T/uci-bad/network:3: option 'multipath': "eth1,mode=sometimes" has a mode other than on, master, backup, handover, off
+$T/uci-bad/network:3: option 'multipath': "eth1,mode=sometimes" has a mode other than on, master, backup, handover, overflow, off
 $T/uci-bad/network:5: option 'multipath': interface 'wan2' has no device (or ifname) option
 END
 printf "config agent main\n\tlist concentrator '192.0.2.1\n" > "$T/uci-bad/quote"

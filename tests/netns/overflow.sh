@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Overflow for a metered line (path mode=overflow, issue 22): DSL (50/10
+# Mbit/s, 6 ms) and LTE (30/8, 22 ms with jitter), the LTE line carrying
+# data only while the DSL line is full. Bytes per line are asserted, from
+# the gateway's interface counters, not timings:
+#   - a 20 Mbit/s download puts (almost) nothing on LTE;
+#   - a bulk download gets DSL and LTE both;
+#   - once it ends, LTE is backup again.
+cd "$(dirname "$0")" || exit 1
+. ./lib.sh
+require_netns
+[ -x "${AGENT:-}" ] || skip "AGENT not built"
+command -v iperf3 >/dev/null || skip "needs iperf3"
+
+PATH1_PROFILE=dsl PATH2_PROFILE=lte two_path_topology 20mbit || exit 1
+ip netns exec "$(ns srv)" iperf3 -s -p 5201 > /dev/null 2>&1 &
+start_concentrator conc conc --allow-client 198.51.100.0/24 --workers 1
+wait_listen conc 5124 && wait_listen srv 5201 || exit 1
+# cubic, as on a home router (this machine's default is BBR).
+ip netns exec "$(ns gw)" "$AGENT" --concentrator 192.0.2.1:5124 --lan gw-lan --workers 1 \
+	--path gw-p1,mode=master,down=50mbit,up=10mbit --path gw-p2,mode=overflow \
+	--control "$WORKDIR/agent.sock" --metrics-listen 127.0.0.1:9181 --congestion cubic \
+	> "$WORKDIR/agent.log" 2>&1 &
+AGENT_PID=$!
+status() { ip netns exec "$(ns gw)" "$AGENT" status --control "$WORKDIR/agent.sock"; }
+both_up() { [ "$(status | grep -cE '^gw-p[12] .* up ')" -eq 2 ]; }
+check "the agent runs, DSL and LTE up, LTE an overflow line" wait_for 10 both_up
+am() { metric_at gw 127.0.0.1:9181 "$1"; }
+
+# Bytes both ways through each line's interface at the gateway.
+line_bytes() {  # line_bytes IFACE
+	local d=/sys/class/net/$1/statistics
+	ip netns exec "$(ns gw)" sh -c "echo \$((\$(cat $d/rx_bytes) + \$(cat $d/tx_bytes)))"
+}
+# download RATE SECONDS: an iperf3 download from the server through the
+# agent (RATE 0: as fast as it goes); prints the bytes per line during it,
+# and the receiver's rate.
+download() {
+	local d0 l0 d1 l1 out
+	d0=$(line_bytes gw-p1); l0=$(line_bytes gw-p2)
+	out=$(ip netns exec "$(ns lan)" iperf3 -c 203.0.113.2 -p 5201 -R -t "$2" -b "$1" -J) || return 1
+	d1=$(line_bytes gw-p1); l1=$(line_bytes gw-p2)
+	echo "$out" | "$PY" -c '
+import json, sys
+d = json.load(sys.stdin)
+dsl, lte = int(sys.argv[2]) - int(sys.argv[1]), int(sys.argv[4]) - int(sys.argv[3])
+print(json.dumps({"received_mbit_s": round(d["end"]["sum_received"]["bits_per_second"] / 1e6, 1),
+                  "dsl_bytes": dsl, "lte_bytes": lte, "lte_share": round(lte / max(1, dsl + lte), 4)}))
+' "$d0" "$d1" "$l0" "$l1"
+}
+share_of() { "$PY" -c 'import json,sys; print(json.loads(sys.argv[1])["lte_share"])' "$1"; }
+rate_of() { "$PY" -c 'import json,sys; print(json.loads(sys.argv[1])["received_mbit_s"])' "$1"; }
+
+stream() {
+	local out s0 s1
+	s0=$(am gw_agent_overflow_switches_total) || return 1
+	out=$(download 20M 4) || return 1
+	s1=$(am gw_agent_overflow_switches_total) || return 1
+	echo "$out"; echo "{\"overflow_switches\": $((s1 - s0))}"
+	status | grep '^overflow'
+	# Almost nothing: the probes, the UDP carrier's pings and the
+	# subflow's acknowledgements, not the stream (20 Mbit/s for 4 s is
+	# 10 MB).
+	"$PY" -c 'import sys; sys.exit(0 if float(sys.argv[1]) <= 0.02 else 1)' "$(share_of "$out")" &&
+		[ "$s1" = "$s0" ]
+}
+check "a 20 Mbit/s download on DSL (50): LTE carries at most 2% of the bytes, never made active" stream
+
+active_seen() { [ "$(am gw_agent_overflow_active)" = 1 ]; }
+bulk() {
+	local out s0 s1 seen=0 watcher
+	s0=$(am gw_agent_overflow_switches_total) || return 1
+	# Whether the metric shows it active while the download runs.
+	{ wait_for 8 active_seen && echo 1 > "$WORKDIR/seen"; } &
+	watcher=$!
+	out=$(download 0 8) || return 1
+	wait "$watcher"
+	[ -s "$WORKDIR/seen" ] && seen=1
+	s1=$(am gw_agent_overflow_switches_total) || return 1
+	echo "$out"; echo "{\"seen_active\": $seen, \"overflow_switches\": $((s1 - s0))}"
+	# LTE carries its share once DSL is full (about 30 of 80 Mbit/s for
+	# the last 5-6 of 8 s): more than a fifth of the bytes, and the
+	# download gets more than DSL alone could give (50).
+	"$PY" -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= 0.2 and float(sys.argv[2]) > 55 else 1)' \
+		"$(share_of "$out")" "$(rate_of "$out")" && [ $seen = 1 ]
+}
+check "a bulk download: DSL fills, LTE made active and carries more than a fifth of the bytes, more than DSL alone" bulk
+back() { [ "$(am gw_agent_overflow_active)" = 0 ]; }
+check "the download over: LTE backup again (within 10 s)" wait_for 10 back
+quiet() {
+	local l0 l1
+	l0=$(line_bytes gw-p2)
+	download 10M 2 > /dev/null || return 1
+	l1=$(line_bytes gw-p2)
+	echo "{\"lte_bytes_during_10_mbit_s_for_2_s\": $((l1 - l0))}"
+	[ $((l1 - l0)) -lt 100000 ]
+}
+check "and stays so: a 10 Mbit/s download after it puts under 100 kB on LTE" quiet
+grep "overflow:" "$WORKDIR/agent.log" | cut -c1-200 | tail -3
+check "agent exits cleanly" stop_agent_log "$AGENT_PID" "$WORKDIR/agent.log"
+check "concentrator exits cleanly" stop_concentrator "$CONC_PID" conc
+finish
