@@ -23,8 +23,10 @@ mesh_agent b agent-b --lan b-lanb --path b-dsl --lend b-mesh,uplink=19mbit || ex
 mesh_agent c agent-c --lan c-lan --path c-dsl --lend c-mesh || exit 1
 mesh_agent a agent-a --lan a-lan --path a-dsl --mesh a-mesh --congestion cubic || exit 1
 status_a() { ip netns exec "$(ns a)" "$AGENT" status --control "$WORKDIR/agent-a.sock" | sed -n '/^PATH/,/^$/p'; }
+# Until A's three paths are up (quietly: the control socket may not be
+# listening yet at the first tries).
 for i in $(seq 1 80); do
-	[ "$(status_a | grep -c ' up ')" -eq 3 ] && break
+	[ "$(status_a 2>/dev/null | grep -c ' up ')" -eq 3 ] && break
 	sleep 0.1
 done
 say ""

@@ -81,6 +81,14 @@ wait_paths() {
 	echo "$st"; return 1
 }
 check "A borrows: its line and both neighbours' are paths, up" wait_paths 3
+# The columns of status stay in line whatever the path names: a
+# neighbour's (a-mesh~10.77.0.2) is longer than an interface's.
+status_aligned() {
+	status_a | awk '/^PATH / { h = index($0, " MODE ") + 1 }
+		/^a-/ { if (h > 1 && substr($0, h - 1, 2) ~ /^ [a-z]/) ok++; else bad++ }
+		END { exit !(ok >= 3 && !bad) }' || { status_a | sed -n '/^PATH/,/^$/p'; return 1; }
+}
+check "status: every path's mode under MODE, the neighbours' long names included" status_aligned
 
 # What each line carries alone, then one flow from A's LAN over all three.
 line_alone() {  # line_alone NS SRC PORT
