@@ -188,8 +188,11 @@ static void format_paths(struct agent *a, struct mbuf *t)
 	if (overflow_wanted(&a->paths)) {
 		const struct overflow_figures *o = &a->overflow.fig;
 
-		if (!o->configured)
-			mbuf_printf(t, "overflow: backup (no on or master line with down= or up= is up)\n");
+		if (!a->overflow.last_ms)
+			mbuf_printf(t, "overflow: backup (measuring: the first figures within a second)\n");
+		else if (!o->configured)
+			mbuf_printf(t, "overflow: backup (no on or master line with down= or up= is up, "
+				    "or no overflow line is)\n");
 		else
 			mbuf_printf(t, "overflow: %s; on/master lines %.1f of %.1f Mbit/s down, %.1f of "
 				    "%.1f up; overflow lines %.1f down, %.1f up (active over %u%%)\n",

@@ -405,7 +405,8 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 					  &ovf_next))
 				due = log_now_ms();  /* MP_PRIO now */
 			overflow_next = ovf_next;
-		} else {
+		} else if (overflow_next) {
+			overflow_forget(&a->overflow, &a->paths);
 			overflow_next = 0;
 		}
 		if (pf[0].revents & POLLIN) {

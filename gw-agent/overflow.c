@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -48,12 +49,21 @@ static uint64_t permille(uint64_t use, uint64_t cap)
 	return cap ? use * 1000 / cap : 0;
 }
 
+void overflow_forget(struct overflow *o, struct paths *ps)
+{
+	uint64_t switches = o->fig.switches + (ps->overflow_on ? 1 : 0);
+
+	ps->overflow_on = false;
+	memset(o, 0, sizeof(*o));
+	o->fig.switches = switches;
+}
+
 bool overflow_tick(struct overflow *o, struct paths *ps, unsigned share, uint64_t now_ms,
 		   uint64_t *next_ms)
 {
 	struct overflow_figures f = { .switches = o->fig.switches, .active = ps->overflow_on };
 	uint64_t dt = now_ms - o->last_ms, fill = 0, demand = 0;
-	bool sampled = o->last_ms != 0, was = ps->overflow_on;
+	bool sampled = o->last_ms != 0, was = ps->overflow_on, ovf_up = false;
 
 	if (now_ms < o->next_ms) {
 		if (o->next_ms < *next_ms)
@@ -69,8 +79,10 @@ bool overflow_tick(struct overflow *o, struct paths *ps, unsigned share, uint64_
 		uint64_t rx, tx, r[2] = { 0, 0 };
 		bool primary = p->mode == PATH_ON || p->mode == PATH_MASTER;
 
-		if (p->neighbour || (!primary && p->mode != PATH_OVERFLOW))
+		if (p->neighbour || (!primary && p->mode != PATH_OVERFLOW)) {
+			o->have[i] = false;   /* its bytes meanwhile are no one second's */
 			continue;
+		}
 		if (if_bytes(p->ifname, "rx_bytes", &rx) < 0 || if_bytes(p->ifname, "tx_bytes", &tx) < 0) {
 			o->have[i] = false;
 			continue;
@@ -87,6 +99,7 @@ bool overflow_tick(struct overflow *o, struct paths *ps, unsigned share, uint64_
 		if (p->mode == PATH_OVERFLOW) {
 			f.ovf_bps[0] += r[0];
 			f.ovf_bps[1] += r[1];
+			ovf_up |= usable(p);
 		} else if (usable(p)) {
 			/* A direction counts where the line's capacity is given. */
 			if (p->down_bps) {
@@ -99,7 +112,7 @@ bool overflow_tick(struct overflow *o, struct paths *ps, unsigned share, uint64_
 			}
 		}
 	}
-	f.configured = overflow_wanted(ps) && (f.cap_bps[0] || f.cap_bps[1]);
+	f.configured = overflow_wanted(ps) && (f.cap_bps[0] || f.cap_bps[1]) && ovf_up;
 	for (int d = 0; d < 2; d++) {
 		uint64_t fl = permille(f.use_bps[d], f.cap_bps[d]);
 		uint64_t de = permille(f.use_bps[d] + f.ovf_bps[d], f.cap_bps[d]);
@@ -108,9 +121,9 @@ bool overflow_tick(struct overflow *o, struct paths *ps, unsigned share, uint64_
 		demand = de > demand ? de : demand;
 	}
 	if (!f.configured) {
-		/* No unmetered line up (or none with a capacity): the
-		 * overflow lines are backups, which the kernel uses when
-		 * nothing else is left. */
+		/* No unmetered line up (or none with a capacity), or no
+		 * overflow line up: the overflow lines are backups, which the
+		 * kernel uses when nothing else is left. */
 		ps->overflow_on = false;
 		o->above = o->below = 0;
 	} else if (!ps->overflow_on) {
@@ -132,8 +145,9 @@ bool overflow_tick(struct overflow *o, struct paths *ps, unsigned share, uint64_
 		f.switches++;
 		log_info("overflow: %s (the on/master lines at %llu%% of their capacity down, "
 			 "%llu%% up; overflow lines carried %.1f/%.1f Mbit/s)",
-			 ps->overflow_on ? "active: the on/master lines are full"
-					 : "backup: the demand fits the on/master lines",
+			 ps->overflow_on ? "active: the on/master lines are full" :
+			 f.configured ? "backup: the demand fits the on/master lines" :
+			 "backup: no on/master line with a capacity, or no overflow line, is up",
 			 (unsigned long long)(permille(f.use_bps[0], f.cap_bps[0]) / 10),
 			 (unsigned long long)(permille(f.use_bps[1], f.cap_bps[1]) / 10),
 			 f.ovf_bps[0] / 1e6, f.ovf_bps[1] / 1e6);

@@ -38,6 +38,9 @@ struct overflow {
  * true when ps->overflow_on changed (reconcile then). share: percent. */
 bool overflow_tick(struct overflow *o, struct paths *ps, unsigned share, uint64_t now_ms,
 		   uint64_t *next_ms);
+/* No overflow path any more (a reload): off, figures cleared (the count
+ * of switches kept). */
+void overflow_forget(struct overflow *o, struct paths *ps);
 /* Whether ps has an overflow path (configuration checks, status). */
 bool overflow_wanted(const struct paths *ps);
 

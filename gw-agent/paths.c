@@ -319,6 +319,22 @@ static void upm_apply(struct paths *ps, struct path *p, int fi, bool want, uint3
 	}
 }
 
+/* An endpoint's backup flag in place; a kernel that refuses (before
+ * 5.17, by id) gets a new endpoint instead, which closes the subflows:
+ * said once. */
+static int set_flags_logged(struct paths *ps, struct path *p, struct path_fam *f, uint32_t flags)
+{
+	static bool said;
+	int r = pm_set_flags(&ps->pm, f->ep_id, flags);
+
+	if (r < 0 && !said) {
+		said = true;
+		log_errno(r, "path %s: the kernel would not change endpoint %u's backup flag in "
+			  "place (%m): replaced, which closes its subflows", path_name(p), f->ep_id);
+	}
+	return r;
+}
+
 static void fam_apply(struct paths *ps, struct path *p, int fi, bool primary_up)
 {
 	struct path_fam *f = &p->f[fi];
@@ -380,7 +396,7 @@ static void fam_apply(struct paths *ps, struct path *p, int fi, bool primary_up)
 		upm_apply(ps, p, fi, want_ep, flags, bounced);
 	} else if (want_ep && f->ep_id && !bounced && !memcmp(&f->ep_addr, &f->addr, 16) &&
 		   (f->ep_flags ^ flags) == PM_FLAG_BACKUP &&
-		   pm_set_flags(&ps->pm, f->ep_id, flags) == 0) {
+		   set_flags_logged(ps, p, f, flags) == 0) {
 		/* Backup or not (overflow, a reload): in place, by MP_PRIO,
 		 * not by a new endpoint, which would close the subflows. */
 		f->ep_flags = flags;
@@ -449,20 +465,24 @@ int paths_reconcile(struct paths *ps)
 
 	/* Where new flows start, in order: usable on/master paths, then usable
 	 * backup/handover ones; never a path known to be dead. A path whose
-	 * network strips MPTCP comes last: a flow started there is plain TCP
+	 * network strips MPTCP comes late: a flow started there is plain TCP
 	 * on that one path for its whole life, so only when nothing else is
-	 * left. */
+	 * left; but an on/master one still before an overflow (metered) line,
+	 * which would otherwise carry every such flow whole. */
 	pthread_mutex_lock(&ps->src_lock);
 	for (int fi = 0; fi < 2; fi++) {
 		ps->nsrc[fi] = 0;
-		for (int pass = 0; pass < 4; pass++)
+		for (int pass = 0; pass < 5; pass++)
 			for (unsigned i = 0; i < ps->n; i++) {
 				struct path *p = &ps->p[i];
 				bool primary = p->mode == PATH_ON || p->mode == PATH_MASTER;
 				bool no_mptcp = p->f[fi].mptcp == PATH_MPTCP_NO;
+				/* 0 on/master, 1 backup/handover, 2 on/master without
+				 * MPTCP, 3 overflow, 4 the others without MPTCP. */
+				int rank = primary ? (no_mptcp ? 2 : 0) :
+					   no_mptcp ? 4 : p->mode == PATH_OVERFLOW ? 3 : 1;
 
-				if (p->mode == PATH_OFF || !p->f[fi].usable ||
-				    primary != !(pass & 1) || no_mptcp != (pass >= 2))
+				if (p->mode == PATH_OFF || !p->f[fi].usable || rank != pass)
 					continue;
 				memcpy(ps->srcif[fi][ps->nsrc[fi]], p->ifname, IFNAMSIZ);
 				ps->srcnb[fi][ps->nsrc[fi]] = p->neighbour;
@@ -470,6 +490,9 @@ int paths_reconcile(struct paths *ps)
 					 path_name(p));
 				ps->srcid[fi][ps->nsrc[fi]] = (uint8_t)i;
 				ps->srcprimary[fi][ps->nsrc[fi]] = primary;
+				/* Reconciled at once when overflow turns on or off. */
+				ps->srcmetered[fi][ps->nsrc[fi]] = p->mode == PATH_OVERFLOW &&
+								   !ps->overflow_on;
 				ps->srcs[fi][ps->nsrc[fi]++] = p->f[fi].addr;
 			}
 	}
@@ -501,6 +524,7 @@ unsigned paths_sources_ex(struct paths *ps, int family, struct path_src *ret, un
 		memcpy(ret[i].ifname, ps->srcif[fi][i], IFNAMSIZ);
 		ret[i].id = ps->srcid[fi][i];
 		ret[i].neighbour = ps->srcnb[fi][i];
+		ret[i].metered = ps->srcmetered[fi][i];
 		memcpy(ret[i].name, ps->srcname[fi][i], sizeof(ret[i].name));
 		ret[i].probe_ok_ms = __atomic_load_n(&ps->p[ret[i].id].f[fi].probe_ok_ms,
 						     __ATOMIC_RELAXED);

@@ -127,6 +127,7 @@ struct paths {
 	char srcname[2][PATHS_MAX][40];       /* path_name() */
 	uint8_t srcid[2][PATHS_MAX];          /* their index in p[] */
 	bool srcprimary[2][PATHS_MAX];        /* on/master (else backup/handover) */
+	bool srcmetered[2][PATHS_MAX];        /* an overflow line not active now */
 };
 
 /* "IFACE[,mode=on|master|backup|handover|overflow|off][,gateway=ADDR]
@@ -184,6 +185,7 @@ struct path_src {
 	uint64_t probe_ok_ms;    /* its last probe answered by the concentrator's address */
 	uint8_t id;
 	bool neighbour, primary;
+	bool metered;            /* an overflow line, not active now */
 };
 unsigned paths_sources_ex(struct paths *ps, int family, struct path_src *ret, unsigned max);
 /* The first usable own (WAN, not a neighbour's) path's address and

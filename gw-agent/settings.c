@@ -49,8 +49,9 @@ static const struct opt_spec agent_opts[] = {
 	  .more = "Modes (OpenWrt's multipath): on: use it; master: use it, it carries the default route; backup: a backup subflow, used when no on or master path is; handover: no subflow until no on or master path is up; overflow: a metered line, a backup subflow made active (MP_PRIO) while the on and master lines carry more than overflow-share of their down= or up= capacity, and backup again once the whole demand fits them (20 points under); off: never. Without gateway=, the one the path's DHCP client installs as its default route." },
 	{ "path", O_WANPATH, NULL, "network_multipath", CONFIG_UCI_MULTIPATH, .hidden = true,
 	  .key_only = true, .reload = OPT_LIVE,
-	  .help = "on, master, backup, handover or off: the interface's device is a path in "
-		  "that mode (what OpenWrt's multipath scripts read)" },
+	  .help = "on, master, backup, handover, overflow or off: the interface's device is a "
+		  "path in that mode (what OpenWrt's multipath scripts read; down= and up= for "
+		  "overflow go in the agent's own paths list)" },
 	{ "mesh", O_MESH, "IFACE[,mode=on|backup][,neighbour=ADDR]...", "mesh", CONFIG_STRING,
 	  .reload = OPT_RESTART,
 	  .help = "borrow the lines of neighbours on this mesh interface: one path per lending "

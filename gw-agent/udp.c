@@ -80,6 +80,7 @@ struct ucar {
 	char name[40];               /* the path's (path_name()) */
 	bool live, primary;
 	bool neighbour;              /* a mesh neighbour's line: no HELLOs by it */
+	bool metered;                /* an overflow line not active now */
 	uint64_t probe_ok_ms;        /* the main thread's last probe answered on it */
 	uint32_t rtt_us;             /* smoothed, from PONGs; 0 = none yet */
 	uint64_t last_ping_ms, last_pong_ms;
@@ -1084,6 +1085,7 @@ static void refresh_paths(struct agent_udp *u, uint64_t now)
 		memcpy(c->name, src[i].name, sizeof(c->name));
 		c->primary = src[i].primary;
 		c->neighbour = src[i].neighbour;
+		c->metered = src[i].metered;
 		c->probe_ok_ms = src[i].probe_ok_ms;
 		if (c->fd < 0) {
 			int r = car_open(u, c);
@@ -1109,16 +1111,22 @@ static void refresh_paths(struct agent_udp *u, uint64_t now)
 	for (unsigned i = 0; i < PATHS_MAX; i++)
 		if (!seen[i])
 			u->car[i].live = false;
-	/* Live paths, primary first, in the main thread's order. */
+	/* Live paths, primary first, in the main thread's order. An overflow
+	 * (metered) line not active now only when no primary one is left:
+	 * redundant and lowest-delay flows would use it all day. */
 	u->norder = 0;
-	for (int pass = 0; pass < 2; pass++)
+	for (int pass = 0; pass < 2; pass++) {
+		unsigned nprimary = u->norder;
+
 		for (unsigned i = 0; i < n; i++) {
 			uint8_t id = src[i].id;
 
 			if (id <= UDPC_MAX_PATH_ID && seen[id] && u->car[id].primary == (pass == 0) &&
+			    !(pass == 1 && nprimary && u->car[id].metered) &&
 			    car_usable(u, &u->car[id], now))
 				u->order[u->norder++] = id;
 		}
+	}
 	if ((nold != u->norder || memcmp(old, u->order, nold)) && u->sid) {
 		/* Flows whose path is gone or no longer first: tell the
 		 * concentrator now, not at their next datagram. */

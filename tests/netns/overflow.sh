@@ -73,18 +73,19 @@ bulk() {
 	# Whether the metric shows it active while the download runs.
 	{ wait_for 8 active_seen && echo 1 > "$WORKDIR/seen"; } &
 	watcher=$!
-	out=$(download 0 8) || return 1
+	out=$(download 0 10) || return 1
 	wait "$watcher"
 	[ -s "$WORKDIR/seen" ] && seen=1
 	s1=$(am gw_agent_overflow_switches_total) || return 1
 	echo "$out"; echo "{\"seen_active\": $seen, \"overflow_switches\": $((s1 - s0))}"
 	# LTE carries its share once DSL is full (about 30 of 80 Mbit/s for
-	# the last 5-6 of 8 s): more than a fifth of the bytes, and the
-	# download gets more than DSL alone could give (50).
-	"$PY" -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= 0.2 and float(sys.argv[2]) > 55 else 1)' \
+	# the last 7-8 of 10 s; 29% of the bytes measured): more than 15% of
+	# them, and the download gets more than DSL alone could give (50; 47
+	# measured with LTE a plain backup line).
+	"$PY" -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= 0.15 and float(sys.argv[2]) > 55 else 1)' \
 		"$(share_of "$out")" "$(rate_of "$out")" && [ $seen = 1 ]
 }
-check "a bulk download: DSL fills, LTE made active and carries more than a fifth of the bytes, more than DSL alone" bulk
+check "a bulk download: DSL fills, LTE made active and carries more than 15% of the bytes, more than DSL alone" bulk
 back() { [ "$(am gw_agent_overflow_active)" = 0 ]; }
 check "the download over: LTE backup again (within 10 s)" wait_for 10 back
 quiet() {
