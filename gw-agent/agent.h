@@ -59,6 +59,7 @@ struct agent_config {
 	uint32_t max_parked_mib;       /* relay_set_parked_limit, 0 = none */
 	unsigned rcvbuf;               /* MPTCP receive buffer, 0 = autotune */
 	char control_path[108];        /* status socket, "" = none */
+	char state_dir[200];           /* the caps file's directory */
 	int log_level;
 	struct sockaddr_storage metrics;  /* --metrics-listen; metrics_len 0 = off */
 	socklen_t metrics_len;
@@ -129,6 +130,8 @@ struct path_metric {
 	bool usable, endpoint;
 	uint32_t probe_rtt_us;         /* 0 = none yet */
 	int mptcp;                     /* enum path_mptcp */
+	uint64_t cap_bytes, cap_used;  /* its data cap (0: none) and this cycle's bytes */
+	unsigned cap_pct;              /* the highest threshold reached (percent), 0: none */
 };
 
 struct agent {
@@ -167,6 +170,7 @@ struct agent {
 	uint64_t mesh_req_results[MESH_R_MAX]; /* under snap_lock: mesh.req_results */
 	unsigned mesh_borrowers;               /* under snap_lock: mesh.nallowed */
 	struct overflow overflow;              /* main thread */
+	char caps_file[220];                   /* state_dir/caps, "" before start */
 	struct overflow_figures ovf;           /* under snap_lock: overflow.fig */
 	unsigned npm;
 	/* Concentrator reachability: 1 ok, 0 failed, -1 not tried yet; set by

@@ -185,6 +185,29 @@ static void format_paths(struct agent *a, struct mbuf *t)
 				 ep);
 		}
 	}
+	for (unsigned i = 0; i < a->paths.n; i++) {
+		const struct path *p = &a->paths.p[i];
+		const struct path_cap *cp = &p->cap;
+		char since[16] = "?", at[96] = "";
+		struct tm tm;
+
+		if (!cp->bytes || p->neighbour)
+			continue;
+		if (cp->cycle_start && localtime_r(&cp->cycle_start, &tm))
+			strftime(since, sizeof(since), "%Y-%m-%d", &tm);
+		for (unsigned k = 0; k < cp->nat; k++)
+			snprintf(at + strlen(at), sizeof(at) - strlen(at), "%s%u%%: %s", k ? ", " : "",
+				 cp->at[k].pct, path_mode_name((enum path_mode)cp->at[k].action));
+		/* Decimal, as operators bill: GB, or MB for a small cap. */
+		double unit = cp->bytes >= 1000000000ull ? 1e9 : 1e6;
+
+		mbuf_printf(t, "cap %s: %.2f of %.2f %s (%llu%%) since %s; at %s; %s%s\n", p->ifname,
+			    cp->used / unit, cp->bytes / unit, unit > 1e6 ? "GB" : "MB",
+			    (unsigned long long)(cp->used / (cp->bytes / 100 ? cp->bytes / 100 : 1)),
+			    since, at,
+			    cp->level >= 0 ? "reached: the line is " : "under the thresholds",
+			    cp->level >= 0 ? path_mode_name(p->mode) : "");
+	}
 	if (overflow_wanted(&a->paths)) {
 		const struct overflow_figures *o = &a->overflow.fig;
 

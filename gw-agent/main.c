@@ -6,6 +6,7 @@
  * core (each with its own io_uring and IP_TRANSPARENT listener) and on
  * SIGTERM/SIGINT drains flows, then removes the interception. */
 #include "agent.h"
+#include "caps.h"
 #include "settings.h"
 #include "config.h"
 #include "daemon.h"
@@ -14,6 +15,7 @@
 #include "sock.h"
 
 #include <errno.h>
+#include <sys/stat.h>
 #include <getopt.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -306,6 +308,9 @@ _Static_assert(UPM_MAX_CONC == AGENT_MAX_CONC, "the path manager knows every con
 		a->paths.probe_to = cur->conc[0];
 		a->paths.probe_to_len = cur->conc_len[0];
 		pc = paths_update(&a->paths, want);
+		/* A capped path added (or given a new cycle): its count from
+		 * the state file, if it has one for this cycle. */
+		caps_load(&a->paths, a->caps_file);
 		a->paths.probe_timeout_ms = a->paths.probe_interval_ms * 3 / 4;
 		if (a->paths.rt_open)
 			paths_reconcile(&a->paths);
@@ -345,7 +350,7 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 {
 	int sfd = signalfd(-1, sigs, SFD_CLOEXEC);
 	uint64_t due = 0, periodic = log_now_ms() + 2000, probe_next = 0, mesh_next = 0;
-	uint64_t overflow_next = 0;
+	uint64_t overflow_next = 0, caps_next = 0;
 	uint64_t wd_every = daemon_watchdog_ms(), wd_next = 0, status_next = 0;
 	uint64_t *seen = calloc(a->cfg.workers, sizeof(*seen));
 
@@ -380,6 +385,8 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 			next = mesh_next;
 		if (overflow_next && overflow_next < next)
 			next = overflow_next;
+		if (caps_next && caps_next < next)
+			next = caps_next;
 		timeout = next > now ? (int)(next - now) : 0;
 		if (poll(pf, 6 + np, timeout) < 0 && errno != EINTR)
 			break;
@@ -398,6 +405,15 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 			due = log_now_ms();
 		if (a->paths.n && paths_probe_run(&a->paths, pf + 6, np, log_now_ms(), &probe_next))
 			due = log_now_ms();  /* a path died or came back: now */
+		if (caps_wanted(&a->paths)) {
+			uint64_t caps_nx = UINT64_MAX;
+
+			if (caps_tick(&a->paths, a->caps_file, log_now_ms(), &caps_nx))
+				due = log_now_ms();  /* a line at a threshold: now */
+			caps_next = caps_nx;
+		} else {
+			caps_next = 0;
+		}
 		if (overflow_wanted(&a->paths)) {
 			uint64_t ovf_next = UINT64_MAX;
 
@@ -578,6 +594,19 @@ int main(int argc, char **argv)
 			a->paths.probe_timeout_ms = a->paths.probe_interval_ms * 3 / 4;
 			r = paths_init(&a->paths, a->cfg.table, 10000);
 			upm_set_concentrators(&a->paths.upm, a->cfg.conc, a->cfg.nconc);
+			snprintf(a->caps_file, sizeof(a->caps_file), "%s/" CAPS_STATE_FILE,
+				 a->cfg.state_dir);
+			if (r == 0 && caps_wanted(&a->paths)) {
+				/* What the lines used this cycle, before any of them
+				 * carries a byte: one over its cap stays off. */
+				uint64_t nx = UINT64_MAX;
+
+				if (mkdir(a->cfg.state_dir, 0700) < 0 && errno != EEXIST)
+					log_errno(-errno, "caps: cannot make %s: %m (caps are "
+						  "not kept across restarts)", a->cfg.state_dir);
+				caps_load(&a->paths, a->caps_file);
+				caps_tick(&a->paths, a->caps_file, log_now_ms(), &nx);
+			}
 			if (r == 0)
 				paths_reconcile(&a->paths);
 		}
@@ -624,6 +653,7 @@ int main(int argc, char **argv)
 	}
 	agent_udp_stop(a);
 	mesh_stop(&a->mesh, &a->paths);
+	caps_save(&a->paths, a->caps_file);
 	paths_cleanup(&a->paths);
 	intercept_remove(&a->cfg);
 	if (r == 0)

@@ -33,6 +33,7 @@
 
 #include "addr.h"
 #include "convert.h"
+#include "caps.h"
 #include "log.h"
 #include "sock.h"
 
@@ -108,6 +109,23 @@ int paths_parse(struct paths *ps, const char *spec, const char **ret_why)
 				*ret_why = "has a down= or up= that is not NUMBER followed by kbit, mbit or gbit";
 				return -EINVAL;
 			}
+		} else if (!strncmp(tok, "cap=", 4)) {
+			if (caps_parse_size(tok + 4, &p->cap.bytes) < 0) {
+				*ret_why = "has a cap= that is not a size (10G, 500M: bytes, decimal)";
+				return -EINVAL;
+			}
+		} else if (!strncmp(tok, "cycle=", 6)) {
+			if (caps_parse_cycle(tok + 6, &p->cap) < 0) {
+				*ret_why = "has a cycle= that is neither a day of the month (1-28) nor "
+					   "a number of days (30d)";
+				return -EINVAL;
+			}
+		} else if (!strncmp(tok, "at=", 3)) {
+			if (caps_parse_at(tok + 3, &p->cap) < 0) {
+				*ret_why = "has an at= that is not PERCENT:ACTION[/PERCENT:ACTION] with "
+					   "rising percents (1-100) and actions overflow, backup or off";
+				return -EINVAL;
+			}
 		} else if (!strncmp(tok, "gateway=", 8)) {
 			struct addr_prefix a;
 			int fi;
@@ -120,10 +138,24 @@ int paths_parse(struct paths *ps, const char *spec, const char **ret_why)
 			p->f[fi].gw_cfg = a.addr;
 			p->f[fi].gw_given = true;
 		} else {
-			*ret_why = "has an option other than mode=, gateway=, down= or up=";
+			*ret_why = "has an option other than mode=, gateway=, down=, up=, cap=, "
+				   "cycle= or at=";
 			return -EINVAL;
 		}
 	}
+	if ((p->cap.nat || p->cap.day || p->cap.ndays) && !p->cap.bytes) {
+		*ret_why = "has cycle= or at= without cap=";
+		return -EINVAL;
+	}
+	if (p->cap.bytes && !p->cap.day && !p->cap.ndays)
+		p->cap.day = 1;              /* monthly, from the 1st */
+	if (p->cap.bytes && !p->cap.nat) {
+		p->cap.nat = 1;              /* at the cap: off */
+		p->cap.at[0].pct = 100;
+		p->cap.at[0].action = PATH_OFF;
+	}
+	p->cap.level = -1;
+	p->mode_cfg = p->mode;
 	for (unsigned i = 0; i < ps->n; i++)
 		if (!strcmp(ps->p[i].ifname, p->ifname)) {
 			*ret_why = "names an interface given twice";
@@ -875,11 +907,29 @@ int paths_update(struct paths *ps, const struct paths *want)
 			changed++;
 			continue;
 		}
-		if (p->mode != w->mode)
+		if (p->mode_cfg != w->mode)
 			log_info("reload: path %s: mode %s -> %s", p->ifname,
-				 path_mode_name(p->mode), path_mode_name(w->mode));
-		changed += p->mode != w->mode;
-		p->mode = w->mode;
+				 path_mode_name(p->mode_cfg), path_mode_name(w->mode));
+		p->mode_cfg = w->mode;
+		/* The cap's settings; what it counted stays (a new cap= or
+		 * at= is judged at the next second). */
+		if (p->cap.day != w->cap.day || p->cap.ndays != w->cap.ndays || !w->cap.bytes) {
+			p->cap.cycle_start = 0;   /* another cycle: counted anew */
+			p->cap.used = 0;
+		}
+		p->cap.bytes = w->cap.bytes;
+		p->cap.day = w->cap.day;
+		p->cap.ndays = w->cap.ndays;
+		p->cap.nat = w->cap.nat;
+		memcpy(p->cap.at, w->cap.at, sizeof(p->cap.at));
+		if (p->cap.level >= p->cap.nat || !p->cap.bytes)
+			p->cap.level = -1;
+		{
+			enum path_mode m = caps_effective_mode(p);
+
+			changed += p->mode != m;
+			p->mode = m;
+		}
 		p->down_bps = w->down_bps;
 		p->up_bps = w->up_bps;
 		for (int fi = 0; fi < 2; fi++) {
@@ -901,7 +951,7 @@ int paths_update(struct paths *ps, const struct paths *want)
 		if (!kept && p->mode != PATH_OFF) {
 			log_info("reload: path %s removed (off until restart or re-added)", p->ifname);
 			path_teardown(ps, p);
-			p->mode = PATH_OFF;
+			p->mode = p->mode_cfg = PATH_OFF;
 			changed++;
 		}
 		if (p->mode != PATH_OFF)
@@ -972,7 +1022,8 @@ struct path *paths_neighbour_up(struct paths *ps, const char *ifname, const stru
 		raise_limits(ps, ps->n);
 	}
 	p->nb_src = *src;
-	p->mode = mode;
+	p->mode = p->mode_cfg = mode;
+	p->cap.level = -1;
 	p->f[0].gw_given = true;
 	p->f[0].gw_cfg = *via;
 	log_info("path %s: neighbour lends its line (%s)", path_name(p), path_mode_name(mode));
@@ -985,5 +1036,5 @@ void paths_neighbour_down(struct paths *ps, struct path *p)
 		return;
 	log_info("path %s: neighbour gone", path_name(p));
 	path_teardown(ps, p);
-	p->mode = PATH_OFF;
+	p->mode = p->mode_cfg = PATH_OFF;
 }

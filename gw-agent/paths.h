@@ -75,6 +75,24 @@ struct path_fam {
 	bool rule_oif;
 };
 
+/* A line's data cap (caps.h). */
+#define CAP_MAX_AT 4
+struct path_cap {
+	uint64_t bytes;            /* 0: no cap */
+	uint8_t day;               /* billing day of the month (1-28), or 0 ... */
+	uint16_t ndays;            /* ... a cycle of this many days */
+	uint8_t nat;
+	struct { uint8_t pct; uint8_t action; } at[CAP_MAX_AT];  /* action: enum path_mode */
+	/* Counting (main thread). */
+	time_t cycle_start;
+	uint64_t used;             /* bytes both ways this cycle */
+	uint64_t saved;            /* used as last saved */
+	uint64_t ctr;              /* the interface's rx + tx at the last sample */
+	bool have_ctr;
+	int level;                 /* index of the highest threshold reached, -1: none */
+	uint64_t grace_until_ms;   /* reaching an off: backup until then (0: none) */
+};
+
 struct path {
 	char ifname[IFNAMSIZ];
 	/* A neighbour's line through the mesh (mesh.c): the mesh interface,
@@ -85,7 +103,9 @@ struct path {
 	bool neighbour;
 	struct in6_addr nb_via, nb_src;
 	char name[40];             /* status and metrics: ifname, or ifname~neighbour */
-	enum path_mode mode;
+	enum path_mode mode;       /* in effect: mode_cfg, or a cap's action */
+	enum path_mode mode_cfg;   /* as configured */
+	struct path_cap cap;
 	/* What the line carries at most (down=, up=; 0: not given), bits a
 	 * second: the capacity overflow.c measures the on/master lines'
 	 * use against. */

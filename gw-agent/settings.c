@@ -23,12 +23,13 @@ enum {
 	O_BUFFER_SIZE, O_MAX_PARKED, O_MAX_PER_HOST, O_KEY_FILE, O_CONTROL, O_LOG_LEVEL, O_METRICS, O_CONFIG,
 	O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_FAST_OPEN, O_NO_FAST_OPEN, O_VERIFY, O_NO_VERIFY, O_CLUSTER,
 	O_UDP, O_UDP_CLASS, O_UDP_MAX_FLOWS, O_UDP_PER_HOST, O_UDP_TIMEOUT, O_UDP_STREAM_TIMEOUT,
-	O_OVERFLOW_SHARE, O_MAX,
+	O_OVERFLOW_SHARE, O_STATE_DIR, O_MAX,
 };
 
 #define AT(field) OPT_AT(struct agent_config, field)
 
-static const char *const path_fields[] = { "interface", "mode", "gateway", "down", "up", NULL };
+static const char *const path_fields[] = { "interface", "mode", "gateway", "down", "up", "cap",
+					   "cycle", "at", NULL };
 
 static const struct opt_spec agent_opts[] = {
 	{ "concentrator", O_CONC, "ADDR[:PORT]", "concentrators", CONFIG_LIST, .reload = OPT_LIVE,
@@ -40,13 +41,17 @@ static const struct opt_spec agent_opts[] = {
 	{ "bypass", O_BYPASS, "CIDR", "bypass", CONFIG_LIST, .reload = OPT_LIVE,
 	  .help = "destinations never intercepted, besides the LAN's own prefixes; "
 		  "repeatable" },
-	{ "path", O_WANPATH, "IFACE[,mode=MODE][,gateway=ADDR][,down=RATE][,up=RATE]", "paths",
-	  CONFIG_SPEC_LIST,
+	{ "path", O_WANPATH,
+	  "IFACE[,mode=MODE][,gateway=ADDR][,down=RATE][,up=RATE][,cap=SIZE[,cycle=DAY|Nd][,at=PCT:ACTION[/...]]]",
+	  "paths", CONFIG_SPEC_LIST,
 	  .fields = path_fields, .reload = OPT_LIVE, .deflt = "none: the main routing table",
 	  .help = "a WAN or mesh path for subflows, MODE on, master, backup, handover, overflow "
-		  "or off; down=/up= what the line carries at most (50mbit); repeatable; in a "
-		  "file a string or {\"interface\", \"mode\", \"gateway\", \"down\", \"up\"}",
-	  .more = "Modes (OpenWrt's multipath): on: use it; master: use it, it carries the default route; backup: a backup subflow, used when no on or master path is; handover: no subflow until no on or master path is up; overflow: a metered line, a backup subflow made active (MP_PRIO) while the on and master lines carry more than overflow-share of their down= or up= capacity, and backup again once the whole demand fits them (20 points under); off: never. Without gateway=, the one the path's DHCP client installs as its default route." },
+		  "or off; down=/up= what the line carries at most (50mbit); cap= a data cap per "
+		  "billing cycle (10G), cycle= its first day of the month (1) or length (30d), "
+		  "at= what the line becomes at a share of it (100:off; overflow, backup or off); "
+		  "repeatable; in a file a string or {\"interface\", \"mode\", \"gateway\", "
+		  "\"down\", \"up\", \"cap\", \"cycle\", \"at\"}",
+	  .more = "Modes (OpenWrt's multipath): on: use it; master: use it, it carries the default route; backup: a backup subflow, used when no on or master path is; handover: no subflow until no on or master path is up; overflow: a metered line, a backup subflow made active (MP_PRIO) while the on and master lines carry more than overflow-share of their down= or up= capacity, and backup again once the whole demand fits them (20 points under); off: never. Without gateway=, the one the path's DHCP client installs as its default route. A cap counts the line's bytes both ways (its interface's counters, which a new PPP session or modem restarts: counted on), kept in state-dir across restarts; e.g. lte,mode=on,cap=10G,cycle=15,at=80:overflow/100:off. At a threshold the line takes the stricter of its mode and the action: backup by MP_PRIO, off by closing its subflows (the flows go on over the other lines); a new cycle gives it back its mode." },
 	{ "path", O_WANPATH, NULL, "network_multipath", CONFIG_UCI_MULTIPATH, .hidden = true,
 	  .key_only = true, .reload = OPT_LIVE,
 	  .help = "on, master, backup, handover, overflow or off: the interface's device is a "
@@ -221,6 +226,14 @@ static const struct opt_spec agent_opts[] = {
 	  .help = "this gateway's key (a line ID SECRET [nat]; mode 600): every request "
 		  "carries an authenticator in its Cookie TLV",
 	  .more = "nat: this gateway's packets are translated before the concentrator. Re-read at each reload." },
+	{ "state-dir", O_STATE_DIR, "DIR", "state_dir", CONFIG_STRING, .type = OT_ABSPATH,
+	  AT(state_dir), .reload = OPT_RESTART,
+	  .deflt = "systemd's StateDirectory, else /var/lib/gw-agent",
+	  .help = "where the lines' data caps are kept across restarts (the file caps)",
+	  .more = "Written at most every 15 minutes while a capped line carries data, at each "
+		  "threshold and new cycle, and at stop: about a hundred bytes, a few times an "
+		  "hour (router flash wears). On OpenWrt put it on flash (/etc/gw-agent): /var "
+		  "is memory there. A power cut loses at most the last 15 minutes' count." },
 	{ "control", O_CONTROL, "PATH", "control", CONFIG_STRING, .type = OT_ABSPATH,
 	  AT(control_path), .reload = OPT_RESTART, .deflt = AGENT_CONTROL_PATH,
 	  .help = "status socket for `gw-agent status` (\"\" = none)",
@@ -434,7 +447,7 @@ static int load_key(struct agent_config *cfg)
 int agent_load_settings(int argc, char **argv, struct agent_config *cfg, struct paths *ps)
 {
 	struct parse p = { .cfg = cfg, .paths = ps };
-	bool explicit_file, check;
+	bool explicit_file, check, wants_overflow = false;
 	/* The file's name, for messages (config_load_all reads it). */
 	const char *file = config_prescan(argc, argv, AGENT_CONFIG_PATH, &explicit_file, &check);
 
@@ -452,7 +465,15 @@ int agent_load_settings(int argc, char **argv, struct agent_config *cfg, struct 
 			file);
 		return -EINVAL;
 	}
-	if (overflow_wanted(ps)) {
+	for (unsigned i = 0; i < ps->n; i++)
+		for (unsigned k = 0; k < ps->p[i].cap.nat; k++)
+			if (ps->p[i].cap.at[k].action == PATH_OVERFLOW)
+				wants_overflow = true;
+	if (!cfg->state_dir[0])
+		snprintf(cfg->state_dir, sizeof(cfg->state_dir), "%s",
+			 getenv("STATE_DIRECTORY") && getenv("STATE_DIRECTORY")[0] == '/'
+			 ? getenv("STATE_DIRECTORY") : "/var/lib/gw-agent");
+	if (wants_overflow || overflow_wanted(ps)) {
 		bool cap = false;
 
 		for (unsigned i = 0; i < ps->n; i++)
@@ -460,8 +481,8 @@ int agent_load_settings(int argc, char **argv, struct agent_config *cfg, struct 
 			       (ps->p[i].down_bps || ps->p[i].up_bps);
 		if (!cap) {
 			fprintf(stderr, "gw-agent: paths (--path, or \"paths\" in %s): mode=overflow "
-				"needs down= or up= on an on or master path (the capacity the overflow "
-				"lines wait for)\n", file);
+				"(or a cap's at=...:overflow) needs down= or up= on an on or master path "
+				"(the capacity the overflow lines wait for)\n", file);
 			return -EINVAL;
 		}
 		if (!ps->manage_endpoints) {

@@ -82,6 +82,10 @@ void agent_paths_snapshot(struct agent *a)
 			m->endpoint = f->ep_id != 0;
 			m->probe_rtt_us = f->usable ? f->probe_rtt_us : 0;
 			m->mptcp = f->mptcp;
+			m->cap_bytes = fi == 0 && !p->neighbour ? p->cap.bytes : 0;
+			m->cap_used = p->cap.used;
+			m->cap_pct = p->cap.level >= 0 && p->cap.level < p->cap.nat
+				     ? p->cap.at[p->cap.level].pct : 0;
 			/* The probes talk to the first concentrator. */
 			if ((a->paths.probe_to.ss_family == AF_INET6) == (fi == 1) &&
 			    f->have_addr && p->mode != PATH_OFF && ps->probe_interval_ms) {
@@ -161,6 +165,30 @@ void agent_render_metrics(void *ctx, struct mbuf *b)
 			 pm[i].family == AF_INET6 ? "ipv6" : "ipv4",
 			 metrics_label(pm[i].state, e2, sizeof(e2)));
 		metrics_u64(b, "gw_agent_path_state", l, 1);
+	}
+	{
+		bool any = false;
+
+		for (unsigned i = 0; i < npm; i++)
+			any |= pm[i].cap_bytes != 0;
+		if (any) {
+			metrics_head(b, "gw_agent_cap_bytes", "gauge",
+				     "A line's data cap per billing cycle (path cap=), bytes.");
+			metrics_head(b, "gw_agent_cap_used_bytes", "gauge",
+				     "What the line carried this cycle, both ways, bytes.");
+			metrics_head(b, "gw_agent_cap_reached_percent", "gauge",
+				     "The highest threshold (at=) the line reached this cycle, "
+				     "percent of its cap; 0: none.");
+			for (unsigned i = 0; i < npm; i++) {
+				if (!pm[i].cap_bytes)
+					continue;
+				snprintf(l, sizeof(l), "path=\"%s\"",
+					 metrics_label(pm[i].name, e1, sizeof(e1)));
+				metrics_u64(b, "gw_agent_cap_bytes", l, pm[i].cap_bytes);
+				metrics_u64(b, "gw_agent_cap_used_bytes", l, pm[i].cap_used);
+				metrics_u64(b, "gw_agent_cap_reached_percent", l, pm[i].cap_pct);
+			}
+		}
 	}
 	metrics_head(b, "gw_agent_path_endpoint", "gauge",
 		     "1 when the agent keeps an MPTCP endpoint on the path's address (--endpoints "

@@ -167,7 +167,7 @@ J
 expect "agent: errors in lists, path objects, choices and booleans" 2 \
 	"$A" --check-config --config "$T/agent.json" <<END
 $T/agent.json: concentrators[1]: "[2001:db8::1]:99999" is not ADDR[:PORT] or [ADDR6][:PORT]
-$T/agent.json: paths[2].weight: unknown key (this object takes interface, mode, gateway, down, up)
+$T/agent.json: paths[2].weight: unknown key (this object takes interface, mode, gateway, down, up, cap, cycle, at)
 $T/agent.json: paths[2]: "mesh,mode=sometimes" has a mode other than on, master, backup, handover, overflow, off
 $T/agent.json: paths[3]: has no "interface"
 $T/agent.json: paths[4]: is a number, expected a string or an object
@@ -203,7 +203,14 @@ expect "agent: an overflow line with the on/master line's capacity" 0 \
 	<<< "gw-agent: configuration OK ($T/agent-ovf.json and the command line)"
 expect "agent: an overflow line without any capacity given" 2 \
 	"$A" --check-config --concentrator 198.51.100.1 --lan br-lan --path wan --path lte,mode=overflow \
-	<<< "gw-agent: paths (--path, or \"paths\" in /etc/gw-agent/gw-agent.json): mode=overflow needs down= or up= on an on or master path (the capacity the overflow lines wait for)"
+	<<< "gw-agent: paths (--path, or \"paths\" in /etc/gw-agent/gw-agent.json): mode=overflow (or a cap's at=...:overflow) needs down= or up= on an on or master path (the capacity the overflow lines wait for)"
+expect "agent: data caps: a size without a unit, falling thresholds, a cycle without a cap" 2 \
+	"$A" --check-config --concentrator 198.51.100.1 --lan br-lan --path wan,cap=10 \
+	--path lte,cap=10G,at=100:off/80:backup --path wwan,cycle=15 <<END
+gw-agent: --path: "wan,cap=10" has a cap= that is not a size (10G, 500M: bytes, decimal)
+gw-agent: --path: "lte,cap=10G,at=100:off/80:backup" has an at= that is not PERCENT:ACTION[/PERCENT:ACTION] with rising percents (1-100) and actions overflow, backup or off
+gw-agent: --path: "wwan,cycle=15" has cycle= or at= without cap=
+END
 expect "agent: a capacity that is not a rate" 2 \
 	"$A" --check-config --concentrator 198.51.100.1 --lan br-lan --path wan,down=50mb <<END
 gw-agent: --path: "wan,down=50mb" has a down= or up= that is not NUMBER followed by kbit, mbit or gbit
