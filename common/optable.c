@@ -251,7 +251,7 @@ static void print_help(const struct optable *t, FILE *f)
 {
 	fprintf(f, "Usage: %s\n%s\n\n", t->synopsis, t->summary);
 	for (const struct opt_spec *s = t->opts; s->name; s++) {
-		char label[96], text[1024];
+		char label[256], text[1024];
 		int col;
 
 		if (s->hidden)
@@ -389,7 +389,7 @@ static void print_markdown(const struct optable *t, FILE *f)
 	fputs("| Option | Config key | Default | Reload | Meaning |\n", f);
 	fputs("|---|---|---|---|---|\n", f);
 	for (const struct opt_spec *s = t->opts; s->name; s++) {
-		char label[96];
+		char label[256];
 
 		if (s->hidden)
 			continue;

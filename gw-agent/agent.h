@@ -15,6 +15,7 @@
 #include "paths.h"
 #include "mesh.h"
 #include "overflow.h"
+#include "caps.h"
 #include "cookie.h"
 #include "quota.h"
 #include "relay.h"
@@ -171,6 +172,7 @@ struct agent {
 	unsigned mesh_borrowers;               /* under snap_lock: mesh.nallowed */
 	struct overflow overflow;              /* main thread */
 	char caps_file[220];                   /* state_dir/caps, "" before start */
+	struct caps_state caps;                /* main thread */
 	struct overflow_figures ovf;           /* under snap_lock: overflow.fig */
 	unsigned npm;
 	/* Concentrator reachability: 1 ok, 0 failed, -1 not tried yet; set by

@@ -98,7 +98,9 @@ time_t caps_cycle_start(time_t now, unsigned day, unsigned ndays, time_t anchor)
 	if (ndays) {
 		time_t len = (time_t)ndays * 86400;
 
-		if (!anchor || anchor > now) {
+		if (anchor > now)
+			return anchor;   /* the clock set back: the cycle stays */
+		if (!anchor) {
 			tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
 			tm.tm_isdst = -1;
 			return mktime(&tm);
@@ -113,4 +115,48 @@ time_t caps_cycle_start(time_t now, unsigned day, unsigned ndays, time_t anchor)
 	tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
 	tm.tm_isdst = -1;
 	return mktime(&tm);
+}
+
+int caps_level(const struct path_cap *c)
+{
+	int l = -1;
+
+	/* used >= bytes * pct / 100, exactly: under the cap both products
+	 * stay below 1e19 (bytes <= 1e17), and at the cap every threshold
+	 * (<= 100%) is reached. */
+	for (unsigned k = 0; k < c->nat; k++)
+		if (c->used >= c->bytes || c->used * 100 >= c->bytes * c->at[k].pct)
+			l = (int)k;
+	return l;
+}
+
+static int rank(enum path_mode m)
+{
+	switch (m) {
+	case PATH_ON:
+	case PATH_MASTER: return 0;
+	case PATH_OVERFLOW: return 1;
+	case PATH_BACKUP: return 2;
+	case PATH_HANDOVER: return 3;
+	default: return 4;
+	}
+}
+
+enum path_mode caps_effective_mode(const struct path *p)
+{
+	enum path_mode m = p->mode_cfg;
+
+	if (!p->cap.bytes || p->cap.level < 0)
+		return m;
+	/* The strictest of the thresholds reached ("90:off/100:backup"
+	 * stays off at 100%). */
+	for (int k = 0; k <= p->cap.level && k < p->cap.nat; k++) {
+		enum path_mode a = (enum path_mode)p->cap.at[k].action;
+
+		if (a == PATH_OFF && p->cap.grace_until_ms)
+			a = PATH_BACKUP;
+		if (rank(a) > rank(m))
+			m = a;
+	}
+	return m;
 }

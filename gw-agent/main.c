@@ -310,7 +310,7 @@ _Static_assert(UPM_MAX_CONC == AGENT_MAX_CONC, "the path manager knows every con
 		pc = paths_update(&a->paths, want);
 		/* A capped path added (or given a new cycle): its count from
 		 * the state file, if it has one for this cycle. */
-		caps_load(&a->paths, a->caps_file);
+		caps_load(&a->caps, &a->paths, a->caps_file);
 		a->paths.probe_timeout_ms = a->paths.probe_interval_ms * 3 / 4;
 		if (a->paths.rt_open)
 			paths_reconcile(&a->paths);
@@ -334,10 +334,12 @@ static bool own_line_up(const struct paths *ps)
 	for (unsigned i = 0; i < ps->n; i++) {
 		const struct path *p = &ps->p[i];
 
-		if (p->neighbour || p->mode == PATH_OFF)
+		/* A line a cap turned off is still ours (and not up): a
+		 * lender whose only line is capped off withdraws. */
+		if (p->neighbour || p->mode_cfg == PATH_OFF)
 			continue;
 		any = true;
-		if (p->f[0].usable || p->f[1].usable)
+		if (p->mode != PATH_OFF && (p->f[0].usable || p->f[1].usable))
 			return true;
 	}
 	return !any;
@@ -408,7 +410,7 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 		if (caps_wanted(&a->paths)) {
 			uint64_t caps_nx = UINT64_MAX;
 
-			if (caps_tick(&a->paths, a->caps_file, log_now_ms(), &caps_nx))
+			if (caps_tick(&a->caps, &a->paths, a->caps_file, log_now_ms(), &caps_nx))
 				due = log_now_ms();  /* a line at a threshold: now */
 			caps_next = caps_nx;
 		} else {
@@ -604,8 +606,8 @@ int main(int argc, char **argv)
 				if (mkdir(a->cfg.state_dir, 0700) < 0 && errno != EEXIST)
 					log_errno(-errno, "caps: cannot make %s: %m (caps are "
 						  "not kept across restarts)", a->cfg.state_dir);
-				caps_load(&a->paths, a->caps_file);
-				caps_tick(&a->paths, a->caps_file, log_now_ms(), &nx);
+				caps_load(&a->caps, &a->paths, a->caps_file);
+				caps_tick(&a->caps, &a->paths, a->caps_file, log_now_ms(), &nx);
 			}
 			if (r == 0)
 				paths_reconcile(&a->paths);
@@ -653,7 +655,7 @@ int main(int argc, char **argv)
 	}
 	agent_udp_stop(a);
 	mesh_stop(&a->mesh, &a->paths);
-	caps_save(&a->paths, a->caps_file);
+	caps_save(&a->caps, &a->paths, a->caps_file);
 	paths_cleanup(&a->paths);
 	intercept_remove(&a->cfg);
 	if (r == 0)

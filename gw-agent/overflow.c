@@ -76,7 +76,7 @@ bool overflow_tick(struct overflow *o, struct paths *ps, unsigned share, uint64_
 	o->last_ms = now_ms;
 	for (unsigned i = 0; i < ps->n; i++) {
 		const struct path *p = &ps->p[i];
-		uint64_t rx, tx, r[2] = { 0, 0 };
+		uint64_t rx = 0, tx = 0, r[2] = { 0, 0 };
 		bool primary = p->mode == PATH_ON || p->mode == PATH_MASTER;
 
 		if (p->neighbour || (!primary && p->mode != PATH_OVERFLOW)) {

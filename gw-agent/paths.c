@@ -911,19 +911,27 @@ int paths_update(struct paths *ps, const struct paths *want)
 			log_info("reload: path %s: mode %s -> %s", p->ifname,
 				 path_mode_name(p->mode_cfg), path_mode_name(w->mode));
 		p->mode_cfg = w->mode;
-		/* The cap's settings; what it counted stays (a new cap= or
-		 * at= is judged at the next second). */
-		if (p->cap.day != w->cap.day || p->cap.ndays != w->cap.ndays || !w->cap.bytes) {
-			p->cap.cycle_start = 0;   /* another cycle: counted anew */
-			p->cap.used = 0;
+		/* The cap's settings. What it counted stays, under a new
+		 * cycle= too (the cycle that holds now is adopted). A cap
+		 * removed or added starts from nothing: the counter's last
+		 * figure is not this line's since (the state file may have
+		 * one for an added cap: caps_load after). */
+		if (!w->cap.bytes || !p->cap.bytes) {
+			p->cap.cycle_start = 0;
+			p->cap.used = p->cap.saved = 0;
+			p->cap.have_ctr = false;
+			p->cap.grace_until_ms = 0;
+			p->cap.recycle = false;
+		} else if (p->cap.day != w->cap.day || p->cap.ndays != w->cap.ndays) {
+			p->cap.recycle = true;
 		}
 		p->cap.bytes = w->cap.bytes;
 		p->cap.day = w->cap.day;
 		p->cap.ndays = w->cap.ndays;
 		p->cap.nat = w->cap.nat;
 		memcpy(p->cap.at, w->cap.at, sizeof(p->cap.at));
-		if (p->cap.level >= p->cap.nat || !p->cap.bytes)
-			p->cap.level = -1;
+		/* New thresholds judge what was counted now. */
+		p->cap.level = p->cap.bytes ? caps_level(&p->cap) : -1;
 		{
 			enum path_mode m = caps_effective_mode(p);
 

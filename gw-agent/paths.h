@@ -91,6 +91,7 @@ struct path_cap {
 	bool have_ctr;
 	int level;                 /* index of the highest threshold reached, -1: none */
 	uint64_t grace_until_ms;   /* reaching an off: backup until then (0: none) */
+	bool recycle;              /* cycle= changed: adopt the cycle of now, count kept */
 };
 
 struct path {

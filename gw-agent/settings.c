@@ -476,9 +476,15 @@ int agent_load_settings(int argc, char **argv, struct agent_config *cfg, struct 
 	if (wants_overflow || overflow_wanted(ps)) {
 		bool cap = false;
 
-		for (unsigned i = 0; i < ps->n; i++)
+		for (unsigned i = 0; i < ps->n; i++) {
+			bool may_overflow = false;
+
+			/* Not a line a cap may make an overflow line itself. */
+			for (unsigned k = 0; k < ps->p[i].cap.nat; k++)
+				may_overflow |= ps->p[i].cap.at[k].action == PATH_OVERFLOW;
 			cap |= (ps->p[i].mode == PATH_ON || ps->p[i].mode == PATH_MASTER) &&
-			       (ps->p[i].down_bps || ps->p[i].up_bps);
+			       (ps->p[i].down_bps || ps->p[i].up_bps) && !may_overflow;
+		}
 		if (!cap) {
 			fprintf(stderr, "gw-agent: paths (--path, or \"paths\" in %s): mode=overflow "
 				"(or a cap's at=...:overflow) needs down= or up= on an on or master path "

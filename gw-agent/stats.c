@@ -172,21 +172,25 @@ void agent_render_metrics(void *ctx, struct mbuf *b)
 		for (unsigned i = 0; i < npm; i++)
 			any |= pm[i].cap_bytes != 0;
 		if (any) {
-			metrics_head(b, "gw_agent_cap_bytes", "gauge",
-				     "A line's data cap per billing cycle (path cap=), bytes.");
-			metrics_head(b, "gw_agent_cap_used_bytes", "gauge",
-				     "What the line carried this cycle, both ways, bytes.");
-			metrics_head(b, "gw_agent_cap_reached_percent", "gauge",
-				     "The highest threshold (at=) the line reached this cycle, "
-				     "percent of its cap; 0: none.");
-			for (unsigned i = 0; i < npm; i++) {
-				if (!pm[i].cap_bytes)
-					continue;
-				snprintf(l, sizeof(l), "path=\"%s\"",
-					 metrics_label(pm[i].name, e1, sizeof(e1)));
-				metrics_u64(b, "gw_agent_cap_bytes", l, pm[i].cap_bytes);
-				metrics_u64(b, "gw_agent_cap_used_bytes", l, pm[i].cap_used);
-				metrics_u64(b, "gw_agent_cap_reached_percent", l, pm[i].cap_pct);
+			static const char *const name[3] = { "gw_agent_cap_bytes",
+				"gw_agent_cap_used_bytes", "gw_agent_cap_reached_percent" };
+			static const char *const help[3] = {
+				"A line's data cap per billing cycle (path cap=), bytes.",
+				"What the line carried this cycle, both ways, bytes.",
+				"The highest threshold (at=) the line reached this cycle, percent "
+				"of its cap; 0: none." };
+
+			/* One group per metric, as the exposition format wants. */
+			for (int m = 0; m < 3; m++) {
+				metrics_head(b, name[m], "gauge", help[m]);
+				for (unsigned i = 0; i < npm; i++) {
+					if (!pm[i].cap_bytes)
+						continue;
+					snprintf(l, sizeof(l), "path=\"%s\"",
+						 metrics_label(pm[i].name, e1, sizeof(e1)));
+					metrics_u64(b, name[m], l, m == 0 ? pm[i].cap_bytes :
+						    m == 1 ? pm[i].cap_used : pm[i].cap_pct);
+				}
 			}
 		}
 	}

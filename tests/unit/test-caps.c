@@ -115,8 +115,8 @@ static void cycles_in(const char *tz)
 		CHECK(caps_cycle_start(a + 29 * 86400 + 3600, 0, 30, a) == a);
 		CHECK(caps_cycle_start(a + 30 * 86400 + 1, 0, 30, a) == a + 30 * 86400);
 		CHECK(caps_cycle_start(a + 95 * 86400, 0, 30, a) == a + 90 * 86400);
-		/* An anchor in the future (a clock set back): a new one, today. */
-		CHECK(caps_cycle_start(a - 86400 + 3600, 0, 30, a) == a - 86400);
+		/* An anchor after now (a clock set back): the cycle stays. */
+		CHECK(caps_cycle_start(a - 86400 + 3600, 0, 30, a) == a);
 	}
 }
 
@@ -126,11 +126,61 @@ static void test_cycles(void)
 	cycles_in("Europe/Berlin");
 }
 
+static void test_levels_and_modes(void)
+{
+	struct path p;
+
+	memset(&p, 0, sizeof(p));
+	p.mode_cfg = PATH_ON;
+	p.cap.bytes = 1000;
+	CHECK_INT(caps_parse_at("80:overflow/90:off/100:backup", &p.cap), 0);
+	p.cap.used = 799;
+	CHECK_INT(caps_level(&p.cap), -1);
+	p.cap.used = 800;
+	CHECK_INT(caps_level(&p.cap), 0);
+	p.cap.used = 950;
+	CHECK_INT(caps_level(&p.cap), 1);
+	p.cap.used = 5000;
+	CHECK_INT(caps_level(&p.cap), 2);
+	/* The percent of a cap that 100 does not divide, and of the largest. */
+	p.cap.bytes = 1001;
+	p.cap.used = 800;
+	CHECK_INT(caps_level(&p.cap), -1);   /* 80% of 1001 is 800.8 */
+	p.cap.used = 801;
+	CHECK_INT(caps_level(&p.cap), 0);
+	p.cap.bytes = CAPS_MAX_BYTES;
+	p.cap.used = CAPS_MAX_BYTES / 10 * 9;
+	CHECK_INT(caps_level(&p.cap), 1);
+	/* Modes: under the thresholds, the configured one; then the strictest
+	 * reached (off at 90% stays off at 100%, whose action is weaker); an
+	 * off in its grace is backup; a configured mode stricter than the
+	 * action stays. */
+	p.cap.bytes = 1000;
+	p.cap.level = -1;
+	CHECK_INT(caps_effective_mode(&p), PATH_ON);
+	p.cap.level = 0;
+	CHECK_INT(caps_effective_mode(&p), PATH_OVERFLOW);
+	p.cap.level = 1;
+	CHECK_INT(caps_effective_mode(&p), PATH_OFF);
+	p.cap.level = 2;
+	CHECK_INT(caps_effective_mode(&p), PATH_OFF);
+	p.cap.grace_until_ms = 1;
+	CHECK_INT(caps_effective_mode(&p), PATH_BACKUP);
+	p.cap.grace_until_ms = 0;
+	p.mode_cfg = PATH_BACKUP;
+	p.cap.level = 0;
+	CHECK_INT(caps_effective_mode(&p), PATH_BACKUP);
+	p.cap.bytes = 0;
+	p.cap.level = 2;
+	CHECK_INT(caps_effective_mode(&p), PATH_BACKUP);   /* no cap: its mode */
+}
+
 int main(void)
 {
 	RUN(test_sizes);
 	RUN(test_thresholds);
 	RUN(test_cycle_settings);
 	RUN(test_cycles);
+	RUN(test_levels_and_modes);
 	return check_finish();
 }
