@@ -177,8 +177,9 @@ void agent_render_metrics(void *ctx, struct mbuf *b)
 			static const char *const help[3] = {
 				"A line's data cap per billing cycle (path cap=), bytes.",
 				"What the line carried this cycle, both ways, bytes.",
-				"The highest threshold (at=) the line reached this cycle, percent "
-				"of its cap; 0: none." };
+				/* one literal: clang takes a split one in an array for a
+				 * missing comma */
+				"The highest threshold (at=) the line reached this cycle, percent of its cap; 0: none." };
 
 			/* One group per metric, as the exposition format wants. */
 			for (int m = 0; m < 3; m++) {
