@@ -228,6 +228,9 @@ void control_worker_tick(struct agent_worker *aw);
 int control_status(const char *path);
 const char *control_path_state(const struct path *p, int fi);
 void control_iface_bytes(const char *ifname, uint64_t *ret_rx, uint64_t *ret_tx);
+/* An interface's byte counters (received, sent): 0, or -errno (it is
+ * gone). For status, overflow lines and caps. */
+int iface_bytes(const char *ifname, uint64_t *ret_rx, uint64_t *ret_tx);
 /* A path's bytes: its interface's, or for a neighbour's path (mesh.c) what
  * went through that neighbour. cc: zeroed by the caller, filled at the
  * first neighbour. */

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "log.h"
 
 bool caps_wanted(const struct paths *ps)
@@ -21,27 +22,11 @@ bool caps_wanted(const struct paths *ps)
 
 static int if_counter(const char *ifname, uint64_t *ret)
 {
-	uint64_t sum = 0;
+	uint64_t rx = 0, tx = 0;
+	int r = iface_bytes(ifname, &rx, &tx);
 
-	for (int k = 0; k < 2; k++) {
-		char path[96], buf[32];
-		ssize_t n;
-		int fd;
-
-		snprintf(path, sizeof(path), "/sys/class/net/%s/statistics/%s", ifname,
-			 k ? "tx_bytes" : "rx_bytes");
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return -errno;
-		n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (n <= 0)
-			return -EIO;
-		buf[n] = 0;
-		sum += strtoull(buf, NULL, 10);
-	}
-	*ret = sum;
-	return 0;
+	*ret = rx + tx;
+	return r;
 }
 
 /* The directory's entry made durable too (the rename). */

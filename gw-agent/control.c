@@ -52,20 +52,22 @@ static const char *human_bytes(uint64_t v, char buf[16])
 	return buf;
 }
 
-static uint64_t read_u64_file(const char *path)
+/* A counter file's number: 0, or -errno. */
+static int read_u64_file(const char *path, uint64_t *ret)
 {
 	char buf[32];
 	ssize_t n;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)
-		return 0;
+		return -errno;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
-		return 0;
+		return -EIO;
 	buf[n] = 0;
-	return strtoull(buf, NULL, 10);
+	*ret = strtoull(buf, NULL, 10);
+	return 0;
 }
 
 void control_path_bytes(const char *ifname, bool neighbour, const struct in6_addr *src,
@@ -84,14 +86,22 @@ void control_path_bytes(const char *ifname, bool neighbour, const struct in6_add
 	mesh_count_find(cc->c, cc->n, src, ret_rx, ret_tx);
 }
 
-void control_iface_bytes(const char *ifname, uint64_t *ret_rx, uint64_t *ret_tx)
+int iface_bytes(const char *ifname, uint64_t *ret_rx, uint64_t *ret_tx)
 {
 	char p[96];
+	int r;
 
 	snprintf(p, sizeof(p), "/sys/class/net/%s/statistics/rx_bytes", ifname);
-	*ret_rx = read_u64_file(p);
+	r = read_u64_file(p, ret_rx);
 	snprintf(p, sizeof(p), "/sys/class/net/%s/statistics/tx_bytes", ifname);
-	*ret_tx = read_u64_file(p);
+	return r < 0 ? r : read_u64_file(p, ret_tx);
+}
+
+void control_iface_bytes(const char *ifname, uint64_t *ret_rx, uint64_t *ret_tx)
+{
+	*ret_rx = *ret_tx = 0;
+	if (iface_bytes(ifname, ret_rx, ret_tx) < 0)
+		*ret_rx = *ret_tx = 0;   /* gone: nothing to show */
 }
 
 const char *control_path_state(const struct path *p, int fi)

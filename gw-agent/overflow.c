@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "log.h"
 
 bool overflow_wanted(const struct paths *ps)
@@ -16,26 +17,6 @@ bool overflow_wanted(const struct paths *ps)
 		if (ps->p[i].mode == PATH_OVERFLOW && !ps->p[i].neighbour)
 			return true;
 	return false;
-}
-
-/* An interface's byte counter (rx_bytes or tx_bytes): 0 or -errno. */
-static int if_bytes(const char *ifname, const char *which, uint64_t *ret)
-{
-	char path[96], buf[32];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/sys/class/net/%s/statistics/%s", ifname, which);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -EIO;
-	buf[n] = 0;
-	*ret = strtoull(buf, NULL, 10);
-	return 0;
 }
 
 static bool usable(const struct path *p)
@@ -83,7 +64,7 @@ bool overflow_tick(struct overflow *o, struct paths *ps, unsigned share, uint64_
 			o->have[i] = false;   /* its bytes meanwhile are no one second's */
 			continue;
 		}
-		if (if_bytes(p->ifname, "rx_bytes", &rx) < 0 || if_bytes(p->ifname, "tx_bytes", &tx) < 0) {
+		if (iface_bytes(p->ifname, &rx, &tx) < 0) {
 			o->have[i] = false;
 			continue;
 		}
