@@ -398,6 +398,90 @@ static int uci_multipath(const char *file, int opt, config_apply_fn fn, void *ct
 	return bad;
 }
 
+/* The key whose items a section of this type gives, one per section:
+ * "config class 'tv'" for "classes", "config path" for "paths". */
+static const struct config_key *uci_section_key(const struct config_key *keys, const char *type)
+{
+	for (const struct config_key *k = keys; k->path; k++) {
+		char one[64];
+		size_t n = strlen(k->path);
+
+		if (k->kind != CONFIG_SPEC_LIST || n < 2 || n >= sizeof(one) || strchr(k->path, '.'))
+			continue;
+		memcpy(one, k->path, n + 1);
+		if (n > 4 && !strcmp(one + n - 4, "sses"))
+			one[n - 2] = '\0';  /* classes -> class */
+		else if (one[n - 1] == 's')
+			one[n - 1] = '\0';
+		if (!strcmp(one, type))
+			return k;
+	}
+	return NULL;
+}
+
+/* A section as one item: its name (or its option named as the first
+ * field) first, then FIELD=VALUE for each option, a list's values joined
+ * with '+'. */
+static int uci_section_item(const char *file, const struct uci_section *s,
+			    const struct config_key *key, config_apply_fn fn, void *ctx)
+{
+	char spec[4096], where[300], what[96];
+	size_t off = 0;
+	const struct uci_option *first = uci_get(s, key->fields[0]);
+	int bad = 0;
+
+	snprintf(where, sizeof(where), "%s:%u", file, s->line);
+	snprintf(what, sizeof(what), "config %s '%s'", s->type, s->name);
+	opt_source(where, what);
+	if (first && (first->is_list || first->nvalues != 1))
+		return opt_source_error("option '%s': takes one value", key->fields[0]);
+	if (!first && !s->name[0])
+		return opt_source_error("config %s: has neither a name nor option '%s'", s->type,
+					key->fields[0]);
+	off = (size_t)snprintf(spec, sizeof(spec), "%s", first ? first->values[0] : s->name);
+	for (unsigned k = 0; k < s->nopts; k++) {
+		const struct uci_option *o = &s->opts[k];
+		bool known = false;
+
+		snprintf(where, sizeof(where), "%s:%u", file, o->line);
+		opt_source(where, what);
+		for (unsigned i = 1; key->fields[i]; i++)
+			known |= !strcmp(o->key, key->fields[i]);
+		if (!strcmp(o->key, key->fields[0]))
+			continue;
+		if (!known) {
+			char takes[200] = "";
+			size_t tl = 0;
+
+			for (unsigned i = 0; key->fields[i] && tl < sizeof(takes); i++)
+				tl += (size_t)snprintf(takes + tl, sizeof(takes) - tl, "%s%s",
+						       i ? ", " : "", key->fields[i]);
+			bad = opt_source_error("option '%s': unknown in a %s section (it takes %s)",
+					       o->key, s->type, takes);
+			continue;
+		}
+		for (unsigned v = 0; v < o->nvalues && off < sizeof(spec); v++) {
+			if (strchr(o->values[v], ',')) {
+				bad = opt_source_error("option '%s': \"%s\" has a comma (a list: one "
+						       "value per list line)", o->key, o->values[v]);
+				break;
+			}
+			off += (size_t)snprintf(spec + off, sizeof(spec) - off, "%s%s%s",
+						v ? "+" : ",", v ? "" : o->key, v ? "" : "=");
+			if (off < sizeof(spec))
+				off += (size_t)snprintf(spec + off, sizeof(spec) - off, "%s",
+							o->values[v]);
+		}
+	}
+	if (off >= sizeof(spec))
+		return opt_source_error("config %s: too long", s->type);
+	if (bad)
+		return bad;
+	snprintf(where, sizeof(where), "%s:%u", file, s->line);
+	opt_source(where, what);
+	return fn(ctx, key->opt, spec) < 0 ? -EINVAL : 0;
+}
+
 static int config_load_uci(const char *file, const struct config_key *keys,
 			   config_apply_fn fn, void *ctx)
 {
@@ -408,7 +492,14 @@ static int config_load_uci(const char *file, const struct config_key *keys,
 	r = uci_load(file, &f, err, sizeof(err));
 	if (r < 0)
 		return uci_load_error(err, file);
-	for (unsigned i = 0; i < f.nsec; i++)
+	for (unsigned i = 0; i < f.nsec; i++) {
+		const struct config_key *sk = uci_section_key(keys, f.sec[i].type);
+
+		if (sk) {
+			if (uci_section_item(file, &f.sec[i], sk, fn, ctx) < 0)
+				bad = -EINVAL;
+			continue;
+		}
 		for (unsigned k = 0; k < f.sec[i].nopts; k++) {
 			const struct uci_option *o = &f.sec[i].opts[k];
 			const struct config_key *key = uci_key(keys, o->key);
@@ -438,6 +529,7 @@ static int config_load_uci(const char *file, const struct config_key *keys,
 				}
 			}
 		}
+	}
 	uci_free(&f);
 	for (const struct config_key *k = keys; k->path; k++)
 		if (k->kind == CONFIG_UCI_MULTIPATH && uci_multipath(file, k->opt, fn, ctx) < 0)

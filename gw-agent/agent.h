@@ -16,6 +16,7 @@
 #include "mesh.h"
 #include "overflow.h"
 #include "caps.h"
+#include "classes.h"
 #include "cookie.h"
 #include "quota.h"
 #include "relay.h"
@@ -185,6 +186,8 @@ struct agent {
 	uint64_t reloads_ok, reloads_failed;
 	struct agent_udp *udp;         /* udp.c; NULL: UDP not carried */
 	atomic_bool paths_ready;       /* paths_init ran (the UDP thread may read them) */
+	struct agent_classes classes;  /* main thread (the nftables table's) */
+	struct class_resolver *resolver;  /* NULL: no class names a domain yet */
 };
 
 /* main.c: the reload-safe view of the settings a worker uses. */
@@ -205,6 +208,9 @@ void agent_totals(const struct agent *a, struct agent_counters *ret_n,
 /* Runs argv (nft, ip) with input on its stdin; its exit status or -errno. */
 int agent_cmd(char *const argv[], const char *input, bool show_errors);
 int intercept_install(const struct agent_config *cfg);
+/* The traffic classes the table carries from the next install or update
+ * on, and the paths whose slots their lines are (main thread). */
+void intercept_set_classes(const struct agent_classes *cs, const struct paths *ps);
 /* A reload: replace the nftables table in one transaction (LAN interfaces,
  * bypass prefixes, QUIC blocking), never leaving a moment without it. */
 int intercept_update(const struct agent_config *cfg);

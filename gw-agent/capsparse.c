@@ -40,7 +40,7 @@ int caps_parse_at(const char *s, struct path_cap *c)
 	if (strlen(s) >= sizeof(buf))
 		return -EINVAL;
 	strcpy(buf, s);
-	for (tok = strtok_r(buf, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
+	for (tok = strtok_r(buf, "/+", &save); tok; tok = strtok_r(NULL, "/+", &save)) {
 		char *colon = strchr(tok, ':'), *end;
 		unsigned long pct;
 		enum path_mode m;

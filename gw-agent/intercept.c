@@ -27,6 +27,37 @@
 
 #define NFT_TABLE "gw_agent"
 
+static const struct agent_classes *classes;
+static const struct paths *class_paths;
+
+void intercept_set_classes(const struct agent_classes *cs, const struct paths *ps)
+{
+	classes = cs;
+	class_paths = ps;
+}
+
+/* The classes' marks to the paths' tables: mark+1+slot to table+1+slot
+ * (paths.c numbers them so), for every slot, once: a line added by a
+ * reload finds its rule there. "ip -batch", one process per family. */
+static int class_rules(const struct agent_config *cfg, bool add)
+{
+	static const char *const fams[] = { "-4", "-6" };
+	char script[2048] = "";
+	int rc = 0;
+
+	for (unsigned i = 0; i < PATHS_MAX; i++)
+		script_append(script, sizeof(script), "rule %s fwmark %u lookup %u\n",
+			      add ? "add" : "del", cfg->mark + 1 + i, cfg->table + 1 + i);
+	for (int f = 0; f < 2; f++) {
+		char *argv[] = { "ip", (char *)fams[f], "-force", "-batch", "-", NULL };
+		int r = spawn_run(argv, script, add);
+
+		if (r != 0 && add)
+			rc = r < 0 ? r : -EINVAL;
+	}
+	return rc;
+}
+
 int agent_cmd(char *const argv[], const char *input, bool show_errors)
 {
 	return spawn_run(argv, input, show_errors);
@@ -51,6 +82,7 @@ void intercept_remove(const struct agent_config *cfg)
 	snprintf(mark, sizeof(mark), "%u", cfg->mark);
 	snprintf(table, sizeof(table), "%u", cfg->table);
 	spawn_run(del, NULL, false);
+	class_rules(cfg, false);
 	for (int i = 0; i < 2; i++) {
 		/* Every copy of the rule, in case several runs left one. */
 		for (int k = 0; k < 16; k++)
@@ -87,6 +119,8 @@ static int nft_script(const struct agent_config *cfg, bool replace, bool drain, 
 		if (!addr_is_v4mapped(&cfg->bypass[i].addr))
 			script_append(script, cap, ", %s", addr_format_prefix(&cfg->bypass[i], p));
 	script_append(script, cap, " } }\n");
+	if (classes && classes_nft_sets(classes, script, cap) < 0)
+		return log_errno(-E2BIG, "nftables script too long (the classes)");
 	/* max_flows_per_host per device, not per address: a device picks as
 	 * many IPv6 (or IPv4) addresses on the LAN as it likes, but its
 	 * frames carry its MAC address. nftables counts each MAC's
@@ -104,11 +138,16 @@ static int nft_script(const struct agent_config *cfg, bool replace, bool drain, 
 	       "\t\tiifname != { %s } return\n"
 	       "\t\tfib daddr type local return\n"
 	       "\t\tip daddr @bypass4 return\n"
-	       "\t\tip6 daddr @bypass6 return\n"
-	       "%s", lans,
-	       /* Stopping: a new connection's SYN goes the routed way; the
-		* flows being drained keep theirs (tproxy finds their sockets). */
-	       drain ? "\t\ttcp flags & (syn | ack) == syn return\n" : "");
+	       "\t\tip6 daddr @bypass6 return\n", lans);
+	/* Classes first: a device sent out of a line goes so while stopping
+	 * too. */
+	if (classes && class_paths &&
+	    classes_nft_rules(classes, class_paths, cfg->mark, script, cap) < 0)
+		return log_errno(-E2BIG, "nftables script too long (the classes)");
+	/* Stopping: a new connection's SYN goes the routed way; the flows
+	 * being drained keep theirs (tproxy finds their sockets). */
+	if (drain)
+		script_append(script, cap, "\t\ttcp flags & (syn | ack) == syn return\n");
 	if (devlimit && cfg->max_per_host)
 		script_append(script, cap,
 		       "\t\ttcp flags & (syn | ack) == syn ct state new "
@@ -137,6 +176,8 @@ static int nft_script(const struct agent_config *cfg, bool replace, bool drain, 
 		       "\t\ttype filter hook forward priority filter; policy accept;\n"
 		       "\t\tiifname { %s } udp dport 443 reject with icmpx type port-unreachable\n"
 		       "\t}\n", lans);
+	if (classes && classes_nft_nat(classes, cfg->mark, script, cap) < 0)
+		return log_errno(-E2BIG, "nftables script too long (the classes)");
 	script_append(script, cap, "}\n");
 	if (strlen(script) >= cap - 1)
 		return log_errno(-E2BIG, "nftables script too long (too many --bypass)");
@@ -153,7 +194,7 @@ static bool devlimit_ok = true;
 static int run_table(const struct agent_config *cfg, bool replace, bool drain, const char *what)
 {
 	char *nft[] = { "nft", "-f", "-", NULL };
-	static char script[16384];
+	static char script[65536];
 	int r = nft_script(cfg, replace, drain, devlimit_ok, script, sizeof(script));
 
 	if (r < 0)
@@ -210,6 +251,12 @@ int intercept_install(const struct agent_config *cfg)
 			intercept_remove(cfg);
 			return r < 0 ? r : -EINVAL;
 		}
+	}
+	r = class_rules(cfg, true);
+	if (r != 0) {
+		log_error("ip rules for the classes' marks failed (exit %d)", r);
+		intercept_remove(cfg);
+		return r;
 	}
 	return 0;
 }

@@ -226,17 +226,19 @@ static void reload(struct agent *a, int argc, char **argv)
 {
 	struct agent_config n;
 	struct paths *want = calloc(1, sizeof(*want));
+	struct agent_classes *wcs = malloc(sizeof(*wcs));
 	struct agent_config *cur = &a->cfg;
 	char changed[256] = "";
-	bool nft;
+	bool nft, cls;
 	int pc;
 
 	daemon_reload_begin();
-	if (!want || agent_load_settings(argc, argv, &n, want) < 0) {
+	if (!want || !wcs || agent_load_settings(argc, argv, &n, want, wcs) < 0) {
 		a->reloads_failed++;
 		log_error("reload: %s has errors (above); still running with the previous configuration",
 			  cur->config_path[0] ? cur->config_path : "the command line");
 		free(want);
+		free(wcs);
 		daemon_reload_end();
 		return;
 	}
@@ -267,12 +269,14 @@ _Static_assert(UPM_MAX_CONC == AGENT_MAX_CONC, "the path manager knows every con
 	if ((n.udp_mode == AGENT_UDP_OFF) != (cur->udp_mode == AGENT_UDP_OFF) || a->paths.fullmesh)
 		n.udp_mode = cur->udp_mode;
 
+	cls = classes_differ(wcs, &a->classes);
 	nft = n.nlan != cur->nlan || memcmp(n.lan, cur->lan, sizeof(n.lan)) ||
 	      n.nbypass != cur->nbypass ||
 	      memcmp(n.bypass, cur->bypass, n.nbypass * sizeof(n.bypass[0])) ||
 	      n.block_quic != cur->block_quic || n.max_per_host != cur->max_per_host ||
 	      agent_udp_quic_carried(&n) != agent_udp_quic_carried(cur);
-	if (nft && intercept_update(&n) < 0) {
+	/* (a class's new line has a slot only after paths_update: then) */
+	if (nft && !cls && intercept_update(&n) < 0) {
 		/* Keep the old interception settings with the old table. */
 		n.nlan = cur->nlan;
 		memcpy(n.lan, cur->lan, sizeof(n.lan));
@@ -316,6 +320,30 @@ _Static_assert(UPM_MAX_CONC == AGENT_MAX_CONC, "the path manager knows every con
 			paths_reconcile(&a->paths);
 	}
 	free(want);
+	if (cls) {
+		/* The classes need their lines' slots: the table after the
+		 * paths. Refused, the old classes stay with the old table. */
+		struct agent_classes *old = malloc(sizeof(*old));
+
+		if (old)
+			*old = a->classes;
+		a->classes = *wcs;
+		if (intercept_update(cur) < 0 && old) {
+			a->classes = *old;
+			log_error("reload: the classes stay as they were");
+		} else {
+			nft = true;
+			if (!a->resolver && agent_classes_domains(&a->classes) &&
+			    classes_resolver_start(&a->resolver) < 0)
+				log_error("classes: cannot start the domain resolver: domain= classes "
+					  "match nothing");
+		}
+		free(old);
+	}
+	free(wcs);
+	/* The table was replaced: its domain sets are empty until filled. */
+	if (nft)
+		classes_kick(a->resolver, &a->classes);
 	a->reloads_ok++;
 	log_info("reloaded %s: %u concentrator%s, %u paths (%d changed)%s",
 		 cur->config_path[0] ? cur->config_path : "(no file; command line)",
@@ -508,7 +536,7 @@ int main(int argc, char **argv)
 	pthread_cond_init(&a->snap_cond, NULL);
 	pthread_mutex_init(&a->cfg_lock, NULL);
 	config_prescan(argc, argv, AGENT_CONFIG_PATH, &explicit_file, &check);
-	if (agent_load_settings(argc, argv, &a->cfg, &a->paths) < 0) {
+	if (agent_load_settings(argc, argv, &a->cfg, &a->paths, &a->classes) < 0) {
 		free(a);
 		return 2;
 	}
@@ -576,8 +604,15 @@ int main(int argc, char **argv)
 	}
 	if (r == 0)
 		r = agent_udp_start(a);
+	intercept_set_classes(&a->classes, &a->paths);
 	if (r == 0)
 		r = intercept_install(&a->cfg);
+	if (r == 0 && agent_classes_domains(&a->classes)) {
+		if (classes_resolver_start(&a->resolver) < 0)
+			log_error("classes: cannot start the domain resolver: domain= classes match "
+				  "nothing");
+		classes_kick(a->resolver, &a->classes);
+	}
 	if (r == 0) {
 		char c0[ADDR_STRLEN];
 
@@ -654,6 +689,7 @@ int main(int argc, char **argv)
 		free(a->workers[i].snap);  /* the last status snapshot */
 	}
 	agent_udp_stop(a);
+	classes_resolver_stop(a->resolver);
 	mesh_stop(&a->mesh, &a->paths);
 	caps_save(&a->caps, &a->paths, a->caps_file);
 	paths_cleanup(&a->paths);

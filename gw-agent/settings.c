@@ -23,13 +23,16 @@ enum {
 	O_BUFFER_SIZE, O_MAX_PARKED, O_MAX_PER_HOST, O_KEY_FILE, O_CONTROL, O_LOG_LEVEL, O_METRICS, O_CONFIG,
 	O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_FAST_OPEN, O_NO_FAST_OPEN, O_VERIFY, O_NO_VERIFY, O_CLUSTER,
 	O_UDP, O_UDP_CLASS, O_UDP_MAX_FLOWS, O_UDP_PER_HOST, O_UDP_TIMEOUT, O_UDP_STREAM_TIMEOUT,
-	O_OVERFLOW_SHARE, O_STATE_DIR, O_MAX,
+	O_OVERFLOW_SHARE, O_STATE_DIR, O_CLASS, O_MAX,
 };
 
 #define AT(field) OPT_AT(struct agent_config, field)
 
 static const char *const path_fields[] = { "interface", "mode", "gateway", "down", "up", "cap",
 					   "cycle", "at", NULL };
+
+static const char *const class_fields[] = { "name", "device", "dst", "port", "domain", "action",
+					    "line", NULL };
 
 static const struct opt_spec agent_opts[] = {
 	{ "concentrator", O_CONC, "ADDR[:PORT]", "concentrators", CONFIG_LIST, .reload = OPT_LIVE,
@@ -57,6 +60,14 @@ static const struct opt_spec agent_opts[] = {
 	  .help = "on, master, backup, handover, overflow or off: the interface's device is a "
 		  "path in that mode (what OpenWrt's multipath scripts read; down= and up= for "
 		  "overflow go in the agent's own paths list)" },
+	{ "class", O_CLASS,
+	  "NAME[,device=MAC|ADDR[/LEN]][,dst=PREFIX][,port=N[-M]][,domain=NAME],action=bypass[,line=IFACE]",
+	  "classes", CONFIG_SPEC_LIST, .fields = class_fields, .reload = OPT_LIVE, .deflt = "none",
+	  .help = "LAN traffic that matches goes straight out of line= (a path's interface; "
+		  "without it, the main table's way), not through the concentrator; lists joined "
+		  "with +; repeatable, the first match wins, 16 at most; in a file a string or "
+		  "{\"name\", \"device\", \"dst\", \"port\", \"domain\", \"action\", \"line\"}",
+	  .more = "What is given must all match: the device (its MAC address, or its addresses), the destination (dst= prefixes, or the addresses domain= names resolve to on the router, looked up at start, at each reload and every minute, each kept 10 minutes after its last answer), and the destination port (TCP and UDP). E.g. tv,device=aa:bb:cc:dd:ee:ff,action=bypass,line=lte or streaming,domain=netflix.com+nflxvideo.net,action=bypass,line=dsl. A connection takes its class when it starts and keeps it: a reload changes new connections only. Out of a line, the connection leaves as the line's address (masquerade, conntrack); while that line is down it has no route (no other line carries it)." },
 	{ "mesh", O_MESH, "IFACE[,mode=on|backup][,neighbour=ADDR]...", "mesh", CONFIG_STRING,
 	  .reload = OPT_RESTART,
 	  .help = "borrow the lines of neighbours on this mesh interface: one path per lending "
@@ -255,6 +266,7 @@ const struct optable agent_optable = {
 struct parse {
 	struct agent_config *cfg;
 	struct paths *paths;
+	struct agent_classes *classes;
 	bool cmdline;
 	bool cleared[O_MAX - O_CONC];
 };
@@ -271,6 +283,7 @@ static void clear_list_once(struct parse *p, int c)
 	case O_BYPASS: p->cfg->nbypass = 0; break;
 	case O_UDP_CLASS: p->cfg->nudp_class = 0; break;
 	case O_WANPATH: p->paths->n = 0; break;
+	case O_CLASS: p->classes->n = 0; break;
 	case O_MESH:
 		memset(p->cfg->mesh.borrow_if, 0, sizeof(p->cfg->mesh.borrow_if));
 		p->cfg->mesh.nstatic = 0;
@@ -322,6 +335,10 @@ static int apply_opt(void *ctx, int c, const char *arg)
 		return 0;
 	case O_WANPATH:
 		if (paths_parse(p->paths, arg, &why) < 0)
+			return opt_error(name, arg, why);
+		return 0;
+	case O_CLASS:
+		if (class_parse(p->classes, arg, &why) < 0)
 			return opt_error(name, arg, why);
 		return 0;
 	case O_MESH:
@@ -444,14 +461,16 @@ static int load_key(struct agent_config *cfg)
 	return 0;
 }
 
-int agent_load_settings(int argc, char **argv, struct agent_config *cfg, struct paths *ps)
+int agent_load_settings(int argc, char **argv, struct agent_config *cfg, struct paths *ps,
+			struct agent_classes *cs)
 {
-	struct parse p = { .cfg = cfg, .paths = ps };
+	struct parse p = { .cfg = cfg, .paths = ps, .classes = cs };
 	bool explicit_file, check, wants_overflow = false;
 	/* The file's name, for messages (config_load_all reads it). */
 	const char *file = config_prescan(argc, argv, AGENT_CONFIG_PATH, &explicit_file, &check);
 
 	config_defaults(cfg, ps);
+	cs->n = 0;
 	if (optable_load_all(&agent_optable, argc, argv, file, apply_opt, &p, &p.cmdline,
 			    cfg->config_path, sizeof(cfg->config_path)) < 0)
 		return -EINVAL;
@@ -495,6 +514,18 @@ int agent_load_settings(int argc, char **argv, struct agent_config *cfg, struct 
 			fprintf(stderr, "gw-agent: paths (--path, or \"paths\" in %s): mode=overflow "
 				"needs endpoints agent or kernel (with mptcpd the agent cannot change a "
 				"path's priority)\n", file);
+			return -EINVAL;
+		}
+	}
+	for (unsigned k = 0; k < cs->n; k++) {
+		bool found = !cs->c[k].line[0];
+
+		for (unsigned i = 0; i < ps->n; i++)
+			found |= !strcmp(ps->p[i].ifname, cs->c[k].line);
+		if (!found) {
+			fprintf(stderr, "gw-agent: classes (--class, or \"classes\" in %s): class %s: "
+				"line=%s is not one of the paths (--path)\n", file, cs->c[k].name,
+				cs->c[k].line);
 			return -EINVAL;
 		}
 	}

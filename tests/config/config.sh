@@ -327,6 +327,80 @@ expect "agent: network multipath interfaces become paths (the same device twice 
 $T/uci-dup/network:6: option 'multipath': "eth1,mode=backup" names an interface given twice
 END
 
+# Sections for lines and classes (issue 22): "config path" and "config
+# class", one item each, named by the section (or its first field), a
+# list's values joined; their errors name the line and the section.
+mkdir -p "$T/uci-sec" "$T/uci-sec-bad"
+cat > "$T/uci-sec/gw-agent" <<'U'
+config agent 'main'
+	list concentrator '192.0.2.1:5124'
+	option lan 'br-lan'
+
+config path 'eth1'
+	option mode 'master'
+	option down '50mbit'
+
+config path 'lte'
+	option interface 'wwan0'
+	option mode 'overflow'
+	option cap '20G'
+	option cycle '15'
+	list at '90:backup'
+	list at '100:off'
+
+config class 'tv'
+	list device 'aa:bb:cc:dd:ee:ff'
+	list device '192.168.1.20'
+	option action 'bypass'
+	option line 'wwan0'
+
+config class 'streaming'
+	list domain 'netflix.com'
+	list domain 'nflxvideo.net'
+	option action 'bypass'
+	option line 'eth1'
+U
+expect "agent: uci sections for lines (config path) and classes (config class)" 0 \
+	"$A" --check-config --config "$T/uci-sec/gw-agent" <<END
+gw-agent: configuration OK ($T/uci-sec/gw-agent and the command line)
+END
+cat > "$T/uci-sec-bad/gw-agent" <<'U'
+config agent 'main'
+	list concentrator '192.0.2.1:5124'
+	option lan 'br-lan'
+
+config class 'tv'
+	option device 'aa:bb:cc:dd:ee:fg'
+	option action 'bypass'
+
+config class
+	option action 'bypass'
+
+config class 'x'
+	option colour 'red'
+	option port '80,443'
+U
+expect "agent: a bad class section: file, line, section and reason" 2 \
+	"$A" --check-config --config "$T/uci-sec-bad/gw-agent" <<END
+$T/uci-sec-bad/gw-agent:5: config class 'tv': "tv,device=aa:bb:cc:dd:ee:fg,action=bypass" has a device that is not a MAC address (aa:bb:cc:dd:ee:ff)
+$T/uci-sec-bad/gw-agent:9: config class: has neither a name nor option 'name'
+$T/uci-sec-bad/gw-agent:13: option 'colour': unknown in a class section (it takes name, device, dst, port, domain, action, line)
+$T/uci-sec-bad/gw-agent:14: option 'port': "80,443" has a comma (a list: one value per list line)
+END
+expect "agent: a class's line must be a path" 2 \
+	"$A" --check-config --concentrator 192.0.2.1 --lan br-lan --path eth1 \
+	--class "tv,device=192.168.1.20,action=bypass,line=eth9" <<END
+gw-agent: classes (--class, or "classes" in /etc/gw-agent/gw-agent.json): class tv: line=eth9 is not one of the paths (--path)
+END
+expect "agent: bad class values say what is wrong" 2 "$A" --check-config --concentrator 192.0.2.1 \
+	--lan br-lan --class "a,port=0,action=bypass" --class "b,action=bypass" \
+	--class "c,domain=-x..y,action=bypass" --class "d,dst=10.0.0.1/8,action=pin" <<END
+gw-agent: --class: "a,port=0,action=bypass" has a port that is not 1-65535 or a range N-M
+gw-agent: --class: "b,action=bypass" matches everything: give device=, dst=, port= or domain=
+gw-agent: --class: "c,domain=-x..y,action=bypass" has a domain that is not a host name (letters, digits, '-', dots)
+gw-agent: --class: "d,dst=10.0.0.1/8,action=pin" has a destination that is not an address or prefix (host bits zero)
+END
+
 # The OpenWrt package (deploy/openwrt): what can be checked without the
 # OpenWrt build system and procd. Its default /etc/config/gw-agent is valid
 # as shipped (with a network file naming one WAN path).

@@ -76,6 +76,8 @@ cleanup() {
 	done
 	for ns in "${NAMESPACES[@]}"; do
 		ip netns del "$ns" 2>/dev/null
+		# what a test put in the namespace's /etc (hosts, resolv.conf)
+		rm -rf "/etc/netns/$ns"
 	done
 	rm -rf "$WORKDIR"
 	# Never a silent pass: status 0 without the verdict line means the

@@ -157,5 +157,107 @@ restarted_off() {
 }
 check "restarted: the count kept (state file), LTE off from the start" restarted_off
 check "agent exits cleanly" stop_agent_log "$AGENT_PID" "$WORKDIR/agent-cap2.log"
+
+# ---- traffic classes: a device, and a service by its domain name, straight out ----
+# conc is the ISP's router too here: it forwards the lines' traffic to srv.
+ip netns exec "$(ns conc)" sysctl -qw net.ipv4.ip_forward=1
+addr srv srv-conc 203.0.113.3/24
+# The router resolves stream.example (ip netns exec mounts this file over
+# /etc/hosts; cleanup removes it).
+mkdir -p "/etc/netns/$(ns gw)"
+printf '127.0.0.1 localhost\n203.0.113.3 stream.example\n' > "/etc/netns/$(ns gw)/hosts"
+LAN_MAC=$(ip netns exec "$(ns lan)" cat /sys/class/net/lan-gw/address)
+classes_file() {  # classes_file WITH_TV
+	local tv=""
+	[ "$1" = 1 ] && tv="\"tv,device=$LAN_MAC,port=5202,action=bypass,line=gw-p2\","
+	printf '{ "concentrators": ["192.0.2.1:5124"], "lan": ["gw-lan"], "workers": 1,
+  "paths": ["gw-p1,mode=master", "gw-p2,mode=on"],
+  "classes": [ %s
+    { "name": "streaming", "domain": "stream.example", "action": "bypass", "line": "gw-p1" } ] }\n' \
+		"$tv" > "$WORKDIR/classes.json"
+}
+classes_file 1
+ip netns exec "$(ns gw)" "$AGENT" --config "$WORKDIR/classes.json" \
+	--control "$WORKDIR/agent.sock" --metrics-listen 127.0.0.1:9181 --congestion cubic \
+	> "$WORKDIR/agent-classes.log" 2>&1 &
+AGENT_PID=$!
+check "an agent with two classes (a device by its MAC and a port, a domain) runs, both lines up" \
+	wait_for 10 both_up
+# one_download PORT ADDR SECONDS: a 20 Mbit/s download from an iperf3
+# server that serves once and says who connected; prints that and the
+# lines' bytes.
+one_download() {
+	local d0 l0 d1 l1 spid
+	ip netns exec "$(ns srv)" iperf3 -s -p "$1" -1 -J > "$WORKDIR/srv-$1.json" 2>&1 &
+	spid=$!
+	wait_listen srv "$1" || return 1
+	d0=$(line_bytes gw-p1); l0=$(line_bytes gw-p2)
+	ip netns exec "$(ns lan)" iperf3 -c "$2" -p "$1" -R -t "$3" -b 20M -J > "$WORKDIR/cli-$1.json" ||
+		{ kill "$spid"; return 1; }
+	d1=$(line_bytes gw-p1); l1=$(line_bytes gw-p2)
+	wait "$spid"
+	"$PY" -c '
+import json, sys
+s = json.load(open(sys.argv[1])); c = json.load(open(sys.argv[2]))
+print(json.dumps({"server_saw": s["start"]["connected"][0]["remote_host"],
+                  "received_mbit_s": round(c["end"]["sum_received"]["bits_per_second"] / 1e6, 1),
+                  "dsl_bytes": int(sys.argv[3]), "lte_bytes": int(sys.argv[4])}))
+' "$WORKDIR/srv-$1.json" "$WORKDIR/cli-$1.json" "$((d1 - d0))" "$((l1 - l0))"
+}
+field() { "$PY" -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+# out_of PORT ADDR LINE_ADDR: the server saw LINE_ADDR, that line carried
+# the download (5 MB in 2 s), the other under 2% of it.
+out_of() {
+	local out d l
+	out=$(one_download "$1" "$2" 2) || return 1
+	echo "$out"
+	d=$(field "$out" dsl_bytes); l=$(field "$out" lte_bytes)
+	[ "$(field "$out" server_saw)" = "$3" ] || return 1
+	if [ "$3" = 198.51.100.66 ]; then [ "$l" -gt 3000000 ] && [ "$d" -lt $((l / 50)) ]
+	else [ "$d" -gt 3000000 ] && [ "$l" -lt $((d / 50)) ]; fi
+}
+check "class tv (the device's MAC, port 5202): out of LTE as LTE's address, not via the concentrator" \
+	out_of 5202 203.0.113.2 198.51.100.66
+resolved() { ip netns exec "$(ns gw)" nft list set inet gw_agent c1_dom4 | grep -q 203.0.113.3; }
+check "class streaming: stream.example resolved on the router into its set" wait_for 5 resolved
+check "class streaming (domain stream.example): out of DSL as DSL's address" \
+	out_of 5203 203.0.113.3 198.51.100.2
+via_conc() {
+	local out
+	out=$(one_download 5204 203.0.113.2 1) || return 1
+	echo "$out"
+	[ "$(field "$out" server_saw)" = 203.0.113.1 ]
+}
+check "the same device to another port: through the concentrator" via_conc
+# A reload that drops class tv while one of its flows runs: the flow keeps
+# its line to the end (its conntrack mark); the device's next one is
+# carried through the concentrator.
+reload_keeps() {
+	local spid cpid rc=0 saw out
+	ip netns exec "$(ns srv)" iperf3 -s -p 5202 -1 -J > "$WORKDIR/srv-r.json" 2>&1 &
+	spid=$!
+	wait_listen srv 5202 || return 1
+	ip netns exec "$(ns lan)" iperf3 -c 203.0.113.2 -p 5202 -R -t 4 -b 10M -J > "$WORKDIR/cli-r.json" &
+	cpid=$!
+	sleep 1
+	classes_file 0
+	kill -HUP "$AGENT_PID"
+	wait_for 5 grep -q "reloaded" "$WORKDIR/agent-classes.log" || { echo "no reload"; rc=1; }
+	wait "$cpid" || { echo "the flow failed across the reload"; rc=1; }
+	wait "$spid"
+	saw=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["start"]["connected"][0]["remote_host"])' "$WORKDIR/srv-r.json")
+	echo "{\"running_flow_left_from\": \"$saw\"}"
+	[ "$saw" = 198.51.100.66 ] || rc=1
+	"$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(1 if d.get("error") or d["end"]["sum_received"]["bytes"] < 4000000 else 0)' \
+		"$WORKDIR/cli-r.json" || { echo "the flow did not complete"; rc=1; }
+	[ $rc = 0 ] || return 1
+	out=$(one_download 5202 203.0.113.2 1) || return 1
+	echo "$out"
+	[ "$(field "$out" server_saw)" = 203.0.113.1 ]
+}
+check "a reload drops class tv mid-flow: that flow completes out of LTE, the next goes through the concentrator" reload_keeps
+check "agent exits cleanly" stop_agent_log "$AGENT_PID" "$WORKDIR/agent-classes.log"
+gone() { ! ip netns exec "$(ns gw)" ip rule | grep -q "fwmark 0x4d5[1-9a-f]"; }
+check "its rules for the classes' marks are gone" gone
 check "concentrator exits cleanly" stop_concentrator "$CONC_PID" conc
 finish
