@@ -226,6 +226,86 @@ void metrics_verified(struct mbuf *b, const char *prefix, uint64_t flows, uint64
 	metrics_u64(b, name, "kind=\"broken\"", broken);
 }
 
+/* Header name (case-insensitive) at line start s: its value's start. */
+static const char *header_value(const char *s, const char *end, const char *name)
+{
+	size_t n = strlen(name);
+
+	if ((size_t)(end - s) <= n || strncasecmp(s, name, n) || s[n] != ':')
+		return NULL;
+	s += n + 1;
+	while (s < end && (*s == ' ' || *s == '\t'))
+		s++;
+	return s;
+}
+
+/* A token: up to HTTP_TOKEN_MAX of [A-Za-z0-9_-], ending at end, ';', a
+ * space or the line's end; anything else gives "". */
+static void take_token(const char *s, const char *end, char out[HTTP_TOKEN_MAX + 1])
+{
+	size_t n = 0;
+
+	while (s + n < end && n <= HTTP_TOKEN_MAX &&
+	       ((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' && s[n] <= 'Z') ||
+		(s[n] >= '0' && s[n] <= '9') || s[n] == '_' || s[n] == '-'))
+		n++;
+	if (n == 0 || n > HTTP_TOKEN_MAX ||
+	    (s + n < end && s[n] != ';' && s[n] != ' ' && s[n] != '\r' && s[n] != '\n'))
+		return;
+	memcpy(out, s, n);
+	out[n] = '\0';
+}
+
+int http_parse(const char *req, size_t len, struct http_req *ret)
+{
+	char full[256];
+	const char *line, *end = NULL;
+	char *q;
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	r = metrics_http_parse(req, len, ret->method, ret->path);
+	if (r < 0)
+		return r;
+	/* The path as sent, for its query (metrics_http_parse cut it). */
+	{
+		size_t i = strlen(ret->method) + 1, p = 0;
+
+		while (i < len && req[i] != ' ' && req[i] != '\r' && req[i] != '\n' && p < 255)
+			full[p++] = req[i++];
+		full[p] = '\0';
+	}
+	q = strchr(full, '?');
+	if (q)
+		snprintf(ret->query, sizeof(ret->query), "%s", q + 1);
+	/* The head ends at the first blank line (it is there: parsed). */
+	for (size_t k = 0; k + 1 < len && !end; k++)
+		if (req[k] == '\n' && req[k + 1] == '\n')
+			end = req + k + 1;
+		else if (k + 3 < len && !memcmp(req + k, "\r\n\r\n", 4))
+			end = req + k + 2;
+	line = memchr(req, '\n', (size_t)(end - req));
+	while (line && line < end) {
+		const char *s = line + 1, *e = memchr(s, '\n', (size_t)(end - s)), *v;
+
+		if (!e)
+			e = end;
+		if ((v = header_value(s, e, "Authorization")) && e - v > 7 && !strncmp(v, "Bearer ", 7))
+			take_token(v + 7, e, ret->bearer);
+		if ((v = header_value(s, e, "Cookie")))
+			/* "a=1; gwa=TOKEN; b=2" */
+			for (const char *c = v; c && c < e;) {
+				while (c < e && (*c == ' ' || *c == ';'))
+					c++;
+				if (e - c > 4 && !strncmp(c, "gwa=", 4))
+					take_token(c + 4, e, ret->cookie);
+				c = memchr(c, ';', (size_t)(e - c));
+			}
+		line = e < end ? e : NULL;
+	}
+	return 0;
+}
+
 int metrics_http_parse(const char *req, size_t len, char method[8], char path[256])
 {
 	size_t i = 0, m = 0, p = 0;
@@ -285,6 +365,26 @@ static void serve(struct metrics_server *m, int fd)
 		respond(fd, until, "400 Bad Request", "text/plain", "bad request\n", 12, false);
 		return;
 	}
+	if (m->handle) {
+		struct http_req hr;
+		struct http_answer ans = { .status = "404 Not Found", .type = "text/plain" };
+		char hdr[512];
+		int n;
+
+		if (http_parse(req, got, &hr) < 0)
+			return;
+		m->handle(m->ctx, &hr, &ans);
+		n = snprintf(hdr, sizeof(hdr),
+			     "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+			     "Cache-Control: no-store\r\n%sConnection: close\r\n\r\n", ans.status,
+			     ans.type, ans.b.len, ans.headers);
+		if (n > 0 && (size_t)n < sizeof(hdr) &&
+		    sock_write_all_until(fd, hdr, (size_t)n, until) == 0 && strcmp(hr.method, "HEAD") &&
+		    ans.b.len)
+			sock_write_all_until(fd, ans.b.s, ans.b.len, until);
+		mbuf_free(&ans.b);
+		return;
+	}
 	bool head = !strcmp(method, "HEAD");
 	if (strcmp(method, "GET") && !head) {
 		respond(fd, until, "405 Method Not Allowed", "text/plain", "GET /metrics\n", 13, false);
@@ -342,13 +442,14 @@ static void *server_main(void *arg)
 	return NULL;
 }
 
-int metrics_server_start(struct metrics_server *m, const struct sockaddr_storage *addr,
-			 socklen_t len, metrics_render_fn render, void *ctx)
+static int server_start(struct metrics_server *m, const struct sockaddr_storage *addr,
+			socklen_t len, metrics_render_fn render, http_handler_fn handle, void *ctx)
 {
 	int one = 1, e;
 
 	m->running = false;
 	m->render = render;
+	m->handle = handle;
 	m->ctx = ctx;
 	m->fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (m->fd < 0)
@@ -375,6 +476,18 @@ fail:
 	close(m->fd);
 	m->fd = -1;
 	return e;
+}
+
+int metrics_server_start(struct metrics_server *m, const struct sockaddr_storage *addr,
+			 socklen_t len, metrics_render_fn render, void *ctx)
+{
+	return server_start(m, addr, len, render, NULL, ctx);
+}
+
+int http_server_start(struct metrics_server *m, const struct sockaddr_storage *addr,
+		      socklen_t len, http_handler_fn handle, void *ctx)
+{
+	return server_start(m, addr, len, NULL, handle, ctx);
 }
 
 void metrics_server_stop(struct metrics_server *m)

@@ -64,6 +64,32 @@ int metrics_parse_listen(const char *s, struct sockaddr_storage *ret, socklen_t 
  * -EINVAL for anything that is not "METHOD /path ...". */
 int metrics_http_parse(const char *req, size_t len, char method[8], char path[256]);
 
+/* The same, with what a page server needs besides: the query (after '?',
+ * up to 255 printable bytes, "" without), and the token a client shows
+ * in a Cookie header ("gwa=TOKEN") or "Authorization: Bearer TOKEN" (up
+ * to 64 of [A-Za-z0-9_-], "" when absent or anything else). Headers are
+ * looked at up to the blank line only. */
+#define HTTP_TOKEN_MAX 64
+struct http_req {
+	char method[8];
+	char path[256];
+	char query[256];
+	char cookie[HTTP_TOKEN_MAX + 1];
+	char bearer[HTTP_TOKEN_MAX + 1];
+};
+int http_parse(const char *req, size_t len, struct http_req *ret);
+
+/* A page server's answer (status "200 OK", body in b). headers: extra
+ * header lines, each ending in \r\n, or "". */
+struct http_answer {
+	const char *status;
+	const char *type;
+	char headers[256];
+	struct mbuf b;
+};
+/* Fills ans for req; the server writes it and frees ans->b. */
+typedef void (*http_handler_fn)(void *ctx, const struct http_req *req, struct http_answer *ans);
+
 /* The --metrics-listen option (both daemons): "" = off (*ret_len 0), else
  * metrics_parse_listen(), errors reported through opts.c. */
 int metrics_opt_listen(const char *opt, const char *arg, struct sockaddr_storage *ret,
@@ -85,6 +111,7 @@ struct metrics_server {
 	pthread_t thread;
 	bool running;
 	metrics_render_fn render;
+	http_handler_fn handle;       /* set: a page server (http_server_start) */
 	void *ctx;
 	uint64_t scrapes;
 };
@@ -94,5 +121,9 @@ struct metrics_server {
 int metrics_server_start(struct metrics_server *m, const struct sockaddr_storage *addr,
 			 socklen_t len, metrics_render_fn render, void *ctx);
 void metrics_server_stop(struct metrics_server *m);
+/* The same server, every request given to handle (GET, HEAD and POST; a
+ * request body is not read). Stopped with metrics_server_stop(). */
+int http_server_start(struct metrics_server *m, const struct sockaddr_storage *addr,
+		      socklen_t len, http_handler_fn handle, void *ctx);
 
 #endif

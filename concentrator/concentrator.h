@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "policy.h"
 #include "relay.h"
+#include "speedtest.h"
 #include "peers.h"
 
 #define CONC_MAX_LISTEN 16
@@ -163,6 +164,7 @@ struct conc {
 	/* Bumped when destinations or keys may have changed (reload, own
 	 * addresses): UDP flows and sessions are checked again. */
 	atomic_uint policy_gen;
+	struct speedtests speedtests;  /* speedtest.c */
 };
 
 /* cluster.c: one box of several behind a shared service address. At

@@ -51,6 +51,13 @@ static enum cookie_reason check_cookie(const struct policy *p, const struct in6_
 					    .opts = m->connect.tcp_opts.p,
 					    .opts_len = m->connect.tcp_opts.len };
 		dp = &dst;
+	} else if (m->present & CONVERT_HAS_SPEEDTEST) {
+		/* A speed test's cookie covers the test asked for: no
+		 * destination, the TLV's value as its "options" (so an Info
+		 * probe's cookie is not one). */
+		dst = (struct cookie_dest){ .opts = m->speedtest.value.p,
+					    .opts_len = m->speedtest.value.len };
+		dp = &dst;
 	}
 	why = cookie_check(&p->keys, m->cookie.p, m->cookie.len, peer, dp, now, &d->fields);
 	d->keyed = why == COOKIE_OK;
@@ -80,12 +87,34 @@ void decide(const struct policy *p, const struct in6_addr *peer, const uint8_t *
 		return;
 	}
 	d->msg_len = (uint32_t)n;
+	d->speedtest = (m.present & CONVERT_HAS_SPEEDTEST) != 0;
 	/* The key first: nothing about the request is acted on, or even
 	 * judged aloud, for a client that has not proven who it is. */
 	d->cookie = check_cookie(p, peer, &m, now, d);
 	if (d->cookie != COOKIE_OK) {
 		refuse(d, d->cookie == COOKIE_MISSING ? CONVERT_E_MISSING_COOKIE :
 		       CONVERT_E_NOT_AUTHORIZED, decide_cookie_text(d->cookie));
+		return;
+	}
+	if (m.present & CONVERT_HAS_SPEEDTEST) {
+		/* Served to gateways that proved who they are only: an
+		 * unkeyed concentrator serves none (its clients are known by
+		 * address alone, which a test's bytes could be aimed with). */
+		if (m.present & (CONVERT_HAS_CONNECT | CONVERT_HAS_VERIFIED)) {
+			refuse(d, CONVERT_E_MALFORMED, "a Speed Test TLV with a Connect or Verified Stream TLV");
+			return;
+		}
+		if (!d->keyed) {
+			refuse(d, CONVERT_E_NOT_AUTHORIZED, "a speed test needs a gateway key");
+			return;
+		}
+		if (len > (size_t)n) {
+			refuse(d, CONVERT_E_MALFORMED, "bytes behind a speed test request");
+			return;
+		}
+		d->kind = DECIDE_SPEEDTEST;
+		d->st_dir = m.speedtest.direction;
+		d->st_seconds = m.speedtest.seconds;
 		return;
 	}
 	if (!(m.present & CONVERT_HAS_CONNECT)) {

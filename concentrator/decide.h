@@ -17,6 +17,7 @@ enum decide_kind {
 	DECIDE_REFUSE,        /* answer with Error code (and value), close */
 	DECIDE_INFO,          /* an Info request: answer with what we support */
 	DECIDE_CONNECT,       /* connect to dst:port, MSS mss (0: default) */
+	DECIDE_SPEEDTEST,     /* a keyed gateway's speed test: st_dir, st_seconds */
 };
 
 struct decision {
@@ -34,6 +35,8 @@ struct decision {
 	int mss;
 	uint32_t verified_max;        /* CONNECT: the client offers a verified
 				       * stream, taking records this large; 0 = not */
+	bool speedtest;               /* the request asked for a speed test */
+	uint8_t st_dir, st_seconds;   /* SPEEDTEST */
 };
 
 /* The TCP option kinds a Connect TLV may ask for. */

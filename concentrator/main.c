@@ -317,6 +317,7 @@ int main(int argc, char **argv)
 		log_warn("--max-flows %u exceeds what the open-file limit allows (%u)",
 			 c->cfg.max_flows, fit);
 
+	speedtests_init(&c->speedtests);
 	if (quota_init(&c->limits, (uint8_t)c->cfg.client_prefix6) < 0 ||
 	    replay_init(&c->replay, c->cfg.replay_entries) < 0)
 		return 1;
@@ -399,6 +400,7 @@ int main(int argc, char **argv)
 	}
 	for (unsigned i = 0; i < c->cfg.workers; i++)
 		pthread_join(c->workers[i].thread, NULL);
+	speedtests_stop(&c->speedtests);
 	/* Metrics first: a scrape reads the UDP thread's counters. */
 	metrics_server_stop(&c->metrics);
 	udp_stop(c);

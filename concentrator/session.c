@@ -16,6 +16,7 @@
  * relaying starts, so an established idle flow holds no user-space buffer. */
 #include "concentrator.h"
 #include "decide.h"
+#include "speedtest.h"
 #include "sock.h"
 
 #include <errno.h>
@@ -34,6 +35,7 @@ enum phase {
 	PH_ERR_REPLY,
 	PH_DRAIN,
 	PH_VERIFY,   /* message in, waiting for the client's handshake to end */
+	PH_SPEEDTEST,  /* the reply to a speed test going out, then speedtest.c's */
 };
 
 #define FLAG_LIMITED 0x01   /* holds a slot in the shared limits */
@@ -62,6 +64,8 @@ struct session {
 	socklen_t dst_len;
 	uint8_t code;                 /* Error code being sent, if refusing */
 	uint32_t vmax;                /* verified stream agreed: the client's record size */
+	uint32_t st_kid;              /* PH_SPEEDTEST: the key, direction, seconds */
+	uint8_t st_dir, st_seconds;
 	uint8_t out[64];              /* reply being sent */
 	/* The worker's handshakes in the order they were accepted (those
 	 * with FLAG_HS): at the limit the oldest gives way, whatever it is
@@ -272,7 +276,7 @@ static void act(struct conc_worker *cw, struct relay *r, struct decision *d, boo
 {
 	struct session *s = S(r);
 
-	if (d->keyed && d->kind == DECIDE_CONNECT) {
+	if (d->keyed && (d->kind == DECIDE_CONNECT || d->kind == DECIDE_SPEEDTEST)) {
 		uint32_t now = (uint32_t)time(NULL);
 		int rc = nat_cookie_stale(cw->c, &d->fields, now)
 				 ? -ESTALE
@@ -292,6 +296,8 @@ static void act(struct conc_worker *cw, struct relay *r, struct decision *d, boo
 	}
 	if (keyed && (d->keyed || d->cookie != COOKIE_OK))
 		cw->n.cookie[d->cookie]++;
+	if (d->speedtest && d->kind == DECIDE_REFUSE)
+		atomic_fetch_add(&cw->c->speedtests.refused_unkeyed, 1);
 	switch (d->kind) {
 	case DECIDE_MORE:
 		break;
@@ -314,6 +320,33 @@ static void act(struct conc_worker *cw, struct relay *r, struct decision *d, boo
 		s->out_off = 0;
 		s->out_len = (uint32_t)n;
 		r->phase = PH_ERR_REPLY;  /* same path: send, shut, drain */
+		hs_send(&cw->rw, r, r->fd[0], s->out);
+		return;
+	}
+	case DECIDE_SPEEDTEST: {
+		struct convert_writer wr;
+		int n, rc = speedtest_admit(&cw->c->speedtests, d->fields.kid, (uint32_t)time(NULL));
+
+		if (rc < 0) {
+			refuse(cw, r, CONVERT_E_RESOURCE_EXCEEDED, NULL, 0,
+			       rc == -EDQUOT ? "speed test: this key's tests for the hour are used up"
+					     : "speed test: another one is running");
+			return;
+		}
+		convert_writer_init(&wr, s->out, sizeof(s->out));
+		convert_put_speedtest(&wr, d->st_dir, d->st_seconds, NULL);
+		n = convert_writer_finish(&wr);
+		if (n < 0) {
+			speedtest_release(&cw->c->speedtests, d->fields.kid);
+			relay_close(&cw->rw, r, RELAY_END_REFUSED, true);
+			return;
+		}
+		s->st_kid = d->fields.kid;
+		s->st_dir = d->st_dir;
+		s->st_seconds = d->st_seconds;
+		s->out_off = 0;
+		s->out_len = (uint32_t)n;
+		r->phase = PH_SPEEDTEST;
 		hs_send(&cw->rw, r, r->fd[0], s->out);
 		return;
 	}
@@ -547,6 +580,18 @@ static void on_hs_send(struct conc_worker *cw, struct relay *r,
 		w->stats.bytes[0] += s->out_len;
 		start_relay(w, r);
 		return;
+	case PH_SPEEDTEST: {
+		/* The connection is the test's from here: the slot goes (and
+		 * with it the handshake's place in the limits). */
+		int fd = r->fd[0];
+		uint32_t kid = s->st_kid;
+		uint8_t dir = s->st_dir, secs = s->st_seconds;
+
+		r->fd[0] = -1;
+		relay_close(w, r, RELAY_END_DONE, false);
+		speedtest_run(&cw->c->speedtests, fd, kid, dir, secs);
+		return;
+	}
 	case PH_ERR_REPLY:
 		/* shutdown(2) directly: IORING_OP_SHUTDOWN would go to an
 		 * io-wq thread (relay.c, on_recv). */

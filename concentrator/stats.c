@@ -144,6 +144,20 @@ void conc_render_metrics(void *ctx, struct mbuf *b)
 		snprintf(l, sizeof(l), "result=\"%s\"", cookie_reason_name((enum cookie_reason)k));
 		metrics_u64(b, "mptcp_concentrator_cookies_total", l, t.cookie[k]);
 	}
+	metrics_head(b, "mptcp_concentrator_speedtests_total", "counter",
+		     "Gateways' speed tests served (by direction) and refused: unkeyed (no valid "
+		     "gateway key, Error 32 or 3), limit (two at once on the box, one per key, 30 "
+		     "a key an hour: Error 64).");
+	metrics_u64(b, "mptcp_concentrator_speedtests_total", "result=\"down\"",
+		    atomic_load(&c->speedtests.served[1]));
+	metrics_u64(b, "mptcp_concentrator_speedtests_total", "result=\"up\"",
+		    atomic_load(&c->speedtests.served[2]));
+	metrics_u64(b, "mptcp_concentrator_speedtests_total", "result=\"unkeyed\"",
+		    atomic_load(&c->speedtests.refused_unkeyed));
+	metrics_u64(b, "mptcp_concentrator_speedtests_total", "result=\"limit\"",
+		    atomic_load(&c->speedtests.refused_limit));
+	metrics_one(b, "mptcp_concentrator_speedtest_bytes_total", "counter",
+		    "Bytes sent and received by speed tests.", atomic_load(&c->speedtests.bytes));
 	metrics_one(b, "mptcp_concentrator_handshake_timeouts_total", "counter",
 		    "Clients that did not complete a Convert message in time.",
 		    t.handshake_timeouts);

@@ -20,6 +20,7 @@ build_pkgs=(
 test_pkgs=(
   iproute2 iputils-ping nftables mptcpd mptcpize iperf3 curl nginx-light tcpdump python3 procps
   gnuplot-nox systemd python3-scapy dnsmasq-base lintian file bird2
+  chromium fonts-dejavu-core
 )
 # Cross builds (tests/cross/cross.sh): toolchains, qemu-user, and Debian's
 # arm64 libraries beside the host's (multiarch: dpkg --add-architecture).

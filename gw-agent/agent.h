@@ -17,6 +17,7 @@
 #include "overflow.h"
 #include "caps.h"
 #include "classes.h"
+#include "speedtest.h"
 #include "cookie.h"
 #include "quota.h"
 #include "relay.h"
@@ -65,6 +66,9 @@ struct agent_config {
 	int log_level;
 	struct sockaddr_storage metrics;  /* --metrics-listen; metrics_len 0 = off */
 	socklen_t metrics_len;
+	struct sockaddr_storage web;   /* --web-listen; web_len 0 = off */
+	socklen_t web_len;
+	char web_token_path[256];      /* --web-token-file, "" = state_dir/web-token */
 	char config_path[256];         /* the file read, "" = none */
 	char key_path[256];            /* --key-file, "" = none */
 	char congestion[16];           /* --congestion, "" = the system's */
@@ -118,6 +122,7 @@ struct agent_worker {
 	int init_result;
 	unsigned snap_gen;             /* last status request answered */
 	char *snap;                    /* its flows, text (under a->snap_lock) */
+	void *snap_json;               /* and as a JSON array (json_t), the same */
 };
 
 /* A path/family as metrics show it, copied by the main thread (which owns
@@ -187,6 +192,10 @@ struct agent {
 	struct agent_udp *udp;         /* udp.c; NULL: UDP not carried */
 	atomic_bool paths_ready;       /* paths_init ran (the UDP thread may read them) */
 	struct agent_classes classes;  /* main thread (the nftables table's) */
+	struct agent_speedtests speedtests;  /* speedtest.c */
+	struct metrics_server web;     /* web.c: the household's page */
+	char web_token[HTTP_TOKEN_MAX + 1];
+	atomic_uint_fast64_t web_requests, web_refused;
 	struct class_resolver *resolver;  /* NULL: no class names a domain yet */
 };
 
@@ -231,7 +240,11 @@ int control_open(struct agent *a);
 void control_accept(struct agent *a);
 void control_close(struct agent *a);
 void control_worker_tick(struct agent_worker *aw);
-int control_status(const char *path);
+int control_status(const char *path, bool json);
+/* `gw-agent speedtest [LINE]`: every own line (or LINE), one at a time. */
+int control_speedtest(const char *path, const char *line, unsigned seconds);
+/* A stopped worker's last status snapshot, freed. */
+void control_worker_done(struct agent_worker *aw);
 const char *control_path_state(const struct path *p, int fi);
 void control_iface_bytes(const char *ifname, uint64_t *ret_rx, uint64_t *ret_tx);
 /* An interface's byte counters (received, sent): 0, or -errno (it is

@@ -12,9 +12,11 @@
  * slow or stuck client never holds up the event loop or the data path. */
 #include "agent.h"
 #include "sock.h"
+#include "web.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <linux/mptcp.h>
 #include <linux/tcp.h>
 #include <poll.h>
@@ -33,6 +35,7 @@
 
 #define CONTROL_MAX_CLIENTS 4  /* a->control_cfd's size */
 #define SNAP_MAX_SUBFLOWS 16
+#define SNAP_MAX_JSON_FLOWS 256  /* per worker: the page lists no more */
 
 /* "12.3 MiB": for people, not for parsers (metrics are for parsers). */
 static const char *human_bytes(uint64_t v, char buf[16])
@@ -148,6 +151,13 @@ static void format_paths(struct agent *a, struct mbuf *t)
 		 (unsigned long long)active, (unsigned long long)intercepted,
 		 (unsigned long long)via, (unsigned long long)direct,
 		 (unsigned long long)failed);
+	{
+		char url[400];
+
+		web_url(a, url, sizeof(url));
+		if (url[0])
+			mbuf_printf(t, "page %s\n", url);
+	}
 	for (unsigned i = 0; i < a->cfg.nconc; i++)
 		mbuf_printf(t, "concentrator %s%s\n",
 			 addr_format((const struct sockaddr *)&a->cfg.conc[i], c),
@@ -218,6 +228,25 @@ static void format_paths(struct agent *a, struct mbuf *t)
 			    cp->level >= 0 ? "reached: the line is " : "under the thresholds",
 			    cp->level >= 0 ? path_mode_name(p->mode) : "");
 	}
+	pthread_mutex_lock(&a->speedtests.lock);
+	for (unsigned i = 0; i < a->paths.n; i++) {
+		const struct speedtest_result *r = &a->speedtests.r[i];
+		char when[32] = "";
+		struct tm tm;
+
+		if (strcmp(r->name, path_name(&a->paths.p[i])) || (!r->at && !r->running))
+			continue;
+		if (r->at && localtime_r(&r->at, &tm))
+			strftime(when, sizeof(when), " at %Y-%m-%d %H:%M", &tm);
+		if (r->running)
+			mbuf_printf(t, "speedtest %s: running\n", r->name);
+		else if (r->error[0])
+			mbuf_printf(t, "speedtest %s: failed%s: %s\n", r->name, when, r->error);
+		else
+			mbuf_printf(t, "speedtest %s: %.1f Mbit/s down, %.1f Mbit/s up%s\n", r->name,
+				    r->down_bps / 1e6, r->up_bps / 1e6, when);
+	}
+	pthread_mutex_unlock(&a->speedtests.lock);
 	if (overflow_wanted(&a->paths)) {
 		const struct overflow_figures *o = &a->overflow.fig;
 
@@ -233,6 +262,143 @@ static void format_paths(struct agent *a, struct mbuf *t)
 				    o->cap_bps[0] / 1e6, o->use_bps[1] / 1e6, o->cap_bps[1] / 1e6,
 				    o->ovf_bps[0] / 1e6, o->ovf_bps[1] / 1e6, a->cfg.overflow_share);
 	}
+}
+
+static json_t *jaddr(const struct in6_addr *a, bool have)
+{
+	char b[ADDR_STRLEN];
+
+	return have ? json_string(addr_format_in6(a, 0, b)) : json_null();
+}
+
+/* Main thread: what format_paths says, as JSON (status json, the page). */
+static json_t *json_paths(struct agent *a)
+{
+	struct agent_counters n;
+	struct relay_stats st;
+	struct control_counts cc = { .read = false };
+	struct timespec now;
+	json_t *root = json_object(), *conc = json_array(), *lines = json_array(),
+	       *cls = json_array();
+	char c[ADDR_STRLEN];
+
+	if (!root || !conc || !lines || !cls) {
+		json_decref(root);
+		json_decref(conc);
+		json_decref(lines);
+		json_decref(cls);
+		return NULL;
+	}
+	agent_totals(a, &n, &st);
+	clock_gettime(CLOCK_REALTIME, &now);
+	json_object_set_new(root, "version", json_string(AGENT_VERSION));
+	json_object_set_new(root, "time_ms", json_integer((json_int_t)now.tv_sec * 1000 +
+							   now.tv_nsec / 1000000));
+	json_object_set_new(root, "uptime_s",
+			    json_integer((json_int_t)((log_now_ms() - a->started_ms) / 1000)));
+	json_object_set_new(root, "workers", json_integer(a->cfg.workers));
+	json_object_set_new(root, "flows_summary",
+			    json_pack("{sIsIsIsIsI}", "active", (json_int_t)st.active,
+				      "intercepted", (json_int_t)n.intercepted,
+				      "via_concentrator", (json_int_t)n.via_concentrator,
+				      "direct_fallback", (json_int_t)n.fallback_direct,
+				      "failed", (json_int_t)n.failed));
+	for (unsigned i = 0; i < a->cfg.nconc; i++)
+		json_array_append_new(conc, json_string(addr_format((const struct sockaddr *)&a->cfg.conc[i], c)));
+	json_object_set_new(root, "concentrators", conc);
+	for (unsigned i = 0; i < a->paths.n; i++) {
+		const struct path *p = &a->paths.p[i];
+		const struct path_cap *cp = &p->cap;
+		json_t *l = json_object(), *fams = json_array();
+		uint64_t rx, tx;
+
+		if (!l || !fams) {
+			json_decref(l);
+			json_decref(fams);
+			continue;
+		}
+		control_path_bytes(p->ifname, p->neighbour, &p->nb_src, &cc, &rx, &tx);
+		json_object_set_new(l, "name", json_string(path_name(p)));
+		json_object_set_new(l, "interface", json_string(p->ifname));
+		json_object_set_new(l, "neighbour", json_boolean(p->neighbour));
+		json_object_set_new(l, "mode", json_string(path_mode_name(p->mode)));
+		json_object_set_new(l, "mode_configured", json_string(path_mode_name(p->mode_cfg)));
+		json_object_set_new(l, "rx_bytes", json_integer((json_int_t)rx));
+		json_object_set_new(l, "tx_bytes", json_integer((json_int_t)tx));
+		json_object_set_new(l, "down_bps", json_integer((json_int_t)p->down_bps));
+		json_object_set_new(l, "up_bps", json_integer((json_int_t)p->up_bps));
+		for (int fi = 0; fi < 2; fi++) {
+			const struct path_fam *f = &p->f[fi];
+
+			if (fi == 1 && !f->have_addr)
+				continue;
+			json_array_append_new(fams, json_pack(
+				"{sssssoso so so sb}", "family", fi ? "ipv6" : "ipv4",
+				"state", control_path_state(p, fi),
+				"address", jaddr(&f->addr, f->have_addr),
+				"gateway", jaddr(&f->gw, f->have_gw),
+				"probe_rtt_ms", f->usable && f->probe_rtt_us && a->paths.probe_interval_ms
+					? json_real(f->probe_rtt_us / 1000.0) : json_null(),
+				"endpoint", f->ep_id ? json_integer(f->ep_id) : json_null(),
+				"backup", f->ep_id && (f->ep_flags & PM_FLAG_BACKUP)));
+		}
+		json_object_set_new(l, "families", fams);
+		if (cp->bytes && !p->neighbour) {
+			json_t *at = json_array();
+
+			for (unsigned k = 0; at && k < cp->nat; k++)
+				json_array_append_new(at, json_pack("{sIss}", "percent", (json_int_t)cp->at[k].pct,
+					"action", path_mode_name((enum path_mode)cp->at[k].action)));
+			json_object_set_new(l, "cap", json_pack("{sIsIsIsoso}",
+				"bytes", (json_int_t)cp->bytes, "used_bytes", (json_int_t)cp->used,
+				"cycle_start", (json_int_t)cp->cycle_start,
+				"reached", cp->level >= 0 ? json_string(path_mode_name(p->mode)) : json_null(),
+				"at", at ? at : json_null()));
+		} else {
+			json_object_set_new(l, "cap", json_null());
+		}
+		json_array_append_new(lines, l);
+	}
+	json_object_set_new(root, "lines", lines);
+	if (overflow_wanted(&a->paths) && a->overflow.last_ms) {
+		const struct overflow_figures *o = &a->overflow.fig;
+
+		json_object_set_new(root, "overflow", json_pack("{sbsbs[ff]s[ff]s[ff]sI}",
+			"configured", o->configured, "active", o->active,
+			"use_bps", o->use_bps[0], o->use_bps[1],
+			"capacity_bps", o->cap_bps[0], o->cap_bps[1],
+			"overflow_bps", o->ovf_bps[0], o->ovf_bps[1],
+			"share_percent", (json_int_t)a->cfg.overflow_share));
+	} else {
+		json_object_set_new(root, "overflow", json_null());
+	}
+	for (unsigned k = 0; k < a->classes.n; k++) {
+		const struct agent_class *x = &a->classes.c[k];
+		json_t *doms = json_array();
+
+		for (unsigned d = 0; doms && d < x->ndomain; d++)
+			json_array_append_new(doms, json_string(x->domain[d]));
+		json_array_append_new(cls, json_pack("{sssssso}", "name", x->name,
+			"action", "bypass", "line", x->line, "domains", doms ? doms : json_null()));
+	}
+	json_object_set_new(root, "classes", cls);
+	{
+		json_t *sts = json_object();
+
+		pthread_mutex_lock(&a->speedtests.lock);
+		for (unsigned i = 0; sts && i < a->paths.n; i++) {
+			const struct speedtest_result *r = &a->speedtests.r[i];
+
+			if (strcmp(r->name, path_name(&a->paths.p[i])) || (!r->at && !r->running))
+				continue;
+			json_object_set_new(sts, r->name, json_pack("{sbsIsIsIss}", "running", r->running,
+				"down_bps", (json_int_t)r->down_bps, "up_bps", (json_int_t)r->up_bps,
+				"at", (json_int_t)r->at, "error", r->error));
+		}
+		pthread_mutex_unlock(&a->speedtests.lock);
+		json_object_set_new(root, "speedtests", sts ? sts : json_null());
+	}
+	return root;
 }
 
 /* The path a subflow's local address belongs to, from the main thread's
@@ -274,7 +440,8 @@ static const char *tcp_state_name(unsigned s)
 /* One MPTCP socket's subflows. The two getsockopts each walk the
  * connection's subflow list; if a subflow came or went in between, the
  * counts differ and we retry once, then show addresses only. */
-static void format_subflows(const struct control_pathmap *ps, int fd, struct mbuf *t)
+static void format_subflows(const struct control_pathmap *ps, int fd, struct mbuf *t,
+			    json_t *js)
 {
 	struct {
 		struct mptcp_subflow_data d;
@@ -324,11 +491,20 @@ static void format_subflows(const struct control_pathmap *ps, int fd, struct mbu
 		mbuf_printf(t, "    %-8s %s -> %s", path_of(ps, &la), l, r);
 		if (n != nt || tb.d.size_user == 0) {
 			mbuf_printf(t, "\n");
+			if (js)
+				json_array_append_new(js, json_pack("{ssssss}", "line", path_of(ps, &la),
+								     "local", l, "remote", r));
 			continue;
 		}
 		memset(&ti, 0, sizeof(ti));
 		k = tb.d.size_user < sizeof(ti) ? tb.d.size_user : sizeof(ti);
 		memcpy(&ti, (const uint8_t *)tb.ti + (size_t)i * tb.d.size_user, k);
+		if (js)
+			json_array_append_new(js, json_pack("{sssssssssfsIsIsI}", "line", path_of(ps, &la),
+				"local", l, "remote", r, "state", tcp_state_name(ti.tcpi_state),
+				"rtt_ms", ti.tcpi_rtt / 1000.0, "sent_bytes", (json_int_t)ti.tcpi_bytes_acked,
+				"received_bytes", (json_int_t)ti.tcpi_bytes_received,
+				"retransmits", (json_int_t)ti.tcpi_total_retrans));
 		mbuf_printf(t, "  %s rtt %.1f ms cwnd %u sent %s received %s retrans %u\n",
 			 tcp_state_name(ti.tcpi_state), ti.tcpi_rtt / 1000.0, ti.tcpi_snd_cwnd,
 			 human_bytes(ti.tcpi_bytes_acked, sb), human_bytes(ti.tcpi_bytes_received, rb),
@@ -336,27 +512,44 @@ static void format_subflows(const struct control_pathmap *ps, int fd, struct mbu
 	}
 }
 
-/* Worker thread: its flows, into a fresh buffer. */
-static char *format_flows(struct agent_worker *aw, const struct control_pathmap *map)
+/* Worker thread: its flows, into a fresh buffer, and as JSON (*ret_json,
+ * an array, the first SNAP_MAX_JSON_FLOWS). */
+static char *format_flows(struct agent_worker *aw, const struct control_pathmap *map,
+			  json_t **ret_json)
 {
 	struct relay_worker *w = &aw->rw;
 	struct mbuf t = { 0 };
+	json_t *jf = json_array();
+	unsigned nj = 0;
 
 	for (struct relay *r = NULL; (r = relay_next(w, r));) {
 		char p[ADDR_STRLEN], d[ADDR_STRLEN], ub[16], db[16];
 		bool direct = r->flags & AGENT_FLOW_DIRECT;
+		const char *how = r->state == RELAY_HANDSHAKE ? "connecting" :
+				  direct ? "direct (fallback)" : "via concentrator";
+		json_t *js = NULL;
 
 		if (r->state != RELAY_PUMP && r->state != RELAY_HANDSHAKE)
 			continue;
-		mbuf_printf(&t, "%s -> %s  %s  up %s down %s  %us\n",
-			 addr_format_in6(&r->peer, 0, p), addr_format_in6(&r->far, r->far_port, d),
-			 r->state == RELAY_HANDSHAKE ? "connecting" :
-			 direct ? "direct (fallback)" : "via concentrator",
+		addr_format_in6(&r->peer, 0, p);
+		addr_format_in6(&r->far, r->far_port, d);
+		mbuf_printf(&t, "%s -> %s  %s  up %s down %s  %us\n", p, d, how,
 			 human_bytes(r->half[0].bytes, ub), human_bytes(r->half[1].bytes, db),
 			 w->now_s - r->since_s);
+		if (jf && nj < SNAP_MAX_JSON_FLOWS) {
+			js = json_array();
+			json_array_append_new(jf, json_pack("{sssssssIsIsIso}", "client", p,
+				"destination", d, "state", how, "up_bytes", (json_int_t)r->half[0].bytes,
+				"down_bytes", (json_int_t)r->half[1].bytes,
+				"age_s", (json_int_t)(w->now_s - r->since_s),
+				"subflows", js ? json_incref(js) : json_null()));
+			nj++;
+		}
 		if (r->state == RELAY_PUMP && !direct && r->fd[1] >= 0)
-			format_subflows(map, r->fd[1], &t);
+			format_subflows(map, r->fd[1], &t, js);
+		json_decref(js);
 	}
+	*ret_json = jf;
 	if (!t.s)
 		t.s = strdup("");
 	return t.s;
@@ -367,6 +560,7 @@ void control_worker_tick(struct agent_worker *aw)
 	struct agent *a = aw->a;
 	unsigned req = atomic_load(&a->snap_req);
 	struct control_pathmap map;
+	json_t *j = NULL;
 	char *s;
 
 	if (req == aw->snap_gen)
@@ -374,10 +568,12 @@ void control_worker_tick(struct agent_worker *aw)
 	pthread_mutex_lock(&a->snap_lock);
 	map = a->snap_map;
 	pthread_mutex_unlock(&a->snap_lock);
-	s = format_flows(aw, &map);
+	s = format_flows(aw, &map, &j);
 	pthread_mutex_lock(&a->snap_lock);
 	free(aw->snap);
 	aw->snap = s;
+	json_decref(aw->snap_json);
+	aw->snap_json = j;
 	aw->snap_gen = req;
 	pthread_cond_broadcast(&a->snap_cond);
 	pthread_mutex_unlock(&a->snap_lock);
@@ -387,7 +583,96 @@ struct control_client {
 	struct agent *a;
 	int fd;
 	struct mbuf t;
+	json_t *j;                     /* the same as JSON (main thread's part) */
 };
+
+static void say(struct control_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(struct control_client *c, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		sock_write_all_until(c->fd, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1,
+				     log_now_ms() + 5000);
+}
+
+/* "speedtest SECONDS [LINE]": each of our own lines that is up (or LINE),
+ * one after the other, each line's result said as it comes. */
+static void client_speedtest(struct control_client *c, const char *args)
+{
+	struct agent *a = c->a;
+	struct agent_speedtests *st = &a->speedtests;
+	char one[48] = "", names[PATHS_MAX][48];
+	unsigned secs = 0, n = 0, failed = 0;
+	json_t *l;
+	size_t i;
+
+	if (sscanf(args, "%u %47s", &secs, one) < 1 || secs < 1 || secs > CONVERT_SPEEDTEST_MAX_S) {
+		say(c, "error: speedtest SECONDS [LINE], SECONDS 1-10\n");
+		return;
+	}
+	json_array_foreach(c->j ? json_object_get(c->j, "lines") : NULL, i, l) {
+		const char *name = json_string_value(json_object_get(l, "name"));
+
+		if (!name || n == PATHS_MAX)
+			continue;
+		if (one[0] ? !strcmp(one, name) : !json_is_true(json_object_get(l, "neighbour")))
+			snprintf(names[n++], sizeof(names[0]), "%s", name);
+	}
+	if (one[0] && !n)
+		snprintf(names[n++], sizeof(names[0]), "%s", one);  /* said: no such line */
+	if (!n)
+		say(c, "no lines to test (no --path)\n");
+	for (unsigned k = 0; k < n; k++) {
+		char why[160];
+		uint64_t until = log_now_ms() + 2000ull * secs + 20000;
+		bool done = false;
+
+		if (agent_speedtest_request(a, names[k], secs, why, sizeof(why)) < 0) {
+			say(c, "%s: not tested: %s\n", names[k], why);
+			failed++;
+			continue;
+		}
+		pthread_mutex_lock(&st->lock);
+		while (st->busy && !a->control_closing && log_now_ms() < until) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 300000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&st->done, &st->lock, &ts);
+		}
+		done = !st->busy;
+		{
+			/* The result under the name asked for. */
+			struct speedtest_result res = { .error = "no such line" };
+
+			for (unsigned s = 0; s < PATHS_MAX; s++)
+				if (!strcmp(st->r[s].name, names[k]))
+					res = st->r[s];
+			pthread_mutex_unlock(&st->lock);
+			if (!done)
+				say(c, "%s: no result in time\n", names[k]);
+			else if (res.error[0] || !res.at)
+				say(c, "%s: failed: %s\n", names[k], res.error[0] ? res.error : "no result");
+			else
+				say(c, "%s: %.1f Mbit/s down, %.1f Mbit/s up\n", names[k],
+				    res.down_bps / 1e6, res.up_bps / 1e6);
+			failed += !done || res.error[0] || !res.at;
+		}
+		if (a->control_closing)
+			break;
+	}
+	say(c, failed ? "done: %u failed\n" : "done\n", failed);
+}
 
 static void *client_main(void *arg)
 {
@@ -401,16 +686,31 @@ static void *client_main(void *arg)
 	ssize_t n;
 	unsigned req;
 	struct timespec until;
+	bool json;
+	json_t *jflows;
 
 	n = sock_read_until(c->fd, line, sizeof(line) - 1, deadline);
 	line[n > 0 ? n : 0] = 0;
 	line[strcspn(line, "\r\n")] = 0;
-	if (strcmp(line, "status") != 0) {
-		const char *msg = "error: unknown command (this agent knows: status)\n";
+	if (!strncmp(line, "speedtest ", 10)) {
+		client_speedtest(c, line + 10);
+		goto out;
+	}
+	if (strcmp(line, "status") != 0 && strcmp(line, "status json") != 0) {
+		const char *msg = "error: unknown command (this agent knows: status, status json, "
+				  "speedtest SECONDS [LINE])\n";
 
 		sock_write_all_until(c->fd, msg, strlen(msg), log_now_ms() + 5000);
 		goto out;
 	}
+	json = !strcmp(line, "status json");
+	if (json && !c->j) {
+		const char *msg = "{\"error\": \"out of memory\"}\n";
+
+		sock_write_all_until(c->fd, msg, strlen(msg), log_now_ms() + 5000);
+		goto out;
+	}
+	jflows = json ? json_array() : NULL;
 
 	req = atomic_fetch_add(&a->snap_req, 1) + 1;
 	clock_gettime(CLOCK_REALTIME, &until);
@@ -427,8 +727,28 @@ static void *client_main(void *arg)
 			mbuf_printf(&c->t, "(worker %u did not answer)\n", i);
 		else
 			mbuf_printf(&c->t, "%s", aw->snap ? aw->snap : "");
+		/* A copy: the worker replaces (and frees) its own. */
+		if (jflows && (int)(aw->snap_gen - req) >= 0 && aw->snap_json) {
+			json_t *cp = json_deep_copy(aw->snap_json);
+
+			if (cp)
+				json_array_extend(jflows, cp);
+			json_decref(cp);
+		}
 	}
 	pthread_mutex_unlock(&a->snap_lock);
+	if (json) {
+		char *s;
+
+		json_object_set_new(c->j, "flows", jflows ? jflows : json_null());
+		s = json_dumps(c->j, JSON_COMPACT);
+		if (s) {
+			sock_write_all_until(c->fd, s, strlen(s), log_now_ms() + 5000);
+			sock_write_all_until(c->fd, "\n", 1, log_now_ms() + 5000);
+		}
+		free(s);
+		goto out;
+	}
 	{
 		char *u = agent_udp_status(a);
 
@@ -446,6 +766,7 @@ out:
 	pthread_mutex_unlock(&a->snap_lock);
 	close(c->fd);
 	free(c->t.s);
+	json_decref(c->j);
 	pthread_mutex_lock(&a->snap_lock);
 	a->control_clients--;
 	pthread_cond_broadcast(&a->snap_cond);
@@ -533,6 +854,7 @@ void control_accept(struct agent *a)
 		c->a = a;
 		c->fd = fd;
 		format_paths(a, &c->t);
+		c->j = json_paths(a);
 		pthread_attr_init(&attr);
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 		if (pthread_create(&th, &attr, client_main, c) == 0) {
@@ -541,6 +863,7 @@ void control_accept(struct agent *a)
 		}
 		pthread_attr_destroy(&attr);
 		free(c->t.s);
+		json_decref(c->j);
 		free(c);
 	}
 	pthread_mutex_lock(&a->snap_lock);
@@ -575,7 +898,17 @@ void control_close(struct agent *a)
 }
 
 /* `gw-agent status`: the client side. */
-int control_status(const char *path)
+void control_worker_done(struct agent_worker *aw)
+{
+	free(aw->snap);
+	aw->snap = NULL;
+	json_decref(aw->snap_json);
+	aw->snap_json = NULL;
+}
+
+/* The client side of status and speedtest: connect, send cmd, copy the
+ * answer to stdout. */
+static int control_cmd(const char *path, const char *what, const char *cmd, bool *ret_failed)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	char buf[8192];
@@ -583,26 +916,47 @@ int control_status(const char *path)
 	int fd;
 
 	if (strlen(path) >= sizeof(sun.sun_path)) {
-		fprintf(stderr, "gw-agent status: %s: path too long\n", path);
+		fprintf(stderr, "gw-agent %s: %s: path too long\n", what, path);
 		return 2;
 	}
 	strcpy(sun.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		fprintf(stderr, "gw-agent status: cannot reach the agent at %s: %s "
-			"(is gw-agent running? see --control)\n", path, strerror(errno));
+		fprintf(stderr, "gw-agent %s: cannot reach the agent at %s: %s "
+			"(is gw-agent running? see --control)\n", what, path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return 1;
 	}
-	if (sock_write_all(fd, "status\n", 7) < 0) {
-		fprintf(stderr, "gw-agent status: %s: %s\n", path, strerror(errno));
+	if (sock_write_all(fd, cmd, strlen(cmd)) < 0) {
+		fprintf(stderr, "gw-agent %s: %s: %s\n", what, path, strerror(errno));
 		close(fd);
 		return 1;
 	}
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		if (ret_failed && (memmem(buf, (size_t)n, "failed", 6) || memmem(buf, (size_t)n, "error:", 6) ||
+				   memmem(buf, (size_t)n, "not tested", 10)))
+			*ret_failed = true;
 		if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n)
 			break;
+		fflush(stdout);
+	}
 	close(fd);
 	return n < 0 ? 1 : 0;
+}
+
+int control_speedtest(const char *path, const char *line, unsigned seconds)
+{
+	char cmd[96];
+	bool failed = false;
+	int r;
+
+	snprintf(cmd, sizeof(cmd), "speedtest %u %s\n", seconds, line);
+	r = control_cmd(path, "speedtest", cmd, &failed);
+	return r ? r : failed ? 1 : 0;
+}
+
+int control_status(const char *path, bool json)
+{
+	return control_cmd(path, "status", json ? "status json\n" : "status\n", NULL);
 }

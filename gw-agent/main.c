@@ -6,6 +6,7 @@
  * core (each with its own io_uring and IP_TRANSPARENT listener) and on
  * SIGTERM/SIGINT drains flows, then removes the interception. */
 #include "agent.h"
+#include "web.h"
 #include "caps.h"
 #include "settings.h"
 #include "config.h"
@@ -385,7 +386,7 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 	uint64_t *seen = calloc(a->cfg.workers, sizeof(*seen));
 
 	for (;;) {
-		struct pollfd pf[6 + 2 * PATHS_MAX] = {
+		struct pollfd pf[7 + 2 * PATHS_MAX] = {
 			{ .fd = sfd, .events = POLLIN },
 			{ .fd = paths_event_fd(&a->paths), .events = POLLIN },
 			{ .fd = log_now_ms() < a->control_paused_until ? -1 : a->control_fd,
@@ -393,8 +394,9 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 			{ .fd = mesh_fd(&a->mesh), .events = POLLIN },
 			{ .fd = upm_event_fd(&a->paths.upm), .events = POLLIN },
 			{ .fd = mesh_lend_fd(&a->mesh), .events = POLLIN },
+			{ .fd = a->speedtests.efd, .events = POLLIN },
 		};
-		unsigned np = paths_probe_fds(&a->paths, pf + 6, 2 * PATHS_MAX);
+		unsigned np = paths_probe_fds(&a->paths, pf + 7, 2 * PATHS_MAX);
 		uint64_t now = log_now_ms(), next = due ? due : periodic;
 		int timeout;
 
@@ -418,8 +420,10 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 		if (caps_next && caps_next < next)
 			next = caps_next;
 		timeout = next > now ? (int)(next - now) : 0;
-		if (poll(pf, 6 + np, timeout) < 0 && errno != EINTR)
+		if (poll(pf, 7 + np, timeout) < 0 && errno != EINTR)
 			break;
+		if (pf[6].fd >= 0 && (pf[6].revents & POLLIN))
+			speedtests_main(a);
 		if (pf[4].fd >= 0 && (pf[4].revents & POLLIN))
 			upm_events(&a->paths.upm, &a->paths, log_now_ms());
 		if (pf[2].revents & POLLIN)
@@ -433,7 +437,7 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 		if ((a->mesh.rx_fd >= 0 || a->mesh.tx_fd >= 0) && log_now_ms() >= mesh_next &&
 		    mesh_tick(&a->mesh, &a->paths, own_line_up(&a->paths), log_now_ms(), &mesh_next))
 			due = log_now_ms();
-		if (a->paths.n && paths_probe_run(&a->paths, pf + 6, np, log_now_ms(), &probe_next))
+		if (a->paths.n && paths_probe_run(&a->paths, pf + 7, np, log_now_ms(), &probe_next))
 			due = log_now_ms();  /* a path died or came back: now */
 		if (caps_wanted(&a->paths)) {
 			uint64_t caps_nx = UINT64_MAX;
@@ -512,22 +516,53 @@ int main(int argc, char **argv)
 	log_init("gw-agent");
 	if (argc >= 2 && !strcmp(argv[1], "status")) {
 		const char *path = AGENT_CONTROL_PATH;
+		bool json = false;
 
-		if (argc == 4 && !strcmp(argv[2], "--control"))
-			path = argv[3];
-		else if (argc == 3 && !strncmp(argv[2], "--control=", 10))
-			path = argv[2] + 10;
-		else if (argc != 2) {
-			fprintf(stderr, "Usage: gw-agent status [--control PATH]\n");
-			return 2;
+		for (int i = 2; i < argc; i++) {
+			if (!strcmp(argv[i], "--json"))
+				json = true;
+			else if (!strcmp(argv[i], "--control") && i + 1 < argc)
+				path = argv[++i];
+			else if (!strncmp(argv[i], "--control=", 10))
+				path = argv[i] + 10;
+			else {
+				fprintf(stderr, "Usage: gw-agent status [--json] [--control PATH]\n");
+				return 2;
+			}
 		}
-		return control_status(path);
+		return control_status(path, json);
+	}
+	if (argc >= 2 && !strcmp(argv[1], "speedtest")) {
+		const char *path = AGENT_CONTROL_PATH, *line = "";
+		unsigned secs = SPEEDTEST_DEFAULT_S;
+
+		for (int i = 2; i < argc; i++) {
+			char *end;
+
+			if (!strcmp(argv[i], "--control") && i + 1 < argc) {
+				path = argv[++i];
+			} else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
+				secs = (unsigned)strtoul(argv[++i], &end, 10);
+				if (*end || secs < 1 || secs > CONVERT_SPEEDTEST_MAX_S) {
+					fprintf(stderr, "gw-agent speedtest: --seconds: 1 to 10\n");
+					return 2;
+				}
+			} else if (argv[i][0] != '-' && !line[0]) {
+				line = argv[i];
+			} else {
+				fprintf(stderr, "Usage: gw-agent speedtest [LINE] [--seconds N] [--control PATH]\n");
+				return 2;
+			}
+		}
+		return control_speedtest(path, line, secs);
 	}
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return 1;
 	a->started_ms = log_now_ms();
 	a->control_fd = -1;
+	if (speedtests_open(&a->speedtests) < 0)
+		return 1;
 	for (unsigned k = 0; k < AGENT_MAX_CONC; k++) {
 		atomic_init(&a->conc_up[k], -1);
 		atomic_init(&a->conc_plain[k], false);
@@ -659,6 +694,8 @@ int main(int argc, char **argv)
 		if (r < 0)
 			log_errno(r, "control socket %s: %m", a->cfg.control_path);
 	}
+	if (r == 0)
+		r = web_start(a);
 	if (r == 0 && a->cfg.metrics_len) {
 		char m[ADDR_STRLEN];
 
@@ -681,12 +718,14 @@ int main(int argc, char **argv)
 		 * first stalled every running flow for the whole drain. */
 		intercept_drain(&a->cfg);
 	}
+	web_stop(a);
 	control_close(a);
+	speedtests_close(&a->speedtests);
 	metrics_server_stop(&a->metrics);
 	atomic_store(&a->stopping, 1);
 	for (unsigned i = 0; i < a->cfg.workers; i++) {
 		pthread_join(a->workers[i].thread, NULL);
-		free(a->workers[i].snap);  /* the last status snapshot */
+		control_worker_done(&a->workers[i]);  /* the last status snapshot */
 	}
 	agent_udp_stop(a);
 	classes_resolver_stop(a->resolver);

@@ -83,12 +83,16 @@ bool overflow_tick(struct overflow *o, struct paths *ps, unsigned share, uint64_
 			ovf_up |= usable(p);
 		} else if (usable(p)) {
 			/* A direction counts where the line's capacity is given. */
-			if (p->down_bps) {
-				f.cap_bps[0] += p->down_bps;
+			/* down=/up=, else what a speed test measured. */
+			uint64_t dn = p->down_bps ? p->down_bps : p->st_down_bps;
+			uint64_t up = p->up_bps ? p->up_bps : p->st_up_bps;
+
+			if (dn) {
+				f.cap_bps[0] += dn;
 				f.use_bps[0] += r[0];
 			}
-			if (p->up_bps) {
-				f.cap_bps[1] += p->up_bps;
+			if (up) {
+				f.cap_bps[1] += up;
 				f.use_bps[1] += r[1];
 			}
 		}

@@ -111,6 +111,7 @@ struct path {
 	 * second: the capacity overflow.c measures the on/master lines'
 	 * use against. */
 	uint64_t down_bps, up_bps;
+	uint64_t st_down_bps, st_up_bps;  /* the last speed test's (speedtest.c) */
 	uint32_t table, prio;
 	int ifindex;
 	bool up;

@@ -23,7 +23,7 @@ enum {
 	O_BUFFER_SIZE, O_MAX_PARKED, O_MAX_PER_HOST, O_KEY_FILE, O_CONTROL, O_LOG_LEVEL, O_METRICS, O_CONFIG,
 	O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_FAST_OPEN, O_NO_FAST_OPEN, O_VERIFY, O_NO_VERIFY, O_CLUSTER,
 	O_UDP, O_UDP_CLASS, O_UDP_MAX_FLOWS, O_UDP_PER_HOST, O_UDP_TIMEOUT, O_UDP_STREAM_TIMEOUT,
-	O_OVERFLOW_SHARE, O_STATE_DIR, O_CLASS, O_MAX,
+	O_OVERFLOW_SHARE, O_STATE_DIR, O_CLASS, O_WEB, O_WEB_TOKEN, O_MAX,
 };
 
 #define AT(field) OPT_AT(struct agent_config, field)
@@ -245,6 +245,18 @@ static const struct opt_spec agent_opts[] = {
 		  "threshold and new cycle, and at stop: about a hundred bytes, a few times an "
 		  "hour (router flash wears). On OpenWrt put it on flash (/etc/gw-agent): /var "
 		  "is memory there. A power cut loses at most the last 15 minutes' count." },
+	{ "web-listen", O_WEB, "ADDR:PORT", "web.listen", CONFIG_STRING, .reload = OPT_RESTART,
+	  .deflt = "off",
+	  .help = "serve the household's page here (the router's LAN address, e.g. "
+		  "192.168.1.1:8125): each line live, caps, speed tests, connections; it asks "
+		  "for a token (web-token-file), and `gw-agent status` prints its address with it",
+	  .more = "Off by default: it shows who on the LAN talks to whom. The page and its "
+		  "scripts are built into the agent: nothing is fetched from elsewhere. See "
+		  "\"The household's page\" in the README." },
+	{ "web-token-file", O_WEB_TOKEN, "FILE", "web.token_file", CONFIG_STRING, .type = OT_ABSPATH,
+	  AT(web_token_path), .reload = OPT_RESTART, .deflt = "STATE-DIR/web-token",
+	  .help = "the page's token (16-64 of A-Z a-z 0-9 _ -, mode 600), made with 128 "
+		  "random bits when missing" },
 	{ "control", O_CONTROL, "PATH", "control", CONFIG_STRING, .type = OT_ABSPATH,
 	  AT(control_path), .reload = OPT_RESTART, .deflt = AGENT_CONTROL_PATH,
 	  .help = "status socket for `gw-agent status` (\"\" = none)",
@@ -351,6 +363,8 @@ static int apply_opt(void *ctx, int c, const char *arg)
 		return 0;
 	case O_METRICS:
 		return metrics_opt_listen(name, arg, &cfg->metrics, &cfg->metrics_len);
+	case O_WEB:
+		return metrics_opt_listen(name, arg, &cfg->web, &cfg->web_len);
 	case O_CONGESTION:
 		return opt_congestion(name, arg, cfg->congestion, sizeof(cfg->congestion));
 	case O_PROBE:
@@ -492,6 +506,9 @@ int agent_load_settings(int argc, char **argv, struct agent_config *cfg, struct 
 		snprintf(cfg->state_dir, sizeof(cfg->state_dir), "%s",
 			 getenv("STATE_DIRECTORY") && getenv("STATE_DIRECTORY")[0] == '/'
 			 ? getenv("STATE_DIRECTORY") : "/var/lib/gw-agent");
+	if (!cfg->web_token_path[0])
+		snprintf(cfg->web_token_path, sizeof(cfg->web_token_path), "%s/web-token",
+			 cfg->state_dir);
 	if (wants_overflow || overflow_wanted(ps)) {
 		bool cap = false;
 
@@ -504,12 +521,11 @@ int agent_load_settings(int argc, char **argv, struct agent_config *cfg, struct 
 			cap |= (ps->p[i].mode == PATH_ON || ps->p[i].mode == PATH_MASTER) &&
 			       (ps->p[i].down_bps || ps->p[i].up_bps) && !may_overflow;
 		}
-		if (!cap) {
-			fprintf(stderr, "gw-agent: paths (--path, or \"paths\" in %s): mode=overflow "
-				"(or a cap's at=...:overflow) needs down= or up= on an on or master path "
-				"(the capacity the overflow lines wait for)\n", file);
-			return -EINVAL;
-		}
+		if (!cap)
+			fprintf(stderr, "gw-agent: warning: paths (--path, or \"paths\" in %s): "
+				"mode=overflow (or a cap's at=...:overflow) with no down= or up= on an on "
+				"or master path: the overflow lines stay backup until a speed test "
+				"(gw-agent speedtest) has measured the on and master lines\n", file);
 		if (!ps->manage_endpoints) {
 			fprintf(stderr, "gw-agent: paths (--path, or \"paths\" in %s): mode=overflow "
 				"needs endpoints agent or kernel (with mptcpd the agent cannot change a "

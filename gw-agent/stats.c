@@ -147,6 +147,38 @@ void agent_render_metrics(void *ctx, struct mbuf *b)
 	up = st.bytes[0];
 	down = st.bytes[1];
 	active = st.active;
+	metrics_one(b, "gw_agent_web_requests_total", "counter",
+		    "Requests to the household's page (web-listen).", atomic_load(&a->web_requests));
+	metrics_one(b, "gw_agent_web_refused_total", "counter",
+		    "Page requests refused for a missing or wrong token.", atomic_load(&a->web_refused));
+	{
+		struct agent_speedtests *sp = &a->speedtests;
+		uint64_t runs, fails;
+
+		pthread_mutex_lock(&sp->lock);
+		runs = sp->runs;
+		fails = sp->failures;
+		metrics_head(b, "gw_agent_speedtest_bits_per_second", "gauge",
+			     "Each line's last measured capacity (gw-agent speedtest), by direction.");
+		for (unsigned i = 0; i < PATHS_MAX; i++) {
+			const struct speedtest_result *r = &sp->r[i];
+			char n[128];
+
+			if (!r->name[0] || !r->down_bps)
+				continue;
+			metrics_label(r->name, n, sizeof(n));
+			snprintf(l, sizeof(l), "path=\"%s\",direction=\"down\"", n);
+			metrics_u64(b, "gw_agent_speedtest_bits_per_second", l, r->down_bps);
+			snprintf(l, sizeof(l), "path=\"%s\",direction=\"up\"", n);
+			metrics_u64(b, "gw_agent_speedtest_bits_per_second", l, r->up_bps);
+		}
+		pthread_mutex_unlock(&sp->lock);
+		metrics_head(b, "gw_agent_speedtests_total", "counter",
+			     "Speed tests asked for, by result (failed: refused here or by the "
+			     "concentrator, or no figure).");
+		metrics_u64(b, "gw_agent_speedtests_total", "result=\"ok\"", runs - fails);
+		metrics_u64(b, "gw_agent_speedtests_total", "result=\"failed\"", fails);
+	}
 	metrics_head(b, "gw_agent_info", "gauge", "Version of the running agent.");
 	metrics_u64(b, "gw_agent_info", "version=\"" AGENT_VERSION "\"", 1);
 	metrics_head(b, "gw_agent_path_up", "gauge",

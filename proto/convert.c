@@ -81,6 +81,7 @@ static int tlv_allowed(enum convert_role role, uint8_t type)
 	case CONVERT_TLV_ERROR:
 		return role == CONVERT_FROM_CONVERTER;
 	case CONVERT_TLV_VERIFIED:
+	case CONVERT_TLV_SPEEDTEST:
 		return 1;
 	default:
 		return 0;
@@ -194,6 +195,27 @@ static int decode_tlv(const uint8_t *p, size_t tlen, size_t off,
 				    "Verified Stream record size below 16384");
 		m->present |= CONVERT_HAS_VERIFIED;
 		return 0;
+
+	case CONVERT_TLV_SPEEDTEST:
+		if (m->present & CONVERT_HAS_SPEEDTEST)
+			return fail(d, CONVERT_E_MALFORMED, off, "duplicate Speed Test TLV");
+		if (tlen != 2 + CONVERT_SPEEDTEST_VALUE_LEN)
+			return fail(d, CONVERT_E_MALFORMED, off, "Speed Test TLV length is not 2");
+		if (p[2] != CONVERT_SPEEDTEST_VERSION)
+			return fail(d, CONVERT_E_UNSUPPORTED_MESSAGE, off + 2,
+				    "Speed Test TLV of another version");
+		if (p[3] != CONVERT_SPEEDTEST_DOWN && p[3] != CONVERT_SPEEDTEST_UP)
+			return fail(d, CONVERT_E_MALFORMED, off + 3, "Speed Test direction not 1 or 2");
+		if (p[4] < 1 || p[4] > CONVERT_SPEEDTEST_MAX_S)
+			return fail(d, CONVERT_E_MALFORMED, off + 4, "Speed Test seconds not 1-10");
+		if (p[5] || p[6] || p[7])
+			return fail(d, CONVERT_E_MALFORMED, off + 5, "Speed Test reserved bytes not 0");
+		m->speedtest.direction = p[3];
+		m->speedtest.seconds = p[4];
+		m->speedtest.value.p = p + 2;
+		m->speedtest.value.len = CONVERT_SPEEDTEST_VALUE_LEN;
+		m->present |= CONVERT_HAS_SPEEDTEST;
+		return 0;
 	}
 	/* tlv_allowed() admits only the types above. */
 	return fail(d, CONVERT_E_UNSUPPORTED_MESSAGE, off, "unsupported TLV type");
@@ -275,7 +297,7 @@ int convert_decode(const uint8_t *buf, size_t len,
 	}
 
 	if (opts->role == CONVERT_FROM_CLIENT &&
-	    !(m.present & (CONVERT_HAS_CONNECT | CONVERT_HAS_INFO)))
+	    !(m.present & (CONVERT_HAS_CONNECT | CONVERT_HAS_INFO | CONVERT_HAS_SPEEDTEST)))
 		return fail(ret_diag, CONVERT_E_MALFORMED, 0,
 			    "request has neither Connect nor Info TLV");
 
@@ -365,6 +387,19 @@ int convert_put_verified(struct convert_writer *w, uint32_t max_record)
 	if (!w->err && max_record < CONVERT_VERIFIED_MIN_RECORD)
 		return w->err = -EINVAL;
 	return put_tlv(w, CONVERT_TLV_VERIFIED, v, sizeof(v), NULL, 0);
+}
+
+int convert_put_speedtest(struct convert_writer *w, uint8_t direction, uint8_t seconds,
+			  uint8_t value_out[CONVERT_SPEEDTEST_VALUE_LEN])
+{
+	uint8_t v[CONVERT_SPEEDTEST_VALUE_LEN] = { CONVERT_SPEEDTEST_VERSION, direction, seconds };
+
+	if (!w->err && ((direction != CONVERT_SPEEDTEST_DOWN && direction != CONVERT_SPEEDTEST_UP) ||
+			seconds < 1 || seconds > CONVERT_SPEEDTEST_MAX_S))
+		return w->err = -EINVAL;
+	if (value_out)
+		memcpy(value_out, v, sizeof(v));
+	return put_tlv(w, CONVERT_TLV_SPEEDTEST, v, sizeof(v), NULL, 0);
 }
 
 int convert_put_cookie(struct convert_writer *w, const void *data, size_t len)
@@ -458,6 +493,7 @@ const char *convert_tlv_name(unsigned type)
 	case CONVERT_TLV_COOKIE: return "cookie";
 	case CONVERT_TLV_ERROR: return "error";
 	case CONVERT_TLV_VERIFIED: return "verified_stream";
+	case CONVERT_TLV_SPEEDTEST: return "speed_test";
 	}
 	return "unknown";
 }

@@ -26,6 +26,12 @@
  *                         reply on, both directions are records
  *                         (common/vstream.h). Unknown to other converters,
  *                         which answer Unsupported Message (2) naming it.
+ *   Speed Test (193)      private use, this project's: version (u8, 1),
+ *                         direction (u8: 1 down, the converter sends; 2 up,
+ *                         the client sends), seconds (u8, 1-10), reserved
+ *                         (u8 and u16, 0). Asked by a keyed client instead of
+ *                         a Connect, echoed by a converter that serves it:
+ *                         then the bytes of the test (see docs/speedtest.md).
  *
  * After the Convert message, the bytes of the connection are application data:
  * a decoder that reports a complete message of length L leaves buf[L..] to the
@@ -55,7 +61,14 @@ enum convert_tlv_type {
 	CONVERT_TLV_COOKIE = 22,
 	CONVERT_TLV_ERROR = 30,
 	CONVERT_TLV_VERIFIED = 192,
+	CONVERT_TLV_SPEEDTEST = 193,
 };
+
+#define CONVERT_SPEEDTEST_VALUE_LEN 6
+#define CONVERT_SPEEDTEST_VERSION   1
+#define CONVERT_SPEEDTEST_DOWN      1
+#define CONVERT_SPEEDTEST_UP        2
+#define CONVERT_SPEEDTEST_MAX_S     10
 
 /* Verified Stream TLV: the length of its value, and the version we speak. */
 #define CONVERT_VERIFIED_VALUE_LEN 6
@@ -96,6 +109,7 @@ enum convert_role {
 #define CONVERT_HAS_COOKIE        (1u << 4)
 #define CONVERT_HAS_ERROR         (1u << 5)
 #define CONVERT_HAS_VERIFIED      (1u << 6)
+#define CONVERT_HAS_SPEEDTEST     (1u << 7)
 
 /* Byte slice pointing into the decoded buffer. */
 struct convert_bytes {
@@ -121,6 +135,11 @@ struct convert_msg {
 	struct {
 		uint32_t max_record;   /* data bytes per record the sender takes */
 	} verified;               /* only with CONVERT_HAS_VERIFIED (version 1) */
+	struct {
+		uint8_t direction;     /* CONVERT_SPEEDTEST_DOWN or _UP */
+		uint8_t seconds;       /* 1..CONVERT_SPEEDTEST_MAX_S */
+		struct convert_bytes value;  /* the TLV's 6 value bytes (for the cookie) */
+	} speedtest;              /* only with CONVERT_HAS_SPEEDTEST */
 };
 
 /* Decoder limits and context. */
@@ -194,6 +213,10 @@ int convert_put_error(struct convert_writer *w, uint8_t code,
 		      const void *value, size_t value_len);
 /* Verified Stream, version 1; max_record >= CONVERT_VERIFIED_MIN_RECORD. */
 int convert_put_verified(struct convert_writer *w, uint32_t max_record);
+/* The Speed Test TLV; its 6 value bytes into value_out (NULL: not wanted),
+ * which a client's cookie covers. */
+int convert_put_speedtest(struct convert_writer *w, uint8_t direction, uint8_t seconds,
+			  uint8_t value_out[CONVERT_SPEEDTEST_VALUE_LEN]);
 /* Put a TLV of any type with raw value bytes (used by tests and for private
  * TLVs); the value is padded to a word boundary. */
 int convert_put_raw(struct convert_writer *w, uint8_t type, const void *value,

@@ -201,9 +201,9 @@ J
 expect "agent: an overflow line with the on/master line's capacity" 0 \
 	"$A" --check-config --config "$T/agent-ovf.json" \
 	<<< "gw-agent: configuration OK ($T/agent-ovf.json and the command line)"
-expect "agent: an overflow line without any capacity given" 2 \
+expect "agent: an overflow line without any capacity given: said (a speed test gives one)" 0 \
 	"$A" --check-config --concentrator 198.51.100.1 --lan br-lan --path wan --path lte,mode=overflow \
-	<<< "gw-agent: paths (--path, or \"paths\" in /etc/gw-agent/gw-agent.json): mode=overflow (or a cap's at=...:overflow) needs down= or up= on an on or master path (the capacity the overflow lines wait for)"
+	<<< "gw-agent: warning: paths (--path, or \"paths\" in /etc/gw-agent/gw-agent.json): mode=overflow (or a cap's at=...:overflow) with no down= or up= on an on or master path: the overflow lines stay backup until a speed test (gw-agent speedtest) has measured the on and master lines"
 expect "agent: data caps: a size without a unit, falling thresholds, a cycle without a cap" 2 \
 	"$A" --check-config --concentrator 198.51.100.1 --lan br-lan --path wan,cap=10 \
 	--path lte,cap=10G,at=100:off/80:backup --path wwan,cycle=15 <<END

@@ -53,6 +53,8 @@ static void reencode(const struct convert_msg *m, enum convert_role role)
 		convert_put_error(&w, m->error.code, m->error.value.p, m->error.value.len);
 	if (m->present & CONVERT_HAS_VERIFIED)
 		convert_put_verified(&w, m->verified.max_record);
+	if (m->present & CONVERT_HAS_SPEEDTEST)
+		convert_put_speedtest(&w, m->speedtest.direction, m->speedtest.seconds, NULL);
 	n = convert_writer_finish(&w);
 	/* Re-encoding never grows a message: padding is only ever removed. */
 	REQUIRE(n > 0 && n <= m->len);
@@ -79,6 +81,14 @@ static void reencode(const struct convert_msg *m, enum convert_role role)
 	if (m->present & CONVERT_HAS_VERIFIED)
 		REQUIRE(m2.verified.max_record == m->verified.max_record &&
 			m->verified.max_record >= CONVERT_VERIFIED_MIN_RECORD);
+	if (m->present & CONVERT_HAS_SPEEDTEST)
+		REQUIRE(m2.speedtest.direction == m->speedtest.direction &&
+			m2.speedtest.seconds == m->speedtest.seconds &&
+			(m->speedtest.direction == CONVERT_SPEEDTEST_DOWN ||
+			 m->speedtest.direction == CONVERT_SPEEDTEST_UP) &&
+			m->speedtest.seconds >= 1 && m->speedtest.seconds <= CONVERT_SPEEDTEST_MAX_S &&
+			m2.speedtest.value.len == CONVERT_SPEEDTEST_VALUE_LEN &&
+			!memcmp(m2.speedtest.value.p, m->speedtest.value.p, CONVERT_SPEEDTEST_VALUE_LEN));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -255,7 +255,8 @@ static void same(const struct decision *a, const struct decision *b)
 {
 	REQUIRE(a->kind == b->kind && a->code == b->code && a->msg_len == b->msg_len &&
 		a->port == b->port && a->mss == b->mss && a->cookie == b->cookie &&
-		a->keyed == b->keyed && !memcmp(&a->dst, &b->dst, sizeof(a->dst)));
+		a->keyed == b->keyed && !memcmp(&a->dst, &b->dst, sizeof(a->dst)) &&
+		a->st_dir == b->st_dir && a->st_seconds == b->st_seconds);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -277,7 +278,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	len = size - 1;
 
 	decide(p, peer, buf, len, eof, NOW, &d);
-	REQUIRE(d.kind <= DECIDE_CONNECT);
+	REQUIRE(d.kind <= DECIDE_SPEEDTEST);
 	decide(p, peer, buf, len, eof, NOW, &d2);
 	same(&d, &d2);
 	if (eof)
@@ -302,6 +303,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (p->keys.n && (d.kind == DECIDE_INFO || d.kind == DECIDE_CONNECT))
 		REQUIRE(d.keyed && d.cookie == COOKIE_OK);
+	/* A speed test: only for a valid key, whose cookie covers the test's
+	 * TLV, with nothing behind the request and no Connect. */
+	if (d.kind == DECIDE_SPEEDTEST) {
+		struct convert_decode_opts o = { .role = CONVERT_FROM_CLIENT };
+		struct convert_msg m;
+		struct convert_diag dg;
+		struct cookie_fields f;
+
+		REQUIRE(p->keys.n && d.keyed && d.cookie == COOKIE_OK && d.msg_len == len);
+		REQUIRE(convert_decode(buf, d.msg_len, &o, &m, &dg) == (int)d.msg_len);
+		REQUIRE((m.present & CONVERT_HAS_SPEEDTEST) && !(m.present & CONVERT_HAS_CONNECT));
+		REQUIRE(d.st_dir == m.speedtest.direction && d.st_seconds == m.speedtest.seconds);
+		REQUIRE((d.st_dir == 1 || d.st_dir == 2) && d.st_seconds >= 1 && d.st_seconds <= 10);
+		{
+			struct cookie_dest cd = { .opts = m.speedtest.value.p,
+						  .opts_len = m.speedtest.value.len };
+
+			REQUIRE(m.present & CONVERT_HAS_COOKIE);
+			REQUIRE(cookie_check(&p->keys, m.cookie.p, m.cookie.len, peer, &cd, NOW, &f) ==
+				COOKIE_OK);
+		}
+	}
+	if (!p->keys.n)
+		REQUIRE(d.kind != DECIDE_SPEEDTEST);
 	if (d.kind == DECIDE_CONNECT) {
 		const char *why;
 		struct convert_decode_opts o = { .role = CONVERT_FROM_CLIENT };
@@ -343,13 +368,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		decide(p, peer, buf, d.msg_len, eof, NOW, &d2);
 		if (convert_decode(buf, d.msg_len, &o, &m, &dg) == (int)d.msg_len &&
-		    (m.present & CONVERT_HAS_VERIFIED) && d2.kind == DECIDE_CONNECT)
+		    (((m.present & CONVERT_HAS_VERIFIED) && d2.kind == DECIDE_CONNECT) ||
+		     d2.kind == DECIDE_SPEEDTEST))
 			REQUIRE(d.kind == DECIDE_REFUSE && d.code == CONVERT_E_MALFORMED);
 		else
 			same(&d, &d2);
 	}
 	/* No shorter prefix is already a request to act on. */
-	if (d.msg_len > 1 && (d.kind == DECIDE_INFO || d.kind == DECIDE_CONNECT)) {
+	if (d.msg_len > 1 && (d.kind == DECIDE_INFO || d.kind == DECIDE_CONNECT ||
+			      d.kind == DECIDE_SPEEDTEST)) {
 		decide(p, peer, buf, d.msg_len - 1, false, NOW, &d2);
 		REQUIRE(d2.kind == DECIDE_MORE || d2.kind == DECIDE_REFUSE);
 	}

@@ -864,6 +864,64 @@ async def cmd_cookie(args):
     return results == want
 
 
+async def cmd_speedtest(args):
+    """Speed test requests (TLV 193, written from docs/speedtest.md) at
+    --conc from --src, by --case: none (no cookie), badmac, unkeyed (a
+    well-formed cookie under --key at a concentrator without keys), good,
+    replay (one cookie twice: the second refused), twice (two good ones at
+    once: the second refused for the limit). Prints each request's result:
+    an Error code, or -1 when the test's TLV came back."""
+    now = int(time.time())
+    value = bytes([1, 1 if args.dir == "down" else 2, args.seconds, 0, 0, 0])
+
+    def cookie():
+        kid, hexsecret = args.key.split(":")
+        nonce = int.from_bytes(os.urandom(8), "big")
+        import hmac
+        hdr = bytes([1, 0]) + struct.pack("!IIQ", int(kid), now, nonce)
+        mac = hmac.new(bytes.fromhex(hexsecret), COOKIE_LABEL + hdr + mapped(args.src)
+                       + b"\0" * 18 + value, hashlib.sha256).digest()
+        if args.case == "badmac":
+            mac = mac[:-1] + bytes([mac[-1] ^ 1])
+        return tlv(22, b"\0\0" + hdr + mac)
+
+    def message(ck):
+        return convert_msg(tlv(193, value), *([ck] if ck else []))
+
+    async def one(msg, hold):
+        reader, writer = await open_conn(args.conc, socket.IPPROTO_TCP, args.src)
+        try:
+            writer.write(msg)
+            await writer.drain()
+            code, raw = await asyncio.wait_for(read_reply(reader), 10)
+            if code is None:
+                code = -1 if b"\xc1\x02" in raw[4:] else -2
+                if hold:
+                    await asyncio.sleep(hold)
+            return code
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError) as e:
+            return repr(e)
+        finally:
+            writer.close()
+
+    if args.case == "none":
+        codes = [await one(message(None), 0)]
+    elif args.case in ("badmac", "good", "unkeyed"):
+        codes = [await one(message(cookie()), 0)]
+    elif args.case == "replay":
+        m = message(cookie())
+        codes = [await one(m, 0), await one(m, 0)]
+    elif args.case == "twice":
+        first = asyncio.ensure_future(one(message(cookie()), 1.5))
+        await asyncio.sleep(0.5)
+        second = await one(message(cookie()), 0)
+        codes = [await first, second]
+    else:
+        raise SystemExit("unknown case " + args.case)
+    print(json.dumps({"case": args.case, "codes": codes, "want": args.expect}))
+    return codes == args.expect
+
+
 async def cmd_cookieflood(args):
     """A key holder's flood of valid cookies dated --ahead seconds in the
     future (the end of the window), --count requests, --parallel at once,
@@ -1287,6 +1345,14 @@ def main():
     ck.add_argument("--src", required=True)
     ck.add_argument("--replay-to", help="HOST:PORT: the replay goes to this concentrator")
     ck.add_argument("--nat", action="store_true", help="a NAT cookie (no address), any case")
+    sp = sub.add_parser("speedtest")
+    sp.add_argument("--conc", required=True)
+    sp.add_argument("--src", required=True)
+    sp.add_argument("--key", default="1:" + "00" * 32, help="ID:HEXSECRET")
+    sp.add_argument("--case", required=True)
+    sp.add_argument("--dir", default="down")
+    sp.add_argument("--seconds", type=int, default=1)
+    sp.add_argument("--expect", type=int, nargs="+", required=True)
     cf = sub.add_parser("cookieflood")
     cf.add_argument("--conc", required=True)
     cf.add_argument("--dst", required=True)
@@ -1380,7 +1446,8 @@ def main():
         sys.exit(0 if sync[args.cmd](args) else 1)
     fn = {"serve": serve, "echo": cmd_echo, "error": cmd_error, "reset": cmd_reset,
           "halfclose": cmd_halfclose, "stall": cmd_stall, "errors": cmd_errors,
-          "limit": cmd_limit, "cookie": cmd_cookie, "cookieflood": cmd_cookieflood}[args.cmd]
+          "limit": cmd_limit, "cookie": cmd_cookie, "cookieflood": cmd_cookieflood,
+          "speedtest": cmd_speedtest}[args.cmd]
     ok = asyncio.run(fn(args))
     sys.exit(0 if ok else 1)
 

@@ -412,8 +412,9 @@ static void test_bad_tlvs(void)
  * the wrong direction. */
 static void test_unknown_tlvs(void)
 {
-	/* 192 is ours (Verified Stream); the rest of private use is not. */
-	static const uint8_t types[] = { 2, 9, 11, 19, 23, 29, 31, 127, 128, 191, 193, 255 };
+	/* 192 and 193 are ours (Verified Stream, Speed Test); the rest of
+	 * private use is not. */
+	static const uint8_t types[] = { 2, 9, 11, 19, 23, 29, 31, 127, 128, 191, 194, 255 };
 	uint8_t b[32];
 	struct convert_diag d;
 
@@ -566,6 +567,49 @@ static void test_names(void)
 	CHECK(strcmp(convert_tlv_name(11), "unknown") == 0);
 }
 
+/* The Speed Test TLV (193): a request of its own (no Connect or Info
+ * needed), its value kept for the cookie, every field checked. */
+static void test_speedtest(void)
+{
+	uint8_t b[64], val[CONVERT_SPEEDTEST_VALUE_LEN];
+	static const uint8_t want[] = { 1, 3, 0x22, 0x63, 193, 2, 1, 2, 7, 0, 0, 0 };
+	struct convert_writer w;
+	struct convert_msg m;
+	struct convert_diag d;
+	int n;
+
+	convert_writer_init(&w, b, sizeof(b));
+	CHECK_INT(convert_put_speedtest(&w, CONVERT_SPEEDTEST_UP, 7, val), 0);
+	n = convert_writer_finish(&w);
+	CHECK_INT(n, 12);
+	CHECK(!memcmp(b, want, sizeof(want)));
+	CHECK(!memcmp(val, want + 6, 6));
+	CHECK_INT(decode(b, 12, &from_client, &m, &d), 12);
+	CHECK_INT(m.present, CONVERT_HAS_SPEEDTEST);
+	CHECK_INT(m.speedtest.direction, 2);
+	CHECK_INT(m.speedtest.seconds, 7);
+	CHECK_INT(m.speedtest.value.len, 6);
+	CHECK(m.speedtest.value.p == b + 6);
+	CHECK_INT(decode(b, 12, &from_conv, &m, &d), 12);  /* the echo */
+	b[6] = 2;
+	EXPECT_BAD(b, 12, &from_client, CONVERT_E_UNSUPPORTED_MESSAGE);
+	b[6] = 1; b[7] = 3;
+	EXPECT_BAD(b, 12, &from_client, CONVERT_E_MALFORMED);
+	b[7] = 1; b[8] = 0;
+	EXPECT_BAD(b, 12, &from_client, CONVERT_E_MALFORMED);
+	b[8] = 11;
+	EXPECT_BAD(b, 12, &from_client, CONVERT_E_MALFORMED);
+	b[8] = 10; b[11] = 1;
+	EXPECT_BAD(b, 12, &from_client, CONVERT_E_MALFORMED);
+	b[11] = 0;
+	CHECK_INT(decode(b, 12, &from_client, &m, &d), 12);
+	convert_writer_init(&w, b, sizeof(b));
+	CHECK(convert_put_speedtest(&w, 0, 5, NULL) < 0);
+	convert_writer_init(&w, b, sizeof(b));
+	CHECK(convert_put_speedtest(&w, 1, 11, NULL) < 0);
+	CHECK(!strcmp(convert_tlv_name(CONVERT_TLV_SPEEDTEST), "speed_test"));
+}
+
 int main(void)
 {
 	RUN(test_connect_vector);
@@ -580,6 +624,7 @@ int main(void)
 	RUN(test_bad_tlvs);
 	RUN(test_unknown_tlvs);
 	RUN(test_verified);
+	RUN(test_speedtest);
 	RUN(test_writer_errors);
 	RUN(test_bad_args);
 	RUN(test_names);
