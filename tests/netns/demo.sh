@@ -24,7 +24,8 @@ ip netns exec "$(ns srv)" iperf3 -s -J -p 5201 > /dev/null 2>&1 &  # -J: the cli
 ip netns exec "$(ns conc)" iperf3 -s -p 5202 > /dev/null 2>&1 &
 start_concentrator conc conc --allow-client 198.51.100.0/24 --workers 1 --metrics-listen 9124
 ip netns exec "$(ns gw)" "$AGENT" --concentrator 192.0.2.1:5124 --lan gw-lan --workers 1 \
-	--path gw-p1,mode=master --path gw-p2 --control "$WORKDIR/control.sock" --metrics-listen 9125 > "$WORKDIR/agent.log" 2>&1 &
+	--path gw-p1,mode=master --path gw-p2 --control "$WORKDIR/control.sock" --metrics-listen 9125 \
+	--web-listen 192.168.77.1:8125 --state-dir "$WORKDIR/state" > "$WORKDIR/agent.log" 2>&1 &
 wait_listen srv 5201 && wait_listen conc 5124 && wait_listen conc 5202 || exit 1
 for i in $(seq 1 100); do grep -q "endpoint" "$WORKDIR/agent.log" && break; sleep 0.05; done
 
@@ -61,6 +62,21 @@ for t in $(seq 1 "$SECS"); do
 	esac
 done
 wait $IPERF
+
+# The household's page as a browser shows it during a download (headless
+# Chromium in the LAN client's namespace; the token from the agent's file).
+CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
+if [ -n "$CHROMIUM" ] && [ -s "$WORKDIR/state/web-token" ]; then
+	say "Taking a screenshot of the household's page during a 6 s download..."
+	ip netns exec "$(ns lan)" iperf3 -c 203.0.113.2 -p 5201 -R -t 6 > /dev/null 2>&1 &
+	dl=$!
+	sleep 2
+	ip netns exec "$(ns lan)" "$CHROMIUM" --headless --no-sandbox --disable-gpu --no-first-run \
+		--disable-dev-shm-usage --user-data-dir="$WORKDIR/chromium" --window-size=1200,1000 \
+		--virtual-time-budget=4000 --screenshot="$OUT/page.png" \
+		"http://192.168.77.1:8125/?token=$(cat "$WORKDIR/state/web-token")" > /dev/null 2>&1 || true
+	wait "$dl"
+fi
 
 "$PY" - "$OUT" "$r1" "$r2" "$CUT" "$BACK" <<'PY'
 import json, sys
@@ -125,5 +141,8 @@ plot "$OUT/throughput.dat" using 1:2 with linespoints lw 2 title "flow (iperf3)"
      "" using 1:4 with lines title "path 2 (bytes out)"
 GP
 	say "Plot: $OUT/throughput.png"
+fi
+if [ -s "$OUT/page.png" ]; then
+	say "Page: $OUT/page.png (the household's page, served by the agent at http://192.168.77.1:8125/ on the LAN)"
 fi
 say "Cleaning up the namespaces."

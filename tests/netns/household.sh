@@ -210,6 +210,55 @@ button() {
 		A status | grep '^speedtest gw-p2' && [ "$(cm 'mptcp_concentrator_speedtests_total{result="down"}')" = $((d0 + 1)) ]
 }
 check "the page's button runs a speed test (POST with the cookie)" button
+# The LuCI app's view (deploy/openwrt/luci-app-gw-agent), in Chromium with
+# LuCI's few functions it calls stubbed, on this agent's status --json.
+luci() {
+	A status --json > "$WORKDIR/luci-status.json" || return 1
+	"$PY" - ../../deploy/openwrt/luci-app-gw-agent/htdocs/luci-static/resources/view/gw-agent/status.js \
+		"$WORKDIR/luci-status.json" > "$WORKDIR/luci.html" <<'PYEOF' || return 1
+import json, sys
+src, status = open(sys.argv[1]).read(), json.load(open(sys.argv[2]))
+print("""<!DOCTYPE html><html><body><pre id="errors"></pre><script>
+const errs = [];
+window.onerror = (m) => { errs.push(String(m)); document.getElementById('errors').textContent = errs.join('\\n'); };
+function _(s) { return s; }
+function E(tag, attrs, kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (typeof v === 'function') e.addEventListener(k, v); else e.setAttribute(k, v);
+  }
+  for (const k of (Array.isArray(kids) ? kids : kids == null ? [] : [kids]))
+    if (k != null) e.append(k instanceof Node ? k : String(k));
+  return e;
+}
+const STATUS = %s;
+const fs = { exec_direct: () => Promise.resolve(STATUS), exec: () => Promise.resolve({ code: 0 }) };
+const poll = { add: () => {} };
+const ui = { createHandlerFn: (ctx, fn, ...a) => (ev) => fn.apply(ctx, a.concat([ev])), addNotification: () => {} };
+const view = { extend: (o) => o };
+try {
+  const v = new Function('view', 'fs', 'poll', 'ui', 'E', '_', %s)(view, fs, poll, ui, E, _);
+  v.load().then((s) => { document.body.append(v.render(s)); document.body.dataset.ok = '1'; })
+    .catch((e) => window.onerror(e));
+} catch (e) { window.onerror(e); }
+</script></body></html>""" % (json.dumps(status), json.dumps(src)))
+PYEOF
+	"$CHROMIUM" --headless --no-sandbox --disable-gpu --no-first-run --disable-dev-shm-usage \
+		--user-data-dir="$WORKDIR/chromium-luci" --virtual-time-budget=2000 --dump-dom \
+		"file://$WORKDIR/luci.html" > "$WORKDIR/luci-dom.html" 2> /dev/null || return 1
+	grep -o '<pre id="errors">[^<]*' "$WORKDIR/luci-dom.html"
+	grep -q 'data-ok="1"' "$WORKDIR/luci-dom.html" && grep -q '<pre id="errors"></pre>' "$WORKDIR/luci-dom.html" &&
+		grep -q 'data-line="gw-p1"' "$WORKDIR/luci-dom.html" && grep -q 'data-line="gw-p2"' "$WORKDIR/luci-dom.html"
+}
+check "the LuCI app's view renders the agent's status (each line, no errors)" luci
+json_ok() {
+	local f
+	for f in ../../deploy/openwrt/luci-app-gw-agent/root/usr/share/luci/menu.d/*.json \
+		 ../../deploy/openwrt/luci-app-gw-agent/root/usr/share/rpcd/acl.d/*.json; do
+		"$PY" -c 'import json,sys; json.load(open(sys.argv[1]))' "$f" || { echo "$f"; return 1; }
+	done
+}
+check "the LuCI app's menu and ACL files are JSON" json_ok
 check "agent exits cleanly" stop_agent_log "$AGENT_PID" "$WORKDIR/agent.log"
 check "concentrator exits cleanly" stop_concentrator "$CONC_PID" conc
 finish
