@@ -438,6 +438,11 @@ static int uci_section_item(const char *file, const struct uci_section *s,
 	if (!first && !s->name[0])
 		return opt_source_error("config %s: has neither a name nor option '%s'", s->type,
 					key->fields[0]);
+	if (first && strpbrk(first->values[0], ",+=")) {
+		opt_source(where, what);
+		return opt_source_error("option '%s': \"%s\" has a ',', '+' or '='", key->fields[0],
+					first->values[0]);
+	}
 	off = (size_t)snprintf(spec, sizeof(spec), "%s", first ? first->values[0] : s->name);
 	for (unsigned k = 0; k < s->nopts; k++) {
 		const struct uci_option *o = &s->opts[k];

@@ -292,6 +292,9 @@ int http_parse(const char *req, size_t len, struct http_req *ret)
 			e = end;
 		if ((v = header_value(s, e, "Authorization")) && e - v > 7 && !strncmp(v, "Bearer ", 7))
 			take_token(v + 7, e, ret->bearer);
+		if ((v = header_value(s, e, "X-Requested-With")) && e - v >= 8 &&
+		    !strncmp(v, "gw-agent", 8) && (e - v == 8 || v[8] == '\r' || v[8] == '\n'))
+			ret->xrw = true;
 		if ((v = header_value(s, e, "Cookie")))
 			/* "a=1; gwa=TOKEN; b=2" */
 			for (const char *c = v; c && c < e;) {
@@ -348,7 +351,9 @@ int metrics_http_parse(const char *req, size_t len, char method[8], char path[25
 static void serve(struct metrics_server *m, int fd)
 {
 	char req[4096], method[8], path[256];
-	uint64_t deadline = log_now_ms() + METRICS_REQUEST_MS, until;
+	/* A page server (the LAN's) is asked by browsers that send at once:
+	 * 1 s, so a device that connects and says nothing holds it less. */
+	uint64_t deadline = log_now_ms() + (m->handle ? 1000 : METRICS_REQUEST_MS), until;
 	size_t got = 0;
 	int r = -EAGAIN;
 
@@ -368,12 +373,20 @@ static void serve(struct metrics_server *m, int fd)
 	if (m->handle) {
 		struct http_req hr;
 		struct http_answer ans = { .status = "404 Not Found", .type = "text/plain" };
-		char hdr[512];
+		char hdr[1024];
 		int n;
 
 		if (http_parse(req, got, &hr) < 0)
 			return;
 		m->handle(m->ctx, &hr, &ans);
+		if (strlen(ans.headers) >= sizeof(ans.headers) - 1) {
+			/* Never a header cut short (a cookie without its
+			 * attributes): the page's own error. */
+			mbuf_free(&ans.b);
+			respond(fd, until, "500 Internal Server Error", "text/plain", "headers too long\n",
+				17, false);
+			return;
+		}
 		n = snprintf(hdr, sizeof(hdr),
 			     "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
 			     "Cache-Control: no-store\r\n%sConnection: close\r\n\r\n", ans.status,

@@ -76,6 +76,7 @@ struct http_req {
 	char query[256];
 	char cookie[HTTP_TOKEN_MAX + 1];
 	char bearer[HTTP_TOKEN_MAX + 1];
+	bool xrw;                     /* "X-Requested-With: gw-agent" was sent */
 };
 int http_parse(const char *req, size_t len, struct http_req *ret);
 
@@ -84,7 +85,7 @@ int http_parse(const char *req, size_t len, struct http_req *ret);
 struct http_answer {
 	const char *status;
 	const char *type;
-	char headers[256];
+	char headers[640];
 	struct mbuf b;
 };
 /* Fills ans for req; the server writes it and frees ans->b. */

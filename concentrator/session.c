@@ -44,6 +44,7 @@ enum phase {
 #define FLAG_RELAYED 0x08   /* reached relaying */
 #define FLAG_COUNTED 0x10   /* in the subflow histogram already */
 #define FLAG_HS      0x20   /* holds a handshake slot in the shared limits */
+#define FLAG_ST      0x40   /* holds a speed test's admission (speedtest.c) */
 
 /* A refused client gets this long (or the handshake timeout, if shorter)
  * to read its Error and close, so refusals cannot pile up: a source that is
@@ -341,6 +342,10 @@ static void act(struct conc_worker *cw, struct relay *r, struct decision *d, boo
 			relay_close(&cw->rw, r, RELAY_END_REFUSED, true);
 			return;
 		}
+		/* However the session ends before the hand-off (a reset, the
+		 * handshake timeout, an eviction, the stop), session_close
+		 * gives the admission back. */
+		r->flags |= FLAG_ST;
 		s->st_kid = d->fields.kid;
 		s->st_dir = d->st_dir;
 		s->st_seconds = d->st_seconds;
@@ -588,6 +593,7 @@ static void on_hs_send(struct conc_worker *cw, struct relay *r,
 		uint8_t dir = s->st_dir, secs = s->st_seconds;
 
 		r->fd[0] = -1;
+		r->flags &= (uint8_t)~FLAG_ST;  /* the test's own from here */
 		relay_close(w, r, RELAY_END_DONE, false);
 		speedtest_run(&cw->c->speedtests, fd, kid, dir, secs);
 		return;
@@ -821,6 +827,10 @@ void session_close(struct relay_worker *w, struct relay *r)
 	char a[ADDR_STRLEN], b[ADDR_STRLEN];
 
 	count_subflows(cw, r);  /* a flow that ended without a FIN (reset, idle) */
+	if (r->flags & FLAG_ST) {
+		r->flags &= (uint8_t)~FLAG_ST;
+		speedtest_release(&cw->c->speedtests, S(r)->st_kid);
+	}
 	if (r->end != RELAY_END_RESET || !r->far_port ||
 	    !log_ratelimit_ok(&cw->rl, w->now_ms))
 		return;

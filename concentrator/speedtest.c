@@ -92,7 +92,8 @@ void speedtest_release(struct speedtests *st, uint32_t kid)
 	for (unsigned i = 0; i < SPEEDTEST_KEYS; i++)
 		if (st->keys[i].kid == kid && st->keys[i].running)
 			st->keys[i].running = false;
-	st->running--;
+	if (st->running)
+		st->running--;
 	pthread_cond_broadcast(&st->idle);
 	pthread_mutex_unlock(&st->lock);
 }
@@ -214,9 +215,16 @@ void speedtest_run(struct speedtests *st, int fd, uint32_t kid, uint8_t dir, uin
 
 void speedtests_stop(struct speedtests *st)
 {
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 5;  /* a test ends within a second of the flag */
 	pthread_mutex_lock(&st->lock);
 	st->stopping = true;
 	while (st->running)
-		pthread_cond_wait(&st->idle, &st->lock);
+		if (pthread_cond_timedwait(&st->idle, &st->lock, &until) == ETIMEDOUT) {
+			log_warn("speed test: %u not ended at the stop", st->running);
+			break;
+		}
 	pthread_mutex_unlock(&st->lock);
 }

@@ -84,6 +84,11 @@ struct agent_config {
 	uint32_t udp_max_flows;
 	uint32_t udp_per_host;         /* LAN sources per device (address, IPv6 /128) */
 	uint32_t overflow_share;       /* percent: overflow lines active over it */
+	/* Traffic classes the agent applies (pin, no-metered), by index;
+	 * a->classes has them all (the nftables side). */
+	struct class_act cls[CLASS_MAX];
+	unsigned ncls;
+	bool cls_agent;                /* one of them is pin or no-metered */
 	unsigned udp_timeout_s, udp_stream_timeout_s;
 };
 
@@ -96,6 +101,9 @@ struct agent_counters {
 	uint64_t host_limit_hits;      /* LAN connections reset: host at its cap */
 	uint64_t fell_back;            /* MPTCP connections fallen back to TCP */
 	uint64_t accept_paused;        /* accepts paused for want of descriptors */
+	uint64_t class_flows;          /* flows of a pin or no-metered class */
+	uint64_t class_no_line;        /* reset: no line their class allows is up */
+	uint64_t class_errors;         /* conntrack unreadable: class not applied */
 	uint64_t conc_errors[256];     /* Error codes from the concentrator */
 	uint64_t conc_ok[AGENT_MAX_CONC], conc_failed[AGENT_MAX_CONC];  /* connects */
 };
@@ -107,6 +115,7 @@ struct agent_worker {
 	unsigned id;
 	pthread_t thread;
 	struct relay_worker rw;
+	struct mnl_socket *ct_nl;      /* ctmark.h: flows' classes */
 	int lfd;
 	bool accept_armed;
 	bool accept_paused;
@@ -272,6 +281,9 @@ enum agent_op {
 	AOP_LAN_SEND,
 };
 void flow_accept(struct agent_worker *aw, int fd);
+/* Whether a flow of class act may use the line ifname (path name, whether
+ * metered). */
+bool class_allows(const struct class_act *act, const char *ifname, const char *name, bool meter);
 void flow_handle(struct relay_worker *w, struct relay *r, unsigned op,
 		 const struct io_uring_cqe *cqe);
 void flow_close(struct relay_worker *w, struct relay *r);

@@ -82,8 +82,12 @@ int classes_nft_rules(const struct agent_classes *cs, const struct paths *ps, ui
 {
 	if (!cs->n)
 		return 0;
+	/* A chain of its own: the first class that matches ends it, with
+	 * accept (bypass: not intercepted) or return (the agent's classes:
+	 * on to the TPROXY rules). */
+	script_append(script, cap, "\tchain classes {\n");
 	/* A connection classed once keeps its way out (reloads included). */
-	script_append(script, cap, "\t\tct mark %u-%u meta mark set ct mark return\n", mark + 1,
+	script_append(script, cap, "\t\tct mark %u-%u meta mark set ct mark accept\n", mark + 1,
 		      mark + CLASS_MARK_MAIN);
 	for (unsigned k = 0; k < cs->n; k++) {
 		const struct agent_class *c = &cs->c[k];
@@ -91,7 +95,9 @@ int classes_nft_rules(const struct agent_classes *cs, const struct paths *ps, ui
 		int ndevs = 0, ndsts = 0, devfam[3], dstfam[4];
 		uint32_t cm;
 
-		if (c->line[0]) {
+		if (class_by_agent(c)) {
+			cm = mark + CLASS_MARK_AGENT + k;
+		} else if (c->line[0]) {
 			int s = slot_of(ps, c->line);
 
 			if (s < 0) {
@@ -159,10 +165,16 @@ int classes_nft_rules(const struct agent_classes *cs, const struct paths *ps, ui
 				}
 				if (ndsts)
 					script_append(script, cap, "%s", dsts[ti]);
-				script_append(script, cap, "%sct mark set %u meta mark set %u counter "
-					      "return\n", ports, cm, cm);
+				if (class_by_agent(c))
+					/* On to the agent, which reads the mark. */
+					script_append(script, cap, "%sct mark set %u counter return\n", ports,
+						      cm);
+				else
+					script_append(script, cap, "%sct mark set %u meta mark set %u counter "
+						      "accept\n", ports, cm, cm);
 			}
 	}
+	script_append(script, cap, "\t}\n");
 	return strlen(script) >= cap - 1 ? -E2BIG : 0;
 }
 
@@ -171,7 +183,7 @@ int classes_nft_nat(const struct agent_classes *cs, uint32_t mark, char *script,
 	bool lines = false;
 
 	for (unsigned k = 0; k < cs->n; k++)
-		lines |= cs->c[k].line[0] != '\0';
+		lines |= cs->c[k].action == CLASS_BYPASS && cs->c[k].line[0] != '\0';
 	if (!lines)
 		return 0;
 	/* Out of a line: as the line's own address (the LAN's prefix is
@@ -238,6 +250,26 @@ static void remember(struct class_resolver *r, unsigned k, unsigned d, const str
 	s[oldest] = (struct seen){ *a, now };
 }
 
+/* An answer a class may send out of a line: a public address. Not the
+ * router's own networks (a lying or spoofed answer would steer the LAN's
+ * traffic to a private network out of the WAN line instead). */
+static bool public_addr(const struct in6_addr *a)
+{
+	static const char *const deny[] = {
+		"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+		"172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/3", "::/128", "::1/128",
+		"fc00::/7", "fe80::/10", "ff00::/8",
+	};
+
+	for (unsigned i = 0; i < sizeof(deny) / sizeof(deny[0]); i++) {
+		struct addr_prefix p;
+
+		if (addr_parse_prefix(deny[i], &p) == 0 && addr_prefix_match(&p, a))
+			return false;
+	}
+	return true;
+}
+
 static void resolve_one(struct class_resolver *r, unsigned k, unsigned d, time_t now)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res, *i;
@@ -254,7 +286,7 @@ static void resolve_one(struct class_resolver *r, unsigned k, unsigned d, time_t
 	for (i = res; i; i = i->ai_next) {
 		struct in6_addr a;
 
-		if (addr_to_in6(i->ai_addr, &a, NULL) == 0)
+		if (addr_to_in6(i->ai_addr, &a, NULL) == 0 && public_addr(&a))
 			remember(r, k, d, &a, now);
 	}
 	freeaddrinfo(res);
@@ -316,6 +348,16 @@ static void fill_sets(struct class_resolver *r, time_t now)
 		atomic_store(&r->addrs, total);
 }
 
+static bool kicked(struct class_resolver *r)
+{
+	bool k;
+
+	pthread_mutex_lock(&r->lock);
+	k = r->kicked || r->stop;
+	pthread_mutex_unlock(&r->lock);
+	return k;
+}
+
 static void *resolver_main(void *arg)
 {
 	struct class_resolver *r = arg;
@@ -344,10 +386,13 @@ static void *resolver_main(void *arg)
 			memset(r->nseen, 0, sizeof(r->nseen));
 		}
 		now = time(NULL);
-		for (unsigned k = 0; k < r->cur.n; k++)
-			for (unsigned d = 0; d < r->cur.c[k].ndomain; d++)
+		for (unsigned k = 0; k < r->cur.n && !kicked(r); k++)
+			for (unsigned d = 0; d < r->cur.c[k].ndomain && !kicked(r); d++)
 				resolve_one(r, k, d, now);
-		fill_sets(r, now);
+		/* A reload meanwhile (new classes, another order): its
+		 * table's sets are filled from the new classes, at once. */
+		if (!kicked(r))
+			fill_sets(r, now);
 		pthread_mutex_lock(&r->lock);
 	}
 	orphan = r->orphan;

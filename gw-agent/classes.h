@@ -30,12 +30,17 @@
 
 enum class_action {
 	CLASS_BYPASS = 1,         /* straight out of line (or the main table) */
+	CLASS_PIN,                /* through the concentrator, on these lines only */
+	CLASS_NO_METERED,         /* through the concentrator, never on a metered line */
 };
+#define CLASS_MAX_LINES 4
 
 struct agent_class {
 	char name[32];
 	enum class_action action;
 	char line[16];            /* bypass: the path's interface, "" = main table */
+	char lines[CLASS_MAX_LINES][16];  /* pin: the paths' interfaces */
+	unsigned nlines;
 	uint8_t mac[CLASS_MAX_MACS][6];
 	unsigned nmac;
 	struct addr_prefix dev[CLASS_MAX_DEVS];
@@ -59,8 +64,19 @@ struct agent_classes {
 int class_parse(struct agent_classes *cs, const char *spec, const char **why);
 
 /* The marks: mark+1+slot routes through path slot's table, mark+CLASS_MARK_MAIN
- * the main table's way. */
+ * the main table's way; a pin or no-metered class k's connections carry
+ * ct mark mark+CLASS_MARK_AGENT+k, which the agent reads (ctmark.h). */
 #define CLASS_MARK_MAIN (1 + 16)
+#define CLASS_MARK_AGENT 32
+
+/* What a worker needs of a class to carry its flows (agent_config). */
+struct class_act {
+	uint8_t action;                  /* enum class_action */
+	uint8_t nlines;
+	char lines[CLASS_MAX_LINES][16];
+};
+/* Whether a class is the agent's to apply (pin, no-metered). */
+bool class_by_agent(const struct agent_class *c);
 
 /* nftables text for the agent's table (intercept.c). slot_of: a line's
  * path slot, or -1. Appends to script; 0 or -E2BIG. */

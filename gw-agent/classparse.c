@@ -153,6 +153,11 @@ static bool one_domain(struct agent_class *c, const char *s, const char **why)
 	return true;
 }
 
+bool class_by_agent(const struct agent_class *c)
+{
+	return c->action == CLASS_PIN || c->action == CLASS_NO_METERED;
+}
+
 int class_parse(struct agent_classes *cs, const char *spec, const char **why)
 {
 	struct agent_class c;
@@ -198,17 +203,36 @@ int class_parse(struct agent_classes *cs, const char *spec, const char **why)
 		else if (!strcmp(tok, "domain"))
 			ok = each_item(eq, &c, why, one_domain);
 		else if (!strcmp(tok, "action")) {
-			if (strcmp(eq, "bypass")) {
-				*why = "has an action that is not bypass";
+			if (!strcmp(eq, "bypass"))
+				c.action = CLASS_BYPASS;
+			else if (!strcmp(eq, "pin"))
+				c.action = CLASS_PIN;
+			else if (!strcmp(eq, "no-metered"))
+				c.action = CLASS_NO_METERED;
+			else {
+				*why = "has an action that is not bypass, pin or no-metered";
 				return -EINVAL;
 			}
-			c.action = CLASS_BYPASS;
 		} else if (!strcmp(tok, "line")) {
-			if (!*eq || strlen(eq) >= sizeof(c.line) || strpbrk(eq, "\"\\ /{}~")) {
-				*why = "has a line that is not an interface name";
+			char *save2 = NULL;
+
+			if (!*eq || eq[0] == '+' || eq[strlen(eq) - 1] == '+' || strstr(eq, "++")) {
+				*why = "has an empty line";
 				return -EINVAL;
 			}
-			strcpy(c.line, eq);
+			c.nlines = 0;
+			for (char *l = strtok_r(eq, "+", &save2); l; l = strtok_r(NULL, "+", &save2)) {
+				if (strlen(l) >= sizeof(c.line) || strpbrk(l, "\"\\ /{}~")) {
+					*why = "has a line that is not an interface name";
+					return -EINVAL;
+				}
+				if (c.nlines == CLASS_MAX_LINES) {
+					*why = "names more than 4 lines";
+					return -EINVAL;
+				}
+				strcpy(c.lines[c.nlines++], l);
+			}
+			strcpy(c.line, c.lines[0]);
 		} else {
 			*why = "has a key that is not device, dst, port, domain, action or line";
 			return -EINVAL;
@@ -221,7 +245,19 @@ int class_parse(struct agent_classes *cs, const char *spec, const char **why)
 		return -EINVAL;
 	}
 	if (!c.action) {
-		*why = "has no action= (bypass)";
+		*why = "has no action= (bypass, pin or no-metered)";
+		return -EINVAL;
+	}
+	if (c.action == CLASS_BYPASS && c.nlines > 1) {
+		*why = "bypasses through more than one line (line= takes one for bypass)";
+		return -EINVAL;
+	}
+	if (c.action == CLASS_PIN && !c.nlines) {
+		*why = "pins to no line: give line=IFACE[+IFACE]";
+		return -EINVAL;
+	}
+	if (c.action == CLASS_NO_METERED && c.nlines) {
+		*why = "has line= with no-metered (which takes the lines that are not metered)";
 		return -EINVAL;
 	}
 	if (!c.nmac && !c.ndev && !c.ndst && !c.nport && !c.ndomain) {

@@ -363,11 +363,12 @@ static json_t *json_paths(struct agent *a)
 	if (overflow_wanted(&a->paths) && a->overflow.last_ms) {
 		const struct overflow_figures *o = &a->overflow.fig;
 
-		json_object_set_new(root, "overflow", json_pack("{sbsbs[ff]s[ff]s[ff]sI}",
-			"configured", o->configured, "active", o->active,
-			"use_bps", o->use_bps[0], o->use_bps[1],
-			"capacity_bps", o->cap_bps[0], o->cap_bps[1],
-			"overflow_bps", o->ovf_bps[0], o->ovf_bps[1],
+		/* (json_pack's I takes a json_int_t: every number cast) */
+		json_object_set_new(root, "overflow", json_pack("{sbsbs[II]s[II]s[II]sI}",
+			"configured", (int)o->configured, "active", (int)o->active,
+			"use_bps", (json_int_t)o->use_bps[0], (json_int_t)o->use_bps[1],
+			"capacity_bps", (json_int_t)o->cap_bps[0], (json_int_t)o->cap_bps[1],
+			"overflow_bps", (json_int_t)o->ovf_bps[0], (json_int_t)o->ovf_bps[1],
 			"share_percent", (json_int_t)a->cfg.overflow_share));
 	} else {
 		json_object_set_new(root, "overflow", json_null());
@@ -378,8 +379,15 @@ static json_t *json_paths(struct agent *a)
 
 		for (unsigned d = 0; doms && d < x->ndomain; d++)
 			json_array_append_new(doms, json_string(x->domain[d]));
-		json_array_append_new(cls, json_pack("{sssssso}", "name", x->name,
-			"action", "bypass", "line", x->line, "domains", doms ? doms : json_null()));
+		json_t *ls = json_array();
+
+		for (unsigned l = 0; ls && l < x->nlines; l++)
+			json_array_append_new(ls, json_string(x->lines[l]));
+		json_array_append_new(cls, json_pack("{sssssosso}", "name", x->name,
+			"action", x->action == CLASS_PIN ? "pin" : x->action == CLASS_NO_METERED ?
+				  "no-metered" : "bypass",
+			"lines", ls ? ls : json_null(), "line", x->line,
+			"domains", doms ? doms : json_null()));
 	}
 	json_object_set_new(root, "classes", cls);
 	{

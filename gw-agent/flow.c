@@ -28,6 +28,7 @@
  * Once a concentrator has accepted the connection, failing over would send
  * the client's first bytes twice, so a missing reply resets instead. */
 #include "agent.h"
+#include "ctmark.h"
 #include "sock.h"
 
 #include <errno.h>
@@ -52,6 +53,7 @@ struct flow {
 	struct sockaddr_storage dst;
 	socklen_t dst_len;
 	unsigned conc_idx;            /* concentrator being tried */
+	int cls;                      /* its class (pin, no-metered) in cfg.cls, -1 none */
 	struct in6_addr tried[PATHS_MAX]; /* path addresses tried with this concentrator */
 	unsigned ntried;
 	uint32_t msg_len;             /* Convert message length in out */
@@ -72,23 +74,38 @@ static struct flow *F(struct relay *r)
 
 static void try_concentrator(struct agent_worker *aw, struct relay *r);
 
+/* Whether a flow of class act may use line s. */
+bool class_allows(const struct class_act *act, const char *ifname, const char *name, bool meter)
+{
+	if (act->action == CLASS_NO_METERED)
+		return !meter;
+	for (unsigned i = 0; i < act->nlines; i++)
+		if (!strcmp(act->lines[i], ifname) || !strcmp(act->lines[i], name))
+			return true;
+	return false;
+}
+
 /* The best live path (carrier and probes say so) not yet tried in this
- * round, into *ret. false when every live path has been tried, or there are
- * no paths (then the main table decides, once). */
+ * round, and that the flow's class allows, into *ret. false when every
+ * such path has been tried, or there are no paths (then the main table
+ * decides, once: not for a flow of a class). */
 static bool pick_source(struct agent_worker *aw, struct flow *f, int family,
 			struct in6_addr *ret)
 {
-	struct in6_addr src[PATHS_MAX];
-	unsigned n = paths_sources(&aw->a->paths, family, src, PATHS_MAX);
+	struct path_src src[PATHS_MAX];
+	unsigned n = paths_sources_ex(&aw->a->paths, family, src, PATHS_MAX);
 
 	for (unsigned i = 0; i < n; i++) {
 		bool seen = false;
 
+		if (f->cls >= 0 &&
+		    !class_allows(&aw->cfg.cls[f->cls], src[i].ifname, src[i].name, src[i].meter))
+			continue;
 		for (unsigned k = 0; k < f->ntried; k++)
-			if (!memcmp(&f->tried[k], &src[i], sizeof(src[i])))
+			if (!memcmp(&f->tried[k], &src[i].addr, sizeof(src[i].addr)))
 				seen = true;
 		if (!seen) {
-			*ret = src[i];
+			*ret = src[i].addr;
 			return true;
 		}
 	}
@@ -96,8 +113,9 @@ static bool pick_source(struct agent_worker *aw, struct flow *f, int family,
 }
 
 /* Start on a live path, not wherever the main table's default route points:
- * a path whose far side died keeps its carrier and its default route. */
-static void bind_source(struct agent_worker *aw, struct flow *f, int fd, int family,
+ * a path whose far side died keeps its carrier and its default route.
+ * Whether it is bound to one (a class's flow must be). */
+static bool bind_source(struct agent_worker *aw, struct flow *f, int fd, int family,
 			bool record)
 {
 	struct sockaddr_storage ss;
@@ -105,17 +123,36 @@ static void bind_source(struct agent_worker *aw, struct flow *f, int fd, int fam
 	socklen_t sl;
 
 	if (!pick_source(aw, f, family, &src))
-		return;
+		return false;
 	if (record && f->ntried < PATHS_MAX)
 		f->tried[f->ntried++] = src;
 	sl = addr_from_in6(&src, 0, &ss);
-	if (bind(fd, (struct sockaddr *)&ss, sl) < 0)
+	if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
 		log_debug("bind to path address: %m");
+		return false;
+	}
 	if (log_get_level() >= LOG_DEBUG) {
 		char a[ADDR_STRLEN];
 
 		log_debug("flow starts from %s", addr_format_in6(&src, 0, a));
 	}
+	return true;
+}
+
+/* A class's flow: its first subflow's address and port told to the path
+ * manager, which keeps its joins to the lines the class allows. */
+static int class_register(struct agent_worker *aw, struct flow *f, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct in6_addr a;
+	uint16_t port;
+
+	if (!aw->a->paths.upm.open)
+		return 0;  /* endpoints agent only (settings.c checks) */
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 || addr_to_in6((struct sockaddr *)&ss, &a, &port) < 0)
+		return -errno;
+	return upm_class_pending(&aw->a->paths.upm, &a, port, f->cls, aw->rw.now_ms);
 }
 
 /* A keyed request covers the address the concentrator will see, so it must
@@ -307,7 +344,19 @@ static void try_concentrator(struct agent_worker *aw, struct relay *r)
 	r->fd[1] = fd;
 	f->out_off = 0;
 	f->in_len = 0;
-	bind_source(aw, f, fd, ca->ss_family, true);
+	if (!bind_source(aw, f, fd, ca->ss_family, true) && f->cls >= 0) {
+		/* Not wherever the main table points: the class says where. */
+		aw->n.class_no_line++;
+		log_flow(aw, r, "no line its class allows is up: reset");
+		relay_close(w, r, RELAY_END_REFUSED, true);
+		return;
+	}
+	if (f->cls >= 0 && class_register(aw, f, fd) < 0) {
+		aw->n.class_no_line++;
+		log_flow(aw, r, "too many flows of classes starting at once: reset");
+		relay_close(w, r, RELAY_END_REFUSED, true);
+		return;
+	}
 	if (f->cookie_at) {
 		struct cookie_dest d = { .port = r->far_port, .addr = r->far };
 
@@ -443,7 +492,9 @@ static void give_up(struct agent_worker *aw, struct relay *r, const char *why)
 		close(r->fd[1]);
 		r->fd[1] = -1;
 	}
-	if (cfg->fallback == FALLBACK_RESET) {
+	/* A class's flow never goes direct: that way out is whichever line
+	 * comes first, not one its class allows. */
+	if (cfg->fallback == FALLBACK_RESET || f->cls >= 0) {
 		aw->n.failed++;
 		log_flow(aw, r, why);
 		relay_close(w, r, RELAY_END_REFUSED, true);
@@ -757,6 +808,7 @@ void flow_accept(struct agent_worker *aw, int fd)
 		relay_close(w, r, RELAY_END_RESET, true);
 		return;
 	}
+	f->cls = -1;
 	r->priv = f;
 	f->since_ms = w->now_ms;
 	f->dst_len = sizeof(f->dst);
@@ -795,6 +847,27 @@ void flow_accept(struct agent_worker *aw, int fd)
 	f->dst_len = addr_from_in6(&dst, port, &f->dst);
 	r->far = dst;
 	r->far_port = port;
+	/* Its traffic class, which nftables marked the connection with. */
+	if (cfg->cls_agent && atomic_load(&aw->a->paths_ready)) {
+		uint16_t pport = 0;
+		uint32_t m;
+		int rc;
+
+		addr_to_in6((struct sockaddr *)&peer, &r->peer, &pport);
+		rc = ctmark_get(&aw->ct_nl, &r->peer, pport, &dst, port, IPPROTO_TCP, &m);
+		if (rc == 0 && m >= cfg->mark + CLASS_MARK_AGENT &&
+		    m < cfg->mark + CLASS_MARK_AGENT + cfg->ncls &&
+		    (cfg->cls[m - cfg->mark - CLASS_MARK_AGENT].action == CLASS_PIN ||
+		     cfg->cls[m - cfg->mark - CLASS_MARK_AGENT].action == CLASS_NO_METERED)) {
+			f->cls = (int)(m - cfg->mark - CLASS_MARK_AGENT);
+			aw->n.class_flows++;
+		} else if (rc < 0 && rc != -ENOENT) {
+			aw->n.class_errors++;
+			if (log_ratelimit_ok(&aw->rl, w->now_ms))
+				log_warn("classes: cannot read the connection's conntrack mark (%s): its "
+					 "class is not applied", strerror(-rc));
+		}
+	}
 	sock_nodelay(fd);
 	sock_keepalive(fd, cfg->keepalive_s);
 

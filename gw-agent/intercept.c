@@ -139,11 +139,10 @@ static int nft_script(const struct agent_config *cfg, bool replace, bool drain, 
 	       "\t\tfib daddr type local return\n"
 	       "\t\tip daddr @bypass4 return\n"
 	       "\t\tip6 daddr @bypass6 return\n", lans);
-	/* Classes first: a device sent out of a line goes so while stopping
-	 * too. */
-	if (classes && class_paths &&
-	    classes_nft_rules(classes, class_paths, cfg->mark, script, cap) < 0)
-		return log_errno(-E2BIG, "nftables script too long (the classes)");
+	/* Classes first (their chain, below): a device sent out of a line
+	 * goes so while stopping too. */
+	if (classes && classes->n)
+		script_append(script, cap, "\t\tjump classes\n");
 	/* Stopping: a new connection's SYN goes the routed way; the flows
 	 * being drained keep theirs (tproxy finds their sockets). */
 	if (drain)
@@ -176,6 +175,9 @@ static int nft_script(const struct agent_config *cfg, bool replace, bool drain, 
 		       "\t\ttype filter hook forward priority filter; policy accept;\n"
 		       "\t\tiifname { %s } udp dport 443 reject with icmpx type port-unreachable\n"
 		       "\t}\n", lans);
+	if (classes && class_paths &&
+	    classes_nft_rules(classes, class_paths, cfg->mark, script, cap) < 0)
+		return log_errno(-E2BIG, "nftables script too long (the classes)");
 	if (classes && classes_nft_nat(classes, cfg->mark, script, cap) < 0)
 		return log_errno(-E2BIG, "nftables script too long (the classes)");
 	script_append(script, cap, "}\n");

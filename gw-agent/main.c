@@ -6,6 +6,7 @@
  * core (each with its own io_uring and IP_TRANSPARENT listener) and on
  * SIGTERM/SIGINT drains flows, then removes the interception. */
 #include "agent.h"
+#include "ctmark.h"
 #include "web.h"
 #include "caps.h"
 #include "settings.h"
@@ -189,7 +190,20 @@ static void *worker_main(void *arg)
 		close(aw->lfd);
 	relay_worker_abandon(&aw->rw);  /* after a failed wait */
 	relay_worker_free(&aw->rw);
+	ctmark_close(&aw->ct_nl);
 	return NULL;
+}
+
+/* The path manager's question: may a flow of class cls have a join on
+ * path pi? (main thread) */
+static bool class_allow_path(void *ctx, const struct paths *ps, int cls, unsigned pi)
+{
+	struct agent *a = ctx;
+	const struct path *p = &ps->p[pi];
+
+	if (cls < 0 || (unsigned)cls >= a->cfg.ncls)
+		return true;
+	return class_allows(&a->cfg.cls[cls], p->ifname, path_name(p), path_is_metered(p));
 }
 
 static void notify_status(struct agent *a)
@@ -665,6 +679,8 @@ int main(int argc, char **argv)
 			a->paths.key = a->cfg.keyed ? &a->cfg.key : NULL;
 			a->paths.probe_timeout_ms = a->paths.probe_interval_ms * 3 / 4;
 			r = paths_init(&a->paths, a->cfg.table, 10000);
+			a->paths.upm.allow = class_allow_path;
+			a->paths.upm.allow_ctx = a;
 			upm_set_concentrators(&a->paths.upm, a->cfg.conc, a->cfg.nconc);
 			snprintf(a->caps_file, sizeof(a->caps_file), "%s/" CAPS_STATE_FILE,
 				 a->cfg.state_dir);

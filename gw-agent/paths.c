@@ -525,11 +525,17 @@ int paths_reconcile(struct paths *ps)
 				/* Reconciled at once when overflow turns on or off. */
 				ps->srcmetered[fi][ps->nsrc[fi]] = p->mode == PATH_OVERFLOW &&
 								   !ps->overflow_on;
+				ps->srcmeter[fi][ps->nsrc[fi]] = path_is_metered(p);
 				ps->srcs[fi][ps->nsrc[fi]++] = p->f[fi].addr;
 			}
 	}
 	pthread_mutex_unlock(&ps->src_lock);
 	return 0;
+}
+
+bool path_is_metered(const struct path *p)
+{
+	return p->mode_cfg == PATH_OVERFLOW || p->cap.bytes;
 }
 
 unsigned paths_sources(struct paths *ps, int family, struct in6_addr *ret, unsigned max)
@@ -557,6 +563,7 @@ unsigned paths_sources_ex(struct paths *ps, int family, struct path_src *ret, un
 		ret[i].id = ps->srcid[fi][i];
 		ret[i].neighbour = ps->srcnb[fi][i];
 		ret[i].metered = ps->srcmetered[fi][i];
+		ret[i].meter = ps->srcmeter[fi][i];
 		memcpy(ret[i].name, ps->srcname[fi][i], sizeof(ret[i].name));
 		ret[i].probe_ok_ms = __atomic_load_n(&ps->p[ret[i].id].f[fi].probe_ok_ms,
 						     __ATOMIC_RELAXED);

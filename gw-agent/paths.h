@@ -150,6 +150,7 @@ struct paths {
 	uint8_t srcid[2][PATHS_MAX];          /* their index in p[] */
 	bool srcprimary[2][PATHS_MAX];        /* on/master (else backup/handover) */
 	bool srcmetered[2][PATHS_MAX];        /* an overflow line not active now */
+	bool srcmeter[2][PATHS_MAX];          /* a metered line (overflow, or a cap) */
 };
 
 /* "IFACE[,mode=on|master|backup|handover|overflow|off][,gateway=ADDR]
@@ -208,7 +209,11 @@ struct path_src {
 	uint8_t id;
 	bool neighbour, primary;
 	bool metered;            /* an overflow line, not active now */
+	bool meter;              /* a metered line: mode overflow, or a data cap */
 };
+/* A metered line: the household pays by the byte there (its mode as
+ * configured is overflow, or it has a data cap). */
+bool path_is_metered(const struct path *p);
 unsigned paths_sources_ex(struct paths *ps, int family, struct path_src *ret, unsigned max);
 /* The first usable own (WAN, not a neighbour's) path's address and
  * interface, in the order flows start: for the direct fallback. */

@@ -533,16 +533,38 @@ int agent_load_settings(int argc, char **argv, struct agent_config *cfg, struct 
 			return -EINVAL;
 		}
 	}
+	cfg->ncls = cs->n;
+	cfg->cls_agent = false;
 	for (unsigned k = 0; k < cs->n; k++) {
-		bool found = !cs->c[k].line[0];
+		const struct agent_class *c = &cs->c[k];
 
-		for (unsigned i = 0; i < ps->n; i++)
-			found |= !strcmp(ps->p[i].ifname, cs->c[k].line);
-		if (!found) {
-			fprintf(stderr, "gw-agent: classes (--class, or \"classes\" in %s): class %s: "
-				"line=%s is not one of the paths (--path)\n", file, cs->c[k].name,
-				cs->c[k].line);
-			return -EINVAL;
+		for (unsigned l = 0; l < c->nlines; l++) {
+			bool found = false;
+
+			for (unsigned i = 0; i < ps->n; i++)
+				found |= !strcmp(ps->p[i].ifname, c->lines[l]);
+			/* pin: a neighbour's line (mesh) by its interface, too */
+			if (c->action == CLASS_PIN && cfg->mesh.borrow_if[0] &&
+			    !strcmp(cfg->mesh.borrow_if, c->lines[l]))
+				found = true;
+			if (!found) {
+				fprintf(stderr, "gw-agent: classes (--class, or \"classes\" in %s): class "
+					"%s: line=%s is not one of the paths (--path)\n", file, c->name,
+					c->lines[l]);
+				return -EINVAL;
+			}
+		}
+		cfg->cls[k] = (struct class_act){ .action = (uint8_t)c->action,
+						  .nlines = (uint8_t)c->nlines };
+		memcpy(cfg->cls[k].lines, c->lines, sizeof(c->lines));
+		if (class_by_agent(c)) {
+			cfg->cls_agent = true;
+			if (!ps->userspace_pm) {
+				fprintf(stderr, "gw-agent: classes (--class, or \"classes\" in %s): class %s: "
+					"pin and no-metered need endpoints agent (the agent chooses each "
+					"flow's subflows)\n", file, c->name);
+				return -EINVAL;
+			}
 		}
 	}
 	if (cfg->mesh.key_path[0]) {

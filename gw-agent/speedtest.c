@@ -52,6 +52,10 @@ int agent_speedtest_request(struct agent *a, const char *line, unsigned seconds,
 	struct agent_speedtests *st = &a->speedtests;
 	int r = 0;
 
+	if (!line[0] || strlen(line) >= sizeof(st->want)) {
+		snprintf(why, len, "no such line");
+		return -ENOENT;
+	}
 	pthread_mutex_lock(&st->lock);
 	if (st->busy) {
 		snprintf(why, len, "a speed test is running (%s)", st->want);
@@ -214,7 +218,7 @@ static int run_down(struct st_job *j)
 		snprintf(j->error, sizeof(j->error), "nothing came down");
 		return -1;
 	}
-	j->down_bps = bytes * 8000 / (last - first);
+	j->down_bps = (uint64_t)((double)bytes * 8000.0 / (double)(last - first));
 	return 0;
 }
 
@@ -259,11 +263,18 @@ static int run_up(struct st_job *j)
 	for (int i = 0; i < 8; i++)
 		bytes = bytes << 8 | rep[i];
 	ms = (uint32_t)rep[8] << 24 | (uint32_t)rep[9] << 16 | (uint32_t)rep[10] << 8 | rep[11];
+	/* The concentrator's word, bounded: what the seconds asked for and
+	 * 100 Gbit/s could carry at most, over at least 10 ms. */
 	if (!ms || bytes < 10000) {
 		snprintf(j->error, sizeof(j->error), "nothing went up");
 		return -1;
 	}
-	j->up_bps = bytes * 8000 / ms;
+	if (ms < 10 || ms > (j->seconds + 5) * 1000u ||
+	    (double)bytes * 8000.0 / ms > 100e9) {
+		snprintf(j->error, sizeof(j->error), "the concentrator's count is not plausible");
+		return -1;
+	}
+	j->up_bps = (uint64_t)((double)bytes * 8000.0 / ms);
 	return 0;
 }
 
@@ -290,10 +301,12 @@ static void *test_main(void *arg)
 		st->runs++;
 	}
 	st->busy = false;
+	/* (the wake before thread_running goes: speedtests_close closes
+	 * efd once it has) */
+	wake(st);
 	st->thread_running = false;
 	pthread_cond_broadcast(&st->done);
 	pthread_mutex_unlock(&st->lock);
-	wake(st);
 	free(j);
 	return NULL;
 }
@@ -337,7 +350,7 @@ void speedtests_main(struct agent *a)
 	snprintf(want, sizeof(want), "%s", st->busy && !st->thread_running ? st->want : "");
 	pthread_mutex_unlock(&st->lock);
 	if (!want[0])
-		return;
+		return;  /* (a request always names a line: agent_speedtest_request) */
 	for (unsigned i = 0; i < a->paths.n; i++)
 		if (!strcmp(path_name(&a->paths.p[i]), want)) {
 			slot = (int)i;

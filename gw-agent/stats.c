@@ -27,6 +27,9 @@ void agent_totals(const struct agent *a, struct agent_counters *ret_n,
 		ret_n->host_limit_hits += n->host_limit_hits;
 		ret_n->fell_back += n->fell_back;
 		ret_n->accept_paused += n->accept_paused;
+		ret_n->class_flows += n->class_flows;
+		ret_n->class_no_line += n->class_no_line;
+		ret_n->class_errors += n->class_errors;
 		for (int k = 0; k < 256; k++)
 			ret_n->conc_errors[k] += n->conc_errors[k];
 		for (int k = 0; k < AGENT_MAX_CONC; k++) {
@@ -147,6 +150,14 @@ void agent_render_metrics(void *ctx, struct mbuf *b)
 	up = st.bytes[0];
 	down = st.bytes[1];
 	active = st.active;
+	metrics_one(b, "gw_agent_class_flows_total", "counter",
+		    "Flows of a pin or no-metered class (their lines chosen by the class).",
+		    t.class_flows);
+	metrics_head(b, "gw_agent_class_resets_total", "counter",
+		     "Flows of a class reset: no_line (no line the class allows is up, or too many "
+		     "starting at once), conntrack (its mark could not be read: carried unclassed).");
+	metrics_u64(b, "gw_agent_class_resets_total", "reason=\"no_line\"", t.class_no_line);
+	metrics_u64(b, "gw_agent_class_resets_total", "reason=\"conntrack\"", t.class_errors);
 	metrics_one(b, "gw_agent_web_requests_total", "counter",
 		    "Requests to the household's page (web-listen).", atomic_load(&a->web_requests));
 	metrics_one(b, "gw_agent_web_refused_total", "counter",

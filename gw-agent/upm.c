@@ -83,11 +83,55 @@ void upm_close(struct upm *u)
 	u->open = false;
 }
 
+int upm_class_pending(struct upm *u, const struct in6_addr *addr, uint16_t port, int cls,
+		      uint64_t now_ms)
+{
+	int r = -ENOSPC;
+
+	pthread_mutex_lock(&u->pend_lock);
+	for (unsigned i = 0; i < UPM_PENDING; i++) {
+		struct upm_pending *p = &u->pend[i];
+
+		if (p->at_ms && now_ms - p->at_ms < UPM_PENDING_MS)
+			continue;
+		if (!p->at_ms)
+			atomic_fetch_add(&u->npend, 1);
+		*p = (struct upm_pending){ *addr, port, (int8_t)cls, now_ms ? now_ms : 1 };
+		r = 0;
+		break;
+	}
+	pthread_mutex_unlock(&u->pend_lock);
+	return r;
+}
+
+/* The class registered for addr:port (and the entry freed), or -1. */
+static int class_taken(struct upm *u, const struct in6_addr *addr, uint16_t port)
+{
+	int cls = -1;
+
+	if (!atomic_load(&u->npend))
+		return -1;
+	pthread_mutex_lock(&u->pend_lock);
+	for (unsigned i = 0; i < UPM_PENDING; i++) {
+		struct upm_pending *p = &u->pend[i];
+
+		if (p->at_ms && p->port == port && !memcmp(&p->addr, addr, sizeof(*addr))) {
+			cls = p->cls;
+			p->at_ms = 0;
+			atomic_fetch_sub(&u->npend, 1);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&u->pend_lock);
+	return cls;
+}
+
 int upm_open(struct upm *u, bool fullmesh)
 {
 	int r;
 
 	memset(u, 0, sizeof(*u));
+	pthread_mutex_init(&u->pend_lock, NULL);
 	u->fullmesh = fullmesh;
 	u->rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(10, 10000);
 	r = sysctl_read(pm_sysctl[0], u->saved_pm, sizeof(u->saved_pm));
@@ -211,6 +255,7 @@ static struct upm_conn *conn_add(struct upm *u, uint32_t token)
 	c = slot_for(u->tab, u->cap, token);
 	if (!c->token) {
 		memset(c, 0, sizeof(*c));
+		c->cls = -1;
 		c->token = token;
 		u->used++;
 	}
@@ -324,6 +369,8 @@ static void join_open(struct upm *u, struct paths *ps, struct upm_conn *c, unsig
 		return;  /* (not open: the table's unit test, no kernel) */
 	if (pi == c->init_path && !u->fullmesh)
 		return;
+	if (c->cls >= 0 && u->allow && !u->allow(u->allow_ctx, ps, c->cls, pi))
+		return;  /* its class keeps it off this line */
 	r = pm_subflow_create(&u->cmd, c->token, &f->ep_addr, id, p->neighbour ? 0 : p->ifindex,
 			      PM_FLAG_SUBFLOW | PM_FLAG_BACKUP, &c->rem, c->rport);
 	if (r < 0) {
@@ -430,6 +477,7 @@ void upm_event(struct upm *u, struct paths *ps, const struct pm_event *e, uint64
 		c->rem = c->rem0 = e->daddr;
 		c->rport = c->rport0 = e->dport;
 		c->init_sport = e->sport;
+		c->cls = (int8_t)class_taken(u, &e->saddr, e->sport);
 		if (ps->p[pi].f[fi].ep_id && (ps->p[pi].f[fi].ep_flags & PM_FLAG_BACKUP))
 			initial_prio(u, ps, c, true);
 		joins_open_all(u, ps, c);

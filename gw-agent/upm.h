@@ -22,6 +22,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <pthread.h>
 
 #include "log.h"
 #include "pm.h"
@@ -47,6 +48,20 @@ struct upm_conn {
 					   * address in a cluster) */
 	uint16_t rport0;
 	uint16_t sport[UPM_PATHS];       /* each join's local port, 0 until established */
+	int8_t cls;                      /* its traffic class (pin, no-metered), -1 none */
+};
+
+struct paths;
+
+/* A flow of a class, registered by a worker before its SYN (its first
+ * subflow's address and port), taken by the connection's ESTABLISHED. */
+#define UPM_PENDING 256
+#define UPM_PENDING_MS 60000
+struct upm_pending {
+	struct in6_addr addr;
+	uint16_t port;
+	int8_t cls;
+	uint64_t at_ms;                  /* 0: free */
 };
 
 struct upm_promo {
@@ -77,9 +92,21 @@ struct upm {
 	unsigned nconc;
 	struct upm_stats st;
 	struct log_ratelimit rl;
+	/* Classes: whether class cls may have a join on path pi (main
+	 * thread; NULL: every path). */
+	bool (*allow)(void *ctx, const struct paths *ps, int cls, unsigned pi);
+	void *allow_ctx;
+	pthread_mutex_t pend_lock;
+	atomic_uint npend;
+	struct upm_pending pend[UPM_PENDING];
 };
 
 struct paths;
+
+/* Any thread: the connection from addr:port will be of class cls. 0, or
+ * -ENOSPC (too many starting at once). */
+int upm_class_pending(struct upm *u, const struct in6_addr *addr, uint16_t port, int cls,
+		      uint64_t now_ms);
 
 /* Switch this namespace to the userspace path manager and listen to its
  * events: 0, or -errno (no userspace PM in this kernel: -EPROTONOSUPPORT). */

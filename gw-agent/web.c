@@ -247,6 +247,14 @@ static void handle(void *ctx, const struct http_req *req, struct http_answer *an
 			text(ans, "405 Method Not Allowed", "POST /speedtest?line=NAME");
 			return;
 		}
+		/* Another site's page cannot send this header without the
+		 * preflight we never answer: a cross-site form or a forged
+		 * link cannot start a test with the household's cookie. */
+		if (!req->xrw) {
+			atomic_fetch_add(&a->web_refused, 1);
+			text(ans, "403 Forbidden", "needs the header X-Requested-With: gw-agent");
+			return;
+		}
 		{
 			char line[48], why[160], sec[4];
 			unsigned secs = SPEEDTEST_DEFAULT_S;

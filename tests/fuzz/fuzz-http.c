@@ -116,6 +116,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (h.bearer[0])
 				REQUIRE(token_chars(h.bearer) &&
 					shown_after(req, size, "Bearer ", h.bearer));
+			if (h.xrw)
+				REQUIRE(memmem(req, size, "gw-agent", 8) != NULL);
 		}
 	}
 	r2 = metrics_http_parse(req, size, m2, p2);

@@ -204,12 +204,16 @@ check "a screenshot of the page" shot
 button() {
 	local code d0
 	d0=$(cm 'mptcp_concentrator_speedtests_total{result="down"}') || return 1
+	# Without the page's header (a cross-site form would send none): refused.
 	code=$(C -o /dev/null -w '%{http_code}' -X POST -H "Cookie: gwa=$TOKEN" "$URL/speedtest?line=gw-p2&seconds=2") || return 1
+	[ "$code" = 403 ] || { echo "POST without X-Requested-With: $code"; return 1; }
+	code=$(C -o /dev/null -w '%{http_code}' -X POST -H "Cookie: gwa=$TOKEN" -H "X-Requested-With: gw-agent" \
+		"$URL/speedtest?line=gw-p2&seconds=2") || return 1
 	[ "$code" = 202 ] || { echo "POST: $code"; return 1; }
 	wait_for 20 sh -c "! ip netns exec $(ns gw) $AGENT status --control $WORKDIR/agent.sock | grep -q '^speedtest gw-p2: running'" &&
 		A status | grep '^speedtest gw-p2' && [ "$(cm 'mptcp_concentrator_speedtests_total{result="down"}')" = $((d0 + 1)) ]
 }
-check "the page's button runs a speed test (POST with the cookie)" button
+check "the page's button runs a speed test (POST with the cookie and its header; refused without the header)" button
 # The LuCI app's view (deploy/openwrt/luci-app-gw-agent), in Chromium with
 # LuCI's few functions it calls stubbed, on this agent's status --json.
 luci() {

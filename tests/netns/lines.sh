@@ -171,9 +171,11 @@ classes_file() {  # classes_file WITH_TV
 	local tv=""
 	[ "$1" = 1 ] && tv="\"tv,device=$LAN_MAC,port=5202,action=bypass,line=gw-p2\","
 	printf '{ "concentrators": ["192.0.2.1:5124"], "lan": ["gw-lan"], "workers": 1,
-  "paths": ["gw-p1,mode=master", "gw-p2,mode=on"],
+  "paths": ["gw-p1,mode=master", "gw-p2,mode=on,cap=10G"],
   "classes": [ %s
-    { "name": "streaming", "domain": "stream.example", "action": "bypass", "line": "gw-p1" } ] }\n' \
+    { "name": "streaming", "domain": "stream.example", "action": "bypass", "line": "gw-p1" },
+    { "name": "bulk", "port": "5205", "action": "no-metered" },
+    "calls,port=5206,action=pin,line=gw-p2" ] }\n' \
 		"$tv" > "$WORKDIR/classes.json"
 }
 classes_file 1
@@ -229,6 +231,26 @@ via_conc() {
 	[ "$(field "$out" server_saw)" = 203.0.113.1 ]
 }
 check "the same device to another port: through the concentrator" via_conc
+# Through the concentrator, on some lines only: the class's flows keep
+# their subflows there (LTE is metered here: it has a cap).
+only_on() {  # only_on PORT LINE: a download through the concentrator, on LINE alone
+	local out d l
+	out=$(one_download "$1" 203.0.113.2 2) || return 1
+	echo "$out"
+	d=$(field "$out" dsl_bytes); l=$(field "$out" lte_bytes)
+	[ "$(field "$out" server_saw)" = 203.0.113.1 ] || return 1
+	if [ "$2" = gw-p2 ]; then [ "$l" -gt 3000000 ] && [ "$d" -lt $((l / 50)) ]
+	else [ "$d" -gt 3000000 ] && [ "$l" -lt $((d / 50)) ]; fi
+}
+check "class bulk (no-metered): through the concentrator, nothing on LTE (metered: a cap)" only_on 5205 gw-p1
+check "class calls (pinned to LTE): through the concentrator, on LTE only" only_on 5206 gw-p2
+counted() {
+	local n
+	n=$(am gw_agent_class_flows_total) || return 1
+	echo "{\"class_flows\": $n}"
+	[ "$n" -ge 2 ]
+}
+check "the class flows counted (conntrack marks read)" counted
 # A reload that drops class tv while one of its flows runs: the flow keeps
 # its line to the end (its conntrack mark); the device's next one is
 # carried through the concentrator.
