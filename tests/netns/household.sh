@@ -71,12 +71,12 @@ hostile() {
 	local u0 l0 u1 l1
 	u0=$(cm 'mptcp_concentrator_speedtests_total{result="unkeyed"}'); l0=$(cm 'mptcp_concentrator_speedtests_total{result="limit"}')
 	$NT --case none --expect 3 && $NT --case badmac --expect 32 && $NT --case replay --expect -1 32 &&
-		sleep 1.5 && $NT --case twice --expect -1 64 || return 1
+		sleep 1.5 && $NT --case twice --expect -1 64 && sleep 1.5 && $NT --case resets --expect -1 || return 1
 	u1=$(cm 'mptcp_concentrator_speedtests_total{result="unkeyed"}'); l1=$(cm 'mptcp_concentrator_speedtests_total{result="limit"}')
 	echo "{\"unkeyed\": $((u1 - u0)), \"limit\": $((l1 - l0))}"
 	[ $((u1 - u0)) = 3 ] && [ $((l1 - l0)) = 1 ]
 }
-check "speed test requests without a key, with a wrong one, replayed, or two at once: refused (3, 32, 32, 64), counted" hostile
+check "speed test requests without a key, with a wrong one, replayed, or two at once: refused (3, 32, 32, 64), counted; six reset at once leave the next served" hostile
 
 # ---- the page ----
 TOKEN=$(cat "$WORKDIR/state/web-token")

@@ -911,6 +911,20 @@ async def cmd_speedtest(args):
     elif args.case == "replay":
         m = message(cookie())
         codes = [await one(m, 0), await one(m, 0)]
+    elif args.case == "resets":
+        # Requests whose sender resets at once (the reply cannot go
+        # out): each must give its admission back; then a good one runs.
+        import socket as so
+        for _ in range(6):
+            host, port = split_hostport(args.conc)
+            s = so.socket(so.AF_INET, so.SOCK_STREAM)
+            s.bind((args.src, 0))
+            s.connect((host, port))
+            s.setsockopt(so.SOL_SOCKET, so.SO_LINGER, struct.pack("ii", 1, 0))
+            s.send(message(cookie()))
+            s.close()
+        await asyncio.sleep(0.5)
+        codes = [await one(message(cookie()), 0)]
     elif args.case == "twice":
         first = asyncio.ensure_future(one(message(cookie()), 1.5))
         await asyncio.sleep(0.5)
