@@ -283,7 +283,8 @@ enum agent_op {
 void flow_accept(struct agent_worker *aw, int fd);
 /* Whether a flow of class act may use the line ifname (path name, whether
  * metered). */
-bool class_allows(const struct class_act *act, const char *ifname, const char *name, bool meter);
+bool class_allows(const struct class_act *act, const char *ifname, const char *name, bool meter,
+		  uint32_t rtt_us, uint32_t best_us);
 void flow_handle(struct relay_worker *w, struct relay *r, unsigned op,
 		 const struct io_uring_cqe *cqe);
 void flow_close(struct relay_worker *w, struct relay *r);

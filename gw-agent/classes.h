@@ -32,6 +32,7 @@ enum class_action {
 	CLASS_BYPASS = 1,         /* straight out of line (or the main table) */
 	CLASS_PIN,                /* through the concentrator, on these lines only */
 	CLASS_NO_METERED,         /* through the concentrator, never on a metered line */
+	CLASS_CARRY,              /* through the concentrator, any line (with rtt=) */
 };
 #define CLASS_MAX_LINES 4
 
@@ -41,6 +42,7 @@ struct agent_class {
 	char line[16];            /* bypass: the path's interface, "" = main table */
 	char lines[CLASS_MAX_LINES][16];  /* pin: the paths' interfaces */
 	unsigned nlines;
+	unsigned rtt_ms;          /* latency-sensitive: no line this much slower than the best, 0 = any */
 	uint8_t mac[CLASS_MAX_MACS][6];
 	unsigned nmac;
 	struct addr_prefix dev[CLASS_MAX_DEVS];
@@ -73,6 +75,7 @@ int class_parse(struct agent_classes *cs, const char *spec, const char **why);
 struct class_act {
 	uint8_t action;                  /* enum class_action */
 	uint8_t nlines;
+	uint16_t rtt_ms;                 /* the delay gate, 0 = none */
 	char lines[CLASS_MAX_LINES][16];
 };
 /* Whether a class is the agent's to apply (pin, no-metered). */

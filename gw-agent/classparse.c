@@ -155,7 +155,7 @@ static bool one_domain(struct agent_class *c, const char *s, const char **why)
 
 bool class_by_agent(const struct agent_class *c)
 {
-	return c->action == CLASS_PIN || c->action == CLASS_NO_METERED;
+	return c->action == CLASS_PIN || c->action == CLASS_NO_METERED || c->action == CLASS_CARRY;
 }
 
 int class_parse(struct agent_classes *cs, const char *spec, const char **why)
@@ -213,6 +213,15 @@ int class_parse(struct agent_classes *cs, const char *spec, const char **why)
 				*why = "has an action that is not bypass, pin or no-metered";
 				return -EINVAL;
 			}
+		} else if (!strcmp(tok, "rtt")) {
+			char *end;
+			unsigned long v = strtoul(eq, &end, 10);
+
+			if (!*eq || *end || v < 1 || v > 1000) {
+				*why = "has an rtt= that is not 1-1000 (milliseconds over the best line's delay)";
+				return -EINVAL;
+			}
+			c.rtt_ms = (unsigned)v;
 		} else if (!strcmp(tok, "line")) {
 			char *save2 = NULL;
 
@@ -234,7 +243,7 @@ int class_parse(struct agent_classes *cs, const char *spec, const char **why)
 			}
 			strcpy(c.line, c.lines[0]);
 		} else {
-			*why = "has a key that is not device, dst, port, domain, action or line";
+			*why = "has a key that is not device, dst, port, domain, action, line or rtt";
 			return -EINVAL;
 		}
 		if (!ok)
@@ -244,8 +253,14 @@ int class_parse(struct agent_classes *cs, const char *spec, const char **why)
 		*why = "is empty";
 		return -EINVAL;
 	}
+	if (!c.action && c.rtt_ms)
+		c.action = CLASS_CARRY;  /* only the delay gate */
 	if (!c.action) {
-		*why = "has no action= (bypass, pin or no-metered)";
+		*why = "has no action= (bypass, pin or no-metered) nor rtt=";
+		return -EINVAL;
+	}
+	if (c.action == CLASS_BYPASS && c.rtt_ms) {
+		*why = "has rtt= with bypass (out of one line: no lines to choose from)";
 		return -EINVAL;
 	}
 	if (c.action == CLASS_BYPASS && c.nlines > 1) {

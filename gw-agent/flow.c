@@ -74,11 +74,21 @@ static struct flow *F(struct relay *r)
 
 static void try_concentrator(struct agent_worker *aw, struct relay *r);
 
-/* Whether a flow of class act may use line s. */
-bool class_allows(const struct class_act *act, const char *ifname, const char *name, bool meter)
+/* Whether a flow of class act may use a line (its interface, path name,
+ * whether metered, its probes' round trip and the best line's, 0 = none
+ * known). */
+bool class_allows(const struct class_act *act, const char *ifname, const char *name, bool meter,
+		  uint32_t rtt_us, uint32_t best_us)
 {
+	/* RFC 8157's idea: a latency-sensitive class stays off a line much
+	 * slower than the best (one not yet measured is taken as slow while
+	 * another one is measured). */
+	if (act->rtt_ms && best_us && (!rtt_us || rtt_us > best_us + act->rtt_ms * 1000u))
+		return false;
 	if (act->action == CLASS_NO_METERED)
 		return !meter;
+	if (act->action == CLASS_CARRY)
+		return true;
 	for (unsigned i = 0; i < act->nlines; i++)
 		if (!strcmp(act->lines[i], ifname) || !strcmp(act->lines[i], name))
 			return true;
@@ -94,12 +104,17 @@ static bool pick_source(struct agent_worker *aw, struct flow *f, int family,
 {
 	struct path_src src[PATHS_MAX];
 	unsigned n = paths_sources_ex(&aw->a->paths, family, src, PATHS_MAX);
+	uint32_t best = 0;
 
+	for (unsigned i = 0; i < n; i++)
+		if (src[i].rtt_us && (!best || src[i].rtt_us < best))
+			best = src[i].rtt_us;
 	for (unsigned i = 0; i < n; i++) {
 		bool seen = false;
 
 		if (f->cls >= 0 &&
-		    !class_allows(&aw->cfg.cls[f->cls], src[i].ifname, src[i].name, src[i].meter))
+		    !class_allows(&aw->cfg.cls[f->cls], src[i].ifname, src[i].name, src[i].meter,
+				  src[i].rtt_us, best))
 			continue;
 		for (unsigned k = 0; k < f->ntried; k++)
 			if (!memcmp(&f->tried[k], &src[i].addr, sizeof(src[i].addr)))
@@ -857,8 +872,7 @@ void flow_accept(struct agent_worker *aw, int fd)
 		rc = ctmark_get(&aw->ct_nl, &r->peer, pport, &dst, port, IPPROTO_TCP, &m);
 		if (rc == 0 && m >= cfg->mark + CLASS_MARK_AGENT &&
 		    m < cfg->mark + CLASS_MARK_AGENT + cfg->ncls &&
-		    (cfg->cls[m - cfg->mark - CLASS_MARK_AGENT].action == CLASS_PIN ||
-		     cfg->cls[m - cfg->mark - CLASS_MARK_AGENT].action == CLASS_NO_METERED)) {
+		    cfg->cls[m - cfg->mark - CLASS_MARK_AGENT].action != CLASS_BYPASS) {
 			f->cls = (int)(m - cfg->mark - CLASS_MARK_AGENT);
 			aw->n.class_flows++;
 		} else if (rc < 0 && rc != -ENOENT) {

@@ -196,14 +196,23 @@ static void *worker_main(void *arg)
 
 /* The path manager's question: may a flow of class cls have a join on
  * path pi? (main thread) */
-static bool class_allow_path(void *ctx, const struct paths *ps, int cls, unsigned pi)
+static bool class_allow_path(void *ctx, const struct paths *ps, int cls, unsigned pi, int fi)
 {
 	struct agent *a = ctx;
 	const struct path *p = &ps->p[pi];
+	uint32_t best = 0;
 
 	if (cls < 0 || (unsigned)cls >= a->cfg.ncls)
 		return true;
-	return class_allows(&a->cfg.cls[cls], p->ifname, path_name(p), path_is_metered(p));
+	for (unsigned i = 0; i < ps->n; i++) {
+		const struct path_fam *f = &ps->p[i].f[fi];
+
+		if (ps->p[i].mode != PATH_OFF && f->usable && f->probe_rtt_us &&
+		    (!best || f->probe_rtt_us < best))
+			best = f->probe_rtt_us;
+	}
+	return class_allows(&a->cfg.cls[cls], p->ifname, path_name(p), path_is_metered(p),
+			    p->f[fi].usable ? p->f[fi].probe_rtt_us : 0, best);
 }
 
 static void notify_status(struct agent *a)
@@ -395,7 +404,7 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 {
 	int sfd = signalfd(-1, sigs, SFD_CLOEXEC);
 	uint64_t due = 0, periodic = log_now_ms() + 2000, probe_next = 0, mesh_next = 0;
-	uint64_t overflow_next = 0, caps_next = 0;
+	uint64_t overflow_next = 0, caps_next = 0, regate_next = 0;
 	uint64_t wd_every = daemon_watchdog_ms(), wd_next = 0, status_next = 0;
 	uint64_t *seen = calloc(a->cfg.workers, sizeof(*seen));
 
@@ -453,6 +462,11 @@ static void run_loop(struct agent *a, int argc, char **argv, const sigset_t *sig
 			due = log_now_ms();
 		if (a->paths.n && paths_probe_run(&a->paths, pf + 7, np, log_now_ms(), &probe_next))
 			due = log_now_ms();  /* a path died or came back: now */
+		if (a->cfg.cls_agent && log_now_ms() >= regate_next) {
+			/* The classes' lines, with the probes' latest delays. */
+			upm_regate(&a->paths.upm, &a->paths, log_now_ms());
+			regate_next = log_now_ms() + 1000;
+		}
 		if (caps_wanted(&a->paths)) {
 			uint64_t caps_nx = UINT64_MAX;
 

@@ -564,6 +564,7 @@ unsigned paths_sources_ex(struct paths *ps, int family, struct path_src *ret, un
 		ret[i].neighbour = ps->srcnb[fi][i];
 		ret[i].metered = ps->srcmetered[fi][i];
 		ret[i].meter = ps->srcmeter[fi][i];
+		ret[i].rtt_us = __atomic_load_n(&ps->p[ret[i].id].f[fi].probe_rtt_us, __ATOMIC_RELAXED);
 		memcpy(ret[i].name, ps->srcname[fi][i], sizeof(ret[i].name));
 		ret[i].probe_ok_ms = __atomic_load_n(&ps->p[ret[i].id].f[fi].probe_ok_ms,
 						     __ATOMIC_RELAXED);
@@ -652,7 +653,9 @@ static void probe_end(struct path *p, struct path_fam *f, bool ok, uint64_t now,
 	f->probe_fd = -1;
 	f->probe_next_ms = now + interval;
 	if (ok) {
-		f->probe_rtt_us = (uint32_t)(log_now_us() - f->probe_start_us);
+		/* (read by the workers: paths_sources_ex) */
+		__atomic_store_n(&f->probe_rtt_us, (uint32_t)(log_now_us() - f->probe_start_us),
+				 __ATOMIC_RELAXED);
 		f->probe_fails = 0;
 		/* Read by the UDP thread (paths_sources_ex). */
 		__atomic_store_n(&f->probe_ok_ms, now, __ATOMIC_RELAXED);

@@ -210,6 +210,7 @@ struct path_src {
 	bool neighbour, primary;
 	bool metered;            /* an overflow line, not active now */
 	bool meter;              /* a metered line: mode overflow, or a data cap */
+	uint32_t rtt_us;         /* its last probe's round trip, 0 = none yet */
 };
 /* A metered line: the household pays by the byte there (its mode as
  * configured is overflow, or it has a data cap). */

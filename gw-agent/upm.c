@@ -369,7 +369,7 @@ static void join_open(struct upm *u, struct paths *ps, struct upm_conn *c, unsig
 		return;  /* (not open: the table's unit test, no kernel) */
 	if (pi == c->init_path && !u->fullmesh)
 		return;
-	if (c->cls >= 0 && u->allow && !u->allow(u->allow_ctx, ps, c->cls, pi))
+	if (c->cls >= 0 && u->allow && !u->allow(u->allow_ctx, ps, c->cls, pi, c->fam))
 		return;  /* its class keeps it off this line */
 	r = pm_subflow_create(&u->cmd, c->token, &f->ep_addr, id, p->neighbour ? 0 : p->ifindex,
 			      PM_FLAG_SUBFLOW | PM_FLAG_BACKUP, &c->rem, c->rport);
@@ -713,7 +713,8 @@ void upm_tick(struct upm *u, struct paths *ps, uint64_t now_ms, uint64_t *next_m
 		if (c && q->path < ps->n && (c->sub & (1u << q->path)) &&
 		    c->sport[q->path] == q->sport && q->sport &&
 		    !(c->active & (1u << q->path)) && path_enabled(ps, q->path, c->fam) &&
-		    !(ps->p[q->path].f[c->fam].ep_flags & PM_FLAG_BACKUP))
+		    !(ps->p[q->path].f[c->fam].ep_flags & PM_FLAG_BACKUP) &&
+		    (c->cls < 0 || !u->allow || u->allow(u->allow_ctx, ps, c->cls, q->path, c->fam)))
 			join_prio(u, ps, c, q->path, false);
 		u->qhead = (u->qhead + 1) % u->qcap;
 		u->qlen--;
@@ -741,6 +742,44 @@ void upm_path_on(struct upm *u, struct paths *ps, unsigned pi, int fi)
 void upm_path_off(struct upm *u, struct paths *ps, unsigned pi, int fi)
 {
 	each_conn(u, ps, pi, fi, join_close);
+}
+
+void upm_regate(struct upm *u, struct paths *ps, uint64_t now_ms)
+{
+	if (!u->open || !u->allow)
+		return;
+	for (uint32_t i = 0; i < u->cap; i++) {
+		struct upm_conn *c = &u->tab[i];
+
+		if (!c->token || c->cls < 0)
+			continue;
+		for (unsigned pi = 0; pi < ps->n; pi++) {
+			uint16_t bit = (uint16_t)(1u << pi);
+			bool ok = u->allow(u->allow_ctx, ps, c->cls, pi, c->fam);
+
+			if (pi == c->init_path && c->init_sport) {
+				/* The first subflow: backup while its line is off
+				 * the class's (unless its path wants it so anyway). */
+				if (!ok != c->init_gated &&
+				    !(ps->p[pi].f[c->fam].ep_flags & PM_FLAG_BACKUP)) {
+					initial_prio(u, ps, c, !ok);
+					c->init_gated = !ok;
+				}
+				if (!u->fullmesh)
+					continue;
+			}
+			if (!(c->sub & bit)) {
+				if (ok && path_enabled(ps, pi, c->fam))
+					join_open(u, ps, c, pi);
+			} else if (!ok && (c->active & bit)) {
+				join_prio(u, ps, c, pi, true);
+			} else if (ok && c->sport[pi] && !(c->active & bit) && !(c->queued & bit) &&
+				   path_enabled(ps, pi, c->fam) &&
+				   !(ps->p[pi].f[c->fam].ep_flags & PM_FLAG_BACKUP)) {
+				promo_push(u, c, (uint8_t)pi, now_ms + UPM_PROMOTE_MS);
+			}
+		}
+	}
 }
 
 void upm_path_prio(struct upm *u, struct paths *ps, unsigned pi, int fi, bool backup,

@@ -49,6 +49,7 @@ struct upm_conn {
 	uint16_t rport0;
 	uint16_t sport[UPM_PATHS];       /* each join's local port, 0 until established */
 	int8_t cls;                      /* its traffic class (pin, no-metered), -1 none */
+	bool init_gated;                 /* its first subflow made backup by its class */
 };
 
 struct paths;
@@ -94,7 +95,7 @@ struct upm {
 	struct log_ratelimit rl;
 	/* Classes: whether class cls may have a join on path pi (main
 	 * thread; NULL: every path). */
-	bool (*allow)(void *ctx, const struct paths *ps, int cls, unsigned pi);
+	bool (*allow)(void *ctx, const struct paths *ps, int cls, unsigned pi, int fi);
 	void *allow_ctx;
 	pthread_mutex_t pend_lock;
 	atomic_uint npend;
@@ -107,6 +108,10 @@ struct paths;
  * -ENOSPC (too many starting at once). */
 int upm_class_pending(struct upm *u, const struct in6_addr *addr, uint16_t port, int cls,
 		      uint64_t now_ms);
+/* Main thread, each second: the class's lines again for every flow of a
+ * class (a line whose delay rose past a latency-sensitive class's gate is
+ * made backup for it, MP_PRIO; one back under it active again, or joined). */
+void upm_regate(struct upm *u, struct paths *ps, uint64_t now_ms);
 
 /* Switch this namespace to the userspace path manager and listen to its
  * events: 0, or -errno (no userspace PM in this kernel: -EPROTONOSUPPORT). */

@@ -175,7 +175,7 @@ classes_file() {  # classes_file WITH_TV
   "classes": [ %s
     { "name": "streaming", "domain": "stream.example", "action": "bypass", "line": "gw-p1" },
     { "name": "bulk", "port": "5205", "action": "no-metered" },
-    "calls,port=5206,action=pin,line=gw-p2" ] }\n' \
+    "calls,port=5206,action=pin,line=gw-p2", "games,port=5207,rtt=15" ] }\n' \
 		"$tv" > "$WORKDIR/classes.json"
 }
 classes_file 1
@@ -244,11 +244,14 @@ only_on() {  # only_on PORT LINE: a download through the concentrator, on LINE a
 }
 check "class bulk (no-metered): through the concentrator, nothing on LTE (metered: a cap)" only_on 5205 gw-p1
 check "class calls (pinned to LTE): through the concentrator, on LTE only" only_on 5206 gw-p2
+# Latency-sensitive (rtt=15): LTE's delay is 30 ms over DSL's (probes),
+# past the gate: nothing on LTE (an ordinary flow put ~10% there, above).
+check "class games (rtt=15): through the concentrator, never on LTE (delay over DSL's + 15 ms)" only_on 5207 gw-p1
 counted() {
 	local n
 	n=$(am gw_agent_class_flows_total) || return 1
 	echo "{\"class_flows\": $n}"
-	[ "$n" -ge 2 ]
+	[ "$n" -ge 3 ]
 }
 check "the class flows counted (conntrack marks read)" counted
 # A reload that drops class tv while one of its flows runs: the flow keeps
