@@ -45,7 +45,7 @@ line_bytes() {
 speedtest() {
 	local out o0 l0 o1 l1 d u
 	l0=$(line_bytes "$1"); o0=$(line_bytes "$2")
-	out=$(A speedtest "$1" --seconds 3) || { echo "$out"; return 1; }
+	out=$(A speedtest "$1" --seconds 2) || { echo "$out"; return 1; }
 	l1=$(line_bytes "$1"); o1=$(line_bytes "$2")
 	echo "$out"
 	echo "{\"line_bytes\": $((l1 - l0)), \"other_line_bytes\": $((o1 - o0))}"
@@ -112,7 +112,7 @@ browse() {
 page() {
 	local dl
 	A status --json > "$WORKDIR/before.json" || return 1
-	ip netns exec "$(ns lan)" iperf3 -c 203.0.113.2 -p 5201 -R -t 9 -b 20M > /dev/null 2>&1 &
+	ip netns exec "$(ns lan)" iperf3 -c 203.0.113.2 -p 5201 -R -t 7 -b 20M > /dev/null 2>&1 &
 	dl=$!
 	sleep 1
 	browse --virtual-time-budget=6000 --dump-dom > "$WORKDIR/page.html" || { tail "$WORKDIR/chromium.log"; return 1; }

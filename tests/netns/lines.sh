@@ -233,14 +233,14 @@ via_conc() {
 check "the same device to another port: through the concentrator" via_conc
 # Through the concentrator, on some lines only: the class's flows keep
 # their subflows there (LTE is metered here: it has a cap).
-only_on() {  # only_on PORT LINE: a download through the concentrator, on LINE alone
+only_on() {  # only_on PORT LINE: a 1 s download through the concentrator, on LINE alone
 	local out d l
-	out=$(one_download "$1" 203.0.113.2 2) || return 1
+	out=$(one_download "$1" 203.0.113.2 1) || return 1
 	echo "$out"
 	d=$(field "$out" dsl_bytes); l=$(field "$out" lte_bytes)
 	[ "$(field "$out" server_saw)" = 203.0.113.1 ] || return 1
-	if [ "$2" = gw-p2 ]; then [ "$l" -gt 3000000 ] && [ "$d" -lt $((l / 50)) ]
-	else [ "$d" -gt 3000000 ] && [ "$l" -lt $((d / 50)) ]; fi
+	if [ "$2" = gw-p2 ]; then [ "$l" -gt 1500000 ] && [ "$d" -lt $((l / 50)) ]
+	else [ "$d" -gt 1500000 ] && [ "$l" -lt $((d / 50)) ]; fi
 }
 check "class bulk (no-metered): through the concentrator, nothing on LTE (metered: a cap)" only_on 5205 gw-p1
 check "class calls (pinned to LTE): through the concentrator, on LTE only" only_on 5206 gw-p2
