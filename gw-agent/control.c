@@ -383,7 +383,7 @@ static json_t *json_paths(struct agent *a)
 
 		for (unsigned l = 0; ls && l < x->nlines; l++)
 			json_array_append_new(ls, json_string(x->lines[l]));
-		json_array_append_new(cls, json_pack("{sssssosso}", "name", x->name,
+		json_array_append_new(cls, json_pack("{sssssossso}", "name", x->name,
 			"action", x->action == CLASS_PIN ? "pin" : x->action == CLASS_NO_METERED ?
 				  "no-metered" : "bypass",
 			"lines", ls ? ls : json_null(), "line", x->line,

@@ -251,9 +251,14 @@ counted() {
 	local n
 	n=$(am gw_agent_class_flows_total) || return 1
 	echo "{\"class_flows\": $n}"
-	[ "$n" -ge 3 ]
+	[ "$n" -ge 3 ] &&
+		ip netns exec "$(ns gw)" "$AGENT" status --json --control "$WORKDIR/agent.sock" | "$PY" -c '
+import json, sys
+c = [(x["name"], x["action"], x["lines"]) for x in json.load(sys.stdin)["classes"]]
+print(json.dumps(c))
+sys.exit(0 if ("calls", "pin", ["gw-p2"]) in [(a, b, l) for a, b, l in c] and ("bulk", "no-metered", []) in c else 1)'
 }
-check "the class flows counted (conntrack marks read)" counted
+check "the class flows counted (conntrack marks read); status --json lists the classes" counted
 # A reload that drops class tv while one of its flows runs: the flow keeps
 # its line to the end (its conntrack mark); the device's next one is
 # carried through the concentrator.
