@@ -43,6 +43,7 @@ struct agent_class {
 	char lines[CLASS_MAX_LINES][16];  /* pin: the paths' interfaces */
 	unsigned nlines;
 	unsigned rtt_ms;          /* latency-sensitive: no line this much slower than the best, 0 = any */
+	int udp_mode;             /* its UDP flows' carrier mode (enum udpc_mode), -1 = by port */
 	uint8_t mac[CLASS_MAX_MACS][6];
 	unsigned nmac;
 	struct addr_prefix dev[CLASS_MAX_DEVS];
@@ -76,6 +77,7 @@ struct class_act {
 	uint8_t action;                  /* enum class_action */
 	uint8_t nlines;
 	uint16_t rtt_ms;                 /* the delay gate, 0 = none */
+	int8_t udp_mode;                 /* enum udpc_mode, -1 = by port (udp-class) */
 	char lines[CLASS_MAX_LINES][16];
 };
 /* Whether a class is the agent's to apply (pin, no-metered). */

@@ -1,6 +1,7 @@
 /* --class values (classes.h). Kept apart from the nftables side so the
  * unit test links it alone. */
 #include "classes.h"
+#include "udpc.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -165,6 +166,7 @@ int class_parse(struct agent_classes *cs, const char *spec, const char **why)
 	bool first = true;
 
 	memset(&c, 0, sizeof(c));
+	c.udp_mode = -1;
 	if (cs->n == CLASS_MAX) {
 		*why = "is one class too many (16 at most)";
 		return -EINVAL;
@@ -213,6 +215,14 @@ int class_parse(struct agent_classes *cs, const char *spec, const char **why)
 				*why = "has an action that is not bypass, pin or no-metered";
 				return -EINVAL;
 			}
+		} else if (!strcmp(tok, "udp")) {
+			enum udpc_mode m;
+
+			if (udpc_mode_parse(eq, &m) < 0) {
+				*why = "has a udp= that is not failover, lowest-delay or redundant";
+				return -EINVAL;
+			}
+			c.udp_mode = (int)m;
 		} else if (!strcmp(tok, "rtt")) {
 			char *end;
 			unsigned long v = strtoul(eq, &end, 10);
@@ -243,7 +253,7 @@ int class_parse(struct agent_classes *cs, const char *spec, const char **why)
 			}
 			strcpy(c.line, c.lines[0]);
 		} else {
-			*why = "has a key that is not device, dst, port, domain, action, line or rtt";
+			*why = "has a key that is not device, dst, port, domain, action, line, rtt or udp";
 			return -EINVAL;
 		}
 		if (!ok)
@@ -253,10 +263,14 @@ int class_parse(struct agent_classes *cs, const char *spec, const char **why)
 		*why = "is empty";
 		return -EINVAL;
 	}
-	if (!c.action && c.rtt_ms)
-		c.action = CLASS_CARRY;  /* only the delay gate */
+	if (!c.action && (c.rtt_ms || c.udp_mode >= 0))
+		c.action = CLASS_CARRY;  /* only the delay gate, or a UDP mode */
 	if (!c.action) {
 		*why = "has no action= (bypass, pin or no-metered) nor rtt=";
+		return -EINVAL;
+	}
+	if (c.action == CLASS_BYPASS && c.udp_mode >= 0) {
+		*why = "has udp= with bypass (out of one line: not carried)";
 		return -EINVAL;
 	}
 	if (c.action == CLASS_BYPASS && c.rtt_ms) {

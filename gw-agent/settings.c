@@ -32,7 +32,7 @@ static const char *const path_fields[] = { "interface", "mode", "gateway", "down
 					   "cycle", "at", NULL };
 
 static const char *const class_fields[] = { "name", "device", "dst", "port", "domain", "action",
-					    "line", "rtt", NULL };
+					    "line", "rtt", "udp", NULL };
 
 static const struct opt_spec agent_opts[] = {
 	{ "concentrator", O_CONC, "ADDR[:PORT]", "concentrators", CONFIG_LIST, .reload = OPT_LIVE,
@@ -61,15 +61,16 @@ static const struct opt_spec agent_opts[] = {
 		  "path in that mode (what OpenWrt's multipath scripts read; down= and up= for "
 		  "overflow go in the agent's own paths list)" },
 	{ "class", O_CLASS,
-	  "NAME[,device=MAC|ADDR[/LEN]][,dst=PREFIX][,port=N[-M]][,domain=NAME][,action=bypass|pin|no-metered][,line=IFACE[+IFACE]][,rtt=MS]",
+	  "NAME[,device=MAC|ADDR[/LEN]][,dst=PREFIX][,port=N[-M]][,domain=NAME][,action=bypass|pin|no-metered][,line=IFACE[+IFACE]][,rtt=MS][,udp=MODE]",
 	  "classes", CONFIG_SPEC_LIST, .fields = class_fields, .reload = OPT_LIVE, .deflt = "none",
 	  .help = "LAN traffic that matches: bypass goes straight out of line= (a path's "
 		  "interface; without it, the main table's way), not through the concentrator; pin "
 		  "is carried on the line= lines only; no-metered never on a metered line (overflow, "
 		  "or a cap); rtt= (latency-sensitive) never on a line whose delay exceeds the best "
-		  "line's by more than MS; lists joined with +; repeatable, the first match wins, 16 "
-		  "at most; in a file a string or {\"name\", \"device\", \"dst\", \"port\", "
-		  "\"domain\", \"action\", \"line\", \"rtt\"}",
+		  "line's by more than MS; udp= the carrier mode of its UDP (failover, lowest-delay, "
+		  "redundant); lists joined with +; repeatable, the first match wins, 16 at most; in a "
+		  "file a string or {\"name\", \"device\", \"dst\", \"port\", \"domain\", "
+		  "\"action\", \"line\", \"rtt\", \"udp\"}",
 	  .more = "What is given must all match: the device (its MAC address, or its addresses), the destination (dst= prefixes, or the addresses domain= names resolve to on the router, looked up at start, at each reload and every minute, each kept 10 minutes after its last answer), and the destination port (TCP and UDP). E.g. tv,device=aa:bb:cc:dd:ee:ff,action=bypass,line=lte or streaming,domain=netflix.com+nflxvideo.net,action=bypass,line=dsl. A connection takes its class when it starts and keeps it: a reload changes new connections only. Out of a line, the connection leaves as the line's address (masquerade, conntrack); while that line is down it has no route (no other line carries it)." },
 	{ "mesh", O_MESH, "IFACE[,mode=on|backup][,neighbour=ADDR]...", "mesh", CONFIG_STRING,
 	  .reload = OPT_RESTART,
@@ -559,7 +560,8 @@ int agent_load_settings(int argc, char **argv, struct agent_config *cfg, struct 
 		}
 		cfg->cls[k] = (struct class_act){ .action = (uint8_t)c->action,
 						  .nlines = (uint8_t)c->nlines,
-						  .rtt_ms = (uint16_t)c->rtt_ms };
+						  .rtt_ms = (uint16_t)c->rtt_ms,
+						  .udp_mode = (int8_t)c->udp_mode };
 		memcpy(cfg->cls[k].lines, c->lines, sizeof(c->lines));
 		if (class_by_agent(c)) {
 			cfg->cls_agent = true;

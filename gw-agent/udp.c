@@ -26,6 +26,7 @@
  * datagram to carry the news, a STEER datagram tells the concentrator
  * where its answers should now go. */
 #include "agent.h"
+#include "ctmark.h"
 #include "udp.h"
 #include "udpcrypt.h"
 #include "hash.h"
@@ -96,6 +97,8 @@ struct uflow {
 	uint16_t gen;
 	bool used, replied, assured;   /* an answer came; then another datagram */
 	bool counted;                /* in flows_by_mode */
+	int8_t cls_mode;             /* its class's mode (from its first datagram's
+				      * conntrack mark), -1: by destination port */
 	uint8_t mode, p0, p1;        /* paths of the last datagram (0xff: none) */
 	uint64_t last_ms;
 	uint32_t next;               /* hash chain or free list, index + 1 */
@@ -156,6 +159,13 @@ struct agent_udp {
 	int mode;
 	struct udp_class cls[AGENT_UDP_MAX_CLASSES];
 	unsigned ncls;
+	/* Traffic classes with a UDP mode: read per new flow from its
+	 * conntrack mark (ctmark.h), as the TCP workers do. */
+	struct class_act tcls[CLASS_MAX];
+	unsigned ntcls;
+	bool tcls_udp;               /* one of them has udp= */
+	uint32_t mark;
+	struct mnl_socket *ct_nl;
 	unsigned timeout_s, stream_timeout_s;
 	unsigned lan_mtu;
 	uint16_t port;               /* the agent's own (TPROXY) port */
@@ -289,6 +299,7 @@ static struct uflow *flow_get(struct agent_udp *u, const struct in6_addr *lan, u
 	u->ffree = f->next;
 	f->used = true;
 	f->replied = f->assured = f->counted = false;
+	f->cls_mode = -2;            /* not asked yet (on_lan) */
 	f->lan = *lan;
 	f->lport = lport;
 	f->p0 = f->p1 = 0xff;
@@ -970,7 +981,7 @@ static void on_lan(struct agent_udp *u, const struct in6_addr *src, uint16_t spo
 		   const struct in6_addr *dst, uint16_t dport, const uint8_t *p, size_t len,
 		   uint64_t now)
 {
-	int mode = agent_udp_mode_for(u->cls, u->ncls, u->mode, dport);
+	int mode;
 	struct uflow *f;
 	uint8_t paths[2];
 	unsigned np;
@@ -992,6 +1003,17 @@ static void on_lan(struct agent_udp *u, const struct in6_addr *src, uint16_t spo
 			drop(u, AUD_FLOW_LIMIT);
 		return;
 	}
+	if (f->cls_mode == -2) {
+		/* A new LAN source: its class's UDP mode, if it has one. */
+		uint32_t m;
+
+		f->cls_mode = -1;
+		if (u->tcls_udp &&
+		    ctmark_get(&u->ct_nl, src, sport, dst, dport, IPPROTO_UDP, &m) == 0 &&
+		    m >= u->mark + CLASS_MARK_AGENT && m < u->mark + CLASS_MARK_AGENT + u->ntcls)
+			f->cls_mode = u->tcls[m - u->mark - CLASS_MARK_AGENT].udp_mode;
+	}
+	mode = f->cls_mode >= 0 ? f->cls_mode : agent_udp_mode_for(u->cls, u->ncls, u->mode, dport);
 	np = choose(u, f, mode, paths);
 	if (!np) {
 		drop(u, AUD_NO_PATH);
@@ -1178,6 +1200,12 @@ static void tick(struct agent_udp *u, uint64_t now)
 	u->mode = a->cfg.udp_mode;
 	u->ncls = a->cfg.nudp_class;
 	memcpy(u->cls, a->cfg.udp_class, sizeof(u->cls));
+	u->ntcls = a->cfg.ncls;
+	memcpy(u->tcls, a->cfg.cls, sizeof(u->tcls));
+	u->mark = a->cfg.mark;
+	u->tcls_udp = false;
+	for (unsigned k = 0; k < u->ntcls; k++)
+		u->tcls_udp |= u->tcls[k].action != CLASS_BYPASS && u->tcls[k].udp_mode >= 0;
 	u->timeout_s = a->cfg.udp_timeout_s;
 	u->stream_timeout_s = a->cfg.udp_stream_timeout_s;
 	quota_set(&u->hosts, QUOTA_FLOW, 0, a->cfg.udp_per_host);
@@ -1447,6 +1475,7 @@ static void udp_free(struct agent_udp *u)
 	ring_sendq_free(&u->sq);
 	explicit_bzero(u->secret, sizeof(u->secret));
 	quota_free(&u->hosts);
+	ctmark_close(&u->ct_nl);
 	free(u->f);
 	free(u->fb);
 	pthread_mutex_destroy(&u->lock);

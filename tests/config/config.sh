@@ -384,7 +384,7 @@ expect "agent: a bad class section: file, line, section and reason" 2 \
 	"$A" --check-config --config "$T/uci-sec-bad/gw-agent" <<END
 $T/uci-sec-bad/gw-agent:5: config class 'tv': "tv,device=aa:bb:cc:dd:ee:fg,action=bypass" has a device that is not a MAC address (aa:bb:cc:dd:ee:ff)
 $T/uci-sec-bad/gw-agent:9: config class: has neither a name nor option 'name'
-$T/uci-sec-bad/gw-agent:13: option 'colour': unknown in a class section (it takes name, device, dst, port, domain, action, line, rtt)
+$T/uci-sec-bad/gw-agent:13: option 'colour': unknown in a class section (it takes name, device, dst, port, domain, action, line, rtt, udp)
 $T/uci-sec-bad/gw-agent:14: option 'port': "80,443" has a comma (a list: one value per list line)
 END
 expect "agent: a class's line must be a path" 2 \
@@ -395,7 +395,8 @@ END
 expect "agent: bad class values say what is wrong" 2 "$A" --check-config --concentrator 192.0.2.1 \
 	--lan br-lan --class "a,port=0,action=bypass" --class "b,action=bypass" \
 	--class "c,domain=-x..y,action=bypass" --class "d,dst=10.0.0.1/8,action=pin" \
-	--class "e,port=53,rtt=0" --class "f,port=53,action=bypass,rtt=20" --class "g,port=1,action=pin" <<END
+	--class "e,port=53,rtt=0" --class "f,port=53,action=bypass,rtt=20" --class "g,port=1,action=pin" \
+	--class "h,port=1,udp=fast" <<END
 gw-agent: --class: "a,port=0,action=bypass" has a port that is not 1-65535 or a range N-M
 gw-agent: --class: "b,action=bypass" matches everything: give device=, dst=, port= or domain=
 gw-agent: --class: "c,domain=-x..y,action=bypass" has a domain that is not a host name (letters, digits, '-', dots)
@@ -403,6 +404,7 @@ gw-agent: --class: "d,dst=10.0.0.1/8,action=pin" has a destination that is not a
 gw-agent: --class: "e,port=53,rtt=0" has an rtt= that is not 1-1000 (milliseconds over the best line's delay)
 gw-agent: --class: "f,port=53,action=bypass,rtt=20" has rtt= with bypass (out of one line: no lines to choose from)
 gw-agent: --class: "g,port=1,action=pin" pins to no line: give line=IFACE[+IFACE]
+gw-agent: --class: "h,port=1,udp=fast" has a udp= that is not failover, lowest-delay or redundant
 END
 
 # The OpenWrt package (deploy/openwrt): what can be checked without the

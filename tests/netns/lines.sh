@@ -175,7 +175,8 @@ classes_file() {  # classes_file WITH_TV
   "classes": [ %s
     { "name": "streaming", "domain": "stream.example", "action": "bypass", "line": "gw-p1" },
     { "name": "bulk", "port": "5205", "action": "no-metered" },
-    "calls,port=5206,action=pin,line=gw-p2", "games,port=5207,rtt=15" ] }\n' \
+    "calls,port=5206,action=pin,line=gw-p2", "games,port=5207,rtt=15",
+    "voip,port=5300,udp=redundant" ] }\n' \
 		"$tv" > "$WORKDIR/classes.json"
 }
 classes_file 1
@@ -247,6 +248,21 @@ check "class calls (pinned to LTE): through the concentrator, on LTE only" only_
 # Latency-sensitive (rtt=15): LTE's delay is 30 ms over DSL's (probes),
 # past the gate: nothing on LTE (an ordinary flow put ~10% there, above).
 check "class games (rtt=15): through the concentrator, never on LTE (delay over DSL's + 15 ms)" only_on 5207 gw-p1
+# A class's UDP mode (the carrier's): datagrams to its port are carried
+# redundantly, others in the default mode (failover).
+ip netns exec "$(ns srv)" "$PY" ./udptool.py echo --bind 203.0.113.2 --port 5300 --port 5301 > /dev/null 2>&1 &
+udp_mode() {
+	local r0 f0 r1 f1 r2 f2
+	r0=$(am 'gw_agent_udp_flows_total{mode="redundant"}') || return 1
+	f0=$(am 'gw_agent_udp_flows_total{mode="failover"}') || return 1
+	ip netns exec "$(ns lan)" "$PY" ./udptool.py burst --to 203.0.113.2:5300 --count 20 > /dev/null || return 1
+	r1=$(am 'gw_agent_udp_flows_total{mode="redundant"}'); f1=$(am 'gw_agent_udp_flows_total{mode="failover"}')
+	ip netns exec "$(ns lan)" "$PY" ./udptool.py burst --to 203.0.113.2:5301 --count 20 > /dev/null || return 1
+	r2=$(am 'gw_agent_udp_flows_total{mode="redundant"}'); f2=$(am 'gw_agent_udp_flows_total{mode="failover"}')
+	echo "{\"to_5300\": {\"redundant\": $((r1 - r0)), \"failover\": $((f1 - f0))}, \"to_5301\": {\"redundant\": $((r2 - r1)), \"failover\": $((f2 - f1))}}"
+	[ $((r1 - r0)) -gt 0 ] && [ "$f1" = "$f0" ] && [ "$r2" = "$r1" ] && [ $((f2 - f1)) -gt 0 ]
+}
+check "class voip (udp=redundant): its UDP carried redundantly, another port's in the default mode" udp_mode
 counted() {
 	local n
 	n=$(am gw_agent_class_flows_total) || return 1
