@@ -81,6 +81,12 @@ static int msg_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
+/* Each thread has its own socket, and its own sequence numbers: an answer
+ * to an earlier request that timed out never passes for this one's (the
+ * seconds' clock did: two flows in one second shared a number). Never 0,
+ * which libmnl takes as "any". */
+static _Thread_local uint32_t ct_seq;
+
 int ctmark_get(struct mnl_socket **nl, const struct in6_addr *src, uint16_t sport,
 	       const struct in6_addr *dst, uint16_t dport, uint8_t proto, uint32_t *ret)
 {
@@ -89,7 +95,7 @@ int ctmark_get(struct mnl_socket **nl, const struct in6_addr *src, uint16_t spor
 	struct nlmsghdr *nlh;
 	struct nfgenmsg *g;
 	struct mark_ctx m = { 0 };
-	uint32_t seq = (uint32_t)time(NULL);
+	uint32_t seq = ++ct_seq ? ct_seq : ++ct_seq;
 	unsigned portid;
 	ssize_t n;
 	int r;
