@@ -67,11 +67,19 @@ check "the results in status and metrics at both ends" shown
 # Hostile requests at the concentrator: no cookie, a wrong one, a replayed
 # one, two at once for one key.
 NT="ip netns exec $(ns gw) $PY ./nettool.py speedtest --conc 192.0.2.1:5124 --src 198.51.100.2 --key 5:$K"
+# served_by N: the concentrator has ended N down tests (4 s at most).
+served_by() {
+	SERVED=$1
+	down_served() { [ "$(cm 'mptcp_concentrator_speedtests_total{result="down"}')" -ge "$SERVED" ]; }
+	wait_for 4 down_served
+}
 hostile() {
 	local u0 l0 u1 l1
 	u0=$(cm 'mptcp_concentrator_speedtests_total{result="unkeyed"}'); l0=$(cm 'mptcp_concentrator_speedtests_total{result="limit"}')
+	# (each served test's end is polled for: the key's one slot is free then)
 	$NT --case none --expect 3 && $NT --case badmac --expect 32 && $NT --case replay --expect -1 32 &&
-		sleep 1.5 && $NT --case twice --expect -1 64 && sleep 1.5 && $NT --case resets --expect -1 || return 1
+		served_by 3 && $NT --case twice --expect -1 64 && served_by 4 &&
+		$NT --case resets --expect -1 || return 1
 	u1=$(cm 'mptcp_concentrator_speedtests_total{result="unkeyed"}'); l1=$(cm 'mptcp_concentrator_speedtests_total{result="limit"}')
 	echo "{\"unkeyed\": $((u1 - u0)), \"limit\": $((l1 - l0))}"
 	[ $((u1 - u0)) = 3 ] && [ $((l1 - l0)) = 1 ]
@@ -114,7 +122,10 @@ page() {
 	A status --json > "$WORKDIR/before.json" || return 1
 	ip netns exec "$(ns lan)" iperf3 -c 203.0.113.2 -p 5201 -R -t 7 -b 20M > /dev/null 2>&1 &
 	dl=$!
-	sleep 1
+	# the download running (DSL carries it) before the browser opens
+	D0=$(line_bytes gw-p1)
+	dsl_moving() { [ "$(line_bytes gw-p1)" -gt $((D0 + 500000)) ]; }
+	wait_for 3 dsl_moving
 	browse --virtual-time-budget=6000 --dump-dom > "$WORKDIR/page.html" || { tail "$WORKDIR/chromium.log"; return 1; }
 	A status --json > "$WORKDIR/after.json" || return 1
 	wait "$dl"

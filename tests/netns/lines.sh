@@ -285,7 +285,10 @@ reload_keeps() {
 	wait_listen srv 5202 || return 1
 	ip netns exec "$(ns lan)" iperf3 -c 203.0.113.2 -p 5202 -R -t 4 -b 10M -J > "$WORKDIR/cli-r.json" &
 	cpid=$!
-	sleep 1
+	# the flow running out of LTE before the reload
+	L0=$(line_bytes gw-p2)
+	lte_moving() { [ "$(line_bytes gw-p2)" -gt $((L0 + 300000)) ]; }
+	wait_for 3 lte_moving
 	classes_file 0
 	kill -HUP "$AGENT_PID"
 	wait_for 5 grep -q "reloaded" "$WORKDIR/agent-classes.log" || { echo "no reload"; rc=1; }
