@@ -156,6 +156,10 @@ void conc_render_metrics(void *ctx, struct mbuf *b)
 		    atomic_load(&c->speedtests.refused_unkeyed));
 	metrics_u64(b, "mptcp_concentrator_speedtests_total", "result=\"limit\"",
 		    atomic_load(&c->speedtests.refused_limit));
+	pthread_mutex_lock(&c->speedtests.lock);
+	metrics_one(b, "mptcp_concentrator_speedtests_running", "gauge",
+		    "Speed tests admitted and not ended (at most two).", c->speedtests.running);
+	pthread_mutex_unlock(&c->speedtests.lock);
 	metrics_one(b, "mptcp_concentrator_speedtest_bytes_total", "counter",
 		    "Bytes sent and received by speed tests.", atomic_load(&c->speedtests.bytes));
 	metrics_one(b, "mptcp_concentrator_handshake_timeouts_total", "counter",

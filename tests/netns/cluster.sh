@@ -154,7 +154,7 @@ echo_all() {
 relayed() { metric "$1" "mptcp_concentrator_subflows_per_flow_count{box=\"b$1\""; }
 single() { metric "$1" "mptcp_concentrator_subflows_per_flow_bucket{box=\"b$1\",le=\"2\""; }
 spread() {
-	local f1 f2 o1 o2 s1 s2 g1 g2 p1 p2 i
+	local f1 f2 o1 o2 s1 s2 g1 g2 p1 p2
 	f1=$(relayed 1) && f2=$(relayed 2) && o1=$(single 1) && o2=$(single 2) || return 1
 	# Spread over 1 s: the joins are up before a flow ends (the histogram
 	# counts a flow's subflows at its first FIN).
@@ -162,11 +162,10 @@ spread() {
 	# A box counts a flow at its first FIN, which reaches it after the
 	# client has had its echo and closed: the counts are read until they
 	# have every flow (5 s at most), not at once.
-	for i in $(seq 1 50); do
-		g1=$(relayed 1) && g2=$(relayed 2) && p1=$(single 1) && p2=$(single 2) || return 1
-		[ $((g1 - f1 + g2 - f2)) -ge $((8 * G)) ] && break
-		sleep 0.1
-	done
+	F1=$f1 F2=$f2
+	all_counted() { [ $(($(relayed 1) - F1 + $(relayed 2) - F2)) -ge $((8 * G)) ]; }
+	wait_for 5 all_counted
+	g1=$(relayed 1) && g2=$(relayed 2) && p1=$(single 1) && p2=$(single 2) || return 1
 	f1=$((g1 - f1)); f2=$((g2 - f2)); o1=$((p1 - o1)); o2=$((p2 - o2))
 	# Every subflow on the box of its flow: no box saw a join for a
 	# connection it does not have, and every flow had more than one

@@ -70,7 +70,9 @@ if [ -n "$CHROMIUM" ] && [ -s "$WORKDIR/state/web-token" ]; then
 	say "Taking a screenshot of the household's page during a 6 s download..."
 	ip netns exec "$(ns lan)" iperf3 -c 203.0.113.2 -p 5201 -R -t 6 > /dev/null 2>&1 &
 	dl=$!
-	sleep 2
+	D0=$(ip netns exec "$(ns gw)" cat /sys/class/net/gw-p1/statistics/rx_bytes)
+	dl_moving() { [ "$(ip netns exec "$(ns gw)" cat /sys/class/net/gw-p1/statistics/rx_bytes)" -gt $((D0 + 2000000)) ]; }
+	wait_for 4 dl_moving  # the download under way before the page opens
 	ip netns exec "$(ns lan)" "$CHROMIUM" --headless --no-sandbox --disable-gpu --no-first-run \
 		--disable-dev-shm-usage --user-data-dir="$WORKDIR/chromium" --window-size=1200,1000 \
 		--virtual-time-budget=4000 --screenshot="$OUT/page.png" \

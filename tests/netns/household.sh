@@ -73,13 +73,15 @@ served_by() {
 	down_served() { [ "$(cm 'mptcp_concentrator_speedtests_total{result="down"}')" -ge "$SERVED" ]; }
 	wait_for 4 down_served
 }
+# Every admitted test ended: what six reset requests held is given back.
+none_running() { [ "$(cm mptcp_concentrator_speedtests_running)" = 0 ]; }
 hostile() {
 	local u0 l0 u1 l1
 	u0=$(cm 'mptcp_concentrator_speedtests_total{result="unkeyed"}'); l0=$(cm 'mptcp_concentrator_speedtests_total{result="limit"}')
 	# (each served test's end is polled for: the key's one slot is free then)
 	$NT --case none --expect 3 && $NT --case badmac --expect 32 && $NT --case replay --expect -1 32 &&
 		served_by 3 && $NT --case twice --expect -1 64 && served_by 4 &&
-		$NT --case resets --expect -1 || return 1
+		$NT --case resets && wait_for 4 none_running && $NT --case good --expect -1 || return 1
 	u1=$(cm 'mptcp_concentrator_speedtests_total{result="unkeyed"}'); l1=$(cm 'mptcp_concentrator_speedtests_total{result="limit"}')
 	echo "{\"unkeyed\": $((u1 - u0)), \"limit\": $((l1 - l0))}"
 	[ $((u1 - u0)) = 3 ] && [ $((l1 - l0)) = 1 ]
