@@ -170,13 +170,13 @@ int ring_get_sqe_pair(struct io_uring *ring, struct io_uring_sqe **ret_op,
 int ring_sendq_init(struct ring_sendq *q, uint32_t n, unsigned op)
 {
 	memset(q, 0, sizeof(*q));
+	/* calloc of this size maps zero pages: no slot is written (and no
+	 * page touched) before it is first used, so a router that carries
+	 * little UDP never holds the 2 KiB slots in memory. */
 	q->slot = calloc(n, sizeof(*q->slot));
 	if (!q->slot)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < n; i++)
-		q->slot[i].next_free = i + 2 <= n ? i + 2 : 0;
 	q->n = n;
-	q->free = n ? 1 : 0;
 	q->op = op;
 	return 0;
 }
@@ -192,13 +192,17 @@ bool ring_sendq_send(struct ring_sendq *q, struct io_uring *ring, int fd, const 
 		     socklen_t tolen, const void *cm, size_t cmlen, const void *buf, size_t len)
 {
 	struct io_uring_sqe *sqe;
-	uint32_t i = q->free;
+	/* The free list, else a slot never used yet. */
+	uint32_t i = q->free ? q->free : q->fresh < q->n ? q->fresh + 1 : 0;
 
 	if (ring && i && len <= RING_SEND_INLINE && cmlen <= sizeof(q->slot[0].cm.b) &&
 	    tolen <= sizeof(q->slot[0].to) && (sqe = ring_get_sqe(ring))) {
 		struct ring_send *s = &q->slot[i - 1];
 
-		q->free = s->next_free;
+		if (i == q->free)
+			q->free = s->next_free;
+		else
+			q->fresh++;
 		memcpy(s->data, buf, len);
 		s->iov = (struct iovec){ .iov_base = s->data, .iov_len = len };
 		s->mh = (struct msghdr){ .msg_iov = &s->iov, .msg_iovlen = 1 };

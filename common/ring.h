@@ -122,6 +122,7 @@ struct ring_send {
 struct ring_sendq {
 	struct ring_send *slot;
 	uint32_t n, free;          /* free list, index + 1 */
+	uint32_t fresh;            /* slots [fresh, n) never used (not on the list) */
 	unsigned op;               /* the completions' op */
 	uint64_t direct, errors;   /* sent at once; refused (at once or at completion) */
 };

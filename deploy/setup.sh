@@ -47,8 +47,8 @@ promtool_setup() {
   rm -rf "$d"
 }
 
-# Benchmarks only (--bench): the proxies we are compared with.
-bench_pkgs=(haproxy shadowsocks-libev wrk)
+# Benchmarks only (--bench): the proxies we are compared with, perf (benches/profile.sh).
+bench_pkgs=(haproxy shadowsocks-libev wrk linux-perf)
 bench=0
 [ "${1:-}" = "--bench" ] && { bench=1; test_pkgs+=("${bench_pkgs[@]}"); }
 

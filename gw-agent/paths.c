@@ -976,6 +976,7 @@ int paths_update(struct paths *ps, const struct paths *want)
 			users++;
 	}
 	ps->probe_interval_ms = want->probe_interval_ms;
+	ps->join_after_ms = want->join_after_ms;
 	raise_limits(ps, users);
 	return (int)changed;
 }

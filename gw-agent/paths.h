@@ -140,6 +140,12 @@ struct paths {
 	const struct cookie_key *key;  /* probes carry a Cookie when set */
 	atomic_uint_fast64_t reconciles;  /* paths_reconcile() runs (metrics) */
 	unsigned probe_interval_ms, probe_timeout_ms;
+	/* --join-after: joins (upm.c) only for connections that live this
+	 * long, 0 at once. The short flows of web pages and API calls end
+	 * within a few round trips, before a join could carry anything (it
+	 * starts backup), and a join's handshake and teardown cost both ends
+	 * more than such a flow itself (the kernel's mptcp_worker). */
+	unsigned join_after_ms;
 	/* Where new flows should start: a live on/master path's address. */
 	pthread_mutex_t src_lock;
 	unsigned nsrc[2];

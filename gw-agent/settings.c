@@ -23,7 +23,7 @@ enum {
 	O_BUFFER_SIZE, O_MAX_PARKED, O_MAX_PER_HOST, O_KEY_FILE, O_CONTROL, O_LOG_LEVEL, O_METRICS, O_CONFIG,
 	O_CHECK_CONFIG, O_VERSION, O_HELP, O_CONGESTION, O_FAST_OPEN, O_NO_FAST_OPEN, O_VERIFY, O_NO_VERIFY, O_CLUSTER,
 	O_UDP, O_UDP_CLASS, O_UDP_MAX_FLOWS, O_UDP_PER_HOST, O_UDP_TIMEOUT, O_UDP_STREAM_TIMEOUT,
-	O_OVERFLOW_SHARE, O_STATE_DIR, O_CLASS, O_WEB, O_WEB_TOKEN, O_MAX,
+	O_OVERFLOW_SHARE, O_STATE_DIR, O_CLASS, O_WEB, O_WEB_TOKEN, O_JOIN_AFTER, O_MAX,
 };
 
 #define AT(field) OPT_AT(struct agent_config, field)
@@ -105,6 +105,15 @@ static const struct opt_spec agent_opts[] = {
 		  "what was there when it stops (pm_type=1 on kernels before 6.15); on a kernel "
 		  "without a userspace path manager (before 5.19), kernel is "
 		  "used. All three talk to the kernel over generic netlink." },
+	{ "join-after", O_JOIN_AFTER, "SEC", "join_after", CONFIG_NUMBER, .reload = OPT_LIVE,
+	  .deflt = "0.1",
+	  .help = "with --endpoints agent, open a connection's other subflows only once it has "
+		  "lasted this long (0 = at once)",
+	  .more = "Most connections of web pages and apps end within a few round trips, before "
+		  "a second subflow could carry anything; opening and closing one costs both ends "
+		  "more CPU than such a flow itself. A flow whose line fails in this time moves "
+		  "to the others when their subflows open. --endpoints kernel and mptcpd open them "
+		  "at once." },
 	{ "cluster", O_CLUSTER, NULL, "cluster", CONFIG_BOOL, .reload = OPT_RESTART,
 	  .deflt = "off",
 	  .help = "the concentrator is one of several behind a shared address: every path also "
@@ -376,6 +385,11 @@ static int apply_opt(void *ctx, int c, const char *arg)
 			return r;
 		p->paths->probe_interval_ms = ms;
 		return 0;
+	case O_JOIN_AFTER:
+		if ((r = opt_seconds_ms(name, arg, 60, &ms)) < 0)
+			return r;
+		p->paths->join_after_ms = ms;
+		return 0;
 	case O_ENDPOINTS:
 		p->paths->manage_endpoints = strcmp(arg, "mptcpd") != 0;
 		p->paths->userspace_pm = !strcmp(arg, "agent");
@@ -451,6 +465,7 @@ static void config_defaults(struct agent_config *cfg, struct paths *ps)
 	ps->userspace_pm = true;
 	ps->fullmesh = false;
 	ps->probe_interval_ms = 1000;
+	ps->join_after_ms = 100;
 }
 
 /* This gateway's key (the first in --key-file; "nat" there: behind NAT),

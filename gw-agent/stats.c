@@ -265,6 +265,10 @@ void agent_render_metrics(void *ctx, struct mbuf *b)
 		metrics_one(b, "gw_agent_path_manager_connections_total", "counter",
 			    "MPTCP connections from the paths' addresses the agent has managed.",
 			    atomic_load_explicit(&u->conns, memory_order_relaxed));
+		metrics_one(b, "gw_agent_path_manager_short_connections_total", "counter",
+			    "MPTCP connections that ended before --join-after: they had one "
+			    "subflow, and no join was opened for them.",
+			    atomic_load_explicit(&u->short_lived, memory_order_relaxed));
 		metrics_one(b, "gw_agent_path_manager_event_losses_total", "counter",
 			    "Times the kernel dropped MPTCP events for the agent (its queue "
 			    "overran): connections then may use fewer paths, never wrong bytes.",

@@ -54,11 +54,10 @@ static int sysctl_write(const char *path, const char *v)
 	return n < 0 ? -errno : 0;
 }
 
-static void promo_free(struct upm *u)
+static void fifo_free(struct upm_fifo *f)
 {
-	free(u->q);
-	u->q = NULL;
-	u->qcap = u->qhead = u->qlen = 0;
+	free(f->q);
+	*f = (struct upm_fifo){ 0 };
 }
 
 void upm_close(struct upm *u)
@@ -79,7 +78,8 @@ void upm_close(struct upm *u)
 	free(u->tab);
 	u->tab = NULL;
 	u->cap = u->used = 0;
-	promo_free(u);
+	fifo_free(&u->promos);
+	fifo_free(&u->later);
 	u->open = false;
 }
 
@@ -298,25 +298,57 @@ static void conn_del(struct upm *u, struct upm_conn *c)
 	}
 }
 
-static void promo_push(struct upm *u, struct upm_conn *c, uint8_t path, uint64_t due)
+/* False when the queue cannot grow (what was due is then not done: a join
+ * stays backup, slower, never wrong; or a connection keeps one subflow). */
+static bool fifo_push(struct upm_fifo *f, struct upm_promo e)
 {
-	if (u->qlen == u->qcap) {
-		uint32_t cap = u->qcap ? u->qcap * 2 : 64;
+	if (f->len == f->cap) {
+		uint32_t cap = f->cap ? f->cap * 2 : 64;
 		struct upm_promo *q = cap > UPM_PATHS * UPM_MAX_CONNS ? NULL : malloc(cap * sizeof(*q));
 
 		if (!q)
-			return;  /* the join stays backup: slower, never wrong */
-		for (uint32_t k = 0; k < u->qlen; k++)
-			q[k] = u->q[(u->qhead + k) % u->qcap];
-		free(u->q);
-		u->q = q;
-		u->qcap = cap;
-		u->qhead = 0;
+			return false;
+		for (uint32_t k = 0; k < f->len; k++)
+			q[k] = f->q[(f->head + k) % f->cap];
+		free(f->q);
+		f->q = q;
+		f->cap = cap;
+		f->head = 0;
 	}
-	u->q[(u->qhead + u->qlen) % u->qcap] =
-		(struct upm_promo){ c->token, path, c->sport[path], due };
-	u->qlen++;
-	c->queued |= (uint16_t)(1u << path);
+	f->q[(f->head + f->len) % f->cap] = e;
+	f->len++;
+	return true;
+}
+
+/* The entry at the head if it is due, else NULL (and *next_ms lowered to
+ * its time); fifo_pop() takes it. */
+static struct upm_promo *fifo_due(struct upm_fifo *f, uint64_t now_ms, uint64_t *next_ms)
+{
+	struct upm_promo *e;
+
+	if (!f->len) {
+		f->head = 0;
+		return NULL;
+	}
+	e = &f->q[f->head];
+	if (e->due_ms > now_ms) {
+		if (e->due_ms < *next_ms)
+			*next_ms = e->due_ms;
+		return NULL;
+	}
+	return e;
+}
+
+static void fifo_pop(struct upm_fifo *f)
+{
+	f->head = (f->head + 1) % f->cap;
+	f->len--;
+}
+
+static void promo_push(struct upm *u, struct upm_conn *c, uint8_t path, uint64_t due)
+{
+	if (fifo_push(&u->promos, (struct upm_promo){ c->token, path, c->sport[path], due }))
+		c->queued |= (uint16_t)(1u << path);
 }
 
 /* Whether path pi's family fi is one joins are opened from now (paths.c
@@ -365,7 +397,7 @@ static void join_open(struct upm *u, struct paths *ps, struct upm_conn *c, unsig
 	uint8_t id = join_id(c, pi);
 	int r;
 
-	if ((c->sub & (1u << pi)) || !c->remote_set || !u->open)
+	if ((c->sub & (1u << pi)) || !c->remote_set || !u->open || c->young)
 		return;  /* (not open: the table's unit test, no kernel) */
 	if (pi == c->init_path && !u->fullmesh)
 		return;
@@ -480,6 +512,12 @@ void upm_event(struct upm *u, struct paths *ps, const struct pm_event *e, uint64
 		c->cls = (int8_t)class_taken(u, &e->saddr, e->sport);
 		if (ps->p[pi].f[fi].ep_id && (ps->p[pi].f[fi].ep_flags & PM_FLAG_BACKUP))
 			initial_prio(u, ps, c, true);
+		if (ps->join_after_ms &&
+		    fifo_push(&u->later, (struct upm_promo){ c->token, UPM_JOINS_DUE, 0,
+							      now_ms + ps->join_after_ms })) {
+			c->young = true;
+			return;
+		}
 		joins_open_all(u, ps, c);
 		return;
 	case MPTCP_EVENT_ANNOUNCED:
@@ -521,6 +559,8 @@ void upm_event(struct upm *u, struct paths *ps, const struct pm_event *e, uint64
 			join_forget(c, pi);
 		return;
 	case MPTCP_EVENT_CLOSED:
+		if (c && c->young)
+			atomic_fetch_add_explicit(&u->st.short_lived, 1, memory_order_relaxed);
 		if (c)
 			conn_del(u, c);
 		return;
@@ -696,15 +736,21 @@ static int join_prio(struct upm *u, struct paths *ps, struct upm_conn *c, unsign
 
 void upm_tick(struct upm *u, struct paths *ps, uint64_t now_ms, uint64_t *next_ms)
 {
-	while (u->qlen) {
-		struct upm_promo *q = &u->q[u->qhead];
-		struct upm_conn *c;
+	struct upm_promo *q;
+	struct upm_conn *c;
 
-		if (q->due_ms > now_ms) {
-			if (q->due_ms < *next_ms)
-				*next_ms = q->due_ms;
-			return;
+	while ((q = fifo_due(&u->later, now_ms, next_ms))) {
+		/* Still open after --join-after. (A token the kernel gave
+		 * again meanwhile: the new connection's joins come early,
+		 * which costs what joins cost, nothing more.) */
+		c = upm_conn_find(u, q->token);
+		if (c && c->young) {
+			c->young = false;
+			joins_open_all(u, ps, c);
 		}
+		fifo_pop(&u->later);
+	}
+	while ((q = fifo_due(&u->promos, now_ms, next_ms))) {
 		c = upm_conn_find(u, q->token);
 		if (c && q->path < UPM_PATHS)
 			c->queued &= (uint16_t)~(1u << q->path);
@@ -716,11 +762,8 @@ void upm_tick(struct upm *u, struct paths *ps, uint64_t now_ms, uint64_t *next_m
 		    !(ps->p[q->path].f[c->fam].ep_flags & PM_FLAG_BACKUP) &&
 		    (c->cls < 0 || !u->allow || u->allow(u->allow_ctx, ps, c->cls, q->path, c->fam)))
 			join_prio(u, ps, c, q->path, false);
-		u->qhead = (u->qhead + 1) % u->qcap;
-		u->qlen--;
+		fifo_pop(&u->promos);
 	}
-	if (!u->qlen)
-		u->qhead = 0;
 }
 
 /* fn on path pi's join of every connection of family fi. */

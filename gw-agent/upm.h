@@ -50,6 +50,7 @@ struct upm_conn {
 	uint16_t sport[UPM_PATHS];       /* each join's local port, 0 until established */
 	int8_t cls;                      /* its traffic class (pin, no-metered), -1 none */
 	bool init_gated;                 /* its first subflow made backup by its class */
+	bool young;                      /* its joins wait for --join-after */
 };
 
 struct paths;
@@ -65,15 +66,27 @@ struct upm_pending {
 	uint64_t at_ms;                  /* 0: free */
 };
 
+/* Something due for a connection later: a promotion (path: the join's
+ * path, sport: that join's port, since a path's next join is another), or
+ * its joins opened (path UPM_JOINS_DUE). */
+#define UPM_JOINS_DUE 0xff
 struct upm_promo {
 	uint32_t token;
 	uint8_t path;
-	uint16_t sport;                  /* the join it is for (a path's next one is another) */
+	uint16_t sport;
 	uint64_t due_ms;
+};
+
+/* A FIFO of those in due order: every entry of one queue waits as long. */
+struct upm_fifo {
+	struct upm_promo *q;
+	uint32_t cap, head, len;
 };
 
 struct upm_stats {
 	atomic_uint_fast64_t conns, joins, join_errors, promoted, destroyed, events_lost;
+	/* connections closed before --join-after: no join opened */
+	atomic_uint_fast64_t short_lived;
 };
 
 struct upm {
@@ -81,8 +94,8 @@ struct upm {
 	struct pm cmd, ev;
 	struct upm_conn *tab;
 	uint32_t cap, used;              /* power of two; used < cap / 2 */
-	struct upm_promo *q;             /* promotions, due order (FIFO) */
-	uint32_t qcap, qhead, qlen;
+	struct upm_fifo promos;          /* joins to make active, UPM_PROMOTE_MS after they are up */
+	struct upm_fifo later;           /* connections whose joins wait (paths' join_after_ms) */
 	char saved_pm[32];               /* the sysctl's value before us */
 	uint8_t sysctl;                  /* 0: path_manager, 1: pm_type (before 6.15) */
 	bool fullmesh;                   /* --cluster: joins to the announced address */
@@ -136,7 +149,7 @@ void upm_event(struct upm *u, struct paths *ps, const struct pm_event *e, uint64
 int upm_resync(struct upm *u, struct paths *ps, uint64_t now_ms);
 /* The connection with this token, or NULL. */
 struct upm_conn *upm_conn_find(struct upm *u, uint32_t token);
-/* Promotions due: made; *next_ms lowered to the next one's time. */
+/* Promotions and joins due: made; *next_ms lowered to the next one's time. */
 void upm_tick(struct upm *u, struct paths *ps, uint64_t now_ms, uint64_t *next_ms);
 /* A path's family was enabled (or its address or flags changed): joins
  * from it on every connection that lacks one; backup or active as flags

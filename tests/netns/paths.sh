@@ -441,5 +441,31 @@ check "path 2's network strips the MPTCP option: reported (status, metric, log),
 	no_mptcp_check reset
 check "path 2's network drops SYNs carrying MPTCP (kernel path manager): reported, no subflow there, a flow gets path 1's rate" \
 	no_mptcp_check drop --endpoints kernel
+# Joins only for flows that last (--join-after; 1 s here, so that no
+# machine is slow enough to make the short flows below last as long):
+# 20 short flows open no join, a flow paced over 3 s opens one per other
+# path, as backup (then promoted), and the short ones are counted.
+join_after_check() {
+	local syn0 bsyn0 syn1 syn2 bsyn2 short
+	# (path 2's default route is gone by now: its gateway given)
+	start_agent agent-join --path gw-p1 --path gw-p2,gateway=198.51.100.65 --join-after 1 \
+		--metrics-listen 127.0.0.1:9192 || return 1
+	local pid=$AGENT_PID
+	wait_for 10 joins_p2 agent-join || { status agent-join; stop_agent "$pid"; return 1; }
+	syn0=$(nstat_conc MPTcpExtMPJoinSynRx); bsyn0=$(nstat_conc MPTcpExtMPJoinSynBackupRx)
+	ip netns exec "$(ns lan)" "$PY" ./nettool.py echo --plain --dst 203.0.113.2:9000 \
+		--bytes 2000 --flows 20 || { stop_agent "$pid"; return 1; }
+	syn1=$(nstat_conc MPTcpExtMPJoinSynRx)
+	ip netns exec "$(ns lan)" "$PY" ./nettool.py echo --plain --dst 203.0.113.2:9000 \
+		--bytes 20000 --pace 3 || { stop_agent "$pid"; return 1; }
+	syn2=$(nstat_conc MPTcpExtMPJoinSynRx); bsyn2=$(nstat_conc MPTcpExtMPJoinSynBackupRx)
+	short=$(metric_at gw 127.0.0.1:9192 gw_agent_path_manager_short_connections_total)
+	stop_agent "$pid" || return 1
+	echo "{\"joins_for_20_short_flows\": $((syn1 - syn0)), \"joins_for_a_3_s_flow\": $((syn2 - syn1)), \"backup_joins\": $((bsyn2 - bsyn0)), \"short_counted\": ${short:-none}}"
+	[ "$syn1" -eq "$syn0" ] && [ $((syn2 - syn1)) -eq 1 ] && [ $((bsyn2 - bsyn0)) -eq 1 ] &&
+		[ "${short:-0}" -ge 20 ]
+}
+check "--join-after: 20 short flows open no join (counted), a flow that lasts gets its join, as backup" \
+	join_after_check
 check "concentrator exits cleanly" stop_concentrator "$CONC_PID" conc
 finish

@@ -154,6 +154,40 @@ static void test_not_ours(void)
 	CHECK_INT(u.used, 0);
 }
 
+/* --join-after: a connection's joins wait until it has lasted that long;
+ * one that closes before is counted short and never joined. */
+static void test_join_after(void)
+{
+	uint64_t next = UINT64_MAX;
+	struct upm_conn *c;
+
+	ps.join_after_ms = 100;
+	ev(MPTCP_EVENT_ESTABLISHED, 90, "198.51.100.2", false);   /* at 1000 */
+	ev(MPTCP_EVENT_ESTABLISHED, 91, "198.51.100.2", false);
+	ev(MPTCP_EVENT_CLOSED, 91, "198.51.100.2", false);
+	CHECK_INT(u.st.short_lived, 1);
+	c = upm_conn_find(&u, 90);
+	CHECK(c && c->young);
+	CHECK_INT(u.later.len, 2);
+	upm_tick(&u, &ps, 1099, &next);
+	CHECK(c->young);
+	CHECK_INT((int64_t)next, 1100);
+	next = UINT64_MAX;
+	upm_tick(&u, &ps, 1100, &next);
+	CHECK(!c->young);                /* its joins now (none here: no kernel) */
+	CHECK_INT(u.later.len, 0);
+	CHECK(next == UINT64_MAX);
+	ev(MPTCP_EVENT_CLOSED, 90, "198.51.100.2", false);
+	CHECK_INT(u.st.short_lived, 1);  /* it lived: not short */
+	/* 0: joins at once, nothing waits */
+	ps.join_after_ms = 0;
+	ev(MPTCP_EVENT_ESTABLISHED, 92, "198.51.100.2", false);
+	CHECK(upm_conn_find(&u, 92) && !upm_conn_find(&u, 92)->young);
+	CHECK_INT(u.later.len, 0);
+	ev(MPTCP_EVENT_CLOSED, 92, "198.51.100.2", false);
+	CHECK_INT(u.used, 0);
+}
+
 /* Lost events: a connection the table never saw (a real MPTCP one, on
  * loopback, from "path 3"'s address to a "concentrator" there) is found
  * in the kernel's sockets and added; a token the kernel no longer has
@@ -231,6 +265,7 @@ int main(void)
 	RUN(test_random);
 	RUN(test_clustered);
 	RUN(test_not_ours);
+	RUN(test_join_after);
 	RUN(test_resync);
 	upm_close(&u);
 	return check_finish();

@@ -47,6 +47,26 @@ static void test_chaining(void)
 		for (size_t len = 0; len < 40; len++)
 			CHECK_INT((int64_t)vstream_crc(5, buf + off, len),
 				  (int64_t)vstream_crc_sw(5, buf + off, len));
+	/* Around the lengths where the instruction's three-stream passes
+	 * begin and end (3 x 256 and 3 x 4096 bytes), and anywhere. */
+	{
+		static const size_t edge[] = { 767, 768, 769, 775, 776, 1535, 1536, 1543,
+					       12287, 12288, 12289, 12295, 12296, 13055,
+					       13056, 13063, 24576, 25343, 69990 };
+
+		for (size_t off = 0; off < 9; off++)
+			for (size_t k = 0; k < sizeof(edge) / sizeof(edge[0]); k++)
+				CHECK_INT((int64_t)vstream_crc(5, buf + off, edge[k]),
+					  (int64_t)vstream_crc_sw(5, buf + off, edge[k]));
+		for (int t = 0; t < 300; t++) {
+			size_t off = (size_t)rand() % 1000;
+			size_t len = (size_t)rand() % (sizeof(buf) - off);
+			uint32_t init = (uint32_t)rand();
+
+			CHECK_INT((int64_t)vstream_crc(init, buf + off, len),
+				  (int64_t)vstream_crc_sw(init, buf + off, len));
+		}
+	}
 	/* A run moved within the stream changes it (what the kernel does). */
 	memcpy(buf + 1000, buf + 33768, 2840);
 	CHECK(vstream_crc(0, buf, sizeof(buf)) != whole);
