@@ -6,6 +6,9 @@
 #
 #   sudo benches/verify-cost.sh [RUNS] [SECONDS]     defaults: 5 runs of 4 s
 #   RATE=100gbit (each path), FLOWS="1 8"
+#   SETTINGS="a=ARGS;b=ARGS" compares any two agent settings the same way
+#   (any number of them; the first is the reference of the ratios), e.g.
+#   SETTINGS="32k=;64k=--buffer-size 65536" benches/verify-cost.sh
 #
 # Per run and per setting: loadgen sends from the LAN to a sink behind the
 # concentrator for SECONDS; Gbit/s from loadgen, CPU seconds of both
@@ -51,9 +54,13 @@ agent() {  # agent ARGS...: (re)start the agent; its paths up
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
 : > "$OUT/verify-cost.jsonl"
+SETTINGS=${SETTINGS:-plain=--no-verify-stream;verified=}
+IFS=';' read -r -a SETS <<< "$SETTINGS"
 for run in $(seq 1 "$RUNS"); do
-	for setting in verified plain; do
-		if [ $setting = verified ]; then agent; else agent --no-verify-stream; fi
+	for set in "${SETS[@]}"; do
+		setting=${set%%=*}
+		# shellcheck disable=SC2086 # the setting's arguments, split
+		agent ${set#*=}
 		for flows in $FLOWS; do
 			t0=$(( $(cpu_ticks "$APID") + $(cpu_ticks "$CPID") ))
 			out=$(X lan "$LOADGEN" send --flows "$flows" --seconds "$SECS" --to 203.0.113.2:9000 --tcp)
@@ -66,19 +73,22 @@ done
 "$PY" - "$OUT/verify-cost.jsonl" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
+sets = list(dict.fromkeys(r["setting"] for r in rows))
 print("| flows | setting | Gbit/s (median) | CPU s/GB (median) |")
 print("|---|---|---|---|")
 med = {}
 for f in sorted({r["flows"] for r in rows}):
-    for s in ("plain", "verified"):
+    for s in sets:
         g = [r["load"]["gbit_s"] for r in rows if r["flows"] == f and r["setting"] == s]
         c = [r["cpu_s"] / (r["load"]["bytes"] / 1e9) for r in rows
              if r["flows"] == f and r["setting"] == s and r["load"]["bytes"]]
         med[f, s] = (statistics.median(g), statistics.median(c))
         print(f"| {f} | {s} | {med[f, s][0]:.2f} [{min(g):.2f}-{max(g):.2f}] | {med[f, s][1]:.3f} [{min(c):.3f}-{max(c):.3f}] |")
+ref = sets[0]
 for f in sorted({r["flows"] for r in rows}):
-    print(f"{f} flow(s): verified/plain throughput {med[f, 'verified'][0] / med[f, 'plain'][0]:.2f}x, "
-          f"CPU per GB {med[f, 'verified'][1] / med[f, 'plain'][1]:.2f}x")
+    for s in sets[1:]:
+        print(f"{f} flow(s): {s}/{ref} throughput {med[f, s][0] / med[f, ref][0]:.2f}x, "
+              f"CPU per GB {med[f, s][1] / med[f, ref][1]:.2f}x")
 PY
 kill -TERM "$APID"; wait "$ASH" 2>/dev/null
 stop_concentrator "$CPID" conc

@@ -170,12 +170,19 @@ int ring_get_sqe_pair(struct io_uring *ring, struct io_uring_sqe **ret_op,
 int ring_sendq_init(struct ring_sendq *q, uint32_t n, unsigned op)
 {
 	memset(q, 0, sizeof(*q));
-	/* calloc of this size maps zero pages: no slot is written (and no
-	 * page touched) before it is first used, so a router that carries
-	 * little UDP never holds the 2 KiB slots in memory. */
-	q->slot = calloc(n, sizeof(*q->slot));
-	if (!q->slot)
-		return -ENOMEM;
+	/* Mapped, not allocated: zero pages that nothing touches before a
+	 * slot is first used (slots are taken in order), so a router that
+	 * carries little UDP never holds the 2 KiB slots in memory. (calloc
+	 * would map them only above glibc's moving mmap threshold, and
+	 * clear them otherwise.) */
+	if (n) {
+		void *m = mmap(NULL, (size_t)n * sizeof(*q->slot), PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (m == MAP_FAILED)
+			return -ENOMEM;
+		q->slot = m;
+	}
 	q->n = n;
 	q->op = op;
 	return 0;
@@ -183,9 +190,10 @@ int ring_sendq_init(struct ring_sendq *q, uint32_t n, unsigned op)
 
 void ring_sendq_free(struct ring_sendq *q)
 {
-	free(q->slot);
+	if (q->slot)
+		munmap(q->slot, (size_t)q->n * sizeof(*q->slot));
 	q->slot = NULL;
-	q->n = q->free = 0;
+	q->n = q->free = q->fresh = 0;
 }
 
 bool ring_sendq_send(struct ring_sendq *q, struct io_uring *ring, int fd, const void *to,

@@ -3,7 +3,8 @@
 #include <errno.h>
 #include <stdbool.h>
 
-#if defined(__x86_64__) || defined(__aarch64__)
+/* The instruction paths load 8 bytes as a little-endian word. */
+#if (defined(__x86_64__) || defined(__aarch64__)) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define VSTREAM_HW 1
 #endif
 
@@ -52,7 +53,7 @@ uint32_t vstream_crc_sw(uint32_t crc, const void *data, size_t len)
 	return ~crc;
 }
 
-#if defined(__x86_64__)
+#if defined(VSTREAM_HW) && defined(__x86_64__)
 #include <string.h>
 #define HW_TARGET __attribute__((target("sse4.2")))
 typedef uint64_t hw_reg;
@@ -62,7 +63,7 @@ static bool have_hw(void)
 {
 	return __builtin_cpu_supports("sse4.2");
 }
-#elif defined(__aarch64__)
+#elif defined(VSTREAM_HW) && defined(__aarch64__)
 #include <string.h>
 #include <sys/auxv.h>
 #ifndef HWCAP_CRC32
@@ -182,11 +183,14 @@ static uint32_t crc_hw(uint32_t crc, const uint8_t *p, size_t len)
 uint32_t vstream_crc(uint32_t crc, const void *data, size_t len)
 {
 #ifdef VSTREAM_HW
-	static int hw = -1;   /* -1 unknown; a race sets the same value */
+	static int hw = -1;   /* -1 unknown; a race stores the same value */
+	int h = __atomic_load_n(&hw, __ATOMIC_RELAXED);
 
-	if (hw < 0)
-		hw = have_hw();
-	if (hw)
+	if (h < 0) {
+		h = have_hw();
+		__atomic_store_n(&hw, h, __ATOMIC_RELAXED);
+	}
+	if (h)
 		return crc_hw(crc, data, len);
 #endif
 	return vstream_crc_sw(crc, data, len);

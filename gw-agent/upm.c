@@ -299,12 +299,12 @@ static void conn_del(struct upm *u, struct upm_conn *c)
 }
 
 /* False when the queue cannot grow (what was due is then not done: a join
- * stays backup, slower, never wrong; or a connection keeps one subflow). */
-static bool fifo_push(struct upm_fifo *f, struct upm_promo e)
+ * stays backup, slower, never wrong; a connection's joins open at once). */
+static bool fifo_push(struct upm_fifo *f, uint32_t max, struct upm_promo e)
 {
 	if (f->len == f->cap) {
 		uint32_t cap = f->cap ? f->cap * 2 : 64;
-		struct upm_promo *q = cap > UPM_PATHS * UPM_MAX_CONNS ? NULL : malloc(cap * sizeof(*q));
+		struct upm_promo *q = cap > max ? NULL : malloc(cap * sizeof(*q));
 
 		if (!q)
 			return false;
@@ -320,20 +320,28 @@ static bool fifo_push(struct upm_fifo *f, struct upm_promo e)
 	return true;
 }
 
-/* The entry at the head if it is due, else NULL (and *next_ms lowered to
- * its time); fifo_pop() takes it. */
-static struct upm_promo *fifo_due(struct upm_fifo *f, uint64_t now_ms, uint64_t *next_ms)
+/* The entry at the head if it is due (wait_ms after its time), else NULL
+ * (and *next_ms lowered to when it will be); fifo_pop() takes it. An
+ * empty queue that grew past its first size is given back: a burst of
+ * short connections leaves no memory behind. */
+static struct upm_promo *fifo_due(struct upm_fifo *f, uint64_t now_ms, uint32_t wait_ms,
+				  uint64_t *next_ms)
 {
 	struct upm_promo *e;
 
 	if (!f->len) {
 		f->head = 0;
+		if (f->cap > 64) {
+			free(f->q);
+			f->q = NULL;
+			f->cap = 0;
+		}
 		return NULL;
 	}
 	e = &f->q[f->head];
-	if (e->due_ms > now_ms) {
-		if (e->due_ms < *next_ms)
-			*next_ms = e->due_ms;
+	if (e->due_ms + wait_ms > now_ms) {
+		if (e->due_ms + wait_ms < *next_ms)
+			*next_ms = e->due_ms + wait_ms;
 		return NULL;
 	}
 	return e;
@@ -347,7 +355,8 @@ static void fifo_pop(struct upm_fifo *f)
 
 static void promo_push(struct upm *u, struct upm_conn *c, uint8_t path, uint64_t due)
 {
-	if (fifo_push(&u->promos, (struct upm_promo){ c->token, path, c->sport[path], due }))
+	if (fifo_push(&u->promos, UPM_PATHS * UPM_MAX_CONNS,
+		      (struct upm_promo){ c->token, path, c->sport[path], due }))
 		c->queued |= (uint16_t)(1u << path);
 }
 
@@ -513,8 +522,9 @@ void upm_event(struct upm *u, struct paths *ps, const struct pm_event *e, uint64
 		if (ps->p[pi].f[fi].ep_id && (ps->p[pi].f[fi].ep_flags & PM_FLAG_BACKUP))
 			initial_prio(u, ps, c, true);
 		if (ps->join_after_ms &&
-		    fifo_push(&u->later, (struct upm_promo){ c->token, UPM_JOINS_DUE, 0,
-							      now_ms + ps->join_after_ms })) {
+		    /* one per connection the table holds, at most */
+		    fifo_push(&u->later, UPM_MAX_CONNS,
+			      (struct upm_promo){ c->token, UPM_JOINS_DUE, 0, now_ms })) {
 			c->young = true;
 			return;
 		}
@@ -739,7 +749,7 @@ void upm_tick(struct upm *u, struct paths *ps, uint64_t now_ms, uint64_t *next_m
 	struct upm_promo *q;
 	struct upm_conn *c;
 
-	while ((q = fifo_due(&u->later, now_ms, next_ms))) {
+	while ((q = fifo_due(&u->later, now_ms, ps->join_after_ms, next_ms))) {
 		/* Still open after --join-after. (A token the kernel gave
 		 * again meanwhile: the new connection's joins come early,
 		 * which costs what joins cost, nothing more.) */
@@ -750,7 +760,7 @@ void upm_tick(struct upm *u, struct paths *ps, uint64_t now_ms, uint64_t *next_m
 		}
 		fifo_pop(&u->later);
 	}
-	while ((q = fifo_due(&u->promos, now_ms, next_ms))) {
+	while ((q = fifo_due(&u->promos, now_ms, 0, next_ms))) {
 		c = upm_conn_find(u, q->token);
 		if (c && q->path < UPM_PATHS)
 			c->queued &= (uint16_t)~(1u << q->path);

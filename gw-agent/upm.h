@@ -67,8 +67,10 @@ struct upm_pending {
 };
 
 /* Something due for a connection later: a promotion (path: the join's
- * path, sport: that join's port, since a path's next join is another), or
- * its joins opened (path UPM_JOINS_DUE). */
+ * path, sport: that join's port, since a path's next join is another;
+ * due_ms: when), or its joins opened (path UPM_JOINS_DUE; due_ms: when the
+ * connection was established, so that a reload's new --join-after applies
+ * to the connections already waiting). */
 #define UPM_JOINS_DUE 0xff
 struct upm_promo {
 	uint32_t token;

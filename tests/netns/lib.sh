@@ -125,10 +125,13 @@ addr() { ip -n "$(ns "$1")" addr add "$3" dev "$2" nodad 2>/dev/null || ip -n "$
 
 check() {
 	# check DESCRIPTION COMMAND...: run, count, report.
-	local what=$1; shift
+	local what=$1 t0 took; shift
 	CHECKS=$((CHECKS + 1))
+	t0=$(date +%s%N)
 	if "$@" > "$WORKDIR/check.out" 2>&1; then
-		log "ok   - $what"
+		# How long it took, to see where the suite's time goes.
+		took=$(( ($(date +%s%N) - t0) / 100000000 ))
+		log "ok   - $what [$((took / 10)).$((took % 10)) s]"
 		# The JSON a client printed: what was measured, for the record.
 		grep -h '^{' "$WORKDIR/check.out" | tail -2 | cut -c1-300 | sed 's/^/    /'
 	else

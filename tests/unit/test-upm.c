@@ -186,6 +186,28 @@ static void test_join_after(void)
 	CHECK_INT(u.later.len, 0);
 	ev(MPTCP_EVENT_CLOSED, 92, "198.51.100.2", false);
 	CHECK_INT(u.used, 0);
+	/* A reload that shortens the wait applies to those waiting. */
+	ps.join_after_ms = 60000;
+	ev(MPTCP_EVENT_ESTABLISHED, 93, "198.51.100.2", false);  /* at 1000 */
+	ps.join_after_ms = 100;
+	next = UINT64_MAX;
+	upm_tick(&u, &ps, 1100, &next);
+	CHECK(upm_conn_find(&u, 93) && !upm_conn_find(&u, 93)->young);
+	ev(MPTCP_EVENT_CLOSED, 93, "198.51.100.2", false);
+	/* A burst of short connections: the queue grows, then is given
+	 * back once what it held is due. */
+	for (uint32_t t = 1000; t < 1300; t++) {
+		ev(MPTCP_EVENT_ESTABLISHED, t, "198.51.100.2", false);
+		ev(MPTCP_EVENT_CLOSED, t, "198.51.100.2", false);
+	}
+	CHECK_INT(u.later.len, 300);
+	CHECK_INT(u.st.short_lived, 301);
+	upm_tick(&u, &ps, 1100, &next);
+	CHECK_INT(u.later.len, 0);
+	upm_tick(&u, &ps, 1101, &next);
+	CHECK(u.later.q == NULL && u.later.cap == 0);
+	ps.join_after_ms = 0;
+	CHECK_INT(u.used, 0);
 }
 
 /* Lost events: a connection the table never saw (a real MPTCP one, on
