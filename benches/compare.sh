@@ -11,10 +11,12 @@
 # gateway with two tbf-shaped paths to the concentrator host, then a server
 # running loadgen's sink. Each setup carries the LAN client's plain TCP over
 # one MPTCP connection per flow across both paths (the gateway's MPTCP
-# endpoints, installed by gw-agent, are there for all of them):
+# joins, opened by gw-agent as the path manager for MPTCP connections to the
+# concentrator host's address, are there for all of them):
 #
 #   kernel      reference: no proxy at all; loadgen on the gateway speaks
-#               MPTCP straight to the sink (both paths), so this is what the
+#               MPTCP to the sink (both paths; to the concentrator host's
+#               address, forwarded there to the sink), so this is what the
 #               kernel's MPTCP alone does over the same links
 #   ours        LAN -> gw-agent (TPROXY) -> RFC 8803 over MPTCP -> mptcp-concentrator -> sink
 #   haproxy     LAN -> haproxy (tcp mode) -> MPTCP -> haproxy -> sink, both
@@ -57,6 +59,18 @@ two_path_topology "$RATE"
 # The concentrator host routes too (the reference's subflows cross it).
 ip netns exec "$(ns conc)" sysctl -qw net.ipv4.ip_forward=1
 ip -n "$(ns srv)" route replace default via 203.0.113.1
+# The reference's loadgen reaches the sink through the concentrator's
+# address (NAT to srv here): the agent's path manager manages MPTCP
+# connections to that address, so the reference gets the joins every
+# proxy's gateway leg gets (HAProxy's and ss-tunnel's go there too).
+ip netns exec "$(ns conc)" nft -f - <<'NFT'
+table ip kref {
+	chain pre {
+		type nat hook prerouting priority dstnat;
+		ip daddr 192.0.2.1 tcp dport 9000 dnat to 203.0.113.2
+	}
+}
+NFT
 X() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
 
 X srv "$LOADGEN" sink --listen 203.0.113.2:9000 > "$OUT/sink.log" 2>&1 &
@@ -156,7 +170,7 @@ for run in $(seq 1 "$RUNS"); do
 	for flows in 1 8; do
 		L="$LOADGEN send --flows $flows --seconds $SECS"
 		{
-			measure kernel -- X gw $L --to 203.0.113.2:9000
+			measure kernel -- X gw $L --to 192.0.2.1:9000
 			measure ours "$APID" "$CPID" -- X lan $L --to 203.0.113.2:9000 --tcp
 			measure haproxy "$HG" "$HC" -- X lan $L --to 192.168.77.1:7001 --tcp
 			measure shadowsocks "$SG" "$SC" -- X lan $L --to 192.168.77.1:7101 --tcp

@@ -70,6 +70,19 @@ X srv sysctl -qw net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535
 ip -n "$(ns conc)" mptcp limits set subflows 8 add_addr_accepted 0
 [ -n "${CONC_SYSCTL:-}" ] && X conc sysctl -qw $CONC_SYSCTL
 ip -n "$(ns srv)" mptcp limits set subflows 8 add_addr_accepted 0
+# The kernel reference's clients reach the servers through the
+# concentrator's address (forwarded here, NAT to srv), so that the agent's
+# path manager, which manages MPTCP connections to that address, gives
+# them the joins it gives every system's (HAProxy's and ss-tunnel's go to
+# that address too).
+X conc nft -f - <<'NFT'
+table ip kref {
+	chain pre {
+		type nat hook prerouting priority dstnat;
+		ip daddr 192.0.2.1 tcp dport { 81, 9010, 9100, 6201-6456 } dnat to 203.0.113.2
+	}
+}
+NFT
 declare -A EMU  # EMU[g,p]: the delay line's namespace of gateway g's path p
 for g in $(seq 1 "$G"); do
 	ns_add "l$g"; ns_add "g$g"
@@ -229,8 +242,8 @@ gw_pids() {
 client() {
 	local s=$1 g=$2 k=$3
 	case $s in
-	kernel) case $k in iperf) echo "g$g mptcpize 203.0.113.2 $((6200 + g))" ;; http) echo "g$g mptcpize 203.0.113.2 81" ;;
-		echo) echo "g$g - 203.0.113.2 9010" ;; sink) echo "g$g - 203.0.113.2 9100" ;; esac ;;
+	kernel) case $k in iperf) echo "g$g mptcpize 192.0.2.1 $((6200 + g))" ;; http) echo "g$g mptcpize 192.0.2.1 81" ;;
+		echo) echo "g$g - 192.0.2.1 9010" ;; sink) echo "g$g - 192.0.2.1 9100" ;; esac ;;
 	ours) case $k in iperf) echo "l$g - 203.0.113.2 $((5200 + g))" ;; http) echo "l$g - 203.0.113.2 80" ;;
 		echo) echo "l$g - 203.0.113.2 9000" ;; sink) echo "l$g - 203.0.113.2 9100" ;; esac ;;
 	routed) case $k in iperf) echo "l$g - 203.0.113.3 $((5200 + g))" ;; http) echo "l$g - 203.0.113.3 80" ;;

@@ -38,12 +38,12 @@ two_path_topology "$RATE"
 X() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
 X srv "$LOADGEN" sink --listen 203.0.113.2:9000 > "$WORKDIR/sink.log" 2>&1 &
 start_concentrator conc conc --allow-client 198.51.100.0/24 --max-flows-per-client 0 \
-	--idle-timeout 0 --workers 2 ${CONC_ARGS:-}
+	--idle-timeout 0 --workers 2 --metrics-listen 127.0.0.1:9190 ${CONC_ARGS:-}
 CPID=$CONC_PID
 wait_listen srv 9000 && wait_listen conc 5124 || exit 1
 X gw "$AGENT" --concentrator 192.0.2.1:5124 --lan gw-lan --path gw-p1 --path gw-p2 \
 	--workers 2 --idle-timeout 0 --max-flows-per-host 0 --control "$WORKDIR/ctl.sock" \
-	${AGENT_ARGS:-} > "$WORKDIR/agent.log" 2>&1 &
+	--metrics-listen 127.0.0.1:9191 ${AGENT_ARGS:-} > "$WORKDIR/agent.log" 2>&1 &
 ASH=$!
 wait_for 10 grep -q "intercepting TCP" "$WORKDIR/agent.log" &&
 	agent_paths_up "$WORKDIR/ctl.sock" > /dev/null || { tail "$WORKDIR/agent.log"; exit 1; }
@@ -51,6 +51,15 @@ APID=$(leaf "$ASH")
 HZ=$(getconf CLK_TCK)
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 softirq() { awk '/^cpu /{print $8}' /proc/stat; }
+# Verified-stream records each daemon received, whole and gathered
+records() {
+	local w
+	for w in "gw 9191 gw_agent" "conc 9190 mptcp_concentrator"; do
+		set -- $w
+		metric_at "$1" "127.0.0.1:$2" "$3_stream_records_total{how=\"whole\"}"
+		metric_at "$1" "127.0.0.1:$2" "$3_stream_records_total{how=\"gathered\"}"
+	done | paste -sd' '
+}
 EVENTS=raw_syscalls:sys_enter,syscalls:sys_enter_io_uring_enter,io_uring:io_uring_submit_req,io_uring:io_uring_complete,context-switches
 REPORT=$OUT/profile.txt
 : > "$REPORT"
@@ -64,6 +73,7 @@ for flows in $FLOWS; do
 		perf stat -x, -e "$EVENTS" -p "$pid" -o "$WORKDIR/stat.$pid" -- sleep $((SECS + 1)) &
 		STATS="$STATS $!"
 	done
+	r0=$(records)
 	a0=$(ticks "$APID"); c0=$(ticks "$CPID"); s0=$(softirq)
 	out=$(X lan "$LOADGEN" send --flows "$flows" --seconds "$SECS" --to 203.0.113.2:9000 --tcp)
 	a1=$(ticks "$APID"); c1=$(ticks "$CPID"); s1=$(softirq)
@@ -90,6 +100,8 @@ print(f"{who}: user {(u1 - u0) / hz / gb:.3f} s/GB, system {(s1 - s0) / hz / gb:
       f"context switches {per('context-switches'):.1f}")
 PY
 	done
+	say "verified-stream records received whole / gathered in pieces: $(echo "$r0 $(records)" |
+		awk '{printf "agent %d / %d, concentrator %d / %d", $5 - $1, $6 - $2, $7 - $3, $8 - $4}')"
 	say "machine softirq: $(awk -v a="$s0" -v b="$s1" -v hz="$HZ" -v by="$bytes" 'BEGIN {printf "%.3f s/GB", (b - a) / hz / (by / 1e9)}')"
 	# Samples: every CPU, then each daemon's share by kind.
 	perf record -q -a ${CALLGRAPH:+-g} -e cpu-clock -F 1999 -o "$OUT/perf-$flows.data" -- \
@@ -100,7 +112,7 @@ PY
 	"$PY" - "$WORKDIR/report.$flows" <<'PY' | tee -a "$REPORT"
 import re, sys
 kinds = [("copy", r"copy_(to|from)_(user|iter)|_copy_|rep_mov|memcpy|copy_page|skb_copy|csum_partial_copy"),
-         ("crc", r"crc32|crc_"),
+         ("crc", r"crc32|crc_|^hw_three|^hw_serial"),
          ("io_uring", r"^io_|^__io_|io_uring|^io_\w+"),
          ("mptcp", r"mptcp"),
          ("tcp/ip", r"tcp|^ip_|^ip6_|inet|^sk_|^__sk|^skb_|sock|^__skb|^kfree_skb|netfilter|nf_|^__inet"),

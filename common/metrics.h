@@ -100,9 +100,10 @@ int metrics_opt_listen(const char *opt, const char *arg, struct sockaddr_storage
  * stopped reading, moved off the shared buffers (relay.h, RELAY_PARK_S). */
 void metrics_parked(struct mbuf *b, const char *prefix, uint64_t parked, uint64_t bytes,
 		    uint64_t refused);
-/* Verified streams: flows, and resets for damaged or broken records. */
+/* Verified streams: flows, records received (and how many came in pieces),
+ * and resets for damaged or broken records. */
 void metrics_verified(struct mbuf *b, const char *prefix, uint64_t flows, uint64_t damaged,
-		      uint64_t broken);
+		      uint64_t broken, uint64_t records, uint64_t gathered);
 
 typedef void (*metrics_render_fn)(void *ctx, struct mbuf *b);
 

@@ -176,18 +176,28 @@ struct relay *relay_new(struct relay_worker *w, int fd)
 	return r;
 }
 
+static bool vs_take_hdr(struct relay_worker *w, struct relay *r);
+
 static void arm_recv(struct relay_worker *w, struct relay *r, int d)
 {
-	struct io_uring_sqe *sqe = relay_sqe(w, r, RELAY_OP_RECV0 + d);
+	struct io_uring_sqe *sqe;
 
+	/* The next record's whole header came behind the last record: on to
+	 * its data. */
+	if (r->vs && d == r->vs->side && r->vs->rx_len == 0 &&
+	    r->vs->rx_hdr_got == VSTREAM_HDR && !vs_take_hdr(w, r))
+		return;
+	sqe = relay_sqe(w, r, RELAY_OP_RECV0 + d);
 	if (!sqe) {
 		relay_close(w, r, RELAY_END_RESET, true);
 		return;
 	}
 	if (r->vs && d == r->vs->side && r->vs->rx_len == 0) {
-		/* A record's header, into the flow's own bytes: no buffer is
-		 * held while a verified flow is idle. */
-		io_uring_prep_recv(sqe, r->fd[d], r->vs->rx_hdr, VSTREAM_HDR, MSG_WAITALL);
+		/* A record's header (what of it did not come behind the last
+		 * record), into the flow's own bytes: no buffer is held while
+		 * a verified flow is idle. */
+		io_uring_prep_recv(sqe, r->fd[d], r->vs->rx_hdr + r->vs->rx_hdr_got,
+				   VSTREAM_HDR - r->vs->rx_hdr_got, MSG_WAITALL);
 	} else if (r->vs && d == r->vs->side && r->vs->rx_buf) {
 		/* The rest of a record that came in pieces, into its heap. */
 		struct relay_vs *vs = r->vs;
@@ -198,7 +208,8 @@ static void arm_recv(struct relay_worker *w, struct relay *r, int d)
 		unsigned len = w->bufs.size;
 
 		if (r->vs && d == r->vs->side)
-			len = r->vs->rx_len + VSTREAM_TAG;   /* this record, no more */
+			/* this record and the next one's header, no more */
+			len = r->vs->rx_len + VSTREAM_TAG + VSTREAM_HDR;
 		else if (r->vs && len > r->vs->peer_max)
 			len = r->vs->peer_max;   /* records the peer can take */
 		/* Never MSG_WAITALL with a ring buffer: the buffer would wait on
@@ -567,7 +578,25 @@ static bool vs_check(struct relay_worker *w, struct relay *r, const uint8_t *p)
 	return true;
 }
 
-/* The deframing half's receive: a header, or a record's data and tag. */
+/* The header in rx_hdr is whole: the record's length taken (false: not a
+ * header, or a record larger than we take; the flow is reset). */
+static bool vs_take_hdr(struct relay_worker *w, struct relay *r)
+{
+	struct relay_vs *vs = r->vs;
+	int n = vstream_hdr_len(vs->rx_hdr, vs->own_max);
+
+	if (n < 0) {
+		vs_fail(w, r, false, "not a record header (or a record too large)");
+		return false;
+	}
+	vs->rx_len = (uint32_t)n;
+	vs->rx_hdr_got = 0;
+	r->active_s = w->now_s;
+	return true;
+}
+
+/* The deframing half's receive: a header (or its rest), or a record's data
+ * and tag with what came of the next header. */
 static void vs_on_recv(struct relay_worker *w, struct relay *r, const struct io_uring_cqe *cqe)
 {
 	struct relay_vs *vs = r->vs;
@@ -576,21 +605,22 @@ static void vs_on_recv(struct relay_worker *w, struct relay *r, const struct io_
 	int res = cqe->res;
 
 	if (vs->rx_len == 0) {
-		int n;
-
-		if (res == VSTREAM_HDR) {
-			n = vstream_hdr_len(vs->rx_hdr, vs->own_max);
-			if (n < 0) {
-				vs_fail(w, r, false, "not a record header (or a record too large)");
-				return;
-			}
-			vs->rx_len = (uint32_t)n;
-			r->active_s = w->now_s;
-			arm_recv(w, r, d);
+		/* An error goes on to on_recv's own handling (a reset); EOF
+		 * with part of a header here is a cut stream, not an end. */
+		if (res < 0)
+			return;
+		if (res == 0) {
+			vs_fail(w, r, false, "the stream ended inside a record header");
 			return;
 		}
-		/* on_recv hands over only res > 0 here: a short header. */
-		vs_fail(w, r, false, "the stream ended inside a record header");
+		vs->rx_hdr_got = (uint8_t)(vs->rx_hdr_got + res);
+		if (vs->rx_hdr_got < VSTREAM_HDR) {
+			/* MSG_WAITALL came back short: the stream ended. */
+			vs_fail(w, r, false, "the stream ended inside a record header");
+			return;
+		}
+		if (vs_take_hdr(w, r))
+			arm_recv(w, r, d);
 		return;
 	}
 	if (res > 0 && vs->rx_buf) {
@@ -603,6 +633,8 @@ static void vs_on_recv(struct relay_worker *w, struct relay *r, const struct io_
 		}
 		if (!vs_check(w, r, vs->rx_buf))
 			return;
+		w->stats.vs_records++;
+		w->stats.vs_gathered++;
 		/* Sent from the heap, as a parked send is (half_release frees
 		 * it); only the data counts as held now. */
 		parked_give(w, r, VSTREAM_TAG);
@@ -647,6 +679,11 @@ static void vs_on_recv(struct relay_worker *w, struct relay *r, const struct io_
 			buf_put(w, h->bid);
 			return;
 		}
+		/* What came behind the tag is the next record's header (or
+		 * its start), checked when it is whole. */
+		vs->rx_hdr_got = (uint8_t)((uint32_t)res - vs->rx_len - VSTREAM_TAG);
+		memcpy(vs->rx_hdr, p + vs->rx_len + VSTREAM_TAG, vs->rx_hdr_got);
+		w->stats.vs_records++;
 		h->off = 0;
 		h->len = vs->rx_len;
 		vs->rx_len = 0;
@@ -749,7 +786,7 @@ static void on_recv(struct relay_worker *w, struct relay *r, int d,
 {
 	struct relay_half *h = &r->half[d];
 
-	if (r->vs && d == r->vs->side && (cqe->res > 0 || r->vs->rx_len)) {
+	if (r->vs && d == r->vs->side && (cqe->res > 0 || r->vs->rx_len || r->vs->rx_hdr_got)) {
 		vs_on_recv(w, r, cqe);
 		if (cqe->res > 0 || r->state != RELAY_PUMP)
 			return;
@@ -975,6 +1012,8 @@ void relay_stats_add(struct relay_stats *sum, const struct relay_stats *st)
 	sum->active += st->active;
 	sum->verified += st->verified;
 	sum->vs_damaged += st->vs_damaged;
+	sum->vs_records += st->vs_records;
+	sum->vs_gathered += st->vs_gathered;
 	sum->vs_broken += st->vs_broken;
 }
 

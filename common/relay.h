@@ -97,20 +97,23 @@ void relay_set_parked_share(struct quota *q, uint64_t bytes, uint32_t bufsize);
 /* A verified stream (common/vstream.h) on one of the flow's sockets: the
  * half that sends into it frames what it received as records; the half
  * that receives from it reads a record's header (4 bytes, into rx_hdr),
- * then its data and tag: into a ring buffer when they come in one receive
- * (the usual case), else gathered in rx_buf on the heap, so no shared
- * buffer waits on a slow peer. The data is passed on only once its CRC
- * matches. Allocated only for flows that negotiated it. */
+ * then its data and tag, and the next record's header behind them when it
+ * is there (one receive per record instead of two: records are at most a
+ * buffer less 8 bytes, so the three fit): into a ring buffer when they
+ * come in one receive (the usual case), else gathered in rx_buf on the
+ * heap, so no shared buffer waits on a slow peer. The data is passed on
+ * only once its CRC matches. Allocated only for flows that negotiated it. */
 struct relay_vs {
 	uint8_t side;                /* fd index that speaks records */
 	uint8_t rx_hdr[4];           /* the header being read */
+	uint8_t rx_hdr_got;          /* of it, bytes already here (came behind a record) */
 	uint8_t tx_hdr[4], tx_tag[4];
 	uint32_t rx_len;             /* data bytes of the record being read; 0: a header */
 	uint32_t rx_got;             /* bytes of data + tag gathered in rx_buf */
 	uint8_t *rx_buf;             /* a record that came in pieces (rx_len + 4) */
 	uint32_t rx_crc, tx_crc;     /* each direction's chained CRC so far */
 	uint32_t peer_max;           /* largest record data the peer takes */
-	uint32_t own_max;            /* largest record data we take (buffer - tag) */
+	uint32_t own_max;            /* largest record data we take (buffer - tag - header) */
 	struct msghdr tx_msg;        /* the record being sent, from the half's off */
 	struct iovec tx_iov[3];
 };
@@ -150,6 +153,8 @@ struct relay_stats {
 	uint64_t verified;           /* flows that ran as a verified stream */
 	uint64_t vs_damaged;         /* records whose CRC did not match: reset */
 	uint64_t vs_broken;          /* malformed or truncated records: reset */
+	uint64_t vs_records;         /* records received whole or gathered */
+	uint64_t vs_gathered;        /* of those, came in pieces: gathered on the heap */
 };
 
 struct relay_worker;
@@ -227,10 +232,11 @@ void relay_start(struct relay_worker *w, struct relay *r);
  * records of up to peer_max data bytes. -ENOMEM if its state cannot be had
  * (the flow stays plain; the caller resets it: the peer expects records). */
 int relay_verify(struct relay_worker *w, struct relay *r, int side, uint32_t peer_max);
-/* The largest record data a worker takes: what to offer in the TLV. */
+/* The largest record data a worker takes: what to offer in the TLV. Its
+ * data, tag and the next record's header fit one buffer. */
 static inline uint32_t relay_vs_max(const struct relay_worker *w)
 {
-	return w->bufs.size - 4;
+	return w->bufs.size - 8;
 }
 /* The one teardown path. reset: close with RST (SO_LINGER 0). */
 void relay_close(struct relay_worker *w, struct relay *r, enum relay_end end,

@@ -101,7 +101,8 @@ static const struct opt_spec agent_opts[] = {
 		  "carries data before the concentrator has finished adding it (see "
 		  "docs/kernel-defects.md), and kernel endpoints cannot prevent that. agent sets "
 		  "net.mptcp.path_manager=userspace in its network namespace (every MPTCP "
-		  "connection made there after start: others get one subflow) and puts back "
+		  "connection made there after start: those from the lines' addresses to a "
+		  "concentrator's address, at any port, get the joins; others one subflow) and puts back "
 		  "what was there when it stops (pm_type=1 on kernels before 6.15); on a kernel "
 		  "without a userspace path manager (before 5.19), kernel is "
 		  "used. All three talk to the kernel over generic netlink." },

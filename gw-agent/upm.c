@@ -179,14 +179,17 @@ void upm_set_concentrators(struct upm *u, const struct sockaddr_storage *conc, u
 		uint16_t port;
 
 		if (addr_to_in6((const struct sockaddr *)&conc[i], &u->conc[u->nconc], &port) == 0)
-			u->conc_port[u->nconc++] = port;
+			u->nconc++;
 	}
 }
 
-static bool is_concentrator(const struct upm *u, const struct in6_addr *a, uint16_t port)
+/* To a concentrator's address, at any port: the router's MPTCP connections
+ * to that host (another service there, a second instance) are spread over
+ * the lines like the flows, with the same care for the kernel's defect. */
+static bool is_concentrator(const struct upm *u, const struct in6_addr *a)
 {
 	for (unsigned i = 0; i < u->nconc; i++)
-		if (u->conc_port[i] == port && !memcmp(&u->conc[i], a, 16))
+		if (!memcmp(&u->conc[i], a, 16))
 			return true;
 	return false;
 }
@@ -500,7 +503,7 @@ void upm_event(struct upm *u, struct paths *ps, const struct pm_event *e, uint64
 		 * Anyone else's MPTCP connection on the router keeps its one
 		 * subflow. */
 		pi = path_of_addr(ps, fi, &e->saddr, false);
-		if (pi < 0 || !is_concentrator(u, &e->daddr, e->dport))
+		if (pi < 0 || !is_concentrator(u, &e->daddr))
 			return;
 		c = conn_add(u, e->token);
 		if (!c) {

@@ -101,10 +101,10 @@ struct upm {
 	char saved_pm[32];               /* the sysctl's value before us */
 	uint8_t sysctl;                  /* 0: path_manager, 1: pm_type (before 6.15) */
 	bool fullmesh;                   /* --cluster: joins to the announced address */
-	/* Only connections to these are managed (anyone on the router can
-	 * make MPTCP connections from a path's address). */
+	/* Only connections to these addresses (any port) are managed
+	 * (anyone on the router can make MPTCP connections from a path's
+	 * address; its connections elsewhere keep one subflow). */
 	struct in6_addr conc[UPM_MAX_CONC];
-	uint16_t conc_port[UPM_MAX_CONC];
 	unsigned nconc;
 	struct upm_stats st;
 	struct log_ratelimit rl;

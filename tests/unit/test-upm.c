@@ -133,19 +133,27 @@ static uint32_t clustered_token_fn(unsigned i)
 
 static void test_not_ours(void)
 {
-	/* Server side, from an address that is no path's, or to something
+	/* Server side, from an address that is no path's, or to a host
 	 * other than a concentrator: not managed. */
 	struct pm_event other = { .type = MPTCP_EVENT_ESTABLISHED, .token = 80, .has_addrs = true,
-				  .sport = 40000, .dport = 443 };
+				  .sport = 40000, .dport = 5124 };
 
 	ev(MPTCP_EVENT_ESTABLISHED, 77, "198.51.100.2", true);
 	ev(MPTCP_EVENT_ESTABLISHED, 78, "10.9.9.9", false);
 	other.saddr = v4("198.51.100.2");
-	other.daddr = v4("192.0.2.1");
+	other.daddr = v4("203.0.113.9");
 	upm_event(&u, &ps, &other, 1000);
 	CHECK(!upm_conn_find(&u, 77));
 	CHECK(!upm_conn_find(&u, 78));
 	CHECK(!upm_conn_find(&u, 80));
+	CHECK_INT(u.used, 0);
+	/* Another port of the concentrator's host: managed, joins to it. */
+	other.daddr = v4("192.0.2.1");
+	other.dport = 443;
+	upm_event(&u, &ps, &other, 1000);
+	CHECK(upm_conn_find(&u, 80) && upm_conn_find(&u, 80)->rport == 443);
+	other.type = MPTCP_EVENT_CLOSED;
+	upm_event(&u, &ps, &other, 1000);
 	CHECK_INT(u.used, 0);
 	/* From path 2's address: its initial path is 1. */
 	ev(MPTCP_EVENT_ESTABLISHED, 79, "198.51.100.66", false);

@@ -57,6 +57,20 @@ static void rig_close(struct rig *g)
 	relay_worker_free(&g->w);
 }
 
+/* Writes of this many bytes at most: 8192, or with pump_random set, any
+ * size from 1 to pump_random (a quarter of them under 8 bytes), so records
+ * and headers arrive split everywhere. */
+static size_t pump_random;
+
+static size_t chunk(void)
+{
+	if (!pump_random)
+		return 8192;
+	if (rand() % 4 == 0)
+		return 1 + (size_t)rand() % 7;
+	return 1 + (size_t)rand() % pump_random;
+}
+
 /* Push out into fd and collect from in until in reaches EOF or ~3 s pass;
  * eof_after: shut our write side once all of out is written. */
 static size_t pump(struct rig *g, int out, const uint8_t *src, size_t n,
@@ -65,11 +79,13 @@ static size_t pump(struct rig *g, int out, const uint8_t *src, size_t n,
 	size_t sent = 0, got = 0;
 	int done = 0;
 
-	for (int i = 0; i < 3000 && !done; i++) {
+	for (int i = 0; i < 30000 && !done; i++) {
 		ssize_t k;
 
 		if (sent < n) {
-			k = write(out, src + sent, n - sent > 8192 ? 8192 : n - sent);
+			size_t c = chunk();
+
+			k = write(out, src + sent, n - sent > c ? c : n - sent);
 			if (k > 0)
 				sent += (size_t)k;
 			if (sent == n && eof_after)
@@ -161,6 +177,36 @@ static void test_deframing(void)
 	CHECK_INT(g.w.stats.bytes[1], sizeof(data));
 	CHECK_INT(g.w.stats.vs_damaged + g.w.stats.vs_broken, 0);
 	rig_close(&g);
+}
+
+/* Records arriving in pieces of every size (headers split too, a
+ * record's tag and the next header in one piece or several): the same
+ * bytes come out, every record counted once, whole or gathered. */
+static void test_deframing_splits(void)
+{
+	for (int round = 0; round < 4; round++) {
+		struct rig g;
+		size_t n, got, records = 0, o = 0;
+		uint32_t max;
+
+		rig_open(&g, 65536);
+		max = round % 2 ? relay_vs_max(&g.w) : 600;
+		n = make_records(data, sizeof(data), max, wire);
+		while (o < n) {
+			o += (size_t)vstream_hdr_len(wire + o, 1 << 24) + 8;
+			records++;
+		}
+		srand(100 + (unsigned)round);
+		pump_random = round < 2 ? 40 : 3 * 16384;
+		got = pump(&g, g.vpeer, wire, n, g.plain, back, sizeof(back), 1);
+		pump_random = 0;
+		CHECK_INT(got, sizeof(data));
+		CHECK(!memcmp(back, data, sizeof(data)));
+		CHECK_INT(g.w.stats.vs_records, records);
+		CHECK_INT(g.w.stats.vs_damaged + g.w.stats.vs_broken, 0);
+		CHECK_INT(g.w.stats.closed[RELAY_END_RESET], 0);
+		rig_close(&g);
+	}
 }
 
 /* A wrong stream: what comes out is exactly the records before the bad
@@ -269,6 +315,7 @@ int main(void)
 	fill();
 	RUN(test_framing);
 	RUN(test_deframing);
+	RUN(test_deframing_splits);
 	RUN(test_wrong_streams);
 	RUN(test_slow_record);
 	return check_finish();
