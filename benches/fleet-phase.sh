@@ -74,12 +74,14 @@ ip -n "$(ns srv)" mptcp limits set subflows 8 add_addr_accepted 0
 # concentrator's address (forwarded here, NAT to srv), so that the agent's
 # path manager, which manages MPTCP connections to that address, gives
 # them the joins it gives every system's (HAProxy's and ss-tunnel's go to
-# that address too).
+# that address too). Ports no proxy listens on there: the sink's 9100 is
+# HAProxy's, so the reference's is 19100.
 X conc nft -f - <<'NFT'
 table ip kref {
 	chain pre {
 		type nat hook prerouting priority dstnat;
-		ip daddr 192.0.2.1 tcp dport { 81, 9010, 9100, 6201-6456 } dnat to 203.0.113.2
+		ip daddr 192.0.2.1 tcp dport { 81, 9010, 6201-6456 } dnat to 203.0.113.2
+		ip daddr 192.0.2.1 tcp dport 19100 dnat to 203.0.113.2:9100
 	}
 }
 NFT
@@ -91,7 +93,15 @@ for g in $(seq 1 "$G"); do
 	addr "g$g" lan 192.168.77.1/24; addr "l$g" eth0 192.168.77.2/24
 	ip -n "$(ns "l$g")" route add default via 192.168.77.1
 	X "g$g" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.tcp_fastopen=1 net.ipv4.ip_local_port_range="1024 65535"
-	X "l$g" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
+	# wrk closes a connection once it has the response, often before the
+	# server's FIN has come through a proxy: its side keeps the TIME_WAIT,
+	# and at thousands of requests a second every local port is in one
+	# within seconds (connects then spend the CPU searching for a port:
+	# a rate run collapsed for every system). Reusing them, as a client
+	# machine would be set up for this, keeps the load generator out of
+	# the figures.
+	X "l$g" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
+	X "g$g" sysctl -qw net.ipv4.tcp_tw_reuse=1
 	[ -n "${GW_SYSCTL:-}" ] && X "g$g" sysctl -qw $GW_SYSCTL
 	p=0
 	for prof in $PROFILES; do
@@ -243,7 +253,7 @@ client() {
 	local s=$1 g=$2 k=$3
 	case $s in
 	kernel) case $k in iperf) echo "g$g mptcpize 192.0.2.1 $((6200 + g))" ;; http) echo "g$g mptcpize 192.0.2.1 81" ;;
-		echo) echo "g$g - 192.0.2.1 9010" ;; sink) echo "g$g - 192.0.2.1 9100" ;; esac ;;
+		echo) echo "g$g - 192.0.2.1 9010" ;; sink) echo "g$g - 192.0.2.1 19100" ;; esac ;;
 	ours) case $k in iperf) echo "l$g - 203.0.113.2 $((5200 + g))" ;; http) echo "l$g - 203.0.113.2 80" ;;
 		echo) echo "l$g - 203.0.113.2 9000" ;; sink) echo "l$g - 203.0.113.2 9100" ;; esac ;;
 	routed) case $k in iperf) echo "l$g - 203.0.113.3 $((5200 + g))" ;; http) echo "l$g - 203.0.113.3 80" ;;
