@@ -5,7 +5,10 @@
 #   sudo deploy/setup.sh --bench          # haproxy, shadowsocks-libev
 #   sudo benches/compare.sh [RUNS] [SECONDS]        defaults: 3 runs of 4 s
 #   RATE=1gbit (default; each path, both ways), IDLE_FLOWS=2000,
-#   AGENT_ARGS / CONC_ARGS: extra options for our daemons (tuning runs)
+#   AGENT_ARGS / CONC_ARGS: extra options for our daemons (tuning runs),
+#   PERF=1: perf record -a during each measurement, the last run's kept
+#   (build/bench/perf-SETUP-FLOWS.data) and read by benches/perf-kinds.py
+#   for each proxy's processes at the end
 #
 # Testbed: lib.sh two_path_topology, the demo's: a LAN client behind a
 # gateway with two tbf-shaped paths to the concentrator host, then a server
@@ -128,7 +131,14 @@ measure() {
 	while [ "$1" != "--" ]; do pids+=("$1"); shift; done
 	shift
 	for p in "${pids[@]}"; do t0=$((t0 + $(cpu_ticks "$p"))); done
+	# PERF=1: every CPU sampled while it runs (benches/perf-kinds.py)
+	local perf=
+	if [ -n "${PERF:-}" ]; then
+		perf record -q -a -e cpu-clock -F 999 -o "$OUT/perf-$name-$flows.data" > /dev/null 2>&1 &
+		perf=$!
+	fi
 	out=$("$@")
+	[ -n "$perf" ] && { kill -INT "$perf"; wait "$perf"; }
 	for p in "${pids[@]}"; do t1=$((t1 + $(cpu_ticks "$p"))); done
 	echo "{\"setup\": \"$name\", \"cpu_s\": $(awk -v a=$t0 -v b=$t1 -v hz="$HZ" 'BEGIN {print (b - a) / hz}'), \"load\": $out}"
 }
@@ -229,6 +239,16 @@ for s in setups[1:]:
 res["memory"] = mem
 json.dump(res, open(sys.argv[3], "w"), indent=1)
 PY
+if [ -n "${PERF:-}" ]; then
+	for flows in 1 8; do
+		echo "== where the CPU went, $flows flow(s), last run (every CPU's samples)"
+		"$PY" benches/perf-kinds.py "$OUT/perf-ours-$flows.data" gw-agent mptcp-concentrator
+		"$PY" benches/perf-kinds.py "$OUT/perf-haproxy-$flows.data" \
+			"haproxy-gateway=$(ls /proc/$HG/task | paste -sd,)" \
+			"haproxy-concentrator=$(ls /proc/$HC/task | paste -sd,)"
+		"$PY" benches/perf-kinds.py "$OUT/perf-shadowsocks-$flows.data" ss-tunnel ss-server
+	done
+fi
 kill -TERM "$APID" "$HG" "$HC" "$SG" "$SC" 2>/dev/null
 wait "$APID" 2>/dev/null
 stop_concentrator "$CPID" compare

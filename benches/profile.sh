@@ -107,38 +107,7 @@ PY
 	perf record -q -a ${CALLGRAPH:+-g} -e cpu-clock -F 1999 -o "$OUT/perf-$flows.data" -- \
 		ip netns exec "$(ns lan)" "$LOADGEN" send --flows "$flows" --seconds "$SECS" \
 		--to 203.0.113.2:9000 --tcp > /dev/null 2>&1
-	perf report -i "$OUT/perf-$flows.data" --no-children --sort comm,sym -F overhead,comm,sym \
-		--stdio 2> /dev/null > "$WORKDIR/report.$flows"
-	"$PY" - "$WORKDIR/report.$flows" <<'PY' | tee -a "$REPORT"
-import re, sys
-kinds = [("copy", r"copy_(to|from)_(user|iter)|_copy_|rep_mov|memcpy|copy_page|skb_copy|csum_partial_copy"),
-         ("crc", r"crc32|crc_|^hw_three|^hw_serial"),
-         ("io_uring", r"^io_|^__io_|io_uring|^io_\w+"),
-         ("mptcp", r"mptcp"),
-         ("tcp/ip", r"tcp|^ip_|^ip6_|inet|^sk_|^__sk|^skb_|sock|^__skb|^kfree_skb|netfilter|nf_|^__inet"),
-         ("device/qdisc", r"veth|tbf|qdisc|netif|napi|^dev_|^__dev|net_rx|^__netif|htb|xmit"),
-         ("memory", r"alloc|free|slab|page|kmem|memcg|mem_cgroup|folio"),
-         ("sched/irq/syscall", r"schedule|switch|irq|syscall|entry|futex|wake|softirq|rcu|tick|hrtimer|finish_task|__x64")]
-rows = {}
-for line in open(sys.argv[1]):
-    m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[[k.]\]\s+(\S+)", line)
-    if not m:
-        continue
-    pct, comm, sym = float(m.group(1)), m.group(2), m.group(3)
-    # (a thread's name is cut at 15 characters: mptcp-concentra)
-    for who in ("gw-agent", "mptcp-concentrator"):
-        if comm == who[:15]:
-            rows.setdefault(who, []).append((pct, sym))
-for who, syms in rows.items():
-    tot = sum(p for p, _ in syms)
-    by = {}
-    for p, s in syms:
-        k = next((k for k, rx in kinds if re.search(rx, s)), "other")
-        by[k] = by.get(k, 0) + p
-    print(f"{who}: {tot:.1f}% of all samples; by kind (share of its own): " +
-          ", ".join(f"{k} {100 * v / tot:.0f}%" for k, v in sorted(by.items(), key=lambda x: -x[1])))
-    print("  top: " + ", ".join(f"{s} {100 * p / tot:.1f}%" for p, s in sorted(syms, reverse=True)[:12]))
-PY
+	"$PY" benches/perf-kinds.py "$OUT/perf-$flows.data" gw-agent mptcp-concentrator | tee -a "$REPORT"
 done
 kill -TERM "$APID"; wait "$ASH" 2>/dev/null
 stop_concentrator "$CPID" conc

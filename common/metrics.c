@@ -210,7 +210,7 @@ void metrics_parked(struct mbuf *b, const char *prefix, uint64_t parked, uint64_
 }
 
 void metrics_verified(struct mbuf *b, const char *prefix, uint64_t flows, uint64_t damaged,
-		      uint64_t broken, uint64_t records, uint64_t gathered)
+		      uint64_t broken, uint64_t whole, uint64_t gathered)
 {
 	char name[96];
 
@@ -219,7 +219,7 @@ void metrics_verified(struct mbuf *b, const char *prefix, uint64_t flows, uint64
 		     "Verified-stream records received and passed on, by how they came: whole (in "
 		     "one receive, checked in the shared buffer) or gathered (in pieces, copied "
 		     "to the heap first: more CPU per byte).");
-	metrics_u64(b, name, "how=\"whole\"", records - gathered);
+	metrics_u64(b, name, "how=\"whole\"", whole);
 	metrics_u64(b, name, "how=\"gathered\"", gathered);
 	snprintf(name, sizeof(name), "%s_verified_flows_total", prefix);
 	metrics_one(b, name, "counter",

@@ -103,7 +103,7 @@ void metrics_parked(struct mbuf *b, const char *prefix, uint64_t parked, uint64_
 /* Verified streams: flows, records received (and how many came in pieces),
  * and resets for damaged or broken records. */
 void metrics_verified(struct mbuf *b, const char *prefix, uint64_t flows, uint64_t damaged,
-		      uint64_t broken, uint64_t records, uint64_t gathered);
+		      uint64_t broken, uint64_t whole, uint64_t gathered);
 
 typedef void (*metrics_render_fn)(void *ctx, struct mbuf *b);
 

@@ -633,7 +633,6 @@ static void vs_on_recv(struct relay_worker *w, struct relay *r, const struct io_
 		}
 		if (!vs_check(w, r, vs->rx_buf))
 			return;
-		w->stats.vs_records++;
 		w->stats.vs_gathered++;
 		/* Sent from the heap, as a parked send is (half_release frees
 		 * it); only the data counts as held now. */
@@ -680,10 +679,16 @@ static void vs_on_recv(struct relay_worker *w, struct relay *r, const struct io_
 			return;
 		}
 		/* What came behind the tag is the next record's header (or
-		 * its start), checked when it is whole. */
+		 * its start), checked when it is whole. (No more than a
+		 * header was asked for: arm_recv.) */
+		if ((uint32_t)res - vs->rx_len - VSTREAM_TAG > VSTREAM_HDR) {
+			buf_put(w, h->bid);
+			vs_fail(w, r, false, "more than a record and a header in one receive");
+			return;
+		}
 		vs->rx_hdr_got = (uint8_t)((uint32_t)res - vs->rx_len - VSTREAM_TAG);
 		memcpy(vs->rx_hdr, p + vs->rx_len + VSTREAM_TAG, vs->rx_hdr_got);
-		w->stats.vs_records++;
+		w->stats.vs_whole++;
 		h->off = 0;
 		h->len = vs->rx_len;
 		vs->rx_len = 0;
@@ -1012,7 +1017,7 @@ void relay_stats_add(struct relay_stats *sum, const struct relay_stats *st)
 	sum->active += st->active;
 	sum->verified += st->verified;
 	sum->vs_damaged += st->vs_damaged;
-	sum->vs_records += st->vs_records;
+	sum->vs_whole += st->vs_whole;
 	sum->vs_gathered += st->vs_gathered;
 	sum->vs_broken += st->vs_broken;
 }

@@ -153,8 +153,8 @@ struct relay_stats {
 	uint64_t verified;           /* flows that ran as a verified stream */
 	uint64_t vs_damaged;         /* records whose CRC did not match: reset */
 	uint64_t vs_broken;          /* malformed or truncated records: reset */
-	uint64_t vs_records;         /* records received whole or gathered */
-	uint64_t vs_gathered;        /* of those, came in pieces: gathered on the heap */
+	uint64_t vs_whole;           /* records received in one receive */
+	uint64_t vs_gathered;        /* records that came in pieces: gathered on the heap */
 };
 
 struct relay_worker;

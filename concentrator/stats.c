@@ -204,7 +204,7 @@ void conc_render_metrics(void *ctx, struct mbuf *b)
 	metrics_u64(b, "mptcp_concentrator_bytes_total", "direction=\"down\"", s.bytes[1]);
 	metrics_parked(b, "mptcp_concentrator", s.parked, s.parked_bytes, s.parked_refused);
 	metrics_verified(b, "mptcp_concentrator", s.verified, s.vs_damaged, s.vs_broken,
-			 s.vs_records, s.vs_gathered);
+			 s.vs_whole, s.vs_gathered);
 	metrics_head(b, "mptcp_concentrator_upstream_connect_seconds", "histogram",
 		     "Time to connect to the destination, for connects that succeeded.");
 	metrics_hist_write(b, "mptcp_concentrator_upstream_connect_seconds", "",

@@ -399,7 +399,7 @@ void agent_render_metrics(void *ctx, struct mbuf *b)
 	metrics_u64(b, "gw_agent_bytes_total", "direction=\"up\"", up);
 	metrics_u64(b, "gw_agent_bytes_total", "direction=\"down\"", down);
 	metrics_parked(b, "gw_agent", st.parked, st.parked_bytes, st.parked_refused);
-	metrics_verified(b, "gw_agent", st.verified, st.vs_damaged, st.vs_broken, st.vs_records,
+	metrics_verified(b, "gw_agent", st.verified, st.vs_damaged, st.vs_broken, st.vs_whole,
 			 st.vs_gathered);
 	metrics_head(b, "gw_agent_config_reloads_total", "counter", "SIGHUP reloads, by result.");
 	metrics_u64(b, "gw_agent_config_reloads_total", "result=\"ok\"", a->reloads_ok);

@@ -179,7 +179,7 @@ void upm_set_concentrators(struct upm *u, const struct sockaddr_storage *conc, u
 		uint16_t port;
 
 		if (addr_to_in6((const struct sockaddr *)&conc[i], &u->conc[u->nconc], &port) == 0)
-			u->nconc++;
+			u->conc_port[u->nconc++] = port;
 	}
 }
 
@@ -190,6 +190,15 @@ static bool is_concentrator(const struct upm *u, const struct in6_addr *a)
 {
 	for (unsigned i = 0; i < u->nconc; i++)
 		if (!memcmp(&u->conc[i], a, 16))
+			return true;
+	return false;
+}
+
+/* The concentrator's service itself (its address and port). */
+static bool is_service(const struct upm *u, const struct in6_addr *a, uint16_t port)
+{
+	for (unsigned i = 0; i < u->nconc; i++)
+		if (u->conc_port[i] == port && !memcmp(&u->conc[i], a, 16))
 			return true;
 	return false;
 }
@@ -415,6 +424,8 @@ static void join_open(struct upm *u, struct paths *ps, struct upm_conn *c, unsig
 		return;
 	if (c->cls >= 0 && u->allow && !u->allow(u->allow_ctx, ps, c->cls, pi, c->fam))
 		return;  /* its class keeps it off this line */
+	if (p->neighbour && !c->service)
+		return;  /* a lender forwards only the concentrator's port */
 	r = pm_subflow_create(&u->cmd, c->token, &f->ep_addr, id, p->neighbour ? 0 : p->ifindex,
 			      PM_FLAG_SUBFLOW | PM_FLAG_BACKUP, &c->rem, c->rport);
 	if (r < 0) {
@@ -520,6 +531,7 @@ void upm_event(struct upm *u, struct paths *ps, const struct pm_event *e, uint64
 		c->remote_set = !u->fullmesh;
 		c->rem = c->rem0 = e->daddr;
 		c->rport = c->rport0 = e->dport;
+		c->service = is_service(u, &e->daddr, e->dport);
 		c->init_sport = e->sport;
 		c->cls = (int8_t)class_taken(u, &e->saddr, e->sport);
 		if (ps->p[pi].f[fi].ep_id && (ps->p[pi].f[fi].ep_flags & PM_FLAG_BACKUP))
@@ -534,7 +546,10 @@ void upm_event(struct upm *u, struct paths *ps, const struct pm_event *e, uint64
 		joins_open_all(u, ps, c);
 		return;
 	case MPTCP_EVENT_ANNOUNCED:
-		if (!c || c->remote_set || !u->fullmesh)
+		/* Only the concentrator service says where its box is: a
+		 * connection to another port of the shared address could be
+		 * anything's, and would steer the joins anywhere. */
+		if (!c || c->remote_set || !u->fullmesh || !c->service)
 			return;
 		if ((IN6_IS_ADDR_V4MAPPED(&e->daddr) ? 0 : 1) != c->fam || !unicast(&e->daddr))
 			return;  /* a box announces an address of its own */

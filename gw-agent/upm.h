@@ -51,6 +51,11 @@ struct upm_conn {
 	int8_t cls;                      /* its traffic class (pin, no-metered), -1 none */
 	bool init_gated;                 /* its first subflow made backup by its class */
 	bool young;                      /* its joins wait for --join-after */
+	bool service;                    /* to a concentrator's own port (not another
+					  * service of that host): only these follow
+					  * an ANNOUNCE (cluster) and use a
+					  * neighbour's line (lenders forward only
+					  * that port) */
 };
 
 struct paths;
@@ -105,6 +110,7 @@ struct upm {
 	 * (anyone on the router can make MPTCP connections from a path's
 	 * address; its connections elsewhere keep one subflow). */
 	struct in6_addr conc[UPM_MAX_CONC];
+	uint16_t conc_port[UPM_MAX_CONC];
 	unsigned nconc;
 	struct upm_stats st;
 	struct log_ratelimit rl;

@@ -46,12 +46,15 @@ ip netns exec "$(ns conc)" env NOTIFY_SOCKET="$WORKDIR/conc.sock" WATCHDOG_USEC=
 	> "$WORKDIR/conc.log" 2>&1 &
 CONC_PID=$!
 
+# join_after 0: each of the 3 short flows below gets its join (counted in
+# both daemons' metrics) however fast it ends; paths.sh checks the wait.
 write_agent_config() {  # write_agent_config PATHS-JSON
 	cat > "$WORKDIR/agent.json" <<EOF
 {
   "concentrators": ["192.0.2.1:5124"],
   "lan": ["gw-lan"],
   "paths": $1,
+  "join_after": 0,
   "workers": 1,
   "control": "$WORKDIR/control.sock",
   "metrics_listen": "9125"

@@ -147,13 +147,31 @@ static void test_not_ours(void)
 	CHECK(!upm_conn_find(&u, 78));
 	CHECK(!upm_conn_find(&u, 80));
 	CHECK_INT(u.used, 0);
-	/* Another port of the concentrator's host: managed, joins to it. */
+	/* Another port of the concentrator's host: managed, joins to it;
+	 * but in a cluster only the service's own connections follow an
+	 * ANNOUNCE (another port's could be anything's, steering the joins
+	 * anywhere). */
+	u.fullmesh = true;
 	other.daddr = v4("192.0.2.1");
 	other.dport = 443;
 	upm_event(&u, &ps, &other, 1000);
 	CHECK(upm_conn_find(&u, 80) && upm_conn_find(&u, 80)->rport == 443);
+	ev(MPTCP_EVENT_ESTABLISHED, 81, "198.51.100.2", false);   /* to 192.0.2.1:5124 */
+	{
+		struct pm_event an = { .type = MPTCP_EVENT_ANNOUNCED, .token = 80, .has_addrs = true,
+				       .dport = 5124 };
+
+		an.daddr = v4("203.0.113.77");
+		upm_event(&u, &ps, &an, 1000);
+		an.token = 81;
+		upm_event(&u, &ps, &an, 1000);
+	}
+	CHECK(upm_conn_find(&u, 80) && !upm_conn_find(&u, 80)->remote_set);
+	CHECK(upm_conn_find(&u, 81) && upm_conn_find(&u, 81)->remote_set);
+	u.fullmesh = false;
 	other.type = MPTCP_EVENT_CLOSED;
 	upm_event(&u, &ps, &other, 1000);
+	ev(MPTCP_EVENT_CLOSED, 81, "198.51.100.2", false);
 	CHECK_INT(u.used, 0);
 	/* From path 2's address: its initial path is 1. */
 	ev(MPTCP_EVENT_ESTABLISHED, 79, "198.51.100.66", false);

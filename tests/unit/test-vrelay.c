@@ -202,7 +202,7 @@ static void test_deframing_splits(void)
 		pump_random = 0;
 		CHECK_INT(got, sizeof(data));
 		CHECK(!memcmp(back, data, sizeof(data)));
-		CHECK_INT(g.w.stats.vs_records, records);
+		CHECK_INT(g.w.stats.vs_whole + g.w.stats.vs_gathered, records);
 		CHECK_INT(g.w.stats.vs_damaged + g.w.stats.vs_broken, 0);
 		CHECK_INT(g.w.stats.closed[RELAY_END_RESET], 0);
 		rig_close(&g);
@@ -255,6 +255,8 @@ static void test_wrong_streams(void)
 	wrong("a record longer than we take", 9 + 16 + 1, 0x80, 0, 0);
 	wrong("the stream ends inside a record", 9 + 16 + 30, 0, 1, 0);
 	wrong("the stream ends inside a header", 9 + 16 + 2, 0, 1, 0);
+	wrong("the stream ends after a header's first byte", 9 + 16 + 1, 0, 1, 0);
+	wrong("the stream ends before a header's last byte", 9 + 16 + 3, 0, 1, 0);
 	/* A run of later bytes put in place of earlier ones, lengths intact:
 	 * the kernel defect's signature. */
 	{
@@ -268,6 +270,31 @@ static void test_wrong_streams(void)
 		CHECK(got < 20000);
 		CHECK(!memcmp(back, data, got));
 		CHECK_INT(g.w.stats.vs_damaged + g.w.stats.vs_broken, 1);
+		rig_close(&g);
+	}
+}
+
+/* Records of 1 to 4 bytes more than we offered (what a peer told
+ * the old size, a buffer less 4, would send; or a hostile one): refused,
+ * whether or not the buffer could hold them, nothing of them passed on. */
+static void test_too_large(void)
+{
+	for (uint32_t extra = 1; extra <= 4; extra++) {
+		struct rig g;
+		size_t n, got;
+		uint32_t len;
+
+		rig_open(&g, 65536);
+		len = relay_vs_max(&g.w) + extra;
+		n = make_records(data, 100, 100, wire);      /* a good one first */
+		vstream_put_hdr(wire + n, len);
+		memcpy(wire + n + 4, data + 100, len);
+		vstream_put_tag(wire + n + 4 + len, vstream_crc(vstream_crc(0, data, 100), data + 100, len));
+		n += len + 8;
+		got = pump(&g, g.vpeer, wire, n, g.plain, back, sizeof(back), 1);
+		CHECK_INT(got, 100);
+		CHECK_INT(g.w.stats.vs_broken, 1);
+		CHECK_INT(g.w.stats.closed[RELAY_END_RESET], 1);
 		rig_close(&g);
 	}
 }
@@ -317,6 +344,7 @@ int main(void)
 	RUN(test_deframing);
 	RUN(test_deframing_splits);
 	RUN(test_wrong_streams);
+	RUN(test_too_large);
 	RUN(test_slow_record);
 	return check_finish();
 }
