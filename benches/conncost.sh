@@ -71,16 +71,6 @@ start_concentrator conc conc --allow-client 198.51.100.0/24 --max-flows-per-clie
 CPID=$CONC_PID
 wait_listen srv 80 && wait_listen conc 5124 || exit 1
 APID= ASH=
-agent() {  # agent ARGS...: (re)start the agent; its paths up
-	if [ -n "$APID" ]; then kill -TERM "$APID"; wait "$ASH"; fi
-	X gw "$AGENT" --concentrator 192.0.2.1:5124 --lan gw-lan --path gw-p1 --path gw-p2 \
-		--workers 2 --max-flows-per-host 0 --bypass 203.0.113.3/32 \
-		--control "$WORKDIR/ctl.sock" "$@" > "$WORKDIR/agent.log" 2>&1 &
-	ASH=$!
-	wait_for 10 grep -q "intercepting TCP" "$WORKDIR/agent.log" &&
-		agent_paths_up "$WORKDIR/ctl.sock" > /dev/null || { tail "$WORKDIR/agent.log"; exit 1; }
-	APID=$(leaf "$ASH")
-}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 joins() { ip netns exec "$(ns conc)" nstat -az MPTcpExtMPJoinSynRx | awk '$1 == "MPTcpExtMPJoinSynRx" {print $2}'; }
@@ -115,7 +105,7 @@ IFS=';' read -r -a SETS <<< "$SETTINGS"
 for run in $(seq 1 "$RUNS"); do
 	for set in "${SETS[@]}"; do
 		# shellcheck disable=SC2086 # the setting's arguments, split
-		agent ${set#*=}
+		bench_agent --bypass 203.0.113.3/32 ${set#*=}
 		measure "${set%%=*}" 203.0.113.2
 	done
 	measure routed 203.0.113.3

@@ -41,13 +41,8 @@ start_concentrator conc conc --allow-client 198.51.100.0/24 --max-flows-per-clie
 	--idle-timeout 0 --workers 2 --metrics-listen 127.0.0.1:9190 ${CONC_ARGS:-}
 CPID=$CONC_PID
 wait_listen srv 9000 && wait_listen conc 5124 || exit 1
-X gw "$AGENT" --concentrator 192.0.2.1:5124 --lan gw-lan --path gw-p1 --path gw-p2 \
-	--workers 2 --idle-timeout 0 --max-flows-per-host 0 --control "$WORKDIR/ctl.sock" \
-	--metrics-listen 127.0.0.1:9191 ${AGENT_ARGS:-} > "$WORKDIR/agent.log" 2>&1 &
-ASH=$!
-wait_for 10 grep -q "intercepting TCP" "$WORKDIR/agent.log" &&
-	agent_paths_up "$WORKDIR/ctl.sock" > /dev/null || { tail "$WORKDIR/agent.log"; exit 1; }
-APID=$(leaf "$ASH")
+# shellcheck disable=SC2086 # AGENT_ARGS: options, split
+bench_agent --idle-timeout 0 --metrics-listen 127.0.0.1:9191 ${AGENT_ARGS:-}
 HZ=$(getconf CLK_TCK)
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 softirq() { awk '/^cpu /{print $8}' /proc/stat; }

@@ -41,16 +41,6 @@ start_concentrator conc conc --allow-client 198.51.100.0/24 --max-flows-per-clie
 CPID=$CONC_PID
 wait_listen srv 9000 && wait_listen conc 5124 || exit 1
 APID= ASH=
-agent() {  # agent ARGS...: (re)start the agent; its paths up
-	if [ -n "$APID" ]; then kill -TERM "$APID"; wait "$ASH"; fi
-	X gw "$AGENT" --concentrator 192.0.2.1:5124 --lan gw-lan --path gw-p1 --path gw-p2 \
-		--workers 2 --idle-timeout 0 --max-flows-per-host 0 --control "$WORKDIR/ctl.sock" \
-		"$@" > "$WORKDIR/agent.log" 2>&1 &
-	ASH=$!
-	wait_for 10 grep -q "intercepting TCP" "$WORKDIR/agent.log" &&
-		agent_paths_up "$WORKDIR/ctl.sock" > /dev/null || { tail "$WORKDIR/agent.log"; exit 1; }
-	APID=$(leaf "$ASH")
-}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
 : > "$OUT/verify-cost.jsonl"
@@ -60,7 +50,7 @@ for run in $(seq 1 "$RUNS"); do
 	for set in "${SETS[@]}"; do
 		setting=${set%%=*}
 		# shellcheck disable=SC2086 # the setting's arguments, split
-		agent ${set#*=}
+		bench_agent --idle-timeout 0 ${set#*=}
 		for flows in $FLOWS; do
 			t0=$(( $(cpu_ticks "$APID") + $(cpu_ticks "$CPID") ))
 			out=$(X lan "$LOADGEN" send --flows "$flows" --seconds "$SECS" --to 203.0.113.2:9000 --tcp)

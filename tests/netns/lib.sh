@@ -223,6 +223,20 @@ agent_paths_up() {
 	return 1
 }
 
+# The benches' agent on the two-path testbed (gw-lan, gw-p1, gw-p2, the
+# concentrator at 192.0.2.1:5124): bench_agent ARGS... (re)starts it with
+# its paths up; APID is the agent, ASH the shell that waits for it.
+bench_agent() {
+	if [ -n "${APID:-}" ]; then kill -TERM "$APID"; wait "$ASH"; fi
+	ip netns exec "$(ns gw)" "$AGENT" --concentrator 192.0.2.1:5124 --lan gw-lan \
+		--path gw-p1 --path gw-p2 --workers 2 --max-flows-per-host 0 \
+		--control "$WORKDIR/ctl.sock" "$@" > "$WORKDIR/agent.log" 2>&1 &
+	ASH=$!
+	wait_for 10 grep -q "intercepting TCP" "$WORKDIR/agent.log" &&
+		agent_paths_up "$WORKDIR/ctl.sock" > /dev/null || { tail "$WORKDIR/agent.log"; exit 1; }
+	APID=$(leaf "$ASH")
+}
+
 # rss_kib PID, fds PID: a daemon's resident memory and open descriptors.
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 fds() { ls "/proc/$1/fd" | wc -l; }
